@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: MIT
+# branchfs top-level Makefile.
+#
+# Builds three variants of every object:
+#   build/rel   optimised, for bin/branchd, bin/branchctl and benchmarks
+#   build/asan  AddressSanitizer + UndefinedBehaviorSanitizer, for unit tests
+#   build/tsan  ThreadSanitizer, for the stress tests
+# Layer archives: store/libstore.a, fs/libfs.a (one per variant, under build/).
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKGS    := fuse3 rocksdb libzstd libcrypto
+VERSION := 0.1.0
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror \
+	-Wno-missing-field-initializers -MMD -MP -I. -DBRANCHFS_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -pthread
+ASAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -pthread -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+TSAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -pthread -fsanitize=thread
+LDLIBS      := $(PKG_LIBS) -lpthread -lm
+
+STORE_SRC := $(sort $(wildcard store/*.c))
+FS_SRC    := $(sort $(wildcard fs/*.c))
+BD_SRC    := $(filter-out branchd/branchctl.c,$(sort $(wildcard branchd/*.c)))
+CTL_SRC   := branchd/branchctl.c $(filter branchd/ctlproto.c branchd/json.c,$(BD_SRC))
+FAKE_SRC  := $(sort $(wildcard tests/fakes/*.c))
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+STRESS_SRC := $(sort $(wildcard tests/stress/stress_*.c))
+BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
+
+obj = $(patsubst %.c,build/$(1)/%.o,$(2))
+
+.PHONY: all check check-unit check-stress check-integration crashtest bench install clean deps \
+	check-layers format-check fuzz
+
+all: bin/branchd bin/branchctl
+
+.SECONDEXPANSION:
+
+# ---- objects, one rule per variant ----
+build/rel/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+build/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -c $< -o $@
+
+build/%/libstore.a: $$(call obj,$$*,$(STORE_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+build/%/libfs.a: $$(call obj,$$*,$(FS_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+# ---- programs ----
+bin/branchd: $(call obj,rel,$(BD_SRC)) build/rel/libfs.a build/rel/libstore.a
+	@mkdir -p bin
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+bin/branchctl: $(call obj,rel,$(CTL_SRC))
+	@mkdir -p bin
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- unit tests (ASan+UBSan) ----
+UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
+build/asan/tests/%: build/asan/tests/unit/%.o $(call obj,asan,$(FAKE_SRC)) build/asan/libfs.a build/asan/libstore.a
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+# ---- stress tests (TSan) ----
+STRESS_BINS := $(patsubst tests/stress/%.c,build/tsan/tests/%,$(STRESS_SRC))
+build/tsan/tests/%: build/tsan/tests/stress/%.o $(call obj,tsan,$(FAKE_SRC)) build/tsan/libstore.a
+	$(CC) $(TSAN_CFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+# ---- benchmarks (optimised) ----
+BENCH_BINS := $(patsubst tests/bench/%.c,build/rel/tests/%,$(BENCH_SRC))
+build/rel/tests/%: build/rel/tests/bench/%.o build/rel/libstore.a
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@bash scripts/install-deps.sh
+
+check: deps
+	$(MAKE) all
+	$(MAKE) check-layers
+	$(MAKE) check-unit
+	$(MAKE) check-stress
+	$(MAKE) check-integration
+
+check-unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t; done
+
+check-stress: $(STRESS_BINS)
+	@set -e; for t in $(STRESS_BINS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $$t; done
+
+check-integration: all
+	@bash tests/integration/run.sh
+
+crashtest: all
+	@CRASH_ROUNDS=$${CRASH_ROUNDS:-50} bash tests/integration/crash.sh
+
+bench: $(BENCH_BINS) all
+	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+	@if [ -f tests/bench/pg_bench.sh ]; then bash tests/bench/pg_bench.sh; fi
+
+# store/ and fs/ may not include higher layers; third-party headers stay in
+# their one confinement file.
+check-layers:
+	@bash scripts/check-layers.sh
+
+format-check:
+	@clang-format --dry-run --Werror $(STORE_SRC) $(FS_SRC) $(BD_SRC) store/*.h fs/*.h branchd/*.h
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 bin/branchd bin/branchctl $(DESTDIR)$(PREFIX)/bin/
+	for m in man/*.1; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/ || true; done
+	for m in man/*.7; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man7/ || true; done
+	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/ || true; done
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv.h - the key-value seam under the store (private to store/, and to the
+ * test fakes that wrap it).
+ *
+ * One ordered key-value database with a few column families.  Keys compare
+ * bytewise.  Two implementations exist today: RocksDB (kv_rocksdb_open, in
+ * kv.c) and the fault-injecting wrapper in tests/fakes.
+ *
+ * Contract shared by every method:
+ *  - Methods return 0 or a negative errno (-EIO for backend failures,
+ *    -ENOSPC when the disk is full, -ENOMEM); the backend logs its own
+ *    error text once.  "Not found" is not an error: get() reports it with
+ *    *found = false.
+ *  - All methods are thread-safe, except that one iterator is used by one
+ *    thread at a time.
+ *  - A batch is built by the caller with kv_batch_* (backend-independent)
+ *    and applied atomically by write(): all of it or none of it.
+ *  - write() with sync=false reaches the OS but not the disk; sync()
+ *    makes every write that returned before it durable.
+ *
+ * Nobody calls ops directly outside kv.c: use the kv_* wrappers.
+ */
+#ifndef BRANCHFS_KV_H
+#define BRANCHFS_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+enum kv_cf {
+	KV_CF_META = 0,  /* store meta, branch records, time index */
+	KV_CF_INODE = 1, /* inode versions */
+	KV_CF_DIRENT = 2, /* directory entry versions */
+	KV_CF_BLOCK = 3, /* file block versions */
+	KV_CF_COUNT = 4,
+};
+
+enum kv_op_type {
+	KV_OP_PUT = 1,
+	KV_OP_DELETE = 2,
+	KV_OP_DELETE_RANGE = 3,
+};
+
+struct kv_op {
+	enum kv_op_type type;
+	enum kv_cf cf;
+	size_t klen;
+	size_t vlen; /* value, or end key for DELETE_RANGE */
+	/* key bytes then value bytes follow in the batch buffer */
+	size_t off;
+};
+
+/* A write batch.  Embedded by the caller: kv_batch_init / kv_batch_release. */
+struct kv_batch {
+	struct kv_op *ops;
+	size_t nops;
+	size_t cap_ops;
+	unsigned char *buf;
+	size_t len;
+	size_t cap;
+	int err; /* sticky -ENOMEM from a failed append */
+};
+
+struct kv_iter;
+
+struct kv_ops {
+	/* Point read.  Copies at most bufsz bytes of the value into buf and
+	 * sets *vlen to the full value length and *found.  buf may be NULL
+	 * when bufsz is 0. */
+	int (*get)(struct kv *kv, enum kv_cf cf, const void *key, size_t klen,
+		   void *buf, size_t bufsz, size_t *vlen, bool *found);
+	/* Apply a batch atomically; sync=true also makes it durable. */
+	int (*write)(struct kv *kv, const struct kv_batch *b, bool sync);
+	/* Make every write that returned so far durable. */
+	int (*sync)(struct kv *kv);
+	/* New iterator on cf.  prefix_mode=true allows the backend to use
+	 * prefix bloom filters: only keys sharing the sought key's prefix
+	 * (all but the last 8 bytes) are guaranteed to be found after a
+	 * seek.  prefix_mode=false gives a total-order iterator.  Owned by
+	 * the caller, freed with iter_free. */
+	int (*iter_new)(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+			struct kv_iter **out);
+	void (*iter_free)(struct kv_iter *it);
+	void (*iter_seek)(struct kv_iter *it, const void *key, size_t klen);
+	void (*iter_seek_for_prev)(struct kv_iter *it, const void *key,
+				   size_t klen);
+	void (*iter_next)(struct kv_iter *it);
+	void (*iter_prev)(struct kv_iter *it);
+	bool (*iter_valid)(struct kv_iter *it);
+	/* Borrowed until the iterator moves or is freed. */
+	const void *(*iter_key)(struct kv_iter *it, size_t *klen);
+	const void *(*iter_value)(struct kv_iter *it, size_t *vlen);
+	/* 0, or the error that made the iterator invalid. */
+	int (*iter_status)(struct kv_iter *it);
+	/* Bytes the database occupies on disk (files in its directory). */
+	int (*disk_usage)(struct kv *kv, uint64_t *bytes);
+	/* Compact [begin, end) of cf (NULL for unbounded). */
+	int (*compact)(struct kv *kv, enum kv_cf cf, const void *begin,
+		       size_t blen, const void *end, size_t elen);
+	/* Release everything; pending writes are flushed, not lost. */
+	void (*close)(struct kv *kv);
+};
+
+/* Every backend's handle starts with this. */
+struct kv {
+	const struct kv_ops *ops;
+	struct store_log log;
+};
+
+/* Iterators record their kv so the wrappers can dispatch. */
+struct kv_iter {
+	struct kv *kv;
+};
+
+/* Open RocksDB in path (created if missing when create).  Errors: -EBUSY
+ * locked by another process, -EUCLEAN corrupt, -EIO other failures. */
+int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
+		    const struct store_log *log, struct kv **out);
+
+/* ---- wrappers (assert preconditions, single place for hooks) ---- */
+int kv_get(struct kv *kv, enum kv_cf cf, const void *key, size_t klen,
+	   void *buf, size_t bufsz, size_t *vlen, bool *found);
+int kv_write(struct kv *kv, const struct kv_batch *b, bool sync);
+int kv_sync(struct kv *kv);
+int kv_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+		struct kv_iter **out);
+void kv_iter_free(struct kv_iter *it);
+void kv_iter_seek(struct kv_iter *it, const void *key, size_t klen);
+void kv_iter_seek_for_prev(struct kv_iter *it, const void *key, size_t klen);
+void kv_iter_next(struct kv_iter *it);
+void kv_iter_prev(struct kv_iter *it);
+bool kv_iter_valid(struct kv_iter *it);
+const void *kv_iter_key(struct kv_iter *it, size_t *klen);
+const void *kv_iter_value(struct kv_iter *it, size_t *vlen);
+int kv_iter_status(struct kv_iter *it);
+int kv_disk_usage(struct kv *kv, uint64_t *bytes);
+int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
+	       const void *end, size_t elen);
+void kv_close(struct kv *kv);
+
+/* ---- batches ---- */
+void kv_batch_init(struct kv_batch *b);
+void kv_batch_release(struct kv_batch *b);
+void kv_batch_clear(struct kv_batch *b);
+void kv_batch_put(struct kv_batch *b, enum kv_cf cf, const void *key,
+		  size_t klen, const void *val, size_t vlen);
+void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
+		     size_t klen);
+void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf,
+			   const void *begin, size_t blen, const void *end,
+			   size_t elen);
+/* Accessors for backends. */
+static inline const unsigned char *kv_batch_key(const struct kv_batch *b,
+						const struct kv_op *op)
+{
+	return b->buf + op->off;
+}
+
+static inline const unsigned char *kv_batch_val(const struct kv_batch *b,
+						const struct kv_op *op)
+{
+	return b->buf + op->off + op->klen;
+}
+
+#endif /* BRANCHFS_KV_H */

@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.h - public API of the branchfs versioned copy-on-write store.
+ *
+ * The store keeps branches, inodes, directory entries and 8 KiB file blocks
+ * in one RocksDB instance.  Every change gets a sequence number (seq) from
+ * one global, persisted, monotonically increasing counter, and every record
+ * is stored as a new version under (branch, object, seq).  A read names a
+ * branch and a seq and sees the newest version at or below that seq,
+ * falling through to the parent branch (capped at the child's fork seq)
+ * when the branch itself has no version.  Creating a branch writes one
+ * small record, whatever the amount of data behind it.
+ *
+ * The store knows nothing of FUSE, Postgres, sockets or policy.
+ *
+ * Conventions for every function below:
+ *  - Functions that can fail return 0 or a negative errno; byte counts are
+ *    ssize_t.  Out-parameters are written only on success.
+ *  - Every function is thread-safe.  Writers to different inodes do not
+ *    wait on each other; writers to one inode are serialised.
+ *  - Common errors, not repeated per function: -ENOMEM; -EIO on a backend
+ *    failure or on a block whose hash does not match (logged with branch,
+ *    inode and block); -ENOSPC when the store's filesystem is full;
+ *    -ENOENT for an unknown branch id.
+ *  - Reads take (branch, seq).  seq == STORE_SEQ_LATEST reads the branch
+ *    head, including every write that has returned.  Any other seq must be
+ *    <= store_seq_now(); a larger one is -EINVAL.
+ *  - Writes always go to the head of a branch.
+ *  - Names are directory entry names: 1..255 bytes, no '/', no NUL, not
+ *    "." or "..".  Bad names are -EINVAL, too long is -ENAMETOOLONG.
+ *  - Nothing is fsynced on the write path.  store_sync() makes every write
+ *    that returned before it was called durable.
+ *
+ * Identifier ranges (so that a caller can pack them into one 64-bit id):
+ * branch ids are 1..STORE_BRANCH_ID_MAX, inode numbers are
+ * 1..STORE_INO_MAX.  Neither is ever reused.
+ */
+#ifndef BRANCHFS_STORE_H
+#define BRANCHFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define STORE_BLOCK_SIZE 8192u
+#define STORE_NAME_MAX 255u
+#define STORE_SYMLINK_MAX 4095u
+#define STORE_SEQ_LATEST UINT64_MAX
+#define STORE_BRANCH_ID_MAX ((UINT64_C(1) << 24) - 1)
+#define STORE_INO_MAX ((UINT64_C(1) << 40) - 1)
+#define STORE_FORMAT_VERSION 1u
+
+struct store;
+struct kv;
+
+enum store_log_level {
+	STORE_LOG_ERR = 0,
+	STORE_LOG_WARN = 1,
+	STORE_LOG_INFO = 2,
+	STORE_LOG_DEBUG = 3,
+};
+
+/* A log sink.  fn may be NULL (nothing is logged).  msg is borrowed for
+ * the duration of the call and has no trailing newline.  fn is called
+ * from any thread. */
+struct store_log {
+	void (*fn)(void *ctx, int level, const char *msg);
+	void *ctx;
+	int level; /* highest level passed to fn */
+};
+
+struct store_config {
+	struct store_log log;
+	/* Create the store if dir does not exist or is empty. */
+	bool create;
+	/* Shared RocksDB block cache in bytes; 0 means 256 MiB. */
+	size_t cache_bytes;
+	/* Test seam: if set, called once at open with the RocksDB backend;
+	 * it may wrap it (e.g. fault injection) and return the wrapper in
+	 * *out, which then owns inner.  Return 0 or a negative errno. */
+	int (*kv_wrap)(void *ctx, struct kv *inner, struct kv **out);
+	void *kv_wrap_ctx;
+};
+
+/* Inode attributes.  mode carries the S_IF* type bits. */
+struct store_attr {
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t rdev;
+	uint64_t size;
+	struct timespec atime;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+/* Which fields store_setattr() changes. */
+enum store_set_flags {
+	STORE_SET_MODE = 1u << 0, /* permission bits only; type is kept */
+	STORE_SET_UID = 1u << 1,
+	STORE_SET_GID = 1u << 2,
+	STORE_SET_SIZE = 1u << 3, /* truncate or extend */
+	STORE_SET_ATIME = 1u << 4,
+	STORE_SET_MTIME = 1u << 5,
+	STORE_SET_CTIME = 1u << 6,
+};
+
+enum store_rename_flags {
+	STORE_RENAME_NOREPLACE = 1u << 0,
+	STORE_RENAME_EXCHANGE = 1u << 1,
+};
+
+struct store_branch_info {
+	uint64_t id;
+	uint64_t parent_id; /* 0: no parent */
+	uint64_t fork_seq;  /* parent's state seen by this branch */
+	uint64_t root_ino;  /* root directory inode */
+	int64_t ctime_ns;   /* creation time, ns since the epoch */
+	uint32_t owner_uid; /* recorded at creation, for policy above */
+	uint32_t nchildren; /* live child branches */
+	char name[STORE_NAME_MAX + 1];
+};
+
+struct store_branch_create_args {
+	const char *name;
+	/* Parent branch id, or 0 for an empty branch with a fresh root. */
+	uint64_t parent_id;
+	/* Parent state to fork: STORE_SEQ_LATEST for "now", else a seq
+	 * <= store_seq_now().  Ignored without a parent. */
+	uint64_t at_seq;
+	uint32_t owner_uid;
+	/* Root directory of an empty branch (ignored with a parent). */
+	uint32_t root_mode; /* permission bits */
+	uint32_t root_uid;
+	uint32_t root_gid;
+	/* NULL-terminated list of root-directory entry names the new branch
+	 * does not carry over from its parent (may be NULL).  Borrowed. */
+	const char *const *drop_names;
+};
+
+struct store_dirent {
+	uint64_t ino;
+	uint32_t mode; /* S_IF* type bits only */
+	char name[STORE_NAME_MAX + 1];
+};
+
+struct store_usage {
+	uint64_t logical_bytes; /* sum of regular file sizes in the branch */
+	uint64_t written_bytes; /* block bytes written since its fork */
+	uint64_t files;         /* inodes reachable from the root */
+};
+
+struct store_stats {
+	uint64_t disk_bytes;    /* bytes the store occupies on disk */
+	uint64_t fs_total_bytes; /* size of the filesystem holding it */
+	uint64_t fs_avail_bytes; /* bytes still available there */
+	uint64_t seq;           /* store_seq_now() */
+	uint64_t next_ino;      /* next inode number to be handed out */
+	uint64_t branches;      /* live branches */
+};
+
+/* ---- lifecycle ---- */
+
+/* Open the store in dir.  cfg is copied.  Errors: -ENOENT dir missing
+ * and !cfg->create; -EBUSY the store is open in another process (or
+ * handle); -EMEDIUMTYPE dir is not empty and not a branchfs store;
+ * -EPROTONOSUPPORT the store's format version is unknown; -EUCLEAN the
+ * store is damaged.  Each is logged with a one-line reason.  On success
+ * *out is owned by the caller and released with store_close(). */
+int store_open(const char *dir, const struct store_config *cfg,
+	       struct store **out);
+
+/* Make everything durable and release the store.  Returns the first error
+ * met while syncing; the handle is freed in every case. */
+int store_close(struct store *s);
+
+/* Every write that returned before this call is durable when it returns.
+ * Concurrent callers share one WAL sync where they can. */
+int store_sync(struct store *s);
+
+/* The highest seq at which every write that has returned is visible and no
+ * write in flight is: the watermark after waiting for writes in flight. */
+uint64_t store_seq_now(struct store *s);
+
+/* The seq that reflects the store as it was at wall-clock time unix_ns.
+ * -EINVAL: in the future; -ERANGE: before the oldest retained moment. */
+int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq);
+
+/* Oldest wall-clock time (ns) that store_seq_at_time() accepts. */
+int64_t store_oldest_time(struct store *s);
+
+int store_stats(struct store *s, struct store_stats *out);
+
+/* 0 if name is a valid branch or entry name; else -EINVAL/-ENAMETOOLONG */
+int store_name_check(const char *name);
+
+/* ---- branches ---- */
+
+/* Create a branch.  O(1): writes one record.  Errors: -EEXIST name taken;
+ * -EINVAL/-ENAMETOOLONG bad name or at_seq in the future; -ENOENT unknown
+ * parent; -ERANGE at_seq older than the parent's oldest retained state or
+ * older than the parent itself; -EMLINK too many branches. */
+int store_branch_create(struct store *s,
+			const struct store_branch_create_args *args,
+			struct store_branch_info *out);
+
+/* Delete a branch and (in the background) its data.  -ENOTEMPTY: it has
+ * child branches. */
+int store_branch_delete(struct store *s, uint64_t id);
+
+/* -EEXIST new name taken (by another branch); -EINVAL bad name. */
+int store_branch_rename(struct store *s, uint64_t id, const char *new_name);
+
+/* Point a branch at its parent's current state again, dropping its own
+ * changes.  Same id and name.  -EINVAL: the branch has no parent;
+ * -ENOTEMPTY: it has children. */
+int store_branch_reset(struct store *s, uint64_t id);
+
+int store_branch_get(struct store *s, uint64_t id,
+		     struct store_branch_info *out);
+int store_branch_lookup(struct store *s, const char *name,
+			struct store_branch_info *out);
+
+/* All live branches, sorted by name.  *out is owned by the caller and
+ * freed with free(); *n may be 0 (then *out is NULL). */
+int store_branch_list(struct store *s, struct store_branch_info **out,
+		      size_t *n);
+
+/* The branch itself first, then its parent, up to the root.  *out is
+ * owned by the caller, freed with free(). */
+int store_branch_ancestry(struct store *s, uint64_t id,
+			  struct store_branch_info **out, size_t *n);
+
+/* Walks the branch's tree at its head. */
+int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out);
+
+/* ---- inodes and directories ---- */
+
+/* Create an inode and its entry name in dir, atomically.  attr->mode gives
+ * the type (S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR,
+ * S_IFBLK) and permissions; uid, gid, rdev and the times are taken from
+ * attr; nlink and size are set by the store.  target is the symlink target
+ * (required for S_IFLNK, else NULL).  On success *ino and, if attr_out is
+ * not NULL, the stored attributes are set.  Errors: -EEXIST name exists;
+ * -ENOTDIR dir is not a directory; -ENOENT dir unknown or unlinked;
+ * -ENAMETOOLONG name or target too long; -ENOSPC no inode numbers left. */
+int store_create(struct store *s, uint64_t branch, uint64_t dir,
+		 const char *name, const struct store_attr *attr,
+		 const char *target, uint64_t *ino,
+		 struct store_attr *attr_out);
+
+/* -ENOENT: no such inode in this branch at seq. */
+int store_getattr(struct store *s, uint64_t branch, uint64_t seq,
+		  uint64_t ino, struct store_attr *out);
+
+/* Change the fields named in mask (enum store_set_flags).  STORE_SET_SIZE
+ * on a non-regular file is -EINVAL (-EISDIR for a directory).  Shrinking
+ * discards the data past the new size: a later extension reads zeros
+ * there, also where an ancestor still holds data.  On success, if out is
+ * not NULL, it receives the new attributes. */
+int store_setattr(struct store *s, uint64_t branch, uint64_t ino,
+		  const struct store_attr *attr, unsigned mask,
+		  struct store_attr *out);
+
+/* Copy the symlink target into buf (NUL-terminated, truncated to bufsz-1)
+ * and return its full length.  -EINVAL: not a symlink. */
+ssize_t store_readlink(struct store *s, uint64_t branch, uint64_t seq,
+		       uint64_t ino, char *buf, size_t bufsz);
+
+/* -ENOENT no such entry; -ENOTDIR dir is not a directory. */
+int store_lookup(struct store *s, uint64_t branch, uint64_t seq,
+		 uint64_t dir, const char *name, uint64_t *ino);
+
+/* All entries of dir (without "." and ".."), sorted by name, as merged
+ * through the ancestry.  *out is owned by the caller, freed with free();
+ * *n may be 0 (then *out is NULL). */
+int store_readdir(struct store *s, uint64_t branch, uint64_t seq,
+		  uint64_t dir, struct store_dirent **out, size_t *n);
+
+/* New hard link newname in newdir to ino (not a directory: -EPERM).
+ * -EEXIST newname exists. */
+int store_link(struct store *s, uint64_t branch, uint64_t ino,
+	       uint64_t newdir, const char *newname, struct store_attr *out);
+
+/* Remove a non-directory entry (-EISDIR for a directory) and drop the
+ * inode's link count.  The inode stays readable and writable by number
+ * (open files) until the store reclaims it. */
+int store_unlink(struct store *s, uint64_t branch, uint64_t dir,
+		 const char *name);
+
+/* Remove an empty directory.  -ENOTEMPTY, -ENOTDIR. */
+int store_rmdir(struct store *s, uint64_t branch, uint64_t dir,
+		const char *name);
+
+/* Rename atomically, replacing an existing target as rename(2) does
+ * (-EISDIR, -ENOTDIR, -ENOTEMPTY for mismatched or non-empty targets).
+ * flags: enum store_rename_flags (-EEXIST with NOREPLACE).  Renaming an
+ * entry onto a link to the same inode succeeds and does nothing. */
+int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
+		 const char *oldname, uint64_t newdir, const char *newname,
+		 unsigned flags);
+
+/* ---- file data ---- */
+
+/* Read up to len bytes at off.  Returns the bytes read: short at end of
+ * file, 0 past it.  Holes read as zeros.  -EISDIR on a directory. */
+ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq,
+		   uint64_t ino, void *buf, size_t len, uint64_t off);
+
+/* Write len bytes at off, extending the file if needed.  Returns len.
+ * If mtime is not NULL the inode's mtime and ctime are set to it.
+ * -EFBIG past the largest supported offset (2^63 - 1). */
+ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
+		    const void *buf, size_t len, uint64_t off,
+		    const struct timespec *mtime);
+
+#endif /* BRANCHFS_STORE_H */
