@@ -215,9 +215,12 @@ int store_branch_delete(struct store *s, uint64_t id);
 int store_branch_rename(struct store *s, uint64_t id, const char *new_name);
 
 /* Point a branch at its parent's current state again, dropping its own
- * changes.  Same id and name.  -EINVAL: the branch has no parent;
+ * changes, in O(1).  Same id, name and inode numbers; reads of the branch
+ * as of a seq before the reset no longer see its old changes.  drop_names
+ * as in store_branch_create_args.  -EINVAL: the branch has no parent;
  * -ENOTEMPTY: it has children. */
-int store_branch_reset(struct store *s, uint64_t id);
+int store_branch_reset(struct store *s, uint64_t id,
+		       const char *const *drop_names);
 
 int store_branch_get(struct store *s, uint64_t id,
 		     struct store_branch_info *out);
@@ -298,7 +301,9 @@ int store_rmdir(struct store *s, uint64_t branch, uint64_t dir,
 /* Rename atomically, replacing an existing target as rename(2) does
  * (-EISDIR, -ENOTDIR, -ENOTEMPTY for mismatched or non-empty targets).
  * flags: enum store_rename_flags (-EEXIST with NOREPLACE).  Renaming an
- * entry onto a link to the same inode succeeds and does nothing. */
+ * entry onto a link to the same inode succeeds and does nothing.  The
+ * caller prevents moving a directory into its own subtree (the kernel
+ * does this for a mounted filesystem). */
 int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 		 const char *oldname, uint64_t newdir, const char *newname,
 		 unsigned flags);
