@@ -176,36 +176,68 @@ static int fs_mountinfo_find(const char *path, char *dev, size_t devlen)
 	return found;
 }
 
+int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
+{
+	char buf[64];
+	struct stat st;
+	char *real;
+	int rc;
+
+	if (!why) {
+		why = buf;
+		whylen = sizeof(buf);
+	}
+	if (stat(mountpoint, &st) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "mount point '%s': %s", mountpoint,
+			 strerror(-rc));
+		return rc;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "mount point '%s' is not a directory",
+			 mountpoint);
+		return -ENOTDIR;
+	}
+	real = realpath(mountpoint, NULL);
+	if (!real) {
+		rc = -errno;
+		snprintf(why, whylen, "mount point '%s': %s", mountpoint,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = fs_mountinfo_find(real, NULL, 0);
+	if (rc > 0) {
+		snprintf(why, whylen,
+			 "mount point '%s' is busy: something is already "
+			 "mounted there",
+			 real);
+		rc = -EBUSY;
+	} else if (rc < 0) {
+		snprintf(why, whylen, "cannot read /proc/self/mountinfo: %s",
+			 strerror(-rc));
+	}
+	free(real);
+	return rc;
+}
+
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 {
-	char opts[256];
+	char opts[256], why[PATH_MAX + 64];
 	char *argv[5];
 	int argc = 0, rc;
 	struct fuse_args args;
-	struct stat st;
 	char *real;
 
 	if (fs->se)
 		return -EINVAL;
-	if (stat(mountpoint, &st) != 0) {
-		rc = -errno;
-		FS_ERR(fs, "mount point '%s': %s", mountpoint, strerror(-rc));
+	rc = fs_check_mountpoint(mountpoint, why, sizeof(why));
+	if (rc) {
+		FS_ERR(fs, "%s", why);
 		return rc;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		FS_ERR(fs, "mount point '%s': not a directory", mountpoint);
-		return -ENOTDIR;
 	}
 	real = realpath(mountpoint, NULL);
 	if (!real)
 		return -errno;
-	rc = fs_mountinfo_find(real, NULL, 0);
-	if (rc > 0) {
-		FS_ERR(fs, "mount point '%s': something is already mounted there",
-		       real);
-		rc = -EBUSY;
-		goto err_free;
-	}
 	fs->mountpoint = real;
 	fs->allow_other = allow_other;
 	snprintf(opts, sizeof(opts),
@@ -237,7 +269,6 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 
 err_clear:
 	fs->mountpoint = NULL;
-err_free:
 	free(real);
 	return rc;
 }

@@ -51,6 +51,11 @@ struct fs_config {
  * fs_free(). */
 int fs_new(const struct fs_config *cfg, struct fs **out);
 
+/* 0 if mountpoint is an existing directory with nothing mounted on it.
+ * Else -ENOENT, -ENOTDIR, -EBUSY (already a mount point) or another
+ * negative errno, with a lowercase reason in why (may be NULL). */
+int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
+
 /* Mount at mountpoint (borrowed, copied) with default_permissions and,
  * if allow_other, allow_other.  Errors: -ENOENT/-ENOTDIR mount point
  * missing or not a directory, -EBUSY something is already mounted there,
