@@ -162,6 +162,14 @@ struct store {
 	int64_t last_time_ms;   /* guarded by seq_mu */
 	int64_t created_ns;
 
+	/* Retention and GC. */
+	_Atomic uint64_t retention_s;
+	_Atomic int64_t horizon_ns;   /* oldest moment retained */
+	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
+	_Atomic bool gc_running;
+	uint64_t *dead_ids;           /* guarded by branches_lock */
+	size_t ndead, cap_dead;       /* guarded by branches_lock */
+
 	struct store_counter ino;
 
 	/* Group commit. */
@@ -618,6 +626,8 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 	v->n = 0;
 	if (seq != STORE_SEQ_LATEST && seq > atomic_load(&s->watermark))
 		return -EINVAL;
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
 	pthread_rwlock_rdlock(&s->branches_lock);
 	b = store_branch_by_id(s, branch);
 	if (!b) {
@@ -1160,6 +1170,7 @@ static void store_free(struct store *s)
 		free(s->branches[i]);
 	free(s->branches);
 	free(s->inflight);
+	free(s->dead_ids);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_rwlock_destroy(&s->branches_lock);
@@ -1327,6 +1338,21 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (rc)
 		goto err_damaged;
 	{
+		unsigned char hv[16];
+		bool hfound;
+
+		rc = kv_get(s->kv, KV_CF_META, "H", 1, hv, sizeof(hv), &vlen,
+			    &hfound);
+		if (rc)
+			goto err_close;
+		if (hfound && vlen == 16) {
+			atomic_store(&s->horizon_ns, (int64_t)store_get64(hv));
+			atomic_store(&s->horizon_seq, store_get64(hv + 8));
+		}
+	}
+	atomic_store(&s->retention_s,
+		     cfg->retention_s ? cfg->retention_s : 3600);
+	{
 		struct kv_iter *it;
 		unsigned char tk = 'T';
 
@@ -1434,7 +1460,7 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 
 	if (unix_ns > now)
 		return -EINVAL;
-	if (unix_ns < s->created_ns)
+	if (unix_ns < store_oldest_time(s))
 		return -ERANGE;
 	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
 	if (rc)
@@ -1470,7 +1496,9 @@ out:
 
 int64_t store_oldest_time(struct store *s)
 {
-	return s->created_ns;
+	int64_t h = atomic_load(&s->horizon_ns);
+
+	return h > s->created_ns ? h : s->created_ns;
 }
 
 int store_stats(struct store *s, struct store_stats *out)
@@ -1630,7 +1658,8 @@ int store_branch_create(struct store *s,
 				rc = -EINVAL;
 				goto out_unlock;
 			}
-			if (at < parent->create_seq || at < parent->floor) {
+			if (at < parent->create_seq || at < parent->floor ||
+			    at < atomic_load(&s->horizon_seq)) {
 				rc = -ERANGE;
 				goto out_unlock;
 			}
@@ -1752,6 +1781,17 @@ int store_branch_delete(struct store *s, uint64_t id)
 		goto out_unlock;
 	br->deleted = true;
 	s->nbranches--;
+	if (s->ndead == s->cap_dead) {
+		size_t ncap = s->cap_dead ? s->cap_dead * 2 : 16;
+		uint64_t *nd = realloc(s->dead_ids, ncap * sizeof(*nd));
+
+		if (nd) {
+			s->dead_ids = nd;
+			s->cap_dead = ncap;
+		}
+	}
+	if (s->ndead < s->cap_dead)
+		s->dead_ids[s->ndead++] = id;
 	if (br->parent_id && s->branches[br->parent_id])
 		s->branches[br->parent_id]->nchildren--;
 out_unlock:
@@ -3057,5 +3097,499 @@ int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 out:
 	free(stack);
 	free(seen);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- gc */
+
+int store_set_retention(struct store *s, uint64_t seconds)
+{
+	if (seconds == 0 || seconds > (uint64_t)INT64_MAX / 1000000000)
+		return -EINVAL;
+	atomic_store(&s->retention_s, seconds);
+	return 0;
+}
+
+uint64_t store_get_retention(struct store *s)
+{
+	return atomic_load(&s->retention_s);
+}
+
+/* Read points of one branch's own versions besides its head and the
+ * window: the caps its descendants read it at. */
+struct store_gc_branch {
+	uint64_t id;
+	uint64_t floor;
+	uint64_t *caps; /* sorted ascending */
+	size_t ncaps, capcap;
+	uint64_t *dead; /* unlinked, unopened inodes: blocks reclaimable */
+	size_t ndead, capdead;
+};
+
+static int store_u64_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		uint64_t *na = realloc(*arr, ncap * sizeof(*na));
+
+		if (!na)
+			return -ENOMEM;
+		*arr = na;
+		*cap = ncap;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+static bool store_u64_find(const uint64_t *arr, size_t n, uint64_t v)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (arr[mid] == v)
+			return true;
+		if (arr[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Is any cap r with lo <= r < hi? */
+static bool store_caps_hit(const uint64_t *caps, size_t n, uint64_t lo,
+			   uint64_t hi)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (caps[mid] < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a < n && caps[a] < hi;
+}
+
+/* Snapshot every live branch and the caps its descendants read it at. */
+static int store_gc_snapshot(struct store *s, struct store_gc_branch **out,
+			     size_t *nout)
+{
+	struct store_gc_branch *gb = NULL;
+	size_t n = 0, i, *slot = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	gb = calloc(s->nbranches ? s->nbranches : 1, sizeof(*gb));
+	slot = calloc(s->branches_cap ? s->branches_cap : 1, sizeof(*slot));
+	if (!gb || !slot) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = store_branch_by_id(s, i);
+
+		if (!b)
+			continue;
+		gb[n].id = b->id;
+		gb[n].floor = b->floor;
+		slot[i] = n++;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *c = store_branch_by_id(s, i), *a;
+		uint64_t cap;
+
+		if (!c || !c->parent_id)
+			continue;
+		cap = c->fork_seq;
+		for (a = store_branch_by_id(s, c->parent_id); a;
+		     a = a->parent_id ? store_branch_by_id(s, a->parent_id) :
+					NULL) {
+			struct store_gc_branch *g = &gb[slot[a->id]];
+
+			rc = store_u64_push(&g->caps, &g->ncaps, &g->capcap,
+					    cap);
+			if (rc)
+				goto out_unlock;
+			if (a->fork_seq < cap)
+				cap = a->fork_seq;
+			if (!a->parent_id)
+				break;
+		}
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	free(slot);
+	if (rc) {
+		for (i = 0; i < n; i++)
+			free(gb[i].caps);
+		free(gb);
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		if (gb[i].ncaps)
+			qsort(gb[i].caps, gb[i].ncaps, sizeof(uint64_t),
+			      store_u64_cmp);
+	}
+	*out = gb;
+	*nout = n;
+	return 0;
+}
+
+struct store_gc_run {
+	struct store *s;
+	const struct store_gc_opts *opts;
+	struct store_gc_stats *st;
+	struct kv_batch b;
+	uint64_t w; /* window start seq */
+};
+
+static int store_gc_flush(struct store_gc_run *r, bool force)
+{
+	int rc;
+
+	if (r->b.nops == 0 || (!force && r->b.nops < 4096))
+		return 0;
+	rc = kv_write(r->s->kv, &r->b, false);
+	kv_batch_clear(&r->b);
+	return rc;
+}
+
+static int store_gc_delete(struct store_gc_run *r, enum kv_cf cf,
+			   const unsigned char *k, size_t klen, size_t vlen)
+{
+	kv_batch_delete(&r->b, cf, k, klen);
+	r->st->keys_deleted++;
+	r->st->bytes_deleted += klen + vlen;
+	return store_gc_flush(r, false);
+}
+
+/*
+ * Versions of one object in one branch, newest first: seqs[0..n).  Mark
+ * keep[i].  The newest visible version is the head; an older one is kept
+ * if a read point falls in [its seq, the next newer seq): a moment inside
+ * the window (>= w) or a descendant's cap.  Versions below the floor are
+ * never visible again.
+ */
+static void store_gc_decide(const struct store_gc_branch *g, uint64_t w,
+			    const uint64_t *seqs, size_t n, bool *keep)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (seqs[i] < g->floor)
+			keep[i] = false;
+		else if (i == 0)
+			keep[i] = true;
+		else
+			keep[i] = seqs[i - 1] > w ||
+				  store_caps_hit(g->caps, g->ncaps, seqs[i],
+						 seqs[i - 1]);
+	}
+}
+
+struct store_gc_group {
+	unsigned char prefix[STORE_DIRENT_KMAX];
+	size_t plen;
+	unsigned char (*keys)[STORE_DIRENT_KMAX];
+	size_t *vlens;
+	uint64_t *seqs;
+	bool *keep;
+	bool *linked; /* inode versions: nlink > 0 */
+	size_t n, cap;
+};
+
+static int store_gc_group_add(struct store_gc_group *g,
+			      const unsigned char *k, size_t klen,
+			      const unsigned char *v, size_t vlen)
+{
+	if (g->n == g->cap) {
+		size_t ncap = g->cap ? g->cap * 2 : 8;
+		void *nk = realloc(g->keys, ncap * sizeof(*g->keys));
+
+		if (!nk)
+			return -ENOMEM;
+		g->keys = nk;
+		nk = realloc(g->vlens, ncap * sizeof(*g->vlens));
+		if (!nk)
+			return -ENOMEM;
+		g->vlens = nk;
+		nk = realloc(g->seqs, ncap * sizeof(*g->seqs));
+		if (!nk)
+			return -ENOMEM;
+		g->seqs = nk;
+		nk = realloc(g->keep, ncap * sizeof(*g->keep));
+		if (!nk)
+			return -ENOMEM;
+		g->keep = nk;
+		nk = realloc(g->linked, ncap * sizeof(*g->linked));
+		if (!nk)
+			return -ENOMEM;
+		g->linked = nk;
+		g->cap = ncap;
+	}
+	memcpy(g->keys[g->n], k, klen);
+	g->vlens[g->n] = vlen;
+	g->seqs[g->n] = ~store_get64(k + klen - 8);
+	g->linked[g->n] = vlen >= STORE_INODE_HDR && store_get32(v + 12) > 0;
+	g->n++;
+	return 0;
+}
+
+static void store_gc_group_free(struct store_gc_group *g)
+{
+	free(g->keys);
+	free(g->vlens);
+	free(g->seqs);
+	free(g->keep);
+	free(g->linked);
+}
+
+/* Decide and delete one group's versions. */
+static int store_gc_group_done(struct store_gc_run *r,
+			       struct store_gc_branch *gb, enum kv_cf cf,
+			       struct store_gc_group *g)
+{
+	size_t i, klen = g->plen + 8;
+	bool dead_ino = false;
+	int rc;
+
+	if (g->n == 0)
+		return 0;
+	if (cf == KV_CF_BLOCK &&
+	    store_u64_find(gb->dead, gb->ndead, store_get64(g->prefix + 8)))
+		dead_ino = true;
+	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
+	if (cf == KV_CF_INODE && g->seqs[0] >= gb->floor && !g->linked[0] &&
+	    g->seqs[0] <= r->w) {
+		bool any_linked = false;
+
+		for (i = 0; i < g->n; i++)
+			any_linked |= g->keep[i] && g->linked[i];
+		if (!any_linked) {
+			uint64_t ino = store_get64(g->prefix + 8);
+
+			if (!r->opts->in_use ||
+			    !r->opts->in_use(r->opts->ctx, gb->id, ino)) {
+				rc = store_u64_push(&gb->dead, &gb->ndead,
+						    &gb->capdead, ino);
+				if (rc)
+					return rc;
+				r->st->inodes_reclaimed++;
+			}
+		}
+	}
+	for (i = 0; i < g->n; i++) {
+		if (g->keep[i] && !dead_ino)
+			continue;
+		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
+		if (rc)
+			return rc;
+	}
+	g->n = 0;
+	return 0;
+}
+
+static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
+			 enum kv_cf cf)
+{
+	struct store_gc_group g = { .n = 0 };
+	unsigned char start[8];
+	struct kv_iter *it;
+	uint64_t seen = 0;
+	int rc;
+
+	rc = kv_iter_new(r->s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	store_put64(start, gb->id);
+	for (kv_iter_seek(it, start, 8); kv_iter_valid(it); kv_iter_next(it)) {
+		const unsigned char *k, *v;
+		size_t klen, vlen;
+
+		k = kv_iter_key(it, &klen);
+		if (klen < 8 + 8 || memcmp(k, start, 8) != 0)
+			break;
+		if (klen > STORE_DIRENT_KMAX) {
+			rc = -EIO;
+			goto out;
+		}
+		v = kv_iter_value(it, &vlen);
+		r->st->keys_scanned++;
+		if (g.n && (g.plen != klen - 8 || memcmp(g.prefix, k, g.plen))) {
+			rc = store_gc_group_done(r, gb, cf, &g);
+			if (rc)
+				goto out;
+		}
+		if (g.n == 0) {
+			g.plen = klen - 8;
+			memcpy(g.prefix, k, g.plen);
+		}
+		rc = store_gc_group_add(&g, k, klen, v, vlen);
+		if (rc)
+			goto out;
+		if (r->opts->pause_us && ++seen % 1024 == 0)
+			usleep(r->opts->pause_us);
+	}
+	rc = kv_iter_status(it);
+	if (rc == 0)
+		rc = store_gc_group_done(r, gb, cf, &g);
+out:
+	store_gc_group_free(&g);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* The seq of the store as it was at unix_ns (no range checks). */
+static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
+{
+	unsigned char key[9];
+	struct kv_iter *it;
+	size_t klen, vlen;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
+	kv_iter_seek(it, key, sizeof(key));
+	*seq = store_seq_now(s);
+	if (kv_iter_valid(it)) {
+		const unsigned char *k = kv_iter_key(it, &klen);
+		const unsigned char *v = kv_iter_value(it, &vlen);
+
+		if (klen == 9 && k[0] == 'T' && vlen == 8 &&
+		    store_get64(v) - 1 < *seq)
+			*seq = store_get64(v) - 1;
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* Drop time-index entries before the horizon: no lookup needs them. */
+static int store_gc_time_index(struct store_gc_run *r, int64_t horizon_ns)
+{
+	unsigned char lo[9], hi[9];
+
+	lo[0] = hi[0] = 'T';
+	store_put64(lo + 1, 0);
+	store_put64(hi + 1, (uint64_t)(horizon_ns / 1000000));
+	kv_batch_delete_range(&r->b, KV_CF_META, lo, 9, hi, 9);
+	return store_gc_flush(r, true);
+}
+
+int store_gc(struct store *s, const struct store_gc_opts *opts,
+	     struct store_gc_stats *out)
+{
+	static const struct store_gc_opts defaults = { .in_use = NULL };
+	struct store_gc_branch *gb = NULL;
+	struct store_gc_stats st = { 0 };
+	struct store_gc_run r = { .s = s };
+	uint64_t *dead = NULL, w;
+	size_t ngb = 0, ndead = 0, i;
+	int64_t now = store_now_ns(), hns;
+	unsigned char hv[16];
+	int rc, cf;
+
+	if (atomic_exchange(&s->gc_running, true))
+		return -EBUSY;
+	r.opts = opts ? opts : &defaults;
+	r.st = &st;
+	kv_batch_init(&r.b);
+	rc = kv_disk_usage(s->kv, &st.disk_before);
+	if (rc)
+		goto out;
+
+	/* Move the horizon first (durably, and under branches_lock so no
+	 * fork below it slips in), then snapshot the read points. */
+	hns = now - (int64_t)(atomic_load(&s->retention_s) * 1000000000ull);
+	if (hns < atomic_load(&s->horizon_ns))
+		hns = atomic_load(&s->horizon_ns);
+	rc = store_gc_seq_at(s, hns, &w);
+	if (rc)
+		goto out;
+	if (w < atomic_load(&s->horizon_seq))
+		w = atomic_load(&s->horizon_seq);
+	store_put64(hv, (uint64_t)hns);
+	store_put64(hv + 8, w);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
+	rc = kv_write(s->kv, &r.b, true);
+	kv_batch_clear(&r.b);
+	if (rc == 0) {
+		atomic_store(&s->horizon_ns, hns);
+		atomic_store(&s->horizon_seq, w);
+	}
+	dead = s->dead_ids;
+	ndead = s->ndead;
+	s->dead_ids = NULL;
+	s->ndead = s->cap_dead = 0;
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		goto out;
+	r.w = w;
+	st.horizon_ns = store_oldest_time(s);
+
+	rc = store_gc_snapshot(s, &gb, &ngb);
+	if (rc)
+		goto out;
+	for (i = 0; i < ngb; i++) {
+		/* INODE first: it finds the dead inodes whose blocks go. */
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+			if (cf == KV_CF_BLOCK && gb[i].ndead)
+				qsort(gb[i].dead, gb[i].ndead,
+				      sizeof(uint64_t), store_u64_cmp);
+			rc = store_gc_scan(&r, &gb[i], cf);
+			if (rc)
+				goto out;
+		}
+	}
+	rc = store_gc_time_index(&r, hns);
+	if (rc)
+		goto out;
+	rc = store_gc_flush(&r, true);
+	if (rc)
+		goto out;
+	if (r.opts->full_compaction) {
+		for (cf = 0; cf < KV_CF_COUNT; cf++)
+			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
+	} else {
+		for (i = 0; i < ndead; i++) {
+			unsigned char lo[8], hi[8];
+
+			store_put64(lo, dead[i]);
+			store_put64(hi, dead[i] + 1);
+			for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
+				kv_compact(s->kv, cf, lo, 8, hi, 8);
+		}
+	}
+	rc = kv_disk_usage(s->kv, &st.disk_after);
+	if (rc)
+		goto out;
+	LOG_INFO(s,
+		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
+		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
+		 " -> %" PRIu64 " bytes",
+		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+		 st.inodes_reclaimed, st.disk_before, st.disk_after);
+	if (out)
+		*out = st;
+out:
+	if (gb) {
+		for (i = 0; i < ngb; i++) {
+			free(gb[i].caps);
+			free(gb[i].dead);
+		}
+		free(gb);
+	}
+	free(dead);
+	kv_batch_release(&r.b);
+	atomic_store(&s->gc_running, false);
 	return rc;
 }
