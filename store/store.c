@@ -41,6 +41,11 @@
  *        a crash.
  *  INV-5 A branch with live children is never deleted or reset, so every
  *        level of a live branch's view is a live branch.
+ *  INV-6 Before a batch that writes a version of inode X (its attributes,
+ *        its blocks, or entries of directory X) in branch B commits, X is
+ *        added to B's in-memory bloom filter (rebuilt at open from the
+ *        inode keys).  A level whose filter lacks X is skipped without a
+ *        RocksDB seek, which keeps reads through deep ancestry cheap.
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
@@ -89,6 +94,8 @@
 /* At most one time-index entry per this many ms: the resolution of
  * wall-clock time travel. */
 #define STORE_TIME_INDEX_MS 10
+#define STORE_TOUCH_BITS (1u << 19)
+#define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
 
 enum store_block_kind {
 	STORE_BLK_ZERO = 0,
@@ -113,12 +120,15 @@ struct store_branch {
 	char name[STORE_NAME_MAX + 1];
 	_Atomic uint64_t written;
 	_Atomic bool written_dirty;
+	/* Bloom filter of the inodes this branch has versions of (INV-6). */
+	_Atomic uint64_t *touched;
 };
 
 struct store_level {
 	uint64_t id;
 	uint64_t cap;
 	uint64_t floor;
+	const _Atomic uint64_t *touched; /* the branch's filter */
 };
 
 struct store_view {
@@ -248,6 +258,48 @@ static struct timespec store_now_ts(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts;
+}
+
+static uint64_t store_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Filter keys: an inode (attributes, or entries of a directory), or one
+ * block of an inode. */
+static uint64_t store_fkey_ino(uint64_t ino)
+{
+	return store_mix(ino);
+}
+
+static uint64_t store_fkey_blk(uint64_t ino, uint64_t blk)
+{
+	return store_mix(ino ^ store_mix(blk + 0x9E3779B97F4A7C15ull));
+}
+
+static void store_touch(_Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	atomic_fetch_or(&f[a / 64], UINT64_C(1) << (a % 64));
+	atomic_fetch_or(&f[b / 64], UINT64_C(1) << (b % 64));
+}
+
+static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	return (atomic_load_explicit(&f[a / 64], memory_order_acquire) >>
+		(a % 64) & 1) &&
+	       (atomic_load_explicit(&f[b / 64], memory_order_acquire) >>
+		(b % 64) & 1);
 }
 
 int store_name_check(const char *name)
@@ -565,8 +617,8 @@ uint64_t store_seq_now(struct store *s)
 
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
-static int store_commit(struct store *s, struct kv_batch *b, bool sync,
-			uint64_t *seq_out)
+static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
+			   uint64_t *seq_out)
 {
 	unsigned char tkey[9], tval[8];
 	uint64_t seq;
@@ -594,6 +646,56 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			*seq_out = seq;
 	}
 	return rc;
+}
+
+static struct store_branch *store_branch_by_id(struct store *s, uint64_t id);
+
+/* INV-6: add every inode a batch writes a version of to its branch's
+ * filter.  extra is a branch not yet in the table (being created). */
+static void store_batch_touch(struct store *s, const struct kv_batch *b,
+			      struct store_branch *extra)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const unsigned char *k = kv_batch_key(b, op);
+		struct store_branch *br;
+		uint64_t id;
+
+		if (op->cf == KV_CF_META || op->type != KV_OP_PUT ||
+		    op->klen < 16)
+			continue;
+		id = store_get64(k);
+		br = extra && extra->id == id ? extra :
+						store_branch_by_id(s, id);
+		if (!br || !br->touched)
+			continue;
+		if (op->cf == KV_CF_BLOCK && op->klen == STORE_BLOCK_KLEN)
+			store_touch(br->touched,
+				    store_fkey_blk(store_get64(k + 8),
+						   store_get64(k + 16)));
+		else
+			store_touch(br->touched,
+				    store_fkey_ino(store_get64(k + 8)));
+	}
+}
+
+static int store_commit(struct store *s, struct kv_batch *b, bool sync,
+			uint64_t *seq_out)
+{
+	pthread_rwlock_rdlock(&s->branches_lock);
+	store_batch_touch(s, b, NULL);
+	pthread_rwlock_unlock(&s->branches_lock);
+	return store_do_commit(s, b, sync, seq_out);
+}
+
+/* For callers holding branches_lock for writing. */
+static int store_commit_locked(struct store *s, struct kv_batch *b,
+			       struct store_branch *extra, uint64_t *seq_out)
+{
+	store_batch_touch(s, b, extra);
+	return store_do_commit(s, b, true, seq_out);
 }
 
 /* ------------------------------------------------------------- views */
@@ -655,6 +757,7 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 		v->lv[n].id = cur->id;
 		v->lv[n].cap = cap;
 		v->lv[n].floor = cur->floor;
+		v->lv[n].touched = cur->touched;
 		n++;
 		if (!cur->parent_id)
 			break;
@@ -677,7 +780,8 @@ out_unlock:
  * the iterator's value.
  */
 static int store_find(struct kv_iter *it, const struct store_view *v,
-		      unsigned char *key, size_t olen, const void **val,
+		      unsigned char *key, size_t olen, uint64_t fkey,
+		      const void **val,
 		      size_t *vlen, bool *found, size_t *level)
 {
 	size_t i, klen = 8 + olen + 8, fklen;
@@ -686,6 +790,8 @@ static int store_find(struct kv_iter *it, const struct store_view *v,
 	for (i = 0; i < v->n; i++) {
 		uint64_t vseq;
 
+		if (v->lv[i].touched && !store_touched(v->lv[i].touched, fkey))
+			continue;
 		store_put64(key, v->lv[i].id);
 		store_put64(key + 8 + olen, ~v->lv[i].cap);
 		kv_iter_seek(it, key, klen);
@@ -724,7 +830,8 @@ static int store_attr_find(struct kv_iter *it, const struct store_view *v,
 	int rc;
 
 	store_put64(key + 8, ino);
-	rc = store_find(it, v, key, 8, &val, &vlen, &found, NULL);
+	rc = store_find(it, v, key, 8, store_fkey_ino(ino), &val, &vlen,
+			&found, NULL);
 	if (rc)
 		return rc;
 	if (!found)
@@ -804,7 +911,8 @@ static int store_dirent_find(struct store *s, const struct store_view *v,
 	rc = kv_iter_new(s->kv, KV_CF_DIRENT, true, &it);
 	if (rc)
 		return rc;
-	rc = store_find(it, v, key, 8 + n + 1, &val, &vlen, &found, NULL);
+	rc = store_find(it, v, key, 8 + n + 1, store_fkey_ino(dir), &val,
+			&vlen, &found, NULL);
 	if (rc)
 		goto out;
 	if (!found || vlen == 0) {
@@ -889,7 +997,8 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 
 	store_put64(key + 8, ino);
 	store_put64(key + 16, blk);
-	rc = store_find(it, v, key, 16, &vp, &vlen, &found, &level);
+	rc = store_find(it, v, key, 16, store_fkey_blk(ino, blk), &vp, &vlen,
+			&found, &level);
 	if (rc)
 		return rc;
 	val = vp;
@@ -1017,8 +1126,10 @@ static int store_load_branches(struct store *s)
 			goto out;
 		}
 		b->id = id;
-		rc = store_brrec_decode(val, vlen, b);
+		b->touched = calloc(STORE_TOUCH_WORDS, sizeof(*b->touched));
+		rc = b->touched ? store_brrec_decode(val, vlen, b) : -ENOMEM;
 		if (rc) {
+			free((void *)b->touched);
 			free(b);
 			LOG_ERR(s, "store '%s': damaged record of branch %" PRIu64,
 				s->dir, id);
@@ -1075,6 +1186,61 @@ static int store_load_branches(struct store *s)
 	}
 out:
 	kv_iter_free(it);
+	return rc;
+}
+
+/* INV-6 at open: one seek per object (inode, or block) with versions. */
+static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
+				  size_t klen_want)
+{
+	unsigned char k[24];
+	struct kv_iter *it;
+	size_t plen = klen_want - 8;
+	int rc;
+
+	rc = kv_iter_new(s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	memset(k, 0, sizeof(k));
+	for (kv_iter_seek(it, k, 0); kv_iter_valid(it);) {
+		const unsigned char *key;
+		struct store_branch *b;
+		size_t klen, i;
+		uint64_t id, ino;
+
+		key = kv_iter_key(it, &klen);
+		if (klen != klen_want)
+			break;
+		id = store_get64(key);
+		ino = store_get64(key + 8);
+		b = store_branch_by_id(s, id);
+		if (b)
+			store_touch(b->touched,
+				    cf == KV_CF_BLOCK ?
+					    store_fkey_blk(ino,
+							   store_get64(key + 16)) :
+					    store_fkey_ino(ino));
+		/* Seek to the next object: the prefix plus one. */
+		memcpy(k, key, plen);
+		for (i = plen; i > 0; i--) {
+			if (++k[i - 1] != 0)
+				break;
+		}
+		if (i == 0)
+			break;
+		kv_iter_seek(it, k, plen);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+static int store_touch_rebuild(struct store *s)
+{
+	int rc = store_touch_rebuild_cf(s, KV_CF_INODE, STORE_INODE_KLEN);
+
+	if (rc == 0)
+		rc = store_touch_rebuild_cf(s, KV_CF_BLOCK, STORE_BLOCK_KLEN);
 	return rc;
 }
 
@@ -1166,8 +1332,11 @@ static void store_free(struct store *s)
 {
 	size_t i;
 
-	for (i = 0; i < s->branches_cap; i++)
+	for (i = 0; i < s->branches_cap; i++) {
+		if (s->branches[i])
+			free((void *)s->branches[i]->touched);
 		free(s->branches[i]);
+	}
 	free(s->branches);
 	free(s->inflight);
 	free(s->dead_ids);
@@ -1337,6 +1506,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 	rc = store_load_branches(s);
 	if (rc)
 		goto err_damaged;
+	rc = store_touch_rebuild(s);
+	if (rc)
+		goto err_close;
 	{
 		unsigned char hv[16];
 		bool hfound;
@@ -1625,6 +1797,11 @@ int store_branch_create(struct store *s,
 	nb = calloc(1, sizeof(*nb));
 	if (!nb)
 		return -ENOMEM;
+	nb->touched = calloc(STORE_TOUCH_WORDS, sizeof(*nb->touched));
+	if (!nb->touched) {
+		free(nb);
+		return -ENOMEM;
+	}
 	kv_batch_init(&b);
 	pthread_rwlock_wrlock(&s->branches_lock);
 	if (store_branch_by_name(s, args->name)) {
@@ -1684,6 +1861,8 @@ int store_branch_create(struct store *s,
 				pv.lv[n].id = cur->id;
 				pv.lv[n].cap = cap;
 				pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
+				pv.lv[n].touched = cur->touched;
 				n++;
 				if (!cur->parent_id)
 					break;
@@ -1721,7 +1900,7 @@ int store_branch_create(struct store *s,
 		goto out_unlock;
 	store_put64(cv, nb->id + 1);
 	kv_batch_put(&b, KV_CF_META, &ck, 1, cv, 8);
-	rc = store_commit(s, &b, true, &seq);
+	rc = store_commit_locked(s, &b, nb, &seq);
 	if (rc)
 		goto out_unlock;
 	s->branches[nb->id] = nb;
@@ -1737,6 +1916,8 @@ out_unlock:
 	if (pv.lv)
 		free(pv.lv);
 	kv_batch_release(&b);
+	if (nb)
+		free((void *)nb->touched);
 	free(nb);
 	return rc;
 }
@@ -1776,7 +1957,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	k[0] = 'W';
 	kv_batch_delete(&b, KV_CF_META, k, 9);
 	store_batch_drop_range(&b, id);
-	rc = store_commit(s, &b, true, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL);
 	if (rc)
 		goto out_unlock;
 	br->deleted = true;
@@ -1826,7 +2007,7 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	memcpy(&tmp, br, sizeof(tmp));
 	snprintf(tmp.name, sizeof(tmp.name), "%s", new_name);
 	store_branch_put(&b, &tmp);
-	rc = store_commit(s, &b, true, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL);
 	if (rc)
 		goto out_unlock;
 	snprintf(br->name, sizeof(br->name), "%s", new_name);
@@ -1882,6 +2063,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 			pv.lv[n].id = cur->id;
 			pv.lv[n].cap = cap;
 			pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
 			n++;
 			if (!cur->parent_id)
 				break;
@@ -1894,7 +2076,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	if (rc)
 		goto out_unlock;
 	store_branch_put(&b, &tmp);
-	rc = store_commit(s, &b, true, &seq);
+	rc = store_commit_locked(s, &b, NULL, &seq);
 	if (rc)
 		goto out_unlock;
 	/* Versions written before the reset all have seq <= at (writes in
