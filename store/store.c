@@ -302,6 +302,22 @@ static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
 		(b % 64) & 1);
 }
 
+/* Branch names are entry names that are also printable: no control
+ * characters, which would garble listings and logs. */
+static int store_branch_name_check(const char *name)
+{
+	const unsigned char *p;
+	int rc = store_name_check(name);
+
+	if (rc)
+		return rc;
+	for (p = (const unsigned char *)name; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int store_name_check(const char *name)
 {
 	size_t len;
@@ -1791,7 +1807,7 @@ int store_branch_create(struct store *s,
 	uint64_t at = 0, seq;
 	int rc;
 
-	rc = store_name_check(args->name);
+	rc = store_branch_name_check(args->name);
 	if (rc)
 		return rc;
 	nb = calloc(1, sizeof(*nb));
@@ -1987,7 +2003,7 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	struct kv_batch b;
 	int rc;
 
-	rc = store_name_check(new_name);
+	rc = store_branch_name_check(new_name);
 	if (rc)
 		return rc;
 	kv_batch_init(&b);
@@ -3774,4 +3790,30 @@ out:
 	kv_batch_release(&r.b);
 	atomic_store(&s->gc_running, false);
 	return rc;
+}
+
+/* ------------------------------------------------------- seq -> time */
+
+int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
+{
+	int64_t lo = store_oldest_time(s) / 1000000, hi = store_now_ns() / 1000000;
+	int rc;
+
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
+	/* Binary search for the first ms whose state includes seq. */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		uint64_t at;
+
+		rc = store_gc_seq_at(s, mid * 1000000 + 999999, &at);
+		if (rc)
+			return rc;
+		if (at >= seq)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*unix_ns = lo * 1000000;
+	return 0;
 }

@@ -199,6 +199,10 @@ int64_t store_oldest_time(struct store *s);
 
 int store_stats(struct store *s, struct store_stats *out);
 
+/* Approximate wall-clock time (ns) at which seq was handed out, to the
+ * resolution of the time index.  -ERANGE if older than the horizon. */
+int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns);
+
 /* Change the retention window at run time (seconds, > 0).  Lengthening it
  * cannot bring back what a GC already reclaimed. */
 int store_set_retention(struct store *s, uint64_t seconds);
@@ -239,8 +243,10 @@ int store_name_check(const char *name);
 
 /* ---- branches ---- */
 
-/* Create a branch.  O(1): writes one record.  Errors: -EEXIST name taken;
- * -EINVAL/-ENAMETOOLONG bad name or at_seq in the future; -ENOENT unknown
+/* Create a branch.  O(1): writes one record.  Branch names follow the
+ * entry name rules and may not contain control characters.  Errors:
+ * -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name or at_seq in the
+ * future; -ENOENT unknown
  * parent; -ERANGE at_seq older than the parent's oldest retained state or
  * older than the parent itself; -EMLINK too many branches. */
 int store_branch_create(struct store *s,
