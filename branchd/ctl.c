@@ -196,19 +196,27 @@ static int bd_may_modify(struct bd_ctl *c, struct json_buf *out,
 	return -EPERM;
 }
 
+/* Hold the branch for a change (begin_change); on success the caller
+ * must call bd_end_change. */
 static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 		       const struct store_branch_info *bi, const char *what)
 {
 	char why[256] = "";
 
-	if (c->cfg.hooks.busy &&
-	    c->cfg.hooks.busy(c->cfg.hooks.ctx, bi->id, bi->name, why,
-			      sizeof(why)) == -EBUSY) {
+	if (c->cfg.hooks.begin_change &&
+	    c->cfg.hooks.begin_change(c->cfg.hooks.ctx, bi->id, why,
+				      sizeof(why)) != 0) {
 		bd_reply_err(out, -EBUSY, "cannot %s branch '%s': %s", what,
 			     bi->name, why[0] ? why : "it is in use");
 		return -EBUSY;
 	}
 	return 0;
+}
+
+static void bd_end_change(struct bd_ctl *c, uint64_t id)
+{
+	if (c->cfg.hooks.end_change)
+		c->cfg.hooks.end_change(c->cfg.hooks.ctx, id);
 }
 
 static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
@@ -389,12 +397,14 @@ static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 	    bd_not_busy(c, out, &bi, "delete"))
 		return;
 	if (bi.nchildren) {
+		bd_end_change(c, bi.id);
 		bd_reply_err(out, -ENOTEMPTY,
 			     "cannot delete branch '%s': it has %u child branch%s",
 			     bi.name, bi.nchildren, bi.nchildren == 1 ? "" : "es");
 		return;
 	}
 	rc = store_branch_delete(c->cfg.store, bi.id);
+	bd_end_change(c, bi.id);
 	if (rc) {
 		bd_reply_err(out, rc, "cannot delete branch '%s': %s", bi.name,
 			     rc == -ENOTEMPTY ? "it has child branches" :
@@ -420,10 +430,12 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 	    bd_not_busy(c, out, &bi, "rename"))
 		return;
 	if (!nn) {
+		bd_end_change(c, bi.id);
 		bd_reply_err(out, -EINVAL, "missing new name");
 		return;
 	}
 	rc = store_branch_rename(c->cfg.store, bi.id, nn);
+	bd_end_change(c, bi.id);
 	if (rc) {
 		if (rc == -EEXIST)
 			bd_reply_err(out, rc,
@@ -452,6 +464,7 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	    bd_not_busy(c, out, &bi, "reset"))
 		return;
 	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
+	bd_end_change(c, bi.id);
 	if (rc) {
 		bd_reply_err(out, rc, "cannot reset branch '%s': %s", bi.name,
 			     rc == -EINVAL	 ? "it has no parent" :

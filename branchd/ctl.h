@@ -20,9 +20,14 @@ struct bd_ctl;
 struct bd_ctl_hooks {
 	void *ctx;
 	/* 0, or -EBUSY with a human reason in why (a running postmaster,
-	 * open files). */
+	 * open files).  A probe for listings: changes nothing. */
 	int (*busy)(void *ctx, uint64_t branch, const char *name, char *why,
 		    size_t whysz);
+	/* Before a delete, rename or reset: 0 and the branch is held (new
+	 * opens wait) until end_change, or -EBUSY with a reason in why. */
+	int (*begin_change)(void *ctx, uint64_t branch, char *why,
+			    size_t whysz);
+	void (*end_change)(void *ctx, uint64_t branch);
 	/* A branch was deleted (new_name NULL), renamed or reset behind the
 	 * kernel: drop its cached entries and data. */
 	void (*changed)(void *ctx, uint64_t branch, const char *old_name,
