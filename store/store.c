@@ -2777,12 +2777,12 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 	else if (rc)
 		goto out_unlock_ns;
 	rc = 0;
-	if (dino == sino)
-		goto out_unlock_ns; /* same inode: nothing to do */
 	if (dino && (flags & STORE_RENAME_NOREPLACE)) {
 		rc = -EEXIST;
 		goto out_unlock_ns;
 	}
+	if (dino == sino)
+		goto out_unlock_ns; /* same inode: nothing to do */
 	if (!dino && (flags & STORE_RENAME_EXCHANGE)) {
 		rc = -ENOENT;
 		goto out_unlock_ns;
