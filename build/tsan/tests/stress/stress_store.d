@@ -1,0 +1,3 @@
+build/tsan/tests/stress/stress_store.o: tests/stress/stress_store.c \
+ store/store.h
+store/store.h:
