@@ -722,7 +722,7 @@ static void test_store_branch_reset(void **state)
 	(void)n;
 	tstore_write_pat(s, fx->br, f, 3, 50, 100);
 
-	assert_int_equal(store_branch_reset(s, c), 0);
+	assert_int_equal(store_branch_reset(s, c, NULL), 0);
 	assert_int_equal(store_branch_get(s, c, &bi), 0);
 	assert_int_equal(bi.id, c);
 	assert_string_equal(bi.name, "c");
@@ -733,9 +733,9 @@ static void test_store_branch_reset(void **state)
 	/* writable again after the reset, isolated as before */
 	tstore_write_pat(s, c, f, 4, 0, 10);
 	tstore_expect_pat(s, fx->br, f, 1, 0, 10);
-	assert_int_equal(store_branch_reset(s, fx->br), -EINVAL);
+	assert_int_equal(store_branch_reset(s, fx->br, NULL), -EINVAL);
 	tstore_branch(s, "cc", c);
-	assert_int_equal(store_branch_reset(s, c), -ENOTEMPTY);
+	assert_int_equal(store_branch_reset(s, c, NULL), -ENOTEMPTY);
 }
 
 /* ---- persistence ---- */

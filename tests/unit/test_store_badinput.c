@@ -156,7 +156,7 @@ static void test_store_badinput_unknown_ids(void **state)
 	assert_int_equal(store_branch_lookup(s, "nope", &bi), -ENOENT);
 	assert_int_equal(store_branch_delete(s, nob), -ENOENT);
 	assert_int_equal(store_branch_rename(s, nob, "x"), -ENOENT);
-	assert_int_equal(store_branch_reset(s, nob), -ENOENT);
+	assert_int_equal(store_branch_reset(s, nob, NULL), -ENOENT);
 	{
 		struct store_branch_info *anc = NULL;
 

@@ -546,7 +546,7 @@ static void test_store_fault_branch_ops(void **state)
 	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, true, -EIO);
 	assert_int_equal(store_branch_delete(s, g), -EIO);
 	assert_int_equal(store_branch_rename(s, g, "g2"), -EIO);
-	assert_int_equal(store_branch_reset(s, g), -EIO);
+	assert_int_equal(store_branch_reset(s, g, NULL), -EIO);
 	kv_fault_disarm(fx->fault);
 	assert_int_equal(store_branch_lookup(s, "g", &bi), 0);
 	assert_int_equal(bi.id, g);

@@ -713,7 +713,7 @@ static void model_op_branch_reset(struct model *m, struct model_branch *b)
 		return;
 	model_trail(m, "branch reset %s to %s", b->name,
 		    m->br[b->parent].name);
-	rc = store_branch_reset(m->fx->s, b->id);
+	rc = store_branch_reset(m->fx->s, b->id, NULL);
 	MCHECK(m, rc == 0, "branch reset = %d", rc);
 	model_state_release(&b->st);
 	model_state_copy(&b->st, &m->br[b->parent].st);
