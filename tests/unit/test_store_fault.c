@@ -65,6 +65,24 @@ static uint64_t tstore_hash(const unsigned char *p, size_t n)
 	return h;
 }
 
+/* Inode numbers of the baseline; others (new inodes, whose numbers differ
+ * from run to run) print as '*'. */
+static const uint64_t *tstore_fp_known;
+static size_t tstore_fp_nknown;
+
+static void tstore_fp_ino(struct tstore_fp *fp, uint64_t ino)
+{
+	size_t i;
+
+	for (i = 0; i < tstore_fp_nknown; i++) {
+		if (tstore_fp_known[i] == ino) {
+			tstore_fp_add(fp, "%llu", (unsigned long long)ino);
+			return;
+		}
+	}
+	tstore_fp_add(fp, "*");
+}
+
 /* Attributes and content of one inode (content only for small files). */
 static void tstore_fp_inode(struct store *s, uint64_t br, uint64_t ino,
 			    struct tstore_fp *fp)
@@ -72,12 +90,14 @@ static void tstore_fp_inode(struct store *s, uint64_t br, uint64_t ino,
 	struct store_attr a;
 	int rc = store_getattr(s, br, STORE_SEQ_LATEST, ino, &a);
 
+	tstore_fp_add(fp, "[");
+	tstore_fp_ino(fp, ino);
 	if (rc) {
-		tstore_fp_add(fp, "[%llu:%d]", (unsigned long long)ino, rc);
+		tstore_fp_add(fp, ":%d]", rc);
 		return;
 	}
-	tstore_fp_add(fp, "[%llu:%o:n%u:s%llu:u%u", (unsigned long long)ino,
-		      a.mode, a.nlink, (unsigned long long)a.size, a.uid);
+	tstore_fp_add(fp, ":%o:n%u:s%llu:u%u", a.mode, a.nlink,
+		      (unsigned long long)a.size, a.uid);
 	if (S_ISREG(a.mode) && a.size <= 64 * BS) {
 		unsigned char *buf = malloc(a.size + 1);
 		ssize_t n;
@@ -334,6 +354,8 @@ static void tstore_sweep(struct tstore_fx *fx, unsigned mask, bool persistent)
 	int bno = 0;
 
 	tstore_base_make(fx, &b);
+	tstore_fp_known = b.inos;
+	tstore_fp_nknown = 6;
 	fp_old = tstore_fingerprint(s, fx->br, fx->root, b.inos, 6);
 	for (i = 0; i < sizeof(tstore_fops) / sizeof(tstore_fops[0]); i++) {
 		const struct tstore_fop *op = &tstore_fops[i];
@@ -397,6 +419,8 @@ static void tstore_sweep(struct tstore_fx *fx, unsigned mask, bool persistent)
 		if (n > SWEEP_MAX)
 			fail_msg("%s: still failing after %d calls", op->name,
 				 SWEEP_MAX);
+		fprintf(stderr, "  %s: faults at calls 1..%lu\n", op->name,
+			n - 1);
 		free(fp_new);
 	}
 	/* the baseline itself was never touched */
