@@ -41,6 +41,11 @@
  *        a crash.
  *  INV-5 A branch with live children is never deleted or reset, so every
  *        level of a live branch's view is a live branch.
+ *  INV-6 Before a batch that writes a version of inode X (its attributes,
+ *        its blocks, or entries of directory X) in branch B commits, X is
+ *        added to B's in-memory bloom filter (rebuilt at open from the
+ *        inode keys).  A level whose filter lacks X is skipped without a
+ *        RocksDB seek, which keeps reads through deep ancestry cheap.
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
@@ -76,6 +81,7 @@
 #include "digest.h"
 #include "kv.h"
 #include "store.h"
+#include "store_int.h"
 
 #define STORE_MARKER "BRANCHFS"
 #define STORE_LOCKFILE "LOCK.branchfs"
@@ -89,6 +95,8 @@
 /* At most one time-index entry per this many ms: the resolution of
  * wall-clock time travel. */
 #define STORE_TIME_INDEX_MS 10
+#define STORE_TOUCH_BITS (1u << 19)
+#define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
 
 enum store_block_kind {
 	STORE_BLK_ZERO = 0,
@@ -113,12 +121,15 @@ struct store_branch {
 	char name[STORE_NAME_MAX + 1];
 	_Atomic uint64_t written;
 	_Atomic bool written_dirty;
+	/* Bloom filter of the inodes this branch has versions of (INV-6). */
+	_Atomic uint64_t *touched;
 };
 
 struct store_level {
 	uint64_t id;
 	uint64_t cap;
 	uint64_t floor;
+	const _Atomic uint64_t *touched; /* the branch's filter */
 };
 
 struct store_view {
@@ -161,6 +172,14 @@ struct store {
 	_Atomic uint64_t watermark;
 	int64_t last_time_ms;   /* guarded by seq_mu */
 	int64_t created_ns;
+
+	/* Retention and GC. */
+	_Atomic uint64_t retention_s;
+	_Atomic int64_t horizon_ns;   /* oldest moment retained */
+	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
+	_Atomic bool gc_running;
+	uint64_t *dead_ids;           /* guarded by branches_lock */
+	size_t ndead, cap_dead;       /* guarded by branches_lock */
 
 	struct store_counter ino;
 
@@ -240,6 +259,64 @@ static struct timespec store_now_ts(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts;
+}
+
+static uint64_t store_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Filter keys: an inode (attributes, or entries of a directory), or one
+ * block of an inode. */
+static uint64_t store_fkey_ino(uint64_t ino)
+{
+	return store_mix(ino);
+}
+
+static uint64_t store_fkey_blk(uint64_t ino, uint64_t blk)
+{
+	return store_mix(ino ^ store_mix(blk + 0x9E3779B97F4A7C15ull));
+}
+
+static void store_touch(_Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	atomic_fetch_or(&f[a / 64], UINT64_C(1) << (a % 64));
+	atomic_fetch_or(&f[b / 64], UINT64_C(1) << (b % 64));
+}
+
+static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	return (atomic_load_explicit(&f[a / 64], memory_order_acquire) >>
+		(a % 64) & 1) &&
+	       (atomic_load_explicit(&f[b / 64], memory_order_acquire) >>
+		(b % 64) & 1);
+}
+
+/* Branch names are entry names that are also printable: no control
+ * characters, which would garble listings and logs. */
+static int store_branch_name_check(const char *name)
+{
+	const unsigned char *p;
+	int rc = store_name_check(name);
+
+	if (rc)
+		return rc;
+	for (p = (const unsigned char *)name; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 int store_name_check(const char *name)
@@ -333,7 +410,7 @@ static size_t store_attr_encode(unsigned char *v, const struct store_attr *a,
 	return STORE_INODE_HDR + n;
 }
 
-static int store_attr_decode(const unsigned char *v, size_t len,
+int store_attr_decode(const unsigned char *v, size_t len,
 			     struct store_attr *a)
 {
 	if (len < STORE_INODE_HDR)
@@ -376,7 +453,7 @@ static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
 	return STORE_BRREC_HDR + n;
 }
 
-static int store_brrec_decode(const unsigned char *v, size_t len,
+int store_brrec_decode(const unsigned char *v, size_t len,
 			      struct store_branch *b)
 {
 	size_t n;
@@ -557,8 +634,8 @@ uint64_t store_seq_now(struct store *s)
 
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
-static int store_commit(struct store *s, struct kv_batch *b, bool sync,
-			uint64_t *seq_out)
+static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
+			   uint64_t *seq_out)
 {
 	unsigned char tkey[9], tval[8];
 	uint64_t seq;
@@ -586,6 +663,56 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			*seq_out = seq;
 	}
 	return rc;
+}
+
+static struct store_branch *store_branch_by_id(struct store *s, uint64_t id);
+
+/* INV-6: add every inode a batch writes a version of to its branch's
+ * filter.  extra is a branch not yet in the table (being created). */
+static void store_batch_touch(struct store *s, const struct kv_batch *b,
+			      struct store_branch *extra)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const unsigned char *k = kv_batch_key(b, op);
+		struct store_branch *br;
+		uint64_t id;
+
+		if (op->cf == KV_CF_META || op->type != KV_OP_PUT ||
+		    op->klen < 16)
+			continue;
+		id = store_get64(k);
+		br = extra && extra->id == id ? extra :
+						store_branch_by_id(s, id);
+		if (!br || !br->touched)
+			continue;
+		if (op->cf == KV_CF_BLOCK && op->klen == STORE_BLOCK_KLEN)
+			store_touch(br->touched,
+				    store_fkey_blk(store_get64(k + 8),
+						   store_get64(k + 16)));
+		else
+			store_touch(br->touched,
+				    store_fkey_ino(store_get64(k + 8)));
+	}
+}
+
+static int store_commit(struct store *s, struct kv_batch *b, bool sync,
+			uint64_t *seq_out)
+{
+	pthread_rwlock_rdlock(&s->branches_lock);
+	store_batch_touch(s, b, NULL);
+	pthread_rwlock_unlock(&s->branches_lock);
+	return store_do_commit(s, b, sync, seq_out);
+}
+
+/* For callers holding branches_lock for writing. */
+static int store_commit_locked(struct store *s, struct kv_batch *b,
+			       struct store_branch *extra, uint64_t *seq_out)
+{
+	store_batch_touch(s, b, extra);
+	return store_do_commit(s, b, true, seq_out);
 }
 
 /* ------------------------------------------------------------- views */
@@ -618,6 +745,8 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 	v->n = 0;
 	if (seq != STORE_SEQ_LATEST && seq > atomic_load(&s->watermark))
 		return -EINVAL;
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
 	pthread_rwlock_rdlock(&s->branches_lock);
 	b = store_branch_by_id(s, branch);
 	if (!b) {
@@ -645,6 +774,7 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 		v->lv[n].id = cur->id;
 		v->lv[n].cap = cap;
 		v->lv[n].floor = cur->floor;
+		v->lv[n].touched = cur->touched;
 		n++;
 		if (!cur->parent_id)
 			break;
@@ -667,7 +797,8 @@ out_unlock:
  * the iterator's value.
  */
 static int store_find(struct kv_iter *it, const struct store_view *v,
-		      unsigned char *key, size_t olen, const void **val,
+		      unsigned char *key, size_t olen, uint64_t fkey,
+		      const void **val,
 		      size_t *vlen, bool *found, size_t *level)
 {
 	size_t i, klen = 8 + olen + 8, fklen;
@@ -676,6 +807,8 @@ static int store_find(struct kv_iter *it, const struct store_view *v,
 	for (i = 0; i < v->n; i++) {
 		uint64_t vseq;
 
+		if (v->lv[i].touched && !store_touched(v->lv[i].touched, fkey))
+			continue;
 		store_put64(key, v->lv[i].id);
 		store_put64(key + 8 + olen, ~v->lv[i].cap);
 		kv_iter_seek(it, key, klen);
@@ -714,7 +847,8 @@ static int store_attr_find(struct kv_iter *it, const struct store_view *v,
 	int rc;
 
 	store_put64(key + 8, ino);
-	rc = store_find(it, v, key, 8, &val, &vlen, &found, NULL);
+	rc = store_find(it, v, key, 8, store_fkey_ino(ino), &val, &vlen,
+			&found, NULL);
 	if (rc)
 		return rc;
 	if (!found)
@@ -794,7 +928,8 @@ static int store_dirent_find(struct store *s, const struct store_view *v,
 	rc = kv_iter_new(s->kv, KV_CF_DIRENT, true, &it);
 	if (rc)
 		return rc;
-	rc = store_find(it, v, key, 8 + n + 1, &val, &vlen, &found, NULL);
+	rc = store_find(it, v, key, 8 + n + 1, store_fkey_ino(dir), &val,
+			&vlen, &found, NULL);
 	if (rc)
 		goto out;
 	if (!found || vlen == 0) {
@@ -865,13 +1000,45 @@ static int store_batch_block(struct kv_batch *b, uint64_t br, uint64_t ino,
 	return 0;
 }
 
+int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
+		       size_t vlen, unsigned char *out)
+{
+	unsigned char hdr[17], dg[DIGEST_LEN];
+
+	if (vlen >= 1 && val[0] == STORE_BLK_ZERO) {
+		if (vlen != 1)
+			return -EIO;
+		memset(out, 0, STORE_BLOCK_SIZE);
+		return 0;
+	}
+	if (vlen < STORE_BLK_HDR)
+		return -EIO;
+	if (val[0] == STORE_BLK_RAW) {
+		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
+			return -EIO;
+		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
+	} else if (val[0] == STORE_BLK_ZSTD) {
+		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
+				     vlen - STORE_BLK_HDR))
+			return -EIO;
+	} else {
+		return -EIO;
+	}
+	store_put64(hdr, ino);
+	store_put64(hdr + 8, blk);
+	hdr[16] = val[0];
+	if (digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE) ||
+	    memcmp(dg, val + 1, DIGEST_LEN) != 0)
+		return -EIO;
+	return 0;
+}
+
 /* Read block blk of ino through the view into out (BLOCK_SIZE bytes). */
 static int store_block_read(struct store *s, struct kv_iter *it,
 			    const struct store_view *v, uint64_t ino,
 			    uint64_t blk, unsigned char *out)
 {
-	unsigned char key[STORE_BLOCK_KLEN], hdr[17], dg[DIGEST_LEN];
-	const unsigned char *val;
+	unsigned char key[STORE_BLOCK_KLEN];
 	const void *vp;
 	size_t vlen, level = 0;
 	bool found;
@@ -879,42 +1046,21 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 
 	store_put64(key + 8, ino);
 	store_put64(key + 16, blk);
-	rc = store_find(it, v, key, 16, &vp, &vlen, &found, &level);
+	rc = store_find(it, v, key, 16, store_fkey_blk(ino, blk), &vp, &vlen,
+			&found, &level);
 	if (rc)
 		return rc;
-	val = vp;
-	if (!found || (vlen >= 1 && val[0] == STORE_BLK_ZERO)) {
+	if (!found) {
 		memset(out, 0, STORE_BLOCK_SIZE);
 		return 0;
 	}
-	if (vlen < STORE_BLK_HDR)
-		goto err_corrupt;
-	if (val[0] == STORE_BLK_RAW) {
-		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
-			goto err_corrupt;
-		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
-	} else if (val[0] == STORE_BLK_ZSTD) {
-		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
-				     vlen - STORE_BLK_HDR))
-			goto err_corrupt;
-	} else {
-		goto err_corrupt;
-	}
-	store_put64(hdr, ino);
-	store_put64(hdr + 8, blk);
-	hdr[16] = val[0];
-	rc = digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE);
+	rc = store_block_decode(ino, blk, vp, vlen, out);
 	if (rc)
-		return rc;
-	if (memcmp(dg, val + 1, DIGEST_LEN) != 0)
-		goto err_corrupt;
-	return 0;
-err_corrupt:
-	LOG_ERR(s,
-		"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
-		") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
-		v->lv[0].id, v->lv[level].id, ino, blk);
-	return -EIO;
+		LOG_ERR(s,
+			"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
+			") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
+			v->lv[0].id, v->lv[level].id, ino, blk);
+	return rc;
 }
 
 /* --------------------------------------------------------- lock sets */
@@ -1007,8 +1153,10 @@ static int store_load_branches(struct store *s)
 			goto out;
 		}
 		b->id = id;
-		rc = store_brrec_decode(val, vlen, b);
+		b->touched = calloc(STORE_TOUCH_WORDS, sizeof(*b->touched));
+		rc = b->touched ? store_brrec_decode(val, vlen, b) : -ENOMEM;
 		if (rc) {
+			free((void *)b->touched);
 			free(b);
 			LOG_ERR(s, "store '%s': damaged record of branch %" PRIu64,
 				s->dir, id);
@@ -1065,6 +1213,61 @@ static int store_load_branches(struct store *s)
 	}
 out:
 	kv_iter_free(it);
+	return rc;
+}
+
+/* INV-6 at open: one seek per object (inode, or block) with versions. */
+static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
+				  size_t klen_want)
+{
+	unsigned char k[24];
+	struct kv_iter *it;
+	size_t plen = klen_want - 8;
+	int rc;
+
+	rc = kv_iter_new(s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	memset(k, 0, sizeof(k));
+	for (kv_iter_seek(it, k, 0); kv_iter_valid(it);) {
+		const unsigned char *key;
+		struct store_branch *b;
+		size_t klen, i;
+		uint64_t id, ino;
+
+		key = kv_iter_key(it, &klen);
+		if (klen != klen_want)
+			break;
+		id = store_get64(key);
+		ino = store_get64(key + 8);
+		b = store_branch_by_id(s, id);
+		if (b)
+			store_touch(b->touched,
+				    cf == KV_CF_BLOCK ?
+					    store_fkey_blk(ino,
+							   store_get64(key + 16)) :
+					    store_fkey_ino(ino));
+		/* Seek to the next object: the prefix plus one. */
+		memcpy(k, key, plen);
+		for (i = plen; i > 0; i--) {
+			if (++k[i - 1] != 0)
+				break;
+		}
+		if (i == 0)
+			break;
+		kv_iter_seek(it, k, plen);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+static int store_touch_rebuild(struct store *s)
+{
+	int rc = store_touch_rebuild_cf(s, KV_CF_INODE, STORE_INODE_KLEN);
+
+	if (rc == 0)
+		rc = store_touch_rebuild_cf(s, KV_CF_BLOCK, STORE_BLOCK_KLEN);
 	return rc;
 }
 
@@ -1156,10 +1359,14 @@ static void store_free(struct store *s)
 {
 	size_t i;
 
-	for (i = 0; i < s->branches_cap; i++)
+	for (i = 0; i < s->branches_cap; i++) {
+		if (s->branches[i])
+			free((void *)s->branches[i]->touched);
 		free(s->branches[i]);
+	}
 	free(s->branches);
 	free(s->inflight);
+	free(s->dead_ids);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_rwlock_destroy(&s->branches_lock);
@@ -1326,6 +1533,24 @@ int store_open(const char *dir, const struct store_config *cfg,
 	rc = store_load_branches(s);
 	if (rc)
 		goto err_damaged;
+	rc = store_touch_rebuild(s);
+	if (rc)
+		goto err_close;
+	{
+		unsigned char hv[16];
+		bool hfound;
+
+		rc = kv_get(s->kv, KV_CF_META, "H", 1, hv, sizeof(hv), &vlen,
+			    &hfound);
+		if (rc)
+			goto err_close;
+		if (hfound && vlen == 16) {
+			atomic_store(&s->horizon_ns, (int64_t)store_get64(hv));
+			atomic_store(&s->horizon_seq, store_get64(hv + 8));
+		}
+	}
+	atomic_store(&s->retention_s,
+		     cfg->retention_s ? cfg->retention_s : 3600);
 	{
 		struct kv_iter *it;
 		unsigned char tk = 'T';
@@ -1434,7 +1659,7 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 
 	if (unix_ns > now)
 		return -EINVAL;
-	if (unix_ns < s->created_ns)
+	if (unix_ns < store_oldest_time(s))
 		return -ERANGE;
 	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
 	if (rc)
@@ -1470,7 +1695,9 @@ out:
 
 int64_t store_oldest_time(struct store *s)
 {
-	return s->created_ns;
+	int64_t h = atomic_load(&s->horizon_ns);
+
+	return h > s->created_ns ? h : s->created_ns;
 }
 
 int store_stats(struct store *s, struct store_stats *out)
@@ -1591,12 +1818,17 @@ int store_branch_create(struct store *s,
 	uint64_t at = 0, seq;
 	int rc;
 
-	rc = store_name_check(args->name);
+	rc = store_branch_name_check(args->name);
 	if (rc)
 		return rc;
 	nb = calloc(1, sizeof(*nb));
 	if (!nb)
 		return -ENOMEM;
+	nb->touched = calloc(STORE_TOUCH_WORDS, sizeof(*nb->touched));
+	if (!nb->touched) {
+		free(nb);
+		return -ENOMEM;
+	}
 	kv_batch_init(&b);
 	pthread_rwlock_wrlock(&s->branches_lock);
 	if (store_branch_by_name(s, args->name)) {
@@ -1630,7 +1862,8 @@ int store_branch_create(struct store *s,
 				rc = -EINVAL;
 				goto out_unlock;
 			}
-			if (at < parent->create_seq || at < parent->floor) {
+			if (at < parent->create_seq || at < parent->floor ||
+			    at < atomic_load(&s->horizon_seq)) {
 				rc = -ERANGE;
 				goto out_unlock;
 			}
@@ -1655,6 +1888,8 @@ int store_branch_create(struct store *s,
 				pv.lv[n].id = cur->id;
 				pv.lv[n].cap = cap;
 				pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
+				pv.lv[n].touched = cur->touched;
 				n++;
 				if (!cur->parent_id)
 					break;
@@ -1692,7 +1927,7 @@ int store_branch_create(struct store *s,
 		goto out_unlock;
 	store_put64(cv, nb->id + 1);
 	kv_batch_put(&b, KV_CF_META, &ck, 1, cv, 8);
-	rc = store_commit(s, &b, true, &seq);
+	rc = store_commit_locked(s, &b, nb, &seq);
 	if (rc)
 		goto out_unlock;
 	s->branches[nb->id] = nb;
@@ -1708,6 +1943,8 @@ out_unlock:
 	if (pv.lv)
 		free(pv.lv);
 	kv_batch_release(&b);
+	if (nb)
+		free((void *)nb->touched);
 	free(nb);
 	return rc;
 }
@@ -1747,11 +1984,22 @@ int store_branch_delete(struct store *s, uint64_t id)
 	k[0] = 'W';
 	kv_batch_delete(&b, KV_CF_META, k, 9);
 	store_batch_drop_range(&b, id);
-	rc = store_commit(s, &b, true, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL);
 	if (rc)
 		goto out_unlock;
 	br->deleted = true;
 	s->nbranches--;
+	if (s->ndead == s->cap_dead) {
+		size_t ncap = s->cap_dead ? s->cap_dead * 2 : 16;
+		uint64_t *nd = realloc(s->dead_ids, ncap * sizeof(*nd));
+
+		if (nd) {
+			s->dead_ids = nd;
+			s->cap_dead = ncap;
+		}
+	}
+	if (s->ndead < s->cap_dead)
+		s->dead_ids[s->ndead++] = id;
 	if (br->parent_id && s->branches[br->parent_id])
 		s->branches[br->parent_id]->nchildren--;
 out_unlock:
@@ -1766,7 +2014,7 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	struct kv_batch b;
 	int rc;
 
-	rc = store_name_check(new_name);
+	rc = store_branch_name_check(new_name);
 	if (rc)
 		return rc;
 	kv_batch_init(&b);
@@ -1786,7 +2034,7 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	memcpy(&tmp, br, sizeof(tmp));
 	snprintf(tmp.name, sizeof(tmp.name), "%s", new_name);
 	store_branch_put(&b, &tmp);
-	rc = store_commit(s, &b, true, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL);
 	if (rc)
 		goto out_unlock;
 	snprintf(br->name, sizeof(br->name), "%s", new_name);
@@ -1842,6 +2090,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 			pv.lv[n].id = cur->id;
 			pv.lv[n].cap = cap;
 			pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
 			n++;
 			if (!cur->parent_id)
 				break;
@@ -1854,7 +2103,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	if (rc)
 		goto out_unlock;
 	store_branch_put(&b, &tmp);
-	rc = store_commit(s, &b, true, &seq);
+	rc = store_commit_locked(s, &b, NULL, &seq);
 	if (rc)
 		goto out_unlock;
 	/* Versions written before the reset all have seq <= at (writes in
@@ -2539,12 +2788,12 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 	else if (rc)
 		goto out_unlock_ns;
 	rc = 0;
-	if (dino == sino)
-		goto out_unlock_ns; /* same inode: nothing to do */
 	if (dino && (flags & STORE_RENAME_NOREPLACE)) {
 		rc = -EEXIST;
 		goto out_unlock_ns;
 	}
+	if (dino == sino)
+		goto out_unlock_ns; /* same inode: nothing to do */
 	if (!dino && (flags & STORE_RENAME_EXCHANGE)) {
 		rc = -ENOENT;
 		goto out_unlock_ns;
@@ -3058,4 +3307,709 @@ out:
 	free(stack);
 	free(seen);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- gc */
+
+int store_set_retention(struct store *s, uint64_t seconds)
+{
+	if (seconds == 0 || seconds > (uint64_t)INT64_MAX / 1000000000)
+		return -EINVAL;
+	atomic_store(&s->retention_s, seconds);
+	return 0;
+}
+
+uint64_t store_get_retention(struct store *s)
+{
+	return atomic_load(&s->retention_s);
+}
+
+/* Read points of one branch's own versions besides its head and the
+ * window: the caps its descendants read it at. */
+struct store_gc_branch {
+	uint64_t id;
+	uint64_t floor;
+	uint64_t *caps; /* sorted ascending */
+	size_t ncaps, capcap;
+	uint64_t *dead; /* unlinked, unopened inodes: blocks reclaimable */
+	size_t ndead, capdead;
+};
+
+static int store_u64_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		uint64_t *na = realloc(*arr, ncap * sizeof(*na));
+
+		if (!na)
+			return -ENOMEM;
+		*arr = na;
+		*cap = ncap;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+static bool store_u64_find(const uint64_t *arr, size_t n, uint64_t v)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (arr[mid] == v)
+			return true;
+		if (arr[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Is any cap r with lo <= r < hi? */
+static bool store_caps_hit(const uint64_t *caps, size_t n, uint64_t lo,
+			   uint64_t hi)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (caps[mid] < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a < n && caps[a] < hi;
+}
+
+/* Snapshot every live branch and the caps its descendants read it at. */
+static int store_gc_snapshot(struct store *s, struct store_gc_branch **out,
+			     size_t *nout)
+{
+	struct store_gc_branch *gb = NULL;
+	size_t n = 0, i, *slot = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	gb = calloc(s->nbranches ? s->nbranches : 1, sizeof(*gb));
+	slot = calloc(s->branches_cap ? s->branches_cap : 1, sizeof(*slot));
+	if (!gb || !slot) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = store_branch_by_id(s, i);
+
+		if (!b)
+			continue;
+		gb[n].id = b->id;
+		gb[n].floor = b->floor;
+		slot[i] = n++;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *c = store_branch_by_id(s, i), *a;
+		uint64_t cap;
+
+		if (!c || !c->parent_id)
+			continue;
+		cap = c->fork_seq;
+		for (a = store_branch_by_id(s, c->parent_id); a;
+		     a = a->parent_id ? store_branch_by_id(s, a->parent_id) :
+					NULL) {
+			struct store_gc_branch *g = &gb[slot[a->id]];
+
+			rc = store_u64_push(&g->caps, &g->ncaps, &g->capcap,
+					    cap);
+			if (rc)
+				goto out_unlock;
+			if (a->fork_seq < cap)
+				cap = a->fork_seq;
+			if (!a->parent_id)
+				break;
+		}
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	free(slot);
+	if (rc) {
+		for (i = 0; i < n; i++)
+			free(gb[i].caps);
+		free(gb);
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		if (gb[i].ncaps)
+			qsort(gb[i].caps, gb[i].ncaps, sizeof(uint64_t),
+			      store_u64_cmp);
+	}
+	*out = gb;
+	*nout = n;
+	return 0;
+}
+
+struct store_gc_run {
+	struct store *s;
+	const struct store_gc_opts *opts;
+	struct store_gc_stats *st;
+	struct kv_batch b;
+	uint64_t w; /* window start seq */
+};
+
+static int store_gc_flush(struct store_gc_run *r, bool force)
+{
+	int rc;
+
+	if (r->b.nops == 0 || (!force && r->b.nops < 4096))
+		return 0;
+	rc = kv_write(r->s->kv, &r->b, false);
+	kv_batch_clear(&r->b);
+	return rc;
+}
+
+static int store_gc_delete(struct store_gc_run *r, enum kv_cf cf,
+			   const unsigned char *k, size_t klen, size_t vlen)
+{
+	kv_batch_delete(&r->b, cf, k, klen);
+	r->st->keys_deleted++;
+	r->st->bytes_deleted += klen + vlen;
+	return store_gc_flush(r, false);
+}
+
+/*
+ * Versions of one object in one branch, newest first: seqs[0..n).  Mark
+ * keep[i].  The newest visible version is the head; an older one is kept
+ * if a read point falls in [its seq, the next newer seq): a moment inside
+ * the window (>= w) or a descendant's cap.  Versions below the floor are
+ * never visible again.
+ */
+static void store_gc_decide(const struct store_gc_branch *g, uint64_t w,
+			    const uint64_t *seqs, size_t n, bool *keep)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (seqs[i] < g->floor)
+			keep[i] = false;
+		else if (i == 0)
+			keep[i] = true;
+		else
+			keep[i] = seqs[i - 1] > w ||
+				  store_caps_hit(g->caps, g->ncaps, seqs[i],
+						 seqs[i - 1]);
+	}
+}
+
+struct store_gc_group {
+	unsigned char prefix[STORE_DIRENT_KMAX];
+	size_t plen;
+	unsigned char (*keys)[STORE_DIRENT_KMAX];
+	size_t *vlens;
+	uint64_t *seqs;
+	bool *keep;
+	bool *linked; /* inode versions: nlink > 0 */
+	size_t n, cap;
+};
+
+static int store_gc_group_add(struct store_gc_group *g,
+			      const unsigned char *k, size_t klen,
+			      const unsigned char *v, size_t vlen)
+{
+	if (g->n == g->cap) {
+		size_t ncap = g->cap ? g->cap * 2 : 8;
+		void *nk = realloc(g->keys, ncap * sizeof(*g->keys));
+
+		if (!nk)
+			return -ENOMEM;
+		g->keys = nk;
+		nk = realloc(g->vlens, ncap * sizeof(*g->vlens));
+		if (!nk)
+			return -ENOMEM;
+		g->vlens = nk;
+		nk = realloc(g->seqs, ncap * sizeof(*g->seqs));
+		if (!nk)
+			return -ENOMEM;
+		g->seqs = nk;
+		nk = realloc(g->keep, ncap * sizeof(*g->keep));
+		if (!nk)
+			return -ENOMEM;
+		g->keep = nk;
+		nk = realloc(g->linked, ncap * sizeof(*g->linked));
+		if (!nk)
+			return -ENOMEM;
+		g->linked = nk;
+		g->cap = ncap;
+	}
+	memcpy(g->keys[g->n], k, klen);
+	g->vlens[g->n] = vlen;
+	g->seqs[g->n] = ~store_get64(k + klen - 8);
+	g->linked[g->n] = vlen >= STORE_INODE_HDR && store_get32(v + 12) > 0;
+	g->n++;
+	return 0;
+}
+
+static void store_gc_group_free(struct store_gc_group *g)
+{
+	free(g->keys);
+	free(g->vlens);
+	free(g->seqs);
+	free(g->keep);
+	free(g->linked);
+}
+
+/* Decide and delete one group's versions. */
+static int store_gc_group_done(struct store_gc_run *r,
+			       struct store_gc_branch *gb, enum kv_cf cf,
+			       struct store_gc_group *g)
+{
+	size_t i, klen = g->plen + 8;
+	bool dead_ino = false;
+	int rc;
+
+	if (g->n == 0)
+		return 0;
+	if (cf == KV_CF_BLOCK &&
+	    store_u64_find(gb->dead, gb->ndead, store_get64(g->prefix + 8)))
+		dead_ino = true;
+	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
+	if (cf == KV_CF_INODE && g->seqs[0] >= gb->floor && !g->linked[0] &&
+	    g->seqs[0] <= r->w) {
+		bool any_linked = false;
+
+		for (i = 0; i < g->n; i++)
+			any_linked |= g->keep[i] && g->linked[i];
+		if (!any_linked) {
+			uint64_t ino = store_get64(g->prefix + 8);
+
+			if (!r->opts->in_use ||
+			    !r->opts->in_use(r->opts->ctx, gb->id, ino)) {
+				rc = store_u64_push(&gb->dead, &gb->ndead,
+						    &gb->capdead, ino);
+				if (rc)
+					return rc;
+				r->st->inodes_reclaimed++;
+			}
+		}
+	}
+	for (i = 0; i < g->n; i++) {
+		if (g->keep[i] && !dead_ino)
+			continue;
+		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
+		if (rc)
+			return rc;
+	}
+	g->n = 0;
+	return 0;
+}
+
+static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
+			 enum kv_cf cf)
+{
+	struct store_gc_group g = { .n = 0 };
+	unsigned char start[8];
+	struct kv_iter *it;
+	uint64_t seen = 0;
+	int rc;
+
+	rc = kv_iter_new(r->s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	store_put64(start, gb->id);
+	for (kv_iter_seek(it, start, 8); kv_iter_valid(it); kv_iter_next(it)) {
+		const unsigned char *k, *v;
+		size_t klen, vlen;
+
+		k = kv_iter_key(it, &klen);
+		if (klen < 8 + 8 || memcmp(k, start, 8) != 0)
+			break;
+		if (klen > STORE_DIRENT_KMAX) {
+			rc = -EIO;
+			goto out;
+		}
+		v = kv_iter_value(it, &vlen);
+		r->st->keys_scanned++;
+		if (g.n && (g.plen != klen - 8 || memcmp(g.prefix, k, g.plen))) {
+			rc = store_gc_group_done(r, gb, cf, &g);
+			if (rc)
+				goto out;
+		}
+		if (g.n == 0) {
+			g.plen = klen - 8;
+			memcpy(g.prefix, k, g.plen);
+		}
+		rc = store_gc_group_add(&g, k, klen, v, vlen);
+		if (rc)
+			goto out;
+		if (r->opts->pause_us && ++seen % 1024 == 0)
+			usleep(r->opts->pause_us);
+	}
+	rc = kv_iter_status(it);
+	if (rc == 0)
+		rc = store_gc_group_done(r, gb, cf, &g);
+out:
+	store_gc_group_free(&g);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* The seq of the store as it was at unix_ns (no range checks). */
+static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
+{
+	unsigned char key[9];
+	struct kv_iter *it;
+	size_t klen, vlen;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
+	kv_iter_seek(it, key, sizeof(key));
+	*seq = store_seq_now(s);
+	if (kv_iter_valid(it)) {
+		const unsigned char *k = kv_iter_key(it, &klen);
+		const unsigned char *v = kv_iter_value(it, &vlen);
+
+		if (klen == 9 && k[0] == 'T' && vlen == 8 &&
+		    store_get64(v) - 1 < *seq)
+			*seq = store_get64(v) - 1;
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* Drop time-index entries before the horizon: no lookup needs them. */
+static int store_gc_time_index(struct store_gc_run *r, int64_t horizon_ns)
+{
+	unsigned char lo[9], hi[9];
+
+	lo[0] = hi[0] = 'T';
+	store_put64(lo + 1, 0);
+	store_put64(hi + 1, (uint64_t)(horizon_ns / 1000000));
+	kv_batch_delete_range(&r->b, KV_CF_META, lo, 9, hi, 9);
+	return store_gc_flush(r, true);
+}
+
+int store_gc(struct store *s, const struct store_gc_opts *opts,
+	     struct store_gc_stats *out)
+{
+	static const struct store_gc_opts defaults = { .in_use = NULL };
+	struct store_gc_branch *gb = NULL;
+	struct store_gc_stats st = { 0 };
+	struct store_gc_run r = { .s = s };
+	uint64_t *dead = NULL, w;
+	size_t ngb = 0, ndead = 0, i;
+	int64_t now = store_now_ns(), hns;
+	unsigned char hv[16];
+	int rc, cf;
+
+	if (atomic_exchange(&s->gc_running, true))
+		return -EBUSY;
+	r.opts = opts ? opts : &defaults;
+	r.st = &st;
+	kv_batch_init(&r.b);
+	rc = kv_disk_usage(s->kv, &st.disk_before);
+	if (rc)
+		goto out;
+
+	/* Move the horizon first (durably, and under branches_lock so no
+	 * fork below it slips in), then snapshot the read points. */
+	hns = now - (int64_t)(atomic_load(&s->retention_s) * 1000000000ull);
+	if (hns < atomic_load(&s->horizon_ns))
+		hns = atomic_load(&s->horizon_ns);
+	rc = store_gc_seq_at(s, hns, &w);
+	if (rc)
+		goto out;
+	if (w < atomic_load(&s->horizon_seq))
+		w = atomic_load(&s->horizon_seq);
+	store_put64(hv, (uint64_t)hns);
+	store_put64(hv + 8, w);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
+	rc = kv_write(s->kv, &r.b, true);
+	kv_batch_clear(&r.b);
+	if (rc == 0) {
+		atomic_store(&s->horizon_ns, hns);
+		atomic_store(&s->horizon_seq, w);
+	}
+	dead = s->dead_ids;
+	ndead = s->ndead;
+	s->dead_ids = NULL;
+	s->ndead = s->cap_dead = 0;
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		goto out;
+	r.w = w;
+	st.horizon_ns = store_oldest_time(s);
+
+	rc = store_gc_snapshot(s, &gb, &ngb);
+	if (rc)
+		goto out;
+	for (i = 0; i < ngb; i++) {
+		/* INODE first: it finds the dead inodes whose blocks go. */
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+			if (cf == KV_CF_BLOCK && gb[i].ndead)
+				qsort(gb[i].dead, gb[i].ndead,
+				      sizeof(uint64_t), store_u64_cmp);
+			rc = store_gc_scan(&r, &gb[i], cf);
+			if (rc)
+				goto out;
+		}
+	}
+	rc = store_gc_time_index(&r, hns);
+	if (rc)
+		goto out;
+	rc = store_gc_flush(&r, true);
+	if (rc)
+		goto out;
+	if (r.opts->full_compaction) {
+		for (cf = 0; cf < KV_CF_COUNT; cf++)
+			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
+	} else {
+		for (i = 0; i < ndead; i++) {
+			unsigned char lo[8], hi[8];
+
+			store_put64(lo, dead[i]);
+			store_put64(hi, dead[i] + 1);
+			for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
+				kv_compact(s->kv, cf, lo, 8, hi, 8);
+		}
+	}
+	rc = kv_disk_usage(s->kv, &st.disk_after);
+	if (rc)
+		goto out;
+	LOG_INFO(s,
+		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
+		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
+		 " -> %" PRIu64 " bytes",
+		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+		 st.inodes_reclaimed, st.disk_before, st.disk_after);
+	if (out)
+		*out = st;
+out:
+	if (gb) {
+		for (i = 0; i < ngb; i++) {
+			free(gb[i].caps);
+			free(gb[i].dead);
+		}
+		free(gb);
+	}
+	free(dead);
+	kv_batch_release(&r.b);
+	atomic_store(&s->gc_running, false);
+	return rc;
+}
+
+/* ------------------------------------------------------- seq -> time */
+
+int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
+{
+	int64_t lo = store_oldest_time(s) / 1000000, hi = store_now_ns() / 1000000;
+	int rc;
+
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
+	/* Binary search for the first ms whose state includes seq. */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		uint64_t at;
+
+		rc = store_gc_seq_at(s, mid * 1000000 + 999999, &at);
+		if (rc)
+			return rc;
+		if (at >= seq)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*unix_ns = lo * 1000000;
+	return 0;
+}
+
+/* ------------------------------------------------------------ check */
+
+/* Path of ino at the head of branch (depth-first walk), or "" if it has
+ * none.  Slow; for error reports only. */
+static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
+			  uint64_t ino, char *out, size_t outsz)
+{
+	struct {
+		uint64_t dir;
+		char path[1024];
+	} *stack;
+	size_t n = 0, cap = 256;
+
+	out[0] = 0;
+	if (ino == root) {
+		snprintf(out, outsz, "/");
+		return;
+	}
+	stack = malloc(cap * sizeof(*stack));
+	if (!stack)
+		return;
+	stack[n].dir = root;
+	stack[n].path[0] = 0;
+	n++;
+	while (n) {
+		struct store_dirent *d;
+		size_t nd, i;
+		char base[1024];
+
+		n--;
+		snprintf(base, sizeof(base), "%s", stack[n].path);
+		if (store_readdir(s, branch, STORE_SEQ_LATEST, stack[n].dir, &d,
+				  &nd))
+			continue;
+		for (i = 0; i < nd; i++) {
+			if (d[i].ino == ino) {
+				if (snprintf(out, outsz, "%s/%s", base,
+					     d[i].name) >= (int)outsz)
+					out[0] = 0;
+				free(d);
+				free(stack);
+				return;
+			}
+			if (S_ISDIR(d[i].mode) && n < cap &&
+			    snprintf(stack[n].path, sizeof(stack[n].path),
+				     "%s/%s", base, d[i].name) <
+				    (int)sizeof(stack[n].path)) {
+				stack[n].dir = d[i].ino;
+				n++;
+			}
+		}
+		free(d);
+	}
+	free(stack);
+}
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+{
+	char msg[1536];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (problem)
+		problem(ctx, msg);
+}
+
+static int store_check_branch(struct store *s,
+			      const struct store_branch_info *bi,
+			      void (*problem)(void *, const char *), void *ctx,
+			      struct store_check_report *r)
+{
+	unsigned char *blk = malloc(STORE_BLOCK_SIZE);
+	struct kv_iter *it = NULL;
+	unsigned char start[8];
+	int rc, cf;
+
+	if (!blk)
+		return -ENOMEM;
+	store_put64(start, bi->id);
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+		rc = kv_iter_new(s->kv, cf, false, &it);
+		if (rc)
+			goto out;
+		for (kv_iter_seek(it, start, 8); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			const unsigned char *k, *v;
+			size_t klen, vlen;
+			bool bad = false;
+			uint64_t ino, seq;
+			char path[1024], what[96];
+
+			k = kv_iter_key(it, &klen);
+			if (klen < 16 || memcmp(k, start, 8))
+				break;
+			v = kv_iter_value(it, &vlen);
+			ino = store_get64(k + 8);
+			seq = ~store_get64(k + klen - 8);
+			what[0] = 0;
+			if (cf == KV_CF_BLOCK) {
+				uint64_t bn = store_get64(k + 16);
+
+				r->blocks++;
+				snprintf(what, sizeof(what), " block %" PRIu64, bn);
+				bad = klen != STORE_BLOCK_KLEN ||
+				      store_block_decode(ino, bn, v, vlen, blk) != 0;
+				if (bad)
+					r->bad_blocks++;
+			} else {
+				r->records++;
+				if (cf == KV_CF_INODE)
+					bad = klen != STORE_INODE_KLEN ||
+					      vlen < STORE_INODE_HDR;
+				else
+					bad = !(vlen == 0 || vlen == 12) ||
+					      klen < 16 + 2 + 8 ||
+					      k[klen - 9] != 0;
+				if (bad)
+					r->bad_records++;
+			}
+			if (!bad)
+				continue;
+			store_path_of(s, bi->id, bi->root_ino, ino, path,
+				      sizeof(path));
+			store_check_say(problem, ctx,
+					"branch '%s': %s of inode %" PRIu64
+					"%s%s%s%s (seq %" PRIu64
+					") is damaged",
+					bi->name,
+					cf == KV_CF_BLOCK ? "data" :
+					cf == KV_CF_INODE ? "attributes" :
+							    "a directory entry",
+					ino, path[0] ? " (" : "", path,
+					path[0] ? ")" : "", what, seq);
+		}
+		rc = kv_iter_status(it);
+		kv_iter_free(it);
+		it = NULL;
+		if (rc)
+			goto out;
+	}
+out:
+	free(blk);
+	kv_iter_free(it);
+	return rc;
+}
+
+int store_check(struct store *s,
+		void (*problem)(void *ctx, const char *msg), void *ctx,
+		struct store_check_report *out)
+{
+	struct store_check_report r = { 0 };
+	struct store_branch_info *all = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = store_branch_list(s, &all, &n);
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		r.branches++;
+		rc = store_check_branch(s, &all[i], problem, ctx, &r);
+		if (rc) {
+			store_check_say(problem, ctx,
+					"branch '%s': cannot be read: %s",
+					all[i].name, strerror(-rc));
+			r.bad_records++;
+		}
+	}
+	free(all);
+	*out = r;
+	return 0;
+}
+
+size_t store_branch_struct_size(void)
+{
+	return sizeof(struct store_branch);
 }
