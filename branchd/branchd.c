@@ -22,6 +22,9 @@
  *      second one aborts the connection.  fusermount3 -u / umount end the
  *      loop the same way;
  *   6. store_close() makes everything durable; the pid file is removed.
+ *
+ * The control socket (ctl.c) runs beside the mount; its hooks route the
+ * busy rule, holds and kernel cache invalidation to fs/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +44,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "ctl.h"
+#include "ctlproto.h"
 #include "fs/fs.h"
 #include "store/store.h"
 
@@ -48,7 +53,6 @@
 #define BRANCHFS_VERSION "unknown"
 #endif
 
-#define BD_EXIT_USAGE 2
 
 struct bd {
 	/* options */
@@ -57,6 +61,8 @@ struct bd {
 	bool allow_other;
 	char *default_parent;
 	char *pidfile;
+	char *socket_path;
+	uint64_t retention_s;
 	char *store_dir;
 	char *mountpoint;
 	mode_t root_mode;
@@ -70,6 +76,7 @@ struct bd {
 	int ready_fd; /* write end of the pipe to the waiting parent, or -1 */
 	struct store *store;
 	struct fs *fs;
+	struct bd_ctl *ctl;
 	pthread_t sig_thread;
 	atomic_bool sig_done;
 	bool pidfile_written;
@@ -128,6 +135,9 @@ static void bd_usage(FILE *f)
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
 		"       root_uid=N, root_gid=N  owner of the branch root\n"
 		"       cache_mb=N           RocksDB block cache (256)\n"
+		"       retention=SECONDS    time-travel window kept by gc (3600)\n"
+		"       socket=PATH          control socket (default: derived from\n"
+		"                            MOUNTPOINT, where branchctl looks)\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      print the version\n");
 }
@@ -177,6 +187,15 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 	} else if (BD_VALUE("pidfile") && *val) {
 		free(bd->pidfile);
 		bd->pidfile = strdup(val);
+	} else if (BD_VALUE("socket") && *val) {
+		free(bd->socket_path);
+		bd->socket_path = strdup(val);
+	} else if (BD_VALUE("retention")) {
+		if (bd_parse_num(val, 10, UINT32_MAX, &v) || v == 0) {
+			bd_errf(bd, "bad retention '%s'", val);
+			return -EINVAL;
+		}
+		bd->retention_s = v;
 	} else if (BD_VALUE("root_mode")) {
 		if (bd_parse_num(val, 8, 07777, &v)) {
 			bd_errf(bd, "bad root_mode '%s'", val);
@@ -290,6 +309,121 @@ static void bd_ready(void *ctx)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
+}
+
+/* ---- control socket hooks: the control plane's view of the mount ---- */
+
+static int bd_hook_busy(void *ctx, uint64_t branch, const char *name,
+			char *why, size_t whysz)
+{
+	struct bd *bd = ctx;
+
+	(void)name;
+	return fs_branch_busy(bd->fs, branch, why, whysz);
+}
+
+static int bd_hook_begin_change(void *ctx, uint64_t branch, char *why,
+				size_t whysz)
+{
+	struct bd *bd = ctx;
+
+	return fs_branch_begin_change(bd->fs, branch, why, whysz);
+}
+
+static void bd_hook_end_change(void *ctx, uint64_t branch)
+{
+	struct bd *bd = ctx;
+
+	fs_branch_end_change(bd->fs, branch);
+}
+
+static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
+			    const char *new_name)
+{
+	struct bd *bd = ctx;
+
+	(void)new_name; /* no negative entries are cached under it */
+	fs_invalidate_branch(bd->fs, branch, old_name);
+}
+
+static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid)
+{
+	struct bd *bd = ctx;
+
+	return fs_may_create_branch(bd->fs, uid, gid);
+}
+
+static void bd_hook_get_default(void *ctx, char *buf, size_t bufsz)
+{
+	struct bd *bd = ctx;
+
+	fs_get_default_parent(bd->fs, buf, bufsz);
+}
+
+static int bd_hook_set_default(void *ctx, const char *name)
+{
+	struct bd *bd = ctx;
+
+	return fs_set_default_parent(bd->fs, name);
+}
+
+static bool bd_hook_in_use(void *ctx, uint64_t branch, uint64_t ino)
+{
+	struct bd *bd = ctx;
+
+	return fs_inode_in_use(bd->fs, branch, ino);
+}
+
+static const char *const bd_drop_names[] = { "postmaster.pid",
+					     "postmaster.opts", NULL };
+
+static int bd_open_ctl(struct bd *bd, struct store_log log)
+{
+	struct bd_ctl_config cc;
+	char path[PATH_MAX], *real;
+	int rc;
+
+	real = realpath(bd->mountpoint, NULL);
+	if (!real) {
+		bd_errf(bd, "mount point '%s': %s", bd->mountpoint,
+			strerror(errno));
+		return -errno;
+	}
+	if (bd->socket_path) {
+		snprintf(path, sizeof(path), "%s", bd->socket_path);
+	} else {
+		rc = bd_ctl_socket_path(real, getuid(), path, sizeof(path));
+		if (rc) {
+			bd_errf(bd, "control socket path for '%s': %s", real,
+				strerror(-rc));
+			goto out_free;
+		}
+	}
+	memset(&cc, 0, sizeof(cc));
+	cc.store = bd->store;
+	cc.socket_path = path;
+	cc.store_dir = bd->store_dir;
+	cc.mountpoint = real;
+	cc.daemon_uid = getuid();
+	cc.drop_names = bd_drop_names;
+	cc.hooks.ctx = bd;
+	cc.hooks.busy = bd_hook_busy;
+	cc.hooks.begin_change = bd_hook_begin_change;
+	cc.hooks.end_change = bd_hook_end_change;
+	cc.hooks.changed = bd_hook_changed;
+	cc.hooks.may_create = bd_hook_may_create;
+	cc.hooks.get_default = bd_hook_get_default;
+	cc.hooks.set_default = bd_hook_set_default;
+	cc.hooks.in_use = bd_hook_in_use;
+	cc.log = log;
+	rc = bd_ctl_open(&cc, &bd->ctl);
+	if (rc)
+		bd_errf(bd, "cannot open control socket '%s': %s", path,
+			rc == -EADDRINUSE ? "another daemon answers there" :
+					    strerror(-rc));
+out_free:
+	free(real);
+	return rc;
 }
 
 static void *bd_signal_thread(void *arg)
@@ -458,6 +592,7 @@ int main(int argc, char **argv)
 	scfg.log.level = STORE_LOG_INFO;
 	scfg.create = true;
 	scfg.cache_bytes = bd.cache_bytes;
+	scfg.retention_s = bd.retention_s;
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
 	if (rc) {
 		/* store_open logged its one-line reason. */
@@ -487,6 +622,8 @@ int main(int argc, char **argv)
 	rc = fs_mount(bd.fs, bd.mountpoint, bd.allow_other);
 	if (rc)
 		goto out_free; /* fs_mount logged why */
+	if (bd_open_ctl(&bd, log) != 0)
+		goto out_unmount;
 	rc = pthread_create(&bd.sig_thread, NULL, bd_signal_thread, &bd);
 	if (rc) {
 		bd_errf(&bd, "cannot start the signal thread: %s",
@@ -502,6 +639,8 @@ int main(int argc, char **argv)
 	pthread_kill(bd.sig_thread, SIGUSR1);
 	pthread_join(bd.sig_thread, NULL);
 out_unmount:
+	if (bd.ctl)
+		bd_ctl_close(bd.ctl);
 	fs_unmount(bd.fs);
 out_free:
 	fs_free(bd.fs);
@@ -521,5 +660,6 @@ out:
 	free(bd.mountpoint);
 	free(bd.default_parent);
 	free(bd.pidfile);
+	free(bd.socket_path);
 	return status;
 }

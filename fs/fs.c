@@ -14,9 +14,10 @@
  * before it tears the connection down and the loop sees ENODEV.
  *
  * Invariants:
- *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_branch_open
+ *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_file_open
  *       waits until the flag is cleared.
- *  FS-2 br holds an entry only while count > 0 or flags != 0.
+ *  FS-2 br holds an entry only while count > 0 or flags != 0; its count is
+ *       the sum of the counts in opens of the branch's node ids.
  *  FS-3 nodes holds an entry only while the kernel's lookup count for it is
  *       believed > 0 (an entry may outlive the kernel's count if a reply
  *       failed; it is then only a wasted invalidation).
@@ -113,7 +114,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 		free(fs);
 		return -ENOMEM;
 	}
-	fs->cfg.default_parent = fs->default_parent;
+	fs->cfg.default_parent = NULL; /* use fs->default_parent */
 	if (cfg->debug && fs->cfg.log.level < STORE_LOG_DEBUG)
 		fs->cfg.log.level = STORE_LOG_DEBUG;
 	fs->store = cfg->store;
@@ -387,6 +388,7 @@ void fs_free(struct fs *fs)
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	fs_map_release(&fs->br);
+	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	pthread_mutex_destroy(&fs->root_mu);
 	pthread_mutex_destroy(&fs->br_mu);
@@ -429,41 +431,63 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
 
 /* ---- per-branch open files and changes ---- */
 
-int fs_branch_open(struct fs *fs, uint64_t branch_id)
+int fs_file_open(struct fs *fs, uint64_t nodeid)
 {
-	struct fs_map_ent *e;
+	uint64_t br = fs_branch_of(nodeid);
+	struct fs_map_ent *e, *o;
 	int rc = 0;
 
 	pthread_mutex_lock(&fs->br_mu);
 	for (;;) {
-		e = fs_map_find(&fs->br, branch_id);
+		e = fs_map_find(&fs->br, br);
 		if (!e || !(e->flags & FS_BR_CHANGING))
 			break;
 		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
 	}
 	if (!e)
-		e = fs_map_get(&fs->br, branch_id);
-	if (e)
+		e = fs_map_get(&fs->br, br);
+	o = e ? fs_map_get(&fs->opens, nodeid) : NULL;
+	if (e && o) {
 		e->count++;
-	else
+		o->count++;
+	} else {
+		if (e && !e->count && !e->flags)
+			fs_map_del(&fs->br, br);
 		rc = -ENOMEM;
+	}
 	pthread_mutex_unlock(&fs->br_mu);
 	return rc;
 }
 
-void fs_branch_close(struct fs *fs, uint64_t branch_id)
+void fs_file_close(struct fs *fs, uint64_t nodeid)
 {
+	uint64_t br = fs_branch_of(nodeid);
 	struct fs_map_ent *e;
 
 	pthread_mutex_lock(&fs->br_mu);
-	e = fs_map_find(&fs->br, branch_id);
+	e = fs_map_find(&fs->opens, nodeid);
+	if (e && e->count) {
+		if (!--e->count)
+			fs_map_del(&fs->opens, nodeid);
+	}
+	e = fs_map_find(&fs->br, br);
 	if (e && e->count) {
 		e->count--;
 		if (!e->count && !e->flags)
-			fs_map_del(&fs->br, branch_id);
+			fs_map_del(&fs->br, br);
 		pthread_cond_broadcast(&fs->br_cv);
 	}
 	pthread_mutex_unlock(&fs->br_mu);
+}
+
+bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)
+{
+	bool used;
+
+	pthread_mutex_lock(&fs->br_mu);
+	used = fs_map_find(&fs->opens, fs_nodeid(branch_id, ino)) != NULL;
+	pthread_mutex_unlock(&fs->br_mu);
+	return used;
 }
 
 /* Wait (bounded) until the branch has no open file and no other change
@@ -571,6 +595,40 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 	return 0;
 }
 
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
+		   size_t whylen)
+{
+	struct store_branch_info bi;
+	struct fs_map_ent *e;
+	uint64_t n = 0;
+	pid_t pid;
+	int rc;
+
+	rc = store_branch_get(fs->store, branch_id, &bi);
+	if (rc)
+		return rc;
+	pid = fs_postmaster_pid(fs, &bi);
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+		if (why)
+			snprintf(why, whylen,
+				 "postmaster (pid %d) is running on branch '%s'",
+				 (int)pid, bi.name);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->br, branch_id);
+	if (e)
+		n = e->count;
+	pthread_mutex_unlock(&fs->br_mu);
+	if (n) {
+		if (why)
+			snprintf(why, whylen, "branch '%s' has %llu open files",
+				 bi.name, (unsigned long long)n);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
 			   size_t whylen)
 {
@@ -600,6 +658,54 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
 	}
 	pthread_cond_broadcast(&fs->br_cv);
 	pthread_mutex_unlock(&fs->br_mu);
+}
+
+/* ---- settings used by the control plane ---- */
+
+void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
+{
+	pthread_mutex_lock(&fs->root_mu);
+	snprintf(buf, bufsz, "%s", fs->default_parent);
+	pthread_mutex_unlock(&fs->root_mu);
+}
+
+int fs_set_default_parent(struct fs *fs, const char *name)
+{
+	char *copy, *old;
+	int rc;
+
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->root_mu);
+	old = fs->default_parent;
+	fs->default_parent = copy;
+	pthread_mutex_unlock(&fs->root_mu);
+	free(old);
+	FS_INFO(fs, "default parent is now '%s'", name);
+	return 0;
+}
+
+int fs_may_create_branch(struct fs *fs, uid_t uid, gid_t gid)
+{
+	mode_t need;
+	int rc;
+
+	if (uid == 0)
+		return 0;
+	pthread_mutex_lock(&fs->root_mu);
+	if (uid == fs->root_uid)
+		need = S_IWUSR | S_IXUSR;
+	else if (gid == fs->root_gid)
+		need = S_IWGRP | S_IXGRP;
+	else
+		need = S_IWOTH | S_IXOTH;
+	rc = (fs->root_mode & need) == need ? 0 : -EACCES;
+	pthread_mutex_unlock(&fs->root_mu);
+	return rc;
 }
 
 /* ---- invalidation ---- */
