@@ -280,6 +280,19 @@ mk_branch() {
 	log "mkdir $name took $(((t1 - t0) / 1000000)) ms"
 }
 
+# mk_child NAME [PARENT]: mkdir MNT/NAME (a branch of the default parent) as
+# root; the new branch root must keep the parent's owner and mode (no chown)
+mk_child() {
+	local name=$1 parent=${2:-main} t0 t1 want got
+	want=$(stat -c '%u:%g %a' "$MNT/$parent")
+	t0=$(date +%s%N)
+	tmo 60 mkdir "$MNT/$name" || fail "mkdir $MNT/$name failed"
+	t1=$(date +%s%N)
+	got=$(stat -c '%u:%g %a' "$MNT/$name")
+	[ "$got" = "$want" ] || fail "new branch $name has owner/mode $got, its parent $parent has $want"
+	log "mkdir $name (branch of $parent) took $(((t1 - t0) / 1000000)) ms"
+}
+
 # ---- Postgres ---------------------------------------------------------------
 
 AS_PG="setpriv --reuid=postgres --regid=postgres --init-groups"

@@ -28,7 +28,7 @@ sleep 5
 kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
 
 before_hist=$(q "$P1" 'select count(*) from pgbench_history')
-mk_branch pr-1
+mk_child pr-1
 q "$P1" "insert into marker values (2, 'after-branch')"
 
 # rule 2: no lock file carried over from the running parent

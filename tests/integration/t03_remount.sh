@@ -16,7 +16,7 @@ pg_start "$MNT/main" "$P1"
 run_pgbench "$P1" -i -s 2 -q
 q "$P1" "create table t(id int primary key, note text)"
 q "$P1" "insert into t values (1, 'main-1')"
-mk_branch pr-1
+mk_child pr-1
 pg_start "$MNT/pr-1" "$P2"
 q "$P1" "insert into t values (2, 'main-2')"
 q "$P2" "insert into t values (3, 'pr-1')"

@@ -15,7 +15,7 @@ free_port P1
 free_port P2
 pg_start "$MNT/main" "$P1"
 q "$P1" "create table t(v text); insert into t values ('main')"
-mk_branch pr-1
+mk_child pr-1
 pg_start "$MNT/pr-1" "$P2"
 
 # the exact message the brief promises, from rmdir(1) itself
@@ -36,7 +36,7 @@ expect_op_eventually OK rmdir "$MNT/pr-1"
 [ "$(q "$P1" 'select v from t')" = main ] || fail "main unhappy after rmdir of its child"
 
 # an open file makes a branch busy (pr-2 never ran a server)
-mk_branch pr-2
+mk_child pr-2
 exec 7<"$MNT/pr-2/PG_VERSION"
 expect_op EBUSY rmdir "$MNT/pr-2"
 expect_op EBUSY rename "$MNT/pr-2" "$MNT/pr-2-renamed"
