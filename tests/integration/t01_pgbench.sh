@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 420
+# timeout: 300
 # t01: a stock Postgres on branch `main`: initdb, start, pgbench -i -s 10,
 # pgbench -c 4 -j 2 -T 20 with no errors, then pg_amcheck --heapallindexed.
 source "$(dirname "$0")/lib.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 360
+# timeout: 240
 # t02: branch a running cluster under pgbench load.  A row committed before
 # `mkdir pr-1` is in the branch, one committed after is not; a second
 # postmaster starts on pr-1 while the parent keeps running (no stale

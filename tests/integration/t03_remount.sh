@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 300
+# timeout: 180
 # t03: stop both servers, unmount, mount again (this time letting branchd
 # daemonize): both branches and all their committed rows are still there,
 # byte for byte, and both clusters start and pass pg_amcheck.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 240
+# timeout: 150
 # t04: a branch in use is busy.  rmdir (and mv) of a branch with a running
 # postmaster, or with an open file, fails with EBUSY ("Device or resource
 # busy"); once idle it succeeds.  rmdir of a branch that has children is

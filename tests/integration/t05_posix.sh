@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 180
+# timeout: 150
 # t05: every POSIX call Postgres makes (posix_ops.py) gives the same
 # results and errnos in a branch as on ext4: once in a fresh branch, once in
 # a child branch whose parent already holds the first run's files (COW

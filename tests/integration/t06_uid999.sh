@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 240
+# timeout: 150
 # t06: a non-root uid with no home directory (as in a container: uid 999)
 # creates its own branch with mkdir, runs initdb, pg_ctl start and psql on
 # it, with HOME unset and the full paths of the Postgres binaries.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 120
+# timeout: 90
 # t07: distinct identity.  Every branch root, and every inherited file,
 # reports an st_ino of its own (Postgres keys shared memory on the data
 # directory's inode); inode numbers are stable while mounted; all branches
