@@ -211,7 +211,7 @@ expect_op_eventually() {
 }
 
 # inode number of a path
-ino() { stat -c %i "$1"; }
+ino() { stat -c %i "$1" 2>/dev/null || fail "cannot stat $1"; }
 
 # ---- branchd -------------------------------------------------------------------
 
