@@ -129,3 +129,7 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# libFuzzer targets for every parser of outside input, FUZZ_TIME s each.
+fuzz:
+	@bash scripts/fuzz.sh
