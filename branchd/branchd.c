@@ -121,7 +121,7 @@ static void bd_usage(FILE *f)
 		"MOUNTPOINT: each directory there is a copy-on-write branch.\n"
 		"\n"
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
-		"  -d                 same as -o debug (implies nothing else)\n"
+		"  -d                 same as -o debug\n"
 		"  -o OPT[,OPT...]    options:\n"
 		"       default_parent=NAME  parent of branches made by mkdir (main)\n"
 		"       debug                trace every request\n"

@@ -310,10 +310,19 @@ static int fs_fusermount(struct fs *fs)
 
 int fs_request_unmount(struct fs *fs)
 {
-	int rc;
+	int rc, fd;
 
 	if (!fs->mountpoint || !fs->mounted)
 		return 0;
+	/* Write dirty pages back while we still serve, whatever happens to
+	 * the unmount below. */
+	fd = open(fs->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (syncfs(fd) != 0)
+			FS_WARN(fs, "syncfs '%s': %s", fs->mountpoint,
+				strerror(errno));
+		close(fd);
+	}
 	if (umount2(fs->mountpoint, 0) == 0)
 		return 0;
 	rc = -errno;

@@ -18,9 +18,13 @@
  *
  * The root's own attributes (mode, owner, times) live only in memory; they
  * start from fs_config.  Write permission on the root is checked by the
- * kernel (default_permissions).  The sticky bit is checked here as well,
- * against the branch's owner_uid (the creator), because the kernel only
- * knows the owner of the branch's root directory.
+ * kernel (default_permissions).  The sticky bit (root_mode 1777: anyone
+ * may create a branch, only its creator, the root's owner or root may
+ * remove or rename it) is checked here against the branch's owner_uid.  It
+ * is kept in memory but not reported in st_mode, because the kernel would
+ * otherwise apply its own sticky rule against the owner of the branch's
+ * root directory (often the Postgres user, not the branch's creator) and
+ * refuse the creator.
  *
  * Branch ids are never reused, so a node id of a deleted branch can never
  * name a node of another branch: the store answers ENOENT for it.
@@ -58,7 +62,9 @@ void fs_root_stat(struct fs *fs, struct stat *st)
 	st->st_nlink = 2 + n;
 	st->st_blksize = 65536;
 	pthread_mutex_lock(&fs->root_mu);
-	st->st_mode = fs->root_mode;
+	/* S_ISVTX is enforced here (fs_root_sticky_check) and hidden from
+	 * the kernel: see the top of this file. */
+	st->st_mode = fs->root_mode & ~(mode_t)S_ISVTX;
 	st->st_uid = fs->root_uid;
 	st->st_gid = fs->root_gid;
 	st->st_atim = fs->root_mtime;
