@@ -22,9 +22,6 @@
  *      second one aborts the connection.  fusermount3 -u / umount end the
  *      loop the same way;
  *   6. store_close() makes everything durable; the pid file is removed.
- *
- * The control socket (ctl.c) runs beside the mount; its hooks route the
- * busy rule, holds and kernel cache invalidation to fs/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,8 +41,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "ctlproto.h"
+#include "control.h"
 #include "fs/fs.h"
 #include "store/store.h"
 
@@ -53,6 +49,7 @@
 #define BRANCHFS_VERSION "unknown"
 #endif
 
+#define BD_EXIT_USAGE 2
 
 struct bd {
 	/* options */
@@ -62,13 +59,14 @@ struct bd {
 	char *default_parent;
 	char *pidfile;
 	char *socket_path;
-	uint64_t retention_s;
 	char *store_dir;
 	char *mountpoint;
 	mode_t root_mode;
 	uid_t root_uid;
 	gid_t root_gid;
 	size_t cache_bytes;
+	uint64_t retention_s;
+	uint64_t gc_interval_s;
 
 	/* runtime */
 	atomic_bool use_syslog;
@@ -76,7 +74,7 @@ struct bd {
 	int ready_fd; /* write end of the pipe to the waiting parent, or -1 */
 	struct store *store;
 	struct fs *fs;
-	struct bd_ctl *ctl;
+	struct bd_control *control;
 	pthread_t sig_thread;
 	atomic_bool sig_done;
 	bool pidfile_written;
@@ -135,9 +133,12 @@ static void bd_usage(FILE *f)
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
 		"       root_uid=N, root_gid=N  owner of the branch root\n"
 		"       cache_mb=N           RocksDB block cache (256)\n"
-		"       retention=SECONDS    time-travel window kept by gc (3600)\n"
+		"       retention=SECONDS    time-travel window (3600)\n"
+		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
 		"       socket=PATH          control socket (default: derived from\n"
 		"                            MOUNTPOINT, where branchctl looks)\n"
+		"  --check STORE_DIR  verify every block and record of a store that\n"
+		"                     is not mounted; exit 0 if clean, 1 if damaged\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      print the version\n");
 }
@@ -187,15 +188,6 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 	} else if (BD_VALUE("pidfile") && *val) {
 		free(bd->pidfile);
 		bd->pidfile = strdup(val);
-	} else if (BD_VALUE("socket") && *val) {
-		free(bd->socket_path);
-		bd->socket_path = strdup(val);
-	} else if (BD_VALUE("retention")) {
-		if (bd_parse_num(val, 10, UINT32_MAX, &v) || v == 0) {
-			bd_errf(bd, "bad retention '%s'", val);
-			return -EINVAL;
-		}
-		bd->retention_s = v;
 	} else if (BD_VALUE("root_mode")) {
 		if (bd_parse_num(val, 8, 07777, &v)) {
 			bd_errf(bd, "bad root_mode '%s'", val);
@@ -214,6 +206,21 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 			return -EINVAL;
 		}
 		bd->root_gid = (gid_t)v;
+	} else if (BD_VALUE("socket") && *val) {
+		free(bd->socket_path);
+		bd->socket_path = strdup(val);
+	} else if (BD_VALUE("retention")) {
+		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
+			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
+			return -EINVAL;
+		}
+		bd->retention_s = v;
+	} else if (BD_VALUE("gc_interval")) {
+		if (bd_parse_num(val, 10, 365u * 86400, &v)) {
+			bd_errf(bd, "bad gc_interval '%s' (seconds)", val);
+			return -EINVAL;
+		}
+		bd->gc_interval_s = v;
 	} else if (BD_VALUE("cache_mb")) {
 		if (bd_parse_num(val, 10, 1u << 20, &v) || v == 0) {
 			bd_errf(bd, "bad cache_mb '%s'", val);
@@ -311,121 +318,6 @@ static void bd_ready(void *ctx)
 	}
 }
 
-/* ---- control socket hooks: the control plane's view of the mount ---- */
-
-static int bd_hook_busy(void *ctx, uint64_t branch, const char *name,
-			char *why, size_t whysz)
-{
-	struct bd *bd = ctx;
-
-	(void)name;
-	return fs_branch_busy(bd->fs, branch, why, whysz);
-}
-
-static int bd_hook_begin_change(void *ctx, uint64_t branch, char *why,
-				size_t whysz)
-{
-	struct bd *bd = ctx;
-
-	return fs_branch_begin_change(bd->fs, branch, why, whysz);
-}
-
-static void bd_hook_end_change(void *ctx, uint64_t branch)
-{
-	struct bd *bd = ctx;
-
-	fs_branch_end_change(bd->fs, branch);
-}
-
-static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
-			    const char *new_name)
-{
-	struct bd *bd = ctx;
-
-	(void)new_name; /* no negative entries are cached under it */
-	fs_invalidate_branch(bd->fs, branch, old_name);
-}
-
-static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid)
-{
-	struct bd *bd = ctx;
-
-	return fs_may_create_branch(bd->fs, uid, gid);
-}
-
-static void bd_hook_get_default(void *ctx, char *buf, size_t bufsz)
-{
-	struct bd *bd = ctx;
-
-	fs_get_default_parent(bd->fs, buf, bufsz);
-}
-
-static int bd_hook_set_default(void *ctx, const char *name)
-{
-	struct bd *bd = ctx;
-
-	return fs_set_default_parent(bd->fs, name);
-}
-
-static bool bd_hook_in_use(void *ctx, uint64_t branch, uint64_t ino)
-{
-	struct bd *bd = ctx;
-
-	return fs_inode_in_use(bd->fs, branch, ino);
-}
-
-static const char *const bd_drop_names[] = { "postmaster.pid",
-					     "postmaster.opts", NULL };
-
-static int bd_open_ctl(struct bd *bd, struct store_log log)
-{
-	struct bd_ctl_config cc;
-	char path[PATH_MAX], *real;
-	int rc;
-
-	real = realpath(bd->mountpoint, NULL);
-	if (!real) {
-		bd_errf(bd, "mount point '%s': %s", bd->mountpoint,
-			strerror(errno));
-		return -errno;
-	}
-	if (bd->socket_path) {
-		snprintf(path, sizeof(path), "%s", bd->socket_path);
-	} else {
-		rc = bd_ctl_socket_path(real, getuid(), path, sizeof(path));
-		if (rc) {
-			bd_errf(bd, "control socket path for '%s': %s", real,
-				strerror(-rc));
-			goto out_free;
-		}
-	}
-	memset(&cc, 0, sizeof(cc));
-	cc.store = bd->store;
-	cc.socket_path = path;
-	cc.store_dir = bd->store_dir;
-	cc.mountpoint = real;
-	cc.daemon_uid = getuid();
-	cc.drop_names = bd_drop_names;
-	cc.hooks.ctx = bd;
-	cc.hooks.busy = bd_hook_busy;
-	cc.hooks.begin_change = bd_hook_begin_change;
-	cc.hooks.end_change = bd_hook_end_change;
-	cc.hooks.changed = bd_hook_changed;
-	cc.hooks.may_create = bd_hook_may_create;
-	cc.hooks.get_default = bd_hook_get_default;
-	cc.hooks.set_default = bd_hook_set_default;
-	cc.hooks.in_use = bd_hook_in_use;
-	cc.log = log;
-	rc = bd_ctl_open(&cc, &bd->ctl);
-	if (rc)
-		bd_errf(bd, "cannot open control socket '%s': %s", path,
-			rc == -EADDRINUSE ? "another daemon answers there" :
-					    strerror(-rc));
-out_free:
-	free(real);
-	return rc;
-}
-
 static void *bd_signal_thread(void *arg)
 {
 	struct bd *bd = arg;
@@ -502,12 +394,60 @@ static void bd_daemonize(struct bd *bd)
 		bd_errf(bd, "chdir /: %s", strerror(errno));
 }
 
+static void bd_check_problem(void *ctx, const char *msg)
+{
+	unsigned long *n = ctx;
+
+	(*n)++;
+	fprintf(stderr, "branchd: %s\n", msg);
+}
+
+static void bd_check_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= STORE_LOG_WARN)
+		fprintf(stderr, "branchd: %s\n", msg);
+}
+
+/* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
+static int bd_check_store(const char *dir)
+{
+	struct store_config cfg = { .log = { bd_check_log, NULL,
+					     STORE_LOG_WARN } };
+	struct store_check_report r;
+	struct store *s;
+	unsigned long problems = 0;
+	int rc;
+
+	rc = store_open(dir, &cfg, &s);
+	if (rc) {
+		fprintf(stderr, "branchd: cannot check store '%s': %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	rc = store_check(s, bd_check_problem, &problems, &r);
+	store_close(s);
+	if (rc) {
+		fprintf(stderr, "branchd: check of '%s' failed: %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	printf("%s: %llu branches, %llu records, %llu blocks checked; "
+	       "%llu damaged records, %llu damaged blocks\n",
+	       dir, (unsigned long long)r.branches,
+	       (unsigned long long)r.records, (unsigned long long)r.blocks,
+	       (unsigned long long)r.bad_records,
+	       (unsigned long long)r.bad_blocks);
+	return r.bad_records || r.bad_blocks ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "check", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct store_config scfg;
@@ -517,6 +457,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char why[PATH_MAX + 128];
 	int opt, rc, status = 1;
+	bool check = false;
 
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;
@@ -524,6 +465,8 @@ int main(int argc, char **argv)
 	bd.root_uid = getuid();
 	bd.root_gid = getgid();
 	bd.ready_fd = -1;
+	bd.retention_s = 3600;
+	bd.gc_interval_s = 300;
 	atomic_init(&bd.use_syslog, false);
 	atomic_init(&bd.ready, false);
 	atomic_init(&bd.sig_done, false);
@@ -547,10 +490,20 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("branchd %s\n", BRANCHFS_VERSION);
 			return 0;
+		case 'C':
+			check = true;
+			break;
 		default:
 			fprintf(stderr, "branchd: see branchd --help\n");
 			return BD_EXIT_USAGE;
 		}
+	}
+	if (check) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "branchd: --check takes STORE_DIR\n");
+			return BD_EXIT_USAGE;
+		}
+		return bd_check_store(argv[optind]);
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "branchd: expected STORE_DIR and MOUNTPOINT "
@@ -568,6 +521,15 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "branchd: %s\n", why);
 		return 1;
+	}
+	{
+		/* branchctl derives the socket from the resolved path. */
+		char *real = realpath(bd.mountpoint, NULL);
+
+		if (real) {
+			free(bd.mountpoint);
+			bd.mountpoint = real;
+		}
 	}
 
 	if (!bd.foreground)
@@ -622,8 +584,21 @@ int main(int argc, char **argv)
 	rc = fs_mount(bd.fs, bd.mountpoint, bd.allow_other);
 	if (rc)
 		goto out_free; /* fs_mount logged why */
-	if (bd_open_ctl(&bd, log) != 0)
-		goto out_unmount;
+	{
+		struct bd_control_config ccfg = {
+			.store = bd.store,
+			.fs = bd.fs,
+			.store_dir = bd.store_dir,
+			.mountpoint = bd.mountpoint,
+			.socket_path = bd.socket_path,
+			.gc_interval_s = bd.gc_interval_s,
+			.log = log,
+		};
+
+		rc = bd_control_start(&ccfg, &bd.control);
+		if (rc)
+			goto out_unmount; /* logged */
+	}
 	rc = pthread_create(&bd.sig_thread, NULL, bd_signal_thread, &bd);
 	if (rc) {
 		bd_errf(&bd, "cannot start the signal thread: %s",
@@ -639,8 +614,8 @@ int main(int argc, char **argv)
 	pthread_kill(bd.sig_thread, SIGUSR1);
 	pthread_join(bd.sig_thread, NULL);
 out_unmount:
-	if (bd.ctl)
-		bd_ctl_close(bd.ctl);
+	bd_control_stop(bd.control);
+	bd.control = NULL;
 	fs_unmount(bd.fs);
 out_free:
 	fs_free(bd.fs);

@@ -480,16 +480,6 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 	pthread_mutex_unlock(&fs->br_mu);
 }
 
-bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)
-{
-	bool used;
-
-	pthread_mutex_lock(&fs->br_mu);
-	used = fs_map_find(&fs->opens, fs_nodeid(branch_id, ino)) != NULL;
-	pthread_mutex_unlock(&fs->br_mu);
-	return used;
-}
-
 /* Wait (bounded) until the branch has no open file and no other change
  * underway, then mark it changing (INV FS-1). */
 static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
@@ -545,8 +535,7 @@ out_unlock:
 
 /* Read the pid on the first line of the branch's postmaster.pid; 0 if
  * there is none. */
-static pid_t fs_postmaster_pid(struct fs *fs,
-			       const struct store_branch_info *bi)
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
 {
 	char buf[32];
 	uint64_t ino;
@@ -595,40 +584,6 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 	return 0;
 }
 
-int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
-		   size_t whylen)
-{
-	struct store_branch_info bi;
-	struct fs_map_ent *e;
-	uint64_t n = 0;
-	pid_t pid;
-	int rc;
-
-	rc = store_branch_get(fs->store, branch_id, &bi);
-	if (rc)
-		return rc;
-	pid = fs_postmaster_pid(fs, &bi);
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
-		if (why)
-			snprintf(why, whylen,
-				 "postmaster (pid %d) is running on branch '%s'",
-				 (int)pid, bi.name);
-		return -EBUSY;
-	}
-	pthread_mutex_lock(&fs->br_mu);
-	e = fs_map_find(&fs->br, branch_id);
-	if (e)
-		n = e->count;
-	pthread_mutex_unlock(&fs->br_mu);
-	if (n) {
-		if (why)
-			snprintf(why, whylen, "branch '%s' has %llu open files",
-				 bi.name, (unsigned long long)n);
-		return -EBUSY;
-	}
-	return 0;
-}
-
 int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
 			   size_t whylen)
 {
@@ -658,54 +613,6 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
 	}
 	pthread_cond_broadcast(&fs->br_cv);
 	pthread_mutex_unlock(&fs->br_mu);
-}
-
-/* ---- settings used by the control plane ---- */
-
-void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
-{
-	pthread_mutex_lock(&fs->root_mu);
-	snprintf(buf, bufsz, "%s", fs->default_parent);
-	pthread_mutex_unlock(&fs->root_mu);
-}
-
-int fs_set_default_parent(struct fs *fs, const char *name)
-{
-	char *copy, *old;
-	int rc;
-
-	rc = store_name_check(name);
-	if (rc)
-		return rc;
-	copy = strdup(name);
-	if (!copy)
-		return -ENOMEM;
-	pthread_mutex_lock(&fs->root_mu);
-	old = fs->default_parent;
-	fs->default_parent = copy;
-	pthread_mutex_unlock(&fs->root_mu);
-	free(old);
-	FS_INFO(fs, "default parent is now '%s'", name);
-	return 0;
-}
-
-int fs_may_create_branch(struct fs *fs, uid_t uid, gid_t gid)
-{
-	mode_t need;
-	int rc;
-
-	if (uid == 0)
-		return 0;
-	pthread_mutex_lock(&fs->root_mu);
-	if (uid == fs->root_uid)
-		need = S_IWUSR | S_IXUSR;
-	else if (gid == fs->root_gid)
-		need = S_IWGRP | S_IXGRP;
-	else
-		need = S_IWOTH | S_IXOTH;
-	rc = (fs->root_mode & need) == need ? 0 : -EACCES;
-	pthread_mutex_unlock(&fs->root_mu);
-	return rc;
 }
 
 /* ---- invalidation ---- */

@@ -154,6 +154,8 @@ void fs_root_touch(struct fs *fs);
  * reason in why otherwise.  Defined in fs.c. */
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
+/* The pid on the first line of the branch's postmaster.pid, or 0. */
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
 
 /* ---- helpers shared by fs_ops.c and fs_root.c ---- */
 void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 150
+# t06: a non-root uid with no home directory (as in a container: uid 999)
+# creates its own branch with mkdir, runs initdb, pg_ctl start and psql on
+# it, with HOME unset and the full paths of the Postgres binaries.
+source "$(dirname "$0")/lib.sh"
+it_init
+
+uid=999
+while getent passwd "$uid" >/dev/null; do
+	uname_=$(getent passwd "$uid" | cut -d: -f1)
+	if [[ "$uname_" == bfs* ]]; then break; fi # our own leftover from a killed run
+	uid=$((uid - 1))
+	[ "$uid" -ge 900 ] || fail "no free uid in 900..999"
+done
+[ "$uid" -eq 999 ] || log "note: uid 999 is taken, using uid $uid"
+user=bfs$uid
+if getent passwd "$user" >/dev/null; then
+	log "reusing leftover user $user"
+else
+	getent group "$user" >/dev/null || { groupadd -r "$user" && IT_GROUPS+=("$user"); }
+	useradd -r -u "$uid" -g "$user" -M -d /nonexistent -s /usr/sbin/nologin "$user"
+fi
+IT_USERS+=("$user")
+IT_GROUPS+=("$user")
+gid=$(id -g "$user")
+[ ! -e /nonexistent ] || fail "/nonexistent exists; this test needs a user without a home"
+log "user $user uid=$uid gid=$gid, home /nonexistent (absent)"
+
+AS_U="env -u HOME -u XDG_RUNTIME_DIR -u USER -u LOGNAME setpriv --reuid=$uid --regid=$gid --clear-groups"
+ulog=$T/ulog
+mkdir "$ulog"
+chown "$uid:$gid" "$ulog"
+
+bfs_mount
+# the user creates its own branch (first mkdir in an empty store: empty branch)
+(cd "$T" && tmo 60 $AS_U mkdir "$MNT/u$uid") || fail "uid $uid cannot mkdir $MNT/u$uid (root dir: $(stat -c '%A %U:%G' "$MNT"))"
+owner=$(stat -c %u:%g "$MNT/u$uid")
+[ "$owner" = "$uid:$gid" ] || fail "branch u$uid is owned by $owner, expected $uid:$gid"
+(cd "$T" && $AS_U chmod 0700 "$MNT/u$uid") || fail "uid $uid cannot chmod its own branch"
+
+(cd "$T" && tmo 300 $AS_U /usr/lib/postgresql/15/bin/initdb -D "$MNT/u$uid" -A trust -U postgres -E UTF8 --locale=C \
+	>"$ulog/initdb.log" 2>&1) || fail "initdb as uid $uid failed: $(tail -n 15 "$ulog/initdb.log")"
+log "initdb as uid $uid done"
+[ "$(stat -c %u "$MNT/u$uid/global/pg_control")" = "$uid" ] || fail "files created by uid $uid are not owned by it"
+free_port P
+pg_start "$MNT/u$uid" "$P" "$AS_U"
+pid=${IT_PGPID[$MNT/u$uid]}
+[ "$(ps -o uid= -p "$pid" | tr -d ' ')" = "$uid" ] || fail "postmaster $pid does not run as uid $uid"
+out=$(cd "$T" && tmo 60 $AS_U /usr/lib/postgresql/15/bin/psql -X -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$P" -U postgres -d postgres \
+	-c "create table c(id int primary key, v text)" -c "insert into c select g, md5(g::text) from generate_series(1, 20000) g" \
+	-c "select count(*) from c" 2>&1) || fail "psql as uid $uid failed: $out"
+[ "$(echo "$out" | tail -n 1)" = 20000 ] || fail "psql as uid $uid returned: $out"
+log "psql as uid $uid: count=20000"
+amcheck "$P"
+pg_stop "$MNT/u$uid"
+bfs_umount
