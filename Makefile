@@ -41,6 +41,8 @@ obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 all: bin/branchd bin/branchctl
 
 .SECONDEXPANSION:
+# Objects are built by pattern rules through archives: keep them.
+.SECONDARY:
 
 # ---- objects, one rule per variant ----
 build/rel/%.o: %.c
