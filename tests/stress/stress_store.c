@@ -20,7 +20,11 @@
  *    block: a lost update shows), and call store_sync now and then;
  *  - NREADERS readers of a shared file written once before the start;
  *  - a GC thread running store_gc() every 300 ms with a 2 s retention
- *    window (as-of reads pick states from the last second).
+ *    window (as-of reads pick states from the last second);
+ *  - NNS namespace threads racing create/unlink/rename/link among two
+ *    shared directories; at the end every entry's inode exists with the
+ *    right nlink and its content.  Threads that do not stop within 120 s
+ *    of the end are reported as a deadlock.
  * At the end: every owned file against its model, before and after a
  * close and reopen.
  *
@@ -60,6 +64,9 @@
 #define STRIPE 1000u /* bytes of each block of "striped" a writer owns */
 #define STRIPE_BLOCKS 3u
 #define RETENTION_S 2u
+#define NNS 2          /* namespace threads */
+#define NS_NAMES 12
+#define NTHREADS (NWRITERS + NREADERS + 2 + NNS)
 
 struct stress_hist {
 	uint64_t before, after; /* after == UINT64_MAX: in flight */
@@ -81,12 +88,14 @@ struct stress {
 	char dir[64];
 	struct store *s;
 	uint64_t br, root, shared, striped;
+	uint64_t nsdir[2];
 	uint64_t seed;
 	atomic_bool stop;
 	atomic_int failed;
 	struct stress_file files[NWRITERS * FILES_PER_WRITER];
 	unsigned char stripes[NWRITERS][STRIPE_BLOCKS * STRIPE];
-	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync;
+	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns;
+	atomic_int done; /* threads that returned */
 };
 
 static struct stress st;
@@ -369,6 +378,7 @@ static void *stress_writer(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -400,6 +410,7 @@ static void *stress_reader(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -511,13 +522,146 @@ static void *stress_brancher(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
+}
+
+/* ---- namespace churn ----
+ * NNS threads create, unlink, rename (plain, NOREPLACE, EXCHANGE) and link
+ * files among two shared directories of "root" at random.  Races make
+ * -ENOENT and -EEXIST expected; anything else is a failure.  At the end
+ * the namespace must be consistent (stress_ns_verify). */
+
+static void *stress_ns(void *arg)
+{
+	uint64_t rng = st.seed * 7777u + (uint64_t)(intptr_t)arg;
+	struct store *s = st.s;
+
+	while (!atomic_load(&st.stop)) {
+		int d1 = (int)stress_below(&rng, 2), d2 = (int)stress_below(&rng, 2);
+		char n1[16], n2[16];
+		uint32_t r = stress_below(&rng, 100);
+		uint64_t ino = 0;
+		int rc;
+
+		snprintf(n1, sizeof(n1), "n%u", stress_below(&rng, NS_NAMES));
+		snprintf(n2, sizeof(n2), "n%u", stress_below(&rng, NS_NAMES));
+		if (r < 25) {
+			struct store_attr at;
+
+			memset(&at, 0, sizeof(at));
+			at.mode = S_IFREG | 0644;
+			rc = store_create(s, st.br, st.nsdir[d1], n1, &at, NULL,
+					  &ino, NULL);
+			if (rc == 0) {
+				ssize_t n = store_write(s, st.br, ino, n1,
+							strlen(n1), 0, NULL);
+
+				CHECK(n == (ssize_t)strlen(n1),
+				      "ns: write to new file = %zd", n);
+			}
+		} else if (r < 45) {
+			rc = store_unlink(s, st.br, st.nsdir[d1], n1);
+		} else if (r < 85) {
+			unsigned flags = r < 55 ? STORE_RENAME_NOREPLACE :
+					 r < 62 ? STORE_RENAME_EXCHANGE : 0;
+
+			if (d1 == d2 && strcmp(n1, n2) == 0)
+				continue;
+			rc = store_rename(s, st.br, st.nsdir[d1], n1,
+					  st.nsdir[d2], n2, flags);
+		} else if (r < 93) {
+			rc = store_lookup(s, st.br, STORE_SEQ_LATEST,
+					  st.nsdir[d1], n1, &ino);
+			if (rc == 0)
+				rc = store_link(s, st.br, ino, st.nsdir[d2], n2,
+						NULL);
+		} else {
+			struct store_dirent *d = NULL;
+			size_t n = 0, i;
+
+			rc = store_readdir(s, st.br, STORE_SEQ_LATEST,
+					   st.nsdir[d1], &d, &n);
+			for (i = 1; rc == 0 && i < n; i++)
+				CHECK(strcmp(d[i - 1].name, d[i].name) < 0,
+				      "ns: readdir unsorted or duplicate '%s'",
+				      d[i].name);
+			free(d);
+		}
+		CHECK(rc == 0 || rc == -ENOENT || rc == -EEXIST,
+		      "ns: op %u on %d/%s %d/%s = %d", r, d1, n1, d2, n2, rc);
+		atomic_fetch_add(&st.nns, 1);
+	}
+out:
+	atomic_fetch_add(&st.done, 1);
+	return NULL;
+}
+
+/* Every entry names a live file whose nlink counts its entries, and whose
+ * content is the name it was created under (writes never get lost in
+ * renames).  Returns 1 on failure. */
+static int stress_ns_verify(const char *when)
+{
+	struct { uint64_t ino; uint32_t links; } seen[2 * NS_NAMES];
+	size_t nseen = 0, i, j;
+	int d, bad = 0;
+
+	for (d = 0; d < 2; d++) {
+		struct store_dirent *de = NULL;
+		size_t n = 0;
+		int rc = store_readdir(st.s, st.br, STORE_SEQ_LATEST,
+				       st.nsdir[d], &de, &n);
+
+		if (rc) {
+			fprintf(stderr, "stress_store: FAIL: %s: ns readdir = %d\n",
+				when, rc);
+			return 1;
+		}
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < nseen && seen[j].ino != de[i].ino; j++)
+				;
+			if (j == nseen) {
+				seen[nseen].ino = de[i].ino;
+				seen[nseen++].links = 0;
+			}
+			seen[j].links++;
+		}
+		free(de);
+	}
+	for (j = 0; j < nseen; j++) {
+		struct store_attr a;
+		char buf[16];
+		ssize_t n;
+		int rc = store_getattr(st.s, st.br, STORE_SEQ_LATEST,
+				       seen[j].ino, &a);
+
+		if (rc || a.nlink != seen[j].links) {
+			fprintf(stderr,
+				"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %s: ns ino %" PRIu64 ": getattr %d, nlink %u, %u entries\n",
+				st.seed, when, seen[j].ino, rc, rc ? 0 : a.nlink,
+				seen[j].links);
+			bad = 1;
+			continue;
+		}
+		n = store_read(st.s, st.br, STORE_SEQ_LATEST, seen[j].ino, buf,
+			       sizeof(buf) - 1, 0);
+		if (n < 2 || buf[0] != 'n') {
+			fprintf(stderr,
+				"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %s: ns ino %" PRIu64 " content (%zd bytes) lost\n",
+				st.seed, when, seen[j].ino, n);
+			bad = 1;
+		}
+	}
+	fprintf(stderr, "stress_store: %s: namespace holds %zu files\n", when,
+		nseen);
+	return bad;
 }
 
 /* ---- garbage collector ---- */
 
 static void *stress_nothing(void *arg)
 {
+	atomic_fetch_add(&st.done, 1);
 	return arg;
 }
 
@@ -538,6 +682,7 @@ static void *stress_gc(void *arg)
 		nanosleep(&ts, NULL);
 	}
 out:
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -598,7 +743,7 @@ static int stress_verify_all(const char *when)
 
 int main(void)
 {
-	pthread_t wt[NWRITERS], rt[NREADERS], bt, gt;
+	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt;
 	struct store_config cfg;
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
@@ -693,6 +838,13 @@ int main(void)
 		}
 		if (rc == 0)
 			rc = store_set_retention(st.s, RETENTION_S);
+		at.mode = S_IFDIR | 0755;
+		if (rc == 0)
+			rc = store_create(st.s, st.br, st.root, "nsA", &at,
+					  NULL, &st.nsdir[0], NULL);
+		if (rc == 0)
+			rc = store_create(st.s, st.br, st.root, "nsB", &at,
+					  NULL, &st.nsdir[1], NULL);
 		if (rc) {
 			fprintf(stderr, "stress_store: striped/retention = %d\n",
 				rc);
@@ -701,12 +853,14 @@ int main(void)
 		}
 	}
 
-	fprintf(stderr, "stress_store: seed %" PRIu64 ", %u s, %d writers, %d readers, 1 brancher, 1 gc\n",
-		st.seed, secs, NWRITERS, NREADERS);
+	fprintf(stderr, "stress_store: seed %" PRIu64 ", %u s, %d writers, %d readers, %d namespace, 1 brancher, 1 gc\n",
+		st.seed, secs, NWRITERS, NREADERS, NNS);
 	for (i = 0; i < NWRITERS; i++)
 		pthread_create(&wt[i], NULL, stress_writer, (void *)(intptr_t)i);
 	for (i = 0; i < NREADERS; i++)
 		pthread_create(&rt[i], NULL, stress_reader, (void *)(intptr_t)i);
+	for (i = 0; i < NNS; i++)
+		pthread_create(&nt[i], NULL, stress_ns, (void *)(intptr_t)i);
 	pthread_create(&bt, NULL, stress_brancher, NULL);
 	v = getenv("BRANCHFS_STRESS_GC");
 	if (!v || atoi(v) != 0)
@@ -719,6 +873,20 @@ int main(void)
 		nanosleep(&ts, NULL);
 	}
 	atomic_store(&st.stop, true);
+	/* a deadlock shows as threads that never return */
+	for (i = 0; i < 1200 && atomic_load(&st.done) < NTHREADS; i++) {
+		struct timespec ts = { 0, 100000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&st.done) < NTHREADS) {
+		fprintf(stderr,
+			"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %d of %d threads still running 120 s after stop: deadlock?\n",
+			st.seed, NTHREADS - atomic_load(&st.done), NTHREADS);
+		_exit(2);
+	}
+	for (i = 0; i < NNS; i++)
+		pthread_join(nt[i], NULL);
 	for (i = 0; i < NWRITERS; i++)
 		pthread_join(wt[i], NULL);
 	for (i = 0; i < NREADERS; i++)
@@ -728,6 +896,7 @@ int main(void)
 	bad |= atomic_load(&st.failed);
 
 	bad |= stress_verify_all("at the end");
+	bad |= stress_ns_verify("at the end");
 	rc = store_close(st.s);
 	st.s = NULL;
 	if (rc) {
@@ -742,9 +911,11 @@ int main(void)
 		goto out_rm;
 	}
 	bad |= stress_verify_all("after reopen");
+	bad |= stress_ns_verify("after reopen");
 	fprintf(stderr,
-		"stress_store: %lu ops, %lu branches, %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
-		atomic_load(&st.nops), atomic_load(&st.nbranches),
+		"stress_store: %lu ops, %lu namespace ops, %lu branches, %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
+		atomic_load(&st.nops), atomic_load(&st.nns),
+		atomic_load(&st.nbranches),
 		atomic_load(&st.nforkchecks), atomic_load(&st.nasof),
 		atomic_load(&st.nsync), atomic_load(&st.ngc),
 		bad ? "FAIL" : "ok");
