@@ -61,7 +61,7 @@ it_require() {
 		[ -x "$PGBIN/$b" ] || fail "$PGBIN/$b not found: PostgreSQL 15 is required (apt-get install postgresql postgresql-contrib)"
 	done
 	id postgres >/dev/null 2>&1 || fail "no 'postgres' system user: install the postgresql package"
-	command -v python3 >/dev/null || fail "python3 not found"
+	[ -x /usr/bin/python3 ] || fail "/usr/bin/python3 not found (apt-get install python3)"
 	command -v setpriv >/dev/null || fail "setpriv not found: install util-linux"
 	[ -x "$BRANCHD" ] || fail "$BRANCHD not built: run 'make all' first"
 }
@@ -175,8 +175,7 @@ free_port() {
 
 # try_op OP ARGS...: run one syscall from python and print OK or the errno
 # name (EBUSY, ENOTEMPTY, ...).  OP is rmdir, mkdir, rename or unlink.
-try_op() {
-	python3 - "$@" <<'EOF'
+IT_TRY_OP_PY='
 import errno, os, sys
 op, args = sys.argv[1], sys.argv[2:]
 try:
@@ -184,13 +183,13 @@ try:
     print("OK")
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))
-EOF
-}
+'
+try_op() { tmo 60 python3 -c "$IT_TRY_OP_PY" "$@"; }
 
 expect_op() { # EXPECTED OP ARGS...
 	local want=$1 got
 	shift
-	got=$(tmo 60 try_op "$@")
+	got=$(try_op "$@")
 	[ "$got" = "$want" ] || fail "$* gave $got, expected $want"
 	log "$* -> $got (as expected)"
 }
@@ -201,7 +200,7 @@ expect_op_eventually() {
 	local want=$1 got n
 	shift
 	for ((n = 0; n < 50; n++)); do
-		got=$(tmo 60 try_op "$@")
+		got=$(try_op "$@")
 		[ "$got" = EBUSY ] && [ "$want" != EBUSY ] || break
 		sleep 0.1
 	done
