@@ -7,6 +7,10 @@
 source "$(dirname "$0")/lib.sh"
 it_init
 
+# one t06 at a time on this machine: the user is shared state
+exec 9>/var/lock/branchfs-it-t06.lock
+tmo 120 flock 9 || fail "another t06 holds /var/lock/branchfs-it-t06.lock"
+
 uid=999
 while getent passwd "$uid" >/dev/null; do
 	uname_=$(getent passwd "$uid" | cut -d: -f1)
