@@ -107,6 +107,20 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id);
 int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 			 const char *old_name);
 
+/* ---- for the control plane (fs_ctl.c) ---- */
+
+/* 0 if the branch could be changed now (no postmaster, no open files),
+ * else -EBUSY with a reason in why.  Holds nothing afterwards. */
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
+		   size_t whylen);
+/* true while any file of the branch is open. */
+bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
+/* 0 if uid/gid may create entries in the branch root (write and search
+ * permission by its mode and owner), else -EACCES. */
+int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid);
+void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
+int fs_set_default_parent(struct fs *fs, const char *name);
+
 /* Route libfuse's own messages to log (copied).  libfuse has one global
  * log hook, so this is process-wide; call it before fs_mount(). */
 void fs_set_lib_log(const struct store_log *log);
