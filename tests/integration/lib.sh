@@ -83,6 +83,10 @@ it_init() {
 
 # ---- cleanup ----------------------------------------------------------------
 
+# is M a mount point in /proc/mounts (works on a dead FUSE mount, where
+# mountpoint(1) fails with ENOTCONN)
+is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts; }
+
 _it_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
 # wait up to $2 seconds for pid $1 to go away
@@ -131,7 +135,7 @@ _it_cleanup() {
 	done
 	for ((i = ${#IT_MOUNTS[@]} - 1; i >= 0; i--)); do
 		m=${IT_MOUNTS[$i]}
-		if mountpoint -q "$m" 2>/dev/null; then
+		if is_mounted "$m"; then
 			tmo 20 fusermount3 -u "$m" 2>/dev/null || tmo 20 fusermount3 -uz "$m" ||
 				log "warning: could not unmount $m"
 		fi
@@ -264,7 +268,7 @@ bfs_umount() {
 	if [ -n "$pid" ]; then
 		_it_wait_gone "$pid" 30 || fail "branchd $pid still running 30 s after unmount"
 	fi
-	! mountpoint -q "$mnt" || fail "$mnt still mounted"
+	! is_mounted "$mnt" || fail "$mnt still mounted"
 	log "unmounted $mnt"
 }
 
