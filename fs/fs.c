@@ -285,8 +285,11 @@ int fs_run(struct fs *fs)
 	if (!lc)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_idle_threads(lc, 10);
-	fuse_loop_cfg_set_max_threads(lc, 64);
+	/* Idle workers never exit (idle limit = thread limit): no thread
+	 * churn under bursty load, and per-thread state below us (the
+	 * store's zstd and digest contexts) is not lost with each exit. */
+	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(lc, FS_MAX_THREADS);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	return rc < 0 ? rc : 0;

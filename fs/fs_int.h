@@ -29,6 +29,7 @@
 #define FS_ENTRY_TIMEOUT 1.0
 #define FS_ATTR_TIMEOUT 1.0
 #define FS_MAX_WRITE (1u << 20)
+#define FS_MAX_THREADS 64u
 /* How long rmdir/rename of a busy branch waits for FUSE_RELEASE requests
  * still in flight from files that were just closed (the kernel sends
  * release asynchronously after close(2)). */
