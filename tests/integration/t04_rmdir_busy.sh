@@ -27,6 +27,9 @@ expect_op EBUSY rename "$MNT/pr-1" "$MNT/pr-1-renamed"
 [ -d "$MNT/pr-1" ] && [ ! -e "$MNT/pr-1-renamed" ] || fail "pr-1 changed after refused rmdir/mv"
 [ "$(q "$P2" 'select count(*) from t')" = 1 ] || fail "pr-1 server unhappy after refused rmdir"
 
+echo "pr-1 only" >"$MNT/pr-1/branch_marker"
+cat "$MNT/pr-1/branch_marker" >/dev/null
+old_ino=$(ino "$MNT/pr-1")
 pg_stop "$MNT/pr-1"
 
 # FUSE release is asynchronous: give the last close a few seconds to land
@@ -34,6 +37,13 @@ expect_op_eventually OK rmdir "$MNT/pr-1"
 [ ! -e "$MNT/pr-1" ] || fail "pr-1 still visible after rmdir"
 [ "$(ls "$MNT")" = main ] || fail "branch list after rmdir pr-1: $(ls "$MNT")"
 [ "$(q "$P1" 'select v from t')" = main ] || fail "main unhappy after rmdir of its child"
+
+# the name can be reused: a fresh branch of main, nothing of the old pr-1
+mk_child pr-1
+[ ! -e "$MNT/pr-1/branch_marker" ] || fail "re-created pr-1 shows a file of the deleted pr-1"
+[ -f "$MNT/pr-1/PG_VERSION" ] || fail "re-created pr-1 is not a branch of main"
+[ "$(ino "$MNT/pr-1")" != "$old_ino" ] || fail "re-created pr-1 reuses the deleted branch's st_ino $old_ino"
+expect_op OK rmdir "$MNT/pr-1"
 
 # an open file makes a branch busy (pr-2 never ran a server)
 mk_child pr-2
