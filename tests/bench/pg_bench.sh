@@ -168,7 +168,7 @@ pg_start() { # dir [nowait]
 	[ "${2:-}" = nowait ] && w=-W
 	PG_DIRS+=("$d")
 	as_pg "$PGBIN/pg_ctl" -D "$d" -o "-p $PORT" -l "$WORK/log/pg.$(basename "$d").$PORT.log" $w -t 600 start \
-		>/dev/null || { tail -n 20 "$WORK/log/pg.$(basename "$d").$PORT.log" >&2; die "pg_ctl start on $d"; }
+		>/dev/null || { tail -n 20 "$WORK/log/pg.$(basename "$d").$PORT.log" >&2 || true; die "pg_ctl start on $d"; }
 }
 
 pg_stop() { # dir
@@ -184,16 +184,16 @@ declare -A TPS_RW TPS_RO INIT_S
 pg_load() { # key scale
 	local t0
 	t0=$(now_us)
-	pgb -i -q -s "$2" >"$WORK/log/init.$1.log" 2>&1 || { tail "$WORK/log/init.$1.log" >&2; die "pgbench -i ($1)"; }
+	pgb -i -q -s "$2" >"$WORK/log/init.$1.log" 2>&1 || { tail "$WORK/log/init.$1.log" >&2 || true; die "pgbench -i ($1)"; }
 	INIT_S[$1]=$(awk -v u=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", u / 1e6 }')
 	log "$1: pgbench -i -s $2 took ${INIT_S[$1]} s"
 }
 pg_runs() { # key
 	local out
 	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
-	TPS_RW[$1]=$(echo "$out" | awk '/^tps = / { print $3; exit }')
+	TPS_RW[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
 	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
-	TPS_RO[$1]=$(echo "$out" | awk '/^tps = / { print $3; exit }')
+	TPS_RO[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
 	log "$1: rw ${TPS_RW[$1]} tps, select-only ${TPS_RO[$1]} tps"
 }
 
@@ -205,7 +205,7 @@ bfs_mount() { # store mnt
 	BD_PIDFILES+=("$pidf")
 	MOUNTS+=("fuse:$2")
 	"$BRANCHD" -o "$opts" "$1" "$2" >"$WORK/log/branchd.$(basename "$1").log" 2>&1 ||
-		{ cat "$WORK/log/branchd.$(basename "$1").log" >&2; die "branchd $1 $2"; }
+		{ cat "$WORK/log/branchd.$(basename "$1").log" >&2 || true; die "branchd $1 $2"; }
 	mountpoint -q "$2" || die "branchd returned but $2 is not a mount point"
 }
 
@@ -240,7 +240,7 @@ loop_fs() { # kind(xfs|btrfs) size_gib
 	if [ "$1" = xfs ]; then
 		mkfs.xfs -q -f -m reflink=1 "$dev" >&2 || return 1
 	else
-		mkfs.btrfs -q -f "$dev" >&2 || return 1
+		mkfs.btrfs -q -f "$dev" >/dev/null 2>&1 || return 1
 	fi
 	mkdir -p "$dir"
 	MOUNTS+=("kern:$dir")
@@ -320,7 +320,7 @@ fi
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/pg_bench.XXXXXX")
 chmod 755 "$WORK"
-mkdir -p "$WORK/log"
+install -d -o postgres -g postgres -m 755 "$WORK/log"
 SOCK=$WORK/sock
 install -d -o postgres -g postgres -m 755 "$SOCK"
 log "temp dir $WORK; scale $SCALE, big scale ${BIG_SCALE/#0/skipped}, T=$T s, quick=$QUICK"
@@ -417,7 +417,7 @@ for i in $(seq $NREADY); do
 		sleep 0.01
 	done
 	t2=$(now_us)
-	[ $ok = 1 ] || { tail -n 20 "$WORK/log/pg.ready$i.$PORT.log" >&2; die "cluster on $b not ready after 30 s"; }
+	[ $ok = 1 ] || { tail -n 20 "$WORK/log/pg.ready$i.$PORT.log" >&2 || true; die "cluster on $b not ready after 30 s"; }
 	READY+=($((t2 - t0)))
 	MKDIR_RUNNING+=($((t1 - t0)))
 	# the branch must hold main's data
