@@ -82,6 +82,10 @@ struct store_config {
 	 * *out, which then owns inner.  Return 0 or a negative errno. */
 	int (*kv_wrap)(void *ctx, struct kv *inner, struct kv **out);
 	void *kv_wrap_ctx;
+	/* Retention window in seconds: every moment inside it can be read
+	 * and branched from; older versions that no branch needs are
+	 * reclaimed by store_gc().  0 means the default (3600). */
+	uint64_t retention_s;
 };
 
 /* Inode attributes.  mode carries the S_IF* type bits. */
@@ -189,18 +193,60 @@ uint64_t store_seq_now(struct store *s);
  * -EINVAL: in the future; -ERANGE: before the oldest retained moment. */
 int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq);
 
-/* Oldest wall-clock time (ns) that store_seq_at_time() accepts. */
+/* Oldest wall-clock time (ns) that store_seq_at_time() accepts: the store's
+ * creation, or the horizon of the last GC, whichever is later. */
 int64_t store_oldest_time(struct store *s);
 
 int store_stats(struct store *s, struct store_stats *out);
+
+/* Approximate wall-clock time (ns) at which seq was handed out, to the
+ * resolution of the time index.  -ERANGE if older than the horizon. */
+int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns);
+
+/* Change the retention window at run time (seconds, > 0).  Lengthening it
+ * cannot bring back what a GC already reclaimed. */
+int store_set_retention(struct store *s, uint64_t seconds);
+uint64_t store_get_retention(struct store *s);
+
+struct store_gc_opts {
+	/* Called for an unlinked inode before its blocks are reclaimed;
+	 * return true while it is still open (its data is kept).  May be
+	 * NULL.  Called from the GC thread without store locks held. */
+	bool (*in_use)(void *ctx, uint64_t branch, uint64_t ino);
+	void *ctx;
+	/* Compact the whole database at the end (returns space at once;
+	 * costs I/O).  Without it, only deleted branches' ranges are. */
+	bool full_compaction;
+	/* Sleep this many microseconds after every 1024 keys examined, to
+	 * leave I/O to the foreground.  0: no pause. */
+	unsigned pause_us;
+};
+
+struct store_gc_stats {
+	uint64_t keys_scanned;
+	uint64_t keys_deleted;
+	uint64_t bytes_deleted;   /* key + value bytes of deleted versions */
+	uint64_t inodes_reclaimed; /* unlinked inodes whose blocks went */
+	uint64_t disk_before;
+	uint64_t disk_after;
+	int64_t horizon_ns;       /* oldest moment still retained */
+};
+
+/* Reclaim versions that no read point needs: a branch head, a child's
+ * fork point, or any moment inside the retention window.  Safe to run
+ * while the store is in use; one GC runs at a time (-EBUSY otherwise). */
+int store_gc(struct store *s, const struct store_gc_opts *opts,
+	     struct store_gc_stats *out);
 
 /* 0 if name is a valid branch or entry name; else -EINVAL/-ENAMETOOLONG */
 int store_name_check(const char *name);
 
 /* ---- branches ---- */
 
-/* Create a branch.  O(1): writes one record.  Errors: -EEXIST name taken;
- * -EINVAL/-ENAMETOOLONG bad name or at_seq in the future; -ENOENT unknown
+/* Create a branch.  O(1): writes one record.  Branch names follow the
+ * entry name rules and may not contain control characters.  Errors:
+ * -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name or at_seq in the
+ * future; -ENOENT unknown
  * parent; -ERANGE at_seq older than the parent's oldest retained state or
  * older than the parent itself; -EMLINK too many branches. */
 int store_branch_create(struct store *s,
@@ -215,9 +261,12 @@ int store_branch_delete(struct store *s, uint64_t id);
 int store_branch_rename(struct store *s, uint64_t id, const char *new_name);
 
 /* Point a branch at its parent's current state again, dropping its own
- * changes.  Same id and name.  -EINVAL: the branch has no parent;
+ * changes, in O(1).  Same id, name and inode numbers; reads of the branch
+ * as of a seq before the reset no longer see its old changes.  drop_names
+ * as in store_branch_create_args.  -EINVAL: the branch has no parent;
  * -ENOTEMPTY: it has children. */
-int store_branch_reset(struct store *s, uint64_t id);
+int store_branch_reset(struct store *s, uint64_t id,
+		       const char *const *drop_names);
 
 int store_branch_get(struct store *s, uint64_t id,
 		     struct store_branch_info *out);
@@ -298,7 +347,9 @@ int store_rmdir(struct store *s, uint64_t branch, uint64_t dir,
 /* Rename atomically, replacing an existing target as rename(2) does
  * (-EISDIR, -ENOTDIR, -ENOTEMPTY for mismatched or non-empty targets).
  * flags: enum store_rename_flags (-EEXIST with NOREPLACE).  Renaming an
- * entry onto a link to the same inode succeeds and does nothing. */
+ * entry onto a link to the same inode succeeds and does nothing.  The
+ * caller prevents moving a directory into its own subtree (the kernel
+ * does this for a mounted filesystem). */
 int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 		 const char *oldname, uint64_t newdir, const char *newname,
 		 unsigned flags);

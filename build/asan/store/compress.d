@@ -1,0 +1,2 @@
+build/asan/store/compress.o: store/compress.c store/compress.h
+store/compress.h:

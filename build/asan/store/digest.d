@@ -1,0 +1,2 @@
+build/asan/store/digest.o: store/digest.c store/digest.h
+store/digest.h:

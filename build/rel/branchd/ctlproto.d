@@ -1,0 +1,2 @@
+build/rel/branchd/ctlproto.o: branchd/ctlproto.c branchd/ctlproto.h
+branchd/ctlproto.h:

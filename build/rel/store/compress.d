@@ -1,0 +1,2 @@
+build/rel/store/compress.o: store/compress.c store/compress.h
+store/compress.h:

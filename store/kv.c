@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv.c - the KV seam: backend-independent write batches, the kv_* wrappers,
+ * and the RocksDB backend (the only file that includes <rocksdb/c.h>).
+ *
+ * RocksDB layout: one database, four column families (kv.h enum kv_cf):
+ * "default" for meta, "inode", "dirent", "block".  Every versioned key ends
+ * with an 8-byte inverted seq, so the prefix extractor of every family is
+ * "the key without its last 8 bytes": one prefix per object (inode, entry,
+ * block), and the prefix bloom filters (in SST files and in the memtable)
+ * let a lookup skip, in one probe, an ancestor branch that holds no version
+ * of the object.  That keeps reads through deep ancestry chains cheap.
+ *
+ * Block values are already zstd-compressed by the store, so the block
+ * family is stored without RocksDB compression; the small families use
+ * RocksDB's default.
+ *
+ * What it deliberately does not do: interpret keys or values, or fsync on
+ * write (sync=false writes reach the OS only; kv_sync syncs the WAL).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <rocksdb/c.h>
+
+#include "kv.h"
+
+/* ---------------------------------------------------------------- batch */
+
+void kv_batch_init(struct kv_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void kv_batch_release(struct kv_batch *b)
+{
+	free(b->ops);
+	free(b->buf);
+	kv_batch_init(b);
+}
+
+void kv_batch_clear(struct kv_batch *b)
+{
+	b->nops = 0;
+	b->len = 0;
+	b->err = 0;
+}
+
+static void kv_batch_append(struct kv_batch *b, enum kv_op_type type,
+			    enum kv_cf cf, const void *k, size_t klen,
+			    const void *v, size_t vlen)
+{
+	struct kv_op *op;
+
+	if (b->err)
+		return;
+	if (b->nops == b->cap_ops) {
+		size_t ncap = b->cap_ops ? b->cap_ops * 2 : 16;
+		struct kv_op *nops = realloc(b->ops, ncap * sizeof(*nops));
+
+		if (!nops)
+			goto err_nomem;
+		b->ops = nops;
+		b->cap_ops = ncap;
+	}
+	if (b->len + klen + vlen > b->cap) {
+		size_t ncap = b->cap ? b->cap : 4096;
+		unsigned char *nbuf;
+
+		while (ncap < b->len + klen + vlen)
+			ncap *= 2;
+		nbuf = realloc(b->buf, ncap);
+		if (!nbuf)
+			goto err_nomem;
+		b->buf = nbuf;
+		b->cap = ncap;
+	}
+	op = &b->ops[b->nops++];
+	op->type = type;
+	op->cf = cf;
+	op->klen = klen;
+	op->vlen = vlen;
+	op->off = b->len;
+	memcpy(b->buf + b->len, k, klen);
+	if (vlen)
+		memcpy(b->buf + b->len + klen, v, vlen);
+	b->len += klen + vlen;
+	return;
+err_nomem:
+	b->err = -ENOMEM;
+}
+
+void kv_batch_put(struct kv_batch *b, enum kv_cf cf, const void *key,
+		  size_t klen, const void *val, size_t vlen)
+{
+	kv_batch_append(b, KV_OP_PUT, cf, key, klen, val, vlen);
+}
+
+void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
+		     size_t klen)
+{
+	kv_batch_append(b, KV_OP_DELETE, cf, key, klen, NULL, 0);
+}
+
+void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf,
+			   const void *begin, size_t blen, const void *end,
+			   size_t elen)
+{
+	kv_batch_append(b, KV_OP_DELETE_RANGE, cf, begin, blen, end, elen);
+}
+
+/* ------------------------------------------------------------- wrappers */
+
+int kv_get(struct kv *kv, enum kv_cf cf, const void *key, size_t klen,
+	   void *buf, size_t bufsz, size_t *vlen, bool *found)
+{
+	assert(cf < KV_CF_COUNT && key && vlen && found);
+	return kv->ops->get(kv, cf, key, klen, buf, bufsz, vlen, found);
+}
+
+int kv_write(struct kv *kv, const struct kv_batch *b, bool sync)
+{
+	if (b->err)
+		return b->err;
+	if (b->nops == 0 && !sync)
+		return 0;
+	return kv->ops->write(kv, b, sync);
+}
+
+int kv_sync(struct kv *kv)
+{
+	return kv->ops->sync(kv);
+}
+
+int kv_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+		struct kv_iter **out)
+{
+	assert(cf < KV_CF_COUNT && out);
+	return kv->ops->iter_new(kv, cf, prefix_mode, out);
+}
+
+void kv_iter_free(struct kv_iter *it)
+{
+	if (it)
+		it->kv->ops->iter_free(it);
+}
+
+void kv_iter_seek(struct kv_iter *it, const void *key, size_t klen)
+{
+	it->kv->ops->iter_seek(it, key, klen);
+}
+
+void kv_iter_seek_for_prev(struct kv_iter *it, const void *key, size_t klen)
+{
+	it->kv->ops->iter_seek_for_prev(it, key, klen);
+}
+
+void kv_iter_next(struct kv_iter *it)
+{
+	it->kv->ops->iter_next(it);
+}
+
+void kv_iter_prev(struct kv_iter *it)
+{
+	it->kv->ops->iter_prev(it);
+}
+
+bool kv_iter_valid(struct kv_iter *it)
+{
+	return it->kv->ops->iter_valid(it);
+}
+
+const void *kv_iter_key(struct kv_iter *it, size_t *klen)
+{
+	return it->kv->ops->iter_key(it, klen);
+}
+
+const void *kv_iter_value(struct kv_iter *it, size_t *vlen)
+{
+	return it->kv->ops->iter_value(it, vlen);
+}
+
+int kv_iter_status(struct kv_iter *it)
+{
+	return it->kv->ops->iter_status(it);
+}
+
+int kv_disk_usage(struct kv *kv, uint64_t *bytes)
+{
+	return kv->ops->disk_usage(kv, bytes);
+}
+
+int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
+	       const void *end, size_t elen)
+{
+	return kv->ops->compact(kv, cf, begin, blen, end, elen);
+}
+
+void kv_close(struct kv *kv)
+{
+	if (kv)
+		kv->ops->close(kv);
+}
+
+/* -------------------------------------------------------------- rocksdb */
+
+struct kv_rocks {
+	struct kv kv; /* first */
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_options_t *cf_opts[KV_CF_COUNT];
+	rocksdb_block_based_table_options_t *table_opts[KV_CF_COUNT];
+	rocksdb_column_family_handle_t *cf[KV_CF_COUNT];
+	rocksdb_cache_t *cache;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_writeoptions_t *wopts_sync;
+	rocksdb_readoptions_t *ropts;
+	char *path;
+};
+
+struct kv_rocks_iter {
+	struct kv_iter it; /* first */
+	rocksdb_iterator_t *ri;
+	rocksdb_readoptions_t *ropts;
+};
+
+static const char *const kv_cf_names[KV_CF_COUNT] = {
+	"default", "inode", "dirent", "block",
+};
+
+static void kv_log(struct kv *kv, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void kv_log(struct kv *kv, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!kv->log.fn || level > kv->log.level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kv->log.fn(kv->log.ctx, level, msg);
+}
+
+/* Turn a RocksDB error string into an errno, log it once and free it. */
+static int kv_rocks_err(struct kv *kv, const char *what, char *err)
+{
+	int rc = -EIO;
+
+	if (strstr(err, "No space left") || strstr(err, "NoSpace"))
+		rc = -ENOSPC;
+	else if (strstr(err, "Corruption"))
+		rc = -EUCLEAN;
+	else if (strstr(err, "lock") || strstr(err, "Resource temporarily"))
+		rc = -EBUSY;
+	kv_log(kv, STORE_LOG_ERR, "rocksdb: %s: %s", what, err);
+	rocksdb_free(err);
+	return rc;
+}
+
+/* Prefix extractor: everything but the trailing 8-byte inverted seq. */
+static char *kv_prefix_transform(void *state, const char *key, size_t len,
+				 size_t *dst_len)
+{
+	(void)state;
+	*dst_len = len - 8;
+	return (char *)key;
+}
+
+static void kv_prefix_destroy(void *state)
+{
+	(void)state;
+}
+
+static unsigned char kv_prefix_in_domain(void *state, const char *key,
+					 size_t len)
+{
+	(void)state;
+	(void)key;
+	return len >= 8;
+}
+
+static unsigned char kv_prefix_in_range(void *state, const char *key,
+					size_t len)
+{
+	(void)state;
+	(void)key;
+	(void)len;
+	return 0;
+}
+
+static const char *kv_prefix_name(void *state)
+{
+	(void)state;
+	return "branchfs.seq_suffix.v1";
+}
+
+static int kv_rocks_get(struct kv *kv, enum kv_cf cf, const void *key,
+			size_t klen, void *buf, size_t bufsz, size_t *vlen,
+			bool *found)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	rocksdb_pinnableslice_t *ps;
+	char *err = NULL;
+	const char *v;
+	size_t len;
+
+	ps = rocksdb_get_pinned_cf(r->db, r->ropts, r->cf[cf], key, klen, &err);
+	if (err)
+		return kv_rocks_err(kv, "get", err);
+	if (!ps) {
+		*found = false;
+		*vlen = 0;
+		return 0;
+	}
+	v = rocksdb_pinnableslice_value(ps, &len);
+	if (buf && bufsz)
+		memcpy(buf, v, len < bufsz ? len : bufsz);
+	*vlen = len;
+	*found = true;
+	rocksdb_pinnableslice_destroy(ps);
+	return 0;
+}
+
+static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	rocksdb_writebatch_t *wb;
+	char *err = NULL;
+	size_t i;
+
+	wb = rocksdb_writebatch_create();
+	if (!wb)
+		return -ENOMEM;
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const char *k = (const char *)kv_batch_key(b, op);
+		const char *v = (const char *)kv_batch_val(b, op);
+
+		switch (op->type) {
+		case KV_OP_PUT:
+			rocksdb_writebatch_put_cf(wb, r->cf[op->cf], k,
+						  op->klen, v, op->vlen);
+			break;
+		case KV_OP_DELETE:
+			rocksdb_writebatch_delete_cf(wb, r->cf[op->cf], k,
+						     op->klen);
+			break;
+		case KV_OP_DELETE_RANGE:
+			rocksdb_writebatch_delete_range_cf(wb, r->cf[op->cf],
+							   k, op->klen, v,
+							   op->vlen);
+			break;
+		}
+	}
+	rocksdb_write(r->db, sync ? r->wopts_sync : r->wopts, wb, &err);
+	rocksdb_writebatch_destroy(wb);
+	if (err)
+		return kv_rocks_err(kv, "write", err);
+	return 0;
+}
+
+static int kv_rocks_sync(struct kv *kv)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	char *err = NULL;
+
+	rocksdb_flush_wal(r->db, 1, &err);
+	if (err)
+		return kv_rocks_err(kv, "sync wal", err);
+	return 0;
+}
+
+static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+			     struct kv_iter **out)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	struct kv_rocks_iter *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return -ENOMEM;
+	it->ropts = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_total_order_seek(it->ropts, !prefix_mode);
+	rocksdb_readoptions_set_verify_checksums(it->ropts, 1);
+	it->ri = rocksdb_create_iterator_cf(r->db, it->ropts, r->cf[cf]);
+	if (!it->ri) {
+		rocksdb_readoptions_destroy(it->ropts);
+		free(it);
+		return -ENOMEM;
+	}
+	it->it.kv = kv;
+	*out = &it->it;
+	return 0;
+}
+
+static void kv_rocks_iter_free(struct kv_iter *kit)
+{
+	struct kv_rocks_iter *it = (struct kv_rocks_iter *)kit;
+
+	rocksdb_iter_destroy(it->ri);
+	rocksdb_readoptions_destroy(it->ropts);
+	free(it);
+}
+
+static void kv_rocks_iter_seek(struct kv_iter *kit, const void *key,
+			       size_t klen)
+{
+	rocksdb_iter_seek(((struct kv_rocks_iter *)kit)->ri, key, klen);
+}
+
+static void kv_rocks_iter_seek_for_prev(struct kv_iter *kit, const void *key,
+					size_t klen)
+{
+	rocksdb_iter_seek_for_prev(((struct kv_rocks_iter *)kit)->ri, key,
+				   klen);
+}
+
+static void kv_rocks_iter_next(struct kv_iter *kit)
+{
+	rocksdb_iter_next(((struct kv_rocks_iter *)kit)->ri);
+}
+
+static void kv_rocks_iter_prev(struct kv_iter *kit)
+{
+	rocksdb_iter_prev(((struct kv_rocks_iter *)kit)->ri);
+}
+
+static bool kv_rocks_iter_valid(struct kv_iter *kit)
+{
+	return rocksdb_iter_valid(((struct kv_rocks_iter *)kit)->ri);
+}
+
+static const void *kv_rocks_iter_key(struct kv_iter *kit, size_t *klen)
+{
+	return rocksdb_iter_key(((struct kv_rocks_iter *)kit)->ri, klen);
+}
+
+static const void *kv_rocks_iter_value(struct kv_iter *kit, size_t *vlen)
+{
+	return rocksdb_iter_value(((struct kv_rocks_iter *)kit)->ri, vlen);
+}
+
+static int kv_rocks_iter_status(struct kv_iter *kit)
+{
+	char *err = NULL;
+
+	rocksdb_iter_get_error(((struct kv_rocks_iter *)kit)->ri, &err);
+	if (err)
+		return kv_rocks_err(kit->kv, "iterator", err);
+	return 0;
+}
+
+static _Thread_local uint64_t kv_du_total;
+
+static int kv_du_visit(const char *path, const struct stat *st, int flag,
+		       struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (flag == FTW_F)
+		kv_du_total += (uint64_t)st->st_blocks * 512u;
+	return 0;
+}
+
+static int kv_rocks_disk_usage(struct kv *kv, uint64_t *bytes)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+
+	kv_du_total = 0;
+	if (nftw(r->path, kv_du_visit, 16, FTW_PHYS) != 0)
+		return -errno;
+	*bytes = kv_du_total;
+	return 0;
+}
+
+static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
+			    size_t blen, const void *end, size_t elen)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+
+	rocksdb_compact_range_cf(r->db, r->cf[cf], begin, blen, end, elen);
+	return 0;
+}
+
+static void kv_rocks_free(struct kv_rocks *r)
+{
+	int i;
+
+	for (i = 0; i < KV_CF_COUNT; i++) {
+		if (r->cf[i])
+			rocksdb_column_family_handle_destroy(r->cf[i]);
+	}
+	if (r->db)
+		rocksdb_close(r->db);
+	for (i = 0; i < KV_CF_COUNT; i++) {
+		if (r->cf_opts[i])
+			rocksdb_options_destroy(r->cf_opts[i]);
+		if (r->table_opts[i])
+			rocksdb_block_based_options_destroy(r->table_opts[i]);
+	}
+	if (r->opts)
+		rocksdb_options_destroy(r->opts);
+	if (r->cache)
+		rocksdb_cache_destroy(r->cache);
+	if (r->wopts)
+		rocksdb_writeoptions_destroy(r->wopts);
+	if (r->wopts_sync)
+		rocksdb_writeoptions_destroy(r->wopts_sync);
+	if (r->ropts)
+		rocksdb_readoptions_destroy(r->ropts);
+	free(r->path);
+	free(r);
+}
+
+static void kv_rocks_close(struct kv *kv)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	char *err = NULL;
+
+	rocksdb_flush_wal(r->db, 1, &err);
+	if (err)
+		kv_rocks_err(kv, "sync wal at close", err);
+	kv_rocks_free(r);
+}
+
+static const struct kv_ops kv_rocks_ops = {
+	.get = kv_rocks_get,
+	.write = kv_rocks_write,
+	.sync = kv_rocks_sync,
+	.iter_new = kv_rocks_iter_new,
+	.iter_free = kv_rocks_iter_free,
+	.iter_seek = kv_rocks_iter_seek,
+	.iter_seek_for_prev = kv_rocks_iter_seek_for_prev,
+	.iter_next = kv_rocks_iter_next,
+	.iter_prev = kv_rocks_iter_prev,
+	.iter_valid = kv_rocks_iter_valid,
+	.iter_key = kv_rocks_iter_key,
+	.iter_value = kv_rocks_iter_value,
+	.iter_status = kv_rocks_iter_status,
+	.disk_usage = kv_rocks_disk_usage,
+	.compact = kv_rocks_compact,
+	.close = kv_rocks_close,
+};
+
+static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+	rocksdb_block_based_table_options_t *t =
+		rocksdb_block_based_options_create();
+
+	r->table_opts[cf] = t;
+	rocksdb_block_based_options_set_block_cache(t, r->cache);
+	rocksdb_block_based_options_set_filter_policy(
+		t, rocksdb_filterpolicy_create_bloom_full(10));
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+	rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(
+		t, 1);
+	if (cf != KV_CF_META) {
+		/* Blooms on the prefix (object without seq) only: a full key
+		 * carries a seq nobody knows in advance. */
+		rocksdb_block_based_options_set_whole_key_filtering(t, 0);
+		rocksdb_options_set_prefix_extractor(
+			o, rocksdb_slicetransform_create(
+				   NULL, kv_prefix_destroy, kv_prefix_transform,
+				   kv_prefix_in_domain, kv_prefix_in_range,
+				   kv_prefix_name));
+		rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.1);
+	}
+	rocksdb_options_set_block_based_table_factory(o, t);
+	rocksdb_options_set_write_buffer_size(o, cf == KV_CF_BLOCK ?
+							 64u << 20 : 16u << 20);
+	if (cf == KV_CF_BLOCK)
+		rocksdb_options_set_compression(o, rocksdb_no_compression);
+	r->cf_opts[cf] = o;
+	return o;
+}
+
+int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
+		    const struct store_log *log, struct kv **out)
+{
+	const rocksdb_options_t *cfo[KV_CF_COUNT];
+	struct kv_rocks *r;
+	char *err = NULL;
+	int rc, i;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->kv.ops = &kv_rocks_ops;
+	if (log)
+		r->kv.log = *log;
+	r->path = strdup(path);
+	if (!r->path) {
+		rc = -ENOMEM;
+		goto err_free;
+	}
+	r->cache = rocksdb_cache_create_lru(cache_bytes);
+	r->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(r->opts, create);
+	rocksdb_options_set_create_missing_column_families(r->opts, 1);
+	rocksdb_options_increase_parallelism(r->opts, 2);
+	rocksdb_options_set_max_background_jobs(r->opts, 2);
+	rocksdb_options_set_bytes_per_sync(r->opts, 1u << 20);
+	rocksdb_options_set_wal_bytes_per_sync(r->opts, 0);
+	rocksdb_options_set_keep_log_file_num(r->opts, 3);
+	rocksdb_options_set_max_total_wal_size(r->opts, 256u << 20);
+	rocksdb_options_set_paranoid_checks(r->opts, 1);
+	for (i = 0; i < KV_CF_COUNT; i++)
+		cfo[i] = kv_rocks_cf_options(r, i);
+	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
+					     kv_cf_names, cfo, r->cf, &err);
+	if (err) {
+		rc = kv_rocks_err(&r->kv, "open", err);
+		goto err_free;
+	}
+	r->wopts = rocksdb_writeoptions_create();
+	r->wopts_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(r->wopts_sync, 1);
+	r->ropts = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_verify_checksums(r->ropts, 1);
+	*out = &r->kv;
+	return 0;
+err_free:
+	memset(r->cf, 0, sizeof(r->cf));
+	r->db = NULL;
+	kv_rocks_free(r);
+	return rc;
+}

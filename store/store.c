@@ -1,0 +1,3819 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.c - the versioned copy-on-write store.
+ *
+ * On disk, STORE_DIR holds:
+ *   BRANCHFS          marker file: "branchfs-store <format>\n", written first
+ *   LOCK.branchfs     flock()ed exclusively while a handle is open
+ *   db/               the RocksDB database (see kv.c for its families)
+ *
+ * Keys (all integers big-endian so that byte order is numeric order; "~seq"
+ * is the bitwise inverse of the seq, so versions of one object sort newest
+ * first and one Seek(prefix + ~S) lands on the newest version <= S):
+ *   META   "F"                    format record "branchfs" + u32 version
+ *   META   "S" / "N" / "C"        reserved seq / inode / branch-id high marks
+ *   META   "B" id                 branch record
+ *   META   "W" id                 bytes written in the branch (persisted at sync)
+ *   META   "T" unix_ms            seq of the first write started in that ms
+ *   INODE  branch ino ~seq        attributes (+ symlink target)
+ *   DIRENT branch dir name 0 ~seq ino + type, or empty value = tombstone
+ *   BLOCK  branch ino blk ~seq    kind, digest, payload (kind ZERO = hole)
+ * The NUL after the name keeps all versions of one name contiguous.
+ *
+ * Reads: a view is the branch's ancestry as levels (id, cap, floor).  Level
+ * 0 is the branch with cap = the read seq; level i+1 is the parent of level
+ * i with cap = min(cap_i, fork_seq_i).  A version is visible at a level if
+ * floor <= seq <= cap (floor > 0 only after a reset).  The first level that
+ * has a visible version decides, tombstones included.
+ *
+ * Invariants:
+ *  INV-1 Seqs are handed out in increasing order; a version's key carries
+ *        the seq of the batch that wrote it, and one logical operation is
+ *        one RocksDB batch.
+ *  INV-2 The watermark is the highest seq below which every handed-out seq
+ *        has committed or failed.  Forks and as-of reads never go above it.
+ *  INV-3 A regular file never has a visible non-zero block at or past
+ *        ceil(size / BLOCK), and the bytes of its last block past size are
+ *        zero.  Shrinking writes ZERO versions to keep this, so a later
+ *        extension reads zeros even where an ancestor still has data.
+ *  INV-4 Seq, inode and branch-id counters never hand out a value at or
+ *        above their persisted high mark, so values are never reused after
+ *        a crash.
+ *  INV-5 A branch with live children is never deleted or reset, so every
+ *        level of a live branch's view is a live branch.
+ *  INV-6 Before a batch that writes a version of inode X (its attributes,
+ *        its blocks, or entries of directory X) in branch B commits, X is
+ *        added to B's in-memory bloom filter (rebuilt at open from the
+ *        inode keys).  A level whose filter lacks X is skipped without a
+ *        RocksDB seek, which keeps reads through deep ancestry cheap.
+ *
+ * Locks, in the order they are taken:
+ *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
+ *   branches_lock > ino.mu > seq_mu.  sync_mu guards no data and is taken
+ *   with none of the others held.  branches_lock is read-locked only
+ *   briefly (to resolve a view) and its write holders take no ns or stripe
+ *   lock, so resolving a view while holding stripes cannot deadlock.
+ * Data writes take one ino stripe; namespace changes take their branch's
+ * namespace lock and then the stripes of every inode they change, so
+ * writers to different files do not wait on each other.
+ *
+ * Not done here: space reclamation of shadowed versions and retention
+ * (deleted branches' keys are dropped with DeleteRange at delete time).
+ */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "compress.h"
+#include "digest.h"
+#include "kv.h"
+#include "store.h"
+
+#define STORE_MARKER "BRANCHFS"
+#define STORE_LOCKFILE "LOCK.branchfs"
+#define STORE_RESERVE (UINT64_C(1) << 20)
+#define STORE_INO_STRIPES 1024u
+#define STORE_NS_STRIPES 64u
+#define STORE_VIEW_INLINE 16u
+#define STORE_MAX_DEPTH 4096u
+#define STORE_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
+#define STORE_ZSTD_LEVEL 1
+/* At most one time-index entry per this many ms: the resolution of
+ * wall-clock time travel. */
+#define STORE_TIME_INDEX_MS 10
+#define STORE_TOUCH_BITS (1u << 19)
+#define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
+
+enum store_block_kind {
+	STORE_BLK_ZERO = 0,
+	STORE_BLK_RAW = 1,
+	STORE_BLK_ZSTD = 2,
+};
+
+#define STORE_BLK_HDR (1u + DIGEST_LEN)
+#define STORE_INODE_HDR 68u
+
+struct store_branch {
+	uint64_t id;
+	uint64_t parent_id;
+	uint64_t fork_seq;
+	uint64_t root_ino;
+	int64_t ctime_ns;
+	uint64_t create_seq;
+	uint64_t floor; /* own versions below this are invisible (reset) */
+	uint32_t owner_uid;
+	uint32_t nchildren;
+	bool deleted;
+	char name[STORE_NAME_MAX + 1];
+	_Atomic uint64_t written;
+	_Atomic bool written_dirty;
+	/* Bloom filter of the inodes this branch has versions of (INV-6). */
+	_Atomic uint64_t *touched;
+};
+
+struct store_level {
+	uint64_t id;
+	uint64_t cap;
+	uint64_t floor;
+	const _Atomic uint64_t *touched; /* the branch's filter */
+};
+
+struct store_view {
+	struct store_branch *self; /* valid until store_close */
+	size_t n;
+	struct store_level *lv;
+	struct store_level inline_lv[STORE_VIEW_INLINE];
+};
+
+struct store_counter {
+	pthread_mutex_t mu;
+	uint64_t next; /* guarded by mu */
+	uint64_t hi;   /* guarded by mu; persisted high mark */
+	char key;      /* META key */
+};
+
+struct store {
+	struct store_config cfg;
+	struct kv *kv;
+	char *dir;
+	int lock_fd;
+
+	pthread_rwlock_t branches_lock;
+	struct store_branch **branches; /* by id; guarded by branches_lock */
+	size_t branches_cap;            /* guarded by branches_lock */
+	uint64_t next_branch_id;        /* guarded by branches_lock */
+	uint64_t nbranches;             /* guarded by branches_lock */
+
+	pthread_mutex_t ns_lock[STORE_NS_STRIPES];
+	pthread_mutex_t ino_lock[STORE_INO_STRIPES];
+
+	/* Seqs. */
+	pthread_mutex_t seq_mu;
+	pthread_cond_t seq_cv;
+	uint64_t seq_last;      /* guarded by seq_mu: last handed out */
+	uint64_t seq_hi;        /* guarded by seq_mu */
+	uint64_t *inflight;     /* guarded by seq_mu */
+	size_t ninflight;       /* guarded by seq_mu */
+	size_t cap_inflight;    /* guarded by seq_mu */
+	_Atomic uint64_t watermark;
+	int64_t last_time_ms;   /* guarded by seq_mu */
+	int64_t created_ns;
+
+	/* Retention and GC. */
+	_Atomic uint64_t retention_s;
+	_Atomic int64_t horizon_ns;   /* oldest moment retained */
+	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
+	_Atomic bool gc_running;
+	uint64_t *dead_ids;           /* guarded by branches_lock */
+	size_t ndead, cap_dead;       /* guarded by branches_lock */
+
+	struct store_counter ino;
+
+	/* Group commit. */
+	pthread_mutex_t sync_mu;
+	_Atomic uint64_t writes_done;
+	uint64_t writes_synced; /* guarded by sync_mu */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void store_log(struct store *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void store_log(struct store *s, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!s->cfg.log.fn || level > s->cfg.log.level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->cfg.log.fn(s->cfg.log.ctx, level, msg);
+}
+
+#define LOG_ERR(s, ...) store_log((s), STORE_LOG_ERR, __VA_ARGS__)
+#define LOG_WARN(s, ...) store_log((s), STORE_LOG_WARN, __VA_ARGS__)
+#define LOG_INFO(s, ...) store_log((s), STORE_LOG_INFO, __VA_ARGS__)
+
+static void store_put64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t store_get64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void store_put32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static uint32_t store_get32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int64_t store_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct timespec store_now_ts(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+static uint64_t store_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Filter keys: an inode (attributes, or entries of a directory), or one
+ * block of an inode. */
+static uint64_t store_fkey_ino(uint64_t ino)
+{
+	return store_mix(ino);
+}
+
+static uint64_t store_fkey_blk(uint64_t ino, uint64_t blk)
+{
+	return store_mix(ino ^ store_mix(blk + 0x9E3779B97F4A7C15ull));
+}
+
+static void store_touch(_Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	atomic_fetch_or(&f[a / 64], UINT64_C(1) << (a % 64));
+	atomic_fetch_or(&f[b / 64], UINT64_C(1) << (b % 64));
+}
+
+static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
+{
+	uint32_t a = (uint32_t)h % STORE_TOUCH_BITS;
+	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
+
+	return (atomic_load_explicit(&f[a / 64], memory_order_acquire) >>
+		(a % 64) & 1) &&
+	       (atomic_load_explicit(&f[b / 64], memory_order_acquire) >>
+		(b % 64) & 1);
+}
+
+/* Branch names are entry names that are also printable: no control
+ * characters, which would garble listings and logs. */
+static int store_branch_name_check(const char *name)
+{
+	const unsigned char *p;
+	int rc = store_name_check(name);
+
+	if (rc)
+		return rc;
+	for (p = (const unsigned char *)name; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int store_name_check(const char *name)
+{
+	size_t len;
+
+	if (!name || !*name || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0 || strchr(name, '/'))
+		return -EINVAL;
+	len = strlen(name);
+	if (len > STORE_NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* ----------------------------------------------------- key encodings */
+
+#define STORE_INODE_KLEN 24u
+#define STORE_BLOCK_KLEN 32u
+#define STORE_DIRENT_KMAX (16u + STORE_NAME_MAX + 1u + 8u)
+
+static void store_key_inode(unsigned char *k, uint64_t br, uint64_t ino,
+			    uint64_t seq)
+{
+	store_put64(k, br);
+	store_put64(k + 8, ino);
+	store_put64(k + 16, ~seq);
+}
+
+static void store_key_block(unsigned char *k, uint64_t br, uint64_t ino,
+			    uint64_t blk, uint64_t seq)
+{
+	store_put64(k, br);
+	store_put64(k + 8, ino);
+	store_put64(k + 16, blk);
+	store_put64(k + 24, ~seq);
+}
+
+/* Returns the key length. */
+static size_t store_key_dirent(unsigned char *k, uint64_t br, uint64_t dir,
+			       const char *name, uint64_t seq)
+{
+	size_t n = strlen(name);
+
+	store_put64(k, br);
+	store_put64(k + 8, dir);
+	memcpy(k + 16, name, n);
+	k[16 + n] = 0;
+	store_put64(k + 17 + n, ~seq);
+	return 25 + n;
+}
+
+/* Stamp the seq into every versioned key of a batch (their last 8 bytes),
+ * so values can be prepared before a seq is handed out. */
+static void store_batch_stamp(struct kv_batch *b, uint64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		struct kv_op *op = &b->ops[i];
+
+		if (op->cf == KV_CF_META || op->type == KV_OP_DELETE_RANGE)
+			continue;
+		store_put64(b->buf + op->off + op->klen - 8, ~seq);
+	}
+}
+
+/* --------------------------------------------------- inode encoding */
+
+static size_t store_attr_encode(unsigned char *v, const struct store_attr *a,
+				const char *target)
+{
+	size_t n = 0;
+
+	store_put32(v + 0, a->mode);
+	store_put32(v + 4, a->uid);
+	store_put32(v + 8, a->gid);
+	store_put32(v + 12, a->nlink);
+	store_put64(v + 16, a->rdev);
+	store_put64(v + 24, a->size);
+	store_put64(v + 32, (uint64_t)a->atime.tv_sec);
+	store_put32(v + 40, (uint32_t)a->atime.tv_nsec);
+	store_put64(v + 44, (uint64_t)a->mtime.tv_sec);
+	store_put32(v + 52, (uint32_t)a->mtime.tv_nsec);
+	store_put64(v + 56, (uint64_t)a->ctime.tv_sec);
+	store_put32(v + 64, (uint32_t)a->ctime.tv_nsec);
+	if (target) {
+		n = strlen(target);
+		memcpy(v + STORE_INODE_HDR, target, n);
+	}
+	return STORE_INODE_HDR + n;
+}
+
+static int store_attr_decode(const unsigned char *v, size_t len,
+			     struct store_attr *a)
+{
+	if (len < STORE_INODE_HDR)
+		return -EIO;
+	a->mode = store_get32(v + 0);
+	a->uid = store_get32(v + 4);
+	a->gid = store_get32(v + 8);
+	a->nlink = store_get32(v + 12);
+	a->rdev = store_get64(v + 16);
+	a->size = store_get64(v + 24);
+	a->atime.tv_sec = (time_t)store_get64(v + 32);
+	a->atime.tv_nsec = store_get32(v + 40);
+	a->mtime.tv_sec = (time_t)store_get64(v + 44);
+	a->mtime.tv_nsec = store_get32(v + 52);
+	a->ctime.tv_sec = (time_t)store_get64(v + 56);
+	a->ctime.tv_nsec = store_get32(v + 64);
+	return 0;
+}
+
+/* --------------------------------------------------- branch records */
+
+#define STORE_BRREC_HDR 62u
+
+static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
+{
+	size_t n = strlen(b->name);
+
+	store_put64(v + 0, b->parent_id);
+	store_put64(v + 8, b->fork_seq);
+	store_put64(v + 16, b->root_ino);
+	store_put64(v + 24, (uint64_t)b->ctime_ns);
+	store_put64(v + 32, b->create_seq);
+	store_put64(v + 40, b->floor);
+	store_put32(v + 48, b->owner_uid);
+	store_put32(v + 52, 0);
+	store_put32(v + 56, 0);
+	v[60] = (unsigned char)(n >> 8);
+	v[61] = (unsigned char)n;
+	memcpy(v + STORE_BRREC_HDR, b->name, n);
+	return STORE_BRREC_HDR + n;
+}
+
+static int store_brrec_decode(const unsigned char *v, size_t len,
+			      struct store_branch *b)
+{
+	size_t n;
+
+	if (len < STORE_BRREC_HDR)
+		return -EUCLEAN;
+	n = ((size_t)v[60] << 8) | v[61];
+	if (n == 0 || n > STORE_NAME_MAX || len != STORE_BRREC_HDR + n)
+		return -EUCLEAN;
+	b->parent_id = store_get64(v + 0);
+	b->fork_seq = store_get64(v + 8);
+	b->root_ino = store_get64(v + 16);
+	b->ctime_ns = (int64_t)store_get64(v + 24);
+	b->create_seq = store_get64(v + 32);
+	b->floor = store_get64(v + 40);
+	b->owner_uid = store_get32(v + 48);
+	memcpy(b->name, v + STORE_BRREC_HDR, n);
+	b->name[n] = 0;
+	return 0;
+}
+
+static void store_branch_info_fill(const struct store_branch *b,
+				   struct store_branch_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = b->id;
+	out->parent_id = b->parent_id;
+	out->fork_seq = b->fork_seq;
+	out->root_ino = b->root_ino;
+	out->ctime_ns = b->ctime_ns;
+	out->owner_uid = b->owner_uid;
+	out->nchildren = b->nchildren;
+	memcpy(out->name, b->name, sizeof(out->name));
+}
+
+/* ---------------------------------------------------------- counters */
+
+static int store_meta_put_u64(struct store *s, char key, uint64_t v,
+			      bool sync)
+{
+	struct kv_batch b;
+	unsigned char val[8];
+	int rc;
+
+	store_put64(val, v);
+	kv_batch_init(&b);
+	kv_batch_put(&b, KV_CF_META, &key, 1, val, 8);
+	rc = kv_write(s->kv, &b, sync);
+	kv_batch_release(&b);
+	return rc;
+}
+
+static int store_meta_get_u64(struct store *s, char key, uint64_t *v)
+{
+	unsigned char val[8];
+	size_t vlen;
+	bool found;
+	int rc;
+
+	rc = kv_get(s->kv, KV_CF_META, &key, 1, val, sizeof(val), &vlen,
+		    &found);
+	if (rc)
+		return rc;
+	if (!found || vlen != 8)
+		return -EUCLEAN;
+	*v = store_get64(val);
+	return 0;
+}
+
+/* Hand out the next value of a persisted counter (INV-4).  The rare
+ * synced write of a new high mark happens under the counter's own leaf
+ * lock. */
+static int store_counter_next(struct store *s, struct store_counter *c,
+			      uint64_t max, uint64_t *out)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->next > max) {
+		rc = -ENOSPC;
+		goto out_unlock;
+	}
+	if (c->next >= c->hi) {
+		rc = store_meta_put_u64(s, c->key, c->next + STORE_RESERVE,
+					true);
+		if (rc)
+			goto out_unlock;
+		c->hi = c->next + STORE_RESERVE;
+	}
+	*out = c->next++;
+out_unlock:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/* --------------------------------------------------------------- seqs */
+
+static void store_watermark_update(struct store *s)
+{
+	uint64_t w = s->seq_last;
+	size_t i;
+
+	for (i = 0; i < s->ninflight; i++) {
+		if (s->inflight[i] - 1 < w)
+			w = s->inflight[i] - 1;
+	}
+	atomic_store(&s->watermark, w);
+	pthread_cond_broadcast(&s->seq_cv);
+}
+
+/* Hand out a seq and register it in flight.  *time_ms is set to the
+ * wall-clock ms to index, or -1 if this ms is indexed already. */
+static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms)
+{
+	int64_t ms;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->seq_mu);
+	if (s->seq_last + 1 >= s->seq_hi) {
+		/* XXX: a synced write under seq_mu, once per 2^20 seqs. */
+		rc = store_meta_put_u64(s, 'S', s->seq_last + 1 + STORE_RESERVE,
+					true);
+		if (rc)
+			goto out_unlock;
+		s->seq_hi = s->seq_last + 1 + STORE_RESERVE;
+	}
+	if (s->ninflight == s->cap_inflight) {
+		size_t ncap = s->cap_inflight ? s->cap_inflight * 2 : 16;
+		uint64_t *n = realloc(s->inflight, ncap * sizeof(*n));
+
+		if (!n) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		s->inflight = n;
+		s->cap_inflight = ncap;
+	}
+	*seq = ++s->seq_last;
+	s->inflight[s->ninflight++] = *seq;
+	ms = store_now_ns() / 1000000;
+	if (ms >= s->last_time_ms + STORE_TIME_INDEX_MS) {
+		s->last_time_ms = ms;
+		*time_ms = ms;
+	} else {
+		*time_ms = -1;
+	}
+out_unlock:
+	pthread_mutex_unlock(&s->seq_mu);
+	return rc;
+}
+
+static void store_seq_end(struct store *s, uint64_t seq)
+{
+	size_t i;
+
+	pthread_mutex_lock(&s->seq_mu);
+	for (i = 0; i < s->ninflight; i++) {
+		if (s->inflight[i] == seq) {
+			s->inflight[i] = s->inflight[--s->ninflight];
+			break;
+		}
+	}
+	store_watermark_update(s);
+	pthread_mutex_unlock(&s->seq_mu);
+}
+
+uint64_t store_seq_now(struct store *s)
+{
+	uint64_t target;
+
+	pthread_mutex_lock(&s->seq_mu);
+	target = s->seq_last;
+	while (atomic_load(&s->watermark) < target)
+		pthread_cond_wait(&s->seq_cv, &s->seq_mu);
+	pthread_mutex_unlock(&s->seq_mu);
+	return target;
+}
+
+/* Apply one logical operation: stamp a fresh seq into its keys, index the
+ * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
+static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
+			   uint64_t *seq_out)
+{
+	unsigned char tkey[9], tval[8];
+	uint64_t seq;
+	int64_t ms;
+	int rc;
+
+	if (b->err)
+		return b->err;
+	rc = store_seq_begin(s, &seq, &ms);
+	if (rc)
+		return rc;
+	store_batch_stamp(b, seq);
+	if (ms >= 0) {
+		tkey[0] = 'T';
+		store_put64(tkey + 1, (uint64_t)ms);
+		store_put64(tval, seq);
+		kv_batch_put(b, KV_CF_META, tkey, sizeof(tkey), tval,
+			     sizeof(tval));
+	}
+	rc = kv_write(s->kv, b, sync);
+	store_seq_end(s, seq);
+	if (rc == 0) {
+		atomic_fetch_add(&s->writes_done, 1);
+		if (seq_out)
+			*seq_out = seq;
+	}
+	return rc;
+}
+
+static struct store_branch *store_branch_by_id(struct store *s, uint64_t id);
+
+/* INV-6: add every inode a batch writes a version of to its branch's
+ * filter.  extra is a branch not yet in the table (being created). */
+static void store_batch_touch(struct store *s, const struct kv_batch *b,
+			      struct store_branch *extra)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const unsigned char *k = kv_batch_key(b, op);
+		struct store_branch *br;
+		uint64_t id;
+
+		if (op->cf == KV_CF_META || op->type != KV_OP_PUT ||
+		    op->klen < 16)
+			continue;
+		id = store_get64(k);
+		br = extra && extra->id == id ? extra :
+						store_branch_by_id(s, id);
+		if (!br || !br->touched)
+			continue;
+		if (op->cf == KV_CF_BLOCK && op->klen == STORE_BLOCK_KLEN)
+			store_touch(br->touched,
+				    store_fkey_blk(store_get64(k + 8),
+						   store_get64(k + 16)));
+		else
+			store_touch(br->touched,
+				    store_fkey_ino(store_get64(k + 8)));
+	}
+}
+
+static int store_commit(struct store *s, struct kv_batch *b, bool sync,
+			uint64_t *seq_out)
+{
+	pthread_rwlock_rdlock(&s->branches_lock);
+	store_batch_touch(s, b, NULL);
+	pthread_rwlock_unlock(&s->branches_lock);
+	return store_do_commit(s, b, sync, seq_out);
+}
+
+/* For callers holding branches_lock for writing. */
+static int store_commit_locked(struct store *s, struct kv_batch *b,
+			       struct store_branch *extra, uint64_t *seq_out)
+{
+	store_batch_touch(s, b, extra);
+	return store_do_commit(s, b, true, seq_out);
+}
+
+/* ------------------------------------------------------------- views */
+
+static struct store_branch *store_branch_by_id(struct store *s, uint64_t id)
+{
+	if (id == 0 || id >= s->branches_cap || !s->branches[id] ||
+	    s->branches[id]->deleted)
+		return NULL;
+	return s->branches[id];
+}
+
+static void store_view_release(struct store_view *v)
+{
+	if (v->lv && v->lv != v->inline_lv)
+		free(v->lv);
+	v->lv = NULL;
+}
+
+/* Resolve a branch's ancestry as of seq (INV-5 keeps every level live). */
+static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
+			  struct store_view *v)
+{
+	struct store_branch *b, *cur;
+	uint64_t cap;
+	size_t n = 0;
+	int rc = 0;
+
+	v->lv = v->inline_lv;
+	v->n = 0;
+	if (seq != STORE_SEQ_LATEST && seq > atomic_load(&s->watermark))
+		return -EINVAL;
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
+	pthread_rwlock_rdlock(&s->branches_lock);
+	b = store_branch_by_id(s, branch);
+	if (!b) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	v->self = b;
+	cap = seq;
+	for (cur = b; cur; cur = store_branch_by_id(s, cur->parent_id)) {
+		if (n == STORE_MAX_DEPTH) {
+			rc = -ELOOP;
+			goto out_unlock;
+		}
+		if (n == STORE_VIEW_INLINE) {
+			struct store_level *h =
+				malloc(STORE_MAX_DEPTH * sizeof(*h));
+
+			if (!h) {
+				rc = -ENOMEM;
+				goto out_unlock;
+			}
+			memcpy(h, v->inline_lv, sizeof(v->inline_lv));
+			v->lv = h;
+		}
+		v->lv[n].id = cur->id;
+		v->lv[n].cap = cap;
+		v->lv[n].floor = cur->floor;
+		v->lv[n].touched = cur->touched;
+		n++;
+		if (!cur->parent_id)
+			break;
+		if (cur->fork_seq < cap)
+			cap = cur->fork_seq;
+	}
+	v->n = n;
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		store_view_release(v);
+	return rc;
+}
+
+/*
+ * Find the visible version of an object through the view.  key is a
+ * scratch buffer holding the object part (after the 8-byte branch id) at
+ * key + 8, olen bytes long; the branch and ~cap are filled in per level.
+ * On success *found tells whether a version was found; *val and *vlen borrow
+ * the iterator's value.
+ */
+static int store_find(struct kv_iter *it, const struct store_view *v,
+		      unsigned char *key, size_t olen, uint64_t fkey,
+		      const void **val,
+		      size_t *vlen, bool *found, size_t *level)
+{
+	size_t i, klen = 8 + olen + 8, fklen;
+	const unsigned char *fk;
+
+	for (i = 0; i < v->n; i++) {
+		uint64_t vseq;
+
+		if (v->lv[i].touched && !store_touched(v->lv[i].touched, fkey))
+			continue;
+		store_put64(key, v->lv[i].id);
+		store_put64(key + 8 + olen, ~v->lv[i].cap);
+		kv_iter_seek(it, key, klen);
+		if (!kv_iter_valid(it)) {
+			int rc = kv_iter_status(it);
+
+			if (rc)
+				return rc;
+			continue;
+		}
+		fk = kv_iter_key(it, &fklen);
+		if (fklen != klen || memcmp(fk, key, 8 + olen) != 0)
+			continue;
+		vseq = ~store_get64(fk + 8 + olen);
+		if (vseq < v->lv[i].floor)
+			continue;
+		*val = kv_iter_value(it, vlen);
+		*found = true;
+		if (level)
+			*level = i;
+		return 0;
+	}
+	*found = false;
+	return 0;
+}
+
+/* Attributes of ino through the view.  -ENOENT if none. */
+static int store_attr_find(struct kv_iter *it, const struct store_view *v,
+			   uint64_t ino, struct store_attr *a, char *target,
+			   size_t tsz)
+{
+	unsigned char key[STORE_INODE_KLEN];
+	const void *val;
+	size_t vlen;
+	bool found;
+	int rc;
+
+	store_put64(key + 8, ino);
+	rc = store_find(it, v, key, 8, store_fkey_ino(ino), &val, &vlen,
+			&found, NULL);
+	if (rc)
+		return rc;
+	if (!found)
+		return -ENOENT;
+	rc = store_attr_decode(val, vlen, a);
+	if (rc)
+		return rc;
+	if (target && tsz) {
+		size_t n = vlen - STORE_INODE_HDR;
+
+		if (n >= tsz)
+			n = tsz - 1;
+		memcpy(target, (const unsigned char *)val + STORE_INODE_HDR,
+		       n);
+		target[n] = 0;
+	}
+	return 0;
+}
+
+static int store_attr_load(struct store *s, const struct store_view *v,
+			   uint64_t ino, struct store_attr *a, char *target,
+			   size_t tsz)
+{
+	struct kv_iter *it;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_INODE, true, &it);
+	if (rc)
+		return rc;
+	rc = store_attr_find(it, v, ino, a, target, tsz);
+	kv_iter_free(it);
+	return rc;
+}
+
+static void store_batch_attr(struct kv_batch *b, uint64_t br, uint64_t ino,
+			     const struct store_attr *a, const char *target)
+{
+	unsigned char key[STORE_INODE_KLEN];
+	unsigned char val[STORE_INODE_HDR + STORE_SYMLINK_MAX + 1];
+	size_t vlen;
+
+	store_key_inode(key, br, ino, 0);
+	vlen = store_attr_encode(val, a, target);
+	kv_batch_put(b, KV_CF_INODE, key, sizeof(key), val, vlen);
+}
+
+static void store_batch_dirent(struct kv_batch *b, uint64_t br, uint64_t dir,
+			       const char *name, uint64_t ino, uint32_t mode)
+{
+	unsigned char key[STORE_DIRENT_KMAX], val[12];
+	size_t klen = store_key_dirent(key, br, dir, name, 0);
+
+	if (ino) {
+		store_put64(val, ino);
+		store_put32(val + 8, mode & S_IFMT);
+		kv_batch_put(b, KV_CF_DIRENT, key, klen, val, sizeof(val));
+	} else {
+		kv_batch_put(b, KV_CF_DIRENT, key, klen, NULL, 0);
+	}
+}
+
+/* Look up name in dir.  -ENOENT if absent or a tombstone. */
+static int store_dirent_find(struct store *s, const struct store_view *v,
+			     uint64_t dir, const char *name, uint64_t *ino,
+			     uint32_t *mode)
+{
+	unsigned char key[STORE_DIRENT_KMAX];
+	struct kv_iter *it;
+	const void *val;
+	size_t vlen, n = strlen(name);
+	bool found;
+	int rc;
+
+	store_put64(key + 8, dir);
+	memcpy(key + 16, name, n);
+	key[16 + n] = 0;
+	rc = kv_iter_new(s->kv, KV_CF_DIRENT, true, &it);
+	if (rc)
+		return rc;
+	rc = store_find(it, v, key, 8 + n + 1, store_fkey_ino(dir), &val,
+			&vlen, &found, NULL);
+	if (rc)
+		goto out;
+	if (!found || vlen == 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (vlen != 12) {
+		rc = -EIO;
+		goto out;
+	}
+	*ino = store_get64(val);
+	if (mode)
+		*mode = store_get32((const unsigned char *)val + 8);
+out:
+	kv_iter_free(it);
+	return rc;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+static bool store_is_zero(const unsigned char *p, size_t n)
+{
+	static const unsigned char zero[256];
+
+	while (n >= sizeof(zero)) {
+		if (memcmp(p, zero, sizeof(zero)) != 0)
+			return false;
+		p += sizeof(zero);
+		n -= sizeof(zero);
+	}
+	return memcmp(p, zero, n) == 0;
+}
+
+/* Append a block version (seq stamped at commit) to the batch. */
+static int store_batch_block(struct kv_batch *b, uint64_t br, uint64_t ino,
+			     uint64_t blk, const unsigned char *data)
+{
+	unsigned char key[STORE_BLOCK_KLEN];
+	unsigned char val[STORE_BLK_HDR + 2 * STORE_BLOCK_SIZE];
+	unsigned char hdr[17];
+	ssize_t clen;
+	int rc;
+
+	store_key_block(key, br, ino, blk, 0);
+	if (!data || store_is_zero(data, STORE_BLOCK_SIZE)) {
+		val[0] = STORE_BLK_ZERO;
+		kv_batch_put(b, KV_CF_BLOCK, key, sizeof(key), val, 1);
+		return 0;
+	}
+	clen = compress_block(val + STORE_BLK_HDR,
+			      sizeof(val) - STORE_BLK_HDR, data,
+			      STORE_BLOCK_SIZE, STORE_ZSTD_LEVEL);
+	if (clen < 0 || (size_t)clen >= STORE_BLOCK_SIZE - 64) {
+		val[0] = STORE_BLK_RAW;
+		memcpy(val + STORE_BLK_HDR, data, STORE_BLOCK_SIZE);
+		clen = STORE_BLOCK_SIZE;
+	} else {
+		val[0] = STORE_BLK_ZSTD;
+	}
+	store_put64(hdr, ino);
+	store_put64(hdr + 8, blk);
+	hdr[16] = val[0];
+	rc = digest_two(val + 1, hdr, sizeof(hdr), data, STORE_BLOCK_SIZE);
+	if (rc)
+		return rc;
+	kv_batch_put(b, KV_CF_BLOCK, key, sizeof(key), val,
+		     STORE_BLK_HDR + (size_t)clen);
+	return 0;
+}
+
+/* Read block blk of ino through the view into out (BLOCK_SIZE bytes). */
+static int store_block_read(struct store *s, struct kv_iter *it,
+			    const struct store_view *v, uint64_t ino,
+			    uint64_t blk, unsigned char *out)
+{
+	unsigned char key[STORE_BLOCK_KLEN], hdr[17], dg[DIGEST_LEN];
+	const unsigned char *val;
+	const void *vp;
+	size_t vlen, level = 0;
+	bool found;
+	int rc;
+
+	store_put64(key + 8, ino);
+	store_put64(key + 16, blk);
+	rc = store_find(it, v, key, 16, store_fkey_blk(ino, blk), &vp, &vlen,
+			&found, &level);
+	if (rc)
+		return rc;
+	val = vp;
+	if (!found || (vlen >= 1 && val[0] == STORE_BLK_ZERO)) {
+		memset(out, 0, STORE_BLOCK_SIZE);
+		return 0;
+	}
+	if (vlen < STORE_BLK_HDR)
+		goto err_corrupt;
+	if (val[0] == STORE_BLK_RAW) {
+		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
+			goto err_corrupt;
+		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
+	} else if (val[0] == STORE_BLK_ZSTD) {
+		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
+				     vlen - STORE_BLK_HDR))
+			goto err_corrupt;
+	} else {
+		goto err_corrupt;
+	}
+	store_put64(hdr, ino);
+	store_put64(hdr + 8, blk);
+	hdr[16] = val[0];
+	rc = digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE);
+	if (rc)
+		return rc;
+	if (memcmp(dg, val + 1, DIGEST_LEN) != 0)
+		goto err_corrupt;
+	return 0;
+err_corrupt:
+	LOG_ERR(s,
+		"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
+		") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
+		v->lv[0].id, v->lv[level].id, ino, blk);
+	return -EIO;
+}
+
+/* --------------------------------------------------------- lock sets */
+
+static unsigned store_stripe(uint64_t br, uint64_t ino)
+{
+	uint64_t h = (br * 0x9E3779B97F4A7C15ull) ^ (ino * 0xC2B2AE3D27D4EB4Full);
+
+	h ^= h >> 29;
+	return (unsigned)(h % STORE_INO_STRIPES);
+}
+
+struct store_lockset {
+	unsigned idx[6];
+	size_t n;
+};
+
+static void store_lockset_add(struct store_lockset *ls, uint64_t br,
+			      uint64_t ino)
+{
+	unsigned x = store_stripe(br, ino);
+	size_t i, j;
+
+	if (!ino)
+		return;
+	for (i = 0; i < ls->n; i++) {
+		if (ls->idx[i] == x)
+			return;
+		if (ls->idx[i] > x)
+			break;
+	}
+	assert(ls->n < 6);
+	for (j = ls->n; j > i; j--)
+		ls->idx[j] = ls->idx[j - 1];
+	ls->idx[i] = x;
+	ls->n++;
+}
+
+static void store_lockset_lock(struct store *s, const struct store_lockset *ls)
+{
+	size_t i;
+
+	for (i = 0; i < ls->n; i++)
+		pthread_mutex_lock(&s->ino_lock[ls->idx[i]]);
+}
+
+static void store_lockset_unlock(struct store *s,
+				 const struct store_lockset *ls)
+{
+	size_t i;
+
+	for (i = ls->n; i > 0; i--)
+		pthread_mutex_unlock(&s->ino_lock[ls->idx[i - 1]]);
+}
+
+static pthread_mutex_t *store_ns_lock(struct store *s, uint64_t br)
+{
+	return &s->ns_lock[br % STORE_NS_STRIPES];
+}
+
+/* --------------------------------------------------------- lifecycle */
+
+static int store_load_branches(struct store *s)
+{
+	struct kv_iter *it;
+	unsigned char k = 'B';
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+	if (rc)
+		return rc;
+	for (kv_iter_seek(it, &k, 1); kv_iter_valid(it); kv_iter_next(it)) {
+		const unsigned char *key, *val;
+		struct store_branch *b;
+		size_t klen, vlen;
+		uint64_t id;
+
+		key = kv_iter_key(it, &klen);
+		if (klen != 9 || key[0] != 'B')
+			break;
+		id = store_get64(key + 1);
+		val = kv_iter_value(it, &vlen);
+		if (id == 0 || id > STORE_BRANCH_ID_MAX) {
+			rc = -EUCLEAN;
+			goto out;
+		}
+		b = calloc(1, sizeof(*b));
+		if (!b) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		b->id = id;
+		b->touched = calloc(STORE_TOUCH_WORDS, sizeof(*b->touched));
+		rc = b->touched ? store_brrec_decode(val, vlen, b) : -ENOMEM;
+		if (rc) {
+			free((void *)b->touched);
+			free(b);
+			LOG_ERR(s, "store '%s': damaged record of branch %" PRIu64,
+				s->dir, id);
+			goto out;
+		}
+		if (id >= s->branches_cap) {
+			size_t ncap = s->branches_cap ? s->branches_cap : 64;
+			struct store_branch **nb;
+
+			while (ncap <= id)
+				ncap *= 2;
+			nb = realloc(s->branches, ncap * sizeof(*nb));
+			if (!nb) {
+				free(b);
+				rc = -ENOMEM;
+				goto out;
+			}
+			memset(nb + s->branches_cap, 0,
+			       (ncap - s->branches_cap) * sizeof(*nb));
+			s->branches = nb;
+			s->branches_cap = ncap;
+		}
+		s->branches[id] = b;
+		s->nbranches++;
+	}
+	rc = kv_iter_status(it);
+	if (rc)
+		goto out;
+	for (size_t i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = s->branches[i], *p;
+		unsigned char wk[9], wv[8];
+		size_t vlen;
+		bool found;
+
+		if (!b)
+			continue;
+		if (b->parent_id) {
+			p = store_branch_by_id(s, b->parent_id);
+			if (!p) {
+				LOG_ERR(s, "store '%s': branch '%s' has a missing parent",
+					s->dir, b->name);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			p->nchildren++;
+		}
+		wk[0] = 'W';
+		store_put64(wk + 1, b->id);
+		rc = kv_get(s->kv, KV_CF_META, wk, 9, wv, 8, &vlen, &found);
+		if (rc)
+			goto out;
+		if (found && vlen == 8)
+			atomic_store(&b->written, store_get64(wv));
+	}
+out:
+	kv_iter_free(it);
+	return rc;
+}
+
+/* INV-6 at open: one seek per object (inode, or block) with versions. */
+static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
+				  size_t klen_want)
+{
+	unsigned char k[24];
+	struct kv_iter *it;
+	size_t plen = klen_want - 8;
+	int rc;
+
+	rc = kv_iter_new(s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	memset(k, 0, sizeof(k));
+	for (kv_iter_seek(it, k, 0); kv_iter_valid(it);) {
+		const unsigned char *key;
+		struct store_branch *b;
+		size_t klen, i;
+		uint64_t id, ino;
+
+		key = kv_iter_key(it, &klen);
+		if (klen != klen_want)
+			break;
+		id = store_get64(key);
+		ino = store_get64(key + 8);
+		b = store_branch_by_id(s, id);
+		if (b)
+			store_touch(b->touched,
+				    cf == KV_CF_BLOCK ?
+					    store_fkey_blk(ino,
+							   store_get64(key + 16)) :
+					    store_fkey_ino(ino));
+		/* Seek to the next object: the prefix plus one. */
+		memcpy(k, key, plen);
+		for (i = plen; i > 0; i--) {
+			if (++k[i - 1] != 0)
+				break;
+		}
+		if (i == 0)
+			break;
+		kv_iter_seek(it, k, plen);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+static int store_touch_rebuild(struct store *s)
+{
+	int rc = store_touch_rebuild_cf(s, KV_CF_INODE, STORE_INODE_KLEN);
+
+	if (rc == 0)
+		rc = store_touch_rebuild_cf(s, KV_CF_BLOCK, STORE_BLOCK_KLEN);
+	return rc;
+}
+
+static int store_init_new(struct store *s)
+{
+	unsigned char fval[12], tkey[9], tval[8];
+	struct kv_batch b;
+	int rc;
+
+	memcpy(fval, "branchfs", 8);
+	store_put32(fval + 8, STORE_FORMAT_VERSION);
+	kv_batch_init(&b);
+	kv_batch_put(&b, KV_CF_META, "F", 1, fval, sizeof(fval));
+	store_put64(tval, 1);
+	kv_batch_put(&b, KV_CF_META, "S", 1, tval, 8);
+	kv_batch_put(&b, KV_CF_META, "N", 1, tval, 8);
+	kv_batch_put(&b, KV_CF_META, "C", 1, tval, 8);
+	tkey[0] = 'T';
+	store_put64(tkey + 1, (uint64_t)(store_now_ns() / 1000000));
+	store_put64(tval, 1);
+	kv_batch_put(&b, KV_CF_META, tkey, 9, tval, 8);
+	rc = kv_write(s->kv, &b, true);
+	kv_batch_release(&b);
+	return rc;
+}
+
+static int store_dir_is_empty(const char *dir, bool *empty)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return -errno;
+	*empty = true;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, "lost+found")) {
+			*empty = false;
+			break;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int store_marker_check(struct store *s, const char *path)
+{
+	char buf[64] = { 0 };
+	unsigned ver;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0 || sscanf(buf, "branchfs-store %u", &ver) != 1) {
+		LOG_ERR(s, "'%s' is not a branchfs store (bad marker file)",
+			s->dir);
+		return -EMEDIUMTYPE;
+	}
+	if (ver != STORE_FORMAT_VERSION) {
+		LOG_ERR(s,
+			"store '%s' has format version %u; this build knows version %u",
+			s->dir, ver, STORE_FORMAT_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+static int store_marker_write(const char *path)
+{
+	char buf[64];
+	int fd, n, rc = 0;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "branchfs-store %u\n",
+		     STORE_FORMAT_VERSION);
+	if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0)
+		rc = errno ? -errno : -EIO;
+	close(fd);
+	return rc;
+}
+
+static void store_free(struct store *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->branches_cap; i++) {
+		if (s->branches[i])
+			free((void *)s->branches[i]->touched);
+		free(s->branches[i]);
+	}
+	free(s->branches);
+	free(s->inflight);
+	free(s->dead_ids);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	pthread_rwlock_destroy(&s->branches_lock);
+	for (i = 0; i < STORE_NS_STRIPES; i++)
+		pthread_mutex_destroy(&s->ns_lock[i]);
+	for (i = 0; i < STORE_INO_STRIPES; i++)
+		pthread_mutex_destroy(&s->ino_lock[i]);
+	pthread_mutex_destroy(&s->seq_mu);
+	pthread_cond_destroy(&s->seq_cv);
+	pthread_mutex_destroy(&s->ino.mu);
+	pthread_mutex_destroy(&s->sync_mu);
+	free(s->dir);
+	free(s);
+}
+
+int store_open(const char *dir, const struct store_config *cfg,
+	       struct store **out)
+{
+	char path[PATH_MAX];
+	struct store *s;
+	struct stat st;
+	bool empty = false, fresh = false;
+	unsigned char fval[12];
+	size_t vlen;
+	bool found;
+	uint64_t v;
+	struct kv *inner;
+	int rc;
+	size_t i;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->lock_fd = -1;
+	pthread_rwlock_init(&s->branches_lock, NULL);
+	for (i = 0; i < STORE_NS_STRIPES; i++)
+		pthread_mutex_init(&s->ns_lock[i], NULL);
+	for (i = 0; i < STORE_INO_STRIPES; i++)
+		pthread_mutex_init(&s->ino_lock[i], NULL);
+	pthread_mutex_init(&s->seq_mu, NULL);
+	pthread_cond_init(&s->seq_cv, NULL);
+	pthread_mutex_init(&s->ino.mu, NULL);
+	pthread_mutex_init(&s->sync_mu, NULL);
+	s->ino.key = 'N';
+	s->dir = strdup(dir);
+	if (!s->dir) {
+		rc = -ENOMEM;
+		goto err_free;
+	}
+
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT || !cfg->create) {
+			rc = -errno;
+			LOG_ERR(s, "cannot open store '%s': %s", dir,
+				strerror(errno));
+			goto err_free;
+		}
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			rc = -errno;
+			LOG_ERR(s, "cannot create store '%s': %s", dir,
+				strerror(errno));
+			goto err_free;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		LOG_ERR(s, "'%s' is not a directory", dir);
+		rc = -ENOTDIR;
+		goto err_free;
+	}
+
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_MARKER);
+	if (access(path, F_OK) == 0) {
+		rc = store_marker_check(s, path);
+		if (rc)
+			goto err_free;
+	} else {
+		rc = store_dir_is_empty(dir, &empty);
+		if (rc)
+			goto err_free;
+		if (!empty) {
+			LOG_ERR(s, "'%s' is not a branchfs store (not empty, no %s file)",
+				dir, STORE_MARKER);
+			rc = -EMEDIUMTYPE;
+			goto err_free;
+		}
+		if (!cfg->create) {
+			LOG_ERR(s, "'%s' is not a branchfs store", dir);
+			rc = -ENOENT;
+			goto err_free;
+		}
+		rc = store_marker_write(path);
+		if (rc)
+			goto err_free;
+	}
+
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_LOCKFILE);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0) {
+		rc = -errno;
+		LOG_ERR(s, "cannot open lock file '%s': %s", path,
+			strerror(errno));
+		goto err_free;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		LOG_ERR(s, "store '%s' is in use by another process", dir);
+		goto err_free;
+	}
+
+	snprintf(path, sizeof(path), "%s/db", dir);
+	rc = kv_rocksdb_open(path, true, cfg->cache_bytes ? cfg->cache_bytes :
+							    (256u << 20),
+			     &cfg->log, &inner);
+	if (rc) {
+		if (rc == -EUCLEAN)
+			LOG_ERR(s, "store '%s' is damaged", dir);
+		goto err_free;
+	}
+	s->kv = inner;
+	if (cfg->kv_wrap) {
+		rc = cfg->kv_wrap(cfg->kv_wrap_ctx, inner, &s->kv);
+		if (rc) {
+			kv_close(inner);
+			s->kv = NULL;
+			goto err_free;
+		}
+	}
+
+	rc = kv_get(s->kv, KV_CF_META, "F", 1, fval, sizeof(fval), &vlen,
+		    &found);
+	if (rc)
+		goto err_close;
+	if (!found) {
+		rc = store_init_new(s);
+		if (rc)
+			goto err_close;
+		fresh = true;
+	} else if (vlen != 12 || memcmp(fval, "branchfs", 8) != 0) {
+		LOG_ERR(s, "store '%s' is damaged (bad format record)", dir);
+		rc = -EUCLEAN;
+		goto err_close;
+	} else if (store_get32(fval + 8) != STORE_FORMAT_VERSION) {
+		LOG_ERR(s, "store '%s' has format version %u; this build knows version %u",
+			dir, store_get32(fval + 8), STORE_FORMAT_VERSION);
+		rc = -EPROTONOSUPPORT;
+		goto err_close;
+	}
+
+	rc = store_meta_get_u64(s, 'S', &v);
+	if (rc)
+		goto err_damaged;
+	s->seq_last = v; /* every seq used so far is below the mark */
+	s->seq_hi = v;
+	atomic_store(&s->watermark, v);
+	rc = store_meta_get_u64(s, 'N', &v);
+	if (rc)
+		goto err_damaged;
+	s->ino.next = v;
+	s->ino.hi = v;
+	rc = store_meta_get_u64(s, 'C', &v);
+	if (rc)
+		goto err_damaged;
+	s->next_branch_id = v;
+	rc = store_load_branches(s);
+	if (rc)
+		goto err_damaged;
+	rc = store_touch_rebuild(s);
+	if (rc)
+		goto err_close;
+	{
+		unsigned char hv[16];
+		bool hfound;
+
+		rc = kv_get(s->kv, KV_CF_META, "H", 1, hv, sizeof(hv), &vlen,
+			    &hfound);
+		if (rc)
+			goto err_close;
+		if (hfound && vlen == 16) {
+			atomic_store(&s->horizon_ns, (int64_t)store_get64(hv));
+			atomic_store(&s->horizon_seq, store_get64(hv + 8));
+		}
+	}
+	atomic_store(&s->retention_s,
+		     cfg->retention_s ? cfg->retention_s : 3600);
+	{
+		struct kv_iter *it;
+		unsigned char tk = 'T';
+
+		rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+		if (rc)
+			goto err_close;
+		kv_iter_seek(it, &tk, 1);
+		s->created_ns = store_now_ns();
+		if (kv_iter_valid(it)) {
+			const unsigned char *k = kv_iter_key(it, &vlen);
+
+			if (vlen == 9 && k[0] == 'T')
+				s->created_ns =
+					(int64_t)store_get64(k + 1) * 1000000;
+		}
+		kv_iter_free(it);
+	}
+	LOG_INFO(s, "%s store '%s': %" PRIu64 " branches, seq %" PRIu64,
+		 fresh ? "created" : "opened", dir, s->nbranches, s->seq_last);
+	*out = s;
+	return 0;
+
+err_damaged:
+	if (rc == -EUCLEAN)
+		LOG_ERR(s, "store '%s' is damaged (missing or bad meta records)",
+			dir);
+err_close:
+	kv_close(s->kv);
+err_free:
+	store_free(s);
+	return rc;
+}
+
+/* Persist the per-branch written counters that changed (into batch b). */
+static void store_batch_counters(struct store *s, struct kv_batch *b)
+{
+	size_t i;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *br = store_branch_by_id(s, i);
+		unsigned char k[9], v[8];
+
+		if (!br || !atomic_exchange(&br->written_dirty, false))
+			continue;
+		k[0] = 'W';
+		store_put64(k + 1, br->id);
+		store_put64(v, atomic_load(&br->written));
+		kv_batch_put(b, KV_CF_META, k, 9, v, 8);
+	}
+	pthread_rwlock_unlock(&s->branches_lock);
+}
+
+int store_sync(struct store *s)
+{
+	uint64_t ticket = atomic_load(&s->writes_done), target;
+	struct kv_batch b;
+	int rc = 0;
+
+	/* Group commit: whoever holds sync_mu syncs for every write done
+	 * before it started; later callers whose writes it covered return
+	 * without syncing again.  sync_mu guards no data. */
+	pthread_mutex_lock(&s->sync_mu);
+	if (s->writes_synced >= ticket && ticket != 0)
+		goto out_unlock;
+	target = atomic_load(&s->writes_done);
+	kv_batch_init(&b);
+	store_batch_counters(s, &b);
+	if (b.nops)
+		rc = kv_write(s->kv, &b, true);
+	else
+		rc = kv_sync(s->kv);
+	kv_batch_release(&b);
+	if (rc == 0)
+		s->writes_synced = target;
+out_unlock:
+	pthread_mutex_unlock(&s->sync_mu);
+	return rc;
+}
+
+int store_close(struct store *s)
+{
+	struct kv_batch b;
+	int rc;
+
+	if (!s)
+		return 0;
+	kv_batch_init(&b);
+	store_batch_counters(s, &b);
+	rc = kv_write(s->kv, &b, true);
+	kv_batch_release(&b);
+	kv_close(s->kv);
+	store_free(s);
+	return rc;
+}
+
+int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
+{
+	unsigned char key[9];
+	struct kv_iter *it;
+	int64_t now = store_now_ns();
+	uint64_t result;
+	size_t klen, vlen;
+	int rc;
+
+	if (unix_ns > now)
+		return -EINVAL;
+	if (unix_ns < store_oldest_time(s))
+		return -ERANGE;
+	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+	if (rc)
+		return rc;
+	/* The first ms indexed after unix_ns: every seq below its first seq
+	 * was handed out at or before unix_ns. */
+	key[0] = 'T';
+	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
+	kv_iter_seek(it, key, sizeof(key));
+	if (kv_iter_valid(it)) {
+		const unsigned char *k = kv_iter_key(it, &klen);
+		const unsigned char *v = kv_iter_value(it, &vlen);
+
+		if (klen == 9 && k[0] == 'T' && vlen == 8) {
+			result = store_get64(v) - 1;
+			goto found;
+		}
+	}
+	rc = kv_iter_status(it);
+	if (rc)
+		goto out;
+	result = UINT64_MAX;
+found:
+	{
+		uint64_t now_seq = store_seq_now(s);
+
+		*seq = result < now_seq ? result : now_seq;
+	}
+out:
+	kv_iter_free(it);
+	return rc;
+}
+
+int64_t store_oldest_time(struct store *s)
+{
+	int64_t h = atomic_load(&s->horizon_ns);
+
+	return h > s->created_ns ? h : s->created_ns;
+}
+
+int store_stats(struct store *s, struct store_stats *out)
+{
+	struct statvfs vfs;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = kv_disk_usage(s->kv, &out->disk_bytes);
+	if (rc)
+		return rc;
+	if (statvfs(s->dir, &vfs) != 0)
+		return -errno;
+	out->fs_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	out->fs_avail_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	out->seq = store_seq_now(s);
+	pthread_mutex_lock(&s->ino.mu);
+	out->next_ino = s->ino.next;
+	pthread_mutex_unlock(&s->ino.mu);
+	pthread_rwlock_rdlock(&s->branches_lock);
+	out->branches = s->nbranches;
+	pthread_rwlock_unlock(&s->branches_lock);
+	return 0;
+}
+
+/* ---------------------------------------------------------- branches */
+
+static struct store_branch *store_branch_by_name(struct store *s,
+						 const char *name)
+{
+	size_t i;
+
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = store_branch_by_id(s, i);
+
+		if (b && strcmp(b->name, name) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+static int store_branch_put(struct kv_batch *b, const struct store_branch *br)
+{
+	unsigned char k[9], v[STORE_BRREC_HDR + STORE_NAME_MAX];
+	size_t vlen = store_brrec_encode(v, br);
+
+	k[0] = 'B';
+	store_put64(k + 1, br->id);
+	kv_batch_put(b, KV_CF_META, k, 9, v, vlen);
+	return b->err;
+}
+
+/* Add tombstones for drop_names found in the root of view v, written into
+ * branch br (whose root is root_ino). */
+static int store_batch_drop_names(struct store *s, struct kv_batch *b,
+				  const struct store_view *v, uint64_t br,
+				  uint64_t root_ino,
+				  const char *const *drop_names)
+{
+	const char *const *np;
+	int rc;
+
+	for (np = drop_names; np && *np; np++) {
+		struct store_attr a;
+		uint64_t ino;
+		uint32_t mode;
+
+		if (store_name_check(*np))
+			continue;
+		rc = store_dirent_find(s, v, root_ino, *np, &ino, &mode);
+		if (rc == -ENOENT)
+			continue;
+		if (rc)
+			return rc;
+		store_batch_dirent(b, br, root_ino, *np, 0, 0);
+		rc = store_attr_load(s, v, ino, &a, NULL, 0);
+		if (rc == 0 && !S_ISDIR(a.mode) && a.nlink > 0) {
+			char target[STORE_SYMLINK_MAX + 1];
+
+			if (S_ISLNK(a.mode))
+				store_attr_load(s, v, ino, &a, target,
+						sizeof(target));
+			a.nlink--;
+			store_batch_attr(b, br, ino, &a,
+					 S_ISLNK(a.mode) ? target : NULL);
+		}
+	}
+	return 0;
+}
+
+static int store_branches_grow(struct store *s, uint64_t id)
+{
+	size_t ncap;
+	struct store_branch **nb;
+
+	if (id < s->branches_cap)
+		return 0;
+	ncap = s->branches_cap ? s->branches_cap : 64;
+	while (ncap <= id)
+		ncap *= 2;
+	nb = realloc(s->branches, ncap * sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	memset(nb + s->branches_cap, 0, (ncap - s->branches_cap) * sizeof(*nb));
+	s->branches = nb;
+	s->branches_cap = ncap;
+	return 0;
+}
+
+int store_branch_create(struct store *s,
+			const struct store_branch_create_args *args,
+			struct store_branch_info *out)
+{
+	struct store_branch *nb = NULL, *parent = NULL;
+	struct store_view pv = { 0 };
+	struct kv_batch b;
+	unsigned char ck = 'C', cv[8];
+	uint64_t at = 0, seq;
+	int rc;
+
+	rc = store_branch_name_check(args->name);
+	if (rc)
+		return rc;
+	nb = calloc(1, sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	nb->touched = calloc(STORE_TOUCH_WORDS, sizeof(*nb->touched));
+	if (!nb->touched) {
+		free(nb);
+		return -ENOMEM;
+	}
+	kv_batch_init(&b);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	if (store_branch_by_name(s, args->name)) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	if (s->next_branch_id > STORE_BRANCH_ID_MAX) {
+		rc = -EMLINK;
+		goto out_unlock;
+	}
+	rc = store_branches_grow(s, s->next_branch_id);
+	if (rc)
+		goto out_unlock;
+	if (args->parent_id) {
+		parent = store_branch_by_id(s, args->parent_id);
+		if (!parent) {
+			rc = -ENOENT;
+			goto out_unlock;
+		}
+	}
+	nb->id = s->next_branch_id;
+	snprintf(nb->name, sizeof(nb->name), "%s", args->name);
+	nb->owner_uid = args->owner_uid;
+	nb->ctime_ns = store_now_ns();
+	if (parent) {
+		if (args->at_seq == STORE_SEQ_LATEST) {
+			at = store_seq_now(s);
+		} else {
+			at = args->at_seq;
+			if (at > atomic_load(&s->watermark)) {
+				rc = -EINVAL;
+				goto out_unlock;
+			}
+			if (at < parent->create_seq || at < parent->floor ||
+			    at < atomic_load(&s->horizon_seq)) {
+				rc = -ERANGE;
+				goto out_unlock;
+			}
+		}
+		nb->parent_id = parent->id;
+		nb->fork_seq = at;
+		nb->root_ino = parent->root_ino;
+		/* The view of the parent at the fork point, for drop_names.
+		 * Built by hand: branches_lock is held. */
+		{
+			struct store_branch *cur;
+			uint64_t cap = at;
+			size_t n = 0;
+
+			pv.lv = malloc(STORE_MAX_DEPTH * sizeof(*pv.lv));
+			if (!pv.lv) {
+				rc = -ENOMEM;
+				goto out_unlock;
+			}
+			for (cur = parent; cur && n < STORE_MAX_DEPTH;
+			     cur = store_branch_by_id(s, cur->parent_id)) {
+				pv.lv[n].id = cur->id;
+				pv.lv[n].cap = cap;
+				pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
+				pv.lv[n].touched = cur->touched;
+				n++;
+				if (!cur->parent_id)
+					break;
+				if (cur->fork_seq < cap)
+					cap = cur->fork_seq;
+			}
+			pv.n = n;
+		}
+		rc = store_batch_drop_names(s, &b, &pv, nb->id, nb->root_ino,
+					    args->drop_names);
+		if (rc)
+			goto out_unlock;
+	} else {
+		struct store_attr ra;
+		struct timespec now = store_now_ts();
+
+		rc = store_counter_next(s, &s->ino, STORE_INO_MAX,
+					&nb->root_ino);
+		if (rc)
+			goto out_unlock;
+		memset(&ra, 0, sizeof(ra));
+		ra.mode = S_IFDIR | (args->root_mode & 07777);
+		ra.uid = args->root_uid;
+		ra.gid = args->root_gid;
+		ra.nlink = 2;
+		ra.atime = ra.mtime = ra.ctime = now;
+		store_batch_attr(&b, nb->id, nb->root_ino, &ra, NULL);
+	}
+	/* create_seq is a lower bound of the commit seq (which is handed out
+	 * only inside store_commit, after the record is encoded): no write
+	 * of this branch has a seq below it. */
+	nb->create_seq = (parent ? at : 0) + 1;
+	rc = store_branch_put(&b, nb);
+	if (rc)
+		goto out_unlock;
+	store_put64(cv, nb->id + 1);
+	kv_batch_put(&b, KV_CF_META, &ck, 1, cv, 8);
+	rc = store_commit_locked(s, &b, nb, &seq);
+	if (rc)
+		goto out_unlock;
+	s->branches[nb->id] = nb;
+	s->next_branch_id++;
+	s->nbranches++;
+	if (parent)
+		parent->nchildren++;
+	if (out)
+		store_branch_info_fill(nb, out);
+	nb = NULL;
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (pv.lv)
+		free(pv.lv);
+	kv_batch_release(&b);
+	if (nb)
+		free((void *)nb->touched);
+	free(nb);
+	return rc;
+}
+
+static void store_batch_drop_range(struct kv_batch *b, uint64_t id)
+{
+	unsigned char lo[8], hi[8];
+	int cf;
+
+	store_put64(lo, id);
+	store_put64(hi, id + 1);
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
+		kv_batch_delete_range(b, cf, lo, 8, hi, 8);
+}
+
+int store_branch_delete(struct store *s, uint64_t id)
+{
+	struct store_branch *br;
+	struct kv_batch b;
+	unsigned char k[9];
+	int rc;
+
+	kv_batch_init(&b);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (!br) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (br->nchildren) {
+		rc = -ENOTEMPTY;
+		goto out_unlock;
+	}
+	k[0] = 'B';
+	store_put64(k + 1, id);
+	kv_batch_delete(&b, KV_CF_META, k, 9);
+	k[0] = 'W';
+	kv_batch_delete(&b, KV_CF_META, k, 9);
+	store_batch_drop_range(&b, id);
+	rc = store_commit_locked(s, &b, NULL, NULL);
+	if (rc)
+		goto out_unlock;
+	br->deleted = true;
+	s->nbranches--;
+	if (s->ndead == s->cap_dead) {
+		size_t ncap = s->cap_dead ? s->cap_dead * 2 : 16;
+		uint64_t *nd = realloc(s->dead_ids, ncap * sizeof(*nd));
+
+		if (nd) {
+			s->dead_ids = nd;
+			s->cap_dead = ncap;
+		}
+	}
+	if (s->ndead < s->cap_dead)
+		s->dead_ids[s->ndead++] = id;
+	if (br->parent_id && s->branches[br->parent_id])
+		s->branches[br->parent_id]->nchildren--;
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	kv_batch_release(&b);
+	return rc;
+}
+
+int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
+{
+	struct store_branch *br, *other, tmp;
+	struct kv_batch b;
+	int rc;
+
+	rc = store_branch_name_check(new_name);
+	if (rc)
+		return rc;
+	kv_batch_init(&b);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (!br) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	other = store_branch_by_name(s, new_name);
+	if (other == br)
+		goto out_unlock;
+	if (other) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	memcpy(&tmp, br, sizeof(tmp));
+	snprintf(tmp.name, sizeof(tmp.name), "%s", new_name);
+	store_branch_put(&b, &tmp);
+	rc = store_commit_locked(s, &b, NULL, NULL);
+	if (rc)
+		goto out_unlock;
+	snprintf(br->name, sizeof(br->name), "%s", new_name);
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	kv_batch_release(&b);
+	return rc;
+}
+
+int store_branch_reset(struct store *s, uint64_t id,
+		       const char *const *drop_names)
+{
+	struct store_branch *br, tmp;
+	struct store_view pv = { 0 };
+	struct kv_batch b;
+	uint64_t at, seq;
+	int rc;
+
+	kv_batch_init(&b);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (!br) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (!br->parent_id) {
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (br->nchildren) {
+		rc = -ENOTEMPTY;
+		goto out_unlock;
+	}
+	at = store_seq_now(s);
+	memcpy(&tmp, br, sizeof(tmp));
+	tmp.fork_seq = at;
+	/* Own versions at or above the reset's own seq stay visible; the
+	 * reset's commit seq is at least at + 1. */
+	tmp.floor = at + 1;
+	{
+		struct store_branch *cur;
+		uint64_t cap = at;
+		size_t n = 0;
+
+		pv.lv = malloc(STORE_MAX_DEPTH * sizeof(*pv.lv));
+		if (!pv.lv) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		for (cur = store_branch_by_id(s, br->parent_id);
+		     cur && n < STORE_MAX_DEPTH;
+		     cur = store_branch_by_id(s, cur->parent_id)) {
+			pv.lv[n].id = cur->id;
+			pv.lv[n].cap = cap;
+			pv.lv[n].floor = cur->floor;
+			pv.lv[n].touched = cur->touched;
+			n++;
+			if (!cur->parent_id)
+				break;
+			if (cur->fork_seq < cap)
+				cap = cur->fork_seq;
+		}
+		pv.n = n;
+	}
+	rc = store_batch_drop_names(s, &b, &pv, id, br->root_ino, drop_names);
+	if (rc)
+		goto out_unlock;
+	store_branch_put(&b, &tmp);
+	rc = store_commit_locked(s, &b, NULL, &seq);
+	if (rc)
+		goto out_unlock;
+	/* Versions written before the reset all have seq <= at (writes in
+	 * flight at the reset are the caller's race to avoid), and the
+	 * reset's own tombstones have seq > at. */
+	br->fork_seq = tmp.fork_seq;
+	br->floor = tmp.floor;
+	atomic_store(&br->written, 0);
+	atomic_store(&br->written_dirty, true);
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	free(pv.lv);
+	kv_batch_release(&b);
+	return rc;
+}
+
+int store_branch_get(struct store *s, uint64_t id,
+		     struct store_branch_info *out)
+{
+	struct store_branch *b;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	b = store_branch_by_id(s, id);
+	if (b)
+		store_branch_info_fill(b, out);
+	else
+		rc = -ENOENT;
+	pthread_rwlock_unlock(&s->branches_lock);
+	return rc;
+}
+
+int store_branch_lookup(struct store *s, const char *name,
+			struct store_branch_info *out)
+{
+	struct store_branch *b;
+	int rc = 0;
+
+	if (!name)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&s->branches_lock);
+	b = store_branch_by_name(s, name);
+	if (b)
+		store_branch_info_fill(b, out);
+	else
+		rc = -ENOENT;
+	pthread_rwlock_unlock(&s->branches_lock);
+	return rc;
+}
+
+static int store_info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_branch_info *)a)->name,
+		      ((const struct store_branch_info *)b)->name);
+}
+
+int store_branch_list(struct store *s, struct store_branch_info **out,
+		      size_t *n)
+{
+	struct store_branch_info *arr = NULL;
+	size_t i, k = 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	if (s->nbranches) {
+		arr = calloc(s->nbranches, sizeof(*arr));
+		if (!arr) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = store_branch_by_id(s, i);
+
+		if (b)
+			store_branch_info_fill(b, &arr[k++]);
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		return rc;
+	if (k)
+		qsort(arr, k, sizeof(*arr), store_info_cmp);
+	*out = arr;
+	*n = k;
+	return 0;
+}
+
+int store_branch_ancestry(struct store *s, uint64_t id,
+			  struct store_branch_info **out, size_t *n)
+{
+	struct store_branch_info *arr = NULL, *na;
+	struct store_branch *b;
+	size_t k = 0, cap = 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	b = store_branch_by_id(s, id);
+	if (!b) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	for (; b; b = b->parent_id ? store_branch_by_id(s, b->parent_id) :
+				     NULL) {
+		if (k == cap) {
+			cap = cap ? cap * 2 : 8;
+			na = realloc(arr, cap * sizeof(*arr));
+			if (!na) {
+				rc = -ENOMEM;
+				goto out_unlock;
+			}
+			arr = na;
+		}
+		store_branch_info_fill(b, &arr[k++]);
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc) {
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*n = k;
+	return 0;
+}
+
+/* ----------------------------------------------------- directories */
+
+struct store_dentry_tmp {
+	struct store_dirent d;
+	size_t level;
+	bool tomb;
+};
+
+static int store_dentry_cmp(const void *a, const void *b)
+{
+	const struct store_dentry_tmp *x = a, *y = b;
+	int c = strcmp(x->d.name, y->d.name);
+
+	if (c)
+		return c;
+	return x->level < y->level ? -1 : x->level > y->level;
+}
+
+int store_readdir(struct store *s, uint64_t branch, uint64_t seq,
+		  uint64_t dir, struct store_dirent **out, size_t *n)
+{
+	struct store_dentry_tmp *tmp = NULL, *nt;
+	struct store_dirent *res = NULL;
+	struct store_view v;
+	struct store_attr da;
+	struct kv_iter *it = NULL;
+	size_t ntmp = 0, cap = 0, i, k = 0;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_attr_load(s, &v, dir, &da, NULL, 0);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(da.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = kv_iter_new(s->kv, KV_CF_DIRENT, false, &it);
+	if (rc)
+		goto out;
+	for (i = 0; i < v.n; i++) {
+		unsigned char start[16];
+		char last[STORE_NAME_MAX + 2] = { 0 };
+		bool have_last = false;
+
+		store_put64(start, v.lv[i].id);
+		store_put64(start + 8, dir);
+		for (kv_iter_seek(it, start, 16); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			const unsigned char *key, *val;
+			size_t klen, vlen, nlen;
+			uint64_t vseq;
+
+			key = kv_iter_key(it, &klen);
+			if (klen < 16 + 2 + 8 || memcmp(key, start, 16) != 0)
+				break;
+			nlen = klen - 16 - 1 - 8;
+			if (nlen > STORE_NAME_MAX) {
+				rc = -EIO;
+				goto out;
+			}
+			/* Versions of one name are contiguous, newest
+			 * first: the first visible one decides. */
+			if (have_last && strlen(last) == nlen &&
+			    memcmp(last, key + 16, nlen) == 0)
+				continue;
+			vseq = ~store_get64(key + klen - 8);
+			if (vseq > v.lv[i].cap || vseq < v.lv[i].floor)
+				continue;
+			memcpy(last, key + 16, nlen);
+			last[nlen] = 0;
+			have_last = true;
+			if (ntmp == cap) {
+				cap = cap ? cap * 2 : 64;
+				nt = realloc(tmp, cap * sizeof(*tmp));
+				if (!nt) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				tmp = nt;
+			}
+			val = kv_iter_value(it, &vlen);
+			memset(&tmp[ntmp], 0, sizeof(tmp[ntmp]));
+			memcpy(tmp[ntmp].d.name, last, nlen + 1);
+			tmp[ntmp].level = i;
+			tmp[ntmp].tomb = vlen == 0;
+			if (vlen == 12) {
+				tmp[ntmp].d.ino = store_get64(val);
+				tmp[ntmp].d.mode = store_get32(val + 8);
+			} else if (vlen != 0) {
+				rc = -EIO;
+				goto out;
+			}
+			ntmp++;
+		}
+		rc = kv_iter_status(it);
+		if (rc)
+			goto out;
+	}
+	if (ntmp)
+		qsort(tmp, ntmp, sizeof(*tmp), store_dentry_cmp);
+	if (ntmp) {
+		res = malloc(ntmp * sizeof(*res));
+		if (!res) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < ntmp; i++) {
+		if (i > 0 && strcmp(tmp[i].d.name, tmp[i - 1].d.name) == 0)
+			continue;
+		if (!tmp[i].tomb)
+			res[k++] = tmp[i].d;
+	}
+	if (k == 0) {
+		free(res);
+		res = NULL;
+	}
+	*out = res;
+	*n = k;
+	res = NULL;
+out:
+	free(res);
+	free(tmp);
+	kv_iter_free(it);
+	store_view_release(&v);
+	return rc;
+}
+
+static int store_dir_nonempty(struct store *s, uint64_t branch, uint64_t dir,
+			      bool *nonempty)
+{
+	struct store_dirent *d;
+	size_t n;
+	int rc = store_readdir(s, branch, STORE_SEQ_LATEST, dir, &d, &n);
+
+	if (rc)
+		return rc;
+	*nonempty = n > 0;
+	free(d);
+	return 0;
+}
+
+int store_lookup(struct store *s, uint64_t branch, uint64_t seq,
+		 uint64_t dir, const char *name, uint64_t *ino)
+{
+	struct store_view v;
+	struct store_attr da;
+	int rc;
+
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_attr_load(s, &v, dir, &da, NULL, 0);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(da.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = store_dirent_find(s, &v, dir, name, ino, NULL);
+out:
+	store_view_release(&v);
+	return rc;
+}
+
+int store_getattr(struct store *s, uint64_t branch, uint64_t seq,
+		  uint64_t ino, struct store_attr *out)
+{
+	struct store_view v;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_attr_load(s, &v, ino, out, NULL, 0);
+	store_view_release(&v);
+	return rc;
+}
+
+ssize_t store_readlink(struct store *s, uint64_t branch, uint64_t seq,
+		       uint64_t ino, char *buf, size_t bufsz)
+{
+	char target[STORE_SYMLINK_MAX + 1];
+	struct store_view v;
+	struct store_attr a;
+	size_t len;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_attr_load(s, &v, ino, &a, target, sizeof(target));
+	store_view_release(&v);
+	if (rc)
+		return rc;
+	if (!S_ISLNK(a.mode))
+		return -EINVAL;
+	len = strlen(target);
+	if (bufsz) {
+		size_t c = len < bufsz - 1 ? len : bufsz - 1;
+
+		memcpy(buf, target, c);
+		buf[c] = 0;
+	}
+	return (ssize_t)len;
+}
+
+int store_create(struct store *s, uint64_t branch, uint64_t dir,
+		 const char *name, const struct store_attr *attr,
+		 const char *target, uint64_t *ino_out,
+		 struct store_attr *attr_out)
+{
+	struct store_lockset ls = { .n = 0 };
+	struct store_attr da, na;
+	struct store_view v;
+	struct kv_batch b;
+	pthread_mutex_t *ns;
+	uint64_t ino, existing;
+	uint32_t type = attr->mode & S_IFMT;
+	int rc;
+
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	switch (type) {
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		if (target)
+			return -EINVAL;
+		break;
+	case S_IFLNK:
+		if (!target || !*target)
+			return -EINVAL;
+		if (strlen(target) > STORE_SYMLINK_MAX)
+			return -ENAMETOOLONG;
+		break;
+	default:
+		return -EINVAL;
+	}
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	kv_batch_init(&b);
+	ns = store_ns_lock(s, branch);
+	pthread_mutex_lock(ns);
+	store_lockset_add(&ls, branch, dir);
+	store_lockset_lock(s, &ls);
+	rc = store_attr_load(s, &v, dir, &da, NULL, 0);
+	if (rc)
+		goto out_unlock;
+	if (!S_ISDIR(da.mode)) {
+		rc = -ENOTDIR;
+		goto out_unlock;
+	}
+	if (da.nlink == 0) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	rc = store_dirent_find(s, &v, dir, name, &existing, NULL);
+	if (rc == 0) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	if (rc != -ENOENT)
+		goto out_unlock;
+	rc = store_counter_next(s, &s->ino, STORE_INO_MAX, &ino);
+	if (rc)
+		goto out_unlock;
+	na = *attr;
+	na.nlink = type == S_IFDIR ? 2 : 1;
+	na.size = type == S_IFLNK ? strlen(target) : 0;
+	store_batch_attr(&b, branch, ino, &na, target);
+	store_batch_dirent(&b, branch, dir, name, ino, na.mode);
+	if (type == S_IFDIR)
+		da.nlink++;
+	da.mtime = da.ctime = na.ctime;
+	store_batch_attr(&b, branch, dir, &da, NULL);
+	rc = store_commit(s, &b, false, NULL);
+	if (rc)
+		goto out_unlock;
+	*ino_out = ino;
+	if (attr_out)
+		*attr_out = na;
+out_unlock:
+	store_lockset_unlock(s, &ls);
+	pthread_mutex_unlock(ns);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	return rc;
+}
+
+/* Load attributes and, for a symlink, its target (so a rewrite keeps it). */
+struct store_inode_tmp {
+	uint64_t ino;
+	struct store_attr a;
+	char target[STORE_SYMLINK_MAX + 1];
+	bool dirty;
+};
+
+static int store_inode_tmp_load(struct store *s, const struct store_view *v,
+				struct store_inode_tmp *t, uint64_t ino)
+{
+	t->ino = ino;
+	t->dirty = false;
+	t->target[0] = 0;
+	return store_attr_load(s, v, ino, &t->a, t->target, sizeof(t->target));
+}
+
+static void store_inode_tmp_put(struct kv_batch *b, uint64_t br,
+				const struct store_inode_tmp *t)
+{
+	store_batch_attr(b, br, t->ino, &t->a,
+			 S_ISLNK(t->a.mode) ? t->target : NULL);
+}
+
+static int store_do_remove(struct store *s, uint64_t branch, uint64_t dir,
+			   const char *name, bool want_dir)
+{
+	struct store_lockset ls = { .n = 0 };
+	struct store_inode_tmp *d = NULL, *c = NULL;
+	struct store_view v;
+	struct kv_batch b;
+	pthread_mutex_t *ns;
+	struct timespec now = store_now_ts();
+	uint64_t ino;
+	uint32_t mode;
+	int rc;
+
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	d = malloc(sizeof(*d));
+	c = malloc(sizeof(*c));
+	kv_batch_init(&b);
+	ns = store_ns_lock(s, branch);
+	pthread_mutex_lock(ns);
+	if (!d || !c) {
+		rc = -ENOMEM;
+		goto out_unlock_ns;
+	}
+	rc = store_dirent_find(s, &v, dir, name, &ino, &mode);
+	if (rc)
+		goto out_unlock_ns;
+	store_lockset_add(&ls, branch, dir);
+	store_lockset_add(&ls, branch, ino);
+	store_lockset_lock(s, &ls);
+	rc = store_inode_tmp_load(s, &v, d, dir);
+	if (rc)
+		goto out_unlock;
+	if (!S_ISDIR(d->a.mode)) {
+		rc = -ENOTDIR;
+		goto out_unlock;
+	}
+	rc = store_inode_tmp_load(s, &v, c, ino);
+	if (rc)
+		goto out_unlock;
+	if (want_dir) {
+		bool nonempty;
+
+		if (!S_ISDIR(c->a.mode)) {
+			rc = -ENOTDIR;
+			goto out_unlock;
+		}
+		rc = store_dir_nonempty(s, branch, ino, &nonempty);
+		if (rc)
+			goto out_unlock;
+		if (nonempty) {
+			rc = -ENOTEMPTY;
+			goto out_unlock;
+		}
+		c->a.nlink = 0;
+		if (d->a.nlink > 2)
+			d->a.nlink--;
+	} else {
+		if (S_ISDIR(c->a.mode)) {
+			rc = -EISDIR;
+			goto out_unlock;
+		}
+		if (c->a.nlink > 0)
+			c->a.nlink--;
+	}
+	c->a.ctime = now;
+	d->a.mtime = d->a.ctime = now;
+	store_batch_dirent(&b, branch, dir, name, 0, 0);
+	store_inode_tmp_put(&b, branch, c);
+	store_inode_tmp_put(&b, branch, d);
+	rc = store_commit(s, &b, false, NULL);
+out_unlock:
+	store_lockset_unlock(s, &ls);
+out_unlock_ns:
+	pthread_mutex_unlock(ns);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	free(d);
+	free(c);
+	return rc;
+}
+
+int store_unlink(struct store *s, uint64_t branch, uint64_t dir,
+		 const char *name)
+{
+	return store_do_remove(s, branch, dir, name, false);
+}
+
+int store_rmdir(struct store *s, uint64_t branch, uint64_t dir,
+		const char *name)
+{
+	return store_do_remove(s, branch, dir, name, true);
+}
+
+int store_link(struct store *s, uint64_t branch, uint64_t ino,
+	       uint64_t newdir, const char *newname, struct store_attr *out)
+{
+	struct store_lockset ls = { .n = 0 };
+	struct store_inode_tmp *d = NULL, *c = NULL;
+	struct store_view v;
+	struct kv_batch b;
+	pthread_mutex_t *ns;
+	struct timespec now = store_now_ts();
+	uint64_t existing;
+	int rc;
+
+	rc = store_name_check(newname);
+	if (rc)
+		return rc;
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	d = malloc(sizeof(*d));
+	c = malloc(sizeof(*c));
+	kv_batch_init(&b);
+	ns = store_ns_lock(s, branch);
+	pthread_mutex_lock(ns);
+	store_lockset_add(&ls, branch, newdir);
+	store_lockset_add(&ls, branch, ino);
+	store_lockset_lock(s, &ls);
+	if (!d || !c) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	rc = store_inode_tmp_load(s, &v, c, ino);
+	if (rc)
+		goto out_unlock;
+	if (S_ISDIR(c->a.mode)) {
+		rc = -EPERM;
+		goto out_unlock;
+	}
+	rc = store_inode_tmp_load(s, &v, d, newdir);
+	if (rc)
+		goto out_unlock;
+	if (!S_ISDIR(d->a.mode)) {
+		rc = -ENOTDIR;
+		goto out_unlock;
+	}
+	if (d->a.nlink == 0) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	rc = store_dirent_find(s, &v, newdir, newname, &existing, NULL);
+	if (rc == 0) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	if (rc != -ENOENT)
+		goto out_unlock;
+	if (c->a.nlink >= UINT32_MAX - 1) {
+		rc = -EMLINK;
+		goto out_unlock;
+	}
+	c->a.nlink++;
+	c->a.ctime = now;
+	d->a.mtime = d->a.ctime = now;
+	store_batch_dirent(&b, branch, newdir, newname, ino, c->a.mode);
+	store_inode_tmp_put(&b, branch, c);
+	store_inode_tmp_put(&b, branch, d);
+	rc = store_commit(s, &b, false, NULL);
+	if (rc == 0 && out)
+		*out = c->a;
+out_unlock:
+	store_lockset_unlock(s, &ls);
+	pthread_mutex_unlock(ns);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	free(d);
+	free(c);
+	return rc;
+}
+
+/* Find the loaded copy of ino among t[0..n), or NULL. */
+static struct store_inode_tmp *store_tmp_of(struct store_inode_tmp *t,
+					    size_t n, uint64_t ino)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (t[i].ino == ino)
+			return &t[i];
+	}
+	return NULL;
+}
+
+int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
+		 const char *oldname, uint64_t newdir, const char *newname,
+		 unsigned flags)
+{
+	struct store_lockset ls = { .n = 0 };
+	struct store_inode_tmp *t = NULL, *od, *nd, *src, *dst = NULL;
+	struct store_view v;
+	struct kv_batch b;
+	pthread_mutex_t *ns;
+	struct timespec now = store_now_ts();
+	uint64_t sino, dino = 0, want[4];
+	uint32_t smode, dmode = 0;
+	size_t nt = 0, i;
+	int rc;
+
+	if ((flags & ~(STORE_RENAME_NOREPLACE | STORE_RENAME_EXCHANGE)) ||
+	    ((flags & STORE_RENAME_NOREPLACE) &&
+	     (flags & STORE_RENAME_EXCHANGE)))
+		return -EINVAL;
+	rc = store_name_check(oldname);
+	if (rc == 0)
+		rc = store_name_check(newname);
+	if (rc)
+		return rc;
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	t = calloc(4, sizeof(*t));
+	kv_batch_init(&b);
+	ns = store_ns_lock(s, branch);
+	pthread_mutex_lock(ns);
+	if (!t) {
+		rc = -ENOMEM;
+		goto out_unlock_ns;
+	}
+	rc = store_dirent_find(s, &v, olddir, oldname, &sino, &smode);
+	if (rc)
+		goto out_unlock_ns;
+	rc = store_dirent_find(s, &v, newdir, newname, &dino, &dmode);
+	if (rc == -ENOENT)
+		dino = 0;
+	else if (rc)
+		goto out_unlock_ns;
+	rc = 0;
+	if (dino == sino)
+		goto out_unlock_ns; /* same inode: nothing to do */
+	if (dino && (flags & STORE_RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out_unlock_ns;
+	}
+	if (!dino && (flags & STORE_RENAME_EXCHANGE)) {
+		rc = -ENOENT;
+		goto out_unlock_ns;
+	}
+	want[0] = olddir;
+	want[1] = newdir;
+	want[2] = sino;
+	want[3] = dino;
+	for (i = 0; i < 4; i++)
+		store_lockset_add(&ls, branch, want[i]);
+	store_lockset_lock(s, &ls);
+	for (i = 0; i < 4; i++) {
+		if (!want[i] || store_tmp_of(t, nt, want[i]))
+			continue;
+		rc = store_inode_tmp_load(s, &v, &t[nt], want[i]);
+		if (rc)
+			goto out_unlock;
+		nt++;
+	}
+	od = store_tmp_of(t, nt, olddir);
+	nd = store_tmp_of(t, nt, newdir);
+	src = store_tmp_of(t, nt, sino);
+	if (dino)
+		dst = store_tmp_of(t, nt, dino);
+	if (!S_ISDIR(od->a.mode) || !S_ISDIR(nd->a.mode)) {
+		rc = -ENOTDIR;
+		goto out_unlock;
+	}
+	if (nd->a.nlink == 0) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (flags & STORE_RENAME_EXCHANGE) {
+		store_batch_dirent(&b, branch, newdir, newname, sino,
+				   src->a.mode);
+		store_batch_dirent(&b, branch, olddir, oldname, dino,
+				   dst->a.mode);
+		if (olddir != newdir && S_ISDIR(src->a.mode) !=
+						S_ISDIR(dst->a.mode)) {
+			if (S_ISDIR(src->a.mode)) {
+				od->a.nlink--;
+				nd->a.nlink++;
+			} else {
+				nd->a.nlink--;
+				od->a.nlink++;
+			}
+		}
+		dst->a.ctime = now;
+		dst->dirty = true;
+	} else {
+		if (dst) {
+			if (S_ISDIR(src->a.mode)) {
+				bool nonempty;
+
+				if (!S_ISDIR(dst->a.mode)) {
+					rc = -ENOTDIR;
+					goto out_unlock;
+				}
+				rc = store_dir_nonempty(s, branch, dino,
+							&nonempty);
+				if (rc)
+					goto out_unlock;
+				if (nonempty) {
+					rc = -ENOTEMPTY;
+					goto out_unlock;
+				}
+				dst->a.nlink = 0;
+				nd->a.nlink--;
+			} else {
+				if (S_ISDIR(dst->a.mode)) {
+					rc = -EISDIR;
+					goto out_unlock;
+				}
+				if (dst->a.nlink)
+					dst->a.nlink--;
+			}
+			dst->a.ctime = now;
+			dst->dirty = true;
+		}
+		store_batch_dirent(&b, branch, newdir, newname, sino,
+				   src->a.mode);
+		store_batch_dirent(&b, branch, olddir, oldname, 0, 0);
+		if (S_ISDIR(src->a.mode) && olddir != newdir) {
+			od->a.nlink--;
+			nd->a.nlink++;
+		}
+	}
+	src->a.ctime = now;
+	src->dirty = true;
+	od->a.mtime = od->a.ctime = now;
+	nd->a.mtime = nd->a.ctime = now;
+	od->dirty = nd->dirty = true;
+	for (i = 0; i < nt; i++) {
+		if (t[i].dirty)
+			store_inode_tmp_put(&b, branch, &t[i]);
+	}
+	rc = store_commit(s, &b, false, NULL);
+out_unlock:
+	store_lockset_unlock(s, &ls);
+out_unlock_ns:
+	pthread_mutex_unlock(ns);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	free(t);
+	return rc;
+}
+
+/* ---------------------------------------------------------- file data */
+
+/* Add ZERO versions for every block in [first, end) that any level of the
+ * view may hold, keeping INV-3 after a shrink. */
+static int store_batch_cut(struct store *s, struct kv_batch *b,
+			   const struct store_view *v, uint64_t ino,
+			   uint64_t first, uint64_t end)
+{
+	unsigned char key[STORE_BLOCK_KLEN], zero = STORE_BLK_ZERO;
+	uint64_t *blks = NULL, *nb;
+	size_t nblks = 0, cap = 0, i;
+	struct kv_iter *it;
+	int rc;
+
+	if (first >= end)
+		return 0;
+	rc = kv_iter_new(s->kv, KV_CF_BLOCK, false, &it);
+	if (rc)
+		return rc;
+	for (i = 0; i < v->n; i++) {
+		unsigned char start[24];
+
+		store_put64(start, v->lv[i].id);
+		store_put64(start + 8, ino);
+		store_put64(start + 16, first);
+		for (kv_iter_seek(it, start, 24); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			const unsigned char *k;
+			size_t klen;
+			uint64_t blk;
+
+			k = kv_iter_key(it, &klen);
+			if (klen != STORE_BLOCK_KLEN || memcmp(k, start, 16))
+				break;
+			blk = store_get64(k + 16);
+			if (blk >= end)
+				break;
+			if (nblks && blks[nblks - 1] == blk)
+				continue;
+			if (nblks == cap) {
+				cap = cap ? cap * 2 : 64;
+				nb = realloc(blks, cap * sizeof(*nb));
+				if (!nb) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				blks = nb;
+			}
+			blks[nblks++] = blk;
+		}
+		rc = kv_iter_status(it);
+		if (rc)
+			goto out;
+	}
+	for (i = 0; i < nblks; i++) {
+		store_key_block(key, v->lv[0].id, ino, blks[i], 0);
+		kv_batch_put(b, KV_CF_BLOCK, key, sizeof(key), &zero, 1);
+	}
+out:
+	free(blks);
+	kv_iter_free(it);
+	return rc;
+}
+
+static uint64_t store_div_up(uint64_t x)
+{
+	return x / STORE_BLOCK_SIZE + (x % STORE_BLOCK_SIZE != 0);
+}
+
+int store_setattr(struct store *s, uint64_t branch, uint64_t ino,
+		  const struct store_attr *attr, unsigned mask,
+		  struct store_attr *out)
+{
+	struct store_lockset ls = { .n = 0 };
+	struct store_inode_tmp *t;
+	unsigned char *blk = NULL;
+	struct store_view v;
+	struct kv_batch b;
+	int rc;
+
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	t = malloc(sizeof(*t));
+	kv_batch_init(&b);
+	store_lockset_add(&ls, branch, ino);
+	store_lockset_lock(s, &ls);
+	if (!t) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	rc = store_inode_tmp_load(s, &v, t, ino);
+	if (rc)
+		goto out_unlock;
+	if (mask & STORE_SET_SIZE) {
+		uint64_t old = t->a.size, nsz = attr->size;
+
+		if (S_ISDIR(t->a.mode)) {
+			rc = -EISDIR;
+			goto out_unlock;
+		}
+		if (!S_ISREG(t->a.mode)) {
+			rc = -EINVAL;
+			goto out_unlock;
+		}
+		if (nsz > STORE_MAX_FILE_SIZE) {
+			rc = -EFBIG;
+			goto out_unlock;
+		}
+		if (nsz < old) {
+			struct kv_iter *it;
+
+			if (nsz % STORE_BLOCK_SIZE) {
+				uint64_t bn = nsz / STORE_BLOCK_SIZE;
+				size_t keep = nsz % STORE_BLOCK_SIZE;
+
+				blk = malloc(STORE_BLOCK_SIZE);
+				if (!blk) {
+					rc = -ENOMEM;
+					goto out_unlock;
+				}
+				rc = kv_iter_new(s->kv, KV_CF_BLOCK, true, &it);
+				if (rc)
+					goto out_unlock;
+				rc = store_block_read(s, it, &v, ino, bn, blk);
+				kv_iter_free(it);
+				if (rc)
+					goto out_unlock;
+				memset(blk + keep, 0, STORE_BLOCK_SIZE - keep);
+				rc = store_batch_block(&b, branch, ino, bn, blk);
+				if (rc)
+					goto out_unlock;
+			}
+			rc = store_batch_cut(s, &b, &v, ino, store_div_up(nsz),
+					     store_div_up(old));
+			if (rc)
+				goto out_unlock;
+		}
+		t->a.size = nsz;
+	}
+	if (mask & STORE_SET_MODE)
+		t->a.mode = (t->a.mode & S_IFMT) | (attr->mode & 07777);
+	if (mask & STORE_SET_UID)
+		t->a.uid = attr->uid;
+	if (mask & STORE_SET_GID)
+		t->a.gid = attr->gid;
+	if (mask & STORE_SET_ATIME)
+		t->a.atime = attr->atime;
+	if (mask & STORE_SET_MTIME)
+		t->a.mtime = attr->mtime;
+	if (mask & STORE_SET_CTIME)
+		t->a.ctime = attr->ctime;
+	store_inode_tmp_put(&b, branch, t);
+	rc = store_commit(s, &b, false, NULL);
+	if (rc == 0 && out)
+		*out = t->a;
+out_unlock:
+	store_lockset_unlock(s, &ls);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	free(blk);
+	free(t);
+	return rc;
+}
+
+ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq,
+		   uint64_t ino, void *buf, size_t len, uint64_t off)
+{
+	unsigned char *tmp = NULL, *dst = buf;
+	struct kv_iter *it = NULL;
+	struct store_view v;
+	struct store_attr a;
+	size_t done = 0;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_attr_load(s, &v, ino, &a, NULL, 0);
+	if (rc)
+		goto out;
+	if (S_ISDIR(a.mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	if (!S_ISREG(a.mode)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (off >= a.size || len == 0)
+		goto out;
+	if (len > a.size - off)
+		len = (size_t)(a.size - off);
+	rc = kv_iter_new(s->kv, KV_CF_BLOCK, true, &it);
+	if (rc)
+		goto out;
+	while (done < len) {
+		uint64_t pos = off + done;
+		uint64_t bn = pos / STORE_BLOCK_SIZE;
+		size_t boff = pos % STORE_BLOCK_SIZE;
+		size_t n = STORE_BLOCK_SIZE - boff;
+
+		if (n > len - done)
+			n = len - done;
+		if (boff == 0 && n == STORE_BLOCK_SIZE) {
+			rc = store_block_read(s, it, &v, ino, bn, dst + done);
+		} else {
+			if (!tmp) {
+				tmp = malloc(STORE_BLOCK_SIZE);
+				if (!tmp) {
+					rc = -ENOMEM;
+					goto out;
+				}
+			}
+			rc = store_block_read(s, it, &v, ino, bn, tmp);
+			if (rc == 0)
+				memcpy(dst + done, tmp + boff, n);
+		}
+		if (rc)
+			goto out;
+		done += n;
+	}
+out:
+	kv_iter_free(it);
+	free(tmp);
+	store_view_release(&v);
+	return rc ? rc : (ssize_t)done;
+}
+
+ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
+		    const void *buf, size_t len, uint64_t off,
+		    const struct timespec *mtime)
+{
+	struct store_lockset ls = { .n = 0 };
+	const unsigned char *src = buf;
+	unsigned char *tmp = NULL;
+	struct kv_iter *it = NULL;
+	struct store_view v;
+	struct store_attr a;
+	struct kv_batch b;
+	size_t done = 0;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	if (off > STORE_MAX_FILE_SIZE || len > STORE_MAX_FILE_SIZE - off)
+		return -EFBIG;
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	kv_batch_init(&b);
+	store_lockset_add(&ls, branch, ino);
+	store_lockset_lock(s, &ls);
+	rc = store_attr_load(s, &v, ino, &a, NULL, 0);
+	if (rc)
+		goto out_unlock;
+	if (S_ISDIR(a.mode)) {
+		rc = -EISDIR;
+		goto out_unlock;
+	}
+	if (!S_ISREG(a.mode)) {
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	while (done < len) {
+		uint64_t pos = off + done;
+		uint64_t bn = pos / STORE_BLOCK_SIZE;
+		size_t boff = pos % STORE_BLOCK_SIZE;
+		size_t n = STORE_BLOCK_SIZE - boff;
+
+		if (n > len - done)
+			n = len - done;
+		if (boff == 0 && n == STORE_BLOCK_SIZE) {
+			rc = store_batch_block(&b, branch, ino, bn, src + done);
+		} else {
+			if (!tmp) {
+				tmp = malloc(STORE_BLOCK_SIZE);
+				if (!tmp) {
+					rc = -ENOMEM;
+					goto out_unlock;
+				}
+				rc = kv_iter_new(s->kv, KV_CF_BLOCK, true, &it);
+				if (rc)
+					goto out_unlock;
+			}
+			/* Past EOF the block is zero by INV-3. */
+			if (bn * STORE_BLOCK_SIZE >= a.size)
+				memset(tmp, 0, STORE_BLOCK_SIZE);
+			else
+				rc = store_block_read(s, it, &v, ino, bn, tmp);
+			if (rc)
+				goto out_unlock;
+			memcpy(tmp + boff, src + done, n);
+			rc = store_batch_block(&b, branch, ino, bn, tmp);
+		}
+		if (rc)
+			goto out_unlock;
+		done += n;
+	}
+	if (off + len > a.size)
+		a.size = off + len;
+	if (mtime)
+		a.mtime = a.ctime = *mtime;
+	store_batch_attr(&b, branch, ino, &a, NULL);
+	rc = store_commit(s, &b, false, NULL);
+	if (rc == 0) {
+		atomic_fetch_add(&v.self->written, len);
+		atomic_store(&v.self->written_dirty, true);
+	}
+out_unlock:
+	store_lockset_unlock(s, &ls);
+	kv_iter_free(it);
+	kv_batch_release(&b);
+	free(tmp);
+	store_view_release(&v);
+	return rc ? rc : (ssize_t)len;
+}
+
+/* ------------------------------------------------------------- usage */
+
+static int store_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
+{
+	struct store_branch_info bi;
+	uint64_t *stack = NULL, *seen = NULL, *nn;
+	size_t nstack = 0, cstack = 0, nseen = 0, cseen = 0, i;
+	struct store_usage u = { 0 };
+	int rc;
+
+	rc = store_branch_get(s, id, &bi);
+	if (rc)
+		return rc;
+	stack = malloc(64 * sizeof(*stack));
+	if (!stack)
+		return -ENOMEM;
+	cstack = 64;
+	stack[nstack++] = bi.root_ino;
+	u.files = 1;
+	while (nstack) {
+		uint64_t dir = stack[--nstack];
+		struct store_dirent *d;
+		size_t n;
+
+		rc = store_readdir(s, id, STORE_SEQ_LATEST, dir, &d, &n);
+		if (rc)
+			goto out;
+		for (i = 0; i < n; i++) {
+			if (S_ISDIR(d[i].mode)) {
+				if (nstack == cstack) {
+					cstack *= 2;
+					nn = realloc(stack,
+						     cstack * sizeof(*nn));
+					if (!nn) {
+						free(d);
+						rc = -ENOMEM;
+						goto out;
+					}
+					stack = nn;
+				}
+				stack[nstack++] = d[i].ino;
+				u.files++;
+			} else {
+				if (nseen == cseen) {
+					cseen = cseen ? cseen * 2 : 256;
+					nn = realloc(seen, cseen * sizeof(*nn));
+					if (!nn) {
+						free(d);
+						rc = -ENOMEM;
+						goto out;
+					}
+					seen = nn;
+				}
+				seen[nseen++] = d[i].ino;
+			}
+		}
+		free(d);
+	}
+	if (nseen)
+		qsort(seen, nseen, sizeof(*seen), store_u64_cmp);
+	for (i = 0; i < nseen; i++) {
+		struct store_attr a;
+
+		if (i && seen[i] == seen[i - 1])
+			continue;
+		u.files++;
+		rc = store_getattr(s, id, STORE_SEQ_LATEST, seen[i], &a);
+		if (rc)
+			goto out;
+		if (S_ISREG(a.mode))
+			u.logical_bytes += a.size;
+	}
+	pthread_rwlock_rdlock(&s->branches_lock);
+	if (store_branch_by_id(s, id))
+		u.written_bytes = atomic_load(&s->branches[id]->written);
+	pthread_rwlock_unlock(&s->branches_lock);
+	*out = u;
+out:
+	free(stack);
+	free(seen);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- gc */
+
+int store_set_retention(struct store *s, uint64_t seconds)
+{
+	if (seconds == 0 || seconds > (uint64_t)INT64_MAX / 1000000000)
+		return -EINVAL;
+	atomic_store(&s->retention_s, seconds);
+	return 0;
+}
+
+uint64_t store_get_retention(struct store *s)
+{
+	return atomic_load(&s->retention_s);
+}
+
+/* Read points of one branch's own versions besides its head and the
+ * window: the caps its descendants read it at. */
+struct store_gc_branch {
+	uint64_t id;
+	uint64_t floor;
+	uint64_t *caps; /* sorted ascending */
+	size_t ncaps, capcap;
+	uint64_t *dead; /* unlinked, unopened inodes: blocks reclaimable */
+	size_t ndead, capdead;
+};
+
+static int store_u64_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		uint64_t *na = realloc(*arr, ncap * sizeof(*na));
+
+		if (!na)
+			return -ENOMEM;
+		*arr = na;
+		*cap = ncap;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+static bool store_u64_find(const uint64_t *arr, size_t n, uint64_t v)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (arr[mid] == v)
+			return true;
+		if (arr[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Is any cap r with lo <= r < hi? */
+static bool store_caps_hit(const uint64_t *caps, size_t n, uint64_t lo,
+			   uint64_t hi)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (caps[mid] < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a < n && caps[a] < hi;
+}
+
+/* Snapshot every live branch and the caps its descendants read it at. */
+static int store_gc_snapshot(struct store *s, struct store_gc_branch **out,
+			     size_t *nout)
+{
+	struct store_gc_branch *gb = NULL;
+	size_t n = 0, i, *slot = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	gb = calloc(s->nbranches ? s->nbranches : 1, sizeof(*gb));
+	slot = calloc(s->branches_cap ? s->branches_cap : 1, sizeof(*slot));
+	if (!gb || !slot) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *b = store_branch_by_id(s, i);
+
+		if (!b)
+			continue;
+		gb[n].id = b->id;
+		gb[n].floor = b->floor;
+		slot[i] = n++;
+	}
+	for (i = 1; i < s->branches_cap; i++) {
+		struct store_branch *c = store_branch_by_id(s, i), *a;
+		uint64_t cap;
+
+		if (!c || !c->parent_id)
+			continue;
+		cap = c->fork_seq;
+		for (a = store_branch_by_id(s, c->parent_id); a;
+		     a = a->parent_id ? store_branch_by_id(s, a->parent_id) :
+					NULL) {
+			struct store_gc_branch *g = &gb[slot[a->id]];
+
+			rc = store_u64_push(&g->caps, &g->ncaps, &g->capcap,
+					    cap);
+			if (rc)
+				goto out_unlock;
+			if (a->fork_seq < cap)
+				cap = a->fork_seq;
+			if (!a->parent_id)
+				break;
+		}
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->branches_lock);
+	free(slot);
+	if (rc) {
+		for (i = 0; i < n; i++)
+			free(gb[i].caps);
+		free(gb);
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		if (gb[i].ncaps)
+			qsort(gb[i].caps, gb[i].ncaps, sizeof(uint64_t),
+			      store_u64_cmp);
+	}
+	*out = gb;
+	*nout = n;
+	return 0;
+}
+
+struct store_gc_run {
+	struct store *s;
+	const struct store_gc_opts *opts;
+	struct store_gc_stats *st;
+	struct kv_batch b;
+	uint64_t w; /* window start seq */
+};
+
+static int store_gc_flush(struct store_gc_run *r, bool force)
+{
+	int rc;
+
+	if (r->b.nops == 0 || (!force && r->b.nops < 4096))
+		return 0;
+	rc = kv_write(r->s->kv, &r->b, false);
+	kv_batch_clear(&r->b);
+	return rc;
+}
+
+static int store_gc_delete(struct store_gc_run *r, enum kv_cf cf,
+			   const unsigned char *k, size_t klen, size_t vlen)
+{
+	kv_batch_delete(&r->b, cf, k, klen);
+	r->st->keys_deleted++;
+	r->st->bytes_deleted += klen + vlen;
+	return store_gc_flush(r, false);
+}
+
+/*
+ * Versions of one object in one branch, newest first: seqs[0..n).  Mark
+ * keep[i].  The newest visible version is the head; an older one is kept
+ * if a read point falls in [its seq, the next newer seq): a moment inside
+ * the window (>= w) or a descendant's cap.  Versions below the floor are
+ * never visible again.
+ */
+static void store_gc_decide(const struct store_gc_branch *g, uint64_t w,
+			    const uint64_t *seqs, size_t n, bool *keep)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (seqs[i] < g->floor)
+			keep[i] = false;
+		else if (i == 0)
+			keep[i] = true;
+		else
+			keep[i] = seqs[i - 1] > w ||
+				  store_caps_hit(g->caps, g->ncaps, seqs[i],
+						 seqs[i - 1]);
+	}
+}
+
+struct store_gc_group {
+	unsigned char prefix[STORE_DIRENT_KMAX];
+	size_t plen;
+	unsigned char (*keys)[STORE_DIRENT_KMAX];
+	size_t *vlens;
+	uint64_t *seqs;
+	bool *keep;
+	bool *linked; /* inode versions: nlink > 0 */
+	size_t n, cap;
+};
+
+static int store_gc_group_add(struct store_gc_group *g,
+			      const unsigned char *k, size_t klen,
+			      const unsigned char *v, size_t vlen)
+{
+	if (g->n == g->cap) {
+		size_t ncap = g->cap ? g->cap * 2 : 8;
+		void *nk = realloc(g->keys, ncap * sizeof(*g->keys));
+
+		if (!nk)
+			return -ENOMEM;
+		g->keys = nk;
+		nk = realloc(g->vlens, ncap * sizeof(*g->vlens));
+		if (!nk)
+			return -ENOMEM;
+		g->vlens = nk;
+		nk = realloc(g->seqs, ncap * sizeof(*g->seqs));
+		if (!nk)
+			return -ENOMEM;
+		g->seqs = nk;
+		nk = realloc(g->keep, ncap * sizeof(*g->keep));
+		if (!nk)
+			return -ENOMEM;
+		g->keep = nk;
+		nk = realloc(g->linked, ncap * sizeof(*g->linked));
+		if (!nk)
+			return -ENOMEM;
+		g->linked = nk;
+		g->cap = ncap;
+	}
+	memcpy(g->keys[g->n], k, klen);
+	g->vlens[g->n] = vlen;
+	g->seqs[g->n] = ~store_get64(k + klen - 8);
+	g->linked[g->n] = vlen >= STORE_INODE_HDR && store_get32(v + 12) > 0;
+	g->n++;
+	return 0;
+}
+
+static void store_gc_group_free(struct store_gc_group *g)
+{
+	free(g->keys);
+	free(g->vlens);
+	free(g->seqs);
+	free(g->keep);
+	free(g->linked);
+}
+
+/* Decide and delete one group's versions. */
+static int store_gc_group_done(struct store_gc_run *r,
+			       struct store_gc_branch *gb, enum kv_cf cf,
+			       struct store_gc_group *g)
+{
+	size_t i, klen = g->plen + 8;
+	bool dead_ino = false;
+	int rc;
+
+	if (g->n == 0)
+		return 0;
+	if (cf == KV_CF_BLOCK &&
+	    store_u64_find(gb->dead, gb->ndead, store_get64(g->prefix + 8)))
+		dead_ino = true;
+	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
+	if (cf == KV_CF_INODE && g->seqs[0] >= gb->floor && !g->linked[0] &&
+	    g->seqs[0] <= r->w) {
+		bool any_linked = false;
+
+		for (i = 0; i < g->n; i++)
+			any_linked |= g->keep[i] && g->linked[i];
+		if (!any_linked) {
+			uint64_t ino = store_get64(g->prefix + 8);
+
+			if (!r->opts->in_use ||
+			    !r->opts->in_use(r->opts->ctx, gb->id, ino)) {
+				rc = store_u64_push(&gb->dead, &gb->ndead,
+						    &gb->capdead, ino);
+				if (rc)
+					return rc;
+				r->st->inodes_reclaimed++;
+			}
+		}
+	}
+	for (i = 0; i < g->n; i++) {
+		if (g->keep[i] && !dead_ino)
+			continue;
+		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
+		if (rc)
+			return rc;
+	}
+	g->n = 0;
+	return 0;
+}
+
+static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
+			 enum kv_cf cf)
+{
+	struct store_gc_group g = { .n = 0 };
+	unsigned char start[8];
+	struct kv_iter *it;
+	uint64_t seen = 0;
+	int rc;
+
+	rc = kv_iter_new(r->s->kv, cf, false, &it);
+	if (rc)
+		return rc;
+	store_put64(start, gb->id);
+	for (kv_iter_seek(it, start, 8); kv_iter_valid(it); kv_iter_next(it)) {
+		const unsigned char *k, *v;
+		size_t klen, vlen;
+
+		k = kv_iter_key(it, &klen);
+		if (klen < 8 + 8 || memcmp(k, start, 8) != 0)
+			break;
+		if (klen > STORE_DIRENT_KMAX) {
+			rc = -EIO;
+			goto out;
+		}
+		v = kv_iter_value(it, &vlen);
+		r->st->keys_scanned++;
+		if (g.n && (g.plen != klen - 8 || memcmp(g.prefix, k, g.plen))) {
+			rc = store_gc_group_done(r, gb, cf, &g);
+			if (rc)
+				goto out;
+		}
+		if (g.n == 0) {
+			g.plen = klen - 8;
+			memcpy(g.prefix, k, g.plen);
+		}
+		rc = store_gc_group_add(&g, k, klen, v, vlen);
+		if (rc)
+			goto out;
+		if (r->opts->pause_us && ++seen % 1024 == 0)
+			usleep(r->opts->pause_us);
+	}
+	rc = kv_iter_status(it);
+	if (rc == 0)
+		rc = store_gc_group_done(r, gb, cf, &g);
+out:
+	store_gc_group_free(&g);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* The seq of the store as it was at unix_ns (no range checks). */
+static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
+{
+	unsigned char key[9];
+	struct kv_iter *it;
+	size_t klen, vlen;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
+	kv_iter_seek(it, key, sizeof(key));
+	*seq = store_seq_now(s);
+	if (kv_iter_valid(it)) {
+		const unsigned char *k = kv_iter_key(it, &klen);
+		const unsigned char *v = kv_iter_value(it, &vlen);
+
+		if (klen == 9 && k[0] == 'T' && vlen == 8 &&
+		    store_get64(v) - 1 < *seq)
+			*seq = store_get64(v) - 1;
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* Drop time-index entries before the horizon: no lookup needs them. */
+static int store_gc_time_index(struct store_gc_run *r, int64_t horizon_ns)
+{
+	unsigned char lo[9], hi[9];
+
+	lo[0] = hi[0] = 'T';
+	store_put64(lo + 1, 0);
+	store_put64(hi + 1, (uint64_t)(horizon_ns / 1000000));
+	kv_batch_delete_range(&r->b, KV_CF_META, lo, 9, hi, 9);
+	return store_gc_flush(r, true);
+}
+
+int store_gc(struct store *s, const struct store_gc_opts *opts,
+	     struct store_gc_stats *out)
+{
+	static const struct store_gc_opts defaults = { .in_use = NULL };
+	struct store_gc_branch *gb = NULL;
+	struct store_gc_stats st = { 0 };
+	struct store_gc_run r = { .s = s };
+	uint64_t *dead = NULL, w;
+	size_t ngb = 0, ndead = 0, i;
+	int64_t now = store_now_ns(), hns;
+	unsigned char hv[16];
+	int rc, cf;
+
+	if (atomic_exchange(&s->gc_running, true))
+		return -EBUSY;
+	r.opts = opts ? opts : &defaults;
+	r.st = &st;
+	kv_batch_init(&r.b);
+	rc = kv_disk_usage(s->kv, &st.disk_before);
+	if (rc)
+		goto out;
+
+	/* Move the horizon first (durably, and under branches_lock so no
+	 * fork below it slips in), then snapshot the read points. */
+	hns = now - (int64_t)(atomic_load(&s->retention_s) * 1000000000ull);
+	if (hns < atomic_load(&s->horizon_ns))
+		hns = atomic_load(&s->horizon_ns);
+	rc = store_gc_seq_at(s, hns, &w);
+	if (rc)
+		goto out;
+	if (w < atomic_load(&s->horizon_seq))
+		w = atomic_load(&s->horizon_seq);
+	store_put64(hv, (uint64_t)hns);
+	store_put64(hv + 8, w);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
+	rc = kv_write(s->kv, &r.b, true);
+	kv_batch_clear(&r.b);
+	if (rc == 0) {
+		atomic_store(&s->horizon_ns, hns);
+		atomic_store(&s->horizon_seq, w);
+	}
+	dead = s->dead_ids;
+	ndead = s->ndead;
+	s->dead_ids = NULL;
+	s->ndead = s->cap_dead = 0;
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		goto out;
+	r.w = w;
+	st.horizon_ns = store_oldest_time(s);
+
+	rc = store_gc_snapshot(s, &gb, &ngb);
+	if (rc)
+		goto out;
+	for (i = 0; i < ngb; i++) {
+		/* INODE first: it finds the dead inodes whose blocks go. */
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+			if (cf == KV_CF_BLOCK && gb[i].ndead)
+				qsort(gb[i].dead, gb[i].ndead,
+				      sizeof(uint64_t), store_u64_cmp);
+			rc = store_gc_scan(&r, &gb[i], cf);
+			if (rc)
+				goto out;
+		}
+	}
+	rc = store_gc_time_index(&r, hns);
+	if (rc)
+		goto out;
+	rc = store_gc_flush(&r, true);
+	if (rc)
+		goto out;
+	if (r.opts->full_compaction) {
+		for (cf = 0; cf < KV_CF_COUNT; cf++)
+			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
+	} else {
+		for (i = 0; i < ndead; i++) {
+			unsigned char lo[8], hi[8];
+
+			store_put64(lo, dead[i]);
+			store_put64(hi, dead[i] + 1);
+			for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
+				kv_compact(s->kv, cf, lo, 8, hi, 8);
+		}
+	}
+	rc = kv_disk_usage(s->kv, &st.disk_after);
+	if (rc)
+		goto out;
+	LOG_INFO(s,
+		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
+		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
+		 " -> %" PRIu64 " bytes",
+		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+		 st.inodes_reclaimed, st.disk_before, st.disk_after);
+	if (out)
+		*out = st;
+out:
+	if (gb) {
+		for (i = 0; i < ngb; i++) {
+			free(gb[i].caps);
+			free(gb[i].dead);
+		}
+		free(gb);
+	}
+	free(dead);
+	kv_batch_release(&r.b);
+	atomic_store(&s->gc_running, false);
+	return rc;
+}
+
+/* ------------------------------------------------------- seq -> time */
+
+int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
+{
+	int64_t lo = store_oldest_time(s) / 1000000, hi = store_now_ns() / 1000000;
+	int rc;
+
+	if (seq < atomic_load(&s->horizon_seq))
+		return -ERANGE;
+	/* Binary search for the first ms whose state includes seq. */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		uint64_t at;
+
+		rc = store_gc_seq_at(s, mid * 1000000 + 999999, &at);
+		if (rc)
+			return rc;
+		if (at >= seq)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*unix_ns = lo * 1000000;
+	return 0;
+}
