@@ -314,8 +314,12 @@ static int kv_rocks_get(struct kv *kv, enum kv_cf cf, const void *key,
 	size_t len;
 
 	ps = rocksdb_get_pinned_cf(r->db, r->ropts, r->cf[cf], key, klen, &err);
-	if (err)
-		return kv_rocks_err(kv, "get", err);
+	if (err) {
+		int rc = kv_rocks_err(kv, "get", err);
+
+		/* A damaged record read at run time is an I/O error. */
+		return rc == -EUCLEAN || rc == -EBUSY ? -EIO : rc;
+	}
 	if (!ps) {
 		*found = false;
 		*vlen = 0;
@@ -453,8 +457,11 @@ static int kv_rocks_iter_status(struct kv_iter *kit)
 	char *err = NULL;
 
 	rocksdb_iter_get_error(((struct kv_rocks_iter *)kit)->ri, &err);
-	if (err)
-		return kv_rocks_err(kit->kv, "iterator", err);
+	if (err) {
+		int rc = kv_rocks_err(kit->kv, "iterator", err);
+
+		return rc == -EUCLEAN || rc == -EBUSY ? -EIO : rc;
+	}
 	return 0;
 }
 

@@ -2777,12 +2777,12 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 	else if (rc)
 		goto out_unlock_ns;
 	rc = 0;
-	if (dino == sino)
-		goto out_unlock_ns; /* same inode: nothing to do */
 	if (dino && (flags & STORE_RENAME_NOREPLACE)) {
 		rc = -EEXIST;
 		goto out_unlock_ns;
 	}
+	if (dino == sino)
+		goto out_unlock_ns; /* same inode: nothing to do */
 	if (!dino && (flags & STORE_RENAME_EXCHANGE)) {
 		rc = -ENOENT;
 		goto out_unlock_ns;
@@ -3815,5 +3815,210 @@ int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
 			lo = mid + 1;
 	}
 	*unix_ns = lo * 1000000;
+	return 0;
+}
+
+/* ------------------------------------------------------------ check */
+
+/* Path of ino at the head of branch (depth-first walk), or "" if it has
+ * none.  Slow; for error reports only. */
+static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
+			  uint64_t ino, char *out, size_t outsz)
+{
+	struct {
+		uint64_t dir;
+		char path[1024];
+	} *stack;
+	size_t n = 0, cap = 256;
+
+	out[0] = 0;
+	if (ino == root) {
+		snprintf(out, outsz, "/");
+		return;
+	}
+	stack = malloc(cap * sizeof(*stack));
+	if (!stack)
+		return;
+	stack[n].dir = root;
+	stack[n].path[0] = 0;
+	n++;
+	while (n) {
+		struct store_dirent *d;
+		size_t nd, i;
+		char base[1024];
+
+		n--;
+		snprintf(base, sizeof(base), "%s", stack[n].path);
+		if (store_readdir(s, branch, STORE_SEQ_LATEST, stack[n].dir, &d,
+				  &nd))
+			continue;
+		for (i = 0; i < nd; i++) {
+			if (d[i].ino == ino) {
+				if (snprintf(out, outsz, "%s/%s", base,
+					     d[i].name) >= (int)outsz)
+					out[0] = 0;
+				free(d);
+				free(stack);
+				return;
+			}
+			if (S_ISDIR(d[i].mode) && n < cap &&
+			    snprintf(stack[n].path, sizeof(stack[n].path),
+				     "%s/%s", base, d[i].name) <
+				    (int)sizeof(stack[n].path)) {
+				stack[n].dir = d[i].ino;
+				n++;
+			}
+		}
+		free(d);
+	}
+	free(stack);
+}
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+{
+	char msg[1536];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (problem)
+		problem(ctx, msg);
+}
+
+static int store_check_branch(struct store *s,
+			      const struct store_branch_info *bi,
+			      void (*problem)(void *, const char *), void *ctx,
+			      struct store_check_report *r)
+{
+	unsigned char *blk = malloc(STORE_BLOCK_SIZE);
+	struct kv_iter *it = NULL;
+	unsigned char start[8];
+	int rc, cf;
+
+	if (!blk)
+		return -ENOMEM;
+	store_put64(start, bi->id);
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+		rc = kv_iter_new(s->kv, cf, false, &it);
+		if (rc)
+			goto out;
+		for (kv_iter_seek(it, start, 8); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			const unsigned char *k, *v;
+			size_t klen, vlen;
+			bool bad = false;
+			uint64_t ino, seq;
+			char path[1024], what[96];
+
+			k = kv_iter_key(it, &klen);
+			if (klen < 16 || memcmp(k, start, 8))
+				break;
+			v = kv_iter_value(it, &vlen);
+			ino = store_get64(k + 8);
+			seq = ~store_get64(k + klen - 8);
+			what[0] = 0;
+			if (cf == KV_CF_BLOCK) {
+				uint64_t bn = store_get64(k + 16);
+				unsigned char hdr[17], dg[DIGEST_LEN];
+
+				r->blocks++;
+				snprintf(what, sizeof(what), " block %" PRIu64, bn);
+				if (klen != STORE_BLOCK_KLEN || vlen < 1) {
+					bad = true;
+				} else if (v[0] == STORE_BLK_ZERO) {
+					bad = vlen != 1;
+				} else if (vlen < STORE_BLK_HDR) {
+					bad = true;
+				} else if (v[0] == STORE_BLK_RAW) {
+					bad = vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE;
+					if (!bad)
+						memcpy(blk, v + STORE_BLK_HDR,
+						       STORE_BLOCK_SIZE);
+				} else if (v[0] == STORE_BLK_ZSTD) {
+					bad = compress_unblock(blk, STORE_BLOCK_SIZE,
+							       v + STORE_BLK_HDR,
+							       vlen - STORE_BLK_HDR) != 0;
+				} else {
+					bad = true;
+				}
+				if (!bad && v[0] != STORE_BLK_ZERO) {
+					store_put64(hdr, ino);
+					store_put64(hdr + 8, bn);
+					hdr[16] = v[0];
+					bad = digest_two(dg, hdr, sizeof(hdr), blk,
+							 STORE_BLOCK_SIZE) ||
+					      memcmp(dg, v + 1, DIGEST_LEN) != 0;
+				}
+				if (bad)
+					r->bad_blocks++;
+			} else {
+				r->records++;
+				if (cf == KV_CF_INODE)
+					bad = klen != STORE_INODE_KLEN ||
+					      vlen < STORE_INODE_HDR;
+				else
+					bad = !(vlen == 0 || vlen == 12) ||
+					      klen < 16 + 2 + 8 ||
+					      k[klen - 9] != 0;
+				if (bad)
+					r->bad_records++;
+			}
+			if (!bad)
+				continue;
+			store_path_of(s, bi->id, bi->root_ino, ino, path,
+				      sizeof(path));
+			store_check_say(problem, ctx,
+					"branch '%s': %s of inode %" PRIu64
+					"%s%s%s%s (seq %" PRIu64
+					") is damaged",
+					bi->name,
+					cf == KV_CF_BLOCK ? "data" :
+					cf == KV_CF_INODE ? "attributes" :
+							    "a directory entry",
+					ino, path[0] ? " (" : "", path,
+					path[0] ? ")" : "", what, seq);
+		}
+		rc = kv_iter_status(it);
+		kv_iter_free(it);
+		it = NULL;
+		if (rc)
+			goto out;
+	}
+out:
+	free(blk);
+	kv_iter_free(it);
+	return rc;
+}
+
+int store_check(struct store *s,
+		void (*problem)(void *ctx, const char *msg), void *ctx,
+		struct store_check_report *out)
+{
+	struct store_check_report r = { 0 };
+	struct store_branch_info *all = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = store_branch_list(s, &all, &n);
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		r.branches++;
+		rc = store_check_branch(s, &all[i], problem, ctx, &r);
+		if (rc) {
+			store_check_say(problem, ctx,
+					"branch '%s': cannot be read: %s",
+					all[i].name, strerror(-rc));
+			r.bad_records++;
+		}
+	}
+	free(all);
+	*out = r;
 	return 0;
 }

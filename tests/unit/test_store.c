@@ -1,0 +1,826 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store.c - cmocka tests of the store's core behaviour on real RocksDB:
+ * isolation between branches (parent/child both ways, siblings,
+ * grandchildren, deep chains), time travel (as-of reads, branches at a past
+ * seq, wall-clock to seq), file data edge cases (truncation across branch
+ * boundaries, partial-block writes, holes, offsets past 4 GiB), branch
+ * management, and close/reopen persistence.
+ *
+ * Directory operations live in test_store_dir.c, bad input in
+ * test_store_badinput.c, crash persistence and locking across processes in
+ * test_store_persist.c, fault injection in test_store_fault.c, and the
+ * randomized model check in test_store_model.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/test_store_common.h"
+
+#define BS STORE_BLOCK_SIZE
+
+/* ---- isolation ---- */
+
+static void test_store_isolation_parent_child(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c, g, h;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS);
+	c = tstore_branch(s, "child", fx->br);
+
+	/* child sees the parent's state at fork */
+	assert_int_equal(tstore_lookup(s, c, fx->root, "f"), f);
+	tstore_expect_pat(s, c, f, 1, 0, 3 * BS);
+
+	/* child -> parent: a write in the child is invisible in the parent */
+	tstore_write_pat(s, c, f, 2, BS + 17, 100);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 3 * BS);
+	tstore_expect_pat(s, c, f, 1, 0, BS + 17);
+	tstore_expect_pat(s, c, f, 2, BS + 17, 100);
+	tstore_expect_pat(s, c, f, 1, BS + 117, 2 * BS - 117);
+
+	/* parent -> child */
+	tstore_write_pat(s, fx->br, f, 3, 0, 10);
+	tstore_write_pat(s, fx->br, f, 3, 3 * BS, BS); /* extends */
+	assert_int_equal(tstore_size(s, fx->br, f), 4 * BS);
+	assert_int_equal(tstore_size(s, c, f), 3 * BS);
+	tstore_expect_pat(s, c, f, 1, 0, 10);
+
+	/* new files on each side stay on that side */
+	g = tstore_mkfile(s, c, fx->root, "only-child");
+	h = tstore_mkfile(s, fx->br, fx->root, "only-parent");
+	assert_int_not_equal(g, h);
+	assert_int_equal(tstore_lookup_rc(s, fx->br, STORE_SEQ_LATEST,
+					  fx->root, "only-child"),
+			 -ENOENT);
+	assert_int_equal(tstore_lookup_rc(s, c, STORE_SEQ_LATEST, fx->root,
+					  "only-parent"),
+			 -ENOENT);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "f,only-parent");
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "f,only-child");
+
+	/* attributes are isolated too */
+	{
+		struct store_attr a = tstore_attr(0), got;
+
+		a.mode = 0600;
+		assert_int_equal(store_setattr(s, c, f, &a, STORE_SET_MODE,
+					       NULL),
+				 0);
+		assert_int_equal(store_getattr(s, c, STORE_SEQ_LATEST, f, &got),
+				 0);
+		assert_int_equal(got.mode, S_IFREG | 0600);
+		assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, f,
+					       &got),
+				 0);
+		assert_int_equal(got.mode, S_IFREG | 0644);
+	}
+}
+
+static void test_store_isolation_siblings(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, a, b, fa, fb;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 2 * BS);
+	a = tstore_branch(s, "a", fx->br);
+	b = tstore_branch(s, "b", fx->br);
+	assert_int_not_equal(a, b);
+
+	tstore_write_pat(s, a, f, 10, 0, BS);
+	tstore_write_pat(s, b, f, 20, BS, BS);
+	tstore_expect_pat(s, a, f, 10, 0, BS);
+	tstore_expect_pat(s, a, f, 1, BS, BS);
+	tstore_expect_pat(s, b, f, 1, 0, BS);
+	tstore_expect_pat(s, b, f, 20, BS, BS);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 2 * BS);
+
+	/* same new name in both siblings: different inodes, contents */
+	fa = tstore_mkfile(s, a, fx->root, "new");
+	fb = tstore_mkfile(s, b, fx->root, "new");
+	assert_int_not_equal(fa, fb);
+	tstore_write_pat(s, a, fa, 30, 0, 500);
+	tstore_write_pat(s, b, fb, 40, 0, 700);
+	assert_int_equal(tstore_lookup(s, a, fx->root, "new"), fa);
+	assert_int_equal(tstore_lookup(s, b, fx->root, "new"), fb);
+	assert_int_equal(tstore_size(s, a, fa), 500);
+	assert_int_equal(tstore_size(s, b, fb), 700);
+	tstore_expect_pat(s, a, fa, 30, 0, 500);
+	tstore_expect_pat(s, b, fb, 40, 0, 700);
+	/* an inode created in a sibling does not exist in the other */
+	{
+		struct store_attr at;
+
+		assert_int_equal(store_getattr(s, a, STORE_SEQ_LATEST, fb, &at),
+				 -ENOENT);
+		assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, fa,
+					       &at),
+				 -ENOENT);
+	}
+
+	/* unlink in one sibling only */
+	assert_int_equal(store_unlink(s, a, fx->root, "f"), 0);
+	assert_int_equal(tstore_lookup(s, b, fx->root, "f"), f);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "f"), f);
+	TSTORE_LS_EQ(s, a, STORE_SEQ_LATEST, fx->root, "new");
+	TSTORE_LS_EQ(s, b, STORE_SEQ_LATEST, fx->root, "f,new");
+}
+
+static void test_store_isolation_grandchildren(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c, g1, g2;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 4 * BS);
+	c = tstore_branch(s, "c", fx->br);
+	tstore_write_pat(s, c, f, 2, BS, BS);
+	g1 = tstore_branch(s, "g1", c);
+	tstore_write_pat(s, c, f, 3, 2 * BS, BS); /* after g1 forked */
+	g2 = tstore_branch(s, "g2", c);
+	tstore_write_pat(s, g1, f, 4, 3 * BS, BS);
+	tstore_write_pat(s, fx->br, f, 5, 0, BS); /* root, after everything */
+
+	/* root */
+	tstore_expect_pat(s, fx->br, f, 5, 0, BS);
+	tstore_expect_pat(s, fx->br, f, 1, BS, 3 * BS);
+	/* c: own writes, root's state at fork */
+	tstore_expect_pat(s, c, f, 1, 0, BS);
+	tstore_expect_pat(s, c, f, 2, BS, BS);
+	tstore_expect_pat(s, c, f, 3, 2 * BS, BS);
+	tstore_expect_pat(s, c, f, 1, 3 * BS, BS);
+	/* g1: c before its later write, plus its own */
+	tstore_expect_pat(s, g1, f, 1, 0, BS);
+	tstore_expect_pat(s, g1, f, 2, BS, BS);
+	tstore_expect_pat(s, g1, f, 1, 2 * BS, BS);
+	tstore_expect_pat(s, g1, f, 4, 3 * BS, BS);
+	/* g2: c including the later write, not g1's */
+	tstore_expect_pat(s, g2, f, 1, 0, BS);
+	tstore_expect_pat(s, g2, f, 2, BS, BS);
+	tstore_expect_pat(s, g2, f, 3, 2 * BS, BS);
+	tstore_expect_pat(s, g2, f, 1, 3 * BS, BS);
+
+	/* ancestry and child counts */
+	{
+		struct store_branch_info *anc = NULL, bi;
+		size_t n = 0;
+
+		assert_int_equal(store_branch_ancestry(s, g2, &anc, &n), 0);
+		assert_int_equal(n, 3);
+		assert_int_equal(anc[0].id, g2);
+		assert_int_equal(anc[1].id, c);
+		assert_int_equal(anc[2].id, fx->br);
+		free(anc);
+		assert_int_equal(store_branch_get(s, c, &bi), 0);
+		assert_int_equal(bi.nchildren, 2);
+		assert_int_equal(store_branch_get(s, fx->br, &bi), 0);
+		assert_int_equal(bi.nchildren, 1);
+	}
+}
+
+/* A chain root -> b1 -> ... -> b10: at level i, write block i of a shared
+ * file, create file "l<i>" and unlink "u<i>" (created in root).  Level j
+ * must see exactly the levels <= j. */
+static void test_store_isolation_deep_chain(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	enum { DEPTH = 10 };
+	uint64_t br[DEPTH + 1], f;
+	char name[32];
+	int i, j;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "shared");
+	for (i = 0; i <= DEPTH; i++) {
+		snprintf(name, sizeof(name), "u%d", i);
+		tstore_mkfile(s, fx->br, fx->root, name);
+	}
+	br[0] = fx->br;
+	for (i = 0; i <= DEPTH; i++) {
+		if (i > 0) {
+			snprintf(name, sizeof(name), "b%d", i);
+			br[i] = tstore_branch(s, name, br[i - 1]);
+		}
+		tstore_write_pat(s, br[i], f, 100 + i, (uint64_t)i * BS, BS);
+		snprintf(name, sizeof(name), "l%d", i);
+		tstore_mkfile(s, br[i], fx->root, name);
+		snprintf(name, sizeof(name), "u%d", i);
+		assert_int_equal(store_unlink(s, br[i], fx->root, name), 0);
+	}
+	/* a later write at each level, after every descendant forked */
+	for (i = 0; i <= DEPTH; i++)
+		tstore_write_pat(s, br[i], f, 200 + i, (uint64_t)i * BS, 1);
+
+	for (j = 0; j <= DEPTH; j++) {
+		assert_int_equal(tstore_size(s, br[j], f),
+				 (uint64_t)(j + 1) * BS);
+		for (i = 0; i <= DEPTH; i++) {
+			int rc;
+
+			snprintf(name, sizeof(name), "l%d", i);
+			rc = tstore_lookup_rc(s, br[j], STORE_SEQ_LATEST,
+					      fx->root, name);
+			assert_int_equal(rc, i <= j ? 0 : -ENOENT);
+			snprintf(name, sizeof(name), "u%d", i);
+			rc = tstore_lookup_rc(s, br[j], STORE_SEQ_LATEST,
+					      fx->root, name);
+			assert_int_equal(rc, i <= j ? -ENOENT : 0);
+			if (i > j)
+				continue;
+			if (i == j) {
+				tstore_expect_pat(s, br[j], f, 200 + i,
+						  (uint64_t)i * BS, 1);
+				tstore_expect_pat(s, br[j], f, 100 + i,
+						  (uint64_t)i * BS + 1, BS - 1);
+			} else {
+				tstore_expect_pat(s, br[j], f, 100 + i,
+						  (uint64_t)i * BS, BS);
+			}
+		}
+	}
+	/* the deepest branch's ancestry is the whole chain */
+	{
+		struct store_branch_info *anc = NULL;
+		size_t n = 0;
+
+		assert_int_equal(store_branch_ancestry(s, br[DEPTH], &anc, &n),
+				 0);
+		assert_int_equal(n, DEPTH + 1);
+		for (i = 0; i <= DEPTH; i++)
+			assert_int_equal(anc[i].id, br[DEPTH - i]);
+		free(anc);
+	}
+}
+
+/* ---- time travel ---- */
+
+static void test_store_time_travel_overwrites(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	enum { N = 60 };
+	uint64_t seq[N], f, prev = 0;
+	const uint64_t off = 3 * BS - 100; /* straddles blocks 2 and 3 */
+	int i;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	for (i = 0; i < N; i++) {
+		/* every 10th write also extends the file */
+		tstore_write_pat(s, fx->br, f, 1000 + i, off, 300);
+		if (i % 10 == 9)
+			tstore_write_pat(s, fx->br, f, 5000 + i,
+					 4 * BS + (uint64_t)i * 100, 10);
+		seq[i] = store_seq_now(s);
+		assert_true(seq[i] > prev);
+		prev = seq[i];
+	}
+	for (i = 0; i < N; i++) {
+		uint64_t want_size = off + 300;
+		int k;
+
+		tstore_expect_pat_at(s, fx->br, seq[i], f, 1000 + i, off, 300);
+		for (k = 9; k <= i; k += 10)
+			want_size = 4 * BS + (uint64_t)k * 100 + 10;
+		assert_int_equal(tstore_size_at(s, fx->br, seq[i], f),
+				 want_size);
+		if (i >= 9) {
+			int last = ((i + 1) / 10) * 10 - 1;
+
+			tstore_expect_pat_at(s, fx->br, seq[i], f, 5000 + last,
+					     4 * BS + (uint64_t)last * 100, 10);
+		}
+	}
+	/* the head is the last write */
+	tstore_expect_pat(s, fx->br, f, 1000 + N - 1, off, 300);
+	/* a seq in the future is refused */
+	{
+		unsigned char b[4];
+
+		assert_int_equal(store_read(s, fx->br, store_seq_now(s) + 1000,
+					    f, b, sizeof(b), 0),
+				 -EINVAL);
+	}
+}
+
+/* A branch made at a past seq sees exactly that past. */
+static void test_store_time_travel_branch_at_seq(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t a, d, x, b, s1, c, y;
+	struct store_attr at;
+
+	a = tstore_mkfile(s, fx->br, fx->root, "a");
+	tstore_write_pat(s, fx->br, a, 1, 0, 2 * BS + 5);
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	x = tstore_mkfile(s, fx->br, d, "x");
+	tstore_write_pat(s, fx->br, x, 2, 0, 10);
+	s1 = store_seq_now(s);
+
+	/* change everything after s1 */
+	tstore_write_pat(s, fx->br, a, 3, BS, 4 * BS);
+	tstore_truncate(s, fx->br, x, 3);
+	assert_int_equal(store_unlink(s, fx->br, d, "x"), 0);
+	b = tstore_mkfile(s, fx->br, fx->root, "b");
+	y = tstore_mkfile(s, fx->br, d, "y");
+	assert_int_equal(store_rename(s, fx->br, fx->root, "a", d, "a2", 0),
+			 0);
+	(void)b;
+	(void)y;
+
+	c = tstore_branch_at(s, "past", fx->br, s1);
+	{
+		struct store_branch_info bi;
+
+		assert_int_equal(store_branch_get(s, c, &bi), 0);
+		assert_int_equal(bi.fork_seq, s1);
+	}
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "a,d");
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, d, "x");
+	assert_int_equal(tstore_lookup(s, c, fx->root, "a"), a);
+	assert_int_equal(tstore_lookup(s, c, d, "x"), x);
+	assert_int_equal(tstore_size(s, c, a), 2 * BS + 5);
+	assert_int_equal(tstore_size(s, c, x), 10);
+	tstore_expect_pat(s, c, a, 1, 0, 2 * BS + 5);
+	tstore_expect_pat(s, c, x, 2, 0, 10);
+	assert_int_equal(store_getattr(s, c, STORE_SEQ_LATEST, x, &at), 0);
+	assert_int_equal(at.nlink, 1);
+
+	/* the parent's head is the present */
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "b,d");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d, "a2,y");
+	/* and as-of reads of the parent at s1 agree with the branch */
+	TSTORE_LS_EQ(s, fx->br, s1, fx->root, "a,d");
+	TSTORE_LS_EQ(s, fx->br, s1, d, "x");
+	tstore_expect_pat_at(s, fx->br, s1, a, 1, 0, 2 * BS + 5);
+
+	/* the past branch is writable and independent */
+	tstore_write_pat(s, c, a, 9, 0, 10);
+	tstore_expect_pat(s, fx->br, a, 1, 0, 10);
+	tstore_expect_pat_at(s, fx->br, s1, a, 1, 0, 10);
+
+	/* at_seq in the future is refused */
+	{
+		struct store_branch_create_args args =
+			tstore_args("future", fx->br, store_seq_now(s) + 100);
+		struct store_branch_info bi;
+
+		assert_int_equal(store_branch_create(s, &args, &bi), -EINVAL);
+	}
+}
+
+static void test_store_time_travel_seq_at_time(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, sa, sb, sq;
+	int64_t t;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	sa = store_seq_now(s);
+	tstore_sleep_ms(1100);
+	t = tstore_now_ns();
+	tstore_sleep_ms(1100);
+	tstore_write_pat(s, fx->br, f, 2, 0, 100);
+	sb = store_seq_now(s);
+
+	assert_int_equal(store_seq_at_time(s, t, &sq), 0);
+	assert_true(sq >= sa);
+	assert_true(sq < sb);
+	tstore_expect_pat_at(s, fx->br, sq, f, 1, 0, 100);
+	tstore_expect_pat_at(s, fx->br, sb, f, 2, 0, 100);
+
+	/* a moment after the second write maps to a seq that shows it */
+	tstore_sleep_ms(1100);
+	assert_int_equal(store_seq_at_time(s, tstore_now_ns(), &sq), 0);
+	assert_true(sq >= sb);
+	tstore_expect_pat_at(s, fx->br, sq, f, 2, 0, 100);
+
+	assert_true(store_oldest_time(s) <= t);
+	assert_int_equal(store_seq_at_time(s, tstore_now_ns() +
+						      3600ll * 1000000000ll,
+					   &sq),
+			 -EINVAL);
+	assert_int_equal(store_seq_at_time(s, 1, &sq), -ERANGE);
+
+	/* a branch at that moment sees the first content */
+	assert_int_equal(store_seq_at_time(s, t, &sq), 0);
+	{
+		uint64_t c = tstore_branch_at(s, "then", fx->br, sq);
+
+		tstore_expect_pat(s, c, f, 1, 0, 100);
+	}
+}
+
+/* ---- file data ---- */
+
+static void test_store_truncate_child_then_extend_zeros(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 4 * BS);
+	c = tstore_branch(s, "c", fx->br);
+
+	tstore_truncate(s, c, f, 100);
+	assert_int_equal(tstore_size(s, c, f), 100);
+	tstore_truncate(s, c, f, 4 * BS);
+	assert_int_equal(tstore_size(s, c, f), 4 * BS);
+	tstore_expect_pat(s, c, f, 1, 0, 100);
+	tstore_expect_zero(s, c, f, 100, 4 * BS - 100);
+	/* the parent keeps everything */
+	tstore_expect_pat(s, fx->br, f, 1, 0, 4 * BS);
+
+	/* shrink to zero, then extend by writing past the old end */
+	tstore_truncate(s, c, f, 0);
+	tstore_write_pat(s, c, f, 7, 5 * BS + 3, 10);
+	assert_int_equal(tstore_size(s, c, f), 5 * BS + 13);
+	tstore_expect_zero(s, c, f, 0, 5 * BS + 3);
+	tstore_expect_pat(s, c, f, 7, 5 * BS + 3, 10);
+
+	/* a grandchild of the truncated child also reads zeros */
+	{
+		uint64_t g = tstore_branch(s, "g", c);
+
+		tstore_expect_zero(s, g, f, 0, 5 * BS + 3);
+		tstore_truncate(s, g, f, 8 * BS);
+		tstore_expect_zero(s, g, f, 5 * BS + 13, 3 * BS - 13);
+	}
+	tstore_expect_pat(s, fx->br, f, 1, 0, 4 * BS);
+}
+
+static void test_store_truncate_unaligned_then_extend(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS);
+	/* same branch: cut in the middle of block 1, extend with truncate */
+	tstore_truncate(s, fx->br, f, BS + 1000);
+	tstore_truncate(s, fx->br, f, 3 * BS);
+	tstore_expect_pat(s, fx->br, f, 1, 0, BS + 1000);
+	tstore_expect_zero(s, fx->br, f, BS + 1000, 2 * BS - 1000);
+
+	/* across a branch: parent rewrites, child cuts mid-block, extends
+	 * with a write inside the same block */
+	tstore_write_pat(s, fx->br, f, 2, 0, 3 * BS);
+	c = tstore_branch(s, "c", fx->br);
+	tstore_truncate(s, c, f, 2 * BS + 10);
+	tstore_write_pat(s, c, f, 3, 2 * BS + 4000, 20);
+	tstore_expect_pat(s, c, f, 2, 0, 2 * BS + 10);
+	tstore_expect_zero(s, c, f, 2 * BS + 10, 3990);
+	tstore_expect_pat(s, c, f, 3, 2 * BS + 4000, 20);
+	assert_int_equal(tstore_size(s, c, f), 2 * BS + 4020);
+	tstore_expect_pat(s, fx->br, f, 2, 0, 3 * BS);
+
+	/* truncate to the same size is a no-op for the data */
+	tstore_truncate(s, c, f, 2 * BS + 4020);
+	tstore_expect_pat(s, c, f, 3, 2 * BS + 4000, 20);
+}
+
+/* Unaligned, overlapping writes (read-modify-write of partial blocks),
+ * checked against an in-memory copy; then the same in a child, whose
+ * partial writes must keep the parent's bytes around them. */
+static void test_store_partial_block_writes(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	enum { SZ = 6 * BS };
+	static unsigned char model[SZ], pmodel[SZ], buf[SZ];
+	uint64_t f, c, size = 0, psize;
+	uint32_t rs = 12345;
+	int i;
+
+	memset(model, 0, sizeof(model));
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	for (i = 0; i < 200; i++) {
+		size_t off, len;
+
+		rs = rs * 1103515245u + 12345u;
+		off = (rs >> 8) % (SZ - 1);
+		rs = rs * 1103515245u + 12345u;
+		len = 1 + (rs >> 8) % (i % 3 ? 300 : 3 * BS);
+		if (off + len > SZ)
+			len = SZ - off;
+		tstore_fill(buf, len, (uint32_t)i, off);
+		tstore_write(s, fx->br, f, buf, len, off);
+		memcpy(model + off, buf, len);
+		if (off + len > size)
+			size = off + len;
+	}
+	assert_int_equal(tstore_size(s, fx->br, f), size);
+	tstore_expect(s, fx->br, f, model, size, 0);
+
+	memcpy(pmodel, model, sizeof(model));
+	psize = size;
+	c = tstore_branch(s, "c", fx->br);
+	for (i = 0; i < 100; i++) {
+		size_t off, len;
+
+		rs = rs * 1103515245u + 12345u;
+		off = (rs >> 8) % (SZ - 1);
+		len = 1 + (rs >> 3) % 50;
+		if (off + len > SZ)
+			len = SZ - off;
+		tstore_fill(buf, len, 1000u + (uint32_t)i, off);
+		tstore_write(s, c, f, buf, len, off);
+		memcpy(model + off, buf, len);
+		if (off + len > size)
+			size = off + len;
+	}
+	tstore_expect(s, c, f, model, size, 0);
+	tstore_expect(s, fx->br, f, pmodel, psize, 0);
+	/* reads at unaligned offsets and lengths */
+	for (i = 0; i < 50; i++) {
+		size_t off = ((size_t)i * 7919) % size;
+		size_t len = 1 + ((size_t)i * 104729) % (2 * BS);
+
+		if (off + len > size)
+			len = size - off;
+		tstore_expect(s, c, f, model + off, len, off);
+	}
+}
+
+static void test_store_holes_read_zero(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	unsigned char b[64];
+	uint64_t f;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	assert_int_equal(tstore_size(s, fx->br, f), 0);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b,
+				    sizeof(b), 0),
+			 0);
+	tstore_write_pat(s, fx->br, f, 1, 10 * BS + 5, 20);
+	assert_int_equal(tstore_size(s, fx->br, f), 10 * BS + 25);
+	tstore_expect_zero(s, fx->br, f, 0, 10 * BS + 5);
+	tstore_expect_pat(s, fx->br, f, 1, 10 * BS + 5, 20);
+	/* short read at the end, nothing past it */
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b,
+				    sizeof(b), 10 * BS + 20),
+			 5);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b,
+				    sizeof(b), 10 * BS + 25),
+			 0);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b,
+				    sizeof(b), 1ull << 40),
+			 0);
+	/* extending with truncate makes a hole too */
+	tstore_truncate(s, fx->br, f, 20 * BS);
+	tstore_expect_zero(s, fx->br, f, 10 * BS + 25, 10 * BS - 25);
+	/* writing zeros reads back zeros (an all-zero block is not special) */
+	{
+		static unsigned char z[2 * BS];
+
+		tstore_write_pat(s, fx->br, f, 2, 0, 2 * BS);
+		tstore_write(s, fx->br, f, z, sizeof(z), 0);
+		tstore_expect_zero(s, fx->br, f, 0, 2 * BS);
+		/* in a child, zeros over the parent's data stay zeros */
+		tstore_write_pat(s, fx->br, f, 3, 0, 2 * BS);
+		{
+			uint64_t c = tstore_branch(s, "c", fx->br);
+
+			tstore_write(s, c, f, z, sizeof(z), 0);
+			tstore_expect_zero(s, c, f, 0, 2 * BS);
+			tstore_expect_pat(s, fx->br, f, 3, 0, 2 * BS);
+		}
+	}
+}
+
+static void test_store_large_offset(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	const uint64_t off = (5ull << 30) + 123;
+	unsigned char b[16];
+	uint64_t f, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "big");
+	tstore_write_pat(s, fx->br, f, 1, off, 3 * BS);
+	assert_int_equal(tstore_size(s, fx->br, f), off + 3 * BS);
+	tstore_expect_pat(s, fx->br, f, 1, off, 3 * BS);
+	/* holes around 4 GiB (32-bit wrap of a block index would alias) */
+	tstore_expect_zero(s, fx->br, f, (4ull << 30) - 100, 200);
+	tstore_expect_zero(s, fx->br, f, 123, 3 * BS);
+	tstore_expect_zero(s, fx->br, f, off - 1000, 1000);
+	/* a second write at the same offset mod 4 GiB must not alias */
+	tstore_write_pat(s, fx->br, f, 2, off - (4ull << 30), 100);
+	tstore_expect_pat(s, fx->br, f, 1, off, 3 * BS);
+	tstore_expect_pat(s, fx->br, f, 2, off - (4ull << 30), 100);
+
+	c = tstore_branch(s, "c", fx->br);
+	tstore_truncate(s, c, f, off + 10);
+	tstore_truncate(s, c, f, off + 3 * BS);
+	tstore_expect_pat(s, c, f, 1, off, 10);
+	tstore_expect_zero(s, c, f, off + 10, 3 * BS - 10);
+	tstore_expect_pat(s, fx->br, f, 1, off, 3 * BS);
+
+	/* the largest offset */
+	assert_int_equal(store_write(s, fx->br, f, b, sizeof(b),
+				     (uint64_t)INT64_MAX, NULL),
+			 -EFBIG);
+	assert_int_equal(tstore_size(s, fx->br, f), off + 3 * BS);
+}
+
+static void test_store_write_sets_mtime(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct timespec ts = { 1700000000, 123456789 };
+	struct store_attr a;
+	uint64_t f;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	assert_int_equal(store_write(s, fx->br, f, "abc", 3, 0, &ts), 3);
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, f, &a), 0);
+	assert_int_equal(a.mtime.tv_sec, ts.tv_sec);
+	assert_int_equal(a.mtime.tv_nsec, ts.tv_nsec);
+	assert_int_equal(a.size, 3);
+}
+
+/* ---- branch management ---- */
+
+static void test_store_branch_delete_rename_list(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_info bi, *list = NULL;
+	uint64_t c, g, c2, f;
+	size_t n = 0;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	c = tstore_branch(s, "zeta", fx->br);
+	g = tstore_branch(s, "alpha", c);
+	tstore_write_pat(s, g, f, 2, 0, 100);
+
+	assert_int_equal(store_branch_list(s, &list, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].name, "alpha");
+	assert_string_equal(list[1].name, "root");
+	assert_string_equal(list[2].name, "zeta");
+	free(list);
+
+	assert_int_equal(store_branch_delete(s, c), -ENOTEMPTY);
+	assert_int_equal(store_branch_delete(s, g), 0);
+	assert_int_equal(store_branch_get(s, g, &bi), -ENOENT);
+	assert_int_equal(store_branch_lookup(s, "alpha", &bi), -ENOENT);
+	{
+		unsigned char b[4];
+
+		assert_int_equal(store_read(s, g, STORE_SEQ_LATEST, f, b, 4, 0),
+				 -ENOENT);
+	}
+	assert_int_equal(store_branch_get(s, c, &bi), 0);
+	assert_int_equal(bi.nchildren, 0);
+	assert_int_equal(store_branch_delete(s, c), 0);
+
+	/* names are reusable, ids are not */
+	c2 = tstore_branch(s, "zeta", fx->br);
+	assert_int_not_equal(c2, c);
+	assert_int_not_equal(c2, g);
+	tstore_expect_pat(s, c2, f, 1, 0, 100);
+
+	assert_int_equal(store_branch_rename(s, c2, "omega"), 0);
+	assert_int_equal(store_branch_lookup(s, "omega", &bi), 0);
+	assert_int_equal(bi.id, c2);
+	assert_int_equal(store_branch_lookup(s, "zeta", &bi), -ENOENT);
+	assert_int_equal(store_branch_rename(s, c2, "root"), -EEXIST);
+	assert_int_equal(store_branch_rename(s, c2, "a/b"), -EINVAL);
+	tstore_expect_pat(s, c2, f, 1, 0, 100);
+}
+
+static void test_store_branch_reset(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_info bi;
+	uint64_t f, c, n;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	c = tstore_branch(s, "c", fx->br);
+	tstore_write_pat(s, c, f, 2, 0, 50);
+	n = tstore_mkfile(s, c, fx->root, "new");
+	(void)n;
+	tstore_write_pat(s, fx->br, f, 3, 50, 100);
+
+	assert_int_equal(store_branch_reset(s, c, NULL), 0);
+	assert_int_equal(store_branch_get(s, c, &bi), 0);
+	assert_int_equal(bi.id, c);
+	assert_string_equal(bi.name, "c");
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "f");
+	assert_int_equal(tstore_size(s, c, f), 150);
+	tstore_expect_pat(s, c, f, 1, 0, 50);
+	tstore_expect_pat(s, c, f, 3, 50, 100);
+	/* writable again after the reset, isolated as before */
+	tstore_write_pat(s, c, f, 4, 0, 10);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 10);
+	assert_int_equal(store_branch_reset(s, fx->br, NULL), -EINVAL);
+	tstore_branch(s, "cc", c);
+	assert_int_equal(store_branch_reset(s, c, NULL), -ENOTEMPTY);
+}
+
+/* ---- persistence ---- */
+
+static void test_store_persist_close_reopen(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t f, d, x, c, s1, seq_before, l;
+	struct store_branch_info bi;
+	char target[64];
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * BS + 7);
+	s1 = store_seq_now(fx->s);
+	tstore_write_pat(fx->s, fx->br, f, 2, BS, 10);
+	d = tstore_mkdir(fx->s, fx->br, fx->root, "d");
+	x = tstore_mkfile(fx->s, fx->br, d, "x");
+	tstore_write_pat(fx->s, fx->br, x, 3, (5ull << 30) + 123, 50);
+	l = tstore_mknod(fx->s, fx->br, d, "lnk", S_IFLNK | 0777, "../f");
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 4, 0, 5);
+	assert_int_equal(store_unlink(fx->s, c, d, "x"), 0);
+	seq_before = store_seq_now(fx->s);
+
+	tstore_fx_reopen(fx);
+
+	assert_true(store_seq_now(fx->s) >= seq_before);
+	assert_int_equal(store_branch_lookup(fx->s, "c", &bi), 0);
+	assert_int_equal(bi.id, c);
+	assert_int_equal(bi.parent_id, fx->br);
+	assert_int_equal(tstore_root(fx->s, fx->br), fx->root);
+	TSTORE_LS_EQ(fx->s, fx->br, STORE_SEQ_LATEST, fx->root, "d,f");
+	TSTORE_LS_EQ(fx->s, fx->br, STORE_SEQ_LATEST, d, "lnk,x");
+	TSTORE_LS_EQ(fx->s, c, STORE_SEQ_LATEST, d, "lnk");
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, BS);
+	tstore_expect_pat(fx->s, fx->br, f, 2, BS, 10);
+	tstore_expect_pat(fx->s, fx->br, f, 1, BS + 10, 2 * BS - 3);
+	tstore_expect_pat_at(fx->s, fx->br, s1, f, 1, 0, 3 * BS + 7);
+	tstore_expect_pat(fx->s, c, f, 4, 0, 5);
+	tstore_expect_pat(fx->s, fx->br, x, 3, (5ull << 30) + 123, 50);
+	assert_int_equal(tstore_size(fx->s, fx->br, x), (5ull << 30) + 173);
+	assert_int_equal(store_readlink(fx->s, fx->br, STORE_SEQ_LATEST, l,
+					target, sizeof(target)),
+			 4);
+	assert_string_equal(target, "../f");
+
+	/* new seqs and inode numbers continue after the old ones */
+	{
+		uint64_t n = tstore_mkfile(fx->s, fx->br, fx->root, "after");
+
+		assert_true(n > f && n > d && n > x && n > l);
+		tstore_write_pat(fx->s, fx->br, f, 5, 0, 10);
+		assert_true(store_seq_now(fx->s) > seq_before);
+		tstore_expect_pat_at(fx->s, fx->br, s1, f, 1, 0, 10);
+		tstore_expect_pat_at(fx->s, fx->br, seq_before, f, 2, BS, 10);
+	}
+	/* and a second reopen still agrees */
+	tstore_fx_reopen(fx);
+	tstore_expect_pat(fx->s, fx->br, f, 5, 0, 10);
+	tstore_expect_pat(fx->s, c, f, 4, 0, 5);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
+					     tstore_fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_store_isolation_parent_child),
+		T(test_store_isolation_siblings),
+		T(test_store_isolation_grandchildren),
+		T(test_store_isolation_deep_chain),
+		T(test_store_time_travel_overwrites),
+		T(test_store_time_travel_branch_at_seq),
+		T(test_store_time_travel_seq_at_time),
+		T(test_store_truncate_child_then_extend_zeros),
+		T(test_store_truncate_unaligned_then_extend),
+		T(test_store_partial_block_writes),
+		T(test_store_holes_read_zero),
+		T(test_store_large_offset),
+		T(test_store_write_sets_mtime),
+		T(test_store_branch_delete_rename_list),
+		T(test_store_branch_reset),
+		T(test_store_persist_close_reopen),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store_badinput.c - cmocka tests feeding the store bad input: bad
+ * names, unknown branches and inodes, seqs in the future or before a
+ * branch existed, deleting a branch with children, duplicate names, and
+ * store_open() on directories that are missing or are not stores.  Each
+ * must fail with the documented errno and leave the store usable.
+ *
+ * Locking against a second handle or process is in test_store_persist.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/test_store_common.h"
+
+struct tstore_badname {
+	const char *name;
+	int err;
+};
+
+static char tstore_name255[STORE_NAME_MAX + 1];
+static char tstore_name256[STORE_NAME_MAX + 2];
+
+static const struct tstore_badname *tstore_badnames(void)
+{
+	static struct tstore_badname t[8];
+
+	memset(tstore_name255, 'n', STORE_NAME_MAX);
+	memset(tstore_name256, 'n', STORE_NAME_MAX + 1);
+	t[0] = (struct tstore_badname){ "", -EINVAL };
+	t[1] = (struct tstore_badname){ ".", -EINVAL };
+	t[2] = (struct tstore_badname){ "..", -EINVAL };
+	t[3] = (struct tstore_badname){ "a/b", -EINVAL };
+	t[4] = (struct tstore_badname){ "/", -EINVAL };
+	t[5] = (struct tstore_badname){ "trailing/", -EINVAL };
+	t[6] = (struct tstore_badname){ tstore_name256, -ENAMETOOLONG };
+	t[7] = (struct tstore_badname){ NULL, 0 };
+	return t;
+}
+
+static void test_store_badinput_name_check(void **state)
+{
+	const struct tstore_badname *t = tstore_badnames();
+
+	(void)state;
+	for (; t->name; t++)
+		assert_int_equal(store_name_check(t->name), t->err);
+	assert_int_equal(store_name_check(tstore_name255), 0);
+	assert_int_equal(store_name_check("..."), 0);
+	assert_int_equal(store_name_check(".hidden"), 0);
+	assert_int_equal(store_name_check("a b\tc"), 0);
+	assert_int_equal(store_name_check("\xc3\xa9t\xc3\xa9"), 0);
+}
+
+static void test_store_badinput_entry_names(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	const struct tstore_badname *t = tstore_badnames();
+	struct store_attr a = tstore_attr(S_IFREG | 0644);
+	uint64_t f, d, ino;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	for (; t->name; t++) {
+		int rc;
+
+		assert_int_equal(store_create(s, fx->br, fx->root, t->name, &a,
+					      NULL, &ino, NULL),
+				 t->err);
+		assert_int_equal(store_link(s, fx->br, f, d, t->name, NULL),
+				 t->err);
+		assert_int_equal(store_rename(s, fx->br, fx->root, "f", d,
+					      t->name, 0),
+				 t->err);
+		rc = store_lookup(s, fx->br, STORE_SEQ_LATEST, fx->root,
+				  t->name, &ino);
+		assert_true(rc == t->err || rc == -ENOENT);
+		rc = store_unlink(s, fx->br, fx->root, t->name);
+		assert_true(rc == t->err || rc == -ENOENT);
+		rc = store_rmdir(s, fx->br, fx->root, t->name);
+		assert_true(rc == t->err || rc == -ENOENT || rc == -EBUSY ||
+			    rc == -ENOTEMPTY);
+	}
+	/* nothing changed */
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d,f");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d, "");
+	/* the longest name works */
+	ino = tstore_mkfile(s, fx->br, d, tstore_name255);
+	assert_int_equal(tstore_lookup(s, fx->br, d, tstore_name255), ino);
+	/* type-less or symlink-without-target creates fail */
+	a.mode = 0644;
+	assert_int_equal(store_create(s, fx->br, fx->root, "notype", &a, NULL,
+				      &ino, NULL),
+			 -EINVAL);
+	a.mode = S_IFLNK | 0777;
+	assert_int_equal(store_create(s, fx->br, fx->root, "notarget", &a,
+				      NULL, &ino, NULL),
+			 -EINVAL);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d,f");
+}
+
+static void test_store_badinput_branch_names(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	const struct tstore_badname *t = tstore_badnames();
+	struct store_branch_info bi;
+	size_t n = 0;
+	struct store_branch_info *list = NULL;
+
+	for (; t->name; t++) {
+		struct store_branch_create_args a =
+			tstore_args(t->name, fx->br, STORE_SEQ_LATEST);
+
+		assert_int_equal(store_branch_create(s, &a, &bi), t->err);
+		a.parent_id = 0;
+		assert_int_equal(store_branch_create(s, &a, &bi), t->err);
+		assert_int_equal(store_branch_rename(s, fx->br, t->name),
+				 t->err);
+	}
+	assert_int_equal(store_branch_list(s, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].name, "root");
+	free(list);
+	tstore_branch(s, tstore_name255, fx->br);
+}
+
+static void test_store_badinput_unknown_ids(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_create_args a =
+		tstore_args("c", 4242, STORE_SEQ_LATEST);
+	struct store_attr at = tstore_attr(S_IFREG | 0644);
+	struct store_branch_info bi;
+	struct store_dirent *d;
+	struct store_usage u;
+	const uint64_t nob = 4242, noino = 1ull << 30;
+	char buf[16];
+	uint64_t ino, f;
+	size_t n;
+	int rc;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	assert_int_equal(store_branch_create(s, &a, &bi), -ENOENT);
+	assert_int_equal(store_branch_get(s, nob, &bi), -ENOENT);
+	rc = store_branch_get(s, 0, &bi);
+	assert_true(rc == -ENOENT || rc == -EINVAL);
+	rc = store_branch_get(s, STORE_BRANCH_ID_MAX + 1, &bi);
+	assert_true(rc == -ENOENT || rc == -EINVAL);
+	assert_int_equal(store_branch_lookup(s, "nope", &bi), -ENOENT);
+	assert_int_equal(store_branch_delete(s, nob), -ENOENT);
+	assert_int_equal(store_branch_rename(s, nob, "x"), -ENOENT);
+	assert_int_equal(store_branch_reset(s, nob, NULL), -ENOENT);
+	{
+		struct store_branch_info *anc = NULL;
+
+		assert_int_equal(store_branch_ancestry(s, nob, &anc, &n),
+				 -ENOENT);
+		assert_null(anc);
+	}
+	assert_int_equal(store_branch_usage(s, nob, &u), -ENOENT);
+
+	/* unknown branch in every inode/data call */
+	assert_int_equal(store_create(s, nob, fx->root, "x", &at, NULL, &ino,
+				      NULL),
+			 -ENOENT);
+	assert_int_equal(store_getattr(s, nob, STORE_SEQ_LATEST, fx->root, &at),
+			 -ENOENT);
+	assert_int_equal(store_lookup(s, nob, STORE_SEQ_LATEST, fx->root, "f",
+				      &ino),
+			 -ENOENT);
+	assert_int_equal(store_readdir(s, nob, STORE_SEQ_LATEST, fx->root, &d,
+				       &n),
+			 -ENOENT);
+	assert_int_equal(store_read(s, nob, STORE_SEQ_LATEST, f, buf, 4, 0),
+			 -ENOENT);
+	assert_int_equal(store_write(s, nob, f, "x", 1, 0, NULL), -ENOENT);
+	assert_int_equal(store_unlink(s, nob, fx->root, "f"), -ENOENT);
+
+	/* unknown inode in a known branch */
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, noino, &at),
+			 -ENOENT);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, noino, buf, 4,
+				    0),
+			 -ENOENT);
+	assert_int_equal(store_write(s, fx->br, noino, "x", 1, 0, NULL),
+			 -ENOENT);
+	assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, noino, &d,
+				       &n),
+			 -ENOENT);
+	assert_int_equal(store_link(s, fx->br, noino, fx->root, "l", NULL),
+			 -ENOENT);
+	assert_int_equal(store_setattr(s, fx->br, noino, &at, STORE_SET_MODE,
+				       NULL),
+			 -ENOENT);
+	rc = store_getattr(s, fx->br, STORE_SEQ_LATEST, STORE_INO_MAX + 1, &at);
+	assert_true(rc == -ENOENT || rc == -EINVAL);
+	/* the write to an unknown inode created nothing */
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, noino, &at),
+			 -ENOENT);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "f");
+}
+
+static void test_store_badinput_seqs(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	struct store_attr at;
+	struct store_dirent *d;
+	uint64_t f, before, c, now, ino;
+	char buf[8];
+	size_t n;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 10);
+	before = store_seq_now(s);
+	tstore_write_pat(s, fx->br, f, 2, 0, 10);
+	c = tstore_branch(s, "c", fx->br);
+	now = store_seq_now(s);
+
+	/* future seqs */
+	a = tstore_args("future", fx->br, now + 1);
+	assert_int_equal(store_branch_create(s, &a, &bi), -EINVAL);
+	a.at_seq = STORE_SEQ_LATEST - 1;
+	assert_int_equal(store_branch_create(s, &a, &bi), -EINVAL);
+	assert_int_equal(store_read(s, fx->br, now + 1, f, buf, 4, 0), -EINVAL);
+	assert_int_equal(store_getattr(s, fx->br, now + 1, f, &at), -EINVAL);
+	assert_int_equal(store_lookup(s, fx->br, now + 1, fx->root, "f", &ino),
+			 -EINVAL);
+	assert_int_equal(store_readdir(s, fx->br, now + 1, fx->root, &d, &n),
+			 -EINVAL);
+	/* a seq before the parent branch existed */
+	a = tstore_args("tooold", c, before);
+	assert_int_equal(store_branch_create(s, &a, &bi), -ERANGE);
+	/* and none of them created anything */
+	assert_int_equal(store_branch_lookup(s, "future", &bi), -ENOENT);
+	assert_int_equal(store_branch_lookup(s, "tooold", &bi), -ENOENT);
+	assert_int_equal(store_branch_get(s, c, &bi), 0);
+	assert_int_equal(bi.nchildren, 0);
+	/* the present and the parent's past are fine */
+	tstore_branch_at(s, "ok1", c, store_seq_now(s));
+	tstore_branch_at(s, "ok2", fx->br, before);
+}
+
+static void test_store_badinput_branch_tree(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	uint64_t c, g, r2;
+
+	c = tstore_branch(s, "c", fx->br);
+	g = tstore_branch(s, "g", c);
+	assert_int_equal(store_branch_delete(s, fx->br), -ENOTEMPTY);
+	assert_int_equal(store_branch_delete(s, c), -ENOTEMPTY);
+	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
+	assert_int_equal(store_branch_create(s, &a, &bi), -EEXIST);
+	a = tstore_args("g", 0, STORE_SEQ_LATEST);
+	assert_int_equal(store_branch_create(s, &a, &bi), -EEXIST);
+	assert_int_equal(store_branch_rename(s, c, "g"), -EEXIST);
+	/* renaming to its own name is harmless */
+	{
+		int rc = store_branch_rename(s, c, "c");
+
+		assert_true(rc == 0 || rc == -EEXIST);
+	}
+	/* a second root branch is its own tree */
+	r2 = tstore_branch(s, "r2", 0);
+	assert_int_equal(store_branch_get(s, r2, &bi), 0);
+	assert_int_equal(bi.parent_id, 0);
+	assert_int_not_equal(bi.root_ino, 0);
+	TSTORE_LS_EQ(s, r2, STORE_SEQ_LATEST, bi.root_ino, "");
+	assert_int_equal(store_branch_delete(s, g), 0);
+	assert_int_equal(store_branch_delete(s, g), -ENOENT);
+	assert_int_equal(store_branch_delete(s, c), 0);
+	assert_int_equal(store_branch_delete(s, fx->br), 0);
+	assert_int_equal(store_branch_get(s, r2, &bi), 0);
+}
+
+/* ---- store_open on bad directories (no fixture store) ---- */
+
+static void test_store_badinput_open_missing_dir(void **state)
+{
+	char dir[64], path[128];
+	struct store *s = NULL;
+
+	(void)state;
+	tstore_mkdtemp(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	assert_int_equal(tstore_open_dir(path, false, NULL, &s), -ENOENT);
+	assert_null(s);
+	/* with create it is made */
+	assert_int_equal(tstore_open_dir(path, true, NULL, &s), 0);
+	assert_non_null(s);
+	tstore_branch(s, "main", 0);
+	assert_int_equal(store_close(s), 0);
+	s = NULL;
+	assert_int_equal(tstore_open_dir(path, false, NULL, &s), 0);
+	{
+		struct store_branch_info bi;
+
+		assert_int_equal(store_branch_lookup(s, "main", &bi), 0);
+	}
+	assert_int_equal(store_close(s), 0);
+	tstore_rmrf(dir);
+}
+
+static void test_store_badinput_open_not_a_store(void **state)
+{
+	char dir[64], path[160];
+	unsigned char junk[4096];
+	struct store *s = NULL;
+	int i, fd;
+
+	(void)state;
+	tstore_mkdtemp(dir, sizeof(dir));
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/junk%d", dir, i);
+		fd = open(path, O_CREAT | O_WRONLY, 0644);
+		assert_true(fd >= 0);
+		tstore_fill(junk, sizeof(junk), (uint32_t)i, 0);
+		assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/CURRENT", dir); /* looks like rocksdb */
+	fd = open(path, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "garbage\n", 8), 8);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/subdir", dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+
+	assert_int_equal(tstore_open_dir(dir, false, NULL, &s), -EMEDIUMTYPE);
+	assert_null(s);
+	assert_int_equal(tstore_open_dir(dir, true, NULL, &s), -EMEDIUMTYPE);
+	assert_null(s);
+	/* nothing was added to or removed from the directory */
+	{
+		int count = 0;
+		char cmd[128];
+		FILE *p;
+
+		snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		assert_int_equal(fscanf(p, "%d", &count), 1);
+		pclose(p);
+		assert_int_equal(count, 5);
+	}
+	tstore_rmrf(dir);
+}
+
+/* A path naming a regular file is not a store either. */
+static void test_store_badinput_open_path_is_file(void **state)
+{
+	char dir[64], path[128];
+	struct store *s = NULL;
+	int fd, rc;
+
+	(void)state;
+	tstore_mkdtemp(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/file", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	rc = tstore_open_dir(path, true, NULL, &s);
+	assert_true(rc == -ENOTDIR || rc == -EMEDIUMTYPE || rc == -EEXIST);
+	assert_null(s);
+	tstore_rmrf(dir);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
+					     tstore_fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_badinput_name_check),
+		T(test_store_badinput_entry_names),
+		T(test_store_badinput_branch_names),
+		T(test_store_badinput_unknown_ids),
+		T(test_store_badinput_seqs),
+		T(test_store_badinput_branch_tree),
+		cmocka_unit_test(test_store_badinput_open_missing_dir),
+		cmocka_unit_test(test_store_badinput_open_not_a_store),
+		cmocka_unit_test(test_store_badinput_open_path_is_file),
+	};
+
+	return cmocka_run_group_tests_name("store_badinput", tests, NULL, NULL);
+}

@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store_dir.c - cmocka tests of the store's directory operations on
+ * real RocksDB: create/lookup/readdir merged through branch ancestry with
+ * tombstones, rename (within and across directories, replacing, NOREPLACE,
+ * EXCHANGE), rmdir, hard links and link counts, symlinks, unlinked-but-open
+ * inodes, and drop_names at branch creation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/test_store_common.h"
+
+static uint32_t tstore_nlink(struct store *s, uint64_t br, uint64_t ino)
+{
+	struct store_attr a;
+
+	assert_int_equal(store_getattr(s, br, STORE_SEQ_LATEST, ino, &a), 0);
+	return a.nlink;
+}
+
+static void test_store_dir_create_lookup_readdir(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_dirent *d = NULL;
+	struct store_attr a = tstore_attr(S_IFREG | 0640), out;
+	uint64_t f, sub, fifo, ino;
+	size_t n = 0;
+
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "");
+	assert_int_equal(store_create(s, fx->br, fx->root, "file", &a, NULL, &f,
+				      &out),
+			 0);
+	assert_int_equal(out.mode, S_IFREG | 0640);
+	assert_int_equal(out.nlink, 1);
+	assert_int_equal(out.size, 0);
+	assert_int_equal(out.uid, a.uid);
+	sub = tstore_mkdir(s, fx->br, fx->root, "sub");
+	fifo = tstore_mknod(s, fx->br, fx->root, "fifo", S_IFIFO | 0600, NULL);
+	tstore_mknod(s, fx->br, sub, "inner", S_IFREG | 0600, NULL);
+
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "file"), f);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "sub"), sub);
+	assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, fx->root,
+				       &d, &n),
+			 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(d[0].name, "fifo");
+	assert_int_equal(d[0].ino, fifo);
+	assert_int_equal(d[0].mode, S_IFIFO);
+	assert_string_equal(d[1].name, "file");
+	assert_int_equal(d[1].ino, f);
+	assert_int_equal(d[1].mode, S_IFREG);
+	assert_string_equal(d[2].name, "sub");
+	assert_int_equal(d[2].mode, S_IFDIR);
+	free(d);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, sub, "inner");
+
+	/* errors */
+	assert_int_equal(store_create(s, fx->br, fx->root, "file", &a, NULL,
+				      &ino, NULL),
+			 -EEXIST);
+	assert_int_equal(store_create(s, fx->br, fx->root, "sub", &a, NULL,
+				      &ino, NULL),
+			 -EEXIST);
+	assert_int_equal(store_create(s, fx->br, f, "x", &a, NULL, &ino, NULL),
+			 -ENOTDIR);
+	assert_int_equal(store_lookup(s, fx->br, STORE_SEQ_LATEST, f, "x",
+				      &ino),
+			 -ENOTDIR);
+	assert_int_equal(tstore_lookup_rc(s, fx->br, STORE_SEQ_LATEST,
+					  fx->root, "nope"),
+			 -ENOENT);
+	{
+		char buf[8];
+
+		assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, sub,
+					    buf, sizeof(buf), 0),
+				 -EISDIR);
+	}
+	assert_int_equal(store_create(s, fx->br, 999999, "x", &a, NULL, &ino,
+				      NULL),
+			 -ENOENT);
+	/* many entries come back sorted */
+	{
+		char name[32];
+		int i;
+
+		for (i = 99; i >= 0; i--) {
+			snprintf(name, sizeof(name), "m%03d", i);
+			tstore_mkfile(s, fx->br, sub, name);
+		}
+		assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, sub,
+					       &d, &n),
+				 0);
+		assert_int_equal(n, 101);
+		assert_string_equal(d[0].name, "inner");
+		for (i = 0; i < 100; i++) {
+			snprintf(name, sizeof(name), "m%03d", i);
+			assert_string_equal(d[i + 1].name, name);
+		}
+		free(d);
+	}
+}
+
+/* Entries merge through the ancestry; a tombstone hides an ancestor's
+ * entry in the branch that wrote it (and its descendants) only. */
+static void test_store_dir_merge_tombstones(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t a, b, c, c1, g, b2, b3, s_before;
+
+	a = tstore_mkfile(s, fx->br, fx->root, "a");
+	b = tstore_mkfile(s, fx->br, fx->root, "b");
+	c = tstore_mkfile(s, fx->br, fx->root, "c");
+	(void)a;
+	(void)c;
+	tstore_write_pat(s, fx->br, b, 1, 0, 100);
+	c1 = tstore_branch(s, "c1", fx->br);
+
+	assert_int_equal(store_unlink(s, c1, fx->root, "b"), 0);
+	tstore_mkfile(s, c1, fx->root, "d");
+	TSTORE_LS_EQ(s, c1, STORE_SEQ_LATEST, fx->root, "a,c,d");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "a,b,c");
+	assert_int_equal(tstore_lookup_rc(s, c1, STORE_SEQ_LATEST, fx->root,
+					  "b"),
+			 -ENOENT);
+	assert_int_equal(tstore_nlink(s, fx->br, b), 1);
+	tstore_expect_pat(s, fx->br, b, 1, 0, 100);
+
+	s_before = store_seq_now(s);
+	g = tstore_branch(s, "g", c1);
+	assert_int_equal(store_unlink(s, g, fx->root, "a"), 0);
+	b2 = tstore_mkfile(s, g, fx->root, "b"); /* same name, new inode */
+	assert_int_not_equal(b2, b);
+	assert_int_equal(tstore_size(s, g, b2), 0);
+	TSTORE_LS_EQ(s, g, STORE_SEQ_LATEST, fx->root, "b,c,d");
+	TSTORE_LS_EQ(s, c1, STORE_SEQ_LATEST, fx->root, "a,c,d");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "a,b,c");
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "b"), b);
+
+	/* a tombstone followed by a re-create in the same branch */
+	assert_int_equal(store_unlink(s, c1, fx->root, "c"), 0);
+	b3 = tstore_mkfile(s, c1, fx->root, "c");
+	assert_int_not_equal(b3, c);
+	assert_int_equal(tstore_lookup(s, c1, fx->root, "c"), b3);
+	assert_int_equal(tstore_lookup(s, g, fx->root, "c"), c);
+
+	/* as-of listings */
+	TSTORE_LS_EQ(s, c1, s_before, fx->root, "a,c,d");
+	TSTORE_LS_EQ(s, fx->br, s_before, fx->root, "a,b,c");
+
+	/* parent changes after the fork don't leak into children */
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "a"), 0);
+	tstore_mkfile(s, fx->br, fx->root, "e");
+	TSTORE_LS_EQ(s, c1, STORE_SEQ_LATEST, fx->root, "a,c,d");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "b,c,e");
+}
+
+static void test_store_dir_rename_within_and_across(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, d1, d2, sub, inner, s0;
+
+	d1 = tstore_mkdir(s, fx->br, fx->root, "d1");
+	d2 = tstore_mkdir(s, fx->br, fx->root, "d2");
+	f = tstore_mkfile(s, fx->br, d1, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 1000);
+	sub = tstore_mkdir(s, fx->br, d1, "sub");
+	inner = tstore_mkfile(s, fx->br, sub, "inner");
+	s0 = store_seq_now(s);
+
+	/* within a directory */
+	assert_int_equal(store_rename(s, fx->br, d1, "f", d1, "g", 0), 0);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d1, "g,sub");
+	assert_int_equal(tstore_lookup(s, fx->br, d1, "g"), f);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 1000);
+
+	/* across directories, a file and a directory with children */
+	assert_int_equal(store_rename(s, fx->br, d1, "g", d2, "h", 0), 0);
+	assert_int_equal(store_rename(s, fx->br, d1, "sub", d2, "sub2", 0), 0);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d1, "");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d2, "h,sub2");
+	assert_int_equal(tstore_lookup(s, fx->br, d2, "sub2"), sub);
+	assert_int_equal(tstore_lookup(s, fx->br, sub, "inner"), inner);
+	/* the old tree as of s0 */
+	TSTORE_LS_EQ(s, fx->br, s0, d1, "f,sub");
+	TSTORE_LS_EQ(s, fx->br, s0, d2, "");
+
+	/* missing source */
+	assert_int_equal(store_rename(s, fx->br, d1, "nope", d2, "x", 0),
+			 -ENOENT);
+	/* d1 is empty now: rmdir works */
+	assert_int_equal(store_rmdir(s, fx->br, fx->root, "d1"), 0);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d2");
+}
+
+static void test_store_dir_rename_replace(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t a, b, c, dd, de, e1;
+	struct store_attr at;
+	int rc;
+
+	a = tstore_mkfile(s, fx->br, fx->root, "a");
+	b = tstore_mkfile(s, fx->br, fx->root, "b");
+	tstore_write_pat(s, fx->br, a, 1, 0, 100);
+	tstore_write_pat(s, fx->br, b, 2, 0, 200);
+	c = tstore_branch(s, "c", fx->br);
+
+	/* in the child: a replaces b */
+	assert_int_equal(store_rename(s, c, fx->root, "a", fx->root, "b", 0), 0);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "b");
+	assert_int_equal(tstore_lookup(s, c, fx->root, "b"), a);
+	assert_int_equal(tstore_size(s, c, a), 100);
+	rc = store_getattr(s, c, STORE_SEQ_LATEST, b, &at);
+	assert_true(rc == -ENOENT || (rc == 0 && at.nlink == 0));
+	/* the parent still has both */
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "a,b");
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "b"), b);
+	assert_int_equal(tstore_nlink(s, fx->br, b), 1);
+	tstore_expect_pat(s, fx->br, b, 2, 0, 200);
+
+	/* directories: over an empty one ok, over a non-empty one not */
+	dd = tstore_mkdir(s, fx->br, fx->root, "dd");
+	de = tstore_mkdir(s, fx->br, fx->root, "de");
+	e1 = tstore_mkfile(s, fx->br, de, "e1");
+	(void)e1;
+	assert_int_equal(store_rename(s, fx->br, fx->root, "dd", fx->root,
+				      "de", 0),
+			 -ENOTEMPTY);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "a", fx->root, "de",
+				      0),
+			 -EISDIR);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "dd", fx->root, "a",
+				      0),
+			 -ENOTDIR);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "de", fx->root,
+				      "dd", 0),
+			 0);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "dd"), de);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "a,b,dd");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, de, "e1");
+	(void)dd;
+
+	/* NOREPLACE */
+	assert_int_equal(store_rename(s, fx->br, fx->root, "a", fx->root, "b",
+				      STORE_RENAME_NOREPLACE),
+			 -EEXIST);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "a"), a);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "b"), b);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "a", fx->root, "z",
+				      STORE_RENAME_NOREPLACE),
+			 0);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "z"), a);
+
+	/* a rename onto another link of the same inode does nothing */
+	{
+		assert_int_equal(store_link(s, fx->br, a, fx->root, "z2", NULL),
+				 0);
+		assert_int_equal(store_rename(s, fx->br, fx->root, "z",
+					      fx->root, "z2", 0),
+				 0);
+		assert_int_equal(tstore_lookup(s, fx->br, fx->root, "z"), a);
+		assert_int_equal(tstore_lookup(s, fx->br, fx->root, "z2"), a);
+		assert_int_equal(tstore_nlink(s, fx->br, a), 2);
+	}
+}
+
+static void test_store_dir_rename_exchange(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, d, d2, x, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	d2 = tstore_mkdir(s, fx->br, fx->root, "d2");
+	x = tstore_mkfile(s, fx->br, d, "x");
+	c = tstore_branch(s, "c", fx->br);
+
+	/* swap a file and a directory across directories, in the child */
+	assert_int_equal(store_rename(s, c, fx->root, "f", d2, "y",
+				      STORE_RENAME_EXCHANGE),
+			 -ENOENT);
+	assert_int_equal(store_rename(s, c, fx->root, "f", d, "x",
+				      STORE_RENAME_EXCHANGE),
+			 0);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "f"), x);
+	assert_int_equal(tstore_lookup(s, c, d, "x"), f);
+	assert_int_equal(store_rename(s, c, fx->root, "d", fx->root, "f",
+				      STORE_RENAME_EXCHANGE),
+			 0);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "f"), d);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "d"), x);
+	assert_int_equal(tstore_lookup(s, c, d, "x"), f);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "d,d2,f");
+	/* parent untouched */
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "f"), f);
+	assert_int_equal(tstore_lookup(s, fx->br, fx->root, "d"), d);
+	assert_int_equal(tstore_lookup(s, fx->br, d, "x"), x);
+	/* NOREPLACE|EXCHANGE together is invalid */
+	assert_int_equal(store_rename(s, c, fx->root, "f", fx->root, "d",
+				      STORE_RENAME_EXCHANGE |
+					      STORE_RENAME_NOREPLACE),
+			 -EINVAL);
+}
+
+static void test_store_dir_rmdir(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t d, e, c;
+
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	tstore_mkfile(s, fx->br, d, "x");
+	e = tstore_mkdir(s, fx->br, d, "e");
+	(void)e;
+	assert_int_equal(store_rmdir(s, fx->br, fx->root, "d"), -ENOTEMPTY);
+	assert_int_equal(store_rmdir(s, fx->br, d, "x"), -ENOTDIR);
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "d"), -EISDIR);
+	assert_int_equal(store_rmdir(s, fx->br, fx->root, "nope"), -ENOENT);
+
+	/* in a child, the inherited entries keep d non-empty */
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_rmdir(s, c, fx->root, "d"), -ENOTEMPTY);
+	assert_int_equal(store_unlink(s, c, d, "x"), 0);
+	assert_int_equal(store_rmdir(s, c, fx->root, "d"), -ENOTEMPTY);
+	assert_int_equal(store_rmdir(s, c, d, "e"), 0);
+	assert_int_equal(store_rmdir(s, c, fx->root, "d"), 0);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "");
+	assert_int_equal(tstore_lookup_rc(s, c, STORE_SEQ_LATEST, fx->root,
+					  "d"),
+			 -ENOENT);
+	/* creating in a removed directory fails */
+	{
+		struct store_attr a = tstore_attr(S_IFREG | 0644);
+		uint64_t ino;
+
+		assert_int_equal(store_create(s, c, d, "y", &a, NULL, &ino,
+					      NULL),
+				 -ENOENT);
+	}
+	/* the parent still has it all */
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d, "e,x");
+}
+
+static void test_store_dir_link_nlink(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_attr out;
+	uint64_t f, d, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	assert_int_equal(store_link(s, fx->br, f, d, "g", &out), 0);
+	assert_int_equal(out.nlink, 2);
+	assert_int_equal(tstore_lookup(s, fx->br, d, "g"), f);
+	tstore_write_pat(s, fx->br, tstore_lookup(s, fx->br, d, "g"), 1, 0,
+			 50);
+	tstore_expect_pat(s, fx->br, tstore_lookup(s, fx->br, fx->root, "f"),
+			  1, 0, 50);
+	assert_int_equal(store_link(s, fx->br, f, d, "g", NULL), -EEXIST);
+	assert_int_equal(store_link(s, fx->br, d, fx->root, "dl", NULL),
+			 -EPERM);
+
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_link(s, c, f, fx->root, "h", NULL), 0);
+	assert_int_equal(tstore_nlink(s, c, f), 3);
+	assert_int_equal(tstore_nlink(s, fx->br, f), 2);
+	assert_int_equal(store_unlink(s, c, fx->root, "f"), 0);
+	assert_int_equal(store_unlink(s, c, d, "g"), 0);
+	assert_int_equal(tstore_nlink(s, c, f), 1);
+	tstore_expect_pat(s, c, tstore_lookup(s, c, fx->root, "h"), 1, 0, 50);
+	assert_int_equal(tstore_nlink(s, fx->br, f), 2);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d, "g");
+
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "f"), 0);
+	assert_int_equal(tstore_nlink(s, fx->br, f), 1);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 50);
+}
+
+/* An unlinked inode stays readable and writable by number. */
+static void test_store_dir_unlinked_inode_usable(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_attr a;
+	uint64_t f;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 3 * STORE_BLOCK_SIZE);
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "f"), 0);
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, f, &a), 0);
+	assert_int_equal(a.nlink, 0);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 3 * STORE_BLOCK_SIZE);
+	tstore_write_pat(s, fx->br, f, 2, 10, 10);
+	tstore_expect_pat(s, fx->br, f, 2, 10, 10);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "");
+}
+
+static void test_store_dir_symlink(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static char longt[STORE_SYMLINK_MAX + 2];
+	struct store_attr a = tstore_attr(S_IFLNK | 0777), got;
+	char buf[16];
+	uint64_t l, f, ino;
+
+	l = tstore_mknod(s, fx->br, fx->root, "l", S_IFLNK | 0777,
+			 "/some/where/far/away");
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, l, &got),
+			 0);
+	assert_true(S_ISLNK(got.mode));
+	assert_int_equal(got.size, 20);
+	assert_int_equal(store_readlink(s, fx->br, STORE_SEQ_LATEST, l, buf,
+					sizeof(buf)),
+			 20);
+	assert_string_equal(buf, "/some/where/far");
+	assert_int_equal(store_readlink(s, fx->br, STORE_SEQ_LATEST, f, buf,
+					sizeof(buf)),
+			 -EINVAL);
+	memset(longt, 'x', STORE_SYMLINK_MAX + 1);
+	assert_int_equal(store_create(s, fx->br, fx->root, "long", &a, longt,
+				      &ino, NULL),
+			 -ENAMETOOLONG);
+	longt[STORE_SYMLINK_MAX] = '\0';
+	assert_int_equal(store_create(s, fx->br, fx->root, "long", &a, longt,
+				      &ino, NULL),
+			 0);
+	{
+		static char back[STORE_SYMLINK_MAX + 1];
+
+		assert_int_equal(store_readlink(s, fx->br, STORE_SEQ_LATEST,
+						ino, back, sizeof(back)),
+				 STORE_SYMLINK_MAX);
+		assert_string_equal(back, longt);
+	}
+	/* inherited by a child */
+	{
+		uint64_t c = tstore_branch(s, "c", fx->br);
+		char t[64];
+
+		assert_int_equal(store_readlink(s, c, STORE_SEQ_LATEST, l, t,
+						sizeof(t)),
+				 20);
+		assert_string_equal(t, "/some/where/far/away");
+	}
+}
+
+static void test_store_dir_drop_names(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const drop[] = { "postmaster.pid",
+					    "postmaster.opts", "absent",
+					    NULL };
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	uint64_t pid, base, sub;
+
+	pid = tstore_mkfile(s, fx->br, fx->root, "postmaster.pid");
+	tstore_write_pat(s, fx->br, pid, 1, 0, 100);
+	tstore_mkfile(s, fx->br, fx->root, "postmaster.opts");
+	base = tstore_mkdir(s, fx->br, fx->root, "base");
+	/* only root-directory entries are dropped */
+	sub = tstore_mkfile(s, fx->br, base, "postmaster.pid");
+	(void)sub;
+
+	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root, "base");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, base, "postmaster.pid");
+	assert_int_equal(tstore_lookup_rc(s, bi.id, STORE_SEQ_LATEST, fx->root,
+					  "postmaster.pid"),
+			 -ENOENT);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root,
+		     "base,postmaster.opts,postmaster.pid");
+	tstore_expect_pat(s, fx->br, pid, 1, 0, 100);
+	/* the child can make its own */
+	tstore_mkfile(s, bi.id, fx->root, "postmaster.pid");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
+		     "base,postmaster.pid");
+	/* a grandchild without drop_names inherits the child's view */
+	{
+		uint64_t g = tstore_branch(s, "g", bi.id);
+
+		TSTORE_LS_EQ(s, g, STORE_SEQ_LATEST, fx->root,
+			     "base,postmaster.pid");
+		assert_int_not_equal(tstore_lookup(s, g, fx->root,
+						   "postmaster.pid"),
+				     pid);
+	}
+}
+
+static void test_store_dir_setattr(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_attr a = tstore_attr(0), out;
+	uint64_t f, d;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	a.mode = 07777 | S_IFDIR; /* the type bits must be ignored */
+	a.uid = 999;
+	a.gid = 998;
+	a.mtime.tv_sec = 12345;
+	a.mtime.tv_nsec = 678;
+	assert_int_equal(store_setattr(s, fx->br, f, &a,
+				       STORE_SET_MODE | STORE_SET_UID |
+					       STORE_SET_GID | STORE_SET_MTIME,
+				       &out),
+			 0);
+	assert_int_equal(out.mode, S_IFREG | 07777);
+	assert_int_equal(out.uid, 999);
+	assert_int_equal(out.gid, 998);
+	assert_int_equal(out.mtime.tv_sec, 12345);
+	assert_int_equal(out.mtime.tv_nsec, 678);
+	assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, f, &out),
+			 0);
+	assert_int_equal(out.uid, 999);
+	a.size = 10;
+	assert_int_equal(store_setattr(s, fx->br, d, &a, STORE_SET_SIZE, NULL),
+			 -EISDIR);
+	{
+		uint64_t l = tstore_mknod(s, fx->br, fx->root, "l",
+					  S_IFLNK | 0777, "x");
+
+		assert_int_equal(store_setattr(s, fx->br, l, &a,
+					       STORE_SET_SIZE, NULL),
+				 -EINVAL);
+	}
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
+					     tstore_fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_store_dir_create_lookup_readdir),
+		T(test_store_dir_merge_tombstones),
+		T(test_store_dir_rename_within_and_across),
+		T(test_store_dir_rename_replace),
+		T(test_store_dir_rename_exchange),
+		T(test_store_dir_rmdir),
+		T(test_store_dir_link_nlink),
+		T(test_store_dir_unlinked_inode_usable),
+		T(test_store_dir_symlink),
+		T(test_store_dir_drop_names),
+		T(test_store_dir_setattr),
+	};
+
+	return cmocka_run_group_tests_name("store_dir", tests, NULL, NULL);
+}
