@@ -125,7 +125,9 @@ want_file "$MNT/bylocal/note.txt" v1
 off_t1=$(TZ=Asia/Kolkata date -d "@$t1" '+%Y-%m-%dT%H:%M:%S.%3N+05:30')
 expect_ctl 0 create byoff --at "$off_t1"
 want_file "$MNT/byoff/note.txt" v1
+[ ! -e "$MNT/now1" ] || fail "now1 exists already" # a negative lookup, maybe cached
 expect_ctl 0 --json create now1
+[ -d "$MNT/now1" ] || fail "now1 not visible right after create (stale negative dentry)"
 jassert "$CTL_OUT" "d['branch']['parent'] == 'main' and d['branch']['fork_seq'] > $s1" "create now1"
 want_file "$MNT/now1/note.txt" v3
 [ ! -e "$MNT/now1/postmaster.pid" ] || fail "now1 inherited postmaster.pid from running main"
@@ -234,6 +236,7 @@ expect_ctl 0 delete byseq # no children any more
 stat "$MNT/now1" >/dev/null
 ls "$MNT" >/dev/null
 ino_before=$(ino "$MNT/now1/note.txt")
+[ ! -e "$MNT/renamed1" ] || fail "renamed1 exists already" # a negative lookup, maybe cached
 expect_ctl 0 rename now1 renamed1
 grep -qx "renamed branch 'now1' to 'renamed1'" <<<"$CTL_OUT" || fail "rename printed: $CTL_OUT"
 in_ls renamed1 || fail "ls does not list renamed1 right after rename: $(ls "$MNT" | tr '\n' ' ')"
@@ -281,48 +284,66 @@ echo child >"$MNT/rs/note.txt"
 echo child-only >"$MNT/rs/child-only.txt"
 mkdir "$MNT/rs/child-dir"
 echo v4 >"$MNT/main/note.txt" # the parent moves on after the fork
-# a process that has the branch cached: cwd inside it, stats and reads
-# before the reset, and again after (told through a fifo)
-mkfifo "$T/go" "$T/ready"
-python3 - "$MNT/rs" "$T/go" "$T/ready" >"$T/cached.out" 2>&1 <<'EOF' &
-import os, sys
-d, go, ready = sys.argv[1:4]
-os.chdir(d)
-def snap(tag):
+# a process that has the branch cached (cwd inside it, dentries, attributes
+# and page cache warm) looks again right after the reset: well inside the
+# kernel's 1 s entry/attr timeouts, so only invalidation can make it right
+cat >"$T/cached.py" <<'PY'
+import os, sys, time
+os.chdir(sys.argv[1])
+names = ("child-only.txt", "child-dir", "note.txt")
+def stats():
     out = []
-    for p in ("child-only.txt", "child-dir", "note.txt"):
+    for p in names + ("../rs/child-only.txt",):
         try:
             os.stat(p)
             out.append(p + "=yes")
         except OSError as e:
             out.append(p + "=" + os.strerror(e.errno))
-    with open("note.txt") as f:
-        out.append("note=" + f.read().strip())
-    out.append("ls=" + ",".join(sorted(n for n in os.listdir(".") if n in ("child-only.txt", "child-dir", "note.txt"))))
-    print(tag, " ".join(out), flush=True)
-snap("before")
-open(ready, "w").close()
-open(go).read()
-snap("after")
-EOF
-CACHED=$!
-IT_BG+=("$CACHED")
-cat "$T/ready" >/dev/null
-# the cwd is not an open file: the branch is not in use
+    return out
+for line in sys.stdin:
+    cmd = line.split()
+    out = [cmd[1], "%.3f" % time.monotonic()] + stats()
+    if cmd[0] == "full":
+        with open("note.txt") as f:
+            out.append("note=" + f.read().strip())
+        out.append("ls=" + ",".join(sorted(n for n in os.listdir(".") if n in names)))
+    print(" ".join(out), flush=True)
+PY
+coproc CACHED { python3 -u "$T/cached.py" "$MNT/rs" 2>"$T/cached.err"; }
+IT_BG+=("$CACHED_PID")
+ask() { # CMD TAG: one line from the cached-view process
+	local line
+	echo "$1 $2" >&"${CACHED[1]}"
+	IFS= read -r -t 30 line <&"${CACHED[0]}" || fail "the cached-view process did not answer: $(cat "$T/cached.err")"
+	echo "$line"
+}
+before=$(ask full before)
+log "cached view before: $before"
+[ "$(cut -d' ' -f1,3- <<<"$before")" = 'before child-only.txt=yes child-dir=yes note.txt=yes ../rs/child-only.txt=yes note=child ls=child-dir,child-only.txt,note.txt' ] ||
+	fail "before reset the process saw: $before"
+sleep 0.5 # let the kernel deliver the RELEASE of note.txt
 for ((n = 0; n < 50; n++)); do
+	warm=$(ask stat warm) # refresh the dentries right before the reset
 	ctl reset rs
 	[ "$CTL_RC" -eq 6 ] || break
 	sleep 0.1
 done
 [ "$CTL_RC" -eq 0 ] || fail "reset rs exited $CTL_RC: $CTL_ERR"
 grep -qx "reset branch 'rs' to its parent's current state" <<<"$CTL_OUT" || fail "reset printed: $CTL_OUT"
-echo go >"$T/go"
-wait "$CACHED" || fail "the cached-view process failed: $(cat "$T/cached.out")"
-log "cached view: $(tr '\n' '|' <"$T/cached.out")"
-grep -qx 'before child-only.txt=yes child-dir=yes note.txt=yes note=child ls=child-dir,child-only.txt,note.txt' "$T/cached.out" ||
-	fail "before reset the process saw: $(head -n 1 "$T/cached.out")"
-grep -qx 'after child-only.txt=No such file or directory child-dir=No such file or directory note.txt=yes note=v4 ls=note.txt' "$T/cached.out" ||
-	fail "after reset a process with the branch cached sees stale data: $(tail -n 1 "$T/cached.out")"
+after=$(ask stat after)
+after_full=$(ask full after-read)
+log "cached view after:  $after"
+log "cached view after:  $after_full"
+gap=$(awk -v a="$(cut -d' ' -f2 <<<"$warm")" -v b="$(cut -d' ' -f2 <<<"$after")" 'BEGIN {printf "%d", (b - a) * 1000}')
+log "reset seen $gap ms after the last cached lookup"
+[ "$gap" -lt 900 ] || fail "the reset took $gap ms: too slow to tell invalidation from cache expiry"
+gone='child-only.txt=No such file or directory child-dir=No such file or directory note.txt=yes ../rs/child-only.txt=No such file or directory'
+[ "$(cut -d' ' -f3- <<<"$after")" = "$gone" ] ||
+	fail "right after reset a process with the branch cached sees stale entries: $after"
+[ "$(cut -d' ' -f3- <<<"$after_full")" = "$gone note=v4 ls=note.txt" ] ||
+	fail "after reset a process with the branch cached sees stale data: $after_full"
+eval "exec ${CACHED[1]}>&-"
+wait "$CACHED_PID" || fail "the cached-view process failed: $(cat "$T/cached.err")"
 [ ! -e "$MNT/rs/child-only.txt" ] || fail "rs/child-only.txt survived the reset"
 [ ! -e "$MNT/rs/child-dir" ] || fail "rs/child-dir survived the reset"
 want_file "$MNT/rs/note.txt" v4
