@@ -61,7 +61,7 @@ it_require() {
 		[ -x "$PGBIN/$b" ] || fail "$PGBIN/$b not found: PostgreSQL 15 is required (apt-get install postgresql postgresql-contrib)"
 	done
 	id postgres >/dev/null 2>&1 || fail "no 'postgres' system user: install the postgresql package"
-	command -v python3 >/dev/null || fail "python3 not found"
+	[ -x /usr/bin/python3 ] || fail "/usr/bin/python3 not found (apt-get install python3)"
 	command -v setpriv >/dev/null || fail "setpriv not found: install util-linux"
 	[ -x "$BRANCHD" ] || fail "$BRANCHD not built: run 'make all' first"
 }
@@ -82,6 +82,10 @@ it_init() {
 }
 
 # ---- cleanup ----------------------------------------------------------------
+
+# is M a mount point in /proc/mounts (works on a dead FUSE mount, where
+# mountpoint(1) fails with ENOTCONN)
+is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts; }
 
 _it_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
@@ -131,7 +135,7 @@ _it_cleanup() {
 	done
 	for ((i = ${#IT_MOUNTS[@]} - 1; i >= 0; i--)); do
 		m=${IT_MOUNTS[$i]}
-		if mountpoint -q "$m" 2>/dev/null; then
+		if is_mounted "$m"; then
 			tmo 20 fusermount3 -u "$m" 2>/dev/null || tmo 20 fusermount3 -uz "$m" ||
 				log "warning: could not unmount $m"
 		fi
@@ -175,8 +179,7 @@ free_port() {
 
 # try_op OP ARGS...: run one syscall from python and print OK or the errno
 # name (EBUSY, ENOTEMPTY, ...).  OP is rmdir, mkdir, rename or unlink.
-try_op() {
-	python3 - "$@" <<'EOF'
+IT_TRY_OP_PY='
 import errno, os, sys
 op, args = sys.argv[1], sys.argv[2:]
 try:
@@ -184,13 +187,13 @@ try:
     print("OK")
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))
-EOF
-}
+'
+try_op() { tmo 60 python3 -c "$IT_TRY_OP_PY" "$@"; }
 
 expect_op() { # EXPECTED OP ARGS...
 	local want=$1 got
 	shift
-	got=$(tmo 60 try_op "$@")
+	got=$(try_op "$@")
 	[ "$got" = "$want" ] || fail "$* gave $got, expected $want"
 	log "$* -> $got (as expected)"
 }
@@ -201,7 +204,7 @@ expect_op_eventually() {
 	local want=$1 got n
 	shift
 	for ((n = 0; n < 50; n++)); do
-		got=$(tmo 60 try_op "$@")
+		got=$(try_op "$@")
 		[ "$got" = EBUSY ] && [ "$want" != EBUSY ] || break
 		sleep 0.1
 	done
@@ -265,7 +268,7 @@ bfs_umount() {
 	if [ -n "$pid" ]; then
 		_it_wait_gone "$pid" 30 || fail "branchd $pid still running 30 s after unmount"
 	fi
-	! mountpoint -q "$mnt" || fail "$mnt still mounted"
+	! is_mounted "$mnt" || fail "$mnt still mounted"
 	log "unmounted $mnt"
 }
 
