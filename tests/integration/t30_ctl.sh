@@ -213,6 +213,13 @@ expect_ctl 6 rename byiso byiso2
 expect_ctl 6 reset byiso
 expect_ctl 0 --json info byiso
 jassert "$CTL_OUT" "d['branch']['in_use'] is True and 'open' in d['branch']['in_use_reason']" "info byiso in_use (open file)"
+# reporting "in use" must not wait for the file to close
+t0=$(date +%s%N)
+expect_ctl 0 --json list
+dt=$((($(date +%s%N) - t0) / 1000000))
+jassert "$CTL_OUT" "[b for b in d['branches'] if b['name'] == 'byiso'][0]['in_use'] is True" "list: byiso in use (open file)"
+[ "$dt" -lt 1000 ] || fail "list took $dt ms while a branch has an open file (it must not wait for the close)"
+log "list with an open file took $dt ms"
 exec 3<&-
 # the kernel sends RELEASE asynchronously: allow a few seconds
 for ((n = 0; n < 50; n++)); do
