@@ -313,11 +313,26 @@ static void bc_human_bytes(uint64_t b, char *out, size_t n)
 		snprintf(out, n, "%.1f %s", v, u[i]);
 }
 
+/* A string from the daemon, fit for a terminal: control characters are
+ * shown as \xNN.  Returns one of a few rotating static buffers. */
 static const char *bc_s(const struct json *o, const char *k)
 {
-	const char *v = json_get_str(o, k);
+	static char bufs[4][1024];
+	static int next;
+	const unsigned char *v = (const unsigned char *)json_get_str(o, k);
+	char *out = bufs[next++ % 4];
+	size_t n = 0;
 
-	return v ? v : "-";
+	if (!v)
+		return "-";
+	for (; *v && n + 5 < sizeof(bufs[0]); v++) {
+		if (*v < 0x20 || *v == 0x7f)
+			n += (size_t)snprintf(out + n, 5, "\\x%02x", *v);
+		else
+			out[n++] = (char)*v;
+	}
+	out[n] = 0;
+	return out;
 }
 
 static int64_t bc_i(const struct json *o, const char *k)

@@ -28,6 +28,7 @@
  * file-scope mutable variables of fs/.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -214,7 +215,30 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 		return rc;
 	}
 	rc = fs_mountinfo_find(real, NULL, 0);
-	if (rc > 0) {
+	if (rc == 0) {
+		/* Mounting over files would hide them (and whatever wrote
+		 * them would silently write into branchfs instead). */
+		DIR *d = opendir(real);
+		struct dirent *de;
+
+		if (!d) {
+			rc = -errno;
+			snprintf(why, whylen, "mount point '%s': %s", real,
+				 strerror(-rc));
+		} else {
+			while ((de = readdir(d))) {
+				if (strcmp(de->d_name, ".") &&
+				    strcmp(de->d_name, "..")) {
+					snprintf(why, whylen,
+						 "mount point '%s' is not empty",
+						 real);
+					rc = -ENOTEMPTY;
+					break;
+				}
+			}
+			closedir(d);
+		}
+	} else if (rc > 0) {
 		snprintf(why, whylen,
 			 "mount point '%s' is busy: something is already "
 			 "mounted there",

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <rocksdb/c.h>
 
@@ -222,6 +224,12 @@ struct kv_rocks {
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_readoptions_t *ropts;
 	char *path;
+	size_t wbuf_block; /* memtable sizes, scaled to the filesystem */
+	size_t wbuf_small;
+	/* Set when a write failed (a full disk): RocksDB then refuses to
+	 * sync its WAL and (with assertions on) aborts if asked to, so no
+	 * sync is attempted until a write succeeds again. */
+	atomic_bool write_failed;
 };
 
 struct kv_rocks_iter {
@@ -367,8 +375,11 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 	}
 	rocksdb_write(r->db, sync ? r->wopts_sync : r->wopts, wb, &err);
 	rocksdb_writebatch_destroy(wb);
-	if (err)
+	if (err) {
+		atomic_store(&r->write_failed, true);
 		return kv_rocks_err(kv, "write", err);
+	}
+	atomic_store(&r->write_failed, false);
 	return 0;
 }
 
@@ -377,6 +388,8 @@ static int kv_rocks_sync(struct kv *kv)
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	char *err = NULL;
 
+	if (atomic_load(&r->write_failed))
+		return -EIO;
 	rocksdb_flush_wal(r->db, 1, &err);
 	if (err)
 		return kv_rocks_err(kv, "sync wal", err);
@@ -497,6 +510,19 @@ static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 	return 0;
 }
 
+/* statvfs of the directory that will hold path (path may not exist). */
+static int kv_parent_statvfs(const char *path, struct statvfs *vfs)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = 0;
+	return statvfs(dir, vfs);
+}
+
 static void kv_rocks_free(struct kv_rocks *r)
 {
 	int i;
@@ -532,9 +558,11 @@ static void kv_rocks_close(struct kv *kv)
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	char *err = NULL;
 
-	rocksdb_flush_wal(r->db, 1, &err);
-	if (err)
-		kv_rocks_err(kv, "sync wal at close", err);
+	if (!atomic_load(&r->write_failed)) {
+		rocksdb_flush_wal(r->db, 1, &err);
+		if (err)
+			kv_rocks_err(kv, "sync wal at close", err);
+	}
 	kv_rocks_free(r);
 }
 
@@ -583,7 +611,8 @@ static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
 	}
 	rocksdb_options_set_block_based_table_factory(o, t);
 	rocksdb_options_set_write_buffer_size(o, cf == KV_CF_BLOCK ?
-							 64u << 20 : 16u << 20);
+							 r->wbuf_block :
+							 r->wbuf_small);
 	if (cf == KV_CF_BLOCK)
 		rocksdb_options_set_compression(o, rocksdb_no_compression);
 	r->cf_opts[cf] = o;
@@ -608,6 +637,24 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	if (!r->path) {
 		rc = -ENOMEM;
 		goto err_free;
+	}
+	{
+		/* Memtables in proportion to the filesystem: on a small one,
+		 * a flush must still find room. */
+		struct statvfs vfs;
+		uint64_t total = 0;
+
+		if (statvfs(path, &vfs) == 0 ||
+		    (create && kv_parent_statvfs(path, &vfs) == 0))
+			total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		r->wbuf_block = 64u << 20;
+		r->wbuf_small = 16u << 20;
+		if (total && total / 32 < r->wbuf_block)
+			r->wbuf_block = total / 32 < (2u << 20) ? 2u << 20 :
+								   total / 32;
+		if (total && total / 128 < r->wbuf_small)
+			r->wbuf_small = total / 128 < (1u << 20) ? 1u << 20 :
+								    total / 128;
 	}
 	r->cache = rocksdb_cache_create_lru(cache_bytes);
 	r->opts = rocksdb_options_create();

@@ -183,6 +183,14 @@ struct store {
 
 	struct store_counter ino;
 
+	/* Disk space reserve: writes that add data are refused with
+	 * -ENOSPC while the filesystem has less than this left, so that
+	 * RocksDB's WAL appends and flushes never hit a full disk. */
+	uint64_t reserve_bytes;
+	_Atomic int64_t space_checked_ns;
+	atomic_bool space_low;
+	atomic_uint bad_walks; /* paths looked up for bad-block log lines */
+
 	/* Group commit. */
 	pthread_mutex_t sync_mu;
 	_Atomic uint64_t writes_done;
@@ -487,6 +495,31 @@ static void store_branch_info_fill(const struct store_branch *b,
 	out->owner_uid = b->owner_uid;
 	out->nchildren = b->nchildren;
 	memcpy(out->name, b->name, sizeof(out->name));
+}
+
+/* ------------------------------------------------------------- space */
+
+/* 0, or -ENOSPC while free space is below the reserve.  statvfs runs at
+ * most every 50 ms; in between the last answer stands. */
+static int store_space_ok(struct store *s)
+{
+	int64_t now = store_now_ns(), last = atomic_load(&s->space_checked_ns);
+	struct statvfs vfs;
+
+	if (now - last > 50000000 &&
+	    atomic_compare_exchange_strong(&s->space_checked_ns, &last, now) &&
+	    statvfs(s->dir, &vfs) == 0) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		bool low = avail < s->reserve_bytes;
+
+		if (low != atomic_exchange(&s->space_low, low))
+			store_log(s, low ? STORE_LOG_WARN : STORE_LOG_INFO,
+				  low ? "store '%s': %llu bytes left, below the reserve of %llu: refusing new data" :
+					"store '%s': %llu bytes free again (reserve %llu): writes resume",
+				  s->dir, (unsigned long long)avail,
+				  (unsigned long long)s->reserve_bytes);
+	}
+	return atomic_load(&s->space_low) ? -ENOSPC : 0;
 }
 
 /* ---------------------------------------------------------- counters */
@@ -1033,6 +1066,35 @@ int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
 	return 0;
 }
 
+static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
+			  uint64_t ino, char *out, size_t outsz);
+
+/* One log line per unreadable block, naming the branch and the file.  The
+ * path costs a walk of the tree, so only the first 64 get one. */
+static void store_log_bad_block(struct store *s, const struct store_view *v,
+				size_t level, uint64_t ino, uint64_t blk,
+				const char *why)
+{
+	struct store_branch_info bi, from;
+	char path[1024] = "";
+
+	if (store_branch_get(s, v->lv[0].id, &bi) != 0) {
+		snprintf(bi.name, sizeof(bi.name), "#%" PRIu64, v->lv[0].id);
+		bi.root_ino = 0;
+	}
+	if (store_branch_get(s, v->lv[level].id, &from) != 0)
+		snprintf(from.name, sizeof(from.name), "#%" PRIu64,
+			 v->lv[level].id);
+	if (bi.root_ino && atomic_fetch_add(&s->bad_walks, 1) < 64)
+		store_path_of(s, v->lv[0].id, bi.root_ino, ino, path,
+			      sizeof(path));
+	LOG_ERR(s,
+		"cannot read branch '%s' file %s (inode %" PRIu64 ") block %" PRIu64
+		" (stored in branch '%s'): %s",
+		bi.name, path[0] ? path : "(path unknown)", ino, blk, from.name,
+		why);
+}
+
 /* Read block blk of ino through the view into out (BLOCK_SIZE bytes). */
 static int store_block_read(struct store *s, struct kv_iter *it,
 			    const struct store_view *v, uint64_t ino,
@@ -1048,18 +1110,18 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 	store_put64(key + 16, blk);
 	rc = store_find(it, v, key, 16, store_fkey_blk(ino, blk), &vp, &vlen,
 			&found, &level);
-	if (rc)
+	if (rc) {
+		store_log_bad_block(s, v, 0, ino, blk, strerror(-rc));
 		return rc;
+	}
 	if (!found) {
 		memset(out, 0, STORE_BLOCK_SIZE);
 		return 0;
 	}
 	rc = store_block_decode(ino, blk, vp, vlen, out);
 	if (rc)
-		LOG_ERR(s,
-			"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
-			") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
-			v->lv[0].id, v->lv[level].id, ino, blk);
+		store_log_bad_block(s, v, level, ino, blk,
+				    "checksum or format mismatch");
 	return rc;
 }
 
@@ -1519,6 +1581,19 @@ int store_open(const char *dir, const struct store_config *cfg,
 		goto err_free;
 	}
 
+	{
+		struct statvfs vfs;
+		uint64_t total = 0;
+
+		if (statvfs(dir, &vfs) == 0)
+			total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		/* 1/16 of the filesystem, at least 2 MiB, at most 256 MiB. */
+		s->reserve_bytes = total / 16;
+		if (s->reserve_bytes < (2u << 20))
+			s->reserve_bytes = 2u << 20;
+		if (s->reserve_bytes > (256u << 20))
+			s->reserve_bytes = 256u << 20;
+	}
 	snprintf(path, sizeof(path), "%s/db", dir);
 	rc = kv_rocksdb_open(path, true, cfg->cache_bytes ? cfg->cache_bytes :
 							    (256u << 20),
@@ -1577,8 +1652,22 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (rc)
 		goto err_damaged;
 	rc = store_touch_rebuild(s);
-	if (rc)
-		goto err_close;
+	if (rc) {
+		size_t i;
+
+		/* A damaged key range must not keep the store from opening:
+		 * without filters every read searches every level, and the
+		 * damaged data itself reads as EIO. */
+		LOG_WARN(s, "store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
+			 dir, strerror(-rc));
+		for (i = 0; i < s->branches_cap; i++) {
+			if (s->branches[i]) {
+				free((void *)s->branches[i]->touched);
+				s->branches[i]->touched = NULL;
+			}
+		}
+		rc = 0;
+	}
 	{
 		unsigned char hv[16];
 		bool hfound;
@@ -1864,6 +1953,9 @@ int store_branch_create(struct store *s,
 	int rc;
 
 	rc = store_branch_name_check(args->name);
+	if (rc)
+		return rc;
+	rc = store_space_ok(s);
 	if (rc)
 		return rc;
 	nb = calloc(1, sizeof(*nb));
@@ -2524,6 +2616,9 @@ int store_create(struct store *s, uint64_t branch, uint64_t dir,
 	default:
 		return -EINVAL;
 	}
+	rc = store_space_ok(s);
+	if (rc)
+		return rc;
 	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
 	if (rc)
 		return rc;
@@ -3193,6 +3288,9 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 		return 0;
 	if (off > STORE_MAX_FILE_SIZE || len > STORE_MAX_FILE_SIZE - off)
 		return -EFBIG;
+	rc = store_space_ok(s);
+	if (rc)
+		return rc;
 	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
 	if (rc)
 		return rc;
@@ -3960,12 +4058,14 @@ static int store_check_branch(struct store *s,
 	unsigned char *blk = malloc(STORE_BLOCK_SIZE);
 	struct kv_iter *it = NULL;
 	unsigned char start[8];
-	int rc, cf;
+	int rc = 0, cf;
 
 	if (!blk)
 		return -ENOMEM;
 	store_put64(start, bi->id);
 	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+		uint64_t last_ino = 0, last_blk = 0;
+
 		rc = kv_iter_new(s->kv, cf, false, &it);
 		if (rc)
 			goto out;
@@ -3980,6 +4080,9 @@ static int store_check_branch(struct store *s,
 			k = kv_iter_key(it, &klen);
 			if (klen < 16 || memcmp(k, start, 8))
 				break;
+			last_ino = store_get64(k + 8);
+			if (cf == KV_CF_BLOCK && klen == STORE_BLOCK_KLEN)
+				last_blk = store_get64(k + 16);
 			v = kv_iter_value(it, &vlen);
 			ino = store_get64(k + 8);
 			seq = ~store_get64(k + klen - 8);
@@ -4023,8 +4126,32 @@ static int store_check_branch(struct store *s,
 		rc = kv_iter_status(it);
 		kv_iter_free(it);
 		it = NULL;
-		if (rc)
-			goto out;
+		if (rc) {
+			/* RocksDB itself cannot read on (a damaged table
+			 * block): report where, then check the next kind of
+			 * record rather than give up. */
+			char path[1024], what[64] = "";
+
+			store_path_of(s, bi->id, bi->root_ino, last_ino, path,
+				      sizeof(path));
+			if (cf == KV_CF_BLOCK)
+				snprintf(what, sizeof(what), " block %" PRIu64,
+					 last_blk);
+			store_check_say(problem, ctx,
+					"branch '%s': %s stored after inode %" PRIu64
+					"%s%s%s%s cannot be read: %s",
+					bi->name,
+					cf == KV_CF_BLOCK ? "file data" :
+					cf == KV_CF_INODE ? "attributes" :
+							    "directory entries",
+					last_ino, path[0] ? " (" : "", path,
+					path[0] ? ")" : "", what, strerror(-rc));
+			if (cf == KV_CF_BLOCK)
+				r->bad_blocks++;
+			else
+				r->bad_records++;
+			rc = 0;
+		}
 	}
 out:
 	free(blk);

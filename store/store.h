@@ -20,7 +20,11 @@
  *    wait on each other; writers to one inode are serialised.
  *  - Common errors, not repeated per function: -ENOMEM; -EIO on a backend
  *    failure or on a block whose hash does not match (logged with branch,
- *    inode and block); -ENOSPC when the store's filesystem is full;
+ *    inode and block); -ENOSPC when the store's filesystem is full, or
+ *    nearly: writes, creates and branch creation are refused while less
+ *    than a reserve (1/16 of the filesystem, 2 to 256 MiB) is left, so
+ *    RocksDB never meets a full disk; removals and truncation still work
+ *    so that space can be freed;
  *    -ENOENT for an unknown branch id.
  *  - Reads take (branch, seq).  seq == STORE_SEQ_LATEST reads the branch
  *    head, including every write that has returned.  Any other seq must be
