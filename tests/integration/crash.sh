@@ -28,6 +28,9 @@
 #           `static` branch is unchanged, and the snapshot branch starts
 #           as a crash image (recovery, amcheck, sums, and every id acked
 #           before its mkdir is in it).
+# The snap column: ok, PIDF (the branch showed postmaster.pid, DESIGN rule 2
+# broken, but once it was removed the crash image started and verified),
+# BAD or MISSING.
 # At the end: a per-round table and a summary (rounds, acknowledged
 # transactions, lost, amcheck failures, ...).  Exit 1 if anything was lost
 # or damaged.
@@ -56,7 +59,7 @@ mkdir -p "$ACKS"
 PGD=$MNT/main
 declare -a ROWS=()
 TOT_ACK=0 TOT_LOST=0 TOT_AMCHECK=0 TOT_FSOPS=0 TOT_FSBAD=0 TOT_SNAPBAD=0 TOT_CHECKBAD=0
-TOT_PGB=0 TOT_STATICBAD=0 TOT_SUMBAD=0 TOT_CHURN=0 NCHECK=0
+TOT_PGB=0 TOT_SNAPPID=0 TOT_STATICBAD=0 TOT_SUMBAD=0 TOT_CHURN=0 NCHECK=0
 declare -a PROBLEMS=()
 
 problem() {
@@ -122,21 +125,30 @@ tree_sum() { # DIR: checksum of every file's path, mode, owner and content
 		find . -type f ! -name postmaster.pid -print0 | LC_ALL=C sort -z | xargs -0r sha256sum) | sha256sum | cut -c1-16
 }
 
-churn_loop() { # ROUND: create and delete branches until killed
-	local r=$1 n=0 b
+dirsync() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd)' "$1"; }
+
+# churn_loop ROUND: create and delete branches until killed.  Log lines in
+# $ACKS/churn-ROUND: "C name" once mkdir and an fsync of the branch root
+# returned, "I name" before an rmdir, "D name" once rmdir and the fsync
+# returned.
+churn_loop() {
+	local r=$1 n=0 b f=$ACKS/churn-$1
 	trap - ERR
 	set +eE
 	while :; do
 		n=$((n + 1))
 		b=churn-$r-$n
-		if mkdir "$MNT/$b" 2>/dev/null; then
-			echo "$b" >>"$ACKS/churn-$r"
+		if mkdir "$MNT/$b" 2>/dev/null && dirsync "$MNT" 2>/dev/null; then
+			echo "C $b" >>"$f"
 			echo "x$n" >"$MNT/$b/churn-file" 2>/dev/null || true
 			if ((n % 3 == 0)); then
 				"$IT_ROOT/bin/branchctl" --mount "$MNT" create "c$b" --from "$b" >/dev/null 2>&1 || true
 				"$IT_ROOT/bin/branchctl" --mount "$MNT" delete "c$b" >/dev/null 2>&1 || true
 			fi
-			((n % 4 == 0)) || rmdir "$MNT/$b" 2>/dev/null || true
+			if ((n % 4 != 0)); then
+				echo "I $b" >>"$f"
+				rmdir "$MNT/$b" 2>/dev/null && dirsync "$MNT" 2>/dev/null && echo "D $b" >>"$f"
+			fi
 		fi
 		sleep 0.$((RANDOM % 3))
 	done
@@ -297,7 +309,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	else
 		if [ -e "$MNT/$SNAP/postmaster.pid" ]; then
 			# DESIGN rule 2: a new branch never carries postmaster.pid
-			snap=BAD
+			snap=PIDF
 			problem "snapshot branch $SNAP carries postmaster.pid ($(stat -c 'nlink %h, %s bytes' "$MNT/$SNAP/postmaster.pid"); readdir shows it: $(ls "$MNT/$SNAP" | grep -c '^postmaster.pid$' || true))"
 			rm -f "$MNT/$SNAP/postmaster.pid" || true
 		fi
@@ -313,13 +325,25 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		done
 		[ ! -e "$MNT/$SNAP" ] || problem "could not rmdir $SNAP: $(try_op rmdir "$MNT/$SNAP")"
 	fi
-	[ "$snap" = ok ] || TOT_SNAPBAD=$((TOT_SNAPBAD + 1))
+	case $snap in
+	ok) ;;
+	PIDF) TOT_SNAPPID=$((TOT_SNAPPID + 1)) ;;
+	*) TOT_SNAPBAD=$((TOT_SNAPBAD + 1)) ;;
+	esac
 
 	# ---- branch churn leftovers: readable crash images, then delete ----
 	nchurn=0
 	if [ -f "$ACKS/churn-$R" ]; then
-		nchurn=$(wc -l <"$ACKS/churn-$R")
+		nchurn=$(grep -c '^C ' "$ACKS/churn-$R" || true)
 		TOT_CHURN=$((TOT_CHURN + nchurn))
+		# acknowledged (fsynced) creations and deletions of branches survive
+		while read -r op b; do
+			case $op in
+			C) grep -qx "I $b" "$ACKS/churn-$R" || [ -d "$MNT/$b" ] ||
+				problem "branch $b (mkdir + fsync of the root acknowledged, never deleted) is gone after the crash" ;;
+			D) [ ! -e "$MNT/$b" ] || problem "branch $b (rmdir + fsync of the root acknowledged) is back after the crash" ;;
+			esac
+		done <"$ACKS/churn-$R"
 	fi
 	for b in "$MNT"/churn-* "$MNT"/cchurn-*; do
 		[ -d "$b" ] || continue
@@ -355,7 +379,7 @@ printf '%s\n' "${ROWS[@]}"
 echo
 echo "summary: rounds=$ROUNDS acknowledged_transactions=$TOT_ACK lost=$TOT_LOST amcheck_failures=$TOT_AMCHECK" \
 	"pgbench_tx=$TOT_PGB sum_mismatches=$TOT_SUMBAD fs_acked_ops=$TOT_FSOPS fs_failures=$TOT_FSBAD" \
-	"snapshot_failures=$TOT_SNAPBAD check_failures=$TOT_CHECKBAD static_changes=$TOT_STATICBAD churn_branches=$TOT_CHURN"
+	"snapshot_failures=$TOT_SNAPBAD snapshot_with_postmaster.pid=$TOT_SNAPPID check_failures=$TOT_CHECKBAD static_changes=$TOT_STATICBAD churn_branches=$TOT_CHURN"
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
 	printf 'PROBLEM: %s\n' "${PROBLEMS[@]}" >&2
 	fail "${#PROBLEMS[@]} problems found"
