@@ -13,6 +13,9 @@
 #     file fails with EIO for the damaged blocks and never returns wrong
 #     bytes; branchd stays up and logs a line naming the branch and file;
 #     branchd --check exits 1 naming the damage.
+#  2b. one block value rewritten with ldb (valid RocksDB checksums, wrong
+#     content): that block reads EIO, the others are intact, the log and
+#     branchd --check name the branch, the file and the block.
 #  3. disk full: the store on a small tmpfs, Postgres and a plain writer
 #     fill it: writes fail with ENOSPC, branchd stays up and serves reads;
 #     after the space is freed Postgres restarts with every committed row
@@ -257,6 +260,64 @@ log "branchd log: $(grep -i victim "$clog" | grep -iE "payload|$payload_ino" | h
 echo fine >"$CMNT/victim/other" && [ "$(cat "$CMNT/victim/other")" = fine ] || fail "cannot write a new file after the EIO"
 bfs_umount "$CMNT"
 fi
+
+# ---- 2b. one block's stored value damaged behind RocksDB's back ----------
+# (valid RocksDB checksums, wrong content: the store's own block hash must
+# catch it).  ldb (rocksdb-tools) rewrites the value of block 5 of the file.
+log "--- corruption of one block value (store hash)"
+command -v ldb >/dev/null || fail "ldb not found: install rocksdb-tools (scripts/install-deps.sh)"
+HST=$T/hstore
+HMNT=$T/hmnt
+bfs_mount "$HST" "$HMNT"
+mkdir "$HMNT/victim2"
+head -c $((1024 * 1024)) /dev/urandom >"$T/orig2"
+cp "$T/orig2" "$HMNT/victim2/payload2"
+sync "$HMNT/victim2/payload2"
+bfs_umount "$HMNT"
+tmo 120 ldb --db="$HST/db" --column_family=block --hex scan >"$T/blocks.txt" 2>"$T/ldb.err" ||
+	fail "ldb scan of the block column family failed: $(tail -n 3 "$T/ldb.err")"
+# key: branch(8) inode(8) block(8) ~seq(8), hex; take block 5 of the one file
+key=$(awk '{k = $1; if (substr(k, 35, 16) == "0000000000000005") {print k; exit}}' "$T/blocks.txt")
+[ -n "$key" ] || fail "no key for block 5 in the block column family: $(head -c 300 "$T/blocks.txt")"
+hino=$((16#$(cut -c19-34 <<<"$key")))
+val=$(tmo 60 ldb --db="$HST/db" --column_family=block --hex get "$key" 2>/dev/null) || fail "ldb get $key failed"
+bad=$(python3 -c 'import sys; v = sys.argv[1]; i = len(v) - 41; print(v[:i] + "%X" % (int(v[i], 16) ^ 5) + v[i + 1:])' "$val")
+tmo 60 ldb --db="$HST/db" --column_family=block --hex put "$key" "$bad" >/dev/null 2>&1 || fail "ldb put of the damaged value failed"
+log "rewrote block 5 of inode $hino ($key) with one flipped nibble"
+bfs_mount "$HST" "$HMNT"
+hpid=${IT_MNTPID[$HMNT]}
+res=$(tmo 120 python3 - "$HMNT/victim2/payload2" "$T/orig2" <<'EOF'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+o = open(sys.argv[2], "rb").read()
+out = []
+for b in range(len(o) // 8192):
+    try:
+        d = os.pread(fd, 8192, b * 8192)
+        out.append("ok" if d == o[b * 8192:(b + 1) * 8192] else "WRONG")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+print(" ".join("%d:%s" % (i, r) for i, r in enumerate(out) if r != "ok") or "none")
+EOF
+) || fail "reading the file with a damaged block failed unexpectedly"
+log "blocks of payload2 that did not read back correctly: $res"
+[ "$res" = "5:EIO" ] || soft "damaged block 5: expected exactly '5:EIO' (other blocks intact), got: $res"
+_it_alive "$hpid" || fail "branchd died reading a damaged block"
+hlog=$(ls -t "$T"/log/branchd-hmnt-*.log | head -n 1)
+line=$(grep -iE "corrupt|damag|checksum|mismatch" "$hlog" | head -n 1)
+[ -n "$line" ] || soft "no branchd log line about the damaged block"
+log "branchd log: $line"
+grep -q "victim2" <<<"$line" || soft "the branchd log line does not name the branch 'victim2' (by name): $line"
+grep -qE "payload2|inode $hino|$(stat -c %i "$HMNT/victim2/payload2")" <<<"$line" || soft "the branchd log line does not name the file: $line"
+cmp -s <(tail -c +$((6 * 8192 + 1)) "$HMNT/victim2/payload2") <(tail -c +$((6 * 8192 + 1)) "$T/orig2") ||
+	soft "the blocks after the damaged one do not read back correctly"
+bfs_umount "$HMNT"
+rc=0
+out=$(tmo 300 "$BRANCHD" --check "$HST" 2>&1) || rc=$?
+[ $rc -eq 1 ] || soft "branchd --check with one damaged block exited $rc (expected 1): $out"
+log "branchd --check: exit $rc: $(tr '\n' '|' <<<"$out")"
+grep -q "victim2" <<<"$out" && grep -qE "payload2|inode $hino" <<<"$out" && grep -q "block 5" <<<"$out" ||
+	soft "branchd --check does not name branch victim2, the file and block 5: $out"
 
 # ============================ 3. disk full ============================
 log "--- disk full"
