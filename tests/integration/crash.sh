@@ -38,7 +38,9 @@
 # Environment: CRASH_ROUNDS (50), CRASH_SEED (random), CRASH_SCALE (pgbench
 # scale, 2), CRASH_CLIENTS (3), CRASH_MIN/CRASH_MAX (seconds of load before
 # the kill, 3/12), CRASH_CHECK_EVERY (run branchd --check after every Nth
-# daemon crash, 1), CRASH_KINDS (cycle of kinds, default random).
+# daemon crash, 1), CRASH_KINDS (cycle of kinds, default random),
+# CRASH_SELFTEST=1 (damage the recovered state on purpose: the run must then
+# report lost ids, a sum mismatch and a missing file, and fail).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init
 
@@ -271,6 +273,17 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	fi
 	start_main
 	trec=$(($(date +%s) - t0))
+
+	if [ "${CRASH_SELFTEST:-0}" = 1 ]; then
+		# prove the checks can fail: drop one acknowledged row, one
+		# acknowledged file and break a balance, as a lost write would
+		read -r sc si <"$ACKS/pg-r$R-c1"
+		q "$PORT" "delete from acked where client = $sc and id = $si; update pgbench_branches set bbalance = bbalance + 1 where bid = 1" >/dev/null
+		sf=$(awk '$1 == "I" && $2 == "U" {u[$3] = 1} $1 == "A" && $2 == "C" {c[$3] = 1}
+			END {for (k in c) if (!(k in u)) {print k; exit}}' "$ACKS/fs-r$R")
+		rm -f "$MNT/files/fsc/r$R/f$sf" "$MNT/files/fsc/r$R/g$sf"
+		log "SELFTEST: deleted acked id $sc/$si and acked file $sf, broke bbalance"
+	fi
 
 	# ---- verify main ----
 	cat "$ACKS"/pg-r*-c* >"$T/acked-all" 2>/dev/null || true
