@@ -17,7 +17,8 @@
 #           (mkdir/rmdir, branchctl create/delete) under load;
 #   crash:  after a random delay, mkdir a snapshot branch of main, wait a
 #           random fraction of a second and kill -9 branchd (kind bd),
-#           every Postgres process (pg) or both at once (both);
+#           every Postgres process (pg) or both at once (both); on +rec
+#           rounds branchd is killed once more while Postgres replays WAL;
 #   recover: kill the orphaned Postgres, fusermount3 -uz, branchd --check
 #           on the dead store (must be clean), start branchd on the same
 #           store, start Postgres (WAL recovery);
@@ -215,17 +216,18 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		read -ra ks <<<"$KINDS"
 		KIND=${ks[$(((R - 1) % ${#ks[@]}))]}
 	else
-		ks=(bd bd pg both bd+churn both+churn pg+churn)
+		ks=(bd bd pg both bd+churn both+churn pg+churn bd+rec both+churn+rec)
 		KIND=${ks[$((RANDOM % ${#ks[@]}))]}
 	fi
-	CHURN=0
-	[[ "$KIND" == *+churn ]] && CHURN=1
-	KILL=${KIND%+churn}
+	CHURN=0 REC=0
+	[[ "$KIND" == *+churn* ]] && CHURN=1
+	[[ "$KIND" == *+rec* ]] && REC=1
+	KILL=${KIND%%+*}
 	DELAY=$((TMIN * 10 + RANDOM % ((TMAX - TMIN) * 10 + 1)))
 	DELAY=$((DELAY / 10)).$((DELAY % 10))
 	SNAPWAIT=0.$((RANDOM % 10))
 	SNAP=snap-$R
-	log "=== round $R/$ROUNDS: kill $KILL$([ $CHURN = 1 ] && echo ', branch churn') after ${DELAY}s (snapshot ${SNAPWAIT}s before)"
+	log "=== round $R/$ROUNDS: kill $KILL$([ $CHURN = 1 ] && echo ', branch churn')$([ $REC = 1 ] && echo ', again during recovery') after ${DELAY}s (snapshot ${SNAPWAIT}s before)"
 	h0=$(q "$PORT" "select count(*) from pgbench_history")
 
 	start_load
@@ -270,6 +272,32 @@ for ((R = 1; R <= ROUNDS; R++)); do
 			fi
 		fi
 		bfs_mount
+		if [ $REC = 1 ]; then
+			# a second crash while Postgres replays its WAL
+			(cd "$T" && $AS_PG "$PGBIN/pg_ctl" -W -D "$PGD" -l "$T/log/pg-rec-r$R.log" \
+				-o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null 2>&1) ||
+				fail "pg_ctl start (no wait) for the recovery crash failed"
+			n=$((1 + RANDOM % 15)) # 0.1-1.5 s: before, during or after redo
+			sleep "$((n / 10)).$((n % 10))"
+			pm=""
+			for ((n = 0; n < 50; n++)); do
+				pm=$(pgrep -u postgres -xf "$PGBIN/postgres -D $PGD -p $PORT -k $SOCK -c listen_addresses=127.0.0.1" || true)
+				[ -z "$pm" ] || break
+				sleep 0.1
+			done
+			[ -n "$pm" ] || fail "no postmaster found for the recovery crash"
+			IT_PGPID[$PGD]=$pm
+			IT_PGDIRS+=("$PGD")
+			IT_PGRUN[$PGD]=$AS_PG
+			recst=$(grep -oE 'redo (starts|done)|ready to accept|checkpoint (starting|complete)' "$T/log/pg-rec-r$R.log" | tail -n 1 || true)
+			BDPID=${IT_MNTPID[$MNT]}
+			kill -KILL "$BDPID"
+			log "killed branchd again during Postgres recovery (last recovery step logged: ${recst:-none yet})"
+			pg_kill9 "$PGD"
+			_it_wait_gone "$BDPID" 20 || fail "branchd $BDPID survived kill -9"
+			tmo 30 fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed after the recovery crash"
+			bfs_mount
+		fi
 	fi
 	start_main
 	trec=$(($(date +%s) - t0))
