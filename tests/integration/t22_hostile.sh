@@ -183,7 +183,7 @@ for i in $(seq 0 19); do
 		sed -n 's/.*"owner_uid": *\([0-9]*\).*/\1/p' "$T/info.json")
 	[ "$owner" = "$winner" ] || fail "race-$i was created by uid $winner but belongs to uid $owner"
 done
-n=$(ls "$MNT" | grep -c '^race-')
+n=$(compgen -G "$MNT/race-*" | wc -l)
 [ "$n" -eq 20 ] || fail "$n race-* branches after the race, expected 20"
 log "mkdir race: 20 names, user a won $wins_a, user b won $wins_b, every loser got EEXIST"
 alive "mkdir races"
