@@ -351,8 +351,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		if [ -e "$MNT/$SNAP/postmaster.pid" ]; then
 			# DESIGN rule 2: a new branch never carries postmaster.pid
 			# (ls: does readdir show it, or only lookup?)
-			# shellcheck disable=SC2010
 			snap=PIDF
+			# shellcheck disable=SC2010
 			problem "snapshot branch $SNAP carries postmaster.pid ($(stat -c 'nlink %h, %s bytes' "$MNT/$SNAP/postmaster.pid"); readdir shows it: $(ls "$MNT/$SNAP" | grep -c '^postmaster.pid$' || true))"
 			rm -f "$MNT/$SNAP/postmaster.pid" || true
 		fi
