@@ -402,7 +402,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	TOT_FSOPS=$((TOT_FSOPS + nfs))
 	TOT_FSBAD=$((TOT_FSBAD + fsbad))
 	TOT_PGB=$((TOT_PGB + npgb))
-	ROWS+=("$(printf '%5s %-11s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s' "$R" "$KIND" "$DELAY" "$nack" "$npgb" "$nfs" \
+	ROWS+=("$(printf '%5s %-13s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s' "$R" "$KIND" "$DELAY" "$nack" "$npgb" "$nfs" \
 		"$lost" "$am" "$sums" "$fsbad" "$snap" "$chk" "${trec}s")")
 	log "round $R: acked=$nack pgbench_tx=$npgb fs_ops=$nfs lost=$lost amcheck_fail=$am sums=$sums fs_bad=$fsbad snapshot=$snap check=$chk churn_branches=$nchurn recovery=${trec}s"
 done
@@ -417,7 +417,7 @@ log "final branchd --check: $(tail -n 1 "$T/log/check-final.out")"
 
 echo
 echo "crash harness: seed $SEED, scale $SCALE, $NCLIENTS ack clients + pgbench -c 2"
-printf '%5s %-11s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s\n' round kind load_s acked pgb_tx fs_ops lost amcheck sums fsbad snap check recov
+printf '%5s %-13s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s\n' round kind load_s acked pgb_tx fs_ops lost amcheck sums fsbad snap check recov
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "summary: rounds=$ROUNDS acknowledged_transactions=$TOT_ACK lost=$TOT_LOST amcheck_failures=$TOT_AMCHECK" \
