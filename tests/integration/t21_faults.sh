@@ -438,7 +438,11 @@ head -c 5000000 /dev/urandom >"$DMNT/files/after"
 sync "$DMNT/files/after" || fail "fsync after space was freed failed"
 log "disk full: $nacked acknowledged batches all present after freeing space; writes work again"
 pg_stop "$DM"
+dpid=${IT_MNTPID[$DMNT]}
 bfs_umount "$DMNT"
+st=0
+wait "$dpid" 2>/dev/null || st=$?
+[ $st -eq 0 ] || soft "branchd exited with status $st at the clean unmount after the disk-full episode: $(tail -n 2 "$(ls -t "$T"/log/branchd-dmnt-*.log | head -n 1)" | tr '\n' ' ')"
 rc=0
 out=$(tmo 300 "$BRANCHD" --check "$DST" 2>&1) || rc=$?
 [ $rc -eq 0 ] || fail "branchd --check after the disk-full episode: exit $rc: $(tail -n 5 <<<"$out")"
