@@ -17,7 +17,8 @@
 #           (mkdir/rmdir, branchctl create/delete) under load;
 #   crash:  after a random delay, mkdir a snapshot branch of main, wait a
 #           random fraction of a second and kill -9 branchd (kind bd),
-#           every Postgres process (pg) or both at once (both);
+#           every Postgres process (pg) or both at once (both); on +rec
+#           rounds branchd is killed once more while Postgres replays WAL;
 #   recover: kill the orphaned Postgres, fusermount3 -uz, branchd --check
 #           on the dead store (must be clean), start branchd on the same
 #           store, start Postgres (WAL recovery);
@@ -28,6 +29,9 @@
 #           `static` branch is unchanged, and the snapshot branch starts
 #           as a crash image (recovery, amcheck, sums, and every id acked
 #           before its mkdir is in it).
+# The snap column: ok, PIDF (the branch showed postmaster.pid, DESIGN rule 2
+# broken, but once it was removed the crash image started and verified),
+# BAD or MISSING.
 # At the end: a per-round table and a summary (rounds, acknowledged
 # transactions, lost, amcheck failures, ...).  Exit 1 if anything was lost
 # or damaged.
@@ -35,7 +39,9 @@
 # Environment: CRASH_ROUNDS (50), CRASH_SEED (random), CRASH_SCALE (pgbench
 # scale, 2), CRASH_CLIENTS (3), CRASH_MIN/CRASH_MAX (seconds of load before
 # the kill, 3/12), CRASH_CHECK_EVERY (run branchd --check after every Nth
-# daemon crash, 1), CRASH_KINDS (cycle of kinds, default random).
+# daemon crash, 1), CRASH_KINDS (cycle of kinds, default random),
+# CRASH_SELFTEST=1 (damage the recovered state on purpose: the run must then
+# report lost ids, a sum mismatch and a missing file, and fail).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init
 
@@ -56,7 +62,7 @@ mkdir -p "$ACKS"
 PGD=$MNT/main
 declare -a ROWS=()
 TOT_ACK=0 TOT_LOST=0 TOT_AMCHECK=0 TOT_FSOPS=0 TOT_FSBAD=0 TOT_SNAPBAD=0 TOT_CHECKBAD=0
-TOT_PGB=0 TOT_STATICBAD=0 TOT_SUMBAD=0 TOT_CHURN=0 NCHECK=0
+TOT_PGB=0 TOT_SNAPPID=0 TOT_STATICBAD=0 TOT_SUMBAD=0 TOT_CHURN=0 NCHECK=0
 declare -a PROBLEMS=()
 
 problem() {
@@ -122,21 +128,30 @@ tree_sum() { # DIR: checksum of every file's path, mode, owner and content
 		find . -type f ! -name postmaster.pid -print0 | LC_ALL=C sort -z | xargs -0r sha256sum) | sha256sum | cut -c1-16
 }
 
-churn_loop() { # ROUND: create and delete branches until killed
-	local r=$1 n=0 b
+dirsync() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd)' "$1"; }
+
+# churn_loop ROUND: create and delete branches until killed.  Log lines in
+# $ACKS/churn-ROUND: "C name" once mkdir and an fsync of the branch root
+# returned, "I name" before an rmdir, "D name" once rmdir and the fsync
+# returned.
+churn_loop() {
+	local r=$1 n=0 b f=$ACKS/churn-$1
 	trap - ERR
 	set +eE
 	while :; do
 		n=$((n + 1))
 		b=churn-$r-$n
-		if mkdir "$MNT/$b" 2>/dev/null; then
-			echo "$b" >>"$ACKS/churn-$r"
+		if mkdir "$MNT/$b" 2>/dev/null && dirsync "$MNT" 2>/dev/null; then
+			echo "C $b" >>"$f"
 			echo "x$n" >"$MNT/$b/churn-file" 2>/dev/null || true
 			if ((n % 3 == 0)); then
 				"$IT_ROOT/bin/branchctl" --mount "$MNT" create "c$b" --from "$b" >/dev/null 2>&1 || true
 				"$IT_ROOT/bin/branchctl" --mount "$MNT" delete "c$b" >/dev/null 2>&1 || true
 			fi
-			((n % 4 == 0)) || rmdir "$MNT/$b" 2>/dev/null || true
+			if ((n % 4 != 0)); then
+				echo "I $b" >>"$f"
+				rmdir "$MNT/$b" 2>/dev/null && dirsync "$MNT" 2>/dev/null && echo "D $b" >>"$f"
+			fi
 		fi
 		sleep 0.$((RANDOM % 3))
 	done
@@ -201,17 +216,18 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		read -ra ks <<<"$KINDS"
 		KIND=${ks[$(((R - 1) % ${#ks[@]}))]}
 	else
-		ks=(bd bd pg both bd+churn both+churn pg+churn)
+		ks=(bd bd pg both bd+churn both+churn pg+churn bd+rec both+churn+rec)
 		KIND=${ks[$((RANDOM % ${#ks[@]}))]}
 	fi
-	CHURN=0
-	[[ "$KIND" == *+churn ]] && CHURN=1
-	KILL=${KIND%+churn}
+	CHURN=0 REC=0
+	[[ "$KIND" == *+churn* ]] && CHURN=1
+	[[ "$KIND" == *+rec* ]] && REC=1
+	KILL=${KIND%%+*}
 	DELAY=$((TMIN * 10 + RANDOM % ((TMAX - TMIN) * 10 + 1)))
 	DELAY=$((DELAY / 10)).$((DELAY % 10))
 	SNAPWAIT=0.$((RANDOM % 10))
 	SNAP=snap-$R
-	log "=== round $R/$ROUNDS: kill $KILL$([ $CHURN = 1 ] && echo ', branch churn') after ${DELAY}s (snapshot ${SNAPWAIT}s before)"
+	log "=== round $R/$ROUNDS: kill $KILL$([ $CHURN = 1 ] && echo ', branch churn')$([ $REC = 1 ] && echo ', again during recovery') after ${DELAY}s (snapshot ${SNAPWAIT}s before)"
 	h0=$(q "$PORT" "select count(*) from pgbench_history")
 
 	start_load
@@ -256,9 +272,46 @@ for ((R = 1; R <= ROUNDS; R++)); do
 			fi
 		fi
 		bfs_mount
+		if [ $REC = 1 ]; then
+			# a second crash while Postgres replays its WAL
+			(cd "$T" && $AS_PG "$PGBIN/pg_ctl" -W -D "$PGD" -l "$T/log/pg-rec-r$R.log" \
+				-o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null 2>&1) ||
+				fail "pg_ctl start (no wait) for the recovery crash failed"
+			n=$((1 + RANDOM % 15)) # 0.1-1.5 s: before, during or after redo
+			sleep "$((n / 10)).$((n % 10))"
+			pm=""
+			for ((n = 0; n < 50; n++)); do
+				pm=$(pgrep -u postgres -xf "$PGBIN/postgres -D $PGD -p $PORT -k $SOCK -c listen_addresses=127.0.0.1" || true)
+				[ -z "$pm" ] || break
+				sleep 0.1
+			done
+			[ -n "$pm" ] || fail "no postmaster found for the recovery crash"
+			IT_PGPID[$PGD]=$pm
+			IT_PGDIRS+=("$PGD")
+			IT_PGRUN[$PGD]=$AS_PG
+			recst=$(grep -oE 'redo (starts|done)|ready to accept|checkpoint (starting|complete)' "$T/log/pg-rec-r$R.log" | tail -n 1 || true)
+			BDPID=${IT_MNTPID[$MNT]}
+			kill -KILL "$BDPID"
+			log "killed branchd again during Postgres recovery (last recovery step logged: ${recst:-none yet})"
+			pg_kill9 "$PGD"
+			_it_wait_gone "$BDPID" 20 || fail "branchd $BDPID survived kill -9"
+			tmo 30 fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed after the recovery crash"
+			bfs_mount
+		fi
 	fi
 	start_main
 	trec=$(($(date +%s) - t0))
+
+	if [ "${CRASH_SELFTEST:-0}" = 1 ]; then
+		# prove the checks can fail: drop one acknowledged row, one
+		# acknowledged file and break a balance, as a lost write would
+		read -r sc si <"$ACKS/pg-r$R-c1"
+		q "$PORT" "delete from acked where client = $sc and id = $si; update pgbench_branches set bbalance = bbalance + 1 where bid = 1" >/dev/null
+		sf=$(awk '$1 == "I" && $2 == "U" {u[$3] = 1} $1 == "A" && $2 == "C" {c[$3] = 1}
+			END {for (k in c) if (!(k in u)) {print k; exit}}' "$ACKS/fs-r$R")
+		rm -f "$MNT/files/fsc/r$R/f$sf" "$MNT/files/fsc/r$R/g$sf"
+		log "SELFTEST: deleted acked id $sc/$si and acked file $sf, broke bbalance"
+	fi
 
 	# ---- verify main ----
 	cat "$ACKS"/pg-r*-c* >"$T/acked-all" 2>/dev/null || true
@@ -297,7 +350,9 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	else
 		if [ -e "$MNT/$SNAP/postmaster.pid" ]; then
 			# DESIGN rule 2: a new branch never carries postmaster.pid
-			snap=BAD
+			# (ls: does readdir show it, or only lookup?)
+			snap=PIDF
+			# shellcheck disable=SC2010
 			problem "snapshot branch $SNAP carries postmaster.pid ($(stat -c 'nlink %h, %s bytes' "$MNT/$SNAP/postmaster.pid"); readdir shows it: $(ls "$MNT/$SNAP" | grep -c '^postmaster.pid$' || true))"
 			rm -f "$MNT/$SNAP/postmaster.pid" || true
 		fi
@@ -313,13 +368,25 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		done
 		[ ! -e "$MNT/$SNAP" ] || problem "could not rmdir $SNAP: $(try_op rmdir "$MNT/$SNAP")"
 	fi
-	[ "$snap" = ok ] || TOT_SNAPBAD=$((TOT_SNAPBAD + 1))
+	case $snap in
+	ok) ;;
+	PIDF) TOT_SNAPPID=$((TOT_SNAPPID + 1)) ;;
+	*) TOT_SNAPBAD=$((TOT_SNAPBAD + 1)) ;;
+	esac
 
 	# ---- branch churn leftovers: readable crash images, then delete ----
 	nchurn=0
 	if [ -f "$ACKS/churn-$R" ]; then
-		nchurn=$(wc -l <"$ACKS/churn-$R")
+		nchurn=$(grep -c '^C ' "$ACKS/churn-$R" || true)
 		TOT_CHURN=$((TOT_CHURN + nchurn))
+		# acknowledged (fsynced) creations and deletions of branches survive
+		while read -r op b; do
+			case $op in
+			C) grep -qx "I $b" "$ACKS/churn-$R" || [ -d "$MNT/$b" ] ||
+				problem "branch $b (mkdir + fsync of the root acknowledged, never deleted) is gone after the crash" ;;
+			D) [ ! -e "$MNT/$b" ] || problem "branch $b (rmdir + fsync of the root acknowledged) is back after the crash" ;;
+			esac
+		done <"$ACKS/churn-$R"
 	fi
 	for b in "$MNT"/churn-* "$MNT"/cchurn-*; do
 		[ -d "$b" ] || continue
@@ -335,7 +402,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	TOT_FSOPS=$((TOT_FSOPS + nfs))
 	TOT_FSBAD=$((TOT_FSBAD + fsbad))
 	TOT_PGB=$((TOT_PGB + npgb))
-	ROWS+=("$(printf '%5s %-11s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s' "$R" "$KIND" "$DELAY" "$nack" "$npgb" "$nfs" \
+	ROWS+=("$(printf '%5s %-13s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s' "$R" "$KIND" "$DELAY" "$nack" "$npgb" "$nfs" \
 		"$lost" "$am" "$sums" "$fsbad" "$snap" "$chk" "${trec}s")")
 	log "round $R: acked=$nack pgbench_tx=$npgb fs_ops=$nfs lost=$lost amcheck_fail=$am sums=$sums fs_bad=$fsbad snapshot=$snap check=$chk churn_branches=$nchurn recovery=${trec}s"
 done
@@ -350,12 +417,12 @@ log "final branchd --check: $(tail -n 1 "$T/log/check-final.out")"
 
 echo
 echo "crash harness: seed $SEED, scale $SCALE, $NCLIENTS ack clients + pgbench -c 2"
-printf '%5s %-11s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s\n' round kind load_s acked pgb_tx fs_ops lost amcheck sums fsbad snap check recov
+printf '%5s %-13s %6s %7s %7s %6s %5s %7s %5s %5s %5s %5s %6s\n' round kind load_s acked pgb_tx fs_ops lost amcheck sums fsbad snap check recov
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "summary: rounds=$ROUNDS acknowledged_transactions=$TOT_ACK lost=$TOT_LOST amcheck_failures=$TOT_AMCHECK" \
 	"pgbench_tx=$TOT_PGB sum_mismatches=$TOT_SUMBAD fs_acked_ops=$TOT_FSOPS fs_failures=$TOT_FSBAD" \
-	"snapshot_failures=$TOT_SNAPBAD check_failures=$TOT_CHECKBAD static_changes=$TOT_STATICBAD churn_branches=$TOT_CHURN"
+	"snapshot_failures=$TOT_SNAPBAD snapshot_with_postmaster.pid=$TOT_SNAPPID check_failures=$TOT_CHECKBAD static_changes=$TOT_STATICBAD churn_branches=$TOT_CHURN"
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
 	printf 'PROBLEM: %s\n' "${PROBLEMS[@]}" >&2
 	fail "${#PROBLEMS[@]} problems found"

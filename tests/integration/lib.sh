@@ -371,6 +371,32 @@ run_pgbench() {
 	grep -E 'tps =|number of transactions actually processed|done in' "$out" | sed "s/^/[$IT_NAME]   /" || true
 }
 
+# bfs_try_mount [STORE MNT [extra -o options]]: like bfs_mount, but returns 1
+# (after logging why) instead of failing the test when branchd exits before
+# the mount is ready; the daemon's log is in $T/log/branchd-*.log.
+bfs_try_mount() {
+	local store=${1:-$STORE} mnt=${2:-$MNT} opts=${3:-} n pid logf
+	mkdir -p "$mnt"
+	logf=$T/log/branchd-$(basename "$mnt")-$(date +%s%N).log
+	local -a o=(-o "pidfile=$T/branchd-$(basename "$mnt").pid")
+	[ -n "$opts" ] && o+=(-o "$opts")
+	setsid "$BRANCHD" -f "${o[@]}" "$store" "$mnt" </dev/null >"$logf" 2>&1 &
+	pid=$!
+	IT_DAEMONS+=("$pid")
+	IT_MOUNTS+=("$mnt")
+	IT_MNTPID[$mnt]=$pid
+	for ((n = 0; n < 300; n++)); do
+		mountpoint -q "$mnt" && break
+		if ! _it_alive "$pid"; then
+			log "branchd exited before the mount was ready: $(tail -n 3 "$logf" | tr '\n' ' ')"
+			return 1
+		fi
+		sleep 0.1
+	done
+	mountpoint -q "$mnt" || { log "mount $mnt not ready after 30 s"; return 1; }
+	log "mounted $store at $mnt (branchd pid $pid, foreground)"
+}
+
 # ---- branchctl ------------------------------------------------------------------
 
 BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
