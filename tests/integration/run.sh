@@ -4,7 +4,7 @@
 # those whose names contain one of the NAMEs), each under its own hard
 # timeout (the "# timeout: N" line in the script, seconds).  Prints PASS or
 # FAIL per test and, last, exactly "N passed, M failed"; exits nonzero if any
-# test failed.  The whole run has a budget (IT_BUDGET, default 900 s).  Called by `make check-integration`.  Needs root, /dev/fuse,
+# test failed.  The whole run has a budget (IT_BUDGET, default 1500 s).  Called by `make check-integration`.  Needs root, /dev/fuse,
 # PostgreSQL 15 and a built bin/branchd; a missing one fails every test.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +21,7 @@ done
 
 # total budget for the whole run (seconds): a hung test must not push
 # `make check` past CI's limits; tests that would start after it is spent fail
-budget=${IT_BUDGET:-900}
+budget=${IT_BUDGET:-1500}
 passed=0 failed=0 results=()
 start_all=$(date +%s)
 for t in "${tests[@]}"; do
