@@ -56,7 +56,7 @@ static void tstore_churn(struct tstore_fx *fx, uint64_t f, int from, int n)
 static void test_store_mem_branch_churn_bounded(void **state)
 {
 	struct tstore_fx *fx = *state;
-	enum { WARM = 100, N = 500 };
+	enum { WARM = 100, N = 1000 };
 	long before, after;
 	uint64_t f;
 
@@ -67,8 +67,9 @@ static void test_store_mem_branch_churn_bounded(void **state)
 	after = tstore_rss_kb();
 	fprintf(stderr, "  %d branches created and deleted: rss %+ld KiB\n", N,
 		after - before);
-	/* 64 KiB per deleted branch would be 31 MiB here */
-	if (after - before > 12 * 1024)
+	/* 64 KiB per deleted branch would be 62 MiB here; the block cache
+	 * (8 MiB in the fixture) and memtables may grow a little */
+	if (after - before > 24 * 1024)
 		fail_msg("resident memory grew by %ld KiB over %d created and deleted branches (%ld bytes each)",
 			 after - before, N, (after - before) * 1024 / N);
 }
