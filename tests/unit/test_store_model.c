@@ -788,7 +788,7 @@ static void model_op_gc(struct model *m)
 	int64_t cutoff;
 	int rc, i, k;
 
-	opts.full_compaction = m->stats[12] % 2 == 1;
+	opts.full_compaction = m->stats[12] % 10 == 9;
 	model_trail(m, "gc (full compaction %d)", opts.full_compaction);
 	memset(&gs, 0, sizeof(gs));
 	rc = store_gc(m->fx->s, &opts, &gs);
