@@ -314,8 +314,12 @@ static int kv_rocks_get(struct kv *kv, enum kv_cf cf, const void *key,
 	size_t len;
 
 	ps = rocksdb_get_pinned_cf(r->db, r->ropts, r->cf[cf], key, klen, &err);
-	if (err)
-		return kv_rocks_err(kv, "get", err);
+	if (err) {
+		int rc = kv_rocks_err(kv, "get", err);
+
+		/* A damaged record read at run time is an I/O error. */
+		return rc == -EUCLEAN || rc == -EBUSY ? -EIO : rc;
+	}
 	if (!ps) {
 		*found = false;
 		*vlen = 0;
@@ -453,8 +457,11 @@ static int kv_rocks_iter_status(struct kv_iter *kit)
 	char *err = NULL;
 
 	rocksdb_iter_get_error(((struct kv_rocks_iter *)kit)->ri, &err);
-	if (err)
-		return kv_rocks_err(kit->kv, "iterator", err);
+	if (err) {
+		int rc = kv_rocks_err(kit->kv, "iterator", err);
+
+		return rc == -EUCLEAN || rc == -EBUSY ? -EIO : rc;
+	}
 	return 0;
 }
 
@@ -604,6 +611,24 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	}
 	r->cache = rocksdb_cache_create_lru(cache_bytes);
 	r->opts = rocksdb_options_create();
+	{
+		/* No WAL preallocation: it would count as store bytes on
+		 * disk and hide real growth.  (Recycled WAL files would make
+		 * fdatasync cheaper, but RocksDB 7.8 turns recycling off with
+		 * point-in-time WAL recovery, which crash safety needs.) */
+		rocksdb_options_t *base = rocksdb_options_create();
+
+		rocksdb_get_options_from_string(
+			base, "allow_fallocate=false",
+			r->opts, &err);
+		rocksdb_options_destroy(base);
+		if (err) {
+			kv_log(&r->kv, STORE_LOG_WARN,
+			       "rocksdb: ignoring tuning options: %s", err);
+			rocksdb_free(err);
+			err = NULL;
+		}
+	}
 	rocksdb_options_set_create_if_missing(r->opts, create);
 	rocksdb_options_set_create_missing_column_families(r->opts, 1);
 	rocksdb_options_increase_parallelism(r->opts, 2);

@@ -81,6 +81,7 @@
 #include "digest.h"
 #include "kv.h"
 #include "store.h"
+#include "store_int.h"
 
 #define STORE_MARKER "BRANCHFS"
 #define STORE_LOCKFILE "LOCK.branchfs"
@@ -409,7 +410,7 @@ static size_t store_attr_encode(unsigned char *v, const struct store_attr *a,
 	return STORE_INODE_HDR + n;
 }
 
-static int store_attr_decode(const unsigned char *v, size_t len,
+int store_attr_decode(const unsigned char *v, size_t len,
 			     struct store_attr *a)
 {
 	if (len < STORE_INODE_HDR)
@@ -452,7 +453,7 @@ static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
 	return STORE_BRREC_HDR + n;
 }
 
-static int store_brrec_decode(const unsigned char *v, size_t len,
+int store_brrec_decode(const unsigned char *v, size_t len,
 			      struct store_branch *b)
 {
 	size_t n;
@@ -999,13 +1000,45 @@ static int store_batch_block(struct kv_batch *b, uint64_t br, uint64_t ino,
 	return 0;
 }
 
+int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
+		       size_t vlen, unsigned char *out)
+{
+	unsigned char hdr[17], dg[DIGEST_LEN];
+
+	if (vlen >= 1 && val[0] == STORE_BLK_ZERO) {
+		if (vlen != 1)
+			return -EIO;
+		memset(out, 0, STORE_BLOCK_SIZE);
+		return 0;
+	}
+	if (vlen < STORE_BLK_HDR)
+		return -EIO;
+	if (val[0] == STORE_BLK_RAW) {
+		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
+			return -EIO;
+		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
+	} else if (val[0] == STORE_BLK_ZSTD) {
+		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
+				     vlen - STORE_BLK_HDR))
+			return -EIO;
+	} else {
+		return -EIO;
+	}
+	store_put64(hdr, ino);
+	store_put64(hdr + 8, blk);
+	hdr[16] = val[0];
+	if (digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE) ||
+	    memcmp(dg, val + 1, DIGEST_LEN) != 0)
+		return -EIO;
+	return 0;
+}
+
 /* Read block blk of ino through the view into out (BLOCK_SIZE bytes). */
 static int store_block_read(struct store *s, struct kv_iter *it,
 			    const struct store_view *v, uint64_t ino,
 			    uint64_t blk, unsigned char *out)
 {
-	unsigned char key[STORE_BLOCK_KLEN], hdr[17], dg[DIGEST_LEN];
-	const unsigned char *val;
+	unsigned char key[STORE_BLOCK_KLEN];
 	const void *vp;
 	size_t vlen, level = 0;
 	bool found;
@@ -1017,39 +1050,17 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 			&found, &level);
 	if (rc)
 		return rc;
-	val = vp;
-	if (!found || (vlen >= 1 && val[0] == STORE_BLK_ZERO)) {
+	if (!found) {
 		memset(out, 0, STORE_BLOCK_SIZE);
 		return 0;
 	}
-	if (vlen < STORE_BLK_HDR)
-		goto err_corrupt;
-	if (val[0] == STORE_BLK_RAW) {
-		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
-			goto err_corrupt;
-		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
-	} else if (val[0] == STORE_BLK_ZSTD) {
-		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
-				     vlen - STORE_BLK_HDR))
-			goto err_corrupt;
-	} else {
-		goto err_corrupt;
-	}
-	store_put64(hdr, ino);
-	store_put64(hdr + 8, blk);
-	hdr[16] = val[0];
-	rc = digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE);
+	rc = store_block_decode(ino, blk, vp, vlen, out);
 	if (rc)
-		return rc;
-	if (memcmp(dg, val + 1, DIGEST_LEN) != 0)
-		goto err_corrupt;
-	return 0;
-err_corrupt:
-	LOG_ERR(s,
-		"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
-		") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
-		v->lv[0].id, v->lv[level].id, ino, blk);
-	return -EIO;
+		LOG_ERR(s,
+			"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
+			") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
+			v->lv[0].id, v->lv[level].id, ino, blk);
+	return rc;
 }
 
 /* --------------------------------------------------------- lock sets */
@@ -1278,6 +1289,9 @@ static int store_init_new(struct store *s)
 	store_put64(tkey + 1, (uint64_t)(store_now_ns() / 1000000));
 	store_put64(tval, 1);
 	kv_batch_put(&b, KV_CF_META, tkey, 9, tval, 8);
+	/* Creation time: GC thins the time index, so it cannot tell. */
+	store_put64(tval, (uint64_t)store_now_ns());
+	kv_batch_put(&b, KV_CF_META, "K", 1, tval, 8);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	return rc;
@@ -1549,7 +1563,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 			goto err_close;
 		kv_iter_seek(it, &tk, 1);
 		s->created_ns = store_now_ns();
-		if (kv_iter_valid(it)) {
+		if (store_meta_get_u64(s, 'K', &v) == 0)
+			s->created_ns = (int64_t)v;
+		else if (kv_iter_valid(it)) {
 			const unsigned char *k = kv_iter_key(it, &vlen);
 
 			if (vlen == 9 && k[0] == 'T')
@@ -2777,12 +2793,12 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 	else if (rc)
 		goto out_unlock_ns;
 	rc = 0;
-	if (dino == sino)
-		goto out_unlock_ns; /* same inode: nothing to do */
 	if (dino && (flags & STORE_RENAME_NOREPLACE)) {
 		rc = -EEXIST;
 		goto out_unlock_ns;
 	}
+	if (dino == sino)
+		goto out_unlock_ns; /* same inode: nothing to do */
 	if (!dino && (flags & STORE_RENAME_EXCHANGE)) {
 		rc = -ENOENT;
 		goto out_unlock_ns;
@@ -3444,6 +3460,7 @@ struct store_gc_run {
 	struct store_gc_stats *st;
 	struct kv_batch b;
 	uint64_t w; /* window start seq */
+	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
 };
 
 static int store_gc_flush(struct store_gc_run *r, bool force)
@@ -3577,7 +3594,6 @@ static int store_gc_group_done(struct store_gc_run *r,
 						    &gb->capdead, ino);
 				if (rc)
 					return rc;
-				r->st->inodes_reclaimed++;
 			}
 		}
 	}
@@ -3587,6 +3603,11 @@ static int store_gc_group_done(struct store_gc_run *r,
 		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
 		if (rc)
 			return rc;
+	}
+	/* Count an unlinked inode once, when its blocks actually go. */
+	if (dead_ino && r->last_dead != store_get64(g->prefix + 8)) {
+		r->last_dead = store_get64(g->prefix + 8);
+		r->st->inodes_reclaimed++;
 	}
 	g->n = 0;
 	return 0;
@@ -3816,4 +3837,189 @@ int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
 	}
 	*unix_ns = lo * 1000000;
 	return 0;
+}
+
+/* ------------------------------------------------------------ check */
+
+/* Path of ino at the head of branch (depth-first walk), or "" if it has
+ * none.  Slow; for error reports only. */
+static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
+			  uint64_t ino, char *out, size_t outsz)
+{
+	struct {
+		uint64_t dir;
+		char path[1024];
+	} *stack;
+	size_t n = 0, cap = 256;
+
+	out[0] = 0;
+	if (ino == root) {
+		snprintf(out, outsz, "/");
+		return;
+	}
+	stack = malloc(cap * sizeof(*stack));
+	if (!stack)
+		return;
+	stack[n].dir = root;
+	stack[n].path[0] = 0;
+	n++;
+	while (n) {
+		struct store_dirent *d;
+		size_t nd, i;
+		char base[1024];
+
+		n--;
+		snprintf(base, sizeof(base), "%s", stack[n].path);
+		if (store_readdir(s, branch, STORE_SEQ_LATEST, stack[n].dir, &d,
+				  &nd))
+			continue;
+		for (i = 0; i < nd; i++) {
+			if (d[i].ino == ino) {
+				if (snprintf(out, outsz, "%s/%s", base,
+					     d[i].name) >= (int)outsz)
+					out[0] = 0;
+				free(d);
+				free(stack);
+				return;
+			}
+			if (S_ISDIR(d[i].mode) && n < cap &&
+			    snprintf(stack[n].path, sizeof(stack[n].path),
+				     "%s/%s", base, d[i].name) <
+				    (int)sizeof(stack[n].path)) {
+				stack[n].dir = d[i].ino;
+				n++;
+			}
+		}
+		free(d);
+	}
+	free(stack);
+}
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void store_check_say(void (*problem)(void *, const char *), void *ctx,
+			    const char *fmt, ...)
+{
+	char msg[1536];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (problem)
+		problem(ctx, msg);
+}
+
+static int store_check_branch(struct store *s,
+			      const struct store_branch_info *bi,
+			      void (*problem)(void *, const char *), void *ctx,
+			      struct store_check_report *r)
+{
+	unsigned char *blk = malloc(STORE_BLOCK_SIZE);
+	struct kv_iter *it = NULL;
+	unsigned char start[8];
+	int rc, cf;
+
+	if (!blk)
+		return -ENOMEM;
+	store_put64(start, bi->id);
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
+		rc = kv_iter_new(s->kv, cf, false, &it);
+		if (rc)
+			goto out;
+		for (kv_iter_seek(it, start, 8); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			const unsigned char *k, *v;
+			size_t klen, vlen;
+			bool bad = false;
+			uint64_t ino, seq;
+			char path[1024], what[96];
+
+			k = kv_iter_key(it, &klen);
+			if (klen < 16 || memcmp(k, start, 8))
+				break;
+			v = kv_iter_value(it, &vlen);
+			ino = store_get64(k + 8);
+			seq = ~store_get64(k + klen - 8);
+			what[0] = 0;
+			if (cf == KV_CF_BLOCK) {
+				uint64_t bn = store_get64(k + 16);
+
+				r->blocks++;
+				snprintf(what, sizeof(what), " block %" PRIu64, bn);
+				bad = klen != STORE_BLOCK_KLEN ||
+				      store_block_decode(ino, bn, v, vlen, blk) != 0;
+				if (bad)
+					r->bad_blocks++;
+			} else {
+				r->records++;
+				if (cf == KV_CF_INODE)
+					bad = klen != STORE_INODE_KLEN ||
+					      vlen < STORE_INODE_HDR;
+				else
+					bad = !(vlen == 0 || vlen == 12) ||
+					      klen < 16 + 2 + 8 ||
+					      k[klen - 9] != 0;
+				if (bad)
+					r->bad_records++;
+			}
+			if (!bad)
+				continue;
+			store_path_of(s, bi->id, bi->root_ino, ino, path,
+				      sizeof(path));
+			store_check_say(problem, ctx,
+					"branch '%s': %s of inode %" PRIu64
+					"%s%s%s%s (seq %" PRIu64
+					") is damaged",
+					bi->name,
+					cf == KV_CF_BLOCK ? "data" :
+					cf == KV_CF_INODE ? "attributes" :
+							    "a directory entry",
+					ino, path[0] ? " (" : "", path,
+					path[0] ? ")" : "", what, seq);
+		}
+		rc = kv_iter_status(it);
+		kv_iter_free(it);
+		it = NULL;
+		if (rc)
+			goto out;
+	}
+out:
+	free(blk);
+	kv_iter_free(it);
+	return rc;
+}
+
+int store_check(struct store *s,
+		void (*problem)(void *ctx, const char *msg), void *ctx,
+		struct store_check_report *out)
+{
+	struct store_check_report r = { 0 };
+	struct store_branch_info *all = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = store_branch_list(s, &all, &n);
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		r.branches++;
+		rc = store_check_branch(s, &all[i], problem, ctx, &r);
+		if (rc) {
+			store_check_say(problem, ctx,
+					"branch '%s': cannot be read: %s",
+					all[i].name, strerror(-rc));
+			r.bad_records++;
+		}
+	}
+	free(all);
+	*out = r;
+	return 0;
+}
+
+size_t store_branch_struct_size(void)
+{
+	return sizeof(struct store_branch);
 }

@@ -241,6 +241,24 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 /* 0 if name is a valid branch or entry name; else -EINVAL/-ENAMETOOLONG */
 int store_name_check(const char *name);
 
+struct store_check_report {
+	uint64_t branches;
+	uint64_t records;     /* inode and entry versions checked */
+	uint64_t blocks;      /* block versions checked */
+	uint64_t bad_records;
+	uint64_t bad_blocks;
+};
+
+/* Read and verify every version of every live branch: block digests and
+ * decompression, record shapes.  Each problem is reported through
+ * problem(ctx, msg) with the branch, the file's path at the branch head
+ * (when it still has one), the inode, block and seq.  Returns 0 (problems
+ * are counted in out, not errors) or a negative errno when the check
+ * itself could not run. */
+int store_check(struct store *s,
+		void (*problem)(void *ctx, const char *msg), void *ctx,
+		struct store_check_report *out);
+
 /* ---- branches ---- */
 
 /* Create a branch.  O(1): writes one record.  Branch names follow the

@@ -1,0 +1,624 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * branchctl.c - command-line client of a running branchd.
+ *
+ * Finds the daemon's control socket (--socket, else from --mount,
+ * BRANCHFS_MOUNT, or the current directory's nearest enclosing mount; see
+ * ctlproto.h for the socket's location), sends one JSON request and
+ * prints the reply for people, or verbatim with --json.  The exit status
+ * tells scripts what went wrong (enum bd_exit).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "json.h"
+
+static bool bc_json_out;
+
+static void bc_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: branchctl [--mount DIR | --socket PATH] [--json] COMMAND [ARGS]\n"
+		"\n"
+		"commands:\n"
+		"  create NAME [--from PARENT] [--at WHEN]   new branch (O(1))\n"
+		"  list [--tree]                             all branches\n"
+		"  info NAME                                 one branch\n"
+		"  delete NAME                               drop a branch\n"
+		"  rename OLD NEW                            rename a branch\n"
+		"  reset NAME                                back to its parent's current state\n"
+		"  default [NAME]                            show or set the default parent\n"
+		"  status                                    store and daemon figures\n"
+		"  gc                                        reclaim space now\n"
+		"  retention [SECONDS]                       show or set the retention window\n"
+		"\n"
+		"WHEN: 'YYYY-MM-DD HH:MM:SS' (local time), ISO 8601 with a zone\n"
+		"('2026-11-24T10:00:00Z', '...+01:00'), a relative time ('-15min',\n"
+		"'-2h', '-30s', '-1d'), or an exact sequence number 'seq:N'.\n"
+		"\n"
+		"The daemon is found from --mount, $BRANCHFS_MOUNT, or the current\n"
+		"directory.  Exit status: 0 ok, 2 usage, 3 daemon not running, 4 no such\n"
+		"branch, 5 name taken, 6 in use, 7 has children, 8 time not retained,\n"
+		"9 permission denied, 10 invalid argument, 1 other errors.\n");
+}
+
+/* -------------------------------------------------------- discovery */
+
+static bool bc_is_socket(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Socket of a daemon mounted at mnt (absolute), if one exists. */
+static bool bc_socket_for(const char *mnt, char *out, size_t n)
+{
+	struct stat st;
+	uid_t uids[3] = { 0, getuid(), 0 };
+	int i, nu = 2;
+
+	if (stat(mnt, &st) == 0)
+		uids[nu++] = st.st_uid;
+	for (i = 0; i < nu; i++) {
+		if (bd_ctl_socket_path(mnt, uids[i], out, n) == 0 &&
+		    bc_is_socket(out))
+			return true;
+	}
+	return false;
+}
+
+static int bc_find_socket(const char *sock, const char *mount, char *out,
+			  size_t n)
+{
+	char path[PATH_MAX];
+
+	if (sock) {
+		snprintf(out, n, "%s", sock);
+		return 0;
+	}
+	if (!mount)
+		mount = getenv("BRANCHFS_MOUNT");
+	if (mount) {
+		if (!realpath(mount, path)) {
+			fprintf(stderr, "branchctl: cannot resolve mount '%s': %s\n",
+				mount, strerror(errno));
+			return -ENOENT;
+		}
+		if (bc_socket_for(path, out, n))
+			return 0;
+		fprintf(stderr,
+			"branchctl: no branchd serves '%s' (is the daemon running?)\n",
+			path);
+		return -ENOENT;
+	}
+	if (!getcwd(path, sizeof(path)))
+		return -errno;
+	for (;;) {
+		char *slash;
+
+		if (bc_socket_for(path, out, n))
+			return 0;
+		slash = strrchr(path, '/');
+		if (!slash || slash == path) {
+			if (strcmp(path, "/") != 0 && bc_socket_for("/", out, n))
+				return 0;
+			break;
+		}
+		*slash = 0;
+	}
+	fprintf(stderr,
+		"branchctl: no branchd found for the current directory; use --mount DIR or set BRANCHFS_MOUNT\n");
+	return -ENOENT;
+}
+
+/* ---------------------------------------------------------- request */
+
+static int bc_call(const char *sockpath, const char *req, struct json **reply,
+		   char **raw)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd, rc;
+
+	if (strlen(sockpath) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, sockpath);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0 ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (len + 4096 > cap) {
+			char *nb;
+
+			cap = cap ? cap * 2 : 65536;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			buf = nb;
+		}
+		r = recv(fd, buf + len, cap - len - 1, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (memchr(buf + len - r, '\n', (size_t)r))
+			break;
+	}
+	if (!buf || len == 0 || buf[len - 1] != '\n') {
+		rc = -EPROTO;
+		goto out;
+	}
+	buf[--len] = 0;
+	rc = json_parse(buf, len, reply);
+	if (rc == 0) {
+		*raw = buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* ------------------------------------------------------------- time */
+
+static int bc_parse_when(const char *s, struct json_buf *req)
+{
+	struct tm tm;
+	int64_t ns;
+	double frac = 0;
+	char *end;
+
+	if (strncmp(s, "seq:", 4) == 0) {
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(s + 4, &end, 10);
+		if (errno || *end || end == s + 4)
+			return -EINVAL;
+		json_buf_printf(req, ",\"at_seq\":%llu", v);
+		return 0;
+	}
+	if (strcmp(s, "now") == 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		json_buf_printf(req, ",\"at_ns\":%" PRId64,
+				(int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+		return 0;
+	}
+	if (s[0] == '-') {
+		double v, mult;
+		struct timespec ts;
+
+		/* Digits and at most one point: no nan, inf or exponents. */
+		if (strspn(s + 1, "0123456789.") == 0)
+			return -EINVAL;
+		v = strtod(s + 1, &end);
+		if (end == s + 1 || v < 0 || v > 1e10 ||
+		    strspn(s + 1, "0123456789.") != (size_t)(end - s - 1))
+			return -EINVAL;
+		if (!strcmp(end, "s") || !strcmp(end, "sec") || !strcmp(end, "secs"))
+			mult = 1;
+		else if (!strcmp(end, "m") || !strcmp(end, "min") ||
+			 !strcmp(end, "mins"))
+			mult = 60;
+		else if (!strcmp(end, "h") || !strcmp(end, "hour") ||
+			 !strcmp(end, "hours"))
+			mult = 3600;
+		else if (!strcmp(end, "d") || !strcmp(end, "day") ||
+			 !strcmp(end, "days"))
+			mult = 86400;
+		else
+			return -EINVAL;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec -
+		     (int64_t)(v * mult * 1e9);
+		json_buf_printf(req, ",\"at_ns\":%" PRId64, ns);
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (!end || (*end != ' ' && *end != 'T'))
+		return -EINVAL;
+	end = strptime(end + 1, "%H:%M:%S", &tm);
+	if (!end)
+		return -EINVAL;
+	if (*end == '.') {
+		size_t nd = strspn(end + 1, "0123456789");
+
+		if (nd == 0 || nd > 9)
+			return -EINVAL;
+		frac = strtod(end, NULL);
+		end += 1 + nd;
+	}
+	if (*end == 0) {
+		time_t t;
+
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+		if (t == (time_t)-1)
+			return -EINVAL;
+		ns = (int64_t)t * 1000000000;
+	} else {
+		int sign = 1, hh = 0, mm = 0;
+		time_t t;
+
+		if (*end == 'Z' && end[1] == 0) {
+			sign = 0;
+		} else if ((*end == '+' || *end == '-') &&
+			   ((strlen(end + 1) == 5 && end[3] == ':' &&
+			     sscanf(end + 1, "%2d:%2d", &hh, &mm) == 2) ||
+			    (strlen(end + 1) == 4 &&
+			     strspn(end + 1, "0123456789") == 4 &&
+			     sscanf(end + 1, "%2d%2d", &hh, &mm) == 2)) &&
+			   hh >= 0 && hh <= 23 && mm >= 0 && mm <= 59) {
+			sign = *end == '+' ? 1 : -1;
+		} else {
+			return -EINVAL;
+		}
+		t = timegm(&tm);
+		ns = ((int64_t)t - sign * (hh * 3600 + mm * 60)) * 1000000000;
+	}
+	ns += (int64_t)(frac * 1e9);
+	json_buf_printf(req, ",\"at_ns\":%" PRId64, ns);
+	return 0;
+}
+
+/* ----------------------------------------------------------- output */
+
+static void bc_human_bytes(uint64_t b, char *out, size_t n)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(out, n, "%" PRIu64 " B", b);
+	else
+		snprintf(out, n, "%.1f %s", v, u[i]);
+}
+
+static const char *bc_s(const struct json *o, const char *k)
+{
+	const char *v = json_get_str(o, k);
+
+	return v ? v : "-";
+}
+
+static int64_t bc_i(const struct json *o, const char *k)
+{
+	int64_t v = 0;
+
+	json_get_int(o, k, &v);
+	return v;
+}
+
+static void bc_print_info(const struct json *b)
+{
+	char lb[32], wb[32];
+	bool in_use = false;
+
+	json_get_bool(b, "in_use", &in_use);
+	bc_human_bytes((uint64_t)bc_i(b, "logical_bytes"), lb, sizeof(lb));
+	bc_human_bytes((uint64_t)bc_i(b, "written_bytes"), wb, sizeof(wb));
+	printf("name:          %s\n", bc_s(b, "name"));
+	printf("parent:        %s\n", bc_s(b, "parent"));
+	printf("fork point:    seq %" PRId64 ", %s\n", bc_i(b, "fork_seq"),
+	       bc_s(b, "fork_time"));
+	printf("created:       %s\n", bc_s(b, "created"));
+	printf("owner uid:     %" PRId64 "\n", bc_i(b, "owner_uid"));
+	printf("children:      %" PRId64 "\n", bc_i(b, "children"));
+	printf("logical size:  %s\n", lb);
+	printf("written since fork: %s\n", wb);
+	printf("in use:        %s%s%s\n", in_use ? "yes" : "no",
+	       in_use ? " - " : "", in_use ? bc_s(b, "in_use_reason") : "");
+}
+
+static void bc_print_tree(const struct json *arr, const char *parent,
+			  int depth)
+{
+	size_t i;
+
+	for (i = 0; i < arr->n; i++) {
+		const struct json *b = arr->items[i];
+		const char *p = json_get_str(b, "parent");
+		bool in_use = false;
+
+		if ((parent == NULL) != (p == NULL))
+			continue;
+		if (parent && strcmp(parent, p) != 0)
+			continue;
+		json_get_bool(b, "in_use", &in_use);
+		printf("%*s%s%s  (seq %" PRId64 ", owner %" PRId64 "%s)\n",
+		       depth * 2, "", depth ? "└─ " : "", bc_s(b, "name"),
+		       bc_i(b, "fork_seq"), bc_i(b, "owner_uid"),
+		       in_use ? ", in use" : "");
+		bc_print_tree(arr, bc_s(b, "name"), depth + 1);
+	}
+}
+
+static void bc_print_list(const struct json *reply, bool tree)
+{
+	const struct json *arr = json_get(reply, "branches");
+	size_t i;
+
+	if (!arr || arr->type != JSON_ARR)
+		return;
+	if (tree) {
+		bc_print_tree(arr, NULL, 0);
+		return;
+	}
+	printf("%-24s %-16s %10s %-24s %-24s %6s %10s %10s %s\n", "NAME",
+	       "PARENT", "FORK_SEQ", "FORK_TIME", "CREATED", "OWNER",
+	       "LOGICAL", "WRITTEN", "IN_USE");
+	for (i = 0; i < arr->n; i++) {
+		const struct json *b = arr->items[i];
+		char lb[32], wb[32];
+		bool in_use = false;
+
+		json_get_bool(b, "in_use", &in_use);
+		bc_human_bytes((uint64_t)bc_i(b, "logical_bytes"), lb,
+			       sizeof(lb));
+		bc_human_bytes((uint64_t)bc_i(b, "written_bytes"), wb,
+			       sizeof(wb));
+		printf("%-24s %-16s %10" PRId64 " %-24s %-24s %6" PRId64
+		       " %10s %10s %s\n",
+		       bc_s(b, "name"), bc_s(b, "parent"), bc_i(b, "fork_seq"),
+		       bc_s(b, "fork_time"), bc_s(b, "created"),
+		       bc_i(b, "owner_uid"), lb, wb, in_use ? "yes" : "no");
+	}
+}
+
+/* ------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mount", required_argument, NULL, 'm' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "tree", no_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
+	char sockpath[PATH_MAX], *raw = NULL;
+	struct json *reply = NULL;
+	struct json_buf req;
+	bool tree = false, ok = false;
+	const char *cmd;
+	int c, rc, nargs, status = BD_EXIT_OK;
+	char **args;
+
+	while ((c = getopt_long(argc, argv, "+m:S:jhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mount = optarg; break;
+		case 'S': sock = optarg; break;
+		case 'j': bc_json_out = true; break;
+		case 'h': bc_usage(stdout); return 0;
+		case 'V': printf("branchctl %s\n", BRANCHFS_VERSION); return 0;
+		default: bc_usage(stderr); return BD_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		bc_usage(stderr);
+		return BD_EXIT_USAGE;
+	}
+	cmd = argv[optind];
+	/* Command options may follow the command, before or after names:
+	 * rescan from the command on (optind = 0 reinitialises getopt). */
+	argc -= optind;
+	argv += optind;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jf:a:t", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': bc_json_out = true; break;
+		case 'f': from = optarg; break;
+		case 'a': at = optarg; break;
+		case 't': tree = true; break;
+		case 'm': mount = optarg; break;
+		case 'S': sock = optarg; break;
+		default: bc_usage(stderr); return BD_EXIT_USAGE;
+		}
+	}
+	args = argv + optind;
+	nargs = argc - optind;
+
+	json_buf_init(&req);
+	json_buf_raw(&req, "{\"cmd\":");
+	json_buf_str(&req, cmd);
+#define NEED(n)                                                               \
+	do {                                                                  \
+		if (nargs != (n)) {                                           \
+			fprintf(stderr, "branchctl: '%s' takes %d argument%s\n", \
+				cmd, (n), (n) == 1 ? "" : "s");               \
+			json_buf_release(&req);                               \
+			return BD_EXIT_USAGE;                                 \
+		}                                                             \
+	} while (0)
+	if (!strcmp(cmd, "create")) {
+		NEED(1);
+		json_buf_raw(&req, ",\"name\":");
+		json_buf_str(&req, args[0]);
+		if (from) {
+			json_buf_raw(&req, ",\"from\":");
+			json_buf_str(&req, from);
+		}
+		if (at && bc_parse_when(at, &req)) {
+			fprintf(stderr, "branchctl: cannot understand time '%s'\n",
+				at);
+			json_buf_release(&req);
+			return BD_EXIT_USAGE;
+		}
+	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "delete") ||
+		   !strcmp(cmd, "reset")) {
+		NEED(1);
+		json_buf_raw(&req, ",\"name\":");
+		json_buf_str(&req, args[0]);
+	} else if (!strcmp(cmd, "rename")) {
+		NEED(2);
+		json_buf_raw(&req, ",\"name\":");
+		json_buf_str(&req, args[0]);
+		json_buf_raw(&req, ",\"new_name\":");
+		json_buf_str(&req, args[1]);
+	} else if (!strcmp(cmd, "default")) {
+		if (nargs > 1)
+			NEED(1);
+		if (nargs == 1) {
+			json_buf_raw(&req, ",\"name\":");
+			json_buf_str(&req, args[0]);
+		}
+	} else if (!strcmp(cmd, "retention")) {
+		if (nargs > 1)
+			NEED(1);
+		if (nargs == 1) {
+			char *end;
+			long long v;
+
+			errno = 0;
+			v = strtoll(args[0], &end, 10);
+			if (errno || *end || end == args[0] || v <= 0) {
+				fprintf(stderr, "branchctl: bad retention '%s' (seconds)\n",
+					args[0]);
+				json_buf_release(&req);
+				return BD_EXIT_USAGE;
+			}
+			json_buf_printf(&req, ",\"seconds\":%lld", v);
+		}
+	} else if (!strcmp(cmd, "list") || !strcmp(cmd, "status") ||
+		   !strcmp(cmd, "gc")) {
+		NEED(0);
+	} else {
+		fprintf(stderr, "branchctl: unknown command '%s'\n", cmd);
+		bc_usage(stderr);
+		json_buf_release(&req);
+		return BD_EXIT_USAGE;
+	}
+	json_buf_raw(&req, "}");
+	if (req.err) {
+		json_buf_release(&req);
+		return BD_EXIT_ERROR;
+	}
+
+	if (bc_find_socket(sock, mount, sockpath, sizeof(sockpath))) {
+		json_buf_release(&req);
+		return BD_EXIT_NO_DAEMON;
+	}
+	rc = bc_call(sockpath, req.p, &reply, &raw);
+	json_buf_release(&req);
+	if (rc == -ECONNREFUSED || rc == -ENOENT) {
+		fprintf(stderr, "branchctl: branchd is not running (no answer on %s)\n",
+			sockpath);
+		return BD_EXIT_NO_DAEMON;
+	}
+	if (rc) {
+		fprintf(stderr, "branchctl: cannot talk to branchd at %s: %s\n",
+			sockpath, strerror(-rc));
+		return rc == -EACCES ? BD_EXIT_PERMISSION : BD_EXIT_ERROR;
+	}
+	json_get_bool(reply, "ok", &ok);
+	if (bc_json_out)
+		printf("%s\n", raw);
+	if (!ok) {
+		const char *code = json_get_str(reply, "error");
+
+		fprintf(stderr, "branchctl: %s\n", bc_s(reply, "message"));
+		status = bd_exit_of_code(code);
+		goto out;
+	}
+	if (bc_json_out)
+		goto out;
+	if (!strcmp(cmd, "create")) {
+		const struct json *b = json_get(reply, "branch");
+
+		printf("created branch '%s' from %s at seq %" PRId64 "%s%s\n",
+		       bc_s(b, "name"), json_get_str(b, "parent") ?
+					 bc_s(b, "parent") : "nothing (empty)",
+		       bc_i(b, "fork_seq"), json_get_str(b, "fork_time") ? ", " : "",
+		       json_get_str(b, "fork_time") ? bc_s(b, "fork_time") : "");
+	} else if (!strcmp(cmd, "list")) {
+		bc_print_list(reply, tree);
+	} else if (!strcmp(cmd, "info")) {
+		bc_print_info(json_get(reply, "branch"));
+	} else if (!strcmp(cmd, "delete")) {
+		printf("deleted branch '%s'\n", args[0]);
+	} else if (!strcmp(cmd, "rename")) {
+		printf("renamed branch '%s' to '%s'\n", args[0], args[1]);
+	} else if (!strcmp(cmd, "reset")) {
+		printf("reset branch '%s' to its parent's current state\n",
+		       args[0]);
+	} else if (!strcmp(cmd, "default")) {
+		printf("%s\n", bc_s(reply, "default"));
+	} else if (!strcmp(cmd, "retention")) {
+		printf("%" PRId64 " s\n", bc_i(reply, "retention_s"));
+	} else if (!strcmp(cmd, "gc")) {
+		char a[32], b[32], d[32];
+
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_before"), a, sizeof(a));
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_after"), b, sizeof(b));
+		bc_human_bytes((uint64_t)bc_i(reply, "bytes_deleted"), d,
+			       sizeof(d));
+		printf("gc: deleted %" PRId64 " of %" PRId64
+		       " versions (%s), reclaimed %" PRId64
+		       " unlinked files; store on disk %s -> %s\n",
+		       bc_i(reply, "keys_deleted"), bc_i(reply, "keys_scanned"),
+		       d, bc_i(reply, "inodes_reclaimed"), a, b);
+	} else if (!strcmp(cmd, "status")) {
+		char a[32], f[32];
+
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_bytes"), a, sizeof(a));
+		bc_human_bytes((uint64_t)bc_i(reply, "fs_avail_bytes"), f,
+			       sizeof(f));
+		printf("store:      %s\n", bc_s(reply, "store"));
+		printf("mount:      %s\n", bc_s(reply, "mountpoint"));
+		printf("disk:       %s used, %s available\n", a, f);
+		printf("branches:   %" PRId64 "\n", bc_i(reply, "branches"));
+		printf("seq:        %" PRId64 "\n", bc_i(reply, "seq"));
+		printf("retention:  %" PRId64 " s (oldest moment %s)\n",
+		       bc_i(reply, "retention_s"), bc_s(reply, "oldest"));
+		printf("uptime:     %" PRId64 " s\n", bc_i(reply, "uptime_s"));
+		printf("version:    %s\n", bc_s(reply, "version"));
+	}
+out:
+	json_free(reply);
+	free(raw);
+	return status;
+}

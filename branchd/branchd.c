@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * branchd.c - the branchfs daemon: option parsing, store and mount
+ * lifecycle, daemonizing, signals and log routing.
+ *
+ *   branchd [-f] [-o OPTIONS] STORE_DIR MOUNTPOINT
+ *
+ * Order of events (each failure is one line on stderr and a nonzero exit):
+ *   1. parse options; check the mount point (exists, a directory, nothing
+ *      mounted there) before touching the store;
+ *   2. without -f, fork: the parent waits on a pipe and exits 0 only once
+ *      the child reports the mount live, else with the child's status.  The
+ *      fork happens before the store is opened because RocksDB starts
+ *      threads, and threads do not survive fork();
+ *   3. block SIGINT/SIGTERM/SIGHUP in every thread (a signal thread takes
+ *      them with sigwait), open or create the store, mount;
+ *   4. when the kernel's INIT request is answered (fs ready callback) the
+ *      daemon writes its pid file, tells the parent, detaches stdio and
+ *      logs to syslog from then on;
+ *   5. the first SIGINT/SIGTERM/SIGHUP unmounts through the kernel while
+ *      the loop still serves, so every dirty page reaches the store; a
+ *      second one aborts the connection.  fusermount3 -u / umount end the
+ *      loop the same way;
+ *   6. store_close() makes everything durable; the pid file is removed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "fs/fs.h"
+#include "store/store.h"
+
+#ifndef BRANCHFS_VERSION
+#define BRANCHFS_VERSION "unknown"
+#endif
+
+#define BD_EXIT_USAGE 2
+
+struct bd {
+	/* options */
+	bool foreground;
+	bool debug;
+	bool allow_other;
+	char *default_parent;
+	char *pidfile;
+	char *socket_path;
+	char *store_dir;
+	char *mountpoint;
+	mode_t root_mode;
+	uid_t root_uid;
+	gid_t root_gid;
+	size_t cache_bytes;
+	uint64_t retention_s;
+	uint64_t gc_interval_s;
+
+	/* runtime */
+	atomic_bool use_syslog;
+	atomic_bool ready;
+	int ready_fd; /* write end of the pipe to the waiting parent, or -1 */
+	struct store *store;
+	struct fs *fs;
+	struct bd_control *control;
+	pthread_t sig_thread;
+	atomic_bool sig_done;
+	bool pidfile_written;
+};
+
+static void bd_log_fn(void *ctx, int level, const char *msg)
+{
+	struct bd *bd = ctx;
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
+				    LOG_DEBUG };
+
+	if (level < 0)
+		level = 0;
+	if (level > STORE_LOG_DEBUG)
+		level = STORE_LOG_DEBUG;
+	/* Before the mount is live, a daemon reports problems on stderr
+	 * (the user is waiting on it) and chatter to syslog. */
+	if (atomic_load(&bd->use_syslog) ||
+	    (!bd->foreground && level > STORE_LOG_WARN))
+		syslog(prio[level], "%s", msg);
+	else
+		fprintf(stderr, "branchd: %s\n", msg);
+}
+
+static void bd_errf(struct bd *bd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void bd_errf(struct bd *bd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bd_log_fn(bd, STORE_LOG_ERR, msg);
+}
+
+static void bd_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: branchd [-f] [-o OPTIONS] STORE_DIR MOUNTPOINT\n"
+		"\n"
+		"Serve the branchfs store in STORE_DIR (created if missing) at\n"
+		"MOUNTPOINT: each directory there is a copy-on-write branch.\n"
+		"\n"
+		"  -f, --foreground   stay in the foreground, log to stderr\n"
+		"  -d                 same as -o debug\n"
+		"  -o OPT[,OPT...]    options:\n"
+		"       default_parent=NAME  parent of branches made by mkdir (main)\n"
+		"       debug                trace every request\n"
+		"       allow_other          let other users in (default)\n"
+		"       noallow_other        only the mounting user\n"
+		"       default_permissions  kernel permission checks (always on)\n"
+		"       pidfile=PATH         write the daemon's pid to PATH\n"
+		"       root_mode=OCTAL      mode of the branch root (0755)\n"
+		"       root_uid=N, root_gid=N  owner of the branch root\n"
+		"       cache_mb=N           RocksDB block cache (256)\n"
+		"       retention=SECONDS    time-travel window (3600)\n"
+		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
+		"       socket=PATH          control socket (default: derived from\n"
+		"                            MOUNTPOINT, where branchctl looks)\n"
+		"  --check STORE_DIR  verify every block and record of a store that\n"
+		"                     is not mounted; exit 0 if clean, 1 if damaged\n"
+		"  -h, --help         this help\n"
+		"  -V, --version      print the version\n");
+}
+
+static int bd_parse_num(const char *s, int base, unsigned long max,
+			unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, base);
+	if (errno || *end || v > max || *s == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* One -o item.  Returns 0 or -EINVAL after printing the reason. */
+static int bd_parse_opt(struct bd *bd, char *opt)
+{
+	char *val = strchr(opt, '=');
+	unsigned long v;
+
+	if (val)
+		*val++ = 0;
+#define BD_FLAG(name) (strcmp(opt, name) == 0 && !val)
+#define BD_VALUE(name) (strcmp(opt, name) == 0 && val)
+	if (BD_FLAG("debug")) {
+		bd->debug = true;
+	} else if (BD_FLAG("allow_other")) {
+		bd->allow_other = true;
+	} else if (BD_FLAG("noallow_other")) {
+		bd->allow_other = false;
+	} else if (BD_FLAG("default_permissions")) {
+		/* always on */
+	} else if (BD_VALUE("default_parent")) {
+		if (store_name_check(val) != 0) {
+			bd_errf(bd, "bad branch name '%s' in default_parent",
+				val);
+			return -EINVAL;
+		}
+		free(bd->default_parent);
+		bd->default_parent = strdup(val);
+	} else if (BD_VALUE("pidfile") && *val) {
+		free(bd->pidfile);
+		bd->pidfile = strdup(val);
+	} else if (BD_VALUE("root_mode")) {
+		if (bd_parse_num(val, 8, 07777, &v)) {
+			bd_errf(bd, "bad root_mode '%s'", val);
+			return -EINVAL;
+		}
+		bd->root_mode = (mode_t)v;
+	} else if (BD_VALUE("root_uid")) {
+		if (bd_parse_num(val, 10, UINT32_MAX - 1, &v)) {
+			bd_errf(bd, "bad root_uid '%s'", val);
+			return -EINVAL;
+		}
+		bd->root_uid = (uid_t)v;
+	} else if (BD_VALUE("root_gid")) {
+		if (bd_parse_num(val, 10, UINT32_MAX - 1, &v)) {
+			bd_errf(bd, "bad root_gid '%s'", val);
+			return -EINVAL;
+		}
+		bd->root_gid = (gid_t)v;
+	} else if (BD_VALUE("socket") && *val) {
+		free(bd->socket_path);
+		bd->socket_path = strdup(val);
+	} else if (BD_VALUE("retention")) {
+		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
+			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
+			return -EINVAL;
+		}
+		bd->retention_s = v;
+	} else if (BD_VALUE("gc_interval")) {
+		if (bd_parse_num(val, 10, 365u * 86400, &v)) {
+			bd_errf(bd, "bad gc_interval '%s' (seconds)", val);
+			return -EINVAL;
+		}
+		bd->gc_interval_s = v;
+	} else if (BD_VALUE("cache_mb")) {
+		if (bd_parse_num(val, 10, 1u << 20, &v) || v == 0) {
+			bd_errf(bd, "bad cache_mb '%s'", val);
+			return -EINVAL;
+		}
+		bd->cache_bytes = (size_t)v << 20;
+	} else {
+		if (val)
+			val[-1] = '=';
+		bd_errf(bd, "unknown option '%s' (see branchd --help)", opt);
+		return -EINVAL;
+	}
+#undef BD_FLAG
+#undef BD_VALUE
+	return 0;
+}
+
+static int bd_parse_opts(struct bd *bd, const char *list)
+{
+	char *copy = strdup(list), *save = NULL, *opt;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (opt = strtok_r(copy, ",", &save); opt && !rc;
+	     opt = strtok_r(NULL, ",", &save))
+		rc = bd_parse_opt(bd, opt);
+	free(copy);
+	return rc;
+}
+
+/* An absolute version of path (which may not exist yet); malloc'd. */
+static char *bd_abspath(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+	size_t len;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	len = strlen(cwd) + strlen(path) + 2;
+	out = malloc(len);
+	if (out)
+		snprintf(out, len, "%s/%s", cwd, path);
+	return out;
+}
+
+static int bd_write_pidfile(struct bd *bd)
+{
+	char buf[32];
+	int fd, len;
+
+	if (!bd->pidfile)
+		return 0;
+	fd = open(bd->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		bd_errf(bd, "cannot write pid file '%s': %s", bd->pidfile,
+			strerror(errno));
+		return -errno;
+	}
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)len) != len) {
+		bd_errf(bd, "cannot write pid file '%s': %s", bd->pidfile,
+			strerror(errno));
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	bd->pidfile_written = true;
+	return 0;
+}
+
+/* fs ready callback: the kernel's INIT is answered, the mount is live. */
+static void bd_ready(void *ctx)
+{
+	struct bd *bd = ctx;
+	int fd;
+
+	atomic_store(&bd->ready, true);
+	if (bd->ready_fd < 0)
+		return;
+	if (write(bd->ready_fd, "", 1) != 1)
+		syslog(LOG_WARNING, "cannot notify the parent: %m");
+	close(bd->ready_fd);
+	bd->ready_fd = -1;
+	atomic_store(&bd->use_syslog, true);
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+}
+
+static void *bd_signal_thread(void *arg)
+{
+	struct bd *bd = arg;
+	sigset_t set;
+	int sig, count = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (atomic_load(&bd->sig_done))
+			break;
+		if (sig == SIGUSR1)
+			continue;
+		count++;
+		if (count == 1) {
+			syslog(LOG_INFO, "signal %d: unmounting", sig);
+			if (bd->foreground)
+				fprintf(stderr, "branchd: %s: unmounting\n",
+					strsignal(sig));
+			if (fs_request_unmount(bd->fs) != 0)
+				fs_request_exit(bd->fs);
+		} else {
+			if (bd->foreground)
+				fprintf(stderr,
+					"branchd: %s again: aborting the "
+					"connection\n",
+					strsignal(sig));
+			fs_request_exit(bd->fs);
+		}
+	}
+	return NULL;
+}
+
+/* Fork; the parent waits until the child reports the mount live (exit 0)
+ * or dies (exit with its status).  Returns in the child only. */
+static void bd_daemonize(struct bd *bd)
+{
+	int pfd[2], st;
+	pid_t pid;
+	char c;
+	ssize_t n;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		bd_errf(bd, "pipe: %s", strerror(errno));
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		bd_errf(bd, "fork: %s", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		do {
+			n = read(pfd[0], &c, 1);
+		} while (n < 0 && errno == EINTR);
+		if (n == 1)
+			_exit(0);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			_exit(WEXITSTATUS(st));
+		_exit(1);
+	}
+	close(pfd[0]);
+	bd->ready_fd = pfd[1];
+	setsid();
+	if (chdir("/") != 0)
+		bd_errf(bd, "chdir /: %s", strerror(errno));
+}
+
+static void bd_check_problem(void *ctx, const char *msg)
+{
+	unsigned long *n = ctx;
+
+	(*n)++;
+	fprintf(stderr, "branchd: %s\n", msg);
+}
+
+static void bd_check_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= STORE_LOG_WARN)
+		fprintf(stderr, "branchd: %s\n", msg);
+}
+
+/* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
+static int bd_check_store(const char *dir)
+{
+	struct store_config cfg = { .log = { bd_check_log, NULL,
+					     STORE_LOG_WARN } };
+	struct store_check_report r;
+	struct store *s;
+	unsigned long problems = 0;
+	int rc;
+
+	rc = store_open(dir, &cfg, &s);
+	if (rc) {
+		fprintf(stderr, "branchd: cannot check store '%s': %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	rc = store_check(s, bd_check_problem, &problems, &r);
+	store_close(s);
+	if (rc) {
+		fprintf(stderr, "branchd: check of '%s' failed: %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	printf("%s: %llu branches, %llu records, %llu blocks checked; "
+	       "%llu damaged records, %llu damaged blocks\n",
+	       dir, (unsigned long long)r.branches,
+	       (unsigned long long)r.records, (unsigned long long)r.blocks,
+	       (unsigned long long)r.bad_records,
+	       (unsigned long long)r.bad_blocks);
+	return r.bad_records || r.bad_blocks ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "check", no_argument, NULL, 'C' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_config scfg;
+	struct fs_config fcfg;
+	struct store_log log;
+	struct bd bd;
+	sigset_t set;
+	char why[PATH_MAX + 128];
+	int opt, rc, status = 1;
+	bool check = false;
+
+	memset(&bd, 0, sizeof(bd));
+	bd.allow_other = true;
+	bd.root_mode = 0755;
+	bd.root_uid = getuid();
+	bd.root_gid = getgid();
+	bd.ready_fd = -1;
+	bd.retention_s = 3600;
+	bd.gc_interval_s = 300;
+	atomic_init(&bd.use_syslog, false);
+	atomic_init(&bd.ready, false);
+	atomic_init(&bd.sig_done, false);
+
+	while ((opt = getopt_long(argc, argv, "+fdho:V", longopts, NULL)) !=
+	       -1) {
+		switch (opt) {
+		case 'f':
+			bd.foreground = true;
+			break;
+		case 'd':
+			bd.debug = true;
+			break;
+		case 'o':
+			if (bd_parse_opts(&bd, optarg) != 0)
+				return BD_EXIT_USAGE;
+			break;
+		case 'h':
+			bd_usage(stdout);
+			return 0;
+		case 'V':
+			printf("branchd %s\n", BRANCHFS_VERSION);
+			return 0;
+		case 'C':
+			check = true;
+			break;
+		default:
+			fprintf(stderr, "branchd: see branchd --help\n");
+			return BD_EXIT_USAGE;
+		}
+	}
+	if (check) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "branchd: --check takes STORE_DIR\n");
+			return BD_EXIT_USAGE;
+		}
+		return bd_check_store(argv[optind]);
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "branchd: expected STORE_DIR and MOUNTPOINT "
+				"(see branchd --help)\n");
+		return BD_EXIT_USAGE;
+	}
+	openlog("branchd", LOG_PID, LOG_DAEMON);
+	bd.store_dir = bd_abspath(argv[optind]);
+	bd.mountpoint = bd_abspath(argv[optind + 1]);
+	if (!bd.store_dir || !bd.mountpoint) {
+		fprintf(stderr, "branchd: %s\n", strerror(errno));
+		return 1;
+	}
+	rc = fs_check_mountpoint(bd.mountpoint, why, sizeof(why));
+	if (rc) {
+		fprintf(stderr, "branchd: %s\n", why);
+		return 1;
+	}
+	{
+		/* branchctl derives the socket from the resolved path. */
+		char *real = realpath(bd.mountpoint, NULL);
+
+		if (real) {
+			free(bd.mountpoint);
+			bd.mountpoint = real;
+		}
+	}
+
+	if (!bd.foreground)
+		bd_daemonize(&bd);
+
+	/* Before any thread exists, so that every thread inherits it. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	log.fn = bd_log_fn;
+	log.ctx = &bd;
+	log.level = bd.debug ? STORE_LOG_DEBUG : STORE_LOG_INFO;
+	fs_set_lib_log(&log);
+
+	memset(&scfg, 0, sizeof(scfg));
+	scfg.log = log;
+	scfg.log.level = STORE_LOG_INFO;
+	scfg.create = true;
+	scfg.cache_bytes = bd.cache_bytes;
+	scfg.retention_s = bd.retention_s;
+	rc = store_open(bd.store_dir, &scfg, &bd.store);
+	if (rc) {
+		/* store_open logged its one-line reason. */
+		if (rc == -ENOMEM)
+			bd_errf(&bd, "cannot open store '%s': %s", bd.store_dir,
+				strerror(-rc));
+		goto out;
+	}
+
+	memset(&fcfg, 0, sizeof(fcfg));
+	fcfg.store = bd.store;
+	fcfg.default_parent = bd.default_parent;
+	fcfg.root_uid = bd.root_uid;
+	fcfg.root_gid = bd.root_gid;
+	fcfg.root_mode = bd.root_mode;
+	fcfg.debug = bd.debug;
+	fcfg.log = log;
+	fcfg.ready = bd_ready;
+	fcfg.ready_ctx = &bd;
+	rc = fs_new(&fcfg, &bd.fs);
+	if (rc) {
+		bd_errf(&bd, "cannot set up the filesystem: %s", strerror(-rc));
+		goto out_close;
+	}
+	if (bd_write_pidfile(&bd) != 0)
+		goto out_free;
+	rc = fs_mount(bd.fs, bd.mountpoint, bd.allow_other);
+	if (rc)
+		goto out_free; /* fs_mount logged why */
+	{
+		struct bd_control_config ccfg = {
+			.store = bd.store,
+			.fs = bd.fs,
+			.store_dir = bd.store_dir,
+			.mountpoint = bd.mountpoint,
+			.socket_path = bd.socket_path,
+			.gc_interval_s = bd.gc_interval_s,
+			.log = log,
+		};
+
+		rc = bd_control_start(&ccfg, &bd.control);
+		if (rc)
+			goto out_unmount; /* logged */
+	}
+	rc = pthread_create(&bd.sig_thread, NULL, bd_signal_thread, &bd);
+	if (rc) {
+		bd_errf(&bd, "cannot start the signal thread: %s",
+			strerror(rc));
+		goto out_unmount;
+	}
+	rc = fs_run(bd.fs);
+	if (rc)
+		bd_errf(&bd, "fuse loop failed: %s", strerror(-rc));
+	else if (atomic_load(&bd.ready))
+		status = 0;
+	atomic_store(&bd.sig_done, true);
+	pthread_kill(bd.sig_thread, SIGUSR1);
+	pthread_join(bd.sig_thread, NULL);
+out_unmount:
+	bd_control_stop(bd.control);
+	bd.control = NULL;
+	fs_unmount(bd.fs);
+out_free:
+	fs_free(bd.fs);
+out_close:
+	rc = store_close(bd.store);
+	if (rc) {
+		bd_errf(&bd, "closing the store failed: %s", strerror(-rc));
+		status = 1;
+	}
+out:
+	if (bd.pidfile_written)
+		unlink(bd.pidfile);
+	if (bd.ready_fd >= 0)
+		close(bd.ready_fd);
+	syslog(LOG_INFO, "exiting with status %d", status);
+	free(bd.store_dir);
+	free(bd.mountpoint);
+	free(bd.default_parent);
+	free(bd.pidfile);
+	free(bd.socket_path);
+	return status;
+}

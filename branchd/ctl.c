@@ -1,0 +1,934 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.c - the control socket of branchd.
+ *
+ * One listening thread accepts connections; each connection gets its own
+ * detached thread that reads request lines and writes one reply per line.
+ * A connection that sends more than BD_CTL_MAX_LINE bytes without a newline
+ * gets an error reply and is closed; idle connections time out after 60 s.
+ * Nothing a client sends can stop the daemon.
+ *
+ * Authorization (peer credentials from SO_PEERCRED):
+ *  - create: the same rule as mkdir in the branch root (hooks.may_create);
+ *  - delete, rename, reset: the branch's owner (the uid that created it)
+ *    or root;
+ *  - default (set), retention, gc: root or the daemon's own uid;
+ *  - list, info, status, default (get): anyone who can reach the socket.
+ *
+ * Lifecycle: OPEN (serving) -> CLOSING (stop flag set, listener shut down)
+ * -> closed once every connection thread has finished (nconn == 0).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "ctlproto.h"
+#include "json.h"
+
+struct bd_ctl {
+	struct bd_ctl_config cfg;
+	char *socket_path;
+	char *store_dir;
+	char *mountpoint;
+	int lfd;
+	int stop_pipe[2];
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int nconn; /* guarded by mu */
+	int conn_fds[64]; /* guarded by mu; -1 when free */
+	int64_t started_ns;
+};
+
+struct bd_ctl_conn {
+	struct bd_ctl *c;
+	int fd;
+};
+
+static void bd_ctl_log(struct bd_ctl *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void bd_ctl_log(struct bd_ctl *c, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!c->cfg.log.fn || level > c->cfg.log.level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->cfg.log.fn(c->cfg.log.ctx, level, msg);
+}
+
+static int64_t bd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void bd_fmt_time(int64_t ns, char *buf, size_t n)
+/* n must be at least 64 */
+{
+	int64_t sec = ns / 1000000000, ms = (ns % 1000000000) / 1000000;
+	time_t t;
+	struct tm tm;
+
+	if (ms < 0) {
+		sec -= 1;
+		ms += 1000;
+	}
+	t = (time_t)sec;
+	gmtime_r(&t, &tm);
+	if (n < 64)
+		return;
+	snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)ms);
+}
+
+/* ---------------------------------------------------------- replies */
+
+static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	out->len = 0;
+	json_buf_raw(out, "{\"ok\":false,\"error\":");
+	json_buf_str(out, bd_code_of_errno(err));
+	json_buf_raw(out, ",\"message\":");
+	json_buf_str(out, msg);
+	json_buf_raw(out, "}");
+}
+
+static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
+			  const struct store_branch_info *bi, bool usage)
+{
+	struct store_branch_info pi;
+	struct store_usage u;
+	char tbuf[64], why[256];
+	int64_t fork_ns;
+
+	json_buf_raw(out, "{\"name\":");
+	json_buf_str(out, bi->name);
+	json_buf_printf(out, ",\"id\":%" PRIu64 ",\"parent\":", bi->id);
+	if (bi->parent_id &&
+	    store_branch_get(c->cfg.store, bi->parent_id, &pi) == 0)
+		json_buf_str(out, pi.name);
+	else
+		json_buf_raw(out, "null");
+	json_buf_printf(out, ",\"fork_seq\":%" PRIu64, bi->fork_seq);
+	if (bi->parent_id &&
+	    store_time_of_seq(c->cfg.store, bi->fork_seq, &fork_ns) == 0) {
+		bd_fmt_time(fork_ns, tbuf, sizeof(tbuf));
+		json_buf_raw(out, ",\"fork_time\":");
+		json_buf_str(out, tbuf);
+	} else {
+		json_buf_raw(out, ",\"fork_time\":null");
+	}
+	bd_fmt_time(bi->ctime_ns, tbuf, sizeof(tbuf));
+	json_buf_raw(out, ",\"created\":");
+	json_buf_str(out, tbuf);
+	json_buf_printf(out, ",\"owner_uid\":%u,\"children\":%u",
+			bi->owner_uid, bi->nchildren);
+	if (usage && store_branch_usage(c->cfg.store, bi->id, &u) == 0)
+		json_buf_printf(out,
+				",\"logical_bytes\":%" PRIu64
+				",\"written_bytes\":%" PRIu64
+				",\"files\":%" PRIu64,
+				u.logical_bytes, u.written_bytes, u.files);
+	why[0] = 0;
+	if (c->cfg.hooks.busy &&
+	    c->cfg.hooks.busy(c->cfg.hooks.ctx, bi->id, bi->name, why,
+			      sizeof(why)) == -EBUSY) {
+		json_buf_raw(out, ",\"in_use\":true,\"in_use_reason\":");
+		json_buf_str(out, why);
+	} else {
+		json_buf_raw(out, ",\"in_use\":false");
+	}
+	json_buf_raw(out, "}");
+}
+
+/* ------------------------------------------------------- handlers */
+
+/* A branch name as the store takes it; replies with the rule if not. */
+static int bd_name_ok(struct json_buf *out, const char *name)
+{
+	const unsigned char *p;
+	int rc = store_name_check(name);
+
+	for (p = (const unsigned char *)name; rc == 0 && *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			rc = -EINVAL;
+	}
+	if (rc)
+		bd_reply_err(out, rc,
+			     "invalid branch name: use 1 to 255 bytes without '/' or control characters, not '.' or '..'");
+	return rc;
+}
+
+static int bd_lookup(struct bd_ctl *c, struct json_buf *out, const char *name,
+		     struct store_branch_info *bi)
+{
+	int rc;
+
+	if (!name) {
+		bd_reply_err(out, -EINVAL, "missing branch name");
+		return -EINVAL;
+	}
+	rc = store_branch_lookup(c->cfg.store, name, bi);
+	if (rc)
+		bd_reply_err(out, rc, "no such branch '%s'", name);
+	return rc;
+}
+
+static int bd_may_modify(struct bd_ctl *c, struct json_buf *out,
+			 const struct store_branch_info *bi, uid_t uid,
+			 const char *what)
+{
+	(void)c;
+	if (uid == 0 || uid == bi->owner_uid)
+		return 0;
+	bd_reply_err(out, -EPERM,
+		     "cannot %s branch '%s': owned by uid %u, not uid %u", what,
+		     bi->name, bi->owner_uid, (unsigned)uid);
+	return -EPERM;
+}
+
+/* Hold the branch for a change (begin_change); on success the caller
+ * must call bd_end_change. */
+static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
+		       const struct store_branch_info *bi, const char *what)
+{
+	char why[256] = "";
+
+	if (c->cfg.hooks.begin_change &&
+	    c->cfg.hooks.begin_change(c->cfg.hooks.ctx, bi->id, why,
+				      sizeof(why)) != 0) {
+		bd_reply_err(out, -EBUSY, "cannot %s branch '%s': %s", what,
+			     bi->name, why[0] ? why : "it is in use");
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static void bd_end_change(struct bd_ctl *c, uint64_t id)
+{
+	if (c->cfg.hooks.end_change)
+		c->cfg.hooks.end_change(c->cfg.hooks.ctx, id);
+}
+
+static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
+		       const char *what)
+{
+	if (uid == 0 || uid == c->cfg.daemon_uid)
+		return 0;
+	bd_reply_err(out, -EPERM, "cannot %s: only root or uid %u may",
+		     what, (unsigned)c->cfg.daemon_uid);
+	return -EPERM;
+}
+
+static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
+			  struct json_buf *out, uid_t uid, gid_t gid)
+{
+	struct store_branch_create_args args = { 0 };
+	struct store_branch_info pi, bi;
+	const char *name = json_get_str(req, "name");
+	const char *from = json_get_str(req, "from");
+	char defname[STORE_NAME_MAX + 1] = "main";
+	int64_t at_ns = 0, at_seq = 0;
+	bool has_ns = json_get_int(req, "at_ns", &at_ns);
+	bool has_seq = json_get_int(req, "at_seq", &at_seq);
+	size_t nbr = 0;
+	int rc;
+
+	if (!name) {
+		bd_reply_err(out, -EINVAL, "missing branch name");
+		return;
+	}
+	if (bd_name_ok(out, name))
+		return;
+	rc = c->cfg.hooks.may_create ?
+		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid) :
+		     0;
+	if (rc) {
+		bd_reply_err(out, -EACCES,
+			     "cannot create branch '%s': uid %u may not create branches in the branch root",
+			     name, (unsigned)uid);
+		return;
+	}
+	if (!from) {
+		struct store_branch_info *all = NULL;
+
+		if (c->cfg.hooks.get_default)
+			c->cfg.hooks.get_default(c->cfg.hooks.ctx, defname,
+						 sizeof(defname));
+		from = defname;
+		rc = store_branch_list(c->cfg.store, &all, &nbr);
+		free(all);
+		if (rc) {
+			bd_reply_err(out, rc, "cannot list branches");
+			return;
+		}
+	}
+	args.name = name;
+	args.owner_uid = uid;
+	args.drop_names = c->cfg.drop_names;
+	if (nbr == 0 && !json_get_str(req, "from")) {
+		/* An empty store: the first branch starts empty. */
+		args.root_mode = 0700;
+		args.root_uid = uid;
+		args.root_gid = gid;
+	} else {
+		rc = store_branch_lookup(c->cfg.store, from, &pi);
+		if (rc) {
+			bd_reply_err(out, rc,
+				     "cannot create branch '%s': no such parent branch '%s'",
+				     name, from);
+			return;
+		}
+		args.parent_id = pi.id;
+		args.at_seq = STORE_SEQ_LATEST;
+		if (has_seq && has_ns) {
+			bd_reply_err(out, -EINVAL,
+				     "give either a time or a seq, not both");
+			return;
+		}
+		if (has_seq) {
+			if (at_seq < 0) {
+				bd_reply_err(out, -EINVAL, "bad seq %" PRId64,
+					     at_seq);
+				return;
+			}
+			args.at_seq = (uint64_t)at_seq;
+		} else if (has_ns) {
+			uint64_t seq;
+			char tbuf[64], obuf[64];
+
+			rc = store_seq_at_time(c->cfg.store, at_ns, &seq);
+			if (rc) {
+				bd_fmt_time(at_ns, tbuf, sizeof(tbuf));
+				bd_fmt_time(store_oldest_time(c->cfg.store), obuf,
+					    sizeof(obuf));
+				if (rc == -ERANGE)
+					bd_reply_err(out, rc,
+						     "cannot create branch '%s' at %s: the store retains nothing older than %s",
+						     name, tbuf, obuf);
+				else
+					bd_reply_err(out, rc,
+						     "cannot create branch '%s' at %s: that moment is in the future",
+						     name, tbuf);
+				return;
+			}
+			args.at_seq = seq;
+		}
+	}
+	rc = store_branch_create(c->cfg.store, &args, &bi);
+	if (rc) {
+		if (rc == -EEXIST)
+			bd_reply_err(out, rc,
+				     "cannot create branch '%s': name taken",
+				     name);
+		else if (rc == -ERANGE)
+			bd_reply_err(out, rc,
+				     "cannot create branch '%s': seq %" PRIu64
+				     " is older than parent '%s' or than what the store retains",
+				     name, args.at_seq, from);
+		else if (rc == -EINVAL)
+			bd_reply_err(out, rc,
+				     "cannot create branch '%s': seq %" PRIu64
+				     " is in the future (the store is at seq %" PRIu64 ")",
+				     name, args.at_seq,
+				     store_seq_now(c->cfg.store));
+		else
+			bd_reply_err(out, rc, "cannot create branch '%s': %s",
+				     name, strerror(-rc));
+		return;
+	}
+	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
+		   (unsigned)uid, bi.name, args.parent_id ? from : "-",
+		   bi.fork_seq);
+	if (c->cfg.hooks.changed)
+		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
+	json_buf_raw(out, "{\"ok\":true,\"branch\":");
+	bd_put_branch(c, out, &bi, false);
+	json_buf_raw(out, "}");
+}
+
+static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
+{
+	struct store_branch_info *all = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = store_branch_list(c->cfg.store, &all, &n);
+	if (rc) {
+		bd_reply_err(out, rc, "cannot list branches: %s",
+			     strerror(-rc));
+		return;
+	}
+	json_buf_raw(out, "{\"ok\":true,\"branches\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			json_buf_raw(out, ",");
+		bd_put_branch(c, out, &all[i], true);
+	}
+	json_buf_raw(out, "]}");
+	free(all);
+}
+
+static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
+			struct json_buf *out)
+{
+	struct store_branch_info bi;
+
+	if (bd_lookup(c, out, json_get_str(req, "name"), &bi))
+		return;
+	json_buf_raw(out, "{\"ok\":true,\"branch\":");
+	bd_put_branch(c, out, &bi, true);
+	json_buf_raw(out, "}");
+}
+
+static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
+			  struct json_buf *out, uid_t uid)
+{
+	struct store_branch_info bi;
+	int rc;
+
+	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
+	    bd_may_modify(c, out, &bi, uid, "delete") ||
+	    bd_not_busy(c, out, &bi, "delete"))
+		return;
+	if (bi.nchildren) {
+		bd_end_change(c, bi.id);
+		bd_reply_err(out, -ENOTEMPTY,
+			     "cannot delete branch '%s': it has %u child branch%s",
+			     bi.name, bi.nchildren, bi.nchildren == 1 ? "" : "es");
+		return;
+	}
+	rc = store_branch_delete(c->cfg.store, bi.id);
+	bd_end_change(c, bi.id);
+	if (rc) {
+		bd_reply_err(out, rc, "cannot delete branch '%s': %s", bi.name,
+			     rc == -ENOTEMPTY ? "it has child branches" :
+						strerror(-rc));
+		return;
+	}
+	if (c->cfg.hooks.changed)
+		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, NULL);
+	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u deleted branch '%s'",
+		   (unsigned)uid, bi.name);
+	json_buf_raw(out, "{\"ok\":true}");
+}
+
+static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
+			  struct json_buf *out, uid_t uid)
+{
+	const char *nn = json_get_str(req, "new_name");
+	struct store_branch_info bi;
+	int rc;
+
+	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
+	    bd_may_modify(c, out, &bi, uid, "rename") ||
+	    bd_not_busy(c, out, &bi, "rename"))
+		return;
+	if (!nn || bd_name_ok(out, nn)) {
+		bd_end_change(c, bi.id);
+		if (!nn)
+			bd_reply_err(out, -EINVAL, "missing new name");
+		return;
+	}
+	rc = store_branch_rename(c->cfg.store, bi.id, nn);
+	bd_end_change(c, bi.id);
+	if (rc) {
+		if (rc == -EEXIST)
+			bd_reply_err(out, rc,
+				     "cannot rename branch '%s' to '%s': name taken",
+				     bi.name, nn);
+		else
+			bd_reply_err(out, rc,
+				     "cannot rename branch '%s': %s", bi.name,
+				     rc == -EINVAL ? "invalid new name" :
+						     strerror(-rc));
+		return;
+	}
+	if (c->cfg.hooks.changed)
+		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, nn);
+	json_buf_raw(out, "{\"ok\":true}");
+}
+
+static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
+			 struct json_buf *out, uid_t uid)
+{
+	struct store_branch_info bi;
+	int rc;
+
+	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
+	    bd_may_modify(c, out, &bi, uid, "reset") ||
+	    bd_not_busy(c, out, &bi, "reset"))
+		return;
+	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
+	bd_end_change(c, bi.id);
+	if (rc) {
+		bd_reply_err(out, rc, "cannot reset branch '%s': %s", bi.name,
+			     rc == -EINVAL	 ? "it has no parent" :
+			     rc == -ENOTEMPTY ? "it has child branches" :
+						 strerror(-rc));
+		return;
+	}
+	if (c->cfg.hooks.changed)
+		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, bi.name);
+	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u reset branch '%s'",
+		   (unsigned)uid, bi.name);
+	json_buf_raw(out, "{\"ok\":true}");
+}
+
+static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
+			   struct json_buf *out, uid_t uid)
+{
+	const char *name = json_get_str(req, "name");
+	char cur[STORE_NAME_MAX + 1] = "main";
+	int rc;
+
+	if (name) {
+		if (bd_is_admin(c, out, uid, "set the default parent"))
+			return;
+		struct store_branch_info bi;
+
+		rc = store_branch_lookup(c->cfg.store, name, &bi);
+		if (rc == -ENOENT) {
+			bd_reply_err(out, rc,
+				     "cannot set default parent to '%s': no such branch",
+				     name);
+			return;
+		}
+		if (rc == 0 && c->cfg.hooks.set_default)
+			rc = c->cfg.hooks.set_default(c->cfg.hooks.ctx, name);
+		if (rc) {
+			bd_reply_err(out, rc, "cannot set default parent to '%s'",
+				     name);
+			return;
+		}
+	}
+	if (c->cfg.hooks.get_default)
+		c->cfg.hooks.get_default(c->cfg.hooks.ctx, cur, sizeof(cur));
+	json_buf_raw(out, "{\"ok\":true,\"default\":");
+	json_buf_str(out, cur);
+	json_buf_raw(out, "}");
+}
+
+static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
+{
+	struct store_stats st;
+	char tbuf[64];
+	int rc;
+
+	rc = store_stats(c->cfg.store, &st);
+	if (rc) {
+		bd_reply_err(out, rc, "cannot read store figures: %s",
+			     strerror(-rc));
+		return;
+	}
+	json_buf_raw(out, "{\"ok\":true,\"store\":");
+	json_buf_str(out, c->store_dir);
+	json_buf_raw(out, ",\"mountpoint\":");
+	json_buf_str(out, c->mountpoint);
+	bd_fmt_time(store_oldest_time(c->cfg.store), tbuf, sizeof(tbuf));
+	json_buf_printf(out,
+			",\"disk_bytes\":%" PRIu64 ",\"fs_avail_bytes\":%" PRIu64
+			",\"branches\":%" PRIu64 ",\"seq\":%" PRIu64
+			",\"retention_s\":%" PRIu64 ",\"oldest\":\"%s\""
+			",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
+			st.disk_bytes, st.fs_avail_bytes, st.branches, st.seq,
+			store_get_retention(c->cfg.store), tbuf,
+			(bd_now_ns() - c->started_ns) / 1000000000,
+			BRANCHFS_VERSION);
+}
+
+static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
+{
+	struct store_gc_opts o = { .full_compaction = true };
+	struct store_gc_stats st;
+	int rc;
+
+	if (bd_is_admin(c, out, uid, "run gc"))
+		return;
+	o.in_use = c->cfg.hooks.in_use;
+	o.ctx = c->cfg.hooks.ctx;
+	rc = store_gc(c->cfg.store, &o, &st);
+	if (rc) {
+		bd_reply_err(out, rc, "gc failed: %s",
+			     rc == -EBUSY ? "a gc is already running" :
+					    strerror(-rc));
+		return;
+	}
+	json_buf_printf(out,
+			"{\"ok\":true,\"keys_scanned\":%" PRIu64
+			",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
+			",\"inodes_reclaimed\":%" PRIu64
+			",\"disk_before\":%" PRIu64 ",\"disk_after\":%" PRIu64 "}",
+			st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+			st.inodes_reclaimed, st.disk_before, st.disk_after);
+}
+
+static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
+			     struct json_buf *out, uid_t uid)
+{
+	int64_t secs;
+
+	if (json_get_int(req, "seconds", &secs)) {
+		if (bd_is_admin(c, out, uid, "change the retention window"))
+			return;
+		if (secs <= 0 || store_set_retention(c->cfg.store,
+						     (uint64_t)secs)) {
+			bd_reply_err(out, -EINVAL, "bad retention %" PRId64 " s",
+				     secs);
+			return;
+		}
+	}
+	json_buf_printf(out, "{\"ok\":true,\"retention_s\":%" PRIu64 "}",
+			store_get_retention(c->cfg.store));
+}
+
+int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
+		  gid_t gid, char **reply)
+{
+	struct json_buf out;
+	struct json *req = NULL;
+	const char *cmd;
+	int rc;
+
+	json_buf_init(&out);
+	rc = json_parse(line, len, &req);
+	if (rc || req->type != JSON_OBJ) {
+		bd_reply_err(&out, -EINVAL, "malformed request: expected one JSON object");
+		goto out;
+	}
+	cmd = json_get_str(req, "cmd");
+	if (!cmd)
+		bd_reply_err(&out, -EINVAL, "request has no \"cmd\"");
+	else if (strcmp(cmd, "create") == 0)
+		bd_cmd_create(c, req, &out, uid, gid);
+	else if (strcmp(cmd, "list") == 0)
+		bd_cmd_list(c, &out);
+	else if (strcmp(cmd, "info") == 0)
+		bd_cmd_info(c, req, &out);
+	else if (strcmp(cmd, "delete") == 0)
+		bd_cmd_delete(c, req, &out, uid);
+	else if (strcmp(cmd, "rename") == 0)
+		bd_cmd_rename(c, req, &out, uid);
+	else if (strcmp(cmd, "reset") == 0)
+		bd_cmd_reset(c, req, &out, uid);
+	else if (strcmp(cmd, "default") == 0)
+		bd_cmd_default(c, req, &out, uid);
+	else if (strcmp(cmd, "status") == 0)
+		bd_cmd_status(c, &out);
+	else if (strcmp(cmd, "gc") == 0)
+		bd_cmd_gc(c, &out, uid);
+	else if (strcmp(cmd, "retention") == 0)
+		bd_cmd_retention(c, req, &out, uid);
+	else
+		bd_reply_err(&out, -EINVAL, "unknown command '%.64s'", cmd);
+out:
+	json_free(req);
+	if (out.err) {
+		json_buf_release(&out);
+		return -ENOMEM;
+	}
+	*reply = out.p;
+	return 0;
+}
+
+/* ------------------------------------------------------- transport */
+
+static int bd_write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void *bd_ctl_conn_main(void *arg)
+{
+	struct bd_ctl_conn *conn = arg;
+	struct bd_ctl *c = conn->c;
+	struct ucred cred = { 0 };
+	socklen_t clen = sizeof(cred);
+	struct timeval tv = { .tv_sec = 60 };
+	char *buf = malloc(BD_CTL_MAX_LINE + 1);
+	size_t len = 0;
+
+	if (!buf)
+		goto out;
+	setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
+		goto out;
+	for (;;) {
+		char *nl;
+		ssize_t r;
+
+		nl = memchr(buf, '\n', len);
+		if (!nl) {
+			if (len >= BD_CTL_MAX_LINE) {
+				static const char msg[] =
+					"{\"ok\":false,\"error\":\"invalid\",\"message\":\"request too long\"}\n";
+
+				bd_write_all(conn->fd, msg, sizeof(msg) - 1);
+				goto out;
+			}
+			r = recv(conn->fd, buf + len, BD_CTL_MAX_LINE - len, 0);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				goto out;
+			len += (size_t)r;
+			continue;
+		}
+		{
+			size_t llen = (size_t)(nl - buf);
+			char *reply = NULL;
+			int rc;
+
+			rc = bd_ctl_handle(c, buf, llen, cred.uid, cred.gid,
+					   &reply);
+			if (rc == 0) {
+				rc = bd_write_all(conn->fd, reply,
+						  strlen(reply));
+				if (rc == 0)
+					rc = bd_write_all(conn->fd, "\n", 1);
+			}
+			free(reply);
+			if (rc)
+				goto out;
+			memmove(buf, nl + 1, len - llen - 1);
+			len -= llen + 1;
+		}
+	}
+out:
+	free(buf);
+	pthread_mutex_lock(&c->mu);
+	for (int i = 0; i < 64; i++) {
+		if (c->conn_fds[i] == conn->fd)
+			c->conn_fds[i] = -1;
+	}
+	close(conn->fd);
+	free(conn);
+	c->nconn--;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void *bd_ctl_main(void *arg)
+{
+	struct bd_ctl *c = arg;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = c->lfd, .events = POLLIN },
+			{ .fd = c->stop_pipe[0], .events = POLLIN },
+		};
+		struct bd_ctl_conn *conn;
+		pthread_attr_t attr;
+		pthread_t t;
+		int fd;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		conn = malloc(sizeof(*conn));
+		if (!conn) {
+			close(fd);
+			continue;
+		}
+		conn->c = c;
+		conn->fd = fd;
+		pthread_mutex_lock(&c->mu);
+		if (c->nconn >= 64) {
+			pthread_mutex_unlock(&c->mu);
+			close(fd);
+			free(conn);
+			continue;
+		}
+		c->nconn++;
+		for (int i = 0; i < 64; i++) {
+			if (c->conn_fds[i] < 0) {
+				c->conn_fds[i] = fd;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&c->mu);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, bd_ctl_conn_main, conn) != 0) {
+			close(fd);
+			free(conn);
+			pthread_mutex_lock(&c->mu);
+			c->nconn--;
+			pthread_mutex_unlock(&c->mu);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	return NULL;
+}
+
+static int bd_mkdir_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct bd_ctl *c;
+	int rc, fd;
+
+	if (strlen(cfg->socket_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	c->lfd = -1;
+	c->stop_pipe[0] = c->stop_pipe[1] = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	for (int i = 0; i < 64; i++)
+		c->conn_fds[i] = -1;
+	c->socket_path = strdup(cfg->socket_path);
+	c->store_dir = strdup(cfg->store_dir ? cfg->store_dir : "");
+	c->mountpoint = strdup(cfg->mountpoint ? cfg->mountpoint : "");
+	c->started_ns = bd_now_ns();
+	if (!c->socket_path || !c->store_dir || !c->mountpoint) {
+		rc = -ENOMEM;
+		goto err_free;
+	}
+	strcpy(sa.sun_path, c->socket_path);
+	rc = bd_mkdir_parent(c->socket_path);
+	if (rc)
+		goto err_free;
+	/* A socket left by a crashed daemon is replaced; one that answers
+	 * belongs to a live daemon. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			rc = -EADDRINUSE;
+			goto err_free;
+		}
+		close(fd);
+	}
+	unlink(c->socket_path);
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->lfd < 0) {
+		rc = -errno;
+		goto err_free;
+	}
+	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    chmod(c->socket_path, 0666) != 0 || listen(c->lfd, 16) != 0) {
+		rc = -errno;
+		goto err_free;
+	}
+	if (pipe2(c->stop_pipe, O_CLOEXEC) != 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	rc = -pthread_create(&c->thread, NULL, bd_ctl_main, c);
+	if (rc)
+		goto err_unlink;
+	*out = c;
+	return 0;
+err_unlink:
+	unlink(c->socket_path);
+err_free:
+	if (c->lfd >= 0)
+		close(c->lfd);
+	if (c->stop_pipe[0] >= 0) {
+		close(c->stop_pipe[0]);
+		close(c->stop_pipe[1]);
+	}
+	free(c->socket_path);
+	free(c->store_dir);
+	free(c->mountpoint);
+	free(c);
+	return rc;
+}
+
+void bd_ctl_close(struct bd_ctl *c)
+{
+	if (!c)
+		return;
+	if (write(c->stop_pipe[1], "x", 1) < 0)
+		bd_ctl_log(c, STORE_LOG_WARN, "ctl: cannot signal stop");
+	pthread_join(c->thread, NULL);
+	close(c->lfd);
+	unlink(c->socket_path);
+	pthread_mutex_lock(&c->mu);
+	/* Wake connection threads blocked in recv. */
+	for (int i = 0; i < 64; i++) {
+		if (c->conn_fds[i] >= 0)
+			shutdown(c->conn_fds[i], SHUT_RDWR);
+	}
+	while (c->nconn > 0)
+		pthread_cond_wait(&c->cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+	close(c->stop_pipe[0]);
+	close(c->stop_pipe[1]);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c->socket_path);
+	free(c->store_dir);
+	free(c->mountpoint);
+	free(c);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.h - branchd's control socket: serves the JSON-lines protocol of
+ * ctlproto.h to branchctl, with peer credentials (SO_PEERCRED) deciding
+ * what each caller may do.
+ */
+#ifndef BRANCHFS_CTL_H
+#define BRANCHFS_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/store.h"
+
+struct bd_ctl;
+
+/* What the control plane needs from the mounted filesystem.  Every hook
+ * may be called from any connection thread at any time. */
+struct bd_ctl_hooks {
+	void *ctx;
+	/* 0, or -EBUSY with a human reason in why (a running postmaster,
+	 * open files).  A probe for listings: changes nothing. */
+	int (*busy)(void *ctx, uint64_t branch, const char *name, char *why,
+		    size_t whysz);
+	/* Before a delete, rename or reset: 0 and the branch is held (new
+	 * opens wait) until end_change, or -EBUSY with a reason in why. */
+	int (*begin_change)(void *ctx, uint64_t branch, char *why,
+			    size_t whysz);
+	void (*end_change)(void *ctx, uint64_t branch);
+	/* A branch was deleted (new_name NULL), renamed or reset behind the
+	 * kernel: drop its cached entries and data. */
+	void (*changed)(void *ctx, uint64_t branch, const char *old_name,
+			const char *new_name);
+	/* 0 if uid/gid may create a branch in the branch root (write and
+	 * search permission on it), else -EACCES. */
+	int (*may_create)(void *ctx, uid_t uid, gid_t gid);
+	/* Copy the default parent's name into buf. */
+	void (*get_default)(void *ctx, char *buf, size_t bufsz);
+	int (*set_default)(void *ctx, const char *name);
+	/* For GC: true while an unlinked inode is still open. */
+	bool (*in_use)(void *ctx, uint64_t branch, uint64_t ino);
+};
+
+struct bd_ctl_config {
+	struct store *store;     /* borrowed; outlives the bd_ctl */
+	const char *socket_path; /* copied */
+	const char *store_dir;   /* copied, for status */
+	const char *mountpoint;  /* copied, for status */
+	uid_t daemon_uid;        /* may change store-wide settings */
+	const char *const *drop_names; /* borrowed; for reset */
+	struct bd_ctl_hooks hooks;
+	struct store_log log;
+};
+
+/* Bind and listen on cfg->socket_path (its directory is created, a stale
+ * socket replaced), then serve in a background thread.  -EADDRINUSE if a
+ * live daemon already answers there. */
+int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out);
+
+/* Stop serving, wait for open connections to finish, remove the socket. */
+void bd_ctl_close(struct bd_ctl *c);
+
+/* Handle one request line from a peer with the given credentials; the
+ * reply (one line, no newline) is written to *reply, owned by the caller
+ * and freed with free().  Exposed for tests and fuzzing. */
+int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
+		  gid_t gid, char **reply);
+#endif

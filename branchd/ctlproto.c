@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* ctlproto.c - shared control-protocol tables and the socket location. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctlproto.h"
+
+static const struct {
+	const char *code;
+	int exit;
+} bd_codes[] = {
+	{ "no_daemon", BD_EXIT_NO_DAEMON },
+	{ "not_found", BD_EXIT_NOT_FOUND },
+	{ "exists", BD_EXIT_EXISTS },
+	{ "busy", BD_EXIT_BUSY },
+	{ "has_children", BD_EXIT_HAS_CHILDREN },
+	{ "out_of_range", BD_EXIT_OUT_OF_RANGE },
+	{ "permission", BD_EXIT_PERMISSION },
+	{ "invalid", BD_EXIT_INVALID },
+};
+
+const char *bd_code_of_errno(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "not_found";
+	case -EEXIST:
+		return "exists";
+	case -EBUSY:
+		return "busy";
+	case -ENOTEMPTY:
+		return "has_children";
+	case -ERANGE:
+		return "out_of_range";
+	case -EPERM:
+	case -EACCES:
+		return "permission";
+	case -EINVAL:
+	case -ENAMETOOLONG:
+		return "invalid";
+	default:
+		return "error";
+	}
+}
+
+int bd_exit_of_code(const char *code)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(bd_codes) / sizeof(bd_codes[0]); i++) {
+		if (code && strcmp(code, bd_codes[i].code) == 0)
+			return bd_codes[i].exit;
+	}
+	return BD_EXIT_ERROR;
+}
+
+int bd_ctl_socket_path(const char *mountpoint, uid_t uid, char *out,
+		       size_t outsz)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	const unsigned char *p;
+	int n;
+
+	for (p = (const unsigned char *)mountpoint; *p; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ull;
+	}
+	if (uid == 0)
+		n = snprintf(out, outsz, "/run/branchfs/ctl-%016llx.sock",
+			     (unsigned long long)h);
+	else
+		n = snprintf(out, outsz, "/tmp/branchfs-%u/ctl-%016llx.sock",
+			     (unsigned)uid, (unsigned long long)h);
+	if (n < 0 || (size_t)n >= outsz)
+		return -ENAMETOOLONG;
+	return 0;
+}

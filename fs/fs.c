@@ -1,0 +1,689 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.c - lifecycle of a branchfs mount: create, mount, run, unmount, free;
+ * logging; the per-branch open-file table and the kernel lookup table.
+ *
+ * Lifecycle (each transition made by the daemon's main thread unless
+ * noted):  NEW --fs_mount--> MOUNTED --fs_run--> SERVING --(kernel
+ * unmount, or fs_request_unmount/fs_request_exit from another thread)-->
+ * MOUNTED(loop done) --fs_unmount--> UNMOUNTED --fs_free.
+ *
+ * Shutdown on a signal must not lose data still in the kernel's page cache
+ * (writeback_cache): fs_request_unmount() asks the kernel to unmount while
+ * the loop still serves, so the kernel writes every dirty page back to us
+ * before it tears the connection down and the loop sees ENODEV.
+ *
+ * Invariants:
+ *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_file_open
+ *       waits until the flag is cleared.
+ *  FS-2 br holds an entry only while count > 0 or flags != 0; its count is
+ *       the sum of the counts in opens of the branch's node ids.
+ *  FS-3 nodes holds an entry only while the kernel's lookup count for it is
+ *       believed > 0 (an entry may outlive the kernel's count if a reply
+ *       failed; it is then only a wasted invalidation).
+ *
+ * XXX(globals): libfuse has one process-wide log hook without a context
+ * pointer, so the sink installed by fs_set_lib_log() (written once, before
+ * mounting) and the flag that libfuse logged an error are the only
+ * file-scope mutable variables of fs/.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+
+extern char **environ;
+
+static struct store_log fs_lib_log;
+/* Set when libfuse logged an error, so that fs_mount() does not add a
+ * second line for the same failure. */
+static atomic_bool fs_lib_err;
+
+void fs_log(struct fs *fs, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!fs->cfg.log.fn || level > fs->cfg.log.level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fs->cfg.log.fn(fs->cfg.log.ctx, level, msg);
+}
+
+static void fs_lib_log_fn(enum fuse_log_level level, const char *fmt,
+			  va_list ap)
+{
+	char msg[1024];
+	size_t len;
+	int lv;
+
+	if (level <= FUSE_LOG_ERR) {
+		lv = STORE_LOG_ERR;
+		atomic_store(&fs_lib_err, true);
+	}
+	else if (level == FUSE_LOG_WARNING)
+		lv = STORE_LOG_WARN;
+	else if (level < FUSE_LOG_DEBUG)
+		lv = STORE_LOG_INFO;
+	else
+		lv = STORE_LOG_DEBUG;
+	if (!fs_lib_log.fn || lv > fs_lib_log.level)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	len = strlen(msg);
+	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = 0;
+	if (len)
+		fs_lib_log.fn(fs_lib_log.ctx, lv, msg);
+}
+
+void fs_set_lib_log(const struct store_log *log)
+{
+	fs_lib_log = *log;
+	fuse_set_log_func(fs_lib_log_fn);
+}
+
+struct timespec fs_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+int fs_new(const struct fs_config *cfg, struct fs **out)
+{
+	struct fs *fs;
+
+	if (!cfg || !cfg->store)
+		return -EINVAL;
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = *cfg;
+	fs->default_parent =
+		strdup(cfg->default_parent ? cfg->default_parent : "main");
+	if (!fs->default_parent) {
+		free(fs);
+		return -ENOMEM;
+	}
+	fs->cfg.default_parent = NULL; /* use fs->default_parent */
+	if (cfg->debug && fs->cfg.log.level < STORE_LOG_DEBUG)
+		fs->cfg.log.level = STORE_LOG_DEBUG;
+	fs->store = cfg->store;
+	fs->root_mode = S_IFDIR | (cfg->root_mode ? cfg->root_mode & 07777 :
+						    0755);
+	fs->root_uid = cfg->root_uid;
+	fs->root_gid = cfg->root_gid;
+	fs->root_mtime = fs->root_ctime = fs_now();
+	pthread_mutex_init(&fs->root_mu, NULL);
+	pthread_mutex_init(&fs->br_mu, NULL);
+	pthread_cond_init(&fs->br_cv, NULL);
+	pthread_mutex_init(&fs->nodes_mu, NULL);
+	atomic_init(&fs->ready_done, false);
+	*out = fs;
+	return 0;
+}
+
+/* Unescape a mountinfo path field in place (\040 and friends). */
+static void fs_unescape(char *s)
+{
+	char *d = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] &&
+		    s[3]) {
+			*d++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) |
+				      (s[3] - '0'));
+			s += 4;
+		} else {
+			*d++ = *s++;
+		}
+	}
+	*d = 0;
+}
+
+/* Find the last mount at path in /proc/self/mountinfo.  Returns 1 and
+ * fills dev ("major:minor", may be NULL) if found, 0 if not, or a negative
+ * errno. */
+static int fs_mountinfo_find(const char *path, char *dev, size_t devlen)
+{
+	char line[8192];
+	int found = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char majmin[64], mp[4096];
+
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", majmin, mp) != 2)
+			continue;
+		fs_unescape(mp);
+		if (strcmp(mp, path) == 0) {
+			found = 1;
+			if (dev)
+				snprintf(dev, devlen, "%s", majmin);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
+{
+	char buf[64];
+	struct stat st;
+	char *real;
+	int rc;
+
+	if (!why) {
+		why = buf;
+		whylen = sizeof(buf);
+	}
+	if (stat(mountpoint, &st) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "mount point '%s': %s", mountpoint,
+			 strerror(-rc));
+		return rc;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "mount point '%s' is not a directory",
+			 mountpoint);
+		return -ENOTDIR;
+	}
+	real = realpath(mountpoint, NULL);
+	if (!real) {
+		rc = -errno;
+		snprintf(why, whylen, "mount point '%s': %s", mountpoint,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = fs_mountinfo_find(real, NULL, 0);
+	if (rc > 0) {
+		snprintf(why, whylen,
+			 "mount point '%s' is busy: something is already "
+			 "mounted there",
+			 real);
+		rc = -EBUSY;
+	} else if (rc < 0) {
+		snprintf(why, whylen, "cannot read /proc/self/mountinfo: %s",
+			 strerror(-rc));
+	}
+	free(real);
+	return rc;
+}
+
+int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
+{
+	char opts[256], why[PATH_MAX + 64];
+	char *argv[5];
+	int argc = 0, rc;
+	struct fuse_args args;
+	char *real;
+
+	if (fs->se)
+		return -EINVAL;
+	rc = fs_check_mountpoint(mountpoint, why, sizeof(why));
+	if (rc) {
+		FS_ERR(fs, "%s", why);
+		return rc;
+	}
+	real = realpath(mountpoint, NULL);
+	if (!real)
+		return -errno;
+	fs->mountpoint = real;
+	fs->allow_other = allow_other;
+	snprintf(opts, sizeof(opts),
+		 "default_permissions,fsname=branchfs,subtype=branchfs%s",
+		 allow_other ? ",allow_other" : "");
+	argv[argc++] = "branchd";
+	argv[argc++] = "-o";
+	argv[argc++] = opts;
+	if (fs->cfg.debug)
+		argv[argc++] = "-d";
+	argv[argc] = NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	atomic_store(&fs_lib_err, false);
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot create the fuse session");
+		rc = -EIO;
+		goto err_clear;
+	}
+	if (fuse_session_mount(fs->se, real) != 0) {
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot mount on '%s'", real);
+		fuse_session_destroy(fs->se);
+		fs->se = NULL;
+		rc = -EIO;
+		goto err_clear;
+	}
+	fs->mounted = true;
+	FS_INFO(fs, "mounted on '%s'", real);
+	return 0;
+
+err_clear:
+	fs->mountpoint = NULL;
+	free(real);
+	return rc;
+}
+
+int fs_run(struct fs *fs)
+{
+	struct fuse_loop_config *lc;
+	int rc;
+
+	if (!fs->se)
+		return -EINVAL;
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	/* Idle workers never exit (idle limit = thread limit): no thread
+	 * churn under bursty load, and per-thread state below us (the
+	 * store's zstd and digest contexts) is not lost with each exit. */
+	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(lc, FS_MAX_THREADS);
+	rc = fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return rc < 0 ? rc : 0;
+}
+
+/* Run "fusermount3 -u -z mountpoint" (unprivileged unmount). */
+static int fs_fusermount(struct fs *fs)
+{
+	char *argv[] = { "fusermount3", "-u", "-z", fs->mountpoint, NULL };
+	pid_t pid;
+	int st, rc;
+
+	rc = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
+	if (rc)
+		return -rc;
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+int fs_request_unmount(struct fs *fs)
+{
+	int rc, fd;
+
+	if (!fs->mountpoint || !fs->mounted)
+		return 0;
+	/* Write dirty pages back while we still serve, whatever happens to
+	 * the unmount below. */
+	fd = open(fs->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (syncfs(fd) != 0)
+			FS_WARN(fs, "syncfs '%s': %s", fs->mountpoint,
+				strerror(errno));
+		close(fd);
+	}
+	if (umount2(fs->mountpoint, 0) == 0)
+		return 0;
+	rc = -errno;
+	if (rc == -EBUSY) {
+		FS_WARN(fs, "'%s' is in use: detaching it, serving until its "
+			    "last user is gone",
+			fs->mountpoint);
+		if (umount2(fs->mountpoint, MNT_DETACH) == 0)
+			return 0;
+		rc = -errno;
+	}
+	if (rc == -EPERM)
+		rc = fs_fusermount(fs);
+	if (rc)
+		FS_ERR(fs, "cannot unmount '%s': %s", fs->mountpoint,
+		       strerror(-rc));
+	return rc;
+}
+
+void fs_request_exit(struct fs *fs)
+{
+	char dev[64], path[128];
+	int fd;
+
+	if (!fs->se)
+		return;
+	fuse_session_exit(fs->se);
+	/* The loop only notices the flag after its next request: abort the
+	 * connection so that every worker's read returns ENODEV. */
+	if (fs->mountpoint &&
+	    fs_mountinfo_find(fs->mountpoint, dev, sizeof(dev)) > 0) {
+		unsigned maj, min;
+
+		if (sscanf(dev, "%u:%u", &maj, &min) == 2) {
+			snprintf(path, sizeof(path),
+				 "/sys/fs/fuse/connections/%u/abort", min);
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (write(fd, "1", 1) < 0)
+					FS_WARN(fs, "cannot abort '%s': %s",
+						path, strerror(errno));
+				close(fd);
+			}
+		}
+	}
+}
+
+void fs_unmount(struct fs *fs)
+{
+	if (fs->se && fs->mounted) {
+		fuse_session_unmount(fs->se);
+		fs->mounted = false;
+		FS_INFO(fs, "unmounted '%s'", fs->mountpoint);
+	}
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	fs_unmount(fs);
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	fs_map_release(&fs->br);
+	fs_map_release(&fs->opens);
+	fs_map_release(&fs->nodes);
+	pthread_mutex_destroy(&fs->root_mu);
+	pthread_mutex_destroy(&fs->br_mu);
+	pthread_cond_destroy(&fs->br_cv);
+	pthread_mutex_destroy(&fs->nodes_mu);
+	free(fs->mountpoint);
+	free(fs->default_parent);
+	free(fs);
+}
+
+/* ---- kernel lookup counts ---- */
+
+void fs_node_ref(struct fs *fs, uint64_t nodeid)
+{
+	struct fs_map_ent *e;
+
+	if (nodeid == FUSE_ROOT_ID)
+		return;
+	pthread_mutex_lock(&fs->nodes_mu);
+	e = fs_map_get(&fs->nodes, nodeid);
+	if (e)
+		e->count++;
+	pthread_mutex_unlock(&fs->nodes_mu);
+}
+
+void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
+{
+	struct fs_map_ent *e;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	e = fs_map_find(&fs->nodes, nodeid);
+	if (e) {
+		if (e->count <= n)
+			fs_map_del(&fs->nodes, nodeid);
+		else
+			e->count -= n;
+	}
+	pthread_mutex_unlock(&fs->nodes_mu);
+}
+
+/* ---- per-branch open files and changes ---- */
+
+int fs_file_open(struct fs *fs, uint64_t nodeid)
+{
+	uint64_t br = fs_branch_of(nodeid);
+	struct fs_map_ent *e, *o;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->br_mu);
+	for (;;) {
+		e = fs_map_find(&fs->br, br);
+		if (!e || !(e->flags & FS_BR_CHANGING))
+			break;
+		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
+	}
+	if (!e)
+		e = fs_map_get(&fs->br, br);
+	o = e ? fs_map_get(&fs->opens, nodeid) : NULL;
+	if (e && o) {
+		e->count++;
+		o->count++;
+	} else {
+		if (e && !e->count && !e->flags)
+			fs_map_del(&fs->br, br);
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&fs->br_mu);
+	return rc;
+}
+
+void fs_file_close(struct fs *fs, uint64_t nodeid)
+{
+	uint64_t br = fs_branch_of(nodeid);
+	struct fs_map_ent *e;
+
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->opens, nodeid);
+	if (e && e->count) {
+		if (!--e->count)
+			fs_map_del(&fs->opens, nodeid);
+	}
+	e = fs_map_find(&fs->br, br);
+	if (e && e->count) {
+		e->count--;
+		if (!e->count && !e->flags)
+			fs_map_del(&fs->br, br);
+		pthread_cond_broadcast(&fs->br_cv);
+	}
+	pthread_mutex_unlock(&fs->br_mu);
+}
+
+/* Wait (bounded) until the branch has no open file and no other change
+ * underway, then mark it changing (INV FS-1). */
+static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
+			  char *why, size_t whylen)
+{
+	struct fs_map_ent *e;
+	struct timespec dl;
+	uint64_t open_files = 0;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += FS_BUSY_WAIT_MS / 1000;
+	dl.tv_nsec += (long)(FS_BUSY_WAIT_MS % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&fs->br_mu);
+	for (;;) {
+		e = fs_map_find(&fs->br, bi->id);
+		if (!e || (!e->count && !(e->flags & FS_BR_CHANGING)))
+			break;
+		if (pthread_cond_timedwait(&fs->br_cv, &fs->br_mu, &dl) ==
+		    ETIMEDOUT) {
+			e = fs_map_find(&fs->br, bi->id);
+			if (e && (e->count || (e->flags & FS_BR_CHANGING))) {
+				open_files = e->count;
+				rc = -EBUSY;
+				goto out_unlock;
+			}
+			break;
+		}
+	}
+	e = fs_map_get(&fs->br, bi->id);
+	if (!e) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	e->flags |= FS_BR_CHANGING;
+out_unlock:
+	pthread_mutex_unlock(&fs->br_mu);
+	if (rc == -EBUSY && why) {
+		if (open_files)
+			snprintf(why, whylen, "branch '%s' has %llu open files",
+				 bi->name, (unsigned long long)open_files);
+		else
+			snprintf(why, whylen,
+				 "branch '%s' is being changed by another request",
+				 bi->name);
+	}
+	return rc;
+}
+
+/* Read the pid on the first line of the branch's postmaster.pid; 0 if
+ * there is none. */
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
+{
+	char buf[32];
+	uint64_t ino;
+	ssize_t n;
+	long pid;
+
+	if (store_lookup(fs->store, bi->id, STORE_SEQ_LATEST, bi->root_ino,
+			 "postmaster.pid", &ino) != 0)
+		return 0;
+	n = store_read(fs->store, bi->id, STORE_SEQ_LATEST, ino, buf,
+		       sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	pid = strtol(buf, NULL, 10);
+	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
+		      char *why, size_t whylen)
+{
+	pid_t pid = fs_postmaster_pid(fs, bi);
+	int rc;
+
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+		if (why)
+			snprintf(why, whylen,
+				 "postmaster (pid %d) is running on branch '%s'",
+				 (int)pid, bi->name);
+		return -EBUSY;
+	}
+	rc = fs_branch_hold(fs, bi, why, whylen);
+	if (rc)
+		return rc;
+	/* Checked again with the branch held: a postmaster may have started
+	 * while we waited for files to close. */
+	pid = fs_postmaster_pid(fs, bi);
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+		fs_branch_end_change(fs, bi->id);
+		if (why)
+			snprintf(why, whylen,
+				 "postmaster (pid %d) is running on branch '%s'",
+				 (int)pid, bi->name);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
+			   size_t whylen)
+{
+	struct store_branch_info bi;
+	int rc;
+
+	rc = store_branch_get(fs->store, branch_id, &bi);
+	if (rc) {
+		if (why)
+			snprintf(why, whylen, "no branch with id %llu",
+				 (unsigned long long)branch_id);
+		return rc;
+	}
+	return fs_branch_quiesce(fs, &bi, why, whylen);
+}
+
+void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
+{
+	struct fs_map_ent *e;
+
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->br, branch_id);
+	if (e) {
+		e->flags &= ~(uint32_t)FS_BR_CHANGING;
+		if (!e->count && !e->flags)
+			fs_map_del(&fs->br, branch_id);
+	}
+	pthread_cond_broadcast(&fs->br_cv);
+	pthread_mutex_unlock(&fs->br_mu);
+}
+
+/* ---- invalidation ---- */
+
+int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
+			 const char *old_name)
+{
+	struct store_branch_info bi;
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc = 0, r;
+
+	if (!fs->se || !fs->mounted)
+		return 0;
+	if (!old_name && store_branch_get(fs->store, branch_id, &bi) == 0)
+		old_name = bi.name;
+	if (old_name) {
+		r = fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID,
+						     old_name,
+						     strlen(old_name));
+		if (r && r != -ENOENT)
+			rc = r;
+	}
+	fs_root_touch(fs);
+	r = fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
+	if (r && r != -ENOENT && !rc)
+		rc = r;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	for (i = 0; i < fs->nodes.nb; i++) {
+		struct fs_map_ent *e;
+
+		for (e = fs->nodes.b[i]; e; e = e->next) {
+			if (fs_branch_of(e->key) != branch_id)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				uint64_t *p = realloc(ids, nc * sizeof(*p));
+
+				if (!p) {
+					rc = -ENOMEM;
+					goto out_unlock;
+				}
+				ids = p;
+				cap = nc;
+			}
+			ids[n++] = e->key;
+		}
+	}
+out_unlock:
+	pthread_mutex_unlock(&fs->nodes_mu);
+	for (i = 0; i < n; i++) {
+		r = fuse_lowlevel_notify_inval_inode(fs->se, ids[i], 0, 0);
+		if (r && r != -ENOENT && !rc)
+			rc = r;
+	}
+	free(ids);
+	FS_DEBUG(fs, "invalidated branch %llu ('%s', %zu nodes): %d",
+		 (unsigned long long)branch_id, old_name ? old_name : "?", n,
+		 rc);
+	return rc;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.h - public API of the branchfs FUSE layer.
+ *
+ * struct fs serves one mount: the mount point is a synthetic directory
+ * (the "branch root") whose entries are the store's branches, and each
+ * branch directory is that branch's tree.  fs/ translates FUSE low-level
+ * requests into store calls and keeps only what the kernel needs between
+ * requests: open handle counts per branch, directory listing snapshots and
+ * the kernel's lookup counts (for cache invalidation).  It makes no policy
+ * decisions beyond the Postgres rules of DESIGN.md (distinct st_ino per
+ * branch, no postmaster.pid in a new branch, busy branches).
+ *
+ * Threading: every function is thread-safe unless noted.  fs_run() runs the
+ * multi-threaded FUSE loop in the calling thread.
+ */
+#ifndef BRANCHFS_FS_H
+#define BRANCHFS_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/store.h"
+
+struct fs;
+
+struct fs_config {
+	/* Borrowed: must outlive the struct fs. */
+	struct store *store;
+	/* Parent of branches made by mkdir at the branch root.  Copied;
+	 * NULL means "main". */
+	const char *default_parent;
+	/* Initial attributes of the branch root (kept in memory only). */
+	uid_t root_uid;
+	gid_t root_gid;
+	mode_t root_mode; /* permission bits; 0 means 0755 */
+	/* Trace every request (libfuse -d) and log at debug level. */
+	bool debug;
+	/* Log sink for fs/ messages (copied). */
+	struct store_log log;
+	/* Called once, from a FUSE worker thread, when the kernel's INIT
+	 * request has been answered: the mount is live.  May be NULL. */
+	void (*ready)(void *ctx);
+	void *ready_ctx;
+};
+
+/* Allocate a filesystem over cfg->store.  cfg is copied.  -ENOMEM,
+ * -EINVAL (no store).  On success *out is owned by the caller, freed with
+ * fs_free(). */
+int fs_new(const struct fs_config *cfg, struct fs **out);
+
+/* 0 if mountpoint is an existing directory with nothing mounted on it.
+ * Else -ENOENT, -ENOTDIR, -EBUSY (already a mount point) or another
+ * negative errno, with a lowercase reason in why (may be NULL). */
+int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
+
+/* Mount at mountpoint (borrowed, copied) with default_permissions and,
+ * if allow_other, allow_other.  Errors: -ENOENT/-ENOTDIR mount point
+ * missing or not a directory, -EBUSY something is already mounted there,
+ * -EIO libfuse failed (its reason is logged).  Call once. */
+int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other);
+
+/* Serve requests with a multi-threaded loop until the filesystem is
+ * unmounted (fusermount3 -u, umount, fs_request_unmount()) or
+ * fs_request_exit() is called.  Returns 0 or a negative errno. */
+int fs_run(struct fs *fs);
+
+/* Ask the kernel to unmount, letting the running loop write back every
+ * dirty page first; fs_run() then returns.  If the mount is in use it is
+ * detached lazily and fs_run() returns once the last user is gone.
+ * Async-signal-unsafe; call from an ordinary thread.  Returns 0 or a
+ * negative errno. */
+int fs_request_unmount(struct fs *fs);
+
+/* Make fs_run() return soon without waiting for the kernel (data still
+ * in the kernel's page cache may be lost).  Thread-safe. */
+void fs_request_exit(struct fs *fs);
+
+/* Detach the mount if it is still there.  Idempotent.  Call after
+ * fs_run() returned. */
+void fs_unmount(struct fs *fs);
+
+/* Free everything; unmounts first if needed.  NULL is a no-op.  The store
+ * is not closed. */
+void fs_free(struct fs *fs);
+
+/* Control plane support.  A branch change made behind the kernel's back
+ * (delete, reset, rename through branchctl) goes:
+ *   fs_branch_begin_change() -> store_branch_*() -> fs_branch_end_change()
+ *   -> fs_invalidate_branch().
+ * begin_change fails with -EBUSY when a postmaster runs on the branch (a
+ * live pid in its postmaster.pid) or files in it are open, and then writes
+ * a lowercase reason (no final period) into why (may be NULL).  On success
+ * new opens in the branch wait until end_change. */
+int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
+			   size_t whylen);
+void fs_branch_end_change(struct fs *fs, uint64_t branch_id);
+
+/* Drop the kernel's cached entry for the branch (under old_name, the name
+ * it had before the change; NULL means its current name), the branch
+ * root's attributes and the attributes and page cache of every node of the
+ * branch the kernel knows.  Call with no fs request of this mount waiting
+ * on the caller.  Returns 0 or a negative errno (-ENOENT is not returned
+ * for nodes the kernel has already forgotten). */
+int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
+			 const char *old_name);
+
+/* ---- for the control plane (fs_ctl.c) ---- */
+
+/* A probe that changes and waits for nothing: 0, or -EBUSY with a reason
+ * in why (a running postmaster, open files), or -ENOENT unknown branch. */
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
+		   size_t whylen);
+/* true while any file of the branch is open. */
+bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
+/* true while a file handle on inode ino of the branch is open (for GC of
+ * unlinked inodes: store_gc_opts.in_use). */
+bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino);
+/* 0 if uid/gid may create entries in the branch root (write and search
+ * permission by its mode and owner; supplementary groups are not
+ * considered), else -EACCES. */
+int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid);
+/* The parent of branches made by mkdir.  set: -EINVAL/-ENAMETOOLONG bad
+ * name (whether it exists is not checked), -ENOMEM. */
+void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
+int fs_set_default_parent(struct fs *fs, const char *name);
+/* A branch was renamed: if it was the default parent, the default follows
+ * it. */
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+				const char *new_name);
+
+/* Route libfuse's own messages to log (copied).  libfuse has one global
+ * log hook, so this is process-wide; call it before fs_mount(). */
+void fs_set_lib_log(const struct store_log *log);
+
+/* The node id (and st_ino) fs reports for inode ino of a branch. */
+static inline uint64_t fs_nodeid(uint64_t branch_id, uint64_t ino)
+{
+	return (branch_id << 40) | ino;
+}
+
+#endif /* BRANCHFS_FS_H */

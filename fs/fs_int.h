@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_int.h - private declarations of the FUSE layer, shared only by the .c files of fs/.
+ *
+ * Node ids: nodeid = (branch_id << 40) | ino, which is also the st_ino we
+ * report (DESIGN rule 1: distinct identity per branch).  FUSE_ROOT_ID (1)
+ * is the synthetic branch root; branch ids start at 1, so no branch node
+ * can be 1.  Everything a request needs is decoded from the node id, so
+ * forget does no more than keep the lookup table (fs_nodes) for
+ * invalidation.
+ *
+ * Lock order (all leaves; none is held across a store call or a reply):
+ *   root_mu, br_mu, nodes_mu are independent and never nested.
+ */
+#ifndef BRANCHFS_FS_INT_H
+#define BRANCHFS_FS_INT_H
+
+#define FUSE_USE_VERSION 312
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+
+#include "fs.h"
+
+#define FS_INO_BITS 40
+#define FS_INO_MASK ((UINT64_C(1) << FS_INO_BITS) - 1)
+#define FS_ENTRY_TIMEOUT 1.0
+#define FS_ATTR_TIMEOUT 1.0
+#define FS_MAX_WRITE (1u << 20)
+#define FS_MAX_THREADS 64u
+/* How long rmdir/rename of a busy branch waits for FUSE_RELEASE requests
+ * still in flight from files that were just closed (the kernel sends
+ * release asynchronously after close(2)). */
+#define FS_BUSY_WAIT_MS 1500
+
+/* A small chained hash map from u64 keys, used for per-branch state and
+ * for the kernel's lookup counts. */
+struct fs_map_ent {
+	uint64_t key;
+	uint64_t count;
+	uint32_t flags;
+	struct fs_map_ent *next;
+};
+
+struct fs_map {
+	struct fs_map_ent **b;
+	size_t nb; /* power of two, or 0 before the first insert */
+	size_t n;
+};
+
+enum fs_branch_flags {
+	FS_BR_CHANGING = 1u << 0, /* a delete/rename/reset is in progress */
+};
+
+struct fs {
+	struct fs_config cfg;
+	struct store *store;
+	struct fuse_session *se;
+	char *mountpoint;
+	bool mounted;
+	bool allow_other;
+	atomic_bool ready_done;
+
+	pthread_mutex_t root_mu;
+	mode_t root_mode;          /* guarded by root_mu; S_IFDIR | bits */
+	uid_t root_uid;            /* guarded by root_mu */
+	gid_t root_gid;            /* guarded by root_mu */
+	struct timespec root_mtime; /* guarded by root_mu */
+	struct timespec root_ctime; /* guarded by root_mu */
+	char *default_parent;       /* guarded by root_mu */
+
+	/* Per-branch state: count = open files, flags = enum
+	 * fs_branch_flags.  Entries with count 0 and no flags are removed. */
+	pthread_mutex_t br_mu;
+	pthread_cond_t br_cv; /* signalled on any br change */
+	struct fs_map br;      /* guarded by br_mu */
+	/* Open file handles by node id (count), for fs_inode_in_use. */
+	struct fs_map opens; /* guarded by br_mu */
+
+	/* Kernel lookup counts by node id (root excluded). */
+	pthread_mutex_t nodes_mu;
+	struct fs_map nodes; /* guarded by nodes_mu */
+};
+
+/* Directory handle: a snapshot of the listing taken at opendir, so that
+ * readdir offsets stay stable.  Entry i is at offset i + 1. */
+struct fs_dir {
+	size_t n;
+	struct fs_dir_ent {
+		uint64_t nodeid;
+		uint32_t mode; /* S_IF* type bits */
+		char *name;
+	} *ents;
+};
+
+/* ---- fs_map.c ---- */
+struct fs_map_ent *fs_map_find(struct fs_map *m, uint64_t key);
+/* Find or add (count 0, flags 0).  NULL on -ENOMEM. */
+struct fs_map_ent *fs_map_get(struct fs_map *m, uint64_t key);
+void fs_map_del(struct fs_map *m, uint64_t key);
+void fs_map_release(struct fs_map *m);
+
+/* ---- fs.c ---- */
+void fs_log(struct fs *fs, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define FS_ERR(fs, ...) fs_log((fs), STORE_LOG_ERR, __VA_ARGS__)
+#define FS_WARN(fs, ...) fs_log((fs), STORE_LOG_WARN, __VA_ARGS__)
+#define FS_INFO(fs, ...) fs_log((fs), STORE_LOG_INFO, __VA_ARGS__)
+#define FS_DEBUG(fs, ...)                                                \
+	do {                                                             \
+		if ((fs)->cfg.log.level >= STORE_LOG_DEBUG)              \
+			fs_log((fs), STORE_LOG_DEBUG, __VA_ARGS__);      \
+	} while (0)
+
+void fs_node_ref(struct fs *fs, uint64_t nodeid);
+void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
+/* Count an open file (against its node and its branch); waits while a
+ * change of the branch is underway.  0 or -ENOMEM. */
+int fs_file_open(struct fs *fs, uint64_t nodeid);
+void fs_file_close(struct fs *fs, uint64_t nodeid);
+
+/* ---- fs_ops.c ---- */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+static inline uint64_t fs_branch_of(fuse_ino_t nodeid)
+{
+	return (uint64_t)nodeid >> FS_INO_BITS;
+}
+
+static inline uint64_t fs_ino_of(fuse_ino_t nodeid)
+{
+	return (uint64_t)nodeid & FS_INO_MASK;
+}
+
+/* ---- fs_root.c: operations on the synthetic branch root ---- */
+void fs_root_stat(struct fs *fs, struct stat *st);
+void fs_root_getattr(struct fs *fs, fuse_req_t req);
+void fs_root_setattr(struct fs *fs, fuse_req_t req, const struct stat *attr,
+		     int to_set);
+void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name);
+void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
+		   mode_t mode);
+void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name);
+void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
+		    const char *newname, unsigned int flags);
+int fs_root_list(struct fs *fs, struct fs_dir *d);
+/* The branch root's entry (for lookup and readdirplus). */
+int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
+		  struct fuse_entry_param *e);
+void fs_root_touch(struct fs *fs);
+/* 0: no postmaster runs on the branch, no file in it is open, and it is
+ * now held (FS_BR_CHANGING: call fs_branch_end_change).  -EBUSY with a
+ * reason in why otherwise.  Defined in fs.c. */
+int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
+		      char *why, size_t whylen);
+/* The pid on the first line of the branch's postmaster.pid, or 0. */
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
+
+/* ---- helpers shared by fs_ops.c and fs_root.c ---- */
+void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
+		     struct stat *st);
+void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid,
+		   const struct store_attr *a);
+struct timespec fs_now(void);
+void fs_dir_free(struct fs_dir *d);
+
+#endif /* BRANCHFS_FS_INT_H */

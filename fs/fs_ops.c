@@ -1,0 +1,972 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_ops.c - FUSE low-level operations inside a branch, and the dispatch
+ * of requests on the synthetic branch root to fs_root.c.
+ *
+ * Each handler decodes (branch, ino) from the node id, calls the store and
+ * sends exactly one reply; store errors go to the kernel unchanged
+ * (fuse_reply_err(req, -rc)).  Reads always see the branch head
+ * (STORE_SEQ_LATEST).  Permission checks are the kernel's
+ * (default_permissions); fs/ only decides the owner of new inodes (the
+ * caller's uid and gid, or the parent's gid under a setgid directory).
+ *
+ * Deliberately not implemented, so that the kernel does the work: access
+ * (default_permissions), getlk/setlk/flock (the kernel then keeps POSIX and
+ * flock locks locally, which is right for one mount), xattrs,
+ * copy_file_range and lseek (generic fallbacks).
+ *
+ * Open files: open/create count the file against its node and branch
+ * (fs_file_open) and release uncounts it; if the open reply fails (the
+ * request was interrupted) the kernel will never send release, so the
+ * count is undone at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "fs_int.h"
+
+#define FS_RENAME_NOREPLACE (1u << 0) /* RENAME_NOREPLACE */
+#define FS_RENAME_EXCHANGE (1u << 1)  /* RENAME_EXCHANGE */
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
+		     struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = nodeid;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 65536;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim = a->atime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->ctime;
+}
+
+void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid,
+		   const struct store_attr *a)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = nodeid;
+	e->generation = 0;
+	e->attr_timeout = FS_ATTR_TIMEOUT;
+	e->entry_timeout = FS_ENTRY_TIMEOUT;
+	fs_attr_to_stat(nodeid, a, &e->attr);
+}
+
+void fs_dir_free(struct fs_dir *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	free(d);
+}
+
+/* Split a node id of a branch node.  -ENOENT for the root or garbage. */
+static int fs_split(fuse_ino_t nodeid, uint64_t *br, uint64_t *ino)
+{
+	*br = fs_branch_of(nodeid);
+	*ino = fs_ino_of(nodeid);
+	if (*br == 0 || *br > STORE_BRANCH_ID_MAX || *ino == 0)
+		return -ENOENT;
+	return 0;
+}
+
+static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
+			   const struct store_attr *a)
+{
+	struct fuse_entry_param e;
+
+	fs_entry_fill(&e, nodeid, a);
+	fs_node_ref(fs, nodeid);
+	if (fuse_reply_entry(req, &e) != 0)
+		fs_node_unref(fs, nodeid, 1);
+}
+
+static void fs_reply_attr(fuse_req_t req, uint64_t nodeid,
+			  const struct store_attr *a)
+{
+	struct stat st;
+
+	fs_attr_to_stat(nodeid, a, &st);
+	fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs *fs = userdata;
+	unsigned want_on = FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC |
+			   FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS |
+			   FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_AUTO_INVAL_DATA |
+			   FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
+			   FUSE_CAP_ASYNC_DIO;
+
+	conn->want |= conn->capable & want_on;
+	/* The kernel applies the umask, kills suid/sgid on write and keeps
+	 * locks; no splice. */
+	conn->want &= ~(unsigned)(FUSE_CAP_DONT_MASK | FUSE_CAP_HANDLE_KILLPRIV |
+				  FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
+				  FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_ACL |
+				  FUSE_CAP_EXPORT_SUPPORT);
+	conn->max_write = FS_MAX_WRITE;
+	conn->max_readahead = FS_MAX_WRITE;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->time_gran = 1;
+	FS_INFO(fs, "fuse protocol %u.%u, want 0x%x of capable 0x%x",
+		conn->proto_major, conn->proto_minor, conn->want,
+		conn->capable);
+	if (!(conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		FS_WARN(fs, "the kernel has no writeback cache: slower writes");
+	if (fs->cfg.ready && !atomic_exchange(&fs->ready_done, true))
+		fs->cfg.ready(fs->cfg.ready_ctx);
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t br, dir, ino;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID) {
+		fs_root_lookup(fs, req, name);
+		return;
+	}
+	rc = fs_split(parent, &br, &dir);
+	if (rc)
+		goto out_err;
+	rc = store_lookup(fs->store, br, STORE_SEQ_LATEST, dir, name, &ino);
+	if (rc)
+		goto out_err;
+	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
+	if (rc)
+		goto out_err;
+	fs_reply_entry(fs, req, fs_nodeid(br, ino), &a);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fs_node_unref(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count,
+			       struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		fs_node_unref(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t nodeid,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t br, ino;
+	int rc;
+
+	(void)fi;
+	if (nodeid == FUSE_ROOT_ID) {
+		fs_root_getattr(fs, req);
+		return;
+	}
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc == 0)
+		rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_reply_attr(req, nodeid, &a);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid,
+			  struct stat *attr, int to_set,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = fs_now();
+	struct store_attr sa, out;
+	unsigned mask = 0;
+	uint64_t br, ino;
+	int rc;
+
+	(void)fi;
+	if (nodeid == FUSE_ROOT_ID) {
+		fs_root_setattr(fs, req, attr, to_set);
+		return;
+	}
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	memset(&sa, 0, sizeof(sa));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mask |= STORE_SET_MODE;
+		sa.mode = attr->st_mode;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		mask |= STORE_SET_UID;
+		sa.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		mask |= STORE_SET_GID;
+		sa.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			rc = -EINVAL;
+			goto out_err;
+		}
+		mask |= STORE_SET_SIZE | STORE_SET_MTIME;
+		sa.size = (uint64_t)attr->st_size;
+		sa.mtime = now;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		mask |= STORE_SET_ATIME;
+		sa.atime = now;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		mask |= STORE_SET_ATIME;
+		sa.atime = attr->st_atim;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		mask |= STORE_SET_MTIME;
+		sa.mtime = now;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		mask |= STORE_SET_MTIME;
+		sa.mtime = attr->st_mtim;
+	}
+	mask |= STORE_SET_CTIME;
+	sa.ctime = (to_set & FUSE_SET_ATTR_CTIME) ? attr->st_ctim : now;
+	rc = store_setattr(fs->store, br, ino, &sa, mask, &out);
+	if (rc)
+		goto out_err;
+	fs_reply_attr(req, nodeid, &out);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_readlink(fuse_req_t req, fuse_ino_t nodeid)
+{
+	struct fs *fs = fs_of(req);
+	char *buf = NULL;
+	uint64_t br, ino;
+	ssize_t n;
+	int rc;
+
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	buf = malloc(STORE_SYMLINK_MAX + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	n = store_readlink(fs->store, br, STORE_SEQ_LATEST, ino, buf,
+			   STORE_SYMLINK_MAX + 1);
+	if (n < 0) {
+		rc = (int)n;
+		goto out_err;
+	}
+	fuse_reply_readlink(req, buf);
+	free(buf);
+	return;
+out_err:
+	free(buf);
+	fuse_reply_err(req, -rc);
+}
+
+/* Create an inode owned by the caller (gid from a setgid parent). */
+static int fs_do_create(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
+			const char *name, mode_t mode, dev_t rdev,
+			const char *target, uint64_t *nodeid,
+			struct store_attr *out)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct store_attr a, pa;
+	uint64_t br, dir, ino;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID)
+		return -EPERM; /* only branches (directories) live there */
+	rc = fs_split(parent, &br, &dir);
+	if (rc)
+		return rc;
+	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, dir, &pa);
+	if (rc)
+		return rc;
+	memset(&a, 0, sizeof(a));
+	a.mode = mode;
+	a.uid = ctx->uid;
+	a.gid = ctx->gid;
+	if (pa.mode & S_ISGID) {
+		a.gid = pa.gid;
+		if (S_ISDIR(mode))
+			a.mode |= S_ISGID;
+	}
+	a.rdev = rdev;
+	a.atime = a.mtime = a.ctime = fs_now();
+	rc = store_create(fs->store, br, dir, name, &a, target, &ino, out);
+	if (rc)
+		return rc;
+	*nodeid = fs_nodeid(br, ino);
+	return 0;
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t nodeid;
+	int rc;
+
+	if (!(mode & S_IFMT))
+		mode |= S_IFREG;
+	if (S_ISDIR(mode) || S_ISLNK(mode)) {
+		rc = -EINVAL;
+		goto out_err;
+	}
+	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid,
+			  &a);
+	if (rc)
+		goto out_err;
+	fs_reply_entry(fs, req, nodeid, &a);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t nodeid;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID) {
+		fs_root_mkdir(fs, req, name, mode & 07777);
+		return;
+	}
+	rc = fs_do_create(fs, req, parent, name, S_IFDIR | (mode & 07777), 0,
+			  NULL, &nodeid, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_reply_entry(fs, req, nodeid, &a);
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			  const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t nodeid;
+	int rc;
+
+	rc = fs_do_create(fs, req, parent, name, S_IFLNK | 0777, 0, link,
+			  &nodeid, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_reply_entry(fs, req, nodeid, &a);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t br, dir;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID) {
+		fuse_reply_err(req, EISDIR); /* every entry is a branch */
+		return;
+	}
+	rc = fs_split(parent, &br, &dir);
+	if (rc == 0)
+		rc = store_unlink(fs->store, br, dir, name);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t br, dir;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID) {
+		fs_root_rmdir(fs, req, name);
+		return;
+	}
+	rc = fs_split(parent, &br, &dir);
+	if (rc == 0)
+		rc = store_rmdir(fs->store, br, dir, name);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname,
+			 unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t br, dir, nbr, ndir;
+	unsigned sflags = 0;
+	int rc;
+
+	if (flags & ~(FS_RENAME_NOREPLACE | FS_RENAME_EXCHANGE)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (parent == FUSE_ROOT_ID && newparent == FUSE_ROOT_ID) {
+		fs_root_rename(fs, req, name, newname, flags);
+		return;
+	}
+	if (parent == FUSE_ROOT_ID || newparent == FUSE_ROOT_ID) {
+		rc = -EXDEV;
+		goto out;
+	}
+	rc = fs_split(parent, &br, &dir);
+	if (rc == 0)
+		rc = fs_split(newparent, &nbr, &ndir);
+	if (rc)
+		goto out;
+	if (br != nbr) {
+		rc = -EXDEV;
+		goto out;
+	}
+	if (flags & FS_RENAME_NOREPLACE)
+		sflags |= STORE_RENAME_NOREPLACE;
+	if (flags & FS_RENAME_EXCHANGE)
+		sflags |= STORE_RENAME_EXCHANGE;
+	rc = store_rename(fs->store, br, dir, name, ndir, newname, sflags);
+out:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid,
+		       fuse_ino_t newparent, const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t br, ino, nbr, ndir;
+	int rc;
+
+	if (newparent == FUSE_ROOT_ID) {
+		rc = -EPERM;
+		goto out_err;
+	}
+	if (nodeid == FUSE_ROOT_ID) {
+		rc = -EPERM;
+		goto out_err;
+	}
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc == 0)
+		rc = fs_split(newparent, &nbr, &ndir);
+	if (rc)
+		goto out_err;
+	if (br != nbr) {
+		rc = -EXDEV;
+		goto out_err;
+	}
+	rc = store_link(fs->store, br, ino, ndir, newname, &a);
+	if (rc)
+		goto out_err;
+	fs_reply_entry(fs, req, nodeid, &a);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+/* Truncate on open (FUSE_CAP_ATOMIC_O_TRUNC). */
+static int fs_trunc_zero(struct fs *fs, uint64_t br, uint64_t ino)
+{
+	struct store_attr sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.mtime = sa.ctime = fs_now();
+	return store_setattr(fs->store, br, ino, &sa,
+			     STORE_SET_SIZE | STORE_SET_MTIME | STORE_SET_CTIME,
+			     NULL);
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a;
+	uint64_t br, ino;
+	int rc;
+
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	rc = fs_file_open(fs, nodeid);
+	if (rc)
+		goto out_err;
+	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
+	if (rc == 0 && S_ISDIR(a.mode))
+		rc = -EISDIR;
+	if (rc == 0 && (fi->flags & O_TRUNC) && S_ISREG(a.mode) && a.size)
+		rc = fs_trunc_zero(fs, br, ino);
+	if (rc)
+		goto err_close;
+	fi->fh = 0;
+	fi->keep_cache = 1;
+	fi->direct_io = 0;
+	if (fuse_reply_open(req, fi) != 0)
+		fs_file_close(fs, nodeid);
+	return;
+err_close:
+	fs_file_close(fs, nodeid);
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct store_attr a;
+	uint64_t nodeid;
+	int rc;
+
+	if (parent == FUSE_ROOT_ID) {
+		rc = -EPERM;
+		goto out_err;
+	}
+	rc = fs_do_create(fs, req, parent, name, S_IFREG | (mode & 07777), 0,
+			  NULL, &nodeid, &a);
+	if (rc)
+		goto out_err;
+	rc = fs_file_open(fs, nodeid);
+	if (rc)
+		goto out_err;
+	fi->fh = 0;
+	fi->keep_cache = 1;
+	fi->direct_io = 0;
+	fs_entry_fill(&e, nodeid, &a);
+	fs_node_ref(fs, nodeid);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		fs_node_unref(fs, nodeid, 1);
+		fs_file_close(fs, nodeid);
+	}
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t br, ino;
+	ssize_t n;
+	char *buf;
+	int rc;
+
+	(void)fi;
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	if (off < 0) {
+		rc = -EINVAL;
+		goto out_err;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	n = store_read(fs->store, br, STORE_SEQ_LATEST, ino, buf, size,
+		       (uint64_t)off);
+	if (n < 0) {
+		free(buf);
+		rc = (int)n;
+		goto out_err;
+	}
+	fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf,
+			size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = fs_now();
+	uint64_t br, ino;
+	ssize_t n;
+	int rc;
+
+	(void)fi;
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	if (off < 0) {
+		rc = -EINVAL;
+		goto out_err;
+	}
+	n = store_write(fs->store, br, ino, buf, size, (uint64_t)off, &now);
+	if (n < 0) {
+		rc = (int)n;
+		goto out_err;
+	}
+	fuse_reply_write(req, (size_t)n);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t nodeid,
+			struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t nodeid,
+			  struct fuse_file_info *fi)
+{
+	(void)fi;
+	if (nodeid != FUSE_ROOT_ID)
+		fs_file_close(fs_of(req), nodeid);
+	fuse_reply_err(req, 0);
+}
+
+/* Rule 3: fsync means durable.  store_sync makes every returned write
+ * durable (group commit), which covers this file or directory. */
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t nodeid, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -store_sync(fs_of(req)->store));
+}
+
+static int fs_dir_add(struct fs_dir *d, size_t *cap, uint64_t nodeid,
+		      uint32_t mode, const char *name)
+{
+	if (d->n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct fs_dir_ent *p = realloc(d->ents, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		d->ents = p;
+		*cap = nc;
+	}
+	d->ents[d->n].name = strdup(name);
+	if (!d->ents[d->n].name)
+		return -ENOMEM;
+	d->ents[d->n].nodeid = nodeid;
+	d->ents[d->n].mode = mode & S_IFMT;
+	d->n++;
+	return 0;
+}
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct store_dirent *ents = NULL;
+	struct fs_dir *d;
+	size_t n = 0, cap = 0, i;
+	uint64_t br, ino;
+	int rc;
+
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	if (nodeid == FUSE_ROOT_ID) {
+		rc = fs_root_list(fs, d);
+		if (rc)
+			goto out_err;
+		goto out_reply;
+	}
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out_err;
+	rc = store_readdir(fs->store, br, STORE_SEQ_LATEST, ino, &ents, &n);
+	if (rc)
+		goto out_err;
+	rc = fs_dir_add(d, &cap, nodeid, S_IFDIR, ".");
+	if (rc == 0)
+		rc = fs_dir_add(d, &cap, FUSE_ROOT_ID, S_IFDIR, "..");
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = fs_dir_add(d, &cap, fs_nodeid(br, ents[i].ino),
+				ents[i].mode, ents[i].name);
+	free(ents);
+	if (rc)
+		goto out_err;
+out_reply:
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->keep_cache = 0;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0)
+		fs_dir_free(d);
+	return;
+out_err:
+	fs_dir_free(d);
+	fuse_reply_err(req, -rc);
+}
+
+/* "." and ".." carry no attributes in readdirplus (entry ino 0: the
+ * kernel creates no dentry for them). */
+static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
+			  off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
+	size_t pos = 0, i;
+	char *buf;
+
+	(void)nodeid;
+	if (!d) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (i = (size_t)off; i < d->n; i++) {
+		const struct fs_dir_ent *de = &d->ents[i];
+		bool dot = strcmp(de->name, ".") == 0 ||
+			   strcmp(de->name, "..") == 0;
+		uint64_t ino = de->nodeid;
+		size_t len;
+
+		if (plus) {
+			struct fuse_entry_param e;
+			struct store_attr a;
+			bool got = false;
+
+			memset(&e, 0, sizeof(e));
+			if (!dot && fs_branch_of(de->nodeid) != 0 &&
+			    store_getattr(fs->store, fs_branch_of(de->nodeid),
+					  STORE_SEQ_LATEST,
+					  fs_ino_of(de->nodeid), &a) == 0) {
+				fs_entry_fill(&e, de->nodeid, &a);
+				got = true;
+			} else {
+				e.attr.st_ino = ino;
+				e.attr.st_mode = de->mode;
+			}
+			len = fuse_add_direntry_plus(req, buf + pos, size - pos,
+						     de->name, &e,
+						     (off_t)(i + 1));
+			if (len > size - pos)
+				break;
+			if (got)
+				fs_node_ref(fs, de->nodeid);
+		} else {
+			struct stat st;
+
+			memset(&st, 0, sizeof(st));
+			st.st_ino = ino;
+			st.st_mode = de->mode;
+			len = fuse_add_direntry(req, buf + pos, size - pos,
+						de->name, &st, (off_t)(i + 1));
+			if (len > size - pos)
+				break;
+		}
+		pos += len;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
+			  off_t off, struct fuse_file_info *fi)
+{
+	fs_do_readdir(req, nodeid, size, off, fi, false);
+}
+
+static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t nodeid, size_t size,
+			      off_t off, struct fuse_file_info *fi)
+{
+	fs_do_readdir(req, nodeid, size, off, fi, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t nodeid,
+			     struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	fs_dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t nodeid)
+{
+	struct fs *fs = fs_of(req);
+	struct store_stats ss;
+	struct statvfs sv;
+	int rc;
+
+	(void)nodeid;
+	rc = store_stats(fs->store, &ss);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = STORE_BLOCK_SIZE;
+	sv.f_frsize = STORE_BLOCK_SIZE;
+	sv.f_blocks = ss.fs_total_bytes / STORE_BLOCK_SIZE;
+	sv.f_bfree = ss.fs_avail_bytes / STORE_BLOCK_SIZE;
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = STORE_INO_MAX;
+	sv.f_ffree = ss.next_ino < STORE_INO_MAX ? STORE_INO_MAX - ss.next_ino :
+						   0;
+	sv.f_favail = sv.f_ffree;
+	sv.f_namemax = STORE_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Write zeros over [off, end) in chunks; the store keeps zero blocks as
+ * holes, so this is how a hole is punched. */
+static int fs_write_zeros(struct fs *fs, uint64_t br, uint64_t ino,
+			  uint64_t off, uint64_t end)
+{
+	struct timespec now = fs_now();
+	size_t chunk = FS_MAX_WRITE;
+	char *z;
+	int rc = 0;
+
+	if (end - off < chunk)
+		chunk = (size_t)(end - off);
+	z = calloc(1, chunk ? chunk : 1);
+	if (!z)
+		return -ENOMEM;
+	while (off < end) {
+		size_t len = end - off < chunk ? (size_t)(end - off) : chunk;
+		ssize_t n = store_write(fs->store, br, ino, z, len, off, &now);
+
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		off += len;
+	}
+	free(z);
+	return rc;
+}
+
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
+			    off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct store_attr a, sa;
+	uint64_t br, ino, end;
+	int rc;
+
+	(void)fi;
+	rc = fs_split(nodeid, &br, &ino);
+	if (rc)
+		goto out;
+	if (off < 0 || len <= 0 || (uint64_t)off + (uint64_t)len > INT64_MAX) {
+		rc = -EINVAL;
+		goto out;
+	}
+	end = (uint64_t)off + (uint64_t)len;
+	if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE &&
+	    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
+	if (rc)
+		goto out;
+	if (!S_ISREG(a.mode)) {
+		rc = S_ISDIR(a.mode) ? -EISDIR : -ENODEV;
+		goto out;
+	}
+	if (mode == 0 && end > a.size) {
+		memset(&sa, 0, sizeof(sa));
+		sa.size = end;
+		sa.mtime = sa.ctime = fs_now();
+		rc = store_setattr(fs->store, br, ino, &sa,
+				   STORE_SET_SIZE | STORE_SET_MTIME |
+					   STORE_SET_CTIME,
+				   NULL);
+	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
+		if (end > a.size)
+			end = a.size;
+		if ((uint64_t)off < end)
+			rc = fs_write_zeros(fs, br, ino, (uint64_t)off, end);
+	}
+out:
+	fuse_reply_err(req, -rc);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.symlink = fs_op_symlink,
+	.rename = fs_op_rename,
+	.link = fs_op_link,
+	.open = fs_op_open,
+	.create = fs_op_create,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsync,
+	.statfs = fs_op_statfs,
+	.fallocate = fs_op_fallocate,
+};

@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_root.c - the synthetic branch root (FUSE_ROOT_ID): one directory per
+ * branch of the store.
+ *
+ *   mkdir NAME   creates branch NAME from the default parent at its head,
+ *                without postmaster.pid/postmaster.opts (DESIGN rule 2);
+ *                in a store with no branch at all it creates an empty
+ *                branch whose root gets the mkdir mode and the caller's
+ *                uid/gid.  The caller becomes the branch's owner_uid.
+ *                Default parent missing while other branches exist: ENOENT.
+ *   rmdir NAME   deletes the branch: EBUSY while a postmaster runs on it or
+ *                files in it are open (rule 7), ENOTEMPTY while it has
+ *                child branches.
+ *   rename       renames a branch, same busy rule; EXCHANGE is EINVAL and
+ *                an existing target name is EEXIST.
+ *   anything else (files, symlinks, nodes, links) at the root: EPERM.
+ *
+ * The root's own attributes (mode, owner, times) live only in memory; they
+ * start from fs_config.  Write permission on the root is checked by the
+ * kernel (default_permissions).  The sticky bit (root_mode 1777: anyone
+ * may create a branch, only its creator, the root's owner or root may
+ * remove or rename it) is checked here against the branch's owner_uid.  It
+ * is kept in memory but not reported in st_mode, because the kernel would
+ * otherwise apply its own sticky rule against the owner of the branch's
+ * root directory (often the Postgres user, not the branch's creator) and
+ * refuse the creator.
+ *
+ * Branch ids are never reused, so a node id of a deleted branch can never
+ * name a node of another branch: the store answers ENOENT for it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs_int.h"
+
+static const char *const fs_drop_names[] = { "postmaster.pid",
+					     "postmaster.opts", NULL };
+
+void fs_root_touch(struct fs *fs)
+{
+	struct timespec now = fs_now();
+
+	pthread_mutex_lock(&fs->root_mu);
+	fs->root_mtime = fs->root_ctime = now;
+	pthread_mutex_unlock(&fs->root_mu);
+}
+
+void fs_root_stat(struct fs *fs, struct stat *st)
+{
+	struct store_branch_info *list = NULL;
+	size_t n = 0;
+
+	if (store_branch_list(fs->store, &list, &n) == 0)
+		free(list);
+	else
+		n = 0;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_nlink = 2 + n;
+	st->st_blksize = 65536;
+	pthread_mutex_lock(&fs->root_mu);
+	/* S_ISVTX is enforced here (fs_root_sticky_check) and hidden from
+	 * the kernel: see the top of this file. */
+	st->st_mode = fs->root_mode & ~(mode_t)S_ISVTX;
+	st->st_uid = fs->root_uid;
+	st->st_gid = fs->root_gid;
+	st->st_atim = fs->root_mtime;
+	st->st_mtim = fs->root_mtime;
+	st->st_ctim = fs->root_ctime;
+	pthread_mutex_unlock(&fs->root_mu);
+}
+
+void fs_root_getattr(struct fs *fs, fuse_req_t req)
+{
+	struct stat st;
+
+	fs_root_stat(fs, &st);
+	fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+}
+
+void fs_root_setattr(struct fs *fs, fuse_req_t req, const struct stat *attr,
+		     int to_set)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct timespec now = fs_now();
+	struct stat st;
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	pthread_mutex_lock(&fs->root_mu);
+	/* The kernel checks these too; repeated so the rule holds even
+	 * without default_permissions. */
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    ctx->uid != 0) {
+		if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->root_uid)
+			rc = -EPERM;
+		if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != fs->root_uid)
+			rc = -EPERM;
+	}
+	if ((to_set & FUSE_SET_ATTR_MODE) && ctx->uid != 0 &&
+	    ctx->uid != fs->root_uid)
+		rc = -EPERM;
+	if (rc)
+		goto out_unlock;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		fs->root_mode = S_IFDIR | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		fs->root_uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		fs->root_gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		fs->root_mtime = now;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		fs->root_mtime = attr->st_mtim;
+	fs->root_ctime = (to_set & FUSE_SET_ATTR_CTIME) ? attr->st_ctim : now;
+out_unlock:
+	pthread_mutex_unlock(&fs->root_mu);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_root_stat(fs, &st);
+	fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+}
+
+int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
+		  struct fuse_entry_param *e)
+{
+	struct store_attr a;
+	int rc;
+
+	rc = store_getattr(fs->store, bi->id, STORE_SEQ_LATEST, bi->root_ino,
+			   &a);
+	if (rc)
+		return rc;
+	fs_entry_fill(e, fs_nodeid(bi->id, bi->root_ino), &a);
+	return 0;
+}
+
+static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
+				const struct store_branch_info *bi)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	rc = fs_root_entry(fs, bi, &e);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_node_ref(fs, e.ino);
+	if (fuse_reply_entry(req, &e) != 0)
+		fs_node_unref(fs, e.ino, 1);
+}
+
+void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
+{
+	struct store_branch_info bi;
+	int rc;
+
+	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_root_reply_entry(fs, req, &bi);
+}
+
+void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
+		   mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct store_branch_create_args args;
+	struct store_branch_info parent, bi;
+	char defname[STORE_NAME_MAX + 1];
+	int rc;
+
+	memset(&args, 0, sizeof(args));
+	args.name = name;
+	args.owner_uid = ctx->uid;
+	fs_get_default_parent(fs, defname, sizeof(defname));
+	rc = store_branch_lookup(fs->store, defname, &parent);
+	if (rc == 0) {
+		args.parent_id = parent.id;
+		args.at_seq = STORE_SEQ_LATEST;
+		args.drop_names = fs_drop_names;
+	} else if (rc == -ENOENT) {
+		struct store_branch_info *list = NULL;
+		size_t n = 0;
+
+		rc = store_branch_list(fs->store, &list, &n);
+		free(list);
+		if (rc)
+			goto out_err;
+		if (n) {
+			FS_WARN(fs,
+				"cannot create branch '%s': default parent "
+				"'%s' does not exist",
+				name, defname);
+			rc = -ENOENT;
+			goto out_err;
+		}
+		args.parent_id = 0;
+		args.root_mode = mode & 07777;
+		args.root_uid = ctx->uid;
+		args.root_gid = ctx->gid;
+	} else {
+		goto out_err;
+	}
+	rc = store_branch_create(fs->store, &args, &bi);
+	if (rc)
+		goto out_err;
+	FS_INFO(fs, "created branch '%s' (id %llu) from '%s' for uid %u", name,
+		(unsigned long long)bi.id,
+		args.parent_id ? defname : "(empty)",
+		(unsigned)ctx->uid);
+	fs_root_touch(fs);
+	fs_root_reply_entry(fs, req, &bi);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+/* Sticky root: only root, the root's owner or the branch's owner may
+ * remove or rename a branch. */
+static int fs_root_sticky_check(struct fs *fs, uid_t uid,
+				const struct store_branch_info *bi)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->root_mu);
+	if ((fs->root_mode & S_ISVTX) && uid != 0 && uid != fs->root_uid &&
+	    uid != bi->owner_uid)
+		rc = -EPERM;
+	pthread_mutex_unlock(&fs->root_mu);
+	return rc;
+}
+
+void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct store_branch_info bi;
+	char why[256];
+	int rc;
+
+	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc)
+		goto out;
+	rc = fs_root_sticky_check(fs, ctx->uid, &bi);
+	if (rc)
+		goto out;
+	if (bi.nchildren) {
+		rc = -ENOTEMPTY;
+		goto out;
+	}
+	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));
+	if (rc) {
+		if (rc == -EBUSY)
+			FS_WARN(fs, "cannot delete branch '%s': %s", name, why);
+		goto out;
+	}
+	rc = store_branch_delete(fs->store, bi.id);
+	fs_branch_end_change(fs, bi.id);
+	if (rc == 0) {
+		FS_INFO(fs, "deleted branch '%s' (id %llu)", name,
+			(unsigned long long)bi.id);
+		fs_root_touch(fs);
+	}
+out:
+	fuse_reply_err(req, -rc);
+}
+
+void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
+		    const char *newname, unsigned int flags)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct store_branch_info bi, other;
+	char why[256];
+	int rc;
+
+	if (flags & (1u << 1)) { /* RENAME_EXCHANGE */
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc)
+		goto out;
+	rc = store_branch_lookup(fs->store, newname, &other);
+	if (rc == 0) {
+		rc = other.id == bi.id ? 0 : -EEXIST;
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	rc = fs_root_sticky_check(fs, ctx->uid, &bi);
+	if (rc)
+		goto out;
+	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));
+	if (rc) {
+		if (rc == -EBUSY)
+			FS_WARN(fs, "cannot rename branch '%s': %s", name, why);
+		goto out;
+	}
+	rc = store_branch_rename(fs->store, bi.id, newname);
+	fs_branch_end_change(fs, bi.id);
+	if (rc == 0) {
+		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
+		fs_default_parent_renamed(fs, name, newname);
+		fs_root_touch(fs);
+	}
+out:
+	fuse_reply_err(req, -rc);
+}
+
+int fs_root_list(struct fs *fs, struct fs_dir *d)
+{
+	struct store_branch_info *list = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = store_branch_list(fs->store, &list, &n);
+	if (rc)
+		return rc;
+	d->ents = calloc(n + 2, sizeof(*d->ents));
+	if (!d->ents) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	d->ents[0].name = strdup(".");
+	d->ents[1].name = strdup("..");
+	d->ents[0].nodeid = d->ents[1].nodeid = FUSE_ROOT_ID;
+	d->ents[0].mode = d->ents[1].mode = S_IFDIR;
+	d->n = 2;
+	for (i = 0; i < n; i++) {
+		struct fs_dir_ent *de = &d->ents[d->n];
+
+		de->name = strdup(list[i].name);
+		if (!de->name)
+			break;
+		de->nodeid = fs_nodeid(list[i].id, list[i].root_ino);
+		de->mode = S_IFDIR;
+		d->n++;
+	}
+	if (!d->ents[0].name || !d->ents[1].name || i < n)
+		rc = -ENOMEM;
+out_free:
+	free(list);
+	return rc;
+}
