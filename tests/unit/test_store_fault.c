@@ -882,6 +882,60 @@ static void test_store_fault_close_sync_fails(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 100);
 }
 
+struct tstore_problems {
+	int n;
+	bool named; /* some message names the damaged file's path */
+};
+
+static void tstore_problem(void *ctx, const char *msg)
+{
+	struct tstore_problems *p = ctx;
+
+	p->n++;
+	p->named |= strstr(msg, "dir/f") != NULL;
+}
+
+/* store_check finds nothing in a sound store and every block a corrupting
+ * backend hands it, naming the file. */
+static void test_store_corrupt_check_reports(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_check_report rep;
+	struct tstore_problems pr = { 0 };
+	uint64_t d, f, c;
+
+	d = tstore_mkdir(fx->s, fx->br, fx->root, "dir");
+	f = tstore_mkfile(fx->s, fx->br, d, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 2, BS, 10);
+	tstore_fx_reopen(fx);
+
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(store_check(fx->s, tstore_problem, &pr, &rep), 0);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(rep.bad_blocks, 0);
+	assert_int_equal(rep.bad_records, 0);
+	assert_int_equal(rep.branches, 2);
+	assert_true(rep.blocks >= 4);
+	assert_true(rep.records >= 4);
+
+	kv_fault_corrupt(fx->fault, 1u << KV_CF_BLOCK, 100);
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(store_check(fx->s, tstore_problem, &pr, &rep), 0);
+	kv_fault_corrupt(fx->fault, 0, 0);
+	assert_true(rep.blocks >= 4);
+	if (rep.bad_blocks != rep.blocks)
+		fail_msg("store_check: %llu of %llu corrupted blocks reported",
+			 (unsigned long long)rep.bad_blocks,
+			 (unsigned long long)rep.blocks);
+	assert_true(pr.n >= (int)rep.bad_blocks);
+	assert_true(pr.named);
+	/* the data itself was never touched */
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	tstore_expect_pat(fx->s, c, f, 2, BS, 10);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -899,6 +953,7 @@ int main(void)
 		T(test_store_fault_sweep_any_call_transient),
 		T(test_store_fault_sweep_any_call_persistent),
 		T(test_store_corrupt_block_read_eio),
+		T(test_store_corrupt_check_reports),
 		T(test_store_fault_open_wrap_fails),
 		T(test_store_fault_open_sweep),
 		T(test_store_fault_close_sync_fails),
