@@ -19,6 +19,8 @@
  *    stripe of each of its blocks (concurrent read-modify-writes of one
  *    block: a lost update shows), and call store_sync now and then;
  *  - NREADERS readers of a shared file written once before the start;
+ *  - a branch reader reading from whatever branches exist while the
+ *    brancher deletes them (-ENOENT is the only acceptable failure);
  *  - a GC thread running store_gc() every 300 ms with a 2 s retention
  *    window (as-of reads pick states from the last second);
  *  - NNS namespace threads racing create/unlink/rename/link among two
@@ -66,7 +68,7 @@
 #define RETENTION_S 2u
 #define NNS 2          /* namespace threads */
 #define NS_NAMES 12
-#define NTHREADS (NWRITERS + NREADERS + 2 + NNS)
+#define NTHREADS (NWRITERS + NREADERS + 3 + NNS)
 
 struct stress_hist {
 	uint64_t before, after; /* after == UINT64_MAX: in flight */
@@ -657,6 +659,49 @@ static int stress_ns_verify(const char *when)
 	return bad;
 }
 
+/* ---- branch reader ----
+ * Reads from whatever branches exist, racing the brancher's deletes: a
+ * branch that goes away mid-read gives -ENOENT, never a crash or garbage
+ * sizes. */
+
+static void *stress_branch_reader(void *arg)
+{
+	uint64_t rng = st.seed * 4243u;
+	unsigned char *buf = malloc(FILE_MAX + 4096);
+
+	(void)arg;
+	if (!buf)
+		abort();
+	while (!atomic_load(&st.stop)) {
+		struct store_branch_info *list = NULL;
+		struct store_dirent *d = NULL;
+		size_t n = 0, nd = 0;
+		uint64_t id;
+		ssize_t r;
+		int rc, i;
+
+		rc = store_branch_list(st.s, &list, &n);
+		CHECK(rc == 0 && n > 0, "branch reader: list = %d", rc);
+		id = list[stress_below(&rng, (uint32_t)n)].id;
+		free(list);
+		for (i = 0; i < NWRITERS * FILES_PER_WRITER; i++) {
+			r = store_read(st.s, id, STORE_SEQ_LATEST,
+				       st.files[i].ino, buf, FILE_MAX + 100, 0);
+			CHECK(r == -ENOENT || (r >= 0 && r <= (ssize_t)FILE_MAX),
+			      "branch reader: read in %" PRIu64 " = %zd", id, r);
+		}
+		rc = store_readdir(st.s, id, STORE_SEQ_LATEST, st.root, &d, &nd);
+		CHECK(rc == 0 || rc == -ENOENT,
+		      "branch reader: readdir in %" PRIu64 " = %d", id, rc);
+		free(d);
+		atomic_fetch_add(&st.nops, 1);
+	}
+out:
+	free(buf);
+	atomic_fetch_add(&st.done, 1);
+	return NULL;
+}
+
 /* ---- garbage collector ---- */
 
 static void *stress_nothing(void *arg)
@@ -743,7 +788,7 @@ static int stress_verify_all(const char *when)
 
 int main(void)
 {
-	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt;
+	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt, brt;
 	struct store_config cfg;
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
@@ -862,6 +907,7 @@ int main(void)
 	for (i = 0; i < NNS; i++)
 		pthread_create(&nt[i], NULL, stress_ns, (void *)(intptr_t)i);
 	pthread_create(&bt, NULL, stress_brancher, NULL);
+	pthread_create(&brt, NULL, stress_branch_reader, NULL);
 	v = getenv("BRANCHFS_STRESS_GC");
 	if (!v || atoi(v) != 0)
 		pthread_create(&gt, NULL, stress_gc, NULL);
@@ -892,6 +938,7 @@ int main(void)
 	for (i = 0; i < NREADERS; i++)
 		pthread_join(rt[i], NULL);
 	pthread_join(bt, NULL);
+	pthread_join(brt, NULL);
 	pthread_join(gt, NULL);
 	bad |= atomic_load(&st.failed);
 
