@@ -9,10 +9,11 @@
  *    the thread's own model, and as-of reads at seqs recorded earlier
  *    (exactly the state after that operation, because only the owner
  *    writes the file);
- *  - one brancher: creates branches of "root" at the head, deletes old
- *    ones, and checks that each new branch's copy of every owned file is
- *    one of the states the owner's history allows at the branch's fork
- *    seq, that it stays that way, and that writes into the branch are
+ *  - one brancher: creates branches of "root" at the head and (every
+ *    third) at the seq just after a recent operation on an owned file,
+ *    which must show that file exactly as it was then; deletes old ones;
+ *    and checks that each new branch's copy of every owned file is one of
+ *    the states the owner's history allows at the branch's fork seq, that it stays that way, and that writes into the branch are
  *    private; also creates and unlinks scratch files next to the owned
  *    ones and checks readdir still lists every owned file;
  *  - writers also share one "striped" file, each owning a 1000-byte
@@ -96,7 +97,8 @@ struct stress {
 	atomic_int failed;
 	struct stress_file files[NWRITERS * FILES_PER_WRITER];
 	unsigned char stripes[NWRITERS][STRIPE_BLOCKS * STRIPE];
-	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns;
+	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns,
+		npast;
 	atomic_int done; /* threads that returned */
 };
 
@@ -433,6 +435,8 @@ static void *stress_brancher(void *arg)
 		struct store_branch_create_args a;
 		struct store_branch_info bi;
 		uint64_t hashes[NWRITERS * FILES_PER_WRITER];
+		struct stress_hist past;
+		int past_file;
 		uint32_t sizes[NWRITERS * FILES_PER_WRITER];
 		char name[32];
 		ssize_t n;
@@ -447,10 +451,47 @@ static void *stress_brancher(void *arg)
 		a.name = name;
 		a.parent_id = st.br;
 		a.at_seq = STORE_SEQ_LATEST;
+		past_file = -1;
+		if (k % 3 == 0) {
+			/* in the past: just after a recent operation on an
+			 * owned file (inside the retention window, racing the
+			 * GC's horizon) */
+			struct stress_file *pf;
+			int64_t recent = stress_now_ns() - 1000000000ll;
+
+			past_file = (int)stress_below(
+				&rng, NWRITERS * FILES_PER_WRITER);
+			pf = &st.files[past_file];
+			pthread_mutex_lock(&pf->lock);
+			if (pf->nhist >= 2 &&
+			    pf->hist[pf->nhist - 2].after_ns >= recent) {
+				past = pf->hist[pf->nhist - 2];
+				a.at_seq = past.after;
+			} else {
+				past_file = -1;
+			}
+			pthread_mutex_unlock(&pf->lock);
+		}
 		rc = store_branch_create(s, &a, &bi);
-		CHECK(rc == 0, "brancher: create %s = %d", name, rc);
+		CHECK(rc == 0, "brancher: create %s at %" PRIu64 " = %d", name,
+		      a.at_seq, rc);
 		live[nlive++] = bi.id;
 		atomic_fetch_add(&st.nbranches, 1);
+		if (past_file >= 0) {
+			/* exactly the state after that operation */
+			CHECK(bi.fork_seq == past.after,
+			      "brancher: %s fork seq %" PRIu64 ", asked %" PRIu64,
+			      name, bi.fork_seq, past.after);
+			n = store_read(s, bi.id, STORE_SEQ_LATEST,
+				       st.files[past_file].ino, buf,
+				       FILE_MAX + 100, 0);
+			CHECK(n == (ssize_t)past.size &&
+				      stress_hash(buf, past.size) == past.hash,
+			      "brancher: %s made at %" PRIu64 " does not show ino %" PRIu64 " as it was then (read %zd, want %u bytes)",
+			      name, past.after, st.files[past_file].ino, n,
+			      past.size);
+			atomic_fetch_add(&st.npast, 1);
+		}
 
 		/* each owned file shows an allowed state at the fork seq */
 		for (i = 0; i < NWRITERS * FILES_PER_WRITER; i++) {
@@ -960,9 +1001,9 @@ int main(void)
 	bad |= stress_verify_all("after reopen");
 	bad |= stress_ns_verify("after reopen");
 	fprintf(stderr,
-		"stress_store: %lu ops, %lu namespace ops, %lu branches, %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
+		"stress_store: %lu ops, %lu namespace ops, %lu branches (%lu in the past), %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
 		atomic_load(&st.nops), atomic_load(&st.nns),
-		atomic_load(&st.nbranches),
+		atomic_load(&st.nbranches), atomic_load(&st.npast),
 		atomic_load(&st.nforkchecks), atomic_load(&st.nasof),
 		atomic_load(&st.nsync), atomic_load(&st.ngc),
 		bad ? "FAIL" : "ok");
