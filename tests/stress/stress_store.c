@@ -13,9 +13,10 @@
  *    third) at the seq just after a recent operation on an owned file,
  *    which must show that file exactly as it was then; deletes old ones;
  *    and checks that each new branch's copy of every owned file is one of
- *    the states the owner's history allows at the branch's fork seq, that it stays that way, and that writes into the branch are
- *    private; also creates and unlinks scratch files next to the owned
- *    ones and checks readdir still lists every owned file;
+ *    the states the owner's history allows at the branch's fork seq,
+ *    that it stays that way, and that writes into the branch are private;
+ *    also creates and unlinks scratch files next to the owned ones and
+ *    checks readdir still lists every owned file;
  *  - writers also share one "striped" file, each owning a 1000-byte
  *    stripe of each of its blocks (concurrent read-modify-writes of one
  *    block: a lost update shows), and call store_sync now and then;
