@@ -936,6 +936,34 @@ static void test_store_corrupt_check_reports(void **state)
 	tstore_expect_pat(fx->s, c, f, 2, BS, 10);
 }
 
+/* store_sync really reaches the disk layer: after a write, it makes a
+ * durable point in the KV (a WAL sync) before it returns; with nothing
+ * new written it need not. */
+static void test_store_fault_sync_is_durable_point(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned long before;
+	uint64_t f;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* and store_close makes one too */
+	tstore_write_pat(fx->s, fx->br, f, 3, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br, f, 3, 0, 100);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -947,6 +975,7 @@ int main(void)
 		T(test_store_fault_write_batch_branch_create),
 		T(test_store_fault_branch_ops),
 		T(test_store_fault_sync),
+		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_reads_after_reopen),
 		T(test_store_fault_read_sweep_transient),
 		T(test_store_fault_read_sweep_persistent),
