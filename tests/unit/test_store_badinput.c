@@ -461,6 +461,52 @@ static void test_store_badinput_open_missing_db(void **state)
 	assert_int_equal(rc, -EUCLEAN);
 }
 
+/* Operations on the wrong kind of inode. */
+static void test_store_badinput_wrong_types(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_dirent *d = NULL;
+	uint64_t f, dir, l, ino;
+	char buf[16];
+	size_t n = 0;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	dir = tstore_mkdir(s, fx->br, fx->root, "d");
+	l = tstore_mknod(s, fx->br, fx->root, "l", S_IFLNK | 0777, "f");
+	assert_int_equal(store_write(s, fx->br, dir, "x", 1, 0, NULL), -EISDIR);
+	assert_int_equal(store_write(s, fx->br, l, "x", 1, 0, NULL), -EINVAL);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, dir, buf, 4,
+				    0),
+			 -EISDIR);
+	assert_int_equal(store_readlink(s, fx->br, STORE_SEQ_LATEST, dir, buf,
+					sizeof(buf)),
+			 -EINVAL);
+	assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, f, &d, &n),
+			 -ENOTDIR);
+	assert_null(d);
+	assert_int_equal(store_link(s, fx->br, f, f, "x", NULL), -ENOTDIR);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "f", f, "x", 0),
+			 -ENOTDIR);
+	/* a file as the directory of unlink/rmdir/rename's source: rename(2)
+	 * says ENOTDIR; today the store says ENOENT (FUSE never sends it, so
+	 * both are accepted) */
+	{
+		int rc = store_unlink(s, fx->br, f, "x");
+
+		assert_true(rc == -ENOTDIR || rc == -ENOENT);
+		rc = store_rmdir(s, fx->br, f, "x");
+		assert_true(rc == -ENOTDIR || rc == -ENOENT);
+		rc = store_rename(s, fx->br, f, "x", fx->root, "y", 0);
+		assert_true(rc == -ENOTDIR || rc == -ENOENT);
+	}
+	assert_int_equal(store_lookup(s, fx->br, STORE_SEQ_LATEST, l, "x",
+				      &ino),
+			 -ENOTDIR);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d,f,l");
+	assert_int_equal(tstore_size(s, fx->br, f), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -473,6 +519,7 @@ int main(void)
 		T(test_store_badinput_unknown_ids),
 		T(test_store_badinput_seqs),
 		T(test_store_badinput_branch_tree),
+		T(test_store_badinput_wrong_types),
 		cmocka_unit_test(test_store_badinput_open_missing_dir),
 		cmocka_unit_test(test_store_badinput_open_not_a_store),
 		cmocka_unit_test(test_store_badinput_open_path_is_file),
