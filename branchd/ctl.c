@@ -518,6 +518,8 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 			return;
 		struct store_branch_info bi;
 
+		if (bd_name_ok(out, name))
+			return;
 		rc = store_branch_lookup(c->cfg.store, name, &bi);
 		if (rc == -ENOENT) {
 			bd_reply_err(out, rc,

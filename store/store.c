@@ -44,7 +44,7 @@
  *  INV-6 Before a batch that writes a version of inode X (its attributes,
  *        its blocks, or entries of directory X) in branch B commits, X is
  *        added to B's in-memory bloom filter (rebuilt at open from the
- *        inode keys).  A level whose filter lacks X is skipped without a
+ *        inode, block and directory-entry keys).  A level whose filter lacks X is skipped without a
  *        RocksDB seek, which keeps reads through deep ancestry cheap.
  *
  * Locks, in the order they are taken:
@@ -1262,12 +1262,52 @@ static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 	return rc;
 }
 
+/* Directory entries: one seek per (branch, directory).  Entries can be
+ * written without their directory's attributes (the tombstones of
+ * drop_names at a fork or reset), so inode keys alone do not tell. */
+static int store_touch_rebuild_dirents(struct store *s)
+{
+	unsigned char k[16];
+	struct kv_iter *it;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_DIRENT, false, &it);
+	if (rc)
+		return rc;
+	memset(k, 0, sizeof(k));
+	for (kv_iter_seek(it, k, 0); kv_iter_valid(it);) {
+		const unsigned char *key;
+		struct store_branch *b;
+		size_t klen;
+		uint64_t id, dir;
+
+		key = kv_iter_key(it, &klen);
+		if (klen < 16)
+			break;
+		id = store_get64(key);
+		dir = store_get64(key + 8);
+		b = store_branch_by_id(s, id);
+		if (b)
+			store_touch(b->touched, store_fkey_ino(dir));
+		if (dir == UINT64_MAX)
+			break;
+		store_put64(k, id);
+		store_put64(k + 8, dir + 1);
+		kv_iter_seek(it, k, 16);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
 static int store_touch_rebuild(struct store *s)
 {
 	int rc = store_touch_rebuild_cf(s, KV_CF_INODE, STORE_INODE_KLEN);
 
 	if (rc == 0)
 		rc = store_touch_rebuild_cf(s, KV_CF_BLOCK, STORE_BLOCK_KLEN);
+	if (rc == 0)
+		rc = store_touch_rebuild_dirents(s);
 	return rc;
 }
 
