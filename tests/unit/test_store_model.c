@@ -8,8 +8,8 @@
  * truncations, create, mkdir, unlink, rmdir, rename of files and
  * directories with and without NOREPLACE/EXCHANGE (never a directory into
  * its own subtree: the caller prevents that), link, rm -r of a directory,
- * branch create at the head or at a recorded past seq, branch delete and
- * reset, as-of reads at recorded seqs, readdir, close/reopen, and GC with a
+ * branch create at the head or at a recorded past seq (sometimes with
+ * drop_names), branch delete and reset (also with drop_names), as-of reads at recorded seqs, readdir, close/reopen, and GC with a
  * 3 s retention window) runs over up to MODEL_MAX_BRANCHES live branches,
  * and every read is checked against an in-memory reference model:
  *  - per branch, a list of entries (dir, name) -> (ino, is a directory)
@@ -805,13 +805,103 @@ static int model_free_slot(struct model *m)
 	return -1;
 }
 
+/* ---- drop_names ---- */
+
+/* Is directory dir inside the subtree of directory top (or top itself)? */
+static bool model_under(const struct model_state *st, uint64_t root,
+			uint64_t top, uint64_t dir)
+{
+	return model_in_subtree(st, root, top, dir);
+}
+
+/* Can root entry k be dropped without leaving a file linked from outside
+ * what is dropped (the store writes tombstones for dropped names; it does
+ * not adjust link counts of files that stay reachable)? */
+static bool model_droppable(const struct model_state *st, uint64_t root,
+			    int k)
+{
+	const struct model_ent *e = &st->ents[k];
+	int i, j;
+
+	if (!e->isdir)
+		return model_nlink(st, e->ino) == 1;
+	for (i = 0; i < st->nents; i++) {
+		if (st->ents[i].isdir ||
+		    !model_under(st, root, e->ino, st->ents[i].dir))
+			continue;
+		for (j = 0; j < st->nents; j++)
+			if (st->ents[j].ino == st->ents[i].ino &&
+			    !model_under(st, root, e->ino, st->ents[j].dir))
+				return false;
+	}
+	return true;
+}
+
+/* Forget entry (dir, name) and everything under it. */
+static void model_forget(struct model_state *st, uint64_t dir, int name)
+{
+	int k = model_find_ent(st, dir, name), i;
+	uint64_t ino;
+
+	if (k < 0)
+		return;
+	if (st->ents[k].isdir) {
+		ino = st->ents[k].ino;
+		for (i = 0; i < st->nents; i++) {
+			if (st->ents[i].dir == ino) {
+				model_forget(st, ino, st->ents[i].name);
+				i = -1; /* entries moved: rescan */
+			}
+		}
+		k = model_find_ent(st, dir, name);
+	}
+	model_drop_ent(st, k);
+}
+
+/* Pick up to two droppable root-directory names (or absent ones) of st;
+ * fill names[] (NULL-terminated, storage in buf) and return how many. */
+static int model_pick_drops(struct model *m, const struct model_state *st,
+			    const char **names, char buf[][16], int *which)
+{
+	int n = 0, want = 1 + (int)model_below(m, 2), tries;
+
+	for (tries = 0; tries < 6 && n < want; tries++) {
+		int name = (int)model_below(m, MODEL_NAMES);
+		int k = model_find_ent(st, m->root, name), j;
+
+		if (k >= 0 && !model_droppable(st, m->root, k))
+			continue;
+		for (j = 0; j < n && which[j] != name; j++)
+			;
+		if (j < n)
+			continue;
+		which[n] = name;
+		model_name(name, buf[n]);
+		names[n] = buf[n];
+		n++;
+	}
+	names[n] = NULL;
+	return n;
+}
+
+static void model_apply_drops(struct model *m, struct model_state *st,
+			      const int *which, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		model_forget(st, m->root, which[i]);
+}
+
 static void model_op_branch_create(struct model *m, struct model_branch *p)
 {
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
 	struct model_branch *c;
 	struct model_snap *snap = NULL;
-	int slot = model_free_slot(m), rc;
+	int slot = model_free_slot(m), rc, ndrop = 0, which[3];
+	const char *drops[3] = { NULL };
+	char dropbuf[3][16];
 
 	if (slot < 0)
 		return;
@@ -822,8 +912,14 @@ static void model_op_branch_create(struct model *m, struct model_branch *p)
 		snap = &p->snaps[model_below(m, (uint32_t)p->nsnaps)];
 		a.at_seq = snap->seq;
 	}
-	model_trail(m, "branch create %s from %s at %" PRIu64, c->name, p->name,
-		    a.at_seq);
+	if (model_below(m, 4) == 0) {
+		ndrop = model_pick_drops(m, snap ? &snap->st : &p->st, drops,
+					 dropbuf, which);
+		a.drop_names = drops;
+	}
+	model_trail(m, "branch create %s from %s at %" PRIu64 " dropping %d: %s %s",
+		    c->name, p->name, a.at_seq, ndrop,
+		    ndrop > 0 ? drops[0] : "", ndrop > 1 ? drops[1] : "");
 	rc = store_branch_create(m->fx->s, &a, &bi);
 	MCHECK(m, rc == 0, "branch create %s = %d", c->name, rc);
 	MCHECK(m, bi.root_ino == m->root, "new branch root %" PRIu64,
@@ -834,6 +930,7 @@ static void model_op_branch_create(struct model *m, struct model_branch *p)
 	c->nchildren = 0;
 	c->nsnaps = 0;
 	model_state_copy(&c->st, snap ? &snap->st : &p->st);
+	model_apply_drops(m, &c->st, which, ndrop);
 	p->nchildren++;
 	m->nlive++;
 	m->stats[7]++;
@@ -873,16 +970,23 @@ static void model_op_branch_delete(struct model *m, struct model_branch *b)
 
 static void model_op_branch_reset(struct model *m, struct model_branch *b)
 {
-	int rc;
+	int rc, ndrop = 0, which[3];
+	const char *drops[3] = { NULL };
+	char dropbuf[3][16];
 
 	if (b->parent < 0 || b->nchildren)
 		return;
-	model_trail(m, "branch reset %s to %s", b->name,
-		    m->br[b->parent].name);
-	rc = store_branch_reset(m->fx->s, b->id, NULL);
+	if (model_below(m, 2) == 0)
+		ndrop = model_pick_drops(m, &m->br[b->parent].st, drops,
+					 dropbuf, which);
+	model_trail(m, "branch reset %s to %s dropping %d: %s %s", b->name,
+		    m->br[b->parent].name, ndrop, ndrop > 0 ? drops[0] : "",
+		    ndrop > 1 ? drops[1] : "");
+	rc = store_branch_reset(m->fx->s, b->id, ndrop ? drops : NULL);
 	MCHECK(m, rc == 0, "branch reset = %d", rc);
 	model_state_release(&b->st);
 	model_state_copy(&b->st, &m->br[b->parent].st);
+	model_apply_drops(m, &b->st, which, ndrop);
 	/* the branch's past before the reset is not its history any more */
 	while (b->nsnaps)
 		model_state_release(&b->snaps[--b->nsnaps].st);
