@@ -107,6 +107,7 @@ struct model {
 	struct model_blob *empty;
 	unsigned long stats[16];
 	uint64_t gc_deleted;
+	unsigned long ndropped; /* entries removed by drop_names */
 };
 
 static uint64_t model_rand(struct model *m)
@@ -395,6 +396,25 @@ static void model_check_all(struct model *m, uint64_t br, uint64_t seq,
 	int i;
 
 	model_check_dirs(m, br, seq, st);
+	/* every name the model says is absent is absent (lookups go through
+	 * the read filters, readdir may not) */
+	for (i = -1; i < st->nents; i++) {
+		uint64_t dir = i < 0 ? m->root : st->ents[i].ino, ino;
+		char name[16];
+		int nm, rc;
+
+		if (i >= 0 && !st->ents[i].isdir)
+			continue;
+		for (nm = 0; nm < MODEL_NAMES; nm++) {
+			if (model_find_ent(st, dir, nm) >= 0)
+				continue;
+			model_name(nm, name);
+			rc = store_lookup(s, br, seq, dir, name, &ino);
+			MCHECK(m, rc == -ENOENT,
+			       "lookup(br %" PRIu64 ", seq %" PRIu64 ", dir %" PRIu64 ", '%s') = %d, model: absent",
+			       br, seq, dir, name, rc);
+		}
+	}
 	for (i = 0; i < st->nents; i++) {
 		char name[16];
 		uint64_t ino = 0;
@@ -889,8 +909,10 @@ static void model_apply_drops(struct model *m, struct model_state *st,
 {
 	int i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		m->ndropped += model_find_ent(st, m->root, which[i]) >= 0;
 		model_forget(st, m->root, which[i]);
+	}
 }
 
 static void model_op_branch_create(struct model *m, struct model_branch *p)
@@ -1078,10 +1100,22 @@ static void model_op_gc(struct model *m)
 	m->stats[12]++;
 }
 
+/* Close and reopen, then check every branch at once: state rebuilt at
+ * open (branch table, read filters, counters) must match what was
+ * there. */
 static void model_op_reopen(struct model *m)
 {
+	int i;
+
 	model_trail(m, "close and reopen");
 	tstore_fx_reopen(m->fx);
+	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
+		if (!m->br[i].live)
+			continue;
+		model_trail(m, "check of %s after reopen", m->br[i].name);
+		model_check_all(m, m->br[i].id, STORE_SEQ_LATEST,
+				&m->br[i].st);
+	}
 	m->stats[11]++;
 }
 
@@ -1154,7 +1188,7 @@ static void test_store_model_random_ops(void **state)
 	m->root = m->fx->root;
 	assert_int_equal(store_set_retention(m->fx->s, MODEL_RETENTION_S), 0);
 
-	reopen_every = m->nops / 4 ? m->nops / 4 : 1;
+	reopen_every = m->nops / 10 ? m->nops / 10 : 1;
 	for (m->op = 1; m->op <= m->nops; m->op++) {
 		struct model_branch *b = &m->br[model_pick_branch(m)];
 		uint32_t r = model_below(m, 1000);
@@ -1223,12 +1257,12 @@ static void test_store_model_random_ops(void **state)
 		}
 	}
 	fprintf(stderr,
-		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens, %lu gcs (%" PRIu64 " keys deleted), %lu mkdirs, %lu rmdirs (incl. rm -r), %lu directory renames; %d live branches\n",
+		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens, %lu gcs (%" PRIu64 " keys deleted), %lu mkdirs, %lu rmdirs (incl. rm -r), %lu directory renames, %lu entries dropped at fork or reset; %d live branches\n",
 		m->stats[0], m->stats[1], m->stats[2], m->stats[3],
 		m->stats[4], m->stats[5], m->stats[6], m->stats[7],
 		m->stats[8], m->stats[9], m->stats[10], m->stats[11],
 		m->stats[12], m->gc_deleted, m->stats[13], m->stats[14],
-		m->stats[15], m->nlive);
+		m->stats[15], m->ndropped, m->nlive);
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++)
 		if (m->br[i].live)
 			model_branch_free(&m->br[i]);
