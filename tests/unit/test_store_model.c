@@ -1100,25 +1100,6 @@ static void model_op_gc(struct model *m)
 	m->stats[12]++;
 }
 
-/* Close and reopen, then check every branch at once: state rebuilt at
- * open (branch table, read filters, counters) must match what was
- * there. */
-static void model_op_reopen(struct model *m)
-{
-	int i;
-
-	model_trail(m, "close and reopen");
-	tstore_fx_reopen(m->fx);
-	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
-		if (!m->br[i].live)
-			continue;
-		model_trail(m, "check of %s after reopen", m->br[i].name);
-		model_check_all(m, m->br[i].id, STORE_SEQ_LATEST,
-				&m->br[i].st);
-	}
-	m->stats[11]++;
-}
-
 static void model_check_branch_list(struct model *m)
 {
 	struct store_branch_info *list = NULL;
@@ -1148,6 +1129,26 @@ static void model_check_branch_list(struct model *m)
 		MCHECK(m, found, "branch %s missing from list", m->br[j].name);
 	}
 	free(list);
+}
+
+/* Close and reopen, then check every branch at once: state rebuilt at
+ * open (branch table, read filters, counters) must match what was
+ * there. */
+static void model_op_reopen(struct model *m)
+{
+	int i;
+
+	model_trail(m, "close and reopen");
+	tstore_fx_reopen(m->fx);
+	model_check_branch_list(m);
+	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
+		if (!m->br[i].live)
+			continue;
+		model_trail(m, "check of %s after reopen", m->br[i].name);
+		model_check_all(m, m->br[i].id, STORE_SEQ_LATEST,
+				&m->br[i].st);
+	}
+	m->stats[11]++;
 }
 
 static unsigned long model_env(const char *name, unsigned long def)
