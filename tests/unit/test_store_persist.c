@@ -121,9 +121,20 @@ static int tstore_child_write(const char *dir, const char *mode)
 	printf("synced %llu\n", (unsigned long long)store_seq_now(s));
 	fflush(stdout);
 	if (strcmp(mode, "stream") == 0) {
-		for (k = NSYNCED; k < 200000; k++)
+		for (k = NSYNCED; k < 200000; k++) {
 			if (tstore_child_record(s, br, log, k))
 				break;
+			/* a fork now and then, racing the kill */
+			if (k % 50 == 0) {
+				struct store_branch_create_args ba;
+				struct store_branch_info bi;
+
+				snprintf(name, sizeof(name), "k%u", k);
+				ba = tstore_args(name, br, STORE_SEQ_LATEST);
+				if (store_branch_create(s, &ba, &bi))
+					break;
+			}
+		}
 	}
 	_exit(0);
 out:
@@ -356,6 +367,36 @@ static void test_store_persist_child_killed_keeps_prefix(void **state)
 		tstore_expect_pat(fx->s, fx->br, log, (uint32_t)k, k * REC, REC);
 	fprintf(stderr, "  killed child left %llu records (%u synced)\n",
 		(unsigned long long)(size / REC), NSYNCED);
+	/* every fork that survived is a crash image: the records before it,
+	 * whole, and none after */
+	{
+		struct store_branch_info *list = NULL;
+		size_t nb = 0, bi;
+		int forks = 0;
+
+		assert_int_equal(store_branch_list(fx->s, &list, &nb), 0);
+		for (bi = 0; bi < nb; bi++) {
+			unsigned kk;
+			uint64_t fsize;
+
+			if (sscanf(list[bi].name, "k%u", &kk) != 1)
+				continue;
+			forks++;
+			assert_int_equal(list[bi].parent_id, fx->br);
+			fsize = tstore_size(fx->s, list[bi].id, log);
+			if (fsize != (uint64_t)(kk + 1) * REC)
+				fail_msg("fork %s: log has %llu bytes, want %llu",
+					 list[bi].name,
+					 (unsigned long long)fsize,
+					 (unsigned long long)(kk + 1) * REC);
+			tstore_expect_pat(fx->s, list[bi].id, log, kk,
+					  (uint64_t)kk * REC, REC);
+			assert_true((uint64_t)(kk + 1) * REC <= size);
+		}
+		free(list);
+		fprintf(stderr, "  %d forks survived the kill\n", forks);
+		assert_true(forks > 0);
+	}
 
 	/* counters survived: a new file gets a fresh inode, new writes a
 	 * fresh seq */
