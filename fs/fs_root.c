@@ -165,6 +165,8 @@ void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
 	int rc;
 
 	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc == -EINVAL)
+		rc = -ENOENT; /* a name no branch can have */
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;

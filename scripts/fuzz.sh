@@ -10,7 +10,7 @@ out=build/fuzz
 mkdir -p "$out"
 libs="$(pkg-config --libs rocksdb libzstd libcrypto) -lpthread -lm"
 cflags="-std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -g -O1 -DBRANCHFS_VERSION=\"fuzz\" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-store="store/store.c store/kv.c store/compress.c store/digest.c"
+store=$(ls store/*.c)
 build() { # name sources...
 	local n=$1; shift
 	echo "fuzz: building $n"
@@ -19,9 +19,9 @@ build() { # name sources...
 build fuzz_json tests/fuzz/fuzz_json.c branchd/json.c
 build fuzz_records tests/fuzz/fuzz_records.c $store
 build fuzz_ctl tests/fuzz/fuzz_ctl.c branchd/ctl.c branchd/json.c branchd/ctlproto.c $store
-if [ -f tests/fuzz/fuzz_opts.c ]; then
-	build fuzz_opts tests/fuzz/fuzz_opts.c branchd/options.c
-fi
+fs=$(ls fs/*.c)
+bd=$(ls branchd/*.c | grep -v -e "/branchd\.c$" -e "/branchctl\.c$")
+build fuzz_opts tests/fuzz/fuzz_opts.c $fs $bd $store $(pkg-config --cflags --libs fuse3)
 for f in "$out"/fuzz_*; do
 	[ -x "$f" ] || continue
 	n=$(basename "$f")
@@ -30,7 +30,8 @@ for f in "$out"/fuzz_*; do
 	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
 	echo "fuzz: running $n for ${t}s"
 	set +e
-	(cd "$out" && ./"$n" -max_total_time="$t" -max_len=4096 "$work" >"$work.log" 2>&1)
+	# -close_fd_mask=2: the option parser's one-line errors go to stderr.
+	(cd "$out" && ./"$n" -max_total_time="$t" -max_len=4096 -close_fd_mask=2 "$work" >"$work.log" 2>&1)
 	rc=$?
 	set -e
 	grep -E '^Done|ERROR|SUMMARY' "$work.log" || tail -5 "$work.log"
