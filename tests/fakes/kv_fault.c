@@ -40,6 +40,7 @@ struct kv_fault {
 	atomic_uint corrupt_cfs;
 	atomic_long corrupt_pos;
 	atomic_ulong calls[KV_FAULT_NMETHODS];
+	atomic_ulong durable;
 };
 
 struct kv_fault_kv {
@@ -99,6 +100,11 @@ void kv_fault_disarm(struct kv_fault *f)
 unsigned long kv_fault_fired(struct kv_fault *f)
 {
 	return atomic_load(&f->fired);
+}
+
+unsigned long kv_fault_durable_points(struct kv_fault *f)
+{
+	return atomic_load(&f->durable);
 }
 
 unsigned long kv_fault_calls(struct kv_fault *f, unsigned mask)
@@ -192,7 +198,10 @@ static int kv_fault_write(struct kv *kv, const struct kv_batch *b, bool sync)
 
 	if (rc)
 		return rc;
-	return kv_write(w->inner, b, sync);
+	rc = kv_write(w->inner, b, sync);
+	if (rc == 0 && sync)
+		atomic_fetch_add(&w->f->durable, 1);
+	return rc;
 }
 
 static int kv_fault_sync(struct kv *kv)
@@ -202,7 +211,10 @@ static int kv_fault_sync(struct kv *kv)
 
 	if (rc)
 		return rc;
-	return kv_sync(w->inner);
+	rc = kv_sync(w->inner);
+	if (rc == 0)
+		atomic_fetch_add(&w->f->durable, 1);
+	return rc;
 }
 
 static int kv_fault_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,

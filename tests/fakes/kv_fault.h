@@ -66,6 +66,10 @@ unsigned long kv_fault_fired(struct kv_fault *f);
 /* Calls of methods in mask since kv_fault_new (armed or not). */
 unsigned long kv_fault_calls(struct kv_fault *f, unsigned mask);
 
+/* Successful durability points since kv_fault_new: sync() calls and
+ * write() calls with sync=true that reached the inner backend. */
+unsigned long kv_fault_durable_points(struct kv_fault *f);
+
 /* Corrupt values read from the column families in cf_mask (1u << cf), 0
  * to stop.  pos >= 0 flips the byte at that offset (clamped to the last
  * byte); pos < 0 counts from the end (-1 is the last byte). */

@@ -9,16 +9,20 @@
  *    the thread's own model, and as-of reads at seqs recorded earlier
  *    (exactly the state after that operation, because only the owner
  *    writes the file);
- *  - one brancher: creates branches of "root" at the head, deletes old
- *    ones, and checks that each new branch's copy of every owned file is
- *    one of the states the owner's history allows at the branch's fork
- *    seq, that it stays that way, and that writes into the branch are
- *    private; also creates and unlinks scratch files next to the owned
- *    ones and checks readdir still lists every owned file;
+ *  - one brancher: creates branches of "root" at the head and (every
+ *    third) at the seq just after a recent operation on an owned file,
+ *    which must show that file exactly as it was then; deletes old ones;
+ *    and checks that each new branch's copy of every owned file is one of
+ *    the states the owner's history allows at the branch's fork seq,
+ *    that it stays that way, and that writes into the branch are private;
+ *    also creates and unlinks scratch files next to the owned ones and
+ *    checks readdir still lists every owned file;
  *  - writers also share one "striped" file, each owning a 1000-byte
  *    stripe of each of its blocks (concurrent read-modify-writes of one
  *    block: a lost update shows), and call store_sync now and then;
  *  - NREADERS readers of a shared file written once before the start;
+ *  - a branch reader reading from whatever branches exist while the
+ *    brancher deletes them (-ENOENT is the only acceptable failure);
  *  - a GC thread running store_gc() every 300 ms with a 2 s retention
  *    window (as-of reads pick states from the last second);
  *  - NNS namespace threads racing create/unlink/rename/link among two
@@ -66,7 +70,7 @@
 #define RETENTION_S 2u
 #define NNS 2          /* namespace threads */
 #define NS_NAMES 12
-#define NTHREADS (NWRITERS + NREADERS + 2 + NNS)
+#define NTHREADS (NWRITERS + NREADERS + 3 + NNS)
 
 struct stress_hist {
 	uint64_t before, after; /* after == UINT64_MAX: in flight */
@@ -94,7 +98,8 @@ struct stress {
 	atomic_int failed;
 	struct stress_file files[NWRITERS * FILES_PER_WRITER];
 	unsigned char stripes[NWRITERS][STRIPE_BLOCKS * STRIPE];
-	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns;
+	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns,
+		npast;
 	atomic_int done; /* threads that returned */
 };
 
@@ -431,6 +436,8 @@ static void *stress_brancher(void *arg)
 		struct store_branch_create_args a;
 		struct store_branch_info bi;
 		uint64_t hashes[NWRITERS * FILES_PER_WRITER];
+		struct stress_hist past;
+		int past_file;
 		uint32_t sizes[NWRITERS * FILES_PER_WRITER];
 		char name[32];
 		ssize_t n;
@@ -445,10 +452,47 @@ static void *stress_brancher(void *arg)
 		a.name = name;
 		a.parent_id = st.br;
 		a.at_seq = STORE_SEQ_LATEST;
+		past_file = -1;
+		if (k % 3 == 0) {
+			/* in the past: just after a recent operation on an
+			 * owned file (inside the retention window, racing the
+			 * GC's horizon) */
+			struct stress_file *pf;
+			int64_t recent = stress_now_ns() - 1000000000ll;
+
+			past_file = (int)stress_below(
+				&rng, NWRITERS * FILES_PER_WRITER);
+			pf = &st.files[past_file];
+			pthread_mutex_lock(&pf->lock);
+			if (pf->nhist >= 2 &&
+			    pf->hist[pf->nhist - 2].after_ns >= recent) {
+				past = pf->hist[pf->nhist - 2];
+				a.at_seq = past.after;
+			} else {
+				past_file = -1;
+			}
+			pthread_mutex_unlock(&pf->lock);
+		}
 		rc = store_branch_create(s, &a, &bi);
-		CHECK(rc == 0, "brancher: create %s = %d", name, rc);
+		CHECK(rc == 0, "brancher: create %s at %" PRIu64 " = %d", name,
+		      a.at_seq, rc);
 		live[nlive++] = bi.id;
 		atomic_fetch_add(&st.nbranches, 1);
+		if (past_file >= 0) {
+			/* exactly the state after that operation */
+			CHECK(bi.fork_seq == past.after,
+			      "brancher: %s fork seq %" PRIu64 ", asked %" PRIu64,
+			      name, bi.fork_seq, past.after);
+			n = store_read(s, bi.id, STORE_SEQ_LATEST,
+				       st.files[past_file].ino, buf,
+				       FILE_MAX + 100, 0);
+			CHECK(n == (ssize_t)past.size &&
+				      stress_hash(buf, past.size) == past.hash,
+			      "brancher: %s made at %" PRIu64 " does not show ino %" PRIu64 " as it was then (read %zd, want %u bytes)",
+			      name, past.after, st.files[past_file].ino, n,
+			      past.size);
+			atomic_fetch_add(&st.npast, 1);
+		}
 
 		/* each owned file shows an allowed state at the fork seq */
 		for (i = 0; i < NWRITERS * FILES_PER_WRITER; i++) {
@@ -657,6 +701,52 @@ static int stress_ns_verify(const char *when)
 	return bad;
 }
 
+/* ---- branch reader ----
+ * Reads from whatever branches exist, racing the brancher's deletes: a
+ * branch that goes away mid-read gives -ENOENT, never a crash or garbage
+ * sizes. */
+
+static void *stress_branch_reader(void *arg)
+{
+	uint64_t rng = st.seed * 4243u;
+	unsigned char *buf = malloc(FILE_MAX + 4096);
+
+	(void)arg;
+	if (!buf)
+		abort();
+	while (!atomic_load(&st.stop)) {
+		struct store_branch_info *list = NULL;
+		struct store_dirent *d = NULL;
+		size_t n = 0, nd = 0;
+		uint64_t id;
+		ssize_t r;
+		int rc, i;
+
+		rc = store_branch_list(st.s, &list, &n);
+		CHECK(rc == 0 && n > 0, "branch reader: list = %d", rc);
+		id = list[stress_below(&rng, (uint32_t)n)].id;
+		free(list);
+		for (i = 0; i < NWRITERS * FILES_PER_WRITER; i++) {
+			r = store_read(st.s, id, STORE_SEQ_LATEST,
+				       st.files[i].ino, buf, FILE_MAX + 100, 0);
+			/* the brancher's private writes may extend a file
+			 * a little past FILE_MAX in its branches */
+			CHECK(r == -ENOENT ||
+				      (r >= 0 && r <= (ssize_t)FILE_MAX + 100),
+			      "branch reader: read in %" PRIu64 " = %zd", id, r);
+		}
+		rc = store_readdir(st.s, id, STORE_SEQ_LATEST, st.root, &d, &nd);
+		CHECK(rc == 0 || rc == -ENOENT,
+		      "branch reader: readdir in %" PRIu64 " = %d", id, rc);
+		free(d);
+		atomic_fetch_add(&st.nops, 1);
+	}
+out:
+	free(buf);
+	atomic_fetch_add(&st.done, 1);
+	return NULL;
+}
+
 /* ---- garbage collector ---- */
 
 static void *stress_nothing(void *arg)
@@ -743,7 +833,7 @@ static int stress_verify_all(const char *when)
 
 int main(void)
 {
-	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt;
+	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt, brt;
 	struct store_config cfg;
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
@@ -862,6 +952,7 @@ int main(void)
 	for (i = 0; i < NNS; i++)
 		pthread_create(&nt[i], NULL, stress_ns, (void *)(intptr_t)i);
 	pthread_create(&bt, NULL, stress_brancher, NULL);
+	pthread_create(&brt, NULL, stress_branch_reader, NULL);
 	v = getenv("BRANCHFS_STRESS_GC");
 	if (!v || atoi(v) != 0)
 		pthread_create(&gt, NULL, stress_gc, NULL);
@@ -892,6 +983,7 @@ int main(void)
 	for (i = 0; i < NREADERS; i++)
 		pthread_join(rt[i], NULL);
 	pthread_join(bt, NULL);
+	pthread_join(brt, NULL);
 	pthread_join(gt, NULL);
 	bad |= atomic_load(&st.failed);
 
@@ -913,9 +1005,9 @@ int main(void)
 	bad |= stress_verify_all("after reopen");
 	bad |= stress_ns_verify("after reopen");
 	fprintf(stderr,
-		"stress_store: %lu ops, %lu namespace ops, %lu branches, %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
+		"stress_store: %lu ops, %lu namespace ops, %lu branches (%lu in the past), %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
 		atomic_load(&st.nops), atomic_load(&st.nns),
-		atomic_load(&st.nbranches),
+		atomic_load(&st.nbranches), atomic_load(&st.npast),
 		atomic_load(&st.nforkchecks), atomic_load(&st.nasof),
 		atomic_load(&st.nsync), atomic_load(&st.ngc),
 		bad ? "FAIL" : "ok");

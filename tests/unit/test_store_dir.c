@@ -661,6 +661,63 @@ static void test_store_dir_large_merged(void **state)
 	assert_int_equal(store_rmdir(s, g, fx->root, "big"), -ENOTEMPTY);
 }
 
+/* Emptiness for rename over a directory merges the ancestry too. */
+static void test_store_dir_rename_over_dir_emptied_in_child(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t d1, d2, c;
+
+	d1 = tstore_mkdir(s, fx->br, fx->root, "d1");
+	d2 = tstore_mkdir(s, fx->br, fx->root, "d2");
+	tstore_mkfile(s, fx->br, d1, "x");
+	tstore_mkfile(s, fx->br, d2, "y");
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_rename(s, c, fx->root, "d1", fx->root, "d2", 0),
+			 -ENOTEMPTY);
+	assert_int_equal(store_unlink(s, c, d2, "y"), 0);
+	assert_int_equal(store_rename(s, c, fx->root, "d1", fx->root, "d2", 0),
+			 0);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "d2");
+	assert_int_equal(tstore_lookup(s, c, fx->root, "d2"), d1);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, d1, "x");
+	/* parent untouched, still refuses */
+	assert_int_equal(store_rename(s, fx->br, fx->root, "d1", fx->root, "d2",
+				      0),
+			 -ENOTEMPTY);
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "d1,d2");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d2, "y");
+}
+
+/* drop_names may name a directory: the child does not see it and can make
+ * its own. */
+static void test_store_dir_drop_names_directory(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const drop[] = { "tmpdir", NULL };
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	uint64_t d, nd;
+
+	d = tstore_mkdir(s, fx->br, fx->root, "tmpdir");
+	tstore_mkfile(s, fx->br, d, "inside");
+	tstore_mkfile(s, fx->br, fx->root, "keep");
+	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root, "keep");
+	nd = tstore_mkdir(s, bi.id, fx->root, "tmpdir");
+	assert_int_not_equal(nd, d);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, nd, "");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, d, "inside");
+	/* drop_names are ignored for a branch without a parent */
+	a = tstore_args("fresh", 0, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, bi.root_ino, "");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -680,6 +737,8 @@ int main(void)
 		T(test_store_dir_setattr),
 		T(test_store_dir_prefix_and_byte_names),
 		T(test_store_dir_large_merged),
+		T(test_store_dir_rename_over_dir_emptied_in_child),
+		T(test_store_dir_drop_names_directory),
 	};
 
 	return cmocka_run_group_tests_name("store_dir", tests, NULL, NULL);

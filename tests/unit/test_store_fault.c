@@ -786,6 +786,184 @@ static void test_store_corrupt_block_read_eio(void **state)
 	}
 }
 
+/* ---- open and close under faults ---- */
+
+static int tstore_wrap_fail(void *ctx, struct kv *inner, struct kv **out)
+{
+	(void)ctx;
+	(void)inner;
+	(void)out;
+	return -ENOMEM;
+}
+
+/* A kv_wrap that fails makes store_open fail with its error, leaks
+ * nothing (LeakSanitizer checks the inner backend) and leaves the store
+ * unlocked. */
+static void test_store_fault_open_wrap_fails(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_config cfg;
+	struct store *s = NULL;
+	uint64_t f;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	tstore_config(&cfg, false, NULL);
+	cfg.kv_wrap = tstore_wrap_fail;
+	assert_int_equal(store_open(fx->dir, &cfg, &s), -ENOMEM);
+	assert_null(s);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 100);
+}
+
+/* Fail the 1st, 2nd, ... KV call of store_open: it fails with the error
+ * (and releases its lock) or opens a correct store. */
+static void test_store_fault_open_sweep(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t f, c;
+	unsigned long n;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 2, BS, 10);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	for (n = 1; n <= SWEEP_MAX; n++) {
+		unsigned long fired;
+		int rc;
+
+		kv_fault_arm(fx->fault, KV_FAULT_ALL, n, true, -EIO);
+		rc = tstore_open_dir(fx->dir, false, fx->fault, &fx->s);
+		fired = kv_fault_fired(fx->fault);
+		kv_fault_disarm(fx->fault);
+		if (rc == 0) {
+			/* opened: fully usable and right */
+			tstore_expect_pat(fx->s, fx->br, f, 1, 0, BS);
+			tstore_expect_pat(fx->s, c, f, 2, BS, 10);
+			assert_int_equal(store_close(fx->s), 0);
+			fx->s = NULL;
+			if (!fired)
+				break;
+			continue;
+		}
+		assert_null(fx->s);
+		if (!fired)
+			fail_msg("open failed (%d) without a fault", rc);
+		if (rc != -EIO && rc != -EUCLEAN)
+			fail_msg("open with a fault at call %lu = %d", n, rc);
+	}
+	fprintf(stderr, "  open: faults at calls 1..%lu\n", n - 1);
+	assert_true(n <= SWEEP_MAX);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	tstore_expect_pat(fx->s, c, f, 2, BS, 10);
+}
+
+/* A close whose final sync fails reports it, frees the handle, and the
+ * data that reached the database is still there after a reopen. */
+static void test_store_fault_close_sync_fails(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t f;
+	int rc;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	kv_fault_arm(fx->fault, KV_FAULT_SYNC | KV_FAULT_WRITE, 1, true, -EIO);
+	rc = store_close(fx->s);
+	fx->s = NULL;
+	kv_fault_disarm(fx->fault);
+	assert_true(rc == -EIO || rc == 0);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 100);
+}
+
+struct tstore_problems {
+	int n;
+	bool named; /* some message names the damaged file's path */
+};
+
+static void tstore_problem(void *ctx, const char *msg)
+{
+	struct tstore_problems *p = ctx;
+
+	p->n++;
+	p->named |= strstr(msg, "dir/f") != NULL;
+}
+
+/* store_check finds nothing in a sound store and every block a corrupting
+ * backend hands it, naming the file. */
+static void test_store_corrupt_check_reports(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_check_report rep;
+	struct tstore_problems pr = { 0 };
+	uint64_t d, f, c;
+
+	d = tstore_mkdir(fx->s, fx->br, fx->root, "dir");
+	f = tstore_mkfile(fx->s, fx->br, d, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 2, BS, 10);
+	tstore_fx_reopen(fx);
+
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(store_check(fx->s, tstore_problem, &pr, &rep), 0);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(rep.bad_blocks, 0);
+	assert_int_equal(rep.bad_records, 0);
+	assert_int_equal(rep.branches, 2);
+	assert_true(rep.blocks >= 4);
+	assert_true(rep.records >= 4);
+
+	kv_fault_corrupt(fx->fault, 1u << KV_CF_BLOCK, 100);
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(store_check(fx->s, tstore_problem, &pr, &rep), 0);
+	kv_fault_corrupt(fx->fault, 0, 0);
+	assert_true(rep.blocks >= 4);
+	if (rep.bad_blocks != rep.blocks)
+		fail_msg("store_check: %llu of %llu corrupted blocks reported",
+			 (unsigned long long)rep.bad_blocks,
+			 (unsigned long long)rep.blocks);
+	assert_true(pr.n >= (int)rep.bad_blocks);
+	assert_true(pr.named);
+	/* the data itself was never touched */
+	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	tstore_expect_pat(fx->s, c, f, 2, BS, 10);
+}
+
+/* store_sync really reaches the disk layer: after a write, it makes a
+ * durable point in the KV (a WAL sync) before it returns; with nothing
+ * new written it need not. */
+static void test_store_fault_sync_is_durable_point(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned long before;
+	uint64_t f;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* and store_close makes one too */
+	tstore_write_pat(fx->s, fx->br, f, 3, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br, f, 3, 0, 100);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -797,12 +975,17 @@ int main(void)
 		T(test_store_fault_write_batch_branch_create),
 		T(test_store_fault_branch_ops),
 		T(test_store_fault_sync),
+		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_reads_after_reopen),
 		T(test_store_fault_read_sweep_transient),
 		T(test_store_fault_read_sweep_persistent),
 		T(test_store_fault_sweep_any_call_transient),
 		T(test_store_fault_sweep_any_call_persistent),
 		T(test_store_corrupt_block_read_eio),
+		T(test_store_corrupt_check_reports),
+		T(test_store_fault_open_wrap_fails),
+		T(test_store_fault_open_sweep),
+		T(test_store_fault_close_sync_fails),
 	};
 
 	return cmocka_run_group_tests_name("store_fault", tests, NULL, NULL);

@@ -5,15 +5,16 @@
  *
  * A seeded random sequence of operations (writes at random, unaligned
  * offsets and lengths within and across blocks, all-zero writes, reads,
- * truncations, create, unlink, rename with and without NOREPLACE/EXCHANGE,
- * link, branch create at the head or at a recorded past seq, branch delete
- * and reset, as-of reads at recorded seqs, readdir, close/reopen, and GC
- * with a 3 s retention window) runs over
- * up to MODEL_MAX_BRANCHES live branches, and every read is checked against
- * an in-memory reference model:
- *  - per branch, a list of entries (dir, name) -> ino and, per live ino, an
- *    immutable refcounted content blob (so copying a branch's state, for a
- *    new branch or a past-seq snapshot, is cheap);
+ * truncations, create, mkdir, unlink, rmdir, rename of files and
+ * directories with and without NOREPLACE/EXCHANGE (never a directory into
+ * its own subtree: the caller prevents that), link, rm -r of a directory,
+ * branch create at the head or at a recorded past seq (sometimes with
+ * drop_names), branch delete and reset (also with drop_names), as-of reads at recorded seqs, readdir, close/reopen, and GC with a
+ * 3 s retention window) runs over up to MODEL_MAX_BRANCHES live branches,
+ * and every read is checked against an in-memory reference model:
+ *  - per branch, a list of entries (dir, name) -> (ino, is a directory)
+ *    and, per live file, an immutable refcounted content blob (so copying
+ *    a branch's state, for a new branch or a past-seq snapshot, is cheap);
  *  - a few snapshots per branch (seq, copy of the state) for as-of reads
  *    and branches made in the past.
  * Files stay small (<= 64 KiB) so the model is cheap.  After each GC,
@@ -36,7 +37,8 @@
 
 #define BS STORE_BLOCK_SIZE
 #define MODEL_MAX_BRANCHES 40
-#define MODEL_MAX_ENTS 20
+#define MODEL_MAX_ENTS 32
+#define MODEL_MAX_DIRS 6 /* besides the root */
 #define MODEL_NSNAP 3
 #define MODEL_FILE_MAX (64u * 1024u)
 #define MODEL_NAMES 12
@@ -55,9 +57,10 @@ struct model_blob {
 };
 
 struct model_ent {
-	int dir; /* 0: root, 1: "sub" */
-	int name;
+	uint64_t dir; /* inode of the directory holding it */
+	int name;     /* "n<name>" */
 	uint64_t ino;
+	bool isdir;
 };
 
 struct model_file {
@@ -94,7 +97,7 @@ struct model {
 	struct tstore_fx *fx;
 	uint64_t seed, rng;
 	unsigned long nops, op;
-	uint64_t dirs[2];
+	uint64_t root;
 	struct model_branch br[MODEL_MAX_BRANCHES];
 	int nlive;
 	unsigned long branch_counter;
@@ -104,6 +107,7 @@ struct model {
 	struct model_blob *empty;
 	unsigned long stats[16];
 	uint64_t gc_deleted;
+	unsigned long ndropped; /* entries removed by drop_names */
 };
 
 static uint64_t model_rand(struct model *m)
@@ -204,7 +208,8 @@ static void model_state_release(struct model_state *st)
 	st->nents = 0;
 }
 
-static int model_find_ent(const struct model_state *st, int dir, int name)
+static int model_find_ent(const struct model_state *st, uint64_t dir,
+			  int name)
 {
 	int i;
 
@@ -234,13 +239,61 @@ static int model_nlink(const struct model_state *st, uint64_t ino)
 	return n;
 }
 
-/* Drop entry i; forget the file if that was its last name. */
+static int model_ndirs(const struct model_state *st)
+{
+	int i, n = 0;
+
+	for (i = 0; i < st->nents; i++)
+		n += st->ents[i].isdir;
+	return n;
+}
+
+/* The entry naming directory dir (-1 for the root). */
+static int model_dir_ent(const struct model_state *st, uint64_t root,
+			 uint64_t dir)
+{
+	int i;
+
+	if (dir == root)
+		return -1;
+	for (i = 0; i < st->nents; i++)
+		if (st->ents[i].isdir && st->ents[i].ino == dir)
+			return i;
+	abort();
+}
+
+/* Is directory x top itself or inside top's subtree? */
+static bool model_in_subtree(const struct model_state *st, uint64_t root,
+			     uint64_t top, uint64_t x)
+{
+	for (;;) {
+		if (x == top)
+			return true;
+		if (x == root)
+			return false;
+		x = st->ents[model_dir_ent(st, root, x)].dir;
+	}
+}
+
+static bool model_dir_empty(const struct model_state *st, uint64_t dir)
+{
+	int i;
+
+	for (i = 0; i < st->nents; i++)
+		if (st->ents[i].dir == dir)
+			return false;
+	return true;
+}
+
+/* Drop entry i; forget the file if that was its last name.  A directory
+ * entry must name an empty directory. */
 static void model_drop_ent(struct model_state *st, int i)
 {
 	uint64_t ino = st->ents[i].ino;
+	bool isdir = st->ents[i].isdir;
 
 	st->ents[i] = st->ents[--st->nents];
-	if (model_nlink(st, ino) == 0) {
+	if (!isdir && model_nlink(st, ino) == 0) {
 		struct model_file *f = model_find_file(st, ino);
 
 		assert_non_null(f);
@@ -251,10 +304,8 @@ static void model_drop_ent(struct model_state *st, int i)
 
 static void model_name(int name, char *buf)
 {
-	snprintf(buf, 16, "f%d", name);
+	snprintf(buf, 16, "n%d", name);
 }
-
-/* ---- checks against the store ---- */
 
 static void model_check_file(struct model *m, uint64_t br, uint64_t seq,
 			     struct model_file *f, uint32_t off, uint32_t len)
@@ -288,53 +339,53 @@ static void model_check_file(struct model *m, uint64_t br, uint64_t seq,
 	}
 }
 
+static void model_check_dir(struct model *m, uint64_t br, uint64_t seq,
+			    struct model_state *st, uint64_t dir)
+{
+	struct store *s = m->fx->s;
+	struct store_dirent *d = NULL;
+	size_t n = 0, i;
+	int want = 0, rc, k;
+
+	rc = store_readdir(s, br, seq, dir, &d, &n);
+	MCHECK(m, rc == 0, "readdir(br %" PRIu64 ", seq %" PRIu64 ", dir %" PRIu64 ") = %d",
+	       br, seq, dir, rc);
+	for (k = 0; k < st->nents; k++)
+		want += st->ents[k].dir == dir;
+	MCHECK(m, n == (size_t)want,
+	       "readdir(br %" PRIu64 ", seq %" PRIu64 ", dir %" PRIu64 "): %zu entries, model %d",
+	       br, seq, dir, n, want);
+	for (i = 0; i < n; i++) {
+		int name;
+
+		MCHECK(m, i == 0 || strcmp(d[i - 1].name, d[i].name) < 0,
+		       "readdir not sorted: '%s' then '%s'", d[i - 1].name,
+		       d[i].name);
+		MCHECK(m, sscanf(d[i].name, "n%d", &name) == 1,
+		       "unexpected entry '%s'", d[i].name);
+		k = model_find_ent(st, dir, name);
+		MCHECK(m, k >= 0,
+		       "br %" PRIu64 " seq %" PRIu64 ": entry '%s' in dir %" PRIu64 " not in model",
+		       br, seq, d[i].name, dir);
+		MCHECK(m, st->ents[k].ino == d[i].ino,
+		       "entry '%s': ino %" PRIu64 ", model %" PRIu64, d[i].name,
+		       d[i].ino, st->ents[k].ino);
+		MCHECK(m, d[i].mode == (st->ents[k].isdir ? S_IFDIR : S_IFREG),
+		       "entry '%s' mode %o", d[i].name, d[i].mode);
+	}
+	free(d);
+}
+
+/* Every directory of the tree. */
 static void model_check_dirs(struct model *m, uint64_t br, uint64_t seq,
 			     struct model_state *st)
 {
-	struct store *s = m->fx->s;
-	int dir;
+	int i;
 
-	for (dir = 0; dir < 2; dir++) {
-		struct store_dirent *d = NULL;
-		size_t n = 0, i;
-		int want = 0, rc, k;
-
-		rc = store_readdir(s, br, seq, m->dirs[dir], &d, &n);
-		MCHECK(m, rc == 0, "readdir(br %" PRIu64 ", seq %" PRIu64 ", dir %d) = %d",
-		       br, seq, dir, rc);
-		for (k = 0; k < st->nents; k++)
-			want += st->ents[k].dir == dir;
-		/* root also holds "sub" */
-		if (dir == 0)
-			want++;
-		MCHECK(m, n == (size_t)want,
-		       "readdir(br %" PRIu64 ", seq %" PRIu64 ", dir %d): %zu entries, model %d",
-		       br, seq, dir, n, want);
-		for (i = 0; i < n; i++) {
-			int name;
-
-			MCHECK(m, i == 0 || strcmp(d[i - 1].name, d[i].name) < 0,
-			       "readdir not sorted: '%s' then '%s'",
-			       d[i - 1].name, d[i].name);
-			if (dir == 0 && strcmp(d[i].name, "sub") == 0) {
-				MCHECK(m, d[i].ino == m->dirs[1],
-				       "sub has ino %" PRIu64, d[i].ino);
-				continue;
-			}
-			MCHECK(m, sscanf(d[i].name, "f%d", &name) == 1,
-			       "unexpected entry '%s'", d[i].name);
-			k = model_find_ent(st, dir, name);
-			MCHECK(m, k >= 0,
-			       "br %" PRIu64 " seq %" PRIu64 ": entry '%s' in dir %d not in model",
-			       br, seq, d[i].name, dir);
-			MCHECK(m, st->ents[k].ino == d[i].ino,
-			       "entry '%s': ino %" PRIu64 ", model %" PRIu64,
-			       d[i].name, d[i].ino, st->ents[k].ino);
-			MCHECK(m, d[i].mode == S_IFREG,
-			       "entry '%s' mode %o", d[i].name, d[i].mode);
-		}
-		free(d);
-	}
+	model_check_dir(m, br, seq, st, m->root);
+	for (i = 0; i < st->nents; i++)
+		if (st->ents[i].isdir)
+			model_check_dir(m, br, seq, st, st->ents[i].ino);
 }
 
 /* Everything in one branch (or snapshot). */
@@ -345,17 +396,43 @@ static void model_check_all(struct model *m, uint64_t br, uint64_t seq,
 	int i;
 
 	model_check_dirs(m, br, seq, st);
+	/* every name the model says is absent is absent (lookups go through
+	 * the read filters, readdir may not) */
+	for (i = -1; i < st->nents; i++) {
+		uint64_t dir = i < 0 ? m->root : st->ents[i].ino, ino;
+		char name[16];
+		int nm, rc;
+
+		if (i >= 0 && !st->ents[i].isdir)
+			continue;
+		for (nm = 0; nm < MODEL_NAMES; nm++) {
+			if (model_find_ent(st, dir, nm) >= 0)
+				continue;
+			model_name(nm, name);
+			rc = store_lookup(s, br, seq, dir, name, &ino);
+			MCHECK(m, rc == -ENOENT,
+			       "lookup(br %" PRIu64 ", seq %" PRIu64 ", dir %" PRIu64 ", '%s') = %d, model: absent",
+			       br, seq, dir, name, rc);
+		}
+	}
 	for (i = 0; i < st->nents; i++) {
 		char name[16];
 		uint64_t ino = 0;
 		int rc;
 
 		model_name(st->ents[i].name, name);
-		rc = store_lookup(s, br, seq, m->dirs[st->ents[i].dir], name,
-				  &ino);
+		rc = store_lookup(s, br, seq, st->ents[i].dir, name, &ino);
 		MCHECK(m, rc == 0 && ino == st->ents[i].ino,
 		       "lookup(br %" PRIu64 ", seq %" PRIu64 ", '%s') = %d ino %" PRIu64 ", model %" PRIu64,
 		       br, seq, name, rc, ino, st->ents[i].ino);
+		if (st->ents[i].isdir) {
+			struct store_attr a;
+
+			rc = store_getattr(s, br, seq, ino, &a);
+			MCHECK(m, rc == 0 && S_ISDIR(a.mode),
+			       "getattr of dir '%s' = %d mode %o", name, rc,
+			       rc ? 0 : a.mode);
+		}
 	}
 	for (i = 0; i < st->nfiles; i++) {
 		struct store_attr a;
@@ -491,151 +568,247 @@ static void model_op_truncate(struct model *m, struct model_branch *b)
 	m->stats[2]++;
 }
 
-static void model_op_create(struct model *m, struct model_branch *b)
+/* A directory of the branch's tree: the root or one made by mkdir. */
+static uint64_t model_pick_dir(struct model *m, struct model_state *st)
 {
-	struct store_attr a = tstore_attr(S_IFREG | 0644);
-	int dir = (int)model_below(m, 2), name = (int)model_below(m, MODEL_NAMES);
+	int k = (int)model_below(m, (uint32_t)model_ndirs(st) + 1), i;
+
+	if (k == 0)
+		return m->root;
+	for (i = 0; i < st->nents; i++)
+		if (st->ents[i].isdir && --k == 0)
+			return st->ents[i].ino;
+	abort();
+}
+
+static void model_op_create(struct model *m, struct model_branch *b,
+			    bool isdir)
+{
+	struct store_attr a = tstore_attr(isdir ? S_IFDIR | 0755 :
+						  S_IFREG | 0644);
+	uint64_t dir = model_pick_dir(m, &b->st), ino = 0;
+	int name = (int)model_below(m, MODEL_NAMES);
 	int k = model_find_ent(&b->st, dir, name), rc;
 	char nm[16];
-	uint64_t ino = 0;
 
 	model_name(name, nm);
 	if (k < 0 && b->st.nents == MODEL_MAX_ENTS)
 		return;
-	model_trail(m, "create br %s dir %d '%s'%s", b->name, dir, nm,
+	if (isdir && k < 0 && model_ndirs(&b->st) == MODEL_MAX_DIRS)
+		return;
+	model_trail(m, "%s br %s dir %" PRIu64 " '%s'%s",
+		    isdir ? "mkdir" : "create", b->name, dir, nm,
 		    k >= 0 ? " (exists)" : "");
-	rc = store_create(m->fx->s, b->id, m->dirs[dir], nm, &a, NULL, &ino,
-			  NULL);
+	rc = store_create(m->fx->s, b->id, dir, nm, &a, NULL, &ino, NULL);
 	if (k >= 0) {
 		MCHECK(m, rc == -EEXIST, "create of existing '%s' = %d", nm,
 		       rc);
 		return;
 	}
 	MCHECK(m, rc == 0 && ino > 0, "create '%s' = %d", nm, rc);
-	MCHECK(m, model_find_file(&b->st, ino) == NULL,
+	MCHECK(m, model_nlink(&b->st, ino) == 0,
 	       "create returned ino %" PRIu64 " already live", ino);
-	b->st.ents[b->st.nents++] = (struct model_ent){ dir, name, ino };
-	b->st.files[b->st.nfiles].ino = ino;
-	b->st.files[b->st.nfiles++].b = model_blob_get(m->empty);
-	m->stats[3]++;
+	b->st.ents[b->st.nents++] =
+		(struct model_ent){ .dir = dir, .name = name, .ino = ino,
+				    .isdir = isdir };
+	if (!isdir) {
+		b->st.files[b->st.nfiles].ino = ino;
+		b->st.files[b->st.nfiles++].b = model_blob_get(m->empty);
+	}
+	m->stats[isdir ? 13 : 3]++;
 }
 
-static void model_op_unlink(struct model *m, struct model_branch *b)
+static void model_op_unlink(struct model *m, struct model_branch *b,
+			    bool rmdir)
 {
-	int dir = (int)model_below(m, 2), name = (int)model_below(m, MODEL_NAMES);
-	int k = model_find_ent(&b->st, dir, name), rc;
+	uint64_t dir = model_pick_dir(m, &b->st);
+	int name = (int)model_below(m, MODEL_NAMES);
+	int k = model_find_ent(&b->st, dir, name), rc, want;
 	char nm[16];
 
 	model_name(name, nm);
-	model_trail(m, "unlink br %s dir %d '%s'%s", b->name, dir, nm,
-		    k < 0 ? " (absent)" : "");
-	rc = store_unlink(m->fx->s, b->id, m->dirs[dir], nm);
-	if (k < 0) {
-		MCHECK(m, rc == -ENOENT, "unlink of absent '%s' = %d", nm, rc);
-		return;
+	if (k < 0)
+		want = -ENOENT;
+	else if (!rmdir)
+		want = b->st.ents[k].isdir ? -EISDIR : 0;
+	else if (!b->st.ents[k].isdir)
+		want = -ENOTDIR;
+	else
+		want = model_dir_empty(&b->st, b->st.ents[k].ino) ? 0 :
+								     -ENOTEMPTY;
+	model_trail(m, "%s br %s dir %" PRIu64 " '%s' (want %d)",
+		    rmdir ? "rmdir" : "unlink", b->name, dir, nm, want);
+	rc = rmdir ? store_rmdir(m->fx->s, b->id, dir, nm) :
+		     store_unlink(m->fx->s, b->id, dir, nm);
+	MCHECK(m, rc == want, "%s '%s' = %d, want %d",
+	       rmdir ? "rmdir" : "unlink", nm, rc, want);
+	if (rc == 0) {
+		model_drop_ent(&b->st, k);
+		m->stats[rmdir ? 14 : 4]++;
 	}
-	MCHECK(m, rc == 0, "unlink '%s' = %d", nm, rc);
+}
+
+/* rm -r: empty a directory depth first, then remove it. */
+static void model_rmtree(struct model *m, struct model_branch *b, int k)
+{
+	uint64_t dir = b->st.ents[k].ino, parent = b->st.ents[k].dir;
+	int name = b->st.ents[k].name, i, rc;
+	char nm[16];
+
+	for (i = 0; i < b->st.nents;) {
+		if (b->st.ents[i].dir != dir) {
+			i++;
+			continue;
+		}
+		if (b->st.ents[i].isdir) {
+			model_rmtree(m, b, i);
+		} else {
+			model_name(b->st.ents[i].name, nm);
+			rc = store_unlink(m->fx->s, b->id, dir, nm);
+			MCHECK(m, rc == 0, "rm -r: unlink '%s' = %d", nm, rc);
+			model_drop_ent(&b->st, i);
+		}
+		i = 0; /* entries moved: rescan */
+	}
+	model_name(name, nm);
+	rc = store_rmdir(m->fx->s, b->id, parent, nm);
+	MCHECK(m, rc == 0, "rm -r: rmdir '%s' = %d", nm, rc);
+	k = model_find_ent(&b->st, parent, name);
+	assert_true(k >= 0);
 	model_drop_ent(&b->st, k);
-	m->stats[4]++;
+	m->stats[14]++;
+}
+
+static void model_op_rmtree(struct model *m, struct model_branch *b)
+{
+	int n = model_ndirs(&b->st), k, i;
+
+	if (!n)
+		return;
+	k = (int)model_below(m, (uint32_t)n);
+	for (i = 0; i < b->st.nents; i++)
+		if (b->st.ents[i].isdir && k-- == 0)
+			break;
+	model_trail(m, "rm -r br %s dir ino %" PRIu64, b->name,
+		    b->st.ents[i].ino);
+	model_rmtree(m, b, i);
 }
 
 static void model_op_rename(struct model *m, struct model_branch *b)
 {
-	int sdir, sname, ddir, dname, ks, kd, rc;
+	struct model_state *st = &b->st;
+	int ks, kd, dname, rc, want;
 	unsigned flags = 0, r = model_below(m, 6);
+	uint64_t sdir, ddir;
+	struct model_ent *se, *de;
 	char sn[16], dn[16];
 
-	if (!b->st.nents)
+	if (!st->nents)
 		return;
-	ks = (int)model_below(m, (uint32_t)b->st.nents);
-	sdir = b->st.ents[ks].dir;
-	sname = b->st.ents[ks].name;
-	ddir = (int)model_below(m, 2);
+	ks = (int)model_below(m, (uint32_t)st->nents);
+	se = &st->ents[ks];
+	sdir = se->dir;
+	ddir = model_pick_dir(m, st);
 	dname = (int)model_below(m, MODEL_NAMES);
-	if (ddir == sdir && dname == sname)
+	if (ddir == sdir && dname == se->name)
 		return;
-	kd = model_find_ent(&b->st, ddir, dname);
+	/* the caller prevents moving a directory into its own subtree */
+	if (se->isdir && model_in_subtree(st, m->root, se->ino, ddir))
+		return;
+	kd = model_find_ent(st, ddir, dname);
+	de = kd >= 0 ? &st->ents[kd] : NULL;
 	if (r == 0)
 		flags = STORE_RENAME_NOREPLACE;
 	else if (r == 1)
 		flags = STORE_RENAME_EXCHANGE;
-	model_name(sname, sn);
+	if (flags == STORE_RENAME_EXCHANGE && de && de->isdir &&
+	    model_in_subtree(st, m->root, de->ino, sdir))
+		return;
+
+	if (flags == STORE_RENAME_EXCHANGE)
+		want = de ? 0 : -ENOENT;
+	else if (!de)
+		want = 0;
+	else if (flags == STORE_RENAME_NOREPLACE)
+		want = -EEXIST;
+	else if (de->ino == se->ino)
+		want = 0;
+	else if (!se->isdir && de->isdir)
+		want = -EISDIR;
+	else if (se->isdir && !de->isdir)
+		want = -ENOTDIR;
+	else if (de->isdir && !model_dir_empty(st, de->ino))
+		want = -ENOTEMPTY;
+	else
+		want = 0;
+	model_name(se->name, sn);
 	model_name(dname, dn);
-	model_trail(m, "rename br %s %d/%s (ino %" PRIu64 ") -> %d/%s (ino %" PRIu64 ") flags %u",
-		    b->name, sdir, sn, b->st.ents[ks].ino, ddir, dn,
-		    kd >= 0 ? b->st.ents[kd].ino : 0, flags);
-	rc = store_rename(m->fx->s, b->id, m->dirs[sdir], sn, m->dirs[ddir], dn,
-			  flags);
+	model_trail(m, "rename br %s %" PRIu64 "/%s (ino %" PRIu64 "%s) -> %" PRIu64 "/%s (ino %" PRIu64 "%s) flags %u, want %d",
+		    b->name, sdir, sn, se->ino, se->isdir ? " dir" : "", ddir,
+		    dn, de ? de->ino : 0, de && de->isdir ? " dir" : "", flags,
+		    want);
+	rc = store_rename(m->fx->s, b->id, sdir, sn, ddir, dn, flags);
+	/* NOREPLACE onto another link of the same inode: "does nothing"
+	 * (0) and -EEXIST (what Linux returns) are both no-ops */
+	if (flags == STORE_RENAME_NOREPLACE && de && de->ino == se->ino &&
+	    rc == 0)
+		return;
+	MCHECK(m, rc == want, "rename = %d, want %d", rc, want);
+	if (rc)
+		return;
 	if (flags == STORE_RENAME_EXCHANGE) {
-		uint64_t t;
+		struct model_ent t = *se;
 
-		if (kd < 0) {
-			MCHECK(m, rc == -ENOENT, "exchange with absent = %d",
-			       rc);
-			return;
-		}
-		MCHECK(m, rc == 0, "exchange = %d", rc);
-		t = b->st.ents[ks].ino;
-		b->st.ents[ks].ino = b->st.ents[kd].ino;
-		b->st.ents[kd].ino = t;
+		se->ino = de->ino;
+		se->isdir = de->isdir;
+		de->ino = t.ino;
+		de->isdir = t.isdir;
+		m->stats[5]++;
 		return;
 	}
-	if (kd >= 0 && flags == STORE_RENAME_NOREPLACE) {
-		/* onto another link of the same inode, "does nothing" (0)
-		 * and -EEXIST (what Linux returns) are both no-ops */
-		MCHECK(m, rc == -EEXIST ||
-				  (rc == 0 && b->st.ents[kd].ino ==
-						      b->st.ents[ks].ino),
-		       "rename noreplace onto existing = %d", rc);
-		return;
-	}
-	MCHECK(m, rc == 0, "rename = %d", rc);
-	if (kd >= 0 && b->st.ents[kd].ino == b->st.ents[ks].ino)
+	if (de && de->ino == se->ino)
 		return; /* links to one inode: nothing happens */
-	if (kd >= 0) {
-		uint64_t replaced = b->st.ents[kd].ino;
-		struct model_file *f;
+	if (de) {
+		/* the target goes: a file loses a link, an empty dir goes */
+		struct model_ent moved = *se;
 
-		b->st.ents[kd].ino = b->st.ents[ks].ino;
-		b->st.ents[ks] = b->st.ents[--b->st.nents];
-		/* the replaced inode lost a link; gone if it was the last */
-		if (model_nlink(&b->st, replaced) == 0) {
-			f = model_find_file(&b->st, replaced);
-			assert_non_null(f);
-			model_blob_put(f->b);
-			*f = b->st.files[--b->st.nfiles];
-		}
-	} else {
-		b->st.ents[ks].dir = ddir;
-		b->st.ents[ks].name = dname;
+		model_drop_ent(st, kd);
+		ks = model_find_ent(st, moved.dir, moved.name);
+		assert_true(ks >= 0);
+		se = &st->ents[ks];
 	}
-	m->stats[5]++;
+	se->dir = ddir;
+	se->name = dname;
+	m->stats[se->isdir ? 15 : 5]++;
 }
 
 static void model_op_link(struct model *m, struct model_branch *b)
 {
-	int ks, ddir, dname, kd, rc;
+	int ks, dname, kd, rc, want;
 	struct store_attr a;
+	uint64_t ddir;
 	char dn[16];
 
 	if (!b->st.nents || b->st.nents == MODEL_MAX_ENTS)
 		return;
 	ks = (int)model_below(m, (uint32_t)b->st.nents);
-	ddir = (int)model_below(m, 2);
+	ddir = model_pick_dir(m, &b->st);
 	dname = (int)model_below(m, MODEL_NAMES);
 	kd = model_find_ent(&b->st, ddir, dname);
+	want = b->st.ents[ks].isdir ? -EPERM : kd >= 0 ? -EEXIST : 0;
 	model_name(dname, dn);
-	model_trail(m, "link br %s ino %" PRIu64 " -> %d/%s%s", b->name,
-		    b->st.ents[ks].ino, ddir, dn, kd >= 0 ? " (exists)" : "");
-	rc = store_link(m->fx->s, b->id, b->st.ents[ks].ino, m->dirs[ddir], dn,
-			&a);
-	if (kd >= 0) {
-		MCHECK(m, rc == -EEXIST, "link onto existing = %d", rc);
+	model_trail(m, "link br %s ino %" PRIu64 " -> %" PRIu64 "/%s (want %d)",
+		    b->name, b->st.ents[ks].ino, ddir, dn, want);
+	rc = store_link(m->fx->s, b->id, b->st.ents[ks].ino, ddir, dn, &a);
+	/* a directory that is also the target: either error will do */
+	if (want == -EPERM && kd >= 0 && rc == -EEXIST)
 		return;
-	}
-	MCHECK(m, rc == 0, "link = %d", rc);
-	b->st.ents[b->st.nents++] =
-		(struct model_ent){ ddir, dname, b->st.ents[ks].ino };
+	MCHECK(m, rc == want, "link = %d, want %d", rc, want);
+	if (rc)
+		return;
+	b->st.ents[b->st.nents++] = (struct model_ent){
+		.dir = ddir, .name = dname, .ino = b->st.ents[ks].ino
+	};
 	MCHECK(m, a.nlink == (uint32_t)model_nlink(&b->st, b->st.ents[ks].ino),
 	       "link: nlink %u, model %d", a.nlink,
 	       model_nlink(&b->st, b->st.ents[ks].ino));
@@ -652,13 +825,105 @@ static int model_free_slot(struct model *m)
 	return -1;
 }
 
+/* ---- drop_names ---- */
+
+/* Is directory dir inside the subtree of directory top (or top itself)? */
+static bool model_under(const struct model_state *st, uint64_t root,
+			uint64_t top, uint64_t dir)
+{
+	return model_in_subtree(st, root, top, dir);
+}
+
+/* Can root entry k be dropped without leaving a file linked from outside
+ * what is dropped (the store writes tombstones for dropped names; it does
+ * not adjust link counts of files that stay reachable)? */
+static bool model_droppable(const struct model_state *st, uint64_t root,
+			    int k)
+{
+	const struct model_ent *e = &st->ents[k];
+	int i, j;
+
+	if (!e->isdir)
+		return model_nlink(st, e->ino) == 1;
+	for (i = 0; i < st->nents; i++) {
+		if (st->ents[i].isdir ||
+		    !model_under(st, root, e->ino, st->ents[i].dir))
+			continue;
+		for (j = 0; j < st->nents; j++)
+			if (st->ents[j].ino == st->ents[i].ino &&
+			    !model_under(st, root, e->ino, st->ents[j].dir))
+				return false;
+	}
+	return true;
+}
+
+/* Forget entry (dir, name) and everything under it. */
+static void model_forget(struct model_state *st, uint64_t dir, int name)
+{
+	int k = model_find_ent(st, dir, name), i;
+	uint64_t ino;
+
+	if (k < 0)
+		return;
+	if (st->ents[k].isdir) {
+		ino = st->ents[k].ino;
+		for (i = 0; i < st->nents; i++) {
+			if (st->ents[i].dir == ino) {
+				model_forget(st, ino, st->ents[i].name);
+				i = -1; /* entries moved: rescan */
+			}
+		}
+		k = model_find_ent(st, dir, name);
+	}
+	model_drop_ent(st, k);
+}
+
+/* Pick up to two droppable root-directory names (or absent ones) of st;
+ * fill names[] (NULL-terminated, storage in buf) and return how many. */
+static int model_pick_drops(struct model *m, const struct model_state *st,
+			    const char **names, char buf[][16], int *which)
+{
+	int n = 0, want = 1 + (int)model_below(m, 2), tries;
+
+	for (tries = 0; tries < 6 && n < want; tries++) {
+		int name = (int)model_below(m, MODEL_NAMES);
+		int k = model_find_ent(st, m->root, name), j;
+
+		if (k >= 0 && !model_droppable(st, m->root, k))
+			continue;
+		for (j = 0; j < n && which[j] != name; j++)
+			;
+		if (j < n)
+			continue;
+		which[n] = name;
+		model_name(name, buf[n]);
+		names[n] = buf[n];
+		n++;
+	}
+	names[n] = NULL;
+	return n;
+}
+
+static void model_apply_drops(struct model *m, struct model_state *st,
+			      const int *which, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		m->ndropped += model_find_ent(st, m->root, which[i]) >= 0;
+		model_forget(st, m->root, which[i]);
+	}
+}
+
 static void model_op_branch_create(struct model *m, struct model_branch *p)
 {
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
 	struct model_branch *c;
 	struct model_snap *snap = NULL;
-	int slot = model_free_slot(m), rc;
+	int slot = model_free_slot(m), rc, ndrop = 0, which[3];
+	const char *drops[3] = { NULL };
+	char dropbuf[3][16];
 
 	if (slot < 0)
 		return;
@@ -669,11 +934,17 @@ static void model_op_branch_create(struct model *m, struct model_branch *p)
 		snap = &p->snaps[model_below(m, (uint32_t)p->nsnaps)];
 		a.at_seq = snap->seq;
 	}
-	model_trail(m, "branch create %s from %s at %" PRIu64, c->name, p->name,
-		    a.at_seq);
+	if (model_below(m, 4) == 0) {
+		ndrop = model_pick_drops(m, snap ? &snap->st : &p->st, drops,
+					 dropbuf, which);
+		a.drop_names = drops;
+	}
+	model_trail(m, "branch create %s from %s at %" PRIu64 " dropping %d: %s %s",
+		    c->name, p->name, a.at_seq, ndrop,
+		    ndrop > 0 ? drops[0] : "", ndrop > 1 ? drops[1] : "");
 	rc = store_branch_create(m->fx->s, &a, &bi);
 	MCHECK(m, rc == 0, "branch create %s = %d", c->name, rc);
-	MCHECK(m, bi.root_ino == m->dirs[0], "new branch root %" PRIu64,
+	MCHECK(m, bi.root_ino == m->root, "new branch root %" PRIu64,
 	       bi.root_ino);
 	c->live = true;
 	c->id = bi.id;
@@ -681,6 +952,7 @@ static void model_op_branch_create(struct model *m, struct model_branch *p)
 	c->nchildren = 0;
 	c->nsnaps = 0;
 	model_state_copy(&c->st, snap ? &snap->st : &p->st);
+	model_apply_drops(m, &c->st, which, ndrop);
 	p->nchildren++;
 	m->nlive++;
 	m->stats[7]++;
@@ -720,16 +992,23 @@ static void model_op_branch_delete(struct model *m, struct model_branch *b)
 
 static void model_op_branch_reset(struct model *m, struct model_branch *b)
 {
-	int rc;
+	int rc, ndrop = 0, which[3];
+	const char *drops[3] = { NULL };
+	char dropbuf[3][16];
 
 	if (b->parent < 0 || b->nchildren)
 		return;
-	model_trail(m, "branch reset %s to %s", b->name,
-		    m->br[b->parent].name);
-	rc = store_branch_reset(m->fx->s, b->id, NULL);
+	if (model_below(m, 2) == 0)
+		ndrop = model_pick_drops(m, &m->br[b->parent].st, drops,
+					 dropbuf, which);
+	model_trail(m, "branch reset %s to %s dropping %d: %s %s", b->name,
+		    m->br[b->parent].name, ndrop, ndrop > 0 ? drops[0] : "",
+		    ndrop > 1 ? drops[1] : "");
+	rc = store_branch_reset(m->fx->s, b->id, ndrop ? drops : NULL);
 	MCHECK(m, rc == 0, "branch reset = %d", rc);
 	model_state_release(&b->st);
 	model_state_copy(&b->st, &m->br[b->parent].st);
+	model_apply_drops(m, &b->st, which, ndrop);
 	/* the branch's past before the reset is not its history any more */
 	while (b->nsnaps)
 		model_state_release(&b->snaps[--b->nsnaps].st);
@@ -788,7 +1067,7 @@ static void model_op_gc(struct model *m)
 	int64_t cutoff;
 	int rc, i, k;
 
-	opts.full_compaction = m->stats[12] % 2 == 1;
+	opts.full_compaction = m->stats[12] % 10 == 9;
 	model_trail(m, "gc (full compaction %d)", opts.full_compaction);
 	memset(&gs, 0, sizeof(gs));
 	rc = store_gc(m->fx->s, &opts, &gs);
@@ -821,13 +1100,6 @@ static void model_op_gc(struct model *m)
 	m->stats[12]++;
 }
 
-static void model_op_reopen(struct model *m)
-{
-	model_trail(m, "close and reopen");
-	tstore_fx_reopen(m->fx);
-	m->stats[11]++;
-}
-
 static void model_check_branch_list(struct model *m)
 {
 	struct store_branch_info *list = NULL;
@@ -857,6 +1129,26 @@ static void model_check_branch_list(struct model *m)
 		MCHECK(m, found, "branch %s missing from list", m->br[j].name);
 	}
 	free(list);
+}
+
+/* Close and reopen, then check every branch at once: state rebuilt at
+ * open (branch table, read filters, counters) must match what was
+ * there. */
+static void model_op_reopen(struct model *m)
+{
+	int i;
+
+	model_trail(m, "close and reopen");
+	tstore_fx_reopen(m->fx);
+	model_check_branch_list(m);
+	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
+		if (!m->br[i].live)
+			continue;
+		model_trail(m, "check of %s after reopen", m->br[i].name);
+		model_check_all(m, m->br[i].id, STORE_SEQ_LATEST,
+				&m->br[i].st);
+	}
+	m->stats[11]++;
 }
 
 static unsigned long model_env(const char *name, unsigned long def)
@@ -894,11 +1186,10 @@ static void test_store_model_random_ops(void **state)
 	b0->parent = -1;
 	snprintf(b0->name, sizeof(b0->name), "root");
 	m->nlive = 1;
-	m->dirs[0] = m->fx->root;
-	m->dirs[1] = tstore_mkdir(m->fx->s, b0->id, m->fx->root, "sub");
+	m->root = m->fx->root;
 	assert_int_equal(store_set_retention(m->fx->s, MODEL_RETENTION_S), 0);
 
-	reopen_every = m->nops / 4 ? m->nops / 4 : 1;
+	reopen_every = m->nops / 10 ? m->nops / 10 : 1;
 	for (m->op = 1; m->op <= m->nops; m->op++) {
 		struct model_branch *b = &m->br[model_pick_branch(m)];
 		uint32_t r = model_below(m, 1000);
@@ -910,17 +1201,23 @@ static void test_store_model_random_ops(void **state)
 		else if (r < 550)
 			model_op_truncate(m, b);
 		else if (r < 640)
-			model_op_create(m, b);
+			model_op_create(m, b, false);
 		else if (r < 690)
-			model_op_unlink(m, b);
+			model_op_unlink(m, b, false);
 		else if (r < 760)
 			model_op_rename(m, b);
 		else if (r < 790)
 			model_op_link(m, b);
-		else if (r < 830) {
+		else if (r < 805) {
 			model_trail(m, "readdir %s", b->name);
 			model_check_dirs(m, b->id, STORE_SEQ_LATEST, &b->st);
-		} else if (r < 860)
+		} else if (r < 820)
+			model_op_create(m, b, true);
+		else if (r < 825)
+			model_op_unlink(m, b, true);
+		else if (r < 830)
+			model_op_rmtree(m, b);
+		else if (r < 860)
 			model_op_branch_create(m, b);
 		else if (r < 880)
 			model_op_branch_delete(m, b);
@@ -961,11 +1258,12 @@ static void test_store_model_random_ops(void **state)
 		}
 	}
 	fprintf(stderr,
-		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens, %lu gcs (%" PRIu64 " keys deleted); %d live branches\n",
+		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens, %lu gcs (%" PRIu64 " keys deleted), %lu mkdirs, %lu rmdirs (incl. rm -r), %lu directory renames, %lu entries dropped at fork or reset; %d live branches\n",
 		m->stats[0], m->stats[1], m->stats[2], m->stats[3],
 		m->stats[4], m->stats[5], m->stats[6], m->stats[7],
 		m->stats[8], m->stats[9], m->stats[10], m->stats[11],
-		m->stats[12], m->gc_deleted, m->nlive);
+		m->stats[12], m->gc_deleted, m->stats[13], m->stats[14],
+		m->stats[15], m->ndropped, m->nlive);
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++)
 		if (m->br[i].live)
 			model_branch_free(&m->br[i]);

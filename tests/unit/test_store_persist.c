@@ -20,6 +20,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -53,6 +55,18 @@ static int tstore_child_create(struct store *s, uint64_t br, uint64_t dir,
 	struct store_attr a = tstore_attr(mode);
 
 	return store_create(s, br, dir, name, &a, NULL, ino, NULL);
+}
+
+static int tstore_child_record_seed(struct store *s, uint64_t br,
+				    uint64_t ino, uint32_t seed, uint32_t k)
+{
+	unsigned char buf[REC];
+
+	tstore_fill(buf, REC, seed, (uint64_t)k * REC);
+	return store_write(s, br, ino, buf, REC, (uint64_t)k * REC, NULL) ==
+			       (ssize_t)REC ?
+		       0 :
+		       -EIO;
 }
 
 static int tstore_child_record(struct store *s, uint64_t br, uint64_t ino,
@@ -107,9 +121,20 @@ static int tstore_child_write(const char *dir, const char *mode)
 	printf("synced %llu\n", (unsigned long long)store_seq_now(s));
 	fflush(stdout);
 	if (strcmp(mode, "stream") == 0) {
-		for (k = NSYNCED; k < 200000; k++)
+		for (k = NSYNCED; k < 200000; k++) {
 			if (tstore_child_record(s, br, log, k))
 				break;
+			/* a fork now and then, racing the kill */
+			if (k % 50 == 0) {
+				struct store_branch_create_args ba;
+				struct store_branch_info bi;
+
+				snprintf(name, sizeof(name), "k%u", k);
+				ba = tstore_args(name, br, STORE_SEQ_LATEST);
+				if (store_branch_create(s, &ba, &bi))
+					break;
+			}
+		}
 	}
 	_exit(0);
 out:
@@ -126,6 +151,82 @@ static int tstore_child_lock(const char *dir)
 	printf("open %d\n", rc);
 	fflush(stdout);
 	_exit(0);
+}
+
+/* Multi-threaded: NMT writers append records to their own files; a sync
+ * thread reads the writers' completed counts, calls store_sync() and then
+ * reports the counts: every write that returned before the sync began must
+ * survive the SIGKILL that follows at some point. */
+#define NMT 3
+
+struct tstore_mt {
+	struct store *s;
+	uint64_t br, ino[NMT];
+	_Atomic unsigned long done[NMT];
+};
+
+struct tstore_mt_arg {
+	struct tstore_mt *mt;
+	int i;
+};
+
+static void *tstore_mt_writer(void *arg)
+{
+	struct tstore_mt_arg *a = arg;
+	struct tstore_mt *mt = a->mt;
+	uint32_t k;
+
+	for (k = 0; k < 200000; k++) {
+		if (tstore_child_record_seed(mt->s, mt->br, mt->ino[a->i],
+					     k + 1000000u * (uint32_t)a->i, k))
+			break;
+		atomic_store(&mt->done[a->i], k + 1);
+	}
+	return NULL;
+}
+
+static int tstore_child_mt(const char *dir)
+{
+	static struct tstore_mt mt;
+	struct tstore_mt_arg args[NMT];
+	pthread_t t[NMT];
+	uint64_t root;
+	char name[16];
+	int rc, i;
+
+	rc = tstore_child_open(dir, &mt.s, &mt.br, &root);
+	for (i = 0; i < NMT && !rc; i++) {
+		snprintf(name, sizeof(name), "mt%d", i);
+		rc = tstore_child_create(mt.s, mt.br, root, name,
+					 S_IFREG | 0644, &mt.ino[i]);
+	}
+	if (!rc)
+		rc = store_sync(mt.s);
+	if (rc) {
+		printf("error %d\n", rc);
+		fflush(stdout);
+		_exit(1);
+	}
+	for (i = 0; i < NMT; i++) {
+		args[i].mt = &mt;
+		args[i].i = i;
+		pthread_create(&t[i], NULL, tstore_mt_writer, &args[i]);
+	}
+	for (;;) {
+		unsigned long c[NMT];
+
+		for (i = 0; i < NMT; i++)
+			c[i] = atomic_load(&mt.done[i]);
+		rc = store_sync(mt.s);
+		if (rc) {
+			printf("error %d\n", rc);
+			fflush(stdout);
+			_exit(1);
+		}
+		printf("synced %lu %lu %lu\n", c[0], c[1], c[2]);
+		fflush(stdout);
+		usleep(20000);
+	}
 }
 
 /* ---- parent side ---- */
@@ -266,6 +367,36 @@ static void test_store_persist_child_killed_keeps_prefix(void **state)
 		tstore_expect_pat(fx->s, fx->br, log, (uint32_t)k, k * REC, REC);
 	fprintf(stderr, "  killed child left %llu records (%u synced)\n",
 		(unsigned long long)(size / REC), NSYNCED);
+	/* every fork that survived is a crash image: the records before it,
+	 * whole, and none after */
+	{
+		struct store_branch_info *list = NULL;
+		size_t nb = 0, bi;
+		int forks = 0;
+
+		assert_int_equal(store_branch_list(fx->s, &list, &nb), 0);
+		for (bi = 0; bi < nb; bi++) {
+			unsigned kk;
+			uint64_t fsize;
+
+			if (sscanf(list[bi].name, "k%u", &kk) != 1)
+				continue;
+			forks++;
+			assert_int_equal(list[bi].parent_id, fx->br);
+			fsize = tstore_size(fx->s, list[bi].id, log);
+			if (fsize != (uint64_t)(kk + 1) * REC)
+				fail_msg("fork %s: log has %llu bytes, want %llu",
+					 list[bi].name,
+					 (unsigned long long)fsize,
+					 (unsigned long long)(kk + 1) * REC);
+			tstore_expect_pat(fx->s, list[bi].id, log, kk,
+					  (uint64_t)kk * REC, REC);
+			assert_true((uint64_t)(kk + 1) * REC <= size);
+		}
+		free(list);
+		fprintf(stderr, "  %d forks survived the kill\n", forks);
+		assert_true(forks > 0);
+	}
 
 	/* counters survived: a new file gets a fresh inode, new writes a
 	 * fresh seq */
@@ -363,6 +494,58 @@ static void test_store_persist_lock_not_inherited_by_exec(void **state)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 }
 
+static void test_store_persist_killed_mt_synced_writes(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct tstore_child c;
+	unsigned long last[NMT] = { 0 }, got[NMT];
+	char line[128];
+	int nlines = 0, i;
+
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	tstore_spawn(&c, "--child-mt", fx->dir, "");
+	while (fgets(line, sizeof(line), c.out)) {
+		if (sscanf(line, "synced %lu %lu %lu", &got[0], &got[1],
+			   &got[2]) != 3) {
+			kill(c.pid, SIGKILL);
+			tstore_reap(&c);
+			fail_msg("child said '%s'", line);
+		}
+		memcpy(last, got, sizeof(last));
+		if (++nlines == 15)
+			break;
+	}
+	assert_int_equal(kill(c.pid, SIGKILL), 0);
+	/* a report that made it into the pipe before the kill counts too */
+	while (fgets(line, sizeof(line), c.out))
+		if (sscanf(line, "synced %lu %lu %lu", &got[0], &got[1],
+			   &got[2]) == 3)
+			memcpy(last, got, sizeof(last));
+	tstore_reap(&c);
+
+	assert_int_equal(tstore_fx_open(fx), 0);
+	for (i = 0; i < NMT; i++) {
+		char name[16];
+		uint64_t ino, size, k;
+
+		snprintf(name, sizeof(name), "mt%d", i);
+		ino = tstore_lookup(fx->s, fx->br, fx->root, name);
+		size = tstore_size(fx->s, fx->br, ino);
+		assert_int_equal(size % REC, 0);
+		if (size / REC < last[i])
+			fail_msg("%s: %llu records after the kill, but %lu had returned before a store_sync that completed",
+				 name, (unsigned long long)(size / REC),
+				 last[i]);
+		for (k = 0; k < size / REC; k++)
+			tstore_expect_pat(fx->s, fx->br, ino,
+					  (uint32_t)k + 1000000u * (uint32_t)i,
+					  k * REC, REC);
+		fprintf(stderr, "  %s: %llu records, %lu synced\n", name,
+			(unsigned long long)(size / REC), last[i]);
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -374,10 +557,13 @@ int main(int argc, char **argv)
 		T(test_store_persist_lock_same_process),
 		T(test_store_persist_lock_other_process),
 		T(test_store_persist_lock_not_inherited_by_exec),
+		T(test_store_persist_killed_mt_synced_writes),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--child-write") == 0)
 		return tstore_child_write(argv[2], argc >= 4 ? argv[3] : "exit");
+	if (argc >= 3 && strcmp(argv[1], "--child-mt") == 0)
+		return tstore_child_mt(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "--child-lock") == 0)
 		return tstore_child_lock(argv[2]);
 	return cmocka_run_group_tests_name("store_persist", tests, NULL, NULL);
