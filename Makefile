@@ -114,6 +114,7 @@ crashtest: all
 bench: $(BENCH_BINS) all
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 	@if [ -f tests/bench/pg_bench.sh ]; then bash tests/bench/pg_bench.sh; fi
+	@if [ -f tests/bench/gc_bench.sh ]; then bash tests/bench/gc_bench.sh; fi
 
 # store/ and fs/ may not include higher layers; third-party headers stay in
 # their one confinement file.

@@ -23,8 +23,9 @@
  *       failed; it is then only a wasted invalidation).
  *
  * XXX(globals): libfuse has one process-wide log hook without a context
- * pointer, so the sink installed by fs_set_lib_log() is the one file-scope
- * mutable variable of fs/.  It is written once, before mounting.
+ * pointer, so the sink installed by fs_set_lib_log() (written once, before
+ * mounting) and the flag that libfuse logged an error are the only
+ * file-scope mutable variables of fs/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,9 @@
 extern char **environ;
 
 static struct store_log fs_lib_log;
+/* Set when libfuse logged an error, so that fs_mount() does not add a
+ * second line for the same failure. */
+static atomic_bool fs_lib_err;
 
 void fs_log(struct fs *fs, int level, const char *fmt, ...)
 {
@@ -66,8 +70,10 @@ static void fs_lib_log_fn(enum fuse_log_level level, const char *fmt,
 	size_t len;
 	int lv;
 
-	if (level <= FUSE_LOG_ERR)
+	if (level <= FUSE_LOG_ERR) {
 		lv = STORE_LOG_ERR;
+		atomic_store(&fs_lib_err, true);
+	}
 	else if (level == FUSE_LOG_WARNING)
 		lv = STORE_LOG_WARN;
 	else if (level < FUSE_LOG_DEBUG)
@@ -251,14 +257,17 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 		argv[argc++] = "-d";
 	argv[argc] = NULL;
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	atomic_store(&fs_lib_err, false);
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!fs->se) {
-		FS_ERR(fs, "cannot create the fuse session");
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot create the fuse session");
 		rc = -EIO;
 		goto err_clear;
 	}
 	if (fuse_session_mount(fs->se, real) != 0) {
-		FS_ERR(fs, "cannot mount on '%s'", real);
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot mount on '%s'", real);
 		fuse_session_destroy(fs->se);
 		fs->se = NULL;
 		rc = -EIO;

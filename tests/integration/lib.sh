@@ -370,3 +370,76 @@ run_pgbench() {
 	fi
 	grep -E 'tps =|number of transactions actually processed|done in' "$out" | sed "s/^/[$IT_NAME]   /" || true
 }
+
+# ---- branchctl ------------------------------------------------------------------
+
+BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
+CTL_OUT="" # stdout of the last ctl/expect_ctl
+CTL_ERR="" # stderr of the last ctl/expect_ctl
+CTL_RC=0   # exit status of the last ctl/expect_ctl
+
+ctl_require() { [ -x "$BRANCHCTL" ] || fail "$BRANCHCTL not built: run 'make all' first"; }
+
+# ctl ARGS...: run branchctl --mount ${CTL_MNT:-$MNT} ARGS (as ${CTL_AS:-}
+# when set, a command prefix like $AS_PG; CTL_MNT=none omits --mount);
+# sets CTL_OUT, CTL_ERR and CTL_RC, never fails by itself.
+ctl() {
+	local -a pre=() m=()
+	[ "${CTL_MNT:-$MNT}" = none ] || m=(--mount "${CTL_MNT:-$MNT}")
+	# shellcheck disable=SC2206
+	[ -n "${CTL_AS:-}" ] && pre=($CTL_AS)
+	CTL_RC=0
+	(cd "${CTL_CWD:-$T}" && tmo 60 "${pre[@]}" "$BRANCHCTL" "${m[@]}" "$@" >"$T/ctl.out" 2>"$T/ctl.err") ||
+		CTL_RC=$?
+	CTL_OUT=$(cat "$T/ctl.out")
+	CTL_ERR=$(cat "$T/ctl.err")
+}
+
+# expect_ctl WANT ARGS...: branchctl ARGS must exit with status WANT; a
+# failure (WANT != 0) must say why on stderr
+expect_ctl() {
+	local want=$1
+	shift
+	ctl "$@"
+	[ "$CTL_RC" -eq "$want" ] ||
+		fail "branchctl $* exited $CTL_RC, expected $want; stdout: ${CTL_OUT:0:400} stderr: ${CTL_ERR:0:400}"
+	if [ "$want" -ne 0 ]; then
+		[ -n "$CTL_ERR" ] || fail "branchctl $* exited $want without a message on stderr"
+		log "branchctl $* -> exit $CTL_RC ($(head -n 1 <<<"$CTL_ERR"))"
+	else
+		log "branchctl $* -> ok"
+	fi
+}
+
+# jq_ JSON EXPR: print python expression EXPR over d = parsed JSON (strings
+# bare, None as "null", bools as true/false)
+jq_() {
+	python3 - "$1" "$2" <<'EOF2' || fail "cannot evaluate $2 over JSON: ${1:0:300}"
+import json, sys
+d = json.loads(sys.argv[1])
+v = eval(sys.argv[2], {"d": d})
+print("null" if v is None else ("true" if v is True else ("false" if v is False else v)))
+EOF2
+}
+
+# jassert JSON EXPR [WHAT]: python expression EXPR over d must be true
+jassert() {
+	local r
+	r=$(python3 - "$1" "$2" <<'EOF2'
+import json, sys
+try:
+    d = json.loads(sys.argv[1])
+    print("yes" if eval(sys.argv[2], {"d": d}) else "no")
+except Exception as e:
+    print("error: %r" % e)
+EOF2
+	)
+	[ "$r" = yes ] || fail "${3:-JSON check} failed ($r): $2 over ${1:0:600}"
+}
+
+# ctl_seq: the store's current seq (branchctl status)
+ctl_seq() {
+	ctl --json status
+	[ "$CTL_RC" -eq 0 ] || fail "branchctl status failed: $CTL_ERR"
+	jq_ "$CTL_OUT" 'd["seq"]'
+}
