@@ -81,6 +81,8 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 {
 	struct bd_control *c = ctx;
 
+	if (old_name && new_name && strcmp(old_name, new_name) != 0)
+		fs_default_parent_renamed(c->cfg.fs, old_name, new_name);
 	if (old_name)
 		fs_invalidate_branch(c->cfg.fs, branch, old_name);
 	else if (new_name)

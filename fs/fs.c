@@ -27,6 +27,7 @@
  * mounting) and the flag that libfuse logged an error are the only
  * file-scope mutable variables of fs/.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -386,7 +387,11 @@ void fs_request_exit(struct fs *fs)
 void fs_unmount(struct fs *fs)
 {
 	if (fs->se && fs->mounted) {
-		fuse_session_unmount(fs->se);
+		/* After a lazy detach or an external umount the path is no
+		 * longer ours; libfuse would complain about it on stderr.
+		 * fuse_session_destroy() still closes the device. */
+		if (fs_mountinfo_find(fs->mountpoint, NULL, 0) != 0)
+			fuse_session_unmount(fs->se);
 		fs->mounted = false;
 		FS_INFO(fs, "unmounted '%s'", fs->mountpoint);
 	}
@@ -443,6 +448,41 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
 
 /* ---- per-branch open files and changes ---- */
 
+#ifdef FS_CHECK_INVARIANTS
+/* FS-2, checked under br_mu: every br entry is live, and its count is the
+ * sum of the open counts of its branch's nodes.  O(open files): built only
+ * with -DFS_CHECK_INVARIANTS (debug builds, stress runs). */
+static void fs_check_invariants(struct fs *fs)
+{
+	size_t i, j;
+
+	for (i = 0; i < fs->br.nb; i++) {
+		struct fs_map_ent *e;
+
+		for (e = fs->br.b[i]; e; e = e->next) {
+			uint64_t sum = 0;
+
+			assert(e->count || e->flags);
+			for (j = 0; j < fs->opens.nb; j++) {
+				struct fs_map_ent *o;
+
+				for (o = fs->opens.b[j]; o; o = o->next) {
+					assert(o->count > 0);
+					if (fs_branch_of(o->key) == e->key)
+						sum += o->count;
+				}
+			}
+			assert(sum == e->count);
+		}
+	}
+}
+#else
+static inline void fs_check_invariants(struct fs *fs)
+{
+	(void)fs;
+}
+#endif
+
 int fs_file_open(struct fs *fs, uint64_t nodeid)
 {
 	uint64_t br = fs_branch_of(nodeid);
@@ -450,6 +490,7 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 	int rc = 0;
 
 	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
 	for (;;) {
 		e = fs_map_find(&fs->br, br);
 		if (!e || !(e->flags & FS_BR_CHANGING))
@@ -467,6 +508,7 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 			fs_map_del(&fs->br, br);
 		rc = -ENOMEM;
 	}
+	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 	return rc;
 }
@@ -477,6 +519,7 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 	struct fs_map_ent *e;
 
 	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
 	e = fs_map_find(&fs->opens, nodeid);
 	if (e && e->count) {
 		if (!--e->count)
@@ -489,6 +532,7 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 			fs_map_del(&fs->br, br);
 		pthread_cond_broadcast(&fs->br_cv);
 	}
+	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 }
 
@@ -510,6 +554,7 @@ static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
 		dl.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
 	for (;;) {
 		e = fs_map_find(&fs->br, bi->id);
 		if (!e || (!e->count && !(e->flags & FS_BR_CHANGING)))
@@ -532,6 +577,7 @@ static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
 	}
 	e->flags |= FS_BR_CHANGING;
 out_unlock:
+	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 	if (rc == -EBUSY && why) {
 		if (open_files)
@@ -617,6 +663,7 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
 	struct fs_map_ent *e;
 
 	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
 	e = fs_map_find(&fs->br, branch_id);
 	if (e) {
 		e->flags &= ~(uint32_t)FS_BR_CHANGING;
@@ -624,6 +671,7 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
 			fs_map_del(&fs->br, branch_id);
 	}
 	pthread_cond_broadcast(&fs->br_cv);
+	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 }
 

@@ -126,6 +126,10 @@ int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid);
  * name (whether it exists is not checked), -ENOMEM. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
 int fs_set_default_parent(struct fs *fs, const char *name);
+/* A branch was renamed: if it was the default parent, the default follows
+ * it. */
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+				const char *new_name);
 
 /* Route libfuse's own messages to log (copied).  libfuse has one global
  * log hook, so this is process-wide; call it before fs_mount(). */

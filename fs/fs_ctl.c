@@ -103,6 +103,18 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 	pthread_mutex_unlock(&fs->root_mu);
 }
 
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+				const char *new_name)
+{
+	char cur[STORE_NAME_MAX + 1];
+
+	fs_get_default_parent(fs, cur, sizeof(cur));
+	if (strcmp(cur, old_name) == 0 &&
+	    fs_set_default_parent(fs, new_name) == 0)
+		FS_INFO(fs, "default parent follows its rename to '%s'",
+			new_name);
+}
+
 int fs_set_default_parent(struct fs *fs, const char *name)
 {
 	char *copy, *old;

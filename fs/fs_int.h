@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs_int.h - private declarations of the FUSE layer, shared only by the .c files of fs/.
+ * fs_int.h - private declarations of the FUSE layer, shared only by the
+ * .c files of fs/.
  *
  * Node ids: nodeid = (branch_id << 40) | ino, which is also the st_ino we
  * report (DESIGN rule 1: distinct identity per branch).  FUSE_ROOT_ID (1)
  * is the synthetic branch root; branch ids start at 1, so no branch node
  * can be 1.  Everything a request needs is decoded from the node id, so
- * forget does no more than keep the lookup table (fs_nodes) for
- * invalidation.
+ * forget does no more than keep the lookup table (fs->nodes) for
+ * invalidation.  Branch and inode ids are never reused, so a node id the
+ * kernel still holds after its branch was deleted or reset can only meet
+ * ENOENT from the store, never another file.
  *
  * Lock order (all leaves; none is held across a store call or a reply):
- *   root_mu, br_mu, nodes_mu are independent and never nested.
+ *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
+ *   also guards fs->opens.
  */
 #ifndef BRANCHFS_FS_INT_H
 #define BRANCHFS_FS_INT_H

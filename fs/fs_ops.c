@@ -15,6 +15,12 @@
  * flock locks locally, which is right for one mount), xattrs,
  * copy_file_range and lseek (generic fallbacks).
  *
+ * Directory listings are snapshots taken at opendir (stable offsets while
+ * entries come and go).  They include "." and ".."; ".." reports the mount
+ * root's inode (1), since a directory's parent is not known from its node
+ * id.  readdirplus returns full entries (counted as lookups) for every
+ * other name.
+ *
  * Open files: open/create count the file against its node and branch
  * (fs_file_open) and release uncounts it; if the open reply fails (the
  * request was interrupted) the kernel will never send release, so the

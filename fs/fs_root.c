@@ -165,6 +165,8 @@ void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
 	int rc;
 
 	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc == -EINVAL)
+		rc = -ENOENT; /* a name no branch can have */
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -311,6 +313,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	fs_branch_end_change(fs, bi.id);
 	if (rc == 0) {
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
+		fs_default_parent_renamed(fs, name, newname);
 		fs_root_touch(fs);
 	}
 out:

@@ -19,9 +19,9 @@ build() { # name sources...
 build fuzz_json tests/fuzz/fuzz_json.c branchd/json.c
 build fuzz_records tests/fuzz/fuzz_records.c $store
 build fuzz_ctl tests/fuzz/fuzz_ctl.c branchd/ctl.c branchd/json.c branchd/ctlproto.c $store
-if [ -f tests/fuzz/fuzz_opts.c ]; then
-	build fuzz_opts tests/fuzz/fuzz_opts.c branchd/options.c
-fi
+fs="fs/fs.c fs/fs_ctl.c fs/fs_map.c fs/fs_ops.c fs/fs_root.c"
+bd="branchd/control.c branchd/ctl.c branchd/ctlproto.c branchd/json.c"
+build fuzz_opts tests/fuzz/fuzz_opts.c $fs $bd $store $(pkg-config --cflags --libs fuse3)
 for f in "$out"/fuzz_*; do
 	[ -x "$f" ] || continue
 	n=$(basename "$f")
@@ -30,7 +30,8 @@ for f in "$out"/fuzz_*; do
 	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
 	echo "fuzz: running $n for ${t}s"
 	set +e
-	(cd "$out" && ./"$n" -max_total_time="$t" -max_len=4096 "$work" >"$work.log" 2>&1)
+	# -close_fd_mask=2: the option parser's one-line errors go to stderr.
+	(cd "$out" && ./"$n" -max_total_time="$t" -max_len=4096 -close_fd_mask=2 "$work" >"$work.log" 2>&1)
 	rc=$?
 	set -e
 	grep -E '^Done|ERROR|SUMMARY' "$work.log" || tail -5 "$work.log"

@@ -2,17 +2,57 @@
 /*
  * compress.c - zstd compression of 8 KiB blocks.
  *
- * One ZSTD_CCtx/ZSTD_DCtx per thread (thread-local, created on first use):
- * context creation is costly and the FUSE loop is multi-threaded.  Contexts
- * are never freed before thread exit; FUSE worker threads are few.
+ * One ZSTD_CCtx/ZSTD_DCtx per thread, created on first use: context
+ * creation is costly and the FUSE loop is multi-threaded.  They hang off a
+ * pthread key whose destructor frees them when the thread exits, since
+ * libfuse starts and stops worker threads as load comes and goes.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <zstd.h>
 
 #include "compress.h"
 
-static _Thread_local ZSTD_CCtx *compress_cctx;
-static _Thread_local ZSTD_DCtx *compress_dctx;
+struct compress_ctx {
+	ZSTD_CCtx *c;
+	ZSTD_DCtx *d;
+};
+
+static pthread_key_t compress_key;
+static pthread_once_t compress_once = PTHREAD_ONCE_INIT;
+
+static void compress_ctx_free(void *p)
+{
+	struct compress_ctx *x = p;
+
+	ZSTD_freeCCtx(x->c);
+	ZSTD_freeDCtx(x->d);
+	free(x);
+}
+
+static void compress_key_init(void)
+{
+	pthread_key_create(&compress_key, compress_ctx_free);
+}
+
+static struct compress_ctx *compress_ctx_get(void)
+{
+	struct compress_ctx *x;
+
+	pthread_once(&compress_once, compress_key_init);
+	x = pthread_getspecific(compress_key);
+	if (x)
+		return x;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	if (pthread_setspecific(compress_key, x) != 0) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
 
 size_t compress_bound(size_t len)
 {
@@ -22,14 +62,17 @@ size_t compress_bound(size_t len)
 ssize_t compress_block(void *dst, size_t dstcap, const void *src, size_t len,
 		       int level)
 {
+	struct compress_ctx *x = compress_ctx_get();
 	size_t rc;
 
-	if (!compress_cctx) {
-		compress_cctx = ZSTD_createCCtx();
-		if (!compress_cctx)
+	if (!x)
+		return -ENOMEM;
+	if (!x->c) {
+		x->c = ZSTD_createCCtx();
+		if (!x->c)
 			return -ENOMEM;
 	}
-	rc = ZSTD_compressCCtx(compress_cctx, dst, dstcap, src, len, level);
+	rc = ZSTD_compressCCtx(x->c, dst, dstcap, src, len, level);
 	if (ZSTD_isError(rc))
 		return -EIO;
 	return (ssize_t)rc;
@@ -37,14 +80,17 @@ ssize_t compress_block(void *dst, size_t dstcap, const void *src, size_t len,
 
 int compress_unblock(void *dst, size_t dstlen, const void *src, size_t len)
 {
+	struct compress_ctx *x = compress_ctx_get();
 	size_t rc;
 
-	if (!compress_dctx) {
-		compress_dctx = ZSTD_createDCtx();
-		if (!compress_dctx)
+	if (!x)
+		return -ENOMEM;
+	if (!x->d) {
+		x->d = ZSTD_createDCtx();
+		if (!x->d)
 			return -ENOMEM;
 	}
-	rc = ZSTD_decompressDCtx(compress_dctx, dst, dstlen, src, len);
+	rc = ZSTD_decompressDCtx(x->d, dst, dstlen, src, len);
 	if (ZSTD_isError(rc) || rc != dstlen)
 		return -EIO;
 	return 0;

@@ -2,18 +2,31 @@
 /*
  * digest.c - SHA-256 of a block (truncated to DIGEST_LEN bytes).
  *
- * Uses one EVP_MD_CTX per thread and the algorithm fetched once per
- * thread: EVP_MD_fetch and context allocation are too slow for every 8 KiB
- * block.  SHA-256 runs on the CPU's SHA extensions where present.
+ * Uses one EVP_MD_CTX per thread: context allocation is too slow for every
+ * 8 KiB block.  It hangs off a pthread key whose destructor frees it when
+ * the thread exits (libfuse starts and stops worker threads).  SHA-256 runs
+ * on the CPU's SHA extensions where present.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
 #include "digest.h"
 
-static _Thread_local EVP_MD_CTX *digest_ctx;
+static pthread_key_t digest_key;
+static pthread_once_t digest_once = PTHREAD_ONCE_INIT;
+
+static void digest_ctx_free(void *p)
+{
+	EVP_MD_CTX_free(p);
+}
+
+static void digest_key_init(void)
+{
+	pthread_key_create(&digest_key, digest_ctx_free);
+}
 
 int digest_two(unsigned char out[DIGEST_LEN], const void *a, size_t alen,
 	       const void *b, size_t blen)
@@ -21,10 +34,18 @@ int digest_two(unsigned char out[DIGEST_LEN], const void *a, size_t alen,
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
+	EVP_MD_CTX *digest_ctx;
+
+	pthread_once(&digest_once, digest_key_init);
+	digest_ctx = pthread_getspecific(digest_key);
 	if (!digest_ctx) {
 		digest_ctx = EVP_MD_CTX_new();
 		if (!digest_ctx)
 			return -ENOMEM;
+		if (pthread_setspecific(digest_key, digest_ctx) != 0) {
+			EVP_MD_CTX_free(digest_ctx);
+			return -ENOMEM;
+		}
 	}
 	if (EVP_DigestInit_ex(digest_ctx, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(digest_ctx, a, alen) != 1 ||

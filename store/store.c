@@ -44,7 +44,7 @@
  *  INV-6 Before a batch that writes a version of inode X (its attributes,
  *        its blocks, or entries of directory X) in branch B commits, X is
  *        added to B's in-memory bloom filter (rebuilt at open from the
- *        inode keys).  A level whose filter lacks X is skipped without a
+ *        inode, block and directory-entry keys).  A level whose filter lacks X is skipped without a
  *        RocksDB seek, which keeps reads through deep ancestry cheap.
  *
  * Locks, in the order they are taken:
@@ -1262,12 +1262,52 @@ static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 	return rc;
 }
 
+/* Directory entries: one seek per (branch, directory).  Entries can be
+ * written without their directory's attributes (the tombstones of
+ * drop_names at a fork or reset), so inode keys alone do not tell. */
+static int store_touch_rebuild_dirents(struct store *s)
+{
+	unsigned char k[16];
+	struct kv_iter *it;
+	int rc;
+
+	rc = kv_iter_new(s->kv, KV_CF_DIRENT, false, &it);
+	if (rc)
+		return rc;
+	memset(k, 0, sizeof(k));
+	for (kv_iter_seek(it, k, 0); kv_iter_valid(it);) {
+		const unsigned char *key;
+		struct store_branch *b;
+		size_t klen;
+		uint64_t id, dir;
+
+		key = kv_iter_key(it, &klen);
+		if (klen < 16)
+			break;
+		id = store_get64(key);
+		dir = store_get64(key + 8);
+		b = store_branch_by_id(s, id);
+		if (b)
+			store_touch(b->touched, store_fkey_ino(dir));
+		if (dir == UINT64_MAX)
+			break;
+		store_put64(k, id);
+		store_put64(k + 8, dir + 1);
+		kv_iter_seek(it, k, 16);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
 static int store_touch_rebuild(struct store *s)
 {
 	int rc = store_touch_rebuild_cf(s, KV_CF_INODE, STORE_INODE_KLEN);
 
 	if (rc == 0)
 		rc = store_touch_rebuild_cf(s, KV_CF_BLOCK, STORE_BLOCK_KLEN);
+	if (rc == 0)
+		rc = store_touch_rebuild_dirents(s);
 	return rc;
 }
 
@@ -1289,6 +1329,9 @@ static int store_init_new(struct store *s)
 	store_put64(tkey + 1, (uint64_t)(store_now_ns() / 1000000));
 	store_put64(tval, 1);
 	kv_batch_put(&b, KV_CF_META, tkey, 9, tval, 8);
+	/* Creation time: GC thins the time index, so it cannot tell. */
+	store_put64(tval, (uint64_t)store_now_ns());
+	kv_batch_put(&b, KV_CF_META, "K", 1, tval, 8);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	return rc;
@@ -1560,7 +1603,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 			goto err_close;
 		kv_iter_seek(it, &tk, 1);
 		s->created_ns = store_now_ns();
-		if (kv_iter_valid(it)) {
+		if (store_meta_get_u64(s, 'K', &v) == 0)
+			s->created_ns = (int64_t)v;
+		else if (kv_iter_valid(it)) {
 			const unsigned char *k = kv_iter_key(it, &vlen);
 
 			if (vlen == 9 && k[0] == 'T')
@@ -3455,6 +3500,7 @@ struct store_gc_run {
 	struct store_gc_stats *st;
 	struct kv_batch b;
 	uint64_t w; /* window start seq */
+	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
 };
 
 static int store_gc_flush(struct store_gc_run *r, bool force)
@@ -3588,7 +3634,6 @@ static int store_gc_group_done(struct store_gc_run *r,
 						    &gb->capdead, ino);
 				if (rc)
 					return rc;
-				r->st->inodes_reclaimed++;
 			}
 		}
 	}
@@ -3598,6 +3643,11 @@ static int store_gc_group_done(struct store_gc_run *r,
 		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
 		if (rc)
 			return rc;
+	}
+	/* Count an unlinked inode once, when its blocks actually go. */
+	if (dead_ino && r->last_dead != store_get64(g->prefix + 8)) {
+		r->last_dead = store_get64(g->prefix + 8);
+		r->st->inodes_reclaimed++;
 	}
 	g->n = 0;
 	return 0;

@@ -8,6 +8,7 @@
 # recovers it from WAL and it holds exactly the batches committed before
 # the moment.  `--at seq:N` with the seq read at that moment gives the same
 # result.  Moments are given as ISO 8601 UTC and as local wall-clock time.
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require

@@ -8,6 +8,7 @@
 # (exit 9); it may create branches only when the branch root's mode lets
 # it (chmod 1777 MNT), as mkdir would, and may rename, reset and delete
 # its own; root may delete anyone's.
+# shellcheck source=lib.sh disable=SC2086 # $AS_U is a command prefix
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -74,7 +75,7 @@ CTL_AS=$AS_U expect_ctl 0 --json create u1
 jassert "$CTL_OUT" "d['branch']['owner_uid'] == $UID2 and d['branch']['parent'] == 'main'" "create u1 as uid $UID2"
 [ "$(cat "$MNT/u1/f")" = main-data ] || fail "u1 does not hold main's data"
 CTL_AS=$AS_U expect_ctl 0 rename u1 u1b
-[ -d "$MNT/u1b" ] && [ ! -e "$MNT/u1" ] || fail "rename u1 u1b by its owner not visible"
+{ [ -d "$MNT/u1b" ] && [ ! -e "$MNT/u1" ]; } || fail "rename u1 u1b by its owner not visible"
 echo changed >"$MNT/u1b/f"
 CTL_AS=$AS_U expect_ctl 0 reset u1b
 [ "$(cat "$MNT/u1b/f")" = main-data ] || fail "reset u1b by its owner did not bring back main's data"
@@ -90,7 +91,7 @@ CTL_AS=$AS_U expect_ctl 0 delete u2
 CTL_AS=$AS_U expect_ctl 0 create u3
 expect_ctl 0 rename u3 u3r
 expect_ctl 0 delete u3r
-[ ! -e "$MNT/u3r" ] && [ ! -e "$MNT/u3" ] || fail "root's delete of the user's branch not visible"
+{ [ ! -e "$MNT/u3r" ] && [ ! -e "$MNT/u3" ]; } || fail "root's delete of the user's branch not visible"
 # ... and a branch of root's stays root's even with a 1777 root dir
 CTL_AS=$AS_U expect_ctl 9 delete rootbr
 CTL_AS=$AS_U expect_ctl 9 reset main

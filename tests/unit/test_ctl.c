@@ -332,6 +332,10 @@ static void test_ctl_busy_and_permissions(void **state)
 	assert_int_equal(store_get_retention(x->s), 60);
 	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"default\",\"name\":\"x\"}"),
 			 BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"),
+			 BD_EXIT_NOT_FOUND);
+	assert_string_equal(x->ff.def, "main");
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"x\"}"), 0);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"), 0);
 	assert_string_equal(x->ff.def, "x");
 }
