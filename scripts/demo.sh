@@ -51,7 +51,12 @@ pg_start() { # PGDATA PORT
 		-o "-p $2 -k $RUN -c listen_addresses=127.0.0.1" start >/dev/null) ||
 		die "could not start Postgres on $1 (log: $LOGS/$(basename "$1").log): $(tail -n 5 "$LOGS/$(basename "$1").log")"
 }
-port_busy() { ss -Hltn "sport = :$1" | grep -q .; }
+port_busy() { # PORT: true if something listens on 127.0.0.1:PORT
+	! python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
 
 do_stop() {
 	local d pid n

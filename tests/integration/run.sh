@@ -4,8 +4,10 @@
 # those whose names contain one of the NAMEs), each under its own hard
 # timeout (the "# timeout: N" line in the script, seconds).  Prints PASS or
 # FAIL per test and, last, exactly "N passed, M failed"; exits nonzero if any
-# test failed.  The whole run has a budget (IT_BUDGET, default 1500 s).  Called by `make check-integration`.  Needs root, /dev/fuse,
-# PostgreSQL 15 and a built bin/branchd; a missing one fails every test.
+# test failed.  The whole run has a time budget (IT_BUDGET seconds, default
+# 1500): tests that would start after it is spent fail as "not run".  Called
+# by `make check-integration`.  Needs root, /dev/fuse, PostgreSQL 15 and a
+# built bin/branchd; a missing one fails every test.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -72,6 +72,20 @@ a2=$(q "$P2" 'select count(*) from pgbench_accounts')
 [ "$a2" -eq $((SCALE * 100000 - 1000)) ] || fail "pr-1 has $a2 accounts, expected $((SCALE * 100000 - 1000))"
 log "isolation ok: main accounts=$a1, pr-1 accounts=$a2"
 
+# rewrite, truncate and unlink inherited files on the branch only
+q "$P2" "vacuum full pgbench_accounts"
+q "$P2" "create database brdb"
+q "$P2" "drop database brdb"
+q "$P2" "create database brdb2"
+q "$P2" "truncate pgbench_history"
+[ "$(q "$P1" "select count(*) from pg_database where datname like 'brdb%'")" = 0 ] ||
+	fail "a database created on pr-1 shows up on main"
+[ "$(q "$P2" "select count(*) from pg_database where datname like 'brdb%'")" = 1 ] ||
+	fail "pr-1 does not see its own database brdb2"
+[ "$(q "$P1" 'select count(*) from pgbench_accounts')" -eq "$a1" ] || fail "vacuum full on pr-1 changed main"
+[ "$(q "$P2" 'select count(*) from pgbench_accounts')" -eq "$a2" ] || fail "vacuum full on pr-1 lost rows"
+log "vacuum full / create+drop database / truncate on pr-1 left main untouched"
+
 log "pgbench on the branch while main keeps running"
 run_pgbench "$P2" -c 2 -j 2 -T 8
 hm=$(q "$P1" 'select count(*) from pgbench_history')
