@@ -432,8 +432,12 @@ int main(int argc, char **argv)
 		bc_usage(stderr);
 		return BD_EXIT_USAGE;
 	}
-	cmd = argv[optind++];
-	/* Command options may follow the command, before or after names. */
+	cmd = argv[optind];
+	/* Command options may follow the command, before or after names:
+	 * rescan from the command on (optind = 0 reinitialises getopt). */
+	argc -= optind;
+	argv += optind;
+	optind = 0;
 	while ((c = getopt_long(argc, argv, "jf:a:t", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': bc_json_out = true; break;

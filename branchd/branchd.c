@@ -41,6 +41,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "fs/fs.h"
 #include "store/store.h"
 
@@ -57,12 +58,15 @@ struct bd {
 	bool allow_other;
 	char *default_parent;
 	char *pidfile;
+	char *socket_path;
 	char *store_dir;
 	char *mountpoint;
 	mode_t root_mode;
 	uid_t root_uid;
 	gid_t root_gid;
 	size_t cache_bytes;
+	uint64_t retention_s;
+	uint64_t gc_interval_s;
 
 	/* runtime */
 	atomic_bool use_syslog;
@@ -70,6 +74,7 @@ struct bd {
 	int ready_fd; /* write end of the pipe to the waiting parent, or -1 */
 	struct store *store;
 	struct fs *fs;
+	struct bd_control *control;
 	pthread_t sig_thread;
 	atomic_bool sig_done;
 	bool pidfile_written;
@@ -117,7 +122,7 @@ static void bd_usage(FILE *f)
 		"MOUNTPOINT: each directory there is a copy-on-write branch.\n"
 		"\n"
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
-		"  -d                 same as -o debug (implies nothing else)\n"
+		"  -d                 same as -o debug\n"
 		"  -o OPT[,OPT...]    options:\n"
 		"       default_parent=NAME  parent of branches made by mkdir (main)\n"
 		"       debug                trace every request\n"
@@ -128,6 +133,12 @@ static void bd_usage(FILE *f)
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
 		"       root_uid=N, root_gid=N  owner of the branch root\n"
 		"       cache_mb=N           RocksDB block cache (256)\n"
+		"       retention=SECONDS    time-travel window (3600)\n"
+		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
+		"       socket=PATH          control socket (default: derived from\n"
+		"                            MOUNTPOINT, where branchctl looks)\n"
+		"  --check STORE_DIR  verify every block and record of a store that\n"
+		"                     is not mounted; exit 0 if clean, 1 if damaged\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      print the version\n");
 }
@@ -195,6 +206,21 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 			return -EINVAL;
 		}
 		bd->root_gid = (gid_t)v;
+	} else if (BD_VALUE("socket") && *val) {
+		free(bd->socket_path);
+		bd->socket_path = strdup(val);
+	} else if (BD_VALUE("retention")) {
+		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
+			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
+			return -EINVAL;
+		}
+		bd->retention_s = v;
+	} else if (BD_VALUE("gc_interval")) {
+		if (bd_parse_num(val, 10, 365u * 86400, &v)) {
+			bd_errf(bd, "bad gc_interval '%s' (seconds)", val);
+			return -EINVAL;
+		}
+		bd->gc_interval_s = v;
 	} else if (BD_VALUE("cache_mb")) {
 		if (bd_parse_num(val, 10, 1u << 20, &v) || v == 0) {
 			bd_errf(bd, "bad cache_mb '%s'", val);
@@ -368,12 +394,60 @@ static void bd_daemonize(struct bd *bd)
 		bd_errf(bd, "chdir /: %s", strerror(errno));
 }
 
+static void bd_check_problem(void *ctx, const char *msg)
+{
+	unsigned long *n = ctx;
+
+	(*n)++;
+	fprintf(stderr, "branchd: %s\n", msg);
+}
+
+static void bd_check_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= STORE_LOG_WARN)
+		fprintf(stderr, "branchd: %s\n", msg);
+}
+
+/* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
+static int bd_check_store(const char *dir)
+{
+	struct store_config cfg = { .log = { bd_check_log, NULL,
+					     STORE_LOG_WARN } };
+	struct store_check_report r;
+	struct store *s;
+	unsigned long problems = 0;
+	int rc;
+
+	rc = store_open(dir, &cfg, &s);
+	if (rc) {
+		fprintf(stderr, "branchd: cannot check store '%s': %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	rc = store_check(s, bd_check_problem, &problems, &r);
+	store_close(s);
+	if (rc) {
+		fprintf(stderr, "branchd: check of '%s' failed: %s\n", dir,
+			strerror(-rc));
+		return 1;
+	}
+	printf("%s: %llu branches, %llu records, %llu blocks checked; "
+	       "%llu damaged records, %llu damaged blocks\n",
+	       dir, (unsigned long long)r.branches,
+	       (unsigned long long)r.records, (unsigned long long)r.blocks,
+	       (unsigned long long)r.bad_records,
+	       (unsigned long long)r.bad_blocks);
+	return r.bad_records || r.bad_blocks ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "check", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct store_config scfg;
@@ -383,6 +457,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char why[PATH_MAX + 128];
 	int opt, rc, status = 1;
+	bool check = false;
 
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;
@@ -390,6 +465,8 @@ int main(int argc, char **argv)
 	bd.root_uid = getuid();
 	bd.root_gid = getgid();
 	bd.ready_fd = -1;
+	bd.retention_s = 3600;
+	bd.gc_interval_s = 300;
 	atomic_init(&bd.use_syslog, false);
 	atomic_init(&bd.ready, false);
 	atomic_init(&bd.sig_done, false);
@@ -413,10 +490,20 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("branchd %s\n", BRANCHFS_VERSION);
 			return 0;
+		case 'C':
+			check = true;
+			break;
 		default:
 			fprintf(stderr, "branchd: see branchd --help\n");
 			return BD_EXIT_USAGE;
 		}
+	}
+	if (check) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "branchd: --check takes STORE_DIR\n");
+			return BD_EXIT_USAGE;
+		}
+		return bd_check_store(argv[optind]);
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "branchd: expected STORE_DIR and MOUNTPOINT "
@@ -434,6 +521,15 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "branchd: %s\n", why);
 		return 1;
+	}
+	{
+		/* branchctl derives the socket from the resolved path. */
+		char *real = realpath(bd.mountpoint, NULL);
+
+		if (real) {
+			free(bd.mountpoint);
+			bd.mountpoint = real;
+		}
 	}
 
 	if (!bd.foreground)
@@ -458,6 +554,7 @@ int main(int argc, char **argv)
 	scfg.log.level = STORE_LOG_INFO;
 	scfg.create = true;
 	scfg.cache_bytes = bd.cache_bytes;
+	scfg.retention_s = bd.retention_s;
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
 	if (rc) {
 		/* store_open logged its one-line reason. */
@@ -487,6 +584,21 @@ int main(int argc, char **argv)
 	rc = fs_mount(bd.fs, bd.mountpoint, bd.allow_other);
 	if (rc)
 		goto out_free; /* fs_mount logged why */
+	{
+		struct bd_control_config ccfg = {
+			.store = bd.store,
+			.fs = bd.fs,
+			.store_dir = bd.store_dir,
+			.mountpoint = bd.mountpoint,
+			.socket_path = bd.socket_path,
+			.gc_interval_s = bd.gc_interval_s,
+			.log = log,
+		};
+
+		rc = bd_control_start(&ccfg, &bd.control);
+		if (rc)
+			goto out_unmount; /* logged */
+	}
 	rc = pthread_create(&bd.sig_thread, NULL, bd_signal_thread, &bd);
 	if (rc) {
 		bd_errf(&bd, "cannot start the signal thread: %s",
@@ -502,6 +614,8 @@ int main(int argc, char **argv)
 	pthread_kill(bd.sig_thread, SIGUSR1);
 	pthread_join(bd.sig_thread, NULL);
 out_unmount:
+	bd_control_stop(bd.control);
+	bd.control = NULL;
 	fs_unmount(bd.fs);
 out_free:
 	fs_free(bd.fs);
@@ -521,5 +635,6 @@ out:
 	free(bd.mountpoint);
 	free(bd.default_parent);
 	free(bd.pidfile);
+	free(bd.socket_path);
 	return status;
 }

@@ -168,6 +168,22 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 
 /* ------------------------------------------------------- handlers */
 
+/* A branch name as the store takes it; replies with the rule if not. */
+static int bd_name_ok(struct json_buf *out, const char *name)
+{
+	const unsigned char *p;
+	int rc = store_name_check(name);
+
+	for (p = (const unsigned char *)name; rc == 0 && *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			rc = -EINVAL;
+	}
+	if (rc)
+		bd_reply_err(out, rc,
+			     "invalid branch name: use 1 to 255 bytes without '/' or control characters, not '.' or '..'");
+	return rc;
+}
+
 static int bd_lookup(struct bd_ctl *c, struct json_buf *out, const char *name,
 		     struct store_branch_info *bi)
 {
@@ -247,6 +263,8 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 		bd_reply_err(out, -EINVAL, "missing branch name");
 		return;
 	}
+	if (bd_name_ok(out, name))
+		return;
 	rc = c->cfg.hooks.may_create ?
 		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid) :
 		     0;
@@ -333,10 +351,12 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 				     "cannot create branch '%s': seq %" PRIu64
 				     " is older than parent '%s' or than what the store retains",
 				     name, args.at_seq, from);
-		else if (rc == -EINVAL || rc == -ENAMETOOLONG)
+		else if (rc == -EINVAL)
 			bd_reply_err(out, rc,
-				     "cannot create branch: invalid name or moment (%s)",
-				     strerror(-rc));
+				     "cannot create branch '%s': seq %" PRIu64
+				     " is in the future (the store is at seq %" PRIu64 ")",
+				     name, args.at_seq,
+				     store_seq_now(c->cfg.store));
 		else
 			bd_reply_err(out, rc, "cannot create branch '%s': %s",
 				     name, strerror(-rc));
@@ -429,9 +449,10 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 	    bd_may_modify(c, out, &bi, uid, "rename") ||
 	    bd_not_busy(c, out, &bi, "rename"))
 		return;
-	if (!nn) {
+	if (!nn || bd_name_ok(out, nn)) {
 		bd_end_change(c, bi.id);
-		bd_reply_err(out, -EINVAL, "missing new name");
+		if (!nn)
+			bd_reply_err(out, -EINVAL, "missing new name");
 		return;
 	}
 	rc = store_branch_rename(c->cfg.store, bi.id, nn);

@@ -18,9 +18,13 @@
  *
  * The root's own attributes (mode, owner, times) live only in memory; they
  * start from fs_config.  Write permission on the root is checked by the
- * kernel (default_permissions).  The sticky bit is checked here as well,
- * against the branch's owner_uid (the creator), because the kernel only
- * knows the owner of the branch's root directory.
+ * kernel (default_permissions).  The sticky bit (root_mode 1777: anyone
+ * may create a branch, only its creator, the root's owner or root may
+ * remove or rename it) is checked here against the branch's owner_uid.  It
+ * is kept in memory but not reported in st_mode, because the kernel would
+ * otherwise apply its own sticky rule against the owner of the branch's
+ * root directory (often the Postgres user, not the branch's creator) and
+ * refuse the creator.
  *
  * Branch ids are never reused, so a node id of a deleted branch can never
  * name a node of another branch: the store answers ENOENT for it.
@@ -58,7 +62,9 @@ void fs_root_stat(struct fs *fs, struct stat *st)
 	st->st_nlink = 2 + n;
 	st->st_blksize = 65536;
 	pthread_mutex_lock(&fs->root_mu);
-	st->st_mode = fs->root_mode;
+	/* S_ISVTX is enforced here (fs_root_sticky_check) and hidden from
+	 * the kernel: see the top of this file. */
+	st->st_mode = fs->root_mode & ~(mode_t)S_ISVTX;
 	st->st_uid = fs->root_uid;
 	st->st_gid = fs->root_gid;
 	st->st_atim = fs->root_mtime;
@@ -172,12 +178,14 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_create_args args;
 	struct store_branch_info parent, bi;
+	char defname[STORE_NAME_MAX + 1];
 	int rc;
 
 	memset(&args, 0, sizeof(args));
 	args.name = name;
 	args.owner_uid = ctx->uid;
-	rc = store_branch_lookup(fs->store, fs->default_parent, &parent);
+	fs_get_default_parent(fs, defname, sizeof(defname));
+	rc = store_branch_lookup(fs->store, defname, &parent);
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
@@ -194,7 +202,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 			FS_WARN(fs,
 				"cannot create branch '%s': default parent "
 				"'%s' does not exist",
-				name, fs->default_parent);
+				name, defname);
 			rc = -ENOENT;
 			goto out_err;
 		}
@@ -210,7 +218,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 		goto out_err;
 	FS_INFO(fs, "created branch '%s' (id %llu) from '%s' for uid %u", name,
 		(unsigned long long)bi.id,
-		args.parent_id ? fs->default_parent : "(empty)",
+		args.parent_id ? defname : "(empty)",
 		(unsigned)ctx->uid);
 	fs_root_touch(fs);
 	fs_root_reply_entry(fs, req, &bi);

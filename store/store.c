@@ -81,6 +81,7 @@
 #include "digest.h"
 #include "kv.h"
 #include "store.h"
+#include "store_int.h"
 
 #define STORE_MARKER "BRANCHFS"
 #define STORE_LOCKFILE "LOCK.branchfs"
@@ -409,7 +410,7 @@ static size_t store_attr_encode(unsigned char *v, const struct store_attr *a,
 	return STORE_INODE_HDR + n;
 }
 
-static int store_attr_decode(const unsigned char *v, size_t len,
+int store_attr_decode(const unsigned char *v, size_t len,
 			     struct store_attr *a)
 {
 	if (len < STORE_INODE_HDR)
@@ -452,7 +453,7 @@ static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
 	return STORE_BRREC_HDR + n;
 }
 
-static int store_brrec_decode(const unsigned char *v, size_t len,
+int store_brrec_decode(const unsigned char *v, size_t len,
 			      struct store_branch *b)
 {
 	size_t n;
@@ -999,13 +1000,45 @@ static int store_batch_block(struct kv_batch *b, uint64_t br, uint64_t ino,
 	return 0;
 }
 
+int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
+		       size_t vlen, unsigned char *out)
+{
+	unsigned char hdr[17], dg[DIGEST_LEN];
+
+	if (vlen >= 1 && val[0] == STORE_BLK_ZERO) {
+		if (vlen != 1)
+			return -EIO;
+		memset(out, 0, STORE_BLOCK_SIZE);
+		return 0;
+	}
+	if (vlen < STORE_BLK_HDR)
+		return -EIO;
+	if (val[0] == STORE_BLK_RAW) {
+		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
+			return -EIO;
+		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
+	} else if (val[0] == STORE_BLK_ZSTD) {
+		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
+				     vlen - STORE_BLK_HDR))
+			return -EIO;
+	} else {
+		return -EIO;
+	}
+	store_put64(hdr, ino);
+	store_put64(hdr + 8, blk);
+	hdr[16] = val[0];
+	if (digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE) ||
+	    memcmp(dg, val + 1, DIGEST_LEN) != 0)
+		return -EIO;
+	return 0;
+}
+
 /* Read block blk of ino through the view into out (BLOCK_SIZE bytes). */
 static int store_block_read(struct store *s, struct kv_iter *it,
 			    const struct store_view *v, uint64_t ino,
 			    uint64_t blk, unsigned char *out)
 {
-	unsigned char key[STORE_BLOCK_KLEN], hdr[17], dg[DIGEST_LEN];
-	const unsigned char *val;
+	unsigned char key[STORE_BLOCK_KLEN];
 	const void *vp;
 	size_t vlen, level = 0;
 	bool found;
@@ -1017,39 +1050,17 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 			&found, &level);
 	if (rc)
 		return rc;
-	val = vp;
-	if (!found || (vlen >= 1 && val[0] == STORE_BLK_ZERO)) {
+	if (!found) {
 		memset(out, 0, STORE_BLOCK_SIZE);
 		return 0;
 	}
-	if (vlen < STORE_BLK_HDR)
-		goto err_corrupt;
-	if (val[0] == STORE_BLK_RAW) {
-		if (vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE)
-			goto err_corrupt;
-		memcpy(out, val + STORE_BLK_HDR, STORE_BLOCK_SIZE);
-	} else if (val[0] == STORE_BLK_ZSTD) {
-		if (compress_unblock(out, STORE_BLOCK_SIZE, val + STORE_BLK_HDR,
-				     vlen - STORE_BLK_HDR))
-			goto err_corrupt;
-	} else {
-		goto err_corrupt;
-	}
-	store_put64(hdr, ino);
-	store_put64(hdr + 8, blk);
-	hdr[16] = val[0];
-	rc = digest_two(dg, hdr, sizeof(hdr), out, STORE_BLOCK_SIZE);
+	rc = store_block_decode(ino, blk, vp, vlen, out);
 	if (rc)
-		return rc;
-	if (memcmp(dg, val + 1, DIGEST_LEN) != 0)
-		goto err_corrupt;
-	return 0;
-err_corrupt:
-	LOG_ERR(s,
-		"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
-		") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
-		v->lv[0].id, v->lv[level].id, ino, blk);
-	return -EIO;
+		LOG_ERR(s,
+			"corrupt block: branch %" PRIu64 " (stored in branch %" PRIu64
+			") inode %" PRIu64 " block %" PRIu64 ": checksum mismatch",
+			v->lv[0].id, v->lv[level].id, ino, blk);
+	return rc;
 }
 
 /* --------------------------------------------------------- lock sets */
@@ -3925,36 +3936,11 @@ static int store_check_branch(struct store *s,
 			what[0] = 0;
 			if (cf == KV_CF_BLOCK) {
 				uint64_t bn = store_get64(k + 16);
-				unsigned char hdr[17], dg[DIGEST_LEN];
 
 				r->blocks++;
 				snprintf(what, sizeof(what), " block %" PRIu64, bn);
-				if (klen != STORE_BLOCK_KLEN || vlen < 1) {
-					bad = true;
-				} else if (v[0] == STORE_BLK_ZERO) {
-					bad = vlen != 1;
-				} else if (vlen < STORE_BLK_HDR) {
-					bad = true;
-				} else if (v[0] == STORE_BLK_RAW) {
-					bad = vlen != STORE_BLK_HDR + STORE_BLOCK_SIZE;
-					if (!bad)
-						memcpy(blk, v + STORE_BLK_HDR,
-						       STORE_BLOCK_SIZE);
-				} else if (v[0] == STORE_BLK_ZSTD) {
-					bad = compress_unblock(blk, STORE_BLOCK_SIZE,
-							       v + STORE_BLK_HDR,
-							       vlen - STORE_BLK_HDR) != 0;
-				} else {
-					bad = true;
-				}
-				if (!bad && v[0] != STORE_BLK_ZERO) {
-					store_put64(hdr, ino);
-					store_put64(hdr + 8, bn);
-					hdr[16] = v[0];
-					bad = digest_two(dg, hdr, sizeof(hdr), blk,
-							 STORE_BLOCK_SIZE) ||
-					      memcmp(dg, v + 1, DIGEST_LEN) != 0;
-				}
+				bad = klen != STORE_BLOCK_KLEN ||
+				      store_block_decode(ino, bn, v, vlen, blk) != 0;
 				if (bad)
 					r->bad_blocks++;
 			} else {
@@ -4021,4 +4007,9 @@ int store_check(struct store *s,
 	free(all);
 	*out = r;
 	return 0;
+}
+
+size_t store_branch_struct_size(void)
+{
+	return sizeof(struct store_branch);
 }

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * control.c - glue between the control socket and the filesystem, and the
+ * background GC policy.
+ *
+ * The GC thread runs store_gc() every gc_interval_s seconds with a pause
+ * between batches of keys, so that foreground I/O keeps the disk; an
+ * unlinked inode counts as in use while a file handle on it is open (fs
+ * counts open handles per node).
+ * On-demand GC (branchctl gc) also compacts the whole store.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ctl.h"
+#include "ctlproto.h"
+
+struct bd_control {
+	struct bd_control_config cfg;
+	struct bd_ctl *ctl;
+	pthread_t gc_thread;
+	bool gc_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop; /* guarded by mu */
+};
+
+static const char *const bd_drop_names[] = { "postmaster.pid",
+					     "postmaster.opts", NULL };
+
+static void bd_logf(struct bd_control *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void bd_logf(struct bd_control *c, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!c->cfg.log.fn || level > c->cfg.log.level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->cfg.log.fn(c->cfg.log.ctx, level, msg);
+}
+
+static int bd_hook_busy(void *ctx, uint64_t branch, const char *name,
+			char *why, size_t whysz)
+{
+	struct bd_control *c = ctx;
+
+	(void)name;
+	return fs_branch_busy(c->cfg.fs, branch, why, whysz) == -EBUSY ?
+		       -EBUSY :
+		       0;
+}
+
+static int bd_hook_begin(void *ctx, uint64_t branch, char *why, size_t whysz)
+{
+	struct bd_control *c = ctx;
+
+	return fs_branch_begin_change(c->cfg.fs, branch, why, whysz);
+}
+
+static void bd_hook_end(void *ctx, uint64_t branch)
+{
+	struct bd_control *c = ctx;
+
+	fs_branch_end_change(c->cfg.fs, branch);
+}
+
+static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
+			    const char *new_name)
+{
+	struct bd_control *c = ctx;
+
+	if (old_name)
+		fs_invalidate_branch(c->cfg.fs, branch, old_name);
+	else if (new_name)
+		fs_invalidate_branch(c->cfg.fs, branch, new_name);
+}
+
+static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid)
+{
+	struct bd_control *c = ctx;
+
+	return fs_root_may_create(c->cfg.fs, uid, gid);
+}
+
+static void bd_hook_get_default(void *ctx, char *buf, size_t bufsz)
+{
+	struct bd_control *c = ctx;
+
+	fs_get_default_parent(c->cfg.fs, buf, bufsz);
+}
+
+static int bd_hook_set_default(void *ctx, const char *name)
+{
+	struct bd_control *c = ctx;
+
+	return fs_set_default_parent(c->cfg.fs, name);
+}
+
+static bool bd_hook_in_use(void *ctx, uint64_t branch, uint64_t ino)
+{
+	struct bd_control *c = ctx;
+
+	return fs_inode_in_use(c->cfg.fs, branch, ino);
+}
+
+static void *bd_gc_main(void *arg)
+{
+	struct bd_control *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		struct timespec until;
+		struct store_gc_opts o = {
+			.in_use = bd_hook_in_use,
+			.ctx = c,
+			.pause_us = 500,
+		};
+		struct store_gc_stats st;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)c->cfg.gc_interval_s;
+		while (!c->stop &&
+		       pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+			;
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		rc = store_gc(c->cfg.store, &o, &st);
+		if (rc && rc != -EBUSY)
+			bd_logf(c, STORE_LOG_WARN, "background gc failed: %s",
+				strerror(-rc));
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+int bd_control_start(const struct bd_control_config *cfg,
+		     struct bd_control **out)
+{
+	struct bd_ctl_config cc = { 0 };
+	struct bd_control *c;
+	char sock[256];
+	int rc;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if (cfg->socket_path)
+		snprintf(sock, sizeof(sock), "%s", cfg->socket_path);
+	else if (bd_ctl_socket_path(cfg->mountpoint, getuid(), sock,
+				    sizeof(sock)))
+		sock[0] = 0;
+	cc.store = cfg->store;
+	cc.socket_path = sock;
+	cc.store_dir = cfg->store_dir;
+	cc.mountpoint = cfg->mountpoint;
+	cc.daemon_uid = getuid();
+	cc.drop_names = bd_drop_names;
+	cc.log = cfg->log;
+	cc.hooks.ctx = c;
+	cc.hooks.busy = bd_hook_busy;
+	cc.hooks.begin_change = bd_hook_begin;
+	cc.hooks.end_change = bd_hook_end;
+	cc.hooks.changed = bd_hook_changed;
+	cc.hooks.may_create = bd_hook_may_create;
+	cc.hooks.get_default = bd_hook_get_default;
+	cc.hooks.set_default = bd_hook_set_default;
+	cc.hooks.in_use = bd_hook_in_use;
+	rc = bd_ctl_open(&cc, &c->ctl);
+	if (rc) {
+		bd_logf(c, STORE_LOG_ERR,
+			rc == -EADDRINUSE ?
+				"control socket '%s' is served by another daemon" :
+				"cannot serve control socket '%s': %s",
+			sock, strerror(-rc));
+		goto err_free;
+	}
+	if (cfg->gc_interval_s) {
+		rc = -pthread_create(&c->gc_thread, NULL, bd_gc_main, c);
+		if (rc)
+			goto err_close;
+		c->gc_started = true;
+	}
+	bd_logf(c, STORE_LOG_INFO, "control socket %s", sock);
+	*out = c;
+	return 0;
+err_close:
+	bd_ctl_close(c->ctl);
+err_free:
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+	return rc;
+}
+
+void bd_control_stop(struct bd_control *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (c->gc_started)
+		pthread_join(c->gc_thread, NULL);
+	bd_ctl_close(c->ctl);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}

@@ -1,2 +1,0 @@
-build/asan/store/compress.o: store/compress.c store/compress.h
-store/compress.h:

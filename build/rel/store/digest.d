@@ -1,2 +1,0 @@
-build/rel/store/digest.o: store/digest.c store/digest.h
-store/digest.h:

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_ctl.c - what the control plane asks of a mounted filesystem: whether
+ * a branch is busy, whether a user may create branches in the branch root,
+ * the default parent, and whether a branch or an inode has open files (for
+ * GC of unlinked inodes).
+ *
+ * The default parent string is swapped under root_mu; readers
+ * (fs_root_mkdir) copy it under the lock, so the old one is freed at once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs_int.h"
+
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
+		   size_t whylen)
+{
+	struct store_branch_info bi;
+	struct fs_map_ent *e;
+	uint64_t n = 0;
+	pid_t pid;
+	int rc;
+
+	rc = store_branch_get(fs->store, branch_id, &bi);
+	if (rc)
+		return rc;
+	pid = fs_postmaster_pid(fs, &bi);
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+		if (why)
+			snprintf(why, whylen,
+				 "postmaster (pid %d) is running on branch '%s'",
+				 (int)pid, bi.name);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->br, branch_id);
+	if (e)
+		n = e->count;
+	pthread_mutex_unlock(&fs->br_mu);
+	if (n) {
+		if (why)
+			snprintf(why, whylen, "branch '%s' has %llu open files",
+				 bi.name, (unsigned long long)n);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+bool fs_branch_has_open(struct fs *fs, uint64_t branch_id)
+{
+	struct fs_map_ent *e;
+	bool open;
+
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->br, branch_id);
+	open = e && e->count > 0;
+	pthread_mutex_unlock(&fs->br_mu);
+	return open;
+}
+
+int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid)
+{
+	mode_t mode;
+	uid_t ruid;
+	gid_t rgid;
+	unsigned bits;
+
+	if (uid == 0)
+		return 0;
+	pthread_mutex_lock(&fs->root_mu);
+	mode = fs->root_mode;
+	ruid = fs->root_uid;
+	rgid = fs->root_gid;
+	pthread_mutex_unlock(&fs->root_mu);
+	if (uid == ruid)
+		bits = (mode >> 6) & 7;
+	else if (gid == rgid)
+		bits = (mode >> 3) & 7;
+	else
+		bits = mode & 7;
+	return (bits & 3) == 3 ? 0 : -EACCES;
+}
+
+bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)
+{
+	bool used;
+
+	pthread_mutex_lock(&fs->br_mu);
+	used = fs_map_find(&fs->opens, fs_nodeid(branch_id, ino)) != NULL;
+	pthread_mutex_unlock(&fs->br_mu);
+	return used;
+}
+
+void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
+{
+	pthread_mutex_lock(&fs->root_mu);
+	snprintf(buf, bufsz, "%s", fs->default_parent);
+	pthread_mutex_unlock(&fs->root_mu);
+}
+
+int fs_set_default_parent(struct fs *fs, const char *name)
+{
+	char *copy, *old;
+	int rc;
+
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->root_mu);
+	old = fs->default_parent;
+	fs->default_parent = copy;
+	pthread_mutex_unlock(&fs->root_mu);
+	free(old);
+	FS_INFO(fs, "default parent is now '%s'", name);
+	return 0;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store_int.h - store internals exposed to the store's own tests and fuzz
+ * targets only: the decoders of stored records, which must reject any
+ * input without crashing.
+ */
+#ifndef BRANCHFS_STORE_INT_H
+#define BRANCHFS_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct store_branch;
+
+/* Inode attribute record -> attr.  -EIO if too short. */
+int store_attr_decode(const unsigned char *v, size_t len,
+		      struct store_attr *a);
+/* Branch record -> fields of b (name, parent, fork seq ...).  -EUCLEAN if
+ * malformed. */
+int store_brrec_decode(const unsigned char *v, size_t len,
+		       struct store_branch *b);
+/* Block value of (ino, blk) -> out[STORE_BLOCK_SIZE], verifying kind,
+ * length, decompression and digest.  -EIO on any mismatch. */
+int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
+		       size_t vlen, unsigned char *out);
+/* Size of struct store_branch, for callers of store_brrec_decode. */
+size_t store_branch_struct_size(void);
+#endif

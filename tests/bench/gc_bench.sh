@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# gc_bench.sh - space and GC figures of branchfs under real Postgres load.
+# Run as root after `make all` (also run by `make bench`).  Reuses the
+# integration harness (tests/integration/lib.sh): own temp dir, cleanup of
+# every process and mount it starts, also on failure.
+#
+# Three parts, each printing RESULT lines:
+#  1. compression: pgbench -i -s GCB_SCALE (default 50) into a fresh store;
+#     the store's bytes on disk (after `branchctl gc`) beside `du` of the
+#     same PGDATA copied to the local filesystem (ext4).  Target <= 0.35x.
+#  2. GC impact: pgbench read-write TPS for GCB_TPS_S seconds (default 60)
+#     without GC, with `branchctl gc` (full GC + compaction) running in a
+#     loop, and without again; the drop against the mean of the two
+#     baselines.  Target < 10%.  Then the same with the background GC
+#     (paced, no full compaction) running every second.
+#  3. steady state: pgbench read-write on main for GCB_STEADY_S seconds
+#     (default 600) with a GCB_RETENTION s window (default 60) and the
+#     background GC every GCB_GC_INTERVAL s (default 30); the store's bytes
+#     on disk and main's logical size sampled every GCB_SAMPLE_S s (15).
+#     Targets: store < 2x logical size at every sample after the first
+#     window, and no growth: the peak of the last third of the run within
+#     10% of the peak of the middle third.
+#
+# Exit status: 0 if every part ran (whether or not a target was met: each
+# RESULT line says MET or MISSED), nonzero if something failed.
+# GCB_PARTS=1,2,3 selects parts; GCB_CLIENTS (4) sets pgbench -c.
+source "$(dirname "$0")/../integration/lib.sh"
+IT_NAME=gc_bench
+it_init
+
+SCALE=${GCB_SCALE:-50}
+TPS_S=${GCB_TPS_S:-60}
+STEADY_S=${GCB_STEADY_S:-600}
+RETENTION=${GCB_RETENTION:-60}
+GC_INTERVAL=${GCB_GC_INTERVAL:-30}
+SAMPLE_S=${GCB_SAMPLE_S:-15}
+CLIENTS=${GCB_CLIENTS:-4}
+PARTS=${GCB_PARTS:-1,2,3}
+BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
+[ -x "$BRANCHCTL" ] || fail "$BRANCHCTL not built: run 'make all' first"
+
+bctl() { tmo 600 "$BRANCHCTL" --mount "$MNT" "$@"; }
+json_field() {
+	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+disk_bytes() { bctl --json status | json_field disk_bytes; }
+# logical_bytes BRANCH (from `branchctl --json list`)
+logical_bytes() {
+	bctl --json list | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print([b for b in r["branches"] if b["name"] == sys.argv[1]][0]["logical_bytes"])' "$1"
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
+result() { echo "RESULT $*" | tee -a "$T/results"; }
+
+# tps PORT SECONDS LABEL: pgbench read-write, print its tps (excluding
+# connection time) and log it
+tps() {
+	local out=$T/log/pgbench-$3.out v
+	tmo $(($2 + 120)) "$PGBIN/pgbench" -h "$SOCK" -p "$1" -U postgres -n -c "$CLIENTS" -j 2 \
+		-T "$2" postgres >"$out" 2>&1 || fail "pgbench ($3) failed: $(tail -n 10 "$out")"
+	grep -q 'number of failed transactions: 0 ' "$out" || fail "pgbench ($3) had failed transactions"
+	v=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$out")
+	[ -n "$v" ] || fail "no tps in pgbench ($3) output: $(tail -n 5 "$out")"
+	echo "$v"
+}
+
+log "gc_bench: scale $SCALE, parts $PARTS, tps runs ${TPS_S}s, steady ${STEADY_S}s (retention ${RETENTION}s, gc every ${GC_INTERVAL}s)"
+: >"$T/results"
+
+bfs_mount "$STORE" "$MNT" "retention=$RETENTION,gc_interval=0"
+mk_branch main
+pg_initdb "$MNT/main"
+free_port P
+pg_start "$MNT/main" "$P"
+t0=$(date +%s)
+run_pgbench "$P" -i -s "$SCALE" -q
+log "pgbench -i -s $SCALE took $(($(date +%s) - t0)) s"
+q "$P" checkpoint >/dev/null
+
+# ---- 1. compression ------------------------------------------------------------
+if part 1; then
+	pg_stop "$MNT/main"
+	raw=$(disk_bytes)
+	sleep $((RETENTION > 5 ? 5 : RETENTION))
+	out=$(bctl gc)
+	log "$out"
+	store=$(disk_bytes)
+	logical=$(logical_bytes main)
+	mkdir "$T/ext4"
+	fstype=$(findmnt -n -o FSTYPE -T "$T/ext4" || stat -f -c %T "$T/ext4")
+	cp -a "$MNT/main" "$T/ext4/pgdata"
+	sync
+	du_b=$(du -s -B1 "$T/ext4/pgdata" | cut -f1)
+	du_apparent=$(du -s -b "$T/ext4/pgdata" | cut -f1)
+	rm -rf "$T/ext4/pgdata"
+	ratio=$(awk -v a="$store" -v b="$du_b" 'BEGIN { printf "%.3f", a / b }')
+	verdict=$(awk -v r="$ratio" 'BEGIN { print (r <= 0.35) ? "MET" : "MISSED" }')
+	result "compression scale=$SCALE: store on disk $(mib "$store") (before gc $(mib "$raw")), du of the same PGDATA on $fstype $(mib "$du_b") (apparent $(mib "$du_apparent"), logical_bytes $(mib "$logical")): ratio ${ratio}x, target <= 0.35x: $verdict"
+	pg_start "$MNT/main" "$P"
+fi
+
+# ---- 2. GC impact ----------------------------------------------------------------
+if part 2; then
+	tps "$P" 10 warmup >/dev/null
+	base1=$(tps "$P" "$TPS_S" base1)
+	log "tps without gc: $base1"
+	(
+		n=0
+		while :; do
+			"$BRANCHCTL" --mount "$MNT" gc >>"$T/log/gc-loop.out" 2>&1 || exit 1
+			n=$((n + 1))
+			echo "$n" >"$T/gc-loop.count"
+		done
+	) &
+	GCL=$!
+	IT_BG+=("$GCL")
+	withgc=$(tps "$P" "$TPS_S" withgc)
+	kill -0 "$GCL" 2>/dev/null || fail "the gc loop died: $(tail -n 5 "$T/log/gc-loop.out")"
+	kill "$GCL"
+	wait "$GCL" 2>/dev/null || true
+	ngc=$(cat "$T/gc-loop.count" 2>/dev/null || echo 0)
+	log "tps with gc looping: $withgc ($ngc full gcs; last: $(tail -n 1 "$T/log/gc-loop.out"))"
+	base2=$(tps "$P" "$TPS_S" base2)
+	log "tps without gc again: $base2"
+	drop=$(awk -v a="$base1" -v b="$base2" -v g="$withgc" 'BEGIN { printf "%.1f", 100 * (1 - g / ((a + b) / 2)) }')
+	verdict=$(awk -v d="$drop" 'BEGIN { print (d < 10) ? "MET" : "MISSED" }')
+	result "gc impact: pgbench -c $CLIENTS rw tps ${TPS_S}s: without gc $base1 / $base2, with \`branchctl gc\` looping ($ngc runs) $withgc: drop ${drop}%, target < 10%: $verdict"
+
+	# the background GC (paced, no full compaction), back to back
+	pg_stop "$MNT/main"
+	bfs_umount
+	bfs_mount "$STORE" "$MNT" "retention=$RETENTION,gc_interval=1"
+	pg_start "$MNT/main" "$P"
+	tps "$P" 10 warmup2 >/dev/null
+	bg=$(tps "$P" "$TPS_S" bggc)
+	nbg=$(grep -c 'gc: scanned' "$(ls -t "$T"/log/branchd-*.log | head -n 1)" || true)
+	drop=$(awk -v a="$base1" -v b="$base2" -v g="$bg" 'BEGIN { printf "%.1f", 100 * (1 - g / ((a + b) / 2)) }')
+	verdict=$(awk -v d="$drop" 'BEGIN { print (d < 10) ? "MET" : "MISSED" }')
+	result "gc impact: pgbench -c $CLIENTS rw tps ${TPS_S}s with the background gc every 1 s (paced, no full compaction; $nbg gc runs): $bg: drop ${drop}% against the baselines above, target < 10%: $verdict"
+fi
+
+# ---- 3. steady state ---------------------------------------------------------------
+if part 3; then
+	pg_stop "$MNT/main"
+	bfs_umount
+	bfs_mount "$STORE" "$MNT" "retention=$RETENTION,gc_interval=$GC_INTERVAL"
+	pg_start "$MNT/main" "$P"
+	"$PGBIN/pgbench" -h "$SOCK" -p "$P" -U postgres -n -c "$CLIENTS" -j 2 -T "$STEADY_S" \
+		postgres >"$T/log/pgbench-steady.out" 2>&1 &
+	PB=$!
+	IT_BG+=("$PB")
+	: >"$T/samples"
+	start=$(date +%s)
+	printf '%8s %12s %12s %7s\n' elapsed_s store_MiB logical_MiB ratio
+	while kill -0 "$PB" 2>/dev/null; do
+		sleep "$SAMPLE_S"
+		kill -0 "$PB" 2>/dev/null || break
+		d=$(disk_bytes)
+		l=$(logical_bytes main)
+		el=$(($(date +%s) - start))
+		echo "$el $d $l" >>"$T/samples"
+		awk -v e="$el" -v d="$d" -v l="$l" \
+			'BEGIN { printf "%8d %12.1f %12.1f %7.2f\n", e, d / 1048576, l / 1048576, d / l }'
+	done
+	wait "$PB" || fail "steady-state pgbench failed: $(tail -n 10 "$T/log/pgbench-steady.out")"
+	grep -q 'number of failed transactions: 0 ' "$T/log/pgbench-steady.out" ||
+		fail "steady-state pgbench had failed transactions"
+	stps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$T/log/pgbench-steady.out")
+	summary=$(awk -v w="$RETENTION" -v dur="$STEADY_S" '
+		{ e[NR] = $1; d[NR] = $2; l[NR] = $3 }
+		END {
+			worst = 0; n = 0
+			for (i = 1; i <= NR; i++) {
+				r = d[i] / l[i]
+				if (e[i] > w && r > worst) worst = r
+				if (e[i] <= dur / 3) continue
+				if (e[i] <= 2 * dur / 3) { if (d[i] > mid) mid = d[i] }
+				else if (d[i] > last) last = d[i]
+			}
+			growth = mid ? 100 * (last / mid - 1) : 0
+			printf "%.2f %.1f %.1f %.1f %.1f %.1f", worst, growth, mid / 1048576, last / 1048576, d[NR] / 1048576, l[NR] / 1048576
+		}' "$T/samples")
+	read -r worst growth mid last dlast llast <<<"$summary"
+	v1=$(awk -v r="$worst" 'BEGIN { print (r < 2) ? "MET" : "MISSED" }')
+	v2=$(awk -v g="$growth" 'BEGIN { print (g <= 10) ? "MET" : "MISSED" }')
+	result "steady state ${STEADY_S}s pgbench -c $CLIENTS rw ($stps tps), retention ${RETENTION}s, background gc every ${GC_INTERVAL}s: store/logical at most ${worst}x after the first window (target < 2x: $v1); peak store middle third ${mid} MiB, last third ${last} MiB: growth ${growth}% (target <= 10%: $v2); at the end store ${dlast} MiB, logical ${llast} MiB"
+	grep 'gc:' "$T"/log/branchd-*.log | tail -n 3 | sed 's/^/    /' || true
+	q "$P" checkpoint >/dev/null
+	amcheck "$P"
+fi
+
+pg_stop "$MNT/main"
+bfs_umount
+echo "=== gc_bench results"
+cat "$T/results"
