@@ -318,9 +318,23 @@ static void bd_ready(void *ctx)
 	}
 }
 
+/* The graceful unmount runs in its own thread: syncfs and umount can block
+ * for as long as the kernel writes back, and the signal thread must stay
+ * free to take a second signal (abort). */
+static void *bd_unmount_thread(void *arg)
+{
+	struct bd *bd = arg;
+
+	if (fs_request_unmount(bd->fs) != 0)
+		fs_request_exit(bd->fs);
+	return NULL;
+}
+
 static void *bd_signal_thread(void *arg)
 {
 	struct bd *bd = arg;
+	pthread_t unmounter;
+	bool unmounting = false;
 	sigset_t set;
 	int sig, count = 0;
 
@@ -342,9 +356,13 @@ static void *bd_signal_thread(void *arg)
 			if (bd->foreground)
 				fprintf(stderr, "branchd: %s: unmounting\n",
 					strsignal(sig));
-			if (fs_request_unmount(bd->fs) != 0)
+			if (pthread_create(&unmounter, NULL, bd_unmount_thread,
+					   bd) == 0)
+				unmounting = true;
+			else
 				fs_request_exit(bd->fs);
 		} else {
+			syslog(LOG_INFO, "signal %d again: aborting", sig);
 			if (bd->foreground)
 				fprintf(stderr,
 					"branchd: %s again: aborting the "
@@ -353,6 +371,9 @@ static void *bd_signal_thread(void *arg)
 			fs_request_exit(bd->fs);
 		}
 	}
+	/* The loop has ended, so the unmount cannot block any more. */
+	if (unmounting)
+		pthread_join(unmounter, NULL);
 	return NULL;
 }
 

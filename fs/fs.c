@@ -386,7 +386,11 @@ void fs_request_exit(struct fs *fs)
 void fs_unmount(struct fs *fs)
 {
 	if (fs->se && fs->mounted) {
-		fuse_session_unmount(fs->se);
+		/* After a lazy detach or an external umount the path is no
+		 * longer ours; libfuse would complain about it on stderr.
+		 * fuse_session_destroy() still closes the device. */
+		if (fs_mountinfo_find(fs->mountpoint, NULL, 0) != 0)
+			fuse_session_unmount(fs->se);
 		fs->mounted = false;
 		FS_INFO(fs, "unmounted '%s'", fs->mountpoint);
 	}
