@@ -345,6 +345,7 @@ SOCK=$WORK/sock
 install -d -o postgres -g postgres -m 755 "$SOCK"
 log "temp dir $WORK; scale $SCALE, big scale ${BIG_SCALE/#0/skipped}, T=$T s, quick=$QUICK"
 FSTYPE=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 SPAWN_US=$(median "$(time_us true)" "$(time_us /bin/true)" "$(time_us /bin/true)" "$(time_us /bin/true)")
 
 # Loop filesystems for the reflink and snapshot peers, where possible.
@@ -534,6 +535,7 @@ echo "## pg_bench results ($( [ "$QUICK" = 1 ] && echo 'QUICK smoke run: figures
 echo
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }'), shared_buffers=128MB, max_wal_size=1GB, fsync=on;"
 echo "pgbench -c $CLIENTS -j $THREADS -T $T, scale $SCALE; temp dir on $FSTYPE; $(nproc) CPUs; kernel $(uname -r)."
+echo "Load average (1 min): $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end (other work on the machine skews every figure)."
 echo "Command times include process start (/bin/true: $(us2ms "$SPAWN_US") ms); mkdir(2) is timed inside one process."
 echo
 echo "### TPS (ratio vs ext4)"
