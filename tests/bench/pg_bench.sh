@@ -31,7 +31,9 @@
 #      to pg_isready succeeding on a postmaster started on that branch
 #      (crash recovery included; median of 3), once as it comes after the
 #      pgbench runs and once right after a CHECKPOINT on main; the WAL the
-#      branch replayed (from its "redo starts/done" log lines) is shown.
+#      branch replayed (from its "redo starts/done" log lines) is shown,
+#      and one crash image is recovered both on branchfs and on a cp -a of
+#      it on ext4, to tell WAL volume apart from branchfs speed.
 # A final markdown table gives the figures, ratios and targets:
 #   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
 #   mkdir -> ready < 1 s.  Targets are informational: the exit status is
@@ -478,6 +480,39 @@ ready_rounds() { # tag [checkpoint]
 # is replayed on the branch
 ready_rounds ready
 READY1=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
+# The same crash image recovered on ext4 and on branchfs: tells WAL
+# volume apart from branchfs speed.  A branch of running main (no
+# CHECKPOINT since the rounds above), copied to ext4 with cp -a before any
+# postmaster touches it; then start -> pg_isready on both.
+# (not in a subshell: PORT and PG_DIRS must stay set)
+replay_start() { # dir -> REPLAY_US: microseconds from pg_ctl start to ready
+	local t0 ok=0
+	next_port
+	t0=$(now_us)
+	pg_start "$1" nowait
+	while [ $(($(now_us) - t0)) -lt 300000000 ]; do
+		if "$PGBIN/pg_isready" -q -h "$SOCK" -p "$PORT"; then
+			ok=1
+			break
+		fi
+		sleep 0.01
+	done
+	[ $ok = 1 ] || die "replay on $1 not ready after 300 s"
+	REPLAY_US=$(($(now_us) - t0))
+}
+RP=$MNT/replay
+mkdir "$RP" || die "mkdir $RP"
+[ "$(stat -c %U:%a "$RP")" = postgres:700 ] || { chown postgres:postgres "$RP" && chmod 700 "$RP"; }
+cp -a "$RP" "$WORK/ext4/replay" || die "cp -a $RP to ext4"
+replay_start "$WORK/ext4/replay"
+REPLAY_EXT4_US=$REPLAY_US
+REPLAY_MB=$(redo_mb "$WORK/log/pg.replay.$PORT.log")
+pg_stop "$WORK/ext4/replay"
+replay_start "$RP"
+REPLAY_BFS_US=$REPLAY_US
+pg_stop "$RP"
+rm -rf "$WORK/ext4/replay"
+log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4, $(us2ms "$REPLAY_BFS_US") ms on branchfs"
 # what a CI recipe would do: CHECKPOINT on the parent, then branch
 ready_rounds readyck checkpoint
 READY2=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
@@ -556,9 +591,9 @@ done
 if [ "$BIG_SCALE" -gt 0 ]; then
 	s=${BIG_SCALE}idle
 	echo "| $BIG_SCALE, 30 s later | ${CLONE[mkdir,$s]} (${CLONE[mkdirmax,$s]}) | ${CLONE[mkdircmd,$s]} | | | | | mkdir < 5 ms | $(pm lt "${CLONE[mkdir,$s]}" 5) |"
+	echo
+	echo "At scale $BIG_SCALE branchfs is timed right after cp -a of the ext4 PGDATA into 'main' (+ sync), and again 30 s later."
 fi
-echo
-echo "At scale $BIG_SCALE branchfs is timed right after cp -a of the ext4 PGDATA into 'main' (+ sync), and again 30 s later."
 echo
 echo "### Branch of a running cluster"
 echo
@@ -570,6 +605,9 @@ echo "|---|---|---|---|---|---|"
 echo "| mkdir(2) of a branch of running 'main' (ms) | ${READY1[2]} | | | < 5 ms | $(pm lt "${READY1[2]}" 5) |"
 echo "| mkdir -> pg_isready on the branch (ms) | ${READY1[0]} | ${READY1[1]} | ${READY1[3]} | < 1000 ms | $(pm lt "${READY1[0]}" 1000) |"
 echo "| same, CHECKPOINT on main just before mkdir (ms) | ${READY2[0]} | ${READY2[1]} | ${READY2[3]} | < 1000 ms | $(pm lt "${READY2[0]}" 1000) |"
+echo
+echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
+echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
 echo
 echo "branchfs store size after the scale-$SCALE runs: ${STORE_MB} MiB"
 [ "$BIG_SCALE" -gt 0 ] && echo "ext4 pgbench -i -s $BIG_SCALE: ${INIT_S[ext4big]} s"
