@@ -416,6 +416,20 @@ enum bench_io_kind {
 	BENCH_IO_KINDS,
 };
 
+/* The 1-minute load average, to tell a reader how busy the machine was. */
+static double bench_loadavg(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f != NULL) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
 static const char *const bench_io_names[BENCH_IO_KINDS] = {
 	"seq write", "seq read", "rand write", "rand read",
 };
@@ -663,7 +677,9 @@ int main(void)
 			    : "full",
 	       b->tmpdir);
 	printf("MB = 10^6 bytes; data is xorshift64* output (incompressible), "
-	       "one unique stamp per 8 KiB block\n\n");
+	       "one unique stamp per 8 KiB block\n");
+	printf("%ld CPUs online, load average (1 min) at start %.2f\n\n",
+	       sysconf(_SC_NPROCESSORS_ONLN), bench_loadavg());
 
 	snprintf(path, sizeof(path), "%s/store", b->tmpdir);
 	bench_open_store(b, path, &b->s);
@@ -858,8 +874,9 @@ int main(void)
 			     ratio >= 0.8, "%.2f", ratio);
 		bench_target("store bytes per branch < 4096", per < 4096,
 			     "%.0f B", per);
-		printf("total run time %.1f s\n",
-		       (double)(bench_now_ns() - t_start) / 1e9);
+		printf("total run time %.1f s, load average (1 min) at end "
+		       "%.2f\n",
+		       (double)(bench_now_ns() - t_start) / 1e9, bench_loadavg());
 	}
 
 	free(b->pool);
