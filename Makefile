@@ -41,6 +41,8 @@ obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 all: bin/branchd bin/branchctl
 
 .SECONDEXPANSION:
+# Objects are built by pattern rules through archives: keep them.
+.SECONDARY:
 
 # ---- objects, one rule per variant ----
 build/rel/%.o: %.c
@@ -59,6 +61,10 @@ build/%/libstore.a: $$(call obj,$$*,$(STORE_SRC))
 build/%/libfs.a: $$(call obj,$$*,$(FS_SRC))
 	@rm -f $@
 	ar rcs $@ $^
+# branchd's modules without its main(), for unit tests and fuzzing.
+build/%/libbd.a: $$(call obj,$$*,$(filter-out branchd/branchd.c,$(BD_SRC)))
+	@rm -f $@
+	ar rcs $@ $^
 
 # ---- programs ----
 bin/branchd: $(call obj,rel,$(BD_SRC)) build/rel/libfs.a build/rel/libstore.a
@@ -70,7 +76,7 @@ bin/branchctl: $(call obj,rel,$(CTL_SRC))
 
 # ---- unit tests (ASan+UBSan) ----
 UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
-build/asan/tests/%: build/asan/tests/unit/%.o $(call obj,asan,$(FAKE_SRC)) build/asan/libfs.a build/asan/libstore.a
+build/asan/tests/%: build/asan/tests/unit/%.o $(call obj,asan,$(FAKE_SRC)) build/asan/libbd.a build/asan/libfs.a build/asan/libstore.a
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
 # ---- stress tests (TSan) ----

@@ -218,11 +218,15 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 		return 0;
 	}
 	if (s[0] == '-') {
-		double v = strtod(s + 1, &end);
-		double mult;
+		double v, mult;
 		struct timespec ts;
 
-		if (end == s + 1 || v < 0)
+		/* Digits and at most one point: no nan, inf or exponents. */
+		if (strspn(s + 1, "0123456789.") == 0)
+			return -EINVAL;
+		v = strtod(s + 1, &end);
+		if (end == s + 1 || v < 0 || v > 1e10 ||
+		    strspn(s + 1, "0123456789.") != (size_t)(end - s - 1))
 			return -EINVAL;
 		if (!strcmp(end, "s") || !strcmp(end, "sec") || !strcmp(end, "secs"))
 			mult = 1;
@@ -251,10 +255,12 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 	if (!end)
 		return -EINVAL;
 	if (*end == '.') {
-		char *fe;
+		size_t nd = strspn(end + 1, "0123456789");
 
-		frac = strtod(end, &fe);
-		end = fe;
+		if (nd == 0 || nd > 9)
+			return -EINVAL;
+		frac = strtod(end, NULL);
+		end += 1 + nd;
 	}
 	if (*end == 0) {
 		time_t t;
@@ -271,8 +277,12 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 		if (*end == 'Z' && end[1] == 0) {
 			sign = 0;
 		} else if ((*end == '+' || *end == '-') &&
-			   (sscanf(end + 1, "%2d:%2d", &hh, &mm) == 2 ||
-			    sscanf(end + 1, "%2d%2d", &hh, &mm) == 2)) {
+			   ((strlen(end + 1) == 5 && end[3] == ':' &&
+			     sscanf(end + 1, "%2d:%2d", &hh, &mm) == 2) ||
+			    (strlen(end + 1) == 4 &&
+			     strspn(end + 1, "0123456789") == 4 &&
+			     sscanf(end + 1, "%2d%2d", &hh, &mm) == 2)) &&
+			   hh >= 0 && hh <= 23 && mm >= 0 && mm <= 59) {
 			sign = *end == '+' ? 1 : -1;
 		} else {
 			return -EINVAL;
@@ -501,9 +511,11 @@ int main(int argc, char **argv)
 			NEED(1);
 		if (nargs == 1) {
 			char *end;
-			long long v = strtoll(args[0], &end, 10);
+			long long v;
 
-			if (*end || v <= 0) {
+			errno = 0;
+			v = strtoll(args[0], &end, 10);
+			if (errno || *end || end == args[0] || v <= 0) {
 				fprintf(stderr, "branchctl: bad retention '%s' (seconds)\n",
 					args[0]);
 				json_buf_release(&req);

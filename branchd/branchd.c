@@ -58,6 +58,7 @@ struct bd {
 	bool allow_other;
 	char *default_parent;
 	char *pidfile;
+	char *socket_path;
 	char *store_dir;
 	char *mountpoint;
 	mode_t root_mode;
@@ -134,6 +135,8 @@ static void bd_usage(FILE *f)
 		"       cache_mb=N           RocksDB block cache (256)\n"
 		"       retention=SECONDS    time-travel window (3600)\n"
 		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
+		"       socket=PATH          control socket (default: derived from\n"
+		"                            MOUNTPOINT, where branchctl looks)\n"
 		"  --check STORE_DIR  verify every block and record of a store that\n"
 		"                     is not mounted; exit 0 if clean, 1 if damaged\n"
 		"  -h, --help         this help\n"
@@ -203,6 +206,9 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 			return -EINVAL;
 		}
 		bd->root_gid = (gid_t)v;
+	} else if (BD_VALUE("socket") && *val) {
+		free(bd->socket_path);
+		bd->socket_path = strdup(val);
 	} else if (BD_VALUE("retention")) {
 		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
 			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
@@ -516,6 +522,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "branchd: %s\n", why);
 		return 1;
 	}
+	{
+		/* branchctl derives the socket from the resolved path. */
+		char *real = realpath(bd.mountpoint, NULL);
+
+		if (real) {
+			free(bd.mountpoint);
+			bd.mountpoint = real;
+		}
+	}
 
 	if (!bd.foreground)
 		bd_daemonize(&bd);
@@ -575,6 +590,7 @@ int main(int argc, char **argv)
 			.fs = bd.fs,
 			.store_dir = bd.store_dir,
 			.mountpoint = bd.mountpoint,
+			.socket_path = bd.socket_path,
 			.gc_interval_s = bd.gc_interval_s,
 			.log = log,
 		};
@@ -619,5 +635,6 @@ out:
 	free(bd.mountpoint);
 	free(bd.default_parent);
 	free(bd.pidfile);
+	free(bd.socket_path);
 	return status;
 }

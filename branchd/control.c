@@ -5,8 +5,8 @@
  *
  * The GC thread runs store_gc() every gc_interval_s seconds with a pause
  * between batches of keys, so that foreground I/O keeps the disk; an
- * unlinked inode counts as in use while any file of its branch is open
- * (fs tracks open files per branch, which is conservative and enough).
+ * unlinked inode counts as in use while a file handle on it is open (fs
+ * counts open handles per node).
  * On-demand GC (branchctl gc) also compacts the whole store.
  */
 #include <errno.h>
@@ -81,6 +81,8 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 {
 	struct bd_control *c = ctx;
 
+	if (old_name && new_name && strcmp(old_name, new_name) != 0)
+		fs_default_parent_renamed(c->cfg.fs, old_name, new_name);
 	if (old_name)
 		fs_invalidate_branch(c->cfg.fs, branch, old_name);
 	else if (new_name)
@@ -112,8 +114,7 @@ static bool bd_hook_in_use(void *ctx, uint64_t branch, uint64_t ino)
 {
 	struct bd_control *c = ctx;
 
-	(void)ino;
-	return fs_branch_has_open(c->cfg.fs, branch);
+	return fs_inode_in_use(c->cfg.fs, branch, ino);
 }
 
 static void *bd_gc_main(void *arg)

@@ -86,15 +86,21 @@ static int64_t bd_now_ns(void)
 static void bd_fmt_time(int64_t ns, char *buf, size_t n)
 /* n must be at least 64 */
 {
-	time_t t = (time_t)(ns / 1000000000);
+	int64_t sec = ns / 1000000000, ms = (ns % 1000000000) / 1000000;
+	time_t t;
 	struct tm tm;
 
+	if (ms < 0) {
+		sec -= 1;
+		ms += 1000;
+	}
+	t = (time_t)sec;
 	gmtime_r(&t, &tm);
 	if (n < 64)
 		return;
 	snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (int)((ns / 1000000) % 1000));
+		 tm.tm_min, tm.tm_sec, (int)ms);
 }
 
 /* ---------------------------------------------------------- replies */
@@ -510,7 +516,15 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 	if (name) {
 		if (bd_is_admin(c, out, uid, "set the default parent"))
 			return;
-		rc = store_name_check(name);
+		struct store_branch_info bi;
+
+		rc = store_branch_lookup(c->cfg.store, name, &bi);
+		if (rc == -ENOENT) {
+			bd_reply_err(out, rc,
+				     "cannot set default parent to '%s': no such branch",
+				     name);
+			return;
+		}
 		if (rc == 0 && c->cfg.hooks.set_default)
 			rc = c->cfg.hooks.set_default(c->cfg.hooks.ctx, name);
 		if (rc) {

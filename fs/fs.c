@@ -14,16 +14,18 @@
  * before it tears the connection down and the loop sees ENODEV.
  *
  * Invariants:
- *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_branch_open
+ *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_file_open
  *       waits until the flag is cleared.
- *  FS-2 br holds an entry only while count > 0 or flags != 0.
+ *  FS-2 br holds an entry only while count > 0 or flags != 0; its count is
+ *       the sum of the counts in opens of the branch's node ids.
  *  FS-3 nodes holds an entry only while the kernel's lookup count for it is
  *       believed > 0 (an entry may outlive the kernel's count if a reply
  *       failed; it is then only a wasted invalidation).
  *
  * XXX(globals): libfuse has one process-wide log hook without a context
- * pointer, so the sink installed by fs_set_lib_log() is the one file-scope
- * mutable variable of fs/.  It is written once, before mounting.
+ * pointer, so the sink installed by fs_set_lib_log() (written once, before
+ * mounting) and the flag that libfuse logged an error are the only
+ * file-scope mutable variables of fs/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +46,9 @@
 extern char **environ;
 
 static struct store_log fs_lib_log;
+/* Set when libfuse logged an error, so that fs_mount() does not add a
+ * second line for the same failure. */
+static atomic_bool fs_lib_err;
 
 void fs_log(struct fs *fs, int level, const char *fmt, ...)
 {
@@ -65,8 +70,10 @@ static void fs_lib_log_fn(enum fuse_log_level level, const char *fmt,
 	size_t len;
 	int lv;
 
-	if (level <= FUSE_LOG_ERR)
+	if (level <= FUSE_LOG_ERR) {
 		lv = STORE_LOG_ERR;
+		atomic_store(&fs_lib_err, true);
+	}
 	else if (level == FUSE_LOG_WARNING)
 		lv = STORE_LOG_WARN;
 	else if (level < FUSE_LOG_DEBUG)
@@ -113,7 +120,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 		free(fs);
 		return -ENOMEM;
 	}
-	fs->cfg.default_parent = fs->default_parent;
+	fs->cfg.default_parent = NULL; /* use fs->default_parent */
 	if (cfg->debug && fs->cfg.log.level < STORE_LOG_DEBUG)
 		fs->cfg.log.level = STORE_LOG_DEBUG;
 	fs->store = cfg->store;
@@ -250,14 +257,17 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 		argv[argc++] = "-d";
 	argv[argc] = NULL;
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	atomic_store(&fs_lib_err, false);
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!fs->se) {
-		FS_ERR(fs, "cannot create the fuse session");
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot create the fuse session");
 		rc = -EIO;
 		goto err_clear;
 	}
 	if (fuse_session_mount(fs->se, real) != 0) {
-		FS_ERR(fs, "cannot mount on '%s'", real);
+		if (!atomic_load(&fs_lib_err))
+			FS_ERR(fs, "cannot mount on '%s'", real);
 		fuse_session_destroy(fs->se);
 		fs->se = NULL;
 		rc = -EIO;
@@ -284,8 +294,11 @@ int fs_run(struct fs *fs)
 	if (!lc)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_idle_threads(lc, 10);
-	fuse_loop_cfg_set_max_threads(lc, 64);
+	/* Idle workers never exit (idle limit = thread limit): no thread
+	 * churn under bursty load, and per-thread state below us (the
+	 * store's zstd and digest contexts) is not lost with each exit. */
+	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(lc, FS_MAX_THREADS);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	return rc < 0 ? rc : 0;
@@ -387,6 +400,7 @@ void fs_free(struct fs *fs)
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	fs_map_release(&fs->br);
+	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	pthread_mutex_destroy(&fs->root_mu);
 	pthread_mutex_destroy(&fs->br_mu);
@@ -429,38 +443,50 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
 
 /* ---- per-branch open files and changes ---- */
 
-int fs_branch_open(struct fs *fs, uint64_t branch_id)
+int fs_file_open(struct fs *fs, uint64_t nodeid)
 {
-	struct fs_map_ent *e;
+	uint64_t br = fs_branch_of(nodeid);
+	struct fs_map_ent *e, *o;
 	int rc = 0;
 
 	pthread_mutex_lock(&fs->br_mu);
 	for (;;) {
-		e = fs_map_find(&fs->br, branch_id);
+		e = fs_map_find(&fs->br, br);
 		if (!e || !(e->flags & FS_BR_CHANGING))
 			break;
 		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
 	}
 	if (!e)
-		e = fs_map_get(&fs->br, branch_id);
-	if (e)
+		e = fs_map_get(&fs->br, br);
+	o = e ? fs_map_get(&fs->opens, nodeid) : NULL;
+	if (e && o) {
 		e->count++;
-	else
+		o->count++;
+	} else {
+		if (e && !e->count && !e->flags)
+			fs_map_del(&fs->br, br);
 		rc = -ENOMEM;
+	}
 	pthread_mutex_unlock(&fs->br_mu);
 	return rc;
 }
 
-void fs_branch_close(struct fs *fs, uint64_t branch_id)
+void fs_file_close(struct fs *fs, uint64_t nodeid)
 {
+	uint64_t br = fs_branch_of(nodeid);
 	struct fs_map_ent *e;
 
 	pthread_mutex_lock(&fs->br_mu);
-	e = fs_map_find(&fs->br, branch_id);
+	e = fs_map_find(&fs->opens, nodeid);
+	if (e && e->count) {
+		if (!--e->count)
+			fs_map_del(&fs->opens, nodeid);
+	}
+	e = fs_map_find(&fs->br, br);
 	if (e && e->count) {
 		e->count--;
 		if (!e->count && !e->flags)
-			fs_map_del(&fs->br, branch_id);
+			fs_map_del(&fs->br, br);
 		pthread_cond_broadcast(&fs->br_cv);
 	}
 	pthread_mutex_unlock(&fs->br_mu);
@@ -521,8 +547,7 @@ out_unlock:
 
 /* Read the pid on the first line of the branch's postmaster.pid; 0 if
  * there is none. */
-static pid_t fs_postmaster_pid(struct fs *fs,
-			       const struct store_branch_info *bi)
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
 {
 	char buf[32];
 	uint64_t ino;

@@ -109,17 +109,27 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 
 /* ---- for the control plane (fs_ctl.c) ---- */
 
-/* 0 if the branch could be changed now (no postmaster, no open files),
- * else -EBUSY with a reason in why.  Holds nothing afterwards. */
+/* A probe that changes and waits for nothing: 0, or -EBUSY with a reason
+ * in why (a running postmaster, open files), or -ENOENT unknown branch. */
 int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
 		   size_t whylen);
 /* true while any file of the branch is open. */
 bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
+/* true while a file handle on inode ino of the branch is open (for GC of
+ * unlinked inodes: store_gc_opts.in_use). */
+bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino);
 /* 0 if uid/gid may create entries in the branch root (write and search
- * permission by its mode and owner), else -EACCES. */
+ * permission by its mode and owner; supplementary groups are not
+ * considered), else -EACCES. */
 int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid);
+/* The parent of branches made by mkdir.  set: -EINVAL/-ENAMETOOLONG bad
+ * name (whether it exists is not checked), -ENOMEM. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
 int fs_set_default_parent(struct fs *fs, const char *name);
+/* A branch was renamed: if it was the default parent, the default follows
+ * it. */
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+				const char *new_name);
 
 /* Route libfuse's own messages to log (copied).  libfuse has one global
  * log hook, so this is process-wide; call it before fs_mount(). */

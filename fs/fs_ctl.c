@@ -2,27 +2,53 @@
 /*
  * fs_ctl.c - what the control plane asks of a mounted filesystem: whether
  * a branch is busy, whether a user may create branches in the branch root,
- * the default parent, and whether a branch has open files (for GC).
+ * the default parent, and whether a branch or an inode has open files (for
+ * GC of unlinked inodes).
  *
- * The default parent string is swapped under root_mu and an old one is
- * never freed before fs_free (fs_root_mkdir reads it without the lock); a
- * change of default parent is rare, so the few bytes kept are bounded.
+ * The default parent string is swapped under root_mu; readers
+ * (fs_root_mkdir) copy it under the lock, so the old one is freed at once.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fs_int.h"
 
 int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
 		   size_t whylen)
 {
-	int rc = fs_branch_begin_change(fs, branch_id, why, whylen);
+	struct store_branch_info bi;
+	struct fs_map_ent *e;
+	uint64_t n = 0;
+	pid_t pid;
+	int rc;
 
-	if (rc == 0)
-		fs_branch_end_change(fs, branch_id);
-	return rc;
+	rc = store_branch_get(fs->store, branch_id, &bi);
+	if (rc)
+		return rc;
+	pid = fs_postmaster_pid(fs, &bi);
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+		if (why)
+			snprintf(why, whylen,
+				 "postmaster (pid %d) is running on branch '%s'",
+				 (int)pid, bi.name);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&fs->br_mu);
+	e = fs_map_find(&fs->br, branch_id);
+	if (e)
+		n = e->count;
+	pthread_mutex_unlock(&fs->br_mu);
+	if (n) {
+		if (why)
+			snprintf(why, whylen, "branch '%s' has %llu open files",
+				 bi.name, (unsigned long long)n);
+		return -EBUSY;
+	}
+	return 0;
 }
 
 bool fs_branch_has_open(struct fs *fs, uint64_t branch_id)
@@ -60,6 +86,16 @@ int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid)
 	return (bits & 3) == 3 ? 0 : -EACCES;
 }
 
+bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)
+{
+	bool used;
+
+	pthread_mutex_lock(&fs->br_mu);
+	used = fs_map_find(&fs->opens, fs_nodeid(branch_id, ino)) != NULL;
+	pthread_mutex_unlock(&fs->br_mu);
+	return used;
+}
+
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 {
 	pthread_mutex_lock(&fs->root_mu);
@@ -67,15 +103,34 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 	pthread_mutex_unlock(&fs->root_mu);
 }
 
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+				const char *new_name)
+{
+	char cur[STORE_NAME_MAX + 1];
+
+	fs_get_default_parent(fs, cur, sizeof(cur));
+	if (strcmp(cur, old_name) == 0 &&
+	    fs_set_default_parent(fs, new_name) == 0)
+		FS_INFO(fs, "default parent follows its rename to '%s'",
+			new_name);
+}
+
 int fs_set_default_parent(struct fs *fs, const char *name)
 {
-	char *n = strdup(name);
+	char *copy, *old;
+	int rc;
 
-	if (!n)
+	rc = store_name_check(name);
+	if (rc)
+		return rc;
+	copy = strdup(name);
+	if (!copy)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->root_mu);
-	/* XXX: the old string is leaked on purpose (see top of file). */
-	fs->default_parent = n;
+	old = fs->default_parent;
+	fs->default_parent = copy;
 	pthread_mutex_unlock(&fs->root_mu);
+	free(old);
+	FS_INFO(fs, "default parent is now '%s'", name);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #define FS_ENTRY_TIMEOUT 1.0
 #define FS_ATTR_TIMEOUT 1.0
 #define FS_MAX_WRITE (1u << 20)
+#define FS_MAX_THREADS 64u
 /* How long rmdir/rename of a busy branch waits for FUSE_RELEASE requests
  * still in flight from files that were just closed (the kernel sends
  * release asynchronously after close(2)). */
@@ -55,7 +56,6 @@ enum fs_branch_flags {
 
 struct fs {
 	struct fs_config cfg;
-	char *default_parent;
 	struct store *store;
 	struct fuse_session *se;
 	char *mountpoint;
@@ -69,12 +69,15 @@ struct fs {
 	gid_t root_gid;            /* guarded by root_mu */
 	struct timespec root_mtime; /* guarded by root_mu */
 	struct timespec root_ctime; /* guarded by root_mu */
+	char *default_parent;       /* guarded by root_mu */
 
 	/* Per-branch state: count = open files, flags = enum
 	 * fs_branch_flags.  Entries with count 0 and no flags are removed. */
 	pthread_mutex_t br_mu;
 	pthread_cond_t br_cv; /* signalled on any br change */
 	struct fs_map br;      /* guarded by br_mu */
+	/* Open file handles by node id (count), for fs_inode_in_use. */
+	struct fs_map opens; /* guarded by br_mu */
 
 	/* Kernel lookup counts by node id (root excluded). */
 	pthread_mutex_t nodes_mu;
@@ -113,9 +116,10 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
 
 void fs_node_ref(struct fs *fs, uint64_t nodeid);
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
-/* Count an open file of the branch; waits while a change is underway. */
-int fs_branch_open(struct fs *fs, uint64_t branch_id);
-void fs_branch_close(struct fs *fs, uint64_t branch_id);
+/* Count an open file (against its node and its branch); waits while a
+ * change of the branch is underway.  0 or -ENOMEM. */
+int fs_file_open(struct fs *fs, uint64_t nodeid);
+void fs_file_close(struct fs *fs, uint64_t nodeid);
 
 /* ---- fs_ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;
@@ -151,6 +155,8 @@ void fs_root_touch(struct fs *fs);
  * reason in why otherwise.  Defined in fs.c. */
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
+/* The pid on the first line of the branch's postmaster.pid, or 0. */
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
 
 /* ---- helpers shared by fs_ops.c and fs_root.c ---- */
 void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,

@@ -15,8 +15,8 @@
  * flock locks locally, which is right for one mount), xattrs,
  * copy_file_range and lseek (generic fallbacks).
  *
- * Open files: open/create count the file against its branch
- * (fs_branch_open) and release uncounts it; if the open reply fails (the
+ * Open files: open/create count the file against its node and branch
+ * (fs_file_open) and release uncounts it; if the open reply fails (the
  * request was interrupted) the kernel will never send release, so the
  * count is undone at once.
  */
@@ -529,7 +529,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		goto out_err;
-	rc = fs_branch_open(fs, br);
+	rc = fs_file_open(fs, nodeid);
 	if (rc)
 		goto out_err;
 	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
@@ -543,10 +543,10 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
 	if (fuse_reply_open(req, fi) != 0)
-		fs_branch_close(fs, br);
+		fs_file_close(fs, nodeid);
 	return;
 err_close:
-	fs_branch_close(fs, br);
+	fs_file_close(fs, nodeid);
 out_err:
 	fuse_reply_err(req, -rc);
 }
@@ -557,23 +557,20 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	struct store_attr a;
-	uint64_t nodeid, br;
+	uint64_t nodeid;
 	int rc;
 
 	if (parent == FUSE_ROOT_ID) {
 		rc = -EPERM;
 		goto out_err;
 	}
-	br = fs_branch_of(parent);
-	rc = fs_branch_open(fs, br);
-	if (rc)
-		goto out_err;
 	rc = fs_do_create(fs, req, parent, name, S_IFREG | (mode & 07777), 0,
 			  NULL, &nodeid, &a);
-	if (rc) {
-		fs_branch_close(fs, br);
+	if (rc)
 		goto out_err;
-	}
+	rc = fs_file_open(fs, nodeid);
+	if (rc)
+		goto out_err;
 	fi->fh = 0;
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
@@ -581,7 +578,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fs_node_ref(fs, nodeid);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
-		fs_branch_close(fs, br);
+		fs_file_close(fs, nodeid);
 	}
 	return;
 out_err:
@@ -665,7 +662,7 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t nodeid,
 {
 	(void)fi;
 	if (nodeid != FUSE_ROOT_ID)
-		fs_branch_close(fs_of(req), fs_branch_of(nodeid));
+		fs_file_close(fs_of(req), nodeid);
 	fuse_reply_err(req, 0);
 }
 

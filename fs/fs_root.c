@@ -178,12 +178,14 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_create_args args;
 	struct store_branch_info parent, bi;
+	char defname[STORE_NAME_MAX + 1];
 	int rc;
 
 	memset(&args, 0, sizeof(args));
 	args.name = name;
 	args.owner_uid = ctx->uid;
-	rc = store_branch_lookup(fs->store, fs->default_parent, &parent);
+	fs_get_default_parent(fs, defname, sizeof(defname));
+	rc = store_branch_lookup(fs->store, defname, &parent);
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
@@ -200,7 +202,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 			FS_WARN(fs,
 				"cannot create branch '%s': default parent "
 				"'%s' does not exist",
-				name, fs->default_parent);
+				name, defname);
 			rc = -ENOENT;
 			goto out_err;
 		}
@@ -216,7 +218,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 		goto out_err;
 	FS_INFO(fs, "created branch '%s' (id %llu) from '%s' for uid %u", name,
 		(unsigned long long)bi.id,
-		args.parent_id ? fs->default_parent : "(empty)",
+		args.parent_id ? defname : "(empty)",
 		(unsigned)ctx->uid);
 	fs_root_touch(fs);
 	fs_root_reply_entry(fs, req, &bi);
@@ -309,6 +311,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	fs_branch_end_change(fs, bi.id);
 	if (rc == 0) {
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
+		fs_default_parent_renamed(fs, name, newname);
 		fs_root_touch(fs);
 	}
 out:

@@ -181,10 +181,10 @@ do_start() {
 	ab=$(q "$P_BR" 'select count(*) from pgbench_accounts')
 	tm=$(q "$P_MAIN" "select coalesce(to_regclass('branch_only')::text, '(none)')")
 	tb=$(q "$P_BR" "select coalesce(to_regclass('branch_only')::text, '(none)')")
-	printf '%-32s %14s %14s\n' "" main demo-branch
-	printf '%-32s %14s %14s\n' "select count(*) from pgbench_accounts" "$am" "$ab"
-	printf '%-32s %14s %14s\n' "table branch_only" "$tm" "$tb"
-	printf '%-32s %14s %14s\n' "inode of the data directory" "$(stat -c %i "$MNT/main")" "$(stat -c %i "$MNT/demo-branch")"
+	printf '%-40s %14s %14s\n' "" main demo-branch
+	printf '%-40s %14s %14s\n' "select count(*) from pgbench_accounts" "$am" "$ab"
+	printf '%-40s %14s %14s\n' "table branch_only" "$tm" "$tb"
+	printf '%-40s %14s %14s\n' "inode of the data directory" "$(stat -c %i "$MNT/main")" "$(stat -c %i "$MNT/demo-branch")"
 	[ "$am" != "$ab" ] || die "main and demo-branch show the same count: isolation failed"
 
 	say "Ready"

@@ -1289,6 +1289,9 @@ static int store_init_new(struct store *s)
 	store_put64(tkey + 1, (uint64_t)(store_now_ns() / 1000000));
 	store_put64(tval, 1);
 	kv_batch_put(&b, KV_CF_META, tkey, 9, tval, 8);
+	/* Creation time: GC thins the time index, so it cannot tell. */
+	store_put64(tval, (uint64_t)store_now_ns());
+	kv_batch_put(&b, KV_CF_META, "K", 1, tval, 8);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	return rc;
@@ -1560,7 +1563,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 			goto err_close;
 		kv_iter_seek(it, &tk, 1);
 		s->created_ns = store_now_ns();
-		if (kv_iter_valid(it)) {
+		if (store_meta_get_u64(s, 'K', &v) == 0)
+			s->created_ns = (int64_t)v;
+		else if (kv_iter_valid(it)) {
 			const unsigned char *k = kv_iter_key(it, &vlen);
 
 			if (vlen == 9 && k[0] == 'T')
@@ -3455,6 +3460,7 @@ struct store_gc_run {
 	struct store_gc_stats *st;
 	struct kv_batch b;
 	uint64_t w; /* window start seq */
+	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
 };
 
 static int store_gc_flush(struct store_gc_run *r, bool force)
@@ -3588,7 +3594,6 @@ static int store_gc_group_done(struct store_gc_run *r,
 						    &gb->capdead, ino);
 				if (rc)
 					return rc;
-				r->st->inodes_reclaimed++;
 			}
 		}
 	}
@@ -3598,6 +3603,11 @@ static int store_gc_group_done(struct store_gc_run *r,
 		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
 		if (rc)
 			return rc;
+	}
+	/* Count an unlinked inode once, when its blocks actually go. */
+	if (dead_ino && r->last_dead != store_get64(g->prefix + 8)) {
+		r->last_dead = store_get64(g->prefix + 8);
+		r->st->inodes_reclaimed++;
 	}
 	g->n = 0;
 	return 0;

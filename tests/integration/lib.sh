@@ -61,7 +61,7 @@ it_require() {
 		[ -x "$PGBIN/$b" ] || fail "$PGBIN/$b not found: PostgreSQL 15 is required (apt-get install postgresql postgresql-contrib)"
 	done
 	id postgres >/dev/null 2>&1 || fail "no 'postgres' system user: install the postgresql package"
-	command -v python3 >/dev/null || fail "python3 not found"
+	[ -x /usr/bin/python3 ] || fail "/usr/bin/python3 not found (apt-get install python3)"
 	command -v setpriv >/dev/null || fail "setpriv not found: install util-linux"
 	[ -x "$BRANCHD" ] || fail "$BRANCHD not built: run 'make all' first"
 }
@@ -82,6 +82,10 @@ it_init() {
 }
 
 # ---- cleanup ----------------------------------------------------------------
+
+# is M a mount point in /proc/mounts (works on a dead FUSE mount, where
+# mountpoint(1) fails with ENOTCONN)
+is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts; }
 
 _it_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
@@ -131,7 +135,7 @@ _it_cleanup() {
 	done
 	for ((i = ${#IT_MOUNTS[@]} - 1; i >= 0; i--)); do
 		m=${IT_MOUNTS[$i]}
-		if mountpoint -q "$m" 2>/dev/null; then
+		if is_mounted "$m"; then
 			tmo 20 fusermount3 -u "$m" 2>/dev/null || tmo 20 fusermount3 -uz "$m" ||
 				log "warning: could not unmount $m"
 		fi
@@ -175,8 +179,7 @@ free_port() {
 
 # try_op OP ARGS...: run one syscall from python and print OK or the errno
 # name (EBUSY, ENOTEMPTY, ...).  OP is rmdir, mkdir, rename or unlink.
-try_op() {
-	python3 - "$@" <<'EOF'
+IT_TRY_OP_PY='
 import errno, os, sys
 op, args = sys.argv[1], sys.argv[2:]
 try:
@@ -184,13 +187,13 @@ try:
     print("OK")
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))
-EOF
-}
+'
+try_op() { tmo 60 python3 -c "$IT_TRY_OP_PY" "$@"; }
 
 expect_op() { # EXPECTED OP ARGS...
 	local want=$1 got
 	shift
-	got=$(tmo 60 try_op "$@")
+	got=$(try_op "$@")
 	[ "$got" = "$want" ] || fail "$* gave $got, expected $want"
 	log "$* -> $got (as expected)"
 }
@@ -201,7 +204,7 @@ expect_op_eventually() {
 	local want=$1 got n
 	shift
 	for ((n = 0; n < 50; n++)); do
-		got=$(tmo 60 try_op "$@")
+		got=$(try_op "$@")
 		[ "$got" = EBUSY ] && [ "$want" != EBUSY ] || break
 		sleep 0.1
 	done
@@ -265,7 +268,7 @@ bfs_umount() {
 	if [ -n "$pid" ]; then
 		_it_wait_gone "$pid" 30 || fail "branchd $pid still running 30 s after unmount"
 	fi
-	! mountpoint -q "$mnt" || fail "$mnt still mounted"
+	! is_mounted "$mnt" || fail "$mnt still mounted"
 	log "unmounted $mnt"
 }
 
@@ -366,4 +369,77 @@ run_pgbench() {
 		fail "pgbench $* on port $port printed errors: $(grep -iE 'error|fatal|panic' "$out" | head -n 5)"
 	fi
 	grep -E 'tps =|number of transactions actually processed|done in' "$out" | sed "s/^/[$IT_NAME]   /" || true
+}
+
+# ---- branchctl ------------------------------------------------------------------
+
+BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
+CTL_OUT="" # stdout of the last ctl/expect_ctl
+CTL_ERR="" # stderr of the last ctl/expect_ctl
+CTL_RC=0   # exit status of the last ctl/expect_ctl
+
+ctl_require() { [ -x "$BRANCHCTL" ] || fail "$BRANCHCTL not built: run 'make all' first"; }
+
+# ctl ARGS...: run branchctl --mount ${CTL_MNT:-$MNT} ARGS (as ${CTL_AS:-}
+# when set, a command prefix like $AS_PG; CTL_MNT=none omits --mount);
+# sets CTL_OUT, CTL_ERR and CTL_RC, never fails by itself.
+ctl() {
+	local -a pre=() m=()
+	[ "${CTL_MNT:-$MNT}" = none ] || m=(--mount "${CTL_MNT:-$MNT}")
+	# shellcheck disable=SC2206
+	[ -n "${CTL_AS:-}" ] && pre=($CTL_AS)
+	CTL_RC=0
+	(cd "${CTL_CWD:-$T}" && tmo 60 "${pre[@]}" "$BRANCHCTL" "${m[@]}" "$@" >"$T/ctl.out" 2>"$T/ctl.err") ||
+		CTL_RC=$?
+	CTL_OUT=$(cat "$T/ctl.out")
+	CTL_ERR=$(cat "$T/ctl.err")
+}
+
+# expect_ctl WANT ARGS...: branchctl ARGS must exit with status WANT; a
+# failure (WANT != 0) must say why on stderr
+expect_ctl() {
+	local want=$1
+	shift
+	ctl "$@"
+	[ "$CTL_RC" -eq "$want" ] ||
+		fail "branchctl $* exited $CTL_RC, expected $want; stdout: ${CTL_OUT:0:400} stderr: ${CTL_ERR:0:400}"
+	if [ "$want" -ne 0 ]; then
+		[ -n "$CTL_ERR" ] || fail "branchctl $* exited $want without a message on stderr"
+		log "branchctl $* -> exit $CTL_RC ($(head -n 1 <<<"$CTL_ERR"))"
+	else
+		log "branchctl $* -> ok"
+	fi
+}
+
+# jq_ JSON EXPR: print python expression EXPR over d = parsed JSON (strings
+# bare, None as "null", bools as true/false)
+jq_() {
+	python3 - "$1" "$2" <<'EOF2' || fail "cannot evaluate $2 over JSON: ${1:0:300}"
+import json, sys
+d = json.loads(sys.argv[1])
+v = eval(sys.argv[2], {"d": d})
+print("null" if v is None else ("true" if v is True else ("false" if v is False else v)))
+EOF2
+}
+
+# jassert JSON EXPR [WHAT]: python expression EXPR over d must be true
+jassert() {
+	local r
+	r=$(python3 - "$1" "$2" <<'EOF2'
+import json, sys
+try:
+    d = json.loads(sys.argv[1])
+    print("yes" if eval(sys.argv[2], {"d": d}) else "no")
+except Exception as e:
+    print("error: %r" % e)
+EOF2
+	)
+	[ "$r" = yes ] || fail "${3:-JSON check} failed ($r): $2 over ${1:0:600}"
+}
+
+# ctl_seq: the store's current seq (branchctl status)
+ctl_seq() {
+	ctl --json status
+	[ "$CTL_RC" -eq 0 ] || fail "branchctl status failed: $CTL_ERR"
+	jq_ "$CTL_OUT" 'd["seq"]'
 }

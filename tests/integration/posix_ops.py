@@ -548,12 +548,29 @@ def t_chmod_chown():
     os.fchmod(fd, 0o600)
     os.close(fd)
     r.append(desc("cm"))
+    os.mkdir("cmd", 0o755)
+    os.chmod("cmd", 0o2750)
+    if os.geteuid() != 0:
+        # an unprivileged owner: chown to itself, chgrp to one of its groups
+        uid, gid = os.getuid(), os.getgid()
+        os.chown("cm", uid, gid)
+        r.append("self=" + desc("cm").replace("uid=%d gid=%d" % (uid, gid), "uid=me gid=mine"))
+        others = [g for g in os.getgroups() if g != gid]
+        if others:
+            os.chown("cm", -1, others[0])
+            r.append("chgrp_supplementary=%s" % (os.stat("cm").st_gid == others[0]))
+        for name, fn in (("chown_to_root", lambda: os.chown("cm", 0, -1)),
+                         ("chgrp_foreign", lambda: os.chown("cm", -1, 0))):
+            try:
+                fn()
+                r.append(name + "=ok")
+            except OSError as e:
+                r.append(name + "=" + ename(e.errno))
+        return " | ".join(r)
     os.chown("cm", 999, 998)
     r.append(desc("cm"))
     os.chown("cm", -1, 0)
     r.append(desc("cm"))
-    os.mkdir("cmd", 0o755)
-    os.chmod("cmd", 0o2750)
     os.chown("cmd", 101, 104)
     r.append(desc("cmd"))
     os.symlink("cm", "cml")

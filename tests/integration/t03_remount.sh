@@ -17,6 +17,7 @@ run_pgbench "$P1" -i -s 2 -q
 q "$P1" "create table t(id int primary key, note text)"
 q "$P1" "insert into t values (1, 'main-1')"
 mk_child pr-1
+mk_child pr-2  # never started: must stay without postmaster.pid across remounts
 pg_start "$MNT/pr-1" "$P2"
 q "$P1" "insert into t values (2, 'main-2')"
 q "$P2" "insert into t values (3, 'pr-1')"
@@ -39,8 +40,13 @@ bfs_umount
 bfs_mount_daemon
 ls_after=$(ls "$MNT")
 [ "$ls_before" = "$ls_after" ] || fail "branches before remount: [$ls_before], after: [$ls_after]"
-[ "$(echo "$ls_after" | tr '\n' ' ')" = "main pr-1 " ] || fail "unexpected branch list after remount: $ls_after"
+[ "$(echo "$ls_after" | tr '\n' ' ')" = "main pr-1 pr-2 " ] || fail "unexpected branch list after remount: $ls_after"
 [ "$(stat -c %U "$MNT/main")" = postgres ] || fail "main lost its owner across remount"
+for f in postmaster.pid postmaster.opts; do
+	if [ -e "$MNT/pr-2/$f" ]; then
+		fail "after remount, pr-2/$f exists again (lookup finds it: '$(head -n 1 "$MNT/pr-2/$f")'; readdir lists it $(ls "$MNT/pr-2" | grep -c "^$f\$" || true) times): the drop at branch creation did not survive the remount"
+	fi
+done
 
 pg_start "$MNT/main" "$P1"
 pg_start "$MNT/pr-1" "$P2"

@@ -27,6 +27,9 @@ expect_op EBUSY rename "$MNT/pr-1" "$MNT/pr-1-renamed"
 [ -d "$MNT/pr-1" ] && [ ! -e "$MNT/pr-1-renamed" ] || fail "pr-1 changed after refused rmdir/mv"
 [ "$(q "$P2" 'select count(*) from t')" = 1 ] || fail "pr-1 server unhappy after refused rmdir"
 
+echo "pr-1 only" >"$MNT/pr-1/branch_marker"
+cat "$MNT/pr-1/branch_marker" >/dev/null
+old_ino=$(ino "$MNT/pr-1")
 pg_stop "$MNT/pr-1"
 
 # FUSE release is asynchronous: give the last close a few seconds to land
@@ -34,6 +37,13 @@ expect_op_eventually OK rmdir "$MNT/pr-1"
 [ ! -e "$MNT/pr-1" ] || fail "pr-1 still visible after rmdir"
 [ "$(ls "$MNT")" = main ] || fail "branch list after rmdir pr-1: $(ls "$MNT")"
 [ "$(q "$P1" 'select v from t')" = main ] || fail "main unhappy after rmdir of its child"
+
+# the name can be reused: a fresh branch of main, nothing of the old pr-1
+mk_child pr-1
+[ ! -e "$MNT/pr-1/branch_marker" ] || fail "re-created pr-1 shows a file of the deleted pr-1"
+[ -f "$MNT/pr-1/PG_VERSION" ] || fail "re-created pr-1 is not a branch of main"
+[ "$(ino "$MNT/pr-1")" != "$old_ino" ] || fail "re-created pr-1 reuses the deleted branch's st_ino $old_ino"
+expect_op OK rmdir "$MNT/pr-1"
 
 # an open file makes a branch busy (pr-2 never ran a server)
 mk_child pr-2
@@ -44,13 +54,13 @@ exec 7<&-
 
 # a branch with children cannot be deleted
 pg_stop "$MNT/main"
-got=$(tmo 60 try_op rmdir "$MNT/main")
+got=$(try_op rmdir "$MNT/main")
 [ "$got" != OK ] || fail "rmdir main succeeded while its child pr-2 exists"
 log "rmdir main while pr-2 exists -> $got (refused, as expected)"
 [ -f "$MNT/main/PG_VERSION" ] || fail "main damaged by refused rmdir"
 pg_start "$MNT/main" "$P1"
 [ "$(q "$P1" 'select v from t')" = main ] || fail "main data gone after refused rmdir"
-got=$(tmo 60 try_op rmdir "$MNT/main")
+got=$(try_op rmdir "$MNT/main")
 [ "$got" != OK ] || fail "rmdir main succeeded while its server runs and pr-2 exists"
 pg_stop "$MNT/main"
 

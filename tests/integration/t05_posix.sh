@@ -46,6 +46,20 @@ if ! diff -u "$T/ref.out" "$T/child.out" >"$T/child.diff"; then
 	cat "$T/child.diff" >&2
 	fail "POSIX results in a child branch differ from $fstype"
 fi
+# the same calls as the postgres user (no privileges), in a dir it owns
+AS_PGU="setpriv --reuid=postgres --regid=postgres --init-groups"
+mkdir "$T/refpg" "$MNT/main/wpg"
+chown postgres: "$T/refpg" "$MNT/main/wpg"
+(cd "$T" && tmo 120 $AS_PGU /usr/bin/python3 "$PROG" "$T/refpg" >"$T/refpg.out" 2>"$T/log/refpg.err") ||
+	fail "posix_ops.py as postgres failed on the reference fs: $(tail -n 20 "$T/log/refpg.err")"
+(cd "$T" && tmo 120 $AS_PGU /usr/bin/python3 "$PROG" "$MNT/main/wpg" >"$T/pg.out" 2>"$T/log/pg.err") ||
+	fail "posix_ops.py as postgres crashed in branch main: $(tail -n 20 "$T/log/pg.err")"
+if ! diff -u "$T/refpg.out" "$T/pg.out" >"$T/pg.diff"; then
+	cat "$T/pg.diff" >&2
+	fail "POSIX results as user postgres in a branch differ from $fstype"
+fi
+log "as user postgres: branch main matches $fstype"
+
 # overwrite inherited files in the child: parent must not change
 sum_parent=$(cd "$MNT/main/w" && find . -type f -exec md5sum {} + | sort | md5sum)
 find "$MNT/child/w" -type f -size -2M -exec sh -c 'printf X | dd of="$1" bs=1 seek=3 conv=notrunc status=none' _ {} \;

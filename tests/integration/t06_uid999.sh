@@ -7,6 +7,10 @@
 source "$(dirname "$0")/lib.sh"
 it_init
 
+# one t06 at a time on this machine: the user is shared state
+exec 9>/var/lock/branchfs-it-t06.lock
+tmo 120 flock 9 || fail "another t06 holds /var/lock/branchfs-it-t06.lock"
+
 uid=999
 while getent passwd "$uid" >/dev/null; do
 	uname_=$(getent passwd "$uid" | cut -d: -f1)
@@ -33,7 +37,11 @@ ulog=$T/ulog
 mkdir "$ulog"
 chown "$uid:$gid" "$ulog"
 
-bfs_mount
+# by default only root may create branches (root_mode 0755); a shared mount
+# for several users opens the branch root like /tmp
+bfs_mount "$STORE" "$MNT" root_mode=1777
+# (branchd enforces the sticky bit itself and hides it from st_mode, see fs/fs_root.c)
+case $(stat -c %a "$MNT") in 777 | 1777) ;; *) fail "root_mode=1777 gave a branch root of mode $(stat -c %a "$MNT")" ;; esac
 # the user creates its own branch (first mkdir in an empty store: empty branch)
 (cd "$T" && tmo 60 $AS_U mkdir "$MNT/u$uid") || fail "uid $uid cannot mkdir $MNT/u$uid (root dir: $(stat -c '%A %U:%G' "$MNT"))"
 owner=$(stat -c %u:%g "$MNT/u$uid")
@@ -55,4 +63,23 @@ out=$(cd "$T" && tmo 60 $AS_U /usr/lib/postgresql/15/bin/psql -X -At -v ON_ERROR
 log "psql as uid $uid: count=20000"
 amcheck "$P"
 pg_stop "$MNT/u$uid"
+bfs_umount
+
+# sticky root: remount with u$uid as the default parent; root makes a
+# branch of it, which the user may neither delete nor rename, then the user
+# deletes its own branch
+bfs_mount "$STORE" "$MNT" "root_mode=1777,default_parent=u$uid"
+tmo 60 mkdir "$MNT/roots"
+[ -f "$MNT/roots/PG_VERSION" ] || fail "default_parent=u$uid: branch 'roots' is not a branch of u$uid"
+uop() { (cd "$T" && tmo 60 $AS_U /usr/bin/python3 -c "$IT_TRY_OP_PY" "$@"); }
+got=$(uop rmdir "$MNT/roots")
+[ "$got" = EPERM ] || fail "uid $uid deleting root's branch gave $got, expected EPERM"
+got=$(uop rename "$MNT/roots" "$MNT/mine")
+[ "$got" = EPERM ] || fail "uid $uid renaming root's branch gave $got, expected EPERM"
+log "sticky branch root: uid $uid cannot rmdir/mv root's branch (EPERM)"
+expect_op OK rmdir "$MNT/roots"
+got=$(uop rmdir "$MNT/u$uid")
+[ "$got" = OK ] || fail "uid $uid deleting its own branch gave $got"
+[ -z "$(ls "$MNT")" ] || fail "branches left: $(ls "$MNT")"
+log "uid $uid deleted its own branch"
 bfs_umount

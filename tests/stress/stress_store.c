@@ -15,7 +15,16 @@
  *    seq, that it stays that way, and that writes into the branch are
  *    private; also creates and unlinks scratch files next to the owned
  *    ones and checks readdir still lists every owned file;
- *  - NREADERS readers of a shared file written once before the start.
+ *  - writers also share one "striped" file, each owning a 1000-byte
+ *    stripe of each of its blocks (concurrent read-modify-writes of one
+ *    block: a lost update shows), and call store_sync now and then;
+ *  - NREADERS readers of a shared file written once before the start;
+ *  - a GC thread running store_gc() every 300 ms with a 2 s retention
+ *    window (as-of reads pick states from the last second);
+ *  - NNS namespace threads racing create/unlink/rename/link among two
+ *    shared directories; at the end every entry's inode exists with the
+ *    right nlink and its content.  Threads that do not stop within 120 s
+ *    of the end are reported as a deadlock.
  * At the end: every owned file against its model, before and after a
  * close and reopen.
  *
@@ -52,9 +61,16 @@
 #define FILE_MAX (64u * 1024u)
 #define SHARED_SIZE (5u * STORE_BLOCK_SIZE + 123u)
 #define MAX_LIVE_BRANCHES 6
+#define STRIPE 1000u /* bytes of each block of "striped" a writer owns */
+#define STRIPE_BLOCKS 3u
+#define RETENTION_S 2u
+#define NNS 2          /* namespace threads */
+#define NS_NAMES 12
+#define NTHREADS (NWRITERS + NREADERS + 2 + NNS)
 
 struct stress_hist {
 	uint64_t before, after; /* after == UINT64_MAX: in flight */
+	int64_t after_ns;       /* wall clock when after was taken */
 	uint64_t hash;
 	uint32_t size;
 };
@@ -71,12 +87,15 @@ struct stress_file {
 struct stress {
 	char dir[64];
 	struct store *s;
-	uint64_t br, root, shared;
+	uint64_t br, root, shared, striped;
+	uint64_t nsdir[2];
 	uint64_t seed;
 	atomic_bool stop;
 	atomic_int failed;
 	struct stress_file files[NWRITERS * FILES_PER_WRITER];
-	atomic_ulong nops, nbranches, nforkchecks, nasof;
+	unsigned char stripes[NWRITERS][STRIPE_BLOCKS * STRIPE];
+	atomic_ulong nops, nbranches, nforkchecks, nasof, ngc, nsync, nns;
+	atomic_int done; /* threads that returned */
 };
 
 static struct stress st;
@@ -84,13 +103,19 @@ static struct stress st;
 /* TSan hook (the name is TSan's): RocksDB is not built with TSan, so its
  * lock-free memtable synchronises through atomics TSan cannot see, while
  * its memcpy/memcmp calls are intercepted: every concurrent put and read
- * then shows up as a race inside librocksdb.  Ignore interceptor calls made
- * from RocksDB itself; our own code stays fully checked. */
+ * then shows up as a race inside librocksdb (and its block cache fills
+ * blocks through the compression libraries it alone uses).  Ignore
+ * interceptor calls made from those libraries; our own code stays fully
+ * checked. */
 const char *__tsan_default_suppressions(void);
 const char *__tsan_default_suppressions(void)
 {
 	return "called_from_lib:librocksdb.so\n"
-	       "called_from_lib:libstdc++.so\n";
+	       "called_from_lib:libstdc++.so\n"
+	       "called_from_lib:libsnappy.so\n"
+	       "called_from_lib:liblz4.so\n"
+	       "called_from_lib:libz.so\n"
+	       "called_from_lib:libbz2.so\n";
 }
 
 static void stress_fail(const char *fmt, ...)
@@ -157,15 +182,26 @@ static void stress_hist_push(struct stress_file *f, uint64_t before,
 		if (!f->hist)
 			abort();
 	}
-	f->hist[f->nhist++] = (struct stress_hist){ before, UINT64_MAX, hash,
-						    size };
+	f->hist[f->nhist++] = (struct stress_hist){ .before = before,
+						    .after = UINT64_MAX,
+						    .hash = hash,
+						    .size = size };
 	pthread_mutex_unlock(&f->lock);
+}
+
+static int64_t stress_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 static void stress_hist_done(struct stress_file *f, uint64_t after)
 {
 	pthread_mutex_lock(&f->lock);
 	f->hist[f->nhist - 1].after = after;
+	f->hist[f->nhist - 1].after_ns = stress_now_ns();
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -204,6 +240,7 @@ static void *stress_writer(void *arg)
 	int w = (int)(intptr_t)arg;
 	uint64_t rng = st.seed * 1000003u + (uint64_t)w;
 	unsigned char *buf = malloc(FILE_MAX + 4096);
+	unsigned char *stripe = st.stripes[w];
 	struct store *s = st.s;
 
 	if (!buf)
@@ -250,7 +287,7 @@ static void *stress_writer(void *arg)
 					   NULL);
 			CHECK(rc == 0, "writer %d: truncate = %d", w, rc);
 			stress_hist_done(f, store_seq_now(s));
-		} else if (r < 90) { /* read */
+		} else if (r < 80) { /* read */
 			uint32_t want;
 
 			off = stress_below(&rng, f->size + 100);
@@ -265,14 +302,26 @@ static void *stress_writer(void *arg)
 			CHECK(memcmp(buf, f->data + off, want) == 0,
 			      "writer %d: read ino %" PRIu64 " off %u len %u: wrong data",
 			      w, f->ino, off, len);
-		} else if (r < 97) { /* as-of read of a past state */
+		} else if (r < 87) { /* as-of read of a past state */
 			struct stress_hist h;
 			size_t k;
 
+			/* a state recorded in the last second: inside the
+			 * retention window whatever the GC thread does */
+			int64_t recent = stress_now_ns() - 1000000000ll;
+			size_t lo;
+
 			pthread_mutex_lock(&f->lock);
-			k = f->nhist > 1 ? stress_below(&rng, (uint32_t)f->nhist - 1) : 0;
+			for (lo = f->nhist - 1;
+			     lo > 0 && f->hist[lo - 1].after_ns >= recent; lo--)
+				;
+			k = f->nhist - 1 > lo ?
+				    lo + stress_below(&rng, (uint32_t)(f->nhist - 1 - lo)) :
+				    f->nhist - 1;
 			h = f->hist[k];
 			pthread_mutex_unlock(&f->lock);
+			if (h.after_ns < recent)
+				continue;
 			n = store_read(s, st.br, h.after, f->ino, buf,
 				       FILE_MAX + 100, 0);
 			CHECK(n == (ssize_t)h.size,
@@ -282,6 +331,35 @@ static void *stress_writer(void *arg)
 			      "writer %d: as-of read ino %" PRIu64 " at %" PRIu64 ": wrong data",
 			      w, f->ino, h.after);
 			atomic_fetch_add(&st.nasof, 1);
+		} else if (r < 97) { /* my stripes of the striped file */
+			static const uint32_t nb = STRIPE_BLOCKS;
+			uint32_t blk = stress_below(&rng, nb);
+			uint64_t base = (uint64_t)blk * STORE_BLOCK_SIZE +
+					(uint64_t)w * STRIPE;
+			unsigned char *mine = stripe + blk * STRIPE;
+
+			off = stress_below(&rng, STRIPE);
+			len = 1 + stress_below(&rng, STRIPE - off);
+			for (i = 0; i < len; i++)
+				buf[i] = (unsigned char)stress_rand(&rng);
+			n = store_write(s, st.br, st.striped, buf, len,
+					base + off, NULL);
+			CHECK(n == (ssize_t)len, "writer %d: striped write = %zd",
+			      w, n);
+			memcpy(mine + off, buf, len);
+			n = store_read(s, st.br, STORE_SEQ_LATEST, st.striped,
+				       buf, STRIPE, base);
+			CHECK(n == (ssize_t)STRIPE,
+			      "writer %d: striped read = %zd", w, n);
+			CHECK(memcmp(buf, mine, STRIPE) == 0,
+			      "writer %d: my stripe of block %u lost an update",
+			      w, blk);
+			if (stress_below(&rng, 20) == 0) {
+				int rc = store_sync(s);
+
+				CHECK(rc == 0, "writer %d: sync = %d", w, rc);
+				atomic_fetch_add(&st.nsync, 1);
+			}
 		} else { /* shared file */
 			off = stress_below(&rng, SHARED_SIZE);
 			len = 1 + stress_below(&rng, 2 * STORE_BLOCK_SIZE);
@@ -300,6 +378,7 @@ static void *stress_writer(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -331,6 +410,7 @@ static void *stress_reader(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -442,6 +522,167 @@ static void *stress_brancher(void *arg)
 	}
 out:
 	free(buf);
+	atomic_fetch_add(&st.done, 1);
+	return NULL;
+}
+
+/* ---- namespace churn ----
+ * NNS threads create, unlink, rename (plain, NOREPLACE, EXCHANGE) and link
+ * files among two shared directories of "root" at random.  Races make
+ * -ENOENT and -EEXIST expected; anything else is a failure.  At the end
+ * the namespace must be consistent (stress_ns_verify). */
+
+static void *stress_ns(void *arg)
+{
+	uint64_t rng = st.seed * 7777u + (uint64_t)(intptr_t)arg;
+	struct store *s = st.s;
+
+	while (!atomic_load(&st.stop)) {
+		int d1 = (int)stress_below(&rng, 2), d2 = (int)stress_below(&rng, 2);
+		char n1[16], n2[16];
+		uint32_t r = stress_below(&rng, 100);
+		uint64_t ino = 0;
+		int rc;
+
+		snprintf(n1, sizeof(n1), "n%u", stress_below(&rng, NS_NAMES));
+		snprintf(n2, sizeof(n2), "n%u", stress_below(&rng, NS_NAMES));
+		if (r < 25) {
+			struct store_attr at;
+
+			memset(&at, 0, sizeof(at));
+			at.mode = S_IFREG | 0644;
+			rc = store_create(s, st.br, st.nsdir[d1], n1, &at, NULL,
+					  &ino, NULL);
+			if (rc == 0) {
+				ssize_t n = store_write(s, st.br, ino, n1,
+							strlen(n1), 0, NULL);
+
+				CHECK(n == (ssize_t)strlen(n1),
+				      "ns: write to new file = %zd", n);
+			}
+		} else if (r < 45) {
+			rc = store_unlink(s, st.br, st.nsdir[d1], n1);
+		} else if (r < 85) {
+			unsigned flags = r < 55 ? STORE_RENAME_NOREPLACE :
+					 r < 62 ? STORE_RENAME_EXCHANGE : 0;
+
+			if (d1 == d2 && strcmp(n1, n2) == 0)
+				continue;
+			rc = store_rename(s, st.br, st.nsdir[d1], n1,
+					  st.nsdir[d2], n2, flags);
+		} else if (r < 93) {
+			rc = store_lookup(s, st.br, STORE_SEQ_LATEST,
+					  st.nsdir[d1], n1, &ino);
+			if (rc == 0)
+				rc = store_link(s, st.br, ino, st.nsdir[d2], n2,
+						NULL);
+		} else {
+			struct store_dirent *d = NULL;
+			size_t n = 0, i;
+
+			rc = store_readdir(s, st.br, STORE_SEQ_LATEST,
+					   st.nsdir[d1], &d, &n);
+			for (i = 1; rc == 0 && i < n; i++)
+				CHECK(strcmp(d[i - 1].name, d[i].name) < 0,
+				      "ns: readdir unsorted or duplicate '%s'",
+				      d[i].name);
+			free(d);
+		}
+		CHECK(rc == 0 || rc == -ENOENT || rc == -EEXIST,
+		      "ns: op %u on %d/%s %d/%s = %d", r, d1, n1, d2, n2, rc);
+		atomic_fetch_add(&st.nns, 1);
+	}
+out:
+	atomic_fetch_add(&st.done, 1);
+	return NULL;
+}
+
+/* Every entry names a live file whose nlink counts its entries, and whose
+ * content is the name it was created under (writes never get lost in
+ * renames).  Returns 1 on failure. */
+static int stress_ns_verify(const char *when)
+{
+	struct { uint64_t ino; uint32_t links; } seen[2 * NS_NAMES];
+	size_t nseen = 0, i, j;
+	int d, bad = 0;
+
+	for (d = 0; d < 2; d++) {
+		struct store_dirent *de = NULL;
+		size_t n = 0;
+		int rc = store_readdir(st.s, st.br, STORE_SEQ_LATEST,
+				       st.nsdir[d], &de, &n);
+
+		if (rc) {
+			fprintf(stderr, "stress_store: FAIL: %s: ns readdir = %d\n",
+				when, rc);
+			return 1;
+		}
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < nseen && seen[j].ino != de[i].ino; j++)
+				;
+			if (j == nseen) {
+				seen[nseen].ino = de[i].ino;
+				seen[nseen++].links = 0;
+			}
+			seen[j].links++;
+		}
+		free(de);
+	}
+	for (j = 0; j < nseen; j++) {
+		struct store_attr a;
+		char buf[16];
+		ssize_t n;
+		int rc = store_getattr(st.s, st.br, STORE_SEQ_LATEST,
+				       seen[j].ino, &a);
+
+		if (rc || a.nlink != seen[j].links) {
+			fprintf(stderr,
+				"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %s: ns ino %" PRIu64 ": getattr %d, nlink %u, %u entries\n",
+				st.seed, when, seen[j].ino, rc, rc ? 0 : a.nlink,
+				seen[j].links);
+			bad = 1;
+			continue;
+		}
+		n = store_read(st.s, st.br, STORE_SEQ_LATEST, seen[j].ino, buf,
+			       sizeof(buf) - 1, 0);
+		if (n < 2 || buf[0] != 'n') {
+			fprintf(stderr,
+				"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %s: ns ino %" PRIu64 " content (%zd bytes) lost\n",
+				st.seed, when, seen[j].ino, n);
+			bad = 1;
+		}
+	}
+	fprintf(stderr, "stress_store: %s: namespace holds %zu files\n", when,
+		nseen);
+	return bad;
+}
+
+/* ---- garbage collector ---- */
+
+static void *stress_nothing(void *arg)
+{
+	atomic_fetch_add(&st.done, 1);
+	return arg;
+}
+
+static void *stress_gc(void *arg)
+{
+	unsigned k = 0;
+
+	(void)arg;
+	while (!atomic_load(&st.stop)) {
+		struct store_gc_opts opts = { 0 };
+		struct timespec ts = { 0, 300000000L };
+		int rc;
+
+		opts.full_compaction = (k++ % 4) == 3;
+		rc = store_gc(st.s, &opts, NULL);
+		CHECK(rc == 0, "gc = %d", rc);
+		atomic_fetch_add(&st.ngc, 1);
+		nanosleep(&ts, NULL);
+	}
+out:
+	atomic_fetch_add(&st.done, 1);
 	return NULL;
 }
 
@@ -478,13 +719,31 @@ static int stress_verify_all(const char *when)
 			bad = 1;
 		}
 	}
+	for (i = 0; i < NWRITERS; i++) {
+		uint32_t blk;
+
+		for (blk = 0; blk < STRIPE_BLOCKS; blk++) {
+			uint64_t base = (uint64_t)blk * STORE_BLOCK_SIZE +
+					(uint64_t)i * STRIPE;
+			ssize_t n = store_read(st.s, st.br, STORE_SEQ_LATEST,
+					       st.striped, buf, STRIPE, base);
+
+			if (n != (ssize_t)STRIPE ||
+			    memcmp(buf, st.stripes[i] + blk * STRIPE, STRIPE)) {
+				fprintf(stderr,
+					"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %s: stripe of writer %d in block %u wrong\n",
+					st.seed, when, i, blk);
+				bad = 1;
+			}
+		}
+	}
 	free(buf);
 	return bad;
 }
 
 int main(void)
 {
-	pthread_t wt[NWRITERS], rt[NREADERS], bt;
+	pthread_t wt[NWRITERS], rt[NREADERS], nt[NNS], bt, gt;
 	struct store_config cfg;
 	struct store_branch_create_args a;
 	struct store_branch_info bi;
@@ -567,29 +826,77 @@ int main(void)
 			goto out_close;
 		}
 		free(shared);
+		rc = store_create(st.s, st.br, st.root, "striped", &at, NULL,
+				  &st.striped, NULL);
+		if (rc == 0) {
+			struct store_attr sa;
+
+			memset(&sa, 0, sizeof(sa));
+			sa.size = STRIPE_BLOCKS * STORE_BLOCK_SIZE;
+			rc = store_setattr(st.s, st.br, st.striped, &sa,
+					   STORE_SET_SIZE, NULL);
+		}
+		if (rc == 0)
+			rc = store_set_retention(st.s, RETENTION_S);
+		at.mode = S_IFDIR | 0755;
+		if (rc == 0)
+			rc = store_create(st.s, st.br, st.root, "nsA", &at,
+					  NULL, &st.nsdir[0], NULL);
+		if (rc == 0)
+			rc = store_create(st.s, st.br, st.root, "nsB", &at,
+					  NULL, &st.nsdir[1], NULL);
+		if (rc) {
+			fprintf(stderr, "stress_store: striped/retention = %d\n",
+				rc);
+			bad = 1;
+			goto out_close;
+		}
 	}
 
-	fprintf(stderr, "stress_store: seed %" PRIu64 ", %u s, %d writers, %d readers, 1 brancher\n",
-		st.seed, secs, NWRITERS, NREADERS);
+	fprintf(stderr, "stress_store: seed %" PRIu64 ", %u s, %d writers, %d readers, %d namespace, 1 brancher, 1 gc\n",
+		st.seed, secs, NWRITERS, NREADERS, NNS);
 	for (i = 0; i < NWRITERS; i++)
 		pthread_create(&wt[i], NULL, stress_writer, (void *)(intptr_t)i);
 	for (i = 0; i < NREADERS; i++)
 		pthread_create(&rt[i], NULL, stress_reader, (void *)(intptr_t)i);
+	for (i = 0; i < NNS; i++)
+		pthread_create(&nt[i], NULL, stress_ns, (void *)(intptr_t)i);
 	pthread_create(&bt, NULL, stress_brancher, NULL);
+	v = getenv("BRANCHFS_STRESS_GC");
+	if (!v || atoi(v) != 0)
+		pthread_create(&gt, NULL, stress_gc, NULL);
+	else
+		pthread_create(&gt, NULL, stress_nothing, NULL);
 	for (i = 0; i < (int)secs * 10 && !atomic_load(&st.stop); i++) {
 		struct timespec ts = { 0, 100000000L };
 
 		nanosleep(&ts, NULL);
 	}
 	atomic_store(&st.stop, true);
+	/* a deadlock shows as threads that never return */
+	for (i = 0; i < 1200 && atomic_load(&st.done) < NTHREADS; i++) {
+		struct timespec ts = { 0, 100000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&st.done) < NTHREADS) {
+		fprintf(stderr,
+			"stress_store: FAIL (BRANCHFS_SEED=%" PRIu64 "): %d of %d threads still running 120 s after stop: deadlock?\n",
+			st.seed, NTHREADS - atomic_load(&st.done), NTHREADS);
+		_exit(2);
+	}
+	for (i = 0; i < NNS; i++)
+		pthread_join(nt[i], NULL);
 	for (i = 0; i < NWRITERS; i++)
 		pthread_join(wt[i], NULL);
 	for (i = 0; i < NREADERS; i++)
 		pthread_join(rt[i], NULL);
 	pthread_join(bt, NULL);
+	pthread_join(gt, NULL);
 	bad |= atomic_load(&st.failed);
 
 	bad |= stress_verify_all("at the end");
+	bad |= stress_ns_verify("at the end");
 	rc = store_close(st.s);
 	st.s = NULL;
 	if (rc) {
@@ -604,10 +911,13 @@ int main(void)
 		goto out_rm;
 	}
 	bad |= stress_verify_all("after reopen");
+	bad |= stress_ns_verify("after reopen");
 	fprintf(stderr,
-		"stress_store: %lu ops, %lu branches, %lu fork checks, %lu as-of reads: %s\n",
-		atomic_load(&st.nops), atomic_load(&st.nbranches),
+		"stress_store: %lu ops, %lu namespace ops, %lu branches, %lu fork checks, %lu as-of reads, %lu syncs, %lu gcs: %s\n",
+		atomic_load(&st.nops), atomic_load(&st.nns),
+		atomic_load(&st.nbranches),
 		atomic_load(&st.nforkchecks), atomic_load(&st.nasof),
+		atomic_load(&st.nsync), atomic_load(&st.ngc),
 		bad ? "FAIL" : "ok");
 out_close:
 	if (st.s)

@@ -798,6 +798,204 @@ static void test_store_persist_close_reopen(void **state)
 	tstore_expect_pat(fx->s, c, f, 4, 0, 5);
 }
 
+/* Deeper than the store's inline view (16 levels): 40 levels, each writing
+ * its own block; as-of reads through the whole chain. */
+static void test_store_isolation_chain_depth_40(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	enum { DEPTH = 40 };
+	uint64_t br[DEPTH + 1], seq[DEPTH + 1], f;
+	char name[32];
+	int i, j;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	br[0] = fx->br;
+	for (i = 0; i <= DEPTH; i++) {
+		if (i > 0) {
+			snprintf(name, sizeof(name), "d%d", i);
+			br[i] = tstore_branch(s, name, br[i - 1]);
+		}
+		tstore_write_pat(s, br[i], f, 300 + (uint32_t)i,
+				 (uint64_t)i * BS + 7, 100);
+		seq[i] = store_seq_now(s);
+	}
+	for (j = 0; j <= DEPTH; j += (j < 15 ? 5 : 1)) {
+		for (i = 0; i <= DEPTH; i++) {
+			if (i <= j)
+				tstore_expect_pat(s, br[j], f, 300 + (uint32_t)i,
+						  (uint64_t)i * BS + 7, 100);
+			else if (j == DEPTH)
+				break;
+		}
+		assert_int_equal(tstore_size(s, br[j], f),
+				 (uint64_t)j * BS + 107);
+	}
+	/* the deepest branch as of each level's write */
+	for (i = 0; i <= DEPTH; i += 3)
+		assert_int_equal(tstore_size_at(s, br[DEPTH], seq[i], f),
+				 (uint64_t)i * BS + 107);
+	{
+		struct store_branch_info *anc = NULL;
+		size_t n = 0;
+
+		assert_int_equal(store_branch_ancestry(s, br[DEPTH], &anc, &n),
+				 0);
+		assert_int_equal(n, DEPTH + 1);
+		assert_int_equal(anc[DEPTH].id, fx->br);
+		free(anc);
+	}
+	/* the whole chain survives a reopen */
+	tstore_fx_reopen(fx);
+	tstore_expect_pat(fx->s, br[DEPTH], f, 300, 7, 100);
+	tstore_expect_pat(fx->s, br[DEPTH], f, 300 + DEPTH,
+			  (uint64_t)DEPTH * BS + 7, 100);
+}
+
+static void test_store_write_read_edges(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_attr a;
+	unsigned char b[8];
+	uint64_t f;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	assert_int_equal(store_write(s, fx->br, f, b, 0, 1000, NULL), 0);
+	assert_int_equal(tstore_size(s, fx->br, f), 0);
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b, 0, 0),
+			 0);
+	/* off + len past 2^63 - 1 */
+	assert_int_equal(store_write(s, fx->br, f, b, sizeof(b),
+				     (uint64_t)INT64_MAX - 4, NULL),
+			 -EFBIG);
+	assert_int_equal(store_write(s, fx->br, f, b, sizeof(b), UINT64_MAX - 2,
+				     NULL),
+			 -EFBIG);
+	memset(&a, 0, sizeof(a));
+	a.size = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(store_setattr(s, fx->br, f, &a, STORE_SET_SIZE, NULL),
+			 -EFBIG);
+	assert_int_equal(tstore_size(s, fx->br, f), 100);
+	/* a read right at the last byte, and one huge length */
+	{
+		unsigned char *big = malloc(1u << 20);
+
+		assert_non_null(big);
+		assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, big,
+					    1u << 20, 99),
+				 1);
+		assert_int_equal(big[0], tstore_byte(1, 99));
+		free(big);
+	}
+	/* writes with the very last byte as the end */
+	tstore_write_pat(s, fx->br, f, 2, (uint64_t)INT64_MAX - 10, 10);
+	assert_int_equal(tstore_size(s, fx->br, f), (uint64_t)INT64_MAX);
+	tstore_expect_pat(s, fx->br, f, 2, (uint64_t)INT64_MAX - 10, 10);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 100);
+	tstore_truncate(s, fx->br, f, 50);
+	tstore_expect_pat(s, fx->br, f, 1, 0, 50);
+}
+
+static void test_store_branch_reset_drop_names_and_past(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const drop[] = { "postmaster.pid", NULL };
+	uint64_t f, c, pid, s1;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	c = tstore_branch(s, "c", fx->br);
+	tstore_write_pat(s, c, f, 2, 0, 100);
+	s1 = store_seq_now(s);
+	pid = tstore_mkfile(s, fx->br, fx->root, "postmaster.pid");
+	(void)pid;
+	assert_int_equal(store_branch_reset(s, c, drop), 0);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "f");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root, "f,postmaster.pid");
+	tstore_expect_pat(s, c, f, 1, 0, 100);
+	/* as of before the reset, the branch's old changes are gone too */
+	{
+		unsigned char b[100];
+		ssize_t n = store_read(s, c, s1, f, b, sizeof(b), 0);
+
+		assert_int_equal(n, 100);
+		tstore_expect_pat_at(s, c, s1, f, 1, 0, 100);
+	}
+	tstore_fx_reopen(fx);
+	TSTORE_LS_EQ(fx->s, c, STORE_SEQ_LATEST, fx->root, "f");
+	tstore_expect_pat(fx->s, c, f, 1, 0, 100);
+}
+
+static void test_store_usage_and_stats(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_usage u;
+	struct store_stats st;
+	uint64_t f, g, d, h, c;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS + 5);
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	g = tstore_mkfile(s, fx->br, d, "g");
+	tstore_write_pat(s, fx->br, g, 2, 1000, 10);
+	assert_int_equal(store_link(s, fx->br, g, fx->root, "g2", NULL), 0);
+	h = tstore_mknod(s, fx->br, d, "l", S_IFLNK | 0777, "f");
+	(void)h;
+
+	assert_int_equal(store_branch_usage(s, fx->br, &u), 0);
+	/* f + g once (hard link), sizes of regular files only */
+	assert_int_equal(u.logical_bytes, 3 * BS + 5 + 1010);
+	/* root, f, d, g, l */
+	assert_int_equal(u.files, 5);
+
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_branch_usage(s, c, &u), 0);
+	assert_int_equal(u.written_bytes, 0);
+	tstore_write_pat(s, c, f, 3, 0, 100);
+	assert_int_equal(store_unlink(s, c, d, "g"), 0);
+	assert_int_equal(store_branch_usage(s, c, &u), 0);
+	assert_int_equal(u.written_bytes, 100);
+	assert_int_equal(u.logical_bytes, 3 * BS + 5 + 1010);
+	assert_int_equal(store_unlink(s, c, fx->root, "g2"), 0);
+	assert_int_equal(store_branch_usage(s, c, &u), 0);
+	assert_int_equal(u.logical_bytes, 3 * BS + 5);
+	assert_int_equal(u.files, 4);
+
+	assert_int_equal(store_stats(s, &st), 0);
+	assert_int_equal(st.branches, 2);
+	assert_int_equal(st.seq, store_seq_now(s));
+	assert_true(st.next_ino > g);
+	assert_true(st.disk_bytes > 0);
+	assert_true(st.fs_total_bytes >= st.fs_avail_bytes);
+	assert_true(st.fs_avail_bytes > 0);
+	/* written_bytes survives a reopen */
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_branch_usage(fx->s, c, &u), 0);
+	assert_int_equal(u.written_bytes, 100);
+}
+
+static void test_store_time_of_seq(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	int64_t t0, t1, got;
+	uint64_t f, sq;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	t0 = tstore_now_ns();
+	tstore_write_pat(s, fx->br, f, 1, 0, 10);
+	t1 = tstore_now_ns();
+	sq = store_seq_now(s);
+	assert_int_equal(store_time_of_seq(s, sq, &got), 0);
+	/* to the index's resolution (10 ms) */
+	assert_true(got >= t0 - 20000000ll);
+	assert_true(got <= t1 + 20000000ll);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -820,6 +1018,11 @@ int main(void)
 		T(test_store_branch_delete_rename_list),
 		T(test_store_branch_reset),
 		T(test_store_persist_close_reopen),
+		T(test_store_isolation_chain_depth_40),
+		T(test_store_write_read_edges),
+		T(test_store_branch_reset_drop_names_and_past),
+		T(test_store_usage_and_stats),
+		T(test_store_time_of_seq),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

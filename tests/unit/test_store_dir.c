@@ -546,6 +546,121 @@ static void test_store_dir_setattr(void **state)
 	}
 }
 
+/* Names that are prefixes of each other, or differ only in high or control
+ * bytes: each is its own entry, a tombstone of one hides no other, and
+ * readdir sorts bytewise. */
+static void test_store_dir_prefix_and_byte_names(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const names[] = { "a", "ab", "a\x01", "a\xff",
+					     "\xff", "\x01", "A", "a b",
+					     "abc", NULL };
+	struct store_dirent *d = NULL;
+	uint64_t inos[16], c;
+	size_t n = 0, i;
+
+	for (i = 0; names[i]; i++)
+		inos[i] = tstore_mkfile(s, fx->br, fx->root, names[i]);
+	for (i = 0; names[i]; i++)
+		assert_int_equal(tstore_lookup(s, fx->br, fx->root, names[i]),
+				 inos[i]);
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_unlink(s, c, fx->root, "a"), 0);
+	assert_int_equal(store_unlink(s, c, fx->root, "a\xff"), 0);
+	assert_int_equal(store_rename(s, c, fx->root, "ab", fx->root, "abcd",
+				      0),
+			 0);
+	assert_int_equal(store_readdir(s, c, STORE_SEQ_LATEST, fx->root, &d,
+				       &n),
+			 0);
+	assert_int_equal(n, 7);
+	for (i = 1; i < n; i++)
+		assert_true(strcmp(d[i - 1].name, d[i].name) < 0);
+	assert_string_equal(d[0].name, "\x01");
+	assert_string_equal(d[n - 1].name, "\xff");
+	free(d);
+	assert_int_equal(tstore_lookup_rc(s, c, STORE_SEQ_LATEST, fx->root,
+					  "a"),
+			 -ENOENT);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "a\x01"), inos[2]);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "abc"), inos[8]);
+	assert_int_equal(tstore_lookup(s, c, fx->root, "abcd"), inos[1]);
+	assert_int_equal(tstore_lookup_rc(s, c, STORE_SEQ_LATEST, fx->root,
+					  "ab"),
+			 -ENOENT);
+	/* the parent has all of them still */
+	assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, fx->root,
+				       &d, &n),
+			 0);
+	assert_int_equal(n, 9);
+	free(d);
+}
+
+/* A big directory merged across three levels with tombstones. */
+static void test_store_dir_large_merged(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	enum { N = 1500 };
+	struct store_dirent *d = NULL;
+	uint64_t dir, c, g;
+	char name[32];
+	size_t n = 0, i, want;
+	int k;
+
+	dir = tstore_mkdir(s, fx->br, fx->root, "big");
+	for (k = 0; k < N; k++) {
+		snprintf(name, sizeof(name), "e%05d", k);
+		tstore_mkfile(s, fx->br, dir, name);
+	}
+	c = tstore_branch(s, "c", fx->br);
+	for (k = 0; k < N; k += 3) {
+		snprintf(name, sizeof(name), "e%05d", k);
+		assert_int_equal(store_unlink(s, c, dir, name), 0);
+	}
+	for (k = N; k < N + 200; k++) {
+		snprintf(name, sizeof(name), "e%05d", k);
+		tstore_mkfile(s, c, dir, name);
+	}
+	g = tstore_branch(s, "g", c);
+	for (k = 1; k < N; k += 3) {
+		snprintf(name, sizeof(name), "e%05d", k);
+		assert_int_equal(store_unlink(s, g, dir, name), 0);
+	}
+	for (k = 0; k < N; k += 3) { /* re-create what c removed */
+		snprintf(name, sizeof(name), "e%05d", k);
+		tstore_mkfile(s, g, dir, name);
+	}
+	/* parent in the meantime */
+	for (k = N + 1000; k < N + 1100; k++) {
+		snprintf(name, sizeof(name), "e%05d", k);
+		tstore_mkfile(s, fx->br, dir, name);
+	}
+	assert_int_equal(store_readdir(s, g, STORE_SEQ_LATEST, dir, &d, &n), 0);
+	want = N - (N + 1) / 3 + 200; /* N minus every k%3==1, plus 200 */
+	assert_int_equal(n, want);
+	for (i = 0; i < n; i++) {
+		int kk = atoi(d[i].name + 1);
+
+		assert_true(kk % 3 != 1 || kk >= N);
+		assert_true(kk < N + 200);
+		if (i)
+			assert_true(strcmp(d[i - 1].name, d[i].name) < 0);
+	}
+	free(d);
+	assert_int_equal(store_readdir(s, c, STORE_SEQ_LATEST, dir, &d, &n), 0);
+	assert_int_equal(n, N - (N + 2) / 3 + 200);
+	free(d);
+	assert_int_equal(store_readdir(s, fx->br, STORE_SEQ_LATEST, dir, &d,
+				       &n),
+			 0);
+	assert_int_equal(n, N + 100);
+	free(d);
+	/* rmdir needs every inherited entry gone */
+	assert_int_equal(store_rmdir(s, g, fx->root, "big"), -ENOTEMPTY);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -563,6 +678,8 @@ int main(void)
 		T(test_store_dir_symlink),
 		T(test_store_dir_drop_names),
 		T(test_store_dir_setattr),
+		T(test_store_dir_prefix_and_byte_names),
+		T(test_store_dir_large_merged),
 	};
 
 	return cmocka_run_group_tests_name("store_dir", tests, NULL, NULL);

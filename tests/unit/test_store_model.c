@@ -7,7 +7,8 @@
  * offsets and lengths within and across blocks, all-zero writes, reads,
  * truncations, create, unlink, rename with and without NOREPLACE/EXCHANGE,
  * link, branch create at the head or at a recorded past seq, branch delete
- * and reset, as-of reads at recorded seqs, readdir, close/reopen) runs over
+ * and reset, as-of reads at recorded seqs, readdir, close/reopen, and GC
+ * with a 3 s retention window) runs over
  * up to MODEL_MAX_BRANCHES live branches, and every read is checked against
  * an in-memory reference model:
  *  - per branch, a list of entries (dir, name) -> ino and, per live ino, an
@@ -15,7 +16,9 @@
  *    new branch or a past-seq snapshot, is cheap);
  *  - a few snapshots per branch (seq, copy of the state) for as-of reads
  *    and branches made in the past.
- * Files stay small (<= 64 KiB) so the model is cheap.
+ * Files stay small (<= 64 KiB) so the model is cheap.  After each GC,
+ * snapshots that may have left the retention window are forgotten; every
+ * other state must read exactly as the model says.
  *
  * Environment: BRANCHFS_SEED=N picks the seed (default fixed),
  * BRANCHFS_OPS=N the number of operations (default 100000).  A failure
@@ -40,6 +43,8 @@
 #define MODEL_DEFAULT_SEED 20261124u
 #define MODEL_DEFAULT_OPS 100000u
 #define MODEL_TRAIL 24
+#define MODEL_RETENTION_S 3
+#define MODEL_GC_EVERY 2000
 
 /* ---- model ---- */
 
@@ -69,6 +74,8 @@ struct model_state {
 
 struct model_snap {
 	uint64_t seq;
+	int64_t ts_ns; /* wall clock when seq was taken */
+	unsigned long epoch; /* GCs done before it was taken */
 	struct model_state st;
 };
 
@@ -96,6 +103,7 @@ struct model {
 	unsigned char *buf, *buf2;
 	struct model_blob *empty;
 	unsigned long stats[16];
+	uint64_t gc_deleted;
 };
 
 static uint64_t model_rand(struct model *m)
@@ -739,6 +747,8 @@ static void model_op_snapshot(struct model *m, struct model_branch *b)
 		model_state_release(&sn->st);
 	}
 	sn->seq = store_seq_now(m->fx->s);
+	sn->ts_ns = tstore_now_ns();
+	sn->epoch = m->stats[12];
 	model_state_copy(&sn->st, &b->st);
 	model_trail(m, "snapshot %s at %" PRIu64, b->name, sn->seq);
 }
@@ -764,6 +774,51 @@ static void model_op_asof(struct model *m, struct model_branch *b)
 		model_check_file(m, b->id, sn->seq, f, off, len);
 	}
 	m->stats[10]++;
+}
+
+/* GC with a short retention window; then forget the snapshots taken
+ * before the previous GC, so that the operation sequence does not depend
+ * on timing (a seed reproduces it).  A snapshot kept must be inside the
+ * window with a margin well above the time index's resolution; on a
+ * machine so slow that one is not, it is dropped too (with a note). */
+static void model_op_gc(struct model *m)
+{
+	struct store_gc_opts opts = { 0 };
+	struct store_gc_stats gs;
+	int64_t cutoff;
+	int rc, i, k;
+
+	opts.full_compaction = m->stats[12] % 2 == 1;
+	model_trail(m, "gc (full compaction %d)", opts.full_compaction);
+	memset(&gs, 0, sizeof(gs));
+	rc = store_gc(m->fx->s, &opts, &gs);
+	MCHECK(m, rc == 0, "store_gc = %d", rc);
+	m->gc_deleted += gs.keys_deleted;
+	cutoff = tstore_now_ns() -
+		 (int64_t)MODEL_RETENTION_S * 1000000000ll + 250000000ll;
+	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
+		struct model_branch *b = &m->br[i];
+
+		if (!b->live)
+			continue;
+		for (k = 0; k < b->nsnaps;) {
+			bool old = b->snaps[k].epoch < m->stats[12];
+
+			if (!old && b->snaps[k].ts_ns < cutoff) {
+				fprintf(stderr,
+					"  model: slow machine: snapshot of %s older than the window, dropped (the op sequence now depends on timing)\n",
+					b->name);
+				old = true;
+			}
+			if (old) {
+				model_state_release(&b->snaps[k].st);
+				b->snaps[k] = b->snaps[--b->nsnaps];
+			} else {
+				k++;
+			}
+		}
+	}
+	m->stats[12]++;
 }
 
 static void model_op_reopen(struct model *m)
@@ -841,6 +896,7 @@ static void test_store_model_random_ops(void **state)
 	m->nlive = 1;
 	m->dirs[0] = m->fx->root;
 	m->dirs[1] = tstore_mkdir(m->fx->s, b0->id, m->fx->root, "sub");
+	assert_int_equal(store_set_retention(m->fx->s, MODEL_RETENTION_S), 0);
 
 	reopen_every = m->nops / 4 ? m->nops / 4 : 1;
 	for (m->op = 1; m->op <= m->nops; m->op++) {
@@ -876,7 +932,11 @@ static void test_store_model_random_ops(void **state)
 			model_op_asof(m, b);
 		if (m->op % reopen_every == 0 && m->op < m->nops)
 			model_op_reopen(m);
+		if (m->op % MODEL_GC_EVERY == 0)
+			model_op_gc(m);
 		if (m->op % 5000 == 0) {
+			if (!b->live) /* this op deleted it */
+				b = &m->br[model_pick_branch(m)];
 			model_trail(m, "full check of %s", b->name);
 			model_check_all(m, b->id, STORE_SEQ_LATEST, &b->st);
 			model_check_branch_list(m);
@@ -901,11 +961,11 @@ static void test_store_model_random_ops(void **state)
 		}
 	}
 	fprintf(stderr,
-		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens; %d live branches\n",
+		"  model: %lu writes, %lu reads, %lu truncates, %lu creates, %lu unlinks, %lu renames, %lu links, %lu branches, %lu deletes, %lu resets, %lu as-of, %lu reopens, %lu gcs (%" PRIu64 " keys deleted); %d live branches\n",
 		m->stats[0], m->stats[1], m->stats[2], m->stats[3],
 		m->stats[4], m->stats[5], m->stats[6], m->stats[7],
 		m->stats[8], m->stats[9], m->stats[10], m->stats[11],
-		m->nlive);
+		m->stats[12], m->gc_deleted, m->nlive);
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++)
 		if (m->br[i].live)
 			model_branch_free(&m->br[i]);

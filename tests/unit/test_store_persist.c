@@ -340,6 +340,29 @@ static void test_store_persist_lock_other_process(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 100);
 }
 
+/* A process forked and exec()ed while the store is open (branchd starts
+ * Postgres) must not inherit the store's locks. */
+static void test_store_persist_lock_not_inherited_by_exec(void **state)
+{
+	struct tstore_fx *fx = *state;
+	pid_t pid;
+	int st = 0;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sleep", "sleep", "3", (char *)NULL);
+		_exit(127);
+	}
+	tstore_sleep_ms(200); /* let it exec */
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_int_equal(tstore_fx_open(fx), 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -350,6 +373,7 @@ int main(int argc, char **argv)
 		T(test_store_persist_child_killed_keeps_prefix),
 		T(test_store_persist_lock_same_process),
 		T(test_store_persist_lock_other_process),
+		T(test_store_persist_lock_not_inherited_by_exec),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--child-write") == 0)

@@ -1,0 +1,528 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# pg_bench.sh - Postgres on branchfs, side by side with native ext4 and the
+# usual ways of cloning a data directory, in one run.
+#
+# What it measures (PostgreSQL 15 from /usr/lib/postgresql/15/bin, run as
+# the postgres user; shared_buffers=128MB, max_wal_size=1GB, fsync=on,
+# every cluster on its own unix socket in the temp dir, no TCP):
+#   1. pgbench -i -s $BENCH_SCALE, then read-write (-c 4 -j 2 -T $BENCH_T)
+#      and select-only (-S, same clients) TPS on
+#        ext4            a plain PGDATA in the temp dir (ext4 here)
+#        branchfs main   PGDATA = the root of branch 'main' of a fresh store
+#        branchfs branch PGDATA = a branch made with mkdir from 'main'
+#                        (after main's runs, cluster stopped cleanly)
+#        fuse-overlayfs  lowerdir = the ext4 PGDATA (stopped), upper and
+#                        work dirs in the temp dir: the FUSE peer
+#      One cluster runs at a time.  Ratios are against ext4.
+#   2. Time to clone the data directory at scale $BENCH_SCALE and
+#      $BENCH_BIG_SCALE: `mkdir MNT/NAME` on branchfs (median of 5) beside
+#      `cp -a` on ext4 (and cp -a + sync), `cp -a --reflink=always` on XFS
+#      (loop file, mkfs.xfs -m reflink=1) and `btrfs subvolume snapshot` on
+#      btrfs (loop file), each where the kernel and tools allow.  Peer
+#      figures are the wall time of the command, process start included
+#      (the spawn cost of /bin/true is printed for reference); branchfs is
+#      shown both as the mkdir command and as mkdir(2) timed inside one
+#      process, and the < 5 ms target is checked on the latter.  At the big scale
+#      the ext4 cluster is re-initialised with pgbench -i and branchfs gets
+#      the same PGDATA by cp -a into 'main' of a second store.
+#   3. Time from `mkdir` of a branch of the running branchfs 'main' cluster
+#      to pg_isready succeeding on a postmaster started on that branch
+#      (crash recovery included; median of 3).
+# A final markdown table gives the figures, ratios and targets:
+#   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
+#   mkdir -> ready < 1 s.  Targets are informational: the exit status is
+#   non-zero only when a step fails.
+#
+# Environment: BENCH_SCALE (50), BENCH_BIG_SCALE (200), BENCH_T (60),
+# BENCH_QUICK=1 (scale 2, T=5, no big scale: a smoke test of ~2 min),
+# BENCH_TMPDIR (parent of the temp dir, default /tmp), BRANCHD_OPTS (extra
+# -o options for branchd, comma separated).
+#
+# Everything it starts is undone by an EXIT/INT/TERM trap, also on failure:
+# postmasters it started (pg_ctl stop, then the postmaster pid), mounts it
+# made, branchd processes (by pid file), loop devices it attached, and the
+# temp dir.  It never touches the Debian default cluster.
+set -euo pipefail
+shopt -s inherit_errexit
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BRANCHD=${BRANCHD:-$ROOT/bin/branchd}
+PGBIN=/usr/lib/postgresql/15/bin
+SCALE=${BENCH_SCALE:-50}
+BIG_SCALE=${BENCH_BIG_SCALE:-200}
+T=${BENCH_T:-60}
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	SCALE=2
+	T=5
+	BIG_SCALE=0
+fi
+CLIENTS=4
+THREADS=2
+NMKDIR=5
+NREADY=3
+
+log() { printf '[pg_bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "FAILED: $*"
+	exit 1
+}
+
+# ---- state for cleanup ----
+WORK=""
+PG_DIRS=()   # data dirs of postmasters this script started
+MOUNTS=()    # "fuse:DIR" or "kern:DIR", in mount order
+BD_PIDFILES=()
+LOOPS=()
+
+cleanup() {
+	local rc=$? i d kind dir pid
+	set +e
+	trap - EXIT INT TERM
+	for ((i = ${#PG_DIRS[@]} - 1; i >= 0; i--)); do
+		d=${PG_DIRS[i]}
+		[ -f "$d/postmaster.pid" ] || continue
+		pid=$(head -n1 "$d/postmaster.pid" 2>/dev/null)
+		timeout 60 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			log "cleanup: postmaster $pid on $d did not stop, killing it"
+			kill -9 "$pid" 2>/dev/null
+		fi
+	done
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		kind=${MOUNTS[i]%%:*}
+		dir=${MOUNTS[i]#*:}
+		mountpoint -q "$dir" || continue
+		if [ "$kind" = fuse ]; then
+			fusermount3 -u "$dir" 2>/dev/null || { sleep 1; fusermount3 -u "$dir" 2>/dev/null; } ||
+				fusermount3 -uz "$dir"
+		else
+			umount "$dir" 2>/dev/null || { sleep 1; umount "$dir" 2>/dev/null; } || umount -l "$dir"
+		fi
+	done
+	for d in "${BD_PIDFILES[@]}"; do
+		[ -f "$d" ] || continue
+		pid=$(cat "$d" 2>/dev/null)
+		[ -n "$pid" ] || continue
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "cleanup: branchd $pid still running after unmount, sending TERM"
+			kill "$pid" 2>/dev/null
+			sleep 2
+			kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+		fi
+	done
+	for d in "${LOOPS[@]}"; do losetup -d "$d" 2>/dev/null; done
+	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf --one-file-system "$WORK"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- helpers ----
+now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+# ms with 2 decimals from a microsecond count
+us2ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a >= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a != "" && a < b) }'; }
+pm() { if "$@"; then echo PASS; else echo MISS; fi; }
+as_pg() { runuser -u postgres -- "$@"; }
+
+# Time one command; prints microseconds.  Output of the command goes to
+# stderr so that it cannot mix with the figure.
+time_us() {
+	local t0 t1
+	t0=$(now_us)
+	"$@" >&2 || return $?
+	t1=$(now_us)
+	echo $((t1 - t0))
+}
+
+# mkdir(2) alone, timed inside one perl process (no process start):
+# prints microseconds.
+mkdir_syscall_us() { # path
+	perl -MTime::HiRes=clock_gettime,CLOCK_MONOTONIC -e \
+		'my $t = clock_gettime(CLOCK_MONOTONIC); mkdir($ARGV[0]) or die "mkdir $ARGV[0]: $!\n";
+		 printf "%d\n", (clock_gettime(CLOCK_MONOTONIC) - $t) * 1e6' "$1"
+}
+quiet() { "$@" >/dev/null; }
+
+PORT=55431
+next_port() { PORT=$((PORT + 1)); }
+
+pg_init() { # dir
+	local d=$1
+	[ -d "$d" ] || install -d -o postgres -g postgres -m 700 "$d"
+	chown postgres:postgres "$d"
+	chmod 700 "$d"
+	as_pg "$PGBIN/initdb" -D "$d" -A trust -U postgres >"$WORK/log/initdb.$(basename "$d").log" 2>&1 ||
+		die "initdb in $d (see log above)"
+	cat >>"$d/postgresql.conf" <<EOF
+# pg_bench.sh
+shared_buffers = 128MB
+max_wal_size = 1GB
+fsync = on
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+EOF
+}
+
+# Start a postmaster on dir at port $PORT; -w: wait until it accepts.
+pg_start() { # dir [nowait]
+	local d=$1 w=-w
+	[ "${2:-}" = nowait ] && w=-W
+	PG_DIRS+=("$d")
+	as_pg "$PGBIN/pg_ctl" -D "$d" -o "-p $PORT" -l "$WORK/log/pg.$(basename "$d").$PORT.log" $w -t 600 start \
+		>/dev/null || { tail -n 20 "$WORK/log/pg.$(basename "$d").$PORT.log" >&2 || true; die "pg_ctl start on $d"; }
+}
+
+pg_stop() { # dir
+	as_pg "$PGBIN/pg_ctl" -D "$1" -m fast -w -t 300 stop >/dev/null || die "pg_ctl stop on $1"
+}
+
+pgb() { # pgbench args...
+	timeout $((T * 3 + 3600)) runuser -u postgres -- pgbench -h "$SOCK" -p "$PORT" -U postgres "$@" postgres
+}
+
+# pgbench -i, then rw and select-only; sets TPS_RW[$key], TPS_RO[$key]
+declare -A TPS_RW TPS_RO INIT_S
+pg_load() { # key scale
+	local t0
+	t0=$(now_us)
+	pgb -i -q -s "$2" >"$WORK/log/init.$1.log" 2>&1 || { tail "$WORK/log/init.$1.log" >&2 || true; die "pgbench -i ($1)"; }
+	INIT_S[$1]=$(awk -v u=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", u / 1e6 }')
+	log "$1: pgbench -i -s $2 took ${INIT_S[$1]} s"
+}
+pg_runs() { # key
+	local out
+	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
+	TPS_RW[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
+	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
+	TPS_RO[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
+	log "$1: rw ${TPS_RW[$1]} tps, select-only ${TPS_RO[$1]} tps"
+}
+
+# branchfs: start a daemon on store dir $1 mounted at $2
+bfs_mount() { # store mnt
+	local pidf="$WORK/branchd.$(basename "$1").pid" opts
+	mkdir -p "$1" "$2"
+	opts="pidfile=$pidf${BRANCHD_OPTS:+,$BRANCHD_OPTS}"
+	BD_PIDFILES+=("$pidf")
+	MOUNTS+=("fuse:$2")
+	"$BRANCHD" -o "$opts" "$1" "$2" >"$WORK/log/branchd.$(basename "$1").log" 2>&1 ||
+		{ cat "$WORK/log/branchd.$(basename "$1").log" >&2 || true; die "branchd $1 $2"; }
+	mountpoint -q "$2" || die "branchd returned but $2 is not a mount point"
+}
+
+bfs_umount() { # store mnt
+	local pidf="$WORK/branchd.$(basename "$1").pid" pid
+	fusermount3 -u "$2" || die "fusermount3 -u $2"
+	pid=$(cat "$pidf" 2>/dev/null || true)
+	if [ -n "$pid" ]; then
+		for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && die "branchd $pid did not exit after unmount"
+	fi
+	return 0
+}
+
+# A PGDATA at the root of a new branch: owned by postgres, mode 0700.
+bfs_mkbranch() { # path -> prints microseconds of the mkdir
+	local us
+	us=$(time_us mkdir "$1") || die "mkdir $1"
+	chown postgres:postgres "$1" || die "chown $1"
+	chmod 700 "$1" || die "chmod $1"
+	echo "$us"
+}
+
+# loop device + filesystem mounted at $WORK/<kind> (not in a subshell:
+# LOOPS and MOUNTS must reach the cleanup trap)
+loop_fs() { # kind(xfs|btrfs) size_gib
+	local img="$WORK/$1.img" dir="$WORK/$1" dev
+	truncate -s "${2}G" "$img"
+	losetup -f --show "$img" >"$WORK/loopdev" || return 1
+	dev=$(cat "$WORK/loopdev")
+	LOOPS+=("$dev")
+	if [ "$1" = xfs ]; then
+		mkfs.xfs -q -f -m reflink=1 "$dev" >&2 || return 1
+	else
+		mkfs.btrfs -q -f "$dev" >/dev/null 2>&1 || return 1
+	fi
+	mkdir -p "$dir"
+	MOUNTS+=("kern:$dir")
+	mount "$dev" "$dir" || return 1
+}
+
+declare -A CLONE # CLONE[method,scale] = ms, or n/a
+PEERS_OK_XFS=0
+PEERS_OK_BTRFS=0
+XFS_DIR=""
+BTRFS_DIR=""
+
+# Clone timings of the stopped ext4 PGDATA at scale $2.
+clone_peers() { # src scale
+	local src=$1 s=$2 us us2 i v
+	# cp -a on ext4 (the data was just written: page cache warm)
+	us=$(time_us cp -a "$src" "$WORK/ext4_copy")
+	us2=$(time_us sync -f "$WORK/ext4_copy")
+	CLONE[cp,$s]=$(us2ms "$us")
+	CLONE[cpsync,$s]=$(us2ms $((us + us2)))
+	rm -rf "$WORK/ext4_copy"
+	log "scale $s: cp -a ${CLONE[cp,$s]} ms (+sync ${CLONE[cpsync,$s]} ms)"
+	CLONE[reflink,$s]=n/a
+	if [ $PEERS_OK_XFS = 1 ]; then
+		rm -rf "$XFS_DIR/src" "$XFS_DIR"/copy*
+		cp -a "$src" "$XFS_DIR/src" && sync -f "$XFS_DIR/src"
+		v=()
+		for i in 1 2 3; do
+			us=$(time_us cp -a --reflink=always "$XFS_DIR/src" "$XFS_DIR/copy$i") || { v=(); break; }
+			v+=("$us")
+		done
+		[ ${#v[@]} -gt 0 ] && CLONE[reflink,$s]=$(us2ms "$(median "${v[@]}")")
+		rm -rf "$XFS_DIR/src" "$XFS_DIR"/copy*
+		log "scale $s: cp --reflink on XFS ${CLONE[reflink,$s]} ms"
+	fi
+	CLONE[btrfs,$s]=n/a
+	if [ $PEERS_OK_BTRFS = 1 ]; then
+		btrfs subvolume create "$BTRFS_DIR/vol$s" >/dev/null
+		cp -a "$src/." "$BTRFS_DIR/vol$s/" && sync -f "$BTRFS_DIR/vol$s"
+		v=()
+		for i in 1 2 3; do
+			us=$(time_us quiet btrfs subvolume snapshot "$BTRFS_DIR/vol$s" "$BTRFS_DIR/snap$s.$i") || { v=(); break; }
+			v+=("$us")
+		done
+		[ ${#v[@]} -gt 0 ] && CLONE[btrfs,$s]=$(us2ms "$(median "${v[@]}")")
+		for i in 1 2 3; do btrfs subvolume delete "$BTRFS_DIR/snap$s.$i" >/dev/null 2>&1 || true; done
+		btrfs subvolume delete "$BTRFS_DIR/vol$s" >/dev/null 2>&1 || true
+		log "scale $s: btrfs subvolume snapshot ${CLONE[btrfs,$s]} ms"
+	fi
+}
+
+# mkdir timing: NMKDIR branches of main on the mount at $1 (cluster
+# stopped), as mkdir(2) inside one process and as the mkdir command.
+mkdir_times() { # mnt scale
+	local v=() c=() i us
+	for i in $(seq $NMKDIR); do
+		us=$(mkdir_syscall_us "$1/mk$2_$i") || die "mkdir $1/mk$2_$i"
+		v+=("$us")
+		us=$(time_us mkdir "$1/mc$2_$i") || die "mkdir $1/mc$2_$i"
+		c+=("$us")
+	done
+	CLONE[mkdir,$2]=$(us2ms "$(median "${v[@]}")")
+	CLONE[mkdirmax,$2]=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
+	CLONE[mkdircmd,$2]=$(us2ms "$(median "${c[@]}")")
+	for i in $(seq $NMKDIR); do
+		rmdir "$1/mk$2_$i" "$1/mc$2_$i" 2>/dev/null || log "note: rmdir of branches $1/m[kc]$2_$i failed"
+	done
+	log "scale $2: branchfs mkdir(2) median ${CLONE[mkdir,$2]} ms (max ${CLONE[mkdirmax,$2]} ms), mkdir command ${CLONE[mkdircmd,$2]} ms"
+}
+
+# ---- preflight ----
+[ "$(id -u)" = 0 ] || die "must run as root (mounts, loop devices, runuser)"
+[ -x "$BRANCHD" ] || die "$BRANCHD missing: run 'make all' first"
+[ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 not found in $PGBIN"
+command -v pgbench >/dev/null || die "pgbench not found"
+id postgres >/dev/null 2>&1 || die "no postgres user"
+[ -c /dev/fuse ] || die "/dev/fuse missing"
+command -v fusermount3 >/dev/null || die "fusermount3 missing (apt package fuse3)"
+if ! command -v fuse-overlayfs >/dev/null; then
+	log "installing fuse-overlayfs with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q fuse-overlayfs >/dev/null || die "cannot install fuse-overlayfs"
+fi
+
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/pg_bench.XXXXXX")
+chmod 755 "$WORK"
+install -d -o postgres -g postgres -m 755 "$WORK/log"
+SOCK=$WORK/sock
+install -d -o postgres -g postgres -m 755 "$SOCK"
+log "temp dir $WORK; scale $SCALE, big scale ${BIG_SCALE/#0/skipped}, T=$T s, quick=$QUICK"
+FSTYPE=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
+SPAWN_US=$(median "$(time_us true)" "$(time_us /bin/true)" "$(time_us /bin/true)" "$(time_us /bin/true)")
+
+# Loop filesystems for the reflink and snapshot peers, where possible.
+LOOP_GIB=$(((BIG_SCALE > SCALE ? BIG_SCALE : SCALE) * 40 / 1000 + 8))
+if grep -qw xfs /proc/filesystems || modprobe xfs 2>/dev/null; then
+	# xfs in the kernel; reflink support is checked by cp --reflink=always
+	if ! command -v mkfs.xfs >/dev/null; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q xfsprogs >/dev/null 2>&1 || true
+	fi
+	if command -v mkfs.xfs >/dev/null && loop_fs xfs "$LOOP_GIB"; then
+		PEERS_OK_XFS=1
+		XFS_DIR=$WORK/xfs
+	else
+		log "no XFS reflink peer (mkfs.xfs or loop mount failed)"
+	fi
+fi
+if grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null; then
+	if ! command -v mkfs.btrfs >/dev/null; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q btrfs-progs >/dev/null 2>&1 || true
+	fi
+	if command -v mkfs.btrfs >/dev/null && loop_fs btrfs "$LOOP_GIB"; then
+		PEERS_OK_BTRFS=1
+		BTRFS_DIR=$WORK/btrfs
+	else
+		log "no btrfs snapshot peer (mkfs.btrfs or loop mount failed)"
+	fi
+fi
+
+# ---- 1a. native ext4 ----
+mkdir -p "$WORK/ext4"
+EXT4=$WORK/ext4/pgdata
+next_port
+EXT4_PORT=$PORT
+pg_init "$EXT4"
+pg_start "$EXT4"
+pg_load ext4 "$SCALE"
+pg_runs ext4
+pg_stop "$EXT4"
+
+# ---- 2a. clone peers at scale SCALE ----
+clone_peers "$EXT4" "$SCALE"
+
+# ---- 1b. fuse-overlayfs over the ext4 PGDATA ----
+OVL=$WORK/ovl
+mkdir -p "$OVL/upper" "$OVL/work" "$OVL/merged"
+MOUNTS+=("fuse:$OVL/merged")
+fuse-overlayfs -o "lowerdir=$WORK/ext4,upperdir=$OVL/upper,workdir=$OVL/work,allow_other" "$OVL/merged" \
+	2>"$WORK/log/fuse-overlayfs.log" ||
+	die "fuse-overlayfs mount"
+OVLDATA=$OVL/merged/pgdata
+next_port
+pg_start "$OVLDATA"
+pg_runs ovl
+pg_stop "$OVLDATA"
+fusermount3 -u "$OVL/merged" || die "fusermount3 -u $OVL/merged"
+
+# ---- 1c. branchfs main ----
+STORE=$WORK/store
+MNT=$WORK/mnt
+bfs_mount "$STORE" "$MNT"
+MAIN=$MNT/main
+bfs_mkbranch "$MAIN" >/dev/null
+runuser -u postgres -- test -w "$MAIN" ||
+	die "postgres cannot write $MAIN (is the mount allow_other? try BRANCHD_OPTS=allow_other)"
+next_port
+MAIN_PORT=$PORT
+pg_init "$MAIN"
+pg_start "$MAIN"
+pg_load main "$SCALE"
+pg_runs main
+
+# ---- 3. mkdir -> pg_isready on a branch of the running cluster ----
+READY=()
+MKDIR_RUNNING=()
+for i in $(seq $NREADY); do
+	b=$MNT/ready$i
+	next_port
+	t0=$(now_us)
+	us=$(mkdir_syscall_us "$b") || die "mkdir $b"
+	t1=$(now_us)
+	# a branch root should carry main's owner and mode over
+	[ "$(stat -c %U:%a "$b")" = postgres:700 ] || { chown postgres:postgres "$b" && chmod 700 "$b"; }
+	[ -e "$b/postmaster.pid" ] && die "branch $b carries postmaster.pid from its parent"
+	pg_start "$b" nowait
+	ok=0
+	for _ in $(seq 3000); do
+		if "$PGBIN/pg_isready" -q -h "$SOCK" -p "$PORT"; then
+			ok=1
+			break
+		fi
+		sleep 0.01
+	done
+	t2=$(now_us)
+	[ $ok = 1 ] || { tail -n 20 "$WORK/log/pg.ready$i.$PORT.log" >&2 || true; die "cluster on $b not ready after 30 s"; }
+	READY+=($((t2 - t0)))
+	MKDIR_RUNNING+=("$us")
+	# the branch must hold main's data
+	n=$(as_pg psql -X -A -t -h "$SOCK" -p "$PORT" -U postgres -c 'select count(*) from pgbench_branches' postgres) ||
+		die "query on branch $b"
+	[ "$n" = "$SCALE" ] || die "branch $b has $n pgbench_branches rows, expected $SCALE"
+	pg_stop "$b"
+	log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms (mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
+done
+READY_MS=$(us2ms "$(median "${READY[@]}")")
+READY_MAX_MS=$(us2ms "$(printf '%s\n' "${READY[@]}" | sort -n | tail -n1)")
+MKDIR_RUNNING_MS=$(us2ms "$(median "${MKDIR_RUNNING[@]}")")
+PORT=$MAIN_PORT
+pg_stop "$MAIN"
+
+# ---- 2b. branchfs mkdir at scale SCALE ----
+mkdir_times "$MNT" "$SCALE"
+
+# ---- 1d. branchfs branch of main ----
+BR=$MNT/branch
+bfs_mkbranch "$BR" >/dev/null
+next_port
+pg_start "$BR"
+pg_runs branch
+pg_stop "$BR"
+bfs_umount "$STORE" "$MNT"
+STORE_MB=$(du -sm "$STORE" | cut -f1)
+
+# ---- 2c. the big scale ----
+if [ "$BIG_SCALE" -gt 0 ]; then
+	PORT=$EXT4_PORT
+	pg_start "$EXT4"
+	pg_load ext4big "$BIG_SCALE"
+	pg_stop "$EXT4"
+	clone_peers "$EXT4" "$BIG_SCALE"
+	STORE2=$WORK/store2
+	MNT2=$WORK/mnt2
+	bfs_mount "$STORE2" "$MNT2"
+	bfs_mkbranch "$MNT2/main" >/dev/null
+	t0=$(now_us)
+	cp -a "$EXT4/." "$MNT2/main/" || die "cp -a into $MNT2/main"
+	sync -f "$MNT2/main"
+	log "scale $BIG_SCALE: cp -a into branchfs main took $(us2ms $(($(now_us) - t0))) ms"
+	mkdir_times "$MNT2" "$BIG_SCALE"
+	bfs_umount "$STORE2" "$MNT2"
+fi
+
+# ---- report ----
+r_rw_main=$(ratio "${TPS_RW[main]}" "${TPS_RW[ext4]}")
+r_rw_br=$(ratio "${TPS_RW[branch]}" "${TPS_RW[ext4]}")
+r_rw_ovl=$(ratio "${TPS_RW[ovl]}" "${TPS_RW[ext4]}")
+r_ro_main=$(ratio "${TPS_RO[main]}" "${TPS_RO[ext4]}")
+r_ro_br=$(ratio "${TPS_RO[branch]}" "${TPS_RO[ext4]}")
+r_ro_ovl=$(ratio "${TPS_RO[ovl]}" "${TPS_RO[ext4]}")
+rw_ok=$(pm eval 'ge "$r_rw_main" 0.85 && ge "$r_rw_br" 0.85')
+ro_ok=$(pm eval 'ge "$r_ro_main" 0.95 && ge "$r_ro_br" 0.95')
+
+echo
+echo "## pg_bench results ($( [ "$QUICK" = 1 ] && echo 'QUICK smoke run: figures not meaningful' || echo 'full run'))"
+echo
+echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }'), shared_buffers=128MB, max_wal_size=1GB, fsync=on;"
+echo "pgbench -c $CLIENTS -j $THREADS -T $T, scale $SCALE; temp dir on $FSTYPE; $(nproc) CPUs; kernel $(uname -r)."
+echo "Command times include process start (/bin/true: $(us2ms "$SPAWN_US") ms); mkdir(2) is timed inside one process."
+echo
+echo "### TPS (ratio vs ext4)"
+echo
+echo "| workload | ext4 | branchfs main | branchfs branch | fuse-overlayfs | target | result |"
+echo "|---|---|---|---|---|---|---|"
+echo "| read-write | ${TPS_RW[ext4]} | ${TPS_RW[main]} (${r_rw_main}x) | ${TPS_RW[branch]} (${r_rw_br}x) | ${TPS_RW[ovl]} (${r_rw_ovl}x) | >= 0.85x | $rw_ok |"
+echo "| select-only | ${TPS_RO[ext4]} | ${TPS_RO[main]} (${r_ro_main}x) | ${TPS_RO[branch]} (${r_ro_br}x) | ${TPS_RO[ovl]} (${r_ro_ovl}x) | >= 0.95x | $ro_ok |"
+echo "| pgbench -i -s $SCALE (s) | ${INIT_S[ext4]} | ${INIT_S[main]} | - | - | | |"
+echo
+echo "### Clone a stopped cluster's data directory (ms)"
+echo
+echo "| scale | branchfs mkdir(2) (median of $NMKDIR, max) | branchfs mkdir command | cp -a ext4 | cp -a + sync | cp --reflink XFS | btrfs snapshot | target (mkdir(2)) | result |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for s in "$SCALE" $([ "$BIG_SCALE" -gt 0 ] && echo "$BIG_SCALE"); do
+	echo "| $s | ${CLONE[mkdir,$s]} (${CLONE[mkdirmax,$s]}) | ${CLONE[mkdircmd,$s]} | ${CLONE[cp,$s]} | ${CLONE[cpsync,$s]} | ${CLONE[reflink,$s]} | ${CLONE[btrfs,$s]} | mkdir < 5 ms | $(pm lt "${CLONE[mkdir,$s]}" 5) |"
+done
+echo
+echo "### Branch of a running cluster"
+echo
+echo "| measure | median of $NREADY | max | target | result |"
+echo "|---|---|---|---|---|"
+echo "| mkdir(2) of a branch of running (idle) 'main' (ms) | $MKDIR_RUNNING_MS | | < 5 ms | $(pm lt "$MKDIR_RUNNING_MS" 5) |"
+echo "| mkdir -> pg_isready on the branch (ms) | $READY_MS | $READY_MAX_MS | < 1000 ms | $(pm lt "$READY_MS" 1000) |"
+echo
+echo "branchfs store size after the scale-$SCALE runs: ${STORE_MB} MiB"
+[ "$BIG_SCALE" -gt 0 ] && echo "ext4 pgbench -i -s $BIG_SCALE: ${INIT_S[ext4big]} s"
+exit 0

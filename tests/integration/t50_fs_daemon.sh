@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 150
+# t50: branchd's lifecycle and the branch root's rules, without Postgres:
+#  - --help/--version/usage errors; one-line errors and nonzero exit for a
+#    missing or busy mount point, a bad option and a second daemon on the
+#    same store (and no store is created when the mount point is missing);
+#  - daemon mode returns with the mount live and a pid file;
+#  - files, symlinks and nodes at the branch root are EPERM, links and
+#    renames across branches EXDEV, branch rename at the root works;
+#  - sticky root (1777): any user creates a branch, only its creator (or
+#    root) removes it;
+#  - a branch with an open file cannot be removed (EBUSY) until it is closed;
+#  - the kernel's page cache is dropped on a reset made behind its back
+#    (same size, same mtime, different bytes);
+#  - an unlinked file stays usable while open;
+#  - SIGTERM unmounts cleanly: data written without fsync survives.
+source "$(dirname "$0")/lib.sh"
+it_init
+
+BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
+[ -x "$BRANCHCTL" ] || fail "$BRANCHCTL not built: run 'make all' first"
+
+# sysop EXPECTED OP ARGS...: one syscall from python, compare its errno name
+sysop() {
+	local want=$1 got
+	shift
+	got=$(tmo 30 python3 - "$@" <<'EOF'
+import errno, os, sys
+op, args = sys.argv[1], sys.argv[2:]
+try:
+    if op == "create":
+        os.close(os.open(args[0], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    elif op == "mknod":
+        os.mknod(args[0], 0o644 | 0o010000)
+    else:
+        getattr(os, op)(*args)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+EOF
+)
+	[ "$got" = "$want" ] || fail "$* gave $got, expected $want"
+	log "$* -> $got"
+}
+
+# one_line_error DESC CMD...: CMD must exit nonzero with exactly one line on
+# stderr
+one_line_error() {
+	local desc=$1 rc=0 err
+	shift
+	err=$(tmo 30 "$@" 2>&1 >/dev/null) || rc=$?
+	[ $rc -ne 0 ] || fail "$desc: branchd exited 0"
+	[ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && [ -n "$err" ] ||
+		fail "$desc: expected one line on stderr, got: $err"
+	log "$desc: exit $rc, '$err'"
+}
+
+# ---- command line -------------------------------------------------------------
+tmo 10 "$BRANCHD" --help | grep -q '^usage: branchd' || fail "--help prints no usage"
+tmo 10 "$BRANCHD" --version | grep -q '^branchd ' || fail "--version prints no version"
+rc=0
+tmo 10 "$BRANCHD" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "branchd without arguments exited $rc, expected 2"
+mkdir -p "$MNT"
+one_line_error "bad option" "$BRANCHD" -o no_such_option "$STORE" "$MNT"
+one_line_error "missing mount point" "$BRANCHD" "$STORE" "$T/nowhere"
+[ ! -e "$STORE" ] || fail "a store was created although the mount point is missing"
+
+# ---- daemon mode, second daemon, busy mount point ----------------------------
+bfs_mount_daemon
+pid=${IT_MNTPID[$MNT]}
+mkdir "$T/mnt2"
+one_line_error "second daemon on the store" "$BRANCHD" "$STORE" "$T/mnt2"
+one_line_error "busy mount point" "$BRANCHD" "$T/store2" "$MNT"
+[ "$(stat -c %i "$MNT")" = 1 ] || fail "the branch root is not node 1"
+
+# ---- branch root rules ----------------------------------------------------------
+mkdir "$MNT/main"
+echo hello >"$MNT/main/f"
+mkdir "$MNT/dev"
+[ "$(cat "$MNT/dev/f")" = hello ] || fail "dev does not see main's file"
+sysop EPERM create "$MNT/file-at-root"
+sysop EPERM symlink x "$MNT/link-at-root"
+sysop EPERM mknod "$MNT/fifo-at-root"
+sysop EXDEV link "$MNT/main/f" "$MNT/dev/g"
+sysop EXDEV rename "$MNT/main/f" "$MNT/dev/g"
+sysop EXDEV rename "$MNT/main/f" "$MNT/g"
+sysop OK rename "$MNT/dev" "$MNT/dev2"
+sysop EEXIST rename "$MNT/dev2" "$MNT/main"
+[ "$(cat "$MNT/dev2/f")" = hello ] || fail "renamed branch lost its file"
+
+# ---- sticky root -----------------------------------------------------------------
+chmod 1777 "$MNT"
+AS_A="setpriv --reuid=60101 --regid=60101 --clear-groups"
+AS_B="setpriv --reuid=60102 --regid=60102 --clear-groups"
+(cd / && $AS_A mkdir "$MNT/a-branch") || fail "uid 60101 cannot mkdir in a 1777 branch root"
+(cd / && $AS_B rmdir "$MNT/a-branch" 2>/dev/null) && fail "uid 60102 removed a branch of uid 60101"
+(cd / && $AS_B mv "$MNT/a-branch" "$MNT/b-branch" 2>/dev/null) && fail "uid 60102 renamed a branch of uid 60101"
+(cd / && $AS_A rmdir "$MNT/a-branch") || fail "uid 60101 cannot remove its own branch"
+log "sticky root: creator may remove, others may not"
+chmod 0755 "$MNT"
+
+# ---- busy while a file is open ------------------------------------------------
+exec 7<"$MNT/dev2/f"
+sysop EBUSY rmdir "$MNT/dev2"
+sysop EBUSY rename "$MNT/dev2" "$MNT/dev3"
+exec 7<&-
+for ((n = 0; n < 50; n++)); do
+	[ "$(tmo 30 python3 -c 'import os,sys
+try: os.rmdir(sys.argv[1]); print("OK")
+except OSError as e: print(e.errno)' "$MNT/dev2")" = OK ] && break
+	sleep 0.1
+done
+[ ! -e "$MNT/dev2" ] || fail "dev2 still there after its last file was closed"
+log "rmdir dev2 after close -> OK"
+
+# ---- reset behind the kernel's back drops cached pages -------------------------
+mkdir "$MNT/cache"
+printf 'X1\n' >"$MNT/cache/f"
+touch -r "$MNT/main/f" "$MNT/cache/f"
+truncate -s 6 "$MNT/cache/f"
+truncate -s 6 "$MNT/main/f"
+touch -r "$MNT/main/f" "$MNT/cache/f"
+before=$(od -An -c "$MNT/cache/f" | tr -s ' ')
+tmo 30 "$BRANCHCTL" --mount "$MNT" reset cache >/dev/null || fail "branchctl reset failed"
+after=$(od -An -c "$MNT/cache/f" | tr -s ' ')
+want=$(od -An -c "$MNT/main/f" | tr -s ' ')
+[ "$after" = "$want" ] || fail "after reset cache/f reads '$after' (before: '$before'), expected '$want'"
+log "reset: stale page cache dropped ('$before' -> '$after')"
+
+# ---- unlinked but open ------------------------------------------------------------
+tmo 30 python3 - "$MNT/main" <<'EOF' || fail "unlinked-open file check failed"
+import os, sys
+d = sys.argv[1]
+p = os.path.join(d, "tmpfile")
+fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o600)
+os.unlink(p)
+os.pwrite(fd, b"still here", 100000)
+os.fsync(fd)
+assert os.pread(fd, 10, 100000) == b"still here"
+assert os.fstat(fd).st_nlink == 0 and os.fstat(fd).st_size == 100010
+os.close(fd)
+dfd = os.open(d, os.O_RDONLY)
+os.fsync(dfd)
+os.close(dfd)
+EOF
+log "unlinked file usable while open; fsync of a directory works"
+
+# ---- SIGTERM: clean unmount, unsynced data durable -------------------------------
+head -c 3000000 /dev/urandom >"$T/blob"
+cp "$T/blob" "$MNT/main/blob"
+kill -TERM "$pid"
+_it_wait_gone "$pid" 30 || fail "branchd $pid still running 30 s after SIGTERM"
+! mountpoint -q "$MNT" || fail "$MNT still mounted after SIGTERM"
+log "SIGTERM: unmounted and exited"
+bfs_mount
+cmp "$MNT/main/blob" "$T/blob" || fail "data written before SIGTERM (no fsync) did not survive"
+[ "$(head -c 5 "$MNT/main/f")" = hello ] || fail "main/f changed across remount"
+log "data written without fsync survived SIGTERM and remount"
+bfs_umount

@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_ctl.c - the control protocol without a mount: the JSON reader and
+ * writer, and bd_ctl_handle() over a real store in a temporary directory,
+ * with the filesystem hooks replaced by a recording fake.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "branchd/ctl.h"
+#include "branchd/ctlproto.h"
+#include "branchd/json.h"
+
+struct fake_fs {
+	bool busy;           /* every branch reports busy */
+	int changed;         /* changed hook calls */
+	char last_old[256];
+	char last_new[256];
+	bool may_create;
+	char def[256];
+	int holds;           /* begin_change - end_change */
+};
+
+struct ctx {
+	char dir[64];
+	struct store *s;
+	struct bd_ctl *c;
+	struct fake_fs ff;
+};
+
+static int ff_busy(void *p, uint64_t b, const char *n, char *why, size_t w)
+{
+	struct fake_fs *f = p;
+
+	(void)b;
+	(void)n;
+	if (!f->busy)
+		return 0;
+	snprintf(why, w, "postmaster (pid 42) is running");
+	return -EBUSY;
+}
+
+static int ff_begin(void *p, uint64_t b, char *why, size_t w)
+{
+	struct fake_fs *f = p;
+	int rc = ff_busy(p, b, NULL, why, w);
+
+	if (rc == 0)
+		f->holds++;
+	return rc;
+}
+
+static void ff_end(void *p, uint64_t b)
+{
+	struct fake_fs *f = p;
+
+	(void)b;
+	f->holds--;
+}
+
+static void ff_changed(void *p, uint64_t b, const char *o, const char *n)
+{
+	struct fake_fs *f = p;
+
+	(void)b;
+	f->changed++;
+	snprintf(f->last_old, sizeof(f->last_old), "%s", o ? o : "");
+	snprintf(f->last_new, sizeof(f->last_new), "%s", n ? n : "");
+}
+
+static int ff_may_create(void *p, uid_t u, gid_t g)
+{
+	struct fake_fs *f = p;
+
+	(void)g;
+	return u == 0 || f->may_create ? 0 : -EACCES;
+}
+
+static void ff_get_default(void *p, char *buf, size_t n)
+{
+	struct fake_fs *f = p;
+
+	snprintf(buf, n, "%s", f->def);
+}
+
+static int ff_set_default(void *p, const char *name)
+{
+	struct fake_fs *f = p;
+
+	snprintf(f->def, sizeof(f->def), "%s", name);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	struct store_config scfg = { .create = true, .cache_bytes = 8u << 20 };
+	struct bd_ctl_config cc = { 0 };
+	struct ctx *x = calloc(1, sizeof(*x));
+	char sd[128], sock[128];
+
+	assert_non_null(x);
+	strcpy(x->dir, "/tmp/test_ctl.XXXXXX");
+	assert_non_null(mkdtemp(x->dir));
+	snprintf(sd, sizeof(sd), "%s/store", x->dir);
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", x->dir);
+	assert_int_equal(store_open(sd, &scfg, &x->s), 0);
+	strcpy(x->ff.def, "main");
+	cc.store = x->s;
+	cc.socket_path = sock;
+	cc.store_dir = sd;
+	cc.mountpoint = "/mnt/test";
+	cc.daemon_uid = 0;
+	cc.hooks.ctx = &x->ff;
+	cc.hooks.busy = ff_busy;
+	cc.hooks.begin_change = ff_begin;
+	cc.hooks.end_change = ff_end;
+	cc.hooks.changed = ff_changed;
+	cc.hooks.may_create = ff_may_create;
+	cc.hooks.get_default = ff_get_default;
+	cc.hooks.set_default = ff_set_default;
+	assert_int_equal(bd_ctl_open(&cc, &x->c), 0);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *x = *state;
+	char cmd[128];
+
+	bd_ctl_close(x->c);
+	assert_int_equal(store_close(x->s), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
+	assert_int_equal(system(cmd), 0);
+	free(x);
+	return 0;
+}
+
+/* Send one request; returns the parsed reply (caller frees). */
+static struct json *call(struct ctx *x, uid_t uid, const char *req)
+{
+	struct json *j = NULL;
+	char *reply = NULL;
+
+	assert_int_equal(bd_ctl_handle(x->c, req, strlen(req), uid, uid, &reply),
+			 0);
+	assert_non_null(reply);
+	assert_null(strchr(reply, '\n'));
+	assert_int_equal(json_parse(reply, strlen(reply), &j), 0);
+	free(reply);
+	return j;
+}
+
+/* The exit status a request would give branchctl (0 for ok). */
+static int status_of(struct ctx *x, uid_t uid, const char *req)
+{
+	struct json *j = call(x, uid, req);
+	bool ok = false;
+	int st;
+
+	assert_true(json_get_bool(j, "ok", &ok));
+	if (!ok)
+		assert_non_null(json_get_str(j, "message"));
+	st = ok ? 0 : bd_exit_of_code(json_get_str(j, "error"));
+	json_free(j);
+	return st;
+}
+
+static void test_ctl_json_roundtrip(void **state)
+{
+	const char *text = "{\"a\":[1,-2,3.5e2,\"x\\u00e9\\n\\ud83d\\ude00\"],"
+			   "\"b\":{\"c\":true,\"d\":null},\"e\":\"\"}";
+	struct json *j = NULL, *k = NULL;
+	const struct json *a;
+	struct json_buf b;
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(json_parse(text, strlen(text), &j), 0);
+	a = json_get(j, "a");
+	assert_non_null(a);
+	assert_int_equal(a->type, JSON_ARR);
+	assert_int_equal(a->n, 4);
+	assert_true(a->items[1]->is_int);
+	assert_int_equal(a->items[1]->i, -2);
+	assert_false(a->items[2]->is_int);
+	assert_true(a->items[2]->num == 350.0);
+	assert_string_equal(a->items[3]->str, "x\xc3\xa9\n\xf0\x9f\x98\x80");
+	assert_false(json_get_int(j, "e", &v));
+	json_buf_init(&b);
+	json_buf_str(&b, a->items[3]->str);
+	assert_int_equal(json_parse(b.p, b.len, &k), 0);
+	assert_string_equal(k->str, a->items[3]->str);
+	json_buf_release(&b);
+	json_free(k);
+	json_free(j);
+}
+
+static void test_ctl_json_rejects_malformed(void **state)
+{
+	const char *bad[] = {
+		"", "{", "}", "{\"a\"}", "{\"a\":}", "[1,]", "[1 2]", "\"\\x\"",
+		"\"\\u12\"", "\"\\ud800\"", "\"\\u0000\"", "tru", "nul", "01x",
+		"{\"a\":1} x", "\"a\nb\"", "1e999999999999999999999",
+	};
+	char deep[64];
+	struct json *j;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		j = NULL;
+		if (json_parse(bad[i], strlen(bad[i]), &j) == 0) {
+			/* The huge exponent parses as a number (inf); all
+			 * others must be refused. */
+			assert_string_equal(bad[i], "1e999999999999999999999");
+			json_free(j);
+		}
+	}
+	memset(deep, '[', sizeof(deep));
+	assert_int_equal(json_parse(deep, sizeof(deep), &j), -EINVAL);
+	assert_int_equal(json_parse("{\"a\":\0}", 7, &j), -EINVAL);
+}
+
+static void test_ctl_malformed_requests_get_error_replies(void **state)
+{
+	struct ctx *x = *state;
+
+	assert_int_equal(status_of(x, 0, "not json"), BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "[]"), BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{}"), BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"explode\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":42}"), BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\"}"), BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"status\"}"), 0);
+}
+
+static void test_ctl_create_list_info_rename_delete(void **state)
+{
+	struct ctx *x = *state;
+	const struct json *arr, *b;
+	struct json *j;
+
+	/* The first branch of an empty store is empty. */
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\",\"from\":\"nope\"}"),
+			 BD_EXIT_NOT_FOUND);
+	j = call(x, 0, "{\"cmd\":\"list\"}");
+	arr = json_get(j, "branches");
+	assert_non_null(arr);
+	assert_int_equal(arr->n, 2);
+	b = arr->items[1];
+	assert_string_equal(json_get_str(b, "name"), "pr-1");
+	assert_string_equal(json_get_str(b, "parent"), "main");
+	assert_non_null(json_get_str(b, "created"));
+	json_free(j);
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"main\"}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"pr-9\"}"), 0);
+	assert_string_equal(x->ff.last_old, "pr-1");
+	assert_string_equal(x->ff.last_new, "pr-9");
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"pr-1\"}"),
+			 BD_EXIT_NOT_FOUND);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"),
+			 BD_EXIT_HAS_CHILDREN);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"pr-9\"}"), 0);
+	assert_int_equal(x->ff.holds, 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"), 0);
+}
+
+static void test_ctl_bad_names_are_invalid(void **state)
+{
+	struct ctx *x = *state;
+	char req[512], longname[300];
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"..\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"a/b\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"a\\tb\"}"),
+			 BD_EXIT_INVALID);
+	memset(longname, 'n', 256);
+	longname[256] = 0;
+	snprintf(req, sizeof(req), "{\"cmd\":\"create\",\"name\":\"%s\"}",
+		 longname);
+	assert_int_equal(status_of(x, 0, req), BD_EXIT_INVALID);
+}
+
+static void test_ctl_busy_and_permissions(void **state)
+{
+	struct ctx *x = *state;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	/* uid 1000 may not create unless the root allows it. */
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"),
+			 BD_EXIT_PERMISSION);
+	x->ff.may_create = true;
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"), 0);
+	/* Owners and root may change a branch; others may not. */
+	assert_int_equal(status_of(x, 1001, "{\"cmd\":\"delete\",\"name\":\"u\"}"),
+			 BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"reset\",\"name\":\"u\"}"), 0);
+	x->ff.busy = true;
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"delete\",\"name\":\"u\"}"),
+			 BD_EXIT_BUSY);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"u\",\"new_name\":\"v\"}"),
+			 BD_EXIT_BUSY);
+	x->ff.busy = false;
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"delete\",\"name\":\"u\"}"), 0);
+	assert_int_equal(x->ff.holds, 0);
+	/* Store-wide settings are root's. */
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"gc\"}"), BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"retention\",\"seconds\":60}"),
+			 BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"retention\",\"seconds\":60}"), 0);
+	assert_int_equal(store_get_retention(x->s), 60);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"default\",\"name\":\"x\"}"),
+			 BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"),
+			 BD_EXIT_NOT_FOUND);
+	assert_string_equal(x->ff.def, "main");
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"x\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"), 0);
+	assert_string_equal(x->ff.def, "x");
+}
+
+static void test_ctl_time_outside_retention_names_oldest(void **state)
+{
+	struct ctx *x = *state;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"old\",\"at_ns\":946684800000000000}");
+	assert_string_equal(json_get_str(j, "error"), "out_of_range");
+	assert_non_null(strstr(json_get_str(j, "message"), "retains nothing older than"));
+	json_free(j);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"f\",\"at_seq\":999999999}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"f\",\"at_ns\":4000000000000000000}"),
+			 BD_EXIT_INVALID);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ctl_json_roundtrip),
+		cmocka_unit_test(test_ctl_json_rejects_malformed),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_malformed_requests_get_error_replies, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_create_list_info_rename_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_busy_and_permissions,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_time_outside_retention_names_oldest, setup,
+			teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
