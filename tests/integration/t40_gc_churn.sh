@@ -7,6 +7,9 @@
 # transactions and stops; then every branch is deleted, the retention
 # window passes and `branchctl gc` runs: the store must be back within 10%
 # of its size before the churn, and main must still read what it read.
+# On the first branch, the control plane's accounting is checked too:
+# written_bytes is 0 right after the fork and grows with the branch's own
+# writes, logical_bytes is about its parent's.
 #
 # Reduced by default (scale 5, 20 branches, 200 tx each: ~2 min, for make
 # check).  CHURN_FULL=1 runs the issue's full version (scale 20, 200
@@ -36,6 +39,13 @@ json_field() {
 }
 
 disk_bytes() { bctl --json status | json_field disk_bytes; }
+# usage BRANCH FIELD: logical_bytes or written_bytes from `branchctl --json list`
+usage() {
+	bctl --json list | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print([b for b in r["branches"] if b["name"] == sys.argv[1]][0][sys.argv[2]])' "$1" "$2"
+}
 
 # forget a postmaster that pg_stop stopped: its pid may be reused later
 pg_forget() { unset "IT_PGRUN[$1]" "IT_PGPID[$1]"; }
@@ -87,6 +97,10 @@ peak=0 t0=$(date +%s)
 for ((i = 1; i <= N; i++)); do
 	b=churn-$i
 	tmo 60 mkdir "$MNT/$b" || fail "mkdir $MNT/$b failed"
+	if ((i == 1)); then
+		w=$(usage "$b" written_bytes)
+		[ "$w" -eq 0 ] || fail "new branch $b reports $w bytes written since its fork"
+	fi
 	pg_start "$MNT/$b" "$P2" >/dev/null
 	out=$T/log/pgbench-$b.out
 	tmo 600 "$PGBIN/pgbench" -h "$SOCK" -p "$P2" -U postgres -n -c 2 -j 2 \
@@ -98,6 +112,17 @@ for ((i = 1; i <= N; i++)); do
 	[ "$h" -eq $((HIST + TX / 2 * 2)) ] || fail "$b has $h history rows, expected $((HIST + TX / 2 * 2))"
 	pg_stop "$MNT/$b" >/dev/null
 	pg_forget "$MNT/$b"
+	if ((i == 1)); then
+		# accounting: the branch's own writes, and its whole size
+		w=$(usage "$b" written_bytes)
+		l=$(usage "$b" logical_bytes)
+		lm=$(usage main logical_bytes)
+		log "accounting: $b logical $(mib "$l") written since fork $(mib "$w"); main logical $(mib "$lm")"
+		((w > 0)) || fail "$b reports no bytes written since its fork after $TX transactions"
+		((w < l)) || fail "$b reports $w bytes written since its fork, more than its logical size $l"
+		((l * 4 >= lm * 3 && l * 4 <= lm * 5)) ||
+			fail "$b's logical size $l is not within 25% of its parent's $lm"
+	fi
 	if ((i % 10 == 0 || i == N)); then
 		d=$(disk_bytes)
 		((d > peak)) && peak=$d
