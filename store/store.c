@@ -41,6 +41,10 @@
  *        a crash.
  *  INV-5 A branch with live children is never deleted or reset, so every
  *        level of a live branch's view is a live branch.
+ *  INV-7 A deleted branch's struct and filter are freed only under
+ *        branches_lock held for writing while no view is active
+ *        (active_views == 0): every view counts itself before it resolves
+ *        a branch under the read lock and uncounts when released.
  *  INV-6 Before a batch that writes a version of inode X (its attributes,
  *        its blocks, or entries of directory X) in branch B commits, X is
  *        added to B's in-memory bloom filter (rebuilt at open from the
@@ -133,7 +137,8 @@ struct store_level {
 };
 
 struct store_view {
-	struct store_branch *self; /* valid until store_close */
+	struct store *s; /* set while the view counts in active_views */
+	struct store_branch *self; /* valid until the view is released */
 	size_t n;
 	struct store_level *lv;
 	struct store_level inline_lv[STORE_VIEW_INLINE];
@@ -157,6 +162,11 @@ struct store {
 	size_t branches_cap;            /* guarded by branches_lock */
 	uint64_t next_branch_id;        /* guarded by branches_lock */
 	uint64_t nbranches;             /* guarded by branches_lock */
+	/* Deleted branches whose memory waits until no view can still point
+	 * at them (INV-7). */
+	uint64_t *grave;                /* guarded by branches_lock */
+	size_t ngrave, capgrave;        /* guarded by branches_lock */
+	atomic_long active_views;
 
 	pthread_mutex_t ns_lock[STORE_NS_STRIPES];
 	pthread_mutex_t ino_lock[STORE_INO_STRIPES];
@@ -763,6 +773,30 @@ static void store_view_release(struct store_view *v)
 	if (v->lv && v->lv != v->inline_lv)
 		free(v->lv);
 	v->lv = NULL;
+	if (v->s) {
+		atomic_fetch_sub(&v->s->active_views, 1);
+		v->s = NULL;
+	}
+}
+
+/* INV-7: free deleted branches once no view can point at them.  Called
+ * with branches_lock held for writing. */
+static void store_grave_reap(struct store *s)
+{
+	size_t i;
+
+	if (s->ngrave == 0 || atomic_load(&s->active_views) != 0)
+		return;
+	for (i = 0; i < s->ngrave; i++) {
+		struct store_branch *b = s->branches[s->grave[i]];
+
+		if (b) {
+			free((void *)b->touched);
+			free(b);
+			s->branches[s->grave[i]] = NULL;
+		}
+	}
+	s->ngrave = 0;
 }
 
 /* Resolve a branch's ancestry as of seq (INV-5 keeps every level live). */
@@ -776,10 +810,13 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 
 	v->lv = v->inline_lv;
 	v->n = 0;
+	v->s = NULL;
 	if (seq != STORE_SEQ_LATEST && seq > atomic_load(&s->watermark))
 		return -EINVAL;
 	if (seq < atomic_load(&s->horizon_seq))
 		return -ERANGE;
+	atomic_fetch_add(&s->active_views, 1);
+	v->s = s;
 	pthread_rwlock_rdlock(&s->branches_lock);
 	b = store_branch_by_id(s, branch);
 	if (!b) {
@@ -1418,7 +1455,10 @@ static int store_dir_is_empty(const char *dir, bool *empty)
 	return 0;
 }
 
-static int store_marker_check(struct store *s, const char *path)
+/* Reads the marker; *is_new tells whether the store's database was never
+ * completely created (marker "branchfs-store N new"). */
+static int store_marker_check(struct store *s, const char *path,
+			      bool *is_new)
 {
 	char buf[64] = { 0 };
 	unsigned ver;
@@ -1441,22 +1481,40 @@ static int store_marker_check(struct store *s, const char *path)
 			s->dir, ver, STORE_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
+	*is_new = strstr(buf, " new") != NULL;
 	return 0;
 }
 
-static int store_marker_write(const char *path)
+/* Write the marker atomically (temp file, fsync, rename, fsync of the
+ * directory).  is_new marks a store whose database is being created. */
+static int store_marker_write(const char *dir, const char *path, bool is_new)
 {
-	char buf[64];
+	char buf[64], tmp[PATH_MAX];
 	int fd, n, rc = 0;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	n = snprintf(buf, sizeof(buf), "branchfs-store %u\n",
-		     STORE_FORMAT_VERSION);
+	n = snprintf(buf, sizeof(buf), "branchfs-store %u%s\n",
+		     STORE_FORMAT_VERSION, is_new ? " new" : "");
+	errno = 0;
 	if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0)
 		rc = errno ? -errno : -EIO;
 	close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc == 0) {
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fsync(fd) != 0)
+				rc = -errno;
+			close(fd);
+		}
+	}
+	if (rc)
+		unlink(tmp);
 	return rc;
 }
 
@@ -1472,6 +1530,7 @@ static void store_free(struct store *s)
 	free(s->branches);
 	free(s->inflight);
 	free(s->dead_ids);
+	free(s->grave);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_rwlock_destroy(&s->branches_lock);
@@ -1493,7 +1552,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	char path[PATH_MAX];
 	struct store *s;
 	struct stat st;
-	bool empty = false, fresh = false;
+	bool empty = false, fresh = false, is_new = false;
 	unsigned char fval[12];
 	size_t vlen;
 	bool found;
@@ -1544,10 +1603,11 @@ int store_open(const char *dir, const struct store_config *cfg,
 
 	snprintf(path, sizeof(path), "%s/%s", dir, STORE_MARKER);
 	if (access(path, F_OK) == 0) {
-		rc = store_marker_check(s, path);
+		rc = store_marker_check(s, path, &is_new);
 		if (rc)
 			goto err_free;
 	} else {
+		is_new = true;
 		rc = store_dir_is_empty(dir, &empty);
 		if (rc)
 			goto err_free;
@@ -1562,7 +1622,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 			rc = -ENOENT;
 			goto err_free;
 		}
-		rc = store_marker_write(path);
+		rc = store_marker_write(dir, path, true);
 		if (rc)
 			goto err_free;
 	}
@@ -1595,6 +1655,19 @@ int store_open(const char *dir, const struct store_config *cfg,
 			s->reserve_bytes = 256u << 20;
 	}
 	snprintf(path, sizeof(path), "%s/db", dir);
+	{
+		/* The database may be created only in a new store: the marker
+		 * and lock file alone (a creation cut short counts as new).
+		 * An existing store without db/ lost its data. */
+		struct stat dst;
+
+		if (stat(path, &dst) != 0 && !is_new) {
+			LOG_ERR(s, "store '%s' is damaged: its database directory '%s' is missing",
+				dir, path);
+			rc = -EUCLEAN;
+			goto err_free;
+		}
+	}
 	rc = kv_rocksdb_open(path, true, cfg->cache_bytes ? cfg->cache_bytes :
 							    (256u << 20),
 			     &cfg->log, &inner);
@@ -1618,10 +1691,25 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (rc)
 		goto err_close;
 	if (!found) {
+		if (!is_new) {
+			LOG_ERR(s, "store '%s' is damaged (its format record is missing)",
+				dir);
+			rc = -EUCLEAN;
+			goto err_close;
+		}
 		rc = store_init_new(s);
 		if (rc)
 			goto err_close;
 		fresh = true;
+	}
+	if (is_new) {
+		snprintf(path, sizeof(path), "%s/%s", dir, STORE_MARKER);
+		rc = store_marker_write(dir, path, false);
+		if (rc) {
+			LOG_ERR(s, "cannot finish creating store '%s': %s", dir,
+				strerror(-rc));
+			goto err_close;
+		}
 	} else if (vlen != 12 || memcmp(fval, "branchfs", 8) != 0) {
 		LOG_ERR(s, "store '%s' is damaged (bad format record)", dir);
 		rc = -EUCLEAN;
@@ -2137,8 +2225,21 @@ int store_branch_delete(struct store *s, uint64_t id)
 	}
 	if (s->ndead < s->cap_dead)
 		s->dead_ids[s->ndead++] = id;
+	if (s->ngrave == s->capgrave) {
+		size_t ncap = s->capgrave ? s->capgrave * 2 : 16;
+		uint64_t *ng = realloc(s->grave, ncap * sizeof(*ng));
+
+		if (ng) {
+			s->grave = ng;
+			s->capgrave = ncap;
+		}
+	}
+	/* Without room in the grave the branch stays until close. */
 	if (br->parent_id && s->branches[br->parent_id])
 		s->branches[br->parent_id]->nchildren--;
+	if (s->ngrave < s->capgrave)
+		s->grave[s->ngrave++] = id;
+	store_grave_reap(s); /* br may be freed from here on */
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	kv_batch_release(&b);
@@ -3876,6 +3977,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	store_put64(hv, (uint64_t)hns);
 	store_put64(hv + 8, w);
 	pthread_rwlock_wrlock(&s->branches_lock);
+	store_grave_reap(s);
 	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
 	rc = kv_write(s->kv, &r.b, true);
 	kv_batch_clear(&r.b);
