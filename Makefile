@@ -100,7 +100,8 @@ check: deps
 	$(MAKE) check-integration
 
 check-unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t; done
+	@fails=0; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || { echo "FAILED: $$t"; fails=$$((fails + 1)); }; done; \
+	[ $$fails -eq 0 ] || { echo "$$fails unit test binaries failed"; exit 1; }
 
 check-stress: $(STRESS_BINS)
 	@set -e; for t in $(STRESS_BINS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $$t; done
