@@ -352,11 +352,16 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			bd_reply_err(out, rc,
 				     "cannot create branch '%s': name taken",
 				     name);
-		else if (rc == -ERANGE)
+		else if (rc == -ERANGE) {
+			char obuf[64];
+
+			bd_fmt_time(store_oldest_time(c->cfg.store), obuf,
+				    sizeof(obuf));
 			bd_reply_err(out, rc,
 				     "cannot create branch '%s': seq %" PRIu64
-				     " is older than parent '%s' or than what the store retains",
-				     name, args.at_seq, from);
+				     " is older than parent '%s' or than the oldest moment the store retains (%s)",
+				     name, args.at_seq, from, obuf);
+		}
 		else if (rc == -EINVAL)
 			bd_reply_err(out, rc,
 				     "cannot create branch '%s': seq %" PRIu64

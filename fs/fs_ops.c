@@ -859,9 +859,17 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t nodeid)
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = STORE_BLOCK_SIZE;
 	sv.f_frsize = STORE_BLOCK_SIZE;
-	sv.f_blocks = ss.fs_total_bytes / STORE_BLOCK_SIZE;
-	sv.f_bfree = ss.fs_avail_bytes / STORE_BLOCK_SIZE;
-	sv.f_bavail = sv.f_bfree;
+	/* Used = what the store occupies; free = what it may still take
+	 * (the host filesystem's free space less the store's reserve). */
+	{
+		uint64_t avail = ss.fs_avail_bytes > ss.reserve_bytes ?
+					 ss.fs_avail_bytes - ss.reserve_bytes :
+					 0;
+
+		sv.f_blocks = (ss.disk_bytes + avail) / STORE_BLOCK_SIZE;
+		sv.f_bfree = avail / STORE_BLOCK_SIZE;
+		sv.f_bavail = sv.f_bfree;
+	}
 	sv.f_files = STORE_INO_MAX;
 	sv.f_ffree = ss.next_ino < STORE_INO_MAX ? STORE_INO_MAX - ss.next_ino :
 						   0;

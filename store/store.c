@@ -1935,6 +1935,7 @@ int store_stats(struct store *s, struct store_stats *out)
 		return -errno;
 	out->fs_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	out->fs_avail_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	out->reserve_bytes = s->reserve_bytes;
 	out->seq = store_seq_now(s);
 	pthread_mutex_lock(&s->ino.mu);
 	out->next_ino = s->ino.next;

@@ -165,6 +165,7 @@ struct store_stats {
 	uint64_t disk_bytes;    /* bytes the store occupies on disk */
 	uint64_t fs_total_bytes; /* size of the filesystem holding it */
 	uint64_t fs_avail_bytes; /* bytes still available there */
+	uint64_t reserve_bytes;  /* kept free: new data is refused below it */
 	uint64_t seq;           /* store_seq_now() */
 	uint64_t next_ino;      /* next inode number to be handed out */
 	uint64_t branches;      /* live branches */
