@@ -127,7 +127,7 @@ static void *bd_gc_main(void *arg)
 		struct store_gc_opts o = {
 			.in_use = bd_hook_in_use,
 			.ctx = c,
-			.pause_us = 500,
+			.pause_us = 1000,
 		};
 		struct store_gc_stats st;
 		int rc;

@@ -140,11 +140,11 @@ int kv_sync(struct kv *kv)
 	return kv->ops->sync(kv);
 }
 
-int kv_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+int kv_iter_new(struct kv *kv, enum kv_cf cf, unsigned flags,
 		struct kv_iter **out)
 {
 	assert(cf < KV_CF_COUNT && out);
-	return kv->ops->iter_new(kv, cf, prefix_mode, out);
+	return kv->ops->iter_new(kv, cf, flags, out);
 }
 
 void kv_iter_free(struct kv_iter *it)
@@ -396,7 +396,7 @@ static int kv_rocks_sync(struct kv *kv)
 	return 0;
 }
 
-static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, unsigned flags,
 			     struct kv_iter **out)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
@@ -405,8 +405,13 @@ static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
 	if (!it)
 		return -ENOMEM;
 	it->ropts = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_total_order_seek(it->ropts, !prefix_mode);
+	rocksdb_readoptions_set_total_order_seek(it->ropts,
+						 !(flags & KV_ITER_PREFIX));
 	rocksdb_readoptions_set_verify_checksums(it->ropts, 1);
+	if (flags & KV_ITER_SCAN) {
+		rocksdb_readoptions_set_fill_cache(it->ropts, 0);
+		rocksdb_readoptions_set_readahead_size(it->ropts, 2u << 20);
+	}
 	it->ri = rocksdb_create_iterator_cf(r->db, it->ropts, r->cf[cf]);
 	if (!it->ri) {
 		rocksdb_readoptions_destroy(it->ropts);

@@ -66,6 +66,12 @@ struct kv_batch {
 
 struct kv_iter;
 
+/* kv_iter_new flags; `true` (1) is KV_ITER_PREFIX. */
+enum kv_iter_flags {
+	KV_ITER_PREFIX = 1u << 0,
+	KV_ITER_SCAN = 1u << 1,
+};
+
 struct kv_ops {
 	/* Point read.  Copies at most bufsz bytes of the value into buf and
 	 * sets *vlen to the full value length and *found.  buf may be NULL
@@ -76,12 +82,14 @@ struct kv_ops {
 	int (*write)(struct kv *kv, const struct kv_batch *b, bool sync);
 	/* Make every write that returned so far durable. */
 	int (*sync)(struct kv *kv);
-	/* New iterator on cf.  prefix_mode=true allows the backend to use
-	 * prefix bloom filters: only keys sharing the sought key's prefix
-	 * (all but the last 8 bytes) are guaranteed to be found after a
-	 * seek.  prefix_mode=false gives a total-order iterator.  Owned by
-	 * the caller, freed with iter_free. */
-	int (*iter_new)(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+	/* New iterator on cf.  flags (enum kv_iter_flags): KV_ITER_PREFIX
+	 * allows the backend to use prefix bloom filters: only keys sharing
+	 * the sought key's prefix (all but the last 8 bytes) are guaranteed
+	 * to be found after a seek; without it the iterator is total-order.
+	 * KV_ITER_SCAN marks a long background scan (GC, check): it reads
+	 * ahead and does not fill the block cache that foreground reads use.
+	 * Owned by the caller, freed with iter_free. */
+	int (*iter_new)(struct kv *kv, enum kv_cf cf, unsigned flags,
 			struct kv_iter **out);
 	void (*iter_free)(struct kv_iter *it);
 	void (*iter_seek)(struct kv_iter *it, const void *key, size_t klen);
@@ -125,7 +133,7 @@ int kv_get(struct kv *kv, enum kv_cf cf, const void *key, size_t klen,
 	   void *buf, size_t bufsz, size_t *vlen, bool *found);
 int kv_write(struct kv *kv, const struct kv_batch *b, bool sync);
 int kv_sync(struct kv *kv);
-int kv_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+int kv_iter_new(struct kv *kv, enum kv_cf cf, unsigned flags,
 		struct kv_iter **out);
 void kv_iter_free(struct kv_iter *it);
 void kv_iter_seek(struct kv_iter *it, const void *key, size_t klen);

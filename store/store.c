@@ -3862,7 +3862,7 @@ static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
 	uint64_t seen = 0;
 	int rc;
 
-	rc = kv_iter_new(r->s->kv, cf, false, &it);
+	rc = kv_iter_new(r->s->kv, cf, KV_ITER_SCAN, &it);
 	if (rc)
 		return rc;
 	store_put64(start, gb->id);
@@ -4169,7 +4169,7 @@ static int store_check_branch(struct store *s,
 	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 		uint64_t last_ino = 0, last_blk = 0;
 
-		rc = kv_iter_new(s->kv, cf, false, &it);
+		rc = kv_iter_new(s->kv, cf, KV_ITER_SCAN, &it);
 		if (rc)
 			goto out;
 		for (kv_iter_seek(it, start, 8); kv_iter_valid(it);

@@ -217,7 +217,7 @@ static int kv_fault_sync(struct kv *kv)
 	return rc;
 }
 
-static int kv_fault_iter_new(struct kv *kv, enum kv_cf cf, bool prefix_mode,
+static int kv_fault_iter_new(struct kv *kv, enum kv_cf cf, unsigned prefix_mode,
 			     struct kv_iter **out)
 {
 	struct kv_fault_kv *w = kv_fault_kv_of(kv);
