@@ -688,6 +688,12 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	rocksdb_options_set_bytes_per_sync(r->opts, 1u << 20);
 	rocksdb_options_set_wal_bytes_per_sync(r->opts, 0);
 	rocksdb_options_set_keep_log_file_num(r->opts, 3);
+	/* RocksDB's own info LOG lives in the store directory; on a full
+	 * disk a failed LOG write makes the next log line trip an assertion
+	 * in Debian's librocksdb (built with them on).  Only fatal messages
+	 * are logged, and our own layer logs every error it returns. */
+	rocksdb_options_set_info_log_level(r->opts, 4 /* FATAL_LEVEL */);
+	rocksdb_options_set_max_log_file_size(r->opts, 1u << 20);
 	rocksdb_options_set_max_total_wal_size(r->opts, 256u << 20);
 	rocksdb_options_set_paranoid_checks(r->opts, 1);
 	for (i = 0; i < KV_CF_COUNT; i++)
