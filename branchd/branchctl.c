@@ -93,7 +93,8 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 		mount = getenv("BRANCHFS_MOUNT");
 	if (mount) {
 		if (!realpath(mount, path)) {
-			fprintf(stderr, "branchctl: cannot resolve mount '%s': %s\n",
+			fprintf(stderr,
+				"branchctl: cannot resolve mount '%s': %s\n",
 				mount, strerror(errno));
 			return -ENOENT;
 		}
@@ -113,7 +114,8 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 			return 0;
 		slash = strrchr(path, '/');
 		if (!slash || slash == path) {
-			if (strcmp(path, "/") != 0 && bc_socket_for("/", out, n))
+			if (strcmp(path, "/") != 0 &&
+			    bc_socket_for("/", out, n))
 				return 0;
 			break;
 		}
@@ -228,7 +230,8 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 		if (end == s + 1 || v < 0 || v > 1e10 ||
 		    strspn(s + 1, "0123456789.") != (size_t)(end - s - 1))
 			return -EINVAL;
-		if (!strcmp(end, "s") || !strcmp(end, "sec") || !strcmp(end, "secs"))
+		if (!strcmp(end, "s") || !strcmp(end, "sec") ||
+		    !strcmp(end, "secs"))
 			mult = 1;
 		else if (!strcmp(end, "m") || !strcmp(end, "min") ||
 			 !strcmp(end, "mins"))
@@ -364,8 +367,7 @@ static void bc_print_info(const struct json *b)
 	       in_use ? " - " : "", in_use ? bc_s(b, "in_use_reason") : "");
 }
 
-static void bc_print_tree(const struct json *arr, const char *parent,
-			  int depth)
+static void bc_print_tree(const struct json *arr, const char *parent, int depth)
 {
 	size_t i;
 
@@ -399,8 +401,8 @@ static void bc_print_list(const struct json *reply, bool tree)
 		return;
 	}
 	printf("%-24s %-16s %10s %-24s %-24s %6s %10s %10s %s\n", "NAME",
-	       "PARENT", "FORK_SEQ", "FORK_TIME", "CREATED", "OWNER",
-	       "LOGICAL", "WRITTEN", "IN_USE");
+	       "PARENT", "FORK_SEQ", "FORK_TIME", "CREATED", "OWNER", "LOGICAL",
+	       "WRITTEN", "IN_USE");
 	for (i = 0; i < arr->n; i++) {
 		const struct json *b = arr->items[i];
 		char lb[32], wb[32];
@@ -445,12 +447,24 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "+m:S:jhV", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': mount = optarg; break;
-		case 'S': sock = optarg; break;
-		case 'j': bc_json_out = true; break;
-		case 'h': bc_usage(stdout); return 0;
-		case 'V': printf("branchctl %s\n", BRANCHFS_VERSION); return 0;
-		default: bc_usage(stderr); return BD_EXIT_USAGE;
+		case 'm':
+			mount = optarg;
+			break;
+		case 'S':
+			sock = optarg;
+			break;
+		case 'j':
+			bc_json_out = true;
+			break;
+		case 'h':
+			bc_usage(stdout);
+			return 0;
+		case 'V':
+			printf("branchctl %s\n", BRANCHFS_VERSION);
+			return 0;
+		default:
+			bc_usage(stderr);
+			return BD_EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {
@@ -465,13 +479,27 @@ int main(int argc, char **argv)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jf:a:t", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': bc_json_out = true; break;
-		case 'f': from = optarg; break;
-		case 'a': at = optarg; break;
-		case 't': tree = true; break;
-		case 'm': mount = optarg; break;
-		case 'S': sock = optarg; break;
-		default: bc_usage(stderr); return BD_EXIT_USAGE;
+		case 'j':
+			bc_json_out = true;
+			break;
+		case 'f':
+			from = optarg;
+			break;
+		case 'a':
+			at = optarg;
+			break;
+		case 't':
+			tree = true;
+			break;
+		case 'm':
+			mount = optarg;
+			break;
+		case 'S':
+			sock = optarg;
+			break;
+		default:
+			bc_usage(stderr);
+			return BD_EXIT_USAGE;
 		}
 	}
 	args = argv + optind;
@@ -483,8 +511,9 @@ int main(int argc, char **argv)
 #define NEED(n)                                                               \
 	do {                                                                  \
 		if (nargs != (n)) {                                           \
-			fprintf(stderr, "branchctl: '%s' takes %d argument%s\n", \
-				cmd, (n), (n) == 1 ? "" : "s");               \
+			fprintf(stderr,                                       \
+				"branchctl: '%s' takes %d argument%s\n", cmd, \
+				(n), (n) == 1 ? "" : "s");                    \
 			json_buf_release(&req);                               \
 			return BD_EXIT_USAGE;                                 \
 		}                                                             \
@@ -498,8 +527,8 @@ int main(int argc, char **argv)
 			json_buf_str(&req, from);
 		}
 		if (at && bc_parse_when(at, &req)) {
-			fprintf(stderr, "branchctl: cannot understand time '%s'\n",
-				at);
+			fprintf(stderr,
+				"branchctl: cannot understand time '%s'\n", at);
 			json_buf_release(&req);
 			return BD_EXIT_USAGE;
 		}
@@ -531,7 +560,8 @@ int main(int argc, char **argv)
 			errno = 0;
 			v = strtoll(args[0], &end, 10);
 			if (errno || *end || end == args[0] || v <= 0) {
-				fprintf(stderr, "branchctl: bad retention '%s' (seconds)\n",
+				fprintf(stderr,
+					"branchctl: bad retention '%s' (seconds)\n",
 					args[0]);
 				json_buf_release(&req);
 				return BD_EXIT_USAGE;
@@ -560,7 +590,8 @@ int main(int argc, char **argv)
 	rc = bc_call(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);
 	if (rc == -ECONNREFUSED || rc == -ENOENT) {
-		fprintf(stderr, "branchctl: branchd is not running (no answer on %s)\n",
+		fprintf(stderr,
+			"branchctl: branchd is not running (no answer on %s)\n",
 			sockpath);
 		return BD_EXIT_NO_DAEMON;
 	}
@@ -585,10 +616,13 @@ int main(int argc, char **argv)
 		const struct json *b = json_get(reply, "branch");
 
 		printf("created branch '%s' from %s at seq %" PRId64 "%s%s\n",
-		       bc_s(b, "name"), json_get_str(b, "parent") ?
-					 bc_s(b, "parent") : "nothing (empty)",
-		       bc_i(b, "fork_seq"), json_get_str(b, "fork_time") ? ", " : "",
-		       json_get_str(b, "fork_time") ? bc_s(b, "fork_time") : "");
+		       bc_s(b, "name"),
+		       json_get_str(b, "parent") ? bc_s(b, "parent") :
+						   "nothing (empty)",
+		       bc_i(b, "fork_seq"),
+		       json_get_str(b, "fork_time") ? ", " : "",
+		       json_get_str(b, "fork_time") ? bc_s(b, "fork_time") :
+						      "");
 	} else if (!strcmp(cmd, "list")) {
 		bc_print_list(reply, tree);
 	} else if (!strcmp(cmd, "info")) {
@@ -607,8 +641,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "gc")) {
 		char a[32], b[32], d[32];
 
-		bc_human_bytes((uint64_t)bc_i(reply, "disk_before"), a, sizeof(a));
-		bc_human_bytes((uint64_t)bc_i(reply, "disk_after"), b, sizeof(b));
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_before"), a,
+			       sizeof(a));
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_after"), b,
+			       sizeof(b));
 		bc_human_bytes((uint64_t)bc_i(reply, "bytes_deleted"), d,
 			       sizeof(d));
 		printf("gc: deleted %" PRId64 " of %" PRId64
@@ -619,7 +655,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "status")) {
 		char a[32], f[32];
 
-		bc_human_bytes((uint64_t)bc_i(reply, "disk_bytes"), a, sizeof(a));
+		bc_human_bytes((uint64_t)bc_i(reply, "disk_bytes"), a,
+			       sizeof(a));
 		bc_human_bytes((uint64_t)bc_i(reply, "fs_avail_bytes"), f,
 			       sizeof(f));
 		printf("store:      %s\n", bc_s(reply, "store"));

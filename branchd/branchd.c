@@ -83,8 +83,7 @@ struct bd {
 static void bd_log_fn(void *ctx, int level, const char *msg)
 {
 	struct bd *bd = ctx;
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
-				    LOG_DEBUG };
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 	if (level < 0)
 		level = 0;

@@ -51,8 +51,8 @@ static void bd_logf(struct bd_control *c, int level, const char *fmt, ...)
 	c->cfg.log.fn(c->cfg.log.ctx, level, msg);
 }
 
-static int bd_hook_busy(void *ctx, uint64_t branch, const char *name,
-			char *why, size_t whysz)
+static int bd_hook_busy(void *ctx, uint64_t branch, const char *name, char *why,
+			size_t whysz)
 {
 	struct bd_control *c = ctx;
 

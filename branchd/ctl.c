@@ -49,7 +49,7 @@ struct bd_ctl {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int nconn; /* guarded by mu */
+	int nconn;	  /* guarded by mu */
 	int conn_fds[64]; /* guarded by mu; -1 when free */
 	int64_t started_ns;
 };
@@ -152,8 +152,8 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 	bd_fmt_time(bi->ctime_ns, tbuf, sizeof(tbuf));
 	json_buf_raw(out, ",\"created\":");
 	json_buf_str(out, tbuf);
-	json_buf_printf(out, ",\"owner_uid\":%u,\"children\":%u",
-			bi->owner_uid, bi->nchildren);
+	json_buf_printf(out, ",\"owner_uid\":%u,\"children\":%u", bi->owner_uid,
+			bi->nchildren);
 	if (usage && store_branch_usage(c->cfg.store, bi->id, &u) == 0)
 		json_buf_printf(out,
 				",\"logical_bytes\":%" PRIu64
@@ -185,8 +185,9 @@ static int bd_name_ok(struct json_buf *out, const char *name)
 			rc = -EINVAL;
 	}
 	if (rc)
-		bd_reply_err(out, rc,
-			     "invalid branch name: use 1 to 255 bytes without '/' or control characters, not '.' or '..'");
+		bd_reply_err(
+			out, rc,
+			"invalid branch name: use 1 to 255 bytes without '/' or control characters, not '.' or '..'");
 	return rc;
 }
 
@@ -246,8 +247,8 @@ static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
 {
 	if (uid == 0 || uid == c->cfg.daemon_uid)
 		return 0;
-	bd_reply_err(out, -EPERM, "cannot %s: only root or uid %u may",
-		     what, (unsigned)c->cfg.daemon_uid);
+	bd_reply_err(out, -EPERM, "cannot %s: only root or uid %u may", what,
+		     (unsigned)c->cfg.daemon_uid);
 	return -EPERM;
 }
 
@@ -275,9 +276,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid) :
 		     0;
 	if (rc) {
-		bd_reply_err(out, -EACCES,
-			     "cannot create branch '%s': uid %u may not create branches in the branch root",
-			     name, (unsigned)uid);
+		bd_reply_err(
+			out, -EACCES,
+			"cannot create branch '%s': uid %u may not create branches in the branch root",
+			name, (unsigned)uid);
 		return;
 	}
 	if (!from) {
@@ -305,9 +307,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	} else {
 		rc = store_branch_lookup(c->cfg.store, from, &pi);
 		if (rc) {
-			bd_reply_err(out, rc,
-				     "cannot create branch '%s': no such parent branch '%s'",
-				     name, from);
+			bd_reply_err(
+				out, rc,
+				"cannot create branch '%s': no such parent branch '%s'",
+				name, from);
 			return;
 		}
 		args.parent_id = pi.id;
@@ -331,16 +334,18 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			rc = store_seq_at_time(c->cfg.store, at_ns, &seq);
 			if (rc) {
 				bd_fmt_time(at_ns, tbuf, sizeof(tbuf));
-				bd_fmt_time(store_oldest_time(c->cfg.store), obuf,
-					    sizeof(obuf));
+				bd_fmt_time(store_oldest_time(c->cfg.store),
+					    obuf, sizeof(obuf));
 				if (rc == -ERANGE)
-					bd_reply_err(out, rc,
-						     "cannot create branch '%s' at %s: the store retains nothing older than %s",
-						     name, tbuf, obuf);
+					bd_reply_err(
+						out, rc,
+						"cannot create branch '%s' at %s: the store retains nothing older than %s",
+						name, tbuf, obuf);
 				else
-					bd_reply_err(out, rc,
-						     "cannot create branch '%s' at %s: that moment is in the future",
-						     name, tbuf);
+					bd_reply_err(
+						out, rc,
+						"cannot create branch '%s' at %s: that moment is in the future",
+						name, tbuf);
 				return;
 			}
 			args.at_seq = seq;
@@ -357,23 +362,25 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 
 			bd_fmt_time(store_oldest_time(c->cfg.store), obuf,
 				    sizeof(obuf));
-			bd_reply_err(out, rc,
-				     "cannot create branch '%s': seq %" PRIu64
-				     " is older than parent '%s' or than the oldest moment the store retains (%s)",
-				     name, args.at_seq, from, obuf);
-		}
-		else if (rc == -EINVAL)
-			bd_reply_err(out, rc,
-				     "cannot create branch '%s': seq %" PRIu64
-				     " is in the future (the store is at seq %" PRIu64 ")",
-				     name, args.at_seq,
-				     store_seq_now(c->cfg.store));
+			bd_reply_err(
+				out, rc,
+				"cannot create branch '%s': seq %" PRIu64
+				" is older than parent '%s' or than the oldest moment the store retains (%s)",
+				name, args.at_seq, from, obuf);
+		} else if (rc == -EINVAL)
+			bd_reply_err(
+				out, rc,
+				"cannot create branch '%s': seq %" PRIu64
+				" is in the future (the store is at seq %" PRIu64
+				")",
+				name, args.at_seq, store_seq_now(c->cfg.store));
 		else
 			bd_reply_err(out, rc, "cannot create branch '%s': %s",
 				     name, strerror(-rc));
 		return;
 	}
-	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
+	bd_ctl_log(c, STORE_LOG_INFO,
+		   "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
 		   (unsigned)uid, bi.name, args.parent_id ? from : "-",
 		   bi.fork_seq);
 	if (c->cfg.hooks.changed)
@@ -429,9 +436,10 @@ static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 		return;
 	if (bi.nchildren) {
 		bd_end_change(c, bi.id);
-		bd_reply_err(out, -ENOTEMPTY,
-			     "cannot delete branch '%s': it has %u child branch%s",
-			     bi.name, bi.nchildren, bi.nchildren == 1 ? "" : "es");
+		bd_reply_err(
+			out, -ENOTEMPTY,
+			"cannot delete branch '%s': it has %u child branch%s",
+			bi.name, bi.nchildren, bi.nchildren == 1 ? "" : "es");
 		return;
 	}
 	rc = store_branch_delete(c->cfg.store, bi.id);
@@ -470,12 +478,13 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 	bd_end_change(c, bi.id);
 	if (rc) {
 		if (rc == -EEXIST)
-			bd_reply_err(out, rc,
-				     "cannot rename branch '%s' to '%s': name taken",
-				     bi.name, nn);
+			bd_reply_err(
+				out, rc,
+				"cannot rename branch '%s' to '%s': name taken",
+				bi.name, nn);
 		else
-			bd_reply_err(out, rc,
-				     "cannot rename branch '%s': %s", bi.name,
+			bd_reply_err(out, rc, "cannot rename branch '%s': %s",
+				     bi.name,
 				     rc == -EINVAL ? "invalid new name" :
 						     strerror(-rc));
 		return;
@@ -499,9 +508,9 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	bd_end_change(c, bi.id);
 	if (rc) {
 		bd_reply_err(out, rc, "cannot reset branch '%s': %s", bi.name,
-			     rc == -EINVAL	 ? "it has no parent" :
+			     rc == -EINVAL    ? "it has no parent" :
 			     rc == -ENOTEMPTY ? "it has child branches" :
-						 strerror(-rc));
+						strerror(-rc));
 		return;
 	}
 	if (c->cfg.hooks.changed)
@@ -527,16 +536,17 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 			return;
 		rc = store_branch_lookup(c->cfg.store, name, &bi);
 		if (rc == -ENOENT) {
-			bd_reply_err(out, rc,
-				     "cannot set default parent to '%s': no such branch",
-				     name);
+			bd_reply_err(
+				out, rc,
+				"cannot set default parent to '%s': no such branch",
+				name);
 			return;
 		}
 		if (rc == 0 && c->cfg.hooks.set_default)
 			rc = c->cfg.hooks.set_default(c->cfg.hooks.ctx, name);
 		if (rc) {
-			bd_reply_err(out, rc, "cannot set default parent to '%s'",
-				     name);
+			bd_reply_err(out, rc,
+				     "cannot set default parent to '%s'", name);
 			return;
 		}
 	}
@@ -565,9 +575,10 @@ static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 	json_buf_str(out, c->mountpoint);
 	bd_fmt_time(store_oldest_time(c->cfg.store), tbuf, sizeof(tbuf));
 	json_buf_printf(out,
-			",\"disk_bytes\":%" PRIu64 ",\"fs_avail_bytes\":%" PRIu64
-			",\"branches\":%" PRIu64 ",\"seq\":%" PRIu64
-			",\"retention_s\":%" PRIu64 ",\"oldest\":\"%s\""
+			",\"disk_bytes\":%" PRIu64
+			",\"fs_avail_bytes\":%" PRIu64 ",\"branches\":%" PRIu64
+			",\"seq\":%" PRIu64 ",\"retention_s\":%" PRIu64
+			",\"oldest\":\"%s\""
 			",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
 			st.disk_bytes, st.fs_avail_bytes, st.branches, st.seq,
 			store_get_retention(c->cfg.store), tbuf,
@@ -592,13 +603,14 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 					    strerror(-rc));
 		return;
 	}
-	json_buf_printf(out,
-			"{\"ok\":true,\"keys_scanned\":%" PRIu64
-			",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
-			",\"inodes_reclaimed\":%" PRIu64
-			",\"disk_before\":%" PRIu64 ",\"disk_after\":%" PRIu64 "}",
-			st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-			st.inodes_reclaimed, st.disk_before, st.disk_after);
+	json_buf_printf(
+		out,
+		"{\"ok\":true,\"keys_scanned\":%" PRIu64
+		",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
+		",\"inodes_reclaimed\":%" PRIu64 ",\"disk_before\":%" PRIu64
+		",\"disk_after\":%" PRIu64 "}",
+		st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+		st.inodes_reclaimed, st.disk_before, st.disk_after);
 }
 
 static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
@@ -609,10 +621,10 @@ static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
 	if (json_get_int(req, "seconds", &secs)) {
 		if (bd_is_admin(c, out, uid, "change the retention window"))
 			return;
-		if (secs <= 0 || store_set_retention(c->cfg.store,
-						     (uint64_t)secs)) {
-			bd_reply_err(out, -EINVAL, "bad retention %" PRId64 " s",
-				     secs);
+		if (secs <= 0 ||
+		    store_set_retention(c->cfg.store, (uint64_t)secs)) {
+			bd_reply_err(out, -EINVAL,
+				     "bad retention %" PRId64 " s", secs);
 			return;
 		}
 	}
@@ -631,7 +643,8 @@ int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 	json_buf_init(&out);
 	rc = json_parse(line, len, &req);
 	if (rc || req->type != JSON_OBJ) {
-		bd_reply_err(&out, -EINVAL, "malformed request: expected one JSON object");
+		bd_reply_err(&out, -EINVAL,
+			     "malformed request: expected one JSON object");
 		goto out;
 	}
 	cmd = json_get_str(req, "cmd");

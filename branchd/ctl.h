@@ -43,11 +43,11 @@ struct bd_ctl_hooks {
 };
 
 struct bd_ctl_config {
-	struct store *store;     /* borrowed; outlives the bd_ctl */
-	const char *socket_path; /* copied */
-	const char *store_dir;   /* copied, for status */
-	const char *mountpoint;  /* copied, for status */
-	uid_t daemon_uid;        /* may change store-wide settings */
+	struct store *store;	       /* borrowed; outlives the bd_ctl */
+	const char *socket_path;       /* copied */
+	const char *store_dir;	       /* copied, for status */
+	const char *mountpoint;	       /* copied, for status */
+	uid_t daemon_uid;	       /* may change store-wide settings */
 	const char *const *drop_names; /* borrowed; for reset */
 	struct bd_ctl_hooks hooks;
 	struct store_log log;

@@ -23,16 +23,16 @@
 /* Error codes, as they appear in replies, and branchctl's exit status. */
 enum bd_exit {
 	BD_EXIT_OK = 0,
-	BD_EXIT_ERROR = 1,        /* anything else */
-	BD_EXIT_USAGE = 2,        /* bad command line */
-	BD_EXIT_NO_DAEMON = 3,    /* "no_daemon": nothing listens */
-	BD_EXIT_NOT_FOUND = 4,    /* "not_found": no such branch */
-	BD_EXIT_EXISTS = 5,       /* "exists": name taken */
-	BD_EXIT_BUSY = 6,         /* "busy": in use */
+	BD_EXIT_ERROR = 1,	  /* anything else */
+	BD_EXIT_USAGE = 2,	  /* bad command line */
+	BD_EXIT_NO_DAEMON = 3,	  /* "no_daemon": nothing listens */
+	BD_EXIT_NOT_FOUND = 4,	  /* "not_found": no such branch */
+	BD_EXIT_EXISTS = 5,	  /* "exists": name taken */
+	BD_EXIT_BUSY = 6,	  /* "busy": in use */
 	BD_EXIT_HAS_CHILDREN = 7, /* "has_children" */
 	BD_EXIT_OUT_OF_RANGE = 8, /* "out_of_range": time not retained */
-	BD_EXIT_PERMISSION = 9,   /* "permission" */
-	BD_EXIT_INVALID = 10,     /* "invalid": bad name or argument */
+	BD_EXIT_PERMISSION = 9,	  /* "permission" */
+	BD_EXIT_INVALID = 10,	  /* "invalid": bad name or argument */
 };
 
 /* The reply code for a negative errno from the store or a policy check. */

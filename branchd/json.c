@@ -105,14 +105,30 @@ static int json_string(struct json_in *in, char **out)
 		}
 		q++;
 		switch (*q) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '/': *o++ = '/'; break;
-		case 'b': *o++ = '\b'; break;
-		case 'f': *o++ = '\f'; break;
-		case 'n': *o++ = '\n'; break;
-		case 'r': *o++ = '\r'; break;
-		case 't': *o++ = '\t'; break;
+		case '"':
+			*o++ = '"';
+			break;
+		case '\\':
+			*o++ = '\\';
+			break;
+		case '/':
+			*o++ = '/';
+			break;
+		case 'b':
+			*o++ = '\b';
+			break;
+		case 'f':
+			*o++ = '\f';
+			break;
+		case 'n':
+			*o++ = '\n';
+			break;
+		case 'r':
+			*o++ = '\r';
+			break;
+		case 't':
+			*o++ = '\t';
+			break;
 		case 'u': {
 			unsigned cp, lo;
 
@@ -120,9 +136,9 @@ static int json_string(struct json_in *in, char **out)
 				goto err;
 			q += 4;
 			if (cp >= 0xD800 && cp < 0xDC00) {
-				if (in->p - q < 7 || q[1] != '\\' || q[2] != 'u' ||
-				    json_hex4(q + 3, &lo) || lo < 0xDC00 ||
-				    lo > 0xDFFF)
+				if (in->p - q < 7 || q[1] != '\\' ||
+				    q[2] != 'u' || json_hex4(q + 3, &lo) ||
+				    lo < 0xDC00 || lo > 0xDFFF)
 					goto err;
 				q += 6;
 				cp = 0x10000 + ((cp - 0xD800) << 10) +
@@ -505,11 +521,21 @@ void json_buf_str(struct json_buf *b, const char *s)
 		char esc[8];
 
 		switch (*p) {
-		case '"': json_buf_add(b, "\\\"", 2); break;
-		case '\\': json_buf_add(b, "\\\\", 2); break;
-		case '\n': json_buf_add(b, "\\n", 2); break;
-		case '\r': json_buf_add(b, "\\r", 2); break;
-		case '\t': json_buf_add(b, "\\t", 2); break;
+		case '"':
+			json_buf_add(b, "\\\"", 2);
+			break;
+		case '\\':
+			json_buf_add(b, "\\\\", 2);
+			break;
+		case '\n':
+			json_buf_add(b, "\\n", 2);
+			break;
+		case '\r':
+			json_buf_add(b, "\\r", 2);
+			break;
+		case '\t':
+			json_buf_add(b, "\\t", 2);
+			break;
 		default:
 			if (*p < 0x20 || *p == 0x7f) {
 				snprintf(esc, sizeof(esc), "\\u%04x", *p);

@@ -26,12 +26,12 @@ enum json_type {
 struct json {
 	enum json_type type;
 	bool b;
-	bool is_int;    /* number written without fraction or exponent */
-	int64_t i;      /* valid when is_int */
+	bool is_int; /* number written without fraction or exponent */
+	int64_t i;   /* valid when is_int */
 	double num;
-	char *str;      /* JSON_STR: NUL-terminated, owned */
+	char *str;	     /* JSON_STR: NUL-terminated, owned */
 	struct json **items; /* JSON_ARR and JSON_OBJ values, owned */
-	char **keys;    /* JSON_OBJ keys, owned */
+	char **keys;	     /* JSON_OBJ keys, owned */
 	size_t n;
 };
 

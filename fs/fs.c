@@ -75,8 +75,7 @@ static void fs_lib_log_fn(enum fuse_log_level level, const char *fmt,
 	if (level <= FUSE_LOG_ERR) {
 		lv = STORE_LOG_ERR;
 		atomic_store(&fs_lib_err, true);
-	}
-	else if (level == FUSE_LOG_WARNING)
+	} else if (level == FUSE_LOG_WARNING)
 		lv = STORE_LOG_WARN;
 	else if (level < FUSE_LOG_DEBUG)
 		lv = STORE_LOG_INFO;
@@ -126,8 +125,8 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	if (cfg->debug && fs->cfg.log.level < STORE_LOG_DEBUG)
 		fs->cfg.log.level = STORE_LOG_DEBUG;
 	fs->store = cfg->store;
-	fs->root_mode = S_IFDIR | (cfg->root_mode ? cfg->root_mode & 07777 :
-						    0755);
+	fs->root_mode = S_IFDIR |
+			(cfg->root_mode ? cfg->root_mode & 07777 : 0755);
 	fs->root_uid = cfg->root_uid;
 	fs->root_gid = cfg->root_gid;
 	fs->root_mtime = fs->root_ctime = fs_now();
@@ -148,8 +147,8 @@ static void fs_unescape(char *s)
 	while (*s) {
 		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] &&
 		    s[3]) {
-			*d++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) |
-				      (s[3] - '0'));
+			*d++ = (char)(((s[1] - '0') << 6) |
+				      ((s[2] - '0') << 3) | (s[3] - '0'));
 			s += 4;
 		} else {
 			*d++ = *s++;
@@ -229,9 +228,10 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 			while ((de = readdir(d))) {
 				if (strcmp(de->d_name, ".") &&
 				    strcmp(de->d_name, "..")) {
-					snprintf(why, whylen,
-						 "mount point '%s' is not empty",
-						 real);
+					snprintf(
+						why, whylen,
+						"mount point '%s' is not empty",
+						real);
 					rc = -ENOTEMPTY;
 					break;
 				}
@@ -365,8 +365,9 @@ int fs_request_unmount(struct fs *fs)
 		return 0;
 	rc = -errno;
 	if (rc == -EBUSY) {
-		FS_WARN(fs, "'%s' is in use: detaching it, serving until its "
-			    "last user is gone",
+		FS_WARN(fs,
+			"'%s' is in use: detaching it, serving until its "
+			"last user is gone",
 			fs->mountpoint);
 		if (umount2(fs->mountpoint, MNT_DETACH) == 0)
 			return 0;
@@ -608,9 +609,10 @@ out_unlock:
 			snprintf(why, whylen, "branch '%s' has %llu open files",
 				 bi->name, (unsigned long long)open_files);
 		else
-			snprintf(why, whylen,
-				 "branch '%s' is being changed by another request",
-				 bi->name);
+			snprintf(
+				why, whylen,
+				"branch '%s' is being changed by another request",
+				bi->name);
 	}
 	return rc;
 }
@@ -644,9 +646,10 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 
 	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
 		if (why)
-			snprintf(why, whylen,
-				 "postmaster (pid %d) is running on branch '%s'",
-				 (int)pid, bi->name);
+			snprintf(
+				why, whylen,
+				"postmaster (pid %d) is running on branch '%s'",
+				(int)pid, bi->name);
 		return -EBUSY;
 	}
 	rc = fs_branch_hold(fs, bi, why, whylen);
@@ -658,9 +661,10 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
 		fs_branch_end_change(fs, bi->id);
 		if (why)
-			snprintf(why, whylen,
-				 "postmaster (pid %d) is running on branch '%s'",
-				 (int)pid, bi->name);
+			snprintf(
+				why, whylen,
+				"postmaster (pid %d) is running on branch '%s'",
+				(int)pid, bi->name);
 		return -EBUSY;
 	}
 	return 0;
@@ -714,9 +718,8 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 	if (!old_name && store_branch_get(fs->store, branch_id, &bi) == 0)
 		old_name = bi.name;
 	if (old_name) {
-		r = fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID,
-						     old_name,
-						     strlen(old_name));
+		r = fuse_lowlevel_notify_inval_entry(
+			fs->se, FUSE_ROOT_ID, old_name, strlen(old_name));
 		if (r && r != -ENOENT)
 			rc = r;
 	}

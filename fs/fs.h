@@ -111,8 +111,7 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 
 /* A probe that changes and waits for nothing: 0, or -EBUSY with a reason
  * in why (a running postmaster, open files), or -ENOENT unknown branch. */
-int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
-		   size_t whylen);
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why, size_t whylen);
 /* true while any file of the branch is open. */
 bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
 /* true while a file handle on inode ino of the branch is open (for GC of
@@ -129,7 +128,7 @@ int fs_set_default_parent(struct fs *fs, const char *name);
 /* A branch was renamed: if it was the default parent, the default follows
  * it. */
 void fs_default_parent_renamed(struct fs *fs, const char *old_name,
-				const char *new_name);
+			       const char *new_name);
 
 /* Route libfuse's own messages to log (copied).  libfuse has one global
  * log hook, so this is process-wide; call it before fs_mount(). */

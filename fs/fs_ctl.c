@@ -17,8 +17,7 @@
 
 #include "fs_int.h"
 
-int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
-		   size_t whylen)
+int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why, size_t whylen)
 {
 	struct store_branch_info bi;
 	struct fs_map_ent *e;
@@ -32,9 +31,10 @@ int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why,
 	pid = fs_postmaster_pid(fs, &bi);
 	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
 		if (why)
-			snprintf(why, whylen,
-				 "postmaster (pid %d) is running on branch '%s'",
-				 (int)pid, bi.name);
+			snprintf(
+				why, whylen,
+				"postmaster (pid %d) is running on branch '%s'",
+				(int)pid, bi.name);
 		return -EBUSY;
 	}
 	pthread_mutex_lock(&fs->br_mu);
@@ -104,7 +104,7 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 }
 
 void fs_default_parent_renamed(struct fs *fs, const char *old_name,
-				const char *new_name)
+			       const char *new_name)
 {
 	char cur[STORE_NAME_MAX + 1];
 

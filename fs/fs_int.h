@@ -68,18 +68,18 @@ struct fs {
 	atomic_bool ready_done;
 
 	pthread_mutex_t root_mu;
-	mode_t root_mode;          /* guarded by root_mu; S_IFDIR | bits */
-	uid_t root_uid;            /* guarded by root_mu */
-	gid_t root_gid;            /* guarded by root_mu */
+	mode_t root_mode;	    /* guarded by root_mu; S_IFDIR | bits */
+	uid_t root_uid;		    /* guarded by root_mu */
+	gid_t root_gid;		    /* guarded by root_mu */
 	struct timespec root_mtime; /* guarded by root_mu */
 	struct timespec root_ctime; /* guarded by root_mu */
-	char *default_parent;       /* guarded by root_mu */
+	char *default_parent;	    /* guarded by root_mu */
 
 	/* Per-branch state: count = open files, flags = enum
 	 * fs_branch_flags.  Entries with count 0 and no flags are removed. */
 	pthread_mutex_t br_mu;
 	pthread_cond_t br_cv; /* signalled on any br change */
-	struct fs_map br;      /* guarded by br_mu */
+	struct fs_map br;     /* guarded by br_mu */
 	/* Open file handles by node id (count), for fs_inode_in_use. */
 	struct fs_map opens; /* guarded by br_mu */
 
@@ -96,7 +96,7 @@ struct fs_dir {
 		uint64_t nodeid;
 		uint32_t mode; /* S_IF* type bits */
 		char *name;
-	} *ents;
+	} * ents;
 };
 
 /* ---- fs_map.c ---- */
@@ -112,10 +112,10 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
 #define FS_ERR(fs, ...) fs_log((fs), STORE_LOG_ERR, __VA_ARGS__)
 #define FS_WARN(fs, ...) fs_log((fs), STORE_LOG_WARN, __VA_ARGS__)
 #define FS_INFO(fs, ...) fs_log((fs), STORE_LOG_INFO, __VA_ARGS__)
-#define FS_DEBUG(fs, ...)                                                \
-	do {                                                             \
-		if ((fs)->cfg.log.level >= STORE_LOG_DEBUG)              \
-			fs_log((fs), STORE_LOG_DEBUG, __VA_ARGS__);      \
+#define FS_DEBUG(fs, ...)                                           \
+	do {                                                        \
+		if ((fs)->cfg.log.level >= STORE_LOG_DEBUG)         \
+			fs_log((fs), STORE_LOG_DEBUG, __VA_ARGS__); \
 	} while (0)
 
 void fs_node_ref(struct fs *fs, uint64_t nodeid);

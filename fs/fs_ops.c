@@ -127,11 +127,12 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want |= conn->capable & want_on;
 	/* The kernel applies the umask, kills suid/sgid on write and keeps
 	 * locks; no splice. */
-	conn->want &= ~(unsigned)(FUSE_CAP_DONT_MASK | FUSE_CAP_HANDLE_KILLPRIV |
-				  FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
-				  FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
-				  FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_ACL |
-				  FUSE_CAP_EXPORT_SUPPORT);
+	conn->want &=
+		~(unsigned)(FUSE_CAP_DONT_MASK | FUSE_CAP_HANDLE_KILLPRIV |
+			    FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+			    FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
+			    FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_ACL |
+			    FUSE_CAP_EXPORT_SUPPORT);
 	conn->max_write = FS_MAX_WRITE;
 	conn->max_readahead = FS_MAX_WRITE;
 	conn->max_background = 64;
@@ -212,9 +213,8 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t nodeid,
 	fs_reply_attr(req, nodeid, &a);
 }
 
-static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid,
-			  struct stat *attr, int to_set,
-			  struct fuse_file_info *fi)
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
+			  int to_set, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct timespec now = fs_now();
@@ -359,8 +359,7 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EINVAL;
 		goto out_err;
 	}
-	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid,
-			  &a);
+	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
 	fs_reply_entry(fs, req, nodeid, &a);
@@ -478,8 +477,8 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
-static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid,
-		       fuse_ino_t newparent, const char *newname)
+static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent,
+		       const char *newname)
 {
 	struct fs *fs = fs_of(req);
 	struct store_attr a;

@@ -98,7 +98,8 @@ void fs_root_setattr(struct fs *fs, fuse_req_t req, const struct stat *attr,
 	 * without default_permissions. */
 	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    ctx->uid != 0) {
-		if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->root_uid)
+		if ((to_set & FUSE_SET_ATTR_UID) &&
+		    attr->st_uid != fs->root_uid)
 			rc = -EPERM;
 		if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != fs->root_uid)
 			rc = -EPERM;
@@ -174,8 +175,7 @@ void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
 	fs_root_reply_entry(fs, req, &bi);
 }
 
-void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
-		   mode_t mode)
+void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_create_args args;
@@ -219,8 +219,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name,
 	if (rc)
 		goto out_err;
 	FS_INFO(fs, "created branch '%s' (id %llu) from '%s' for uid %u", name,
-		(unsigned long long)bi.id,
-		args.parent_id ? defname : "(empty)",
+		(unsigned long long)bi.id, args.parent_id ? defname : "(empty)",
 		(unsigned)ctx->uid);
 	fs_root_touch(fs);
 	fs_root_reply_entry(fs, req, &bi);

@@ -65,7 +65,8 @@ int digest_two(unsigned char out[DIGEST_LEN], const void *a, size_t alen,
 	if (EVP_DigestInit_ex(digest_ctx, t->md, NULL) != 1 ||
 	    EVP_DigestUpdate(digest_ctx, a, alen) != 1 ||
 	    (blen && EVP_DigestUpdate(digest_ctx, b, blen) != 1) ||
-	    EVP_DigestFinal_ex(digest_ctx, md, &mdlen) != 1 || mdlen < DIGEST_LEN)
+	    EVP_DigestFinal_ex(digest_ctx, md, &mdlen) != 1 ||
+	    mdlen < DIGEST_LEN)
 		return -EIO;
 	memcpy(out, md, DIGEST_LEN);
 	return 0;

@@ -110,9 +110,8 @@ void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
 	kv_batch_append(b, KV_OP_DELETE, cf, key, klen, NULL, 0);
 }
 
-void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf,
-			   const void *begin, size_t blen, const void *end,
-			   size_t elen)
+void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf, const void *begin,
+			   size_t blen, const void *end, size_t elen)
 {
 	kv_batch_append(b, KV_OP_DELETE_RANGE, cf, begin, blen, end, elen);
 }
@@ -239,7 +238,10 @@ struct kv_rocks_iter {
 };
 
 static const char *const kv_cf_names[KV_CF_COUNT] = {
-	"default", "inode", "dirent", "block",
+	"default",
+	"inode",
+	"dirent",
+	"block",
 };
 
 static void kv_log(struct kv *kv, int level, const char *fmt, ...)
@@ -367,9 +369,8 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 						     op->klen);
 			break;
 		case KV_OP_DELETE_RANGE:
-			rocksdb_writebatch_delete_range_cf(wb, r->cf[op->cf],
-							   k, op->klen, v,
-							   op->vlen);
+			rocksdb_writebatch_delete_range_cf(
+				wb, r->cf[op->cf], k, op->klen, v, op->vlen);
 			break;
 		}
 	}
@@ -615,9 +616,8 @@ static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
 		rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.1);
 	}
 	rocksdb_options_set_block_based_table_factory(o, t);
-	rocksdb_options_set_write_buffer_size(o, cf == KV_CF_BLOCK ?
-							 r->wbuf_block :
-							 r->wbuf_small);
+	rocksdb_options_set_write_buffer_size(
+		o, cf == KV_CF_BLOCK ? r->wbuf_block : r->wbuf_small);
 	if (cf == KV_CF_BLOCK)
 		rocksdb_options_set_compression(o, rocksdb_no_compression);
 	r->cf_opts[cf] = o;
@@ -656,10 +656,10 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		r->wbuf_small = 16u << 20;
 		if (total && total / 32 < r->wbuf_block)
 			r->wbuf_block = total / 32 < (2u << 20) ? 2u << 20 :
-								   total / 32;
+								  total / 32;
 		if (total && total / 128 < r->wbuf_small)
 			r->wbuf_small = total / 128 < (1u << 20) ? 1u << 20 :
-								    total / 128;
+								   total / 128;
 	}
 	r->cache = rocksdb_cache_create_lru(cache_bytes);
 	r->opts = rocksdb_options_create();
@@ -670,9 +670,8 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		 * point-in-time WAL recovery, which crash safety needs.) */
 		rocksdb_options_t *base = rocksdb_options_create();
 
-		rocksdb_get_options_from_string(
-			base, "allow_fallocate=false",
-			r->opts, &err);
+		rocksdb_get_options_from_string(base, "allow_fallocate=false",
+						r->opts, &err);
 		rocksdb_options_destroy(base);
 		if (err) {
 			kv_log(&r->kv, STORE_LOG_WARN,

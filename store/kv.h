@@ -31,10 +31,10 @@
 #include "store.h"
 
 enum kv_cf {
-	KV_CF_META = 0,  /* store meta, branch records, time index */
-	KV_CF_INODE = 1, /* inode versions */
+	KV_CF_META = 0,	  /* store meta, branch records, time index */
+	KV_CF_INODE = 1,  /* inode versions */
 	KV_CF_DIRENT = 2, /* directory entry versions */
-	KV_CF_BLOCK = 3, /* file block versions */
+	KV_CF_BLOCK = 3,  /* file block versions */
 	KV_CF_COUNT = 4,
 };
 
@@ -157,9 +157,8 @@ void kv_batch_put(struct kv_batch *b, enum kv_cf cf, const void *key,
 		  size_t klen, const void *val, size_t vlen);
 void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
 		     size_t klen);
-void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf,
-			   const void *begin, size_t blen, const void *end,
-			   size_t elen);
+void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf, const void *begin,
+			   size_t blen, const void *end, size_t elen);
 /* Accessors for backends. */
 static inline const unsigned char *kv_batch_key(const struct kv_batch *b,
 						const struct kv_op *op)

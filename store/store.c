@@ -159,13 +159,13 @@ struct store {
 
 	pthread_rwlock_t branches_lock;
 	struct store_branch **branches; /* by id; guarded by branches_lock */
-	size_t branches_cap;            /* guarded by branches_lock */
-	uint64_t next_branch_id;        /* guarded by branches_lock */
-	uint64_t nbranches;             /* guarded by branches_lock */
+	size_t branches_cap;		/* guarded by branches_lock */
+	uint64_t next_branch_id;	/* guarded by branches_lock */
+	uint64_t nbranches;		/* guarded by branches_lock */
 	/* Deleted branches whose memory waits until no view can still point
 	 * at them (INV-7). */
-	uint64_t *grave;                /* guarded by branches_lock */
-	size_t ngrave, capgrave;        /* guarded by branches_lock */
+	uint64_t *grave;	 /* guarded by branches_lock */
+	size_t ngrave, capgrave; /* guarded by branches_lock */
 	atomic_long active_views;
 
 	pthread_mutex_t ns_lock[STORE_NS_STRIPES];
@@ -174,13 +174,13 @@ struct store {
 	/* Seqs. */
 	pthread_mutex_t seq_mu;
 	pthread_cond_t seq_cv;
-	uint64_t seq_last;      /* guarded by seq_mu: last handed out */
-	uint64_t seq_hi;        /* guarded by seq_mu */
-	uint64_t *inflight;     /* guarded by seq_mu */
-	size_t ninflight;       /* guarded by seq_mu */
-	size_t cap_inflight;    /* guarded by seq_mu */
+	uint64_t seq_last;   /* guarded by seq_mu: last handed out */
+	uint64_t seq_hi;     /* guarded by seq_mu */
+	uint64_t *inflight;  /* guarded by seq_mu */
+	size_t ninflight;    /* guarded by seq_mu */
+	size_t cap_inflight; /* guarded by seq_mu */
 	_Atomic uint64_t watermark;
-	int64_t last_time_ms;   /* guarded by seq_mu */
+	int64_t last_time_ms; /* guarded by seq_mu */
 	int64_t created_ns;
 
 	/* Retention and GC. */
@@ -188,8 +188,8 @@ struct store {
 	_Atomic int64_t horizon_ns;   /* oldest moment retained */
 	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
 	_Atomic bool gc_running;
-	uint64_t *dead_ids;           /* guarded by branches_lock */
-	size_t ndead, cap_dead;       /* guarded by branches_lock */
+	uint64_t *dead_ids;	/* guarded by branches_lock */
+	size_t ndead, cap_dead; /* guarded by branches_lock */
 
 	struct store_counter ino;
 
@@ -316,9 +316,11 @@ static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
 	uint32_t b = (uint32_t)(h >> 32) % STORE_TOUCH_BITS;
 
 	return (atomic_load_explicit(&f[a / 64], memory_order_acquire) >>
-		(a % 64) & 1) &&
+			(a % 64) &
+		1) &&
 	       (atomic_load_explicit(&f[b / 64], memory_order_acquire) >>
-		(b % 64) & 1);
+			(b % 64) &
+		1);
 }
 
 /* Branch names are entry names that are also printable: no control
@@ -428,8 +430,7 @@ static size_t store_attr_encode(unsigned char *v, const struct store_attr *a,
 	return STORE_INODE_HDR + n;
 }
 
-int store_attr_decode(const unsigned char *v, size_t len,
-			     struct store_attr *a)
+int store_attr_decode(const unsigned char *v, size_t len, struct store_attr *a)
 {
 	if (len < STORE_INODE_HDR)
 		return -EIO;
@@ -472,7 +473,7 @@ static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
 }
 
 int store_brrec_decode(const unsigned char *v, size_t len,
-			      struct store_branch *b)
+		       struct store_branch *b)
 {
 	size_t n;
 
@@ -523,19 +524,19 @@ static int store_space_ok(struct store *s)
 		bool low = avail < s->reserve_bytes;
 
 		if (low != atomic_exchange(&s->space_low, low))
-			store_log(s, low ? STORE_LOG_WARN : STORE_LOG_INFO,
-				  low ? "store '%s': %llu bytes left, below the reserve of %llu: refusing new data" :
-					"store '%s': %llu bytes free again (reserve %llu): writes resume",
-				  s->dir, (unsigned long long)avail,
-				  (unsigned long long)s->reserve_bytes);
+			store_log(
+				s, low ? STORE_LOG_WARN : STORE_LOG_INFO,
+				low ? "store '%s': %llu bytes left, below the reserve of %llu: refusing new data" :
+				      "store '%s': %llu bytes free again (reserve %llu): writes resume",
+				s->dir, (unsigned long long)avail,
+				(unsigned long long)s->reserve_bytes);
 	}
 	return atomic_load(&s->space_low) ? -ENOSPC : 0;
 }
 
 /* ---------------------------------------------------------- counters */
 
-static int store_meta_put_u64(struct store *s, char key, uint64_t v,
-			      bool sync)
+static int store_meta_put_u64(struct store *s, char key, uint64_t v, bool sync)
 {
 	struct kv_batch b;
 	unsigned char val[8];
@@ -868,8 +869,8 @@ out_unlock:
  */
 static int store_find(struct kv_iter *it, const struct store_view *v,
 		      unsigned char *key, size_t olen, uint64_t fkey,
-		      const void **val,
-		      size_t *vlen, bool *found, size_t *level)
+		      const void **val, size_t *vlen, bool *found,
+		      size_t *level)
 {
 	size_t i, klen = 8 + olen + 8, fklen;
 	const unsigned char *fk;
@@ -917,8 +918,8 @@ static int store_attr_find(struct kv_iter *it, const struct store_view *v,
 	int rc;
 
 	store_put64(key + 8, ino);
-	rc = store_find(it, v, key, 8, store_fkey_ino(ino), &val, &vlen,
-			&found, NULL);
+	rc = store_find(it, v, key, 8, store_fkey_ino(ino), &val, &vlen, &found,
+			NULL);
 	if (rc)
 		return rc;
 	if (!found)
@@ -931,8 +932,7 @@ static int store_attr_find(struct kv_iter *it, const struct store_view *v,
 
 		if (n >= tsz)
 			n = tsz - 1;
-		memcpy(target, (const unsigned char *)val + STORE_INODE_HDR,
-		       n);
+		memcpy(target, (const unsigned char *)val + STORE_INODE_HDR, n);
 		target[n] = 0;
 	}
 	return 0;
@@ -998,8 +998,8 @@ static int store_dirent_find(struct store *s, const struct store_view *v,
 	rc = kv_iter_new(s->kv, KV_CF_DIRENT, true, &it);
 	if (rc)
 		return rc;
-	rc = store_find(it, v, key, 8 + n + 1, store_fkey_ino(dir), &val,
-			&vlen, &found, NULL);
+	rc = store_find(it, v, key, 8 + n + 1, store_fkey_ino(dir), &val, &vlen,
+			&found, NULL);
 	if (rc)
 		goto out;
 	if (!found || vlen == 0) {
@@ -1049,9 +1049,8 @@ static int store_batch_block(struct kv_batch *b, uint64_t br, uint64_t ino,
 		kv_batch_put(b, KV_CF_BLOCK, key, sizeof(key), val, 1);
 		return 0;
 	}
-	clen = compress_block(val + STORE_BLK_HDR,
-			      sizeof(val) - STORE_BLK_HDR, data,
-			      STORE_BLOCK_SIZE, STORE_ZSTD_LEVEL);
+	clen = compress_block(val + STORE_BLK_HDR, sizeof(val) - STORE_BLK_HDR,
+			      data, STORE_BLOCK_SIZE, STORE_ZSTD_LEVEL);
 	if (clen < 0 || (size_t)clen >= STORE_BLOCK_SIZE - 64) {
 		val[0] = STORE_BLK_RAW;
 		memcpy(val + STORE_BLK_HDR, data, STORE_BLOCK_SIZE);
@@ -1126,8 +1125,8 @@ static void store_log_bad_block(struct store *s, const struct store_view *v,
 		store_path_of(s, v->lv[0].id, bi.root_ino, ino, path,
 			      sizeof(path));
 	LOG_ERR(s,
-		"cannot read branch '%s' file %s (inode %" PRIu64 ") block %" PRIu64
-		" (stored in branch '%s'): %s",
+		"cannot read branch '%s' file %s (inode %" PRIu64
+		") block %" PRIu64 " (stored in branch '%s'): %s",
 		bi.name, path[0] ? path : "(path unknown)", ino, blk, from.name,
 		why);
 }
@@ -1166,7 +1165,8 @@ static int store_block_read(struct store *s, struct kv_iter *it,
 
 static unsigned store_stripe(uint64_t br, uint64_t ino)
 {
-	uint64_t h = (br * 0x9E3779B97F4A7C15ull) ^ (ino * 0xC2B2AE3D27D4EB4Full);
+	uint64_t h = (br * 0x9E3779B97F4A7C15ull) ^
+		     (ino * 0xC2B2AE3D27D4EB4Full);
 
 	h ^= h >> 29;
 	return (unsigned)(h % STORE_INO_STRIPES);
@@ -1257,7 +1257,8 @@ static int store_load_branches(struct store *s)
 		if (rc) {
 			free((void *)b->touched);
 			free(b);
-			LOG_ERR(s, "store '%s': damaged record of branch %" PRIu64,
+			LOG_ERR(s,
+				"store '%s': damaged record of branch %" PRIu64,
 				s->dir, id);
 			goto out;
 		}
@@ -1295,7 +1296,8 @@ static int store_load_branches(struct store *s)
 		if (b->parent_id) {
 			p = store_branch_by_id(s, b->parent_id);
 			if (!p) {
-				LOG_ERR(s, "store '%s': branch '%s' has a missing parent",
+				LOG_ERR(s,
+					"store '%s': branch '%s' has a missing parent",
 					s->dir, b->name);
 				rc = -EUCLEAN;
 				goto out;
@@ -1341,11 +1343,12 @@ static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 		ino = store_get64(key + 8);
 		b = store_branch_by_id(s, id);
 		if (b)
-			store_touch(b->touched,
-				    cf == KV_CF_BLOCK ?
-					    store_fkey_blk(ino,
-							   store_get64(key + 16)) :
-					    store_fkey_ino(ino));
+			store_touch(
+				b->touched,
+				cf == KV_CF_BLOCK ?
+					store_fkey_blk(ino,
+						       store_get64(key + 16)) :
+					store_fkey_ino(ino));
 		/* Seek to the next object: the prefix plus one. */
 		memcpy(k, key, plen);
 		for (i = plen; i > 0; i--) {
@@ -1457,8 +1460,7 @@ static int store_dir_is_empty(const char *dir, bool *empty)
 
 /* Reads the marker; *is_new tells whether the store's database was never
  * completely created (marker "branchfs-store N new"). */
-static int store_marker_check(struct store *s, const char *path,
-			      bool *is_new)
+static int store_marker_check(struct store *s, const char *path, bool *is_new)
 {
 	char buf[64] = { 0 };
 	unsigned ver;
@@ -1612,7 +1614,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 		if (rc)
 			goto err_free;
 		if (!empty) {
-			LOG_ERR(s, "'%s' is not a branchfs store (not empty, no %s file)",
+			LOG_ERR(s,
+				"'%s' is not a branchfs store (not empty, no %s file)",
 				dir, STORE_MARKER);
 			rc = -EMEDIUMTYPE;
 			goto err_free;
@@ -1662,14 +1665,15 @@ int store_open(const char *dir, const struct store_config *cfg,
 		struct stat dst;
 
 		if (stat(path, &dst) != 0 && !is_new) {
-			LOG_ERR(s, "store '%s' is damaged: its database directory '%s' is missing",
+			LOG_ERR(s,
+				"store '%s' is damaged: its database directory '%s' is missing",
 				dir, path);
 			rc = -EUCLEAN;
 			goto err_free;
 		}
 	}
-	rc = kv_rocksdb_open(path, true, cfg->cache_bytes ? cfg->cache_bytes :
-							    (256u << 20),
+	rc = kv_rocksdb_open(path, true,
+			     cfg->cache_bytes ? cfg->cache_bytes : (256u << 20),
 			     &cfg->log, &inner);
 	if (rc) {
 		if (rc == -EUCLEAN)
@@ -1692,7 +1696,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 		goto err_close;
 	if (!found) {
 		if (!is_new) {
-			LOG_ERR(s, "store '%s' is damaged (its format record is missing)",
+			LOG_ERR(s,
+				"store '%s' is damaged (its format record is missing)",
 				dir);
 			rc = -EUCLEAN;
 			goto err_close;
@@ -1715,7 +1720,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 		rc = -EUCLEAN;
 		goto err_close;
 	} else if (store_get32(fval + 8) != STORE_FORMAT_VERSION) {
-		LOG_ERR(s, "store '%s' has format version %u; this build knows version %u",
+		LOG_ERR(s,
+			"store '%s' has format version %u; this build knows version %u",
 			dir, store_get32(fval + 8), STORE_FORMAT_VERSION);
 		rc = -EPROTONOSUPPORT;
 		goto err_close;
@@ -1746,8 +1752,10 @@ int store_open(const char *dir, const struct store_config *cfg,
 		/* A damaged key range must not keep the store from opening:
 		 * without filters every read searches every level, and the
 		 * damaged data itself reads as EIO. */
-		LOG_WARN(s, "store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
-			 dir, strerror(-rc));
+		LOG_WARN(
+			s,
+			"store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
+			dir, strerror(-rc));
 		for (i = 0; i < s->branches_cap; i++) {
 			if (s->branches[i]) {
 				free((void *)s->branches[i]->touched);
@@ -1798,7 +1806,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 
 err_damaged:
 	if (rc == -EUCLEAN)
-		LOG_ERR(s, "store '%s' is damaged (missing or bad meta records)",
+		LOG_ERR(s,
+			"store '%s' is damaged (missing or bad meta records)",
 			dir);
 err_close:
 	kv_close(s->kv);
@@ -1904,12 +1913,11 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 	if (rc)
 		goto out;
 	result = UINT64_MAX;
-found:
-	{
-		uint64_t now_seq = store_seq_now(s);
+found : {
+	uint64_t now_seq = store_seq_now(s);
 
-		*seq = result < now_seq ? result : now_seq;
-	}
+	*seq = result < now_seq ? result : now_seq;
+}
 out:
 	kv_iter_free(it);
 	return rc;
@@ -2114,7 +2122,7 @@ int store_branch_create(struct store *s,
 				pv.lv[n].id = cur->id;
 				pv.lv[n].cap = cap;
 				pv.lv[n].floor = cur->floor;
-			pv.lv[n].touched = cur->touched;
+				pv.lv[n].touched = cur->touched;
 				pv.lv[n].touched = cur->touched;
 				n++;
 				if (!cur->parent_id)
@@ -2445,8 +2453,8 @@ int store_branch_ancestry(struct store *s, uint64_t id,
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	for (; b; b = b->parent_id ? store_branch_by_id(s, b->parent_id) :
-				     NULL) {
+	for (; b;
+	     b = b->parent_id ? store_branch_by_id(s, b->parent_id) : NULL) {
 		if (k == cap) {
 			cap = cap ? cap * 2 : 8;
 			na = realloc(arr, cap * sizeof(*arr));
@@ -2487,8 +2495,8 @@ static int store_dentry_cmp(const void *a, const void *b)
 	return x->level < y->level ? -1 : x->level > y->level;
 }
 
-int store_readdir(struct store *s, uint64_t branch, uint64_t seq,
-		  uint64_t dir, struct store_dirent **out, size_t *n)
+int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
+		  struct store_dirent **out, size_t *n)
 {
 	struct store_dentry_tmp *tmp = NULL, *nt;
 	struct store_dirent *res = NULL;
@@ -2614,8 +2622,8 @@ static int store_dir_nonempty(struct store *s, uint64_t branch, uint64_t dir,
 	return 0;
 }
 
-int store_lookup(struct store *s, uint64_t branch, uint64_t seq,
-		 uint64_t dir, const char *name, uint64_t *ino)
+int store_lookup(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
+		 const char *name, uint64_t *ino)
 {
 	struct store_view v;
 	struct store_attr da;
@@ -2640,8 +2648,8 @@ out:
 	return rc;
 }
 
-int store_getattr(struct store *s, uint64_t branch, uint64_t seq,
-		  uint64_t ino, struct store_attr *out)
+int store_getattr(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
+		  struct store_attr *out)
 {
 	struct store_view v;
 	int rc;
@@ -2895,8 +2903,8 @@ int store_rmdir(struct store *s, uint64_t branch, uint64_t dir,
 	return store_do_remove(s, branch, dir, name, true);
 }
 
-int store_link(struct store *s, uint64_t branch, uint64_t ino,
-	       uint64_t newdir, const char *newname, struct store_attr *out)
+int store_link(struct store *s, uint64_t branch, uint64_t ino, uint64_t newdir,
+	       const char *newname, struct store_attr *out)
 {
 	struct store_lockset ls = { .n = 0 };
 	struct store_inode_tmp *d = NULL, *c = NULL;
@@ -2974,8 +2982,8 @@ out_unlock:
 }
 
 /* Find the loaded copy of ino among t[0..n), or NULL. */
-static struct store_inode_tmp *store_tmp_of(struct store_inode_tmp *t,
-					    size_t n, uint64_t ino)
+static struct store_inode_tmp *store_tmp_of(struct store_inode_tmp *t, size_t n,
+					    uint64_t ino)
 {
 	size_t i;
 
@@ -3073,8 +3081,8 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 				   src->a.mode);
 		store_batch_dirent(&b, branch, olddir, oldname, dino,
 				   dst->a.mode);
-		if (olddir != newdir && S_ISDIR(src->a.mode) !=
-						S_ISDIR(dst->a.mode)) {
+		if (olddir != newdir &&
+		    S_ISDIR(src->a.mode) != S_ISDIR(dst->a.mode)) {
 			if (S_ISDIR(src->a.mode)) {
 				od->a.nlink--;
 				nd->a.nlink++;
@@ -3272,7 +3280,8 @@ int store_setattr(struct store *s, uint64_t branch, uint64_t ino,
 				if (rc)
 					goto out_unlock;
 				memset(blk + keep, 0, STORE_BLOCK_SIZE - keep);
-				rc = store_batch_block(&b, branch, ino, bn, blk);
+				rc = store_batch_block(&b, branch, ino, bn,
+						       blk);
 				if (rc)
 					goto out_unlock;
 			}
@@ -3308,8 +3317,8 @@ out_unlock:
 	return rc;
 }
 
-ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq,
-		   uint64_t ino, void *buf, size_t len, uint64_t off)
+ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
+		   void *buf, size_t len, uint64_t off)
 {
 	unsigned char *tmp = NULL, *dst = buf;
 	struct kv_iter *it = NULL;
@@ -3699,7 +3708,7 @@ struct store_gc_run {
 	const struct store_gc_opts *opts;
 	struct store_gc_stats *st;
 	struct kv_batch b;
-	uint64_t w; /* window start seq */
+	uint64_t w;	    /* window start seq */
 	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
 };
 
@@ -3758,9 +3767,8 @@ struct store_gc_group {
 	size_t n, cap;
 };
 
-static int store_gc_group_add(struct store_gc_group *g,
-			      const unsigned char *k, size_t klen,
-			      const unsigned char *v, size_t vlen)
+static int store_gc_group_add(struct store_gc_group *g, const unsigned char *k,
+			      size_t klen, const unsigned char *v, size_t vlen)
 {
 	if (g->n == g->cap) {
 		size_t ncap = g->cap ? g->cap * 2 : 8;
@@ -3879,7 +3887,8 @@ static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
 		}
 		v = kv_iter_value(it, &vlen);
 		r->st->keys_scanned++;
-		if (g.n && (g.plen != klen - 8 || memcmp(g.prefix, k, g.plen))) {
+		if (g.n &&
+		    (g.plen != klen - 8 || memcmp(g.prefix, k, g.plen))) {
 			rc = store_gc_group_done(r, gb, cf, &g);
 			if (rc)
 				goto out;
@@ -4003,8 +4012,8 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		/* INODE first: it finds the dead inodes whose blocks go. */
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 			if (cf == KV_CF_BLOCK && gb[i].ndead)
-				qsort(gb[i].dead, gb[i].ndead,
-				      sizeof(uint64_t), store_u64_cmp);
+				qsort(gb[i].dead, gb[i].ndead, sizeof(uint64_t),
+				      store_u64_cmp);
 			rc = store_gc_scan(&r, &gb[i], cf);
 			if (rc)
 				goto out;
@@ -4058,7 +4067,8 @@ out:
 
 int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns)
 {
-	int64_t lo = store_oldest_time(s) / 1000000, hi = store_now_ns() / 1000000;
+	int64_t lo = store_oldest_time(s) / 1000000,
+		hi = store_now_ns() / 1000000;
 	int rc;
 
 	if (seq < atomic_load(&s->horizon_seq))
@@ -4090,7 +4100,7 @@ static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
 	struct {
 		uint64_t dir;
 		char path[1024];
-	} *stack;
+	} * stack;
 	size_t n = 0, cap = 256;
 
 	out[0] = 0;
@@ -4125,8 +4135,8 @@ static void store_path_of(struct store *s, uint64_t branch, uint64_t root,
 			}
 			if (S_ISDIR(d[i].mode) && n < cap &&
 			    snprintf(stack[n].path, sizeof(stack[n].path),
-				     "%s/%s", base, d[i].name) <
-				    (int)sizeof(stack[n].path)) {
+				     "%s/%s", base,
+				     d[i].name) < (int)sizeof(stack[n].path)) {
 				stack[n].dir = d[i].ino;
 				n++;
 			}
@@ -4194,9 +4204,11 @@ static int store_check_branch(struct store *s,
 				uint64_t bn = store_get64(k + 16);
 
 				r->blocks++;
-				snprintf(what, sizeof(what), " block %" PRIu64, bn);
+				snprintf(what, sizeof(what), " block %" PRIu64,
+					 bn);
 				bad = klen != STORE_BLOCK_KLEN ||
-				      store_block_decode(ino, bn, v, vlen, blk) != 0;
+				      store_block_decode(ino, bn, v, vlen,
+							 blk) != 0;
 				if (bad)
 					r->bad_blocks++;
 			} else {
@@ -4217,8 +4229,7 @@ static int store_check_branch(struct store *s,
 				      sizeof(path));
 			store_check_say(problem, ctx,
 					"branch '%s': %s of inode %" PRIu64
-					"%s%s%s%s (seq %" PRIu64
-					") is damaged",
+					"%s%s%s%s (seq %" PRIu64 ") is damaged",
 					bi->name,
 					cf == KV_CF_BLOCK ? "data" :
 					cf == KV_CF_INODE ? "attributes" :
@@ -4240,15 +4251,16 @@ static int store_check_branch(struct store *s,
 			if (cf == KV_CF_BLOCK)
 				snprintf(what, sizeof(what), " block %" PRIu64,
 					 last_blk);
-			store_check_say(problem, ctx,
-					"branch '%s': %s stored after inode %" PRIu64
-					"%s%s%s%s cannot be read: %s",
-					bi->name,
-					cf == KV_CF_BLOCK ? "file data" :
-					cf == KV_CF_INODE ? "attributes" :
-							    "directory entries",
-					last_ino, path[0] ? " (" : "", path,
-					path[0] ? ")" : "", what, strerror(-rc));
+			store_check_say(
+				problem, ctx,
+				"branch '%s': %s stored after inode %" PRIu64
+				"%s%s%s%s cannot be read: %s",
+				bi->name,
+				cf == KV_CF_BLOCK ? "file data" :
+				cf == KV_CF_INODE ? "attributes" :
+						    "directory entries",
+				last_ino, path[0] ? " (" : "", path,
+				path[0] ? ")" : "", what, strerror(-rc));
 			if (cf == KV_CF_BLOCK)
 				r->bad_blocks++;
 			else
@@ -4262,9 +4274,8 @@ out:
 	return rc;
 }
 
-int store_check(struct store *s,
-		void (*problem)(void *ctx, const char *msg), void *ctx,
-		struct store_check_report *out)
+int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
+		void *ctx, struct store_check_report *out)
 {
 	struct store_check_report r = { 0 };
 	struct store_branch_info *all = NULL;

@@ -158,17 +158,17 @@ struct store_dirent {
 struct store_usage {
 	uint64_t logical_bytes; /* sum of regular file sizes in the branch */
 	uint64_t written_bytes; /* block bytes written since its fork */
-	uint64_t files;         /* inodes reachable from the root */
+	uint64_t files;		/* inodes reachable from the root */
 };
 
 struct store_stats {
-	uint64_t disk_bytes;    /* bytes the store occupies on disk */
+	uint64_t disk_bytes;	 /* bytes the store occupies on disk */
 	uint64_t fs_total_bytes; /* size of the filesystem holding it */
 	uint64_t fs_avail_bytes; /* bytes still available there */
-	uint64_t reserve_bytes;  /* kept free: new data is refused below it */
-	uint64_t seq;           /* store_seq_now() */
-	uint64_t next_ino;      /* next inode number to be handed out */
-	uint64_t branches;      /* live branches */
+	uint64_t reserve_bytes;	 /* kept free: new data is refused below it */
+	uint64_t seq;		 /* store_seq_now() */
+	uint64_t next_ino;	 /* next inode number to be handed out */
+	uint64_t branches;	 /* live branches */
 };
 
 /* ---- lifecycle ---- */
@@ -230,11 +230,11 @@ struct store_gc_opts {
 struct store_gc_stats {
 	uint64_t keys_scanned;
 	uint64_t keys_deleted;
-	uint64_t bytes_deleted;   /* key + value bytes of deleted versions */
+	uint64_t bytes_deleted;	   /* key + value bytes of deleted versions */
 	uint64_t inodes_reclaimed; /* unlinked inodes whose blocks went */
 	uint64_t disk_before;
 	uint64_t disk_after;
-	int64_t horizon_ns;       /* oldest moment still retained */
+	int64_t horizon_ns; /* oldest moment still retained */
 };
 
 /* Reclaim versions that no read point needs: a branch head, a child's
@@ -248,8 +248,8 @@ int store_name_check(const char *name);
 
 struct store_check_report {
 	uint64_t branches;
-	uint64_t records;     /* inode and entry versions checked */
-	uint64_t blocks;      /* block versions checked */
+	uint64_t records; /* inode and entry versions checked */
+	uint64_t blocks;  /* block versions checked */
 	uint64_t bad_records;
 	uint64_t bad_blocks;
 };
@@ -260,9 +260,8 @@ struct store_check_report {
  * (when it still has one), the inode, block and seq.  Returns 0 (problems
  * are counted in out, not errors) or a negative errno when the check
  * itself could not run. */
-int store_check(struct store *s,
-		void (*problem)(void *ctx, const char *msg), void *ctx,
-		struct store_check_report *out);
+int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
+		void *ctx, struct store_check_report *out);
 
 /* ---- branches ---- */
 
@@ -325,8 +324,8 @@ int store_create(struct store *s, uint64_t branch, uint64_t dir,
 		 struct store_attr *attr_out);
 
 /* -ENOENT: no such inode in this branch at seq. */
-int store_getattr(struct store *s, uint64_t branch, uint64_t seq,
-		  uint64_t ino, struct store_attr *out);
+int store_getattr(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
+		  struct store_attr *out);
 
 /* Change the fields named in mask (enum store_set_flags).  STORE_SET_SIZE
  * on a non-regular file is -EINVAL (-EISDIR for a directory).  Shrinking
@@ -343,19 +342,19 @@ ssize_t store_readlink(struct store *s, uint64_t branch, uint64_t seq,
 		       uint64_t ino, char *buf, size_t bufsz);
 
 /* -ENOENT no such entry; -ENOTDIR dir is not a directory. */
-int store_lookup(struct store *s, uint64_t branch, uint64_t seq,
-		 uint64_t dir, const char *name, uint64_t *ino);
+int store_lookup(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
+		 const char *name, uint64_t *ino);
 
 /* All entries of dir (without "." and ".."), sorted by name, as merged
  * through the ancestry.  *out is owned by the caller, freed with free();
  * *n may be 0 (then *out is NULL). */
-int store_readdir(struct store *s, uint64_t branch, uint64_t seq,
-		  uint64_t dir, struct store_dirent **out, size_t *n);
+int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
+		  struct store_dirent **out, size_t *n);
 
 /* New hard link newname in newdir to ino (not a directory: -EPERM).
  * -EEXIST newname exists. */
-int store_link(struct store *s, uint64_t branch, uint64_t ino,
-	       uint64_t newdir, const char *newname, struct store_attr *out);
+int store_link(struct store *s, uint64_t branch, uint64_t ino, uint64_t newdir,
+	       const char *newname, struct store_attr *out);
 
 /* Remove a non-directory entry (-EISDIR for a directory) and drop the
  * inode's link count.  The inode stays readable and writable by number
@@ -381,8 +380,8 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 
 /* Read up to len bytes at off.  Returns the bytes read: short at end of
  * file, 0 past it.  Holes read as zeros.  -EISDIR on a directory. */
-ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq,
-		   uint64_t ino, void *buf, size_t len, uint64_t off);
+ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
+		   void *buf, size_t len, uint64_t off);
 
 /* Write len bytes at off, extending the file if needed.  Returns len.
  * If mtime is not NULL the inode's mtime and ctime are set to it.

@@ -15,8 +15,7 @@
 struct store_branch;
 
 /* Inode attribute record -> attr.  -EIO if too short. */
-int store_attr_decode(const unsigned char *v, size_t len,
-		      struct store_attr *a);
+int store_attr_decode(const unsigned char *v, size_t len, struct store_attr *a);
 /* Branch record -> fields of b (name, parent, fork seq ...).  -EUCLEAN if
  * malformed. */
 int store_brrec_decode(const unsigned char *v, size_t len,
