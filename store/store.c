@@ -190,6 +190,13 @@ struct store {
 	_Atomic bool gc_running;
 	uint64_t *dead_ids;	/* guarded by branches_lock */
 	size_t ndead, cap_dead; /* guarded by branches_lock */
+	/* Incremental GC: blocks are scanned only for inodes with versions
+	 * newer than the previous GC's window start, except in branches
+	 * whose read points changed otherwise (a child deleted, a reset). */
+	uint64_t gc_prev_w;	       /* only touched by the one running GC */
+	uint64_t *gc_full_ids;	       /* guarded by branches_lock */
+	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
+	bool gc_force_full;	       /* guarded by branches_lock */
 
 	struct store_counter ino;
 
@@ -778,6 +785,25 @@ static void store_view_release(struct store_view *v)
 		atomic_fetch_sub(&v->s->active_views, 1);
 		v->s = NULL;
 	}
+}
+
+/* The next GC scans every block of branch id (its read points changed).
+ * Called with branches_lock held for writing.  Without memory, the next GC
+ * scans everything. */
+static void store_gc_mark_full(struct store *s, uint64_t id)
+{
+	if (s->n_gc_full == s->cap_gc_full) {
+		size_t ncap = s->cap_gc_full ? s->cap_gc_full * 2 : 16;
+		uint64_t *n = realloc(s->gc_full_ids, ncap * sizeof(*n));
+
+		if (!n) {
+			s->gc_force_full = true;
+			return;
+		}
+		s->gc_full_ids = n;
+		s->cap_gc_full = ncap;
+	}
+	s->gc_full_ids[s->n_gc_full++] = id;
 }
 
 /* INV-7: free deleted branches once no view can point at them.  Called
@@ -1532,6 +1558,7 @@ static void store_free(struct store *s)
 	free(s->branches);
 	free(s->inflight);
 	free(s->dead_ids);
+	free(s->gc_full_ids);
 	free(s->grave);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -2244,8 +2271,10 @@ int store_branch_delete(struct store *s, uint64_t id)
 		}
 	}
 	/* Without room in the grave the branch stays until close. */
-	if (br->parent_id && s->branches[br->parent_id])
+	if (br->parent_id && s->branches[br->parent_id]) {
 		s->branches[br->parent_id]->nchildren--;
+		store_gc_mark_full(s, br->parent_id);
+	}
 	if (s->ngrave < s->capgrave)
 		s->grave[s->ngrave++] = id;
 	store_grave_reap(s); /* br may be freed from here on */
@@ -2358,6 +2387,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	 * reset's own tombstones have seq > at. */
 	br->fork_seq = tmp.fork_seq;
 	br->floor = tmp.floor;
+	store_gc_mark_full(s, id);
 	atomic_store(&br->written, 0);
 	atomic_store(&br->written_dirty, true);
 out_unlock:
@@ -3587,6 +3617,9 @@ struct store_gc_branch {
 	size_t ncaps, capcap;
 	uint64_t *dead; /* unlinked, unopened inodes: blocks reclaimable */
 	size_t ndead, capdead;
+	bool full;	   /* scan every block, not only changed inodes */
+	uint64_t *changed; /* inodes with versions newer than gc_prev_w */
+	size_t nchanged, capchanged;
 };
 
 static int store_u64_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
@@ -3705,6 +3738,7 @@ out_unlock:
 
 struct store_gc_run {
 	struct store *s;
+	uint64_t prev_w; /* previous GC's window start (0: none) */
 	const struct store_gc_opts *opts;
 	struct store_gc_stats *st;
 	struct kv_batch b;
@@ -3827,6 +3861,13 @@ static int store_gc_group_done(struct store_gc_run *r,
 	    store_u64_find(gb->dead, gb->ndead, store_get64(g->prefix + 8)))
 		dead_ino = true;
 	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
+	if (cf == KV_CF_INODE && !gb->full && g->seqs[0] > r->prev_w) {
+		rc = store_u64_push(&gb->changed, &gb->nchanged,
+				    &gb->capchanged,
+				    store_get64(g->prefix + 8));
+		if (rc)
+			return rc;
+	}
 	if (cf == KV_CF_INODE && g->seqs[0] >= gb->floor && !g->linked[0] &&
 	    g->seqs[0] <= r->w) {
 		bool any_linked = false;
@@ -3861,25 +3902,24 @@ static int store_gc_group_done(struct store_gc_run *r,
 	return 0;
 }
 
-static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
-			 enum kv_cf cf)
+/* Scan the keys of cf that start with start[0..slen): the whole branch
+ * (8 bytes) or one inode of it (16 bytes). */
+static int store_gc_scan_from(struct store_gc_run *r,
+			      struct store_gc_branch *gb, enum kv_cf cf,
+			      struct kv_iter *it, const unsigned char *start,
+			      size_t slen)
 {
 	struct store_gc_group g = { .n = 0 };
-	unsigned char start[8];
-	struct kv_iter *it;
 	uint64_t seen = 0;
 	int rc;
 
-	rc = kv_iter_new(r->s->kv, cf, KV_ITER_SCAN, &it);
-	if (rc)
-		return rc;
-	store_put64(start, gb->id);
-	for (kv_iter_seek(it, start, 8); kv_iter_valid(it); kv_iter_next(it)) {
+	for (kv_iter_seek(it, start, slen); kv_iter_valid(it);
+	     kv_iter_next(it)) {
 		const unsigned char *k, *v;
 		size_t klen, vlen;
 
 		k = kv_iter_key(it, &klen);
-		if (klen < 8 + 8 || memcmp(k, start, 8) != 0)
+		if (klen < 8 + 8 || memcmp(k, start, slen) != 0)
 			break;
 		if (klen > STORE_DIRENT_KMAX) {
 			rc = -EIO;
@@ -3908,6 +3948,42 @@ static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
 		rc = store_gc_group_done(r, gb, cf, &g);
 out:
 	store_gc_group_free(&g);
+	return rc;
+}
+
+static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
+			 enum kv_cf cf)
+{
+	unsigned char start[16];
+	struct kv_iter *it;
+	size_t i, j;
+	int rc;
+
+	rc = kv_iter_new(r->s->kv, cf, KV_ITER_SCAN, &it);
+	if (rc)
+		return rc;
+	store_put64(start, gb->id);
+	if (cf != KV_CF_BLOCK || gb->full) {
+		rc = store_gc_scan_from(r, gb, cf, it, start, 8);
+		goto out;
+	}
+	/* Only the blocks of changed and of dead inodes (both sorted). */
+	i = j = 0;
+	while (rc == 0 && (i < gb->nchanged || j < gb->ndead)) {
+		uint64_t ino;
+
+		if (j >= gb->ndead ||
+		    (i < gb->nchanged && gb->changed[i] <= gb->dead[j])) {
+			ino = gb->changed[i++];
+			if (j < gb->ndead && gb->dead[j] == ino)
+				j++;
+		} else {
+			ino = gb->dead[j++];
+		}
+		store_put64(start + 8, ino);
+		rc = store_gc_scan_from(r, gb, cf, it, start, 16);
+	}
+out:
 	kv_iter_free(it);
 	return rc;
 }
@@ -3959,8 +4035,9 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	struct store_gc_branch *gb = NULL;
 	struct store_gc_stats st = { 0 };
 	struct store_gc_run r = { .s = s };
-	uint64_t *dead = NULL, w;
-	size_t ngb = 0, ndead = 0, i;
+	uint64_t *dead = NULL, *full_ids = NULL, w;
+	bool force_full = false;
+	size_t ngb = 0, ndead = 0, nfull = 0, i;
 	int64_t now = store_now_ns(), hns;
 	unsigned char hv[16];
 	int rc, cf;
@@ -3999,21 +4076,38 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	ndead = s->ndead;
 	s->dead_ids = NULL;
 	s->ndead = s->cap_dead = 0;
+	full_ids = s->gc_full_ids;
+	nfull = s->n_gc_full;
+	force_full = s->gc_force_full;
+	s->gc_force_full = false;
+	s->gc_full_ids = NULL;
+	s->n_gc_full = s->cap_gc_full = 0;
 	pthread_rwlock_unlock(&s->branches_lock);
 	if (rc)
 		goto out;
 	r.w = w;
+	r.prev_w = s->gc_prev_w;
 	st.horizon_ns = store_oldest_time(s);
 
 	rc = store_gc_snapshot(s, &gb, &ngb);
 	if (rc)
 		goto out;
 	for (i = 0; i < ngb; i++) {
+		size_t k;
+
+		gb[i].full = r.prev_w == 0 || force_full;
+		for (k = 0; k < nfull && !gb[i].full; k++)
+			gb[i].full = full_ids[k] == gb[i].id;
+	}
+	for (i = 0; i < ngb; i++) {
 		/* INODE first: it finds the dead inodes whose blocks go. */
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 			if (cf == KV_CF_BLOCK && gb[i].ndead)
 				qsort(gb[i].dead, gb[i].ndead, sizeof(uint64_t),
 				      store_u64_cmp);
+			if (cf == KV_CF_BLOCK && gb[i].nchanged)
+				qsort(gb[i].changed, gb[i].nchanged,
+				      sizeof(uint64_t), store_u64_cmp);
 			rc = store_gc_scan(&r, &gb[i], cf);
 			if (rc)
 				goto out;
@@ -4041,6 +4135,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
 		goto out;
+	s->gc_prev_w = w;
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
@@ -4054,10 +4149,12 @@ out:
 		for (i = 0; i < ngb; i++) {
 			free(gb[i].caps);
 			free(gb[i].dead);
+			free(gb[i].changed);
 		}
 		free(gb);
 	}
 	free(dead);
+	free(full_ids);
 	kv_batch_release(&r.b);
 	atomic_store(&s->gc_running, false);
 	return rc;
