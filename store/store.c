@@ -826,13 +826,45 @@ static void store_grave_reap(struct store *s)
 	s->ngrave = 0;
 }
 
+/* Fill v's levels from branch b up to the root, reading b as of cap.
+ * branches_lock must be held (either way); v->lv starts inline. */
+static int store_view_build(struct store *s, struct store_branch *b,
+			    uint64_t cap, struct store_view *v)
+{
+	struct store_branch *cur;
+	size_t n = 0;
+
+	for (cur = b; cur; cur = store_branch_by_id(s, cur->parent_id)) {
+		if (n == STORE_MAX_DEPTH)
+			return -ELOOP;
+		if (n == STORE_VIEW_INLINE) {
+			struct store_level *h =
+				malloc(STORE_MAX_DEPTH * sizeof(*h));
+
+			if (!h)
+				return -ENOMEM;
+			memcpy(h, v->inline_lv, sizeof(v->inline_lv));
+			v->lv = h;
+		}
+		v->lv[n].id = cur->id;
+		v->lv[n].cap = cap;
+		v->lv[n].floor = cur->floor;
+		v->lv[n].touched = cur->touched;
+		n++;
+		v->n = n;
+		if (!cur->parent_id)
+			break;
+		if (cur->fork_seq < cap)
+			cap = cur->fork_seq;
+	}
+	return 0;
+}
+
 /* Resolve a branch's ancestry as of seq (INV-5 keeps every level live). */
 static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 			  struct store_view *v)
 {
-	struct store_branch *b, *cur;
-	uint64_t cap;
-	size_t n = 0;
+	struct store_branch *b;
 	int rc = 0;
 
 	v->lv = v->inline_lv;
@@ -851,34 +883,7 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 		goto out_unlock;
 	}
 	v->self = b;
-	cap = seq;
-	for (cur = b; cur; cur = store_branch_by_id(s, cur->parent_id)) {
-		if (n == STORE_MAX_DEPTH) {
-			rc = -ELOOP;
-			goto out_unlock;
-		}
-		if (n == STORE_VIEW_INLINE) {
-			struct store_level *h =
-				malloc(STORE_MAX_DEPTH * sizeof(*h));
-
-			if (!h) {
-				rc = -ENOMEM;
-				goto out_unlock;
-			}
-			memcpy(h, v->inline_lv, sizeof(v->inline_lv));
-			v->lv = h;
-		}
-		v->lv[n].id = cur->id;
-		v->lv[n].cap = cap;
-		v->lv[n].floor = cur->floor;
-		v->lv[n].touched = cur->touched;
-		n++;
-		if (!cur->parent_id)
-			break;
-		if (cur->fork_seq < cap)
-			cap = cur->fork_seq;
-	}
-	v->n = n;
+	rc = store_view_build(s, b, seq, v);
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	if (rc)
@@ -2132,33 +2137,12 @@ int store_branch_create(struct store *s,
 		nb->parent_id = parent->id;
 		nb->fork_seq = at;
 		nb->root_ino = parent->root_ino;
-		/* The view of the parent at the fork point, for drop_names.
-		 * Built by hand: branches_lock is held. */
-		{
-			struct store_branch *cur;
-			uint64_t cap = at;
-			size_t n = 0;
-
-			pv.lv = malloc(STORE_MAX_DEPTH * sizeof(*pv.lv));
-			if (!pv.lv) {
-				rc = -ENOMEM;
-				goto out_unlock;
-			}
-			for (cur = parent; cur && n < STORE_MAX_DEPTH;
-			     cur = store_branch_by_id(s, cur->parent_id)) {
-				pv.lv[n].id = cur->id;
-				pv.lv[n].cap = cap;
-				pv.lv[n].floor = cur->floor;
-				pv.lv[n].touched = cur->touched;
-				pv.lv[n].touched = cur->touched;
-				n++;
-				if (!cur->parent_id)
-					break;
-				if (cur->fork_seq < cap)
-					cap = cur->fork_seq;
-			}
-			pv.n = n;
-		}
+		/* The view of the parent at the fork point, for drop_names
+		 * (branches_lock is held: no store_view_get). */
+		pv.lv = pv.inline_lv;
+		rc = store_view_build(s, parent, at, &pv);
+		if (rc)
+			goto out_unlock;
 		rc = store_batch_drop_names(s, &b, &pv, nb->id, nb->root_ino,
 					    args->drop_names);
 		if (rc)
@@ -2201,8 +2185,7 @@ int store_branch_create(struct store *s,
 	nb = NULL;
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
-	if (pv.lv)
-		free(pv.lv);
+	store_view_release(&pv);
 	kv_batch_release(&b);
 	if (nb)
 		free((void *)nb->touched);
@@ -2350,31 +2333,10 @@ int store_branch_reset(struct store *s, uint64_t id,
 	/* Own versions at or above the reset's own seq stay visible; the
 	 * reset's commit seq is at least at + 1. */
 	tmp.floor = at + 1;
-	{
-		struct store_branch *cur;
-		uint64_t cap = at;
-		size_t n = 0;
-
-		pv.lv = malloc(STORE_MAX_DEPTH * sizeof(*pv.lv));
-		if (!pv.lv) {
-			rc = -ENOMEM;
-			goto out_unlock;
-		}
-		for (cur = store_branch_by_id(s, br->parent_id);
-		     cur && n < STORE_MAX_DEPTH;
-		     cur = store_branch_by_id(s, cur->parent_id)) {
-			pv.lv[n].id = cur->id;
-			pv.lv[n].cap = cap;
-			pv.lv[n].floor = cur->floor;
-			pv.lv[n].touched = cur->touched;
-			n++;
-			if (!cur->parent_id)
-				break;
-			if (cur->fork_seq < cap)
-				cap = cur->fork_seq;
-		}
-		pv.n = n;
-	}
+	pv.lv = pv.inline_lv;
+	rc = store_view_build(s, store_branch_by_id(s, br->parent_id), at, &pv);
+	if (rc)
+		goto out_unlock;
 	rc = store_batch_drop_names(s, &b, &pv, id, br->root_ino, drop_names);
 	if (rc)
 		goto out_unlock;
@@ -2392,7 +2354,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	atomic_store(&br->written_dirty, true);
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
-	free(pv.lv);
+	store_view_release(&pv);
 	kv_batch_release(&b);
 	return rc;
 }
