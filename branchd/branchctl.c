@@ -385,7 +385,7 @@ static void bc_print_tree(const struct json *arr, const char *parent, int depth)
 		       depth * 2, "", depth ? "└─ " : "", bc_s(b, "name"),
 		       bc_i(b, "fork_seq"), bc_i(b, "owner_uid"),
 		       in_use ? ", in use" : "");
-		bc_print_tree(arr, bc_s(b, "name"), depth + 1);
+		bc_print_tree(arr, json_get_str(b, "name"), depth + 1);
 	}
 }
 
