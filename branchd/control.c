@@ -121,6 +121,7 @@ static void *bd_gc_main(void *arg)
 {
 	struct bd_control *c = arg;
 
+	bd_thread_background();
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
 		struct timespec until;

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -101,6 +103,17 @@ static void bd_fmt_time(int64_t ns, char *buf, size_t n)
 	snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		 tm.tm_min, tm.tm_sec, (int)ms);
+}
+
+/* Run the calling thread at the lowest CPU and I/O priority, so that GC
+ * takes what Postgres leaves (Linux: nice and ioprio are per thread). */
+void bd_thread_background(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	setpriority(PRIO_PROCESS, (id_t)tid, 19);
+	/* IOPRIO_CLASS_IDLE (3) << IOPRIO_CLASS_SHIFT (13); IOPRIO_WHO_PROCESS */
+	syscall(SYS_ioprio_set, 1, tid, 3 << 13);
 }
 
 /* ---------------------------------------------------------- replies */
@@ -596,6 +609,8 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 		return;
 	o.in_use = c->cfg.hooks.in_use;
 	o.ctx = c->cfg.hooks.ctx;
+	/* This connection's thread ends with the connection. */
+	bd_thread_background();
 	rc = store_gc(c->cfg.store, &o, &st);
 	if (rc) {
 		bd_reply_err(out, rc, "gc failed: %s",

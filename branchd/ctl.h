@@ -61,6 +61,9 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out);
 /* Stop serving, wait for open connections to finish, remove the socket. */
 void bd_ctl_close(struct bd_ctl *c);
 
+/* Lower the calling thread to idle CPU and I/O priority (GC work). */
+void bd_thread_background(void);
+
 /* Handle one request line from a peer with the given credentials; the
  * reply (one line, no newline) is written to *reply, owned by the caller
  * and freed with free().  Exposed for tests and fuzzing. */
