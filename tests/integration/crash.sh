@@ -388,7 +388,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 			esac
 		done <"$ACKS/churn-$R"
 	fi
-	for b in "$MNT"/churn-* "$MNT"/cchurn-*; do
+	# children (cchurn-*, made from churn-* branches) before their parents
+	for b in "$MNT"/cchurn-* "$MNT"/churn-*; do
 		[ -d "$b" ] || continue
 		[ -f "$b/PG_VERSION" ] || problem "leftover churn branch ${b##*/} has no PG_VERSION"
 		got=$(try_op rmdir "$b")
