@@ -35,22 +35,6 @@ struct bd_control {
 static const char *const bd_drop_names[] = { "postmaster.pid",
 					     "postmaster.opts", NULL };
 
-static void bd_logf(struct bd_control *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bd_logf(struct bd_control *c, int level, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (!c->cfg.log.fn || level > c->cfg.log.level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->cfg.log.fn(c->cfg.log.ctx, level, msg);
-}
-
 static int bd_hook_busy(void *ctx, uint64_t branch, const char *name, char *why,
 			size_t whysz)
 {
@@ -143,8 +127,8 @@ static void *bd_gc_main(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		rc = store_gc(c->cfg.store, &o, &st);
 		if (rc && rc != -EBUSY)
-			bd_logf(c, STORE_LOG_WARN, "background gc failed: %s",
-				strerror(-rc));
+			bd_log(&c->cfg.log, STORE_LOG_WARN,
+			       "background gc failed: %s", strerror(-rc));
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -188,11 +172,11 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.in_use = bd_hook_in_use;
 	rc = bd_ctl_open(&cc, &c->ctl);
 	if (rc) {
-		bd_logf(c, STORE_LOG_ERR,
-			rc == -EADDRINUSE ?
-				"control socket '%s' is served by another daemon" :
-				"cannot serve control socket '%s': %s",
-			sock, strerror(-rc));
+		bd_log(&c->cfg.log, STORE_LOG_ERR,
+		       rc == -EADDRINUSE ?
+			       "control socket '%s' is served by another daemon" :
+			       "cannot serve control socket '%s': %s",
+		       sock, strerror(-rc));
 		goto err_free;
 	}
 	if (cfg->gc_interval_s) {
@@ -201,7 +185,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 			goto err_close;
 		c->gc_started = true;
 	}
-	bd_logf(c, STORE_LOG_INFO, "control socket %s", sock);
+	bd_log(&c->cfg.log, STORE_LOG_INFO, "control socket %s", sock);
 	*out = c;
 	return 0;
 err_close:

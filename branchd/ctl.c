@@ -61,20 +61,17 @@ struct bd_ctl_conn {
 	int fd;
 };
 
-static void bd_ctl_log(struct bd_ctl *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bd_ctl_log(struct bd_ctl *c, int level, const char *fmt, ...)
+void bd_log(const struct store_log *log, int level, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
 
-	if (!c->cfg.log.fn || level > c->cfg.log.level)
+	if (!log->fn || level > log->level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	c->cfg.log.fn(c->cfg.log.ctx, level, msg);
+	log->fn(log->ctx, level, msg);
 }
 
 static int64_t bd_now_ns(void)
@@ -392,10 +389,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 				     name, strerror(-rc));
 		return;
 	}
-	bd_ctl_log(c, STORE_LOG_INFO,
-		   "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
-		   (unsigned)uid, bi.name, args.parent_id ? from : "-",
-		   bi.fork_seq);
+	bd_log(&c->cfg.log, STORE_LOG_INFO,
+	       "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
+	       (unsigned)uid, bi.name, args.parent_id ? from : "-",
+	       bi.fork_seq);
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
@@ -465,8 +462,8 @@ static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 	}
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, NULL);
-	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u deleted branch '%s'",
-		   (unsigned)uid, bi.name);
+	bd_log(&c->cfg.log, STORE_LOG_INFO, "ctl: uid %u deleted branch '%s'",
+	       (unsigned)uid, bi.name);
 	json_buf_raw(out, "{\"ok\":true}");
 }
 
@@ -528,8 +525,8 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	}
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, bi.name);
-	bd_ctl_log(c, STORE_LOG_INFO, "ctl: uid %u reset branch '%s'",
-		   (unsigned)uid, bi.name);
+	bd_log(&c->cfg.log, STORE_LOG_INFO, "ctl: uid %u reset branch '%s'",
+	       (unsigned)uid, bi.name);
 	json_buf_raw(out, "{\"ok\":true}");
 }
 
@@ -945,7 +942,7 @@ void bd_ctl_close(struct bd_ctl *c)
 	if (!c)
 		return;
 	if (write(c->stop_pipe[1], "x", 1) < 0)
-		bd_ctl_log(c, STORE_LOG_WARN, "ctl: cannot signal stop");
+		bd_log(&c->cfg.log, STORE_LOG_WARN, "ctl: cannot signal stop");
 	pthread_join(c->thread, NULL);
 	close(c->lfd);
 	unlink(c->socket_path);

@@ -61,6 +61,11 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out);
 /* Stop serving, wait for open connections to finish, remove the socket. */
 void bd_ctl_close(struct bd_ctl *c);
 
+/* Format and send one line to log if its level lets it through.  Shared
+ * by branchd's control-plane modules. */
+void bd_log(const struct store_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Lower the calling thread to idle CPU and I/O priority (GC work). */
 void bd_thread_background(void);
 
