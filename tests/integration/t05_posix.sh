@@ -8,7 +8,11 @@
 source "$(dirname "$0")/lib.sh"
 it_init
 
-PROG=$IT_ROOT/tests/integration/posix_ops.py
+# A copy in the test's own (world-readable) temp dir: the checkout may sit
+# in a directory the postgres user cannot enter (a mktemp -d clone).
+PROG=$T/posix_ops.py
+cp "$IT_ROOT/tests/integration/posix_ops.py" "$PROG"
+chmod 0644 "$PROG"
 mkdir "$T/ref"
 fstype=$(stat -f -c %T "$T/ref")
 log "reference run on $T/ref ($fstype)"
