@@ -291,7 +291,8 @@ static void fs_bdi_tune(struct fs *fs)
 		return;
 	}
 	if (pwrite(fd, "0", 1, 0) != 1)
-		FS_INFO(fs, "cannot lift the kernel's dirty-page limit (%s): %s",
+		FS_INFO(fs,
+			"cannot lift the kernel's dirty-page limit (%s): %s",
 			path, strerror(errno));
 	else
 		FS_DEBUG(fs, "%s set to 0", path);
