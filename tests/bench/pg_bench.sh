@@ -33,7 +33,10 @@
 #      pgbench runs and once right after a CHECKPOINT on main; the WAL the
 #      branch replayed (from its "redo starts/done" log lines) is shown,
 #      and one crash image is recovered both on branchfs and on a cp -a of
-#      it on ext4, to tell WAL volume apart from branchfs speed.
+#      it on ext4, to tell WAL volume apart from branchfs speed.  Each
+#      recovery is split into its phases from the postmaster's log: sync
+#      (SyncDataDirectory), redo (WAL replay) and ckpt (end-of-recovery
+#      checkpoint until ready).
 # A final markdown table gives the figures, ratios and targets:
 #   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
 #   mkdir -> ready < 1 s.  Targets are informational: the exit status is
@@ -433,6 +436,27 @@ redo_mb() { # logfile
 		'BEGIN { printf "%.1f", d / 1e6 }'
 }
 
+# Where a recovery's time went, from the postmaster's log (timestamps with
+# ms, log_line_prefix '%m'): "sync" from "was interrupted" to "automatic
+# recovery in progress" (SyncDataDirectory: every file of PGDATA opened and
+# fsynced), "redo" to "redo done" (WAL replay), "ckpt" to "ready to accept
+# connections" (the end-of-recovery checkpoint writes and fsyncs what redo
+# dirtied).  Prints e.g. "sync 0.41 s, redo 4.02 s, ckpt 1.10 s".
+phases() { # logfile
+	awk '
+	function t(s, a) { split(s, a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
+	/was interrupted/ && !a { a = t($2) }
+	/automatic recovery in progress/ && !b { b = t($2) }
+	/redo done at/ && !c { c = t($2) }
+	/ready to accept connections/ && !d { d = t($2) }
+	END {
+		if (!a || !d) { print "phases n/a"; exit }
+		if (!b) b = a
+		if (!c) c = b
+		printf "sync %.2f s, redo %.2f s, ckpt %.2f s", b - a, c - b, d - c
+	}' "$1"
+}
+
 # NREADY rounds; sets READY_MS, READY_MAX_MS, MKDIR_RUNNING_MS, REDO_MB
 # (median WAL replayed).  With "checkpoint", main runs CHECKPOINT first.
 ready_rounds() { # tag [checkpoint]
@@ -469,7 +493,7 @@ ready_rounds() { # tag [checkpoint]
 			die "query on branch $b"
 		[ "$n" = "$SCALE" ] || die "branch $b has $n pgbench_branches rows, expected $SCALE"
 		pg_stop "$b"
-		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed (mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
+		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed ($(phases "$lg"); mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
 	done
 	READY_MS=$(us2ms "$(median "${v[@]}")")
 	READY_MAX_MS=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
@@ -507,12 +531,14 @@ cp -a "$RP" "$WORK/ext4/replay" || die "cp -a $RP to ext4"
 replay_start "$WORK/ext4/replay"
 REPLAY_EXT4_US=$REPLAY_US
 REPLAY_MB=$(redo_mb "$WORK/log/pg.replay.$PORT.log")
+REPLAY_EXT4_PH=$(phases "$WORK/log/pg.replay.$PORT.log")
 pg_stop "$WORK/ext4/replay"
 replay_start "$RP"
 REPLAY_BFS_US=$REPLAY_US
+REPLAY_BFS_PH=$(phases "$WORK/log/pg.replay.$PORT.log")
 pg_stop "$RP"
 rm -rf "$WORK/ext4/replay"
-log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4, $(us2ms "$REPLAY_BFS_US") ms on branchfs"
+log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4 ($REPLAY_EXT4_PH), $(us2ms "$REPLAY_BFS_US") ms on branchfs ($REPLAY_BFS_PH)"
 # what a CI recipe would do: CHECKPOINT on the parent, then branch
 ready_rounds readyck checkpoint
 READY2=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
@@ -608,6 +634,7 @@ echo "| same, CHECKPOINT on main just before mkdir (ms) | ${READY2[0]} | ${READY
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
+echo "Phases (from the postmaster's log): ext4 $REPLAY_EXT4_PH; branchfs $REPLAY_BFS_PH."
 echo
 echo "branchfs store size after the scale-$SCALE runs: ${STORE_MB} MiB"
 [ "$BIG_SCALE" -gt 0 ] && echo "ext4 pgbench -i -s $BIG_SCALE: ${INIT_S[ext4big]} s"
