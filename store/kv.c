@@ -910,8 +910,10 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	r->ropts = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_verify_checksums(r->ropts, 1);
 	rc = kv_rocks_journal_open(r, journal_bytes);
-	if (rc)
-		goto err_free;
+	if (rc) {
+		kv_rocks_free(r); /* the database is open: close it too */
+		return rc;
+	}
 	*out = &r->kv;
 	return 0;
 err_free:
