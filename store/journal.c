@@ -31,7 +31,7 @@ static const char journal_magic[8] = "BFSJRNL1";
 struct journal {
 	int fd;
 	struct store_log log;
-	uint64_t ring; /* bytes of the ring, after the header area */
+	uint64_t ring;	    /* bytes of the ring, after the header area */
 	pthread_mutex_t mu; /* guards everything below but synced */
 	uint64_t start;	    /* durable checkpoint: oldest lsn still needed */
 	uint64_t lsn;	    /* end of the last appended record */
@@ -134,8 +134,8 @@ static int journal_pread_all(int fd, void *buf, size_t len, off_t off)
 }
 
 /* Bytes [lsn, lsn + len) of the ring, wrapping at its end. */
-static int journal_ring_io(struct journal *j, bool write, void *buf,
-			   size_t len, uint64_t lsn)
+static int journal_ring_io(struct journal *j, bool write, void *buf, size_t len,
+			   uint64_t lsn)
 {
 	unsigned char *p = buf;
 
@@ -147,8 +147,8 @@ static int journal_ring_io(struct journal *j, bool write, void *buf,
 		if (n > j->ring - pos)
 			n = (size_t)(j->ring - pos);
 		if (write)
-			rc = journal_pwrite_all(j->fd, p, n,
-						(off_t)(JOURNAL_HDR_AREA + pos));
+			rc = journal_pwrite_all(
+				j->fd, p, n, (off_t)(JOURNAL_HDR_AREA + pos));
 		else
 			rc = journal_pread_all(j->fd, p, n,
 					       (off_t)(JOURNAL_HDR_AREA + pos));
@@ -164,8 +164,8 @@ static int journal_ring_io(struct journal *j, bool write, void *buf,
 /* ------------------------------------------------------------ headers */
 
 static void journal_slot_encode(unsigned char s[JOURNAL_SLOT_LEN],
-				uint64_t ckpt_no, uint64_t start,
-				uint64_t ring, uint32_t epoch)
+				uint64_t ckpt_no, uint64_t start, uint64_t ring,
+				uint32_t epoch)
 {
 	memset(s, 0, JOURNAL_SLOT_LEN);
 	memcpy(s, journal_magic, 8);
@@ -287,9 +287,8 @@ static bool journal_rec_decode(const unsigned char *p, size_t len,
 			kv_batch_delete(b, p[1], p + JOURNAL_OP_HDR, klen);
 			break;
 		case KV_OP_DELETE_RANGE:
-			kv_batch_delete_range(b, p[1], p + JOURNAL_OP_HDR,
-					      klen, p + JOURNAL_OP_HDR + klen,
-					      vlen);
+			kv_batch_delete_range(b, p[1], p + JOURNAL_OP_HDR, klen,
+					      p + JOURNAL_OP_HDR + klen, vlen);
 			break;
 		default:
 			return false;
@@ -343,8 +342,8 @@ static int journal_create(const char *path, uint64_t ring)
 		slash = strrchr(dir, '/');
 		if (slash)
 			*slash = 0;
-		dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY |
-						      O_CLOEXEC);
+		dfd = open(slash ? dir : ".",
+			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0) {
 			if (fsync(dfd) != 0)
 				rc = -errno;
@@ -438,10 +437,11 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 	int rc = 0;
 
 	if (applied_end < j->start) {
-		journal_log(j, STORE_LOG_ERR,
-			    "journal: the database holds writes up to %llu but the journal was checkpointed at %llu: the database lost synced data",
-			    (unsigned long long)applied_end,
-			    (unsigned long long)j->start);
+		journal_log(
+			j, STORE_LOG_ERR,
+			"journal: the database holds writes up to %llu but the journal was checkpointed at %llu: the database lost synced data",
+			(unsigned long long)applied_end,
+			(unsigned long long)j->start);
 		return -EUCLEAN;
 	}
 	for (;;) {
@@ -490,9 +490,10 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 	}
 	free(payload);
 	if (napplied)
-		journal_log(j, STORE_LOG_INFO,
-			    "journal: replayed %zu of %zu records the database had lost",
-			    napplied, nrec);
+		journal_log(
+			j, STORE_LOG_INFO,
+			"journal: replayed %zu of %zu records the database had lost",
+			napplied, nrec);
 	*end = pos;
 	return rc;
 }

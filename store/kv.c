@@ -378,9 +378,8 @@ static int kv_rocks_get(struct kv *kv, enum kv_cf cf, const void *key,
 
 /* The RocksDB batch of b; with end != 0 it also records, atomically, that
  * the database now holds the journal up to end (meta key "J"). */
-static rocksdb_writebatch_t *kv_rocks_batch(struct kv_rocks *r,
-					    const struct kv_batch *b,
-					    uint64_t end)
+static rocksdb_writebatch_t *
+kv_rocks_batch(struct kv_rocks *r, const struct kv_batch *b, uint64_t end)
 {
 	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
 	size_t i;
@@ -808,7 +807,8 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 		return rc;
 	rocksdb_flush_wal(r->db, 1, &err);
 	if (err)
-		return kv_rocks_err(&r->kv, "sync wal after journal replay", err);
+		return kv_rocks_err(&r->kv, "sync wal after journal replay",
+				    err);
 	return journal_restart(r->jnl, end > applied ? end : applied);
 }
 

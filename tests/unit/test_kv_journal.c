@@ -276,9 +276,10 @@ static void test_journal_power_cut(void **state)
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
 	assert_true(tj_cut_wal(dir, p) > 3000 * VLEN);
 	/* The same image without its journal: the test can fail. */
-	snprintf(cmd, sizeof(cmd),
-		 "cp -a '%s' '%s.nojournal' && rm '%s.nojournal/db/BRANCHFS-JOURNAL'",
-		 dir, dir, dir);
+	snprintf(
+		cmd, sizeof(cmd),
+		"cp -a '%s' '%s.nojournal' && rm '%s.nojournal/db/BRANCHFS-JOURNAL'",
+		dir, dir, dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(p, sizeof(p), "%s.nojournal", dir);
 	assert_int_equal(tj_open(p, &kv), 0);
@@ -412,7 +413,8 @@ static void test_journal_bad_header(void **state)
 	fd = open(p, O_RDWR);
 	assert_true(fd >= 0);
 	memset(junk, 0xee, sizeof(junk));
-	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0),
+			 (ssize_t)sizeof(junk));
 	close(fd);
 	assert_int_equal(tj_open(dir, &kv), -EUCLEAN);
 	tj_rmrf(dir);
