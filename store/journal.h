@@ -32,7 +32,7 @@
  * File layout: two 512-byte header slots in the first 4 KiB (written in
  * turn; the valid one with the higher checkpoint number wins), then the
  * ring.  A record is a 40-byte header (magic, payload length, lsn, epoch,
- * op count, 16-byte SHA-256 prefix) and the serialised ops; it may wrap at
+ * op count, CRC-32C, 12 bytes spare) and the serialised ops; it may wrap at
  * the ring's end.  lsn is the record's logical byte offset: its position in
  * the ring is lsn modulo the ring size, so a record left from an earlier lap
  * has the wrong lsn.  The epoch is raised at every open; within a chain the
