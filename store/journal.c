@@ -45,21 +45,7 @@ struct journal {
 	atomic_bool broken;
 };
 
-static void journal_log(struct journal *j, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void journal_log(struct journal *j, int level, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (!j->log.fn || level > j->log.level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	j->log.fn(j->log.ctx, level, msg);
-}
+#define journal_log(j, level, ...) kv_log_to(&(j)->log, level, __VA_ARGS__)
 
 static void journal_put32(unsigned char *p, uint32_t v)
 {
@@ -146,32 +132,14 @@ static uint32_t journal_crc(uint32_t crc, const void *buf, size_t n)
 	return ~c;
 }
 
-/* Full pwrite/pread at a file offset. */
-static int journal_pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const unsigned char *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int journal_pread_all(int fd, void *buf, size_t len, off_t off)
+/* Full pwrite (write) or pread at a file offset. */
+static int journal_io_all(int fd, bool write, void *buf, size_t len, off_t off)
 {
 	unsigned char *p = buf;
 
 	while (len) {
-		ssize_t n = pread(fd, p, len, off);
+		ssize_t n = write ? pwrite(fd, p, len, off) :
+				    pread(fd, p, len, off);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -200,12 +168,8 @@ static int journal_ring_io(struct journal *j, bool write, void *buf, size_t len,
 
 		if (n > j->ring - pos)
 			n = (size_t)(j->ring - pos);
-		if (write)
-			rc = journal_pwrite_all(
-				j->fd, p, n, (off_t)(JOURNAL_HDR_AREA + pos));
-		else
-			rc = journal_pread_all(j->fd, p, n,
-					       (off_t)(JOURNAL_HDR_AREA + pos));
+		rc = journal_io_all(j->fd, write, p, n,
+				    (off_t)(JOURNAL_HDR_AREA + pos));
 		if (rc)
 			return rc;
 		p += n;
@@ -259,8 +223,8 @@ static int journal_write_header(struct journal *j, uint64_t start,
 	no = ++j->ckpt_no;
 	pthread_mutex_unlock(&j->mu);
 	journal_slot_encode(s, no, start, j->ring, epoch);
-	rc = journal_pwrite_all(j->fd, s, sizeof(s),
-				(off_t)((no % 2) * JOURNAL_SLOT));
+	rc = journal_io_all(j->fd, true, s, sizeof(s),
+			    (off_t)((no % 2) * JOURNAL_SLOT));
 	if (rc == 0 && fdatasync(j->fd) != 0)
 		rc = -errno;
 	if (rc) {
@@ -374,13 +338,13 @@ static int journal_create(const char *path, uint64_t ring)
 	for (off = 0; off < total && rc == 0; off += 1u << 20) {
 		size_t n = total - off < (1u << 20) ? total - off : 1u << 20;
 
-		rc = journal_pwrite_all(fd, zero, n, (off_t)off);
+		rc = journal_io_all(fd, true, zero, n, (off_t)off);
 	}
 	free(zero);
 	if (rc)
 		goto out;
 	journal_slot_encode(s, 1, 0, ring, 0);
-	rc = journal_pwrite_all(fd, s, sizeof(s), JOURNAL_SLOT);
+	rc = journal_io_all(fd, true, s, sizeof(s), JOURNAL_SLOT);
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) != 0)
@@ -439,7 +403,7 @@ int journal_open(const char *path, uint64_t ring_bytes,
 		rc = -errno;
 		goto err;
 	}
-	rc = journal_pread_all(j->fd, slots, sizeof(slots), 0);
+	rc = journal_io_all(j->fd, false, slots, sizeof(slots), 0);
 	if (rc)
 		goto err_corrupt;
 	for (i = 0; i < 2; i++) {

@@ -276,21 +276,20 @@ static const char *const kv_cf_names[KV_CF_COUNT] = {
 	"block",
 };
 
-static void kv_log(struct kv *kv, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void kv_log(struct kv *kv, int level, const char *fmt, ...)
+void kv_log_to(const struct store_log *log, int level, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
 
-	if (!kv->log.fn || level > kv->log.level)
+	if (!log->fn || level > log->level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	kv->log.fn(kv->log.ctx, level, msg);
+	log->fn(log->ctx, level, msg);
 }
+
+#define kv_log(kv, level, ...) kv_log_to(&(kv)->log, level, __VA_ARGS__)
 
 /* Turn a RocksDB error string into an errno, log it once and free it. */
 static int kv_rocks_err(struct kv *kv, const char *what, char *err)
