@@ -8,7 +8,8 @@
 # the postgres user; shared_buffers=128MB, max_wal_size=1GB, fsync=on,
 # every cluster on its own unix socket in the temp dir, no TCP):
 #   1. pgbench -i -s $BENCH_SCALE, then read-write (-c 4 -j 2 -T $BENCH_T)
-#      and select-only (-S, same clients) TPS on
+#      and select-only (-S, same clients, -T $BENCH_T/2) TPS, the median
+#      of $BENCH_ROUNDS (3) runs of each, on
 #        ext4            a plain PGDATA in the temp dir (ext4 here)
 #        branchfs main   PGDATA = the root of branch 'main' of a fresh store
 #        branchfs branch PGDATA = a branch made with mkdir from 'main'
@@ -43,6 +44,7 @@
 #   non-zero only when a step fails.
 #
 # Environment: BENCH_SCALE (50), BENCH_BIG_SCALE (200), BENCH_T (60),
+# BENCH_ROUNDS (3),
 # BENCH_QUICK=1 (scale 2, T=5, no big scale unless BENCH_BIG_SCALE is set:
 # a smoke test of ~1 min),
 # BENCH_TMPDIR (parent of the temp dir, default /tmp), BRANCHD_OPTS (extra
@@ -62,13 +64,16 @@ PGBIN=/usr/lib/postgresql/15/bin
 SCALE=${BENCH_SCALE:-50}
 BIG_SCALE=${BENCH_BIG_SCALE:-200}
 T=${BENCH_T:-60}
+ROUNDS=${BENCH_ROUNDS:-3}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
 	SCALE=2
 	T=5
+	ROUNDS=1
 	BIG_SCALE=${BENCH_BIG_SCALE:-0} # only if asked for
 fi
 CLIENTS=4
+T_RO=$(((T + 1) / 2))
 THREADS=2
 NMKDIR=5
 NREADY=3
@@ -208,12 +213,19 @@ pg_load() { # key scale
 	log "$1: pgbench -i -s $2 took ${INIT_S[$1]} s"
 }
 pg_runs() { # key
-	local out
-	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
-	TPS_RW[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
-	TPS_RO[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-	log "$1: rw ${TPS_RW[$1]} tps, select-only ${TPS_RO[$1]} tps"
+	local out r rw=() ro=()
+	# Median of ROUNDS runs each (read-write -T T, select-only -T T/2, as
+	# in shared/BASELINES.md): single runs on this 2-core machine vary by
+	# up to 2x from one to the next.
+	for r in $(seq "$ROUNDS"); do
+		out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
+		rw+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
+		out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
+		ro+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
+	done
+	TPS_RW[$1]=$(median "${rw[@]}")
+	TPS_RO[$1]=$(median "${ro[@]}")
+	log "$1: rw ${TPS_RW[$1]} tps (runs: ${rw[*]}), select-only ${TPS_RO[$1]} tps (runs: ${ro[*]})"
 }
 
 # branchfs: start a daemon on store dir $1 mounted at $2
