@@ -53,7 +53,8 @@
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
- *   branches_lock > ino.mu > seq_mu.  sync_mu guards no data and is taken
+ *   branches_lock > ino.mu > seq_mu > acache_mu (a leaf: nothing is
+ *   taken or called while it is held).  sync_mu guards no data and is taken
  *   with none of the others held.  branches_lock is read-locked only
  *   briefly (to resolve a view) and its write holders take no ns or stripe
  *   lock, so resolving a view while holding stripes cannot deadlock.
@@ -101,6 +102,11 @@
 #define STORE_TIME_INDEX_MS 10
 #define STORE_TOUCH_BITS (1u << 19)
 #define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
+/* Attribute cache: direct-mapped slots (a power of two) and their locks. */
+#define STORE_ACACHE_SLOTS 8192u
+#define STORE_ACACHE_LOCKS 64u
+/* Blocks one read looks up together (store_blocks_read). */
+#define STORE_READ_BATCH 32u
 
 enum store_block_kind {
 	STORE_BLK_ZERO = 0,
@@ -139,9 +145,20 @@ struct store_level {
 struct store_view {
 	struct store *s; /* set while the view counts in active_views */
 	struct store_branch *self; /* valid until the view is released */
+	bool latest;	 /* reads the head (seq == STORE_SEQ_LATEST) */
+	uint64_t epoch;	 /* acache_epoch when the view was resolved */
 	size_t n;
 	struct store_level *lv;
 	struct store_level inline_lv[STORE_VIEW_INLINE];
+};
+
+/* One attribute cache slot (see store_acache_get). */
+struct store_acache_slot {
+	uint64_t branch; /* 0: empty */
+	uint64_t ino;
+	uint64_t gen;	/* bumped by every invalidation of the slot */
+	uint64_t epoch; /* acache_epoch the entry was made in */
+	struct store_attr a;
 };
 
 struct store_counter {
@@ -207,6 +224,15 @@ struct store {
 	_Atomic int64_t space_checked_ns;
 	atomic_bool space_low;
 	atomic_uint bad_walks; /* paths looked up for bad-block log lines */
+
+	/* Attributes of (branch, ino) as read at the branch head.  Slot i is
+	 * guarded by acache_mu[i % STORE_ACACHE_LOCKS]; acache_epoch is
+	 * bumped under branches_lock held for writing whenever a branch's
+	 * ancestry changes (reset, delete), which invalidates every entry. */
+	struct store_acache_slot *acache;
+	pthread_mutex_t acache_mu[STORE_ACACHE_LOCKS];
+	_Atomic uint64_t acache_epoch;
+	atomic_ulong acache_hits, acache_misses;
 
 	/* Group commit. */
 	pthread_mutex_t sync_mu;
@@ -683,6 +709,136 @@ uint64_t store_seq_now(struct store *s)
 	return target;
 }
 
+/* ---------------------------------------------------- attribute cache */
+
+/*
+ * Every read and write of a file first needs the inode's attributes, which
+ * would cost an iterator and a seek per ancestry level.  Head reads
+ * (STORE_SEQ_LATEST) look them up here first; as-of reads never do.
+ *
+ * INV-8 A slot holding (B, X) holds the attributes that a head read of X
+ * through B's view returns now.  Kept by three rules:
+ *  - every batch that writes or deletes an inode version of (B, X) bumps
+ *    the slot's gen and empties it, after the batch is applied
+ *    (store_acache_note_batch, from store_do_commit);
+ *  - a reader installs what it loaded only if the slot's gen is still the
+ *    one it saw before it made its iterator, so a load that raced with a
+ *    write is dropped (or emptied by the write's later bump);
+ *  - a change of a branch's ancestry (reset, delete) bumps acache_epoch
+ *    under branches_lock held for writing; views carry the epoch they were
+ *    resolved in, and an entry or install from another epoch is a miss.
+ * A writer holding X's stripe installs the attributes it has just
+ * committed (store_acache_set): no other writer of X can run meanwhile.
+ */
+static struct store_acache_slot *store_acache_slot(struct store *s,
+						  uint64_t br, uint64_t ino,
+						  pthread_mutex_t **mu)
+{
+	uint64_t i = store_mix(ino ^ store_mix(br)) & (STORE_ACACHE_SLOTS - 1);
+
+	*mu = &s->acache_mu[i % STORE_ACACHE_LOCKS];
+	return &s->acache[i];
+}
+
+/* true and *a on a hit; on a miss *gen is the slot's gen for a later
+ * store_acache_put. */
+static bool store_acache_get(struct store *s, const struct store_view *v,
+			     uint64_t ino, struct store_attr *a, uint64_t *gen)
+{
+	uint64_t br = v->lv[0].id;
+	pthread_mutex_t *mu;
+	struct store_acache_slot *e = store_acache_slot(s, br, ino, &mu);
+	bool hit;
+
+	pthread_mutex_lock(mu);
+	hit = e->branch == br && e->ino == ino &&
+	      e->epoch == atomic_load(&s->acache_epoch);
+	if (hit)
+		*a = e->a;
+	*gen = e->gen;
+	pthread_mutex_unlock(mu);
+	atomic_fetch_add_explicit(hit ? &s->acache_hits : &s->acache_misses, 1,
+				  memory_order_relaxed);
+	return hit;
+}
+
+static void store_acache_put(struct store *s, const struct store_view *v,
+			     uint64_t ino, const struct store_attr *a,
+			     uint64_t gen)
+{
+	uint64_t br = v->lv[0].id;
+	pthread_mutex_t *mu;
+	struct store_acache_slot *e = store_acache_slot(s, br, ino, &mu);
+
+	pthread_mutex_lock(mu);
+	if (e->gen == gen && v->epoch == atomic_load(&s->acache_epoch)) {
+		e->branch = br;
+		e->ino = ino;
+		e->epoch = v->epoch;
+		e->a = *a;
+	}
+	pthread_mutex_unlock(mu);
+}
+
+/* a was just committed as X's attributes in the view's branch by a
+ * caller holding X's stripe. */
+static void store_acache_set(struct store *s, const struct store_view *v,
+			     uint64_t ino, const struct store_attr *a)
+{
+	uint64_t br = v->lv[0].id;
+	pthread_mutex_t *mu;
+	struct store_acache_slot *e = store_acache_slot(s, br, ino, &mu);
+
+	pthread_mutex_lock(mu);
+	e->gen++;
+	if (v->latest && v->epoch == atomic_load(&s->acache_epoch)) {
+		e->branch = br;
+		e->ino = ino;
+		e->epoch = v->epoch;
+		e->a = *a;
+	} else {
+		e->branch = 0;
+	}
+	pthread_mutex_unlock(mu);
+}
+
+static void store_acache_drop(struct store *s, uint64_t br, uint64_t ino)
+{
+	pthread_mutex_t *mu;
+	struct store_acache_slot *e = store_acache_slot(s, br, ino, &mu);
+
+	pthread_mutex_lock(mu);
+	e->gen++;
+	if (e->branch == br && e->ino == ino)
+		e->branch = 0;
+	pthread_mutex_unlock(mu);
+}
+
+/* INV-8: after a batch is applied (or failed: then this is harmless). */
+static void store_acache_note_batch(struct store *s, const struct kv_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const unsigned char *k = kv_batch_key(b, op);
+
+		if (op->cf != KV_CF_INODE)
+			continue;
+		if (op->type == KV_OP_DELETE_RANGE || op->klen < 16)
+			atomic_fetch_add(&s->acache_epoch, 1);
+		else
+			store_acache_drop(s, store_get64(k),
+					  store_get64(k + 8));
+	}
+}
+
+void store_acache_stats(struct store *s, uint64_t *hits, uint64_t *misses)
+{
+	*hits = atomic_load(&s->acache_hits);
+	*misses = atomic_load(&s->acache_misses);
+}
+
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
 static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
@@ -707,6 +863,7 @@ static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
 			     sizeof(tval));
 	}
 	rc = kv_write(s->kv, b, sync);
+	store_acache_note_batch(s, b);
 	store_seq_end(s, seq);
 	if (rc == 0) {
 		atomic_fetch_add(&s->writes_done, 1);
@@ -883,6 +1040,8 @@ static int store_view_get(struct store *s, uint64_t branch, uint64_t seq,
 		goto out_unlock;
 	}
 	v->self = b;
+	v->latest = seq == STORE_SEQ_LATEST;
+	v->epoch = atomic_load(&s->acache_epoch);
 	rc = store_view_build(s, b, seq, v);
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
@@ -969,18 +1128,26 @@ static int store_attr_find(struct kv_iter *it, const struct store_view *v,
 	return 0;
 }
 
+/* Attributes of ino through the view, from the cache (INV-8) when the
+ * view reads the head and no symlink target is wanted. */
 static int store_attr_load(struct store *s, const struct store_view *v,
 			   uint64_t ino, struct store_attr *a, char *target,
 			   size_t tsz)
 {
+	bool cached = v->latest && !(target && tsz);
 	struct kv_iter *it;
+	uint64_t gen = 0;
 	int rc;
 
+	if (cached && store_acache_get(s, v, ino, a, &gen))
+		return 0;
 	rc = kv_iter_new(s->kv, KV_CF_INODE, true, &it);
 	if (rc)
 		return rc;
 	rc = store_attr_find(it, v, ino, a, target, tsz);
 	kv_iter_free(it);
+	if (rc == 0 && cached)
+		store_acache_put(s, v, ino, a, gen);
 	return rc;
 }
 
@@ -1576,6 +1743,9 @@ static void store_free(struct store *s)
 	pthread_cond_destroy(&s->seq_cv);
 	pthread_mutex_destroy(&s->ino.mu);
 	pthread_mutex_destroy(&s->sync_mu);
+	for (i = 0; i < STORE_ACACHE_LOCKS; i++)
+		pthread_mutex_destroy(&s->acache_mu[i]);
+	free(s->acache);
 	free(s->dir);
 	free(s);
 }
@@ -1609,9 +1779,12 @@ int store_open(const char *dir, const struct store_config *cfg,
 	pthread_cond_init(&s->seq_cv, NULL);
 	pthread_mutex_init(&s->ino.mu, NULL);
 	pthread_mutex_init(&s->sync_mu, NULL);
+	for (i = 0; i < STORE_ACACHE_LOCKS; i++)
+		pthread_mutex_init(&s->acache_mu[i], NULL);
 	s->ino.key = 'N';
 	s->dir = strdup(dir);
-	if (!s->dir) {
+	s->acache = calloc(STORE_ACACHE_SLOTS, sizeof(*s->acache));
+	if (!s->dir || !s->acache) {
 		rc = -ENOMEM;
 		goto err_free;
 	}
@@ -2232,6 +2405,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	if (rc)
 		goto out_unlock;
 	br->deleted = true;
+	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	s->nbranches--;
 	if (s->ndead == s->cap_dead) {
 		size_t ncap = s->cap_dead ? s->cap_dead * 2 : 16;
@@ -2349,6 +2523,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	 * reset's own tombstones have seq > at. */
 	br->fork_seq = tmp.fork_seq;
 	br->floor = tmp.floor;
+	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	store_gc_mark_full(s, id);
 	atomic_store(&br->written, 0);
 	atomic_store(&br->written_dirty, true);
@@ -3453,6 +3628,7 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 	store_batch_attr(&b, branch, ino, &a, NULL);
 	rc = store_commit(s, &b, false, NULL);
 	if (rc == 0) {
+		store_acache_set(s, &v, ino, &a);
 		atomic_fetch_add(&v.self->written, len);
 		atomic_store(&v.self->written_dirty, true);
 	}

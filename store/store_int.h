@@ -24,6 +24,9 @@ int store_brrec_decode(const unsigned char *v, size_t len,
  * length, decompression and digest.  -EIO on any mismatch. */
 int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
 		       size_t vlen, unsigned char *out);
+/* Hits and misses of the attribute cache since open (INV-8 in store.c),
+ * so tests can check that their reads went through it. */
+void store_acache_stats(struct store *s, uint64_t *hits, uint64_t *misses);
 /* Size of struct store_branch, for callers of store_brrec_decode. */
 size_t store_branch_struct_size(void);
 #endif
