@@ -145,8 +145,8 @@ struct store_level {
 struct store_view {
 	struct store *s; /* set while the view counts in active_views */
 	struct store_branch *self; /* valid until the view is released */
-	bool latest;	 /* reads the head (seq == STORE_SEQ_LATEST) */
-	uint64_t epoch;	 /* acache_epoch when the view was resolved */
+	bool latest;	/* reads the head (seq == STORE_SEQ_LATEST) */
+	uint64_t epoch; /* acache_epoch when the view was resolved */
 	size_t n;
 	struct store_level *lv;
 	struct store_level inline_lv[STORE_VIEW_INLINE];
@@ -730,9 +730,9 @@ uint64_t store_seq_now(struct store *s)
  * A writer holding X's stripe installs the attributes it has just
  * committed (store_acache_set): no other writer of X can run meanwhile.
  */
-static struct store_acache_slot *store_acache_slot(struct store *s,
-						  uint64_t br, uint64_t ino,
-						  pthread_mutex_t **mu)
+static struct store_acache_slot *store_acache_slot(struct store *s, uint64_t br,
+						   uint64_t ino,
+						   pthread_mutex_t **mu)
 {
 	uint64_t i = store_mix(ino ^ store_mix(br)) & (STORE_ACACHE_SLOTS - 1);
 
