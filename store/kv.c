@@ -110,6 +110,12 @@ void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
 	kv_batch_append(b, KV_OP_DELETE, cf, key, klen, NULL, 0);
 }
 
+void kv_batch_single_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
+			    size_t klen)
+{
+	kv_batch_append(b, KV_OP_SINGLE_DELETE, cf, key, klen, NULL, 0);
+}
+
 void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf, const void *begin,
 			   size_t blen, const void *end, size_t elen)
 {
@@ -367,6 +373,10 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 		case KV_OP_DELETE:
 			rocksdb_writebatch_delete_cf(wb, r->cf[op->cf], k,
 						     op->klen);
+			break;
+		case KV_OP_SINGLE_DELETE:
+			rocksdb_writebatch_singledelete_cf(wb, r->cf[op->cf], k,
+							   op->klen);
 			break;
 		case KV_OP_DELETE_RANGE:
 			rocksdb_writebatch_delete_range_cf(
