@@ -222,11 +222,11 @@ struct store {
 	 * overflowed, or when its read points changed otherwise (a child
 	 * deleted, a reset). */
 	struct store_gc_stripe gc_dirty[STORE_GC_STRIPES];
-	atomic_size_t gc_dirty_n;     /* entries in all stripes */
-	atomic_bool gc_dirty_lost;    /* a note was dropped: scan all */
-	bool gc_primed;		      /* only touched by the one running GC */
-	uint64_t gc_uncompacted;      /* idem: bytes deleted since compaction */
-	uint64_t *gc_full_ids;	       /* guarded by branches_lock */
+	atomic_size_t gc_dirty_n;  /* entries in all stripes */
+	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
+	bool gc_primed;		   /* only touched by the one running GC */
+	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
+	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
 	bool gc_force_full;	       /* guarded by branches_lock */
 
@@ -723,8 +723,7 @@ static uint64_t store_gc_hash(int cf, uint64_t br, uint64_t ino, uint64_t blk)
 			 (blk * 0xC2B2AE3D27D4EB4Full + (uint64_t)cf));
 }
 
-static struct store_gc_stripe *store_gc_stripe_of(struct store *s,
-						  uint64_t h)
+static struct store_gc_stripe *store_gc_stripe_of(struct store *s, uint64_t h)
 {
 	return &s->gc_dirty[h >> 58 & (STORE_GC_STRIPES - 1)];
 }
@@ -795,8 +794,11 @@ static void store_gc_note(struct store *s, int cf, uint64_t br, uint64_t ino,
 		atomic_store(&s->gc_dirty_lost, true);
 		goto out_unlock;
 	}
-	*o = (struct store_gc_obj){ .branch = br, .ino = ino, .blk = blk,
-				    .pending = seq, .cf = (uint8_t)cf,
+	*o = (struct store_gc_obj){ .branch = br,
+				    .ino = ino,
+				    .blk = blk,
+				    .pending = seq,
+				    .cf = (uint8_t)cf,
 				    .used = true };
 	st->n++;
 	atomic_fetch_add(&s->gc_dirty_n, 1);
@@ -827,8 +829,8 @@ static void store_gc_note_batch(struct store *s, const struct kv_batch *b,
 /* GC is done with a taken object: from now on it must be examined again
  * from seq next (0: no version above the window is left).  A note that
  * came in meanwhile wins; an object with nothing pending is forgotten. */
-static void store_gc_settle(struct store *s, int cf, uint64_t br,
-			    uint64_t ino, uint64_t blk, uint64_t next)
+static void store_gc_settle(struct store *s, int cf, uint64_t br, uint64_t ino,
+			    uint64_t blk, uint64_t next)
 {
 	uint64_t h = store_gc_hash(cf, br, ino, blk);
 	struct store_gc_stripe *st = store_gc_stripe_of(s, h);
@@ -4239,11 +4241,11 @@ static int store_gc_take(struct store *s, uint64_t w,
 				td = nt;
 				cap = ncap;
 			}
-			td[n++] = (struct store_gc_todo){
-				.branch = o->branch, .ino = o->ino,
-				.blk = o->blk, .pending = o->pending,
-				.cf = o->cf
-			};
+			td[n++] = (struct store_gc_todo){ .branch = o->branch,
+							  .ino = o->ino,
+							  .blk = o->blk,
+							  .pending = o->pending,
+							  .cf = o->cf };
 			o->pending = STORE_GC_TAKEN;
 		}
 		pthread_mutex_unlock(&st->mu);
@@ -4411,8 +4413,8 @@ static int store_gc_objects(struct store_gc_run *r, struct store_gc_branch *gb,
 		memcpy(g.prefix, start, 16);
 		store_put64(g.prefix + 16, t->blk);
 		g.plen = t->cf == KV_CF_BLOCK ? 24 : 16;
-		rc = store_gc_obj(r, gb, t->cf, its->obj[t->cf], &g,
-				  t->pending, &next, &whole);
+		rc = store_gc_obj(r, gb, t->cf, its->obj[t->cf], &g, t->pending,
+				  &next, &whole);
 		if (rc == 0 && whole) {
 			rc = store_gc_iter(r, &its->all[t->cf], t->cf, 0);
 			if (rc == 0)
