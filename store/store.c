@@ -103,7 +103,7 @@
 /* Incremental GC's set: stripes, and the most objects it remembers
  * (about 40 bytes each); past that, GC falls back to whole scans. */
 #define STORE_GC_STRIPES 64u
-#define STORE_GC_MAX_OBJS (UINT64_C(1) << 21)
+#define STORE_GC_MAX_OBJS (UINT64_C(1) << 20)
 #define STORE_GC_TAKEN UINT64_MAX
 /* branchctl gc compacts when the bytes deleted since the last compaction
  * reach 1/STORE_GC_COMPACT_DIV of the store (or a branch was deleted). */
