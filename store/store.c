@@ -108,6 +108,12 @@
 /* branchctl gc compacts when the bytes deleted since the last compaction
  * reach 1/STORE_GC_COMPACT_DIV of the store (or a branch was deleted). */
 #define STORE_GC_COMPACT_DIV 8u
+/* GC writes its deletions in batches of this many keys (small: a batch
+ * from GC's low-priority thread holds up the foreground's writes queued
+ * behind it), and waits this long for a foreground sync (see
+ * store_gc_horizon_durable). */
+#define STORE_GC_BATCH 512u
+#define STORE_GC_SYNC_WAIT_MS 50
 #define STORE_TOUCH_BITS (1u << 19)
 #define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
 
@@ -243,7 +249,7 @@ struct store {
 	/* Group commit. */
 	pthread_mutex_t sync_mu;
 	_Atomic uint64_t writes_done;
-	uint64_t writes_synced; /* guarded by sync_mu */
+	_Atomic uint64_t writes_synced; /* written under sync_mu */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -3937,7 +3943,35 @@ struct store_gc_run {
 	uint64_t w;	    /* window start seq */
 	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
 	uint64_t paced;	    /* keys_scanned at the last pause */
+	uint64_t h_ticket;  /* writes_done after the horizon's write; 0:
+			     * known durable */
 };
+
+/* The horizon must be durable before GC deletes anything below it, or a
+ * crash could bring back moments whose versions are gone.  GC does not
+ * sync itself when it can help it: a sync issued from its low-priority
+ * thread would hold up the foreground's writes behind it.  It waits (up
+ * to STORE_GC_SYNC_WAIT_MS) for a foreground group commit to cover its
+ * write of the horizon, and syncs only if none comes (an idle store). */
+static int store_gc_horizon_durable(struct store_gc_run *r)
+{
+	int i;
+
+	if (!r->h_ticket)
+		return 0;
+	for (i = 0; i < STORE_GC_SYNC_WAIT_MS &&
+		    atomic_load(&r->s->writes_synced) < r->h_ticket;
+	     i++)
+		usleep(1000);
+	if (atomic_load(&r->s->writes_synced) < r->h_ticket) {
+		int rc = store_sync(r->s);
+
+		if (rc)
+			return rc;
+	}
+	r->h_ticket = 0;
+	return 0;
+}
 
 static void store_gc_pace(struct store_gc_run *r)
 {
@@ -3951,8 +3985,11 @@ static int store_gc_flush(struct store_gc_run *r, bool force)
 {
 	int rc;
 
-	if (r->b.nops == 0 || (!force && r->b.nops < 4096))
+	if (r->b.nops == 0 || (!force && r->b.nops < STORE_GC_BATCH))
 		return 0;
+	rc = store_gc_horizon_durable(r);
+	if (rc)
+		return rc;
 	rc = kv_write(r->s->kv, &r->b, false);
 	kv_batch_clear(&r->b);
 	return rc;
@@ -4539,9 +4576,10 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	pthread_rwlock_wrlock(&s->branches_lock);
 	store_grave_reap(s);
 	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
-	rc = kv_write(s->kv, &r.b, true);
+	rc = kv_write(s->kv, &r.b, false);
 	kv_batch_clear(&r.b);
 	if (rc == 0) {
+		r.h_ticket = atomic_fetch_add(&s->writes_done, 1) + 1;
 		atomic_store(&s->horizon_ns, hns);
 		atomic_store(&s->horizon_seq, w);
 	}
