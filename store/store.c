@@ -232,6 +232,7 @@ struct store {
 	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
 	bool gc_primed;		   /* only touched by the one running GC */
 	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
+	uint64_t gc_time_trimmed;  /* idem: time index trimmed below (ms) */
 	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
 	bool gc_force_full;	       /* guarded by branches_lock */
@@ -4526,16 +4527,43 @@ static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
 	return rc;
 }
 
-/* Drop time-index entries before the horizon: no lookup needs them. */
+/* Drop time-index entries before the horizon: no lookup needs them.  Point
+ * deletes from where the previous GC stopped, not a DeleteRange: every
+ * iterator on the META family would rebuild the fragment list of all the
+ * range tombstones in its memtable, and GC may run many times a second. */
 static int store_gc_time_index(struct store_gc_run *r, int64_t horizon_ns)
 {
-	unsigned char lo[9], hi[9];
+	uint64_t hi = (uint64_t)(horizon_ns / 1000000);
+	unsigned char key[9];
+	struct kv_iter *it;
+	int rc;
 
-	lo[0] = hi[0] = 'T';
-	store_put64(lo + 1, 0);
-	store_put64(hi + 1, (uint64_t)(horizon_ns / 1000000));
-	kv_batch_delete_range(&r->b, KV_CF_META, lo, 9, hi, 9);
-	return store_gc_flush(r, true);
+	rc = kv_iter_new(r->s->kv, KV_CF_META, 0, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	store_put64(key + 1, r->s->gc_time_trimmed);
+	for (kv_iter_seek(it, key, sizeof(key)); kv_iter_valid(it);
+	     kv_iter_next(it)) {
+		const unsigned char *k;
+		size_t klen;
+
+		k = kv_iter_key(it, &klen);
+		if (klen != 9 || k[0] != 'T' || store_get64(k + 1) >= hi)
+			break;
+		kv_batch_delete(&r->b, KV_CF_META, k, klen);
+		rc = store_gc_flush(r, false);
+		if (rc)
+			goto out;
+	}
+	rc = kv_iter_status(it);
+	if (rc == 0)
+		rc = store_gc_flush(r, true);
+	if (rc == 0)
+		r->s->gc_time_trimmed = hi;
+out:
+	kv_iter_free(it);
+	return rc;
 }
 
 int store_gc(struct store *s, const struct store_gc_opts *opts,
