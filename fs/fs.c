@@ -252,6 +252,53 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 	return rc;
 }
 
+/*
+ * Lift the kernel's strict per-device dirty-page limit on our mount.
+ *
+ * The kernel gives every FUSE mount a "strictlimit" writeback device with a
+ * 1% share of the dirty-page budget (about 47 MB with 23 GB of RAM): a
+ * writer past it is throttled until branchd has taken pages back, even
+ * when the machine has plenty of dirty budget left.  Postgres' crash
+ * recovery on a branch dirties far more than that (every page it replays
+ * and evicts from shared_buffers), so with the limit it waits on each
+ * eviction, and pages evicted, read and dirtied again are written to the
+ * store several times.  Without it our mount is held to the same global
+ * limits as ext4 (vm.dirty_ratio, vm.dirty_background_ratio).  Durability
+ * does not change: fsync still writes every dirty page back to us first
+ * (rule 3).  The knob (/sys/class/bdi/MAJ:MIN/strict_limit, Linux 6.2+)
+ * needs root; without it the mount works as before.
+ */
+static void fs_bdi_tune(struct fs *fs)
+{
+	char dev[64], path[128], cur[16];
+	ssize_t n;
+	int fd;
+
+	if (fs_mountinfo_find(fs->mountpoint, dev, sizeof(dev)) <= 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/strict_limit", dev);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		FS_INFO(fs,
+			"kernel dirty-page limit of the mount kept (%s: %s): "
+			"writes during crash recovery may be throttled",
+			path, strerror(errno));
+		return;
+	}
+	n = read(fd, cur, sizeof(cur) - 1);
+	if (n > 0 && cur[0] == '0') {
+		close(fd);
+		return;
+	}
+	if (pwrite(fd, "0", 1, 0) != 1)
+		FS_INFO(fs,
+			"cannot lift the kernel's dirty-page limit (%s): %s",
+			path, strerror(errno));
+	else
+		FS_DEBUG(fs, "%s set to 0", path);
+	close(fd);
+}
+
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 {
 	char opts[256], why[PATH_MAX + 64];
@@ -300,6 +347,7 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 	}
 	fs->mounted = true;
 	FS_INFO(fs, "mounted on '%s'", real);
+	fs_bdi_tune(fs);
 	return 0;
 
 err_clear:

@@ -13,7 +13,11 @@
  * Deliberately not implemented, so that the kernel does the work: access
  * (default_permissions), getlk/setlk/flock (the kernel then keeps POSIX and
  * flock locks locally, which is right for one mount), xattrs,
- * copy_file_range and lseek (generic fallbacks).
+ * copy_file_range and lseek (generic fallbacks).  flush is not implemented
+ * either: with the writeback cache the kernel writes a file's dirty pages
+ * back on close(2) before it would send FLUSH, and after the first ENOSYS
+ * it stops sending FLUSH, which saves a round trip per close (Postgres'
+ * crash recovery opens and closes every file of PGDATA twice).
  *
  * Directory listings are snapshots taken at opendir (stable offsets while
  * entries come and go).  They include "." and ".."; ".." reports the mount
@@ -654,14 +658,6 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
-static void fs_op_flush(fuse_req_t req, fuse_ino_t nodeid,
-			struct fuse_file_info *fi)
-{
-	(void)nodeid;
-	(void)fi;
-	fuse_reply_err(req, 0);
-}
-
 static void fs_op_release(fuse_req_t req, fuse_ino_t nodeid,
 			  struct fuse_file_info *fi)
 {
@@ -972,7 +968,6 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.create = fs_op_create,
 	.read = fs_op_read,
 	.write = fs_op_write,
-	.flush = fs_op_flush,
 	.release = fs_op_release,
 	.fsync = fs_op_fsync,
 	.opendir = fs_op_opendir,

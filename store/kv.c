@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 
 #include <rocksdb/c.h>
 
+#include "journal.h"
 #include "kv.h"
 
 /* ---------------------------------------------------------------- batch */
@@ -235,7 +237,37 @@ struct kv_rocks {
 	 * sync its WAL and (with assertions on) aborts if asked to, so no
 	 * sync is attempted until a write succeeds again. */
 	atomic_bool write_failed;
+	/* The fsync journal (journal.h); NULL when it could not be made
+	 * (then fsync syncs RocksDB's WAL, as before it existed). */
+	struct journal *jnl;
+	pthread_mutex_t order_mu; /* one order for RocksDB and the journal */
+	pthread_mutex_t ckpt_mu;  /* one checkpoint at a time */
 };
+
+/* Meta key holding the journal lsn the database holds up to (journal.h). */
+#define KV_JOURNAL_KEY "J"
+/* Default ring size; BRANCHFS_JOURNAL_KIB overrides it (tests use a small
+ * ring to exercise wrapping). */
+#define KV_JOURNAL_BYTES (16u << 20)
+
+static int kv_rocks_sync(struct kv *kv);
+
+static void kv_put_be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t kv_get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
 
 struct kv_rocks_iter {
 	struct kv_iter it; /* first */
@@ -250,21 +282,20 @@ static const char *const kv_cf_names[KV_CF_COUNT] = {
 	"block",
 };
 
-static void kv_log(struct kv *kv, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void kv_log(struct kv *kv, int level, const char *fmt, ...)
+void kv_log_to(const struct store_log *log, int level, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
 
-	if (!kv->log.fn || level > kv->log.level)
+	if (!log->fn || level > log->level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	kv->log.fn(kv->log.ctx, level, msg);
+	log->fn(log->ctx, level, msg);
 }
+
+#define kv_log(kv, level, ...) kv_log_to(&(kv)->log, level, __VA_ARGS__)
 
 /* Turn a RocksDB error string into an errno, log it once and free it. */
 static int kv_rocks_err(struct kv *kv, const char *what, char *err)
@@ -350,16 +381,16 @@ static int kv_rocks_get(struct kv *kv, enum kv_cf cf, const void *key,
 	return 0;
 }
 
-static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
+/* The RocksDB batch of b; with end != 0 it also records, atomically, that
+ * the database now holds the journal up to end (meta key "J"). */
+static rocksdb_writebatch_t *
+kv_rocks_batch(struct kv_rocks *r, const struct kv_batch *b, uint64_t end)
 {
-	struct kv_rocks *r = (struct kv_rocks *)kv;
-	rocksdb_writebatch_t *wb;
-	char *err = NULL;
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
 	size_t i;
 
-	wb = rocksdb_writebatch_create();
 	if (!wb)
-		return -ENOMEM;
+		return NULL;
 	for (i = 0; i < b->nops; i++) {
 		const struct kv_op *op = &b->ops[i];
 		const char *k = (const char *)kv_batch_key(b, op);
@@ -384,23 +415,122 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 			break;
 		}
 	}
+	if (end) {
+		unsigned char ev[8];
+
+		kv_put_be64(ev, end);
+		rocksdb_writebatch_put_cf(wb, r->cf[KV_CF_META], KV_JOURNAL_KEY,
+					  1, (const char *)ev, sizeof(ev));
+	}
+	return wb;
+}
+
+static int kv_rocks_apply(struct kv_rocks *r, rocksdb_writebatch_t *wb,
+			  bool sync)
+{
+	char *err = NULL;
+
 	rocksdb_write(r->db, sync ? r->wopts_sync : r->wopts, wb, &err);
 	rocksdb_writebatch_destroy(wb);
 	if (err) {
 		atomic_store(&r->write_failed, true);
-		return kv_rocks_err(kv, "write", err);
+		return kv_rocks_err(&r->kv, "write", err);
 	}
 	atomic_store(&r->write_failed, false);
 	return 0;
+}
+
+/* Make RocksDB's WAL durable up to every write applied so far, then tell
+ * the journal so.  Called with order_mu held (lsn is then exact) or not
+ * (lsn read first: everything before it was applied). */
+static int kv_rocks_checkpoint(struct kv_rocks *r, uint64_t lsn)
+{
+	char *err = NULL;
+
+	if (atomic_load(&r->write_failed))
+		return -EIO;
+	rocksdb_flush_wal(r->db, 1, &err);
+	if (err)
+		return kv_rocks_err(&r->kv, "sync wal", err);
+	return journal_checkpoint(r->jnl, lsn);
+}
+
+static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	rocksdb_writebatch_t *wb;
+	uint64_t end;
+	int rc;
+
+	if (!r->jnl || journal_broken(r->jnl)) {
+		wb = kv_rocks_batch(r, b, 0);
+		return wb ? kv_rocks_apply(r, wb, sync) : -ENOMEM;
+	}
+	/* One order for RocksDB and the journal: both then hold prefixes
+	 * of the same sequence of batches after a crash. */
+	pthread_mutex_lock(&r->order_mu);
+	end = journal_next_end(r->jnl, b);
+	if (end == 0) {
+		/* Too big for the ring: durable in RocksDB itself, and the
+		 * journal's mark stays where it is. */
+		end = journal_lsn(r->jnl);
+		wb = kv_rocks_batch(r, b, end);
+		rc = wb ? kv_rocks_apply(r, wb, true) : -ENOMEM;
+		if (rc == 0)
+			rc = journal_checkpoint(r->jnl, end);
+		pthread_mutex_unlock(&r->order_mu);
+		return rc;
+	}
+	wb = kv_rocks_batch(r, b, end);
+	rc = wb ? kv_rocks_apply(r, wb, false) : -ENOMEM;
+	if (rc == 0) {
+		rc = journal_append(r->jnl, b);
+		if (rc == -EAGAIN) {
+			/* Ring full: RocksDB's WAL takes over what it holds. */
+			rc = kv_rocks_checkpoint(r, journal_lsn(r->jnl));
+			if (rc == 0)
+				rc = journal_append(r->jnl, b);
+		}
+		if (rc) {
+			/* The batch is in RocksDB; the journal is retired and
+			 * syncs go to RocksDB's WAL from now on. */
+			kv_log(kv, STORE_LOG_WARN,
+			       "journal retired (%s): fsync now syncs RocksDB's WAL",
+			       strerror(-rc));
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&r->order_mu);
+	if (rc == 0 && sync)
+		rc = kv_rocks_sync(kv);
+	return rc;
 }
 
 static int kv_rocks_sync(struct kv *kv)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	char *err = NULL;
+	int rc;
 
 	if (atomic_load(&r->write_failed))
 		return -EIO;
+	if (r->jnl && !journal_broken(r->jnl)) {
+		rc = journal_sync(r->jnl);
+		if (rc == 0 && journal_wants_checkpoint(r->jnl) &&
+		    pthread_mutex_trylock(&r->ckpt_mu) == 0) {
+			uint64_t lsn;
+
+			pthread_mutex_lock(&r->order_mu);
+			lsn = journal_lsn(r->jnl);
+			pthread_mutex_unlock(&r->order_mu);
+			/* A failed checkpoint loses nothing: the records
+			 * stay in the ring until one succeeds. */
+			kv_rocks_checkpoint(r, lsn);
+			pthread_mutex_unlock(&r->ckpt_mu);
+		}
+		if (rc == 0 || !journal_broken(r->jnl))
+			return rc;
+	}
 	rocksdb_flush_wal(r->db, 1, &err);
 	if (err)
 		return kv_rocks_err(kv, "sync wal", err);
@@ -565,6 +695,9 @@ static void kv_rocks_free(struct kv_rocks *r)
 		rocksdb_writeoptions_destroy(r->wopts_sync);
 	if (r->ropts)
 		rocksdb_readoptions_destroy(r->ropts);
+	journal_close(r->jnl);
+	pthread_mutex_destroy(&r->order_mu);
+	pthread_mutex_destroy(&r->ckpt_mu);
 	free(r->path);
 	free(r);
 }
@@ -578,6 +711,10 @@ static void kv_rocks_close(struct kv *kv)
 		rocksdb_flush_wal(r->db, 1, &err);
 		if (err)
 			kv_rocks_err(kv, "sync wal at close", err);
+		else if (r->jnl && !journal_broken(r->jnl))
+			/* Everything is in RocksDB's WAL: the next open has
+			 * nothing to replay. */
+			journal_checkpoint(r->jnl, journal_lsn(r->jnl));
 	}
 	kv_rocks_free(r);
 }
@@ -634,17 +771,71 @@ static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
 	return o;
 }
 
+/* Replay callback: a journal record the database lost. */
+static int kv_rocks_replay_apply(void *ctx, const struct kv_batch *b,
+				 uint64_t end)
+{
+	struct kv_rocks *r = ctx;
+	rocksdb_writebatch_t *wb = kv_rocks_batch(r, b, end);
+
+	return wb ? kv_rocks_apply(r, wb, false) : -ENOMEM;
+}
+
+/* Open the journal, give the database back what it lost (records past
+ * its "J" mark), make that durable and start a new epoch.  A journal that
+ * cannot be created (a full or read-only disk) is done without; one that
+ * exists but is damaged is an error: it may hold synced writes. */
+static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
+{
+	unsigned char jv[8];
+	char path[4200], *err = NULL;
+	uint64_t applied = 0, end = 0;
+	size_t vlen;
+	bool found;
+	int rc;
+
+	rc = kv_rocks_get(&r->kv, KV_CF_META, KV_JOURNAL_KEY, 1, jv, sizeof(jv),
+			  &vlen, &found);
+	if (rc)
+		return rc;
+	if (found && vlen == 8)
+		applied = kv_get_be64(jv);
+	snprintf(path, sizeof(path), "%s/BRANCHFS-JOURNAL", r->path);
+	rc = journal_open(path, ring, &r->kv.log, &r->jnl);
+	if (rc == -EUCLEAN || rc == -ENOMEM)
+		return rc;
+	if (rc) {
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "journal '%s' unavailable (%s): fsync syncs RocksDB's WAL instead",
+		       path, strerror(-rc));
+		r->jnl = NULL;
+		return 0;
+	}
+	rc = journal_replay(r->jnl, applied, kv_rocks_replay_apply, r, &end);
+	if (rc)
+		return rc;
+	rocksdb_flush_wal(r->db, 1, &err);
+	if (err)
+		return kv_rocks_err(&r->kv, "sync wal after journal replay",
+				    err);
+	return journal_restart(r->jnl, end > applied ? end : applied);
+}
+
 int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		    const struct store_log *log, struct kv **out)
 {
 	const rocksdb_options_t *cfo[KV_CF_COUNT];
+	uint64_t journal_bytes = KV_JOURNAL_BYTES;
 	struct kv_rocks *r;
+	const char *env;
 	char *err = NULL;
 	int rc, i;
 
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	pthread_mutex_init(&r->order_mu, NULL);
+	pthread_mutex_init(&r->ckpt_mu, NULL);
 	r->kv.ops = &kv_rocks_ops;
 	if (log)
 		r->kv.log = *log;
@@ -670,6 +861,13 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		if (total && total / 128 < r->wbuf_small)
 			r->wbuf_small = total / 128 < (1u << 20) ? 1u << 20 :
 								   total / 128;
+		journal_bytes = KV_JOURNAL_BYTES;
+		if (total && total / 64 < journal_bytes)
+			journal_bytes = total / 64 < (1u << 20) ? 1u << 20 :
+								  total / 64;
+		env = getenv("BRANCHFS_JOURNAL_KIB");
+		if (env && strtoull(env, NULL, 10) > 0)
+			journal_bytes = strtoull(env, NULL, 10) << 10;
 	}
 	r->cache = rocksdb_cache_create_lru(cache_bytes);
 	r->opts = rocksdb_options_create();
@@ -695,7 +893,9 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	rocksdb_options_increase_parallelism(r->opts, 2);
 	rocksdb_options_set_max_background_jobs(r->opts, 2);
 	rocksdb_options_set_bytes_per_sync(r->opts, 1u << 20);
-	rocksdb_options_set_wal_bytes_per_sync(r->opts, 0);
+	/* RocksDB's WAL is synced only at journal checkpoints; writing it
+	 * back as it grows keeps those short. */
+	rocksdb_options_set_wal_bytes_per_sync(r->opts, 1u << 20);
 	rocksdb_options_set_keep_log_file_num(r->opts, 3);
 	/* RocksDB's own info LOG lives in the store directory; on a full
 	 * disk a failed LOG write makes the next log line trip an assertion
@@ -718,6 +918,11 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	rocksdb_writeoptions_set_sync(r->wopts_sync, 1);
 	r->ropts = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_verify_checksums(r->ropts, 1);
+	rc = kv_rocks_journal_open(r, journal_bytes);
+	if (rc) {
+		kv_rocks_free(r); /* the database is open: close it too */
+		return rc;
+	}
 	*out = &r->kv;
 	return 0;
 err_free:

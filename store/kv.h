@@ -153,6 +153,11 @@ int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 	       const void *end, size_t elen);
 void kv_close(struct kv *kv);
 
+/* Log through a store_log (nothing if it has no fn or level is above its
+ * level).  For the backend and its journal. */
+void kv_log_to(const struct store_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- batches ---- */
 void kv_batch_init(struct kv_batch *b);
 void kv_batch_release(struct kv_batch *b);

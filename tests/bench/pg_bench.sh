@@ -8,7 +8,8 @@
 # the postgres user; shared_buffers=128MB, max_wal_size=1GB, fsync=on,
 # every cluster on its own unix socket in the temp dir, no TCP):
 #   1. pgbench -i -s $BENCH_SCALE, then read-write (-c 4 -j 2 -T $BENCH_T)
-#      and select-only (-S, same clients) TPS on
+#      and select-only (-S, same clients, -T $BENCH_T/2) TPS, the median
+#      of $BENCH_ROUNDS (3) runs of each, on
 #        ext4            a plain PGDATA in the temp dir (ext4 here)
 #        branchfs main   PGDATA = the root of branch 'main' of a fresh store
 #        branchfs branch PGDATA = a branch made with mkdir from 'main'
@@ -33,13 +34,17 @@
 #      pgbench runs and once right after a CHECKPOINT on main; the WAL the
 #      branch replayed (from its "redo starts/done" log lines) is shown,
 #      and one crash image is recovered both on branchfs and on a cp -a of
-#      it on ext4, to tell WAL volume apart from branchfs speed.
+#      it on ext4, to tell WAL volume apart from branchfs speed.  Each
+#      recovery is split into its phases from the postmaster's log: sync
+#      (SyncDataDirectory), redo (WAL replay) and ckpt (end-of-recovery
+#      checkpoint until ready).
 # A final markdown table gives the figures, ratios and targets:
 #   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
 #   mkdir -> ready < 1 s.  Targets are informational: the exit status is
 #   non-zero only when a step fails.
 #
 # Environment: BENCH_SCALE (50), BENCH_BIG_SCALE (200), BENCH_T (60),
+# BENCH_ROUNDS (3),
 # BENCH_QUICK=1 (scale 2, T=5, no big scale unless BENCH_BIG_SCALE is set:
 # a smoke test of ~1 min),
 # BENCH_TMPDIR (parent of the temp dir, default /tmp), BRANCHD_OPTS (extra
@@ -59,13 +64,16 @@ PGBIN=/usr/lib/postgresql/15/bin
 SCALE=${BENCH_SCALE:-50}
 BIG_SCALE=${BENCH_BIG_SCALE:-200}
 T=${BENCH_T:-60}
+ROUNDS=${BENCH_ROUNDS:-3}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
 	SCALE=2
 	T=5
+	ROUNDS=1
 	BIG_SCALE=${BENCH_BIG_SCALE:-0} # only if asked for
 fi
 CLIENTS=4
+T_RO=$(((T + 1) / 2))
 THREADS=2
 NMKDIR=5
 NREADY=3
@@ -205,12 +213,19 @@ pg_load() { # key scale
 	log "$1: pgbench -i -s $2 took ${INIT_S[$1]} s"
 }
 pg_runs() { # key
-	local out
-	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
-	TPS_RW[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
-	TPS_RO[$1]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-	log "$1: rw ${TPS_RW[$1]} tps, select-only ${TPS_RO[$1]} tps"
+	local out r rw=() ro=()
+	# Median of ROUNDS runs each (read-write -T T, select-only -T T/2, as
+	# in shared/BASELINES.md): single runs on this 2-core machine vary by
+	# up to 2x from one to the next.
+	for r in $(seq "$ROUNDS"); do
+		out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
+		rw+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
+		out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
+		ro+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
+	done
+	TPS_RW[$1]=$(median "${rw[@]}")
+	TPS_RO[$1]=$(median "${ro[@]}")
+	log "$1: rw ${TPS_RW[$1]} tps (runs: ${rw[*]}), select-only ${TPS_RO[$1]} tps (runs: ${ro[*]})"
 }
 
 # branchfs: start a daemon on store dir $1 mounted at $2
@@ -433,6 +448,27 @@ redo_mb() { # logfile
 		'BEGIN { printf "%.1f", d / 1e6 }'
 }
 
+# Where a recovery's time went, from the postmaster's log (timestamps with
+# ms, log_line_prefix '%m'): "sync" from "was interrupted" to "automatic
+# recovery in progress" (SyncDataDirectory: every file of PGDATA opened and
+# fsynced), "redo" to "redo done" (WAL replay), "ckpt" to "ready to accept
+# connections" (the end-of-recovery checkpoint writes and fsyncs what redo
+# dirtied).  Prints e.g. "sync 0.41 s, redo 4.02 s, ckpt 1.10 s".
+phases() { # logfile
+	awk '
+	function t(s, a) { split(s, a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
+	/was interrupted/ && !a { a = t($2) }
+	/automatic recovery in progress/ && !b { b = t($2) }
+	/redo done at/ && !c { c = t($2) }
+	/ready to accept connections/ && !d { d = t($2) }
+	END {
+		if (!a || !d) { print "phases n/a"; exit }
+		if (!b) b = a
+		if (!c) c = b
+		printf "sync %.2f s, redo %.2f s, ckpt %.2f s", b - a, c - b, d - c
+	}' "$1"
+}
+
 # NREADY rounds; sets READY_MS, READY_MAX_MS, MKDIR_RUNNING_MS, REDO_MB
 # (median WAL replayed).  With "checkpoint", main runs CHECKPOINT first.
 ready_rounds() { # tag [checkpoint]
@@ -469,7 +505,7 @@ ready_rounds() { # tag [checkpoint]
 			die "query on branch $b"
 		[ "$n" = "$SCALE" ] || die "branch $b has $n pgbench_branches rows, expected $SCALE"
 		pg_stop "$b"
-		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed (mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
+		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed ($(phases "$lg"); mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
 	done
 	READY_MS=$(us2ms "$(median "${v[@]}")")
 	READY_MAX_MS=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
@@ -507,12 +543,14 @@ cp -a "$RP" "$WORK/ext4/replay" || die "cp -a $RP to ext4"
 replay_start "$WORK/ext4/replay"
 REPLAY_EXT4_US=$REPLAY_US
 REPLAY_MB=$(redo_mb "$WORK/log/pg.replay.$PORT.log")
+REPLAY_EXT4_PH=$(phases "$WORK/log/pg.replay.$PORT.log")
 pg_stop "$WORK/ext4/replay"
 replay_start "$RP"
 REPLAY_BFS_US=$REPLAY_US
+REPLAY_BFS_PH=$(phases "$WORK/log/pg.replay.$PORT.log")
 pg_stop "$RP"
 rm -rf "$WORK/ext4/replay"
-log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4, $(us2ms "$REPLAY_BFS_US") ms on branchfs"
+log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4 ($REPLAY_EXT4_PH), $(us2ms "$REPLAY_BFS_US") ms on branchfs ($REPLAY_BFS_PH)"
 # what a CI recipe would do: CHECKPOINT on the parent, then branch
 ready_rounds readyck checkpoint
 READY2=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
@@ -608,6 +646,7 @@ echo "| same, CHECKPOINT on main just before mkdir (ms) | ${READY2[0]} | ${READY
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
+echo "Phases (from the postmaster's log): ext4 $REPLAY_EXT4_PH; branchfs $REPLAY_BFS_PH."
 echo
 echo "branchfs store size after the scale-$SCALE runs: ${STORE_MB} MiB"
 [ "$BIG_SCALE" -gt 0 ] && echo "ext4 pgbench -i -s $BIG_SCALE: ${INIT_S[ext4big]} s"

@@ -5,7 +5,8 @@
 #  - --help/--version/usage errors; one-line errors and nonzero exit for a
 #    missing or busy mount point, a bad option and a second daemon on the
 #    same store (and no store is created when the mount point is missing);
-#  - daemon mode returns with the mount live and a pid file;
+#  - daemon mode returns with the mount live and a pid file, and the
+#    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
 #    renames across branches EXDEV, branch rename at the root works;
 #  - sticky root (1777): any user creates a branch, only its creator (or
@@ -74,6 +75,15 @@ mkdir "$T/mnt2"
 one_line_error "second daemon on the store" "$BRANCHD" "$STORE" "$T/mnt2"
 one_line_error "busy mount point" "$BRANCHD" "$T/store2" "$MNT"
 [ "$(stat -c %i "$MNT")" = 1 ] || fail "the branch root is not node 1"
+# the kernel's strict per-mount dirty-page limit is lifted (as root; the
+# knob exists since Linux 6.2)
+bdi=/sys/class/bdi/$(mountpoint -d "$MNT")
+if [ -e "$bdi/strict_limit" ]; then
+	[ "$(cat "$bdi/strict_limit")" = 0 ] || fail "$bdi/strict_limit is $(cat "$bdi/strict_limit"), expected 0"
+	log "$bdi/strict_limit = 0"
+else
+	log "no $bdi/strict_limit (kernel before 6.2): not checked"
+fi
 
 # ---- branch root rules ----------------------------------------------------------
 mkdir "$MNT/main"

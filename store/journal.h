@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal.h - the fsync journal under the RocksDB backend (private to
+ * store/; only kv.c uses it).
+ *
+ * Why: an fsync must make every write durable (DESIGN rule 3).  Syncing
+ * RocksDB's WAL means fdatasync of a file that grows, and on ext4 that is a
+ * journal commit of the file's size on every call: about twice the cost of
+ * an fdatasync that overwrites allocated blocks, which is what Postgres
+ * itself does with its preallocated WAL segments.  RocksDB 7.8 would reuse
+ * WAL files only without point-in-time recovery.  So the backend keeps its
+ * own journal: one zero-filled file of fixed size used as a ring, so that
+ * fdatasync never changes the file's metadata.
+ *
+ * How it fits with RocksDB (kv.c does the orchestration):
+ *  - Every batch is written to RocksDB as before (WAL on, never synced on
+ *    the fsync path) and, in the same order, appended to the journal
+ *    (memory first; file at sync time or when 1 MiB is pending).  The
+ *    RocksDB batch also stores the record's end position ("lsn") under the
+ *    meta key "J", in the same atomic batch.
+ *  - journal_sync() writes what is pending and fdatasyncs the journal:
+ *    every batch appended before it is then durable in the journal.
+ *  - After a crash RocksDB recovers some prefix of the batches (it reports
+ *    how far through "J"), and the journal holds a prefix too (up to its
+ *    first torn or stale record).  Both are prefixes of the same order, so
+ *    replaying the journal's records past "J" gives the longer prefix, which
+ *    includes every synced batch.
+ *  - A checkpoint (journal_checkpoint()) records that RocksDB's own WAL is
+ *    durable up to an lsn (the caller synced it first), so the ring space
+ *    before that lsn may be overwritten.
+ *
+ * File layout: two 512-byte header slots in the first 4 KiB (written in
+ * turn; the valid one with the higher checkpoint number wins), then the
+ * ring.  A record is a 40-byte header (magic, payload length, lsn, epoch,
+ * op count, CRC-32C, 12 bytes spare) and the serialised ops; it may wrap at
+ * the ring's end.  lsn is the record's logical byte offset: its position in
+ * the ring is lsn modulo the ring size, so a record left from an earlier lap
+ * has the wrong lsn.  The epoch is raised at every open; within a chain the
+ * epoch never falls, so a complete record left behind by an earlier run
+ * after a torn tail is never taken as a continuation.
+ *
+ * Thread safety: journal_append*() are called under the caller's ordering
+ * lock; journal_sync() and journal_checkpoint() may run concurrently with
+ * appends (an internal mutex protects the pending buffer).
+ */
+#ifndef BRANCHFS_JOURNAL_H
+#define BRANCHFS_JOURNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+struct journal;
+
+/* Open the journal file at path, creating it zero-filled with a ring of
+ * ring_bytes (rounded to 4 KiB) if it does not exist.  An existing file
+ * keeps its own size.  Errors: -ENOSPC (cannot create it), -EUCLEAN (no
+ * valid header), -EIO, -ENOMEM. */
+int journal_open(const char *path, uint64_t ring_bytes,
+		 const struct store_log *log, struct journal **out);
+
+/* Replay: call apply, in order, for every valid record after the last
+ * checkpoint whose end lsn is greater than applied_end (what the database
+ * already holds).  Sets *end to the end of the valid chain.  Errors: what
+ * apply returns, -EIO. */
+int journal_replay(struct journal *j, uint64_t applied_end,
+		   int (*apply)(void *ctx, const struct kv_batch *b,
+				uint64_t end),
+		   void *ctx, uint64_t *end);
+
+/* Start a new epoch at lsn (>= every lsn the database holds): the ring is
+ * empty from there.  The caller made everything before lsn durable in the
+ * database first.  Durable on return. */
+int journal_restart(struct journal *j, uint64_t lsn);
+
+/* The end lsn batch b would have if appended now, or 0 when b is larger
+ * than the ring can hold (the caller then writes it durably without the
+ * journal and calls journal_checkpoint(j, journal_lsn(j))). */
+uint64_t journal_next_end(struct journal *j, const struct kv_batch *b);
+
+/* Append b (whose end journal_next_end just gave).  -EAGAIN: the ring is
+ * full, the caller must make the database durable and checkpoint first;
+ * nothing was appended.  Other errors mean the journal is unusable
+ * (journal_broken() is then true). */
+int journal_append(struct journal *j, const struct kv_batch *b);
+
+/* End lsn of the last appended record. */
+uint64_t journal_lsn(struct journal *j);
+
+/* Make every appended record durable (group commit). */
+int journal_sync(struct journal *j);
+
+/* The database is durable up to lsn (<= journal_lsn): space before it may
+ * be reused.  Durable on return. */
+int journal_checkpoint(struct journal *j, uint64_t lsn);
+
+/* True when more than half the ring holds records not yet checkpointed. */
+bool journal_wants_checkpoint(struct journal *j);
+
+/* True after an I/O error: the caller stops using the journal. */
+bool journal_broken(struct journal *j);
+
+/* Close; pending records are dropped (call journal_sync first). */
+void journal_close(struct journal *j);
+
+#endif /* BRANCHFS_JOURNAL_H */
