@@ -62,8 +62,9 @@
  * namespace lock and then the stripes of every inode they change, so
  * writers to different files do not wait on each other.
  *
- * Not done here: space reclamation of shadowed versions and retention
- * (deleted branches' keys are dropped with DeleteRange at delete time).
+ * Garbage collection (retention window, shadowed versions, unlinked inodes)
+ * is the gc section near the end, with its own invariants GC-1 to GC-3;
+ * deleted branches' keys are dropped with DeleteRange at delete time.
  */
 #include <assert.h>
 #include <dirent.h>
