@@ -3,11 +3,14 @@
  * control.c - glue between the control socket and the filesystem, and the
  * background GC policy.
  *
- * The GC thread runs store_gc() every gc_interval_s seconds with a pause
- * between batches of keys, so that foreground I/O keeps the disk; an
- * unlinked inode counts as in use while a file handle on it is open (fs
- * counts open handles per node).
- * On-demand GC (branchctl gc) also compacts the whole store.
+ * The GC thread runs store_gc() every gc_interval_s seconds at idle CPU and
+ * I/O priority, with a pause after every 1024 keys it examines, so that
+ * foreground I/O keeps the disk.  Each run examines only what was written
+ * since the previous one (store.c, GC-1); only the first run after start
+ * scans the whole store.  An unlinked inode counts as in use while a file
+ * handle on it is open (fs counts open handles per node).
+ * On-demand GC (branchctl gc) also compacts the store when enough was
+ * deleted to be worth it (store_gc_opts.full_compaction).
  */
 #include <errno.h>
 #include <pthread.h>

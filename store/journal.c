@@ -302,6 +302,10 @@ static bool journal_rec_decode(const unsigned char *p, size_t len,
 		case KV_OP_DELETE:
 			kv_batch_delete(b, p[1], p + JOURNAL_OP_HDR, klen);
 			break;
+		case KV_OP_SINGLE_DELETE:
+			kv_batch_single_delete(b, p[1], p + JOURNAL_OP_HDR,
+					       klen);
+			break;
 		case KV_OP_DELETE_RANGE:
 			kv_batch_delete_range(b, p[1], p + JOURNAL_OP_HDR, klen,
 					      p + JOURNAL_OP_HDR + klen, vlen);

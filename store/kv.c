@@ -112,6 +112,12 @@ void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
 	kv_batch_append(b, KV_OP_DELETE, cf, key, klen, NULL, 0);
 }
 
+void kv_batch_single_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
+			    size_t klen)
+{
+	kv_batch_append(b, KV_OP_SINGLE_DELETE, cf, key, klen, NULL, 0);
+}
+
 void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf, const void *begin,
 			   size_t blen, const void *end, size_t elen)
 {
@@ -398,6 +404,10 @@ kv_rocks_batch(struct kv_rocks *r, const struct kv_batch *b, uint64_t end)
 		case KV_OP_DELETE:
 			rocksdb_writebatch_delete_cf(wb, r->cf[op->cf], k,
 						     op->klen);
+			break;
+		case KV_OP_SINGLE_DELETE:
+			rocksdb_writebatch_singledelete_cf(wb, r->cf[op->cf], k,
+							   op->klen);
 			break;
 		case KV_OP_DELETE_RANGE:
 			rocksdb_writebatch_delete_range_cf(

@@ -42,6 +42,10 @@ enum kv_op_type {
 	KV_OP_PUT = 1,
 	KV_OP_DELETE = 2,
 	KV_OP_DELETE_RANGE = 3,
+	/* Delete a key that was Put exactly once and never overwritten
+	 * (RocksDB SingleDelete): the tombstone and the value vanish together
+	 * as soon as a compaction meets both, at any level. */
+	KV_OP_SINGLE_DELETE = 4,
 };
 
 struct kv_op {
@@ -162,6 +166,9 @@ void kv_batch_put(struct kv_batch *b, enum kv_cf cf, const void *key,
 		  size_t klen, const void *val, size_t vlen);
 void kv_batch_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
 		     size_t klen);
+/* Only for keys written once (see KV_OP_SINGLE_DELETE). */
+void kv_batch_single_delete(struct kv_batch *b, enum kv_cf cf, const void *key,
+			    size_t klen);
 void kv_batch_delete_range(struct kv_batch *b, enum kv_cf cf, const void *begin,
 			   size_t blen, const void *end, size_t elen);
 /* Accessors for backends. */

@@ -53,17 +53,20 @@
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
- *   branches_lock > ino.mu > seq_mu > acache_mu (a leaf: nothing is
- *   taken or called while it is held).  sync_mu guards no data and is taken
- *   with none of the others held.  branches_lock is read-locked only
+ *   branches_lock > ino.mu > seq_mu > gc_dirty[i].mu (a leaf: GC's set of
+ *   written objects, see the gc section); acache_mu is a leaf too (the
+ *   attribute cache: nothing is taken or called while it is held).
+ *   sync_mu guards no data and is
+ *   taken with none of the others held.  branches_lock is read-locked only
  *   briefly (to resolve a view) and its write holders take no ns or stripe
  *   lock, so resolving a view while holding stripes cannot deadlock.
  * Data writes take one ino stripe; namespace changes take their branch's
  * namespace lock and then the stripes of every inode they change, so
  * writers to different files do not wait on each other.
  *
- * Not done here: space reclamation of shadowed versions and retention
- * (deleted branches' keys are dropped with DeleteRange at delete time).
+ * Garbage collection (retention window, shadowed versions, unlinked inodes)
+ * is the gc section near the end, with its own invariants GC-1 to GC-3;
+ * deleted branches' keys are dropped with DeleteRange at delete time.
  */
 #include <assert.h>
 #include <dirent.h>
@@ -100,6 +103,20 @@
 /* At most one time-index entry per this many ms: the resolution of
  * wall-clock time travel. */
 #define STORE_TIME_INDEX_MS 10
+/* Incremental GC's set: stripes, and the most objects it remembers
+ * (about 40 bytes each); past that, GC falls back to whole scans. */
+#define STORE_GC_STRIPES 64u
+#define STORE_GC_MAX_OBJS (UINT64_C(1) << 20)
+#define STORE_GC_TAKEN UINT64_MAX
+/* branchctl gc compacts when the bytes deleted since the last compaction
+ * reach 1/STORE_GC_COMPACT_DIV of the store (or a branch was deleted). */
+#define STORE_GC_COMPACT_DIV 8u
+/* GC writes its deletions in batches of this many keys (small: a batch
+ * from GC's low-priority thread holds up the foreground's writes queued
+ * behind it), and waits this long for a foreground sync (see
+ * store_gc_horizon_durable). */
+#define STORE_GC_BATCH 512u
+#define STORE_GC_SYNC_WAIT_MS 50
 #define STORE_TOUCH_BITS (1u << 19)
 #define STORE_TOUCH_WORDS (STORE_TOUCH_BITS / 64u)
 /* Attribute cache: direct-mapped slots (a power of two) and their locks. */
@@ -161,6 +178,23 @@ struct store_acache_slot {
 	struct store_attr a;
 };
 
+/* One object of the incremental GC's set: an inode's attributes (blk 0),
+ * a directory's entries (cf DIRENT, ino = the directory, blk 0) or one
+ * block, in one branch.  pending: the oldest seq written to it that GC
+ * has not examined; STORE_GC_TAKEN while a GC examines it. */
+struct store_gc_obj {
+	uint64_t branch, ino, blk;
+	uint64_t pending;
+	uint8_t cf;
+	bool used;
+};
+
+struct store_gc_stripe {
+	pthread_mutex_t mu;
+	struct store_gc_obj *tab; /* guarded by mu; open addressing */
+	size_t cap, n;		  /* guarded by mu; cap a power of 2 */
+};
+
 struct store_counter {
 	pthread_mutex_t mu;
 	uint64_t next; /* guarded by mu */
@@ -207,11 +241,18 @@ struct store {
 	_Atomic bool gc_running;
 	uint64_t *dead_ids;	/* guarded by branches_lock */
 	size_t ndead, cap_dead; /* guarded by branches_lock */
-	/* Incremental GC: blocks are scanned only for inodes with versions
-	 * newer than the previous GC's window start, except in branches
-	 * whose read points changed otherwise (a child deleted, a reset). */
-	uint64_t gc_prev_w;	       /* only touched by the one running GC */
-	uint64_t *gc_full_ids;	       /* guarded by branches_lock */
+	/* Incremental GC (see the gc section): the objects with versions
+	 * GC has not examined yet, filled on the write path; every branch
+	 * is scanned whole only by the first GC after open, after the set
+	 * overflowed, or when its read points changed otherwise (a child
+	 * deleted, a reset). */
+	struct store_gc_stripe gc_dirty[STORE_GC_STRIPES];
+	atomic_size_t gc_dirty_n;  /* entries in all stripes */
+	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
+	bool gc_primed;		   /* only touched by the one running GC */
+	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
+	uint64_t gc_time_trimmed;  /* idem: time index trimmed below (ms) */
+	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
 	bool gc_force_full;	       /* guarded by branches_lock */
 
@@ -237,7 +278,7 @@ struct store {
 	/* Group commit. */
 	pthread_mutex_t sync_mu;
 	_Atomic uint64_t writes_done;
-	uint64_t writes_synced; /* guarded by sync_mu */
+	_Atomic uint64_t writes_synced; /* written under sync_mu */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -839,6 +880,168 @@ void store_acache_stats(struct store *s, uint64_t *hits, uint64_t *misses)
 	*misses = atomic_load(&s->acache_misses);
 }
 
+/* ------------------------------------------- incremental GC's object set */
+
+static uint64_t store_gc_hash(int cf, uint64_t br, uint64_t ino, uint64_t blk)
+{
+	return store_mix(store_mix(br * 0x9E3779B97F4A7C15ull ^ ino) ^
+			 (blk * 0xC2B2AE3D27D4EB4Full + (uint64_t)cf));
+}
+
+static struct store_gc_stripe *store_gc_stripe_of(struct store *s, uint64_t h)
+{
+	return &s->gc_dirty[h >> 58 & (STORE_GC_STRIPES - 1)];
+}
+
+/* The slot of the object, or of the empty slot where it would go.
+ * Called with st->mu held; st->cap > st->n. */
+static struct store_gc_obj *store_gc_slot(struct store_gc_stripe *st,
+					  uint64_t h, int cf, uint64_t br,
+					  uint64_t ino, uint64_t blk)
+{
+	size_t i = (size_t)h & (st->cap - 1);
+
+	for (;; i = (i + 1) & (st->cap - 1)) {
+		struct store_gc_obj *o = &st->tab[i];
+
+		if (!o->used || (o->branch == br && o->ino == ino &&
+				 o->blk == blk && o->cf == cf))
+			return o;
+	}
+}
+
+/* Double a stripe's table.  Called with st->mu held. */
+static int store_gc_grow(struct store_gc_stripe *st)
+{
+	size_t ncap = st->cap ? st->cap * 2 : 64, i;
+	struct store_gc_obj *old = st->tab, *nt;
+
+	nt = calloc(ncap, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	st->tab = nt;
+	st->cap = ncap;
+	for (i = 0; old && i < ncap / 2; i++) {
+		struct store_gc_obj *o = &old[i];
+
+		if (o->used)
+			*store_gc_slot(st,
+				       store_gc_hash(o->cf, o->branch, o->ino,
+						     o->blk),
+				       o->cf, o->branch, o->ino, o->blk) = *o;
+	}
+	free(old);
+	return 0;
+}
+
+/* Remember that GC must examine the object from seq on.  Never fails:
+ * without memory (or past STORE_GC_MAX_OBJS) the next GC scans
+ * everything instead. */
+static void store_gc_note(struct store *s, int cf, uint64_t br, uint64_t ino,
+			  uint64_t blk, uint64_t seq)
+{
+	uint64_t h = store_gc_hash(cf, br, ino, blk);
+	struct store_gc_stripe *st = store_gc_stripe_of(s, h);
+	struct store_gc_obj *o;
+
+	pthread_mutex_lock(&st->mu);
+	if ((st->n + 1) * 4 > st->cap * 3 && store_gc_grow(st)) {
+		atomic_store(&s->gc_dirty_lost, true);
+		goto out_unlock;
+	}
+	o = store_gc_slot(st, h, cf, br, ino, blk);
+	if (o->used) {
+		if (seq < o->pending || o->pending == STORE_GC_TAKEN)
+			o->pending = seq;
+		goto out_unlock;
+	}
+	if (atomic_load(&s->gc_dirty_n) >= STORE_GC_MAX_OBJS) {
+		atomic_store(&s->gc_dirty_lost, true);
+		goto out_unlock;
+	}
+	*o = (struct store_gc_obj){ .branch = br,
+				    .ino = ino,
+				    .blk = blk,
+				    .pending = seq,
+				    .cf = (uint8_t)cf,
+				    .used = true };
+	st->n++;
+	atomic_fetch_add(&s->gc_dirty_n, 1);
+out_unlock:
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* Note every object a batch writes a version of, at the batch's seq
+ * (before it commits: a failed batch leaves only a harmless note). */
+static void store_gc_note_batch(struct store *s, const struct kv_batch *b,
+				uint64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < b->nops; i++) {
+		const struct kv_op *op = &b->ops[i];
+		const unsigned char *k = kv_batch_key(b, op);
+
+		if (op->cf == KV_CF_META || op->type != KV_OP_PUT ||
+		    op->klen < 24)
+			continue;
+		store_gc_note(s, op->cf, store_get64(k), store_get64(k + 8),
+			      op->cf == KV_CF_BLOCK ? store_get64(k + 16) : 0,
+			      seq);
+	}
+}
+
+/* GC is done with a taken object: from now on it must be examined again
+ * from seq next (0: no version above the window is left).  A note that
+ * came in meanwhile wins; an object with nothing pending is forgotten. */
+static void store_gc_settle(struct store *s, int cf, uint64_t br, uint64_t ino,
+			    uint64_t blk, uint64_t next)
+{
+	uint64_t h = store_gc_hash(cf, br, ino, blk);
+	struct store_gc_stripe *st = store_gc_stripe_of(s, h);
+	struct store_gc_obj *o;
+	size_t i, j;
+
+	pthread_mutex_lock(&st->mu);
+	if (!st->cap)
+		goto out_unlock;
+	o = store_gc_slot(st, h, cf, br, ino, blk);
+	if (!o->used)
+		goto out_unlock;
+	if (o->pending != STORE_GC_TAKEN) {
+		if (next && next < o->pending)
+			o->pending = next;
+		goto out_unlock;
+	}
+	if (next) {
+		o->pending = next;
+		goto out_unlock;
+	}
+	/* Remove with backward shift (linear probing keeps no tombstones). */
+	i = (size_t)(o - st->tab);
+	j = i;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & (st->cap - 1);
+		if (!st->tab[j].used)
+			break;
+		home = (size_t)store_gc_hash(st->tab[j].cf, st->tab[j].branch,
+					     st->tab[j].ino, st->tab[j].blk) &
+		       (st->cap - 1);
+		/* Move j into the hole at i unless its home lies in (i, j]. */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		st->tab[i] = st->tab[j];
+		i = j;
+	}
+	st->tab[i].used = false;
+	st->n--;
+	atomic_fetch_sub(&s->gc_dirty_n, 1);
+out_unlock:
+	pthread_mutex_unlock(&st->mu);
+}
+
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
 static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
@@ -855,6 +1058,7 @@ static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
 	if (rc)
 		return rc;
 	store_batch_stamp(b, seq);
+	store_gc_note_batch(s, b, seq);
 	if (ms >= 0) {
 		tkey[0] = 'T';
 		store_put64(tkey + 1, (uint64_t)ms);
@@ -944,7 +1148,7 @@ static void store_view_release(struct store_view *v)
 	}
 }
 
-/* The next GC scans every block of branch id (its read points changed).
+/* The next GC scans branch id whole (its read points changed: GC-2).
  * Called with branches_lock held for writing.  Without memory, the next GC
  * scans everything. */
 static void store_gc_mark_full(struct store *s, uint64_t id)
@@ -1731,6 +1935,10 @@ static void store_free(struct store *s)
 	free(s->inflight);
 	free(s->dead_ids);
 	free(s->gc_full_ids);
+	for (i = 0; i < STORE_GC_STRIPES; i++) {
+		free(s->gc_dirty[i].tab);
+		pthread_mutex_destroy(&s->gc_dirty[i].mu);
+	}
 	free(s->grave);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -1781,6 +1989,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 	pthread_mutex_init(&s->sync_mu, NULL);
 	for (i = 0; i < STORE_ACACHE_LOCKS; i++)
 		pthread_mutex_init(&s->acache_mu[i], NULL);
+	for (i = 0; i < STORE_GC_STRIPES; i++)
+		pthread_mutex_init(&s->gc_dirty[i].mu, NULL);
 	s->ino.key = 'N';
 	s->dir = strdup(dir);
 	s->acache = calloc(STORE_ACACHE_SLOTS, sizeof(*s->acache));
@@ -3755,9 +3965,6 @@ struct store_gc_branch {
 	size_t ncaps, capcap;
 	uint64_t *dead; /* unlinked, unopened inodes: blocks reclaimable */
 	size_t ndead, capdead;
-	bool full;	   /* scan every block, not only changed inodes */
-	uint64_t *changed; /* inodes with versions newer than gc_prev_w */
-	size_t nchanged, capchanged;
 };
 
 static int store_u64_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
@@ -3874,31 +4081,106 @@ out_unlock:
 	return 0;
 }
 
+/*
+ * Incremental GC.  A version becomes reclaimable when the version that
+ * shadows it (the next newer one of the same object) falls out of the
+ * window; so a GC with window start w need examine only the objects
+ * written at a seq in (the previous GC's w, w], and in each only the
+ * versions around those writes.  The write path notes every object it
+ * writes, with the seq, in s->gc_dirty (object -> "pending": the oldest
+ * seq not yet examined).  A GC takes the objects with pending <= w,
+ * examines them (an inode or a block: one seek to the newest version <= w,
+ * then older ones while they were shadowed at or after pending; a
+ * directory: all of its entries' versions), and sets pending to the
+ * object's oldest version above w, or forgets the object if it has none.
+ *
+ * GC-1 After a GC with window start w, every version of a live branch
+ *      whose next newer version is at or below w has been decided
+ *      (deleted, or kept for a read point), and every object with a
+ *      version above w is in the set with pending at or below its oldest
+ *      such version.
+ * GC-2 Whole scans of a branch restore GC-1 where the set cannot: the
+ *      first GC after open (the set lives in memory only), after a note
+ *      was lost (no memory, or more than STORE_GC_MAX_OBJS objects), after
+ *      a GC failed half-way, and for branches whose read points changed
+ *      (a child deleted, a reset).  They note every object with versions
+ *      above w.
+ * GC-3 Deciding is monotone (a kept version stays kept when versions
+ *      between it and its newer neighbour go), so examining an object
+ *      twice is harmless, but each key is deleted at most once (versions
+ *      are written once, and deleted with SingleDelete, which requires
+ *      it): the whole scans' deletions are written before the object pass
+ *      opens its iterators, and within a pass each key is visited once.
+ * The set decides only what is examined, never what is kept: a lost or
+ * stale note can only delay reclamation.
+ */
 struct store_gc_run {
 	struct store *s;
-	uint64_t prev_w; /* previous GC's window start (0: none) */
 	const struct store_gc_opts *opts;
 	struct store_gc_stats *st;
 	struct kv_batch b;
 	uint64_t w;	    /* window start seq */
 	uint64_t last_dead; /* last inode counted in inodes_reclaimed */
+	uint64_t paced;	    /* keys_scanned at the last pause */
+	uint64_t h_ticket;  /* writes_done after the horizon's write; 0:
+			     * known durable */
 };
+
+/* The horizon must be durable before GC deletes anything below it, or a
+ * crash could bring back moments whose versions are gone.  GC does not
+ * sync itself when it can help it: a sync issued from its low-priority
+ * thread would hold up the foreground's writes behind it.  It waits (up
+ * to STORE_GC_SYNC_WAIT_MS) for a foreground group commit to cover its
+ * write of the horizon, and syncs only if none comes (an idle store). */
+static int store_gc_horizon_durable(struct store_gc_run *r)
+{
+	int i;
+
+	if (!r->h_ticket)
+		return 0;
+	for (i = 0; i < STORE_GC_SYNC_WAIT_MS &&
+		    atomic_load(&r->s->writes_synced) < r->h_ticket;
+	     i++)
+		usleep(1000);
+	if (atomic_load(&r->s->writes_synced) < r->h_ticket) {
+		int rc = store_sync(r->s);
+
+		if (rc)
+			return rc;
+	}
+	r->h_ticket = 0;
+	return 0;
+}
+
+static void store_gc_pace(struct store_gc_run *r)
+{
+	if (r->opts->pause_us && r->st->keys_scanned - r->paced >= 1024) {
+		r->paced = r->st->keys_scanned;
+		usleep(r->opts->pause_us);
+	}
+}
 
 static int store_gc_flush(struct store_gc_run *r, bool force)
 {
 	int rc;
 
-	if (r->b.nops == 0 || (!force && r->b.nops < 4096))
+	if (r->b.nops == 0 || (!force && r->b.nops < STORE_GC_BATCH))
 		return 0;
+	rc = store_gc_horizon_durable(r);
+	if (rc)
+		return rc;
 	rc = kv_write(r->s->kv, &r->b, false);
 	kv_batch_clear(&r->b);
 	return rc;
 }
 
+/* Versions are written once (their seq is in the key), so SingleDelete
+ * applies: compactions drop it and the value together at any level,
+ * where a Delete tombstone would sink to the bottom level first. */
 static int store_gc_delete(struct store_gc_run *r, enum kv_cf cf,
 			   const unsigned char *k, size_t klen, size_t vlen)
 {
-	kv_batch_delete(&r->b, cf, k, klen);
+	kv_batch_single_delete(&r->b, cf, k, klen);
 	r->st->keys_deleted++;
 	r->st->bytes_deleted += klen + vlen;
 	return store_gc_flush(r, false);
@@ -3906,10 +4188,10 @@ static int store_gc_delete(struct store_gc_run *r, enum kv_cf cf,
 
 /*
  * Versions of one object in one branch, newest first: seqs[0..n).  Mark
- * keep[i].  The newest visible version is the head; an older one is kept
- * if a read point falls in [its seq, the next newer seq): a moment inside
- * the window (>= w) or a descendant's cap.  Versions below the floor are
- * never visible again.
+ * keep[i].  seqs[0] is the head or the newest version at or below w, and
+ * is kept; an older one is kept if a read point falls in [its seq, the
+ * next newer seq): a moment inside the window (>= w) or a descendant's
+ * cap.  Versions below the floor are never visible again.
  */
 static void store_gc_decide(const struct store_gc_branch *g, uint64_t w,
 			    const uint64_t *seqs, size_t n, bool *keep)
@@ -3984,27 +4266,48 @@ static void store_gc_group_free(struct store_gc_group *g)
 	free(g->linked);
 }
 
-/* Decide and delete one group's versions. */
+/* Delete the versions of g not marked keep (all of them if all). */
+static int store_gc_group_drop(struct store_gc_run *r, enum kv_cf cf,
+			       const struct store_gc_group *g, bool all)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < g->n; i++) {
+		if (g->keep[i] && !all)
+			continue;
+		rc = store_gc_delete(r, cf, g->keys[i], g->plen + 8,
+				     g->vlens[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Decide and delete one whole group's versions (every version of one
+ * object), find unlinked inodes, and note the object if it has versions
+ * above the window (GC-2). */
 static int store_gc_group_done(struct store_gc_run *r,
 			       struct store_gc_branch *gb, enum kv_cf cf,
 			       struct store_gc_group *g)
 {
-	size_t i, klen = g->plen + 8;
+	uint64_t ino = store_get64(g->prefix + 8);
 	bool dead_ino = false;
+	size_t i;
 	int rc;
 
 	if (g->n == 0)
 		return 0;
-	if (cf == KV_CF_BLOCK &&
-	    store_u64_find(gb->dead, gb->ndead, store_get64(g->prefix + 8)))
+	if (cf == KV_CF_BLOCK && store_u64_find(gb->dead, gb->ndead, ino))
 		dead_ino = true;
 	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
-	if (cf == KV_CF_INODE && !gb->full && g->seqs[0] > r->prev_w) {
-		rc = store_u64_push(&gb->changed, &gb->nchanged,
-				    &gb->capchanged,
-				    store_get64(g->prefix + 8));
-		if (rc)
-			return rc;
+	if (g->seqs[0] > r->w) {
+		for (i = 0; i + 1 < g->n && g->seqs[i + 1] > r->w; i++)
+			;
+		store_gc_note(r->s, cf, gb->id, ino,
+			      cf == KV_CF_BLOCK ? store_get64(g->prefix + 16) :
+						  0,
+			      g->seqs[i]);
 	}
 	if (cf == KV_CF_INODE && g->seqs[0] >= gb->floor && !g->linked[0] &&
 	    g->seqs[0] <= r->w) {
@@ -4013,27 +4316,24 @@ static int store_gc_group_done(struct store_gc_run *r,
 		for (i = 0; i < g->n; i++)
 			any_linked |= g->keep[i] && g->linked[i];
 		if (!any_linked) {
-			uint64_t ino = store_get64(g->prefix + 8);
-
 			if (!r->opts->in_use ||
 			    !r->opts->in_use(r->opts->ctx, gb->id, ino)) {
 				rc = store_u64_push(&gb->dead, &gb->ndead,
 						    &gb->capdead, ino);
 				if (rc)
 					return rc;
+			} else {
+				/* Still open: look again next time. */
+				store_gc_note(r->s, cf, gb->id, ino, 0, r->w);
 			}
 		}
 	}
-	for (i = 0; i < g->n; i++) {
-		if (g->keep[i] && !dead_ino)
-			continue;
-		rc = store_gc_delete(r, cf, g->keys[i], klen, g->vlens[i]);
-		if (rc)
-			return rc;
-	}
+	rc = store_gc_group_drop(r, cf, g, dead_ino);
+	if (rc)
+		return rc;
 	/* Count an unlinked inode once, when its blocks actually go. */
-	if (dead_ino && r->last_dead != store_get64(g->prefix + 8)) {
-		r->last_dead = store_get64(g->prefix + 8);
+	if (dead_ino && r->last_dead != ino) {
+		r->last_dead = ino;
 		r->st->inodes_reclaimed++;
 	}
 	g->n = 0;
@@ -4041,14 +4341,14 @@ static int store_gc_group_done(struct store_gc_run *r,
 }
 
 /* Scan the keys of cf that start with start[0..slen): the whole branch
- * (8 bytes) or one inode of it (16 bytes). */
+ * (8 bytes) or one inode or directory of it (16 bytes).  it must be a
+ * total-order iterator. */
 static int store_gc_scan_from(struct store_gc_run *r,
 			      struct store_gc_branch *gb, enum kv_cf cf,
 			      struct kv_iter *it, const unsigned char *start,
 			      size_t slen)
 {
 	struct store_gc_group g = { .n = 0 };
-	uint64_t seen = 0;
 	int rc;
 
 	for (kv_iter_seek(it, start, slen); kv_iter_valid(it);
@@ -4078,8 +4378,7 @@ static int store_gc_scan_from(struct store_gc_run *r,
 		rc = store_gc_group_add(&g, k, klen, v, vlen);
 		if (rc)
 			goto out;
-		if (r->opts->pause_us && ++seen % 1024 == 0)
-			usleep(r->opts->pause_us);
+		store_gc_pace(r);
 	}
 	rc = kv_iter_status(it);
 	if (rc == 0)
@@ -4089,40 +4388,292 @@ out:
 	return rc;
 }
 
+/* Whole scan of one branch's keys in cf (GC-2). */
 static int store_gc_scan(struct store_gc_run *r, struct store_gc_branch *gb,
 			 enum kv_cf cf)
 {
-	unsigned char start[16];
+	unsigned char start[8];
 	struct kv_iter *it;
-	size_t i, j;
 	int rc;
 
 	rc = kv_iter_new(r->s->kv, cf, KV_ITER_SCAN, &it);
 	if (rc)
 		return rc;
 	store_put64(start, gb->id);
-	if (cf != KV_CF_BLOCK || gb->full) {
-		rc = store_gc_scan_from(r, gb, cf, it, start, 8);
-		goto out;
-	}
-	/* Only the blocks of changed and of dead inodes (both sorted). */
-	i = j = 0;
-	while (rc == 0 && (i < gb->nchanged || j < gb->ndead)) {
-		uint64_t ino;
-
-		if (j >= gb->ndead ||
-		    (i < gb->nchanged && gb->changed[i] <= gb->dead[j])) {
-			ino = gb->changed[i++];
-			if (j < gb->ndead && gb->dead[j] == ino)
-				j++;
-		} else {
-			ino = gb->dead[j++];
-		}
-		store_put64(start + 8, ino);
-		rc = store_gc_scan_from(r, gb, cf, it, start, 16);
-	}
-out:
+	rc = store_gc_scan_from(r, gb, cf, it, start, 8);
 	kv_iter_free(it);
+	return rc;
+}
+
+/* ---- the object pass ---- */
+
+struct store_gc_todo {
+	uint64_t branch, ino, blk, pending;
+	int cf;
+};
+
+static int store_gc_todo_cmp(const void *a, const void *b)
+{
+	const struct store_gc_todo *x = a, *y = b;
+
+	if (x->branch != y->branch)
+		return x->branch < y->branch ? -1 : 1;
+	if (x->cf != y->cf)
+		return x->cf < y->cf ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	if (x->blk != y->blk)
+		return x->blk < y->blk ? -1 : 1;
+	return 0;
+}
+
+/* Take every object with pending <= w out of the set (marked taken),
+ * sorted in key order.  *out is freed by the caller. */
+static int store_gc_take(struct store *s, uint64_t w,
+			 struct store_gc_todo **out, size_t *nout)
+{
+	struct store_gc_todo *td = NULL;
+	size_t n = 0, cap = 0, i, j;
+	int rc = 0;
+
+	for (i = 0; i < STORE_GC_STRIPES && rc == 0; i++) {
+		struct store_gc_stripe *st = &s->gc_dirty[i];
+
+		pthread_mutex_lock(&st->mu);
+		for (j = 0; j < st->cap; j++) {
+			struct store_gc_obj *o = &st->tab[j];
+
+			if (!o->used || o->pending > w)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 256;
+				struct store_gc_todo *nt =
+					realloc(td, ncap * sizeof(*nt));
+
+				if (!nt) {
+					rc = -ENOMEM;
+					break;
+				}
+				td = nt;
+				cap = ncap;
+			}
+			td[n++] = (struct store_gc_todo){ .branch = o->branch,
+							  .ino = o->ino,
+							  .blk = o->blk,
+							  .pending = o->pending,
+							  .cf = o->cf };
+			o->pending = STORE_GC_TAKEN;
+		}
+		pthread_mutex_unlock(&st->mu);
+	}
+	if (n > 1)
+		qsort(td, n, sizeof(*td), store_gc_todo_cmp);
+	*out = td;
+	*nout = n;
+	return rc;
+}
+
+/* Examine one inode or block object (key prefix pfx, plen bytes) whose
+ * versions were examined up to, not including, the one that shadows at
+ * seq pending: decide the newest version at or below w and the older ones
+ * shadowed at or after pending.  *next gets the object's oldest version
+ * above w (0: none).  *whole is set instead for an inode whose head is
+ * unlinked and out of the window: the caller examines all its versions. */
+static int store_gc_obj(struct store_gc_run *r, struct store_gc_branch *gb,
+			enum kv_cf cf, struct kv_iter *it,
+			struct store_gc_group *g, uint64_t pending,
+			uint64_t *next, bool *whole)
+{
+	unsigned char key[STORE_BLOCK_KLEN];
+	const unsigned char *k, *v;
+	size_t plen = g->plen, klen, vlen;
+	int rc;
+
+	*next = 0;
+	*whole = false;
+	g->n = 0;
+	memcpy(key, g->prefix, plen);
+	store_put64(key + plen, ~(r->w + 1));
+	kv_iter_seek_for_prev(it, key, plen + 8);
+	r->st->keys_scanned++;
+	if (kv_iter_valid(it)) {
+		k = kv_iter_key(it, &klen);
+		if (klen == plen + 8 && memcmp(k, g->prefix, plen) == 0)
+			*next = ~store_get64(k + plen);
+	}
+	store_put64(key + plen, ~r->w);
+	for (kv_iter_seek(it, key, plen + 8); kv_iter_valid(it);
+	     kv_iter_next(it)) {
+		k = kv_iter_key(it, &klen);
+		if (klen != plen + 8 || memcmp(k, g->prefix, plen) != 0)
+			break;
+		/* Older versions were decided by an earlier GC (GC-1). */
+		if (g->n && g->seqs[g->n - 1] < pending)
+			break;
+		v = kv_iter_value(it, &vlen);
+		r->st->keys_scanned++;
+		rc = store_gc_group_add(g, k, klen, v, vlen);
+		if (rc)
+			return rc;
+	}
+	rc = kv_iter_status(it);
+	if (rc || g->n == 0)
+		return rc;
+	if (cf == KV_CF_INODE && *next == 0 && !g->linked[0] &&
+	    g->seqs[0] >= gb->floor) {
+		*whole = true;
+		return 0;
+	}
+	store_gc_decide(gb, r->w, g->seqs, g->n, g->keep);
+	return store_gc_group_drop(r, cf, g, false);
+}
+
+static struct store_gc_branch *store_gc_branch_of(struct store_gc_branch *gb,
+						  size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (gb[mid].id == id)
+			return &gb[mid];
+		if (gb[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+struct store_gc_iters {
+	struct kv_iter *obj[KV_CF_COUNT]; /* prefix seeks (INODE, BLOCK) */
+	struct kv_iter *all[KV_CF_COUNT]; /* total order */
+};
+
+static int store_gc_iter(struct store_gc_run *r, struct kv_iter **slot,
+			 enum kv_cf cf, unsigned flags)
+{
+	if (*slot)
+		return 0;
+	return kv_iter_new(r->s->kv, cf, flags, slot);
+}
+
+/* The blocks of the unlinked inodes found in gb (all of their versions). */
+static int store_gc_dead_blocks(struct store_gc_run *r,
+				struct store_gc_branch *gb,
+				struct store_gc_iters *its)
+{
+	unsigned char start[16];
+	size_t i;
+	int rc;
+
+	if (gb->ndead == 0)
+		return 0;
+	qsort(gb->dead, gb->ndead, sizeof(uint64_t), store_u64_cmp);
+	rc = store_gc_iter(r, &its->all[KV_CF_BLOCK], KV_CF_BLOCK,
+			   KV_ITER_SCAN);
+	for (i = 0; rc == 0 && i < gb->ndead; i++) {
+		store_put64(start, gb->id);
+		store_put64(start + 8, gb->dead[i]);
+		rc = store_gc_scan_from(r, gb, KV_CF_BLOCK,
+					its->all[KV_CF_BLOCK], start, 16);
+	}
+	return rc;
+}
+
+/* Examine the objects of td[0..n), all of branch gb (NULL: deleted), in
+ * key order: inodes first (they find the unlinked ones), then
+ * directories, the unlinked inodes' blocks, and the other blocks. */
+static int store_gc_objects(struct store_gc_run *r, struct store_gc_branch *gb,
+			    const struct store_gc_todo *td, size_t n,
+			    struct store_gc_iters *its)
+{
+	struct store_gc_group g = { .n = 0 };
+	bool dead_done = false;
+	size_t i;
+	int rc = 0;
+
+	if (gb)
+		gb->ndead = 0;
+	for (i = 0; i < n && rc == 0; i++) {
+		const struct store_gc_todo *t = &td[i];
+		unsigned char start[16];
+		uint64_t next = 0;
+		bool whole = false;
+
+		if (!gb)
+			goto settle;
+		if (t->cf == KV_CF_BLOCK && !dead_done) {
+			rc = store_gc_dead_blocks(r, gb, its);
+			dead_done = true;
+			if (rc)
+				break;
+		}
+		store_put64(start, gb->id);
+		store_put64(start + 8, t->ino);
+		if (t->cf == KV_CF_DIRENT) {
+			rc = store_gc_iter(r, &its->all[t->cf], t->cf, 0);
+			if (rc == 0)
+				rc = store_gc_scan_from(r, gb, t->cf,
+							its->all[t->cf], start,
+							16);
+			goto settle;
+		}
+		if (t->cf == KV_CF_BLOCK &&
+		    store_u64_find(gb->dead, gb->ndead, t->ino))
+			goto settle;
+		rc = store_gc_iter(r, &its->obj[t->cf], t->cf, KV_ITER_PREFIX);
+		if (rc)
+			break;
+		memcpy(g.prefix, start, 16);
+		store_put64(g.prefix + 16, t->blk);
+		g.plen = t->cf == KV_CF_BLOCK ? 24 : 16;
+		rc = store_gc_obj(r, gb, t->cf, its->obj[t->cf], &g, t->pending,
+				  &next, &whole);
+		if (rc == 0 && whole) {
+			rc = store_gc_iter(r, &its->all[t->cf], t->cf, 0);
+			if (rc == 0)
+				rc = store_gc_scan_from(r, gb, t->cf,
+							its->all[t->cf], start,
+							16);
+		}
+	settle:
+		if (rc == 0)
+			store_gc_settle(r->s, t->cf, t->branch, t->ino, t->blk,
+					next);
+		store_gc_pace(r);
+	}
+	if (rc == 0 && gb && !dead_done)
+		rc = store_gc_dead_blocks(r, gb, its);
+	store_gc_group_free(&g);
+	return rc;
+}
+
+/* The object pass over every object taken from the set (GC-1). */
+static int store_gc_incremental(struct store_gc_run *r,
+				struct store_gc_branch *gb, size_t ngb)
+{
+	struct store_gc_iters its = { { NULL } };
+	struct store_gc_todo *td = NULL;
+	size_t ntd = 0, a, b;
+	int rc, cf;
+
+	rc = store_gc_take(r->s, r->w, &td, &ntd);
+	for (a = 0; rc == 0 && a < ntd; a = b) {
+		for (b = a + 1; b < ntd && td[b].branch == td[a].branch; b++)
+			;
+		rc = store_gc_objects(r,
+				      store_gc_branch_of(gb, ngb, td[a].branch),
+				      td + a, b - a, &its);
+	}
+	for (cf = 0; cf < KV_CF_COUNT; cf++) {
+		if (its.obj[cf])
+			kv_iter_free(its.obj[cf]);
+		if (its.all[cf])
+			kv_iter_free(its.all[cf]);
+	}
+	free(td);
 	return rc;
 }
 
@@ -4154,16 +4705,43 @@ static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
 	return rc;
 }
 
-/* Drop time-index entries before the horizon: no lookup needs them. */
+/* Drop time-index entries before the horizon: no lookup needs them.  Point
+ * deletes from where the previous GC stopped, not a DeleteRange: every
+ * iterator on the META family would rebuild the fragment list of all the
+ * range tombstones in its memtable, and GC may run many times a second. */
 static int store_gc_time_index(struct store_gc_run *r, int64_t horizon_ns)
 {
-	unsigned char lo[9], hi[9];
+	uint64_t hi = (uint64_t)(horizon_ns / 1000000);
+	unsigned char key[9];
+	struct kv_iter *it;
+	int rc;
 
-	lo[0] = hi[0] = 'T';
-	store_put64(lo + 1, 0);
-	store_put64(hi + 1, (uint64_t)(horizon_ns / 1000000));
-	kv_batch_delete_range(&r->b, KV_CF_META, lo, 9, hi, 9);
-	return store_gc_flush(r, true);
+	rc = kv_iter_new(r->s->kv, KV_CF_META, 0, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	store_put64(key + 1, r->s->gc_time_trimmed);
+	for (kv_iter_seek(it, key, sizeof(key)); kv_iter_valid(it);
+	     kv_iter_next(it)) {
+		const unsigned char *k;
+		size_t klen;
+
+		k = kv_iter_key(it, &klen);
+		if (klen != 9 || k[0] != 'T' || store_get64(k + 1) >= hi)
+			break;
+		kv_batch_delete(&r->b, KV_CF_META, k, klen);
+		rc = store_gc_flush(r, false);
+		if (rc)
+			goto out;
+	}
+	rc = kv_iter_status(it);
+	if (rc == 0)
+		rc = store_gc_flush(r, true);
+	if (rc == 0)
+		r->s->gc_time_trimmed = hi;
+out:
+	kv_iter_free(it);
+	return rc;
 }
 
 int store_gc(struct store *s, const struct store_gc_opts *opts,
@@ -4174,7 +4752,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	struct store_gc_stats st = { 0 };
 	struct store_gc_run r = { .s = s };
 	uint64_t *dead = NULL, *full_ids = NULL, w;
-	bool force_full = false;
+	bool force_full = false, compact;
 	size_t ngb = 0, ndead = 0, nfull = 0, i;
 	int64_t now = store_now_ns(), hns;
 	unsigned char hv[16];
@@ -4204,9 +4782,10 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	pthread_rwlock_wrlock(&s->branches_lock);
 	store_grave_reap(s);
 	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
-	rc = kv_write(s->kv, &r.b, true);
+	rc = kv_write(s->kv, &r.b, false);
 	kv_batch_clear(&r.b);
 	if (rc == 0) {
+		r.h_ticket = atomic_fetch_add(&s->writes_done, 1) + 1;
 		atomic_store(&s->horizon_ns, hns);
 		atomic_store(&s->horizon_seq, w);
 	}
@@ -4224,42 +4803,59 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	if (rc)
 		goto out;
 	r.w = w;
-	r.prev_w = s->gc_prev_w;
 	st.horizon_ns = store_oldest_time(s);
+	/* GC-2: scan everything if the set may miss something. */
+	if (atomic_exchange(&s->gc_dirty_lost, false) || !s->gc_primed)
+		force_full = true;
+	/* Until this GC ends well, the next one must scan everything. */
+	s->gc_primed = false;
 
 	rc = store_gc_snapshot(s, &gb, &ngb);
 	if (rc)
 		goto out;
 	for (i = 0; i < ngb; i++) {
 		size_t k;
+		bool full = force_full;
 
-		gb[i].full = r.prev_w == 0 || force_full;
-		for (k = 0; k < nfull && !gb[i].full; k++)
-			gb[i].full = full_ids[k] == gb[i].id;
-	}
-	for (i = 0; i < ngb; i++) {
+		for (k = 0; k < nfull && !full; k++)
+			full = full_ids[k] == gb[i].id;
+		if (!full)
+			continue;
 		/* INODE first: it finds the dead inodes whose blocks go. */
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 			if (cf == KV_CF_BLOCK && gb[i].ndead)
 				qsort(gb[i].dead, gb[i].ndead, sizeof(uint64_t),
 				      store_u64_cmp);
-			if (cf == KV_CF_BLOCK && gb[i].nchanged)
-				qsort(gb[i].changed, gb[i].nchanged,
-				      sizeof(uint64_t), store_u64_cmp);
 			rc = store_gc_scan(&r, &gb[i], cf);
 			if (rc)
 				goto out;
 		}
 	}
+	/* GC-3: the whole scans' deletions land before the object pass. */
+	rc = store_gc_flush(&r, true);
+	if (rc)
+		goto out;
+	rc = store_gc_incremental(&r, gb, ngb);
+	if (rc)
+		goto out;
 	rc = store_gc_time_index(&r, hns);
 	if (rc)
 		goto out;
 	rc = store_gc_flush(&r, true);
 	if (rc)
 		goto out;
-	if (r.opts->full_compaction) {
+	/* Compaction returns the space of what was deleted; it rewrites
+	 * the store, so the on-demand GC does it only when that is worth
+	 * it: a deleted branch, or deletions since the last compaction of
+	 * at least 1/STORE_GC_COMPACT_DIV of the store. */
+	s->gc_uncompacted += st.bytes_deleted;
+	compact = r.opts->full_compaction &&
+		  (ndead ||
+		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
+	if (compact) {
 		for (cf = 0; cf < KV_CF_COUNT; cf++)
 			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
+		s->gc_uncompacted = 0;
 	} else {
 		for (i = 0; i < ndead; i++) {
 			unsigned char lo[8], hi[8];
@@ -4273,13 +4869,15 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
 		goto out;
-	s->gc_prev_w = w;
+	s->gc_primed = true;
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
-		 " -> %" PRIu64 " bytes",
+		 " -> %" PRIu64 " bytes%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-		 st.inodes_reclaimed, st.disk_before, st.disk_after);
+		 st.inodes_reclaimed, st.disk_before, st.disk_after,
+		 force_full ? " (whole scan)" : "",
+		 compact ? " (compacted)" : "");
 	if (out)
 		*out = st;
 out:
@@ -4287,7 +4885,6 @@ out:
 		for (i = 0; i < ngb; i++) {
 			free(gb[i].caps);
 			free(gb[i].dead);
-			free(gb[i].changed);
 		}
 		free(gb);
 	}

@@ -220,7 +220,9 @@ struct store_gc_opts {
 	bool (*in_use)(void *ctx, uint64_t branch, uint64_t ino);
 	void *ctx;
 	/* Compact the whole database at the end (returns space at once;
-	 * costs I/O).  Without it, only deleted branches' ranges are. */
+	 * costs I/O) if a branch was deleted or the bytes deleted since the
+	 * last compaction reach 1/8 of the store; otherwise, and without
+	 * it, only deleted branches' ranges are. */
 	bool full_compaction;
 	/* Sleep this many microseconds after every 1024 keys examined, to
 	 * leave I/O to the foreground.  0: no pause. */

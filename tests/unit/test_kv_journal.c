@@ -17,6 +17,8 @@
  *    further in the ring are not taken as a continuation (the epoch rule),
  *    even when they line up exactly with the new records;
  *  - a small ring wraps many times, with and without a crash;
+ *  - every kind of op (put, delete, single delete, delete range) is
+ *    replayed, in order;
  *  - a journal whose headers are both damaged is refused (-EUCLEAN).
  *
  * Children are re-executed from /proc/self/exe (RocksDB's threads make a
@@ -192,6 +194,44 @@ static int tj_child(const char *dir, uint64_t first, uint64_t n,
 		}
 	}
 	_exit(0); /* no kv_close: a crash */
+}
+
+/* Child of test_journal_every_op: puts 1..100, then in separate batches a
+ * Delete of 10, a SingleDelete of 20, a DeleteRange over [30, 40) and a
+ * put of 101; one kv_sync at the end; a crash. */
+static int tj_child_ops(const char *dir)
+{
+	unsigned char lo[16], hi[16];
+	struct kv_batch b;
+	struct kv *kv;
+	char p[4096];
+	int rc = 0;
+
+	if (tj_open(dir, &kv) != 0)
+		return 2;
+	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
+	tj_record_wal(dir, p);
+	for (uint64_t i = 1; i <= 100 && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	kv_batch_init(&b);
+	tj_key(lo, 10);
+	kv_batch_delete(&b, KV_CF_INODE, lo, sizeof(lo));
+	rc = rc ? rc : kv_write(kv, &b, false);
+	kv_batch_clear(&b);
+	tj_key(lo, 20);
+	kv_batch_single_delete(&b, KV_CF_INODE, lo, sizeof(lo));
+	rc = rc ? rc : kv_write(kv, &b, false);
+	kv_batch_clear(&b);
+	tj_key(lo, 30);
+	tj_key(hi, 40);
+	kv_batch_delete_range(&b, KV_CF_INODE, lo, sizeof(lo), hi, sizeof(hi));
+	rc = rc ? rc : kv_write(kv, &b, false);
+	kv_batch_release(&b);
+	rc = rc ? rc : tj_put(kv, 101, 0);
+	rc = rc ? rc : kv_sync(kv);
+	if (rc)
+		return 3;
+	_exit(0);
 }
 
 static void tj_run_child(const char *dir, uint64_t first, uint64_t n,
@@ -396,6 +436,38 @@ static void test_journal_wraps(void **state)
 	free(dir);
 }
 
+/* Every kind of op comes back from the journal, in order. */
+static void test_journal_every_op(void **state)
+{
+	char *dir = tj_tmpdir(), p[4200];
+	struct kv *kv;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "test_kv_journal", "--child-ops", dir,
+		      (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
+	assert_true(tj_cut_wal(dir, p) > 100 * VLEN);
+	assert_int_equal(tj_open(dir, &kv), 0);
+	for (uint64_t i = 1; i <= 101; i++) {
+		bool gone = i == 10 || i == 20 || (i >= 30 && i < 40);
+
+		assert_int_equal(tj_has(kv, i, 0), gone ? 0 : 1);
+	}
+	kv_close(kv);
+	tj_rmrf(dir);
+	free(dir);
+}
+
 /* Both header slots damaged: refused, nothing silently dropped. */
 static void test_journal_bad_header(void **state)
 {
@@ -428,9 +500,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_journal_torn_record),
 		cmocka_unit_test(test_journal_epoch_rule),
 		cmocka_unit_test(test_journal_wraps),
+		cmocka_unit_test(test_journal_every_op),
 		cmocka_unit_test(test_journal_bad_header),
 	};
 
+	if (argc == 3 && strcmp(argv[1], "--child-ops") == 0)
+		return tj_child_ops(argv[2]);
 	if (argc == 7 && strcmp(argv[1], "--child") == 0)
 		return tj_child(argv[2], strtoull(argv[3], NULL, 10),
 				strtoull(argv[4], NULL, 10),

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store_gc_incr.c - cmocka tests of the incremental GC (store.c, gc
+ * section, GC-1 to GC-3): after its first run, GC examines only the
+ * objects written since, and still reclaims everything a whole scan would.
+ * Real RocksDB through the public store API, plus the fault-injecting KV
+ * wrapper for a GC that fails half-way.
+ *
+ * What is checked:
+ *  - a GC after another one examines only the few keys written since
+ *    (keys_scanned), not the whole store, and reclaims exactly the
+ *    shadowed versions of what was written;
+ *  - a hot object written on both sides of the window start: the versions
+ *    inside the window stay readable as of their seqs, the older ones go,
+ *    over several GCs;
+ *  - the set of written objects lives in memory only: after a reopen the
+ *    first GC scans everything (conservatively) and reclaims what was
+ *    written before the close, whether or not a GC had run before it; the
+ *    GC after that is incremental again;
+ *  - after a GC failed half-way, the next one scans everything and still
+ *    reclaims all of it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/test_store_common.h"
+
+#define BS STORE_BLOCK_SIZE
+
+/* Let everything written so far fall out of a 1 s window. */
+static void tgi_age_out(struct store *s)
+{
+	assert_int_equal(store_set_retention(s, 1), 0);
+	tstore_sleep_ms(1300);
+}
+
+static struct store_gc_stats tgi_run(struct store *s)
+{
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+	int rc;
+
+	memset(&st, 0xa5, sizeof(st));
+	rc = store_gc(s, &o, &st);
+	if (rc != 0)
+		fail_msg("store_gc = %d", rc);
+	assert_true(st.keys_deleted <= st.keys_scanned);
+	return st;
+}
+
+/* A store with a big file (256 blocks) and 64 small files, each written
+ * once, and one GC run over it: later GCs can be incremental. */
+static uint64_t tgi_populate(struct tstore_fx *fx)
+{
+	uint64_t big;
+	int i;
+
+	big = tstore_mkfile(fx->s, fx->br, fx->root, "big");
+	tstore_write_pat(fx->s, fx->br, big, 1, 0, 256 * BS);
+	for (i = 0; i < 64; i++) {
+		char name[32];
+		uint64_t f;
+
+		snprintf(name, sizeof(name), "small-%d", i);
+		f = tstore_mkfile(fx->s, fx->br, fx->root, name);
+		tstore_write_pat(fx->s, fx->br, f, (uint32_t)i + 100, 0, BS);
+	}
+	return big;
+}
+
+static void test_store_gc_incr_examines_only_written(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_gc_stats st;
+	uint64_t big;
+	int i;
+
+	big = tgi_populate(fx);
+	tgi_age_out(s);
+	st = tgi_run(s); /* the first after open: a whole scan */
+	assert_true(st.keys_scanned >= 256 + 64);
+
+	/* five overwrites of blocks 10 and 11 of the big file */
+	for (i = 0; i < 5; i++)
+		tstore_write_pat(s, fx->br, big, (uint32_t)i + 2, 10 * BS,
+				 2 * BS);
+	tgi_age_out(s);
+	st = tgi_run(s);
+	/* 2 blocks x 5 shadowed versions, and 5 shadowed inode versions */
+	assert_int_equal(st.keys_deleted, 2 * 5 + 5);
+	/* a few keys per object written, not the 256 + 64 blocks */
+	assert_true(st.keys_scanned < 64);
+	tstore_expect_pat(s, fx->br, big, 1, 0, 10 * BS);
+	tstore_expect_pat(s, fx->br, big, 6, 10 * BS, 2 * BS);
+	tstore_expect_pat(s, fx->br, big, 1, 12 * BS, 244 * BS);
+
+	/* nothing written since: nothing examined */
+	tstore_sleep_ms(1100);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+	assert_true(st.keys_scanned < 8);
+}
+
+static void test_store_gc_incr_hot_object_across_window(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_gc_stats st;
+	uint64_t f, seqs[10];
+	int i;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "hot");
+	tstore_write_pat(s, fx->br, f, 1, 0, BS);
+	tgi_age_out(s);
+	tgi_run(s);
+
+	/* v1..v5, then the window start moves past them, then v6..v10 */
+	assert_int_equal(store_set_retention(s, 2), 0);
+	for (i = 0; i < 5; i++) {
+		tstore_write_pat(s, fx->br, f, (uint32_t)i + 10, 0, BS);
+		seqs[i] = store_seq_now(s);
+	}
+	tstore_sleep_ms(2300);
+	for (i = 5; i < 10; i++) {
+		tstore_write_pat(s, fx->br, f, (uint32_t)i + 10, 0, BS);
+		seqs[i] = store_seq_now(s);
+	}
+	st = tgi_run(s);
+	/* the first write of the file and v1..v4 go (v5 is what the window
+	 * start reads), for the block and the inode */
+	assert_int_equal(st.keys_deleted, 2 * 5);
+	for (i = 5; i < 10; i++)
+		tstore_expect_pat_at(s, fx->br, seqs[i], f, (uint32_t)i + 10, 0,
+				     BS);
+	/* the window moves past v6..v10: v5..v9 go, v10 is the head */
+	tstore_sleep_ms(2300);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 2 * 5);
+	assert_true(st.keys_scanned < 32);
+	tstore_expect_pat(s, fx->br, f, 19, 0, BS);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+}
+
+/* Overwrite the first 32 blocks of big 4 times (4 x 32 block versions and
+ * 4 inode versions shadowed once the window passes). */
+static void tgi_churn(struct store *s, uint64_t br, uint64_t big, uint32_t seed)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		tstore_write_pat(s, br, big, seed + (uint32_t)i, 0, 32 * BS);
+}
+
+static void test_store_gc_incr_reopen_is_conservative(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_stats st;
+	uint64_t big;
+
+	big = tgi_populate(fx);
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	/* written after a GC, then reopened: the set that knew about it is
+	 * gone, and the first GC scans everything instead */
+	tgi_churn(fx->s, fx->br, big, 30);
+	tstore_fx_reopen(fx);
+	tgi_age_out(fx->s);
+	st = tgi_run(fx->s);
+	assert_true(st.keys_scanned >= 256 + 64);
+	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
+	tstore_expect_pat(fx->s, fx->br, big, 33, 0, 32 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+
+	/* and from then on, incremental again */
+	tgi_churn(fx->s, fx->br, big, 40);
+	tgi_age_out(fx->s);
+	st = tgi_run(fx->s);
+	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
+	assert_true(st.keys_scanned < 4 * 32 * 3);
+	tstore_expect_pat(fx->s, fx->br, big, 43, 0, 32 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+}
+
+static void test_store_gc_incr_after_failed_gc(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+	uint64_t big;
+
+	big = tgi_populate(fx);
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	tgi_churn(fx->s, fx->br, big, 50);
+	tgi_age_out(fx->s);
+	/* the GC fails on the 3rd iterator movement: after it took the
+	 * objects out of the set */
+	kv_fault_arm(fx->fault, KV_FAULT_ITER_MOVE, 3, false, -EIO);
+	assert_int_equal(store_gc(fx->s, &o, &st), -EIO);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	kv_fault_disarm(fx->fault);
+	st = tgi_run(fx->s);
+	assert_true(st.keys_scanned >= 256 + 64);
+	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
+	tstore_expect_pat(fx->s, fx->br, big, 53, 0, 32 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+}
+
+#define T(f) \
+	cmocka_unit_test_setup_teardown(f, tstore_fx_setup, tstore_fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_store_gc_incr_examines_only_written),
+		T(test_store_gc_incr_hot_object_across_window),
+		T(test_store_gc_incr_reopen_is_conservative),
+		cmocka_unit_test_setup_teardown(
+			test_store_gc_incr_after_failed_gc,
+			tstore_fx_setup_fault, tstore_fx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
