@@ -50,6 +50,9 @@
  *        added to B's in-memory bloom filter (rebuilt at open from the
  *        inode, block and directory-entry keys).  A level whose filter lacks X is skipped without a
  *        RocksDB seek, which keeps reads through deep ancestry cheap.
+ *  INV-8 The attribute cache's entry for (B, X), if any, holds what a head
+ *        read of X's attributes through B's view returns (see "attribute
+ *        cache" below for how writes, resets and deletes keep it so).
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
@@ -827,16 +830,20 @@ static void store_acache_set(struct store *s, const struct store_view *v,
 			     uint64_t ino, const struct store_attr *a)
 {
 	uint64_t br = v->lv[0].id;
+	unsigned char rec[STORE_INODE_HDR];
 	pthread_mutex_t *mu;
 	struct store_acache_slot *e = store_acache_slot(s, br, ino, &mu);
+	struct store_attr stored;
 
+	/* Exactly what a load would decode from the record written. */
+	store_attr_decode(rec, store_attr_encode(rec, a, NULL), &stored);
 	pthread_mutex_lock(mu);
 	e->gen++;
 	if (v->latest && v->epoch == atomic_load(&s->acache_epoch)) {
 		e->branch = br;
 		e->ino = ino;
 		e->epoch = v->epoch;
-		e->a = *a;
+		e->a = stored;
 	} else {
 		e->branch = 0;
 	}
