@@ -153,7 +153,7 @@ if part 2; then
 		blog=$(ls -t "$T"/log/branchd-*.log | head -n 1)
 		nbg=$(grep -c 'gc: scanned' "$blog" || true)
 		keys=$(awk '/gc: scanned/ { for (i = 1; i < NF; i++) if ($i == "scanned") { n++; s += $(i + 1); if (n == 1) f = $(i + 1) } }
-			END { if (n) printf "keys examined: first run %d, mean of the others %.0f", f, (n > 1 ? (s - f) / (n - 1) : 0) }' "$blog")
+			END { if (n) { m = 0; if (n >= 2) m = (s - f) / (n - 1); printf "keys examined: first run %d, mean of the others %.0f", f, m } }' "$blog")
 		v=tps_$run
 		log "run $run (gc_interval=$iv): tps ${!v}, $nbg background gc runs${keys:+; $keys}"
 	done
