@@ -691,6 +691,11 @@ bool journal_wants_checkpoint(struct journal *j)
 	return want;
 }
 
+void journal_retire(struct journal *j)
+{
+	atomic_store(&j->broken, true);
+}
+
 bool journal_broken(struct journal *j)
 {
 	return atomic_load(&j->broken);

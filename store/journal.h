@@ -98,6 +98,10 @@ int journal_checkpoint(struct journal *j, uint64_t lsn);
 /* True when more than half the ring holds records not yet checkpointed. */
 bool journal_wants_checkpoint(struct journal *j);
 
+/* Stop using the journal (the caller could not append a batch it applied):
+ * from now on journal_broken() is true. */
+void journal_retire(struct journal *j);
+
 /* True after an I/O error: the caller stops using the journal. */
 bool journal_broken(struct journal *j);
 

@@ -492,8 +492,12 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 				rc = journal_append(r->jnl, b);
 		}
 		if (rc) {
-			/* The batch is in RocksDB; the journal is retired and
-			 * syncs go to RocksDB's WAL from now on. */
+			/* The batch is in RocksDB but not in the ring: a
+			 * journal with that hole could replay later records
+			 * past it, so it is retired and syncs go to RocksDB's
+			 * WAL from now on (a failed checkpoint does not mark
+			 * it broken by itself). */
+			journal_retire(r->jnl);
 			kv_log(kv, STORE_LOG_WARN,
 			       "journal retired (%s): fsync now syncs RocksDB's WAL",
 			       strerror(-rc));
