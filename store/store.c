@@ -15,6 +15,8 @@
  *   META   "B" id                 branch record
  *   META   "W" id                 bytes written in the branch (persisted at sync)
  *   META   "T" unix_ms            seq of the first write started in that ms
+ *   META   "G"                    GC's set of objects, saved at a clean close
+ *                                 (see store_gc_save), deleted at open
  *   INODE  branch ino ~seq        attributes (+ symlink target)
  *   DIRENT branch dir name 0 ~seq ino + type, or empty value = tombstone
  *   BLOCK  branch ino blk ~seq    kind, digest, payload (kind ZERO = hole)
@@ -1969,6 +1971,8 @@ static void store_free(struct store *s)
 	free(s);
 }
 
+static int store_gc_restore(struct store *s, uint64_t mark);
+
 int store_open(const char *dir, const struct store_config *cfg,
 	       struct store **out)
 {
@@ -1979,7 +1983,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	unsigned char fval[12];
 	size_t vlen;
 	bool found;
-	uint64_t v;
+	uint64_t v, s_mark;
 	struct kv *inner;
 	int rc;
 	size_t i;
@@ -2158,6 +2162,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 		goto err_damaged;
 	s->seq_last = v; /* every seq used so far is below the mark */
 	s->seq_hi = v;
+	s_mark = v;
 	atomic_store(&s->watermark, v);
 	rc = store_meta_get_u64(s, 'N', &v);
 	if (rc)
@@ -2225,6 +2230,11 @@ int store_open(const char *dir, const struct store_config *cfg,
 		}
 		kv_iter_free(it);
 	}
+	if (!fresh) {
+		rc = store_gc_restore(s, s_mark);
+		if (rc)
+			goto err_close;
+	}
 	LOG_INFO(s, "%s store '%s': %" PRIu64 " branches, seq %" PRIu64,
 		 fresh ? "created" : "opened", dir, s->nbranches, s->seq_last);
 	*out = s;
@@ -2289,6 +2299,145 @@ out_unlock:
 	return rc;
 }
 
+/* ---- GC's set across a clean close (GC-2) ----
+ *
+ * The set lives in memory, so the first GC after open would have to scan
+ * the whole store, reading every block of it.  A clean close saves the
+ * set instead, in META "G", in the same synced batch as the last
+ * counters, and the next open takes it back and deletes the record:
+ *   "BGC1", u64 "S" mark at close, u64 count, then per object
+ *   u8 cf, u64 branch, u64 ino, u64 blk, u64 pending.
+ * It is saved only when it is complete: a GC has ended well since open
+ * (gc_primed), no note was lost, and no whole scan is owed.  It is taken
+ * back only if the seq mark "S" is the one it was saved with: any write
+ * after that close (by an older build, say) reserves seqs first and moves
+ * the mark, and the set would then miss that write's objects.  Deleting
+ * it at open needs no sync: a crash that loses the delete loses every
+ * later write too, and the store is then as the close left it. */
+#define STORE_GC_SAVE_MAGIC "BGC1"
+#define STORE_GC_SAVE_HDR 20u
+#define STORE_GC_SAVE_ENT 33u
+#define STORE_GC_SAVE_MAX (16u << 20)
+
+static void store_gc_save(struct store *s, struct kv_batch *b)
+{
+	size_t n, cap, len, i, j, k = 0;
+	unsigned char *v, *p;
+	uint64_t mark;
+	bool owed;
+
+	if (atomic_load(&s->gc_running) || !s->gc_primed ||
+	    atomic_load(&s->gc_dirty_lost))
+		return;
+	pthread_rwlock_rdlock(&s->branches_lock);
+	owed = s->gc_force_full || s->n_gc_full > 0;
+	pthread_rwlock_unlock(&s->branches_lock);
+	n = atomic_load(&s->gc_dirty_n);
+	if (owed || n > (STORE_GC_SAVE_MAX - STORE_GC_SAVE_HDR) /
+				STORE_GC_SAVE_ENT)
+		return;
+	cap = n;
+	len = STORE_GC_SAVE_HDR + cap * STORE_GC_SAVE_ENT;
+	v = malloc(len);
+	if (!v)
+		return; /* the next open scans everything */
+	pthread_mutex_lock(&s->seq_mu);
+	mark = s->seq_hi;
+	pthread_mutex_unlock(&s->seq_mu);
+	memcpy(v, STORE_GC_SAVE_MAGIC, 4);
+	store_put64(v + 4, mark);
+	p = v + STORE_GC_SAVE_HDR;
+	for (i = 0; i < STORE_GC_STRIPES; i++) {
+		struct store_gc_stripe *st = &s->gc_dirty[i];
+
+		pthread_mutex_lock(&st->mu);
+		for (j = 0; j < st->cap; j++) {
+			const struct store_gc_obj *o = &st->tab[j];
+
+			if (!o->used)
+				continue;
+			if (k == cap || o->pending == STORE_GC_TAKEN) {
+				k = SIZE_MAX;
+				break;
+			}
+			p[0] = o->cf;
+			store_put64(p + 1, o->branch);
+			store_put64(p + 9, o->ino);
+			store_put64(p + 17, o->blk);
+			store_put64(p + 25, o->pending);
+			p += STORE_GC_SAVE_ENT;
+			k++;
+		}
+		pthread_mutex_unlock(&st->mu);
+		if (k == SIZE_MAX)
+			break;
+	}
+	if (k != SIZE_MAX) {
+		store_put64(v + 12, k);
+		kv_batch_put(b, KV_CF_META, "G", 1, v,
+			     STORE_GC_SAVE_HDR + k * STORE_GC_SAVE_ENT);
+	}
+	free(v);
+}
+
+/* At open: take back the set a clean close saved, if it still applies
+ * (then the first GC need not scan everything), and delete the record. */
+static int store_gc_restore(struct store *s, uint64_t mark)
+{
+	unsigned char hdr[STORE_GC_SAVE_HDR], *v = NULL;
+	size_t vlen, len, n, i;
+	struct kv_batch b;
+	bool found;
+	int rc;
+
+	rc = kv_get(s->kv, KV_CF_META, "G", 1, hdr, sizeof(hdr), &vlen,
+		    &found);
+	if (rc || !found)
+		return rc;
+	if (vlen < STORE_GC_SAVE_HDR ||
+	    memcmp(hdr, STORE_GC_SAVE_MAGIC, 4) != 0 ||
+	    (vlen - STORE_GC_SAVE_HDR) % STORE_GC_SAVE_ENT != 0 ||
+	    store_get64(hdr + 12) !=
+		    (vlen - STORE_GC_SAVE_HDR) / STORE_GC_SAVE_ENT) {
+		LOG_WARN(s, "ignoring a damaged saved GC set (%zu bytes)",
+			 vlen);
+		goto out_delete;
+	}
+	if (store_get64(hdr + 4) != mark) {
+		LOG_INFO(s, "saved GC set is stale; the first GC scans everything");
+		goto out_delete;
+	}
+	n = (vlen - STORE_GC_SAVE_HDR) / STORE_GC_SAVE_ENT;
+	v = malloc(vlen);
+	if (!v)
+		goto out_delete;
+	rc = kv_get(s->kv, KV_CF_META, "G", 1, v, vlen, &len, &found);
+	if (rc || !found || len != vlen)
+		goto out_delete;
+	for (i = 0; i < n; i++) {
+		const unsigned char *p =
+			v + STORE_GC_SAVE_HDR + i * STORE_GC_SAVE_ENT;
+
+		if (p[0] >= KV_CF_COUNT || p[0] == KV_CF_META)
+			break;
+		store_gc_note(s, p[0], store_get64(p + 1), store_get64(p + 9),
+			      store_get64(p + 17), store_get64(p + 25));
+	}
+	if (i == n && !atomic_load(&s->gc_dirty_lost)) {
+		s->gc_primed = true;
+		LOG_INFO(s, "took back GC's set of %zu objects", n);
+	} else {
+		atomic_store(&s->gc_dirty_lost, true);
+	}
+out_delete:
+	free(v);
+	kv_batch_init(&b);
+	kv_batch_delete(&b, KV_CF_META, "G", 1);
+	rc = kv_write(s->kv, &b, false);
+	kv_batch_release(&b);
+	return rc;
+}
+
 int store_close(struct store *s)
 {
 	struct kv_batch b;
@@ -2298,6 +2447,7 @@ int store_close(struct store *s)
 		return 0;
 	kv_batch_init(&b);
 	store_batch_counters(s, &b);
+	store_gc_save(s, &b);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	kv_close(s->kv);

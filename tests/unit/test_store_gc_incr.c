@@ -13,10 +13,15 @@
  *  - a hot object written on both sides of the window start: the versions
  *    inside the window stay readable as of their seqs, the older ones go,
  *    over several GCs;
- *  - the set of written objects lives in memory only: after a reopen the
- *    first GC scans everything (conservatively) and reclaims what was
- *    written before the close, whether or not a GC had run before it; the
- *    GC after that is incremental again;
+ *  - the set of written objects lives in memory and is saved by a clean
+ *    close ("G"): after a reopen the first GC is incremental and still
+ *    reclaims what was written before the close;
+ *  - a close saves no set unless a GC ended since open; without a usable
+ *    saved set the first GC after open scans everything (conservatively)
+ *    and reclaims what was written before the close: none was saved (a
+ *    crash), or the saved set is stale (the store was written after the
+ *    close that saved it, as an older build would); the GC after that is
+ *    incremental again;
  *  - after a GC failed half-way, the next one scans everything and still
  *    reclaims all of it.
  */
@@ -27,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "store/kv.h"
 #include "tests/unit/test_store_common.h"
 
 #define BS STORE_BLOCK_SIZE
@@ -157,34 +163,154 @@ static void tgi_churn(struct store *s, uint64_t br, uint64_t big, uint32_t seed)
 		tstore_write_pat(s, br, big, seed + (uint32_t)i, 0, 32 * BS);
 }
 
-static void test_store_gc_incr_reopen_is_conservative(void **state)
+/* The first GC after a reopen scanned everything (want_full) or only
+ * what was written; either way it reclaims the 4 x 32 + 4 versions the
+ * churn with seed shadowed, and the GC after it is incremental. */
+static void tgi_after_reopen(struct tstore_fx *fx, uint64_t big, uint32_t seed,
+			     bool want_full)
+{
+	struct store_gc_stats st;
+
+	tgi_age_out(fx->s);
+	st = tgi_run(fx->s);
+	if (want_full)
+		assert_true(st.keys_scanned >= 256 + 64);
+	else
+		assert_true(st.keys_scanned < 4 * 32 * 3);
+	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
+	tstore_expect_pat(fx->s, fx->br, big, seed + 3, 0, 32 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+
+	tgi_churn(fx->s, fx->br, big, seed + 10);
+	tgi_age_out(fx->s);
+	st = tgi_run(fx->s);
+	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
+	assert_true(st.keys_scanned < 4 * 32 * 3);
+	tstore_expect_pat(fx->s, fx->br, big, seed + 13, 0, 32 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+}
+
+/* Written after a GC, then closed cleanly and reopened: the saved set
+ * knows about the writes, and twice over (a reopen with no GC between
+ * saves the set it took back). */
+static void test_store_gc_incr_reopen_keeps_set(void **state)
 {
 	struct tstore_fx *fx = *state;
-	struct store_gc_stats st;
 	uint64_t big;
 
 	big = tgi_populate(fx);
 	tgi_age_out(fx->s);
 	tgi_run(fx->s);
-	/* written after a GC, then reopened: the set that knew about it is
-	 * gone, and the first GC scans everything instead */
 	tgi_churn(fx->s, fx->br, big, 30);
 	tstore_fx_reopen(fx);
-	tgi_age_out(fx->s);
-	st = tgi_run(fx->s);
-	assert_true(st.keys_scanned >= 256 + 64);
-	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
-	tstore_expect_pat(fx->s, fx->br, big, 33, 0, 32 * BS);
-	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+	tstore_fx_reopen(fx);
+	tgi_after_reopen(fx, big, 30, false);
+}
 
-	/* and from then on, incremental again */
-	tgi_churn(fx->s, fx->br, big, 40);
+/* The raw META "G" record, with the store closed: TGI_G_GET reads it into
+ * *g (NULL if there is none), TGI_G_PUT writes *g back, TGI_G_DEL deletes
+ * it (as a crash would leave the store: nothing saved). */
+enum tgi_g_op { TGI_G_GET, TGI_G_PUT, TGI_G_DEL };
+
+static void tgi_raw_g(struct tstore_fx *fx, enum tgi_g_op op,
+		      unsigned char **g, size_t *len)
+{
+	char db[4200];
+	struct kv_batch b;
+	struct kv *kv;
+	bool found;
+	size_t n;
+
+	snprintf(db, sizeof(db), "%s/db", fx->dir);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	kv_batch_init(&b);
+	if (op == TGI_G_GET) {
+		*g = NULL;
+		assert_int_equal(kv_get(kv, KV_CF_META, "G", 1, NULL, 0, len,
+					&found),
+				 0);
+		if (found) {
+			assert_true(*len >= 20);
+			*g = malloc(*len);
+			assert_non_null(*g);
+			assert_int_equal(kv_get(kv, KV_CF_META, "G", 1, *g,
+						*len, &n, &found),
+					 0);
+			assert_int_equal(n, *len);
+		}
+	} else {
+		if (op == TGI_G_PUT)
+			kv_batch_put(&b, KV_CF_META, "G", 1, *g, *len);
+		else
+			kv_batch_delete(&b, KV_CF_META, "G", 1);
+		assert_int_equal(kv_write(kv, &b, true), 0);
+	}
+	kv_batch_release(&b);
+	kv_close(kv);
+}
+
+static void tgi_close(struct tstore_fx *fx)
+{
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+}
+
+/* No GC ended between open and close: the set never knew what was there
+ * before the open, so nothing is saved.  And with no saved set (a crash
+ * leaves none) the first GC scans everything. */
+static void test_store_gc_incr_reopen_without_set(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned char *g;
+	size_t glen = 0;
+	uint64_t big;
+
+	big = tgi_populate(fx);
+	tgi_close(fx);
+	tgi_raw_g(fx, TGI_G_GET, &g, &glen);
+	assert_null(g);
+	assert_int_equal(tstore_fx_open(fx), 0);
 	tgi_age_out(fx->s);
-	st = tgi_run(fx->s);
-	assert_int_equal(st.keys_deleted, 4 * 32 + 4);
-	assert_true(st.keys_scanned < 4 * 32 * 3);
-	tstore_expect_pat(fx->s, fx->br, big, 43, 0, 32 * BS);
-	tstore_expect_pat(fx->s, fx->br, big, 1, 32 * BS, 224 * BS);
+	tgi_run(fx->s);
+	tgi_churn(fx->s, fx->br, big, 30);
+	tgi_close(fx);
+	tgi_raw_g(fx, TGI_G_GET, &g, &glen);
+	assert_non_null(g); /* saved: a GC had ended */
+	free(g);
+	tgi_raw_g(fx, TGI_G_DEL, &g, &glen);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tgi_after_reopen(fx, big, 30, true);
+}
+
+/* A saved set, then an open, writes and a clean close (which saves a
+ * newer set): putting the old record back in its place, as an older
+ * build that knows nothing of it would leave the store after writing,
+ * must not make the next GC trust it. */
+static void test_store_gc_incr_reopen_stale_set(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned char *g, *g2;
+	size_t glen = 0, g2len = 0;
+	uint64_t big;
+
+	big = tgi_populate(fx);
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	tgi_close(fx);
+	tgi_raw_g(fx, TGI_G_GET, &g, &glen);
+	assert_non_null(g);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	/* an incremental GC would find these only through the set */
+	tgi_churn(fx->s, fx->br, big, 30);
+	tgi_close(fx);
+	tgi_raw_g(fx, TGI_G_GET, &g2, &g2len);
+	assert_non_null(g2);
+	assert_true(g2len > glen); /* the newer set holds the churn */
+	free(g2);
+	tgi_raw_g(fx, TGI_G_PUT, &g, &glen);
+	free(g);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tgi_after_reopen(fx, big, 30, true);
 }
 
 static void test_store_gc_incr_after_failed_gc(void **state)
@@ -220,7 +346,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_store_gc_incr_examines_only_written),
 		T(test_store_gc_incr_hot_object_across_window),
-		T(test_store_gc_incr_reopen_is_conservative),
+		T(test_store_gc_incr_reopen_keeps_set),
+		T(test_store_gc_incr_reopen_without_set),
+		T(test_store_gc_incr_reopen_stale_set),
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_incr_after_failed_gc,
 			tstore_fx_setup_fault, tstore_fx_teardown),
