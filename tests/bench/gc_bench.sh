@@ -19,7 +19,9 @@
 #     much.  GCB_GC_GAP=0 runs it back to back anyway.)  Then the
 #     background GC (paced, no full compaction) every second against none,
 #     runs A B A B in fresh mounts; the log shows the keys each background
-#     run examined (the first run after a mount scans the whole store).
+#     run examined (the first run after a mount examines what built up
+#     while no GC ran; it reads the whole store only on a store's first GC
+#     or after a crash: a clean unmount saves GC's set of objects).
 #  3. steady state: pgbench read-write on main for GCB_STEADY_S seconds
 #     (default 600) with a GCB_RETENTION s window (default 60) and the
 #     background GC every GCB_GC_INTERVAL s (default 30); the store's bytes
