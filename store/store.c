@@ -1971,7 +1971,7 @@ static void store_free(struct store *s)
 	free(s);
 }
 
-static int store_gc_restore(struct store *s, uint64_t mark);
+static void store_gc_restore(struct store *s, uint64_t mark);
 
 int store_open(const char *dir, const struct store_config *cfg,
 	       struct store **out)
@@ -2230,11 +2230,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 		}
 		kv_iter_free(it);
 	}
-	if (!fresh) {
-		rc = store_gc_restore(s, s_mark);
-		if (rc)
-			goto err_close;
-	}
+	if (!fresh)
+		store_gc_restore(s, s_mark);
 	LOG_INFO(s, "%s store '%s': %" PRIu64 " branches, seq %" PRIu64,
 		 fresh ? "created" : "opened", dir, s->nbranches, s->seq_last);
 	*out = s;
@@ -2381,8 +2378,11 @@ static void store_gc_save(struct store *s, struct kv_batch *b)
 }
 
 /* At open: take back the set a clean close saved, if it still applies
- * (then the first GC need not scan everything), and delete the record. */
-static int store_gc_restore(struct store *s, uint64_t mark)
+ * (then the first GC need not scan everything), and delete the record.
+ * Never fails the open: the record only saves work, and without it the
+ * first GC scans everything.  A delete that fails (a full disk) leaves a
+ * record that the next write's seq reservation makes stale. */
+static void store_gc_restore(struct store *s, uint64_t mark)
 {
 	unsigned char hdr[STORE_GC_SAVE_HDR], *v = NULL;
 	size_t vlen, len, n, i;
@@ -2392,8 +2392,13 @@ static int store_gc_restore(struct store *s, uint64_t mark)
 
 	rc = kv_get(s->kv, KV_CF_META, "G", 1, hdr, sizeof(hdr), &vlen,
 		    &found);
-	if (rc || !found)
-		return rc;
+	if (rc) {
+		LOG_WARN(s, "cannot read the saved GC set (%s); the first GC scans everything",
+			 strerror(-rc));
+		return;
+	}
+	if (!found)
+		return;
 	if (vlen < STORE_GC_SAVE_HDR ||
 	    memcmp(hdr, STORE_GC_SAVE_MAGIC, 4) != 0 ||
 	    (vlen - STORE_GC_SAVE_HDR) % STORE_GC_SAVE_ENT != 0 ||
@@ -2435,7 +2440,9 @@ out_delete:
 	kv_batch_delete(&b, KV_CF_META, "G", 1);
 	rc = kv_write(s->kv, &b, false);
 	kv_batch_release(&b);
-	return rc;
+	if (rc)
+		LOG_WARN(s, "cannot delete the saved GC set (%s)",
+			 strerror(-rc));
 }
 
 int store_close(struct store *s)

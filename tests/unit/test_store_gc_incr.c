@@ -20,8 +20,8 @@
  *    saved set the first GC after open scans everything (conservatively)
  *    and reclaims what was written before the close: none was saved (a
  *    crash), or the saved set is stale (the store was written after the
- *    close that saved it, as an older build would); the GC after that is
- *    incremental again;
+ *    close that saved it, as an older build would), or it is damaged (the
+ *    open still succeeds); the GC after that is incremental again;
  *  - after a GC failed half-way, the next one scans everything and still
  *    reclaims all of it.
  */
@@ -313,6 +313,33 @@ static void test_store_gc_incr_reopen_stale_set(void **state)
 	tgi_after_reopen(fx, big, 30, true);
 }
 
+/* A damaged record (garbage in META "G") does not stop the open, and is
+ * not trusted: the first GC scans everything. */
+static void test_store_gc_incr_reopen_damaged_set(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned char junk[53], *g;
+	size_t jlen = sizeof(junk), glen = 0;
+	uint64_t big;
+
+	big = tgi_populate(fx);
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	tgi_churn(fx->s, fx->br, big, 30);
+	tgi_close(fx);
+	memset(junk, 0x5a, sizeof(junk));
+	g = junk;
+	tgi_raw_g(fx, TGI_G_PUT, &g, &jlen);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tgi_after_reopen(fx, big, 30, true);
+	tgi_close(fx);
+	tgi_raw_g(fx, TGI_G_GET, &g, &glen); /* the GCs saved a new set */
+	assert_non_null(g);
+	assert_true(memcmp(g, "BGC1", 4) == 0);
+	free(g);
+	assert_int_equal(tstore_fx_open(fx), 0);
+}
+
 static void test_store_gc_incr_after_failed_gc(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -349,6 +376,7 @@ int main(void)
 		T(test_store_gc_incr_reopen_keeps_set),
 		T(test_store_gc_incr_reopen_without_set),
 		T(test_store_gc_incr_reopen_stale_set),
+		T(test_store_gc_incr_reopen_damaged_set),
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_incr_after_failed_gc,
 			tstore_fx_setup_fault, tstore_fx_teardown),
