@@ -556,6 +556,12 @@ static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, unsigned flags,
 	if (flags & KV_ITER_SCAN) {
 		rocksdb_readoptions_set_fill_cache(it->ropts, 0);
 		rocksdb_readoptions_set_readahead_size(it->ropts, 2u << 20);
+	} else if (flags & KV_ITER_SEQ) {
+		/* 256 KiB: a 128 KiB FUSE read of pgbench data is ~15%
+		 * faster from a cold disk than with RocksDB's own readahead
+		 * (which starts at 8 KiB for every new iterator); 1 MiB
+		 * was slower, copying more than one read needs. */
+		rocksdb_readoptions_set_readahead_size(it->ropts, 256u << 10);
 	}
 	it->ri = rocksdb_create_iterator_cf(r->db, it->ropts, r->cf[cf]);
 	if (!it->ri) {

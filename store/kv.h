@@ -74,6 +74,7 @@ struct kv_iter;
 enum kv_iter_flags {
 	KV_ITER_PREFIX = 1u << 0,
 	KV_ITER_SCAN = 1u << 1,
+	KV_ITER_SEQ = 1u << 2,
 };
 
 struct kv_ops {
@@ -92,6 +93,8 @@ struct kv_ops {
 	 * to be found after a seek; without it the iterator is total-order.
 	 * KV_ITER_SCAN marks a long background scan (GC, check): it reads
 	 * ahead and does not fill the block cache that foreground reads use.
+	 * KV_ITER_SEQ marks a foreground read of many consecutive keys: it
+	 * reads ahead in large requests but fills the block cache as usual.
 	 * Owned by the caller, freed with iter_free. */
 	int (*iter_new)(struct kv *kv, enum kv_cf cf, unsigned flags,
 			struct kv_iter **out);

@@ -3862,6 +3862,9 @@ out_unlock:
 	return rc;
 }
 
+/* A read at least this long is taken as sequential (see store_read). */
+#define STORE_SEQ_READ (128u << 10)
+
 ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
 		   void *buf, size_t len, uint64_t off)
 {
@@ -3890,7 +3893,13 @@ ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
 		goto out;
 	if (len > a.size - off)
 		len = (size_t)(a.size - off);
-	rc = kv_iter_new(s->kv, KV_CF_BLOCK, true, &it);
+	/* The kernel sends reads this large only once its own readahead
+	 * has seen a sequential pattern: read the store ahead too, in large
+	 * requests, instead of one small read per block. */
+	rc = kv_iter_new(s->kv, KV_CF_BLOCK,
+			 KV_ITER_PREFIX |
+				 (len >= STORE_SEQ_READ ? KV_ITER_SEQ : 0),
+			 &it);
 	if (rc)
 		goto out;
 	while (done < len) {
