@@ -4931,7 +4931,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	uint64_t *dead = NULL, *full_ids = NULL, w;
 	bool force_full = false, compact;
 	size_t ngb = 0, ndead = 0, nfull = 0, i;
-	int64_t now = store_now_ns(), hns;
+	int64_t now = store_now_ns(), hns, tcomp, tend;
 	unsigned char hv[16];
 	int rc, cf;
 
@@ -5029,6 +5029,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	compact = r.opts->full_compaction &&
 		  (ndead ||
 		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
+	tcomp = store_now_ns();
 	if (compact) {
 		for (cf = 0; cf < KV_CF_COUNT; cf++)
 			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
@@ -5047,14 +5048,18 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	if (rc)
 		goto out;
 	s->gc_primed = true;
+	tend = store_now_ns();
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
-		 " -> %" PRIu64 " bytes%s%s",
+		 " -> %" PRIu64 " bytes; %" PRId64 " ms%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
 		 st.inodes_reclaimed, st.disk_before, st.disk_after,
-		 force_full ? " (whole scan)" : "",
+		 (tend - now) / 1000000, force_full ? " (whole scan)" : "",
 		 compact ? " (compacted)" : "");
+	if (compact)
+		LOG_INFO(s, "gc: compaction took %" PRId64 " ms",
+			 (tend - tcomp) / 1000000);
 	if (out)
 		*out = st;
 out:
