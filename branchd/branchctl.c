@@ -647,11 +647,17 @@ int main(int argc, char **argv)
 			       sizeof(b));
 		bc_human_bytes((uint64_t)bc_i(reply, "bytes_deleted"), d,
 			       sizeof(d));
+		bool deferred = false;
+
+		json_get_bool(reply, "compaction_deferred", &deferred);
 		printf("gc: deleted %" PRId64 " of %" PRId64
 		       " versions (%s), reclaimed %" PRId64
-		       " unlinked files; store on disk %s -> %s\n",
+		       " unlinked files; store on disk %s -> %s%s\n",
 		       bc_i(reply, "keys_deleted"), bc_i(reply, "keys_scanned"),
-		       d, bc_i(reply, "inodes_reclaimed"), a, b);
+		       d, bc_i(reply, "inodes_reclaimed"), a, b,
+		       deferred ? " (compaction deferred: the last one was "
+				  "too recent; the space comes back later)" :
+				  "");
 	} else if (!strcmp(cmd, "status")) {
 		char a[32], f[32];
 

@@ -120,6 +120,12 @@
 /* branchctl gc compacts when the bytes deleted since the last compaction
  * reach 1/STORE_GC_COMPACT_DIV of the store (or a branch was deleted). */
 #define STORE_GC_COMPACT_DIV 8u
+/* ... but whole compactions take at most 1/STORE_GC_COMPACT_DUTY of the
+ * time, and come at least STORE_GC_COMPACT_GAP_MS apart, unless half of
+ * the store is to be reclaimed (a loop of `branchctl gc`, or a script
+ * that runs it after every rmdir, must not rewrite the store each time). */
+#define STORE_GC_COMPACT_DUTY 10
+#define STORE_GC_COMPACT_GAP_MS 1000
 /* GC writes its deletions in batches of this many keys (small: a batch
  * from GC's low-priority thread holds up the foreground's writes queued
  * behind it), and waits this long for a foreground sync (see
@@ -260,6 +266,8 @@ struct store {
 	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
 	bool gc_primed;		   /* only touched by the one running GC */
 	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
+	int64_t gc_compact_end_ns; /* idem: when the last one ended (0: none) */
+	int64_t gc_compact_cost_ns; /* idem: how long it took */
 	uint64_t gc_time_trimmed;  /* idem: time index trimmed below (ms) */
 	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
@@ -5030,10 +5038,26 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		  (ndead ||
 		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
 	tcomp = store_now_ns();
+	if (compact && s->gc_compact_end_ns &&
+	    s->gc_uncompacted * 2 < st.disk_before) {
+		int64_t gap = (STORE_GC_COMPACT_DUTY - 1) *
+			      s->gc_compact_cost_ns;
+
+		if (gap < STORE_GC_COMPACT_GAP_MS * INT64_C(1000000))
+			gap = STORE_GC_COMPACT_GAP_MS * INT64_C(1000000);
+		/* (a clock stepped back counts as too soon, once) */
+		if (tcomp - s->gc_compact_end_ns < gap) {
+			compact = false;
+			st.compaction_deferred = true;
+		}
+	}
 	if (compact) {
 		for (cf = 0; cf < KV_CF_COUNT; cf++)
 			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
 		s->gc_uncompacted = 0;
+		st.compacted = true;
+		s->gc_compact_end_ns = store_now_ns();
+		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	} else {
 		for (i = 0; i < ndead; i++) {
 			unsigned char lo[8], hi[8];
@@ -5056,7 +5080,10 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
 		 st.inodes_reclaimed, st.disk_before, st.disk_after,
 		 (tend - now) / 1000000, force_full ? " (whole scan)" : "",
-		 compact ? " (compacted)" : "");
+		 compact ? " (compacted)" :
+			   st.compaction_deferred ?
+			   " (compaction deferred: the last one was too recent)" :
+			   "");
 	if (compact)
 		LOG_INFO(s, "gc: compaction took %" PRId64 " ms",
 			 (tend - tcomp) / 1000000);

@@ -222,7 +222,10 @@ struct store_gc_opts {
 	/* Compact the whole database at the end (returns space at once;
 	 * costs I/O) if a branch was deleted or the bytes deleted since the
 	 * last compaction reach 1/8 of the store; otherwise, and without
-	 * it, only deleted branches' ranges are. */
+	 * it, only deleted branches' ranges are.  Whole compactions take at
+	 * most a tenth of the time: one that comes sooner than nine times
+	 * the last one's duration (and at least 1 s) after it is deferred,
+	 * unless half of the store is to be reclaimed. */
 	bool full_compaction;
 	/* Sleep this many microseconds after every 1024 keys examined, to
 	 * leave I/O to the foreground.  0: no pause. */
@@ -237,6 +240,11 @@ struct store_gc_stats {
 	uint64_t disk_before;
 	uint64_t disk_after;
 	int64_t horizon_ns; /* oldest moment still retained */
+	/* The whole store was compacted (full_compaction asked for it and
+	 * it was worth it); compaction_deferred: it would have been, but
+	 * the last one was too recent (see store_gc_opts.full_compaction). */
+	bool compacted;
+	bool compaction_deferred;
 };
 
 /* Reclaim versions that no read point needs: a branch head, a child's

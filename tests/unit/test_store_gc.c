@@ -528,6 +528,63 @@ static void test_store_gc_deleted_branch(void **state)
 			 -ENOENT);
 }
 
+/* Whole compactions are rationed: one asked for right after another is
+ * deferred (only the deleted branch's own range is compacted: what
+ * RocksDB's WAL still holds of it comes back when the WAL rotates), and
+ * once the gap has passed they run again and give the space back. */
+static void test_store_gc_compaction_duty(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	const size_t len = 1u << 20;
+	struct store_gc_stats st;
+	uint64_t c, base, full;
+	char name[16];
+	int i;
+
+	tstore_write_pat(s, fx->br, tstore_mkfile(s, fx->br, fx->root, "base"),
+			 1, 0, 8 * len);
+	tgc_age_out(s);
+	c = tstore_branch(s, "a", fx->br);
+	tstore_write_pat(s, c, tstore_mkfile(s, c, fx->root, "x"), 2, 0, len);
+	assert_int_equal(store_branch_delete(s, c), 0);
+	st = tgc_run(s, true);
+	assert_true(st.compacted);
+	assert_false(st.compaction_deferred);
+	base = st.disk_after;
+
+	/* right after it (well within the 1 s minimum gap) */
+	c = tstore_branch(s, "b", fx->br);
+	tstore_write_pat(s, c, tstore_mkfile(s, c, fx->root, "x"), 3, 0, len);
+	full = tgc_run(s, false).disk_after;
+	assert_true(full > base + len / 2);
+	assert_int_equal(store_branch_delete(s, c), 0);
+	st = tgc_run(s, true);
+	print_message("    deferred compaction: %llu KiB, %llu KiB with the branch, %llu KiB after gc\n",
+		      (unsigned long long)(base / 1024),
+		      (unsigned long long)(full / 1024),
+		      (unsigned long long)(st.disk_after / 1024));
+	assert_false(st.compacted);
+	assert_true(st.compaction_deferred);
+
+	/* the gap is at least 1 s, and nine times the last compaction */
+	tstore_sleep_ms(1100);
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		c = tstore_branch(s, name, fx->br);
+		assert_int_equal(store_branch_delete(s, c), 0);
+		st = tgc_run(s, true);
+		if (!st.compaction_deferred)
+			break;
+		tstore_sleep_ms(100);
+	}
+	assert_true(st.compacted);
+	/* and the deleted branches' space is back */
+	assert_true(st.disk_after < base + len / 4);
+	tstore_expect_pat(s, fx->br, tstore_lookup(s, fx->br, fx->root, "base"),
+			  1, 0, 8 * len);
+}
+
 /* ---- unlinked inodes ---- */
 
 struct tgc_inuse {
@@ -698,6 +755,7 @@ int main(void)
 		T(test_store_gc_time_travel_below_horizon),
 		T(test_store_gc_branches_read_same),
 		T(test_store_gc_deleted_branch),
+		T(test_store_gc_compaction_duty),
 		T(test_store_gc_unlinked_inode),
 		T(test_store_gc_unlinked_in_child_only),
 		T(test_store_gc_unlinked_child_still_links),
