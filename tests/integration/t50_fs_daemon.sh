@@ -84,6 +84,10 @@ if [ -e "$bdi/strict_limit" ]; then
 else
 	log "no $bdi/strict_limit (kernel before 6.2): not checked"
 fi
+# and its readahead raised from the kernel's 128 KiB to branchd's 1 MiB
+# READ size, so that sequential readers get 1 MiB READs
+[ "$(cat "$bdi/read_ahead_kb")" = 1024 ] || fail "$bdi/read_ahead_kb is $(cat "$bdi/read_ahead_kb"), expected 1024"
+log "$bdi/read_ahead_kb = 1024"
 
 # ---- branch root rules ----------------------------------------------------------
 mkdir "$MNT/main"
