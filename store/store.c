@@ -266,7 +266,8 @@ struct store {
 	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
 	bool gc_primed;		   /* only touched by the one running GC */
 	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
-	int64_t gc_compact_end_ns; /* idem: when the last one ended (0: none) */
+	int64_t gc_compact_end_ns; /* idem: when the last one ended
+				    * (CLOCK_MONOTONIC; 0: none yet) */
 	int64_t gc_compact_cost_ns; /* idem: how long it took */
 	uint64_t gc_time_trimmed;  /* idem: time index trimmed below (ms) */
 	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
@@ -359,6 +360,15 @@ static int64_t store_now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* For durations (never stepped by clock changes). */
+static int64_t store_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -4939,7 +4949,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	uint64_t *dead = NULL, *full_ids = NULL, w;
 	bool force_full = false, compact;
 	size_t ngb = 0, ndead = 0, nfull = 0, i;
-	int64_t now = store_now_ns(), hns, tcomp, tend;
+	int64_t now = store_now_ns(), hns, tcomp, tend; /* tcomp: monotonic */
 	unsigned char hv[16];
 	int rc, cf;
 
@@ -5037,7 +5047,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	compact = r.opts->full_compaction &&
 		  (ndead ||
 		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
-	tcomp = store_now_ns();
+	tcomp = store_mono_ns();
 	if (compact && s->gc_compact_end_ns &&
 	    s->gc_uncompacted * 2 < st.disk_before) {
 		int64_t gap = (STORE_GC_COMPACT_DUTY - 1) *
@@ -5045,7 +5055,6 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 
 		if (gap < STORE_GC_COMPACT_GAP_MS * INT64_C(1000000))
 			gap = STORE_GC_COMPACT_GAP_MS * INT64_C(1000000);
-		/* (a clock stepped back counts as too soon, once) */
 		if (tcomp - s->gc_compact_end_ns < gap) {
 			compact = false;
 			st.compaction_deferred = true;
@@ -5056,7 +5065,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 			kv_compact(s->kv, cf, NULL, 0, NULL, 0);
 		s->gc_uncompacted = 0;
 		st.compacted = true;
-		s->gc_compact_end_ns = store_now_ns();
+		s->gc_compact_end_ns = store_mono_ns();
 		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	} else {
 		for (i = 0; i < ndead; i++) {
@@ -5086,7 +5095,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 			   "");
 	if (compact)
 		LOG_INFO(s, "gc: compaction took %" PRId64 " ms",
-			 (tend - tcomp) / 1000000);
+			 s->gc_compact_cost_ns / 1000000);
 	if (out)
 		*out = st;
 out:
