@@ -41,6 +41,12 @@ struct kv_fault {
 	atomic_long corrupt_pos;
 	atomic_ulong calls[KV_FAULT_NMETHODS];
 	atomic_ulong durable;
+	/* guarded by lock: the iterator-movement hook */
+	unsigned hook_cfs;
+	unsigned long hook_nth, hook_seen;
+	void (*hook_fn)(void *ctx);
+	void *hook_ctx;
+	atomic_ulong hooks_run;
 };
 
 struct kv_fault_kv {
@@ -254,6 +260,44 @@ static void kv_fault_iter_free(struct kv_iter *kit)
 	free(it);
 }
 
+void kv_fault_hook_iter_move(struct kv_fault *f, unsigned cf_mask,
+			     unsigned long nth, void (*fn)(void *ctx),
+			     void *ctx)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hook_cfs = fn ? cf_mask : 0;
+	f->hook_nth = nth ? nth : 1;
+	f->hook_seen = 0;
+	f->hook_fn = fn;
+	f->hook_ctx = ctx;
+	pthread_mutex_unlock(&f->lock);
+}
+
+unsigned long kv_fault_hooks_run(struct kv_fault *f)
+{
+	return atomic_load(&f->hooks_run);
+}
+
+/* Run the movement hook if this movement is the one it waits for. */
+static void kv_fault_iter_hook(struct kv_fault *f, enum kv_cf cf)
+{
+	void (*fn)(void *ctx) = NULL;
+	void *ctx = NULL;
+
+	pthread_mutex_lock(&f->lock);
+	if ((f->hook_cfs & (1u << cf)) && ++f->hook_seen == f->hook_nth) {
+		fn = f->hook_fn;
+		ctx = f->hook_ctx;
+		f->hook_cfs = 0;
+		f->hook_fn = NULL;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (fn) {
+		fn(ctx);
+		atomic_fetch_add(&f->hooks_run, 1);
+	}
+}
+
 /* Inject on a movement; true if the iterator is (now) failed. */
 static bool kv_fault_iter_failed(struct kv_fault_iter *it)
 {
@@ -262,6 +306,8 @@ static bool kv_fault_iter_failed(struct kv_fault_iter *it)
 
 	if (rc && !it->err)
 		it->err = rc;
+	if (!it->err)
+		kv_fault_iter_hook(w->f, it->cf);
 	return it->err != 0;
 }
 

@@ -78,4 +78,16 @@ void kv_fault_corrupt(struct kv_fault *f, unsigned cf_mask, long pos);
 /* Values corrupted since kv_fault_new. */
 unsigned long kv_fault_corrupted(struct kv_fault *f);
 
+/* Run fn(ctx) once, just before the nth (>= 1) movement, counted from
+ * now, of an iterator on a column family in cf_mask (1u << cf) reaches the
+ * inner backend: a test's way to slip an operation in between a reader's
+ * iterator creation (its snapshot) and its read.  The hook is disarmed
+ * before fn runs, so fn may use the store.  fn NULL disarms. */
+void kv_fault_hook_iter_move(struct kv_fault *f, unsigned cf_mask,
+			     unsigned long nth, void (*fn)(void *ctx),
+			     void *ctx);
+
+/* Times a hook ran since kv_fault_new. */
+unsigned long kv_fault_hooks_run(struct kv_fault *f);
+
 #endif /* BRANCHFS_TESTS_KV_FAULT_H */

@@ -279,6 +279,56 @@ static void test_store_acache_racing_readers(void **state)
 	assert_int_equal(size_cached(fx->s, fx->br, r.ino), 2 * n);
 }
 
+/* The race above, made to happen every time: a setattr slips in between a
+ * reader's cache miss (and its iterator's snapshot) and the reader's load
+ * of the older attributes.  The reader's put of what it loaded must be
+ * refused (the slot's generation moved), or the older size would stay
+ * cached and every later getattr would return it. */
+struct acache_slip {
+	struct store *s;
+	uint64_t br, ino, size;
+	int rc;
+};
+
+static void acache_slip_setattr(void *ctx)
+{
+	struct acache_slip *sl = ctx;
+	struct store_attr a = { .size = sl->size };
+
+	sl->rc = store_setattr(sl->s, sl->br, sl->ino, &a, STORE_SET_SIZE,
+			       NULL);
+}
+
+static void test_store_acache_write_between_miss_and_load(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct acache_slip sl = { .s = fx->s, .br = fx->br };
+	struct store_attr a = { .size = 100 };
+	uint64_t round;
+
+	sl.ino = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	for (round = 1; round <= 3; round++) {
+		/* setattr leaves the slot empty: the next getattr misses */
+		a.size = 100 * round;
+		assert_int_equal(store_setattr(fx->s, fx->br, sl.ino, &a,
+					       STORE_SET_SIZE, NULL),
+				 0);
+		sl.size = 100 * round + 1;
+		sl.rc = -1;
+		kv_fault_hook_iter_move(fx->fault, 1u << KV_CF_INODE, 1,
+					acache_slip_setattr, &sl);
+		/* this reader loads from before the slipped-in setattr */
+		assert_int_equal(size_at(fx->s, fx->br, STORE_SEQ_LATEST,
+					 sl.ino),
+				 100 * round);
+		assert_int_equal(kv_fault_hooks_run(fx->fault), round);
+		assert_int_equal(sl.rc, 0);
+		/* and must not have cached it */
+		assert_int_equal(size_cached(fx->s, fx->br, sl.ino),
+				 100 * round + 1);
+	}
+}
+
 /* Big reads: more blocks than one lookup batch, unaligned at both ends,
  * with blocks from two ancestry levels and holes. */
 static void test_store_acache_large_unaligned_read(void **state)
@@ -328,6 +378,9 @@ int main(void)
 		T(test_store_acache_unlink_and_link),
 		T(test_store_acache_racing_readers),
 		T(test_store_acache_large_unaligned_read),
+		cmocka_unit_test_setup_teardown(
+			test_store_acache_write_between_miss_and_load,
+			tstore_fx_setup_fault, tstore_fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
