@@ -538,6 +538,7 @@ static void test_store_gc_compaction_duty(void **state)
 	struct store *s = fx->s;
 	const size_t len = 1u << 20;
 	struct store_gc_stats st;
+	struct timespec t0, t1;
 	uint64_t c, base, full;
 	char name[16];
 	int i;
@@ -552,6 +553,7 @@ static void test_store_gc_compaction_duty(void **state)
 	assert_true(st.compacted);
 	assert_false(st.compaction_deferred);
 	base = st.disk_after;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	/* right after it (well within the 1 s minimum gap) */
 	c = tstore_branch(s, "b", fx->br);
@@ -559,8 +561,11 @@ static void test_store_gc_compaction_duty(void **state)
 	full = tgc_run(s, false).disk_after;
 	assert_true(full > base + len / 2);
 	assert_int_equal(store_branch_delete(s, c), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st = tgc_run(s, true);
-	print_message("    deferred compaction: %llu KiB, %llu KiB with the branch, %llu KiB after gc\n",
+	print_message("    deferred compaction %lld ms after the last one: %llu KiB, %llu KiB with the branch, %llu KiB after gc\n",
+		      (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
+				  (t1.tv_nsec - t0.tv_nsec) / 1000000),
 		      (unsigned long long)(base / 1024),
 		      (unsigned long long)(full / 1024),
 		      (unsigned long long)(st.disk_after / 1024));

@@ -163,6 +163,18 @@ static void tgi_churn(struct store *s, uint64_t br, uint64_t big, uint32_t seed)
 		tstore_write_pat(s, br, big, seed + (uint32_t)i, 0, 32 * BS);
 }
 
+/* Populate, let a GC run past it, then churn with seed: GC's set now
+ * holds exactly what the churn wrote.  Returns big. */
+static uint64_t tgi_written_after_gc(struct tstore_fx *fx, uint32_t seed)
+{
+	uint64_t big = tgi_populate(fx);
+
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	tgi_churn(fx->s, fx->br, big, seed);
+	return big;
+}
+
 /* The first GC after a reopen scanned everything (want_full) or only
  * what was written; either way it reclaims the 4 x 32 + 4 versions the
  * churn with seed shadowed, and the GC after it is incremental. */
@@ -198,10 +210,7 @@ static void test_store_gc_incr_reopen_keeps_set(void **state)
 	struct tstore_fx *fx = *state;
 	uint64_t big;
 
-	big = tgi_populate(fx);
-	tgi_age_out(fx->s);
-	tgi_run(fx->s);
-	tgi_churn(fx->s, fx->br, big, 30);
+	big = tgi_written_after_gc(fx, 30);
 	tstore_fx_reopen(fx);
 	tstore_fx_reopen(fx);
 	tgi_after_reopen(fx, big, 30, false);
@@ -322,10 +331,7 @@ static void test_store_gc_incr_reopen_damaged_set(void **state)
 	size_t jlen = sizeof(junk), glen = 0;
 	uint64_t big;
 
-	big = tgi_populate(fx);
-	tgi_age_out(fx->s);
-	tgi_run(fx->s);
-	tgi_churn(fx->s, fx->br, big, 30);
+	big = tgi_written_after_gc(fx, 30);
 	tgi_close(fx);
 	memset(junk, 0x5a, sizeof(junk));
 	g = junk;
@@ -347,10 +353,7 @@ static void test_store_gc_incr_after_failed_gc(void **state)
 	struct store_gc_stats st;
 	uint64_t big;
 
-	big = tgi_populate(fx);
-	tgi_age_out(fx->s);
-	tgi_run(fx->s);
-	tgi_churn(fx->s, fx->br, big, 50);
+	big = tgi_written_after_gc(fx, 50);
 	tgi_age_out(fx->s);
 	/* the GC fails on the 3rd iterator movement: after it took the
 	 * objects out of the set */
