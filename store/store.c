@@ -117,6 +117,7 @@
 #define STORE_GC_STRIPES 64u
 #define STORE_GC_MAX_OBJS (UINT64_C(1) << 20)
 #define STORE_GC_TAKEN UINT64_MAX
+#define STORE_GC_NOHEAP UINT32_MAX
 /* branchctl gc compacts when the bytes deleted since the last compaction
  * reach 1/STORE_GC_COMPACT_DIV of the store (or a branch was deleted). */
 #define STORE_GC_COMPACT_DIV 8u
@@ -196,18 +197,25 @@ struct store_acache_slot {
 /* One object of the incremental GC's set: an inode's attributes (blk 0),
  * a directory's entries (cf DIRENT, ino = the directory, blk 0) or one
  * block, in one branch.  pending: the oldest seq written to it that GC
- * has not examined; STORE_GC_TAKEN while a GC examines it. */
+ * has not examined; STORE_GC_TAKEN while a GC examines it.  hpos: its
+ * place in the stripe's heap, STORE_GC_NOHEAP exactly while taken. */
 struct store_gc_obj {
 	uint64_t branch, ino, blk;
 	uint64_t pending;
+	uint32_t hpos;
 	uint8_t cf;
 	bool used;
 };
 
+/* A stripe of the set: a hash table of the objects, and a min-heap on
+ * pending of the slots of the objects not taken, so that a GC takes what
+ * fell out of the window in time proportional to that, not to the set
+ * (a window of an hour holds every object written in that hour). */
 struct store_gc_stripe {
 	pthread_mutex_t mu;
 	struct store_gc_obj *tab; /* guarded by mu; open addressing */
-	size_t cap, n;		  /* guarded by mu; cap a power of 2 */
+	uint32_t *heap;		  /* guarded by mu; slots in tab */
+	size_t cap, n, nheap;	  /* guarded by mu; cap a power of 2 */
 };
 
 struct store_counter {
@@ -941,26 +949,108 @@ static struct store_gc_obj *store_gc_slot(struct store_gc_stripe *st,
 	}
 }
 
-/* Double a stripe's table.  Called with st->mu held. */
+/* The heap of a stripe (st->mu held): heap[0] is the slot of the object
+ * with the lowest pending among those not taken. */
+static void store_gc_heap_set(struct store_gc_stripe *st, size_t pos,
+			      uint32_t slot)
+{
+	st->heap[pos] = slot;
+	st->tab[slot].hpos = (uint32_t)pos;
+}
+
+static void store_gc_heap_up(struct store_gc_stripe *st, size_t pos)
+{
+	uint32_t slot = st->heap[pos];
+	uint64_t p = st->tab[slot].pending;
+
+	while (pos > 0) {
+		size_t up = (pos - 1) / 2;
+
+		if (st->tab[st->heap[up]].pending <= p)
+			break;
+		store_gc_heap_set(st, pos, st->heap[up]);
+		pos = up;
+	}
+	store_gc_heap_set(st, pos, slot);
+}
+
+static void store_gc_heap_down(struct store_gc_stripe *st, size_t pos)
+{
+	uint32_t slot = st->heap[pos];
+	uint64_t p = st->tab[slot].pending;
+
+	for (;;) {
+		size_t c = 2 * pos + 1;
+
+		if (c >= st->nheap)
+			break;
+		if (c + 1 < st->nheap && st->tab[st->heap[c + 1]].pending <
+						 st->tab[st->heap[c]].pending)
+			c++;
+		if (p <= st->tab[st->heap[c]].pending)
+			break;
+		store_gc_heap_set(st, pos, st->heap[c]);
+		pos = c;
+	}
+	store_gc_heap_set(st, pos, slot);
+}
+
+static void store_gc_heap_push(struct store_gc_stripe *st, size_t slot)
+{
+	st->heap[st->nheap] = (uint32_t)slot;
+	store_gc_heap_up(st, st->nheap++);
+}
+
+/* Take the heap's first object out of it (its slot is returned). */
+static size_t store_gc_heap_pop(struct store_gc_stripe *st)
+{
+	uint32_t slot = st->heap[0];
+
+	st->tab[slot].hpos = STORE_GC_NOHEAP;
+	if (--st->nheap > 0) {
+		store_gc_heap_set(st, 0, st->heap[st->nheap]);
+		store_gc_heap_down(st, 0);
+	}
+	return slot;
+}
+
+/* Double a stripe's table, and build its heap anew.  Called with st->mu
+ * held. */
 static int store_gc_grow(struct store_gc_stripe *st)
 {
 	size_t ncap = st->cap ? st->cap * 2 : 64, i;
 	struct store_gc_obj *old = st->tab, *nt;
+	uint32_t *nh;
 
-	nt = calloc(ncap, sizeof(*nt));
-	if (!nt)
+	if (ncap > STORE_GC_NOHEAP)
 		return -ENOMEM;
+	nt = calloc(ncap, sizeof(*nt));
+	nh = malloc(ncap * sizeof(*nh));
+	if (!nt || !nh) {
+		free(nt);
+		free(nh);
+		return -ENOMEM;
+	}
 	st->tab = nt;
 	st->cap = ncap;
+	free(st->heap);
+	st->heap = nh;
+	st->nheap = 0;
 	for (i = 0; old && i < ncap / 2; i++) {
-		struct store_gc_obj *o = &old[i];
+		struct store_gc_obj *o = &old[i], *d;
 
-		if (o->used)
-			*store_gc_slot(st,
-				       store_gc_hash(o->cf, o->branch, o->ino,
-						     o->blk),
-				       o->cf, o->branch, o->ino, o->blk) = *o;
+		if (!o->used)
+			continue;
+		d = store_gc_slot(st,
+				  store_gc_hash(o->cf, o->branch, o->ino,
+						o->blk),
+				  o->cf, o->branch, o->ino, o->blk);
+		*d = *o;
+		if (d->pending != STORE_GC_TAKEN)
+			store_gc_heap_set(st, st->nheap++, (uint32_t)(d - nt));
 	}
+	for (i = st->nheap / 2; i-- > 0;)
+		store_gc_heap_down(st, i);
 	free(old);
 	return 0;
 }
@@ -982,8 +1072,13 @@ static void store_gc_note(struct store *s, int cf, uint64_t br, uint64_t ino,
 	}
 	o = store_gc_slot(st, h, cf, br, ino, blk);
 	if (o->used) {
-		if (seq < o->pending || o->pending == STORE_GC_TAKEN)
+		if (o->pending == STORE_GC_TAKEN) {
 			o->pending = seq;
+			store_gc_heap_push(st, (size_t)(o - st->tab));
+		} else if (seq < o->pending) {
+			o->pending = seq;
+			store_gc_heap_up(st, o->hpos);
+		}
 		goto out_unlock;
 	}
 	if (atomic_load(&s->gc_dirty_n) >= STORE_GC_MAX_OBJS) {
@@ -996,6 +1091,7 @@ static void store_gc_note(struct store *s, int cf, uint64_t br, uint64_t ino,
 				    .pending = seq,
 				    .cf = (uint8_t)cf,
 				    .used = true };
+	store_gc_heap_push(st, (size_t)(o - st->tab));
 	st->n++;
 	atomic_fetch_add(&s->gc_dirty_n, 1);
 out_unlock:
@@ -1040,12 +1136,15 @@ static void store_gc_settle(struct store *s, int cf, uint64_t br, uint64_t ino,
 	if (!o->used)
 		goto out_unlock;
 	if (o->pending != STORE_GC_TAKEN) {
-		if (next && next < o->pending)
+		if (next && next < o->pending) {
 			o->pending = next;
+			store_gc_heap_up(st, o->hpos);
+		}
 		goto out_unlock;
 	}
 	if (next) {
 		o->pending = next;
+		store_gc_heap_push(st, (size_t)(o - st->tab));
 		goto out_unlock;
 	}
 	/* Remove with backward shift (linear probing keeps no tombstones). */
@@ -1064,6 +1163,8 @@ static void store_gc_settle(struct store *s, int cf, uint64_t br, uint64_t ino,
 		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
 			continue;
 		st->tab[i] = st->tab[j];
+		if (st->tab[i].hpos != STORE_GC_NOHEAP)
+			st->heap[st->tab[i].hpos] = (uint32_t)i;
 		i = j;
 	}
 	st->tab[i].used = false;
@@ -1968,6 +2069,7 @@ static void store_free(struct store *s)
 	free(s->gc_full_ids);
 	for (i = 0; i < STORE_GC_STRIPES; i++) {
 		free(s->gc_dirty[i].tab);
+		free(s->gc_dirty[i].heap);
 		pthread_mutex_destroy(&s->gc_dirty[i].mu);
 	}
 	free(s->grave);
@@ -4319,6 +4421,9 @@ struct store_gc_run {
 	uint64_t paced;	    /* keys_scanned at the last pause */
 	uint64_t h_ticket;  /* writes_done after the horizon's write; 0:
 			     * known durable */
+	size_t set_n;	    /* objects in GC's set when the pass began */
+	size_t taken;	    /* ... of which the pass took */
+	int64_t take_ns;    /* time taking them (stripe locks held) */
 };
 
 /* The horizon must be durable before GC deletes anything below it, or a
@@ -4623,23 +4728,22 @@ static int store_gc_todo_cmp(const void *a, const void *b)
 }
 
 /* Take every object with pending <= w out of the set (marked taken),
- * sorted in key order.  *out is freed by the caller. */
+ * sorted in key order: from the top of each stripe's heap, so the cost is
+ * what is taken, not the size of the set.  *out is freed by the caller. */
 static int store_gc_take(struct store *s, uint64_t w,
 			 struct store_gc_todo **out, size_t *nout)
 {
 	struct store_gc_todo *td = NULL;
-	size_t n = 0, cap = 0, i, j;
+	size_t n = 0, cap = 0, i;
 	int rc = 0;
 
 	for (i = 0; i < STORE_GC_STRIPES && rc == 0; i++) {
 		struct store_gc_stripe *st = &s->gc_dirty[i];
 
 		pthread_mutex_lock(&st->mu);
-		for (j = 0; j < st->cap; j++) {
-			struct store_gc_obj *o = &st->tab[j];
+		while (st->nheap > 0 && st->tab[st->heap[0]].pending <= w) {
+			struct store_gc_obj *o;
 
-			if (!o->used || o->pending > w)
-				continue;
 			if (n == cap) {
 				size_t ncap = cap ? cap * 2 : 256;
 				struct store_gc_todo *nt =
@@ -4652,6 +4756,7 @@ static int store_gc_take(struct store *s, uint64_t w,
 				td = nt;
 				cap = ncap;
 			}
+			o = &st->tab[store_gc_heap_pop(st)];
 			td[n++] = (struct store_gc_todo){ .branch = o->branch,
 							  .ino = o->ino,
 							  .blk = o->blk,
@@ -4854,7 +4959,11 @@ static int store_gc_incremental(struct store_gc_run *r,
 	size_t ntd = 0, a, b;
 	int rc, cf;
 
+	r->set_n = atomic_load(&r->s->gc_dirty_n);
+	r->take_ns = store_mono_ns();
 	rc = store_gc_take(r->s, r->w, &td, &ntd);
+	r->take_ns = store_mono_ns() - r->take_ns;
+	r->taken = ntd;
 	for (a = 0; rc == 0 && a < ntd; a = b) {
 		for (b = a + 1; b < ntd && td[b].branch == td[a].branch; b++)
 			;
@@ -4862,6 +4971,11 @@ static int store_gc_incremental(struct store_gc_run *r,
 				      store_gc_branch_of(gb, ngb, td[a].branch),
 				      td + a, b - a, &its);
 	}
+	/* A failed pass puts back what it took, as it was (an object done
+	 * already is only examined again): none stays taken for good. */
+	for (a = 0; rc && a < ntd; a++)
+		store_gc_settle(r->s, td[a].cf, td[a].branch, td[a].ino,
+				td[a].blk, td[a].pending);
 	for (cf = 0; cf < KV_CF_COUNT; cf++) {
 		if (its.obj[cf])
 			kv_iter_free(its.obj[cf]);
@@ -5085,10 +5199,12 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
-		 " -> %" PRIu64 " bytes; %" PRId64 " ms%s%s",
+		 " -> %" PRIu64 " bytes; took %zu of %zu written objects in %"
+		 PRId64 " us; %" PRId64 " ms%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-		 st.inodes_reclaimed, st.disk_before, st.disk_after,
-		 (tend - now) / 1000000, force_full ? " (whole scan)" : "",
+		 st.inodes_reclaimed, st.disk_before, st.disk_after, r.taken,
+		 r.set_n, r.take_ns / 1000, (tend - now) / 1000000,
+		 force_full ? " (whole scan)" : "",
 		 compact ? " (compacted)" :
 			   st.compaction_deferred ?
 			   " (compaction deferred: the last one was too recent)" :
