@@ -4807,14 +4807,17 @@ static int store_gc_obj(struct store_gc_run *r, struct store_gc_branch *gb,
 		k = kv_iter_key(it, &klen);
 		if (klen != plen + 8 || memcmp(k, g->prefix, plen) != 0)
 			break;
-		/* Older versions were decided by an earlier GC (GC-1). */
-		if (g->n && g->seqs[g->n - 1] < pending)
-			break;
 		v = kv_iter_value(it, &vlen);
 		r->st->keys_scanned++;
 		rc = store_gc_group_add(g, k, klen, v, vlen);
 		if (rc)
 			return rc;
+		/* Older versions were decided by an earlier GC (GC-1).  Stop
+		 * before stepping on: the iterator would walk over every
+		 * version an earlier GC deleted (their tombstones stay until
+		 * a compaction), and a hot page has thousands. */
+		if (g->seqs[g->n - 1] < pending)
+			break;
 	}
 	rc = kv_iter_status(it);
 	if (rc || g->n == 0)
