@@ -5067,6 +5067,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	bool force_full = false, compact;
 	size_t ngb = 0, ndead = 0, nfull = 0, i;
 	int64_t now = store_now_ns(), hns, tcomp, tend; /* tcomp: monotonic */
+	const char *why_full = NULL;
 	unsigned char hv[16];
 	int rc, cf;
 
@@ -5117,7 +5118,15 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	r.w = w;
 	st.horizon_ns = store_oldest_time(s);
 	/* GC-2: scan everything if the set may miss something. */
-	if (atomic_exchange(&s->gc_dirty_lost, false) || !s->gc_primed)
+	if (force_full)
+		why_full = "no memory to list the branches to scan";
+	if (!s->gc_primed)
+		why_full = "the first since open, or the last one failed";
+	if (atomic_exchange(&s->gc_dirty_lost, false))
+		why_full = atomic_load(&s->gc_dirty_n) >= STORE_GC_MAX_OBJS ?
+				   "more objects were written inside the retention window than GC's set holds" :
+				   "GC's set ran out of memory";
+	if (why_full)
 		force_full = true;
 	/* Until this GC ends well, the next one must scan everything. */
 	s->gc_primed = false;
@@ -5203,11 +5212,12 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
 		 " -> %" PRIu64 " bytes; took %zu of %zu written objects in %"
-		 PRId64 " us; %" PRId64 " ms%s%s",
+		 PRId64 " us; %" PRId64 " ms%s%s%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
 		 st.inodes_reclaimed, st.disk_before, st.disk_after, r.taken,
 		 r.set_n, r.take_ns / 1000, (tend - now) / 1000000,
-		 force_full ? " (whole scan)" : "",
+		 force_full ? " (whole scan: " : "", force_full ? why_full : "",
+		 force_full ? ")" : "",
 		 compact ? " (compacted)" :
 			   st.compaction_deferred ?
 			   " (compaction deferred: the last one was too recent)" :
