@@ -7,6 +7,8 @@
 # transactions and stops; then every branch is deleted, the retention
 # window passes and `branchctl gc` runs: the store must be back within 10%
 # of its size before the churn, and main must still read what it read.
+# A deleted branch right after that GC's compaction gets its compaction
+# deferred (JSON compacted / compaction_deferred).
 # On the first branch, the control plane's accounting is checked too:
 # written_bytes is 0 right after the fork and grows with the branch's own
 # writes, logical_bytes is about its parent's.
@@ -50,13 +52,12 @@ print([b for b in r["branches"] if b["name"] == sys.argv[1]][0][sys.argv[2]])' "
 # forget a postmaster that pg_stop stopped: its pid may be reused later
 pg_forget() { unset "IT_PGRUN[$1]" "IT_PGPID[$1]"; }
 
-# gc_settled: wait out the retention window, then run a full GC; print
-# its line and leave the store's bytes on disk in $DISK
+# gc_settled: wait out the retention window, then run a full GC; log its
+# JSON reply, leave it in $GCJSON and the store's bytes on disk in $DISK
 gc_settled() {
-	local out
 	sleep $((RETENTION + 1))
-	out=$(bctl gc) || fail "branchctl gc failed: $out"
-	log "$out"
+	GCJSON=$(bctl --json gc) || fail "branchctl gc failed: $GCJSON"
+	log "gc: $GCJSON"
 	DISK=$(disk_bytes)
 }
 
@@ -144,6 +145,18 @@ pct=$(awk -v a="$AFTER" -v b="$BASE" 'BEGIN { printf "%.1f", 100 * a / b }')
 log "RESULT churn scale=$SCALE branches=$N tx=$TX: before $BASE ($(mib "$BASE")), peak $peak ($(mib "$peak")), after gc $AFTER ($(mib "$AFTER")) = $pct% of before"
 ((AFTER * 10 <= BASE * 11)) ||
 	fail "store is $AFTER bytes after churn + gc, more than 110% of the $BASE bytes before the churn"
+# that GC compacted (branches were deleted, the last compaction was long
+# ago); one more deleted branch right after it must not compact the whole
+# store again (at least 1 s apart): it is deferred, and says so
+[ "$(json_field compacted <<<"$GCJSON")" = True ] ||
+	fail "gc after deleting $N branches did not compact: $GCJSON"
+tmo 60 mkdir "$MNT/scratch" || fail "mkdir $MNT/scratch failed"
+rmdir_eventually "$MNT/scratch"
+out=$(bctl --json gc) || fail "branchctl gc failed: $out"
+log "gc right after: $out"
+[ "$(json_field compacted <<<"$out")" = False ] &&
+	[ "$(json_field compaction_deferred <<<"$out")" = True ] ||
+	fail "a compaction right after the last one was not deferred: $out"
 
 # main is untouched by all of this
 pg_start "$MNT/main" "$P1"
