@@ -4080,6 +4080,24 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 	if (rc)
 		return rc;
 	kv_batch_init(&b);
+	/* Whole blocks do not depend on what the file holds: compress and
+	 * hash them before taking the inode's lock, so that writes to one
+	 * file (a checkpoint's writeback of it) do that work in parallel. */
+	for (done = 0; done < len;) {
+		uint64_t pos = off + done;
+		size_t n = STORE_BLOCK_SIZE - pos % STORE_BLOCK_SIZE;
+
+		if (n > len - done)
+			n = len - done;
+		if (n == STORE_BLOCK_SIZE) {
+			rc = store_batch_block(&b, branch, ino,
+					       pos / STORE_BLOCK_SIZE,
+					       src + done);
+			if (rc)
+				goto out;
+		}
+		done += n;
+	}
 	store_lockset_add(&ls, branch, ino);
 	store_lockset_lock(s, &ls);
 	rc = store_attr_load(s, &v, ino, &a, NULL, 0);
@@ -4093,7 +4111,9 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 		rc = -EINVAL;
 		goto out_unlock;
 	}
-	while (done < len) {
+	/* Then the partial blocks (at most the first and the last), which
+	 * merge with what the file holds. */
+	for (done = 0; done < len;) {
 		uint64_t pos = off + done;
 		uint64_t bn = pos / STORE_BLOCK_SIZE;
 		size_t boff = pos % STORE_BLOCK_SIZE;
@@ -4101,9 +4121,7 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 
 		if (n > len - done)
 			n = len - done;
-		if (boff == 0 && n == STORE_BLOCK_SIZE) {
-			rc = store_batch_block(&b, branch, ino, bn, src + done);
-		} else {
+		if (n < STORE_BLOCK_SIZE) {
 			if (!tmp) {
 				tmp = malloc(STORE_BLOCK_SIZE);
 				if (!tmp) {
@@ -4123,9 +4141,9 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 				goto out_unlock;
 			memcpy(tmp + boff, src + done, n);
 			rc = store_batch_block(&b, branch, ino, bn, tmp);
+			if (rc)
+				goto out_unlock;
 		}
-		if (rc)
-			goto out_unlock;
 		done += n;
 	}
 	if (off + len > a.size)
@@ -4141,6 +4159,7 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 	}
 out_unlock:
 	store_lockset_unlock(s, &ls);
+out:
 	kv_iter_free(it);
 	kv_batch_release(&b);
 	free(tmp);

@@ -4,14 +4,15 @@
  * isolation between branches (parent/child both ways, siblings,
  * grandchildren, deep chains), time travel (as-of reads, branches at a past
  * seq, wall-clock to seq), file data edge cases (truncation across branch
- * boundaries, partial-block writes, holes, offsets past 4 GiB), branch
- * management, and close/reopen persistence.
+ * boundaries, partial-block writes, parallel writers of one file, holes,
+ * offsets past 4 GiB), branch management, and close/reopen persistence.
  *
  * Directory operations live in test_store_dir.c, bad input in
  * test_store_badinput.c, crash persistence and locking across processes in
  * test_store_persist.c, fault injection in test_store_fault.c, and the
  * randomized model check in test_store_model.c.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -556,6 +557,83 @@ static void test_store_partial_block_writes(void **state)
 	}
 }
 
+/* Writers of one file in parallel, each to its own byte range; the
+ * ranges meet inside blocks, so that a whole block one writer compresses
+ * outside the inode's lock sits next to blocks two writers share (merged
+ * under it).  Every byte must be its writer's, and the size the end. */
+struct tstore_par_writer {
+	struct store *s;
+	uint64_t br, ino, lo, hi;
+	uint32_t seed;
+};
+
+static void *tstore_par_write(void *arg)
+{
+	struct tstore_par_writer *w = arg;
+	static const size_t steps[] = { 3 * BS + 123, BS, 5 * BS + 4001, 77 };
+	unsigned char *buf = malloc(8 * BS);
+	uint64_t off = w->lo;
+	size_t i = 0;
+
+	if (!buf)
+		return (void *)1;
+	while (off < w->hi) {
+		size_t len = steps[i++ % 4];
+		ssize_t n;
+
+		if (len > w->hi - off)
+			len = (size_t)(w->hi - off);
+		tstore_fill(buf, len, w->seed, off);
+		n = store_write(w->s, w->br, w->ino, buf, len, off, NULL);
+		if (n != (ssize_t)len) {
+			free(buf);
+			return (void *)1;
+		}
+		off += len;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_store_parallel_writes_one_file(void **state)
+{
+	struct tstore_fx *fx = *state;
+	enum { NW = 4 };
+	struct tstore_par_writer w[NW];
+	pthread_t th[NW];
+	uint64_t f, bound[NW + 1];
+	int i, round;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	for (i = 0; i <= NW; i++)
+		bound[i] = (uint64_t)i * 40 * BS + (i % NW ? 1000u * i : 0);
+	for (round = 0; round < 3; round++) {
+		for (i = 0; i < NW; i++) {
+			w[i] = (struct tstore_par_writer){
+				.s = fx->s,
+				.br = fx->br,
+				.ino = f,
+				.lo = bound[i],
+				.hi = bound[i + 1],
+				.seed = (uint32_t)(round * 10 + i + 1),
+			};
+			assert_int_equal(pthread_create(&th[i], NULL,
+							tstore_par_write, &w[i]),
+					 0);
+		}
+		for (i = 0; i < NW; i++) {
+			void *ret;
+
+			assert_int_equal(pthread_join(th[i], &ret), 0);
+			assert_null(ret);
+		}
+		assert_int_equal(tstore_size(fx->s, fx->br, f), bound[NW]);
+		for (i = 0; i < NW; i++)
+			tstore_expect_pat(fx->s, fx->br, f, w[i].seed,
+					  bound[i], bound[i + 1] - bound[i]);
+	}
+}
+
 static void test_store_holes_read_zero(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1023,6 +1101,7 @@ int main(void)
 		T(test_store_branch_reset_drop_names_and_past),
 		T(test_store_usage_and_stats),
 		T(test_store_time_of_seq),
+		T(test_store_parallel_writes_one_file),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -476,6 +476,22 @@ static void test_store_badinput_wrong_types(void **state)
 	l = tstore_mknod(s, fx->br, fx->root, "l", S_IFLNK | 0777, "f");
 	assert_int_equal(store_write(s, fx->br, dir, "x", 1, 0, NULL), -EISDIR);
 	assert_int_equal(store_write(s, fx->br, l, "x", 1, 0, NULL), -EINVAL);
+	{
+		/* whole blocks too (prepared before the type is known) */
+		static unsigned char blocks[2 * STORE_BLOCK_SIZE];
+
+		assert_int_equal(store_write(s, fx->br, dir, blocks,
+					     sizeof(blocks), 0, NULL),
+				 -EISDIR);
+		assert_int_equal(store_write(s, fx->br, l, blocks,
+					     sizeof(blocks), STORE_BLOCK_SIZE,
+					     NULL),
+				 -EINVAL);
+		assert_int_equal(store_readlink(s, fx->br, STORE_SEQ_LATEST, l,
+						buf, sizeof(buf)),
+				 1);
+		assert_memory_equal(buf, "f", 1);
+	}
 	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, dir, buf, 4,
 				    0),
 			 -EISDIR);
