@@ -1041,10 +1041,9 @@ static int store_gc_grow(struct store_gc_stripe *st)
 
 		if (!o->used)
 			continue;
-		d = store_gc_slot(st,
-				  store_gc_hash(o->cf, o->branch, o->ino,
-						o->blk),
-				  o->cf, o->branch, o->ino, o->blk);
+		d = store_gc_slot(
+			st, store_gc_hash(o->cf, o->branch, o->ino, o->blk),
+			o->cf, o->branch, o->ino, o->blk);
 		*d = *o;
 		if (d->pending != STORE_GC_TAKEN)
 			store_gc_heap_set(st, st->nheap++, (uint32_t)(d - nt));
@@ -5142,9 +5141,10 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	if (!s->gc_primed)
 		why_full = "the first since open, or the last one failed";
 	if (atomic_exchange(&s->gc_dirty_lost, false))
-		why_full = atomic_load(&s->gc_dirty_n) >= STORE_GC_MAX_OBJS ?
-				   "more objects were written inside the retention window than GC's set holds" :
-				   "GC's set ran out of memory";
+		why_full =
+			atomic_load(&s->gc_dirty_n) >= STORE_GC_MAX_OBJS ?
+				"more objects were written inside the retention window than GC's set holds" :
+				"GC's set ran out of memory";
 	if (why_full)
 		force_full = true;
 	/* Until this GC ends well, the next one must scan everything. */
@@ -5230,17 +5230,19 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
-		 " -> %" PRIu64 " bytes; took %zu of %zu written objects in %"
-		 PRId64 " us; %" PRId64 " ms%s%s%s%s",
+		 " -> %" PRIu64
+		 " bytes; took %zu of %zu written objects in %" PRId64
+		 " us; %" PRId64 " ms%s%s%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
 		 st.inodes_reclaimed, st.disk_before, st.disk_after, r.taken,
 		 r.set_n, r.take_ns / 1000, (tend - now) / 1000000,
 		 force_full ? " (whole scan: " : "", force_full ? why_full : "",
 		 force_full ? ")" : "",
-		 compact ? " (compacted)" :
-			   st.compaction_deferred ?
-			   " (compaction deferred: the last one was too recent)" :
-			   "");
+		 compact ?
+			 " (compacted)" :
+		 st.compaction_deferred ?
+			 " (compaction deferred: the last one was too recent)" :
+			 "");
 	if (compact)
 		LOG_INFO(s, "gc: compaction took %" PRId64 " ms",
 			 s->gc_compact_cost_ns / 1000000);

@@ -618,7 +618,8 @@ static void test_store_parallel_writes_one_file(void **state)
 				.seed = (uint32_t)(round * 10 + i + 1),
 			};
 			assert_int_equal(pthread_create(&th[i], NULL,
-							tstore_par_write, &w[i]),
+							tstore_par_write,
+							&w[i]),
 					 0);
 		}
 		for (i = 0; i < NW; i++) {
@@ -629,8 +630,8 @@ static void test_store_parallel_writes_one_file(void **state)
 		}
 		assert_int_equal(tstore_size(fx->s, fx->br, f), bound[NW]);
 		for (i = 0; i < NW; i++)
-			tstore_expect_pat(fx->s, fx->br, f, w[i].seed,
-					  bound[i], bound[i + 1] - bound[i]);
+			tstore_expect_pat(fx->s, fx->br, f, w[i].seed, bound[i],
+					  bound[i + 1] - bound[i]);
 	}
 }
 
