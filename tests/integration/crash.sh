@@ -332,7 +332,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		[ -f "$ACKS/fs-r$r" ] || continue
 		if ! tmo 300 python3 "$CLIENTS" fsverify "$MNT/files/fsc/r$r" "$ACKS/fs-r$r" >"$T/log/fsverify-r$R-$r.out" 2>&1; then
 			fsbad=$((fsbad + 1))
-			problem "file workload of round $r: $(grep -v '^fsverify: [0-9]' "$T/log/fsverify-r$R-$r.out" | head -n 3 | tr '\n' ';')"
+			# its problems, or the exception that stopped it
+			problem "file workload of round $r: $(grep -v '^fsverify: [0-9]' "$T/log/fsverify-r$R-$r.out" | grep -v '^  ' | head -n 3 | tr '\n' ';')"
 		fi
 	done
 	nfs=$(grep -c '^A ' "$ACKS/fs-r$R" 2>/dev/null || true)
