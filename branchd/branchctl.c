@@ -640,6 +640,7 @@ int main(int argc, char **argv)
 		printf("%" PRId64 " s\n", bc_i(reply, "retention_s"));
 	} else if (!strcmp(cmd, "gc")) {
 		char a[32], b[32], d[32];
+		bool deferred = false;
 
 		bc_human_bytes((uint64_t)bc_i(reply, "disk_before"), a,
 			       sizeof(a));
@@ -647,8 +648,6 @@ int main(int argc, char **argv)
 			       sizeof(b));
 		bc_human_bytes((uint64_t)bc_i(reply, "bytes_deleted"), d,
 			       sizeof(d));
-		bool deferred = false;
-
 		json_get_bool(reply, "compaction_deferred", &deferred);
 		printf("gc: deleted %" PRId64 " of %" PRId64
 		       " versions (%s), reclaimed %" PRId64
