@@ -336,6 +336,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 			problem "file workload of round $r: $(grep -v '^fsverify: [0-9]' "$T/log/fsverify-r$R-$r.out" | grep -v '^  ' | head -n 3 | tr '\n' ';')"
 		fi
 	done
+	{ grep -h '^fsverify note' "$T"/log/fsverify-r"$R"-*.out 2>/dev/null || true; } | while IFS= read -r l; do log "$l"; done
 	nfs=$(grep -c '^A ' "$ACKS/fs-r$R" 2>/dev/null || true)
 	ssum=$(tree_sum "$MNT/static")
 	if [ "$ssum" != "$STATIC_SUM" ]; then

@@ -23,7 +23,10 @@
       After a crash: every acknowledged operation must be visible (the one
       unacknowledged operation in flight may or may not be).  Prints a line
       per problem and "fsverify: N acked ops, M problems"; exit 1 on problems.
+      One kernel artefact is excused and printed as "fsverify note: ...":
+      see read_acked() in fs_verify.
 """
+import errno
 import os
 import random
 import subprocess
@@ -150,15 +153,60 @@ def fs_client(d, logpath):
 
 
 def read_or_none(path):
+    """The file's bytes, or None if it does not exist.  Any other error
+    propagates, naming the file and the call that failed: open, read and
+    close can each fail on their own (close(2) reports writeback errors)."""
+    step = "open"
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise OSError(e.errno, "%s(%s): %s" % (step, path, e.strerror))
+    try:
+        step = "read"
+        parts = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            parts.append(b)
+        step = "close"
+        os.close(fd)
+        fd = -1
+    except OSError as e:
+        raise OSError(e.errno, "%s(%s): %s" % (step, path, e.strerror))
+    finally:
+        if fd >= 0 and step != "close":
+            os.close(fd)
+    return b"".join(parts)
 
 
 def fs_verify(d, logpath):
     problems = []
+    notes = []
+
+    def read_acked(path, renamed_in_flight):
+        """read_or_none(path), for a file the checks expect.  One failure is
+        excused, and reported as a note: close(2) failing with EIO on the
+        file that the client was renaming when it was SIGKILLed.  That is
+        the kernel's doing, not branchd's: after the rename, FUSE flushes
+        the file's new ctime with a SETATTR that the pending SIGKILL
+        aborts, and fuse_flush_time_update() latches that -EINTR on the
+        file's mapping as a writeback error, which the next close(2) of
+        the file by anyone reports, once.  No data is involved, the daemon
+        sees no error, and it happens only with the writeback cache
+        (tests/stress/kill_rename.py reproduces it alone).  The file is then
+        read again and checked like any other."""
+        try:
+            return read_or_none(path)
+        except OSError as e:
+            if not (renamed_in_flight and e.errno == errno.EIO
+                    and e.strerror.startswith("close(")):
+                raise
+            notes.append("%s: close(2) failed once with EIO after the in-flight rename (kernel: "
+                         "interrupted ctime flush latched as a writeback error)" % path)
+            return read_or_none(path)
     acked = 0
     files = {}          # j -> (size, last acked state, pending state or None)
     jmax = -1           # highest acked journal record
@@ -206,7 +254,8 @@ def fs_verify(d, logpath):
             problems.append("file %d: state %s, expected %s" % (j, got, "/".join(sorted(allowed))))
             continue
         if got in ("f", "g"):
-            data = read_or_none(fpath if got == "f" else gpath)
+            in_flight = bool(pending) and pending[0] == "R" and pending[1][0] == j
+            data = read_acked(fpath if got == "f" else gpath, in_flight)
             if data != content(j, size):
                 problems.append("file %d (%s): content differs (%s bytes, expected %d)"
                                 % (j, got, None if data is None else len(data), size))
@@ -223,12 +272,14 @@ def fs_verify(d, logpath):
                 problems.append("journal record %d missing or wrong (file has %d bytes)" % (n, len(data)))
                 break
     if cur:
-        data = read_or_none(os.path.join(d, "cur"))
+        data = read_acked(os.path.join(d, "cur"), cur_pending is not None)
         ok = [content(*cur)]
         if cur_pending:
             ok.append(content(*cur_pending))
         if data not in ok:
             problems.append("cur: content is not version %d (%s bytes)" % (cur[0], None if data is None else len(data)))
+    for n in notes:
+        print("fsverify note: %s" % n)
     for p in problems:
         print("fsverify %s: %s" % (d, p))
     print("fsverify: %d acked ops, %d problems" % (acked, len(problems)))
