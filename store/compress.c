@@ -2,6 +2,12 @@
 /*
  * compress.c - zstd compression of 8 KiB blocks.
  *
+ * Every frame carries zstd's content checksum (a 32-bit XXH64 of the
+ * decoded bytes, checked by the decoder): the store's SHA-256 digest
+ * covers the stored frame, and the checksum that the frame decodes to
+ * what was compressed.  Frames without one (written before store format
+ * 2) still decode.
+ *
  * One ZSTD_CCtx/ZSTD_DCtx per thread, created on first use: context
  * creation is costly and the FUSE loop is multi-threaded.  They hang off a
  * pthread key whose destructor frees them when the thread exits, since
@@ -9,6 +15,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <zstd.h>
 
@@ -17,6 +24,8 @@
 struct compress_ctx {
 	ZSTD_CCtx *c;
 	ZSTD_DCtx *d;
+	int level;    /* the level c is set to, if c_ready */
+	bool c_ready; /* c's parameters are set */
 };
 
 static pthread_key_t compress_key;
@@ -72,7 +81,17 @@ ssize_t compress_block(void *dst, size_t dstcap, const void *src, size_t len,
 		if (!x->c)
 			return -ENOMEM;
 	}
-	rc = ZSTD_compressCCtx(x->c, dst, dstcap, src, len, level);
+	/* Parameters stick to the context: set them once per level. */
+	if (!x->c_ready || x->level != level) {
+		if (ZSTD_isError(ZSTD_CCtx_setParameter(
+			    x->c, ZSTD_c_compressionLevel, level)) ||
+		    ZSTD_isError(ZSTD_CCtx_setParameter(
+			    x->c, ZSTD_c_checksumFlag, 1)))
+			return -EIO;
+		x->level = level;
+		x->c_ready = true;
+	}
+	rc = ZSTD_compress2(x->c, dst, dstcap, src, len);
 	if (ZSTD_isError(rc))
 		return -EIO;
 	return (ssize_t)rc;

@@ -8,11 +8,12 @@
 
 /* Upper bound of compress_block() output for len input bytes. */
 size_t compress_bound(size_t len);
-/* Compress src into dst (capacity dstcap).  Returns the compressed length,
- * or -EIO (logged by the caller). */
+/* Compress src into dst (capacity dstcap) as one zstd frame with a content
+ * checksum.  Returns the compressed length, or -EIO (logged by the
+ * caller). */
 ssize_t compress_block(void *dst, size_t dstcap, const void *src, size_t len,
 		       int level);
 /* Decompress exactly dstlen bytes into dst.  -EIO if src is not a valid
- * frame or does not decode to dstlen bytes. */
+ * frame, fails its content checksum or does not decode to dstlen bytes. */
 int compress_unblock(void *dst, size_t dstlen, const void *src, size_t len);
 #endif

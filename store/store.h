@@ -54,7 +54,7 @@
 #define STORE_SEQ_LATEST UINT64_MAX
 #define STORE_BRANCH_ID_MAX ((UINT64_C(1) << 24) - 1)
 #define STORE_INO_MAX ((UINT64_C(1) << 40) - 1)
-#define STORE_FORMAT_VERSION 1u
+#define STORE_FORMAT_VERSION 2u
 
 struct store;
 struct kv;

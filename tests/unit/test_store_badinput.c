@@ -15,6 +15,10 @@
 
 #include <cmocka.h>
 
+#include "store/compress.h"
+#include "store/digest.h"
+#include "store/kv.h"
+#include "store/store_int.h"
 #include "tests/unit/test_store_common.h"
 
 struct tstore_badname {
@@ -421,9 +425,163 @@ static void test_store_badinput_open_format_version(void **state)
 	tstore_write_file(path, "something else\n");
 	assert_int_equal(tstore_open_dir(fx->dir, true, NULL, &s),
 			 -EMEDIUMTYPE);
-	tstore_write_file(path, "branchfs-store 1\n");
+	tstore_write_file(path, "branchfs-store 0\n");
+	assert_int_equal(tstore_open_dir(fx->dir, true, NULL, &s),
+			 -EPROTONOSUPPORT);
+	tstore_write_file(path, "branchfs-store 2\n");
 	assert_int_equal(tstore_fx_open(fx), 0);
 	assert_int_equal(tstore_root(fx->s, fx->br), fx->root);
+}
+
+static uint64_t tb_get64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Compressible text, different in every block. */
+static void tb_fill_text(unsigned char *buf, size_t len, unsigned tag)
+{
+	size_t n = 0;
+
+	while (n < len) {
+		char line[64];
+		int k = snprintf(line, sizeof(line),
+				 "tuple %u/%zu padding     \n", tag, n / 8192);
+		size_t c = (size_t)k < len - n ? (size_t)k : len - n;
+
+		memcpy(buf + n, line, c);
+		n += c;
+	}
+}
+
+/* What a store of format 1 holds: every compressed block rewritten as
+ * kind 2 (digest of the decoded block), the format record and the marker
+ * at 1.  Every data block found must be of the given kind.  Returns how
+ * many blocks it rewrote. */
+static size_t tb_make_format1(struct tstore_fx *fx, bool damage_one,
+			      unsigned kind)
+{
+	unsigned char fval[12] = "branchfs", out[8192], dg[DIGEST_LEN];
+	unsigned char val[1 + DIGEST_LEN + 16384], hdr[17];
+	char db[4200], path[4200];
+	struct kv_batch b;
+	struct kv_iter *it;
+	struct kv *kv;
+	size_t n = 0;
+
+	snprintf(db, sizeof(db), "%s/db", fx->dir);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	kv_batch_init(&b);
+	assert_int_equal(kv_iter_new(kv, KV_CF_BLOCK, KV_ITER_SCAN, &it), 0);
+	for (kv_iter_seek(it, "", 0); kv_iter_valid(it); kv_iter_next(it)) {
+		size_t klen, vlen;
+		const unsigned char *k = kv_iter_key(it, &klen);
+		const unsigned char *v = kv_iter_value(it, &vlen);
+		uint64_t ino = tb_get64(k + 8), blk = tb_get64(k + 16);
+		ssize_t clen;
+
+		if (vlen == 1)
+			continue; /* a hole */
+		assert_int_equal(v[0], kind);
+		assert_int_equal(store_block_decode(ino, blk, v, vlen, out), 0);
+		clen = compress_block(val + 1 + DIGEST_LEN, 16384, out, 8192,
+				      -1);
+		assert_true(clen > 0);
+		val[0] = 2;
+		memcpy(hdr, k + 8, 16);
+		hdr[16] = 2;
+		assert_int_equal(digest_two(dg, hdr, 17, out, 8192), 0);
+		memcpy(val + 1, dg, DIGEST_LEN);
+		if (damage_one && n == 0)
+			val[1 + DIGEST_LEN + (size_t)clen / 2] ^= 0x10;
+		kv_batch_put(&b, KV_CF_BLOCK, k, klen, val,
+			     1 + DIGEST_LEN + (size_t)clen);
+		n++;
+	}
+	assert_int_equal(kv_iter_status(it), 0);
+	kv_iter_free(it);
+	fval[8] = fval[9] = fval[10] = 0;
+	fval[11] = 1;
+	kv_batch_put(&b, KV_CF_META, "F", 1, fval, sizeof(fval));
+	assert_int_equal(kv_write(kv, &b, true), 0);
+	kv_batch_release(&b);
+	kv_close(kv);
+	snprintf(path, sizeof(path), "%s/BRANCHFS", fx->dir);
+	tstore_write_file(path, "branchfs-store 1\n");
+	return n;
+}
+
+static unsigned tb_format_record(struct tstore_fx *fx)
+{
+	unsigned char fval[12];
+	char db[4200];
+	struct kv *kv;
+	size_t vlen;
+	bool found;
+
+	snprintf(db, sizeof(db), "%s/db", fx->dir);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	assert_int_equal(kv_get(kv, KV_CF_META, "F", 1, fval, sizeof(fval),
+				&vlen, &found),
+			 0);
+	kv_close(kv);
+	assert_true(found);
+	assert_int_equal(vlen, 12);
+	return (unsigned)fval[8] << 24 | (unsigned)fval[9] << 16 |
+	       (unsigned)fval[10] << 8 | fval[11];
+}
+
+/* A store of format 1 (compressed blocks hashed decoded) opens: its
+ * blocks read back as written, a damaged one still reads as EIO, and the
+ * open moves the format record and the marker to 2, so that an older
+ * build refuses the store once it holds blocks of the new kind. */
+static void test_store_badinput_open_format1_upgrade(void **state)
+{
+	struct tstore_fx *fx = *state;
+	static unsigned char data[6 * 8192], got[8192];
+	char path[4200], marker[64] = { 0 };
+	uint64_t f, g;
+	ssize_t n;
+	int fd;
+
+	tb_fill_text(data, sizeof(data), 1);
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "old");
+	tstore_write(fx->s, fx->br, f, data, sizeof(data), 0);
+	g = tstore_mkfile(fx->s, fx->br, fx->root, "other");
+	tstore_write(fx->s, fx->br, g, data, 8192, 0);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_int_equal(tb_format_record(fx), 2);
+	/* this build writes kind 3 */
+	assert_int_equal(tb_make_format1(fx, false, 3), 7);
+	assert_int_equal(tb_format_record(fx), 1);
+
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect(fx->s, fx->br, f, data, sizeof(data), 0);
+	tstore_expect(fx->s, fx->br, g, data, 8192, 0);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_int_equal(tb_format_record(fx), 2);
+	snprintf(path, sizeof(path), "%s/BRANCHFS", fx->dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_true(read(fd, marker, sizeof(marker) - 1) > 0);
+	close(fd);
+	assert_string_equal(marker, "branchfs-store 2\n");
+
+	/* a damaged block of the old kind (the first in key order: f's
+	 * block 0) is an I/O error, not garbage */
+	assert_int_equal(tb_make_format1(fx, true, 2), 7);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	n = store_read(fx->s, fx->br, STORE_SEQ_LATEST, f, got, 8192, 0);
+	assert_int_equal(n, -EIO);
+	tstore_expect(fx->s, fx->br, f, data + 8192, sizeof(data) - 8192, 8192);
+	tstore_expect(fx->s, fx->br, g, data, 8192, 0);
 }
 
 /* A store whose database went missing (a volume mounted wrongly, a
@@ -540,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_store_badinput_open_not_a_store),
 		cmocka_unit_test(test_store_badinput_open_path_is_file),
 		T(test_store_badinput_open_format_version),
+		T(test_store_badinput_open_format1_upgrade),
 		T(test_store_badinput_open_missing_db),
 	};
 
