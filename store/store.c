@@ -25,7 +25,7 @@
  * as stored, whose own content checksum covers the decoding; for ZSTD
  * (format 1, still read) the decoded 8 KiB.  Hashing the frame, a quarter
  * of the bytes on Postgres pages, lets a read reject a damaged block before
- * decoding it and halves the CPU of a block read.
+ * decoding it and about halves the CPU of decoding a block.
  * The NUL after the name keeps all versions of one name contiguous.
  *
  * Reads: a view is the branch's ancestry as levels (id, cap, floor).  Level
@@ -2017,13 +2017,14 @@ static int store_dir_is_empty(const char *dir, bool *empty)
 	return 0;
 }
 
-/* Reads the marker; *is_new tells whether the store's database was never
- * completely created (marker "branchfs-store N new"). */
 static bool store_format_known(unsigned ver)
 {
 	return ver >= STORE_FORMAT_OLDEST && ver <= STORE_FORMAT_VERSION;
 }
 
+/* Reads the marker: *ver_out is its format version, and *is_new tells
+ * whether the store's database was never completely created (marker
+ * "branchfs-store N new"). */
 static int store_marker_check(struct store *s, const char *path, bool *is_new,
 			      unsigned *ver_out)
 {
