@@ -31,7 +31,9 @@
 #   3. Time from `mkdir` of a branch of the running branchfs 'main' cluster
 #      to pg_isready succeeding on a postmaster started on that branch
 #      (crash recovery included; median of 3), once as it comes after the
-#      pgbench runs and once right after a CHECKPOINT on main; the WAL the
+#      pgbench runs, once right after a CHECKPOINT on main, and once while
+#      main runs pgbench rw, 20 s after a CHECKPOINT (the load goes on for
+#      20 s more while the branch recovers); the WAL the
 #      branch replayed (from its "redo starts/done" log lines) is shown,
 #      and one crash image is recovered both on branchfs and on a cp -a of
 #      it on ext4, to tell WAL volume apart from branchfs speed.  Each
@@ -77,6 +79,9 @@ T_RO=$(((T + 1) / 2))
 THREADS=2
 NMKDIR=5
 NREADY=3
+READY_LOAD_S=20
+READY_TAIL_S=20
+[ "$QUICK" = 1 ] && READY_LOAD_S=3 && READY_TAIL_S=5
 
 log() { printf '[pg_bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -471,12 +476,23 @@ phases() { # logfile
 
 # NREADY rounds; sets READY_MS, READY_MAX_MS, MKDIR_RUNNING_MS, REDO_MB
 # (median WAL replayed).  With "checkpoint", main runs CHECKPOINT first.
-ready_rounds() { # tag [checkpoint]
-	local tag=$1 i b us t0 t1 t2 ok n lg v=() m=() r=()
+# With "busy", main runs CHECKPOINT, then pgbench rw (-c CLIENTS) for
+# READY_LOAD_S seconds before the mkdir and READY_TAIL_S after it: the
+# branch is made of a cluster under load and recovers while that load goes
+# on, with a WAL volume that does not depend on when main last
+# checkpointed by itself.
+ready_rounds() { # tag [checkpoint|busy]
+	local tag=$1 i b us t0 t1 t2 ok n lg lp v=() m=() r=()
 	for i in $(seq $NREADY); do
 		b=$MNT/$tag$i
-		if [ "${2:-}" = checkpoint ]; then
+		lp=
+		if [ "${2:-}" = checkpoint ] || [ "${2:-}" = busy ]; then
 			as_pg psql -X -q -h "$SOCK" -p "$MAIN_PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT on main"
+		fi
+		if [ "${2:-}" = busy ]; then
+			(PORT=$MAIN_PORT && pgb -c $CLIENTS -j $THREADS -T $((READY_LOAD_S + READY_TAIL_S))) >"$WORK/log/load.$tag$i.log" 2>&1 &
+			lp=$!
+			sleep "$READY_LOAD_S"
 		fi
 		next_port
 		lg=$WORK/log/pg.$tag$i.$PORT.log
@@ -505,6 +521,10 @@ ready_rounds() { # tag [checkpoint]
 			die "query on branch $b"
 		[ "$n" = "$SCALE" ] || die "branch $b has $n pgbench_branches rows, expected $SCALE"
 		pg_stop "$b"
+		if [ -n "$lp" ]; then
+			wait "$lp" || { tail -n 5 "$WORK/log/load.$tag$i.log" >&2 || true; die "pgbench on main during $tag$i"; }
+			log "$tag$i: main ran $(awk '/^tps = / { printf "%.0f", $3; exit }' "$WORK/log/load.$tag$i.log") tps meanwhile"
+		fi
 		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed ($(phases "$lg"); mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
 	done
 	READY_MS=$(us2ms "$(median "${v[@]}")")
@@ -554,6 +574,9 @@ log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US"
 # what a CI recipe would do: CHECKPOINT on the parent, then branch
 ready_rounds readyck checkpoint
 READY2=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
+# a branch of a cluster under load, a fixed time after its checkpoint
+ready_rounds readybusy busy
+READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 PORT=$MAIN_PORT
 pg_stop "$MAIN"
 
@@ -643,6 +666,7 @@ echo "|---|---|---|---|---|---|"
 echo "| mkdir(2) of a branch of running 'main' (ms) | ${READY1[2]} | | | < 5 ms | $(pm lt "${READY1[2]}" 5) |"
 echo "| mkdir -> pg_isready on the branch (ms) | ${READY1[0]} | ${READY1[1]} | ${READY1[3]} | < 1000 ms | $(pm lt "${READY1[0]}" 1000) |"
 echo "| same, CHECKPOINT on main just before mkdir (ms) | ${READY2[0]} | ${READY2[1]} | ${READY2[3]} | < 1000 ms | $(pm lt "${READY2[0]}" 1000) |"
+echo "| mkdir -> pg_isready, main under pgbench rw since a CHECKPOINT ${READY_LOAD_S} s before (ms) | ${READY3[0]} | ${READY3[1]} | ${READY3[3]} | < 1000 ms | $(pm lt "${READY3[0]}" 1000) |"
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
