@@ -1972,16 +1972,24 @@ static int store_touch_rebuild(struct store *s)
 	return rc;
 }
 
-static int store_init_new(struct store *s)
+/* The format record META "F" of this build's format, into b. */
+static void store_batch_format(struct kv_batch *b)
 {
-	unsigned char fval[12], tkey[9], tval[8];
-	struct kv_batch b;
-	int rc;
+	unsigned char fval[12];
 
 	memcpy(fval, "branchfs", 8);
 	store_put32(fval + 8, STORE_FORMAT_VERSION);
+	kv_batch_put(b, KV_CF_META, "F", 1, fval, sizeof(fval));
+}
+
+static int store_init_new(struct store *s)
+{
+	unsigned char tkey[9], tval[8];
+	struct kv_batch b;
+	int rc;
+
 	kv_batch_init(&b);
-	kv_batch_put(&b, KV_CF_META, "F", 1, fval, sizeof(fval));
+	store_batch_format(&b);
 	store_put64(tval, 1);
 	kv_batch_put(&b, KV_CF_META, "S", 1, tval, 8);
 	kv_batch_put(&b, KV_CF_META, "N", 1, tval, 8);
@@ -2064,15 +2072,12 @@ static int store_marker_write(const char *dir, const char *path, bool is_new);
  * its blocks are still read as they are. */
 static int store_format_upgrade(struct store *s, const char *dir, unsigned from)
 {
-	unsigned char fval[12];
 	char path[PATH_MAX];
 	struct kv_batch b;
 	int rc;
 
-	memcpy(fval, "branchfs", 8);
-	store_put32(fval + 8, STORE_FORMAT_VERSION);
 	kv_batch_init(&b);
-	kv_batch_put(&b, KV_CF_META, "F", 1, fval, sizeof(fval));
+	store_batch_format(&b);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	if (rc == 0) {
