@@ -56,6 +56,7 @@ struct bd {
 	bool foreground;
 	bool debug;
 	bool allow_other;
+	bool io_uring;
 	char *default_parent;
 	char *pidfile;
 	char *socket_path;
@@ -127,6 +128,10 @@ static void bd_usage(FILE *f)
 		"       debug                trace every request\n"
 		"       allow_other          let other users in (default)\n"
 		"       noallow_other        only the mounting user\n"
+		"       io_uring             FUSE over io_uring when the kernel\n"
+		"                            offers it (Linux 6.14+, fuse module's\n"
+		"                            enable_uring=Y)\n"
+		"       noio_uring           always /dev/fuse (default)\n"
 		"       default_permissions  kernel permission checks (always on)\n"
 		"       pidfile=PATH         write the daemon's pid to PATH\n"
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
@@ -174,6 +179,10 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 		bd->allow_other = true;
 	} else if (BD_FLAG("noallow_other")) {
 		bd->allow_other = false;
+	} else if (BD_FLAG("io_uring")) {
+		bd->io_uring = true;
+	} else if (BD_FLAG("noio_uring")) {
+		bd->io_uring = false;
 	} else if (BD_FLAG("default_permissions")) {
 		/* always on */
 	} else if (BD_VALUE("default_parent")) {
@@ -591,6 +600,7 @@ int main(int argc, char **argv)
 	fcfg.root_gid = bd.root_gid;
 	fcfg.root_mode = bd.root_mode;
 	fcfg.debug = bd.debug;
+	fcfg.io_uring = bd.io_uring;
 	fcfg.log = log;
 	fcfg.ready = bd_ready;
 	fcfg.ready_ctx = &bd;

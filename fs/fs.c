@@ -379,6 +379,21 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 	}
 	fs->mounted = true;
 	FS_INFO(fs, "mounted on '%s'", real);
+	if (fs->cfg.io_uring) {
+		int fd = fuse_session_fd(fs->se);
+
+		rc = fs_uring_new(fs, fd, &fs->uring);
+		if (!rc && fuse_session_custom_io(fs->se, &fs_uring_io, fd)) {
+			fs_uring_free(fs->uring);
+			fs->uring = NULL;
+			rc = -EINVAL;
+		}
+		if (rc)
+			FS_WARN(fs,
+				"no FUSE over io_uring (%s): requests go "
+				"through /dev/fuse",
+				strerror(-rc));
+	}
 	fs_bdi_tune(fs);
 	return 0;
 
@@ -406,6 +421,7 @@ int fs_run(struct fs *fs)
 	fuse_loop_cfg_set_idle_threads(lc, FS_MAX_THREADS);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
+	fs_uring_stop(fs->uring);
 	return rc < 0 ? rc : 0;
 }
 
@@ -507,8 +523,10 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_unmount(fs);
+	fs_uring_stop(fs->uring);
 	if (fs->se)
 		fuse_session_destroy(fs->se);
+	fs_uring_free(fs->uring);
 	fs_map_release(&fs->br);
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);

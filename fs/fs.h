@@ -44,6 +44,10 @@ struct fs_config {
 	 * request has been answered: the mount is live.  May be NULL. */
 	void (*ready)(void *ctx);
 	void *ready_ctx;
+	/* Serve requests through FUSE over io_uring when the kernel offers
+	 * it (Linux 6.14+ with the fuse module's enable_uring on); through
+	 * /dev/fuse otherwise. */
+	bool io_uring;
 };
 
 /* Allocate a filesystem over cfg->store.  cfg is copied.  -ENOMEM,

@@ -62,6 +62,7 @@ struct fs {
 	struct fs_config cfg;
 	struct store *store;
 	struct fuse_session *se;
+	struct fs_uring *uring; /* NULL unless cfg.io_uring */
 	char *mountpoint;
 	bool mounted;
 	bool allow_other;
@@ -124,6 +125,19 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * change of the branch is underway.  0 or -ENOMEM. */
 int fs_file_open(struct fs *fs, uint64_t nodeid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
+
+/* ---- fs_uring.c: FUSE over io_uring, under libfuse ---- */
+struct fs_uring;
+/* State for the transport over the session's /dev/fuse fd; install
+ * fs_uring_io with fuse_session_custom_io() before the loop runs.
+ * -ENOMEM. */
+int fs_uring_new(struct fs *fs, int fd, struct fs_uring **out);
+/* Join the ring's threads, once the connection is gone (they stop on its
+ * end, or within a second of this call).  Logs how many requests the ring
+ * served.  Idempotent. */
+void fs_uring_stop(struct fs_uring *u);
+void fs_uring_free(struct fs_uring *u);
+extern const struct fuse_custom_io fs_uring_io;
 
 /* ---- fs_ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;

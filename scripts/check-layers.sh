@@ -24,5 +24,6 @@ conf 'rocksdb/' 'store/kv.c'
 conf 'zstd.h' 'store/compress.c'
 conf 'openssl/' 'store/digest.c'
 conf 'fuse' 'fs/.*'
+conf 'liburing' 'fs/fs_uring.c'
 [ $rc -eq 0 ] && echo "check-layers: ok"
 exit $rc

@@ -10,7 +10,8 @@
 #   background helpers (e.g. a pgbench) -> every postmaster it started
 #   (pg_ctl stop -m immediate, then SIGQUIT/SIGKILL to the recorded pid)
 #   -> every mount (fusermount3 -u, lazy -uz on failure) -> every branchd it
-#   started (by pid) -> system users it created -> the temp dir.
+#   started (by pid) -> system users it created -> kernel parameters it set
+#   (it_set_param) -> the temp dir.
 # Only pids recorded here are signalled, and only mounts made here are
 # unmounted.
 #
@@ -34,7 +35,7 @@ T=""            # the test's temp dir
 SOCK=""         # unix socket dir for every postmaster of this test
 MNT=""          # mount point of the default store
 STORE=""        # store dir of the default store
-declare -a IT_BG=() IT_PGDIRS=() IT_MOUNTS=() IT_DAEMONS=() IT_USERS=() IT_GROUPS=() IT_PORTS=()
+declare -a IT_BG=() IT_PGDIRS=() IT_MOUNTS=() IT_DAEMONS=() IT_USERS=() IT_GROUPS=() IT_PORTS=() IT_PARAMS=()
 declare -A IT_PGPID=() IT_PGRUN=() IT_MNTPID=()
 
 log() { printf '[%s %s] %s\n' "$IT_NAME" "$(date +%H:%M:%S)" "$*"; }
@@ -150,6 +151,10 @@ _it_cleanup() {
 	for i in "${IT_GROUPS[@]}"; do
 		getent group "$i" >/dev/null && { groupdel "$i" >/dev/null 2>&1 || log "warning: groupdel $i failed"; }
 	done
+	for ((i = ${#IT_PARAMS[@]} - 2; i >= 0; i -= 2)); do
+		printf '%s\n' "${IT_PARAMS[$((i + 1))]}" >"${IT_PARAMS[$i]}" 2>/dev/null ||
+			log "warning: could not put ${IT_PARAMS[$((i + 1))]} back into ${IT_PARAMS[$i]}"
+	done
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if grep -qF " $T/" /proc/self/mounts; then
 			log "warning: something is still mounted under $T; leaving it in place"
@@ -164,6 +169,16 @@ _it_cleanup() {
 }
 
 # ---- helpers ------------------------------------------------------------------
+
+# it_set_param FILE VALUE: write VALUE into a kernel parameter file (e.g.
+# /sys/module/fuse/parameters/enable_uring); cleanup puts the old value back
+it_set_param() {
+	local f=$1 v=$2 old
+	old=$(cat "$f") || fail "cannot read $f"
+	IT_PARAMS+=("$f" "$old")
+	printf '%s\n' "$v" >"$f" || fail "cannot write $v into $f"
+	log "$f: $old -> $v (put back at cleanup)"
+}
 
 # free_port VAR: store in VAR a free TCP port on 127.0.0.1, never one this
 # test already handed out (no command substitution: IT_PORTS must persist)
