@@ -50,7 +50,10 @@
 # BENCH_QUICK=1 (scale 2, T=5, no big scale unless BENCH_BIG_SCALE is set:
 # a smoke test of ~1 min),
 # BENCH_TMPDIR (parent of the temp dir, default /tmp), BRANCHD_OPTS (extra
-# -o options for branchd, comma separated).
+# -o options for branchd, comma separated), BENCH_URING=1 (also run 'main'
+# over FUSE over io_uring: branchd -o io_uring, with the fuse module's
+# enable_uring turned on for that part and put back afterwards; needs Linux
+# 6.14+).
 #
 # Everything it starts is undone by an EXIT/INT/TERM trap, also on failure:
 # postmasters it started (pg_ctl stop, then the postmaster pid), mounts it
@@ -68,6 +71,9 @@ BIG_SCALE=${BENCH_BIG_SCALE:-200}
 T=${BENCH_T:-60}
 ROUNDS=${BENCH_ROUNDS:-3}
 QUICK=${BENCH_QUICK:-0}
+URING=${BENCH_URING:-0}
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_OLD=""
 if [ "$QUICK" = 1 ]; then
 	SCALE=2
 	T=5
@@ -134,6 +140,7 @@ cleanup() {
 		fi
 	done
 	for d in "${LOOPS[@]}"; do losetup -d "$d" 2>/dev/null; done
+	[ -n "$URING_OLD" ] && echo "$URING_OLD" >"$URING_PARAM"
 	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf --one-file-system "$WORK"
 	exit $rc
 }
@@ -439,6 +446,27 @@ pg_start "$MAIN"
 pg_load main "$SCALE"
 pg_runs main
 
+# ---- 1c'. branchfs main over FUSE over io_uring (BENCH_URING=1) ----
+if [ "$URING" = 1 ]; then
+	[ -w "$URING_PARAM" ] || die "BENCH_URING=1: no writable $URING_PARAM (Linux 6.14+ and root needed)"
+	pg_stop "$MAIN"
+	bfs_umount "$STORE" "$MNT"
+	URING_OLD=$(cat "$URING_PARAM")
+	echo Y >"$URING_PARAM"
+	saved_opts=${BRANCHD_OPTS:-}
+	BRANCHD_OPTS=io_uring${saved_opts:+,$saved_opts}
+	bfs_mount "$STORE" "$MNT"
+	pg_start "$MAIN"
+	pg_runs ring
+	pg_stop "$MAIN"
+	bfs_umount "$STORE" "$MNT"
+	BRANCHD_OPTS=$saved_opts
+	echo "$URING_OLD" >"$URING_PARAM"
+	URING_OLD=""
+	bfs_mount "$STORE" "$MNT"
+	pg_start "$MAIN"
+fi
+
 # ---- 3. mkdir -> pg_isready on a branch of the running cluster ----
 # WAL replayed by the postmaster logged in $1 (crash recovery), in MB.
 redo_mb() { # logfile
@@ -641,6 +669,12 @@ echo "|---|---|---|---|---|---|---|"
 echo "| read-write | ${TPS_RW[ext4]} | ${TPS_RW[main]} (${r_rw_main}x) | ${TPS_RW[branch]} (${r_rw_br}x) | ${TPS_RW[ovl]} (${r_rw_ovl}x) | >= 0.85x | $rw_ok |"
 echo "| select-only | ${TPS_RO[ext4]} | ${TPS_RO[main]} (${r_ro_main}x) | ${TPS_RO[branch]} (${r_ro_br}x) | ${TPS_RO[ovl]} (${r_ro_ovl}x) | >= 0.95x | $ro_ok |"
 echo "| pgbench -i -s $SCALE (s) | ${INIT_S[ext4]} | ${INIT_S[main]} | - | - | | |"
+if [ "$URING" = 1 ]; then
+	echo
+	echo "'main' again over FUSE over io_uring (branchd -o io_uring), same store, after its /dev/fuse runs:"
+	echo "read-write ${TPS_RW[ring]} tps ($(ratio "${TPS_RW[ring]}" "${TPS_RW[ext4]}")x ext4, $(ratio "${TPS_RW[ring]}" "${TPS_RW[main]}")x /dev/fuse),"
+	echo "select-only ${TPS_RO[ring]} tps ($(ratio "${TPS_RO[ring]}" "${TPS_RO[ext4]}")x ext4, $(ratio "${TPS_RO[ring]}" "${TPS_RO[main]}")x /dev/fuse)."
+fi
 echo
 echo "### Clone a stopped cluster's data directory (ms)"
 echo
