@@ -446,27 +446,6 @@ pg_start "$MAIN"
 pg_load main "$SCALE"
 pg_runs main
 
-# ---- 1c'. branchfs main over FUSE over io_uring (BENCH_URING=1) ----
-if [ "$URING" = 1 ]; then
-	[ -w "$URING_PARAM" ] || die "BENCH_URING=1: no writable $URING_PARAM (Linux 6.14+ and root needed)"
-	pg_stop "$MAIN"
-	bfs_umount "$STORE" "$MNT"
-	URING_OLD=$(cat "$URING_PARAM")
-	echo Y >"$URING_PARAM"
-	saved_opts=${BRANCHD_OPTS:-}
-	BRANCHD_OPTS=io_uring${saved_opts:+,$saved_opts}
-	bfs_mount "$STORE" "$MNT"
-	pg_start "$MAIN"
-	pg_runs ring
-	pg_stop "$MAIN"
-	bfs_umount "$STORE" "$MNT"
-	BRANCHD_OPTS=$saved_opts
-	echo "$URING_OLD" >"$URING_PARAM"
-	URING_OLD=""
-	bfs_mount "$STORE" "$MNT"
-	pg_start "$MAIN"
-fi
-
 # ---- 3. mkdir -> pg_isready on a branch of the running cluster ----
 # WAL replayed by the postmaster logged in $1 (crash recovery), in MB.
 redo_mb() { # logfile
@@ -621,6 +600,26 @@ pg_stop "$BR"
 bfs_umount "$STORE" "$MNT"
 STORE_MB=$(du -sm "$STORE" | cut -f1)
 
+# ---- 1e. branchfs main over FUSE over io_uring (BENCH_URING=1) ----
+# Last, on the same store, so that the rows above (main restarted here)
+# are as without it.
+if [ "$URING" = 1 ]; then
+	[ -w "$URING_PARAM" ] || die "BENCH_URING=1: no writable $URING_PARAM (Linux 6.14+ and root needed)"
+	URING_OLD=$(cat "$URING_PARAM")
+	echo Y >"$URING_PARAM"
+	saved_opts=${BRANCHD_OPTS:-}
+	BRANCHD_OPTS=io_uring${saved_opts:+,$saved_opts}
+	bfs_mount "$STORE" "$MNT"
+	next_port
+	pg_start "$MAIN"
+	pg_runs ring
+	pg_stop "$MAIN"
+	bfs_umount "$STORE" "$MNT"
+	BRANCHD_OPTS=$saved_opts
+	echo "$URING_OLD" >"$URING_PARAM"
+	URING_OLD=""
+fi
+
 # ---- 2c. the big scale ----
 if [ "$BIG_SCALE" -gt 0 ]; then
 	PORT=$EXT4_PORT
@@ -671,7 +670,7 @@ echo "| select-only | ${TPS_RO[ext4]} | ${TPS_RO[main]} (${r_ro_main}x) | ${TPS_
 echo "| pgbench -i -s $SCALE (s) | ${INIT_S[ext4]} | ${INIT_S[main]} | - | - | | |"
 if [ "$URING" = 1 ]; then
 	echo
-	echo "'main' again over FUSE over io_uring (branchd -o io_uring), same store, after its /dev/fuse runs:"
+	echo "'main' again over FUSE over io_uring (branchd -o io_uring), same store, at the end of the run:"
 	echo "read-write ${TPS_RW[ring]} tps ($(ratio "${TPS_RW[ring]}" "${TPS_RW[ext4]}")x ext4, $(ratio "${TPS_RW[ring]}" "${TPS_RW[main]}")x /dev/fuse),"
 	echo "select-only ${TPS_RO[ring]} tps ($(ratio "${TPS_RO[ring]}" "${TPS_RO[ext4]}")x ext4, $(ratio "${TPS_RO[ring]}" "${TPS_RO[main]}")x /dev/fuse)."
 fi
