@@ -386,6 +386,37 @@ run_pgbench() {
 	grep -E 'tps =|number of transactions actually processed|done in' "$out" | sed "s/^/[$IT_NAME]   /" || true
 }
 
+# acked_loop PORT FILE: in the background, commit "insert into acked values
+# (i)" for i = 1, 2, ... into table acked (id int primary key) and append i
+# to FILE once Postgres has acknowledged it; stops at the first failure
+acked_loop() {
+	local port=$1 file=$2
+	(
+		trap - ERR
+		set +e
+		for ((i = 1; i <= 100000; i++)); do
+			"$PGBIN/psql" -X -q -h "$SOCK" -p "$port" -U postgres -d postgres \
+				-c "insert into acked values ($i)" >/dev/null 2>&1 || break
+			echo "$i" >>"$file"
+		done
+	) &
+	IT_BG+=("$!")
+}
+
+# PGBENCH_SUMS: true when pgbench's balances add up to its history's deltas
+# (holds across runs that do not truncate pgbench_history: pgbench -n)
+PGBENCH_SUMS="select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) from pgbench_history)
+	and (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) from pgbench_history)"
+
+# pgbench_digest TABLE: SQL for one md5 over the pgbench accounts and history
+# and the rows of TABLE (id, note)
+pgbench_digest() {
+	printf '%s' "select md5(string_agg(x, '|' order by x)) from (
+	select 'a' || aid || ':' || abalance as x from pgbench_accounts
+	union all select 'h' || tid || ':' || bid || ':' || aid || ':' || delta || ':' || mtime from pgbench_history
+	union all select 't' || id || ':' || note from $1) s"
+}
+
 # bfs_try_mount [STORE MNT [extra -o options]]: like bfs_mount, but returns 1
 # (after logging why) instead of failing the test when branchd exits before
 # the mount is ready; the daemon's log is in $T/log/branchd-*.log.

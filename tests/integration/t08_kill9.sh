@@ -20,17 +20,7 @@ q "$P1" "create table acked(id int primary key)"
 
 "$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 2 -j 2 -T 60 postgres >"$T/log/bg-pgbench.out" 2>&1 &
 IT_BG+=("$!")
-# one acknowledged commit per line of $T/acked
-(
-	trap - ERR
-	set +e
-	for ((i = 1; i <= 100000; i++)); do
-		"$PGBIN/psql" -X -q -h "$SOCK" -p "$P1" -U postgres -d postgres \
-			-c "insert into acked values ($i)" >/dev/null 2>&1 || break
-		echo "$i" >>"$T/acked"
-	done
-) &
-IT_BG+=("$!")
+acked_loop "$P1" "$T/acked"
 sleep 4
 mk_child pr-1
 [ ! -e "$MNT/pr-1/postmaster.pid" ] || fail "pr-1 has a postmaster.pid right after mkdir"
@@ -59,16 +49,14 @@ pg_start "$MNT/main" "$P1"
 got=$(q "$P1" "select count(*) from acked where id <= $n_acked")
 [ "$got" -eq "$n_acked" ] || fail "main lost acknowledged commits: $got of 1..$n_acked present"
 log "all $n_acked acknowledged commits survived kill -9 (table has $(q "$P1" 'select count(*) from acked'))"
-sums="select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) from pgbench_history)
-	and (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) from pgbench_history)"
-[ "$(q "$P1" "$sums")" = t ] || fail "main: balances disagree with pgbench_history after recovery"
+[ "$(q "$P1" "$PGBENCH_SUMS")" = t ] || fail "main: balances disagree with pgbench_history after recovery"
 amcheck "$P1"
 if [ -e "$MNT/pr-1/postmaster.pid" ]; then
 	ls -la "$MNT/pr-1" >&2
 	fail "after kill -9 and remount, pr-1 has a postmaster.pid (absent before the kill): $(head -n 1 "$MNT/pr-1/postmaster.pid"), main's postmaster was $pm"
 fi
 pg_start "$MNT/pr-1" "$P2"
-[ "$(q "$P2" "$sums")" = t ] || fail "pr-1: balances disagree with pgbench_history after recovery"
+[ "$(q "$P2" "$PGBENCH_SUMS")" = t ] || fail "pr-1: balances disagree with pgbench_history after recovery"
 b=$(q "$P2" 'select count(*) from acked')
 [ "$b" -gt 0 ] && [ "$b" -le "$n_acked" ] || fail "pr-1 has $b acked rows, expected 1..$n_acked"
 amcheck "$P2"
