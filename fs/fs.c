@@ -24,8 +24,9 @@
  *
  * XXX(globals): libfuse has one process-wide log hook without a context
  * pointer, so the sink installed by fs_set_lib_log() (written once, before
- * mounting) and the flag that libfuse logged an error are the only
- * file-scope mutable variables of fs/.
+ * mounting) and the flag that libfuse logged an error are, with the
+ * thread-local entry pointer of fs_uring.c (its own XXX explains it), the
+ * only file-scope mutable variables of fs/.
  */
 #include <assert.h>
 #include <dirent.h>
