@@ -417,6 +417,16 @@ pgbench_digest() {
 	union all select 't' || id || ':' || note from $1) s"
 }
 
+# digest_pair TABLE PORT1 PORT2: set DIGEST (pgbench_digest TABLE), D1 and D2
+# (its value on each port); fails when D1 = D2, since comparing the two
+# branches' contents later would then prove nothing
+digest_pair() {
+	DIGEST=$(pgbench_digest "$1")
+	D1=$(q "$2" "$DIGEST")
+	D2=$(q "$3" "$DIGEST")
+	[ "$D1" != "$D2" ] || fail "the servers on ports $2 and $3 have identical contents; the test proves nothing"
+}
+
 # bfs_try_mount [STORE MNT [extra -o options]]: like bfs_mount, but returns 1
 # (after logging why) instead of failing the test when branchd exits before
 # the mount is ready; the daemon's log is in $T/log/branchd-*.log.

@@ -24,10 +24,7 @@ q "$P2" "insert into t values (3, 'pr-1')"
 run_pgbench "$P1" -c 2 -T 5
 run_pgbench "$P2" -c 2 -T 5
 
-digest=$(pgbench_digest t)
-d1=$(q "$P1" "$digest")
-d2=$(q "$P2" "$digest")
-[ "$d1" != "$d2" ] || fail "main and pr-1 have identical contents; the test proves nothing"
+digest_pair t "$P1" "$P2"
 
 pg_stop "$MNT/pr-1"
 pg_stop "$MNT/main"
@@ -47,8 +44,8 @@ done
 
 pg_start "$MNT/main" "$P1"
 pg_start "$MNT/pr-1" "$P2"
-[ "$(q "$P1" "$digest")" = "$d1" ] || fail "main contents changed across unmount/mount"
-[ "$(q "$P2" "$digest")" = "$d2" ] || fail "pr-1 contents changed across unmount/mount"
+[ "$(q "$P1" "$DIGEST")" = "$D1" ] || fail "main contents changed across unmount/mount"
+[ "$(q "$P2" "$DIGEST")" = "$D2" ] || fail "pr-1 contents changed across unmount/mount"
 [ "$(q "$P1" "select string_agg(note, ',' order by id) from t")" = main-1,main-2 ] || fail "main rows wrong after remount"
 [ "$(q "$P2" "select string_agg(note, ',' order by id) from t")" = main-1,pr-1 ] || fail "pr-1 rows wrong after remount"
 log "both branches identical after remount"
