@@ -15,10 +15,14 @@ VERSION := 0.1.0
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libpq: branchd only, confined to branchd/pgckpt.c (the pg_checkpoint
+# helper); unit tests link it through libbd.a.
+PQ_CFLAGS  := $(shell pkg-config --cflags libpq 2>/dev/null)
+PQ_LIBS    := $(shell pkg-config --libs libpq 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror \
-	-Wno-missing-field-initializers -MMD -MP -I. -DBRANCHFS_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+	-Wno-missing-field-initializers -MMD -MP -I. -DBRANCHFS_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(PQ_CFLAGS)
 REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -pthread
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -pthread -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 TSAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -pthread -fsanitize=thread
@@ -69,7 +73,7 @@ build/%/libbd.a: $$(call obj,$$*,$(filter-out branchd/branchd.c,$(BD_SRC)))
 # ---- programs ----
 bin/branchd: $(call obj,rel,$(BD_SRC)) build/rel/libfs.a build/rel/libstore.a
 	@mkdir -p bin
-	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS) $(PQ_LIBS)
 bin/branchctl: $(call obj,rel,$(CTL_SRC))
 	@mkdir -p bin
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -77,7 +81,7 @@ bin/branchctl: $(call obj,rel,$(CTL_SRC))
 # ---- unit tests (ASan+UBSan) ----
 UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 build/asan/tests/%: build/asan/tests/unit/%.o $(call obj,asan,$(FAKE_SRC)) build/asan/libbd.a build/asan/libfs.a build/asan/libstore.a
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(PQ_LIBS) $(CMOCKA_LIBS)
 
 # ---- stress tests (TSan) ----
 STRESS_BINS := $(patsubst tests/stress/%.c,build/tsan/tests/%,$(STRESS_SRC))

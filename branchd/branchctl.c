@@ -34,15 +34,23 @@ static void bc_usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  create NAME [--from PARENT] [--at WHEN]   new branch (O(1))\n"
+		"         [--no-checkpoint]                  do not CHECKPOINT the parent's\n"
+		"                                            running server first\n"
 		"  list [--tree]                             all branches\n"
 		"  info NAME                                 one branch\n"
 		"  delete NAME                               drop a branch\n"
 		"  rename OLD NEW                            rename a branch\n"
-		"  reset NAME                                back to its parent's current state\n"
+		"  reset NAME [--no-checkpoint]              back to its parent's current state\n"
 		"  default [NAME]                            show or set the default parent\n"
 		"  status                                    store and daemon figures\n"
 		"  gc                                        reclaim space now\n"
 		"  retention [SECONDS]                       show or set the retention window\n"
+		"\n"
+		"A branch of a running cluster's current state (create without --at,\n"
+		"reset) is made right after branchd has the parent's server run a\n"
+		"CHECKPOINT (its pg_checkpoint option, on by default), so that the\n"
+		"branch's crash recovery has almost no WAL to replay.  --no-checkpoint\n"
+		"skips that; a failed checkpoint never fails the branch.\n"
 		"\n"
 		"WHEN: 'YYYY-MM-DD HH:MM:SS' (local time), ISO 8601 with a zone\n"
 		"('2026-11-24T10:00:00Z', '...+01:00'), a relative time ('-15min',\n"
@@ -421,6 +429,29 @@ static void bc_print_list(const struct json *reply, bool tree)
 	}
 }
 
+/* What the daemon's pg_checkpoint policy did before a create or reset
+ * (nothing is printed when it was off or no server ran). */
+static void bc_print_checkpoint(const struct json *reply, const char *parent)
+{
+	const struct json *ck = json_get(reply, "checkpoint");
+	const char *o = json_get_str(ck, "outcome");
+	char on[320] = "";
+
+	if (!o)
+		return;
+	if (parent)
+		snprintf(on, sizeof(on), " on '%s'", parent);
+	if (!strcmp(o, "done"))
+		printf("checkpointed the server%s (pid %" PRId64
+		       ") first, in %" PRId64 " ms\n",
+		       on, bc_i(ck, "pid"), bc_i(ck, "ms"));
+	else if (!strcmp(o, "failed") || !strcmp(o, "timeout"))
+		printf("no checkpoint of the server%s (pid %" PRId64
+		       "): %s; the branch replays all WAL since its last "
+		       "checkpoint when it starts\n",
+		       on, bc_i(ck, "pid"), bc_s(ck, "reason"));
+}
+
 /* ------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -434,13 +465,14 @@ int main(int argc, char **argv)
 		{ "from", required_argument, NULL, 'f' },
 		{ "at", required_argument, NULL, 'a' },
 		{ "tree", no_argument, NULL, 't' },
+		{ "no-checkpoint", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
 	char sockpath[PATH_MAX], *raw = NULL;
 	struct json *reply = NULL;
 	struct json_buf req;
-	bool tree = false, ok = false;
+	bool tree = false, ok = false, nockpt = false;
 	const char *cmd;
 	int c, rc, nargs, status = BD_EXIT_OK;
 	char **args;
@@ -477,7 +509,7 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "jf:a:t", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jf:a:tn", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			bc_json_out = true;
@@ -490,6 +522,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			tree = true;
+			break;
+		case 'n':
+			nockpt = true;
 			break;
 		case 'm':
 			mount = optarg;
@@ -504,6 +539,11 @@ int main(int argc, char **argv)
 	}
 	args = argv + optind;
 	nargs = argc - optind;
+	if (nockpt && strcmp(cmd, "create") != 0 && strcmp(cmd, "reset") != 0) {
+		fprintf(stderr,
+			"branchctl: --no-checkpoint goes with create and reset\n");
+		return BD_EXIT_USAGE;
+	}
 
 	json_buf_init(&req);
 	json_buf_raw(&req, "{\"cmd\":");
@@ -577,6 +617,8 @@ int main(int argc, char **argv)
 		json_buf_release(&req);
 		return BD_EXIT_USAGE;
 	}
+	if (nockpt)
+		json_buf_raw(&req, ",\"checkpoint\":false");
 	json_buf_raw(&req, "}");
 	if (req.err) {
 		json_buf_release(&req);
@@ -623,6 +665,7 @@ int main(int argc, char **argv)
 		       json_get_str(b, "fork_time") ? ", " : "",
 		       json_get_str(b, "fork_time") ? bc_s(b, "fork_time") :
 						      "");
+		bc_print_checkpoint(reply, json_get_str(b, "parent"));
 	} else if (!strcmp(cmd, "list")) {
 		bc_print_list(reply, tree);
 	} else if (!strcmp(cmd, "info")) {
@@ -634,6 +677,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "reset")) {
 		printf("reset branch '%s' to its parent's current state\n",
 		       args[0]);
+		bc_print_checkpoint(reply, NULL);
 	} else if (!strcmp(cmd, "default")) {
 		printf("%s\n", bc_s(reply, "default"));
 	} else if (!strcmp(cmd, "retention")) {

@@ -43,6 +43,7 @@
 
 #include "control.h"
 #include "fs/fs.h"
+#include "pgckpt.h"
 #include "store/store.h"
 
 #ifndef BRANCHFS_VERSION
@@ -57,6 +58,8 @@ struct bd {
 	bool debug;
 	bool allow_other;
 	bool io_uring;
+	bool pg_checkpoint;
+	unsigned pg_checkpoint_timeout_ms;
 	char *default_parent;
 	char *pidfile;
 	char *socket_path;
@@ -76,6 +79,7 @@ struct bd {
 	struct store *store;
 	struct fs *fs;
 	struct bd_control *control;
+	struct bd_pgckpt *pgckpt;
 	pthread_t sig_thread;
 	atomic_bool sig_done;
 	bool pidfile_written;
@@ -132,6 +136,14 @@ static void bd_usage(FILE *f)
 		"                            offers it (Linux 6.14+, fuse module's\n"
 		"                            enable_uring=Y)\n"
 		"       noio_uring           always /dev/fuse (default)\n"
+		"       pg_checkpoint        before a branch of a running cluster\n"
+		"                            is made, CHECKPOINT its server, so\n"
+		"                            the branch starts with almost no WAL\n"
+		"                            to replay (default)\n"
+		"       nopg_checkpoint      branch without asking the server\n"
+		"       pg_checkpoint_timeout=SECONDS  longest wait for that\n"
+		"                            checkpoint; the branch is made anyway\n"
+		"                            after it (10)\n"
 		"       default_permissions  kernel permission checks (always on)\n"
 		"       pidfile=PATH         write the daemon's pid to PATH\n"
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
@@ -183,6 +195,19 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 		bd->io_uring = true;
 	} else if (BD_FLAG("noio_uring")) {
 		bd->io_uring = false;
+	} else if (BD_FLAG("pg_checkpoint")) {
+		bd->pg_checkpoint = true;
+	} else if (BD_FLAG("nopg_checkpoint")) {
+		bd->pg_checkpoint = false;
+	} else if (BD_VALUE("pg_checkpoint_timeout")) {
+		if (bd_parse_num(val, 10, 3600, &v) || v == 0) {
+			bd_errf(bd,
+				"bad pg_checkpoint_timeout '%s' (seconds, 1 to "
+				"3600)",
+				val);
+			return -EINVAL;
+		}
+		bd->pg_checkpoint_timeout_ms = (unsigned)v * 1000u;
 	} else if (BD_FLAG("default_permissions")) {
 		/* always on */
 	} else if (BD_VALUE("default_parent")) {
@@ -300,6 +325,18 @@ static int bd_write_pidfile(struct bd *bd)
 	close(fd);
 	bd->pidfile_written = true;
 	return 0;
+}
+
+/* fs before_branch callback: mkdir of a branch of parent's head. */
+static void bd_before_branch(void *ctx, const struct store_branch_info *parent,
+			     const char *name)
+{
+	struct bd *bd = ctx;
+	struct bd_pgckpt_result res;
+	char what[STORE_NAME_MAX + 32];
+
+	snprintf(what, sizeof(what), "mkdir of branch '%s'", name);
+	bd_pgckpt_parent(bd->pgckpt, parent, what, &res);
 }
 
 /* fs ready callback: the kernel's INIT is answered, the mount is live. */
@@ -488,8 +525,15 @@ int main(int argc, char **argv)
 	int opt, rc, status = 1;
 	bool check = false;
 
+	/* The pg_checkpoint helper: this program run again by the daemon
+	 * (pgckpt.c), before anything else. */
+	if (argc > 1 && strcmp(argv[1], BD_PGCKPT_HELPER_ARG) == 0)
+		return bd_pgckpt_helper_main(argc, argv);
+
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;
+	bd.pg_checkpoint = true;
+	bd.pg_checkpoint_timeout_ms = 10000;
 	bd.root_mode = 0755;
 	bd.root_uid = getuid();
 	bd.root_gid = getgid();
@@ -593,6 +637,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	{
+		struct bd_pgckpt_config pcfg = {
+			.store = bd.store,
+			.enabled = bd.pg_checkpoint,
+			.timeout_ms = bd.pg_checkpoint_timeout_ms,
+			.log = log,
+		};
+
+		rc = bd_pgckpt_new(&pcfg, &bd.pgckpt);
+		if (rc) {
+			bd_errf(&bd, "cannot set up pg_checkpoint: %s",
+				strerror(-rc));
+			goto out_close;
+		}
+	}
 	memset(&fcfg, 0, sizeof(fcfg));
 	fcfg.store = bd.store;
 	fcfg.default_parent = bd.default_parent;
@@ -604,6 +663,8 @@ int main(int argc, char **argv)
 	fcfg.log = log;
 	fcfg.ready = bd_ready;
 	fcfg.ready_ctx = &bd;
+	fcfg.before_branch = bd_before_branch;
+	fcfg.before_branch_ctx = &bd;
 	rc = fs_new(&fcfg, &bd.fs);
 	if (rc) {
 		bd_errf(&bd, "cannot set up the filesystem: %s", strerror(-rc));
@@ -622,6 +683,7 @@ int main(int argc, char **argv)
 			.mountpoint = bd.mountpoint,
 			.socket_path = bd.socket_path,
 			.gc_interval_s = bd.gc_interval_s,
+			.pgckpt = bd.pgckpt,
 			.log = log,
 		};
 
@@ -650,6 +712,7 @@ out_unmount:
 out_free:
 	fs_free(bd.fs);
 out_close:
+	bd_pgckpt_free(bd.pgckpt);
 	rc = store_close(bd.store);
 	if (rc) {
 		bd_errf(&bd, "closing the store failed: %s", strerror(-rc));

@@ -104,6 +104,15 @@ static bool bd_hook_in_use(void *ctx, uint64_t branch, uint64_t ino)
 	return fs_inode_in_use(c->cfg.fs, branch, ino);
 }
 
+static void bd_hook_before_fork(void *ctx,
+				const struct store_branch_info *parent,
+				const char *what, struct bd_pgckpt_result *res)
+{
+	struct bd_control *c = ctx;
+
+	bd_pgckpt_parent(c->cfg.pgckpt, parent, what, res);
+}
+
 static void *bd_gc_main(void *arg)
 {
 	struct bd_control *c = arg;
@@ -173,6 +182,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.get_default = bd_hook_get_default;
 	cc.hooks.set_default = bd_hook_set_default;
 	cc.hooks.in_use = bd_hook_in_use;
+	cc.hooks.before_fork = bd_hook_before_fork;
 	rc = bd_ctl_open(&cc, &c->ctl);
 	if (rc) {
 		bd_log(&c->cfg.log, STORE_LOG_ERR,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "fs/fs.h"
+#include "pgckpt.h"
 #include "store/store.h"
 
 struct bd_control;
@@ -20,6 +21,7 @@ struct bd_control_config {
 	const char *mountpoint;	 /* absolute; copied */
 	const char *socket_path; /* NULL: derived (ctlproto.h) */
 	uint64_t gc_interval_s;	 /* 0: no background GC */
+	struct bd_pgckpt *pgckpt; /* borrowed; NULL: no pg_checkpoint */
 	struct store_log log;
 };
 

@@ -252,6 +252,44 @@ static void bd_end_change(struct bd_ctl *c, uint64_t id)
 		c->cfg.hooks.end_change(c->cfg.hooks.ctx, id);
 }
 
+/* The pg_checkpoint policy before a branch of parent's head is made,
+ * unless the request says "checkpoint": false. */
+static void bd_before_fork(struct bd_ctl *c, const struct json *req,
+			   const struct store_branch_info *parent,
+			   const char *verb, const char *name,
+			   struct bd_pgckpt_result *res)
+{
+	bool want = true;
+	char what[STORE_NAME_MAX + 32];
+
+	memset(res, 0, sizeof(*res));
+	res->outcome = BD_PGCKPT_OFF;
+	json_get_bool(req, "checkpoint", &want);
+	if (!want || !c->cfg.hooks.before_fork)
+		return;
+	snprintf(what, sizeof(what), "%s branch '%s'", verb, name);
+	c->cfg.hooks.before_fork(c->cfg.hooks.ctx, parent, what, res);
+}
+
+/* ,"checkpoint":{...} of a create or reset reply. */
+static void bd_put_checkpoint(struct json_buf *out,
+			      const struct bd_pgckpt_result *res)
+{
+	json_buf_raw(out, ",\"checkpoint\":{\"outcome\":");
+	json_buf_str(out, bd_pgckpt_outcome_name(res->outcome));
+	if (res->pid)
+		json_buf_printf(out, ",\"pid\":%ld", res->pid);
+	if (res->outcome == BD_PGCKPT_DONE ||
+	    res->outcome == BD_PGCKPT_FAILED ||
+	    res->outcome == BD_PGCKPT_TIMEOUT)
+		json_buf_printf(out, ",\"ms\":%.0f", res->ms);
+	if (res->why[0]) {
+		json_buf_raw(out, ",\"reason\":");
+		json_buf_str(out, res->why);
+	}
+	json_buf_raw(out, "}");
+}
+
 static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
 		       const char *what)
 {
@@ -267,6 +305,7 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 {
 	struct store_branch_create_args args = { 0 };
 	struct store_branch_info pi, bi;
+	struct bd_pgckpt_result ckpt = { .outcome = BD_PGCKPT_OFF };
 	const char *name = json_get_str(req, "name");
 	const char *from = json_get_str(req, "from");
 	char defname[STORE_NAME_MAX + 1] = "main";
@@ -361,6 +400,16 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			args.at_seq = seq;
 		}
 	}
+	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST) {
+		/* A taken name fails before the checkpoint, not after. */
+		if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
+			bd_reply_err(out, -EEXIST,
+				     "cannot create branch '%s': name taken",
+				     name);
+			return;
+		}
+		bd_before_fork(c, req, &pi, "creating", name, &ckpt);
+	}
 	rc = store_branch_create(c->cfg.store, &args, &bi);
 	if (rc) {
 		if (rc == -EEXIST)
@@ -397,6 +446,7 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
 	bd_put_branch(c, out, &bi, false);
+	bd_put_checkpoint(out, &ckpt);
 	json_buf_raw(out, "}");
 }
 
@@ -507,12 +557,26 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 			 struct json_buf *out, uid_t uid)
 {
-	struct store_branch_info bi;
+	struct bd_pgckpt_result ckpt = { .outcome = BD_PGCKPT_OFF };
+	struct store_branch_info bi, pi;
+	char why[256] = "";
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
-	    bd_may_modify(c, out, &bi, uid, "reset") ||
-	    bd_not_busy(c, out, &bi, "reset"))
+	    bd_may_modify(c, out, &bi, uid, "reset"))
+		return;
+	/* A busy branch is refused before the parent is checkpointed (a
+	 * probe; bd_not_busy below holds it for the reset itself). */
+	if (c->cfg.hooks.busy &&
+	    c->cfg.hooks.busy(c->cfg.hooks.ctx, bi.id, bi.name, why,
+			      sizeof(why)) == -EBUSY) {
+		bd_reply_err(out, -EBUSY, "cannot reset branch '%s': %s",
+			     bi.name, why[0] ? why : "it is in use");
+		return;
+	}
+	if (bi.parent_id && store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0)
+		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
+	if (bd_not_busy(c, out, &bi, "reset"))
 		return;
 	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
 	bd_end_change(c, bi.id);
@@ -527,7 +591,9 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, bi.name);
 	bd_log(&c->cfg.log, STORE_LOG_INFO, "ctl: uid %u reset branch '%s'",
 	       (unsigned)uid, bi.name);
-	json_buf_raw(out, "{\"ok\":true}");
+	json_buf_raw(out, "{\"ok\":true");
+	bd_put_checkpoint(out, &ckpt);
+	json_buf_raw(out, "}");
 }
 
 static void bd_cmd_default(struct bd_ctl *c, const struct json *req,

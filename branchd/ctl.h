@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pgckpt.h"
 #include "store/store.h"
 
 struct bd_ctl;
@@ -38,6 +39,12 @@ struct bd_ctl_hooks {
 	/* Copy the default parent's name into buf. */
 	void (*get_default)(void *ctx, char *buf, size_t bufsz);
 	int (*set_default)(void *ctx, const char *name);
+	/* Before a branch of parent's head is made (create without a time,
+	 * reset): branchd's pg_checkpoint policy.  Blocks up to the policy's
+	 * timeout; fills *res (BD_PGCKPT_OFF when it did nothing).  what is
+	 * for the log ("creating branch 'x'").  May be NULL. */
+	void (*before_fork)(void *ctx, const struct store_branch_info *parent,
+			    const char *what, struct bd_pgckpt_result *res);
 	/* For GC: true while an unlinked inode is still open. */
 	bool (*in_use)(void *ctx, uint64_t branch, uint64_t ino);
 };

@@ -44,6 +44,16 @@ struct fs_config {
 	 * request has been answered: the mount is live.  May be NULL. */
 	void (*ready)(void *ctx);
 	void *ready_ctx;
+	/* Called by mkdir at the branch root right before a branch of
+	 * parent's head is made (after the name was checked), from a FUSE
+	 * worker thread with no fs or store lock held.  It may block: the
+	 * mkdir waits for it, while other workers keep serving (branchd's
+	 * pg_checkpoint policy checkpoints the parent's server here).
+	 * parent is borrowed for the call.  May be NULL. */
+	void (*before_branch)(void *ctx,
+			      const struct store_branch_info *parent,
+			      const char *name);
+	void *before_branch_ctx;
 	/* Serve requests through FUSE over io_uring when the kernel offers
 	 * it (Linux 6.14+ with the fuse module's enable_uring on); through
 	 * /dev/fuse otherwise. */

@@ -188,6 +188,20 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 	args.owner_uid = ctx->uid;
 	fs_get_default_parent(fs, defname, sizeof(defname));
 	rc = store_branch_lookup(fs->store, defname, &parent);
+	if (rc == 0 && fs->cfg.before_branch) {
+		struct store_branch_info taken;
+
+		/* The hook may take long: refuse a bad or taken name before
+		 * it runs, not after. */
+		rc = store_name_check(name);
+		if (rc == 0 && store_branch_lookup(fs->store, name, &taken) == 0)
+			rc = -EEXIST;
+		if (rc)
+			goto out_err;
+		fs->cfg.before_branch(fs->cfg.before_branch_ctx, &parent, name);
+		/* The parent may have changed (or gone) meanwhile. */
+		rc = store_branch_lookup(fs->store, defname, &parent);
+	}
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;

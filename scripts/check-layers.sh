@@ -25,5 +25,6 @@ conf 'zstd.h' 'store/compress.c'
 conf 'openssl/' 'store/digest.c'
 conf 'fuse' 'fs/.*'
 conf 'liburing' 'fs/fs_uring.c'
+conf 'libpq' 'branchd/pgckpt.c'
 [ $rc -eq 0 ] && echo "check-layers: ok"
 exit $rc

@@ -21,7 +21,7 @@ build fuzz_records tests/fuzz/fuzz_records.c $store
 build fuzz_ctl tests/fuzz/fuzz_ctl.c branchd/ctl.c branchd/json.c branchd/ctlproto.c $store
 fs=$(ls fs/*.c)
 bd=$(ls branchd/*.c | grep -v -e "/branchd\.c$" -e "/branchctl\.c$")
-build fuzz_opts tests/fuzz/fuzz_opts.c $fs $bd $store $(pkg-config --cflags --libs fuse3 liburing)
+build fuzz_opts tests/fuzz/fuzz_opts.c $fs $bd $store $(pkg-config --cflags --libs fuse3 liburing libpq)
 for f in "$out"/fuzz_*; do
 	[ -x "$f" ] || continue
 	n=$(basename "$f")

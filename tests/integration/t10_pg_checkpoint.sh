@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 240
+# t10: the pg_checkpoint policy.  While pgbench runs on main, a branch made
+# by mkdir (and by branchctl create, and a reset) starts at a checkpoint
+# that began after the mkdir was called: its pg_control's REDO location is
+# at or past main's WAL insert position read just before.  With
+# --no-checkpoint, with a server that refuses the connection (pg_hba
+# reject), and with a server that does not answer (postmaster stopped by
+# SIGSTOP, pg_checkpoint_timeout=3) the branch is still made, at an older
+# REDO location, and the log says why.  A stopped parent is not asked.
+# The branches start and hold main's data.
+source "$(dirname "$0")/lib.sh"
+it_init
+ctl_require
+
+# bad values of the option are refused before anything is mounted
+mkdir -p "$T/nomnt"
+out=$(tmo 20 "$BRANCHD" -f -o pg_checkpoint_timeout=0 "$T/nostore" "$T/nomnt" 2>&1) &&
+	fail "branchd took pg_checkpoint_timeout=0"
+[[ "$out" == *"bad pg_checkpoint_timeout '0'"* ]] || fail "pg_checkpoint_timeout=0 said: $out"
+! is_mounted "$T/nomnt" || fail "branchd mounted with a bad option"
+
+SCALE=4
+bfs_mount "$STORE" "$MNT" pg_checkpoint_timeout=3
+BLOG=$(ls "$T"/log/branchd-mnt-*.log)
+mk_branch main
+pg_initdb "$MNT/main"
+# no timed checkpoint in the test's window: only ours can move REDO
+cat >>"$MNT/main/postgresql.conf" <<'EOF'
+checkpoint_timeout = 1h
+max_wal_size = 4GB
+EOF
+free_port P1
+free_port P2
+pg_start "$MNT/main" "$P1"
+run_pgbench "$P1" -i -s "$SCALE" -q
+q "$P1" checkpoint >/dev/null
+
+"$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 3 -j 2 -T 25 postgres >"$T/log/bg-pgbench.out" 2>&1 &
+BG=$!
+IT_BG+=("$BG")
+sleep 3
+kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+
+# REDO location of a stopped branch's pg_control
+redo_of() {
+	local r
+	r=$(tmo 30 $AS_PG "$PGBIN/pg_controldata" "$1" | sed -n "s/^Latest checkpoint's REDO location: *//p")
+	[ -n "$r" ] || fail "pg_controldata $1 shows no REDO location"
+	echo "$r"
+}
+# lsn_cmp A B: prints -1, 0 or 1
+lsn_cmp() {
+	python3 -c '
+import sys
+def n(s):
+    h, l = s.split("/")
+    return (int(h, 16) << 32) | int(l, 16)
+a, b = n(sys.argv[1]), n(sys.argv[2])
+print((a > b) - (a < b))' "$1" "$2"
+}
+insert_lsn() { q "$P1" "select pg_current_wal_insert_lsn()"; }
+nlines() { grep -c "$1" "$BLOG" || true; }
+
+# 1. mkdir: the branch starts at a checkpoint made after the call
+lsn=$(insert_lsn)
+mk_child pr-1
+redo=$(redo_of "$MNT/pr-1")
+[ "$(lsn_cmp "$redo" "$lsn")" -ge 0 ] ||
+	fail "pr-1's REDO location $redo is before main's insert position $lsn read before the mkdir: no checkpoint came first"
+grep -q "pg_checkpoint: checkpointed the server on 'main' (pid ${IT_PGPID[$MNT/main]}) before mkdir of branch 'pr-1'" "$BLOG" ||
+	fail "no pg_checkpoint log line for pr-1: $(grep pg_checkpoint "$BLOG")"
+log "mkdir pr-1: REDO $redo >= $lsn ($(grep -o "before mkdir of branch 'pr-1' in .*" "$BLOG"))"
+[ ! -e "$MNT/pr-1/postmaster.pid" ] || fail "pr-1 carries postmaster.pid"
+
+# 2. branchctl create: the same, and the reply says so
+lsn=$(insert_lsn)
+expect_ctl 0 --json create pr-2
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "done" and d["checkpoint"]["pid"] == '"${IT_PGPID[$MNT/main]}" "create pr-2's checkpoint"
+redo=$(redo_of "$MNT/pr-2")
+[ "$(lsn_cmp "$redo" "$lsn")" -ge 0 ] || fail "pr-2's REDO location $redo is before $lsn"
+expect_ctl 0 create pr-2b
+[[ "$CTL_OUT" == *"checkpointed the server on 'main' (pid ${IT_PGPID[$MNT/main]}) first, in "*" ms"* ]] ||
+	fail "branchctl create does not report the checkpoint: $CTL_OUT"
+
+# 3. --no-checkpoint: no checkpoint, the REDO location is older
+lsn=$(insert_lsn)
+expect_ctl 0 --json create pr-3 --no-checkpoint
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "off"' "create --no-checkpoint"
+redo=$(redo_of "$MNT/pr-3")
+[ "$(lsn_cmp "$redo" "$lsn")" -lt 0 ] || fail "pr-3 (--no-checkpoint) has REDO $redo, not before $lsn"
+expect_ctl 2 list --no-checkpoint
+# a past moment is never checkpointed
+expect_ctl 0 --json create pr-3at --at "seq:$(ctl_seq)"
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "off"' "create --at"
+
+# 4. reset: the parent is checkpointed first
+lsn=$(insert_lsn)
+expect_ctl 0 --json reset pr-3
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "done"' "reset pr-3"
+redo=$(redo_of "$MNT/pr-3")
+[ "$(lsn_cmp "$redo" "$lsn")" -ge 0 ] || fail "pr-3 after reset has REDO $redo, before $lsn"
+
+# 5. a server that refuses the connection: the branch is made anyway
+cp "$MNT/main/pg_hba.conf" "$T/pg_hba.conf.orig"
+printf 'local all all reject\nhost all all 127.0.0.1/32 trust\n' >"$MNT/main/pg_hba.conf"
+tmo 30 $AS_PG "$PGBIN/pg_ctl" -D "$MNT/main" reload >/dev/null
+qt() { tmo 60 "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$P1" -U postgres -d postgres -c "$1"; }
+for ((i = 0; i < 50; i++)); do
+	q "$P1" "select 1" >/dev/null 2>&1 || break
+	sleep 0.1
+done
+! q "$P1" "select 1" >/dev/null 2>&1 || fail "pg_hba reject did not take effect"
+lsn=$(qt "select pg_current_wal_insert_lsn()")
+mk_child pr-4
+redo=$(redo_of "$MNT/pr-4")
+[ "$(lsn_cmp "$redo" "$lsn")" -lt 0 ] || fail "pr-4 has REDO $redo at or after $lsn, but its checkpoint was refused"
+grep "pg_checkpoint: cannot checkpoint the server on 'main'" "$BLOG" | grep "mkdir of branch 'pr-4'" | grep -q "reject" ||
+	fail "no warning naming the refusal for pr-4: $(grep pg_checkpoint "$BLOG" | tail -n 2)"
+log "refused: $(grep -o "before mkdir of branch 'pr-4': .*" "$BLOG" | cut -c1-200)"
+cp "$T/pg_hba.conf.orig" "$MNT/main/pg_hba.conf"
+tmo 30 $AS_PG "$PGBIN/pg_ctl" -D "$MNT/main" reload >/dev/null
+for ((i = 0; i < 50; i++)); do
+	q "$P1" "select 1" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
+# 6. a server that does not answer: the wait ends at the timeout
+lsn=$(insert_lsn)
+kill -STOP "${IT_PGPID[$MNT/main]}"
+t0=$(date +%s%N)
+tmo 60 mkdir "$MNT/pr-5" || { kill -CONT "${IT_PGPID[$MNT/main]}"; fail "mkdir pr-5 failed"; }
+t1=$(date +%s%N)
+kill -CONT "${IT_PGPID[$MNT/main]}"
+ms=$(((t1 - t0) / 1000000))
+[ "$ms" -ge 2900 ] || fail "mkdir pr-5 returned after $ms ms, before the 3 s timeout"
+grep "mkdir of branch 'pr-5'" "$BLOG" | grep -q "no answer from the server within 3000 ms" ||
+	fail "no timeout warning for pr-5: $(grep pg_checkpoint "$BLOG" | tail -n 2)"
+redo=$(redo_of "$MNT/pr-5")
+[ "$(lsn_cmp "$redo" "$lsn")" -lt 0 ] || fail "pr-5 has REDO $redo at or after $lsn after a timeout"
+! pgrep -f -- "--pg-checkpoint-helper" >/dev/null || fail "a checkpoint helper is left running: $(pgrep -af -- --pg-checkpoint-helper)"
+log "timeout: mkdir pr-5 took $ms ms"
+
+wait "$BG" || fail "background pgbench on main failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
+grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
+	fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
+
+# the checkpointed branch starts and holds main's data
+pg_start "$MNT/pr-1" "$P2"
+a=$(q "$P2" 'select count(*) from pgbench_accounts')
+[ "$a" -eq $((SCALE * 100000)) ] || fail "pr-1 has $a accounts"
+grep -q "redo starts at\|database system was not properly shut down" "$T/log/pg-pr-1-$P2.log" ||
+	fail "pr-1 did not start with crash recovery: $(tail -n 5 "$T/log/pg-pr-1-$P2.log")"
+amcheck "$P2"
+pg_stop "$MNT/pr-1"
+
+# 7. a stopped parent is not asked
+pg_stop "$MNT/main"
+before=$(nlines "pg_checkpoint:")
+mk_child pr-6
+[ "$(nlines "pg_checkpoint:")" = "$before" ] || fail "pg_checkpoint ran for a stopped parent: $(grep pg_checkpoint "$BLOG" | tail -n 1)"
+expect_ctl 0 --json create pr-7
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "no_server"' "create of a stopped parent"
+bfs_umount
