@@ -33,8 +33,11 @@
 #      (crash recovery included; median of 3), once as it comes after the
 #      pgbench runs, once right after a CHECKPOINT on main, and once while
 #      main runs pgbench rw, 20 s after a CHECKPOINT (the load goes on for
-#      20 s more while the branch recovers); the WAL the
-#      branch replayed (from its "redo starts/done" log lines) is shown,
+#      20 s more while the branch recovers).  mkdir(2) includes
+#      branchd's pg_checkpoint policy (a CHECKPOINT on main before the
+#      snapshot); the idle and under-load rounds are also run with
+#      `branchctl create --no-checkpoint`, the crash image without it.  The
+#      WAL the branch replayed (from its "redo starts/done" log lines) is shown,
 #      and one crash image is recovered both on branchfs and on a cp -a of
 #      it on ext4, to tell WAL volume apart from branchfs speed.  Each
 #      recovery is split into its phases from the postmaster's log: sync
@@ -482,13 +485,17 @@ phases() { # logfile
 }
 
 # NREADY rounds; sets READY_MS, READY_MAX_MS, MKDIR_RUNNING_MS, REDO_MB
-# (median WAL replayed).  With "checkpoint", main runs CHECKPOINT first.
+# (median WAL replayed).  The branch is made by mkdir(2), so branchd's
+# pg_checkpoint policy (on by default) checkpoints main inside it; with a
+# third argument "nockpt" it is made by `branchctl create --no-checkpoint`
+# instead (timed as a command), the crash image of before that policy.
+# With "checkpoint", main runs CHECKPOINT first.
 # With "busy", main runs CHECKPOINT, then pgbench rw (-c CLIENTS) for
 # READY_LOAD_S seconds before the mkdir and READY_TAIL_S after it: the
 # branch is made of a cluster under load and recovers while that load goes
 # on, with a WAL volume that does not depend on when main last
 # checkpointed by itself.
-ready_rounds() { # tag [checkpoint|busy]
+ready_rounds() { # tag [checkpoint|busy|""] [nockpt]
 	local tag=$1 i b us t0 t1 t2 ok n lg lp v=() m=() r=()
 	for i in $(seq $NREADY); do
 		b=$MNT/$tag$i
@@ -504,7 +511,13 @@ ready_rounds() { # tag [checkpoint|busy]
 		next_port
 		lg=$WORK/log/pg.$tag$i.$PORT.log
 		t0=$(now_us)
-		us=$(mkdir_syscall_us "$b") || die "mkdir $b"
+		if [ "${3:-}" = nockpt ]; then
+			"$ROOT/bin/branchctl" --mount "$MNT" create --no-checkpoint "$tag$i" >/dev/null ||
+				die "branchctl create --no-checkpoint $tag$i"
+			us=$(($(now_us) - t0))
+		else
+			us=$(mkdir_syscall_us "$b") || die "mkdir $b"
+		fi
 		t1=$(now_us)
 		# a branch root should carry main's owner and mode over
 		[ "$(stat -c %U:%a "$b")" = postgres:700 ] || { chown postgres:postgres "$b" && chmod 700 "$b"; }
@@ -539,10 +552,10 @@ ready_rounds() { # tag [checkpoint|busy]
 	MKDIR_RUNNING_MS=$(us2ms "$(median "${m[@]}")")
 	REDO_MB=$(median "${r[@]}")
 }
-# as it comes: main has just run pgbench, WAL since its last checkpoint
-# is replayed on the branch
-ready_rounds ready
-READY1=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
+# as it comes: main has just run pgbench; without the pg_checkpoint
+# policy, the WAL since its last checkpoint is replayed on the branch
+ready_rounds readyn "" nockpt
+READY1N=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 # The same crash image recovered on ext4 and on branchfs: tells WAL
 # volume apart from branchfs speed.  A branch of running main (no
 # CHECKPOINT since the rounds above), copied to ext4 with cp -a before any
@@ -564,7 +577,7 @@ replay_start() { # dir -> REPLAY_US: microseconds from pg_ctl start to ready
 	REPLAY_US=$(($(now_us) - t0))
 }
 RP=$MNT/replay
-mkdir "$RP" || die "mkdir $RP"
+"$ROOT/bin/branchctl" --mount "$MNT" create --no-checkpoint replay >/dev/null || die "branchctl create replay"
 [ "$(stat -c %U:%a "$RP")" = postgres:700 ] || { chown postgres:postgres "$RP" && chmod 700 "$RP"; }
 cp -a "$RP" "$WORK/ext4/replay" || die "cp -a $RP to ext4"
 replay_start "$WORK/ext4/replay"
@@ -578,10 +591,17 @@ REPLAY_BFS_PH=$(phases "$WORK/log/pg.replay.$PORT.log")
 pg_stop "$RP"
 rm -rf "$WORK/ext4/replay"
 log "same crash image ($REPLAY_MB MB of WAL): ready in $(us2ms "$REPLAY_EXT4_US") ms on ext4 ($REPLAY_EXT4_PH), $(us2ms "$REPLAY_BFS_US") ms on branchfs ($REPLAY_BFS_PH)"
-# what a CI recipe would do: CHECKPOINT on the parent, then branch
+# the same with the pg_checkpoint policy: mkdir checkpoints main first
+ready_rounds ready
+READY1=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
+# what a CI recipe did before the policy: CHECKPOINT on the parent, then
+# branch (mkdir's own checkpoint then has next to nothing to write)
 ready_rounds readyck checkpoint
 READY2=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
-# a branch of a cluster under load, a fixed time after its checkpoint
+# a branch of a cluster under load, a fixed time after its checkpoint:
+# without the policy, then with it (mkdir)
+ready_rounds readybusyn busy nockpt
+READY3N=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 ready_rounds readybusy busy
 READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 PORT=$MAIN_PORT
@@ -691,15 +711,19 @@ fi
 echo
 echo "### Branch of a running cluster"
 echo
-echo "'main' is running and idle, right after its pgbench runs; the branch is a crash image, so the"
-echo "postmaster on it replays the WAL written since main's last checkpoint before it is ready."
+echo "The branch is a crash image: the postmaster on it replays the WAL written since main's last"
+echo "checkpoint before it is ready.  mkdir(2) runs branchd's pg_checkpoint policy (a CHECKPOINT on"
+echo "main inside the mkdir, then the snapshot); 'branchctl create --no-checkpoint' branches without it"
+echo "(its time is the command's, process start included).  'idle': main right after its pgbench runs;"
+echo "'under load': main under pgbench rw since a CHECKPOINT ${READY_LOAD_S} s before, the load going on while the branch recovers."
 echo
-echo "| measure | median of $NREADY | max | WAL replayed (MB, median) | target | result |"
-echo "|---|---|---|---|---|---|"
-echo "| mkdir(2) of a branch of running 'main' (ms) | ${READY1[2]} | | | < 5 ms | $(pm lt "${READY1[2]}" 5) |"
-echo "| mkdir -> pg_isready on the branch (ms) | ${READY1[0]} | ${READY1[1]} | ${READY1[3]} | < 1000 ms | $(pm lt "${READY1[0]}" 1000) |"
-echo "| same, CHECKPOINT on main just before mkdir (ms) | ${READY2[0]} | ${READY2[1]} | ${READY2[3]} | < 1000 ms | $(pm lt "${READY2[0]}" 1000) |"
-echo "| mkdir -> pg_isready, main under pgbench rw since a CHECKPOINT ${READY_LOAD_S} s before (ms) | ${READY3[0]} | ${READY3[1]} | ${READY3[3]} | < 1000 ms | $(pm lt "${READY3[0]}" 1000) |"
+echo "| measure | median of $NREADY | max | branch op (ms, median) | WAL replayed (MB, median) | target | result |"
+echo "|---|---|---|---|---|---|---|"
+echo "| idle, create --no-checkpoint -> pg_isready (ms) | ${READY1N[0]} | ${READY1N[1]} | ${READY1N[2]} | ${READY1N[3]} | | |"
+echo "| idle, mkdir -> pg_isready (ms) | ${READY1[0]} | ${READY1[1]} | ${READY1[2]} | ${READY1[3]} | < 1000 ms | $(pm lt "${READY1[0]}" 1000) |"
+echo "| idle, CHECKPOINT by hand, then mkdir -> pg_isready (ms) | ${READY2[0]} | ${READY2[1]} | ${READY2[2]} | ${READY2[3]} | < 1000 ms | $(pm lt "${READY2[0]}" 1000) |"
+echo "| under load, create --no-checkpoint -> pg_isready (ms) | ${READY3N[0]} | ${READY3N[1]} | ${READY3N[2]} | ${READY3N[3]} | | |"
+echo "| under load, mkdir -> pg_isready (ms) | ${READY3[0]} | ${READY3[1]} | ${READY3[2]} | ${READY3[3]} | < 1000 ms | $(pm lt "${READY3[0]}" 1000) |"
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
