@@ -149,6 +149,8 @@ int bd_pgckpt_parse_pidfile(const char *text, size_t len,
 	if (n < 1 || llen[0] == 0 || llen[0] >= sizeof(pidbuf))
 		return -EINVAL;
 	pgckpt_copy_line(pidbuf, sizeof(pidbuf), line[0], llen[0]);
+	if (pidbuf[0] < '1' || pidbuf[0] > '9')
+		return -EINVAL;
 	errno = 0;
 	out->pid = strtol(pidbuf, &e, 10);
 	if (errno || *e || e == pidbuf || out->pid <= 0 ||

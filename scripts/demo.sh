@@ -169,13 +169,17 @@ do_start() {
 	t0=$(date +%s%N)
 	mkdir "$MNT/demo-branch"
 	t1=$(date +%s%N)
-	echo "mkdir $MNT/demo-branch took $(((t1 - t0) / 1000000)) ms (main: $(du -sh --apparent-size "$MNT/main" | cut -f1) of data, under load)"
+	echo "mkdir $MNT/demo-branch took $(((t1 - t0) / 1000000)) ms (main: $(du -sh --apparent-size "$MNT/main" | cut -f1) of data, under load;"
+	echo "  branchd first had main's server run a CHECKPOINT, so the branch has little WAL to replay)"
 	[ ! -e "$MNT/demo-branch/postmaster.pid" ] && echo "demo-branch has no postmaster.pid: it can start while main runs"
 	wait "$bg" || die "pgbench load on main failed: $(tail -n 5 "$LOGS/pgbench-load.log")"
 	grep 'tps =' "$LOGS/pgbench-load.log" | sed 's/^/main under load: /'
 
 	say "Starting Postgres on demo-branch (port $P_BR): crash recovery from the snapshot"
+	t0=$(date +%s%N)
 	pg_start "$MNT/demo-branch" "$P_BR"
+	t1=$(date +%s%N)
+	echo "demo-branch ready $(((t1 - t0) / 1000000)) ms after pg_ctl start"
 
 	say "Isolation: change the branch, compare"
 	q "$P_BR" "delete from pgbench_accounts where aid <= 1000"

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_pgckpt.c - the pg_checkpoint policy without Postgres: parsing
+ * postmaster.pid, and bd_pgckpt_parent() over a real store, with the
+ * helper program replaced by shell scripts that succeed, fail, hang or
+ * record their arguments.  The helper's libpq side is covered by
+ * tests/integration/t10_pg_checkpoint.sh against a real server.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "branchd/pgckpt.h"
+
+struct ctx {
+	char dir[64];
+	struct store *s;
+	struct store_branch_info br;
+};
+
+static int setup(void **state)
+{
+	struct store_config scfg = { .create = true, .cache_bytes = 8u << 20 };
+	struct store_branch_create_args a = { 0 };
+	struct ctx *x = calloc(1, sizeof(*x));
+	char sd[128];
+
+	assert_non_null(x);
+	strcpy(x->dir, "/tmp/test_pgckpt.XXXXXX");
+	assert_non_null(mkdtemp(x->dir));
+	snprintf(sd, sizeof(sd), "%s/store", x->dir);
+	assert_int_equal(store_open(sd, &scfg, &x->s), 0);
+	a.name = "main";
+	a.root_mode = 0700;
+	a.root_uid = 4242;
+	a.root_gid = 4343;
+	assert_int_equal(store_branch_create(x->s, &a, &x->br), 0);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *x = *state;
+	char cmd[128];
+
+	assert_int_equal(store_close(x->s), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
+	assert_int_equal(system(cmd), 0);
+	free(x);
+	return 0;
+}
+
+/* Write text as main's postmaster.pid. */
+static void put_pidfile(struct ctx *x, const char *text)
+{
+	struct store_attr at = { .mode = S_IFREG | 0600 };
+	uint64_t ino;
+
+	assert_int_equal(store_create(x->s, x->br.id, x->br.root_ino,
+				      "postmaster.pid", &at, NULL, &ino, NULL),
+			 0);
+	assert_int_equal(store_write(x->s, x->br.id, ino, text, strlen(text),
+				     0, NULL),
+			 (ssize_t)strlen(text));
+}
+
+/* A helper script at DIR/name with body, made executable; path in out. */
+static void put_script(struct ctx *x, const char *name, const char *body,
+		       char *out, size_t outsz)
+{
+	FILE *f;
+
+	snprintf(out, outsz, "%s/%s", x->dir, name);
+	f = fopen(out, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(out, 0755), 0);
+}
+
+static struct bd_pgckpt *new_pc(struct ctx *x, const char *exe, unsigned ms,
+				bool enabled)
+{
+	struct bd_pgckpt_config cfg = {
+		.store = x->s,
+		.enabled = enabled,
+		.timeout_ms = ms,
+		.exe = exe,
+	};
+	struct bd_pgckpt *pc = NULL;
+
+	assert_int_equal(bd_pgckpt_new(&cfg, &pc), 0);
+	return pc;
+}
+
+/* A postmaster.pid of a live pid (this process) with a socket dir. */
+static void put_live_pidfile(struct ctx *x)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text),
+		 "%ld\n/mnt/b/main\n1764700000\n5432\n/tmp/sock\n*\n"
+		 "  5432001    12\nready   \n",
+		 (long)getpid());
+	put_pidfile(x, text);
+}
+
+static void test_pgckpt_parse_full_pidfile(void **state)
+{
+	struct bd_pgckpt_pidfile pf;
+	const char *t = "12345\n/var/lib/pg/data\n1764700000\n5433\n/run/pg\n"
+			"127.0.0.1\n  5433001    65538\nready   \n";
+
+	(void)state;
+	assert_int_equal(bd_pgckpt_parse_pidfile(t, strlen(t), &pf), 0);
+	assert_int_equal(pf.pid, 12345);
+	assert_string_equal(pf.datadir, "/var/lib/pg/data");
+	assert_string_equal(pf.port, "5433");
+	assert_string_equal(pf.host, "/run/pg");
+	assert_string_equal(pf.status, "ready   ");
+}
+
+static void test_pgckpt_parse_listen_address_when_no_socket(void **state)
+{
+	struct bd_pgckpt_pidfile pf;
+	const char *star = "7\r\n/d\r\n1\r\n5432\r\n\r\n*\r\n";
+	const char *ip = "7\n/d\n1\n5432\n\n10.0.0.5\n";
+	const char *none = "7\n/d\n1\n5432\n\n\n";
+
+	(void)state;
+	assert_int_equal(bd_pgckpt_parse_pidfile(star, strlen(star), &pf), 0);
+	assert_string_equal(pf.host, "localhost");
+	assert_string_equal(pf.datadir, "/d");
+	assert_int_equal(bd_pgckpt_parse_pidfile(ip, strlen(ip), &pf), 0);
+	assert_string_equal(pf.host, "10.0.0.5");
+	assert_int_equal(bd_pgckpt_parse_pidfile(none, strlen(none), &pf), 0);
+	assert_string_equal(pf.host, "");
+}
+
+static void test_pgckpt_parse_starting_server_has_no_port(void **state)
+{
+	struct bd_pgckpt_pidfile pf;
+	const char *t = "99\n/d\n1764700000\n";
+
+	(void)state;
+	assert_int_equal(bd_pgckpt_parse_pidfile(t, strlen(t), &pf), 0);
+	assert_int_equal(pf.pid, 99);
+	assert_string_equal(pf.port, "");
+	assert_string_equal(pf.host, "");
+}
+
+static void test_pgckpt_parse_rejects_bad_pids(void **state)
+{
+	static const char *const bad[] = { "",	   "\n",	 "abc\n",
+					   "-5\n", "0\n",	 "12x\n",
+					   " 12\n", "99999999999\n" };
+	struct bd_pgckpt_pidfile pf;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(bd_pgckpt_parse_pidfile(bad[i], strlen(bad[i]),
+							 &pf),
+				 -EINVAL);
+		assert_int_equal(pf.pid, 0);
+	}
+	/* not NUL-terminated: only len bytes count */
+	assert_int_equal(bd_pgckpt_parse_pidfile("4242junk", 4, &pf), 0);
+	assert_int_equal(pf.pid, 4242);
+}
+
+static void test_pgckpt_off_does_nothing(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	struct bd_pgckpt *pc = new_pc(x, "/nonexistent", 0, false);
+
+	put_live_pidfile(x);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_OFF);
+	bd_pgckpt_parent(NULL, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_OFF);
+	assert_string_equal(bd_pgckpt_outcome_name(res.outcome), "off");
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_no_server_without_live_pid(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	struct bd_pgckpt *pc = new_pc(x, "/nonexistent", 0, true);
+
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_NO_SERVER);
+	assert_string_equal(res.why, "no postmaster.pid");
+	/* above the kernel's pid_max (at most 2^22): never a live pid */
+	put_pidfile(x, "2147483000\n/d\n1\n5432\n/tmp\n\n");
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_NO_SERVER);
+	assert_int_equal(res.pid, 2147483000);
+	assert_non_null(strstr(res.why, "is not running"));
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_starting_server_is_not_asked(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	struct bd_pgckpt *pc = new_pc(x, "/nonexistent", 0, true);
+	char text[64];
+
+	snprintf(text, sizeof(text), "%ld\n/d\n1\n", (long)getpid());
+	put_pidfile(x, text);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_int_equal(res.pid, getpid());
+	assert_non_null(strstr(res.why, "still starting"));
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_helper_gets_owner_and_server(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128], body[256], args[128], got[512] = "";
+	struct bd_pgckpt *pc;
+	FILE *f;
+
+	snprintf(args, sizeof(args), "%s/args", x->dir);
+	snprintf(body, sizeof(body), "echo \"$@\" > %s\necho ok\nexit 0", args);
+	put_script(x, "ok.sh", body, exe, sizeof(exe));
+	pc = new_pc(x, exe, 5000, true);
+	put_live_pidfile(x);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_DONE);
+	assert_int_equal(res.pid, getpid());
+	assert_true(res.ms > 0);
+	f = fopen(args, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(got, sizeof(got), f));
+	fclose(f);
+	/* the owner of main's root, the socket dir and port, the data
+	 * directory, and a libpq timeout past the daemon's (5 s + 2) */
+	assert_string_equal(got, BD_PGCKPT_HELPER_ARG
+			    " 4242 4343 /tmp/sock 5432 /mnt/b/main 7\n");
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_helper_failure_reason_is_kept(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128];
+	struct bd_pgckpt *pc;
+
+	put_script(x, "fail.sh",
+		   "echo 'cannot connect: FATAL:  role \"x\" does not exist'\n"
+		   "exit 1",
+		   exe, sizeof(exe));
+	pc = new_pc(x, exe, 5000, true);
+	put_live_pidfile(x);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_string_equal(res.why,
+			    "cannot connect: FATAL:  role \"x\" does not exist");
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_missing_helper_fails_cleanly(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128];
+	struct bd_pgckpt *pc;
+
+	snprintf(exe, sizeof(exe), "%s/no-such-helper", x->dir);
+	pc = new_pc(x, exe, 5000, true);
+	put_live_pidfile(x);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_non_null(strstr(res.why, "no-such-helper"));
+	bd_pgckpt_free(pc);
+}
+
+static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128], pidf[128], body[256], cmd[256];
+	struct timespec t0, t1;
+	struct bd_pgckpt *pc;
+	double ms;
+	long hpid = 0;
+	FILE *f;
+
+	snprintf(pidf, sizeof(pidf), "%s/helper.pid", x->dir);
+	/* exec: the recorded pid is the process the daemon must kill */
+	snprintf(body, sizeof(body), "echo $$ > %s\nexec sleep 30", pidf);
+	put_script(x, "hang.sh", body, exe, sizeof(exe));
+	pc = new_pc(x, exe, 300, true);
+	put_live_pidfile(x);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	assert_int_equal(res.outcome, BD_PGCKPT_TIMEOUT);
+	assert_non_null(strstr(res.why, "within 300 ms"));
+	assert_true(ms >= 290 && ms < 10000);
+	f = fopen(pidf, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%ld", &hpid), 1);
+	fclose(f);
+	/* reaped, not left running: kill(2) finds no such process */
+	snprintf(cmd, sizeof(cmd), "kill -0 %ld 2>/dev/null", hpid);
+	assert_int_not_equal(system(cmd), 0);
+	bd_pgckpt_free(pc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pgckpt_parse_full_pidfile),
+		cmocka_unit_test(test_pgckpt_parse_listen_address_when_no_socket),
+		cmocka_unit_test(test_pgckpt_parse_starting_server_has_no_port),
+		cmocka_unit_test(test_pgckpt_parse_rejects_bad_pids),
+		cmocka_unit_test_setup_teardown(test_pgckpt_off_does_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_no_server_without_live_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_starting_server_is_not_asked, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_helper_gets_owner_and_server, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_helper_failure_reason_is_kept, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_missing_helper_fails_cleanly, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_hung_helper_is_killed_at_timeout, setup,
+			teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
