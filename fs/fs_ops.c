@@ -667,15 +667,17 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t nodeid,
 	fuse_reply_err(req, 0);
 }
 
-/* Rule 3: fsync means durable.  store_sync makes every returned write
- * durable (group commit), which covers this file or directory. */
+/* Rule 3: fsync means durable.  store_sync_branch makes every returned
+ * write to the node's branch durable (group commit), which covers this file
+ * or directory; in a branch with nothing unsynced it costs no WAL sync. */
 static void fs_op_fsync(fuse_req_t req, fuse_ino_t nodeid, int datasync,
 			struct fuse_file_info *fi)
 {
-	(void)nodeid;
+	uint64_t branch = nodeid == FUSE_ROOT_ID ? 0 : fs_branch_of(nodeid);
+
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -store_sync(fs_of(req)->store));
+	fuse_reply_err(req, -store_sync_branch(fs_of(req)->store, branch));
 }
 
 static int fs_dir_add(struct fs_dir *d, size_t *cap, uint64_t nodeid,

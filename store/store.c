@@ -174,6 +174,10 @@ struct store_branch {
 	char name[STORE_NAME_MAX + 1];
 	_Atomic uint64_t written;
 	_Atomic bool written_dirty;
+	/* writes_done after this branch's latest unsynced commit (0: none
+	 * since open); store_sync_branch() syncs only when writes_synced is
+	 * below it. */
+	_Atomic uint64_t sync_ticket;
 	/* Bloom filter of the inodes this branch has versions of (INV-6). */
 	_Atomic uint64_t *touched;
 };
@@ -315,6 +319,9 @@ struct store {
 	pthread_mutex_t sync_mu;
 	_Atomic uint64_t writes_done;
 	_Atomic uint64_t writes_synced; /* written under sync_mu */
+	/* writes_done after the latest commit that touched more branches
+	 * than store_commit tracks one by one: every branch waits for it. */
+	_Atomic uint64_t multi_ticket;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -1186,7 +1193,7 @@ out_unlock:
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
 static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
-			   uint64_t *seq_out)
+			   uint64_t *seq_out, uint64_t *ticket_out)
 {
 	unsigned char tkey[9], tval[8];
 	uint64_t seq;
@@ -1211,11 +1218,23 @@ static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
 	store_acache_note_batch(s, b);
 	store_seq_end(s, seq);
 	if (rc == 0) {
-		atomic_fetch_add(&s->writes_done, 1);
+		uint64_t t = atomic_fetch_add(&s->writes_done, 1) + 1;
+
 		if (seq_out)
 			*seq_out = seq;
+		if (ticket_out)
+			*ticket_out = t;
 	}
 	return rc;
+}
+
+/* *at = max(*at, t). */
+static void store_ticket_raise(_Atomic uint64_t *at, uint64_t t)
+{
+	uint64_t cur = atomic_load(at);
+
+	while (cur < t && !atomic_compare_exchange_weak(at, &cur, t))
+		;
 }
 
 static struct store_branch *store_branch_by_id(struct store *s, uint64_t id);
@@ -1251,13 +1270,53 @@ static void store_batch_touch(struct store *s, const struct kv_batch *b,
 	}
 }
 
+#define STORE_COMMIT_BRANCHES 4
+
+/*
+ * An unsynced commit records its ticket on the branches it wrote (their
+ * sync_ticket), so that a later fsync of a file of an idle branch need not
+ * wait for a WAL sync of other branches' writes (store_sync_branch).  The
+ * branch structs are freed only at close, so the pointers taken under
+ * branches_lock stay valid after it is dropped (a branch deleted meanwhile
+ * just gets a ticket no one reads).
+ */
 static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			uint64_t *seq_out)
 {
+	struct store_branch *brs[STORE_COMMIT_BRANCHES];
+	size_t nbr = 0, i, j;
+	bool multi = false;
+	uint64_t ticket = 0;
+	int rc;
+
 	pthread_rwlock_rdlock(&s->branches_lock);
 	store_batch_touch(s, b, NULL);
+	for (i = 0; i < b->nops && !multi; i++) {
+		const struct kv_op *op = &b->ops[i];
+		uint64_t id;
+
+		if (op->cf == KV_CF_META || op->klen < 8)
+			continue;
+		id = store_get64(kv_batch_key(b, op));
+		for (j = 0; j < nbr && brs[j]->id != id; j++)
+			;
+		if (j < nbr)
+			continue;
+		if (nbr == STORE_COMMIT_BRANCHES || id == 0 ||
+		    id >= s->branches_cap || !s->branches[id])
+			multi = true;
+		else
+			brs[nbr++] = s->branches[id];
+	}
 	pthread_rwlock_unlock(&s->branches_lock);
-	return store_do_commit(s, b, sync, seq_out);
+	rc = store_do_commit(s, b, sync, seq_out, &ticket);
+	if (rc == 0 && !sync) {
+		if (multi)
+			store_ticket_raise(&s->multi_ticket, ticket);
+		for (i = 0; i < nbr; i++)
+			store_ticket_raise(&brs[i]->sync_ticket, ticket);
+	}
+	return rc;
 }
 
 /* For callers holding branches_lock for writing. */
@@ -1265,7 +1324,7 @@ static int store_commit_locked(struct store *s, struct kv_batch *b,
 			       struct store_branch *extra, uint64_t *seq_out)
 {
 	store_batch_touch(s, b, extra);
-	return store_do_commit(s, b, true, seq_out);
+	return store_do_commit(s, b, true, seq_out, NULL);
 }
 
 /* ------------------------------------------------------------- views */
@@ -2497,6 +2556,24 @@ int store_sync(struct store *s)
 out_unlock:
 	pthread_mutex_unlock(&s->sync_mu);
 	return rc;
+}
+
+int store_sync_branch(struct store *s, uint64_t branch)
+{
+	uint64_t need = UINT64_MAX, multi;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	if (branch && branch < s->branches_cap && s->branches[branch])
+		need = atomic_load(&s->branches[branch]->sync_ticket);
+	pthread_rwlock_unlock(&s->branches_lock);
+	multi = atomic_load(&s->multi_ticket);
+	if (multi > need)
+		need = multi;
+	/* Every write that returned got its ticket before it returned, so
+	 * all of this branch's are covered once writes_synced reaches it. */
+	if (need != UINT64_MAX && atomic_load(&s->writes_synced) >= need)
+		return 0;
+	return store_sync(s);
 }
 
 /* ---- GC's set across a clean close (GC-2) ----

@@ -190,6 +190,15 @@ int store_close(struct store *s);
  * Concurrent callers share one WAL sync where they can. */
 int store_sync(struct store *s);
 
+/* store_sync() for a file or directory of one branch: every write to that
+ * branch that returned before this call is durable when it returns.  It
+ * returns at once, without a WAL sync, when all of them already are, so
+ * that an fsync in an idle branch does not wait for other branches'
+ * writes (a branch's crash recovery fsyncs every file of PGDATA while its
+ * parent keeps writing).  An unknown branch (0, the branch root) is
+ * store_sync().  Errors as store_sync(). */
+int store_sync_branch(struct store *s, uint64_t branch);
+
 /* The highest seq at which every write that has returned is visible and no
  * write in flight is: the watermark after waiting for writes in flight. */
 uint64_t store_seq_now(struct store *s);

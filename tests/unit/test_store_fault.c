@@ -964,6 +964,70 @@ static void test_store_fault_sync_is_durable_point(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 3, 0, 100);
 }
 
+/* store_sync_branch syncs for the branch's own unsynced writes only: a
+ * branch whose writes are all durable returns without a WAL sync while
+ * another branch keeps writing; the root (0) and an unknown branch always
+ * sync; what it promises survives a reopen. */
+static void test_store_fault_sync_branch_skips_idle_branch(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned long before;
+	uint64_t f, g, child, cf;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * 8192);
+	child = tstore_branch(fx->s, "child", fx->br);
+	cf = tstore_lookup(fx->s, child, tstore_root(fx->s, child), "f");
+	/* a new branch has written nothing: its fsync is free */
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* the parent's new writes are not the child's to wait for */
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, 100);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* but the parent's own fsync syncs them */
+	assert_int_equal(store_sync_branch(fx->s, fx->br), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* a write in the child makes the child's fsync sync, once */
+	tstore_write_pat(fx->s, child, cf, 3, 8192, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* metadata counts too: a new file in the child */
+	g = tstore_mkfile(fx->s, child, tstore_root(fx->s, child), "g");
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* a write covered by another branch's sync needs none of its own */
+	tstore_write_pat(fx->s, child, g, 4, 0, 100);
+	tstore_write_pat(fx->s, fx->br, f, 5, 0, 100);
+	assert_int_equal(store_sync(fx->s), 0);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* the branch root and unknown branches: store_sync */
+	tstore_write_pat(fx->s, fx->br, f, 6, 0, 100);
+	assert_int_equal(store_sync_branch(fx->s, 0), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	tstore_write_pat(fx->s, fx->br, f, 7, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, 999999), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* a failing sync is reported, not skipped */
+	tstore_write_pat(fx->s, child, g, 8, 0, 100);
+	kv_fault_arm(fx->fault, KV_FAULT_SYNC | KV_FAULT_WRITE, 1, false,
+		     -EIO);
+	assert_int_equal(store_sync_branch(fx->s, child), -EIO);
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, child), 0);
+	tstore_fx_reopen(fx);
+	tstore_expect_pat(fx->s, child, g, 8, 0, 100);
+	tstore_expect_pat(fx->s, fx->br, f, 7, 0, 100);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -976,6 +1040,7 @@ int main(void)
 		T(test_store_fault_branch_ops),
 		T(test_store_fault_sync),
 		T(test_store_fault_sync_is_durable_point),
+		T(test_store_fault_sync_branch_skips_idle_branch),
 		T(test_store_fault_reads_after_reopen),
 		T(test_store_fault_read_sweep_transient),
 		T(test_store_fault_read_sweep_persistent),
