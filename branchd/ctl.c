@@ -574,7 +574,8 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 			     bi.name, why[0] ? why : "it is in use");
 		return;
 	}
-	if (bi.parent_id && store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0)
+	if (bi.parent_id &&
+	    store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0)
 		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;

@@ -153,8 +153,7 @@ int bd_pgckpt_parse_pidfile(const char *text, size_t len,
 		return -EINVAL;
 	errno = 0;
 	out->pid = strtol(pidbuf, &e, 10);
-	if (errno || *e || e == pidbuf || out->pid <= 0 ||
-	    out->pid > INT_MAX) {
+	if (errno || *e || e == pidbuf || out->pid <= 0 || out->pid > INT_MAX) {
 		out->pid = 0;
 		return -EINVAL;
 	}
@@ -195,8 +194,8 @@ static ssize_t pgckpt_read_pidfile(struct bd_pgckpt *pc,
 		return 0;
 	if (rc)
 		return rc;
-	return store_read(pc->cfg.store, parent->id, STORE_SEQ_LATEST, ino,
-			  buf, bufsz, 0);
+	return store_read(pc->cfg.store, parent->id, STORE_SEQ_LATEST, ino, buf,
+			  bufsz, 0);
 }
 
 /* ------------------------------------------------------------ daemon */
@@ -244,9 +243,9 @@ static int pgckpt_spawn(struct bd_pgckpt *pc, char *const argv[], pid_t *child,
 	if (!rc)
 		rc = posix_spawnattr_setpgroup(&at, 0);
 	if (!rc)
-		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-							   POSIX_SPAWN_SETSIGDEF |
-							   POSIX_SPAWN_SETPGROUP);
+		rc = posix_spawnattr_setflags(
+			&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+				     POSIX_SPAWN_SETPGROUP);
 	if (!rc)
 		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
 						      O_RDONLY, 0);
@@ -304,8 +303,9 @@ static bool pgckpt_collect(int rfd, double deadline, char *buf, size_t bufsz)
 		if (r <= 0)
 			break;
 		if (used + 1 < bufsz) {
-			size_t k = (size_t)r < bufsz - 1 - used ? (size_t)r :
-								  bufsz - 1 - used;
+			size_t k = (size_t)r < bufsz - 1 - used ?
+					   (size_t)r :
+					   bufsz - 1 - used;
 
 			memcpy(buf + used, tmp, k);
 			used += k;
@@ -334,9 +334,15 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 		       struct bd_pgckpt_result *res)
 {
 	char uid[16], gid[16], tmo[16], out[sizeof(res->why)] = "";
-	char *argv[] = { "branchd", BD_PGCKPT_HELPER_ARG, uid, gid,
-			 (char *)pf->host, (char *)pf->port,
-			 (char *)pf->datadir, tmo, NULL };
+	char *argv[] = { "branchd",
+			 BD_PGCKPT_HELPER_ARG,
+			 uid,
+			 gid,
+			 (char *)pf->host,
+			 (char *)pf->port,
+			 (char *)pf->datadir,
+			 tmo,
+			 NULL };
 	double t0 = pgckpt_now_ms();
 	bool in_time;
 	pid_t child;
@@ -354,8 +360,8 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 			 pc->cfg.exe, strerror(-rc));
 		return;
 	}
-	in_time = pgckpt_collect(rfd, t0 + pc->cfg.timeout_ms, out,
-				 sizeof(out));
+	in_time =
+		pgckpt_collect(rfd, t0 + pc->cfg.timeout_ms, out, sizeof(out));
 	close(rfd);
 	if (!in_time)
 		kill(child, SIGKILL);

@@ -46,9 +46,9 @@ enum bd_pgckpt_outcome {
 
 struct bd_pgckpt_result {
 	enum bd_pgckpt_outcome outcome;
-	long pid;	/* postmaster pid, 0 if none */
-	double ms;	/* wall time spent, connect + CHECKPOINT */
-	char why[400];	/* FAILED/TIMEOUT/NO_SERVER: lowercase reason */
+	long pid;      /* postmaster pid, 0 if none */
+	double ms;     /* wall time spent, connect + CHECKPOINT */
+	char why[400]; /* FAILED/TIMEOUT/NO_SERVER: lowercase reason */
 };
 
 /* "off", "no_server", "done", "failed", "timeout". */
@@ -74,13 +74,13 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 
 /* What a postmaster.pid says (Postgres 10+ layout). */
 struct bd_pgckpt_pidfile {
-	long pid;		 /* line 1 */
-	char datadir[1024];	 /* line 2 */
-	char port[16];		 /* line 4, "" until the sockets are open */
-	char host[1024];	 /* line 5 (socket directory) or else line 6
+	long pid;	    /* line 1 */
+	char datadir[1024]; /* line 2 */
+	char port[16];	    /* line 4, "" until the sockets are open */
+	char host[1024];    /* line 5 (socket directory) or else line 6
 				  * (listen address; "*" and any-address as
 				  * "localhost"); "" if neither */
-	char status[16];	 /* line 8: "ready", "starting", ... or "" */
+	char status[16];    /* line 8: "ready", "starting", ... or "" */
 };
 
 /* Parse the text of a postmaster.pid (len bytes, need not be

@@ -50,8 +50,7 @@ struct fs_config {
 	 * mkdir waits for it, while other workers keep serving (branchd's
 	 * pg_checkpoint policy checkpoints the parent's server here).
 	 * parent is borrowed for the call.  May be NULL. */
-	void (*before_branch)(void *ctx,
-			      const struct store_branch_info *parent,
+	void (*before_branch)(void *ctx, const struct store_branch_info *parent,
 			      const char *name);
 	void *before_branch_ctx;
 	/* Serve requests through FUSE over io_uring when the kernel offers

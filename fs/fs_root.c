@@ -194,7 +194,8 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 		/* The hook may take long: refuse a bad or taken name before
 		 * it runs, not after. */
 		rc = store_name_check(name);
-		if (rc == 0 && store_branch_lookup(fs->store, name, &taken) == 0)
+		if (rc == 0 &&
+		    store_branch_lookup(fs->store, name, &taken) == 0)
 			rc = -EEXIST;
 		if (rc)
 			goto out_err;

@@ -71,8 +71,8 @@ static void put_pidfile(struct ctx *x, const char *text)
 	assert_int_equal(store_create(x->s, x->br.id, x->br.root_ino,
 				      "postmaster.pid", &at, NULL, &ino, NULL),
 			 0);
-	assert_int_equal(store_write(x->s, x->br.id, ino, text, strlen(text),
-				     0, NULL),
+	assert_int_equal(store_write(x->s, x->br.id, ino, text, strlen(text), 0,
+				     NULL),
 			 (ssize_t)strlen(text));
 }
 
@@ -163,8 +163,8 @@ static void test_pgckpt_parse_starting_server_has_no_port(void **state)
 
 static void test_pgckpt_parse_rejects_bad_pids(void **state)
 {
-	static const char *const bad[] = { "",	   "\n",	 "abc\n",
-					   "-5\n", "0\n",	 "12x\n",
+	static const char *const bad[] = { "",	    "\n",	    "abc\n",
+					   "-5\n",  "0\n",	    "12x\n",
 					   " 12\n", "99999999999\n" };
 	struct bd_pgckpt_pidfile pf;
 
@@ -272,8 +272,8 @@ static void test_pgckpt_helper_failure_reason_is_kept(void **state)
 	put_live_pidfile(x);
 	bd_pgckpt_parent(pc, &x->br, "test", &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
-	assert_string_equal(res.why,
-			    "cannot connect: FATAL:  role \"x\" does not exist");
+	assert_string_equal(
+		res.why, "cannot connect: FATAL:  role \"x\" does not exist");
 	bd_pgckpt_free(pc);
 }
 
@@ -332,13 +332,15 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pgckpt_parse_full_pidfile),
-		cmocka_unit_test(test_pgckpt_parse_listen_address_when_no_socket),
+		cmocka_unit_test(
+			test_pgckpt_parse_listen_address_when_no_socket),
 		cmocka_unit_test(test_pgckpt_parse_starting_server_has_no_port),
 		cmocka_unit_test(test_pgckpt_parse_rejects_bad_pids),
 		cmocka_unit_test_setup_teardown(test_pgckpt_off_does_nothing,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
-			test_pgckpt_no_server_without_live_pid, setup, teardown),
+			test_pgckpt_no_server_without_live_pid, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_starting_server_is_not_asked, setup,
 			teardown),

@@ -1018,8 +1018,7 @@ static void test_store_fault_sync_branch_skips_idle_branch(void **state)
 	assert_true(kv_fault_durable_points(fx->fault) > before);
 	/* a failing sync is reported, not skipped */
 	tstore_write_pat(fx->s, child, g, 8, 0, 100);
-	kv_fault_arm(fx->fault, KV_FAULT_SYNC | KV_FAULT_WRITE, 1, false,
-		     -EIO);
+	kv_fault_arm(fx->fault, KV_FAULT_SYNC | KV_FAULT_WRITE, 1, false, -EIO);
 	assert_int_equal(store_sync_branch(fx->s, child), -EIO);
 	kv_fault_disarm(fx->fault);
 	assert_int_equal(store_sync_branch(fx->s, child), 0);
