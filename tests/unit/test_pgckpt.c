@@ -117,6 +117,17 @@ static void put_live_pidfile(struct ctx *x)
 	put_pidfile(x, text);
 }
 
+/* bd_pgckpt_parent on a live postmaster.pid with exe as the helper. */
+static void run_helper(struct ctx *x, const char *exe, unsigned ms,
+		       struct bd_pgckpt_result *res)
+{
+	struct bd_pgckpt *pc = new_pc(x, exe, ms, true);
+
+	put_live_pidfile(x);
+	bd_pgckpt_parent(pc, &x->br, "test", res);
+	bd_pgckpt_free(pc);
+}
+
 static void test_pgckpt_parse_full_pidfile(void **state)
 {
 	struct bd_pgckpt_pidfile pf;
@@ -234,15 +245,12 @@ static void test_pgckpt_helper_gets_owner_and_server(void **state)
 	struct ctx *x = *state;
 	struct bd_pgckpt_result res;
 	char exe[128], body[256], args[128], got[512] = "";
-	struct bd_pgckpt *pc;
 	FILE *f;
 
 	snprintf(args, sizeof(args), "%s/args", x->dir);
 	snprintf(body, sizeof(body), "echo \"$@\" > %s\necho ok\nexit 0", args);
 	put_script(x, "ok.sh", body, exe, sizeof(exe));
-	pc = new_pc(x, exe, 5000, true);
-	put_live_pidfile(x);
-	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	run_helper(x, exe, 5000, &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_DONE);
 	assert_int_equal(res.pid, getpid());
 	assert_true(res.ms > 0);
@@ -254,7 +262,6 @@ static void test_pgckpt_helper_gets_owner_and_server(void **state)
 	 * directory, and a libpq timeout past the daemon's (5 s + 2) */
 	assert_string_equal(got, BD_PGCKPT_HELPER_ARG
 			    " 4242 4343 /tmp/sock 5432 /mnt/b/main 7\n");
-	bd_pgckpt_free(pc);
 }
 
 static void test_pgckpt_helper_failure_reason_is_kept(void **state)
@@ -262,19 +269,15 @@ static void test_pgckpt_helper_failure_reason_is_kept(void **state)
 	struct ctx *x = *state;
 	struct bd_pgckpt_result res;
 	char exe[128];
-	struct bd_pgckpt *pc;
 
 	put_script(x, "fail.sh",
 		   "echo 'cannot connect: FATAL:  role \"x\" does not exist'\n"
 		   "exit 1",
 		   exe, sizeof(exe));
-	pc = new_pc(x, exe, 5000, true);
-	put_live_pidfile(x);
-	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	run_helper(x, exe, 5000, &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
 	assert_string_equal(
 		res.why, "cannot connect: FATAL:  role \"x\" does not exist");
-	bd_pgckpt_free(pc);
 }
 
 static void test_pgckpt_missing_helper_fails_cleanly(void **state)
@@ -282,15 +285,11 @@ static void test_pgckpt_missing_helper_fails_cleanly(void **state)
 	struct ctx *x = *state;
 	struct bd_pgckpt_result res;
 	char exe[128];
-	struct bd_pgckpt *pc;
 
 	snprintf(exe, sizeof(exe), "%s/no-such-helper", x->dir);
-	pc = new_pc(x, exe, 5000, true);
-	put_live_pidfile(x);
-	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	run_helper(x, exe, 5000, &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
 	assert_non_null(strstr(res.why, "no-such-helper"));
-	bd_pgckpt_free(pc);
 }
 
 static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
@@ -299,7 +298,6 @@ static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
 	struct bd_pgckpt_result res;
 	char exe[128], pidf[128], body[256], cmd[256];
 	struct timespec t0, t1;
-	struct bd_pgckpt *pc;
 	double ms;
 	long hpid = 0;
 	FILE *f;
@@ -308,10 +306,8 @@ static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
 	/* exec: the recorded pid is the process the daemon must kill */
 	snprintf(body, sizeof(body), "echo $$ > %s\nexec sleep 30", pidf);
 	put_script(x, "hang.sh", body, exe, sizeof(exe));
-	pc = new_pc(x, exe, 300, true);
-	put_live_pidfile(x);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	run_helper(x, exe, 300, &res);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
 	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
@@ -325,7 +321,6 @@ static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
 	/* reaped, not left running: kill(2) finds no such process */
 	snprintf(cmd, sizeof(cmd), "kill -0 %ld 2>/dev/null", hpid);
 	assert_int_not_equal(system(cmd), 0);
-	bd_pgckpt_free(pc);
 }
 
 int main(void)
