@@ -8,7 +8,9 @@
 # --no-checkpoint, with a server that refuses the connection (pg_hba
 # reject), and with a server that does not answer (postmaster stopped by
 # SIGSTOP, pg_checkpoint_timeout=3) the branch is still made, at an older
-# REDO location, and the log says why.  A stopped parent is not asked.
+# REDO location, and the log says why.  A postmaster.pid naming a live
+# server of another data directory does not get that server checkpointed.
+# A stopped parent is not asked.
 # The branches start and hold main's data.
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -142,6 +144,17 @@ redo=$(redo_of "$MNT/pr-5")
 ! pgrep -f -- "--pg-checkpoint-helper" >/dev/null || fail "a checkpoint helper is left running: $(pgrep -af -- --pg-checkpoint-helper)"
 log "timeout: mkdir pr-5 took $ms ms"
 
+# 7. a postmaster.pid whose live server is not the branch's (as one written
+# in a container can be): the server reached is left alone
+printf '%s\n%s\n%s\n%s\n%s\n%s\n' "${IT_PGPID[$MNT/main]}" /var/lib/postgresql/data 1764700000 \
+	"$P1" "$SOCK" 127.0.0.1 >"$MNT/pr-3/postmaster.pid"
+redo0=$(q "$P1" "select redo_lsn from pg_control_checkpoint()")
+expect_ctl 0 --json create pr-8 --from pr-3
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "failed" and "is not the server of this branch" in d["checkpoint"]["reason"] and "/var/lib/postgresql/data" in d["checkpoint"]["reason"]' "create from a branch with another server's postmaster.pid"
+redo1=$(q "$P1" "select redo_lsn from pg_control_checkpoint()")
+[ "$redo1" = "$redo0" ] || fail "main was checkpointed (REDO $redo0 -> $redo1) for a postmaster.pid that is not its own"
+rm -f "$MNT/pr-3/postmaster.pid"
+
 wait "$BG" || fail "background pgbench on main failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
 grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
 	fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
@@ -155,7 +168,7 @@ grep -q "redo starts at\|database system was not properly shut down" "$T/log/pg-
 amcheck "$P2"
 pg_stop "$MNT/pr-1"
 
-# 7. a stopped parent is not asked
+# 8. a stopped parent is not asked
 pg_stop "$MNT/main"
 before=$(nlines "pg_checkpoint:")
 mk_child pr-6
