@@ -18,7 +18,7 @@ build() { # name sources...
 }
 build fuzz_json tests/fuzz/fuzz_json.c branchd/json.c
 build fuzz_records tests/fuzz/fuzz_records.c $store
-build fuzz_ctl tests/fuzz/fuzz_ctl.c branchd/ctl.c branchd/json.c branchd/ctlproto.c $store
+build fuzz_ctl tests/fuzz/fuzz_ctl.c branchd/ctl.c branchd/json.c branchd/ctlproto.c branchd/pgckpt.c $store $(pkg-config --cflags --libs libpq)
 fs=$(ls fs/*.c)
 bd=$(ls branchd/*.c | grep -v -e "/branchd\.c$" -e "/branchctl\.c$")
 build fuzz_opts tests/fuzz/fuzz_opts.c $fs $bd $store $(pkg-config --cflags --libs fuse3 liburing libpq)
