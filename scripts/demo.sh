@@ -79,7 +79,8 @@ do_stop() {
 		done
 	fi
 	if [ -s "$PIDF" ]; then
-		pid=$(tr -dc 0-9 <"$PIDF")
+		# branchd removes its pid file as it exits: it may be gone already
+		pid=$(tr -dc 0-9 <"$PIDF" 2>/dev/null || true)
 		for ((n = 0; n < 100; n++)); do
 			[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
