@@ -176,3 +176,18 @@ mk_child pr-6
 expect_ctl 0 --json create pr-7
 jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "no_server"' "create of a stopped parent"
 bfs_umount
+
+# 9. -o nopg_checkpoint: a running parent is not asked
+bfs_mount "$STORE" "$MNT" nopg_checkpoint
+BLOG=$(ls -t "$T"/log/branchd-mnt-*.log | head -n 1)
+pg_start "$MNT/main" "$P1"
+q "$P1" "create table t9 as select generate_series(1, 1000) g" >/dev/null
+lsn=$(insert_lsn)
+mk_child pr-9
+redo=$(redo_of "$MNT/pr-9")
+[ "$(lsn_cmp "$redo" "$lsn")" -lt 0 ] || fail "pr-9 has REDO $redo at or after $lsn with nopg_checkpoint"
+[ "$(nlines "pg_checkpoint:")" = 0 ] || fail "nopg_checkpoint still ran: $(grep pg_checkpoint "$BLOG")"
+expect_ctl 0 --json create pr-10
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "off"' "create with nopg_checkpoint"
+pg_stop "$MNT/main"
+bfs_umount
