@@ -10,7 +10,7 @@
 # SIGSTOP, pg_checkpoint_timeout=3) the branch is still made, at an older
 # REDO location, and the log says why.  A postmaster.pid naming a live
 # server of another data directory does not get that server checkpointed.
-# A stopped parent is not asked.
+# A stopped parent is not asked, nor anyone with -o nopg_checkpoint.
 # The branches start and hold main's data.
 source "$(dirname "$0")/lib.sh"
 it_init
