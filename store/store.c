@@ -1239,10 +1239,40 @@ static void store_ticket_raise(_Atomic uint64_t *at, uint64_t t)
 
 static struct store_branch *store_branch_by_id(struct store *s, uint64_t id);
 
+#define STORE_COMMIT_BRANCHES 4
+
+/* The branches one batch writes, for their sync tickets (store_commit). */
+struct store_commit_set {
+	struct store_branch *br[STORE_COMMIT_BRANCHES];
+	size_t n;
+	bool multi; /* more than STORE_COMMIT_BRANCHES, or an unknown id */
+};
+
+/* Called with branches_lock held. */
+static void store_commit_set_note(struct store *s, struct store_commit_set *cs,
+				  uint64_t id)
+{
+	size_t j;
+
+	if (cs->multi || (cs->n && cs->br[cs->n - 1]->id == id))
+		return;
+	for (j = 0; j < cs->n; j++)
+		if (cs->br[j]->id == id)
+			return;
+	if (cs->n == STORE_COMMIT_BRANCHES || id == 0 ||
+	    id >= s->branches_cap || !s->branches[id])
+		cs->multi = true;
+	else
+		cs->br[cs->n++] = s->branches[id];
+}
+
 /* INV-6: add every inode a batch writes a version of to its branch's
- * filter.  extra is a branch not yet in the table (being created). */
+ * filter.  extra is a branch not yet in the table (being created).  If cs
+ * is not NULL, the branches the batch writes are noted in it, in the same
+ * pass. */
 static void store_batch_touch(struct store *s, const struct kv_batch *b,
-			      struct store_branch *extra)
+			      struct store_branch *extra,
+			      struct store_commit_set *cs)
 {
 	size_t i;
 
@@ -1252,10 +1282,13 @@ static void store_batch_touch(struct store *s, const struct kv_batch *b,
 		struct store_branch *br;
 		uint64_t id;
 
-		if (op->cf == KV_CF_META || op->type != KV_OP_PUT ||
-		    op->klen < 16)
+		if (op->cf == KV_CF_META || op->klen < 8)
 			continue;
 		id = store_get64(k);
+		if (cs)
+			store_commit_set_note(s, cs, id);
+		if (op->type != KV_OP_PUT || op->klen < 16)
+			continue;
 		br = extra && extra->id == id ? extra :
 						store_branch_by_id(s, id);
 		if (!br || !br->touched)
@@ -1270,8 +1303,6 @@ static void store_batch_touch(struct store *s, const struct kv_batch *b,
 	}
 }
 
-#define STORE_COMMIT_BRANCHES 4
-
 /*
  * An unsynced commit records its ticket on the branches it wrote (their
  * sync_ticket), so that a later fsync of a file of an idle branch need not
@@ -1283,38 +1314,20 @@ static void store_batch_touch(struct store *s, const struct kv_batch *b,
 static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			uint64_t *seq_out)
 {
-	struct store_branch *brs[STORE_COMMIT_BRANCHES];
-	size_t nbr = 0, i, j;
-	bool multi = false;
+	struct store_commit_set cs = { .n = 0 };
 	uint64_t ticket = 0;
+	size_t i;
 	int rc;
 
 	pthread_rwlock_rdlock(&s->branches_lock);
-	store_batch_touch(s, b, NULL);
-	for (i = 0; i < b->nops && !multi; i++) {
-		const struct kv_op *op = &b->ops[i];
-		uint64_t id;
-
-		if (op->cf == KV_CF_META || op->klen < 8)
-			continue;
-		id = store_get64(kv_batch_key(b, op));
-		for (j = 0; j < nbr && brs[j]->id != id; j++)
-			;
-		if (j < nbr)
-			continue;
-		if (nbr == STORE_COMMIT_BRANCHES || id == 0 ||
-		    id >= s->branches_cap || !s->branches[id])
-			multi = true;
-		else
-			brs[nbr++] = s->branches[id];
-	}
+	store_batch_touch(s, b, NULL, sync ? NULL : &cs);
 	pthread_rwlock_unlock(&s->branches_lock);
 	rc = store_do_commit(s, b, sync, seq_out, &ticket);
 	if (rc == 0 && !sync) {
-		if (multi)
+		if (cs.multi)
 			store_ticket_raise(&s->multi_ticket, ticket);
-		for (i = 0; i < nbr; i++)
-			store_ticket_raise(&brs[i]->sync_ticket, ticket);
+		for (i = 0; i < cs.n; i++)
+			store_ticket_raise(&cs.br[i]->sync_ticket, ticket);
 	}
 	return rc;
 }
@@ -1323,7 +1336,7 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 static int store_commit_locked(struct store *s, struct kv_batch *b,
 			       struct store_branch *extra, uint64_t *seq_out)
 {
-	store_batch_touch(s, b, extra);
+	store_batch_touch(s, b, extra, NULL);
 	return store_do_commit(s, b, true, seq_out, NULL);
 }
 
