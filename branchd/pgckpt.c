@@ -227,14 +227,11 @@ static int pgckpt_spawn(struct bd_pgckpt *pc, char *const argv[], pid_t *child,
 	if (rc)
 		goto err_fa;
 	/* The daemon blocks its signals in every thread and ignores SIGPIPE;
-	 * the helper starts with neither. */
+	 * the helper starts with no signal blocked and every disposition at
+	 * its default, whatever the daemon changes later (SIGKILL and SIGSTOP
+	 * in the full set are passed over by posix_spawn). */
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGHUP);
-	sigaddset(&dfl, SIGUSR1);
+	sigfillset(&dfl);
 	rc = posix_spawnattr_setsigmask(&at, &none);
 	if (!rc)
 		rc = posix_spawnattr_setsigdefault(&at, &dfl);
@@ -275,7 +272,9 @@ err_pipe:
 }
 
 /* Read the helper's output until EOF or the deadline (monotonic ms).
- * true when EOF came in time. */
+ * true when EOF came in time; false at the deadline or when the pipe
+ * fails, so that the caller kills the helper instead of waiting on it
+ * without a bound. */
 static bool pgckpt_collect(int rfd, double deadline, char *buf, size_t bufsz)
 {
 	size_t used = 0;
@@ -293,14 +292,14 @@ static bool pgckpt_collect(int rfd, double deadline, char *buf, size_t bufsz)
 		n = poll(&p, 1, (int)(left + 1));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n == 0)
+		if (n <= 0)
 			return false;
-		if (n < 0)
-			break;
 		r = read(rfd, tmp, sizeof(tmp));
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r < 0)
+			return false;
+		if (r == 0)
 			break;
 		if (used + 1 < bufsz) {
 			size_t k = (size_t)r < bufsz - 1 - used ?

@@ -8,7 +8,9 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -264,6 +266,57 @@ static void test_pgckpt_helper_gets_owner_and_server(void **state)
 			    " 4242 4343 /tmp/sock 5432 /mnt/b/main 7\n");
 }
 
+/* The daemon blocks SIGINT/SIGTERM/SIGHUP/SIGUSR1 in every thread and
+ * ignores SIGPIPE; the helper must start with neither. */
+static void test_pgckpt_helper_starts_with_default_signals(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128], body[256], sigs[128], line[128];
+	int blk = 0, ign = 0;
+	sigset_t set, old;
+	void (*oldpipe)(int);
+	FILE *f;
+
+	snprintf(sigs, sizeof(sigs), "%s/sigs", x->dir);
+	snprintf(body, sizeof(body),
+		 "grep -E '^Sig(Blk|Ign):' /proc/$$/status > %s\nexit 0", sigs);
+	put_script(x, "sigs.sh", body, exe, sizeof(exe));
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	oldpipe = signal(SIGPIPE, SIG_IGN);
+	run_helper(x, exe, 5000, &res);
+	signal(SIGPIPE, oldpipe);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	assert_int_equal(res.outcome, BD_PGCKPT_DONE);
+	f = fopen(sigs, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long m = strtoull(line + 7, NULL, 16);
+		/* bit n-1 is signal n; glibc's own real-time signals (32,
+		 * 33) may show as ignored and do not matter here */
+		unsigned long long ours =
+			1ull << (SIGINT - 1) | 1ull << (SIGTERM - 1) |
+			1ull << (SIGUSR1 - 1) | 1ull << (SIGPIPE - 1);
+
+		if (!strncmp(line, "SigBlk:", 7))
+			blk = 1;
+		else if (!strncmp(line, "SigIgn:", 7))
+			ign = 1;
+		else
+			continue;
+		if (m & ours)
+			fail_msg("the helper starts with %.6s %llx of the "
+				 "daemon's signals",
+				 line, m & ours);
+	}
+	fclose(f);
+	assert_true(blk && ign);
+}
+
 static void test_pgckpt_helper_failure_reason_is_kept(void **state)
 {
 	struct ctx *x = *state;
@@ -341,6 +394,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_helper_gets_owner_and_server, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_helper_starts_with_default_signals, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_helper_failure_reason_is_kept, setup,
