@@ -13,10 +13,16 @@
 #        ext4            a plain PGDATA in the temp dir (ext4 here)
 #        branchfs main   PGDATA = the root of branch 'main' of a fresh store
 #        branchfs branch PGDATA = a branch made with mkdir from 'main'
-#                        (after main's runs, cluster stopped cleanly)
-#        fuse-overlayfs  lowerdir = the ext4 PGDATA (stopped), upper and
-#                        work dirs in the temp dir: the FUSE peer
-#      One cluster runs at a time.  Ratios are against ext4.
+#                        (right after main's pgbench -i, cluster stopped
+#                        cleanly)
+#        fuse-overlayfs  lowerdir = a cp -a of the ext4 PGDATA right after
+#                        its pgbench -i, upper and work dirs in the temp
+#                        dir: the FUSE peer
+#      Each round runs rw and select-only on every cluster in turn (ext4,
+#      ovl, branch, main; one cluster runs at a time, started for its turn
+#      and stopped after it), so all four start from the same freshly
+#      loaded dataset and see the same drift of the machine's speed.
+#      Ratios are against ext4.
 #   2. Time to clone the data directory at scale $BENCH_SCALE and
 #      $BENCH_BIG_SCALE: `mkdir MNT/NAME` on branchfs (median of 5) beside
 #      `cp -a` on ext4 (and cp -a + sync), `cp -a --reflink=always` on XFS
@@ -227,20 +233,44 @@ pg_load() { # key scale
 	INIT_S[$1]=$(awk -v u=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", u / 1e6 }')
 	log "$1: pgbench -i -s $2 took ${INIT_S[$1]} s"
 }
-pg_runs() { # key
-	local out r rw=() ro=()
-	# Median of ROUNDS runs each (read-write -T T, select-only -T T/2, as
-	# in shared/BASELINES.md): single runs on this 2-core machine vary by
-	# up to 2x from one to the next.
+# One round on the cluster of key (started here at PGPORT[key], stopped
+# after): read-write -T T, then select-only -T T/2, as in
+# shared/BASELINES.md.  The figures are appended to RW_RUNS[key] and
+# RO_RUNS[key]; pg_tps takes their medians.
+declare -A PGDIR PGPORT RW_RUNS RO_RUNS
+pg_round() { # key [keep]
+	local out
+	PORT=${PGPORT[$1]}
+	pg_start "${PGDIR[$1]}"
+	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
+	RW_RUNS[$1]+=" $(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')"
+	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
+	RO_RUNS[$1]+=" $(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')"
+	[ "${2:-}" = keep ] || pg_stop "${PGDIR[$1]}"
+}
+pg_tps() { # key
+	# shellcheck disable=SC2086 # word splitting of the run lists wanted
+	TPS_RW[$1]=$(median ${RW_RUNS[$1]})
+	# shellcheck disable=SC2086
+	TPS_RO[$1]=$(median ${RO_RUNS[$1]})
+	log "$1: rw ${TPS_RW[$1]} tps (runs:${RW_RUNS[$1]}), select-only ${TPS_RO[$1]} tps (runs:${RO_RUNS[$1]})"
+}
+# ROUNDS rounds, each a round on every cluster of keys in turn: single
+# runs on this 2-core machine vary by up to 2x from one to the next, and
+# the machine's speed drifts over a run; interleaved, every cluster sees
+# the same drift and the ratios do not depend on which ran first.  The
+# last cluster is left running after its last round (PORT is its port).
+pg_rounds() { # key...
+	local r k keep
 	for r in $(seq "$ROUNDS"); do
-		out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
-		rw+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
-		out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
-		ro+=("$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')")
+		for k in "$@"; do
+			keep=""
+			[ "$r" = "$ROUNDS" ] && [ "$k" = "${*: -1}" ] && keep=keep
+			pg_round "$k" $keep
+			log "round $r: $k rw ${RW_RUNS[$k]##* } tps, select-only ${RO_RUNS[$k]##* } tps"
+		done
 	done
-	TPS_RW[$1]=$(median "${rw[@]}")
-	TPS_RO[$1]=$(median "${ro[@]}")
-	log "$1: rw ${TPS_RW[$1]} tps (runs: ${rw[*]}), select-only ${TPS_RO[$1]} tps (runs: ${ro[*]})"
+	for k in "$@"; do pg_tps "$k"; done
 }
 
 # branchfs: start a daemon on store dir $1 mounted at $2
@@ -414,25 +444,27 @@ EXT4_PORT=$PORT
 pg_init "$EXT4"
 pg_start "$EXT4"
 pg_load ext4 "$SCALE"
-pg_runs ext4
 pg_stop "$EXT4"
+PGDIR[ext4]=$EXT4
+PGPORT[ext4]=$EXT4_PORT
 
 # ---- 2a. clone peers at scale SCALE ----
 clone_peers "$EXT4" "$SCALE"
 
-# ---- 1b. fuse-overlayfs over the ext4 PGDATA ----
+# ---- 1b. fuse-overlayfs over a copy of the freshly loaded ext4 PGDATA ----
+# (its own lower dir: ext4's runs below must not change what ovl's upper
+# layer sits on)
 OVL=$WORK/ovl
-mkdir -p "$OVL/upper" "$OVL/work" "$OVL/merged"
+mkdir -p "$OVL/lower" "$OVL/upper" "$OVL/work" "$OVL/merged"
+cp -a "$EXT4" "$OVL/lower/" || die "cp -a $EXT4 $OVL/lower"
 MOUNTS+=("fuse:$OVL/merged")
-fuse-overlayfs -o "lowerdir=$WORK/ext4,upperdir=$OVL/upper,workdir=$OVL/work,allow_other" "$OVL/merged" \
+fuse-overlayfs -o "lowerdir=$OVL/lower,upperdir=$OVL/upper,workdir=$OVL/work,allow_other" "$OVL/merged" \
 	2>"$WORK/log/fuse-overlayfs.log" ||
 	die "fuse-overlayfs mount"
 OVLDATA=$OVL/merged/pgdata
 next_port
-pg_start "$OVLDATA"
-pg_runs ovl
-pg_stop "$OVLDATA"
-fusermount3 -u "$OVL/merged" || die "fusermount3 -u $OVL/merged"
+PGDIR[ovl]=$OVLDATA
+PGPORT[ovl]=$PORT
 
 # ---- 1c. branchfs main ----
 STORE=$WORK/store
@@ -447,7 +479,27 @@ MAIN_PORT=$PORT
 pg_init "$MAIN"
 pg_start "$MAIN"
 pg_load main "$SCALE"
-pg_runs main
+pg_stop "$MAIN"
+PGDIR[main]=$MAIN
+PGPORT[main]=$MAIN_PORT
+
+# ---- 1d. branchfs branch of main, made of the freshly loaded dataset ----
+BR=$MNT/branch
+bfs_mkbranch "$BR" >/dev/null
+next_port
+PGDIR[branch]=$BR
+PGPORT[branch]=$PORT
+
+# ---- 1. TPS, the four clusters in turn, ROUNDS times ----
+# Every cluster starts its first round from the same freshly loaded
+# dataset (pgbench -i, then a clean stop): the branch holds none of it in
+# its own versions and starts with a cold page cache, since its files are
+# other inodes than main's.
+# main goes last and stays up: the rounds of 3 below branch it as it
+# comes from pgbench.
+pg_rounds ext4 ovl branch main
+fusermount3 -u "$OVL/merged" || die "fusermount3 -u $OVL/merged"
+rm -rf --one-file-system "$OVL"
 
 # ---- 3. mkdir -> pg_isready on a branch of the running cluster ----
 # WAL replayed by the postmaster logged in $1 (crash recovery), in MB.
@@ -610,13 +662,6 @@ pg_stop "$MAIN"
 # ---- 2b. branchfs mkdir at scale SCALE ----
 mkdir_times "$MNT" "$SCALE"
 
-# ---- 1d. branchfs branch of main ----
-BR=$MNT/branch
-bfs_mkbranch "$BR" >/dev/null
-next_port
-pg_start "$BR"
-pg_runs branch
-pg_stop "$BR"
 bfs_umount "$STORE" "$MNT"
 STORE_MB=$(du -sm "$STORE" | cut -f1)
 
@@ -631,8 +676,9 @@ if [ "$URING" = 1 ]; then
 	BRANCHD_OPTS=io_uring${saved_opts:+,$saved_opts}
 	bfs_mount "$STORE" "$MNT"
 	next_port
-	pg_start "$MAIN"
-	pg_runs ring
+	PGDIR[ring]=$MAIN
+	PGPORT[ring]=$PORT
+	pg_rounds ring
 	pg_stop "$MAIN"
 	bfs_umount "$STORE" "$MNT"
 	BRANCHD_OPTS=$saved_opts
