@@ -238,14 +238,22 @@ pg_load() { # key scale
 # shared/BASELINES.md.  The figures are appended to RW_RUNS[key] and
 # RO_RUNS[key]; pg_tps takes their medians.
 declare -A PGDIR PGPORT RW_RUNS RO_RUNS
+# tps of one pgbench run from its output; dies when there is none (a
+# blank figure would drop out of the median unnoticed).
+tps_of() { # key what output
+	local v
+	v=$(echo "$3" | awk '/^tps = / { printf "%.0f", $3; exit }')
+	[ -n "$v" ] || { echo "$3" >&2; die "pgbench $2 ($1) printed no tps line"; }
+	echo "$v"
+}
 pg_round() { # key [keep]
 	local out
 	PORT=${PGPORT[$1]}
 	pg_start "${PGDIR[$1]}"
 	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
-	RW_RUNS[$1]+=" $(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')"
+	RW_RUNS[$1]+=" $(tps_of "$1" rw "$out")"
 	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
-	RO_RUNS[$1]+=" $(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')"
+	RO_RUNS[$1]+=" $(tps_of "$1" -S "$out")"
 	[ "${2:-}" = keep ] || pg_stop "${PGDIR[$1]}"
 }
 pg_tps() { # key
