@@ -664,8 +664,38 @@ ready_rounds readybusyn busy nockpt
 READY3N=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 ready_rounds readybusy busy
 READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
+
+# The peer of the policy's share under load: the same CHECKPOINT, by hand
+# (psql, process start included), on a cluster under the same load, on
+# branchfs main and on ext4 (one cluster at a time).  It bounds what
+# mkdir -> ready can be with a checkpoint on any filesystem.
+ckpt_busy_rounds() { # dir port -> CKPT_BUSY_MS (median), CKPT_BUSY_MAX_MS
+	local i lp t0 v=()
+	PORT=$2
+	for i in $(seq $NREADY); do
+		as_pg psql -X -q -h "$SOCK" -p "$PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT on $1"
+		pgb -c $CLIENTS -j $THREADS -T $((READY_LOAD_S + READY_TAIL_S)) >"$WORK/log/ckload.$i.$PORT.log" 2>&1 &
+		lp=$!
+		sleep "$READY_LOAD_S"
+		t0=$(now_us)
+		as_pg psql -X -q -h "$SOCK" -p "$PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT under load on $1"
+		v+=($(($(now_us) - t0)))
+		wait "$lp" || die "pgbench during the checkpoint rounds on $1"
+		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms"
+	done
+	CKPT_BUSY_MS=$(us2ms "$(median "${v[@]}")")
+	CKPT_BUSY_MAX_MS=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
+}
+ckpt_busy_rounds "$MAIN" "$MAIN_PORT"
+CKPT_BUSY_BFS=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS")
 PORT=$MAIN_PORT
 pg_stop "$MAIN"
+PORT=$EXT4_PORT
+pg_start "$EXT4"
+ckpt_busy_rounds "$EXT4" "$EXT4_PORT"
+CKPT_BUSY_EXT4=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS")
+PORT=$EXT4_PORT
+pg_stop "$EXT4"
 
 # ---- 2b. branchfs mkdir at scale SCALE ----
 mkdir_times "$MNT" "$SCALE"
@@ -778,6 +808,10 @@ echo "| idle, mkdir -> pg_isready (ms) | ${READY1[0]} | ${READY1[1]} | ${READY1[
 echo "| idle, CHECKPOINT by hand, then mkdir -> pg_isready (ms) | ${READY2[0]} | ${READY2[1]} | ${READY2[2]} | ${READY2[3]} | < 1000 ms | $(pm lt "${READY2[0]}" 1000) |"
 echo "| under load, create --no-checkpoint -> pg_isready (ms) | ${READY3N[0]} | ${READY3N[1]} | ${READY3N[2]} | ${READY3N[3]} | | |"
 echo "| under load, mkdir -> pg_isready (ms) | ${READY3[0]} | ${READY3[1]} | ${READY3[2]} | ${READY3[3]} | < 1000 ms | $(pm lt "${READY3[0]}" 1000) |"
+echo
+echo "The policy's share under load beside its peer: CHECKPOINT by psql (process start included) on a cluster"
+echo "under the same load, ${READY_LOAD_S} s after a checkpoint: branchfs main ${CKPT_BUSY_BFS[0]} ms (max ${CKPT_BUSY_BFS[1]}),"
+echo "native ext4 ${CKPT_BUSY_EXT4[0]} ms (max ${CKPT_BUSY_EXT4[1]}) (median of $NREADY each)."
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
