@@ -48,7 +48,11 @@
 #      it on ext4, to tell WAL volume apart from branchfs speed.  Each
 #      recovery is split into its phases from the postmaster's log: sync
 #      (SyncDataDirectory), redo (WAL replay) and ckpt (end-of-recovery
-#      checkpoint until ready).
+#      checkpoint until ready).  The policy's share under load has a peer:
+#      the same CHECKPOINT by psql on main and then on the ext4 cluster,
+#      each under the same pgbench clients 20 s after a CHECKPOINT (median
+#      of 3, with the buffers it wrote and the load's TPS: each load runs
+#      at its own speed, so a faster cluster has more to write).
 # A final markdown table gives the figures, ratios and targets:
 #   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
 #   mkdir -> ready < 1 s.  Targets are informational: the exit status is
@@ -555,18 +559,27 @@ phases() { # logfile
 # branch is made of a cluster under load and recovers while that load goes
 # on, with a WAL volume that does not depend on when main last
 # checkpointed by itself.
+# The load of the "under load" rows: CHECKPOINT the cluster on port, then
+# pgbench rw (-c CLIENTS) for READY_LOAD_S + READY_TAIL_S seconds into log,
+# in the background; returns after READY_LOAD_S with LOAD_PID set.
+load_start() { # port log
+	as_pg psql -X -q -h "$SOCK" -p "$1" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT on port $1"
+	(PORT=$1 && pgb -c $CLIENTS -j $THREADS -T $((READY_LOAD_S + READY_TAIL_S))) >"$2" 2>&1 &
+	LOAD_PID=$!
+	sleep "$READY_LOAD_S"
+}
+load_tps() { awk '/^tps = / { printf "%.0f", $3; exit }' "$1"; }
+
 ready_rounds() { # tag [checkpoint|busy|""] [nockpt]
 	local tag=$1 i b us t0 t1 t2 ok n lg lp v=() m=() r=()
 	for i in $(seq $NREADY); do
 		b=$MNT/$tag$i
 		lp=
-		if [ "${2:-}" = checkpoint ] || [ "${2:-}" = busy ]; then
+		if [ "${2:-}" = checkpoint ]; then
 			as_pg psql -X -q -h "$SOCK" -p "$MAIN_PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT on main"
-		fi
-		if [ "${2:-}" = busy ]; then
-			(PORT=$MAIN_PORT && pgb -c $CLIENTS -j $THREADS -T $((READY_LOAD_S + READY_TAIL_S))) >"$WORK/log/load.$tag$i.log" 2>&1 &
-			lp=$!
-			sleep "$READY_LOAD_S"
+		elif [ "${2:-}" = busy ]; then
+			load_start "$MAIN_PORT" "$WORK/log/load.$tag$i.log"
+			lp=$LOAD_PID
 		fi
 		next_port
 		lg=$WORK/log/pg.$tag$i.$PORT.log
@@ -603,7 +616,7 @@ ready_rounds() { # tag [checkpoint|busy|""] [nockpt]
 		pg_stop "$b"
 		if [ -n "$lp" ]; then
 			wait "$lp" || { tail -n 5 "$WORK/log/load.$tag$i.log" >&2 || true; die "pgbench on main during $tag$i"; }
-			log "$tag$i: main ran $(awk '/^tps = / { printf "%.0f", $3; exit }' "$WORK/log/load.$tag$i.log") tps meanwhile"
+			log "$tag$i: main ran $(load_tps "$WORK/log/load.$tag$i.log") tps meanwhile"
 		fi
 		log "mkdir -> ready on $b: $(us2ms $((t2 - t0))) ms, ${r[-1]} MB of WAL replayed ($(phases "$lg"); mkdir(2) $(us2ms "$us") ms, with perl start $(us2ms $((t1 - t0))) ms)"
 	done
@@ -666,34 +679,37 @@ ready_rounds readybusy busy
 READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 
 # The peer of the policy's share under load: the same CHECKPOINT, by hand
-# (psql, process start included), on a cluster under the same load, on
-# branchfs main and on ext4 (one cluster at a time).  It bounds what
-# mkdir -> ready can be with a checkpoint on any filesystem.
-ckpt_busy_rounds() { # dir port -> CKPT_BUSY_MS (median), CKPT_BUSY_MAX_MS
-	local i lp t0 v=()
-	PORT=$2
+# (psql, process start included), on a cluster under the same pgbench
+# clients, on branchfs main and on ext4 (one cluster at a time).  The load
+# runs at each one's own speed, so each round also reports its TPS and the
+# buffers the checkpoint wrote (from the postmaster's log).
+ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS (medians)
+	local i t0 lg v=() w=() x=()
 	for i in $(seq $NREADY); do
-		as_pg psql -X -q -h "$SOCK" -p "$PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT on $1"
-		pgb -c $CLIENTS -j $THREADS -T $((READY_LOAD_S + READY_TAIL_S)) >"$WORK/log/ckload.$i.$PORT.log" 2>&1 &
-		lp=$!
-		sleep "$READY_LOAD_S"
+		lg=$WORK/log/ckload.$i.$2.log
+		load_start "$2" "$lg"
 		t0=$(now_us)
-		as_pg psql -X -q -h "$SOCK" -p "$PORT" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT under load on $1"
+		as_pg psql -X -q -h "$SOCK" -p "$2" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT under load on $1"
 		v+=($(($(now_us) - t0)))
-		wait "$lp" || die "pgbench during the checkpoint rounds on $1"
-		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms"
+		wait "$LOAD_PID" || { tail -n 5 "$lg" >&2 || true; die "pgbench during the checkpoint rounds on $1"; }
+		x+=("$(load_tps "$lg")")
+		[ -n "${x[-1]}" ] || die "no tps line from the load on $1 ($lg)"
+		w+=("$(awk '/checkpoint complete: wrote/ { n = $0; sub(/.*wrote /, "", n); sub(/ .*/, "", n) } END { print n + 0 }' "$3")")
+		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms, ${w[-1]} buffers written, load ${x[-1]} tps"
 	done
 	CKPT_BUSY_MS=$(us2ms "$(median "${v[@]}")")
 	CKPT_BUSY_MAX_MS=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
+	CKPT_BUSY_BUF=$(median "${w[@]}")
+	CKPT_BUSY_TPS=$(median "${x[@]}")
 }
-ckpt_busy_rounds "$MAIN" "$MAIN_PORT"
-CKPT_BUSY_BFS=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS")
+ckpt_busy_rounds "$MAIN" "$MAIN_PORT" "$WORK/log/pg.$(basename "$MAIN").$MAIN_PORT.log"
+CKPT_BUSY_BFS=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS")
 PORT=$MAIN_PORT
 pg_stop "$MAIN"
 PORT=$EXT4_PORT
 pg_start "$EXT4"
-ckpt_busy_rounds "$EXT4" "$EXT4_PORT"
-CKPT_BUSY_EXT4=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS")
+ckpt_busy_rounds "$EXT4" "$EXT4_PORT" "$WORK/log/pg.$(basename "$EXT4").$EXT4_PORT.log"
+CKPT_BUSY_EXT4=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS")
 PORT=$EXT4_PORT
 pg_stop "$EXT4"
 
@@ -810,8 +826,12 @@ echo "| under load, create --no-checkpoint -> pg_isready (ms) | ${READY3N[0]} | 
 echo "| under load, mkdir -> pg_isready (ms) | ${READY3[0]} | ${READY3[1]} | ${READY3[2]} | ${READY3[3]} | < 1000 ms | $(pm lt "${READY3[0]}" 1000) |"
 echo
 echo "The policy's share under load beside its peer: CHECKPOINT by psql (process start included) on a cluster"
-echo "under the same load, ${READY_LOAD_S} s after a checkpoint: branchfs main ${CKPT_BUSY_BFS[0]} ms (max ${CKPT_BUSY_BFS[1]}),"
-echo "native ext4 ${CKPT_BUSY_EXT4[0]} ms (max ${CKPT_BUSY_EXT4[1]}) (median of $NREADY each)."
+echo "under the same pgbench clients, ${READY_LOAD_S} s after a checkpoint (medians of $NREADY; each load at its own speed):"
+echo
+echo "| cluster | CHECKPOINT (ms) | max | buffers written | load (tps) |"
+echo "|---|---|---|---|---|"
+echo "| branchfs main | ${CKPT_BUSY_BFS[0]} | ${CKPT_BUSY_BFS[1]} | ${CKPT_BUSY_BFS[2]} | ${CKPT_BUSY_BFS[3]} |"
+echo "| native ext4 | ${CKPT_BUSY_EXT4[0]} | ${CKPT_BUSY_EXT4[1]} | ${CKPT_BUSY_EXT4[2]} | ${CKPT_BUSY_EXT4[3]} |"
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
