@@ -683,18 +683,24 @@ READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 # clients, on branchfs main and on ext4 (one cluster at a time).  The load
 # runs at each one's own speed, so each round also reports its TPS and the
 # buffers the checkpoint wrote (from the postmaster's log).
+ckpt_lines() { grep -c 'checkpoint complete: wrote' "$1" || true; }
 ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS (medians)
-	local i t0 lg v=() w=() x=()
+	local i t0 lg n0 v=() w=() x=()
 	for i in $(seq $NREADY); do
 		lg=$WORK/log/ckload.$i.$2.log
 		load_start "$2" "$lg"
+		n0=$(ckpt_lines "$3")
 		t0=$(now_us)
 		as_pg psql -X -q -h "$SOCK" -p "$2" -U postgres -c CHECKPOINT postgres || die "CHECKPOINT under load on $1"
 		v+=($(($(now_us) - t0)))
+		# The checkpointer logs its end before it answers the request,
+		# so the last line is this CHECKPOINT's; read it now, before a
+		# checkpoint of the load's own could follow it.
+		[ "$(ckpt_lines "$3")" -gt "$n0" ] || die "no 'checkpoint complete' line for the CHECKPOINT under load on $1 ($3)"
+		w+=("$(awk '/checkpoint complete: wrote/ { n = $0; sub(/.*wrote /, "", n); sub(/ .*/, "", n) } END { print n }' "$3")")
 		wait "$LOAD_PID" || { tail -n 5 "$lg" >&2 || true; die "pgbench during the checkpoint rounds on $1"; }
 		x+=("$(load_tps "$lg")")
 		[ -n "${x[-1]}" ] || die "no tps line from the load on $1 ($lg)"
-		w+=("$(awk '/checkpoint complete: wrote/ { n = $0; sub(/.*wrote /, "", n); sub(/ .*/, "", n) } END { print n + 0 }' "$3")")
 		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms, ${w[-1]} buffers written, load ${x[-1]} tps"
 	done
 	CKPT_BUSY_MS=$(us2ms "$(median "${v[@]}")")
