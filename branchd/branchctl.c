@@ -81,9 +81,19 @@ static bool bc_socket_for(const char *mnt, char *out, size_t n)
 	if (stat(mnt, &st) == 0)
 		uids[nu++] = st.st_uid;
 	for (i = 0; i < nu; i++) {
-		if (bd_ctl_socket_path(mnt, uids[i], out, n) == 0 &&
-		    bc_is_socket(out))
-			return true;
+		char why[512];
+
+		if (bd_ctl_socket_path(mnt, uids[i], out, n) != 0 ||
+		    !bc_is_socket(out))
+			continue;
+		/* A socket another user could have put there is not the
+		 * daemon's. */
+		if (bd_ctl_socket_dir_check(out, uids[i], why, sizeof(why))) {
+			fprintf(stderr, "branchctl: skipping %s: %s\n", out,
+				why);
+			continue;
+		}
+		return true;
 	}
 	return false;
 }

@@ -43,6 +43,7 @@
 
 #include "control.h"
 #include "fs/fs.h"
+#include "ctlproto.h"
 #include "pgckpt.h"
 #include "store/store.h"
 
@@ -175,6 +176,23 @@ static int bd_parse_num(const char *s, int base, unsigned long max,
 	return 0;
 }
 
+/* An absolute version of path (which may not exist yet); malloc'd. */
+static char *bd_abspath(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+	size_t len;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	len = strlen(cwd) + strlen(path) + 2;
+	out = malloc(len);
+	if (out)
+		snprintf(out, len, "%s/%s", cwd, path);
+	return out;
+}
+
 /* One -o item.  Returns 0 or -EINVAL after printing the reason. */
 static int bd_parse_opt(struct bd *bd, char *opt)
 {
@@ -218,9 +236,19 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 		}
 		free(bd->default_parent);
 		bd->default_parent = strdup(val);
-	} else if (BD_VALUE("pidfile") && *val) {
+	} else if (BD_VALUE("pidfile")) {
+		/* Absolute now: daemon mode changes to / before writing it. */
+		if (!*val) {
+			bd_errf(bd, "option pidfile= needs a PATH");
+			return -EINVAL;
+		}
 		free(bd->pidfile);
-		bd->pidfile = strdup(val);
+		bd->pidfile = bd_abspath(val);
+		if (!bd->pidfile) {
+			bd_errf(bd, "cannot resolve '%s': %s", val,
+				strerror(errno));
+			return -EINVAL;
+		}
 	} else if (BD_VALUE("root_mode")) {
 		if (bd_parse_num(val, 8, 07777, &v)) {
 			bd_errf(bd, "bad root_mode '%s'", val);
@@ -239,9 +267,18 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 			return -EINVAL;
 		}
 		bd->root_gid = (gid_t)v;
-	} else if (BD_VALUE("socket") && *val) {
+	} else if (BD_VALUE("socket")) {
+		if (!*val) {
+			bd_errf(bd, "option socket= needs a PATH");
+			return -EINVAL;
+		}
 		free(bd->socket_path);
-		bd->socket_path = strdup(val);
+		bd->socket_path = bd_abspath(val);
+		if (!bd->socket_path) {
+			bd_errf(bd, "cannot resolve '%s': %s", val,
+				strerror(errno));
+			return -EINVAL;
+		}
 	} else if (BD_VALUE("retention")) {
 		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
 			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
@@ -283,23 +320,6 @@ static int bd_parse_opts(struct bd *bd, const char *list)
 		rc = bd_parse_opt(bd, opt);
 	free(copy);
 	return rc;
-}
-
-/* An absolute version of path (which may not exist yet); malloc'd. */
-static char *bd_abspath(const char *path)
-{
-	char cwd[PATH_MAX], *out;
-	size_t len;
-
-	if (path[0] == '/')
-		return strdup(path);
-	if (!getcwd(cwd, sizeof(cwd)))
-		return NULL;
-	len = strlen(cwd) + strlen(path) + 2;
-	out = malloc(len);
-	if (out)
-		snprintf(out, len, "%s/%s", cwd, path);
-	return out;
 }
 
 static int bd_write_pidfile(struct bd *bd)
@@ -602,6 +622,25 @@ int main(int argc, char **argv)
 		if (real) {
 			free(bd.mountpoint);
 			bd.mountpoint = real;
+		}
+	}
+	{
+		/* A control socket directory another user controls is refused
+		 * before anything is opened (one that does not exist yet is
+		 * made ours when the socket is bound). */
+		char sock[256];
+
+		if (bd.socket_path)
+			snprintf(sock, sizeof(sock), "%s", bd.socket_path);
+		else if (bd_ctl_socket_path(bd.mountpoint, getuid(), sock,
+					    sizeof(sock)))
+			sock[0] = 0;
+		rc = sock[0] ? bd_ctl_socket_dir_check(sock, geteuid(), why,
+						       sizeof(why)) :
+			       0;
+		if (rc && rc != -ENOENT) {
+			fprintf(stderr, "branchd: %s\n", why);
+			return 1;
 		}
 	}
 

@@ -76,11 +76,12 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 		fs_invalidate_branch(c->cfg.fs, branch, new_name);
 }
 
-static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid)
+static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid,
+			      const gid_t *groups, size_t ngroups)
 {
 	struct bd_control *c = ctx;
 
-	return fs_root_may_create(c->cfg.fs, uid, gid);
+	return fs_root_may_create(c->cfg.fs, uid, gid, groups, ngroups);
 }
 
 static void bd_hook_get_default(void *ctx, char *buf, size_t bufsz)

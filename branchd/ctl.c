@@ -229,6 +229,12 @@ static int bd_may_modify(struct bd_ctl *c, struct json_buf *out,
 	return -EPERM;
 }
 
+static void bd_end_change(struct bd_ctl *c, uint64_t id)
+{
+	if (c->cfg.hooks.end_change)
+		c->cfg.hooks.end_change(c->cfg.hooks.ctx, id);
+}
+
 /* Hold the branch for a change (begin_change); on success the caller
  * must call bd_end_change. */
 static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
@@ -243,13 +249,22 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 			     bi->name, why[0] ? why : "it is in use");
 		return -EBUSY;
 	}
-	return 0;
-}
+	/* begin_change may have waited: the name must still be this branch
+	 * (a mv or rmdir through the mount may have run meanwhile). */
+	{
+		struct store_branch_info now;
 
-static void bd_end_change(struct bd_ctl *c, uint64_t id)
-{
-	if (c->cfg.hooks.end_change)
-		c->cfg.hooks.end_change(c->cfg.hooks.ctx, id);
+		if (store_branch_lookup(c->cfg.store, bi->name, &now) != 0 ||
+		    now.id != bi->id) {
+			bd_end_change(c, bi->id);
+			bd_reply_err(out, -ENOENT,
+				     "cannot %s branch '%s': it was renamed or "
+				     "deleted meanwhile",
+				     what, bi->name);
+			return -ENOENT;
+		}
+	}
+	return 0;
 }
 
 /* The pg_checkpoint policy before a branch of parent's head is made,
@@ -301,7 +316,8 @@ static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
 }
 
 static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
-			  struct json_buf *out, uid_t uid, gid_t gid)
+			  struct json_buf *out, uid_t uid, gid_t gid,
+			  const gid_t *groups, size_t ngroups)
 {
 	struct store_branch_create_args args = { 0 };
 	struct store_branch_info pi, bi;
@@ -322,7 +338,8 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	if (bd_name_ok(out, name))
 		return;
 	rc = c->cfg.hooks.may_create ?
-		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid) :
+		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid, groups,
+					     ngroups) :
 		     0;
 	if (rc) {
 		bd_reply_err(
@@ -717,6 +734,13 @@ static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
 int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 		  gid_t gid, char **reply)
 {
+	return bd_ctl_handle_groups(c, line, len, uid, gid, NULL, 0, reply);
+}
+
+int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
+			 uid_t uid, gid_t gid, const gid_t *groups,
+			 size_t ngroups, char **reply)
+{
 	struct json_buf out;
 	struct json *req = NULL;
 	const char *cmd;
@@ -733,7 +757,7 @@ int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 	if (!cmd)
 		bd_reply_err(&out, -EINVAL, "request has no \"cmd\"");
 	else if (strcmp(cmd, "create") == 0)
-		bd_cmd_create(c, req, &out, uid, gid);
+		bd_cmd_create(c, req, &out, uid, gid, groups, ngroups);
 	else if (strcmp(cmd, "list") == 0)
 		bd_cmd_list(c, &out);
 	else if (strcmp(cmd, "info") == 0)
@@ -782,6 +806,32 @@ static int bd_write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* The peer's supplementary groups (malloc'd; none if the kernel has no
+ * SO_PEERGROUPS).  0 or -ENOMEM. */
+static int bd_peer_groups(int fd, gid_t **out, size_t *n)
+{
+	socklen_t len = 32 * sizeof(gid_t);
+
+	*out = NULL;
+	*n = 0;
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *g = malloc(len ? len : sizeof(gid_t));
+
+		if (!g)
+			return -ENOMEM;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+			*out = g;
+			*n = len / sizeof(gid_t);
+			return 0;
+		}
+		free(g);
+		if (errno != ERANGE)
+			return 0;
+		/* len now holds the size needed */
+	}
+	return 0;
+}
+
 static void *bd_ctl_conn_main(void *arg)
 {
 	struct bd_ctl_conn *conn = arg;
@@ -790,12 +840,15 @@ static void *bd_ctl_conn_main(void *arg)
 	socklen_t clen = sizeof(cred);
 	struct timeval tv = { .tv_sec = 60 };
 	char *buf = malloc(BD_CTL_MAX_LINE + 1);
-	size_t len = 0;
+	gid_t *groups = NULL;
+	size_t len = 0, ngroups = 0;
 
 	if (!buf)
 		goto out;
 	setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
+		goto out;
+	if (bd_peer_groups(conn->fd, &groups, &ngroups) != 0)
 		goto out;
 	for (;;) {
 		char *nl;
@@ -823,8 +876,9 @@ static void *bd_ctl_conn_main(void *arg)
 			char *reply = NULL;
 			int rc;
 
-			rc = bd_ctl_handle(c, buf, llen, cred.uid, cred.gid,
-					   &reply);
+			rc = bd_ctl_handle_groups(c, buf, llen, cred.uid,
+						  cred.gid, groups, ngroups,
+						  &reply);
 			if (rc == 0) {
 				rc = bd_write_all(conn->fd, reply,
 						  strlen(reply));
@@ -840,6 +894,7 @@ static void *bd_ctl_conn_main(void *arg)
 	}
 out:
 	free(buf);
+	free(groups);
 	pthread_mutex_lock(&c->mu);
 	for (int i = 0; i < 64; i++) {
 		if (c->conn_fds[i] == conn->fd)
@@ -877,8 +932,14 @@ static void *bd_ctl_main(void *arg)
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* Out of descriptors: the connection stays queued and
+			 * poll would return at once; do not spin on it. */
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				poll(&pfd[1], 1, 100);
 			continue;
+		}
 		conn = malloc(sizeof(*conn));
 		if (!conn) {
 			close(fd);
@@ -904,11 +965,14 @@ static void *bd_ctl_main(void *arg)
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&t, &attr, bd_ctl_conn_main, conn) != 0) {
-			close(fd);
-			free(conn);
 			pthread_mutex_lock(&c->mu);
+			for (int i = 0; i < 64; i++)
+				if (c->conn_fds[i] == fd)
+					c->conn_fds[i] = -1;
 			c->nconn--;
 			pthread_mutex_unlock(&c->mu);
+			close(fd);
+			free(conn);
 		}
 		pthread_attr_destroy(&attr);
 	}
@@ -960,6 +1024,16 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
 	rc = bd_mkdir_parent(c->socket_path);
 	if (rc)
 		goto err_free;
+	{
+		char why[512];
+
+		rc = bd_ctl_socket_dir_check(c->socket_path, geteuid(), why,
+					     sizeof(why));
+		if (rc) {
+			bd_log(&cfg->log, STORE_LOG_ERR, "%s", why);
+			goto err_free;
+		}
+	}
 	/* A socket left by a crashed daemon is replaced; one that answers
 	 * belongs to a live daemon. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -33,9 +33,11 @@ struct bd_ctl_hooks {
 	 * kernel: drop its cached entries and data. */
 	void (*changed)(void *ctx, uint64_t branch, const char *old_name,
 			const char *new_name);
-	/* 0 if uid/gid may create a branch in the branch root (write and
-	 * search permission on it), else -EACCES. */
-	int (*may_create)(void *ctx, uid_t uid, gid_t gid);
+	/* 0 if uid, with primary group gid and the ngroups supplementary
+	 * groups, may create a branch in the branch root (write and search
+	 * permission on it), else -EACCES. */
+	int (*may_create)(void *ctx, uid_t uid, gid_t gid, const gid_t *groups,
+			  size_t ngroups);
 	/* Copy the default parent's name into buf. */
 	void (*get_default)(void *ctx, char *buf, size_t bufsz);
 	int (*set_default)(void *ctx, const char *name);
@@ -81,4 +83,10 @@ void bd_thread_background(void);
  * and freed with free().  Exposed for tests and fuzzing. */
 int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 		  gid_t gid, char **reply);
+
+/* The same with the peer's supplementary groups (SO_PEERGROUPS), which
+ * create's permission check takes into account as mkdir(2) does. */
+int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
+			 uid_t uid, gid_t gid, const gid_t *groups,
+			 size_t ngroups, char **reply);
 #endif

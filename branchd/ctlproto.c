@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ctlproto.h"
 
@@ -75,5 +76,52 @@ int bd_ctl_socket_path(const char *mountpoint, uid_t uid, char *out,
 			     (unsigned)uid, (unsigned long long)h);
 	if (n < 0 || (size_t)n >= outsz)
 		return -ENAMETOOLONG;
+	return 0;
+}
+
+int bd_ctl_socket_dir_check(const char *sock_path, uid_t uid, char *why,
+			    size_t whylen)
+{
+	char dir[4096];
+	struct stat st;
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", sock_path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	if (lstat(dir, &st) != 0) {
+		int e = errno;
+
+		snprintf(why, whylen, "control socket directory '%s': %s", dir,
+			 strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen,
+			 "control socket directory '%s' is not a directory "
+			 "(a symbolic link?)",
+			 dir);
+		return -ENOTDIR;
+	}
+	if (st.st_uid != uid && st.st_uid != 0) {
+		snprintf(why, whylen,
+			 "control socket directory '%s' belongs to uid %u, not "
+			 "to uid %u%s: not trusted",
+			 dir, (unsigned)st.st_uid, (unsigned)uid,
+			 uid ? " or root" : "");
+		return -EPERM;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		snprintf(why, whylen,
+			 "control socket directory '%s' is writable by other "
+			 "users (mode %04o): not trusted",
+			 dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
 	return 0;
 }

@@ -44,4 +44,12 @@ int bd_exit_of_code(const char *code);
  * run by uid.  Returns 0 or -ENAMETOOLONG. */
 int bd_ctl_socket_path(const char *mountpoint, uid_t uid, char *out,
 		       size_t outsz);
+
+/* May the control socket at sock_path be trusted as uid's?  Its directory
+ * must be a real directory (not a symlink) owned by uid or root, and not
+ * writable by others unless sticky (as /tmp): otherwise another user could
+ * put a socket of theirs there (or swap ours).  0, or -EPERM / -ENOTDIR /
+ * an errno of lstat with why set (one line). */
+int bd_ctl_socket_dir_check(const char *sock_path, uid_t uid, char *why,
+			    size_t whylen);
 #endif

@@ -15,7 +15,12 @@
  *     socket works as it does for the owner's own psql.  The daemon keeps
  *     its credentials.
  *   - The daemon waits for the helper's one line of output and its exit,
- *     at most timeout_ms, then kills it (SIGKILL) and goes on.
+ *     at most timeout_ms, then kills it (SIGKILL) and goes on.  A helper
+ *     that a SIGKILL does not end within a second is stuck in the kernel,
+ *     most likely on that same lock of the branch root (a socket path that
+ *     runs through the mount, such as a socket directory inside a branch
+ *     whose dentry is not cached): it can only go once the mkdir is
+ *     answered, so a thread of its own reaps it and the mkdir goes on.
  *
  * While the daemon waits, the parent's checkpointer writes and fsyncs
  * through the mount: other FUSE workers serve it, the waiting request holds
@@ -45,7 +50,9 @@
 #include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +69,9 @@ extern char **environ;
 
 #define PGCKPT_DEFAULT_TIMEOUT_MS 10000u
 #define PGCKPT_PIDFILE_MAX 4096
+/* How long a helper may take to exit after its output ends or after
+ * SIGKILL before it is handed to a reaper thread. */
+#define PGCKPT_REAP_MS 1000.0
 
 /* Helper exit statuses. */
 enum {
@@ -328,6 +338,52 @@ static void pgckpt_one_line(char *s)
 		s[n - 1] = 0;
 }
 
+/* Wait up to ms for child to exit: true once it is reaped (or there is
+ * nothing left to wait for), false if it is still there. */
+static bool pgckpt_reap(pid_t child, int *status, double ms)
+{
+	double end = pgckpt_now_ms() + ms;
+
+	for (;;) {
+		pid_t r = waitpid(child, status, WNOHANG);
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+		if (r == child || (r < 0 && errno != EINTR))
+			return true;
+		if (pgckpt_now_ms() >= end)
+			return false;
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *pgckpt_reaper_main(void *arg)
+{
+	pid_t child = (pid_t)(intptr_t)arg;
+	int status;
+
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+/* child got SIGKILL and is still there: reap it on a detached thread (see
+ * the top of the file), or here if no thread can be started. */
+static void pgckpt_reap_later(pid_t child, int *status)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, pgckpt_reaper_main,
+			    (void *)(intptr_t)child);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		while (waitpid(child, status, 0) < 0 && errno == EINTR)
+			;
+}
+
 static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 		       const struct store_attr *owner,
 		       struct bd_pgckpt_result *res)
@@ -362,10 +418,15 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 	in_time =
 		pgckpt_collect(rfd, t0 + pc->cfg.timeout_ms, out, sizeof(out));
 	close(rfd);
-	if (!in_time)
+	if (in_time && !pgckpt_reap(child, &status, PGCKPT_REAP_MS)) {
+		/* Its output ended but it did not exit: as late as a timeout. */
+		in_time = false;
+	}
+	if (!in_time) {
 		kill(child, SIGKILL);
-	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-		;
+		if (!pgckpt_reap(child, &status, PGCKPT_REAP_MS))
+			pgckpt_reap_later(child, &status);
+	}
 	res->ms = pgckpt_now_ms() - t0;
 	pgckpt_one_line(out);
 	if (!in_time) {

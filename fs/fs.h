@@ -130,10 +130,11 @@ bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
 /* true while a file handle on inode ino of the branch is open (for GC of
  * unlinked inodes: store_gc_opts.in_use). */
 bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino);
-/* 0 if uid/gid may create entries in the branch root (write and search
- * permission by its mode and owner; supplementary groups are not
- * considered), else -EACCES. */
-int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid);
+/* 0 if uid, with primary group gid and the ngroups supplementary groups,
+ * may create entries in the branch root (write and search permission by
+ * its mode and owner, as the kernel decides for mkdir), else -EACCES. */
+int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
+		       size_t ngroups);
 /* The parent of branches made by mkdir.  set: -EINVAL/-ENAMETOOLONG bad
  * name (whether it exists is not checked), -ENOMEM. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);

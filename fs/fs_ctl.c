@@ -63,8 +63,10 @@ bool fs_branch_has_open(struct fs *fs, uint64_t branch_id)
 	return open;
 }
 
-int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid)
+int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
+		       size_t ngroups)
 {
+	bool in_group;
 	mode_t mode;
 	uid_t ruid;
 	gid_t rgid;
@@ -77,9 +79,12 @@ int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid)
 	ruid = fs->root_uid;
 	rgid = fs->root_gid;
 	pthread_mutex_unlock(&fs->root_mu);
+	in_group = gid == rgid;
+	for (size_t i = 0; !in_group && i < ngroups; i++)
+		in_group = groups[i] == rgid;
 	if (uid == ruid)
 		bits = (mode >> 6) & 7;
-	else if (gid == rgid)
+	else if (in_group)
 		bits = (mode >> 3) & 7;
 	else
 		bits = mode & 7;

@@ -459,8 +459,10 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fs_root_rename(fs, req, name, newname, flags);
 		return;
 	}
+	/* Not EXDEV: mv(1) would then copy a branch into another file by
+	 * file and delete the source's files (see fs_root.c). */
 	if (parent == FUSE_ROOT_ID || newparent == FUSE_ROOT_ID) {
-		rc = -EXDEV;
+		rc = -EPERM;
 		goto out;
 	}
 	rc = fs_split(parent, &br, &dir);
@@ -934,12 +936,14 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 		goto out;
 	}
 	if (mode == 0 && end > a.size) {
+		/* Grow only: with the writeback cache, the kernel may write
+		 * back pages past end between our getattr and this setattr. */
 		memset(&sa, 0, sizeof(sa));
 		sa.size = end;
 		sa.mtime = sa.ctime = fs_now();
 		rc = store_setattr(fs->store, br, ino, &sa,
-				   STORE_SET_SIZE | STORE_SET_MTIME |
-					   STORE_SET_CTIME,
+				   STORE_SET_SIZE | STORE_SET_GROW |
+					   STORE_SET_MTIME | STORE_SET_CTIME,
 				   NULL);
 	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
 		if (end > a.size)

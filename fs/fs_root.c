@@ -9,11 +9,13 @@
  *                branch whose root gets the mkdir mode and the caller's
  *                uid/gid.  The caller becomes the branch's owner_uid.
  *                Default parent missing while other branches exist: ENOENT.
- *   rmdir NAME   deletes the branch: EBUSY while a postmaster runs on it or
- *                files in it are open (rule 7), ENOTEMPTY while it has
- *                child branches.
+ *   rmdir NAME   deletes the branch: EBUSY while a postmaster runs on it,
+ *                files in it are open (rule 7) or it has child branches.
  *   rename       renames a branch, same busy rule; EXCHANGE is EINVAL and
- *                an existing target name is EEXIST.
+ *                an existing target name is EEXIST.  Moving a branch into
+ *                a branch, or anything out of a branch to the root, is
+ *                EPERM (fs_ops.c), not EXDEV: on EXDEV mv(1) would copy
+ *                and then delete the source file by file.
  *   anything else (files, symlinks, nodes, links) at the root: EPERM.
  *
  * The root's own attributes (mode, owner, times) live only in memory; they
@@ -258,6 +260,19 @@ static int fs_root_sticky_check(struct fs *fs, uid_t uid,
 	return rc;
 }
 
+/* After fs_branch_quiesce, which may wait: name must still be branch id
+ * (a control-socket rename or delete may have run meanwhile), else the
+ * operation would act on whatever the branch is called now. */
+static int fs_root_still_named(struct fs *fs, const char *name, uint64_t id)
+{
+	struct store_branch_info now;
+	int rc = store_branch_lookup(fs->store, name, &now);
+
+	if (rc == 0 && now.id != id)
+		rc = -ENOENT;
+	return rc;
+}
+
 void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -272,7 +287,11 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 	if (rc)
 		goto out;
 	if (bi.nchildren) {
-		rc = -ENOTEMPTY;
+		FS_WARN(fs,
+			"cannot delete branch '%s': it has %u child "
+			"branch(es)",
+			name, (unsigned)bi.nchildren);
+		rc = -EBUSY;
 		goto out;
 	}
 	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));
@@ -281,8 +300,17 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 			FS_WARN(fs, "cannot delete branch '%s': %s", name, why);
 		goto out;
 	}
-	rc = store_branch_delete(fs->store, bi.id);
+	rc = fs_root_still_named(fs, name, bi.id);
+	if (rc == 0)
+		rc = store_branch_delete(fs->store, bi.id);
 	fs_branch_end_change(fs, bi.id);
+	if (rc == -ENOTEMPTY) {
+		FS_WARN(fs,
+			"cannot delete branch '%s': it has child "
+			"branches",
+			name);
+		rc = -EBUSY;
+	}
 	if (rc == 0) {
 		FS_INFO(fs, "deleted branch '%s' (id %llu)", name,
 			(unsigned long long)bi.id);
@@ -323,7 +351,9 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 			FS_WARN(fs, "cannot rename branch '%s': %s", name, why);
 		goto out;
 	}
-	rc = store_branch_rename(fs->store, bi.id, newname);
+	rc = fs_root_still_named(fs, name, bi.id);
+	if (rc == 0)
+		rc = store_branch_rename(fs->store, bi.id, newname);
 	fs_branch_end_change(fs, bi.id);
 	if (rc == 0) {
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);

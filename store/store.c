@@ -4086,6 +4086,8 @@ int store_setattr(struct store *s, uint64_t branch, uint64_t ino,
 	if (mask & STORE_SET_SIZE) {
 		uint64_t old = t->a.size, nsz = attr->size;
 
+		if ((mask & STORE_SET_GROW) && nsz < old)
+			nsz = old;
 		if (S_ISDIR(t->a.mode)) {
 			rc = -EISDIR;
 			goto out_unlock;

@@ -114,6 +114,10 @@ enum store_set_flags {
 	STORE_SET_ATIME = 1u << 4,
 	STORE_SET_MTIME = 1u << 5,
 	STORE_SET_CTIME = 1u << 6,
+	/* With STORE_SET_SIZE: only ever extend (the size becomes the larger
+	 * of the current one and attr->size, decided under the inode's lock,
+	 * so a write that extends the file meanwhile is never cut off). */
+	STORE_SET_GROW = 1u << 7,
 };
 
 enum store_rename_flags {

@@ -175,6 +175,32 @@ mk_child pr-6
 [ "$(nlines "pg_checkpoint:")" = "$before" ] || fail "pg_checkpoint ran for a stopped parent: $(grep pg_checkpoint "$BLOG" | tail -n 1)"
 expect_ctl 0 --json create pr-7
 jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "no_server"' "create of a stopped parent"
+
+# 8b. a postmaster.pid whose socket directory is inside the branch root (a
+# name not in the kernel's cache): the helper's connect() waits on the
+# root's lock, which the kernel holds for the whole mkdir, and no SIGKILL
+# ends that wait.  The mkdir must still be answered at the timeout, and the
+# helper go once it is.
+sleep 300 &
+LIVE=$!
+IT_BG+=("$LIVE")
+printf '%s\n%s\n%s\n%s\n%s\n%s\n' "$LIVE" "$MNT/main" 1764700000 "$P1" "$MNT/nosuchdir" '' \
+	>"$MNT/main/postmaster.pid"
+t0=$(date +%s%N)
+tmo 60 mkdir "$MNT/pr-11" || fail "mkdir pr-11 failed"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -lt 10000 ] || fail "mkdir pr-11 took $ms ms with a 3 s timeout"
+grep "mkdir of branch 'pr-11'" "$BLOG" | grep -q "no answer from the server within 3000 ms" ||
+	fail "no timeout warning for pr-11: $(grep pg_checkpoint "$BLOG" | tail -n 2)"
+for ((i = 0; i < 100; i++)); do
+	pgrep -f -- "--pg-checkpoint-helper" >/dev/null || break
+	sleep 0.1
+done
+! pgrep -f -- "--pg-checkpoint-helper" >/dev/null || fail "a checkpoint helper is left running: $(pgrep -af -- --pg-checkpoint-helper)"
+[ -d "$MNT/pr-11/base" ] || fail "pr-11 is not a copy of main"
+rm -f "$MNT/main/postmaster.pid"
+kill "$LIVE"
+log "socket directory inside the mount: mkdir pr-11 took $ms ms"
 bfs_umount
 
 # 9. -o nopg_checkpoint: a running parent is not asked

@@ -6,8 +6,9 @@
 # status, default, retention) but may not delete, rename or reset a branch
 # it does not own, nor set the default parent, the retention or run gc
 # (exit 9); it may create branches only when the branch root's mode lets
-# it (chmod 1777 MNT), as mkdir would, and may rename, reset and delete
-# its own; root may delete anyone's.
+# it (chmod 1777 MNT, or group write for a supplementary group of the
+# caller), as mkdir would, and may rename, reset and delete its own; root
+# may delete anyone's.
 # shellcheck source=lib.sh disable=SC2086 # $AS_U is a command prefix
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -68,6 +69,20 @@ expect_ctl 0 retention
 [ "$CTL_OUT" = "3600 s" ] || fail "retention changed to '$CTL_OUT' by a refused request"
 expect_ctl 0 --json list
 jassert "$CTL_OUT" "sorted(b['name'] for b in d['branches']) == ['main', 'rootbr']" "branches after refused requests"
+
+# ---- a supplementary group of the caller that owns the root counts, as for mkdir ----
+GSUP=60200
+chgrp "$GSUP" "$MNT"
+chmod 0775 "$MNT"
+AS_G="setpriv --reuid=$UID2 --regid=$GID2 --groups=$GSUP"
+CTL_AS=$AS_G expect_ctl 0 create g1
+(cd "$T" && tmo 60 $AS_G mkdir "$MNT/g2") || fail "uid $UID2 in group $GSUP could not mkdir in a 0775 root of that group"
+CTL_AS=$AS_U expect_ctl 9 create g3
+[ ! -e "$MNT/g3" ] || fail "create without the group made g3"
+CTL_AS=$AS_G expect_ctl 0 delete g1
+CTL_AS=$AS_G expect_ctl 0 delete g2
+chgrp 0 "$MNT"
+chmod 0755 "$MNT"
 
 # ---- the root allows it: the user creates, renames, resets, deletes its own ----------
 chmod 1777 "$MNT"

@@ -8,7 +8,8 @@
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
-#    renames across branches EXDEV, branch rename at the root works;
+#    renames across branches EXDEV, renames between the root and a branch
+#    EPERM (so mv does not copy and delete), branch rename at the root works;
 #  - sticky root (1777): any user creates a branch, only its creator (or
 #    root) removes it;
 #  - a branch with an open file cannot be removed (EBUSY) until it is closed;
@@ -67,6 +68,30 @@ mkdir -p "$MNT"
 one_line_error "bad option" "$BRANCHD" -o no_such_option "$STORE" "$MNT"
 one_line_error "missing mount point" "$BRANCHD" "$STORE" "$T/nowhere"
 [ ! -e "$STORE" ] || fail "a store was created although the mount point is missing"
+one_line_error "empty pidfile=" "$BRANCHD" -o pidfile= "$STORE" "$MNT"
+# a control socket directory that another user could put a socket in is
+# refused before anything is opened: writable by all without the sticky
+# bit, or owned by another uid
+mkdir -p "$T/opensock" "$T/othersock"
+chmod 0777 "$T/opensock"
+chown 60103:60103 "$T/othersock"
+one_line_error "world-writable socket directory" "$BRANCHD" -o socket="$T/opensock/ctl.sock" "$STORE" "$MNT"
+one_line_error "socket directory of another uid" "$BRANCHD" -o socket="$T/othersock/ctl.sock" "$STORE" "$MNT"
+[ ! -e "$STORE" ] || fail "a store was created although the socket directory is refused"
+! is_mounted "$MNT" || fail "branchd mounted although the socket directory is refused"
+# relative pidfile= and socket= are taken from the caller's directory, not
+# from / where the daemon runs
+(cd "$T" && tmo 60 "$BRANCHD" -o pidfile=rel.pid,socket=rel.sock "$STORE" "$MNT") ||
+	fail "branchd with a relative pidfile and socket failed"
+IT_MOUNTS+=("$MNT")
+[ -s "$T/rel.pid" ] || fail "relative pidfile=rel.pid not written in the caller's directory"
+IT_DAEMONS+=("$(tr -dc 0-9 <"$T/rel.pid")")
+IT_MNTPID[$MNT]=$(tr -dc 0-9 <"$T/rel.pid")
+[ -S "$T/rel.sock" ] || fail "relative socket=rel.sock not made in the caller's directory"
+tmo 30 "$IT_ROOT/bin/branchctl" --socket "$T/rel.sock" status >/dev/null ||
+	fail "branchctl cannot reach the daemon on the relative socket"
+bfs_umount
+rm -rf "$STORE"
 
 # ---- daemon mode, second daemon, busy mount point ----------------------------
 bfs_mount_daemon
@@ -99,7 +124,15 @@ sysop EPERM symlink x "$MNT/link-at-root"
 sysop EPERM mknod "$MNT/fifo-at-root"
 sysop EXDEV link "$MNT/main/f" "$MNT/dev/g"
 sysop EXDEV rename "$MNT/main/f" "$MNT/dev/g"
-sysop EXDEV rename "$MNT/main/f" "$MNT/g"
+sysop EPERM rename "$MNT/main/f" "$MNT/g"
+mkdir "$MNT/main/sub"
+sysop EPERM rename "$MNT/main/sub" "$MNT/sub"
+sysop EPERM rename "$MNT/dev" "$MNT/main/dev"
+# mv(1) gets EPERM, not EXDEV, so it does not copy a branch into another
+# and delete the source's files
+out=$(mv "$MNT/dev" "$MNT/main/" 2>&1) && fail "mv of a branch into a branch succeeded"
+[ -f "$MNT/dev/f" ] && [ ! -e "$MNT/main/dev" ] || fail "mv of a branch into a branch changed something: $out"
+rmdir "$MNT/main/sub"
 sysop OK rename "$MNT/dev" "$MNT/dev2"
 sysop EEXIST rename "$MNT/dev2" "$MNT/main"
 [ "$(cat "$MNT/dev2/f")" = hello ] || fail "renamed branch lost its file"
