@@ -262,6 +262,9 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 			mult = 86400;
 		else
 			return -EINVAL;
+		/* At most 100 years back: the nanoseconds stay in range. */
+		if (v * mult > 100.0 * 366 * 86400)
+			return -EINVAL;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec -
 		     (int64_t)(v * mult * 1e9);

@@ -50,6 +50,7 @@ expect_ctl 2 list extra
 expect_ctl 2 default a b
 expect_ctl 2 create x --at 'yesterday-ish'
 expect_ctl 2 create x --at -5parsecs
+expect_ctl 2 create x --at -200000d
 expect_ctl 2 create x --at seq:12abc
 expect_ctl 2 retention abc
 expect_ctl 2 retention 0
