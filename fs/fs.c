@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -737,13 +738,99 @@ pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
 	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
 }
 
-int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
-		      char *why, size_t whylen)
+/* st_dev and st_ino of path from the kernel's caches: AT_STATX_DONT_SYNC
+ * keeps FUSE from asking its server (this daemon, or a hung one elsewhere). */
+static int fs_statx_cached(const char *path, dev_t *dev, uint64_t *ino)
 {
-	pid_t pid = fs_postmaster_pid(fs, bi);
+	struct statx sx;
+
+	if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE,
+		  &sx) != 0)
+		return -errno;
+	*dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	*ino = sx.stx_ino;
+	return 0;
+}
+
+/* Is process pid's working directory the root of branch bi?  1 yes, 0 no
+ * (or no such process), -1 cannot tell (another user's process, seen by a
+ * daemon without root). */
+static int fs_cwd_is_branch(struct fs *fs, const struct store_branch_info *bi,
+			    long pid)
+{
+	char path[64];
+	dev_t dev, mdev;
+	uint64_t ino, mino;
 	int rc;
 
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+	if (!fs->mountpoint)
+		return -1;
+	rc = fs_statx_cached(fs->mountpoint, &mdev, &mino);
+	if (rc)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%ld/cwd", pid);
+	rc = fs_statx_cached(path, &dev, &ino);
+	if (rc == -ENOENT || rc == -ESRCH)
+		return 0;
+	if (rc)
+		return -1;
+	return dev == mdev && ino == fs_nodeid(bi->id, bi->root_ino);
+}
+
+/* A Postgres process (comm "postgres": the postmaster and every child
+ * of it) whose working directory is the branch root: postmasters chdir to
+ * their data directory.  Seen from here also when it runs in a container,
+ * whose postmaster.pid names a pid of another namespace.  Its pid, or 0. */
+static long fs_postgres_in(struct fs *fs, const struct store_branch_info *bi)
+{
+	struct dirent *de;
+	long found = 0;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char path[64], comm[32];
+		long pid;
+		char *end;
+		ssize_t n;
+		int fd;
+
+		pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		comm[n] = 0;
+		if (strcmp(comm, "postgres\n") == 0 &&
+		    fs_cwd_is_branch(fs, bi, pid) == 1)
+			found = pid;
+	}
+	closedir(d);
+	return found;
+}
+
+/* Rule 7's "a postmaster runs on it".  A live pid in the branch's
+ * postmaster.pid counts only if its working directory is the branch (or
+ * cannot be read): a pid left by a server that was killed, or written in
+ * a container, often names an unrelated live process here (pid 1).  Any
+ * Postgres process working in the branch counts too.  0, or -EBUSY with
+ * why set. */
+static int fs_branch_no_postmaster(struct fs *fs,
+				   const struct store_branch_info *bi,
+				   char *why, size_t whylen)
+{
+	pid_t pid = fs_postmaster_pid(fs, bi);
+	long other;
+
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) &&
+	    fs_cwd_is_branch(fs, bi, pid) != 0) {
 		if (why)
 			snprintf(
 				why, whylen,
@@ -751,22 +838,35 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 				(int)pid, bi->name);
 		return -EBUSY;
 	}
+	other = fs_postgres_in(fs, bi);
+	if (other) {
+		if (why)
+			snprintf(why, whylen,
+				 "a postgres process (pid %ld) is running in "
+				 "branch '%s'",
+				 other, bi->name);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
+		      char *why, size_t whylen)
+{
+	int rc;
+
+	rc = fs_branch_no_postmaster(fs, bi, why, whylen);
+	if (rc)
+		return rc;
 	rc = fs_branch_hold(fs, bi, why, whylen);
 	if (rc)
 		return rc;
 	/* Checked again with the branch held: a postmaster may have started
 	 * while we waited for files to close. */
-	pid = fs_postmaster_pid(fs, bi);
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+	rc = fs_branch_no_postmaster(fs, bi, why, whylen);
+	if (rc)
 		fs_branch_end_change(fs, bi->id);
-		if (why)
-			snprintf(
-				why, whylen,
-				"postmaster (pid %d) is running on branch '%s'",
-				(int)pid, bi->name);
-		return -EBUSY;
-	}
-	return 0;
+	return rc;
 }
 
 int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,

@@ -104,7 +104,8 @@ void fs_free(struct fs *fs);
  *   fs_branch_begin_change() -> store_branch_*() -> fs_branch_end_change()
  *   -> fs_invalidate_branch().
  * begin_change fails with -EBUSY when a postmaster runs on the branch (a
- * live pid in its postmaster.pid) or files in it are open, and then writes
+ * live pid in its postmaster.pid working in the branch, or any postgres
+ * process working there: fs.c) or files in it are open, and then writes
  * a lowercase reason (no final period) into why (may be NULL).  On success
  * new opens in the branch wait until end_change. */
 int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,

@@ -69,6 +69,30 @@ expect_op_eventually OK rename "$MNT/pr-2" "$MNT/pr-3"
 pg_start "$MNT/pr-3" "$P2"
 [ "$(q "$P2" 'select v from t')" = main ] || fail "renamed branch pr-3 lost its data"
 pg_stop "$MNT/pr-3"
+# a postmaster.pid left by a server killed long ago, or written in a
+# container, names a pid that is alive here but is no postmaster of the
+# branch (a process working elsewhere): it does not keep the branch busy
+mkdir "$MNT/pr-s"
+(cd "$T" && exec sleep 300) &
+OTHER=$!
+IT_BG+=("$OTHER")
+printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-s/postmaster.pid"
+expect_op OK rmdir "$MNT/pr-s"
+kill "$OTHER"
+# a postgres process working in the branch keeps it busy even when the
+# branch's postmaster.pid names another pid (a container's server: the pid
+# it wrote is of its own namespace); a copy of sleep named postgres stands in
+mkdir "$MNT/pr-c"
+cp /bin/sleep "$T/postgres"
+(cd "$MNT/pr-c" && exec "$T/postgres" 300) &
+PGLIKE=$!
+IT_BG+=("$PGLIKE")
+printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-c/postmaster.pid"
+sleep 0.5
+expect_op EBUSY rmdir "$MNT/pr-c"
+kill "$PGLIKE"
+wait "$PGLIKE" 2>/dev/null || true
+expect_op_eventually OK rmdir "$MNT/pr-c"
 expect_op_eventually OK rmdir "$MNT/pr-3"
 expect_op_eventually OK rmdir "$MNT/main"
 [ -z "$(ls "$MNT")" ] || fail "store not empty after deleting every branch: $(ls "$MNT")"
