@@ -765,8 +765,10 @@ static int fs_cwd_is_branch(struct fs *fs, const struct store_branch_info *bi,
 
 	if (!fs->mountpoint)
 		return -1;
+	/* Our root as this process sees the mount point (something mounted
+	 * over it, and we cannot tell). */
 	rc = fs_statx_cached(fs->mountpoint, &mdev, &mino);
-	if (rc)
+	if (rc || mino != FUSE_ROOT_ID)
 		return -1;
 	snprintf(path, sizeof(path), "/proc/%ld/cwd", pid);
 	rc = fs_statx_cached(path, &dev, &ino);
