@@ -5,7 +5,8 @@
  * One listening thread accepts connections; each connection gets its own
  * detached thread that reads request lines and writes one reply per line.
  * A connection that sends more than BD_CTL_MAX_LINE bytes without a newline
- * gets an error reply and is closed; idle connections time out after 60 s.
+ * gets an error reply and is closed; idle connections, and peers that stop
+ * reading their replies, time out after 60 s.
  * Nothing a client sends can stop the daemon.
  *
  * Authorization (peer credentials from SO_PEERCRED):
@@ -846,6 +847,9 @@ static void *bd_ctl_conn_main(void *arg)
 	if (!buf)
 		goto out;
 	setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* A peer that never reads its replies does not hold the thread (and
+	 * one of the 64 connection slots) forever either. */
+	setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
 		goto out;
 	if (bd_peer_groups(conn->fd, &groups, &ngroups) != 0)
