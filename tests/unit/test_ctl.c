@@ -21,13 +21,13 @@
 #include "branchd/json.h"
 
 struct fake_fs {
-	bool busy;   /* every branch reports busy */
-	int changed; /* changed hook calls */
+	bool busy;           /* every branch reports busy */
+	int changed;         /* changed hook calls */
 	char last_old[256];
 	char last_new[256];
 	bool may_create;
 	char def[256];
-	int holds; /* begin_change - end_change */
+	int holds;           /* begin_change - end_change */
 };
 
 struct ctx {
@@ -154,8 +154,8 @@ static struct json *call(struct ctx *x, uid_t uid, const char *req)
 	struct json *j = NULL;
 	char *reply = NULL;
 
-	assert_int_equal(
-		bd_ctl_handle(x->c, req, strlen(req), uid, uid, &reply), 0);
+	assert_int_equal(bd_ctl_handle(x->c, req, strlen(req), uid, uid, &reply),
+			 0);
 	assert_non_null(reply);
 	assert_null(strchr(reply, '\n'));
 	assert_int_equal(json_parse(reply, strlen(reply), &j), 0);
@@ -211,23 +211,9 @@ static void test_ctl_json_roundtrip(void **state)
 static void test_ctl_json_rejects_malformed(void **state)
 {
 	const char *bad[] = {
-		"",
-		"{",
-		"}",
-		"{\"a\"}",
-		"{\"a\":}",
-		"[1,]",
-		"[1 2]",
-		"\"\\x\"",
-		"\"\\u12\"",
-		"\"\\ud800\"",
-		"\"\\u0000\"",
-		"tru",
-		"nul",
-		"01x",
-		"{\"a\":1} x",
-		"\"a\nb\"",
-		"1e999999999999999999999",
+		"", "{", "}", "{\"a\"}", "{\"a\":}", "[1,]", "[1 2]", "\"\\x\"",
+		"\"\\u12\"", "\"\\ud800\"", "\"\\u0000\"", "tru", "nul", "01x",
+		"{\"a\":1} x", "\"a\nb\"", "1e999999999999999999999",
 	};
 	char deep[64];
 	struct json *j;
@@ -258,8 +244,7 @@ static void test_ctl_malformed_requests_get_error_replies(void **state)
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"explode\"}"),
 			 BD_EXIT_INVALID);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":42}"), BD_EXIT_INVALID);
-	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\"}"),
-			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\"}"), BD_EXIT_INVALID);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"status\"}"), 0);
 }
 
@@ -270,18 +255,12 @@ static void test_ctl_create_list_info_rename_delete(void **state)
 	struct json *j;
 
 	/* The first branch of an empty store is empty. */
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"create\",\"name\":\"pr-1\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"),
 			 BD_EXIT_EXISTS);
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"create\",\"name\":\"pr-2\",\"from\":\"nope\"}"),
-		BD_EXIT_NOT_FOUND);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\",\"from\":\"nope\"}"),
+			 BD_EXIT_NOT_FOUND);
 	j = call(x, 0, "{\"cmd\":\"list\"}");
 	arr = json_get(j, "branches");
 	assert_non_null(arr);
@@ -292,29 +271,18 @@ static void test_ctl_create_list_info_rename_delete(void **state)
 	assert_non_null(json_get_str(b, "created"));
 	json_free(j);
 
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"main\"}"),
-		BD_EXIT_EXISTS);
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"pr-9\"}"),
-		0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"main\"}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"pr-1\",\"new_name\":\"pr-9\"}"), 0);
 	assert_string_equal(x->ff.last_old, "pr-1");
 	assert_string_equal(x->ff.last_new, "pr-9");
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"info\",\"name\":\"pr-1\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"pr-1\"}"),
 			 BD_EXIT_NOT_FOUND);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"delete\",\"name\":\"main\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"),
 			 BD_EXIT_HAS_CHILDREN);
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"pr-9\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"pr-9\"}"), 0);
 	assert_int_equal(x->ff.holds, 0);
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"), 0);
 }
 
 static void test_ctl_bad_names_are_invalid(void **state)
@@ -324,14 +292,11 @@ static void test_ctl_bad_names_are_invalid(void **state)
 
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"\"}"),
 			 BD_EXIT_INVALID);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"create\",\"name\":\"..\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"..\"}"),
 			 BD_EXIT_INVALID);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"create\",\"name\":\"a/b\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"a/b\"}"),
 			 BD_EXIT_INVALID);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"create\",\"name\":\"a\\tb\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"a\\tb\"}"),
 			 BD_EXIT_INVALID);
 	memset(longname, 'n', 256);
 	longname[256] = 0;
@@ -344,54 +309,37 @@ static void test_ctl_busy_and_permissions(void **state)
 {
 	struct ctx *x = *state;
 
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
 	/* uid 1000 may not create unless the root allows it. */
-	assert_int_equal(status_of(x, 1000,
-				   "{\"cmd\":\"create\",\"name\":\"u\"}"),
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"),
 			 BD_EXIT_PERMISSION);
 	x->ff.may_create = true;
-	assert_int_equal(
-		status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"), 0);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"), 0);
 	/* Owners and root may change a branch; others may not. */
-	assert_int_equal(status_of(x, 1001,
-				   "{\"cmd\":\"delete\",\"name\":\"u\"}"),
+	assert_int_equal(status_of(x, 1001, "{\"cmd\":\"delete\",\"name\":\"u\"}"),
 			 BD_EXIT_PERMISSION);
-	assert_int_equal(
-		status_of(x, 1000, "{\"cmd\":\"reset\",\"name\":\"u\"}"), 0);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"reset\",\"name\":\"u\"}"), 0);
 	x->ff.busy = true;
-	assert_int_equal(status_of(x, 1000,
-				   "{\"cmd\":\"delete\",\"name\":\"u\"}"),
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"delete\",\"name\":\"u\"}"),
 			 BD_EXIT_BUSY);
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"rename\",\"name\":\"u\",\"new_name\":\"v\"}"),
-		BD_EXIT_BUSY);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"u\",\"new_name\":\"v\"}"),
+			 BD_EXIT_BUSY);
 	x->ff.busy = false;
-	assert_int_equal(
-		status_of(x, 1000, "{\"cmd\":\"delete\",\"name\":\"u\"}"), 0);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"delete\",\"name\":\"u\"}"), 0);
 	assert_int_equal(x->ff.holds, 0);
 	/* Store-wide settings are root's. */
-	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"gc\"}"),
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"gc\"}"), BD_EXIT_PERMISSION);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"retention\",\"seconds\":60}"),
 			 BD_EXIT_PERMISSION);
-	assert_int_equal(status_of(x, 1000,
-				   "{\"cmd\":\"retention\",\"seconds\":60}"),
-			 BD_EXIT_PERMISSION);
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"retention\",\"seconds\":60}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"retention\",\"seconds\":60}"), 0);
 	assert_int_equal(store_get_retention(x->s), 60);
-	assert_int_equal(status_of(x, 1000,
-				   "{\"cmd\":\"default\",\"name\":\"x\"}"),
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"default\",\"name\":\"x\"}"),
 			 BD_EXIT_PERMISSION);
-	assert_int_equal(status_of(x, 0,
-				   "{\"cmd\":\"default\",\"name\":\"x\"}"),
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"),
 			 BD_EXIT_NOT_FOUND);
 	assert_string_equal(x->ff.def, "main");
-	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"x\"}"),
-			 0);
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"x\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"default\",\"name\":\"x\"}"), 0);
 	assert_string_equal(x->ff.def, "x");
 }
 
@@ -400,25 +348,15 @@ static void test_ctl_time_outside_retention_names_oldest(void **state)
 	struct ctx *x = *state;
 	struct json *j;
 
-	assert_int_equal(
-		status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
-	j = call(
-		x, 0,
-		"{\"cmd\":\"create\",\"name\":\"old\",\"at_ns\":946684800000000000}");
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"old\",\"at_ns\":946684800000000000}");
 	assert_string_equal(json_get_str(j, "error"), "out_of_range");
-	assert_non_null(strstr(json_get_str(j, "message"),
-			       "retains nothing older than"));
+	assert_non_null(strstr(json_get_str(j, "message"), "retains nothing older than"));
 	json_free(j);
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"create\",\"name\":\"f\",\"at_seq\":999999999}"),
-		BD_EXIT_INVALID);
-	assert_int_equal(
-		status_of(
-			x, 0,
-			"{\"cmd\":\"create\",\"name\":\"f\",\"at_ns\":4000000000000000000}"),
-		BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"f\",\"at_seq\":999999999}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"f\",\"at_ns\":4000000000000000000}"),
+			 BD_EXIT_INVALID);
 }
 
 int main(void)
@@ -430,8 +368,7 @@ int main(void)
 			test_ctl_malformed_requests_get_error_replies, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
-			test_ctl_create_list_info_rename_delete, setup,
-			teardown),
+			test_ctl_create_list_info_rename_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_busy_and_permissions,

@@ -58,8 +58,8 @@ static void test_store_isolation_parent_child(void **state)
 	g = tstore_mkfile(s, c, fx->root, "only-child");
 	h = tstore_mkfile(s, fx->br, fx->root, "only-parent");
 	assert_int_not_equal(g, h);
-	assert_int_equal(tstore_lookup_rc(s, fx->br, STORE_SEQ_LATEST, fx->root,
-					  "only-child"),
+	assert_int_equal(tstore_lookup_rc(s, fx->br, STORE_SEQ_LATEST,
+					  fx->root, "only-child"),
 			 -ENOENT);
 	assert_int_equal(tstore_lookup_rc(s, c, STORE_SEQ_LATEST, fx->root,
 					  "only-parent"),
@@ -72,13 +72,15 @@ static void test_store_isolation_parent_child(void **state)
 		struct store_attr a = tstore_attr(0), got;
 
 		a.mode = 0600;
-		assert_int_equal(
-			store_setattr(s, c, f, &a, STORE_SET_MODE, NULL), 0);
+		assert_int_equal(store_setattr(s, c, f, &a, STORE_SET_MODE,
+					       NULL),
+				 0);
 		assert_int_equal(store_getattr(s, c, STORE_SEQ_LATEST, f, &got),
 				 0);
 		assert_int_equal(got.mode, S_IFREG | 0600);
-		assert_int_equal(
-			store_getattr(s, fx->br, STORE_SEQ_LATEST, f, &got), 0);
+		assert_int_equal(store_getattr(s, fx->br, STORE_SEQ_LATEST, f,
+					       &got),
+				 0);
 		assert_int_equal(got.mode, S_IFREG | 0644);
 	}
 }
@@ -332,7 +334,8 @@ static void test_store_time_travel_branch_at_seq(void **state)
 	assert_int_equal(store_unlink(s, fx->br, d, "x"), 0);
 	b = tstore_mkfile(s, fx->br, fx->root, "b");
 	y = tstore_mkfile(s, fx->br, d, "y");
-	assert_int_equal(store_rename(s, fx->br, fx->root, "a", d, "a2", 0), 0);
+	assert_int_equal(store_rename(s, fx->br, fx->root, "a", d, "a2", 0),
+			 0);
 	(void)b;
 	(void)y;
 
@@ -406,10 +409,10 @@ static void test_store_time_travel_seq_at_time(void **state)
 	tstore_expect_pat_at(s, fx->br, sq, f, 2, 0, 100);
 
 	assert_true(store_oldest_time(s) <= t);
-	assert_int_equal(
-		store_seq_at_time(s, tstore_now_ns() + 3600ll * 1000000000ll,
-				  &sq),
-		-EINVAL);
+	assert_int_equal(store_seq_at_time(s, tstore_now_ns() +
+						      3600ll * 1000000000ll,
+					   &sq),
+			 -EINVAL);
 	assert_int_equal(store_seq_at_time(s, 1, &sq), -ERANGE);
 
 	/* a branch at that moment sees the first content */
@@ -641,8 +644,9 @@ static void test_store_holes_read_zero(void **state)
 
 	f = tstore_mkfile(s, fx->br, fx->root, "f");
 	assert_int_equal(tstore_size(s, fx->br, f), 0);
-	assert_int_equal(
-		store_read(s, fx->br, STORE_SEQ_LATEST, f, b, sizeof(b), 0), 0);
+	assert_int_equal(store_read(s, fx->br, STORE_SEQ_LATEST, f, b,
+				    sizeof(b), 0),
+			 0);
 	tstore_write_pat(s, fx->br, f, 1, 10 * BS + 5, 20);
 	assert_int_equal(tstore_size(s, fx->br, f), 10 * BS + 25);
 	tstore_expect_zero(s, fx->br, f, 0, 10 * BS + 5);
@@ -898,8 +902,7 @@ static void test_store_isolation_chain_depth_40(void **state)
 	for (j = 0; j <= DEPTH; j += (j < 15 ? 5 : 1)) {
 		for (i = 0; i <= DEPTH; i++) {
 			if (i <= j)
-				tstore_expect_pat(s, br[j], f,
-						  300 + (uint32_t)i,
+				tstore_expect_pat(s, br[j], f, 300 + (uint32_t)i,
 						  (uint64_t)i * BS + 7, 100);
 			else if (j == DEPTH)
 				break;
@@ -1088,8 +1091,8 @@ static void test_store_time_of_seq(void **state)
 	assert_true(got <= t1 + 20000000ll);
 }
 
-#define T(f) \
-	cmocka_unit_test_setup_teardown(f, tstore_fx_setup, tstore_fx_teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
+					     tstore_fx_teardown)
 
 int main(void)
 {
