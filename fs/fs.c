@@ -752,23 +752,36 @@ static int fs_statx_cached(const char *path, dev_t *dev, uint64_t *ino)
 	return 0;
 }
 
-/* Is process pid's working directory the root of branch bi?  1 yes, 0 no
- * (or no such process), -1 cannot tell (another user's process, seen by a
- * daemon without root). */
-static int fs_cwd_is_branch(struct fs *fs, const struct store_branch_info *bi,
-			    long pid)
+/* The branch root as the kernel reports it: our mount's st_dev and the
+ * branch root's node id (rule 1). */
+struct fs_where {
+	bool known; /* false: the mount point is not our root (mounted over) */
+	dev_t dev;
+	uint64_t ino;
+};
+
+static void fs_where_of(struct fs *fs, const struct store_branch_info *bi,
+			struct fs_where *w)
+{
+	uint64_t mino;
+
+	w->known = fs->mountpoint &&
+		   fs_statx_cached(fs->mountpoint, &w->dev, &mino) == 0 &&
+		   mino == FUSE_ROOT_ID;
+	w->ino = fs_nodeid(bi->id, bi->root_ino);
+}
+
+/* Is process pid's working directory the branch root w?  1 yes, 0 no (or
+ * no such process), -1 cannot tell (another user's process, seen by a
+ * daemon without root, or w unknown). */
+static int fs_cwd_is(const struct fs_where *w, long pid)
 {
 	char path[64];
-	dev_t dev, mdev;
-	uint64_t ino, mino;
+	uint64_t ino;
+	dev_t dev;
 	int rc;
 
-	if (!fs->mountpoint)
-		return -1;
-	/* Our root as this process sees the mount point (something mounted
-	 * over it, and we cannot tell). */
-	rc = fs_statx_cached(fs->mountpoint, &mdev, &mino);
-	if (rc || mino != FUSE_ROOT_ID)
+	if (!w->known)
 		return -1;
 	snprintf(path, sizeof(path), "/proc/%ld/cwd", pid);
 	rc = fs_statx_cached(path, &dev, &ino);
@@ -776,19 +789,22 @@ static int fs_cwd_is_branch(struct fs *fs, const struct store_branch_info *bi,
 		return 0;
 	if (rc)
 		return -1;
-	return dev == mdev && ino == fs_nodeid(bi->id, bi->root_ino);
+	return dev == w->dev && ino == w->ino;
 }
 
 /* A Postgres process (comm "postgres": the postmaster and every child
  * of it) whose working directory is the branch root: postmasters chdir to
  * their data directory.  Seen from here also when it runs in a container,
  * whose postmaster.pid names a pid of another namespace.  Its pid, or 0. */
-static long fs_postgres_in(struct fs *fs, const struct store_branch_info *bi)
+static long fs_postgres_in(const struct fs_where *w)
 {
 	struct dirent *de;
 	long found = 0;
-	DIR *d = opendir("/proc");
+	DIR *d;
 
+	if (!w->known)
+		return 0;
+	d = opendir("/proc");
 	if (!d)
 		return 0;
 	while (!found && (de = readdir(d))) {
@@ -810,8 +826,7 @@ static long fs_postgres_in(struct fs *fs, const struct store_branch_info *bi)
 		if (n <= 0)
 			continue;
 		comm[n] = 0;
-		if (strcmp(comm, "postgres\n") == 0 &&
-		    fs_cwd_is_branch(fs, bi, pid) == 1)
+		if (strcmp(comm, "postgres\n") == 0 && fs_cwd_is(w, pid) == 1)
 			found = pid;
 	}
 	closedir(d);
@@ -829,10 +844,12 @@ static int fs_branch_no_postmaster(struct fs *fs,
 				   char *why, size_t whylen)
 {
 	pid_t pid = fs_postmaster_pid(fs, bi);
+	struct fs_where w;
 	long other;
 
+	fs_where_of(fs, bi, &w);
 	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) &&
-	    fs_cwd_is_branch(fs, bi, pid) != 0) {
+	    fs_cwd_is(&w, pid) != 0) {
 		if (why)
 			snprintf(
 				why, whylen,
@@ -840,7 +857,7 @@ static int fs_branch_no_postmaster(struct fs *fs,
 				(int)pid, bi->name);
 		return -EBUSY;
 	}
-	other = fs_postgres_in(fs, bi);
+	other = fs_postgres_in(&w);
 	if (other) {
 		if (why)
 			snprintf(why, whylen,

@@ -79,6 +79,7 @@ IT_BG+=("$OTHER")
 printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-s/postmaster.pid"
 expect_op OK rmdir "$MNT/pr-s"
 kill "$OTHER"
+wait "$OTHER" 2>/dev/null || true
 # a postgres process working in the branch keeps it busy even when the
 # branch's postmaster.pid names another pid (a container's server: the pid
 # it wrote is of its own namespace); a copy of sleep named postgres stands in
@@ -90,6 +91,9 @@ IT_BG+=("$PGLIKE")
 printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-c/postmaster.pid"
 sleep 0.5
 expect_op EBUSY rmdir "$MNT/pr-c"
+# refused for the postgres process itself, not for the (dead) pid named
+grep -q "cannot delete branch 'pr-c': a postgres process (pid $PGLIKE) is running" "$T"/log/branchd-mnt-*.log ||
+	fail "rmdir pr-c was not refused for the postgres process $PGLIKE: $(grep "pr-c" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 kill "$PGLIKE"
 wait "$PGLIKE" 2>/dev/null || true
 expect_op_eventually OK rmdir "$MNT/pr-c"
