@@ -625,19 +625,30 @@ int main(int argc, char **argv)
 		}
 	}
 	{
-		/* A control socket directory another user controls is refused
-		 * before anything is opened (one that does not exist yet is
-		 * made ours when the socket is bound). */
+		/* The control socket's path is settled here, once (control.c
+		 * takes it as given), and a directory another user controls
+		 * is refused before anything is opened (one that does not
+		 * exist yet is made ours when the socket is bound). */
 		char sock[256];
 
-		if (bd.socket_path)
-			snprintf(sock, sizeof(sock), "%s", bd.socket_path);
-		else if (bd_ctl_socket_path(bd.mountpoint, getuid(), sock,
-					    sizeof(sock)))
-			sock[0] = 0;
-		rc = sock[0] ? bd_ctl_socket_dir_check(sock, geteuid(), why,
-						       sizeof(why)) :
-			       0;
+		if (!bd.socket_path) {
+			if (bd_ctl_socket_path(bd.mountpoint, getuid(), sock,
+					       sizeof(sock)) != 0) {
+				fprintf(stderr,
+					"branchd: mount point path too long for "
+					"a control socket path: use -o "
+					"socket=PATH\n");
+				return 1;
+			}
+			bd.socket_path = strdup(sock);
+			if (!bd.socket_path) {
+				fprintf(stderr, "branchd: %s\n",
+					strerror(errno));
+				return 1;
+			}
+		}
+		rc = bd_ctl_socket_dir_check(bd.socket_path, geteuid(), why,
+					     sizeof(why));
 		if (rc && rc != -ENOENT) {
 			fprintf(stderr, "branchd: %s\n", why);
 			return 1;
