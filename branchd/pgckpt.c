@@ -57,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -343,17 +344,34 @@ static void pgckpt_one_line(char *s)
 static bool pgckpt_reap(pid_t child, int *status, double ms)
 {
 	double end = pgckpt_now_ms() + ms;
+	/* A pidfd turns readable when the child exits: the wait ends then,
+	 * not at the next tick of a polling loop (this is on mkdir's path). */
+	int pfd = pidfd_open(child, 0);
+	bool done = false;
 
 	for (;;) {
 		pid_t r = waitpid(child, status, WNOHANG);
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		double left = end - pgckpt_now_ms();
 
-		if (r == child || (r < 0 && errno != EINTR))
-			return true;
-		if (pgckpt_now_ms() >= end)
-			return false;
-		nanosleep(&ts, NULL);
+		if (r == child || (r < 0 && errno != EINTR)) {
+			done = true;
+			break;
+		}
+		if (left <= 0)
+			break;
+		if (pfd >= 0) {
+			struct pollfd p = { .fd = pfd, .events = POLLIN };
+
+			poll(&p, 1, (int)left + 1);
+		} else {
+			struct timespec ts = { 0, 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
 	}
+	if (pfd >= 0)
+		close(pfd);
+	return done;
 }
 
 static void *pgckpt_reaper_main(void *arg)
