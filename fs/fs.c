@@ -16,8 +16,15 @@
  * Invariants:
  *  FS-1 A branch with FS_BR_CHANGING set gains no open file: fs_file_open
  *       waits until the flag is cleared.
- *  FS-2 br holds an entry only while count > 0 or flags != 0; its count is
- *       the sum of the counts in opens of the branch's node ids.
+ *  FS-2 br holds an entry only while count, flags, ops or draining is not
+ *       0; its count is the sum of the counts in opens of the branch's
+ *       node ids.
+ *  FS-4 FS_BR_CHANGING and ops > 0 never hold at once: a change of a
+ *       branch's tree (fs_branch_op_begin) never runs between a delete,
+ *       rename or reset reading the branch and committing (the store
+ *       builds a change on what it read, and would commit it over the
+ *       reset tree).  While a hold waits (draining), no new op starts, so
+ *       a stream of ops cannot keep a reset out forever.
  *  FS-3 nodes holds an entry only while the kernel's lookup count for it is
  *       believed > 0 (an entry may outlive the kernel's count if a reply
  *       failed; it is then only a wasted invalidation).
@@ -573,6 +580,11 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
 
 /* ---- per-branch open files and changes ---- */
 
+static bool fs_br_idle(const struct fs_map_ent *e)
+{
+	return !e->count && !e->flags && !e->ops && !e->draining;
+}
+
 #ifdef FS_CHECK_INVARIANTS
 /* FS-2, checked under br_mu: every br entry is live, and its count is the
  * sum of the open counts of its branch's nodes.  O(open files): built only
@@ -587,7 +599,8 @@ static void fs_check_invariants(struct fs *fs)
 		for (e = fs->br.b[i]; e; e = e->next) {
 			uint64_t sum = 0;
 
-			assert(e->count || e->flags);
+			assert(!fs_br_idle(e));
+			assert(!(e->ops && (e->flags & FS_BR_CHANGING)));
 			for (j = 0; j < fs->opens.nb; j++) {
 				struct fs_map_ent *o;
 
@@ -629,7 +642,7 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 		e->count++;
 		o->count++;
 	} else {
-		if (e && !e->count && !e->flags)
+		if (e && fs_br_idle(e))
 			fs_map_del(&fs->br, br);
 		rc = -ENOMEM;
 	}
@@ -653,7 +666,7 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 	e = fs_map_find(&fs->br, br);
 	if (e && e->count) {
 		e->count--;
-		if (!e->count && !e->flags)
+		if (fs_br_idle(e))
 			fs_map_del(&fs->br, br);
 		pthread_cond_broadcast(&fs->br_cv);
 	}
@@ -661,14 +674,56 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 	pthread_mutex_unlock(&fs->br_mu);
 }
 
-/* Wait (bounded) until the branch has no open file and no other change
- * underway, then mark it changing (INV FS-1). */
+int fs_branch_op_begin(struct fs *fs, uint64_t br)
+{
+	struct fs_map_ent *e;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
+	for (;;) {
+		e = fs_map_find(&fs->br, br);
+		if (!e || (!(e->flags & FS_BR_CHANGING) && !e->draining))
+			break;
+		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
+	}
+	if (!e)
+		e = fs_map_get(&fs->br, br);
+	if (e)
+		e->ops++;
+	else
+		rc = -ENOMEM;
+	fs_check_invariants(fs);
+	pthread_mutex_unlock(&fs->br_mu);
+	return rc;
+}
+
+void fs_branch_op_end(struct fs *fs, uint64_t br)
+{
+	struct fs_map_ent *e;
+
+	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
+	e = fs_map_find(&fs->br, br);
+	if (e && e->ops) {
+		/* Only a hold waits for ops to drain (FS-4). */
+		if (!--e->ops && e->draining)
+			pthread_cond_broadcast(&fs->br_cv);
+		if (fs_br_idle(e))
+			fs_map_del(&fs->br, br);
+	}
+	fs_check_invariants(fs);
+	pthread_mutex_unlock(&fs->br_mu);
+}
+
+/* Wait (bounded) until the branch has no open file, no op in flight and
+ * no other change underway, then mark it changing (INV FS-1, FS-4). */
 static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
 			  char *why, size_t whylen)
 {
 	struct fs_map_ent *e;
 	struct timespec dl;
-	uint64_t open_files = 0;
+	uint64_t open_files = 0, ops = 0;
 	int rc = 0;
 
 	clock_gettime(CLOCK_REALTIME, &dl);
@@ -680,27 +735,33 @@ static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
 	}
 	pthread_mutex_lock(&fs->br_mu);
 	fs_check_invariants(fs);
-	for (;;) {
-		e = fs_map_find(&fs->br, bi->id);
-		if (!e || (!e->count && !(e->flags & FS_BR_CHANGING)))
-			break;
-		if (pthread_cond_timedwait(&fs->br_cv, &fs->br_mu, &dl) ==
-		    ETIMEDOUT) {
-			e = fs_map_find(&fs->br, bi->id);
-			if (e && (e->count || (e->flags & FS_BR_CHANGING))) {
-				open_files = e->count;
-				rc = -EBUSY;
-				goto out_unlock;
-			}
-			break;
-		}
-	}
+	/* Announce the wait, so that no new op starts meanwhile (FS-4). */
 	e = fs_map_get(&fs->br, bi->id);
 	if (!e) {
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	e->flags |= FS_BR_CHANGING;
+	e->draining++;
+	for (;;) {
+		if (!e->count && !e->ops && !(e->flags & FS_BR_CHANGING))
+			break;
+		if (pthread_cond_timedwait(&fs->br_cv, &fs->br_mu, &dl) ==
+			    ETIMEDOUT &&
+		    (e->count || e->ops || (e->flags & FS_BR_CHANGING))) {
+			open_files = e->count;
+			ops = e->ops;
+			rc = -EBUSY;
+			break;
+		}
+	}
+	/* The entry cannot go while draining > 0. */
+	e->draining--;
+	if (rc == 0)
+		e->flags |= FS_BR_CHANGING;
+	else if (fs_br_idle(e))
+		fs_map_del(&fs->br, bi->id);
+	/* Ops that waited for this hold go on (or wait for the change). */
+	pthread_cond_broadcast(&fs->br_cv);
 out_unlock:
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
@@ -708,6 +769,10 @@ out_unlock:
 		if (open_files)
 			snprintf(why, whylen, "branch '%s' has %llu open files",
 				 bi->name, (unsigned long long)open_files);
+		else if (ops)
+			snprintf(why, whylen,
+				 "branch '%s' has %llu changes in progress",
+				 bi->name, (unsigned long long)ops);
 		else
 			snprintf(
 				why, whylen,
@@ -913,7 +978,7 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id)
 	e = fs_map_find(&fs->br, branch_id);
 	if (e) {
 		e->flags &= ~(uint32_t)FS_BR_CHANGING;
-		if (!e->count && !e->flags)
+		if (fs_br_idle(e))
 			fs_map_del(&fs->br, branch_id);
 	}
 	pthread_cond_broadcast(&fs->br_cv);

@@ -106,8 +106,11 @@ void fs_free(struct fs *fs);
  * begin_change fails with -EBUSY when a postmaster runs on the branch (a
  * live pid in its postmaster.pid working in the branch, or any postgres
  * process working there: fs.c) or files in it are open, and then writes
- * a lowercase reason (no final period) into why (may be NULL).  On success
- * new opens in the branch wait until end_change. */
+ * a lowercase reason (no final period) into why (may be NULL).  It waits
+ * (up to 1.5 s) for open files to close and for changes of the
+ * branch's tree already in flight (create, link, unlink, rename, setattr)
+ * to finish; new changes wait meanwhile.  On success new opens and
+ * changes in the branch wait until end_change. */
 int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
 			   size_t whylen);
 void fs_branch_end_change(struct fs *fs, uint64_t branch_id);

@@ -45,6 +45,8 @@ struct fs_map_ent {
 	uint64_t key;
 	uint64_t count;
 	uint32_t flags;
+	uint32_t ops;	   /* per-branch: metadata changes in flight */
+	uint32_t draining; /* per-branch: holds waiting for it to quiesce */
 	struct fs_map_ent *next;
 };
 
@@ -77,7 +79,8 @@ struct fs {
 	char *default_parent;	    /* guarded by root_mu */
 
 	/* Per-branch state: count = open files, flags = enum
-	 * fs_branch_flags.  Entries with count 0 and no flags are removed. */
+	 * fs_branch_flags, ops and draining (fs_branch_op_begin).  Entries
+	 * with all of them 0 are removed. */
 	pthread_mutex_t br_mu;
 	pthread_cond_t br_cv; /* signalled on any br change */
 	struct fs_map br;     /* guarded by br_mu */
@@ -125,6 +128,12 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * change of the branch is underway.  0 or -ENOMEM. */
 int fs_file_open(struct fs *fs, uint64_t nodeid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
+/* Bracket a change of a branch's tree that needs no open file (create,
+ * mkdir, link, unlink, rmdir, rename, setattr, O_TRUNC): a delete, rename
+ * or reset of the branch waits for it, and it waits for them (FS-4).
+ * 0 or -ENOMEM; fs_branch_op_end only after 0. */
+int fs_branch_op_begin(struct fs *fs, uint64_t br);
+void fs_branch_op_end(struct fs *fs, uint64_t br);
 
 /* ---- fs_uring.c: FUSE over io_uring, under libfuse ---- */
 struct fs_uring;

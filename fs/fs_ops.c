@@ -235,6 +235,9 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		goto out_err;
+	rc = fs_branch_op_begin(fs, br);
+	if (rc)
+		goto out_err;
 	memset(&sa, 0, sizeof(sa));
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		mask |= STORE_SET_MODE;
@@ -251,7 +254,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (attr->st_size < 0) {
 			rc = -EINVAL;
-			goto out_err;
+			goto out_end;
 		}
 		mask |= STORE_SET_SIZE | STORE_SET_MTIME;
 		sa.size = (uint64_t)attr->st_size;
@@ -275,9 +278,12 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
 	sa.ctime = (to_set & FUSE_SET_ATTR_CTIME) ? attr->st_ctim : now;
 	rc = store_setattr(fs->store, br, ino, &sa, mask, &out);
 	if (rc)
-		goto out_err;
+		goto out_end;
 	fs_reply_attr(req, nodeid, &out);
+	fs_branch_op_end(fs, br);
 	return;
+out_end:
+	fs_branch_op_end(fs, br);
 out_err:
 	fuse_reply_err(req, -rc);
 }
@@ -312,7 +318,9 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
-/* Create an inode owned by the caller (gid from a setgid parent). */
+/* Create an inode owned by the caller (gid from a setgid parent).  On 0
+ * the branch's op is still held (fs_branch_op_begin): the caller replies,
+ * then calls fs_branch_op_end(fs, fs_branch_of(*nodeid)). */
 static int fs_do_create(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 			const char *name, mode_t mode, dev_t rdev,
 			const char *target, uint64_t *nodeid,
@@ -328,9 +336,12 @@ static int fs_do_create(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 	rc = fs_split(parent, &br, &dir);
 	if (rc)
 		return rc;
-	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, dir, &pa);
+	rc = fs_branch_op_begin(fs, br);
 	if (rc)
 		return rc;
+	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, dir, &pa);
+	if (rc)
+		goto out_end;
 	memset(&a, 0, sizeof(a));
 	a.mode = mode;
 	a.uid = ctx->uid;
@@ -344,9 +355,12 @@ static int fs_do_create(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 	a.atime = a.mtime = a.ctime = fs_now();
 	rc = store_create(fs->store, br, dir, name, &a, target, &ino, out);
 	if (rc)
-		return rc;
+		goto out_end;
 	*nodeid = fs_nodeid(br, ino);
 	return 0;
+out_end:
+	fs_branch_op_end(fs, br);
+	return rc;
 }
 
 static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -367,6 +381,7 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc)
 		goto out_err;
 	fs_reply_entry(fs, req, nodeid, &a);
+	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
 	fuse_reply_err(req, -rc);
@@ -391,6 +406,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	fs_reply_entry(fs, req, nodeid, &a);
+	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -408,6 +424,7 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		return;
 	}
 	fs_reply_entry(fs, req, nodeid, &a);
+	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -422,7 +439,13 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rc = fs_split(parent, &br, &dir);
 	if (rc == 0)
+		rc = fs_branch_op_begin(fs, br);
+	if (rc == 0) {
 		rc = store_unlink(fs->store, br, dir, name);
+		fuse_reply_err(req, -rc);
+		fs_branch_op_end(fs, br);
+		return;
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -438,7 +461,13 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rc = fs_split(parent, &br, &dir);
 	if (rc == 0)
+		rc = fs_branch_op_begin(fs, br);
+	if (rc == 0) {
 		rc = store_rmdir(fs->store, br, dir, name);
+		fuse_reply_err(req, -rc);
+		fs_branch_op_end(fs, br);
+		return;
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -478,7 +507,13 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		sflags |= STORE_RENAME_NOREPLACE;
 	if (flags & FS_RENAME_EXCHANGE)
 		sflags |= STORE_RENAME_EXCHANGE;
+	rc = fs_branch_op_begin(fs, br);
+	if (rc)
+		goto out;
 	rc = store_rename(fs->store, br, dir, name, ndir, newname, sflags);
+	fuse_reply_err(req, -rc);
+	fs_branch_op_end(fs, br);
+	return;
 out:
 	fuse_reply_err(req, -rc);
 }
@@ -508,10 +543,15 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent,
 		rc = -EXDEV;
 		goto out_err;
 	}
-	rc = store_link(fs->store, br, ino, ndir, newname, &a);
+	rc = fs_branch_op_begin(fs, br);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, nodeid, &a);
+	rc = store_link(fs->store, br, ino, ndir, newname, &a);
+	if (rc == 0)
+		fs_reply_entry(fs, req, nodeid, &a);
+	else
+		fuse_reply_err(req, -rc);
+	fs_branch_op_end(fs, br);
 	return;
 out_err:
 	fuse_reply_err(req, -rc);
@@ -579,9 +619,12 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			  NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
+	/* Cannot wait: no change of the branch starts while we hold an op. */
 	rc = fs_file_open(fs, nodeid);
-	if (rc)
+	if (rc) {
+		fs_branch_op_end(fs, fs_branch_of(nodeid));
 		goto out_err;
+	}
 	fi->fh = 0;
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
@@ -591,6 +634,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
 	}
+	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
 	fuse_reply_err(req, -rc);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# timeout: 150
+# timeout: 180
 # t30: every branchctl command and every error exit against a live mount
 # with Postgres running on main: create (default parent, --from, --at
 # seq:N, relative, ISO with zone, local time), list / --tree / --json,
 # info, rename (the kernel sees the new name at once), delete, default
 # get/set (mkdir forks from the new default), reset (the parent's current
-# data comes back, also for a process that had the branch cached), status,
+# data comes back, also for a process that had the branch cached, and no
+# change racing a reset is committed over it), status,
 # gc, retention; exit 3 no daemon, 4 no such branch, 5 name taken, 6 in use
 # (postmaster, open file), 7 has children, 8 time not retained, 10 invalid,
 # 2 usage.
@@ -363,6 +364,23 @@ want_file "$MNT/rs/note.txt" v4
 expect_ctl 0 --json info rs
 jassert "$CTL_OUT" "d['branch']['parent'] == 'main' and d['branch']['written_bytes'] == 0" "info rs after reset"
 expect_ctl 4 reset nosuch
+
+# ---- reset racing changes inside the branch ------------------------------------------
+# A parent without a server (no checkpoint per reset), a directory d in it,
+# and a child that two threads keep changing while it is reset again and
+# again (tests/integration/reset_race.py has the checks).
+expect_ctl 0 create rrp --from main
+mkdir "$MNT/rrp/d"
+for i in 0 1; do
+	echo "f$i" >"$MNT/rrp/d/f$i"
+	echo "g$i" >"$MNT/rrp/d/g$i"
+done
+expect_ctl 0 create rr --from rrp
+out=$(tmo 120 python3 "$(dirname "$0")/reset_race.py" "$BRANCHCTL" "$MNT" rrp rr 15) ||
+	fail "$out"
+log "$out"
+expect_ctl 0 delete rr
+expect_ctl 0 delete rrp
 
 # ---- status, gc, retention ---------------------------------------------------------
 expect_ctl 0 --json list
