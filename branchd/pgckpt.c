@@ -73,6 +73,9 @@ extern char **environ;
 /* How long a helper may take to exit after its output ends or after
  * SIGKILL before it is handed to a reaper thread. */
 #define PGCKPT_REAP_MS 1000.0
+/* No wait status is negative: the helper was reaped by someone else
+ * (ECHILD), its outcome unknown. */
+#define PGCKPT_STATUS_LOST (-1)
 
 /* Helper exit statuses. */
 enum {
@@ -340,7 +343,8 @@ static void pgckpt_one_line(char *s)
 }
 
 /* Wait up to ms for child to exit: true once it is reaped (or there is
- * nothing left to wait for), false if it is still there. */
+ * nothing left to wait for: *status is then PGCKPT_STATUS_LOST, never read
+ * as a success), false if it is still there. */
 static bool pgckpt_reap(pid_t child, int *status, double ms)
 {
 	double end = pgckpt_now_ms() + ms;
@@ -353,7 +357,12 @@ static bool pgckpt_reap(pid_t child, int *status, double ms)
 		pid_t r = waitpid(child, status, WNOHANG);
 		double left = end - pgckpt_now_ms();
 
-		if (r == child || (r < 0 && errno != EINTR)) {
+		if (r == child) {
+			done = true;
+			break;
+		}
+		if (r < 0 && errno != EINTR) {
+			*status = PGCKPT_STATUS_LOST;
 			done = true;
 			break;
 		}
@@ -452,6 +461,11 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 		snprintf(res->why, sizeof(res->why),
 			 "no answer from the server within %u ms",
 			 pc->cfg.timeout_ms);
+	} else if (status == PGCKPT_STATUS_LOST) {
+		res->outcome = BD_PGCKPT_FAILED;
+		snprintf(res->why, sizeof(res->why),
+			 "the checkpoint helper's exit status was lost "
+			 "(is SIGCHLD ignored?)");
 	} else if (WIFEXITED(status) &&
 		   WEXITSTATUS(status) == PGCKPT_HELPER_DONE) {
 		res->outcome = BD_PGCKPT_DONE;

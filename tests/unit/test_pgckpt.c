@@ -345,6 +345,25 @@ static void test_pgckpt_missing_helper_fails_cleanly(void **state)
 	assert_non_null(strstr(res.why, "no-such-helper"));
 }
 
+/* With SIGCHLD ignored the kernel reaps the helper itself and its exit
+ * status is gone: that must not read as a checkpoint done. */
+static void test_pgckpt_lost_status_is_not_success(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	char exe[128];
+
+	/* exits 0: reaped by the daemon, that is a checkpoint done */
+	put_script(x, "quiet-ok.sh", "exit 0", exe, sizeof(exe));
+	sigemptyset(&ign.sa_mask);
+	assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+	run_helper(x, exe, 5000, &res);
+	assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_non_null(strstr(res.why, "exit status was lost"));
+}
+
 static void test_pgckpt_hung_helper_is_killed_at_timeout(void **state)
 {
 	struct ctx *x = *state;
@@ -397,6 +416,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_helper_starts_with_default_signals, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_lost_status_is_not_success, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_helper_failure_reason_is_kept, setup,
