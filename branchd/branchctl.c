@@ -152,7 +152,7 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
-	int fd, rc;
+	int fd, rc, send_err = 0;
 
 	if (strlen(sockpath) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -165,12 +165,11 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 		close(fd);
 		return rc;
 	}
+	/* A daemon that refuses the connection (too many open) writes one
+	 * error line and closes: read it even if our request cannot go. */
 	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0 ||
-	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0)
+		send_err = -errno;
 	for (;;) {
 		ssize_t r;
 
@@ -195,7 +194,7 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 			break;
 	}
 	if (!buf || len == 0 || buf[len - 1] != '\n') {
-		rc = -EPROTO;
+		rc = send_err ? send_err : -EPROTO;
 		goto out;
 	}
 	buf[--len] = 0;
@@ -723,6 +722,7 @@ int main(int argc, char **argv)
 			       sizeof(f));
 		printf("store:      %s\n", bc_s(reply, "store"));
 		printf("mount:      %s\n", bc_s(reply, "mountpoint"));
+		printf("socket:     %s\n", bc_s(reply, "socket"));
 		printf("disk:       %s used, %s available\n", a, f);
 		printf("branches:   %" PRId64 "\n", bc_i(reply, "branches"));
 		printf("seq:        %" PRId64 "\n", bc_i(reply, "seq"));

@@ -6,7 +6,11 @@
  * detached thread that reads request lines and writes one reply per line.
  * A connection that sends more than BD_CTL_MAX_LINE bytes without a newline
  * gets an error reply and is closed; idle connections, and peers that stop
- * reading their replies, time out after 60 s.
+ * reading their replies, time out after 60 s.  At most BD_CTL_MAX_CONN
+ * connections are served at once, and at most BD_CTL_MAX_PER_UID of them
+ * for one uid other than root and the daemon's own, so that one local user
+ * holding idle connections cannot lock everyone else out; a connection
+ * over either limit gets an error reply and is closed.
  * Nothing a client sends can stop the daemon.
  *
  * Authorization (peer credentials from SO_PEERCRED):
@@ -42,6 +46,9 @@
 #include "ctlproto.h"
 #include "json.h"
 
+#define BD_CTL_MAX_CONN 64
+#define BD_CTL_MAX_PER_UID 8
+
 struct bd_ctl {
 	struct bd_ctl_config cfg;
 	char *socket_path;
@@ -52,14 +59,16 @@ struct bd_ctl {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int nconn;	  /* guarded by mu */
-	int conn_fds[64]; /* guarded by mu; -1 when free */
+	int nconn;			 /* guarded by mu */
+	int conn_fds[BD_CTL_MAX_CONN];	 /* guarded by mu; -1 when free */
+	uid_t conn_uids[BD_CTL_MAX_CONN]; /* guarded by mu; peer of conn_fds[i] */
 	int64_t started_ns;
 };
 
 struct bd_ctl_conn {
 	struct bd_ctl *c;
 	int fd;
+	struct ucred cred; /* SO_PEERCRED, read at accept */
 };
 
 void bd_log(const struct store_log *log, int level, const char *fmt, ...)
@@ -668,6 +677,8 @@ static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 	json_buf_str(out, c->store_dir);
 	json_buf_raw(out, ",\"mountpoint\":");
 	json_buf_str(out, c->mountpoint);
+	json_buf_raw(out, ",\"socket\":");
+	json_buf_str(out, c->socket_path);
 	bd_fmt_time(store_oldest_time(c->cfg.store), tbuf, sizeof(tbuf));
 	json_buf_printf(out,
 			",\"disk_bytes\":%" PRIu64
@@ -837,8 +848,7 @@ static void *bd_ctl_conn_main(void *arg)
 {
 	struct bd_ctl_conn *conn = arg;
 	struct bd_ctl *c = conn->c;
-	struct ucred cred = { 0 };
-	socklen_t clen = sizeof(cred);
+	const struct ucred cred = conn->cred;
 	struct timeval tv = { .tv_sec = 60 };
 	char *buf = malloc(BD_CTL_MAX_LINE + 1);
 	gid_t *groups = NULL;
@@ -848,10 +858,8 @@ static void *bd_ctl_conn_main(void *arg)
 		goto out;
 	setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	/* A peer that never reads its replies does not hold the thread (and
-	 * one of the 64 connection slots) forever either. */
+	 * one of the connection slots) forever either. */
 	setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
-		goto out;
 	if (bd_peer_groups(conn->fd, &groups, &ngroups) != 0)
 		goto out;
 	for (;;) {
@@ -900,7 +908,7 @@ out:
 	free(buf);
 	free(groups);
 	pthread_mutex_lock(&c->mu);
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < BD_CTL_MAX_CONN; i++) {
 		if (c->conn_fds[i] == conn->fd)
 			c->conn_fds[i] = -1;
 	}
@@ -910,6 +918,58 @@ out:
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
+}
+
+/* Refuse a connection over a limit: one error reply, never blocking the
+ * accept thread, then close. */
+static void bd_ctl_refuse(int fd, const char *fmt, ...)
+{
+	char msg[256], line[384];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = snprintf(line, sizeof(line),
+		     "{\"ok\":false,\"error\":\"error\",\"message\":\"%s\"}\n",
+		     msg);
+	if (n > 0 && (size_t)n < sizeof(line) &&
+	    send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* the peer is gone or not reading: nothing more to tell */
+	}
+	/* Closing with its request unread would make the peer's read fail
+	 * (ECONNRESET) before it sees the line: drain what came. */
+	shutdown(fd, SHUT_WR);
+	while (recv(fd, line, sizeof(line), MSG_DONTWAIT) > 0)
+		;
+	close(fd);
+}
+
+/* Take a connection slot for fd (peer uid) under mu: 0, or -EAGAIN with
+ * every slot taken, or -EUSERS with uid at its own limit. */
+static int bd_ctl_take_slot(struct bd_ctl *c, int fd, uid_t uid)
+{
+	int mine = 0, free_i = -1;
+
+	if (c->nconn >= BD_CTL_MAX_CONN)
+		return -EAGAIN;
+	for (int i = 0; i < BD_CTL_MAX_CONN; i++) {
+		if (c->conn_fds[i] < 0) {
+			if (free_i < 0)
+				free_i = i;
+		} else if (c->conn_uids[i] == uid) {
+			mine++;
+		}
+	}
+	if (free_i < 0)
+		return -EAGAIN;
+	if (uid != 0 && uid != c->cfg.daemon_uid && mine >= BD_CTL_MAX_PER_UID)
+		return -EUSERS;
+	c->nconn++;
+	c->conn_fds[free_i] = fd;
+	c->conn_uids[free_i] = uid;
+	return 0;
 }
 
 static void *bd_ctl_main(void *arg)
@@ -922,9 +982,11 @@ static void *bd_ctl_main(void *arg)
 			{ .fd = c->stop_pipe[0], .events = POLLIN },
 		};
 		struct bd_ctl_conn *conn;
+		struct ucred cred = { 0 };
+		socklen_t clen = sizeof(cred);
 		pthread_attr_t attr;
 		pthread_t t;
-		int fd;
+		int fd, rc;
 
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -944,6 +1006,11 @@ static void *bd_ctl_main(void *arg)
 				poll(&pfd[1], 1, 100);
 			continue;
 		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) !=
+		    0) {
+			close(fd);
+			continue;
+		}
 		conn = malloc(sizeof(*conn));
 		if (!conn) {
 			close(fd);
@@ -951,26 +1018,31 @@ static void *bd_ctl_main(void *arg)
 		}
 		conn->c = c;
 		conn->fd = fd;
+		conn->cred = cred;
 		pthread_mutex_lock(&c->mu);
-		if (c->nconn >= 64) {
-			pthread_mutex_unlock(&c->mu);
-			close(fd);
+		rc = bd_ctl_take_slot(c, fd, cred.uid);
+		pthread_mutex_unlock(&c->mu);
+		if (rc) {
 			free(conn);
+			if (rc == -EUSERS)
+				bd_ctl_refuse(fd,
+					      "uid %u has %d control connections "
+					      "open already (at most %d at once)",
+					      (unsigned)cred.uid,
+					      BD_CTL_MAX_PER_UID,
+					      BD_CTL_MAX_PER_UID);
+			else
+				bd_ctl_refuse(fd,
+					      "the daemon serves %d control "
+					      "connections already; try again",
+					      BD_CTL_MAX_CONN);
 			continue;
 		}
-		c->nconn++;
-		for (int i = 0; i < 64; i++) {
-			if (c->conn_fds[i] < 0) {
-				c->conn_fds[i] = fd;
-				break;
-			}
-		}
-		pthread_mutex_unlock(&c->mu);
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&t, &attr, bd_ctl_conn_main, conn) != 0) {
 			pthread_mutex_lock(&c->mu);
-			for (int i = 0; i < 64; i++)
+			for (int i = 0; i < BD_CTL_MAX_CONN; i++)
 				if (c->conn_fds[i] == fd)
 					c->conn_fds[i] = -1;
 			c->nconn--;
@@ -1014,7 +1086,7 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
 	c->stop_pipe[0] = c->stop_pipe[1] = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
-	for (int i = 0; i < 64; i++)
+	for (int i = 0; i < BD_CTL_MAX_CONN; i++)
 		c->conn_fds[i] = -1;
 	c->socket_path = strdup(cfg->socket_path);
 	c->store_dir = strdup(cfg->store_dir ? cfg->store_dir : "");
@@ -1096,7 +1168,7 @@ void bd_ctl_close(struct bd_ctl *c)
 	unlink(c->socket_path);
 	pthread_mutex_lock(&c->mu);
 	/* Wake connection threads blocked in recv. */
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < BD_CTL_MAX_CONN; i++) {
 		if (c->conn_fds[i] >= 0)
 			shutdown(c->conn_fds[i], SHUT_RDWR);
 	}

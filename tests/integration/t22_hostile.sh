@@ -12,7 +12,9 @@
 #    rename or reset another user's branch (EPERM / exit 9); the owner and
 #    root can;
 #  - an unprivileged user cannot run admin commands (gc, retention,
-#    default); without write permission on the root mkdir is EACCES.
+#    default); without write permission on the root mkdir is EACCES;
+#  - a user holding 64 idle control connections gets 8 of them and a
+#    reason for the rest, and other users' branchctl still works.
 # The daemon must be alive at the end and the store must --check clean.
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -222,6 +224,50 @@ expect_bctl nonzero "$AS_A" create nope
 alive "sticky root"
 [ "$(branches)" = "$base" ] || fail "branches left over: $(branches)"
 [ "$(cat "$MNT/main/file")" = hello ] || fail "main's file changed"
+
+# ---- one user's idle control connections do not lock the others out ----------
+log "--- control connection limits"
+sock=$( (cd / && tmo 30 "$BCTL" --mount "$MNT" --json status) | python3 -c 'import json, sys; print(json.load(sys.stdin)["socket"])') ||
+	fail "branchctl status names no socket"
+[ -S "$sock" ] || fail "status names '$sock', not a socket"
+hold_py=$(cat <<'PY'
+import select, socket, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    conns.append(s)
+time.sleep(1.0)  # a refused connection is answered at once
+held, refused, msgs = 0, 0, set()
+for s in conns:
+    if select.select([s], [], [], 0)[0]:
+        refused += 1
+        msgs.add(s.recv(4096).decode(errors="replace").strip())
+    else:
+        held += 1
+print("held %d refused %d %s" % (held, refused, " | ".join(sorted(msgs))), flush=True)
+sys.stdin.read()  # hold the connections until stdin closes
+PY
+)
+# shellcheck disable=SC2086
+coproc HOLD { cd / && exec $AS_A /usr/bin/python3 -u -c "$hold_py" "$sock" 64 2>"$T/hold.err"; }
+IT_BG+=("$HOLD_PID")
+IFS= read -r -t 30 line <&"${HOLD[0]}" || fail "the connection holder did not report: $(cat "$T/hold.err")"
+log "user a opened 64 control connections: $(cut -c1-200 <<<"$line")"
+case "$line" in
+"held 8 refused 56 "*"uid $UID_bfshosta has 8 control connections open already (at most 8 at once)"*) ;;
+*) fail "64 connections of one user: $line" ;;
+esac
+# while user a holds its 8, user b and root are served; user a is told why not
+expect_bctl 0 "$AS_B" list
+expect_bctl 0 "" default
+expect_bctl 1 "$AS_A" list
+grep -q "at most 8 at once" "$T/bctl.out" || fail "user a over its limit was told: $(cat "$T/bctl.out")"
+eval "exec ${HOLD[1]}>&-"
+wait "$HOLD_PID" || fail "the connection holder failed"
+expect_bctl 0 "$AS_A" list
+alive "control connection limits"
 bfs_umount
 rc=0
 out=$(tmo 300 "$BRANCHD" --check "$STORE" 2>&1) || rc=$?
