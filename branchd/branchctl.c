@@ -209,6 +209,48 @@ out:
 	return rc;
 }
 
+static double bc_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* bc_call, again while the daemon refuses the connection as one too many
+ * (BD_CTL_TOO_MANY: the request was not read, so sending it again is
+ * safe), for up to BC_TOO_MANY_WAIT_S: parallel CI jobs of one uid wait
+ * their turn instead of failing. */
+#define BC_TOO_MANY_WAIT_S 30.0
+static int bc_call_retry(const char *sockpath, const char *req,
+			 struct json **reply, char **raw)
+{
+	double end = bc_now_s() + BC_TOO_MANY_WAIT_S;
+	long pause_ms = 20;
+
+	for (;;) {
+		const char *code;
+		struct timespec ts;
+		int rc = bc_call(sockpath, req, reply, raw);
+
+		if (rc)
+			return rc;
+		code = json_get_str(*reply, "error");
+		if (!code || strcmp(code, BD_CTL_TOO_MANY) != 0 ||
+		    bc_now_s() + (double)pause_ms / 1e3 > end)
+			return 0;
+		json_free(*reply);
+		free(*raw);
+		*reply = NULL;
+		*raw = NULL;
+		ts.tv_sec = pause_ms / 1000;
+		ts.tv_nsec = (pause_ms % 1000) * 1000000L;
+		nanosleep(&ts, NULL);
+		if (pause_ms < 500)
+			pause_ms *= 2;
+	}
+}
+
 /* ------------------------------------------------------------- time */
 
 static int bc_parse_when(const char *s, struct json_buf *req)
@@ -641,7 +683,7 @@ int main(int argc, char **argv)
 		json_buf_release(&req);
 		return BD_EXIT_NO_DAEMON;
 	}
-	rc = bc_call(sockpath, req.p, &reply, &raw);
+	rc = bc_call_retry(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);
 	if (rc == -ECONNREFUSED || rc == -ENOENT) {
 		fprintf(stderr,

@@ -10,7 +10,8 @@
  * connections are served at once, and at most BD_CTL_MAX_PER_UID of them
  * for one uid other than root and the daemon's own, so that one local user
  * holding idle connections cannot lock everyone else out; a connection
- * over either limit gets an error reply and is closed.
+ * over either limit gets an error reply (BD_CTL_TOO_MANY, before its
+ * request is read: branchctl waits and tries again) and is closed.
  * Nothing a client sends can stop the daemon.
  *
  * Authorization (peer credentials from SO_PEERCRED):
@@ -47,7 +48,7 @@
 #include "json.h"
 
 #define BD_CTL_MAX_CONN 64
-#define BD_CTL_MAX_PER_UID 8
+#define BD_CTL_MAX_PER_UID 16
 
 struct bd_ctl {
 	struct bd_ctl_config cfg;
@@ -932,7 +933,8 @@ static void bd_ctl_refuse(int fd, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	n = snprintf(line, sizeof(line),
-		     "{\"ok\":false,\"error\":\"error\",\"message\":\"%s\"}\n",
+		     "{\"ok\":false,\"error\":\"" BD_CTL_TOO_MANY
+		     "\",\"message\":\"%s\"}\n",
 		     msg);
 	if (n > 0 && (size_t)n < sizeof(line) &&
 	    send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {

@@ -19,6 +19,10 @@
 #include <sys/types.h>
 
 #define BD_CTL_MAX_LINE 65536
+/* The "error" code of a connection refused because the daemon, or the
+ * caller's uid, has as many control connections open as it serves at
+ * once.  The request was not read: branchctl retries it. */
+#define BD_CTL_TOO_MANY "too_many"
 
 /* Error codes, as they appear in replies, and branchctl's exit status. */
 enum bd_exit {
