@@ -941,10 +941,12 @@ static void bd_ctl_refuse(int fd, const char *fmt, ...)
 		/* the peer is gone or not reading: nothing more to tell */
 	}
 	/* Closing with its request unread would make the peer's read fail
-	 * (ECONNRESET) before it sees the line: drain what came. */
+	 * (ECONNRESET) before it sees the line: drain what came, a bounded
+	 * amount (a peer that keeps sending cannot hold the accept thread). */
 	shutdown(fd, SHUT_WR);
-	while (recv(fd, line, sizeof(line), MSG_DONTWAIT) > 0)
-		;
+	for (int i = 0; i < 16; i++)
+		if (recv(fd, line, sizeof(line), MSG_DONTWAIT) <= 0)
+			break;
 	close(fd);
 }
 
