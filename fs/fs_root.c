@@ -188,6 +188,9 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 	memset(&args, 0, sizeof(args));
 	args.name = name;
 	args.owner_uid = ctx->uid;
+	/* mkdir(2) promises durability only after an fsync (of the branch
+	 * root, of the mount root, or of anything in the branch). */
+	args.lazy = true;
 	fs_get_default_parent(fs, defname, sizeof(defname));
 	rc = store_branch_lookup(fs->store, defname, &parent);
 	if (rc == 0 && fs->cfg.before_branch) {

@@ -3016,7 +3016,17 @@ int store_branch_create(struct store *s,
 		goto out_unlock;
 	store_put64(cv, nb->id + 1);
 	kv_batch_put(&b, KV_CF_META, &ck, 1, cv, 8);
-	rc = store_commit_locked(s, &b, nb, &seq);
+	if (args->lazy) {
+		uint64_t ticket = 0;
+
+		/* Not synced: the new branch's ticket makes its first fsync
+		 * sync this record (and all before it: the fork's data). */
+		store_batch_touch(s, &b, nb, NULL);
+		rc = store_do_commit(s, &b, false, &seq, &ticket);
+		atomic_store(&nb->sync_ticket, ticket);
+	} else {
+		rc = store_commit_locked(s, &b, nb, &seq);
+	}
 	if (rc)
 		goto out_unlock;
 	s->branches[nb->id] = nb;

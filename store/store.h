@@ -151,6 +151,14 @@ struct store_branch_create_args {
 	/* NULL-terminated list of root-directory entry names the new branch
 	 * does not carry over from its parent (may be NULL).  Borrowed. */
 	const char *const *drop_names;
+	/* Return before the record is durable, like mkdir(2) on a local
+	 * filesystem: it becomes durable with the next store_sync(), or
+	 * store_sync_branch() of the new branch (an fsync of anything in
+	 * it), which then covers the parent's writes before the fork too.
+	 * A kill of the process loses nothing (the record is in the
+	 * RocksDB WAL file); a power cut before any sync loses the branch
+	 * and only it.  false: synced before return. */
+	bool lazy;
 };
 
 struct store_dirent {
@@ -288,12 +296,12 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
 
 /* ---- branches ---- */
 
-/* Create a branch.  O(1): writes one record.  Branch names follow the
- * entry name rules and may not contain control characters.  Errors:
- * -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name or at_seq in the
- * future; -ENOENT unknown
- * parent; -ERANGE at_seq older than the parent's oldest retained state or
- * older than the parent itself; -EMLINK too many branches. */
+/* Create a branch.  O(1): writes one record (synced unless args->lazy).
+ * Branch names follow the entry name rules and may not contain control
+ * characters.  Errors: -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name
+ * or at_seq in the future; -ENOENT unknown parent; -ERANGE at_seq older
+ * than the parent's oldest retained state or older than the parent itself;
+ * -EMLINK too many branches. */
 int store_branch_create(struct store *s,
 			const struct store_branch_create_args *args,
 			struct store_branch_info *out);

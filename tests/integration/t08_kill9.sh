@@ -5,7 +5,8 @@
 # run, branchd is killed with SIGKILL (as a power cut would take it).  After
 # a remount, Postgres recovers and every commit it acknowledged is there;
 # the pgbench balances still add up and pg_amcheck is clean, on main and on
-# a branch made just before the kill.
+# a branch made just before the kill; a branch made by mkdir right before
+# the kill, with no fsync of its own, is there too.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -29,6 +30,9 @@ sleep 3
 n_acked=$(wc -l <"$T/acked")
 [ "$n_acked" -gt 10 ] || fail "only $n_acked commits acknowledged before the kill"
 
+# mkdir(2) does not sync (POSIX promises nothing before an fsync), but a
+# kill of the daemon must not lose the branch: it is in the store's WAL
+mkdir "$MNT/pr-2" || fail "mkdir pr-2"
 pid=${IT_MNTPID[$MNT]}
 log "kill -9 branchd $pid after $n_acked acknowledged commits"
 kill -KILL "$pid"
@@ -44,7 +48,7 @@ tmo 20 fusermount3 -u "$MNT" 2>/dev/null || tmo 20 fusermount3 -uz "$MNT" || fai
 ! is_mounted "$MNT" || fail "$MNT still mounted after fusermount3"
 
 bfs_mount
-[ "$(ls "$MNT" | tr '\n' ' ')" = "main pr-1 " ] || fail "branches after the crash: $(ls "$MNT")"
+[ "$(ls "$MNT" | tr '\n' ' ')" = "main pr-1 pr-2 " ] || fail "branches after the crash: $(ls "$MNT")"
 pg_start "$MNT/main" "$P1"
 got=$(q "$P1" "select count(*) from acked where id <= $n_acked")
 [ "$got" -eq "$n_acked" ] || fail "main lost acknowledged commits: $got of 1..$n_acked present"

@@ -1027,6 +1027,55 @@ static void test_store_fault_sync_branch_skips_idle_branch(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 7, 0, 100);
 }
 
+/* A lazy branch creation (mkdir(2)) makes no durable point of its own;
+ * the new branch's first fsync does, and that one covers the parent's
+ * unsynced writes it was forked from (any later sync covers it); the
+ * branch and that data survive a reopen.  A create without lazy syncs before it returns. */
+static void test_store_fault_lazy_branch_create(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_branch_create_args a;
+	struct store_branch_info bi, bi2;
+	unsigned long before;
+	uint64_t f, cf;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * 8192);
+	before = kv_fault_durable_points(fx->fault);
+	memset(&a, 0, sizeof(a));
+	a.name = "lazy";
+	a.parent_id = fx->br;
+	a.at_seq = STORE_SEQ_LATEST;
+	a.lazy = true;
+	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* the child has written nothing, yet its fsync syncs, once */
+	assert_int_equal(store_sync_branch(fx->s, bi.id), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, bi.id), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* a sync made for someone else after the create covers it */
+	a.name = "lazy2";
+	assert_int_equal(store_branch_create(fx->s, &a, &bi2), 0);
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, 100);
+	assert_int_equal(store_sync_branch(fx->s, fx->br), 0);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_branch(fx->s, bi2.id), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* the default is synced before return */
+	a.name = "eager";
+	a.lazy = false;
+	assert_int_equal(store_branch_create(fx->s, &a, NULL), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_branch_lookup(fx->s, "lazy", &bi), 0);
+	cf = tstore_lookup(fx->s, bi.id, tstore_root(fx->s, bi.id), "f");
+	tstore_expect_pat(fx->s, bi.id, cf, 1, 0, 3 * 8192);
+	assert_int_equal(store_branch_lookup(fx->s, "eager", &bi), 0);
+	assert_int_equal(store_branch_lookup(fx->s, "lazy2", &bi), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -1040,6 +1089,7 @@ int main(void)
 		T(test_store_fault_sync),
 		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_sync_branch_skips_idle_branch),
+		T(test_store_fault_lazy_branch_create),
 		T(test_store_fault_reads_after_reopen),
 		T(test_store_fault_read_sweep_transient),
 		T(test_store_fault_read_sweep_persistent),
