@@ -439,6 +439,16 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 		bd_before_fork(c, req, &pi, "creating", name, &ckpt);
 	}
 	rc = store_branch_create(c->cfg.store, &args, &bi);
+	if (rc && rc != -EEXIST &&
+	    store_branch_lookup(c->cfg.store, name, &bi) == 0) {
+		/* Made, but the sync after it failed. */
+		bd_log(&c->cfg.log, STORE_LOG_ERR,
+		       "ctl: created branch '%s', but could not sync the store: %s",
+		       name, strerror(-rc));
+		if (c->cfg.hooks.changed)
+			c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL,
+					     bi.name);
+	}
 	if (rc) {
 		if (rc == -EEXIST)
 			bd_reply_err(out, rc,
@@ -515,7 +525,7 @@ static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
 static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 			  struct json_buf *out, uid_t uid)
 {
-	struct store_branch_info bi;
+	struct store_branch_info bi, pi;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
@@ -532,6 +542,15 @@ static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 	}
 	rc = store_branch_delete(c->cfg.store, bi.id);
 	bd_end_change(c, bi.id);
+	if (rc && store_branch_get(c->cfg.store, bi.id, &pi) == -ENOENT) {
+		/* Made, but the sync after it failed. */
+		bd_log(&c->cfg.log, STORE_LOG_ERR,
+		       "ctl: deleted branch '%s', but could not sync the store: %s",
+		       bi.name, strerror(-rc));
+		if (c->cfg.hooks.changed)
+			c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name,
+					     NULL);
+	}
 	if (rc) {
 		bd_reply_err(out, rc, "cannot delete branch '%s': %s", bi.name,
 			     rc == -ENOTEMPTY ? "it has child branches" :
@@ -549,7 +568,7 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 			  struct json_buf *out, uid_t uid)
 {
 	const char *nn = json_get_str(req, "new_name");
-	struct store_branch_info bi;
+	struct store_branch_info bi, now;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
@@ -564,6 +583,16 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 	}
 	rc = store_branch_rename(c->cfg.store, bi.id, nn);
 	bd_end_change(c, bi.id);
+	if (rc && store_branch_lookup(c->cfg.store, nn, &now) == 0 &&
+	    now.id == bi.id) {
+		/* Made, but the sync after it failed. */
+		bd_log(&c->cfg.log, STORE_LOG_ERR,
+		       "ctl: renamed branch '%s' to '%s', but could not sync the store: %s",
+		       bi.name, nn, strerror(-rc));
+		if (c->cfg.hooks.changed)
+			c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name,
+					     nn);
+	}
 	if (rc) {
 		if (rc == -EEXIST)
 			bd_reply_err(
@@ -609,6 +638,11 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 		return;
 	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
 	bd_end_change(c, bi.id);
+	if (rc && rc != -EINVAL && rc != -ENOTEMPTY && rc != -ENOENT &&
+	    c->cfg.hooks.changed)
+		/* Perhaps made, with the sync after it failed: the kernel's
+		 * caches of the branch go either way. */
+		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, bi.name);
 	if (rc) {
 		bd_reply_err(out, rc, "cannot reset branch '%s': %s", bi.name,
 			     rc == -EINVAL    ? "it has no parent" :

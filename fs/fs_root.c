@@ -281,6 +281,7 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_info bi;
 	char why[256];
+	bool tried;
 	int rc;
 
 	rc = store_branch_lookup(fs->store, name, &bi);
@@ -304,7 +305,8 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 		goto out;
 	}
 	rc = fs_root_still_named(fs, name, bi.id);
-	if (rc == 0)
+	tried = rc == 0;
+	if (tried)
 		rc = store_branch_delete(fs->store, bi.id);
 	fs_branch_end_change(fs, bi.id);
 	if (rc == -ENOTEMPTY) {
@@ -318,6 +320,11 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 		FS_INFO(fs, "deleted branch '%s' (id %llu)", name,
 			(unsigned long long)bi.id);
 		fs_root_touch(fs);
+	} else if (tried && store_branch_get(fs->store, bi.id, &bi) == -ENOENT) {
+		/* Made, but the sync after it failed. */
+		FS_ERR(fs, "deleted branch '%s', but could not sync the store: %s",
+		       name, strerror(-rc));
+		fs_root_touch(fs);
 	}
 out:
 	fuse_reply_err(req, -rc);
@@ -329,6 +336,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_info bi, other;
 	char why[256];
+	bool tried;
 	int rc;
 
 	if (flags & (1u << 1)) { /* RENAME_EXCHANGE */
@@ -355,14 +363,21 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 		goto out;
 	}
 	rc = fs_root_still_named(fs, name, bi.id);
-	if (rc == 0)
+	tried = rc == 0;
+	if (tried)
 		rc = store_branch_rename(fs->store, bi.id, newname);
 	fs_branch_end_change(fs, bi.id);
-	if (rc == 0) {
+	if (rc && tried && store_branch_lookup(fs->store, newname, &other) == 0 &&
+	    other.id == bi.id)
+		/* Made, but the sync after it failed. */
+		FS_ERR(fs, "renamed branch '%s' to '%s', but could not sync the store: %s",
+		       name, newname, strerror(-rc));
+	else if (rc == 0)
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
-		fs_default_parent_renamed(fs, name, newname);
-		fs_root_touch(fs);
-	}
+	else
+		goto out;
+	fs_default_parent_renamed(fs, name, newname);
+	fs_root_touch(fs);
 out:
 	fuse_reply_err(req, -rc);
 }

@@ -1332,12 +1332,18 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 	return rc;
 }
 
-/* For callers holding branches_lock for writing. */
+/* For callers holding branches_lock for writing: commits without a sync,
+ * so that no reader of the branch table (every view: every read and write
+ * of every branch) waits behind the journal's fdatasync.  The caller makes
+ * the record durable with store_sync() once it has dropped the lock; every
+ * later sync covers it anyway, as the journal and RocksDB keep commit
+ * order.  *ticket_out (may be NULL) gets the commit's ticket. */
 static int store_commit_locked(struct store *s, struct kv_batch *b,
-			       struct store_branch *extra, uint64_t *seq_out)
+			       struct store_branch *extra, uint64_t *seq_out,
+			       uint64_t *ticket_out)
 {
 	store_batch_touch(s, b, extra, NULL);
-	return store_do_commit(s, b, true, seq_out, NULL);
+	return store_do_commit(s, b, false, seq_out, ticket_out);
 }
 
 /* ------------------------------------------------------------- views */
@@ -2922,7 +2928,8 @@ int store_branch_create(struct store *s,
 	struct store_view pv = { 0 };
 	struct kv_batch b;
 	unsigned char ck = 'C', cv[8];
-	uint64_t at = 0, seq;
+	uint64_t at = 0, seq, ticket = 0;
+	bool synced = false;
 	int rc;
 
 	rc = store_branch_name_check(args->name);
@@ -3016,19 +3023,14 @@ int store_branch_create(struct store *s,
 		goto out_unlock;
 	store_put64(cv, nb->id + 1);
 	kv_batch_put(&b, KV_CF_META, &ck, 1, cv, 8);
-	if (args->lazy) {
-		uint64_t ticket = 0;
-
-		/* Not synced: the new branch's ticket makes its first fsync
-		 * sync this record (and all before it: the fork's data). */
-		store_batch_touch(s, &b, nb, NULL);
-		rc = store_do_commit(s, &b, false, &seq, &ticket);
-		atomic_store(&nb->sync_ticket, ticket);
-	} else {
-		rc = store_commit_locked(s, &b, nb, &seq);
-	}
+	/* Synced after the unlock unless lazy; either way the new branch's
+	 * ticket makes its first fsync sync this record (and all before it:
+	 * the fork's data) if nothing else has. */
+	rc = store_commit_locked(s, &b, nb, &seq, &ticket);
 	if (rc)
 		goto out_unlock;
+	atomic_store(&nb->sync_ticket, ticket);
+	synced = !args->lazy;
 	s->branches[nb->id] = nb;
 	s->next_branch_id++;
 	s->nbranches++;
@@ -3044,6 +3046,8 @@ out_unlock:
 	if (nb)
 		free((void *)nb->touched);
 	free(nb);
+	if (synced)
+		rc = store_sync(s);
 	return rc;
 }
 
@@ -3063,6 +3067,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	struct store_branch *br;
 	struct kv_batch b;
 	unsigned char k[9];
+	bool synced = false;
 	int rc;
 
 	kv_batch_init(&b);
@@ -3082,9 +3087,10 @@ int store_branch_delete(struct store *s, uint64_t id)
 	k[0] = 'W';
 	kv_batch_delete(&b, KV_CF_META, k, 9);
 	store_batch_drop_range(&b, id);
-	rc = store_commit_locked(s, &b, NULL, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL, NULL);
 	if (rc)
 		goto out_unlock;
+	synced = true;
 	br->deleted = true;
 	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	s->nbranches--;
@@ -3119,6 +3125,8 @@ int store_branch_delete(struct store *s, uint64_t id)
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	kv_batch_release(&b);
+	if (synced)
+		rc = store_sync(s);
 	return rc;
 }
 
@@ -3126,6 +3134,7 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 {
 	struct store_branch *br, *other, tmp;
 	struct kv_batch b;
+	bool synced = false;
 	int rc;
 
 	rc = store_branch_name_check(new_name);
@@ -3148,13 +3157,16 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	memcpy(&tmp, br, sizeof(tmp));
 	snprintf(tmp.name, sizeof(tmp.name), "%s", new_name);
 	store_branch_put(&b, &tmp);
-	rc = store_commit_locked(s, &b, NULL, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL, NULL);
 	if (rc)
 		goto out_unlock;
 	snprintf(br->name, sizeof(br->name), "%s", new_name);
+	synced = true;
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	kv_batch_release(&b);
+	if (synced)
+		rc = store_sync(s);
 	return rc;
 }
 
@@ -3165,6 +3177,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	struct store_view pv = { 0 };
 	struct kv_batch b;
 	uint64_t at, seq;
+	bool synced = false;
 	int rc;
 
 	kv_batch_init(&b);
@@ -3196,9 +3209,10 @@ int store_branch_reset(struct store *s, uint64_t id,
 	if (rc)
 		goto out_unlock;
 	store_branch_put(&b, &tmp);
-	rc = store_commit_locked(s, &b, NULL, &seq);
+	rc = store_commit_locked(s, &b, NULL, &seq, NULL);
 	if (rc)
 		goto out_unlock;
+	synced = true;
 	/* Versions written before the reset all have seq <= at (writes in
 	 * flight at the reset are the caller's race to avoid), and the
 	 * reset's own tombstones have seq > at. */
@@ -3212,6 +3226,8 @@ out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	store_view_release(&pv);
 	kv_batch_release(&b);
+	if (synced)
+		rc = store_sync(s);
 	return rc;
 }
 

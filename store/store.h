@@ -296,6 +296,13 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
 
 /* ---- branches ---- */
 
+/* Creates (unless lazy), deletes, renames and resets are durable when they
+ * return 0.  Their record is committed under the branch table's lock and
+ * synced after it is dropped, so reads and writes of other branches never
+ * wait for the sync.  A failure before the commit changes nothing; a
+ * failing sync after it (-EIO) leaves the change made, in memory and in
+ * the database alike, but perhaps not durable, as a failed fsync does. */
+
 /* Create a branch.  O(1): writes one record (synced unless args->lazy).
  * Branch names follow the entry name rules and may not contain control
  * characters.  Errors: -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name

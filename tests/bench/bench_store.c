@@ -33,6 +33,13 @@
  *     separate small store, so that compactions of the big one do not
  *     blur the figure; RocksDB's LOG and MANIFEST growth is included.
  *     Target: < 4 KiB per branch.
+ *  5. Branch operations beside I/O on another branch: a second thread
+ *     writes 8 KiB blocks to a file of branch "io" (no sync) and times
+ *     each write, first alone and then while the main thread renames
+ *     another branch back and forth (each rename synced before it
+ *     returns).  The writer's median, 99th percentile and maximum are
+ *     printed for both phases, with the renames' own times: a branch
+ *     operation must not stall other branches for its sync.
  *
  * Written data comes from a xorshift64* pool, so zstd cannot shrink it,
  * with every 8 KiB block stamped with a unique counter (no two blocks are
@@ -49,8 +56,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -93,8 +102,9 @@ struct bench_rate {
 	uint64_t bytes;
 };
 
-/* One run's state.  The bench is a single-threaded program; the signal
- * handler only reads tmpdir. */
+/* One run's state.  Only section 5 runs a second thread (a writer that
+ * shares the store and reads the pool); the signal handler only reads
+ * tmpdir. */
 struct bench {
 	struct bench_cfg cfg;
 	char tmpdir[4096];
@@ -416,6 +426,96 @@ enum bench_io_kind {
 	BENCH_IO_KINDS,
 };
 
+/* ---- 5. branch operations beside I/O on another branch ---- */
+
+struct bench_stall {
+	struct bench *b;
+	uint64_t branch, ino, nblocks;
+	_Atomic bool stop;
+	uint64_t *ns; /* per write, up to cap */
+	unsigned n, cap;
+	int rc;
+};
+
+static void *bench_stall_writer(void *arg)
+{
+	struct bench_stall *w = arg;
+	uint8_t *buf = malloc(BENCH_BS);
+	uint64_t rng = 99;
+
+	if (buf == NULL) {
+		w->rc = -ENOMEM;
+		return NULL;
+	}
+	memcpy(buf, w->b->pool, BENCH_BS);
+	while (!atomic_load(&w->stop) && w->n < w->cap) {
+		uint64_t blk = bench_rand(&rng) % w->nblocks, t0 = bench_now_ns();
+		ssize_t r = store_write(w->b->s, w->branch, w->ino, buf,
+					BENCH_BS, blk * BENCH_BS, NULL);
+
+		if (r < 0) {
+			w->rc = (int)r;
+			break;
+		}
+		w->ns[w->n++] = bench_now_ns() - t0;
+	}
+	free(buf);
+	return NULL;
+}
+
+struct bench_stall_row {
+	struct bench_lat lat;
+	double p99_us;
+	unsigned n;
+};
+
+static struct bench_stall_row bench_stall_row_of(uint64_t *ns, unsigned n)
+{
+	struct bench_stall_row r;
+
+	r.n = n;
+	r.lat = bench_lat_of(ns, n); /* sorts */
+	r.p99_us = (double)ns[(size_t)n * 99 / 100] / 1e3;
+	return r;
+}
+
+/* One phase: the writer runs for ms milliseconds; with nrename > 0 the
+ * main thread renames branch id back and forth that many times meanwhile
+ * (their times into ren_ns) and the phase lasts until they are done. */
+static struct bench_stall_row bench_stall_phase(struct bench *b,
+						struct bench_stall *w,
+						unsigned ms, uint64_t id,
+						unsigned nrename,
+						uint64_t *ren_ns)
+{
+	pthread_t th;
+
+	w->n = 0;
+	w->rc = 0;
+	atomic_store(&w->stop, false);
+	if (pthread_create(&th, NULL, bench_stall_writer, w) != 0)
+		bench_die(b, "pthread_create", -EAGAIN);
+	if (nrename == 0) {
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	for (unsigned i = 0; i < nrename; i++) {
+		uint64_t t0 = bench_now_ns();
+
+		BENCH_CHECK(b, store_branch_rename(b->s, id,
+						   i % 2 ? "stall-a" : "stall-b"));
+		ren_ns[i] = bench_now_ns() - t0;
+	}
+	atomic_store(&w->stop, true);
+	pthread_join(th, NULL);
+	if (w->rc)
+		bench_die(b, "store_write (writer thread)", w->rc);
+	if (w->n == 0)
+		bench_die(b, "writer thread wrote nothing", -EIO);
+	return bench_stall_row_of(w->ns, w->n);
+}
+
 /* The 1-minute load average, to tell a reader how busy the machine was. */
 static double bench_loadavg(void)
 {
@@ -635,6 +735,8 @@ int main(void)
 	struct bench_rate depth_res[NDEPTH][BENCH_DEPTH_ROUNDS];
 	struct bench_rate depth_med[NDEPTH];
 	struct bench_per_branch pb;
+	struct bench_stall_row alone, busy, ren;
+	unsigned nren = 0;
 	struct store_branch_info main_info, io_info;
 	uint64_t main_ino1, main_ino2, io_ino, depth_ids[NDEPTH];
 	struct bench_io_target tgt;
@@ -821,6 +923,28 @@ int main(void)
 		       bench_opsps(&depth_med[i]) / bench_opsps(&depth_med[1]));
 	printf("\n");
 
+	/* ---- 5. branch operations beside I/O on another branch ---- */
+	{
+		struct bench_stall w = { .b = b, .branch = io_info.id,
+					 .ino = io_ino,
+					 .nblocks = b->cfg.io_bytes / BENCH_BS };
+		uint64_t *ren_ns, id;
+
+		nren = b->cfg.quick ? 50 : 400;
+		ren_ns = calloc(nren, sizeof(*ren_ns));
+		w.cap = 4000000;
+		w.ns = calloc(w.cap, sizeof(*w.ns));
+		if (ren_ns == NULL || w.ns == NULL)
+			bench_die(b, "calloc", -ENOMEM);
+		id = bench_branch(b, b->s, "stall-a", main_info.id, NULL);
+		alone = bench_stall_phase(b, &w, b->cfg.quick ? 300 : 2000, id, 0,
+					  NULL);
+		busy = bench_stall_phase(b, &w, 0, id, nren, ren_ns);
+		ren = bench_stall_row_of(ren_ns, nren);
+		free(ren_ns);
+		free(w.ns);
+	}
+
 	{
 		struct store *s = b->s;
 
@@ -838,6 +962,19 @@ int main(void)
 	printf("per branch: %.0f B after reopen (the figure); %.0f B after sync "
 	       "(WAL preallocation blurs it)\n\n",
 	       pb.per_reopen, pb.per_sync);
+
+	printf("== 5. 8 KiB writes to branch 'io' (another thread), alone "
+	       "and beside %u synced renames of another branch ==\n",
+	       nren);
+	printf("%-34s %9s %10s %10s %10s\n", "", "ops", "median us", "p99 us",
+	       "max us");
+	printf("%-34s %9u %10.1f %10.1f %10.1f\n", "writes, alone", alone.n,
+	       alone.lat.med_us, alone.p99_us, alone.lat.max_us);
+	printf("%-34s %9u %10.1f %10.1f %10.1f\n", "writes, beside the renames",
+	       busy.n, busy.lat.med_us, busy.p99_us, busy.lat.max_us);
+	printf("%-34s %9u %10.1f %10.1f %10.1f\n", "renames (each synced)",
+	       ren.n, ren.lat.med_us, ren.p99_us, ren.lat.max_us);
+	printf("\n");
 
 	/* ---- summary ---- */
 	{

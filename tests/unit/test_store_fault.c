@@ -1076,6 +1076,155 @@ static void test_store_fault_lazy_branch_create(void **state)
 	assert_int_equal(store_branch_lookup(fx->s, "lazy2", &bi), 0);
 }
 
+/* The branches as the store shows them (name, parent's name, children)
+ * and the first byte of "f" in each: what a branch operation changes. */
+static char *tstore_branches_fp(struct store *s, uint64_t f)
+{
+	struct store_branch_info *list;
+	struct tstore_fp fp = { 0 };
+	size_t n, i, j;
+
+	assert_int_equal(store_branch_list(s, &list, &n), 0);
+	tstore_fp_add(&fp, "%zu:", n);
+	for (i = 0; i < n; i++) {
+		const char *pname = "-";
+		unsigned char c = 0;
+		ssize_t r;
+
+		for (j = 0; j < n; j++)
+			if (list[j].id == list[i].parent_id)
+				pname = list[j].name;
+		r = store_read(s, list[i].id, STORE_SEQ_LATEST, f, &c, 1, 0);
+		tstore_fp_add(&fp, " %s<%s/%u/%zd:%02x", list[i].name, pname,
+			      list[i].nchildren, r, c);
+	}
+	free(list);
+	return fp.buf;
+}
+
+static int tstore_bop_create(struct store *s, uint64_t c)
+{
+	struct store_branch_create_args a =
+		tstore_args("new", c, STORE_SEQ_LATEST);
+
+	return store_branch_create(s, &a, NULL);
+}
+
+static int tstore_bop_delete(struct store *s, uint64_t c)
+{
+	return store_branch_delete(s, c);
+}
+
+static int tstore_bop_rename(struct store *s, uint64_t c)
+{
+	return store_branch_rename(s, c, "c2");
+}
+
+static int tstore_bop_reset(struct store *s, uint64_t c)
+{
+	return store_branch_reset(s, c, NULL);
+}
+
+/* Back to the base state: root with "f" (pattern 1) and its child "c"
+ * with its own "f" (pattern 2); returns c. */
+static uint64_t tstore_bop_base(struct tstore_fx *fx, uint64_t f)
+{
+	static const char *const names[] = { "new", "c2", "c" };
+	struct store_branch_info bi;
+	uint64_t c;
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		if (store_branch_lookup(fx->s, names[i], &bi) == 0)
+			assert_int_equal(store_branch_delete(fx->s, bi.id), 0);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 2, 0, 100);
+	assert_int_equal(store_sync(fx->s), 0);
+	return c;
+}
+
+/* Branch operations (create, delete, rename, reset) with their nth KV
+ * write or sync failing, n = 1, 2, ...: 0 means the whole change; -EIO
+ * means either nothing (the commit failed) or the whole change (the sync
+ * after it failed: made, maybe not durable); and whatever happened, a
+ * reopen shows exactly what the store showed, so memory and database
+ * never disagree. */
+static void test_store_fault_branch_ops_sync_sweep(void **state)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct store *s, uint64_t c);
+	} ops[] = {
+		{ "create", tstore_bop_create },
+		{ "delete", tstore_bop_delete },
+		{ "rename", tstore_bop_rename },
+		{ "reset", tstore_bop_reset },
+	};
+	struct tstore_fx *fx = *state;
+	uint64_t f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	size_t i;
+
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		char *fp_old, *fp_new, *fp, *fp2;
+		unsigned long n, fired, made = 0;
+		uint64_t c;
+		int rc;
+
+		c = tstore_bop_base(fx, f);
+		fp_old = tstore_branches_fp(fx->s, f);
+		assert_int_equal(ops[i].fn(fx->s, c), 0);
+		fp_new = tstore_branches_fp(fx->s, f);
+		assert_string_not_equal(fp_new, fp_old);
+		for (n = 1; n <= SWEEP_MAX; n++) {
+			c = tstore_bop_base(fx, f);
+			fp = tstore_branches_fp(fx->s, f);
+			assert_string_equal(fp, fp_old);
+			free(fp);
+			kv_fault_arm(fx->fault, KV_FAULT_WRITE | KV_FAULT_SYNC,
+				     n, false, -EIO);
+			rc = ops[i].fn(fx->s, c);
+			fired = kv_fault_fired(fx->fault);
+			kv_fault_disarm(fx->fault);
+			fp = tstore_branches_fp(fx->s, f);
+			if (!fired || rc == 0) {
+				if (rc != 0 || strcmp(fp, fp_new) != 0)
+					fail_msg("%s, fault at call %lu (%s): rc %d\n"
+						 "  got  %s\n  want %s",
+						 ops[i].name, n,
+						 fired ? "fired" : "not fired",
+						 rc, fp, fp_new);
+			} else if (rc != -EIO) {
+				fail_msg("%s, fault at call %lu: rc %d, want %d",
+					 ops[i].name, n, rc, -EIO);
+			} else if (strcmp(fp, fp_new) == 0) {
+				made++;
+			} else if (strcmp(fp, fp_old) != 0) {
+				fail_msg("%s, fault at call %lu failed but left a half change\n"
+					 "  got  %s\n  old  %s\n  new  %s",
+					 ops[i].name, n, fp, fp_old, fp_new);
+			}
+			tstore_fx_reopen(fx);
+			fp2 = tstore_branches_fp(fx->s, f);
+			if (strcmp(fp2, fp) != 0)
+				fail_msg("%s, fault at call %lu (rc %d): after a reopen\n"
+					 "  got  %s\n  want %s",
+					 ops[i].name, n, rc, fp2, fp);
+			free(fp2);
+			free(fp);
+			if (!fired)
+				break;
+		}
+		assert_true(n <= SWEEP_MAX);
+		fprintf(stderr, "  %s: faults at calls 1..%lu, %lu of them after the commit\n",
+			ops[i].name, n - 1, made);
+		/* the sync after the commit is one of the calls swept */
+		assert_true(made > 0);
+		free(fp_old);
+		free(fp_new);
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup_fault, \
 					     tstore_fx_teardown)
 
@@ -1090,6 +1239,7 @@ int main(void)
 		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_sync_branch_skips_idle_branch),
 		T(test_store_fault_lazy_branch_create),
+		T(test_store_fault_branch_ops_sync_sweep),
 		T(test_store_fault_reads_after_reopen),
 		T(test_store_fault_read_sweep_transient),
 		T(test_store_fault_read_sweep_persistent),
