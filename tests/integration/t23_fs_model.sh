@@ -8,8 +8,11 @@
 # data, reset, renamed and deleted along the way, and the page cache
 # dropped now and then so that reads go through branchd.  Then, with
 # everything fsynced: the same trees after dropping the caches, after a
-# clean remount, after a second run on the same store, and after SIGKILL of
-# branchd and a remount (rule 3: what was fsynced is there).  Last, a canary:
+# clean remount, after a second run on the same store, after a third run
+# by 4 processes at once (each in a subtree of its own, so that branchd
+# serves them concurrently; branches are made between their rounds), and
+# after SIGKILL of branchd and a remount (rule 3: what was fsynced is
+# there).  Last, a canary:
 # one byte changed behind the model's back must be found.
 # FS_MODEL_SEED (default 1) and FS_MODEL_OPS (default 15000 per run).
 source "$(dirname "$0")/lib.sh"
@@ -48,6 +51,9 @@ verify "after a remount"
 
 log "run 2: seed $((SEED + 1)), $OPS operations, on the remounted store"
 out=$(model "$((SEED + 1))" "$OPS") || fail "run 2 (seed $((SEED + 1))) found a difference (see above)"
+log "$out"
+log "run 3: seed $((SEED + 2)), $OPS operations by 4 processes at once"
+out=$(model "$((SEED + 2))" "$OPS" 4) || fail "run 3 (seed $((SEED + 2)), 4 processes) found a difference (see above)"
 log "$out"
 pid=${IT_MNTPID[$MNT]}
 kill -KILL "$pid"
