@@ -34,7 +34,9 @@ leave.  Before a snapshot the model fsyncs every file of the source world
 With PROCS > 1 the file operations run in rounds of PROCS processes at
 once, each in a subtree of its own (pK) of every world, so that the daemon
 serves them concurrently while each process's results stay comparable; the
-branch operations and comparisons run between rounds.
+odd ones run as the postgres user, in subtrees it owns (permission checks:
+modes it sets on its own files apply to it).  The branch operations and
+comparisons run between rounds.
 
 The model state (worlds, parents, recorded seqs) is kept in STATE, so that
 the caller can unmount, mount again and go on (or --verify only).  Exit 0
@@ -548,11 +550,21 @@ class Model:
         """Rounds of procs workers at once (each in its own subtree pK of
         every world, so that each one's results stay comparable), and
         between rounds, with the workers gone, the branch operations."""
+        # odd workers run as the postgres user (permission checks), in
+        # subtrees it owns
+        try:
+            import pwd
+            pg = pwd.getpwnam("postgres")
+            user = (pg.pw_uid, pg.pw_gid)
+        except (ImportError, KeyError):
+            user = None
         for w in self.worlds:
             for k in range(procs):
                 for side in (self.rp, self.bp):
-                    os.makedirs(os.path.join(side(w), "p%d" % k),
-                                exist_ok=True)
+                    d = os.path.join(side(w), "p%d" % k)
+                    os.makedirs(d, exist_ok=True)
+                    if user and k % 2 == 1:
+                        os.chown(d, user[0], user[1])
         per = 150
         rounds = max(1, nops // (per * procs))
         for r in range(rounds):
@@ -565,6 +577,10 @@ class Model:
                         self.rng = random.Random(seed * 100003 + r * 101 + k)
                         Model.sub = "p%d" % k
                         del history[:]
+                        if user and k % 2 == 1:
+                            os.setgroups([])
+                            os.setgid(user[1])
+                            os.setuid(user[0])
                         self.work(per)
                         code = 0
                     except SystemExit as e:
