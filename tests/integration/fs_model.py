@@ -23,7 +23,8 @@ write at the file position, ftruncate and truncate up and down, fallocate
 (mode 0, KEEP_SIZE, PUNCH_HOLE), fsync and fdatasync, writes through a
 shared mmap, unlink (also of open files), rename (over files, dirs, into
 and out of dirs), link, symlink and readlink, mkdir and rmdir, chmod,
-utimens (times read back), stat, fstat and readdir.  Every so often, and at
+utimens (times read back), stat, fstat and readdir; renameat2 with
+RENAME_NOREPLACE and RENAME_EXCHANGE.  Every so often, and at
 the end, every world is compared whole: names, types, modes, owners,
 sizes, link counts, symlink targets and every byte.
 
@@ -58,6 +59,11 @@ import sys
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64,
                            ctypes.c_int64]
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                           ctypes.c_char_p, ctypes.c_uint]
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 
@@ -244,9 +250,18 @@ class Model:
             self.both("%s: rmdir %s" % (w, p), lambda s: os.rmdir(s(w, p)))
         elif k == 2:
             self.both("%s: unlink %s" % (w, p), lambda s: os.unlink(s(w, p)))
-        elif k in (3, 4):
+        elif k == 3:
             self.both("%s: rename %s %s" % (w, p, q),
                       lambda s: os.rename(s(w, p), s(w, q)))
+        elif k == 4:
+            fl = rng.choice([RENAME_NOREPLACE, RENAME_EXCHANGE])
+
+            def r2(s):
+                if libc.renameat2(AT_FDCWD, s(w, p).encode(), AT_FDCWD,
+                                  s(w, q).encode(), fl) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, os.strerror(e))
+            self.both("%s: renameat2 %s %s flags %d" % (w, p, q, fl), r2)
         elif k == 5:
             self.both("%s: link %s %s" % (w, p, q),
                       lambda s: os.link(s(w, p), s(w, q)))
