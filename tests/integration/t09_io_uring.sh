@@ -4,7 +4,8 @@
 # t09: FUSE over io_uring (-o io_uring).  With the fuse module's
 # enable_uring parameter on (Linux 6.14+; the test turns it on and puts the
 # old value back), requests go through the ring: the POSIX checks of t05
-# match the reference filesystem, stock Postgres runs (initdb, pgbench, a
+# match the reference filesystem, and so do t23's random operations (fs_model.py,
+# 4 processes at once, branches made, reset and deleted); stock Postgres runs (initdb, pgbench, a
 # branch of the running cluster under load that recovers from its WAL,
 # pg_amcheck), the log counts the requests the ring served, and what was
 # written through the ring reads back the same through /dev/fuse after a
@@ -57,6 +58,16 @@ if ! diff -u "$T/ref.out" "$T/ring.out" >"$T/ring.diff"; then
 	fail "POSIX results over the ring differ from $(stat -f -c %T "$T/ref") (diff above)"
 fi
 log "POSIX checks over the ring match $(stat -f -c %T "$T/ref") ($(wc -l <"$T/ref.out") checks)"
+
+# t23's random model over the ring, on a store of its own, 4 processes at once
+mkdir -p "$T/mref/main"
+cp "$IT_ROOT/tests/integration/fs_model.py" "$T/fs_model.py"
+bfs_mount "$T/mstore" "$T/mmnt" io_uring
+tmo 60 mkdir "$T/mmnt/main"
+out=$(tmo 200 python3 "$T/fs_model.py" "$T/mref" "$T/mmnt" "$BRANCHCTL" "$T/model.json" 9 8000 4) ||
+	fail "the random model (fs_model.py, seed 9, 4 processes) found a difference over the ring (see above)"
+log "over the ring: $out"
+bfs_umount "$T/mmnt"
 
 rm -rf "$MNT/main/w"
 free_port P1
