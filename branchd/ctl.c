@@ -23,6 +23,14 @@
  *
  * Lifecycle: OPEN (serving) -> CLOSING (stop flag set, listener shut down)
  * -> closed once every connection thread has finished (nconn == 0).
+ *
+ * One socket path, one daemon: the daemon holds an flock on PATH.lock for
+ * as long as it serves PATH, taken before it looks at PATH.  A second
+ * daemon given the same path (socket=, two stores) gets EADDRINUSE even
+ * when both start at once, and so cannot unlink the first one's socket
+ * between its liveness check and its bind; a daemon removes PATH only
+ * while it holds the lock, so never another daemon's socket.  The lock file
+ * stays (removing it would reopen the race).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -56,6 +65,7 @@ struct bd_ctl {
 	char *store_dir;
 	char *mountpoint;
 	int lfd;
+	int lock_fd; /* flock on socket_path + ".lock" while serving */
 	int stop_pipe[2];
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -1108,6 +1118,22 @@ static int bd_mkdir_parent(const char *path)
 	return 0;
 }
 
+/* Take the socket path's lock (see the top of the file): -EADDRINUSE
+ * while another daemon holds it. */
+static int bd_ctl_lock(struct bd_ctl *c)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+
+	snprintf(path, sizeof(path), "%s.lock", c->socket_path);
+	c->lock_fd =
+		open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (c->lock_fd < 0)
+		return -errno;
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+	return 0;
+}
+
 int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1121,6 +1147,7 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
 		return -ENOMEM;
 	c->cfg = *cfg;
 	c->lfd = -1;
+	c->lock_fd = -1;
 	c->stop_pipe[0] = c->stop_pipe[1] = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
@@ -1148,6 +1175,9 @@ int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
 			goto err_free;
 		}
 	}
+	rc = bd_ctl_lock(c);
+	if (rc)
+		goto err_free;
 	/* A socket left by a crashed daemon is replaced; one that answers
 	 * belongs to a live daemon. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1184,6 +1214,8 @@ err_unlink:
 err_free:
 	if (c->lfd >= 0)
 		close(c->lfd);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
 	if (c->stop_pipe[0] >= 0) {
 		close(c->stop_pipe[0]);
 		close(c->stop_pipe[1]);
@@ -1215,6 +1247,7 @@ void bd_ctl_close(struct bd_ctl *c)
 	pthread_mutex_unlock(&c->mu);
 	close(c->stop_pipe[0]);
 	close(c->stop_pipe[1]);
+	close(c->lock_fd); /* after the unlink above */
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->socket_path);

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -359,6 +362,50 @@ static void test_ctl_time_outside_retention_names_oldest(void **state)
 			 BD_EXIT_INVALID);
 }
 
+/* One socket path, one daemon: a second control socket on the path of a
+ * serving one is refused with EADDRINUSE and leaves the first one's
+ * socket in place, also when the path does not answer (its file removed,
+ * as between a racing daemon's check and bind: the path's lock decides,
+ * not the file); once the first closes, the path is free again. */
+static void test_ctl_one_daemon_per_socket(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_ctl_config cc = { 0 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct bd_ctl *c2 = NULL;
+	struct stat st;
+	char sock[128];
+	int fd;
+
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", x->dir);
+	cc.store = x->s;
+	cc.socket_path = sock;
+	cc.store_dir = "/nonexistent/other-store";
+	cc.mountpoint = "/mnt/other";
+	assert_int_equal(bd_ctl_open(&cc, &c2), -EADDRINUSE);
+	assert_null(c2);
+	/* the first daemon's socket still answers */
+	assert_int_equal(stat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	assert_int_equal(unlink(sock), 0);
+	assert_int_equal(bd_ctl_open(&cc, &c2), -EADDRINUSE);
+	assert_null(c2);
+	assert_int_equal(stat(sock, &st), -1);
+	bd_ctl_close(x->c);
+	x->c = NULL;
+	assert_int_equal(stat(sock, &st), -1);
+	assert_int_equal(bd_ctl_open(&cc, &c2), 0);
+	x->c = c2; /* teardown closes it */
+	assert_int_equal(stat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -376,6 +423,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_one_daemon_per_socket,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
