@@ -557,16 +557,35 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
-/* Truncate on open (FUSE_CAP_ATOMIC_O_TRUNC). */
-static int fs_trunc_zero(struct fs *fs, uint64_t br, uint64_t ino)
+/* Truncate on open (FUSE_CAP_ATOMIC_O_TRUNC).  The kernel leaves the
+ * whole truncate to OPEN here, including what it would otherwise do itself
+ * (no HANDLE_KILLPRIV): a caller other than root loses the file's set-user-
+ * ID bit, and its set-group-ID bit when group execute is set, also when
+ * the file is empty already, as on a local disk. */
+static int fs_trunc_zero(struct fs *fs, fuse_req_t req, uint64_t br,
+			 uint64_t ino, const struct store_attr *a)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint32_t kill = 0, mask = 0;
 	struct store_attr sa;
 
+	if (ctx->uid != 0) {
+		if (a->mode & S_ISUID)
+			kill |= S_ISUID;
+		if ((a->mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+			kill |= S_ISGID;
+	}
+	if (!a->size && !kill)
+		return 0;
 	memset(&sa, 0, sizeof(sa));
 	sa.mtime = sa.ctime = fs_now();
-	return store_setattr(fs->store, br, ino, &sa,
-			     STORE_SET_SIZE | STORE_SET_MTIME | STORE_SET_CTIME,
-			     NULL);
+	if (a->size)
+		mask |= STORE_SET_SIZE | STORE_SET_MTIME | STORE_SET_CTIME;
+	if (kill) {
+		sa.mode = a->mode & ~kill;
+		mask |= STORE_SET_MODE | STORE_SET_CTIME;
+	}
+	return store_setattr(fs->store, br, ino, &sa, mask, NULL);
 }
 
 static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
@@ -586,8 +605,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
 	if (rc == 0 && S_ISDIR(a.mode))
 		rc = -EISDIR;
-	if (rc == 0 && (fi->flags & O_TRUNC) && S_ISREG(a.mode) && a.size)
-		rc = fs_trunc_zero(fs, br, ino);
+	if (rc == 0 && (fi->flags & O_TRUNC) && S_ISREG(a.mode))
+		rc = fs_trunc_zero(fs, req, br, ino, &a);
 	if (rc)
 		goto err_close;
 	fi->fh = 0;

@@ -39,6 +39,10 @@ odd ones run as the postgres user, in subtrees it owns (permission checks:
 modes it sets on its own files apply to it).  The branch operations and
 comparisons run between rounds.
 
+FS_MODEL_CHECK_EACH=1 makes each worker compare its own subtrees after
+every operation, to find the first one that differs (slow; for a failing
+seed).
+
 The model state (worlds, parents, recorded seqs) is kept in STATE, so that
 the caller can unmount, mount again and go on (or --verify only).  Exit 0
 when everything matched; 1 with the differing operation and the last
@@ -129,24 +133,33 @@ def fsync_tree(root):
 def describe(root):
     """relpath -> descriptor of everything under root (root included)."""
     out = {}
-    for d, dirs, files in os.walk(root):
+
+    def walk_error(e):  # a directory a worker may not search
+        out[os.path.relpath(e.filename, root) + "/*"] = errno.errorcode.get(
+            e.errno, str(e.errno))
+    for d, dirs, files in os.walk(root, onerror=walk_error):
         dirs.sort()
         for name in [""] + sorted(dirs + files):
             p = os.path.join(d, name) if name else d
             rel = os.path.relpath(p, root)
             if name == "" and rel != ".":
                 continue
-            st = os.lstat(p)
+            ok, st = outcome(lambda: os.lstat(p))
+            if not ok:
+                out[rel] = [st]
+                continue
             e = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
                  st.st_uid, st.st_gid]
             if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    data = f.read()
-                if len(data) != st.st_size:
+                def rd():
+                    with open(p, "rb") as f:
+                        return f.read()
+                ok, data = outcome(rd)  # (a worker may not read it)
+                if ok and len(data) != st.st_size:
                     e.append("read %d bytes of %d" % (len(data), st.st_size))
-                e += [st.st_size, st.st_nlink, sha(data)]
+                e += [st.st_size, st.st_nlink, sha(data) if ok else data]
             elif stat.S_ISLNK(st.st_mode):
-                e.append(os.readlink(p))
+                e.append(outcome(lambda: os.readlink(p)))
             elif stat.S_ISDIR(st.st_mode):
                 e.append(st.st_nlink)
             out[rel] = e
@@ -553,11 +566,17 @@ class Model:
 
     def work(self, nops):
         """A worker's round: file operations only, in its own subtree."""
+        each = os.environ.get("FS_MODEL_CHECK_EACH") == "1"
         for i in range(nops):
             if self.rng.random() < 0.5:
                 self.op_fd()
             else:
                 self.op_path()
+            for w in sorted(self.worlds) if each else []:
+                if os.path.isdir(os.path.join(self.rp(w), self.sub)):
+                    compare_world(os.path.join(self.rp(w), self.sub),
+                                  os.path.join(self.bp(w), self.sub),
+                                  "%s/%s after the operation" % (w, self.sub))
         while self.fds:
             self.op_close()
 

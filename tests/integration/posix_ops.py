@@ -587,6 +587,25 @@ def t_suid_cleared_on_chown():
     return desc("sg")
 
 
+def t_suid_cleared_on_trunc_and_write():
+    """open(O_TRUNC), of an empty file too, and write(2) by a caller
+    without CAP_FSETID clear set-user-ID and set-group-ID (with group
+    execute); root keeps them."""
+    out = []
+    for name, data, how in (("st0", b"", "trunc"), ("st1", b"abc", "trunc"),
+                            ("sw", b"abc", "write")):
+        put(name, data, 0o755)
+        os.chmod(name, 0o6775)
+        if how == "trunc":
+            os.close(os.open(name, os.O_WRONLY | os.O_TRUNC))
+        else:
+            fd = os.open(name, os.O_WRONLY)
+            os.pwrite(fd, b"x", 1)
+            os.close(fd)
+        out.append("%s %s %o" % (name, how, stat.S_IMODE(os.stat(name).st_mode)))
+    return " ".join(out)
+
+
 def t_access():
     put("ac", b"a", 0o400)
     return "R=%s W=%s X=%s F=%s" % (os.access("ac", os.R_OK), os.access("ac", os.W_OK),
@@ -822,7 +841,8 @@ TESTS = [
     t_fsync_file, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
     t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_statfs,
-    t_utimens, t_mtime_moves, t_chmod_chown, t_suid_cleared_on_chown, t_access,
+    t_utimens, t_mtime_moves, t_chmod_chown, t_suid_cleared_on_chown,
+    t_suid_cleared_on_trunc_and_write, t_access,
     t_flock, t_fcntl_locks, t_mmap, t_mmap_private,
 ]
 
