@@ -19,7 +19,7 @@ renamed and deleted.
 Every operation runs on both sides and its outcome (value, or errno name)
 must be the same: open/create with O_EXCL, O_TRUNC and O_APPEND, pread and
 pwrite at any offset (8 KiB boundaries, sparse offsets, up to 4 MiB),
-write at the file position, ftruncate and truncate up and down, fallocate
+write at the file position, ftruncate and truncate up and down, lchown, fallocate
 (mode 0, KEEP_SIZE, PUNCH_HOLE), fsync and fdatasync, writes through a
 shared mmap, unlink (also of open files), rename (over files, dirs, into
 and out of dirs), link, symlink and readlink, mkdir and rmdir, chmod,
@@ -78,6 +78,12 @@ NAMES = ["f0", "f1", "f2", "f3", "d0/f4", "d0/f5", "d1/f6", "d1/d2/f7",
 PATHS = NAMES + DIRS + ["nope/f", "f0/x"]
 
 history = []
+
+try:
+    import pwd
+    PG_IDS = pwd.getpwnam("postgres")[2:4]
+except (ImportError, KeyError):
+    PG_IDS = (65534, 65534)
 
 
 def die(msg):
@@ -255,7 +261,7 @@ class Model:
         rng = self.rng
         p = rng.choice(PATHS)
         q = rng.choice(PATHS)
-        k = rng.randrange(14)
+        k = rng.randrange(15)
         if k == 0:
             self.both("%s: mkdir %s" % (w, p),
                       lambda s: os.mkdir(s(w, p), 0o755))
@@ -322,6 +328,13 @@ class Model:
             size = rng.choice([0, 1, 8191, 8192, 8193, 100000, 3 << 20])
             self.both("%s: truncate %s %d" % (w, p, size),
                       lambda s: os.truncate(s(w, p), size))
+        elif k == 13:
+            # root gives files away; anyone may try, and an owner may
+            # change the group to one of its own (set-ID bits go)
+            uid = rng.choice([-1, 0, os.getuid(), PG_IDS[0]])
+            gid = rng.choice([-1, 0, os.getgid(), PG_IDS[1]])
+            self.both("%s: lchown %s %d %d" % (w, p, uid, gid),
+                      lambda s: os.lchown(s(w, p), uid, gid))
         else:
             self.op_open(w, p)
 
