@@ -1127,8 +1127,14 @@ static int bd_ctl_lock(struct bd_ctl *c)
 	snprintf(path, sizeof(path), "%s.lock", c->socket_path);
 	c->lock_fd =
 		open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (c->lock_fd < 0)
-		return -errno;
+	if (c->lock_fd < 0) {
+		int rc = -errno;
+
+		bd_log(&c->cfg.log, STORE_LOG_ERR,
+		       "cannot open the control socket's lock file '%s': %s",
+		       path, strerror(-rc));
+		return rc;
+	}
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0)
 		return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
 	return 0;

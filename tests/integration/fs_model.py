@@ -189,9 +189,7 @@ class Model:
         self.state_path = state_path
         self.rng = random.Random(seed)
         self.fds = []  # [world, path, ref_fd, bfs_fd]
-        self.nsnap = 0
         self.ops = 0
-        self.counts = {}
         self.load()
 
     # ---- state
