@@ -93,6 +93,11 @@ BENCH_BINS := $(patsubst tests/bench/%.c,build/rel/tests/%,$(BENCH_SRC))
 build/rel/tests/%: build/rel/tests/bench/%.o build/rel/libstore.a
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# ---- the power-cut library (LD_PRELOAD) the crash harness runs branchd under ----
+build/powercut.so: tests/powercut/powercut.c
+	@mkdir -p build
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o $@ $< -ldl
+
 deps:
 	@bash scripts/install-deps.sh
 
@@ -110,10 +115,10 @@ check-unit: $(UNIT_BINS)
 check-stress: $(STRESS_BINS)
 	@set -e; for t in $(STRESS_BINS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $$t; done
 
-check-integration: all
+check-integration: all build/powercut.so
 	@bash tests/integration/run.sh
 
-crashtest: all
+crashtest: all build/powercut.so
 	@CRASH_ROUNDS=$${CRASH_ROUNDS:-50} bash tests/integration/crash.sh
 
 bench: $(BENCH_BINS) all

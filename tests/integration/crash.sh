@@ -17,8 +17,10 @@
 #           (mkdir/rmdir, branchctl create/delete) under load;
 #   crash:  after a random delay, mkdir a snapshot branch of main, wait a
 #           random fraction of a second and kill -9 branchd (kind bd),
-#           every Postgres process (pg) or both at once (both); on +rec
-#           rounds branchd is killed once more while Postgres replays WAL;
+#           every Postgres process (pg), both at once (both), or cut the
+#           power (pwr: both killed, then the store is cut back to what a
+#           power cut would leave, below); on +rec rounds branchd is killed
+#           (or the power cut) once more while Postgres replays WAL;
 #   recover: kill the orphaned Postgres, fusermount3 -uz, branchd --check
 #           on the dead store (must be clean), start branchd on the same
 #           store, start Postgres (WAL recovery);
@@ -29,6 +31,15 @@
 #           `static` branch is unchanged, and the snapshot branch starts
 #           as a crash image (recovery, amcheck, sums, and every id acked
 #           before its mkdir is in it).
+# Power cuts: kill -9 leaves every byte branchd wrote in the kernel's page
+# cache, synced or not, so it cannot show that an fsync was durable.  When
+# any round may be a pwr round, every branchd of the run runs under
+# build/powercut.so (tests/powercut/powercut.c), which keeps a copy of each
+# store file as of its last fsync; after the kill, powercut_image.py rewrites
+# the store as those copies plus a random part of what was written since
+# (whole files kept as synced, or 512 B / 4 KiB units taken at random, torn
+# records included).  In pwr rounds the snapshot's mkdir is followed by an
+# fsync of the branch root, as a user who needs it durable would do.
 # The snap column: ok, PIDF (the branch showed postmaster.pid, DESIGN rule 2
 # broken, but once it was removed the crash image started and verified),
 # BAD or MISSING.
@@ -40,8 +51,11 @@
 # scale, 2), CRASH_CLIENTS (3), CRASH_MIN/CRASH_MAX (seconds of load before
 # the kill, 3/12), CRASH_CHECK_EVERY (run branchd --check after every Nth
 # daemon crash, 1), CRASH_KINDS (cycle of kinds, default random),
+# CRASH_KINDS of bd, pg, both, pwr with +churn and/or +rec,
 # CRASH_SELFTEST=1 (damage the recovered state on purpose: the run must then
-# report lost ids, a sum mismatch and a missing file, and fail).
+# report lost ids, a sum mismatch and a missing file, and fail),
+# CRASH_SELFTEST=power (after the setup, branchd runs on a disk whose fsync
+# lies, POWERCUT_LIE: the first pwr round must report lost commits and fail).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init
 
@@ -58,6 +72,15 @@ RANDOM=$SEED
 log "rounds=$ROUNDS seed=$SEED scale=$SCALE clients=$NCLIENTS load=${TMIN}-${TMAX}s kinds=${KINDS:-random}"
 
 ACKS=$T/acks
+PCLIB=$IT_ROOT/build/powercut.so
+PCIMG=$IT_ROOT/tests/powercut/powercut_image.py
+SHADOW=$T/shadow
+POWER=0
+[[ " ${KINDS:-pwr} " == *pwr* ]] && POWER=1 # the random kinds include pwr
+if [ $POWER = 1 ] && [ ! -f "$PCLIB" ]; then
+	fail "$PCLIB is missing: make build/powercut.so (make check-integration and make crashtest build it)"
+fi
+NCUT=0
 mkdir -p "$ACKS"
 PGD=$MNT/main
 declare -a ROWS=()
@@ -188,8 +211,29 @@ start_main() {
 	pg_start "$PGD" "$PORT"
 }
 
+# crash_mount: bfs_mount; under powercut.so, with a fresh shadow (the store
+# as it is now counts as durable) when a round may cut the power
+crash_mount() {
+	if [ $POWER = 1 ]; then
+		rm -rf "$SHADOW"
+		IT_BD_ENV=(LD_PRELOAD="$PCLIB" POWERCUT_DIR="$STORE" POWERCUT_SHADOW="$SHADOW")
+		[ "${CRASH_SELFTEST:-0}" != power ] || IT_BD_ENV+=(POWERCUT_LIE="$T/lie")
+	fi
+	bfs_mount
+}
+
+# power_cut: branchd is dead and unmounted; leave of its store what a power
+# cut at the moment of its death would have left
+power_cut() {
+	local out=$T/log/powercut-r$R-$1.out
+	NCUT=$((NCUT + 1))
+	tmo 300 python3 "$PCIMG" "$STORE" "$SHADOW" "$((SEED * 100 + NCUT))" >"$out" 2>&1 ||
+		fail "powercut_image.py failed: $(tail -n 3 "$out")"
+	log "$(cut -c1-400 "$out")"
+}
+
 # ---- setup --------------------------------------------------------------------
-bfs_mount
+crash_mount
 mk_branch main
 pg_initdb "$PGD"
 free_port PORT
@@ -208,7 +252,12 @@ mkdir "$MNT/static" # a crash image of the running main, never written
 STATIC_SUM=$(tree_sum "$MNT/static")
 mk_branch files root
 mkdir "$MNT/files/fsc"
+dirsync "$MNT/files/fsc" # the setup is durable before the first power cut
 log "setup done: static branch checksum $STATIC_SUM"
+if [ "${CRASH_SELFTEST:-0}" = power ]; then
+	touch "$T/lie"
+	log "SELFTEST: from now on fsync is not durable (POWERCUT_LIE)"
+fi
 
 # ---- rounds --------------------------------------------------------------------
 for ((R = 1; R <= ROUNDS; R++)); do
@@ -216,7 +265,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		read -ra ks <<<"$KINDS"
 		KIND=${ks[$(((R - 1) % ${#ks[@]}))]}
 	else
-		ks=(bd bd pg both bd+churn both+churn pg+churn bd+rec both+churn+rec)
+		ks=(bd bd pg both bd+churn both+churn pg+churn bd+rec both+churn+rec pwr pwr+churn pwr+rec pwr+churn+rec)
 		KIND=${ks[$((RANDOM % ${#ks[@]}))]}
 	fi
 	CHURN=0 REC=0
@@ -236,6 +285,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	# mkdir started must be in it
 	cat "$ACKS"/pg-r*-c* >"$T/acked-before-$SNAP" 2>/dev/null || true
 	tmo 60 mkdir "$MNT/$SNAP" || fail "mkdir $SNAP under load failed"
+	[ "$KILL" != pwr ] || dirsync "$MNT" || fail "fsync of the branch root after mkdir $SNAP failed"
 	sleep "$SNAPWAIT"
 
 	BDPID=${IT_MNTPID[$MNT]}
@@ -243,7 +293,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	case $KILL in
 	bd) kill -KILL "$BDPID" ;;
 	pg) pg_kill9 "$PGD" ;;
-	both)
+	both | pwr)
 		kids=$(pgrep -P "$PMPID" || true)
 		# shellcheck disable=SC2086
 		kill -KILL "$BDPID" "$PMPID" $kids
@@ -260,6 +310,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		_it_wait_gone "$BDPID" 20 || fail "branchd $BDPID survived kill -9"
 		tmo 30 fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed after the crash"
 		! mountpoint -q "$MNT" || fail "$MNT still a mount point after fusermount3 -uz"
+		[ "$KILL" != pwr ] || power_cut crash
 		if ((CHECK_EVERY > 0)) && (((NCHECK++) % CHECK_EVERY == 0)); then
 			crc=0
 			tmo 600 "$BRANCHD" --check "$STORE" >"$T/log/check-r$R.out" 2>&1 || crc=$?
@@ -271,7 +322,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 				chk=ok
 			fi
 		fi
-		bfs_mount
+		crash_mount
 		if [ $REC = 1 ]; then
 			# a second crash while Postgres replays its WAL
 			(cd "$T" && $AS_PG "$PGBIN/pg_ctl" -W -D "$PGD" -l "$T/log/pg-rec-r$R.log" \
@@ -296,7 +347,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 			pg_kill9 "$PGD"
 			_it_wait_gone "$BDPID" 20 || fail "branchd $BDPID survived kill -9"
 			tmo 30 fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed after the recovery crash"
-			bfs_mount
+			[ "$KILL" != pwr ] || power_cut recovery
+			crash_mount
 		fi
 	fi
 	start_main

@@ -35,6 +35,7 @@ T=""            # the test's temp dir
 SOCK=""         # unix socket dir for every postmaster of this test
 MNT=""          # mount point of the default store
 STORE=""        # store dir of the default store
+IT_BD_ENV=()    # NAME=VALUE pairs bfs_mount puts in branchd's environment
 declare -a IT_BG=() IT_PGDIRS=() IT_MOUNTS=() IT_DAEMONS=() IT_USERS=() IT_GROUPS=() IT_PORTS=() IT_PARAMS=()
 declare -A IT_PGPID=() IT_PGRUN=() IT_MNTPID=()
 
@@ -242,7 +243,7 @@ bfs_mount() {
 	local -a o=(-o "pidfile=$T/branchd-$(basename "$mnt").pid")
 	[ -n "$opts" ] && o+=(-o "$opts")
 	[ "${IT_DEBUG:-0}" = 1 ] && o+=(-o debug)
-	setsid "$BRANCHD" -f "${o[@]}" "$store" "$mnt" </dev/null >"$logf" 2>&1 &
+	setsid env "${IT_BD_ENV[@]}" "$BRANCHD" -f "${o[@]}" "$store" "$mnt" </dev/null >"$logf" 2>&1 &
 	pid=$!
 	IT_DAEMONS+=("$pid")
 	IT_MOUNTS+=("$mnt")
@@ -436,7 +437,7 @@ bfs_try_mount() {
 	logf=$T/log/branchd-$(basename "$mnt")-$(date +%s%N).log
 	local -a o=(-o "pidfile=$T/branchd-$(basename "$mnt").pid")
 	[ -n "$opts" ] && o+=(-o "$opts")
-	setsid "$BRANCHD" -f "${o[@]}" "$store" "$mnt" </dev/null >"$logf" 2>&1 &
+	setsid env "${IT_BD_ENV[@]}" "$BRANCHD" -f "${o[@]}" "$store" "$mnt" </dev/null >"$logf" 2>&1 &
 	pid=$!
 	IT_DAEMONS+=("$pid")
 	IT_MOUNTS+=("$mnt")
