@@ -72,6 +72,7 @@ struct bd {
 	size_t cache_bytes;
 	uint64_t retention_s;
 	uint64_t gc_interval_s;
+	uint64_t commit_s;
 
 	/* runtime */
 	atomic_bool use_syslog;
@@ -152,6 +153,8 @@ static void bd_usage(FILE *f)
 		"       cache_mb=N           RocksDB block cache (256)\n"
 		"       retention=SECONDS    time-travel window (3600)\n"
 		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
+		"       commit=SECONDS       make every write durable at most this\n"
+		"                            long after it, fsync or not; 0 = off (5)\n"
 		"       socket=PATH          control socket (default: derived from\n"
 		"                            MOUNTPOINT, where branchctl looks)\n"
 		"  --check STORE_DIR  verify every block and record of a store that\n"
@@ -291,6 +294,12 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 			return -EINVAL;
 		}
 		bd->gc_interval_s = v;
+	} else if (BD_VALUE("commit")) {
+		if (bd_parse_num(val, 10, 86400, &v)) {
+			bd_errf(bd, "bad commit '%s' (seconds, 0 = off)", val);
+			return -EINVAL;
+		}
+		bd->commit_s = v;
 	} else if (BD_VALUE("cache_mb")) {
 		if (bd_parse_num(val, 10, 1u << 20, &v) || v == 0) {
 			bd_errf(bd, "bad cache_mb '%s'", val);
@@ -560,6 +569,7 @@ int main(int argc, char **argv)
 	bd.ready_fd = -1;
 	bd.retention_s = 3600;
 	bd.gc_interval_s = 300;
+	bd.commit_s = 5;
 	atomic_init(&bd.use_syslog, false);
 	atomic_init(&bd.ready, false);
 	atomic_init(&bd.sig_done, false);
@@ -733,6 +743,7 @@ int main(int argc, char **argv)
 			.mountpoint = bd.mountpoint,
 			.socket_path = bd.socket_path,
 			.gc_interval_s = bd.gc_interval_s,
+			.commit_s = bd.commit_s,
 			.pgckpt = bd.pgckpt,
 			.log = log,
 		};

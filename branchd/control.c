@@ -11,8 +11,16 @@
  * handle on it is open (fs counts open handles per node).
  * On-demand GC (branchctl gc) also compacts the store when enough was
  * deleted to be worth it (store_gc_opts.full_compaction).
+ *
+ * The commit thread makes every write durable at most commit_s seconds
+ * after it returned (store_sync_pending, which does nothing when nothing
+ * was written), as ext4 commits its journal every 5 s: a file written and
+ * never fsynced, a branch made by mkdir, or the data sync(1) pushed out of
+ * the kernel (FUSE passes syncfs to no daemon) then survives a power cut
+ * after at most that long.  fsync stays what makes a write durable at once.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +38,8 @@ struct bd_control {
 	struct bd_ctl *ctl;
 	pthread_t gc_thread;
 	bool gc_started;
+	pthread_t commit_thread;
+	bool commit_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop; /* guarded by mu */
@@ -148,6 +158,41 @@ static void *bd_gc_main(void *arg)
 	return NULL;
 }
 
+static void *bd_commit_main(void *arg)
+{
+	struct bd_control *c = arg;
+	bool failing = false;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		struct timespec until;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)c->cfg.commit_s;
+		while (!c->stop &&
+		       pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+			;
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		rc = store_sync_pending(c->cfg.store);
+		/* one line when commits start failing, one when they recover */
+		if (rc && !failing)
+			bd_log(&c->cfg.log, STORE_LOG_WARN,
+			       "periodic commit failed: %s (retried every %" PRIu64
+			       " s; fsync reports the error too)",
+			       strerror(-rc), c->cfg.commit_s);
+		else if (!rc && failing)
+			bd_log(&c->cfg.log, STORE_LOG_INFO,
+			       "periodic commit works again");
+		failing = rc != 0;
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
 int bd_control_start(const struct bd_control_config *cfg,
 		     struct bd_control **out)
 {
@@ -199,9 +244,23 @@ int bd_control_start(const struct bd_control_config *cfg,
 			goto err_close;
 		c->gc_started = true;
 	}
+	if (cfg->commit_s) {
+		rc = -pthread_create(&c->commit_thread, NULL, bd_commit_main,
+				     c);
+		if (rc)
+			goto err_stop;
+		c->commit_started = true;
+	}
 	bd_log(&c->cfg.log, STORE_LOG_INFO, "control socket %s", sock);
 	*out = c;
 	return 0;
+err_stop:
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (c->gc_started)
+		pthread_join(c->gc_thread, NULL);
 err_close:
 	bd_ctl_close(c->ctl);
 err_free:
@@ -221,6 +280,8 @@ void bd_control_stop(struct bd_control *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->gc_started)
 		pthread_join(c->gc_thread, NULL);
+	if (c->commit_started)
+		pthread_join(c->commit_thread, NULL);
 	bd_ctl_close(c->ctl);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);

@@ -21,15 +21,16 @@ struct bd_control_config {
 	const char *mountpoint;	 /* absolute; copied */
 	const char *socket_path; /* NULL: derived (ctlproto.h) */
 	uint64_t gc_interval_s;	 /* 0: no background GC */
+	uint64_t commit_s;	 /* 0: no periodic commit */
 	struct bd_pgckpt *pgckpt; /* borrowed; NULL: no pg_checkpoint */
 	struct store_log log;
 };
 
-/* Start serving the control socket and the GC thread.  Errors are logged
+/* Start serving the control socket, the GC thread and the commit thread.  Errors are logged
  * with a one-line reason; -EADDRINUSE when another daemon serves the same
  * mount point. */
 int bd_control_start(const struct bd_control_config *cfg,
 		     struct bd_control **out);
-/* Stop both and free; NULL is a no-op. */
+/* Stop them and free; NULL is a no-op. */
 void bd_control_stop(struct bd_control *c);
 #endif

@@ -2595,6 +2595,13 @@ int store_sync_branch(struct store *s, uint64_t branch)
 	return store_sync(s);
 }
 
+int store_sync_pending(struct store *s)
+{
+	if (atomic_load(&s->writes_synced) >= atomic_load(&s->writes_done))
+		return 0;
+	return store_sync(s);
+}
+
 /* ---- GC's set across a clean close (GC-2) ----
  *
  * The set lives in memory, so the first GC after open would have to scan

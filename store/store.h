@@ -211,6 +211,11 @@ int store_sync(struct store *s);
  * store_sync().  Errors as store_sync(). */
 int store_sync_branch(struct store *s, uint64_t branch);
 
+/* store_sync() if a write has returned since the last sync ended; else 0
+ * at once, with no I/O.  For a periodic commit that bounds what a power cut
+ * can take from writes nobody fsynced.  Errors as store_sync(). */
+int store_sync_pending(struct store *s);
+
 /* The highest seq at which every write that has returned is visible and no
  * write in flight is: the watermark after waiting for writes in flight. */
 uint64_t store_seq_now(struct store *s);

@@ -130,6 +130,9 @@ run_bd_refused "mount point already mounted" "$T/newstore" "$MNT"
 run_bd_refused "no arguments" 
 run_bd_refused "unknown option" -o no_such_option "$T/newstore" "$T/mnt2"
 [ ! -e "$T/newstore" ] || soft "refused branchd (bad option) created the store"
+run_bd_refused "bad commit interval" -o commit=-1 "$T/newstore" "$T/mnt2"
+run_bd_refused "commit interval over a day" -o commit=86401 "$T/newstore" "$T/mnt2"
+[ ! -e "$T/newstore" ] || soft "refused branchd (bad commit) created the store"
 
 # garbage on the control socket
 csock=$(sed -n 's/^branchd: control socket \(.*\)$/\1/p' "$T"/log/branchd-*.log | tail -n 1)

@@ -117,7 +117,8 @@ pc_die(const char *fmt, ...)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
 	if (pc.write)
-		(void)!pc.write(2, "powercut: ", 10), (void)!pc.write(2, buf, (size_t)n);
+		(void)!pc.write(2, "powercut: ", 10),
+			(void)!pc.write(2, buf, (size_t)n);
 	abort();
 }
 
@@ -444,8 +445,7 @@ int open(const char *path, int flags, ...)
 	return pc_do_openat(AT_FDCWD, path, flags, m);
 }
 
-int open64(const char *path, int flags, ...)
-	__attribute__((alias("open")));
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 int openat(int dirfd, const char *path, int flags, ...)
 {
@@ -579,8 +579,8 @@ ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int fl)
 	return rc;
 }
 
-ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off,
-		    int fl) __attribute__((alias("pwritev2")));
+ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, int fl)
+	__attribute__((alias("pwritev2")));
 
 int fallocate(int fd, int mode, off_t off, off_t len)
 {

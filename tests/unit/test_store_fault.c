@@ -1027,6 +1027,56 @@ static void test_store_fault_sync_branch_skips_idle_branch(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 7, 0, 100);
 }
 
+/* store_sync_pending (branchd's periodic commit): a durable point when
+ * anything returned since the last sync (data, a lazy branch creation, a
+ * delete), none when nothing did, so an idle daemon does no I/O; a failure
+ * is reported and the next call tries again. */
+static void test_store_fault_sync_pending(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_branch_create_args a = {
+		.name = "lazy",
+		.at_seq = STORE_SEQ_LATEST,
+		.lazy = true,
+	};
+	struct store_branch_info bi;
+	unsigned long before;
+	uint64_t f;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_pending(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* nothing new: no I/O, however often it is called */
+	before = kv_fault_durable_points(fx->fault);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_sync_pending(fx->s), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* an fsync in between leaves nothing pending either */
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, 100);
+	assert_int_equal(store_sync_branch(fx->s, fx->br), 0);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_pending(fx->s), 0);
+	assert_int_equal(kv_fault_durable_points(fx->fault), before);
+	/* a lazy branch creation is pending until a sync */
+	a.parent_id = fx->br;
+	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
+	assert_int_equal(store_sync_pending(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	/* a failing sync is reported, and the writes stay pending */
+	tstore_write_pat(fx->s, fx->br, f, 3, 0, 100);
+	kv_fault_arm(fx->fault, KV_FAULT_SYNC | KV_FAULT_WRITE, 1, false, -EIO);
+	assert_int_equal(store_sync_pending(fx->s), -EIO);
+	kv_fault_disarm(fx->fault);
+	before = kv_fault_durable_points(fx->fault);
+	assert_int_equal(store_sync_pending(fx->s), 0);
+	assert_true(kv_fault_durable_points(fx->fault) > before);
+	tstore_fx_reopen(fx);
+	tstore_expect_pat(fx->s, fx->br, f, 3, 0, 100);
+	assert_int_equal(store_branch_lookup(fx->s, "lazy", &bi), 0);
+}
+
 /* A lazy branch creation (mkdir(2)) makes no durable point of its own;
  * the new branch's first fsync does, and that one covers the parent's
  * unsynced writes it was forked from (any later sync covers it); the
@@ -1238,6 +1288,7 @@ int main(void)
 		T(test_store_fault_sync),
 		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_sync_branch_skips_idle_branch),
+		T(test_store_fault_sync_pending),
 		T(test_store_fault_lazy_branch_create),
 		T(test_store_fault_branch_ops_sync_sweep),
 		T(test_store_fault_reads_after_reopen),

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 180
+# t24: power cuts without Postgres.  branchd runs under tests/powercut's
+# LD_PRELOAD library; a "power cut" is kill -9 of branchd, then the store is
+# rewritten as it was at each file's last fsync (powercut_image.py ...
+# synced: no unsynced byte survives, the outcome a test can predict).
+#  1. With the periodic commit off (-o commit=0): a file fsynced, a branch
+#     made by mkdir plus an fsync of the branch root, and a rename made
+#     durable by an fsync of its directory survive; a file written and
+#     closed without fsync and a branch made without one are gone (so the
+#     cut is real: a kill -9 alone would keep them).
+#  2. With -o commit=1: the same unsynced file and branch survive once a
+#     commit has passed, and so does a file still open whose data sync(1)
+#     pushed out of the kernel's cache (FUSE hands syncfs to no daemon, so
+#     only the periodic commit makes it durable).
+#  3. A write that came after the last commit is gone, one before it stays:
+#     the commit bounds what a cut takes, it does not make every write
+#     durable at once.
+source "$(dirname "$0")/lib.sh"
+it_init
+
+PCLIB=$IT_ROOT/build/powercut.so
+PCIMG=$IT_ROOT/tests/powercut/powercut_image.py
+SHADOW=$T/shadow
+[ -f "$PCLIB" ] || fail "$PCLIB is missing: make build/powercut.so (make check-integration builds it)"
+
+# cut_mount OPTS: mount under powercut.so with a fresh shadow
+cut_mount() {
+	rm -rf "$SHADOW"
+	IT_BD_ENV=(LD_PRELOAD="$PCLIB" POWERCUT_DIR="$STORE" POWERCUT_SHADOW="$SHADOW")
+	bfs_mount "$STORE" "$MNT" "$1"
+	IT_BD_ENV=()
+}
+
+# cut_power: kill -9 branchd and keep of its store only what was synced
+cut_power() {
+	local pid=${IT_MNTPID[$MNT]}
+	kill -KILL "$pid" 2>/dev/null || true # phase 2 kills it itself
+	_it_wait_gone "$pid" 20 || fail "branchd $pid survived kill -9"
+	tmo 30 fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed"
+	python3 "$PCIMG" "$STORE" "$SHADOW" 1 synced >"$T/log/cut-$1.out" 2>&1 ||
+		fail "powercut_image.py failed: $(cat "$T/log/cut-$1.out")"
+	log "$(cut -c1-300 "$T/log/cut-$1.out")"
+	grep -q ' [1-9][0-9]* changed since their last fsync' "$T/log/cut-$1.out" ||
+		fail "the cut found nothing unsynced in the store: it would prove nothing"
+}
+
+py() { python3 -c "$@"; }
+# put PATH TEXT [fsync]: write TEXT to PATH, fsync it if asked, close
+put() {
+	py 'import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, sys.argv[2].encode())
+if len(sys.argv) > 3: os.fsync(fd)
+os.close(fd)' "$@"
+}
+dirsync() { py 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd)' "$1"; }
+expect_content() { # PATH TEXT
+	local got
+	got=$(cat "$1" 2>&1) || fail "$1 is gone after the power cut ($got)"
+	[ "$got" = "$2" ] || fail "$1 holds '$got' after the power cut, expected '$2'"
+}
+expect_gone() { [ ! -e "$1" ] || fail "$1 survived the power cut without any sync: $(cat "$1" 2>&1 | head -c 80)"; }
+
+# ---- 1. commit off: only what was fsynced survives ----
+cut_mount commit=0
+mkdir "$MNT/main"
+dirsync "$MNT"
+put "$MNT/main/synced" "one" fsync
+put "$MNT/main/moved.tmp" "two" fsync
+mv "$MNT/main/moved.tmp" "$MNT/main/moved"
+dirsync "$MNT/main"
+mkdir "$MNT/kept"
+dirsync "$MNT"
+put "$MNT/main/unsynced" "three"
+mkdir "$MNT/lost"
+sleep 2
+cut_power off
+bfs_mount "$STORE" "$MNT" commit=0
+expect_content "$MNT/main/synced" one
+expect_content "$MNT/main/moved" two
+[ ! -e "$MNT/main/moved.tmp" ] || fail "moved.tmp is back after its rename was made durable"
+[ -d "$MNT/kept" ] || fail "branch kept (mkdir + fsync of the root) is gone after the power cut"
+expect_gone "$MNT/main/unsynced"
+expect_gone "$MNT/lost"
+log "commit off: fsynced file, rename and branch survived; unsynced file and branch are gone"
+bfs_umount
+
+# ---- 2. commit=1: unsynced writes survive once a commit has passed ----
+cut_mount commit=1
+put "$MNT/main/closed" "four" # close(2) hands the data to branchd (FLUSH)
+mkdir "$MNT/b2"
+# a file still open: its pages wait in the kernel's writeback cache until
+# sync(1) pushes them to branchd
+py 'import os, subprocess, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"five")
+subprocess.run(["sync"], check=True)
+time.sleep(3)
+print("open file written, sync(1) ran, 3 s passed")
+os.kill(int(sys.argv[2]), 9)
+time.sleep(0.5)' "$MNT/main/open" "${IT_MNTPID[$MNT]}" || true
+# branchd is dead now: cut_power's kill finds it gone
+cut_power commit
+bfs_mount "$STORE" "$MNT" commit=1
+expect_content "$MNT/main/closed" four
+expect_content "$MNT/main/open" five
+[ -d "$MNT/b2" ] || fail "branch b2 (mkdir, no fsync, then 3 s with commit=1) is gone after the power cut"
+expect_content "$MNT/main/synced" one
+log "commit=1: an unsynced closed file, an open file after sync(1) and an unsynced branch survived"
+bfs_umount
+
+# ---- 3. the commit bounds the loss; it is not a sync per write ----
+cut_mount commit=30
+put "$MNT/main/early" "six" fsync
+sleep 1
+put "$MNT/main/late" "seven"
+cut_power bound
+bfs_mount "$STORE" "$MNT"
+expect_content "$MNT/main/early" six
+expect_gone "$MNT/main/late"
+log "commit=30: a write 1 s before the cut and after the last sync is gone, as it may be on ext4"
+bfs_umount
+log "all power-cut checks passed"
