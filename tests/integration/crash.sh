@@ -52,6 +52,7 @@
 # the kill, 3/12), CRASH_CHECK_EVERY (run branchd --check after every Nth
 # daemon crash, 1), CRASH_KINDS (cycle of kinds, default random),
 # CRASH_KINDS of bd, pg, both, pwr with +churn and/or +rec,
+# CRASH_BD_OPTS (branchd -o options, e.g. gc_interval=1,retention=10),
 # CRASH_SELFTEST=1 (damage the recovered state on purpose: the run must then
 # report lost ids, a sum mismatch and a missing file, and fail),
 # CRASH_SELFTEST=power (after the setup, branchd runs on a disk whose fsync
@@ -219,7 +220,7 @@ crash_mount() {
 		IT_BD_ENV=(LD_PRELOAD="$PCLIB" POWERCUT_DIR="$STORE" POWERCUT_SHADOW="$SHADOW")
 		[ "${CRASH_SELFTEST:-0}" != power ] || IT_BD_ENV+=(POWERCUT_LIE="$T/lie")
 	fi
-	bfs_mount
+	bfs_mount "$STORE" "$MNT" "${CRASH_BD_OPTS:-}"
 }
 
 # power_cut: branchd is dead and unmounted; leave of its store what a power
