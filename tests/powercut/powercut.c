@@ -430,7 +430,10 @@ static int pc_do_openat(int dirfd, const char *path, int flags, mode_t mode)
 
 static mode_t pc_mode_arg(int flags, va_list ap)
 {
-	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+	/* O_TMPFILE includes O_DIRECTORY: only all of its bits mean it */
+	bool has = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+
+	return has ? (mode_t)va_arg(ap, int) : 0;
 }
 
 int open(const char *path, int flags, ...)
