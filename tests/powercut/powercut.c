@@ -316,9 +316,11 @@ static void pc_mark(struct pc_file *f, uint64_t lo, uint64_t hi)
 }
 
 /* Record that [off, off+n) of fd's file changed; off < 0: the write ended
- * at the file offset. */
+ * at the file offset.  n <= 0 (a failed or empty write) records nothing.
+ * Keeps errno, so that wrappers return the real call's. */
 static void pc_note(int fd, off_t off, ssize_t n)
 {
+	int saved = errno;
 	struct pc_file *f;
 
 	if (n <= 0)
@@ -336,6 +338,7 @@ static void pc_note(int fd, off_t off, ssize_t n)
 		pc_mark(f, (uint64_t)off, (uint64_t)off + (uint64_t)n);
 	}
 	pthread_mutex_unlock(&pc.mu);
+	errno = saved;
 }
 
 /* Before a write: make sure an existing file's shadow is taken from its
@@ -490,38 +493,28 @@ int creat(const char *path, mode_t mode)
 
 int creat64(const char *path, mode_t mode) __attribute__((alias("creat")));
 
+/* The body of each write wrapper: real_call is the call of the real
+ * function, off the offset it writes at (-1: at the file offset). */
+#define PC_WRITE(fd, off, real_call)      \
+	do {                              \
+		ssize_t rc_;              \
+                                          \
+		if (!pc_enabled())        \
+			return real_call; \
+		pc_before(fd);            \
+		rc_ = real_call;          \
+		pc_note(fd, off, rc_);    \
+		return rc_;               \
+	} while (0)
+
 ssize_t write(int fd, const void *buf, size_t n)
 {
-	ssize_t rc;
-
-	if (!pc_enabled())
-		return pc.write(fd, buf, n);
-	pc_before(fd);
-	rc = pc.write(fd, buf, n);
-	if (rc > 0) {
-		int saved = errno;
-
-		pc_note(fd, -1, rc);
-		errno = saved;
-	}
-	return rc;
+	PC_WRITE(fd, -1, pc.write(fd, buf, n));
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	ssize_t rc;
-
-	if (!pc_enabled())
-		return pc.pwrite(fd, buf, n, off);
-	pc_before(fd);
-	rc = pc.pwrite(fd, buf, n, off);
-	if (rc > 0) {
-		int saved = errno;
-
-		pc_note(fd, off, rc);
-		errno = saved;
-	}
-	return rc;
+	PC_WRITE(fd, off, pc.pwrite(fd, buf, n, off));
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
@@ -529,57 +522,21 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	ssize_t rc;
-
-	if (!pc_enabled())
-		return pc.writev(fd, iov, cnt);
-	pc_before(fd);
-	rc = pc.writev(fd, iov, cnt);
-	if (rc > 0) {
-		int saved = errno;
-
-		pc_note(fd, -1, rc);
-		errno = saved;
-	}
-	return rc;
+	PC_WRITE(fd, -1, pc.writev(fd, iov, cnt));
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-	ssize_t rc;
-
-	if (!pc_enabled())
-		return pc.pwritev(fd, iov, cnt, off);
-	pc_before(fd);
-	rc = pc.pwritev(fd, iov, cnt, off);
-	if (rc > 0) {
-		int saved = errno;
-
-		pc_note(fd, off, rc);
-		errno = saved;
-	}
-	return rc;
+	PC_WRITE(fd, off, pc.pwritev(fd, iov, cnt, off));
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
 	__attribute__((alias("pwritev")));
 
+/* off -1: at (and moving) the file offset, as PC_WRITE takes it */
 ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int fl)
 {
-	ssize_t rc;
-
-	if (!pc_enabled())
-		return pc.pwritev2(fd, iov, cnt, off, fl);
-	pc_before(fd);
-	rc = pc.pwritev2(fd, iov, cnt, off, fl);
-	if (rc > 0) {
-		int saved = errno;
-
-		/* off -1: at (and moving) the file offset */
-		pc_note(fd, off, rc);
-		errno = saved;
-	}
-	return rc;
+	PC_WRITE(fd, off, pc.pwritev2(fd, iov, cnt, off, fl));
 }
 
 ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, int fl)
@@ -593,12 +550,9 @@ int fallocate(int fd, int mode, off_t off, off_t len)
 		return pc.fallocate(fd, mode, off, len);
 	pc_before(fd);
 	rc = pc.fallocate(fd, mode, off, len);
-	if (rc == 0 && mode != FALLOC_FL_KEEP_SIZE && len > 0) {
-		int saved = errno;
-
+	/* a pure preallocation changes no byte a reader sees */
+	if (rc == 0 && mode != FALLOC_FL_KEEP_SIZE)
 		pc_note(fd, off, (ssize_t)len);
-		errno = saved;
-	}
 	return rc;
 }
 

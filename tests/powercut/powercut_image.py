@@ -20,7 +20,10 @@ as a disk may have written any of them before the power went:
 
 With "synced", every file keeps exactly its synced content (the outcome a
 test can predict).  Files without a shadow were not written by that process
-and stay as they are.  Prints one summary line; SEED makes the choice repeatable.
+and stay as they are.  Exits 1 when SHADOW is missing or no file of DIR has
+a shadow: the process did not run under powercut.so (a wrong LD_PRELOAD is
+ignored by the loader with a warning), and a cut would prove nothing.
+Prints one summary line; SEED makes the choice repeatable.
 """
 import os
 import random
@@ -73,6 +76,9 @@ def main():
     top, shadow_dir, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     synced_only = len(sys.argv) == 5
     rng = random.Random(seed)
+    if not os.path.isdir(shadow_dir):
+        sys.exit('powercut_image.py: no shadow directory %s: the process did not run under '
+                 'powercut.so' % shadow_dir)
     files = tracked = cut = units = kept = 0
     names = []
     for root, dirs, fnames in os.walk(top):
@@ -95,6 +101,9 @@ def main():
             kept += r[1]
             names.append('%s(%d/%d%s)' % (os.path.relpath(path, top), r[1], r[0],
                                           ' synced' if r[2] else ''))
+    if tracked == 0:
+        sys.exit('powercut_image.py: none of the %d files of %s has a shadow in %s: the process '
+                 'wrote nothing there under powercut.so' % (files, top, shadow_dir))
     print('powercut: %d files, %d written by the process, %d changed since their last '
           'fsync: %d unsynced units, %d of them kept: %s'
           % (files, tracked, cut, units, kept, ' '.join(names) or '-'))
