@@ -124,14 +124,30 @@ static void bd_hook_before_fork(void *ctx,
 	bd_pgckpt_parent(c->cfg.pgckpt, parent, what, res);
 }
 
+/* Sleep secs seconds, or less if the control is stopping; false once it
+ * is.  The condition variable runs on CLOCK_MONOTONIC, so that setting the
+ * wall clock neither stalls nor hurries the background threads. */
+static bool bd_control_wait(struct bd_control *c, uint64_t secs)
+{
+	struct timespec until;
+	bool go;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)secs;
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+		;
+	go = !c->stop;
+	pthread_mutex_unlock(&c->mu);
+	return go;
+}
+
 static void *bd_gc_main(void *arg)
 {
 	struct bd_control *c = arg;
 
 	bd_thread_background();
-	pthread_mutex_lock(&c->mu);
-	while (!c->stop) {
-		struct timespec until;
+	while (bd_control_wait(c, c->cfg.gc_interval_s)) {
 		struct store_gc_opts o = {
 			.in_use = bd_hook_in_use,
 			.ctx = c,
@@ -140,21 +156,11 @@ static void *bd_gc_main(void *arg)
 		struct store_gc_stats st;
 		int rc;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)c->cfg.gc_interval_s;
-		while (!c->stop &&
-		       pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-			;
-		if (c->stop)
-			break;
-		pthread_mutex_unlock(&c->mu);
 		rc = store_gc(c->cfg.store, &o, &st);
 		if (rc && rc != -EBUSY)
 			bd_log(&c->cfg.log, STORE_LOG_WARN,
 			       "background gc failed: %s", strerror(-rc));
-		pthread_mutex_lock(&c->mu);
 	}
-	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
@@ -163,20 +169,9 @@ static void *bd_commit_main(void *arg)
 	struct bd_control *c = arg;
 	bool failing = false;
 
-	pthread_mutex_lock(&c->mu);
-	while (!c->stop) {
-		struct timespec until;
-		int rc;
+	while (bd_control_wait(c, c->cfg.commit_s)) {
+		int rc = store_sync_pending(c->cfg.store);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)c->cfg.commit_s;
-		while (!c->stop &&
-		       pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-			;
-		if (c->stop)
-			break;
-		pthread_mutex_unlock(&c->mu);
-		rc = store_sync_pending(c->cfg.store);
 		/* one line when commits start failing, one when they recover */
 		if (rc && !failing)
 			bd_log(&c->cfg.log, STORE_LOG_WARN,
@@ -187,9 +182,7 @@ static void *bd_commit_main(void *arg)
 			bd_log(&c->cfg.log, STORE_LOG_INFO,
 			       "periodic commit works again");
 		failing = rc != 0;
-		pthread_mutex_lock(&c->mu);
 	}
-	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
@@ -206,7 +199,14 @@ int bd_control_start(const struct bd_control_config *cfg,
 		return -ENOMEM;
 	c->cfg = *cfg;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (cfg->socket_path)
 		snprintf(sock, sizeof(sock), "%s", cfg->socket_path);
 	else if (bd_ctl_socket_path(cfg->mountpoint, getuid(), sock,
