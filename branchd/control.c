@@ -124,6 +124,14 @@ static void bd_hook_before_fork(void *ctx,
 	bd_pgckpt_parent(c->cfg.pgckpt, parent, what, res);
 }
 
+static int bd_hook_check_fork(void *ctx, const struct store_branch_info *parent,
+			      uint64_t seq, char *why, size_t whysz)
+{
+	struct bd_control *c = ctx;
+
+	return fs_branch_check_fork(c->cfg.fs, parent, seq, why, whysz);
+}
+
 /* Sleep secs seconds, or less if the control is stopping; false once it
  * is.  The condition variable runs on CLOCK_MONOTONIC, so that setting the
  * wall clock neither stalls nor hurries the background threads. */
@@ -229,6 +237,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.set_default = bd_hook_set_default;
 	cc.hooks.in_use = bd_hook_in_use;
 	cc.hooks.before_fork = bd_hook_before_fork;
+	cc.hooks.check_fork = bd_hook_check_fork;
 	rc = bd_ctl_open(&cc, &c->ctl);
 	if (rc) {
 		bd_log(&c->cfg.log, STORE_LOG_ERR,

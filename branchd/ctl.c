@@ -288,6 +288,29 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 	return 0;
 }
 
+/* The tablespace rule before a branch of parent as of seq is made (or a
+ * branch reset to it): 0, or the reply's error and -EXDEV. */
+static int bd_check_fork(struct bd_ctl *c, struct json_buf *out,
+			 const struct store_branch_info *parent, uint64_t seq,
+			 const char *verb, const char *name)
+{
+	char why[STORE_SYMLINK_MAX + 512];
+	int rc;
+
+	if (!c->cfg.hooks.check_fork)
+		return 0;
+	rc = c->cfg.hooks.check_fork(c->cfg.hooks.ctx, parent, seq, why,
+				     sizeof(why));
+	if (rc == 0)
+		return 0;
+	bd_log(&c->cfg.log, STORE_LOG_WARN,
+	       "ctl: cannot %s branch '%s' of '%s': %s", verb, name,
+	       parent->name, why);
+	bd_reply_err(out, rc, "cannot %s branch '%s' of '%s': %s", verb, name,
+		     parent->name, why);
+	return rc;
+}
+
 /* The pg_checkpoint policy before a branch of parent's head is made,
  * unless the request says "checkpoint": false. */
 static void bd_before_fork(struct bd_ctl *c, const struct json *req,
@@ -438,6 +461,9 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			args.at_seq = seq;
 		}
 	}
+	if (args.parent_id &&
+	    bd_check_fork(c, out, &pi, args.at_seq, "create", name))
+		return;
 	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST) {
 		/* A taken name fails before the checkpoint, not after. */
 		if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
@@ -642,8 +668,12 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 		return;
 	}
 	if (bi.parent_id &&
-	    store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0)
+	    store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0) {
+		if (bd_check_fork(c, out, &pi, STORE_SEQ_LATEST, "reset",
+				  bi.name))
+			return;
 		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
+	}
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;
 	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);

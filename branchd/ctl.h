@@ -47,6 +47,12 @@ struct bd_ctl_hooks {
 	 * for the log ("creating branch 'x'").  May be NULL. */
 	void (*before_fork)(void *ctx, const struct store_branch_info *parent,
 			    const char *what, struct bd_pgckpt_result *res);
+	/* Whether a branch of parent as of seq (STORE_SEQ_LATEST: its
+	 * head) may be made (create, reset): 0, or -EXDEV with a lowercase
+	 * reason in why (fs_branch_check_fork: the tablespace rule).  May
+	 * be NULL. */
+	int (*check_fork)(void *ctx, const struct store_branch_info *parent,
+			  uint64_t seq, char *why, size_t whysz);
 	/* For GC: true while an unlinked inode is still open. */
 	bool (*in_use)(void *ctx, uint64_t branch, uint64_t ino);
 };

@@ -550,7 +550,7 @@ void fs_free(struct fs *fs)
 
 /* ---- kernel lookup counts ---- */
 
-void fs_node_ref(struct fs *fs, uint64_t nodeid)
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link)
 {
 	struct fs_map_ent *e;
 
@@ -558,8 +558,11 @@ void fs_node_ref(struct fs *fs, uint64_t nodeid)
 		return;
 	pthread_mutex_lock(&fs->nodes_mu);
 	e = fs_map_get(&fs->nodes, nodeid);
-	if (e)
+	if (e) {
 		e->count++;
+		if (link)
+			e->flags |= FS_NODE_LINK;
+	}
 	pthread_mutex_unlock(&fs->nodes_mu);
 }
 

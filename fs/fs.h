@@ -124,6 +124,14 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id);
 int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 			 const char *old_name);
 
+/* The tablespace rule (fs_link.c): 0 if a branch of parent as of seq
+ * (STORE_SEQ_LATEST: its head) may be made; -EXDEV, with a lowercase
+ * reason in why, when a link in the parent's pg_tblspc leads out of its
+ * tree, so that the branch's server would write the parent's tablespace
+ * files.  A parent that cannot be read is logged and allowed. */
+int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
+			 uint64_t seq, char *why, size_t whylen);
+
 /* ---- for the control plane (fs_ctl.c) ---- */
 
 /* A probe that changes and waits for nothing: 0, or -EBUSY with a reason

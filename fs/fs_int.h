@@ -60,6 +60,11 @@ enum fs_branch_flags {
 	FS_BR_CHANGING = 1u << 0, /* a delete/rename/reset is in progress */
 };
 
+/* fs->nodes entries' flags. */
+enum fs_node_flags {
+	FS_NODE_LINK = 1u << 0, /* a symlink (fs_link_renamed) */
+};
+
 struct fs {
 	struct fs_config cfg;
 	struct store *store;
@@ -122,7 +127,8 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
 			fs_log((fs), STORE_LOG_DEBUG, __VA_ARGS__); \
 	} while (0)
 
-void fs_node_ref(struct fs *fs, uint64_t nodeid);
+/* Count one kernel lookup of nodeid; link: it is a symlink. */
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link);
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
 /* Count an open file (against its node and its branch); waits while a
  * change of the branch is underway.  0 or -ENOMEM. */
@@ -184,6 +190,26 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */
 pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
+
+/* ---- fs_link.c: symlinks into their own branch ---- */
+/* The form in which a symlink made in branch br with this target is
+ * stored, into out (outsz bytes).  0 or -ENAMETOOLONG. */
+int fs_link_encode(struct fs *fs, uint64_t br, const char *target, char *out,
+		   size_t outsz);
+/* A stored target as branch br reads it, into out; its length, or
+ * -ENAMETOOLONG, -ENOENT (branch gone). */
+ssize_t fs_link_render(struct fs *fs, uint64_t br, const char *stored,
+		       char *out, size_t outsz);
+/* The target of symlink ino of branch br as the branch reads it (the
+ * store's errors, as for store_readlink, and fs_link_render's). */
+ssize_t fs_link_read(struct fs *fs, uint64_t br, uint64_t ino, char *out,
+		     size_t outsz);
+/* A symlink's st_size is the length of the target as read: fix a->size
+ * (a no-op for other types). */
+void fs_link_attr(struct fs *fs, uint64_t nodeid, struct store_attr *a);
+/* A branch was renamed by the kernel: drop the cached targets of its
+ * symlinks the kernel knows.  Called before the rename is answered. */
+void fs_link_renamed(struct fs *fs, uint64_t branch_id);
 
 /* ---- helpers shared by fs_ops.c and fs_root.c ---- */
 void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,

@@ -103,19 +103,23 @@ static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 			   const struct store_attr *a)
 {
 	struct fuse_entry_param e;
+	struct store_attr fixed = *a;
 
-	fs_entry_fill(&e, nodeid, a);
-	fs_node_ref(fs, nodeid);
+	fs_link_attr(fs, nodeid, &fixed);
+	fs_entry_fill(&e, nodeid, &fixed);
+	fs_node_ref(fs, nodeid, S_ISLNK(a->mode));
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
 }
 
-static void fs_reply_attr(fuse_req_t req, uint64_t nodeid,
+static void fs_reply_attr(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 			  const struct store_attr *a)
 {
+	struct store_attr fixed = *a;
 	struct stat st;
 
-	fs_attr_to_stat(nodeid, a, &st);
+	fs_link_attr(fs, nodeid, &fixed);
+	fs_attr_to_stat(nodeid, &fixed, &st);
 	fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
 }
 
@@ -214,7 +218,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t nodeid,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_reply_attr(req, nodeid, &a);
+	fs_reply_attr(fs, req, nodeid, &a);
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
@@ -279,7 +283,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
 	rc = store_setattr(fs->store, br, ino, &sa, mask, &out);
 	if (rc)
 		goto out_end;
-	fs_reply_attr(req, nodeid, &out);
+	fs_reply_attr(fs, req, nodeid, &out);
 	fs_branch_op_end(fs, br);
 	return;
 out_end:
@@ -304,8 +308,7 @@ static void fs_op_readlink(fuse_req_t req, fuse_ino_t nodeid)
 		rc = -ENOMEM;
 		goto out_err;
 	}
-	n = store_readlink(fs->store, br, STORE_SEQ_LATEST, ino, buf,
-			   STORE_SYMLINK_MAX + 1);
+	n = fs_link_read(fs, br, ino, buf, STORE_SYMLINK_MAX + 1);
 	if (n < 0) {
 		rc = (int)n;
 		goto out_err;
@@ -409,22 +412,38 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
+/* The target is stored as fs_link_encode() says (fs_link.c: a link into
+ * the branch's own tree follows the branch). */
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			  const char *name)
 {
 	struct fs *fs = fs_of(req);
 	struct store_attr a;
 	uint64_t nodeid;
+	char *stored;
 	int rc;
 
-	rc = fs_do_create(fs, req, parent, name, S_IFLNK | 0777, 0, link,
-			  &nodeid, &a);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
+	stored = malloc(STORE_SYMLINK_MAX + 2);
+	if (!stored) {
+		rc = -ENOMEM;
+		goto out_err;
 	}
+	if (parent == FUSE_ROOT_ID)
+		rc = -EPERM;
+	else
+		rc = fs_link_encode(fs, fs_branch_of(parent), link, stored,
+				    STORE_SYMLINK_MAX + 2);
+	if (rc == 0)
+		rc = fs_do_create(fs, req, parent, name, S_IFLNK | 0777, 0,
+				  stored, &nodeid, &a);
+	free(stored);
+	if (rc)
+		goto out_err;
 	fs_reply_entry(fs, req, nodeid, &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
 }
 
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -648,7 +667,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
 	fs_entry_fill(&e, nodeid, &a);
-	fs_node_ref(fs, nodeid);
+	fs_node_ref(fs, nodeid, false);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
@@ -855,6 +874,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 			    store_getattr(fs->store, fs_branch_of(de->nodeid),
 					  STORE_SEQ_LATEST,
 					  fs_ino_of(de->nodeid), &a) == 0) {
+				fs_link_attr(fs, de->nodeid, &a);
 				fs_entry_fill(&e, de->nodeid, &a);
 				got = true;
 			} else {
@@ -867,7 +887,8 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 			if (len > size - pos)
 				break;
 			if (got)
-				fs_node_ref(fs, de->nodeid);
+				fs_node_ref(fs, de->nodeid,
+					    S_ISLNK(e.attr.st_mode));
 		} else {
 			struct stat st;
 

@@ -157,7 +157,7 @@ static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_node_ref(fs, e.ino);
+	fs_node_ref(fs, e.ino, false);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, e.ino, 1);
 }
@@ -175,6 +175,22 @@ void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
 		return;
 	}
 	fs_root_reply_entry(fs, req, &bi);
+}
+
+/* The tablespace rule (fs_link.c), logged: 0 or -EXDEV. */
+static int fs_root_check_fork(struct fs *fs,
+			      const struct store_branch_info *parent,
+			      const char *name)
+{
+	char why[STORE_SYMLINK_MAX + 512];
+	int rc;
+
+	rc = fs_branch_check_fork(fs, parent, STORE_SEQ_LATEST, why,
+				  sizeof(why));
+	if (rc)
+		FS_WARN(fs, "cannot create branch '%s' of '%s': %s", name,
+			parent->name, why);
+	return rc;
 }
 
 void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
@@ -204,10 +220,15 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 			rc = -EEXIST;
 		if (rc)
 			goto out_err;
+		rc = fs_root_check_fork(fs, &parent, name);
+		if (rc)
+			goto out_err;
 		fs->cfg.before_branch(fs->cfg.before_branch_ctx, &parent, name);
 		/* The parent may have changed (or gone) meanwhile. */
 		rc = store_branch_lookup(fs->store, defname, &parent);
 	}
+	if (rc == 0)
+		rc = fs_root_check_fork(fs, &parent, name);
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
@@ -376,6 +397,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
 	else
 		goto out;
+	fs_link_renamed(fs, bi.id);
 	fs_default_parent_renamed(fs, name, newname);
 	fs_root_touch(fs);
 out:

@@ -31,6 +31,9 @@ struct fake_fs {
 	bool may_create;
 	char def[256];
 	int holds;           /* begin_change - end_change */
+	bool refuse_fork;    /* check_fork refuses every parent */
+	int fork_checks;     /* check_fork calls */
+	uint64_t fork_seq;   /* seq of the last check_fork */
 };
 
 struct ctx {
@@ -106,6 +109,20 @@ static int ff_set_default(void *p, const char *name)
 	return 0;
 }
 
+static int ff_check_fork(void *p, const struct store_branch_info *parent,
+			 uint64_t seq, char *why, size_t w)
+{
+	struct fake_fs *f = p;
+
+	f->fork_checks++;
+	f->fork_seq = seq;
+	if (!f->refuse_fork)
+		return 0;
+	snprintf(why, w, "its tablespace link pg_tblspc/1 of '%s' leads out",
+		 parent->name);
+	return -EXDEV;
+}
+
 static int setup(void **state)
 {
 	struct store_config scfg = { .create = true, .cache_bytes = 8u << 20 };
@@ -133,6 +150,7 @@ static int setup(void **state)
 	cc.hooks.may_create = ff_may_create;
 	cc.hooks.get_default = ff_get_default;
 	cc.hooks.set_default = ff_set_default;
+	cc.hooks.check_fork = ff_check_fork;
 	assert_int_equal(bd_ctl_open(&cc, &x->c), 0);
 	*state = x;
 	return 0;
@@ -346,6 +364,62 @@ static void test_ctl_busy_and_permissions(void **state)
 	assert_string_equal(x->ff.def, "x");
 }
 
+/* The tablespace rule (check_fork) is asked before create, with or
+ * without a time, and before reset; a refusal names the reason, makes
+ * nothing and changes nothing. */
+static void test_ctl_check_fork_refuses_create_and_reset(void **state)
+{
+	struct ctx *x = *state;
+	struct store_branch_info bi;
+	const char *msg;
+	char req[128];
+	struct json *j;
+	bool ok = true;
+	uint64_t seq;
+	int changed;
+
+	/* An empty store's first branch has no parent to check. */
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(x->ff.fork_checks, 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
+	assert_int_equal(x->ff.fork_checks, 1);
+	assert_true(x->ff.fork_seq == STORE_SEQ_LATEST);
+
+	x->ff.refuse_fork = true;
+	changed = x->ff.changed;
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}");
+	assert_true(json_get_bool(j, "ok", &ok));
+	assert_false(ok);
+	msg = json_get_str(j, "message");
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "cannot create branch 'pr-2' of 'main': "
+				    "its tablespace link"));
+	json_free(j);
+	assert_int_equal(store_branch_lookup(x->s, "pr-2", &bi), -ENOENT);
+
+	seq = store_seq_now(x->s);
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"pr-3\",\"at_seq\":%llu}",
+		 (unsigned long long)seq);
+	assert_int_equal(status_of(x, 0, req), BD_EXIT_ERROR);
+	assert_true(x->ff.fork_seq == seq);
+	assert_int_equal(store_branch_lookup(x->s, "pr-3", &bi), -ENOENT);
+
+	j = call(x, 0, "{\"cmd\":\"reset\",\"name\":\"pr-1\"}");
+	assert_true(json_get_bool(j, "ok", &ok));
+	assert_false(ok);
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "cannot reset branch 'pr-1' of 'main'"));
+	json_free(j);
+	assert_int_equal(x->ff.changed, changed);
+	assert_int_equal(x->ff.holds, 0);
+	assert_int_equal(x->ff.fork_checks, 4);
+
+	x->ff.refuse_fork = false;
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"pr-1\"}"), 0);
+}
+
 static void test_ctl_time_outside_retention_names_oldest(void **state)
 {
 	struct ctx *x = *state;
@@ -425,6 +499,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_one_daemon_per_socket,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_check_fork_refuses_create_and_reset, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

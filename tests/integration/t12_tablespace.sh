@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 300
+# t12: tablespaces.  A tablespace inside a branch (LOCATION MNT/main/ts) is
+# branched with it: the branch's pg_tblspc link reads MNT/pr-1/ts, its
+# server writes its own copy while main's runs, and neither sees the
+# other's rows.  The link follows a rename of the branch (mv and branchctl)
+# and a mount elsewhere; a branch made without a checkpoint right after
+# CREATE TABLESPACE replays it into its own tree.  A tablespace outside the
+# branch refuses mkdir, branchctl create and reset with EXDEV and a reason,
+# and branching works again once it is dropped.  A symlink whose target
+# begins with the byte the store uses for such links reads back unchanged.
+source "$(dirname "$0")/lib.sh"
+it_init
+ctl_require
+
+bfs_mount
+mk_branch main
+pg_initdb "$MNT/main"
+free_port P1
+free_port P2
+free_port P3
+pg_start "$MNT/main" "$P1"
+
+# readlink and st_size of every link in pg_tblspc must agree
+links_consistent() { # BRANCHDIR
+	local l t
+	for l in "$1"/pg_tblspc/*; do
+		[ -L "$l" ] || continue
+		t=$(readlink "$l")
+		[ "$(stat -c %s "$l")" = "${#t}" ] || fail "$l: st_size $(stat -c %s "$l") but its target '$t' has ${#t} bytes"
+	done
+}
+
+install -d -o postgres -g postgres -m 0700 "$MNT/main/ts"
+q "$P1" "create tablespace ts location '$MNT/main/ts'" 2>/dev/null
+q "$P1" "create table tt(id int primary key, note text) tablespace ts"
+q "$P1" "insert into tt select i, 'main-' || i from generate_series(1, 20000) i"
+q "$P1" "create index tt_note on tt(note) tablespace ts"
+OID=$(q "$P1" "select oid from pg_tablespace where spcname = 'ts'")
+[ "$(readlink "$MNT/main/pg_tblspc/$OID")" = "$MNT/main/ts" ] ||
+	fail "main's pg_tblspc/$OID reads '$(readlink "$MNT/main/pg_tblspc/$OID")', expected '$MNT/main/ts'"
+[ "$(q "$P1" "select pg_tablespace_location($OID)")" = "$MNT/main/ts" ] || fail "pg_tablespace_location on main is wrong"
+links_consistent "$MNT/main"
+
+log "branch main while it runs"
+mk_child pr-1
+[ "$(readlink "$MNT/pr-1/pg_tblspc/$OID")" = "$MNT/pr-1/ts" ] ||
+	fail "pr-1's pg_tblspc/$OID reads '$(readlink "$MNT/pr-1/pg_tblspc/$OID")', expected '$MNT/pr-1/ts'"
+[ "$(readlink "$MNT/main/pg_tblspc/$OID")" = "$MNT/main/ts" ] || fail "main's link changed when pr-1 was made"
+links_consistent "$MNT/pr-1"
+pg_start "$MNT/pr-1" "$P2"
+[ "$(q "$P2" "select pg_tablespace_location($OID)")" = "$MNT/pr-1/ts" ] || fail "pg_tablespace_location on pr-1 is wrong"
+q "$P2" "update tt set note = 'pr-1-' || id"
+q "$P2" "insert into tt select i, 'pr-1-' || i from generate_series(20001, 30000) i"
+q "$P1" "update tt set note = 'main2-' || id where id <= 100"
+q "$P1" checkpoint
+q "$P2" checkpoint
+[ "$(q "$P1" "select count(*) || ':' || count(*) filter (where note like 'main%') from tt")" = 20000:20000 ] ||
+	fail "main's table in the tablespace changed with pr-1's writes: $(q "$P1" "select count(*), min(note), max(note) from tt")"
+[ "$(q "$P2" "select count(*) || ':' || count(*) filter (where note like 'pr-1-%') from tt")" = 30000:30000 ] ||
+	fail "pr-1's table in the tablespace lost its writes: $(q "$P2" "select count(*), min(note), max(note) from tt")"
+rel=$(q "$P1" "select pg_relation_filepath('tt')")
+[ -f "$MNT/pr-1/$rel" ] && [ -f "$MNT/main/$rel" ] || fail "no file $rel in main or pr-1"
+! cmp -s "$MNT/main/$rel" "$MNT/pr-1/$rel" || fail "main and pr-1 hold the same bytes in $rel after different writes"
+log "pr-1 writes its own tablespace ($rel): main 20000 rows as before, pr-1 30000"
+amcheck "$P1"
+amcheck "$P2"
+pg_stop "$MNT/pr-1"
+
+log "the link follows renames"
+mv "$MNT/pr-1" "$MNT/pr-moved"
+[ "$(readlink "$MNT/pr-moved/pg_tblspc/$OID")" = "$MNT/pr-moved/ts" ] ||
+	fail "after mv, the link reads '$(readlink "$MNT/pr-moved/pg_tblspc/$OID")', expected '$MNT/pr-moved/ts'"
+links_consistent "$MNT/pr-moved"
+expect_ctl 0 rename pr-moved pr-2nd
+[ "$(readlink "$MNT/pr-2nd/pg_tblspc/$OID")" = "$MNT/pr-2nd/ts" ] ||
+	fail "after branchctl rename, the link reads '$(readlink "$MNT/pr-2nd/pg_tblspc/$OID")'"
+pg_start "$MNT/pr-2nd" "$P2"
+[ "$(q "$P2" "select count(*) from tt where note like 'pr-1-%'")" = 30000 ] || fail "pr-2nd lost its rows after the renames"
+pg_stop "$MNT/pr-2nd"
+
+log "a branch made without a checkpoint replays CREATE TABLESPACE into its own tree"
+install -d -o postgres -g postgres -m 0700 "$MNT/main/ts2"
+q "$P1" "create tablespace ts2 location '$MNT/main/ts2'" 2>/dev/null
+q "$P1" "create table t2(id int) tablespace ts2"
+q "$P1" "insert into t2 select generate_series(1, 1000)"
+OID2=$(q "$P1" "select oid from pg_tablespace where spcname = 'ts2'")
+expect_ctl 0 create pr-3 --no-checkpoint
+pg_start "$MNT/pr-3" "$P3"
+grep -q "redo starts" "$T"/log/pg-pr-3-*.log || fail "pr-3 did not replay WAL; the case is not tested"
+[ "$(readlink "$MNT/pr-3/pg_tblspc/$OID2")" = "$MNT/pr-3/ts2" ] ||
+	fail "after recovery, pr-3's pg_tblspc/$OID2 reads '$(readlink "$MNT/pr-3/pg_tblspc/$OID2")', expected '$MNT/pr-3/ts2'"
+q "$P3" "insert into t2 select generate_series(1, 5000)"
+q "$P3" checkpoint
+[ "$(q "$P1" "select count(*) from t2")" = 1000 ] || fail "pr-3's writes reached main's tablespace ts2"
+[ "$(q "$P3" "select count(*) from t2")" = 6000 ] || fail "pr-3 lost its writes to ts2"
+pg_stop "$MNT/pr-3"
+log "pr-3 replayed ts2 into its own tree"
+
+log "a tablespace outside the branch refuses new branches"
+install -d -o postgres -g postgres -m 0700 "$T/ext"
+q "$P1" "create tablespace ext location '$T/ext'"
+OIDX=$(q "$P1" "select oid from pg_tablespace where spcname = 'ext'")
+expect_op EXDEV mkdir "$MNT/pr-4"
+grep -q "cannot create branch 'pr-4' of 'main': its tablespace link pg_tblspc/$OIDX leads out of the branch, to '$T/ext'" "$T"/log/branchd-*.log ||
+	fail "branchd did not log why mkdir pr-4 was refused"
+expect_ctl 1 create pr-4
+grep -q "pg_tblspc/$OIDX leads out of the branch" <<<"$CTL_ERR" || fail "branchctl create gave no reason: $CTL_ERR"
+expect_ctl 1 reset pr-3
+grep -q "cannot reset branch 'pr-3' of 'main'" <<<"$CTL_ERR" || fail "branchctl reset gave no reason: $CTL_ERR"
+[ ! -e "$MNT/pr-4" ] || fail "a refused branch pr-4 exists"
+q "$P1" "drop tablespace ext"
+mk_child pr-4
+log "branching works again once the outside tablespace is dropped"
+
+log "a target that begins with the store's marker byte reads back unchanged"
+tmo 30 python3 - "$MNT/main" <<'EOF' || fail "marker-byte symlink check failed"
+import os, sys
+d = sys.argv[1]
+for name, target in (("m1", "\x01/etc"), ("m2", "\x01\x01x"), ("m3", "\x01")):
+    p = os.path.join(d, name)
+    os.symlink(target, p)
+    got = os.readlink(p)
+    assert got == target, (name, target, got)
+    assert os.lstat(p).st_size == len(target.encode()), (name, os.lstat(p).st_size)
+    os.unlink(p)
+EOF
+
+pg_stop "$MNT/main"
+bfs_umount
+log "mounted elsewhere, the link follows the mount point"
+MNT2=$T/other-mnt
+bfs_mount "$STORE" "$MNT2"
+[ "$(readlink "$MNT2/main/pg_tblspc/$OID")" = "$MNT2/main/ts" ] ||
+	fail "mounted at $MNT2, main's link reads '$(readlink "$MNT2/main/pg_tblspc/$OID")'"
+pg_start "$MNT2/main" "$P1"
+[ "$(q "$P1" "select count(*) from tt")" = 20000 ] || fail "main's tablespace table is not readable at $MNT2"
+amcheck "$P1"
+pg_stop "$MNT2/main"
+bfs_umount "$MNT2"
