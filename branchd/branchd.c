@@ -725,6 +725,14 @@ int main(int argc, char **argv)
 	fcfg.ready_ctx = &bd;
 	fcfg.before_branch = bd_before_branch;
 	fcfg.before_branch_ctx = &bd;
+	{
+		/* Tests only (t50): widen the window between the mount
+		 * point's check and the mount. */
+		const char *d = getenv("BRANCHD_TEST_MOUNT_DELAY_MS");
+
+		if (d)
+			fcfg.mount_delay_ms = (unsigned)strtoul(d, NULL, 10);
+	}
 	rc = fs_new(&fcfg, &bd.fs);
 	if (rc) {
 		bd_errf(&bd, "cannot set up the filesystem: %s", strerror(-rc));

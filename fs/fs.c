@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -340,24 +341,50 @@ static void fs_bdi_tune(struct fs *fs)
 	close(fd);
 }
 
+/* Two daemons given one mount point (with different stores) must not
+ * both pass the check and stack two mounts: the check and the mount run
+ * under an flock of the mount point's directory.  A second daemon that
+ * opened the directory before the mount finds the lock taken; one that
+ * opens it after gets the new mount's root, whose check fails. */
+static int fs_mount_lock(struct fs *fs, const char *mountpoint, int *fd)
+{
+	*fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0; /* fs_check_mountpoint says why */
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+		return 0; /* a filesystem without flock: no lock, as before */
+	FS_ERR(fs, "mount point '%s' is being mounted by another process",
+	       mountpoint);
+	close(*fd);
+	*fd = -1;
+	return -EBUSY;
+}
+
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 {
 	char opts[256], why[PATH_MAX + 64];
 	char *argv[5];
-	int argc = 0, rc;
+	int argc = 0, rc, lockfd;
 	struct fuse_args args;
 	char *real;
 
 	if (fs->se)
 		return -EINVAL;
+	rc = fs_mount_lock(fs, mountpoint, &lockfd);
+	if (rc)
+		return rc;
 	rc = fs_check_mountpoint(mountpoint, why, sizeof(why));
 	if (rc) {
 		FS_ERR(fs, "%s", why);
-		return rc;
+		goto out_unlock;
 	}
+	if (fs->cfg.mount_delay_ms)
+		usleep(fs->cfg.mount_delay_ms * 1000u);
 	real = realpath(mountpoint, NULL);
-	if (!real)
-		return -errno;
+	if (!real) {
+		rc = -errno;
+		goto out_unlock;
+	}
 	fs->mountpoint = real;
 	fs->allow_other = allow_other;
 	snprintf(opts, sizeof(opts),
@@ -404,11 +431,15 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 				strerror(-rc));
 	}
 	fs_bdi_tune(fs);
-	return 0;
+	rc = 0;
+	goto out_unlock;
 
 err_clear:
 	fs->mountpoint = NULL;
 	free(real);
+out_unlock:
+	if (lockfd >= 0)
+		close(lockfd);
 	return rc;
 }
 

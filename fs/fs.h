@@ -57,6 +57,10 @@ struct fs_config {
 	 * it (Linux 6.14+ with the fuse module's enable_uring on); through
 	 * /dev/fuse otherwise. */
 	bool io_uring;
+	/* For tests: fs_mount waits this long between its check of the
+	 * mount point and the mount (0: no wait), to widen the window that
+	 * a second daemon on the same mount point could race into. */
+	unsigned mount_delay_ms;
 };
 
 /* Allocate a filesystem over cfg->store.  cfg is copied.  -ENOMEM,

@@ -114,6 +114,41 @@ fi
 [ "$(cat "$bdi/read_ahead_kb")" = 1024 ] || fail "$bdi/read_ahead_kb is $(cat "$bdi/read_ahead_kb"), expected 1024"
 log "$bdi/read_ahead_kb = 1024"
 
+# ---- two daemons (two stores, two sockets) racing for one mount point ----------
+# Both pass the early check; each waits 700 ms between fs_mount's check and
+# the mount (a test knob), so without the mount point's lock both mounted,
+# one over the other.  Exactly one may mount; the other says why.
+mkdir "$T/mnt3"
+IT_MOUNTS+=("$T/mnt3")
+declare -a rpid=()
+for i in 1 2; do
+	setsid env BRANCHD_TEST_MOUNT_DELAY_MS=700 "$BRANCHD" -f -o "socket=$T/race$i.sock" \
+		"$T/race-store$i" "$T/mnt3" </dev/null >"$T/log/race$i.log" 2>&1 &
+	rpid[$i]=$!
+	IT_DAEMONS+=("${rpid[$i]}")
+done
+for ((n = 0; n < 300; n++)); do
+	alive=0
+	for i in 1 2; do _it_alive "${rpid[$i]}" && alive=$((alive + 1)); done
+	mounts=$(awk -v m="$T/mnt3" '$2 == m' /proc/self/mounts | wc -l)
+	[ "$alive" -eq 1 ] && [ "$mounts" -ge 1 ] && break
+	[ "$alive" -eq 0 ] && break
+	sleep 0.1
+done
+sleep 1 # a second mount would have come by now
+mounts=$(awk -v m="$T/mnt3" '$2 == m' /proc/self/mounts | wc -l)
+[ "$mounts" -eq 1 ] || fail "two daemons racing for $T/mnt3 left $mounts mounts there: $(cat "$T"/log/race*.log)"
+win=0 lose=0
+for i in 1 2; do
+	if _it_alive "${rpid[$i]}"; then win=$i; else lose=$i; fi
+done
+[ "$win" -ne 0 ] && [ "$lose" -ne 0 ] || fail "expected one daemon serving $T/mnt3 and one gone: $(cat "$T"/log/race*.log)"
+grep -qE "is being mounted by another process|is busy: something is already mounted" "$T/log/race$lose.log" ||
+	fail "the daemon that lost the race did not say why: $(cat "$T/log/race$lose.log")"
+log "racing daemons: one mounted, the other said: $(grep -E "being mounted|is busy" "$T/log/race$lose.log")"
+tmo 30 fusermount3 -u "$T/mnt3" || fail "cannot unmount $T/mnt3"
+_it_wait_gone "${rpid[$win]}" 30 || fail "branchd ${rpid[$win]} still running after its unmount"
+
 # ---- branch root rules ----------------------------------------------------------
 mkdir "$MNT/main"
 echo hello >"$MNT/main/f"
