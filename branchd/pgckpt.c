@@ -577,16 +577,20 @@ static void pgckpt_say(const char *what, const char *msg)
 	printf("%s: %s\n", what, m);
 }
 
+/* No statement_timeout (a server's, a role's or PGOPTIONS'): under load a
+ * CHECKPOINT may take longer than a timeout meant for queries, and the
+ * daemon bounds the helper anyway (pg_checkpoint_timeout). */
 static PGconn *pgckpt_connect(const char *host, const char *port,
 			      const char *dbname, const char *tmo)
 {
-	const char *keys[6], *vals[6];
+	const char *keys[7], *vals[7];
 	int n = 0;
 
 	keys[n] = "host", vals[n++] = host;
 	keys[n] = "port", vals[n++] = port;
 	keys[n] = "connect_timeout", vals[n++] = tmo;
 	keys[n] = "application_name", vals[n++] = "branchd pg_checkpoint";
+	keys[n] = "options", vals[n++] = "-c statement_timeout=0";
 	if (dbname)
 		keys[n] = "dbname", vals[n++] = dbname;
 	keys[n] = NULL, vals[n] = NULL;

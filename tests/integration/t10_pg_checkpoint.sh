@@ -4,7 +4,8 @@
 # t10: the pg_checkpoint policy.  While pgbench runs on main, a branch made
 # by mkdir (and by branchctl create, and a reset) starts at a checkpoint
 # that began after the mkdir was called: its pg_control's REDO location is
-# at or past main's WAL insert position read just before.  With
+# at or past main's WAL insert position read just before, also when the
+# role the policy connects as has statement_timeout = 1ms.  With
 # --no-checkpoint, with a server that refuses the connection (pg_hba
 # reject), and with a server that does not answer (postmaster stopped by
 # SIGSTOP, pg_checkpoint_timeout=3) the branch is still made, at an older
@@ -103,6 +104,20 @@ expect_ctl 0 --json reset pr-3
 jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "done"' "reset pr-3"
 redo=$(redo_of "$MNT/pr-3")
 [ "$(lsn_cmp "$redo" "$lsn")" -ge 0 ] || fail "pr-3 after reset has REDO $redo, before $lsn"
+
+# 4b. a statement_timeout shorter than a checkpoint under load (here for
+#     the role the helper connects as; the running pgbench keeps its
+#     sessions' setting) does not cancel the policy's CHECKPOINT
+q "$P1" "alter role postgres set statement_timeout = '1ms'"
+export PGOPTIONS="-c statement_timeout=0" # the test's own queries
+lsn=$(insert_lsn)
+expect_ctl 0 --json create pr-st
+jassert "$CTL_OUT" 'd["checkpoint"]["outcome"] == "done"' "create with statement_timeout = 1ms"
+redo=$(redo_of "$MNT/pr-st")
+[ "$(lsn_cmp "$redo" "$lsn")" -ge 0 ] || fail "pr-st's REDO location $redo is before $lsn"
+q "$P1" "alter role postgres reset statement_timeout"
+unset PGOPTIONS
+log "statement_timeout = 1ms for the role: the checkpoint was still done"
 
 # 5. a server that refuses the connection: the branch is made anyway
 cp "$MNT/main/pg_hba.conf" "$T/pg_hba.conf.orig"
