@@ -405,6 +405,28 @@ acked_loop() {
 	IT_BG+=("$!")
 }
 
+# bg_pgbench PORT CLIENTS SECONDS [SETTLE]: pgbench -c CLIENTS -j 2 -T SECONDS
+# on PORT in the background (BG = its pid, output in $T/log/bg-pgbench.out);
+# waits SETTLE seconds (default 5) and fails if it has already ended
+bg_pgbench() {
+	local port=$1 clients=$2 secs=$3 settle=${4:-5}
+	"$PGBIN/pgbench" -h "$SOCK" -p "$port" -U postgres -c "$clients" -j 2 -T "$secs" postgres \
+		>"$T/log/bg-pgbench.out" 2>&1 &
+	BG=$!
+	IT_BG+=("$BG")
+	sleep "$settle"
+	kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+}
+
+# bg_pgbench_wait: wait for bg_pgbench's run, which must exit 0 without a
+# failed transaction
+bg_pgbench_wait() {
+	wait "$BG" || fail "background pgbench failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
+	grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
+		fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
+	log "background pgbench: $(grep 'tps =' "$T/log/bg-pgbench.out" | head -n 1)"
+}
+
 # PGBENCH_SUMS: true when pgbench's balances add up to its history's deltas
 # (holds across runs that do not truncate pgbench_history: pgbench -n)
 PGBENCH_SUMS="select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) from pgbench_history)

@@ -21,11 +21,7 @@ q "$P1" "create table marker(id int primary key, note text not null)"
 q "$P1" "insert into marker values (1, 'before-branch')"
 
 log "starting background pgbench on main"
-"$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 3 -j 2 -T 25 postgres >"$T/log/bg-pgbench.out" 2>&1 &
-BG=$!
-IT_BG+=("$BG")
-sleep 5
-kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+bg_pgbench "$P1" 3 25
 
 before_hist=$(q "$P1" 'select count(*) from pgbench_history')
 mk_child pr-1
@@ -57,10 +53,7 @@ q "$P2" "insert into marker values (3, 'branch-only')"
 q "$P1" "insert into marker values (4, 'main-only')"
 q "$P2" "delete from pgbench_accounts where aid <= 1000"
 
-wait "$BG" || fail "background pgbench on main failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
-grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
-	fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
-log "background pgbench: $(grep 'tps =' "$T/log/bg-pgbench.out" | head -n 1)"
+bg_pgbench_wait
 
 got=$(q "$P1" "select string_agg(note, ',' order by id) from marker")
 [ "$got" = before-branch,after-branch,main-only ] || fail "main marker rows are '$got'"

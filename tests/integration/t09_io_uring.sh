@@ -77,21 +77,14 @@ pg_start "$MNT/main" "$P1"
 run_pgbench "$P1" -i -s 5 -q
 q "$P1" "create table marker(id int primary key, note text not null)"
 q "$P1" "insert into marker values (1, 'before-branch')"
-"$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 4 -j 2 -T 20 postgres >"$T/log/bg-pgbench.out" 2>&1 &
-BG=$!
-IT_BG+=("$BG")
-sleep 8
-kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+bg_pgbench "$P1" 4 20 8
 mk_child pr-1
 q "$P1" "insert into marker values (2, 'after-branch')"
 pg_start "$MNT/pr-1" "$P2"
 [ "$(q "$P2" "select string_agg(note, ',' order by id) from marker")" = before-branch ] ||
 	fail "pr-1 (a branch of main under load) does not hold exactly the rows committed before mkdir"
 q "$P2" "insert into marker values (3, 'pr-1')"
-wait "$BG" || fail "background pgbench failed: $(tail -n 5 "$T/log/bg-pgbench.out")"
-grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
-	fail "background pgbench had failed transactions: $(grep failed "$T/log/bg-pgbench.out")"
-grep 'tps =' "$T/log/bg-pgbench.out" | sed "s/^/[$IT_NAME]   /"
+bg_pgbench_wait
 run_pgbench "$P2" -c 2 -T 5
 amcheck "$P1"
 amcheck "$P2"

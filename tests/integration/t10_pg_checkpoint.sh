@@ -40,11 +40,7 @@ pg_start "$MNT/main" "$P1"
 run_pgbench "$P1" -i -s "$SCALE" -q
 q "$P1" checkpoint >/dev/null
 
-"$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 3 -j 2 -T 25 postgres >"$T/log/bg-pgbench.out" 2>&1 &
-BG=$!
-IT_BG+=("$BG")
-sleep 3
-kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+bg_pgbench "$P1" 3 25 3
 
 # REDO location of a stopped branch's pg_control
 redo_of() {
@@ -170,9 +166,7 @@ redo1=$(q "$P1" "select redo_lsn from pg_control_checkpoint()")
 [ "$redo1" = "$redo0" ] || fail "main was checkpointed (REDO $redo0 -> $redo1) for a postmaster.pid that is not its own"
 rm -f "$MNT/pr-3/postmaster.pid"
 
-wait "$BG" || fail "background pgbench on main failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
-grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
-	fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
+bg_pgbench_wait
 
 # the checkpointed branch starts and holds main's data
 pg_start "$MNT/pr-1" "$P2"

@@ -59,11 +59,7 @@ CONTENT="select md5(string_agg(x, '|' order by x)) from (
 	union all select 'f' || twice(21)) s"
 
 log "starting background pgbench on main"
-"$PGBIN/pgbench" -h "$SOCK" -p "$P1" -U postgres -c 2 -j 2 -T 20 postgres >"$T/log/bg-pgbench.out" 2>&1 &
-BG=$!
-IT_BG+=("$BG")
-sleep 4
-kill -0 "$BG" 2>/dev/null || fail "background pgbench ended early: $(tail -n 5 "$T/log/bg-pgbench.out")"
+bg_pgbench "$P1" 2 20 4
 mk_child pr-1
 q "$P1" "insert into marker values (2, 'after-branch')"
 pg_start "$MNT/pr-1" "$P2"
@@ -90,10 +86,7 @@ log "restored database matches its source on pr-1 ($dst)"
 [ "$(q "$P1" "select count(*) from pg_database where datname = 'restored'")" = 0 ] ||
 	fail "the database restored on pr-1 shows up on main"
 
-wait "$BG" || fail "background pgbench on main failed: $(tail -n 20 "$T/log/bg-pgbench.out")"
-grep -q 'number of failed transactions: 0 ' "$T/log/bg-pgbench.out" ||
-	fail "background pgbench had failures: $(grep -i fail "$T/log/bg-pgbench.out")"
-log "background pgbench: $(grep 'tps =' "$T/log/bg-pgbench.out" | head -n 1)"
+bg_pgbench_wait
 amcheck "$P2"
 
 # plain dumps of a stopped parent and of its branch are the same bytes
