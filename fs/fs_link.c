@@ -26,12 +26,13 @@
  *    stored as given.  (A link an older build stored whose target began
  *    with that byte now reads without it; no other target changes.)
  *  - fs_branch_check_fork() refuses (-EXDEV) to branch a parent whose
- *    pg_tblspc holds a link that leads out of the parent's tree: an
- *    absolute path stored as given (another filesystem, another branch, a
- *    link into the branch made by an older build or through another
- *    spelling of the mount point) or a path that climbs above the branch
- *    root with "..".  The branch's server would share those files with the
- *    parent's.  In-place tablespaces (directories) are part of the branch.
+ *    pg_tblspc holds a link that leads out of the parent's tree, or whose
+ *    pg_wal is such a link (initdb --waldir): an absolute path stored as
+ *    given (another filesystem, another branch, a link into the branch
+ *    made by an older build or through another spelling of the mount
+ *    point) or a path that climbs above the branch root with "..".  The
+ *    branch's server would share those files with the parent's.  In-place
+ *    tablespaces and a pg_wal directory are part of the branch.
  *
  * Deliberately not done: following symlinks inside a target, or other
  * spellings of the mount point (a bind mount, a path through a symlink):
@@ -171,64 +172,90 @@ static bool fs_link_climbs(const char *path, int depth)
 	return false;
 }
 
-/* true when a link stored in pg_tblspc leads out of its branch's tree. */
-static bool fs_link_leaves(const char *stored)
+/* true when a link stored in a directory depth levels below its branch's
+ * root leads out of the branch's tree. */
+static bool fs_link_leaves(const char *stored, int depth)
 {
 	if (stored[0] == FS_LINK_OWN && stored[1] != FS_LINK_OWN)
 		return fs_link_climbs(stored + 1, 0);
 	if (stored[0] == FS_LINK_OWN)
 		stored++;
-	return stored[0] == '/' || fs_link_climbs(stored, 1);
+	return stored[0] == '/' || fs_link_climbs(stored, depth);
+}
+
+/* If entry ino of the parent (path, depth levels below its root) is a
+ * symlink out of the parent's tree: -EXDEV and why.  0 if not; another
+ * negative errno when it cannot be read. */
+static int fs_link_check(struct fs *fs, const struct store_branch_info *parent,
+			 uint64_t seq, uint64_t ino, const char *path,
+			 int depth, const char *what, char *buf, char *why,
+			 size_t whylen)
+{
+	ssize_t len;
+
+	len = store_readlink(fs->store, parent->id, seq, ino, buf,
+			     STORE_SYMLINK_MAX + 1);
+	if (len == -ENOENT || len == -EINVAL)
+		return 0; /* gone meanwhile, or not a symlink */
+	if (len < 0)
+		return (int)len;
+	if (!fs_link_leaves(buf, depth))
+		return 0;
+	snprintf(
+		why, whylen,
+		"its link %s leads out of the branch, to '%s': a branch's "
+		"server would write the same %s as the server of '%s' (keep "
+		"them inside the branch, linked through the mount: '%s/%s/...')",
+		path, buf[0] == FS_LINK_OWN ? buf + 1 : buf, what, parent->name,
+		fs->mountpoint ? fs->mountpoint : "MNT", parent->name);
+	return -EXDEV;
 }
 
 int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 			 uint64_t seq, char *why, size_t whylen)
 {
 	struct store_dirent *ents = NULL;
+	char path[STORE_NAME_MAX + 16];
 	size_t n = 0, i;
-	uint64_t dir;
+	uint64_t ino;
 	char *buf;
 	int rc;
 
-	rc = store_lookup(fs->store, parent->id, seq, parent->root_ino,
-			  "pg_tblspc", &dir);
-	if (rc == 0)
-		rc = store_readdir(fs->store, parent->id, seq, dir, &ents, &n);
-	if (rc == -ENOENT || rc == -ENOTDIR)
-		return 0; /* not a data directory, or no tablespace */
-	buf = rc ? NULL : malloc(STORE_SYMLINK_MAX + 1);
-	if (!rc && !buf)
+	buf = malloc(STORE_SYMLINK_MAX + 1);
+	if (!buf) {
 		rc = -ENOMEM;
+		goto out;
+	}
+	/* initdb --waldir makes pg_wal a link. */
+	rc = store_lookup(fs->store, parent->id, seq, parent->root_ino,
+			  "pg_wal", &ino);
+	if (rc == 0)
+		rc = fs_link_check(fs, parent, seq, ino, "pg_wal", 0, "WAL",
+				   buf, why, whylen);
+	else if (rc == -ENOENT || rc == -ENOTDIR)
+		rc = 0;
+	if (rc)
+		goto out;
+	rc = store_lookup(fs->store, parent->id, seq, parent->root_ino,
+			  "pg_tblspc", &ino);
+	if (rc == 0)
+		rc = store_readdir(fs->store, parent->id, seq, ino, &ents, &n);
+	if (rc == -ENOENT || rc == -ENOTDIR) {
+		rc = 0; /* not a data directory, or no tablespace */
+		goto out;
+	}
 	for (i = 0; rc == 0 && i < n; i++) {
-		ssize_t len;
-
 		if (!S_ISLNK(ents[i].mode))
 			continue;
-		len = store_readlink(fs->store, parent->id, seq, ents[i].ino,
-				     buf, STORE_SYMLINK_MAX + 1);
-		if (len == -ENOENT)
-			continue;
-		if (len < 0) {
-			rc = (int)len;
-			break;
-		}
-		if (!fs_link_leaves(buf))
-			continue;
-		snprintf(why, whylen,
-			 "its tablespace link pg_tblspc/%s leads out of the "
-			 "branch, to '%s': a branch's server would write the "
-			 "same files as the server of '%s' (keep tablespaces "
-			 "inside the branch, made through the mount: "
-			 "LOCATION '%s/%s/...')",
-			 ents[i].name, buf[0] == FS_LINK_OWN ? buf + 1 : buf,
-			 parent->name, fs->mountpoint ? fs->mountpoint : "MNT",
-			 parent->name);
-		rc = -EXDEV;
+		snprintf(path, sizeof(path), "pg_tblspc/%s", ents[i].name);
+		rc = fs_link_check(fs, parent, seq, ents[i].ino, path, 1,
+				   "tablespace files", buf, why, whylen);
 	}
+out:
 	if (rc && rc != -EXDEV) {
 		FS_WARN(fs,
-			"cannot read the tablespaces of branch '%s' (%s); "
-			"branching it anyway",
+			"cannot read the links of branch '%s' (%s); branching "
+			"it anyway",
 			parent->name, strerror(-rc));
 		rc = 0;
 	}

@@ -8,7 +8,9 @@
 # and a mount elsewhere; a branch made without a checkpoint right after
 # CREATE TABLESPACE replays it into its own tree.  A tablespace outside the
 # branch refuses mkdir, branchctl create and reset with EXDEV and a reason,
-# and branching works again once it is dropped.  A symlink whose target
+# and branching works again once it is dropped.  pg_wal as a link into the
+# branch (initdb --waldir) is branched; one out of it refuses the branch.
+# A symlink whose target
 # begins with the byte the store uses for such links reads back unchanged.
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -103,7 +105,7 @@ install -d -o postgres -g postgres -m 0700 "$T/ext"
 q "$P1" "create tablespace ext location '$T/ext'"
 OIDX=$(q "$P1" "select oid from pg_tablespace where spcname = 'ext'")
 expect_op EXDEV mkdir "$MNT/pr-4"
-grep -q "cannot create branch 'pr-4' of 'main': its tablespace link pg_tblspc/$OIDX leads out of the branch, to '$T/ext'" "$T"/log/branchd-*.log ||
+grep -q "cannot create branch 'pr-4' of 'main': its link pg_tblspc/$OIDX leads out of the branch, to '$T/ext'" "$T"/log/branchd-*.log ||
 	fail "branchd did not log why mkdir pr-4 was refused"
 expect_ctl 1 create pr-4
 grep -q "pg_tblspc/$OIDX leads out of the branch" <<<"$CTL_ERR" || fail "branchctl create gave no reason: $CTL_ERR"
@@ -113,6 +115,32 @@ grep -q "cannot reset branch 'pr-3' of 'main'" <<<"$CTL_ERR" || fail "branchctl 
 q "$P1" "drop tablespace ext"
 mk_child pr-4
 log "branching works again once the outside tablespace is dropped"
+
+log "pg_wal as a link (initdb --waldir): inside the branch it is branched, outside it refuses"
+expect_ctl 0 create w1 --from pr-3
+mv "$MNT/w1/pg_wal" "$MNT/w1/wal-real"
+ln -s "$MNT/w1/wal-real" "$MNT/w1/pg_wal"
+[ "$(readlink "$MNT/w1/pg_wal")" = "$MNT/w1/wal-real" ] || fail "w1/pg_wal reads '$(readlink "$MNT/w1/pg_wal")'"
+expect_ctl 0 create w2 --from w1
+[ "$(readlink "$MNT/w2/pg_wal")" = "$MNT/w2/wal-real" ] ||
+	fail "w2/pg_wal reads '$(readlink "$MNT/w2/pg_wal")', expected '$MNT/w2/wal-real'"
+w1_wal=$(cd "$MNT/w1/wal-real" && find . -type f -exec md5sum {} + | sort)
+pg_start "$MNT/w2" "$P3"
+q "$P3" "insert into t2 select generate_series(1, 20000)"
+q "$P3" "select pg_switch_wal()" >/dev/null
+q "$P3" checkpoint
+pg_stop "$MNT/w2"
+[ "$(cd "$MNT/w1/wal-real" && find . -type f -exec md5sum {} + | sort)" = "$w1_wal" ] ||
+	fail "the server on w2 changed the WAL files of w1"
+[ "$(cd "$MNT/w2/wal-real" && find . -type f -exec md5sum {} + | sort)" != "$w1_wal" ] ||
+	fail "the server on w2 wrote no WAL of its own into w2/wal-real"
+install -d -o postgres -g postgres -m 0700 "$T/extwal"
+rm "$MNT/w1/pg_wal"
+ln -s "$T/extwal" "$MNT/w1/pg_wal"
+expect_ctl 1 create w3 --from w1
+grep -q "cannot create branch 'w3' of 'w1': its link pg_wal leads out of the branch, to '$T/extwal'" <<<"$CTL_ERR" ||
+	fail "branchctl create w3 gave no reason naming pg_wal: $CTL_ERR"
+log "w2 wrote its own WAL through its pg_wal link; a pg_wal link out of w1 refuses w3"
 
 log "a target that begins with the store's marker byte reads back unchanged"
 tmo 30 python3 - "$MNT/main" <<'EOF' || fail "marker-byte symlink check failed"
