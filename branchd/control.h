@@ -15,13 +15,13 @@
 struct bd_control;
 
 struct bd_control_config {
-	struct store *store;	 /* borrowed */
-	struct fs *fs;		 /* borrowed */
-	const char *store_dir;	 /* absolute; copied */
-	const char *mountpoint;	 /* absolute; copied */
-	const char *socket_path; /* NULL: derived (ctlproto.h) */
-	uint64_t gc_interval_s;	 /* 0: no background GC */
-	uint64_t commit_s;	 /* 0: no periodic commit */
+	struct store *store;	  /* borrowed */
+	struct fs *fs;		  /* borrowed */
+	const char *store_dir;	  /* absolute; copied */
+	const char *mountpoint;	  /* absolute; copied */
+	const char *socket_path;  /* NULL: derived (ctlproto.h) */
+	uint64_t gc_interval_s;	  /* 0: no background GC */
+	uint64_t commit_s;	  /* 0: no periodic commit */
 	struct bd_pgckpt *pgckpt; /* borrowed; NULL: no pg_checkpoint */
 	struct store_log log;
 };

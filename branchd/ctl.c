@@ -70,8 +70,8 @@ struct bd_ctl {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int nconn;			 /* guarded by mu */
-	int conn_fds[BD_CTL_MAX_CONN];	 /* guarded by mu; -1 when free */
+	int nconn;			  /* guarded by mu */
+	int conn_fds[BD_CTL_MAX_CONN];	  /* guarded by mu; -1 when free */
 	uid_t conn_uids[BD_CTL_MAX_CONN]; /* guarded by mu; peer of conn_fds[i] */
 	int64_t started_ns;
 };
@@ -786,17 +786,17 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 					    strerror(-rc));
 		return;
 	}
-	json_buf_printf(
-		out,
-		"{\"ok\":true,\"keys_scanned\":%" PRIu64
-		",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
-		",\"inodes_reclaimed\":%" PRIu64 ",\"disk_before\":%" PRIu64
-		",\"disk_after\":%" PRIu64
-		",\"compacted\":%s,\"compaction_deferred\":%s}",
-		st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-		st.inodes_reclaimed, st.disk_before, st.disk_after,
-		st.compacted ? "true" : "false",
-		st.compaction_deferred ? "true" : "false");
+	json_buf_printf(out,
+			"{\"ok\":true,\"keys_scanned\":%" PRIu64
+			",\"keys_deleted\":%" PRIu64
+			",\"bytes_deleted\":%" PRIu64
+			",\"inodes_reclaimed\":%" PRIu64
+			",\"disk_before\":%" PRIu64 ",\"disk_after\":%" PRIu64
+			",\"compacted\":%s,\"compaction_deferred\":%s}",
+			st.keys_scanned, st.keys_deleted, st.bytes_deleted,
+			st.inodes_reclaimed, st.disk_before, st.disk_after,
+			st.compacted ? "true" : "false",
+			st.compaction_deferred ? "true" : "false");
 }
 
 static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
@@ -1103,12 +1103,12 @@ static void *bd_ctl_main(void *arg)
 		if (rc) {
 			free(conn);
 			if (rc == -EUSERS)
-				bd_ctl_refuse(fd,
-					      "uid %u has %d control connections "
-					      "open already (at most %d at once)",
-					      (unsigned)cred.uid,
-					      BD_CTL_MAX_PER_UID,
-					      BD_CTL_MAX_PER_UID);
+				bd_ctl_refuse(
+					fd,
+					"uid %u has %d control connections "
+					"open already (at most %d at once)",
+					(unsigned)cred.uid, BD_CTL_MAX_PER_UID,
+					BD_CTL_MAX_PER_UID);
 			else
 				bd_ctl_refuse(fd,
 					      "the daemon serves %d control "

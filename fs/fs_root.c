@@ -341,9 +341,11 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 		FS_INFO(fs, "deleted branch '%s' (id %llu)", name,
 			(unsigned long long)bi.id);
 		fs_root_touch(fs);
-	} else if (tried && store_branch_get(fs->store, bi.id, &bi) == -ENOENT) {
+	} else if (tried &&
+		   store_branch_get(fs->store, bi.id, &bi) == -ENOENT) {
 		/* Made, but the sync after it failed. */
-		FS_ERR(fs, "deleted branch '%s', but could not sync the store: %s",
+		FS_ERR(fs,
+		       "deleted branch '%s', but could not sync the store: %s",
 		       name, strerror(-rc));
 		fs_root_touch(fs);
 	}
@@ -388,10 +390,12 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	if (tried)
 		rc = store_branch_rename(fs->store, bi.id, newname);
 	fs_branch_end_change(fs, bi.id);
-	if (rc && tried && store_branch_lookup(fs->store, newname, &other) == 0 &&
+	if (rc && tried &&
+	    store_branch_lookup(fs->store, newname, &other) == 0 &&
 	    other.id == bi.id)
 		/* Made, but the sync after it failed. */
-		FS_ERR(fs, "renamed branch '%s' to '%s', but could not sync the store: %s",
+		FS_ERR(fs,
+		       "renamed branch '%s' to '%s', but could not sync the store: %s",
 		       name, newname, strerror(-rc));
 	else if (rc == 0)
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);

@@ -284,15 +284,15 @@ struct store {
 	 * overflowed, or when its read points changed otherwise (a child
 	 * deleted, a reset). */
 	struct store_gc_stripe gc_dirty[STORE_GC_STRIPES];
-	atomic_size_t gc_dirty_n;  /* entries in all stripes */
-	atomic_bool gc_dirty_lost; /* a note was dropped: scan all */
-	bool gc_primed;		   /* only touched by the one running GC */
-	uint64_t gc_uncompacted;   /* idem: bytes deleted since compaction */
-	int64_t gc_compact_end_ns; /* idem: when the last one ended
+	atomic_size_t gc_dirty_n;   /* entries in all stripes */
+	atomic_bool gc_dirty_lost;  /* a note was dropped: scan all */
+	bool gc_primed;		    /* only touched by the one running GC */
+	uint64_t gc_uncompacted;    /* idem: bytes deleted since compaction */
+	int64_t gc_compact_end_ns;  /* idem: when the last one ended
 				    * (CLOCK_MONOTONIC; 0: none yet) */
 	int64_t gc_compact_cost_ns; /* idem: how long it took */
-	uint64_t gc_time_trimmed;  /* idem: time index trimmed below (ms) */
-	uint64_t *gc_full_ids;	   /* guarded by branches_lock */
+	uint64_t gc_time_trimmed;   /* idem: time index trimmed below (ms) */
+	uint64_t *gc_full_ids;	    /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
 	bool gc_force_full;	       /* guarded by branches_lock */
 
@@ -2636,8 +2636,8 @@ static void store_gc_save(struct store *s, struct kv_batch *b)
 	owed = s->gc_force_full || s->n_gc_full > 0;
 	pthread_rwlock_unlock(&s->branches_lock);
 	n = atomic_load(&s->gc_dirty_n);
-	if (owed || n > (STORE_GC_SAVE_MAX - STORE_GC_SAVE_HDR) /
-				STORE_GC_SAVE_ENT)
+	if (owed ||
+	    n > (STORE_GC_SAVE_MAX - STORE_GC_SAVE_HDR) / STORE_GC_SAVE_ENT)
 		return;
 	cap = n;
 	len = STORE_GC_SAVE_HDR + cap * STORE_GC_SAVE_ENT;
@@ -2696,11 +2696,12 @@ static void store_gc_restore(struct store *s, uint64_t mark)
 	bool found;
 	int rc;
 
-	rc = kv_get(s->kv, KV_CF_META, "G", 1, hdr, sizeof(hdr), &vlen,
-		    &found);
+	rc = kv_get(s->kv, KV_CF_META, "G", 1, hdr, sizeof(hdr), &vlen, &found);
 	if (rc) {
-		LOG_WARN(s, "cannot read the saved GC set (%s); the first GC scans everything",
-			 strerror(-rc));
+		LOG_WARN(
+			s,
+			"cannot read the saved GC set (%s); the first GC scans everything",
+			strerror(-rc));
 		return;
 	}
 	if (!found)
@@ -2715,7 +2716,9 @@ static void store_gc_restore(struct store *s, uint64_t mark)
 		goto out_delete;
 	}
 	if (store_get64(hdr + 4) != mark) {
-		LOG_INFO(s, "saved GC set is stale; the first GC scans everything");
+		LOG_INFO(
+			s,
+			"saved GC set is stale; the first GC scans everything");
 		goto out_delete;
 	}
 	n = (vlen - STORE_GC_SAVE_HDR) / STORE_GC_SAVE_ENT;
@@ -5404,8 +5407,8 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	tcomp = store_mono_ns();
 	if (compact && s->gc_compact_end_ns &&
 	    s->gc_uncompacted * 2 < st.disk_before) {
-		int64_t gap = (STORE_GC_COMPACT_DUTY - 1) *
-			      s->gc_compact_cost_ns;
+		int64_t gap =
+			(STORE_GC_COMPACT_DUTY - 1) * s->gc_compact_cost_ns;
 
 		if (gap < STORE_GC_COMPACT_GAP_MS * INT64_C(1000000))
 			gap = STORE_GC_COMPACT_GAP_MS * INT64_C(1000000);
