@@ -1026,8 +1026,7 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 			 const char *old_name)
 {
 	struct store_branch_info bi;
-	uint64_t *ids = NULL;
-	size_t n = 0, cap = 0, i;
+	size_t n = 0;
 	int rc = 0, r;
 
 	if (!fs->se || !fs->mounted)
@@ -1044,13 +1043,32 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 	r = fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
 	if (r && r != -ENOENT && !rc)
 		rc = r;
+	r = fs_invalidate_nodes(fs, branch_id, 0, &n);
+	if (r && !rc)
+		rc = r;
+	FS_DEBUG(fs, "invalidated branch %llu ('%s', %zu nodes): %d",
+		 (unsigned long long)branch_id, old_name ? old_name : "?", n,
+		 rc);
+	return rc;
+}
 
+int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
+			size_t *count)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc = 0, r;
+
+	*count = 0;
+	if (!fs->se || !fs->mounted)
+		return 0;
 	pthread_mutex_lock(&fs->nodes_mu);
 	for (i = 0; i < fs->nodes.nb; i++) {
 		struct fs_map_ent *e;
 
 		for (e = fs->nodes.b[i]; e; e = e->next) {
-			if (fs_branch_of(e->key) != branch_id)
+			if (fs_branch_of(e->key) != branch_id ||
+			    (e->flags & flags) != flags)
 				continue;
 			if (n == cap) {
 				size_t nc = cap ? cap * 2 : 64;
@@ -1074,8 +1092,6 @@ out_unlock:
 			rc = r;
 	}
 	free(ids);
-	FS_DEBUG(fs, "invalidated branch %llu ('%s', %zu nodes): %d",
-		 (unsigned long long)branch_id, old_name ? old_name : "?", n,
-		 rc);
+	*count = n;
 	return rc;
 }

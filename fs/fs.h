@@ -9,7 +9,10 @@
  * requests: open handle counts per branch, directory listing snapshots and
  * the kernel's lookup counts (for cache invalidation).  It makes no policy
  * decisions beyond the Postgres rules of DESIGN.md (distinct st_ino per
- * branch, no postmaster.pid in a new branch, busy branches).
+ * branch, no postmaster.pid in a new branch, busy branches) and the one
+ * that follows from them for links (fs_link.c): a branch writes no file
+ * of its parent's, so a tablespace or pg_wal link into the branch follows
+ * the branch and one out of it refuses the branch.
  *
  * Threading: every function is thread-safe unless noted.  fs_run() runs the
  * multi-threaded FUSE loop in the calling thread.
@@ -130,9 +133,11 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 
 /* The tablespace rule (fs_link.c): 0 if a branch of parent as of seq
  * (STORE_SEQ_LATEST: its head) may be made; -EXDEV, with a lowercase
- * reason in why, when a link in the parent's pg_tblspc leads out of its
- * tree, so that the branch's server would write the parent's tablespace
- * files.  A parent that cannot be read is logged and allowed. */
+ * reason in why, when a link in the parent's pg_tblspc, or its pg_wal
+ * link, leads out of its tree, so that the branch's server would write
+ * the parent's tablespace files or WAL.  A parent that cannot be read is
+ * logged and allowed.  mkdir at the branch root applies it itself; the
+ * control plane calls it before create and reset. */
 int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 			 uint64_t seq, char *why, size_t whylen);
 

@@ -62,7 +62,7 @@ enum fs_branch_flags {
 
 /* fs->nodes entries' flags. */
 enum fs_node_flags {
-	FS_NODE_LINK = 1u << 0, /* a symlink (fs_link_renamed) */
+	FS_NODE_LINK = 1u << 0, /* a symlink (its target names its branch) */
 };
 
 struct fs {
@@ -129,6 +129,14 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
 
 /* Count one kernel lookup of nodeid; link: it is a symlink. */
 void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link);
+/* Drop the kernel's cached attributes and pages (a symlink's target) of
+ * every node of branch_id it knows whose lookup entry has all of flags
+ * (enum fs_node_flags; 0: every node); *count is how many.  Takes no lock
+ * of a directory, so a request (a rename of the branch) may call it
+ * before it replies.  0, or the first error of a notification; -ENOMEM
+ * after invalidating the nodes collected so far. */
+int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
+			size_t *count);
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
 /* Count an open file (against its node and its branch); waits while a
  * change of the branch is underway.  0 or -ENOMEM. */
@@ -207,9 +215,6 @@ ssize_t fs_link_read(struct fs *fs, uint64_t br, uint64_t ino, char *out,
 /* A symlink's st_size is the length of the target as read: fix a->size
  * (a no-op for other types). */
 void fs_link_attr(struct fs *fs, uint64_t nodeid, struct store_attr *a);
-/* A branch was renamed by the kernel: drop the cached targets of its
- * symlinks the kernel knows.  Called before the rename is answered. */
-void fs_link_renamed(struct fs *fs, uint64_t branch_id);
 
 /* ---- helpers shared by fs_ops.c and fs_root.c ---- */
 void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,

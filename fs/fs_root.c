@@ -220,15 +220,20 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 			rc = -EEXIST;
 		if (rc)
 			goto out_err;
+	}
+	/* Before the hook, which need not checkpoint a parent that cannot
+	 * be branched.  (A link made out of the tree between this check and
+	 * the snapshot is not caught, as for branchctl create.) */
+	if (rc == 0) {
 		rc = fs_root_check_fork(fs, &parent, name);
 		if (rc)
 			goto out_err;
+	}
+	if (rc == 0 && fs->cfg.before_branch) {
 		fs->cfg.before_branch(fs->cfg.before_branch_ctx, &parent, name);
 		/* The parent may have changed (or gone) meanwhile. */
 		rc = store_branch_lookup(fs->store, defname, &parent);
 	}
-	if (rc == 0)
-		rc = fs_root_check_fork(fs, &parent, name);
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
@@ -401,7 +406,19 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 		FS_INFO(fs, "renamed branch '%s' to '%s'", name, newname);
 	else
 		goto out;
-	fs_link_renamed(fs, bi.id);
+	{
+		/* The branch's symlinks into itself name it (fs_link.c): the
+		 * kernel must not keep their old targets.  Before the reply,
+		 * so that rename(2) returns with them gone. */
+		size_t nlinks;
+		int r = fs_invalidate_nodes(fs, bi.id, FS_NODE_LINK, &nlinks);
+
+		if (r)
+			FS_WARN(fs,
+				"renamed branch '%s' to '%s', but could not drop "
+				"the cached targets of its %zu symlinks: %s",
+				name, newname, nlinks, strerror(-r));
+	}
 	fs_default_parent_renamed(fs, name, newname);
 	fs_root_touch(fs);
 out:

@@ -405,6 +405,26 @@ acked_loop() {
 	IT_BG+=("$!")
 }
 
+# redo_of PGDATA: the REDO location in a stopped cluster's pg_control
+redo_of() {
+	local r
+	# shellcheck disable=SC2086
+	r=$(tmo 30 $AS_PG "$PGBIN/pg_controldata" "$1" | sed -n "s/^Latest checkpoint's REDO location: *//p")
+	[ -n "$r" ] || fail "pg_controldata $1 shows no REDO location"
+	echo "$r"
+}
+
+# lsn_cmp A B: prints -1, 0 or 1 as WAL location A is before, at or after B
+lsn_cmp() {
+	python3 -c '
+import sys
+def n(s):
+    h, l = s.split("/")
+    return (int(h, 16) << 32) | int(l, 16)
+a, b = n(sys.argv[1]), n(sys.argv[2])
+print((a > b) - (a < b))' "$1" "$2"
+}
+
 # bg_pgbench PORT CLIENTS SECONDS [SETTLE]: pgbench -c CLIENTS -j 2 -T SECONDS
 # on PORT in the background (BG = its pid, output in $T/log/bg-pgbench.out);
 # waits SETTLE seconds (default 5) and fails if it has already ended

@@ -42,23 +42,6 @@ q "$P1" checkpoint >/dev/null
 
 bg_pgbench "$P1" 3 25 3
 
-# REDO location of a stopped branch's pg_control
-redo_of() {
-	local r
-	r=$(tmo 30 $AS_PG "$PGBIN/pg_controldata" "$1" | sed -n "s/^Latest checkpoint's REDO location: *//p")
-	[ -n "$r" ] || fail "pg_controldata $1 shows no REDO location"
-	echo "$r"
-}
-# lsn_cmp A B: prints -1, 0 or 1
-lsn_cmp() {
-	python3 -c '
-import sys
-def n(s):
-    h, l = s.split("/")
-    return (int(h, 16) << 32) | int(l, 16)
-a, b = n(sys.argv[1]), n(sys.argv[2])
-print((a > b) - (a < b))' "$1" "$2"
-}
 insert_lsn() { q "$P1" "select pg_current_wal_insert_lsn()"; }
 nlines() { grep -c "$1" "$BLOG" || true; }
 

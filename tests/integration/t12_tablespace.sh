@@ -84,11 +84,17 @@ pg_stop "$MNT/pr-2nd"
 
 log "a branch made without a checkpoint replays CREATE TABLESPACE into its own tree"
 install -d -o postgres -g postgres -m 0700 "$MNT/main/ts2"
+before_ts2=$(q "$P1" "select pg_current_wal_insert_lsn()")
 q "$P1" "create tablespace ts2 location '$MNT/main/ts2'" 2>/dev/null
 q "$P1" "create table t2(id int) tablespace ts2"
 q "$P1" "insert into t2 select generate_series(1, 1000)"
 OID2=$(q "$P1" "select oid from pg_tablespace where spcname = 'ts2'")
 expect_ctl 0 create pr-3 --no-checkpoint
+# the replay must cover CREATE TABLESPACE, which drops the inherited link
+# and makes it again with main's LOCATION
+redo=$(redo_of "$MNT/pr-3")
+[ "$(lsn_cmp "$redo" "$before_ts2")" -le 0 ] ||
+	fail "pr-3 starts its redo at $redo, after CREATE TABLESPACE ts2 ($before_ts2): the case is not tested"
 pg_start "$MNT/pr-3" "$P3"
 grep -q "redo starts" "$T"/log/pg-pr-3-*.log || fail "pr-3 did not replay WAL; the case is not tested"
 [ "$(readlink "$MNT/pr-3/pg_tblspc/$OID2")" = "$MNT/pr-3/ts2" ] ||
