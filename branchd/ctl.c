@@ -289,23 +289,44 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 }
 
 /* The tablespace rule before a branch of parent as of seq is made (or a
- * branch reset to it): 0, or the reply's error and -EXDEV. */
+ * branch reset to it): 0, or the reply's error and -EXDEV.  With made (a
+ * branch just created), the rule is applied to the parent's tree exactly
+ * as made got it (its fork seq), which catches a link made out of the
+ * tree after the first check (while the checkpoint ran); made, which
+ * nobody has used yet, is then dropped. */
 static int bd_check_fork(struct bd_ctl *c, struct json_buf *out,
 			 const struct store_branch_info *parent, uint64_t seq,
-			 const char *verb, const char *name)
+			 const char *verb, const char *name,
+			 const struct store_branch_info *made)
 {
 	char why[STORE_SYMLINK_MAX + 512];
-	int rc;
+	int rc, drc = 0;
 
 	if (!c->cfg.hooks.check_fork)
 		return 0;
-	rc = c->cfg.hooks.check_fork(c->cfg.hooks.ctx, parent, seq, why,
+	rc = c->cfg.hooks.check_fork(c->cfg.hooks.ctx, parent,
+				     made ? made->fork_seq : seq, why,
 				     sizeof(why));
 	if (rc == 0)
 		return 0;
+	if (made) {
+		drc = store_branch_delete(c->cfg.store, made->id);
+		if (drc)
+			bd_log(&c->cfg.log, STORE_LOG_ERR,
+			       "ctl: cannot drop the refused branch '%s': %s",
+			       made->name, strerror(-drc));
+		else if (c->cfg.hooks.changed)
+			c->cfg.hooks.changed(c->cfg.hooks.ctx, made->id,
+					     made->name, NULL);
+	}
 	bd_log(&c->cfg.log, STORE_LOG_WARN,
-	       "ctl: cannot %s branch '%s' of '%s': %s", verb, name,
-	       parent->name, why);
+	       "ctl: cannot %s branch '%s' of '%s': %s%s", verb, name,
+	       parent->name, why,
+	       !made ? "" :
+	       drc   ? " (a link made while the branch was being made; "
+		       "dropping the new branch failed)" :
+		       " (a link made while the branch was being made; the "
+		       "new branch is dropped)");
 	bd_reply_err(out, rc, "cannot %s branch '%s' of '%s': %s", verb, name,
 		     parent->name, why);
 	return rc;
@@ -461,19 +482,17 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			args.at_seq = seq;
 		}
 	}
-	if (args.parent_id &&
-	    bd_check_fork(c, out, &pi, args.at_seq, "create", name))
+	/* A taken name fails first, and before the checkpoint, not after. */
+	if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
+		bd_reply_err(out, -EEXIST,
+			     "cannot create branch '%s': name taken", name);
 		return;
-	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST) {
-		/* A taken name fails before the checkpoint, not after. */
-		if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
-			bd_reply_err(out, -EEXIST,
-				     "cannot create branch '%s': name taken",
-				     name);
-			return;
-		}
-		bd_before_fork(c, req, &pi, "creating", name, &ckpt);
 	}
+	if (args.parent_id &&
+	    bd_check_fork(c, out, &pi, args.at_seq, "create", name, NULL))
+		return;
+	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST)
+		bd_before_fork(c, req, &pi, "creating", name, &ckpt);
 	rc = store_branch_create(c->cfg.store, &args, &bi);
 	if (rc && rc != -EEXIST &&
 	    store_branch_lookup(c->cfg.store, name, &bi) == 0) {
@@ -512,6 +531,9 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 				     name, strerror(-rc));
 		return;
 	}
+	if (args.parent_id &&
+	    bd_check_fork(c, out, &pi, args.at_seq, "create", name, &bi))
+		return;
 	bd_log(&c->cfg.log, STORE_LOG_INFO,
 	       "ctl: uid %u created branch '%s' from '%s' at seq %" PRIu64,
 	       (unsigned)uid, bi.name, args.parent_id ? from : "-",
@@ -670,9 +692,16 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	if (bi.parent_id &&
 	    store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0) {
 		if (bd_check_fork(c, out, &pi, STORE_SEQ_LATEST, "reset",
-				  bi.name))
+				  bi.name, NULL))
 			return;
 		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
+		/* Once more, after the checkpoint's wait: a reset cannot be
+		 * undone as a new branch can, so the rule is applied just
+		 * before it (a link made between the two goes uncaught). */
+		if (ckpt.outcome != BD_PGCKPT_OFF &&
+		    bd_check_fork(c, out, &pi, STORE_SEQ_LATEST, "reset",
+				  bi.name, NULL))
+			return;
 	}
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;

@@ -137,7 +137,9 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
  * link, leads out of its tree, so that the branch's server would write
  * the parent's tablespace files or WAL.  A parent that cannot be read is
  * logged and allowed.  mkdir at the branch root applies it itself; the
- * control plane calls it before create and reset. */
+ * control plane calls it before create and reset.  Both apply it again
+ * to a new branch (seq: its fork seq) and drop the branch when a link
+ * made meanwhile leads out. */
 int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 			 uint64_t seq, char *why, size_t whylen);
 

@@ -193,6 +193,33 @@ static int fs_root_check_fork(struct fs *fs,
 	return rc;
 }
 
+/* The tablespace rule once more, on the parent's tree exactly as the new
+ * branch bi got it (its fork seq): a link made out of the tree after the
+ * first check (while the checkpoint hook waited) is caught here, and the
+ * branch, which nobody has seen yet, is dropped.  0 or -EXDEV. */
+static int fs_root_recheck_fork(struct fs *fs,
+				const struct store_branch_info *parent,
+				const struct store_branch_info *bi)
+{
+	char why[STORE_SYMLINK_MAX + 512];
+	int rc, drc;
+
+	rc = fs_branch_check_fork(fs, parent, bi->fork_seq, why, sizeof(why));
+	if (rc == 0)
+		return 0;
+	drc = store_branch_delete(fs->store, bi->id);
+	FS_WARN(fs,
+		"cannot create branch '%s' of '%s': %s (a link made while the "
+		"branch was being made; %s)",
+		bi->name, parent->name, why,
+		drc ? "dropping the new branch failed" :
+		      "the new branch is dropped");
+	if (drc)
+		FS_ERR(fs, "cannot drop the refused branch '%s': %s", bi->name,
+		       strerror(-drc));
+	return rc;
+}
+
 void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -222,8 +249,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 			goto out_err;
 	}
 	/* Before the hook, which need not checkpoint a parent that cannot
-	 * be branched.  (A link made out of the tree between this check and
-	 * the snapshot is not caught, as for branchctl create.) */
+	 * be branched; fs_root_recheck_fork has the last word. */
 	if (rc == 0) {
 		rc = fs_root_check_fork(fs, &parent, name);
 		if (rc)
@@ -262,6 +288,8 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 		goto out_err;
 	}
 	rc = store_branch_create(fs->store, &args, &bi);
+	if (rc == 0 && args.parent_id)
+		rc = fs_root_recheck_fork(fs, &parent, &bi);
 	if (rc)
 		goto out_err;
 	FS_INFO(fs, "created branch '%s' (id %llu) from '%s' for uid %u", name,

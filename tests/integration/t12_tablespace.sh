@@ -8,7 +8,8 @@
 # and a mount elsewhere; a branch made without a checkpoint right after
 # CREATE TABLESPACE replays it into its own tree.  A tablespace outside the
 # branch refuses mkdir, branchctl create and reset with EXDEV and a reason,
-# and branching works again once it is dropped.  pg_wal as a link into the
+# and branching works again once it is dropped; so does one made while the
+# parent is checkpointed for the branch.  pg_wal as a link into the
 # branch (initdb --waldir) is branched; one out of it refuses the branch.
 # A symlink whose target
 # begins with the byte the store uses for such links reads back unchanged.
@@ -121,6 +122,51 @@ grep -q "cannot reset branch 'pr-3' of 'main'" <<<"$CTL_ERR" || fail "branchctl 
 q "$P1" "drop tablespace ext"
 mk_child pr-4
 log "branching works again once the outside tablespace is dropped"
+
+# race_link LINK CMD...: run CMD in the background with main's postmaster
+# stopped, so that branchd's checkpoint helper waits on it; once the helper
+# is there (so the first link check is behind), make LINK lead out of the
+# tree, then let the postmaster go on.  RACE_RC: CMD's exit status.
+race_link() {
+	local link=$1 pm=${IT_PGPID[$MNT/main]} bd=${IT_MNTPID[$MNT]} pid i
+	shift
+	kill -STOP "$pm"
+	("$@") >"$T/race.out" 2>"$T/race.err" &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		pgrep -P "$bd" >/dev/null && break
+		sleep 0.1
+	done
+	ln -s "$T/ext2" "$link" || { kill -CONT "$pm"; fail "cannot make $link"; }
+	kill -CONT "$pm"
+	((i < 100)) || fail "branchd started no checkpoint helper for: $*"
+	RACE_RC=0
+	wait "$pid" || RACE_RC=$?
+}
+log "a link made out of the tree while the parent is checkpointed refuses the branch"
+install -d -o postgres -g postgres -m 0700 "$T/ext2"
+RL=$MNT/main/pg_tblspc/99999
+race_link "$RL" try_op mkdir "$MNT/pr-5"
+[ "$(cat "$T/race.out")" = EXDEV ] || fail "mkdir pr-5 with a link made during its checkpoint gave '$(cat "$T/race.out")', expected EXDEV"
+[ ! -e "$MNT/pr-5" ] || fail "the refused branch pr-5 exists"
+grep -q "cannot create branch 'pr-5' of 'main': its link pg_tblspc/99999 leads out of the branch, to '$T/ext2'.*(a link made while the branch was being made; the new branch is dropped)" "$T"/log/branchd-*.log ||
+	fail "branchd did not log that it dropped pr-5 for the link made meanwhile"
+rm "$RL"
+race_link "$RL" "$BRANCHCTL" --mount "$MNT" create pr-6
+[ "$RACE_RC" = 1 ] || fail "branchctl create pr-6 with a link made during its checkpoint exited $RACE_RC: $(cat "$T/race.out" "$T/race.err")"
+grep -q "cannot create branch 'pr-6' of 'main': its link pg_tblspc/99999 leads out" "$T/race.err" ||
+	fail "branchctl create pr-6 gave no reason: $(cat "$T/race.err")"
+expect_ctl 4 info pr-6
+rm "$RL"
+echo kept >"$MNT/pr-3/race-marker"
+race_link "$RL" "$BRANCHCTL" --mount "$MNT" reset pr-3
+[ "$RACE_RC" = 1 ] || fail "branchctl reset pr-3 with a link made during its checkpoint exited $RACE_RC: $(cat "$T/race.out" "$T/race.err")"
+grep -q "cannot reset branch 'pr-3' of 'main': its link pg_tblspc/99999 leads out" "$T/race.err" ||
+	fail "branchctl reset pr-3 gave no reason: $(cat "$T/race.err")"
+[ "$(cat "$MNT/pr-3/race-marker")" = kept ] || fail "the refused reset changed pr-3"
+rm "$RL" "$MNT/pr-3/race-marker"
+mk_child pr-5
+log "mkdir, branchctl create and reset check the links again after the checkpoint"
 
 log "pg_wal as a link (initdb --waldir): inside the branch it is branched, outside it refuses"
 expect_ctl 0 create w1 --from pr-3

@@ -32,6 +32,7 @@ struct fake_fs {
 	char def[256];
 	int holds;           /* begin_change - end_change */
 	bool refuse_fork;    /* check_fork refuses every parent */
+	int refuse_after;    /* > 0: it refuses every call after this many */
 	int fork_checks;     /* check_fork calls */
 	uint64_t fork_seq;   /* seq of the last check_fork */
 };
@@ -116,7 +117,8 @@ static int ff_check_fork(void *p, const struct store_branch_info *parent,
 
 	f->fork_checks++;
 	f->fork_seq = seq;
-	if (!f->refuse_fork)
+	if (!f->refuse_fork &&
+	    !(f->refuse_after > 0 && f->fork_checks > f->refuse_after))
 		return 0;
 	snprintf(why, w, "its tablespace link pg_tblspc/1 of '%s' leads out",
 		 parent->name);
@@ -382,10 +384,17 @@ static void test_ctl_check_fork_refuses_create_and_reset(void **state)
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
 	assert_int_equal(x->ff.fork_checks, 0);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
-	assert_int_equal(x->ff.fork_checks, 1);
-	assert_true(x->ff.fork_seq == STORE_SEQ_LATEST);
+	/* before (the head) and after (the tree pr-1 got) */
+	assert_int_equal(x->ff.fork_checks, 2);
+	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), 0);
+	assert_true(x->ff.fork_seq == bi.fork_seq);
 
 	x->ff.refuse_fork = true;
+	/* a taken name is the first thing a create reports */
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}");
+	assert_string_equal(json_get_str(j, "message"),
+			    "cannot create branch 'pr-1': name taken");
+	json_free(j);
 	changed = x->ff.changed;
 	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}");
 	assert_true(json_get_bool(j, "ok", &ok));
@@ -413,11 +422,44 @@ static void test_ctl_check_fork_refuses_create_and_reset(void **state)
 	json_free(j);
 	assert_int_equal(x->ff.changed, changed);
 	assert_int_equal(x->ff.holds, 0);
-	assert_int_equal(x->ff.fork_checks, 4);
+	assert_int_equal(x->ff.fork_checks, 5);
 
 	x->ff.refuse_fork = false;
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}"), 0);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"pr-1\"}"), 0);
+}
+
+/* A link made out of the tree after the first check (while the parent
+ * was checkpointed) is caught by the check of the tree the new branch got:
+ * the create fails with the reason and the branch is gone again. */
+static void test_ctl_check_fork_after_create_drops_branch(void **state)
+{
+	struct ctx *x = *state;
+	struct store_branch_info bi;
+	const char *msg;
+	struct json *j;
+	uint64_t seq;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	x->ff.refuse_after = 1;
+	seq = store_seq_now(x->s);
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}");
+	assert_string_equal(json_get_str(j, "error"), "error");
+	msg = json_get_str(j, "message");
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "cannot create branch 'pr-1' of 'main': "
+				    "its tablespace link"));
+	json_free(j);
+	assert_int_equal(x->ff.fork_checks, 2);
+	assert_true(x->ff.fork_seq != STORE_SEQ_LATEST);
+	assert_true(x->ff.fork_seq >= seq);
+	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), -ENOENT);
+	assert_string_equal(x->ff.last_old, "pr-1");
+	assert_string_equal(x->ff.last_new, "");
+	/* the name is free again */
+	x->ff.refuse_after = 0;
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), 0);
 }
 
 static void test_ctl_time_outside_retention_names_oldest(void **state)
@@ -501,6 +543,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_check_fork_refuses_create_and_reset, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_check_fork_after_create_drops_branch, setup,
 			teardown),
 	};
 
