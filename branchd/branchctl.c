@@ -36,6 +36,8 @@ static void bc_usage(FILE *f)
 		"  create NAME [--from PARENT] [--at WHEN]   new branch (O(1))\n"
 		"         [--no-checkpoint]                  do not CHECKPOINT the parent's\n"
 		"                                            running server first\n"
+		"  create NAME --empty                       new empty branch, owned by the\n"
+		"                                            caller (initdb, pg_basebackup)\n"
 		"  list [--tree]                             all branches\n"
 		"  info NAME                                 one branch\n"
 		"  delete NAME                               drop a branch\n"
@@ -520,13 +522,14 @@ int main(int argc, char **argv)
 		{ "at", required_argument, NULL, 'a' },
 		{ "tree", no_argument, NULL, 't' },
 		{ "no-checkpoint", no_argument, NULL, 'n' },
+		{ "empty", no_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
 	char sockpath[PATH_MAX], *raw = NULL;
 	struct json *reply = NULL;
 	struct json_buf req;
-	bool tree = false, ok = false, nockpt = false;
+	bool tree = false, ok = false, nockpt = false, empty = false;
 	const char *cmd;
 	int c, rc, nargs, status = BD_EXIT_OK;
 	char **args;
@@ -563,7 +566,7 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "jf:a:tn", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jf:a:tne", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			bc_json_out = true;
@@ -579,6 +582,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			nockpt = true;
+			break;
+		case 'e':
+			empty = true;
 			break;
 		case 'm':
 			mount = optarg;
@@ -596,6 +602,11 @@ int main(int argc, char **argv)
 	if (nockpt && strcmp(cmd, "create") != 0 && strcmp(cmd, "reset") != 0) {
 		fprintf(stderr,
 			"branchctl: --no-checkpoint goes with create and reset\n");
+		return BD_EXIT_USAGE;
+	}
+	if (empty && (strcmp(cmd, "create") != 0 || from || at)) {
+		fprintf(stderr, "branchctl: --empty goes with create, without "
+				"--from and --at\n");
 		return BD_EXIT_USAGE;
 	}
 
@@ -616,6 +627,8 @@ int main(int argc, char **argv)
 		NEED(1);
 		json_buf_raw(&req, ",\"name\":");
 		json_buf_str(&req, args[0]);
+		if (empty)
+			json_buf_raw(&req, ",\"empty\":true");
 		if (from) {
 			json_buf_raw(&req, ",\"from\":");
 			json_buf_str(&req, from);

@@ -393,15 +393,26 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	int64_t at_ns = 0, at_seq = 0;
 	bool has_ns = json_get_int(req, "at_ns", &at_ns);
 	bool has_seq = json_get_int(req, "at_seq", &at_seq);
+	bool empty = false;
 	size_t nbr = 0;
 	int rc;
 
+	json_get_bool(req, "empty", &empty);
 	if (!name) {
 		bd_reply_err(out, -EINVAL, "missing branch name");
 		return;
 	}
 	if (bd_name_ok(out, name))
 		return;
+	if (empty && (from || has_seq || has_ns)) {
+		bd_reply_err(
+			out, -EINVAL,
+			"cannot create branch '%s': an empty branch has no "
+			"parent and no moment (--empty goes without "
+			"--from and --at)",
+			name);
+		return;
+	}
 	rc = c->cfg.hooks.may_create ?
 		     c->cfg.hooks.may_create(c->cfg.hooks.ctx, uid, gid, groups,
 					     ngroups) :
@@ -413,7 +424,7 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			name, (unsigned)uid);
 		return;
 	}
-	if (!from) {
+	if (!from && !empty) {
 		struct store_branch_info *all = NULL;
 
 		if (c->cfg.hooks.get_default)
@@ -430,8 +441,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	args.name = name;
 	args.owner_uid = uid;
 	args.drop_names = c->cfg.drop_names;
-	if (nbr == 0 && !json_get_str(req, "from")) {
-		/* An empty store: the first branch starts empty. */
+	if (empty || (nbr == 0 && !json_get_str(req, "from"))) {
+		/* Asked for, or an empty store's first branch: an empty
+		 * directory, owned by the caller, for initdb, pg_basebackup
+		 * or a restore. */
 		args.root_mode = 0700;
 		args.root_uid = uid;
 		args.root_gid = gid;

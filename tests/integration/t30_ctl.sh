@@ -10,7 +10,8 @@
 # change racing a reset is committed over it), status,
 # gc, retention; exit 3 no daemon, 4 no such branch, 5 name taken, 6 in use
 # (postmaster, open file), 7 has children, 8 time not retained, 10 invalid,
-# 2 usage.
+# 2 usage.  create --empty: an empty branch beside main, which
+# pg_basebackup of the running main fills and a server then runs on.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -55,6 +56,9 @@ expect_ctl 2 create x --at -200000d
 expect_ctl 2 create x --at seq:12abc
 expect_ctl 2 retention abc
 expect_ctl 2 retention 0
+expect_ctl 2 create x --empty --from main
+expect_ctl 2 create x --empty --at -5s
+expect_ctl 2 reset x --empty
 expect_ctl 0 --help
 grep -q 'exit status\|Exit status' <<<"$CTL_OUT" || fail "branchctl --help does not describe exit status"
 
@@ -418,6 +422,27 @@ expect_ctl 0 retention 3600
 want_file "$MNT/aftergc/note.txt" v1
 want_file "$MNT/rel/note.txt" v2
 want_file "$MNT/rs/note.txt" v4
+
+# ---- create --empty: pg_basebackup of the running main into a new branch ----------
+q "$P1" "create table bb as select generate_series(1, 5000) i"
+expect_ctl 0 create fresh --empty
+grep -q "created branch 'fresh' from nothing (empty)" <<<"$CTL_OUT" || fail "create --empty said: $CTL_OUT"
+[ -z "$(ls -A "$MNT/fresh")" ] || fail "create --empty made a branch that holds: $(ls -A "$MNT/fresh" | head -5)"
+[ "$(stat -c %u:%a "$MNT/fresh")" = 0:700 ] || fail "the empty branch is $(stat -c %u:%a "$MNT/fresh"), expected 0:700 (the caller's)"
+expect_ctl 0 --json info fresh
+jassert "$CTL_OUT" "d['branch']['parent'] is None" "info of an empty branch"
+expect_ctl 5 create fresh --empty
+expect_ctl 10 reset fresh
+chown postgres:postgres "$MNT/fresh"
+tmo 120 $AS_PG "$PGBIN/pg_basebackup" -h "$SOCK" -p "$P1" -U postgres -D "$MNT/fresh" -X stream -c fast ||
+	fail "pg_basebackup into the empty branch failed"
+free_port P2
+pg_start "$MNT/fresh" "$P2"
+[ "$(q "$P2" "select count(*) from bb")" = 5000 ] || fail "the base backup in fresh lacks main's table bb"
+q "$P2" "insert into bb select generate_series(1, 10)"
+[ "$(q "$P1" "select count(*) from bb")" = 5000 ] || fail "a write on fresh reached main"
+pg_stop "$MNT/fresh"
+log "pg_basebackup of the running main into an empty branch starts and keeps its writes to itself"
 
 # ---- root branch: no parent to reset to ---------------------------------------------
 pg_stop "$MNT/main"

@@ -462,6 +462,58 @@ static void test_ctl_check_fork_after_create_drops_branch(void **state)
 	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), 0);
 }
 
+/* create with "empty": a branch with no parent and an empty root owned by
+ * the caller, also when the store has branches; not with a parent or a
+ * moment. */
+static void test_ctl_create_empty(void **state)
+{
+	struct ctx *x = *state;
+	struct store_attr a = { .mode = S_IFREG | 0600 }, got;
+	struct store_branch_info bi;
+	struct store_dirent *ents = NULL;
+	size_t n = 7;
+	uint64_t ino;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "main", &bi), 0);
+	assert_int_equal(store_create(x->s, bi.id, bi.root_ino, "PG_VERSION", &a,
+				      NULL, &ino, &got),
+			 0);
+	x->ff.may_create = true;
+	j = call(x, 1000, "{\"cmd\":\"create\",\"name\":\"fresh\",\"empty\":true}");
+	assert_string_equal(json_get_str(json_get(j, "branch"), "name"), "fresh");
+	assert_null(json_get_str(json_get(j, "branch"), "parent"));
+	json_free(j);
+	assert_int_equal(store_branch_lookup(x->s, "fresh", &bi), 0);
+	assert_true(bi.parent_id == 0);
+	assert_int_equal(bi.owner_uid, 1000);
+	assert_int_equal(store_readdir(x->s, bi.id, STORE_SEQ_LATEST, bi.root_ino,
+				       &ents, &n),
+			 0);
+	assert_int_equal(n, 0);
+	free(ents);
+	assert_int_equal(store_getattr(x->s, bi.id, STORE_SEQ_LATEST, bi.root_ino,
+				       &got),
+			 0);
+	assert_int_equal(got.uid, 1000);
+	assert_int_equal(got.mode, S_IFDIR | 0700);
+	/* main keeps its file; an empty branch has nothing to reset to */
+	assert_int_equal(store_branch_lookup(x->s, "main", &bi), 0);
+	assert_int_equal(store_lookup(x->s, bi.id, STORE_SEQ_LATEST, bi.root_ino,
+				      "PG_VERSION", &ino),
+			 0);
+	assert_int_equal(status_of(x, 1000, "{\"cmd\":\"reset\",\"name\":\"fresh\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"e2\",\"empty\":true,\"from\":\"main\"}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"e2\",\"empty\":true,\"at_seq\":1}"),
+			 BD_EXIT_INVALID);
+	assert_int_equal(store_branch_lookup(x->s, "e2", &bi), -ENOENT);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"fresh\",\"empty\":true}"),
+			 BD_EXIT_EXISTS);
+}
+
 static void test_ctl_time_outside_retention_names_oldest(void **state)
 {
 	struct ctx *x = *state;
@@ -547,6 +599,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_check_fork_after_create_drops_branch, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_create_empty, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
