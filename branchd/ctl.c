@@ -141,18 +141,32 @@ static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 
 static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 {
-	char msg[768];
+	char small[768], *msg = small;
 	va_list ap;
+	int n;
 
+	/* Whole, however long (a reason may quote a 4 KiB link target). */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(small)) {
+		msg = malloc((size_t)n + 1);
+		if (msg) {
+			va_start(ap, fmt);
+			vsnprintf(msg, (size_t)n + 1, fmt, ap);
+			va_end(ap);
+		} else {
+			msg = small; /* cut, rather than nothing */
+		}
+	}
 	out->len = 0;
 	json_buf_raw(out, "{\"ok\":false,\"error\":");
 	json_buf_str(out, bd_code_of_errno(err));
 	json_buf_raw(out, ",\"message\":");
-	json_buf_str(out, msg);
+	json_buf_str(out, n < 0 ? "(cannot format the message)" : msg);
 	json_buf_raw(out, "}");
+	if (msg != small)
+		free(msg);
 }
 
 static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,

@@ -33,6 +33,7 @@ struct fake_fs {
 	int holds;           /* begin_change - end_change */
 	bool refuse_fork;    /* check_fork refuses every parent */
 	int refuse_after;    /* > 0: it refuses every call after this many */
+	bool long_why;       /* its reason quotes a 4000-byte link target */
 	int fork_checks;     /* check_fork calls */
 	uint64_t fork_seq;   /* seq of the last check_fork */
 };
@@ -120,6 +121,16 @@ static int ff_check_fork(void *p, const struct store_branch_info *parent,
 	if (!f->refuse_fork &&
 	    !(f->refuse_after > 0 && f->fork_checks > f->refuse_after))
 		return 0;
+	if (f->long_why) {
+		char target[4001];
+
+		memset(target, 'x', 4000);
+		target[0] = '/';
+		target[4000] = '\0';
+		snprintf(why, w, "its link pg_tblspc/1 leads to '%s' (END)",
+			 target);
+		return -EXDEV;
+	}
 	snprintf(why, w, "its tablespace link pg_tblspc/1 of '%s' leads out",
 		 parent->name);
 	return -EXDEV;
@@ -462,6 +473,26 @@ static void test_ctl_check_fork_after_create_drops_branch(void **state)
 	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), 0);
 }
 
+/* A reply's message is never cut: a reason quoting a 4000-byte link
+ * target comes back whole. */
+static void test_ctl_long_reason_whole(void **state)
+{
+	struct ctx *x = *state;
+	const char *msg;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	x->ff.refuse_fork = true;
+	x->ff.long_why = true;
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-1\"}");
+	msg = json_get_str(j, "message");
+	assert_non_null(msg);
+	assert_true(strlen(msg) > 4000);
+	assert_non_null(strstr(msg, "cannot create branch 'pr-1' of 'main': "));
+	assert_non_null(strstr(msg, "xxx' (END)"));
+	json_free(j);
+}
+
 /* create with "empty": a branch with no parent and an empty root owned by
  * the caller, also when the store has branches; not with a parent or a
  * moment. */
@@ -600,6 +631,8 @@ int main(void)
 			test_ctl_check_fork_after_create_drops_branch, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_create_empty, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_long_reason_whole, setup,
 						teardown),
 	};
 
