@@ -368,6 +368,16 @@ static void bd_before_branch(void *ctx, const struct store_branch_info *parent,
 	bd_pgckpt_parent(bd->pgckpt, parent, what, &res);
 }
 
+/* pg_checkpoint's server_pid: where the parent's server runs, seen from
+ * here (bd->fs is set before the mount, and so before any branch). */
+static long bd_server_pid(void *ctx, const struct store_branch_info *b,
+			  long pid)
+{
+	struct bd *bd = ctx;
+
+	return bd->fs ? fs_branch_server(bd->fs, b, pid) : -1;
+}
+
 /* fs ready callback: the kernel's INIT is answered, the mount is live. */
 static void bd_ready(void *ctx)
 {
@@ -703,6 +713,8 @@ int main(int argc, char **argv)
 			.enabled = bd.pg_checkpoint,
 			.timeout_ms = bd.pg_checkpoint_timeout_ms,
 			.log = log,
+			.server_pid = bd_server_pid,
+			.server_pid_ctx = &bd,
 		};
 
 		rc = bd_pgckpt_new(&pcfg, &bd.pgckpt);

@@ -38,7 +38,14 @@
  * line 2: a postmaster.pid written in another pid namespace (a container
  * using the branch) may name a pid that is alive here by chance, and a
  * port and socket directory of a different server.  Such a server is left
- * alone (FAILED, "not the server of").
+ * alone (FAILED, "not the server of").  A container's own server is found
+ * by cfg.server_pid (a postgres process working in the branch).  When it
+ * lives in another mount namespace, the paths in postmaster.pid are paths
+ * of that namespace: a helper started by root enters it (setns, as
+ * nsenter -m does) before it drops to the owner's uid; a daemon without
+ * root reaches the socket directory through /proc/PID/root instead (which
+ * an absolute symlink on the way, such as /var/run -> /run, defeats).  A
+ * uid with no name where the helper runs connects as the user "postgres".
  *
  * Deliberately not done: starting or stopping servers, retries, and
  * passwords beyond libpq's own (PGPASSFILE, ~/.pgpass of the owner).
@@ -51,12 +58,14 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -411,11 +420,12 @@ static void pgckpt_reap_later(pid_t child, int *status)
 			;
 }
 
+/* mntns: a pid whose mount namespace the helper enters first, or 0. */
 static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
-		       const struct store_attr *owner,
+		       const struct store_attr *owner, long mntns,
 		       struct bd_pgckpt_result *res)
 {
-	char uid[16], gid[16], tmo[16], out[sizeof(res->why)] = "";
+	char uid[16], gid[16], tmo[16], ns[24], out[sizeof(res->why)] = "";
 	char *argv[] = { "branchd",
 			 BD_PGCKPT_HELPER_ARG,
 			 uid,
@@ -424,6 +434,7 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 			 (char *)pf->port,
 			 (char *)pf->datadir,
 			 tmo,
+			 ns,
 			 NULL };
 	double t0 = pgckpt_now_ms();
 	bool in_time;
@@ -432,6 +443,7 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 
 	snprintf(uid, sizeof(uid), "%u", (unsigned)owner->uid);
 	snprintf(gid, sizeof(gid), "%u", (unsigned)owner->gid);
+	snprintf(ns, sizeof(ns), "%ld", mntns);
 	/* libpq gives up later than the daemon does: the timeout is ours. */
 	snprintf(tmo, sizeof(tmo), "%u", (pc->cfg.timeout_ms + 999) / 1000 + 2);
 	rc = pgckpt_spawn(pc, argv, &child, &rfd);
@@ -484,12 +496,27 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 	}
 }
 
+/* Does process pid live in another mount namespace than the daemon?
+ * false when it cannot be told. */
+static bool pgckpt_other_mntns(long pid)
+{
+	struct stat self, other;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
+	if (stat("/proc/self/ns/mnt", &self) != 0 || stat(path, &other) != 0)
+		return false;
+	return self.st_dev != other.st_dev || self.st_ino != other.st_ino;
+}
+
 void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		      const struct store_branch_info *parent, const char *what,
 		      struct bd_pgckpt_result *res)
 {
 	struct bd_pgckpt_pidfile pf;
 	struct store_attr owner;
+	bool other_ns = false;
+	long hp = -1, mntns = 0;
 	char *text;
 	ssize_t n;
 	int rc;
@@ -520,7 +547,25 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		goto out_free;
 	}
 	res->pid = pf.pid;
-	if (kill((pid_t)pf.pid, 0) != 0 && errno == ESRCH) {
+	if (pc->cfg.server_pid)
+		hp = pc->cfg.server_pid(pc->cfg.server_pid_ctx, parent, pf.pid);
+	if (hp > 0) {
+		res->pid = hp;
+		other_ns = pgckpt_other_mntns(hp);
+	}
+	if (other_ns && geteuid() == 0) {
+		/* A container: its socket directory is a path of its own
+		 * mount namespace, which the helper enters. */
+		mntns = hp;
+	} else if (other_ns && pf.host[0] == '/') {
+		char via[sizeof(pf.host)];
+		int k = snprintf(via, sizeof(via), "/proc/%ld/root%s", hp,
+				 pf.host);
+
+		if (k > 0 && (size_t)k < sizeof(via))
+			memcpy(pf.host, via, (size_t)k + 1);
+	}
+	if (hp <= 0 && kill((pid_t)pf.pid, 0) != 0 && errno == ESRCH) {
 		snprintf(res->why, sizeof(res->why),
 			 "the pid %ld in its postmaster.pid is not running",
 			 pf.pid);
@@ -547,15 +592,17 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 			 strerror(-rc));
 		goto out_free;
 	}
-	pgckpt_run(pc, &pf, &owner, res);
+	pgckpt_run(pc, &pf, &owner, mntns, res);
 out_free:
 	free(text);
 out_log:
 	if (res->outcome == BD_PGCKPT_DONE)
 		bd_log(&pc->cfg.log, STORE_LOG_INFO,
 		       "pg_checkpoint: checkpointed the server on '%s' (pid "
-		       "%ld) before %s in %.0f ms",
-		       parent->name, res->pid, what, res->ms);
+		       "%ld%s) before %s in %.0f ms",
+		       parent->name, res->pid,
+		       other_ns ? ", in another mount namespace" : "", what,
+		       res->ms);
 	else if (res->outcome == BD_PGCKPT_FAILED ||
 		 res->outcome == BD_PGCKPT_TIMEOUT)
 		bd_log(&pc->cfg.log, STORE_LOG_WARN,
@@ -581,9 +628,10 @@ static void pgckpt_say(const char *what, const char *msg)
  * CHECKPOINT may take longer than a timeout meant for queries, and the
  * daemon bounds the helper anyway (pg_checkpoint_timeout). */
 static PGconn *pgckpt_connect(const char *host, const char *port,
-			      const char *dbname, const char *tmo)
+			      const char *user, const char *dbname,
+			      const char *tmo)
 {
-	const char *keys[7], *vals[7];
+	const char *keys[8], *vals[8];
 	int n = 0;
 
 	keys[n] = "host", vals[n++] = host;
@@ -591,6 +639,8 @@ static PGconn *pgckpt_connect(const char *host, const char *port,
 	keys[n] = "connect_timeout", vals[n++] = tmo;
 	keys[n] = "application_name", vals[n++] = "branchd pg_checkpoint";
 	keys[n] = "options", vals[n++] = "-c statement_timeout=0";
+	if (user)
+		keys[n] = "user", vals[n++] = user;
 	if (dbname)
 		keys[n] = "dbname", vals[n++] = dbname;
 	keys[n] = NULL, vals[n] = NULL;
@@ -599,16 +649,17 @@ static PGconn *pgckpt_connect(const char *host, const char *port,
 
 int bd_pgckpt_helper_main(int argc, char **argv)
 {
-	const char *host, *port, *datadir, *tmo, *dd;
+	const char *host, *port, *datadir, *tmo, *dd, *user = NULL;
 	unsigned long uid, gid;
+	long mntns;
 	PGresult *res = NULL;
 	PGconn *conn;
 	char *e1, *e2;
 	int rc = PGCKPT_HELPER_FAILED;
 
-	if (argc != 8) {
+	if (argc != 9) {
 		printf("usage: branchd %s UID GID HOST PORT DATADIR "
-		       "TIMEOUT_S\n",
+		       "TIMEOUT_S MNTNS_PID\n",
 		       BD_PGCKPT_HELPER_ARG);
 		return PGCKPT_HELPER_USAGE;
 	}
@@ -619,10 +670,33 @@ int bd_pgckpt_helper_main(int argc, char **argv)
 		printf("bad uid or gid\n");
 		return PGCKPT_HELPER_USAGE;
 	}
+	mntns = strtol(argv[8], &e1, 10);
+	if (errno || *e1 || mntns < 0) {
+		printf("bad mount namespace pid\n");
+		return PGCKPT_HELPER_USAGE;
+	}
 	host = argv[4];
 	port = argv[5];
 	datadir = argv[6];
 	tmo = argv[7];
+	if (mntns > 0) {
+		char path[64];
+		int fd;
+
+		/* The server's paths are those of its mount namespace (a
+		 * container's): enter it while still root. */
+		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", mntns);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNS) != 0) {
+			printf("cannot enter the mount namespace of pid %ld "
+			       "(a container's server): %s\n",
+			       mntns, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return PGCKPT_HELPER_FAILED;
+		}
+		close(fd);
+	}
 	if (geteuid() == 0 && uid != 0 &&
 	    (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0 ||
 	     setuid((uid_t)uid) != 0)) {
@@ -633,12 +707,16 @@ int bd_pgckpt_helper_main(int argc, char **argv)
 	}
 	/* libpq looks for ~/.pgpass of the uid it runs as. */
 	unsetenv("HOME");
-	conn = pgckpt_connect(host, port,
+	/* A uid with no name here (the postgres user of a container): libpq
+	 * could not name the user, so ask for the usual superuser. */
+	if (!getenv("PGUSER") && !getpwuid(geteuid()))
+		user = "postgres";
+	conn = pgckpt_connect(host, port, user,
 			      getenv("PGDATABASE") ? NULL : "postgres", tmo);
 	if (conn && PQstatus(conn) != CONNECTION_OK && !getenv("PGDATABASE") &&
 	    strstr(PQerrorMessage(conn), "\"postgres\" does not exist")) {
 		PQfinish(conn);
-		conn = pgckpt_connect(host, port, "template1", tmo);
+		conn = pgckpt_connect(host, port, user, "template1", tmo);
 	}
 	if (!conn) {
 		printf("out of memory\n");

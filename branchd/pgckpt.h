@@ -32,6 +32,14 @@ struct bd_pgckpt_config {
 	 * BD_PGCKPT_HELPER_ARG first; NULL means "/proc/self/exe".  Copied. */
 	const char *exe;
 	struct store_log log;
+	/* The pid, as seen here, of the server running on branch b, whose
+	 * postmaster.pid names pid (fs_branch_server): > 0 found, 0 none, -1
+	 * cannot tell.  With it, a server in a container (a pid and a socket
+	 * directory of other namespaces in its postmaster.pid) is reached
+	 * through /proc/PID/root.  NULL: the postmaster.pid is taken as is. */
+	long (*server_pid)(void *ctx, const struct store_branch_info *b,
+			   long pid);
+	void *server_pid_ctx;
 };
 
 #define BD_PGCKPT_HELPER_ARG "--pg-checkpoint-helper"

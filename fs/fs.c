@@ -932,40 +932,57 @@ static long fs_postgres_in(const struct fs_where *w)
 	return found;
 }
 
-/* Rule 7's "a postmaster runs on it".  A live pid in the branch's
- * postmaster.pid counts only if its working directory is the branch (or
- * cannot be read): a pid left by a server that was killed, or written in
- * a container, often names an unrelated live process here (pid 1).  Any
- * Postgres process working in the branch counts too.  0, or -EBUSY with
- * why set. */
+/* Rule 7's "a postmaster runs on it" (fs_branch_server).  A live pid in
+ * the branch's postmaster.pid counts only if its working directory is the
+ * branch (or cannot be read and no postgres process is seen there): a pid
+ * left by a server that was killed, or written in a container, often
+ * names an unrelated live process here (pid 1).  Any Postgres process
+ * working in the branch counts too, and is the one named.  0, or -EBUSY
+ * with why set. */
 static int fs_branch_no_postmaster(struct fs *fs,
 				   const struct store_branch_info *bi,
 				   char *why, size_t whylen)
 {
 	pid_t pid = fs_postmaster_pid(fs, bi);
+	long srv = fs_branch_server(fs, bi, pid);
+
+	/* Where the mount point cannot be read, a live pid counts. */
+	if (srv < 0)
+		srv = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) ? pid :
+									 0;
+	if (srv == 0)
+		return 0;
+	if (why && srv == pid)
+		snprintf(why, whylen,
+			 "postmaster (pid %d) is running on branch '%s'",
+			 (int)pid, bi->name);
+	else if (why)
+		snprintf(why, whylen,
+			 "a postgres process (pid %ld) is running in branch "
+			 "'%s'",
+			 srv, bi->name);
+	return -EBUSY;
+}
+
+long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
+		      long pid)
+{
 	struct fs_where w;
-	long other;
+
+	long found;
+	int at = 0;
 
 	fs_where_of(fs, bi, &w);
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) &&
-	    fs_cwd_is(&w, pid) != 0) {
-		if (why)
-			snprintf(
-				why, whylen,
-				"postmaster (pid %d) is running on branch '%s'",
-				(int)pid, bi->name);
-		return -EBUSY;
-	}
-	other = fs_postgres_in(&w);
-	if (other) {
-		if (why)
-			snprintf(why, whylen,
-				 "a postgres process (pid %ld) is running in "
-				 "branch '%s'",
-				 other, bi->name);
-		return -EBUSY;
-	}
-	return 0;
+	if (!w.known)
+		return -1;
+	if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		at = fs_cwd_is(&w, pid);
+	if (at == 1)
+		return pid;
+	/* A pid whose directory cannot be read (pid 1 of some hosts) is the
+	 * server only if no postgres process is seen working there. */
+	found = fs_postgres_in(&w);
+	return found ? found : at == -1 ? pid : 0;
 }
 
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,

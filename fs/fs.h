@@ -143,6 +143,15 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 			 uint64_t seq, char *why, size_t whylen);
 
+/* The pid, as seen here, of a process of the server running on branch bi
+ * (its postmaster.pid names pid): pid itself when its working directory
+ * is the branch root, else any postgres process working there, such as
+ * the postmaster of a container that writes a pid of its own namespace,
+ * else pid if its working directory cannot be read; 0 when none runs
+ * there; -1 when it cannot tell (the mount point cannot be read). */
+long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
+		      long pid);
+
 /* ---- for the control plane (fs_ctl.c) ---- */
 
 /* A probe that changes and waits for nothing: 0, or -EBUSY with a reason

@@ -263,7 +263,57 @@ static void test_pgckpt_helper_gets_owner_and_server(void **state)
 	/* the owner of main's root, the socket dir and port, the data
 	 * directory, and a libpq timeout past the daemon's (5 s + 2) */
 	assert_string_equal(got, BD_PGCKPT_HELPER_ARG
-			    " 4242 4343 /tmp/sock 5432 /mnt/b/main 7\n");
+			    " 4242 4343 /tmp/sock 5432 /mnt/b/main 7 0\n");
+}
+
+static long fake_server_pid(void *ctx, const struct store_branch_info *b,
+			    long pid)
+{
+	(void)b;
+	(void)pid;
+	return *(long *)ctx;
+}
+
+/* A container's postmaster.pid names a pid of its own namespace (here one
+ * that does not run): the server_pid hook finds the server, which is then
+ * asked (in the daemon's own mount namespace: no namespace to enter) and
+ * named by its pid here.  With no server found, the dead pid means none. */
+static void test_pgckpt_server_pid_finds_container_server(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_config cfg = { .store = x->s, .enabled = true,
+					.timeout_ms = 5000,
+					.server_pid = fake_server_pid };
+	struct bd_pgckpt_result res;
+	char exe[128], body[256], args[128], got[512] = "";
+	struct bd_pgckpt *pc = NULL;
+	long found = (long)getpid();
+	FILE *f;
+
+	snprintf(args, sizeof(args), "%s/args", x->dir);
+	snprintf(body, sizeof(body), "echo \"$@\" > %s\necho ok\nexit 0", args);
+	put_script(x, "ok.sh", body, exe, sizeof(exe));
+	cfg.exe = exe;
+	cfg.server_pid_ctx = &found;
+	assert_int_equal(bd_pgckpt_new(&cfg, &pc), 0);
+	put_pidfile(x, "2147483646\n/var/lib/postgresql/data\n1764700000\n"
+		       "5432\n/var/run/postgresql\n\n  5432001    12\n"
+		       "ready   \n");
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_DONE);
+	assert_int_equal(res.pid, getpid());
+	f = fopen(args, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(got, sizeof(got), f));
+	fclose(f);
+	assert_string_equal(got, BD_PGCKPT_HELPER_ARG
+			    " 4242 4343 /var/run/postgresql 5432 "
+			    "/var/lib/postgresql/data 7 0\n");
+	found = 0;
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_NO_SERVER);
+	assert_non_null(strstr(res.why, "is not running"));
+	bd_pgckpt_free(pc);
 }
 
 /* The daemon blocks SIGINT/SIGTERM/SIGHUP/SIGUSR1 in every thread and
@@ -428,6 +478,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_hung_helper_is_killed_at_timeout, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_server_pid_finds_container_server, setup,
 			teardown),
 	};
 
