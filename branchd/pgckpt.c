@@ -509,6 +509,16 @@ static bool pgckpt_other_mntns(long pid)
 	return self.st_dev != other.st_dev || self.st_ino != other.st_ino;
 }
 
+/* The effective uid of process pid (the owner of /proc/PID), or -1. */
+static long pgckpt_uid_of(long pid)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%ld", pid);
+	return stat(path, &st) == 0 ? (long)st.st_uid : -1;
+}
+
 void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		      const struct store_branch_info *parent, const char *what,
 		      struct bd_pgckpt_result *res)
@@ -553,18 +563,6 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		res->pid = hp;
 		other_ns = pgckpt_other_mntns(hp);
 	}
-	if (other_ns && geteuid() == 0) {
-		/* A container: its socket directory is a path of its own
-		 * mount namespace, which the helper enters. */
-		mntns = hp;
-	} else if (other_ns && pf.host[0] == '/') {
-		char via[sizeof(pf.host)];
-		int k = snprintf(via, sizeof(via), "/proc/%ld/root%s", hp,
-				 pf.host);
-
-		if (k > 0 && (size_t)k < sizeof(via))
-			memcpy(pf.host, via, (size_t)k + 1);
-	}
 	if (hp <= 0 && kill((pid_t)pf.pid, 0) != 0 && errno == ESRCH) {
 		snprintf(res->why, sizeof(res->why),
 			 "the pid %ld in its postmaster.pid is not running",
@@ -591,6 +589,22 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 			 "cannot read the owner of its root: %s",
 			 strerror(-rc));
 		goto out_free;
+	}
+	if (other_ns && geteuid() == 0 && owner.uid != 0 &&
+	    pgckpt_uid_of(hp) == (long)owner.uid) {
+		/* A container: its socket directory is a path of its own
+		 * mount namespace, which the helper enters.  Only that of
+		 * a process of the data directory's owner (Postgres runs as
+		 * its data directory's owner), whose uid the helper takes
+		 * before it reads anything there. */
+		mntns = hp;
+	} else if (other_ns && pf.host[0] == '/') {
+		char via[sizeof(pf.host)];
+		int k = snprintf(via, sizeof(via), "/proc/%ld/root%s", hp,
+				 pf.host);
+
+		if (k > 0 && (size_t)k < sizeof(via))
+			memcpy(pf.host, via, (size_t)k + 1);
 	}
 	pgckpt_run(pc, &pf, &owner, mntns, res);
 out_free:
