@@ -891,6 +891,27 @@ static int fs_cwd_is(const struct fs_where *w, long pid)
 	return dev == w->dev && ino == w->ino;
 }
 
+/* true when process pid's name (comm) is known and is not that of a
+ * Postgres server ("postgres", or "postmaster" through the old link). */
+static bool fs_comm_not_postgres(long pid)
+{
+	char path[64], comm[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	comm[n] = 0;
+	return strcmp(comm, "postgres\n") != 0 &&
+	       strcmp(comm, "postmaster\n") != 0;
+}
+
 /* A Postgres process (comm "postgres": the postmaster and every child
  * of it) whose working directory is the branch root: postmasters chdir to
  * their data directory.  Seen from here also when it runs in a container,
@@ -980,9 +1001,12 @@ long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
 	if (at == 1)
 		return pid;
 	/* A pid whose directory cannot be read (pid 1 of some hosts) is the
-	 * server only if no postgres process is seen working there. */
+	 * server only if no postgres process is seen working there and its
+	 * name could be a server's. */
 	found = fs_postgres_in(&w);
-	return found ? found : at == -1 ? pid : 0;
+	if (found)
+		return found;
+	return at == -1 && !fs_comm_not_postgres(pid) ? pid : 0;
 }
 
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,

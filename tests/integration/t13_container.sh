@@ -20,7 +20,9 @@
 #  - a second container on the new branch starts: the row committed before
 #    the mkdir is there, the one after is not, writes stay on their side,
 #    pg_amcheck is clean in both;
-#  - once both containers have stopped, the branches can be deleted.
+#  - a killed container (docker kill) leaves a postmaster.pid naming pid 1,
+#    alive here as the host's init: the branch is not busy and deletes; so
+#    does the other once its container has stopped.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -163,8 +165,13 @@ for b in main pr-1; do
 done
 log "both containers run, each with its own rows; pg_amcheck clean in both"
 
-ctr_stop pr-1
-ctr_stop main
+# docker kill: the server dies with its namespace and leaves its
+# postmaster.pid, naming pid 1 (here the host's init, alive): not busy
+kill -KILL "${CTR_PID[pr-1]}"
+_it_wait_gone "${CTR_UNSHARE[pr-1]}" 30 || fail "the container on pr-1 did not die"
+unset "CTR_UNSHARE[pr-1]" "CTR_PID[pr-1]"
+[ "$(head -n 1 "$MNT/pr-1/postmaster.pid")" = 1 ] || fail "the killed container left no postmaster.pid naming pid 1"
 expect_op OK rmdir "$MNT/pr-1"
+ctr_stop main
 expect_op OK rmdir "$MNT/main"
 bfs_umount
