@@ -891,24 +891,34 @@ static int fs_cwd_is(const struct fs_where *w, long pid)
 	return dev == w->dev && ino == w->ino;
 }
 
-/* true when process pid's name (comm) is known and is not that of a
- * Postgres server ("postgres", or "postmaster" through the old link). */
-static bool fs_comm_not_postgres(long pid)
+/* Process pid's name (its comm, with the newline) into comm: 0, or -1 if
+ * it cannot be read. */
+static int fs_comm_of(long pid, char *comm, size_t len)
 {
-	char path[64], comm[32];
+	char path[64];
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
-	n = read(fd, comm, sizeof(comm) - 1);
+		return -1;
+	n = read(fd, comm, len - 1);
 	close(fd);
 	if (n <= 0)
-		return false;
+		return -1;
 	comm[n] = 0;
-	return strcmp(comm, "postgres\n") != 0 &&
+	return 0;
+}
+
+/* true when process pid's name is known and is not that of a Postgres
+ * server ("postgres", or "postmaster" through the old link). */
+static bool fs_comm_not_postgres(long pid)
+{
+	char comm[32];
+
+	return fs_comm_of(pid, comm, sizeof(comm)) == 0 &&
+	       strcmp(comm, "postgres\n") != 0 &&
 	       strcmp(comm, "postmaster\n") != 0;
 }
 
@@ -928,24 +938,13 @@ static long fs_postgres_in(const struct fs_where *w)
 	if (!d)
 		return 0;
 	while (!found && (de = readdir(d))) {
-		char path[64], comm[32];
+		char comm[32];
 		long pid;
 		char *end;
-		ssize_t n;
-		int fd;
 
 		pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
+		if (*end || pid <= 0 || fs_comm_of(pid, comm, sizeof(comm)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, comm, sizeof(comm) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		comm[n] = 0;
 		if (strcmp(comm, "postgres\n") == 0 && fs_cwd_is(w, pid) == 1)
 			found = pid;
 	}
