@@ -59,13 +59,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -685,7 +685,8 @@ int bd_pgckpt_helper_main(int argc, char **argv)
 		return PGCKPT_HELPER_USAGE;
 	}
 	mntns = strtol(argv[8], &e1, 10);
-	if (errno || *e1 || mntns < 0) {
+	if (errno || *e1 || mntns < 0 || (mntns > 0 && uid == 0)) {
+		/* never root inside another mount namespace */
 		printf("bad mount namespace pid\n");
 		return PGCKPT_HELPER_USAGE;
 	}

@@ -966,10 +966,12 @@ static int fs_branch_no_postmaster(struct fs *fs,
 	pid_t pid = fs_postmaster_pid(fs, bi);
 	long srv = fs_branch_server(fs, bi, pid);
 
-	/* Where the mount point cannot be read, a live pid counts. */
-	if (srv < 0)
-		srv = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) ? pid :
-									 0;
+	if (srv < 0) {
+		/* Where the mount point cannot be read, a live pid counts. */
+		srv = 0;
+		if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+			srv = pid;
+	}
 	if (srv == 0)
 		return 0;
 	if (why && srv == pid)
@@ -988,7 +990,6 @@ long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
 		      long pid)
 {
 	struct fs_where w;
-
 	long found;
 	int at = 0;
 
