@@ -3,7 +3,7 @@
 # timeout: 240
 # t13: a branch bind-mounted into a container as its PGDATA, as
 # `docker run -v MNT/main:/var/lib/postgresql/data postgres:15` does, with
-# no Docker engine: a "container" is a new mount and pid namespace
+# no Docker engine: a "container" is a new mount, pid and network namespace
 # (unshare) with its own /etc/passwd (its postgres user is a uid this host
 # has no name for), its own /var/run/postgresql and the branch bound at
 # /var/lib/postgresql/data.  The image's entrypoint steps run in it (chown
@@ -93,7 +93,7 @@ cq() {
 # ctr_start BRANCH: run a container on MNT/BRANCH and wait until it serves
 ctr_start() {
 	local b=$1 n
-	setsid unshare --mount --propagation private --pid --fork --mount-proc \
+	setsid unshare --mount --propagation private --pid --net --fork --mount-proc \
 		bash "$ROOTFS/run.sh" "$MNT/$b" "$ROOTFS" "$CUID" "$PGBIN" >"$T/log/ctr-$b.log" 2>&1 &
 	CTR_UNSHARE[$b]=$!
 	for ((n = 0; n < 600; n++)); do
