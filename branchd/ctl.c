@@ -558,7 +558,9 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 				     name, strerror(-rc));
 		return;
 	}
-	if (args.parent_id &&
+	/* A past moment was checked exactly before; the head may have
+	 * changed while the checkpoint ran. */
+	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST &&
 	    bd_check_fork(c, out, &pi, args.at_seq, "create", name, &bi))
 		return;
 	bd_log(&c->cfg.log, STORE_LOG_INFO,
@@ -726,6 +728,7 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 		 * undone as a new branch can, so the rule is applied just
 		 * before it (a link made between the two goes uncaught). */
 		if (ckpt.outcome != BD_PGCKPT_OFF &&
+		    ckpt.outcome != BD_PGCKPT_NO_SERVER &&
 		    bd_check_fork(c, out, &pi, STORE_SEQ_LATEST, "reset",
 				  bi.name, NULL))
 			return;

@@ -911,18 +911,24 @@ static int fs_comm_of(long pid, char *comm, size_t len)
 	return 0;
 }
 
-/* true when process pid's name is known and is not that of a Postgres
- * server ("postgres", or "postmaster" through the old link). */
+/* Is comm (as fs_comm_of reads it) the name of a Postgres server process:
+ * "postgres", or "postmaster" when started through the old link? */
+static bool fs_comm_is_postgres(const char *comm)
+{
+	return strcmp(comm, "postgres\n") == 0 ||
+	       strcmp(comm, "postmaster\n") == 0;
+}
+
+/* true when process pid's name is known and is not a server's. */
 static bool fs_comm_not_postgres(long pid)
 {
 	char comm[32];
 
 	return fs_comm_of(pid, comm, sizeof(comm)) == 0 &&
-	       strcmp(comm, "postgres\n") != 0 &&
-	       strcmp(comm, "postmaster\n") != 0;
+	       !fs_comm_is_postgres(comm);
 }
 
-/* A Postgres process (comm "postgres": the postmaster and every child
+/* A Postgres process (fs_comm_is_postgres: the postmaster and every child
  * of it) whose working directory is the branch root: postmasters chdir to
  * their data directory.  Seen from here also when it runs in a container,
  * whose postmaster.pid names a pid of another namespace.  Its pid, or 0. */
@@ -945,7 +951,7 @@ static long fs_postgres_in(const struct fs_where *w)
 		pid = strtol(de->d_name, &end, 10);
 		if (*end || pid <= 0 || fs_comm_of(pid, comm, sizeof(comm)))
 			continue;
-		if (strcmp(comm, "postgres\n") == 0 && fs_cwd_is(w, pid) == 1)
+		if (fs_comm_is_postgres(comm) && fs_cwd_is(w, pid) == 1)
 			found = pid;
 	}
 	closedir(d);

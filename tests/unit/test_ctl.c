@@ -389,7 +389,7 @@ static void test_ctl_check_fork_refuses_create_and_reset(void **state)
 	struct json *j;
 	bool ok = true;
 	uint64_t seq;
-	int changed;
+	int changed, checks;
 
 	/* An empty store's first branch has no parent to check. */
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
@@ -438,6 +438,11 @@ static void test_ctl_check_fork_refuses_create_and_reset(void **state)
 	x->ff.refuse_fork = false;
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}"), 0);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"pr-1\"}"), 0);
+	/* a past moment cannot change: checked once, at that seq */
+	checks = x->ff.fork_checks;
+	assert_int_equal(status_of(x, 0, req), 0);
+	assert_int_equal(x->ff.fork_checks, checks + 1);
+	assert_true(x->ff.fork_seq == seq);
 }
 
 /* A link made out of the tree after the first check (while the parent
