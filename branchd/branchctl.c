@@ -780,6 +780,11 @@ int main(int argc, char **argv)
 		printf("socket:     %s\n", bc_s(reply, "socket"));
 		printf("disk:       %s used, %s available\n", a, f);
 		printf("branches:   %" PRId64 "\n", bc_i(reply, "branches"));
+		if (bc_i(reply, "deleted_pending"))
+			printf("deleted:    %" PRId64
+			       " branch(es) whose data is still being "
+			       "compacted away\n",
+			       bc_i(reply, "deleted_pending"));
 		printf("seq:        %" PRId64 "\n", bc_i(reply, "seq"));
 		printf("retention:  %" PRId64 " s (oldest moment %s)\n",
 		       bc_i(reply, "retention_s"), bc_s(reply, "oldest"));

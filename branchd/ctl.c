@@ -817,10 +817,11 @@ static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 	json_buf_printf(out,
 			",\"disk_bytes\":%" PRIu64
 			",\"fs_avail_bytes\":%" PRIu64 ",\"branches\":%" PRIu64
-			",\"seq\":%" PRIu64 ",\"retention_s\":%" PRIu64
-			",\"oldest\":\"%s\""
+			",\"deleted_pending\":%" PRIu64 ",\"seq\":%" PRIu64
+			",\"retention_s\":%" PRIu64 ",\"oldest\":\"%s\""
 			",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
-			st.disk_bytes, st.fs_avail_bytes, st.branches, st.seq,
+			st.disk_bytes, st.fs_avail_bytes, st.branches,
+			st.deleted_pending, st.seq,
 			store_get_retention(c->cfg.store), tbuf,
 			(bd_now_ns() - c->started_ns) / 1000000000,
 			BRANCHFS_VERSION);

@@ -206,9 +206,14 @@ int kv_disk_usage(struct kv *kv, uint64_t *bytes)
 }
 
 int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
-	       const void *end, size_t elen)
+	       const void *end, size_t elen, bool bottom)
 {
-	return kv->ops->compact(kv, cf, begin, blen, end, elen);
+	return kv->ops->compact(kv, cf, begin, blen, end, elen, bottom);
+}
+
+int kv_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
+{
+	return kv->ops->count_deletions(kv, cf, n);
 }
 
 void kv_close(struct kv *kv)
@@ -657,12 +662,61 @@ static int kv_rocks_disk_usage(struct kv *kv, uint64_t *bytes)
 	return 0;
 }
 
+/* RocksDB's BottommostLevelCompaction::kForceOptimized: the last level's
+ * files in the range are rewritten too, but not the files this same
+ * compaction just wrote there. */
+#define KV_ROCKS_BOTTOM_FORCE_OPTIMIZED 3
+
 static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
-			    size_t blen, const void *end, size_t elen)
+			    size_t blen, const void *end, size_t elen,
+			    bool bottom)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
+	rocksdb_compactoptions_t *o;
 
-	rocksdb_compact_range_cf(r->db, r->cf[cf], begin, blen, end, elen);
+	if (!bottom) {
+		rocksdb_compact_range_cf(r->db, r->cf[cf], begin, blen, end,
+					 elen);
+		return 0;
+	}
+	o = rocksdb_compactoptions_create();
+	if (!o)
+		return -ENOMEM;
+	rocksdb_compactoptions_set_bottommost_level_compaction(
+		o, KV_ROCKS_BOTTOM_FORCE_OPTIMIZED);
+	/* RocksDB's own compactions of the load go on meanwhile. */
+	rocksdb_compactoptions_set_exclusive_manual_compaction(o, 0);
+	rocksdb_compact_range_cf_opt(r->db, r->cf[cf], o, begin, blen, end,
+				     elen);
+	rocksdb_compactoptions_destroy(o);
+	return 0;
+}
+
+static int kv_rocks_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	const rocksdb_livefiles_t *lf;
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	char *err = NULL;
+	int i, nf;
+
+	if (!fo)
+		return -ENOMEM;
+	rocksdb_flushoptions_set_wait(fo, 1);
+	rocksdb_flush_cf(r->db, fo, r->cf[cf], &err);
+	rocksdb_flushoptions_destroy(fo);
+	if (err)
+		return kv_rocks_err(kv, "flush", err);
+	lf = rocksdb_livefiles(r->db);
+	if (!lf)
+		return -ENOMEM;
+	*n = 0;
+	nf = rocksdb_livefiles_count(lf);
+	for (i = 0; i < nf; i++)
+		if (strcmp(rocksdb_livefiles_column_family_name(lf, i),
+			   kv_cf_names[cf]) == 0)
+			*n += rocksdb_livefiles_deletions(lf, i);
+	rocksdb_livefiles_destroy(lf);
 	return 0;
 }
 
@@ -745,6 +799,7 @@ static const struct kv_ops kv_rocks_ops = {
 	.iter_status = kv_rocks_iter_status,
 	.disk_usage = kv_rocks_disk_usage,
 	.compact = kv_rocks_compact,
+	.count_deletions = kv_rocks_count_deletions,
 	.close = kv_rocks_close,
 };
 

@@ -112,9 +112,16 @@ struct kv_ops {
 	int (*iter_status)(struct kv_iter *it);
 	/* Bytes the database occupies on disk (files in its directory). */
 	int (*disk_usage)(struct kv *kv, uint64_t *bytes);
-	/* Compact [begin, end) of cf (NULL for unbounded). */
+	/* Compact [begin, end) of cf (NULL for unbounded).  bottom: also
+	 * rewrite the last level's files in the range, which is what drops
+	 * range deletions and the keys they cover for good (a compaction
+	 * without it leaves the last level as it is); other compactions go
+	 * on meanwhile. */
 	int (*compact)(struct kv *kv, enum kv_cf cf, const void *begin,
-		       size_t blen, const void *end, size_t elen);
+		       size_t blen, const void *end, size_t elen, bool bottom);
+	/* For tests: flush cf's memtable, then count the deletions (point
+	 * and range) its files hold. */
+	int (*count_deletions)(struct kv *kv, enum kv_cf cf, uint64_t *n);
 	/* Release everything; pending writes are flushed, not lost. */
 	void (*close)(struct kv *kv);
 };
@@ -153,7 +160,8 @@ const void *kv_iter_value(struct kv_iter *it, size_t *vlen);
 int kv_iter_status(struct kv_iter *it);
 int kv_disk_usage(struct kv *kv, uint64_t *bytes);
 int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
-	       const void *end, size_t elen);
+	       const void *end, size_t elen, bool bottom);
+int kv_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n);
 void kv_close(struct kv *kv);
 
 /* Log through a store_log (nothing if it has no fn or level is above its

@@ -174,13 +174,14 @@ struct store_usage {
 };
 
 struct store_stats {
-	uint64_t disk_bytes;	 /* bytes the store occupies on disk */
-	uint64_t fs_total_bytes; /* size of the filesystem holding it */
-	uint64_t fs_avail_bytes; /* bytes still available there */
-	uint64_t reserve_bytes;	 /* kept free: new data is refused below it */
-	uint64_t seq;		 /* store_seq_now() */
-	uint64_t next_ino;	 /* next inode number to be handed out */
-	uint64_t branches;	 /* live branches */
+	uint64_t disk_bytes;	  /* bytes the store occupies on disk */
+	uint64_t fs_total_bytes;  /* size of the filesystem holding it */
+	uint64_t fs_avail_bytes;  /* bytes still available there */
+	uint64_t reserve_bytes;	  /* kept free: new data is refused below it */
+	uint64_t seq;		  /* store_seq_now() */
+	uint64_t next_ino;	  /* next inode number to be handed out */
+	uint64_t branches;	  /* live branches */
+	uint64_t deleted_pending; /* store_deleted_pending() */
 };
 
 /* ---- lifecycle ---- */
@@ -321,6 +322,18 @@ int store_branch_create(struct store *s,
 /* Delete a branch and (in the background) its data.  -ENOTEMPTY: it has
  * child branches. */
 int store_branch_delete(struct store *s, uint64_t id);
+
+/* Deleted branches whose data is hidden by range deletions that are not
+ * compacted away yet: until they are, each one slows reads that miss (a
+ * lookup of a missing name) a little.  *since_ns (CLOCK_MONOTONIC, may be
+ * NULL): when the oldest of them was deleted (0 if none). */
+size_t store_deleted_pending(struct store *s, int64_t *since_ns);
+
+/* Compact the deleted branches' ranges away now (store_gc does it too).
+ * Costs a flush of the memtables and a rewrite of the files that overlap
+ * those ranges; meant for a background thread.  *dropped (may be NULL):
+ * how many branches it covered. */
+int store_drop_deleted(struct store *s, size_t *dropped);
 
 /* -EEXIST new name taken (by another branch); -EINVAL bad name. */
 int store_branch_rename(struct store *s, uint64_t id, const char *new_name);

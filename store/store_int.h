@@ -27,6 +27,10 @@ int store_block_decode(uint64_t ino, uint64_t blk, const unsigned char *val,
 /* Hits and misses of the attribute cache since open (INV-8 in store.c),
  * so tests can check that their reads went through it. */
 void store_acache_stats(struct store *s, uint64_t *hits, uint64_t *misses);
+/* Deletions (point and range) held in the files of the inode, entry and
+ * block families, after a flush of their memtables: what GC's and
+ * store_drop_deleted's compactions leave. */
+int store_data_deletions(struct store *s, uint64_t *n);
 /* Size of struct store_branch, for callers of store_brrec_decode. */
 size_t store_branch_struct_size(void);
 #endif

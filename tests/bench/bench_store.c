@@ -41,6 +41,15 @@
  *     printed for both phases, with the renames' own times: a branch
  *     operation must not stall other branches for its sync.
  *
+ *  6. Reads that miss beside deleted branches: in a fresh small store,
+ *     the median store_lookup() of a missing name in main (2000 lookups)
+ *     when the store is new (reopened, so its keys are in files), after N branches of main were made and
+ *     deleted (every other one wrote a block first), after a close and
+ *     reopen (their range deletions flushed into files, where builds
+ *     before store_drop_deleted left them for good), and after
+ *     store_drop_deleted(), with the drop's own time.  Target: after the
+ *     drop within 1.5x of the new store.
+ *
  * Written data comes from a xorshift64* pool, so zstd cannot shrink it,
  * with every 8 KiB block stamped with a unique counter (no two blocks are
  * equal).  Times come from CLOCK_MONOTONIC.  MB is 10^6 bytes.
@@ -710,6 +719,101 @@ static void bench_bytes_per_branch(struct bench *b, struct bench_per_branch *r)
 	r->per_reopen = ((double)r->after_reopen - (double)r->before) / r->n;
 }
 
+struct bench_deleted {
+	unsigned n;
+	double fresh_us, deleted_us, reopened_us, dropped_us;
+	double delete_med_us, drop_ms;
+};
+
+/* Median us of 2000 lookups of missing names in (branch, dir). */
+static double bench_miss_us(struct bench *b, struct store *s, uint64_t branch,
+			    uint64_t dir)
+{
+	enum { N = 2000 };
+	static uint64_t ns[N];
+	char name[64];
+	uint64_t ino;
+
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t t0;
+		int rc;
+
+		snprintf(name, sizeof(name), "missing-%u", i);
+		t0 = bench_now_ns();
+		rc = store_lookup(s, branch, STORE_SEQ_LATEST, dir, name, &ino);
+		ns[i] = bench_now_ns() - t0;
+		if (rc != -ENOENT)
+			bench_die(b, "store_lookup of a missing name",
+				  rc ? rc : -EEXIST);
+	}
+	return bench_lat_of(ns, N).med_us;
+}
+
+static void bench_deleted_branches(struct bench *b, struct bench_deleted *r)
+{
+	char dir[4200], name[64];
+	struct store *s, *saved = b->s;
+	struct store_branch_info main_info, mi;
+	uint64_t *del_ns, t0;
+	uint8_t blk[BENCH_BS];
+	size_t dropped;
+
+	r->n = b->cfg.quick ? 200 : 2000;
+	del_ns = calloc(r->n, sizeof(*del_ns));
+	if (del_ns == NULL)
+		bench_die(b, "calloc", -ENOMEM);
+	snprintf(dir, sizeof(dir), "%s/store_deleted", b->tmpdir);
+	bench_open_store(b, dir, &s);
+	b->s = s; /* so that bench_die closes it */
+	bench_branch(b, s, "main", 0, &main_info);
+	for (unsigned i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "file-%u", i);
+		bench_new_file(b, s, main_info.id, main_info.root_ino, name);
+	}
+	/* reopened, so that main's keys are in files as after the drop */
+	b->s = NULL;
+	BENCH_CHECK(b, store_close(s));
+	bench_open_store(b, dir, &s);
+	b->s = s;
+	r->fresh_us = bench_miss_us(b, s, main_info.id, main_info.root_ino);
+	for (unsigned i = 0; i < r->n; i++) {
+		struct store_branch_info ci;
+		uint64_t id;
+
+		snprintf(name, sizeof(name), "pr-%06u", i);
+		id = bench_branch(b, s, name, main_info.id, &ci);
+		if (i % 2) {
+			uint64_t ino = bench_new_file(b, s, id, ci.root_ino,
+						      "own");
+
+			bench_fill(b, blk, BENCH_BS, i);
+			BENCH_CHECK(b, store_write(s, id, ino, blk, BENCH_BS, 0,
+						   NULL));
+		}
+		t0 = bench_now_ns();
+		BENCH_CHECK(b, store_branch_delete(s, id));
+		del_ns[i] = bench_now_ns() - t0;
+	}
+	r->delete_med_us = bench_lat_of(del_ns, r->n).med_us;
+	free(del_ns);
+	r->deleted_us = bench_miss_us(b, s, main_info.id, main_info.root_ino);
+	b->s = NULL;
+	BENCH_CHECK(b, store_close(s));
+	bench_open_store(b, dir, &s);
+	b->s = s;
+	BENCH_CHECK(b, store_branch_lookup(s, "main", &mi));
+	r->reopened_us = bench_miss_us(b, s, mi.id, mi.root_ino);
+	t0 = bench_now_ns();
+	BENCH_CHECK(b, store_drop_deleted(s, &dropped));
+	r->drop_ms = (double)(bench_now_ns() - t0) / 1e6;
+	if (dropped != r->n)
+		bench_die(b, "store_drop_deleted covered too few", -EIO);
+	r->dropped_us = bench_miss_us(b, s, mi.id, mi.root_ino);
+	b->s = NULL;
+	BENCH_CHECK(b, store_close(s));
+	b->s = saved;
+}
+
 static void bench_target(const char *target, bool ok, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -737,6 +841,7 @@ int main(void)
 	struct bench_per_branch pb;
 	struct bench_stall_row alone, busy, ren;
 	unsigned nren = 0;
+	double deleted_ratio = 0;
 	struct store_branch_info main_info, io_info;
 	uint64_t main_ino1, main_ino2, io_ino, depth_ids[NDEPTH];
 	struct bench_io_target tgt;
@@ -976,6 +1081,29 @@ int main(void)
 	       ren.n, ren.lat.med_us, ren.p99_us, ren.lat.max_us);
 	printf("\n");
 
+	/* ---- 6. reads that miss beside deleted branches ---- */
+	{
+		struct bench_deleted del;
+
+		bench_deleted_branches(b, &del);
+		printf("== 6. lookups of a missing name in main (median of "
+		       "2000) beside %u deleted branches ==\n",
+		       del.n);
+		printf("%-58s %10.1f us\n", "new store (reopened: keys in files)",
+		       del.fresh_us);
+		printf("%-58s %10.1f us\n",
+		       "after the deletes (range deletions in the memtable)",
+		       del.deleted_us);
+		printf("%-58s %10.1f us\n",
+		       "after close+reopen (in files: where old builds left them)",
+		       del.reopened_us);
+		printf("%-58s %10.1f us\n", "after store_drop_deleted",
+		       del.dropped_us);
+		printf("delete median %.1f us; the drop took %.1f ms\n\n",
+		       del.delete_med_us, del.drop_ms);
+		deleted_ratio = del.dropped_us / del.fresh_us;
+	}
+
 	/* ---- summary ---- */
 	{
 		double base_us = rows[0].create.med_us;
@@ -1011,6 +1139,8 @@ int main(void)
 			     ratio >= 0.8, "%.2f", ratio);
 		bench_target("store bytes per branch < 4096", per < 4096,
 			     "%.0f B", per);
+		bench_target("missing-name lookup after drop <= 1.5x new store",
+			     deleted_ratio <= 1.5, "%.2fx", deleted_ratio);
 		printf("total run time %.1f s, load average (1 min) at end "
 		       "%.2f\n",
 		       (double)(bench_now_ns() - t_start) / 1e9, bench_loadavg());

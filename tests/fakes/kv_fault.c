@@ -399,14 +399,20 @@ static int kv_fault_disk_usage(struct kv *kv, uint64_t *bytes)
 }
 
 static int kv_fault_compact(struct kv *kv, enum kv_cf cf, const void *begin,
-			    size_t blen, const void *end, size_t elen)
+			    size_t blen, const void *end, size_t elen,
+			    bool bottom)
 {
 	struct kv_fault_kv *w = kv_fault_kv_of(kv);
 	int rc = kv_fault_check(w->f, KV_FAULT_COMPACT);
 
 	if (rc)
 		return rc;
-	return kv_compact(w->inner, cf, begin, blen, end, elen);
+	return kv_compact(w->inner, cf, begin, blen, end, elen, bottom);
+}
+
+static int kv_fault_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
+{
+	return kv_count_deletions(kv_fault_kv_of(kv)->inner, cf, n);
 }
 
 static void kv_fault_close(struct kv *kv)
@@ -433,6 +439,7 @@ static const struct kv_ops kv_fault_ops = {
 	.iter_status = kv_fault_iter_status,
 	.disk_usage = kv_fault_disk_usage,
 	.compact = kv_fault_compact,
+	.count_deletions = kv_fault_count_deletions,
 	.close = kv_fault_close,
 };
 
