@@ -762,9 +762,11 @@ int main(int argc, char **argv)
 		json_get_bool(reply, "compaction_deferred", &deferred);
 		printf("gc: deleted %" PRId64 " of %" PRId64
 		       " versions (%s), reclaimed %" PRId64
-		       " unlinked files; store on disk %s -> %s%s\n",
+		       " unlinked files and %" PRId64
+		       " deleted branches; store on disk %s -> %s%s\n",
 		       bc_i(reply, "keys_deleted"), bc_i(reply, "keys_scanned"),
-		       d, bc_i(reply, "inodes_reclaimed"), a, b,
+		       d, bc_i(reply, "inodes_reclaimed"),
+		       bc_i(reply, "branches_dropped"), a, b,
 		       deferred ? " (compaction deferred: the last one was "
 				  "too recent; the space comes back later)" :
 				  "");
@@ -782,8 +784,8 @@ int main(int argc, char **argv)
 		printf("branches:   %" PRId64 "\n", bc_i(reply, "branches"));
 		if (bc_i(reply, "deleted_pending"))
 			printf("deleted:    %" PRId64
-			       " branch(es) whose data is still being "
-			       "compacted away\n",
+			       " branch(es) whose data the next gc "
+			       "reclaims\n",
 			       bc_i(reply, "deleted_pending"));
 		printf("seq:        %" PRId64 "\n", bc_i(reply, "seq"));
 		printf("retention:  %" PRId64 " s (oldest moment %s)\n",

@@ -5,10 +5,7 @@
  *
  * The GC thread runs store_gc() every gc_interval_s seconds at idle CPU and
  * I/O priority, with a pause after every 1024 keys it examines, so that
- * foreground I/O keeps the disk.  Between runs, and with GC off, it
- * compacts deleted branches' range deletions away a few seconds after a
- * delete (store_drop_deleted: until then each deleted branch slows every
- * read that misses a little).  Each run examines only what was written
+ * foreground I/O keeps the disk.  Each run examines only what was written
  * since the previous one (store.c, GC-1); only the first run after start
  * scans the whole store.  An unlinked inode counts as in use while a file
  * handle on it is open (fs counts open handles per node).
@@ -35,9 +32,6 @@
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
-
-#define BD_DROP_AFTER_S 2
-#define BD_DROP_BATCH 64
 
 struct bd_control {
 	struct bd_control_config cfg;
@@ -156,48 +150,12 @@ static bool bd_control_wait(struct bd_control *c, uint64_t secs)
 	return go;
 }
 
-static int64_t bd_mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-/* Compact deleted branches' range deletions away (store_drop_deleted)
- * once the oldest has waited BD_DROP_AFTER_S (a burst of deletes shares
- * one drop), or at once when BD_DROP_BATCH wait. */
-static void bd_drop_deleted(struct bd_control *c)
-{
-	int64_t since, t0 = bd_mono_ns();
-	size_t n, dropped;
-	int rc;
-
-	n = store_deleted_pending(c->cfg.store, &since);
-	if (n == 0 || (n < BD_DROP_BATCH &&
-		       t0 - since < BD_DROP_AFTER_S * INT64_C(1000000000)))
-		return;
-	rc = store_drop_deleted(c->cfg.store, &dropped);
-	if (rc)
-		bd_log(&c->cfg.log, STORE_LOG_WARN,
-		       "could not compact away %zu deleted branches' data: %s "
-		       "(tried again in a second)",
-		       n, strerror(-rc));
-	else
-		bd_log(&c->cfg.log, STORE_LOG_INFO,
-		       "compacted away %zu deleted branches' data in %" PRId64
-		       " ms",
-		       dropped, (bd_mono_ns() - t0) / 1000000);
-}
-
 static void *bd_gc_main(void *arg)
 {
 	struct bd_control *c = arg;
-	uint64_t every = c->cfg.gc_interval_s;
-	int64_t next = bd_mono_ns() + (int64_t)every * 1000000000;
 
 	bd_thread_background();
-	while (bd_control_wait(c, 1)) {
+	while (bd_control_wait(c, c->cfg.gc_interval_s)) {
 		struct store_gc_opts o = {
 			.in_use = bd_hook_in_use,
 			.ctx = c,
@@ -206,15 +164,10 @@ static void *bd_gc_main(void *arg)
 		struct store_gc_stats st;
 		int rc;
 
-		if (!every || bd_mono_ns() < next) {
-			bd_drop_deleted(c);
-			continue;
-		}
 		rc = store_gc(c->cfg.store, &o, &st);
 		if (rc && rc != -EBUSY)
 			bd_log(&c->cfg.log, STORE_LOG_WARN,
 			       "background gc failed: %s", strerror(-rc));
-		next = bd_mono_ns() + (int64_t)every * 1000000000;
 	}
 	return NULL;
 }
@@ -294,11 +247,12 @@ int bd_control_start(const struct bd_control_config *cfg,
 		       sock, strerror(-rc));
 		goto err_free;
 	}
-	/* Also without GC: it drops deleted branches' range deletions. */
-	rc = -pthread_create(&c->gc_thread, NULL, bd_gc_main, c);
-	if (rc)
-		goto err_close;
-	c->gc_started = true;
+	if (cfg->gc_interval_s) {
+		rc = -pthread_create(&c->gc_thread, NULL, bd_gc_main, c);
+		if (rc)
+			goto err_close;
+		c->gc_started = true;
+	}
 	if (cfg->commit_s) {
 		rc = -pthread_create(&c->commit_thread, NULL, bd_commit_main,
 				     c);

@@ -558,6 +558,8 @@ static int kv_rocks_iter_new(struct kv *kv, enum kv_cf cf, unsigned flags,
 	rocksdb_readoptions_set_total_order_seek(it->ropts,
 						 !(flags & KV_ITER_PREFIX));
 	rocksdb_readoptions_set_verify_checksums(it->ropts, 1);
+	if (flags & KV_ITER_RAW)
+		rocksdb_readoptions_set_ignore_range_deletions(it->ropts, 1);
 	if (flags & KV_ITER_SCAN) {
 		rocksdb_readoptions_set_fill_cache(it->ropts, 0);
 		rocksdb_readoptions_set_readahead_size(it->ropts, 2u << 20);

@@ -75,6 +75,7 @@ enum kv_iter_flags {
 	KV_ITER_PREFIX = 1u << 0,
 	KV_ITER_SCAN = 1u << 1,
 	KV_ITER_SEQ = 1u << 2,
+	KV_ITER_RAW = 1u << 3,
 };
 
 struct kv_ops {
@@ -95,6 +96,8 @@ struct kv_ops {
 	 * ahead and does not fill the block cache that foreground reads use.
 	 * KV_ITER_SEQ marks a foreground read of many consecutive keys: it
 	 * reads ahead in large requests but fills the block cache as usual.
+	 * KV_ITER_RAW also shows the keys that range deletions hide but a
+	 * compaction has not removed yet.
 	 * Owned by the caller, freed with iter_free. */
 	int (*iter_new)(struct kv *kv, enum kv_cf cf, unsigned flags,
 			struct kv_iter **out);

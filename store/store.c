@@ -17,9 +17,8 @@
  *   META   "T" unix_ms            seq of the first write started in that ms
  *   META   "G"                    GC's set of objects, saved at a clean close
  *                                 (see store_gc_save), deleted at open
- *   META   "D" id                 a deleted branch whose range deletions
- *                                 are not compacted away yet (see "deleted
- *                                 branches' keys")
+ *   META   "D" id                 a deleted branch whose keys GC has not
+ *                                 dropped yet (see "deleted branches' keys")
  *   INODE  branch ino ~seq        attributes (+ symlink target)
  *   DIRENT branch dir name 0 ~seq ino + type, or empty value = tombstone
  *   BLOCK  branch ino blk ~seq    kind, digest, payload (kind ZERO = hole)
@@ -80,8 +79,7 @@
  *
  * Garbage collection (retention window, shadowed versions, unlinked inodes)
  * is the gc section near the end, with its own invariants GC-1 to GC-3;
- * deleted branches' keys are dropped with DeleteRange at delete time, and
- * those range deletions compacted away soon after (store_drop_deleted).
+ * deleted branches' keys are dropped by GC (see "deleted branches' keys").
  */
 #include <assert.h>
 #include <dirent.h>
@@ -280,9 +278,9 @@ struct store {
 	_Atomic int64_t horizon_ns;   /* oldest moment retained */
 	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
 	_Atomic bool gc_running;
-	/* Deleted branches whose range deletions are not compacted away
-	 * yet, since dead_since_ns (CLOCK_MONOTONIC), and how many branches
-	 * were deleted since the last GC took the count. */
+	/* Deleted branches whose keys GC has not dropped yet, since
+	 * dead_since_ns (CLOCK_MONOTONIC), and how many branches were
+	 * deleted since the last GC took the count. */
 	uint64_t *dead_ids;	/* guarded by branches_lock */
 	size_t ndead, cap_dead; /* guarded by branches_lock */
 	int64_t dead_since_ns;	/* guarded by branches_lock */
@@ -3078,28 +3076,35 @@ out_unlock:
 
 /* ------------------------------------------------ deleted branches' keys
  *
- * store_branch_delete drops a branch's keys with one DeleteRange per
- * family, which keeps the delete O(1).  Until a compaction drops them for
- * good, those range deletions cost reads: RocksDB 7.8 sorts the
+ * store_branch_delete only deletes the branch's record (and notes the id,
+ * below): no reader ever asks for a deleted branch's keys again (its
+ * children are gone, INV-5, and ids are never reused), so they can wait
+ * for GC.  An earlier build dropped them at delete time with one
+ * DeleteRange per family, and those range deletions cost every read that
+ * misses until a compaction took them out: RocksDB 7.8 sorts the
  * memtable's range deletions again for every new iterator, and a seek
  * that finds no key of its object (a lookup of a missing name, a level of
  * a view without the block) steps over every range deletion in the files
- * that lies between it and the next live key.  A branch delete added
- * about 0.2 us to every such read: with 2000 branches deleted, a missing
- * name took 0.4 ms to look up instead of 20 us, 1 ms once the deletions
- * were flushed to files, and mkdir 4.6 ms.  A compaction drops a range
- * deletion only where it writes the last level, which RocksDB's own and
- * plain manual compactions do not redo, so a deleted branch without keys
- * of its own (mkdir, rmdir) left its range deletions in the files for
- * good.
+ * between it and the next live key.  With 2000 branches made and deleted
+ * by mkdir and rmdir, a missing name took 0.4 ms to look up through the
+ * mount instead of 20 us (1 ms once the deletions were in files) and
+ * mkdir 4.6 ms; and since a compaction drops a range deletion only where
+ * it writes the last level, which neither RocksDB's own compactions nor
+ * a plain manual one redo, the range deletions of a branch without keys
+ * of its own stayed in the files for good.  Compacting them away soon
+ * after each delete, in the background, cost 17% of pgbench's TPS on
+ * main beside a branch deleted every 0.7 s (each compaction pulled the
+ * memtable and level 0, full of main's writes, down with it).
  *
  * So a deleted branch stays noted (META "D" id, written in the delete's
- * batch, and dead_ids in memory) until its ranges have been compacted
- * through the last level (kv_compact with bottom): store_drop_deleted,
- * which branchd runs in the background a little after a delete, and
- * every GC.  Deleted ids with no live branch between them are compacted
- * as one range (every id between them is a deleted branch's or never had
- * keys: ids only grow), so a burst of deletes costs a few compactions.
+ * batch, and dead_ids in memory) until GC (store_gc, or
+ * store_drop_deleted) drops its keys: one DeleteRange per family that
+ * holds keys in the range, and a compaction of that range through the
+ * last level (kv_compact with bottom), which removes the keys and the
+ * range deletion together.  Deleted ids with no live branch between them
+ * make one range (every id between them is a deleted branch's or never
+ * had keys: ids only grow), so a burst of deletes costs a few
+ * compactions, and branches that never wrote cost none.
  */
 
 static int store_u64_cmp(const void *a, const void *b);
@@ -3147,19 +3152,50 @@ static void store_dead_take(struct store *s, uint64_t **ids, size_t *n)
 
 /* Compact the ranges of the deleted branches ids[0..n) (sorted here)
  * through the last level, then forget their "D" keys. */
+/* Does cf hold a key of a branch id in [lo, hi), also one that a range
+ * deletion of a drop that failed half-way hides? */
+static int store_range_used(struct store *s, int cf, const unsigned char *lo,
+			    const unsigned char *hi, bool *used)
+{
+	struct kv_iter *it;
+	int rc;
+
+	rc = kv_iter_new(s->kv, cf, KV_ITER_RAW, &it);
+	if (rc)
+		return rc;
+	kv_iter_seek(it, lo, 8);
+	*used = false;
+	if (kv_iter_valid(it)) {
+		size_t klen;
+		const unsigned char *k = kv_iter_key(it, &klen);
+
+		*used = klen >= 8 && memcmp(k, hi, 8) < 0;
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
+/* Drop the keys of the deleted branches ids[0..n) (sorted here): a range
+ * deletion per range and family that has keys there, then a compaction of
+ * it through the last level; then forget their "D" keys. */
 static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 {
-	uint64_t *lo, *hi;
+	enum { NCF = KV_CF_COUNT - KV_CF_INODE };
+	struct store_drop_range {
+		unsigned char lo[8], hi[8];
+		bool used[NCF];
+	} * r;
 	size_t i, j, nr = 0;
 	struct kv_batch b;
+	bool any = false;
 	int rc = 0, cf;
 
 	if (n == 0)
 		return 0;
-	lo = malloc(2 * n * sizeof(*lo));
-	if (!lo)
+	r = calloc(n, sizeof(*r));
+	if (!r)
 		return -ENOMEM;
-	hi = lo + n;
 	qsort(ids, n, sizeof(*ids), store_u64_cmp);
 	pthread_rwlock_rdlock(&s->branches_lock);
 	for (i = 0; i < n; i = j) {
@@ -3176,23 +3212,35 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 				break;
 			end = ids[j];
 		}
-		lo[nr] = ids[i];
-		hi[nr++] = end + 1;
+		store_put64(r[nr].lo, ids[i]);
+		store_put64(r[nr++].hi, end + 1);
 	}
 	pthread_rwlock_unlock(&s->branches_lock);
-	for (i = 0; i < nr && rc == 0; i++) {
-		unsigned char a[8], z[8];
+	kv_batch_init(&b);
+	for (i = 0; i < nr && rc == 0; i++)
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++) {
+			bool *u = &r[i].used[cf - KV_CF_INODE];
 
-		store_put64(a, lo[i]);
-		store_put64(z, hi[i]);
+			rc = store_range_used(s, cf, r[i].lo, r[i].hi, u);
+			if (rc == 0 && *u) {
+				kv_batch_delete_range(&b, cf, r[i].lo, 8,
+						      r[i].hi, 8);
+				any = true;
+			}
+		}
+	if (rc == 0 && any)
+		rc = kv_write(s->kv, &b, false);
+	kv_batch_release(&b);
+	for (i = 0; i < nr && rc == 0; i++)
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
-			rc = kv_compact(s->kv, cf, a, 8, z, 8, true);
-	}
-	free(lo);
+			if (r[i].used[cf - KV_CF_INODE])
+				rc = kv_compact(s->kv, cf, r[i].lo, 8, r[i].hi,
+						8, true);
+	free(r);
 	if (rc)
 		return rc;
 	/* Not synced: a "D" key that comes back after a crash only costs
-	 * one more compaction of an empty range. */
+	 * one more look at an empty range. */
 	kv_batch_init(&b);
 	for (i = 0; i < n; i++) {
 		unsigned char k[9];
@@ -3206,7 +3254,7 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 	if (rc)
 		LOG_WARN(s,
 			 "could not forget %zu deleted branches' notes (they "
-			 "are compacted again later): %s",
+			 "are looked at again later): %s",
 			 n, strerror(-rc));
 	return 0;
 }
@@ -3221,6 +3269,34 @@ int store_data_deletions(struct store *s, uint64_t *n)
 
 		rc = kv_count_deletions(s->kv, cf, &k);
 		*n += k;
+	}
+	return rc;
+}
+
+int store_branch_keys(struct store *s, uint64_t id, uint64_t *n)
+{
+	unsigned char lo[8];
+	int cf, rc = 0;
+
+	store_put64(lo, id);
+	*n = 0;
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++) {
+		struct kv_iter *it;
+
+		rc = kv_iter_new(s->kv, cf, KV_ITER_RAW, &it);
+		if (rc)
+			break;
+		for (kv_iter_seek(it, lo, 8); kv_iter_valid(it);
+		     kv_iter_next(it)) {
+			size_t klen;
+			const unsigned char *k = kv_iter_key(it, &klen);
+
+			if (klen < 8 || memcmp(k, lo, 8) != 0)
+				break;
+			(*n)++;
+		}
+		rc = kv_iter_status(it);
+		kv_iter_free(it);
 	}
 	return rc;
 }
@@ -3283,17 +3359,6 @@ static int store_load_dead(struct store *s)
 	return rc;
 }
 
-static void store_batch_drop_range(struct kv_batch *b, uint64_t id)
-{
-	unsigned char lo[8], hi[8];
-	int cf;
-
-	store_put64(lo, id);
-	store_put64(hi, id + 1);
-	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
-		kv_batch_delete_range(b, cf, lo, 8, hi, 8);
-}
-
 int store_branch_delete(struct store *s, uint64_t id)
 {
 	struct store_branch *br;
@@ -3318,7 +3383,6 @@ int store_branch_delete(struct store *s, uint64_t id)
 	kv_batch_delete(&b, KV_CF_META, k, 9);
 	k[0] = 'W';
 	kv_batch_delete(&b, KV_CF_META, k, 9);
-	store_batch_drop_range(&b, id);
 	k[0] = 'D';
 	store_put64(when, (uint64_t)store_now_ns());
 	kv_batch_put(&b, KV_CF_META, k, 9, when, 8);
@@ -5646,8 +5710,10 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	}
 	/* Even after a whole compaction: it leaves the last level as it is. */
-	if (store_drop_ranges(s, dead, ndead) == 0)
+	if (store_drop_ranges(s, dead, ndead) == 0) {
+		st.branches_dropped = ndead;
 		ndead = 0;
+	}
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
 		goto out;
@@ -5655,15 +5721,15 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	tend = store_now_ns();
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
-		 " bytes), reclaimed %" PRIu64 " inodes; disk %" PRIu64
-		 " -> %" PRIu64
+		 " bytes), reclaimed %" PRIu64 " inodes and %" PRIu64
+		 " deleted branches; disk %" PRIu64 " -> %" PRIu64
 		 " bytes; took %zu of %zu written objects in %" PRId64
 		 " us; %" PRId64 " ms%s%s%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-		 st.inodes_reclaimed, st.disk_before, st.disk_after, r.taken,
-		 r.set_n, r.take_ns / 1000, (tend - now) / 1000000,
-		 force_full ? " (whole scan: " : "", force_full ? why_full : "",
-		 force_full ? ")" : "",
+		 st.inodes_reclaimed, st.branches_dropped, st.disk_before,
+		 st.disk_after, r.taken, r.set_n, r.take_ns / 1000,
+		 (tend - now) / 1000000, force_full ? " (whole scan: " : "",
+		 force_full ? why_full : "", force_full ? ")" : "",
 		 compact ?
 			 " (compacted)" :
 		 st.compaction_deferred ?

@@ -264,6 +264,7 @@ struct store_gc_stats {
 	uint64_t keys_deleted;
 	uint64_t bytes_deleted;	   /* key + value bytes of deleted versions */
 	uint64_t inodes_reclaimed; /* unlinked inodes whose blocks went */
+	uint64_t branches_dropped; /* deleted branches whose keys went */
 	uint64_t disk_before;
 	uint64_t disk_after;
 	int64_t horizon_ns; /* oldest moment still retained */
@@ -319,20 +320,19 @@ int store_branch_create(struct store *s,
 			const struct store_branch_create_args *args,
 			struct store_branch_info *out);
 
-/* Delete a branch and (in the background) its data.  -ENOTEMPTY: it has
- * child branches. */
+/* Delete a branch: its record at once; its data at the next store_gc (or
+ * store_drop_deleted).  -ENOTEMPTY: it has child branches. */
 int store_branch_delete(struct store *s, uint64_t id);
 
-/* Deleted branches whose data is hidden by range deletions that are not
- * compacted away yet: until they are, each one slows reads that miss (a
- * lookup of a missing name) a little.  *since_ns (CLOCK_MONOTONIC, may be
- * NULL): when the oldest of them was deleted (0 if none). */
+/* Deleted branches whose keys GC has not dropped yet (they take space,
+ * nothing else).  *since_ns (CLOCK_MONOTONIC, may be NULL): when the
+ * oldest of them was deleted (0 if none). */
 size_t store_deleted_pending(struct store *s, int64_t *since_ns);
 
-/* Compact the deleted branches' ranges away now (store_gc does it too).
- * Costs a flush of the memtables and a rewrite of the files that overlap
- * those ranges; meant for a background thread.  *dropped (may be NULL):
- * how many branches it covered. */
+/* Drop the deleted branches' keys now, as store_gc does: a range deletion
+ * and a compaction (a flush of the memtables and a rewrite of the files
+ * that overlap the range) per range of deleted ids and family with keys
+ * there.  *dropped (may be NULL): how many branches it covered. */
 int store_drop_deleted(struct store *s, size_t *dropped);
 
 /* -EEXIST new name taken (by another branch); -EINVAL bad name. */

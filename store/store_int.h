@@ -31,6 +31,9 @@ void store_acache_stats(struct store *s, uint64_t *hits, uint64_t *misses);
  * block families, after a flush of their memtables: what GC's and
  * store_drop_deleted's compactions leave. */
 int store_data_deletions(struct store *s, uint64_t *n);
+/* Keys of branch id (live or deleted) in the inode, entry and block
+ * families, also those a range deletion hides until a compaction. */
+int store_branch_keys(struct store *s, uint64_t id, uint64_t *n);
 /* Size of struct store_branch, for callers of store_brrec_decode. */
 size_t store_branch_struct_size(void);
 #endif

@@ -43,13 +43,16 @@
  *
  *  6. Reads that miss beside deleted branches: in a fresh small store,
  *     the median store_lookup() of a missing name in main (2000 lookups)
- *     when the store is new (reopened, so its keys are in files), after N branches of main were made and
- *     deleted (every other one wrote a block first), after a close and
- *     reopen (their range deletions flushed into files, where builds
- *     before store_drop_deleted left them for good), and after
- *     store_drop_deleted(), with the drop's own time.  Target: after the
- *     drop within 1.5x of the new store.
- *
+ *     when the store is new (reopened, so its keys are in files), right
+ *     after N branches of main were made and deleted (every other one
+ *     wrote a block first), after a close and reopen, and after
+ *     store_drop_deleted() (what GC does with them), with the deletes'
+ *     and the drop's own times.  Builds that dropped a deleted branch's
+ *     keys with a range deletion at once made such lookups 16x slower
+ *     after 200 deletes and 36x once the deletions were in files (see
+ *     tests/bench/HISTORY.md).  Target: every row within 1.5x of the new
+ *     store.
+
  * Written data comes from a xorshift64* pool, so zstd cannot shrink it,
  * with every 8 KiB block stamped with a unique counter (no two blocks are
  * equal).  Times come from CLOCK_MONOTONIC.  MB is 10^6 bytes.
@@ -1091,17 +1094,21 @@ int main(void)
 		       del.n);
 		printf("%-58s %10.1f us\n", "new store (reopened: keys in files)",
 		       del.fresh_us);
-		printf("%-58s %10.1f us\n",
-		       "after the deletes (range deletions in the memtable)",
+		printf("%-58s %10.1f us\n", "right after the deletes",
 		       del.deleted_us);
-		printf("%-58s %10.1f us\n",
-		       "after close+reopen (in files: where old builds left them)",
+		printf("%-58s %10.1f us\n", "after close+reopen",
 		       del.reopened_us);
-		printf("%-58s %10.1f us\n", "after store_drop_deleted",
+		printf("%-58s %10.1f us\n",
+		       "after store_drop_deleted (as GC drops them)",
 		       del.dropped_us);
 		printf("delete median %.1f us; the drop took %.1f ms\n\n",
 		       del.delete_med_us, del.drop_ms);
-		deleted_ratio = del.dropped_us / del.fresh_us;
+		deleted_ratio = del.deleted_us;
+		if (del.reopened_us > deleted_ratio)
+			deleted_ratio = del.reopened_us;
+		if (del.dropped_us > deleted_ratio)
+			deleted_ratio = del.dropped_us;
+		deleted_ratio /= del.fresh_us;
 	}
 
 	/* ---- summary ---- */
@@ -1139,8 +1146,8 @@ int main(void)
 			     ratio >= 0.8, "%.2f", ratio);
 		bench_target("store bytes per branch < 4096", per < 4096,
 			     "%.0f B", per);
-		bench_target("missing-name lookup after drop <= 1.5x new store",
-			     deleted_ratio <= 1.5, "%.2fx", deleted_ratio);
+		bench_target("missing-name lookup beside deletes <= 1.5x",
+			     deleted_ratio <= 1.5, "worst %.2fx", deleted_ratio);
 		printf("total run time %.1f s, load average (1 min) at end "
 		       "%.2f\n",
 		       (double)(bench_now_ns() - t_start) / 1e9, bench_loadavg());

@@ -392,7 +392,7 @@ nb=$(jq_ "$CTL_OUT" "len(d['branches'])")
 expect_ctl 0 --json status
 jassert "$CTL_OUT" "d['branches'] == $nb and d['seq'] > $s1 and d['retention_s'] == 3600 and d['uptime_s'] >= 1" "status"
 expect_ctl 0 gc
-grep -qE '^gc: deleted [0-9]+ of [0-9]+ versions \(.*\), reclaimed [0-9]+ unlinked files; store on disk .* -> .*$' <<<"$CTL_OUT" ||
+grep -qE '^gc: deleted [0-9]+ of [0-9]+ versions \(.*\), reclaimed [0-9]+ unlinked files and [0-9]+ deleted branches; store on disk .* -> .*$' <<<"$CTL_OUT" ||
 	fail "gc printed: $CTL_OUT"
 expect_ctl 0 --json gc
 jassert "$CTL_OUT" "d['keys_scanned'] >= d['keys_deleted'] >= 0 and d['disk_before'] > 0 and d['disk_after'] > 0 and 'inodes_reclaimed' in d" "gc --json"

@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_store_drop.c - cmocka tests of what happens to a deleted branch's
- * keys after store_branch_delete: its range deletions are compacted away
- * through the last level (store_drop_deleted, and every store_gc), on real
- * RocksDB.
+ * keys: store_branch_delete leaves them, unreachable and without a range
+ * deletion (which would slow every read that misses until compacted
+ * away); GC (store_gc, store_drop_deleted) drops them with a range
+ * deletion and a compaction through the last level.  On real RocksDB.
  *
  * What is checked:
- *  - after the drop no deletion is left in the data families' files
- *    (store_data_deletions flushes the memtables first, so none can hide
- *    there either), for branches with keys of their own and without;
+ *  - right after the deletes no deletion is in the data families (their
+ *    memtables flushed first), and the deleted branches' keys are still
+ *    there; after the drop they are gone, and so is every deletion, for
+ *    branches with keys of their own and without;
  *  - the same after store_gc, with and without a whole compaction (a
  *    whole compaction leaves the last level as it is);
  *  - live branches around and between the deleted ones read the same;
  *  - deleted ids with no live branch between them make one range (one
- *    compaction per family), a live branch splits them;
+ *    compaction per family with keys there), a live branch splits them,
+ *    and branches that never wrote cost no compaction at all;
  *  - the notes survive a close (the "D" keys) and are gone after a drop;
  *  - a drop whose compaction fails keeps its notes for the next one;
  *  - GC's whole-compaction trigger still counts a delete that a drop has
@@ -52,9 +55,10 @@ static size_t tdrop_pending(struct store *s)
 	return n;
 }
 
-/* n branches of the fixture's root; the odd ones write a file first. */
-static void tdrop_make_and_delete(struct tstore_fx *fx, const char *prefix,
-				  int n)
+/* n branches of the fixture's root; the odd ones (or all, or none) write
+ * a file first.  Their ids go to ids[0..n) when ids is not NULL. */
+static void tdrop_churn(struct tstore_fx *fx, const char *prefix, int n,
+			int writers, uint64_t *ids)
 {
 	char name[32];
 	int i;
@@ -64,38 +68,54 @@ static void tdrop_make_and_delete(struct tstore_fx *fx, const char *prefix,
 
 		snprintf(name, sizeof(name), "%s%d", prefix, i);
 		c = tstore_branch(fx->s, name, fx->br);
-		if (i % 2)
+		if (writers > 1 || (writers == 1 && i % 2))
 			tstore_write_pat(fx->s, c,
 					 tstore_mkfile(fx->s, c,
 						       tstore_root(fx->s, c),
 						       "x"),
 					 (uint32_t)i, 0, 3 * BS);
+		if (ids)
+			ids[i] = c;
 		assert_int_equal(store_branch_delete(fx->s, c), 0);
 	}
+}
+
+static uint64_t tdrop_keys(struct store *s, uint64_t id)
+{
+	uint64_t n = UINT64_MAX;
+
+	assert_int_equal(store_branch_keys(s, id, &n), 0);
+	return n;
 }
 
 static void test_drop_leaves_no_range_deletions(void **state)
 {
 	struct tstore_fx *fx = *state;
 	struct store *s = fx->s;
-	uint64_t base, keep, kf;
+	uint64_t base, keep, kf, ids[40];
 	size_t dropped = 0;
+	int i;
 
 	base = tstore_mkfile(s, fx->br, fx->root, "base");
 	tstore_write_pat(s, fx->br, base, 1, 0, 16 * BS);
-	tdrop_make_and_delete(fx, "a", 20);
+	tdrop_churn(fx, "a", 20, 1, ids);
 	keep = tstore_branch(s, "keep", fx->br);
 	kf = tstore_mkfile(s, keep, tstore_root(s, keep), "k");
 	tstore_write_pat(s, keep, kf, 7, 0, 4 * BS);
-	tdrop_make_and_delete(fx, "b", 20);
+	tdrop_churn(fx, "b", 20, 1, ids + 20);
 	assert_int_equal(tdrop_pending(s), 40);
-	/* each delete left a range deletion per family */
-	assert_true(tdrop_deletions(s) >= 40);
+	/* no range deletion yet: reads that miss pay nothing for them */
+	assert_int_equal(tdrop_deletions(s), 0);
+	assert_true(tdrop_keys(s, ids[1]) > 0);
+	assert_int_equal(tdrop_keys(s, ids[0]), 0);
 
 	assert_int_equal(store_drop_deleted(s, &dropped), 0);
 	assert_int_equal(dropped, 40);
 	assert_int_equal(tdrop_pending(s), 0);
 	assert_int_equal(tdrop_deletions(s), 0);
+	for (i = 0; i < 40; i++)
+		assert_int_equal(tdrop_keys(s, ids[i]), 0);
+	assert_true(tdrop_keys(s, keep) > 0);
 	tstore_expect_pat(s, fx->br, base, 1, 0, 16 * BS);
 	tstore_expect_pat(s, keep, kf, 7, 0, 4 * BS);
 	tstore_expect_pat(s, keep, tstore_lookup(s, keep, tstore_root(s, keep),
@@ -110,15 +130,18 @@ static void tdrop_gc(struct tstore_fx *fx, bool full)
 {
 	struct store_gc_opts o = { .full_compaction = full };
 	struct store_gc_stats st;
-	uint64_t base;
+	uint64_t base, ids[30];
+	int i;
 
 	base = tstore_mkfile(fx->s, fx->br, fx->root, "base");
 	tstore_write_pat(fx->s, fx->br, base, 1, 0, 16 * BS);
-	tdrop_make_and_delete(fx, "a", 30);
+	tdrop_churn(fx, "a", 30, 1, ids);
 	assert_int_equal(store_gc(fx->s, &o, &st), 0);
 	assert_int_equal(st.compacted, full);
 	assert_int_equal(tdrop_pending(fx->s), 0);
 	assert_int_equal(tdrop_deletions(fx->s), 0);
+	for (i = 0; i < 30; i++)
+		assert_int_equal(tdrop_keys(fx->s, ids[i]), 0);
 	tstore_expect_pat(fx->s, fx->br, base, 1, 0, 16 * BS);
 }
 
@@ -139,33 +162,43 @@ static void test_drop_one_range_per_gap(void **state)
 	unsigned long c0;
 	uint64_t keep;
 
-	tdrop_make_and_delete(fx, "a", 5);
+	tdrop_churn(fx, "a", 5, 2, NULL);
 	keep = tstore_branch(s, "keep", fx->br);
-	tdrop_make_and_delete(fx, "b", 3);
+	tdrop_churn(fx, "b", 3, 2, NULL);
 	c0 = kv_fault_calls(fx->fault, KV_FAULT_COMPACT);
 	assert_int_equal(store_drop_deleted(s, NULL), 0);
-	/* two ranges (a0-a4, b0-b2), three families each */
+	/* two ranges (a0-a4, b0-b2), three families with keys each */
 	assert_int_equal(kv_fault_calls(fx->fault, KV_FAULT_COMPACT) - c0, 6);
 
 	/* once keep is gone too, its id joins the ranges around it */
 	assert_int_equal(store_branch_delete(s, keep), 0);
-	tdrop_make_and_delete(fx, "c", 4);
+	tdrop_churn(fx, "c", 4, 2, NULL);
 	c0 = kv_fault_calls(fx->fault, KV_FAULT_COMPACT);
 	assert_int_equal(store_drop_deleted(s, NULL), 0);
 	assert_int_equal(kv_fault_calls(fx->fault, KV_FAULT_COMPACT) - c0, 3);
 	assert_int_equal(tdrop_deletions(s), 0);
+
+	/* branches that never wrote: no compaction at all */
+	tdrop_churn(fx, "d", 10, 0, NULL);
+	c0 = kv_fault_calls(fx->fault, KV_FAULT_COMPACT);
+	assert_int_equal(store_drop_deleted(s, NULL), 0);
+	assert_int_equal(kv_fault_calls(fx->fault, KV_FAULT_COMPACT) - c0, 0);
+	assert_int_equal(tdrop_pending(s), 0);
 }
 
 static void test_drop_notes_survive_close(void **state)
 {
 	struct tstore_fx *fx = *state;
 	size_t dropped = 0;
+	uint64_t ids[3];
 
-	tdrop_make_and_delete(fx, "a", 3);
+	tdrop_churn(fx, "a", 3, 2, ids);
 	tstore_fx_reopen(fx);
 	assert_int_equal(tdrop_pending(fx->s), 3);
+	assert_true(tdrop_keys(fx->s, ids[2]) > 0);
 	assert_int_equal(store_drop_deleted(fx->s, &dropped), 0);
 	assert_int_equal(dropped, 3);
+	assert_int_equal(tdrop_keys(fx->s, ids[2]), 0);
 	assert_int_equal(tdrop_deletions(fx->s), 0);
 	tstore_fx_reopen(fx);
 	assert_int_equal(tdrop_pending(fx->s), 0);
@@ -176,7 +209,7 @@ static void test_drop_failure_keeps_notes(void **state)
 	struct tstore_fx *fx = *state;
 	size_t dropped = 99;
 
-	tdrop_make_and_delete(fx, "a", 4);
+	tdrop_churn(fx, "a", 4, 2, NULL);
 	kv_fault_arm(fx->fault, KV_FAULT_COMPACT, 2, false, -EIO);
 	assert_int_equal(store_drop_deleted(fx->s, &dropped), -EIO);
 	assert_int_equal(dropped, 0);
@@ -194,7 +227,7 @@ static void test_drop_gc_still_counts_the_delete(void **state)
 	struct store_gc_opts o = { .full_compaction = true };
 	struct store_gc_stats st;
 
-	tdrop_make_and_delete(fx, "a", 1);
+	tdrop_churn(fx, "a", 1, 2, NULL);
 	assert_int_equal(store_drop_deleted(fx->s, NULL), 0);
 	assert_int_equal(tdrop_pending(fx->s), 0);
 	assert_int_equal(store_gc(fx->s, &o, &st), 0);
