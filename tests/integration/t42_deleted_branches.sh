@@ -17,11 +17,7 @@ it_init
 BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
 [ -x "$BRANCHCTL" ] || fail "$BRANCHCTL not built: run 'make all' first"
 bctl() { tmo 120 "$BRANCHCTL" --mount "$MNT" "$@"; }
-# field NAME: read one JSON object on stdin, print .NAME
-field() {
-	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
-pending() { bctl --json status | field deleted_pending; }
+pending() { jq_ "$(bctl --json status)" 'd["deleted_pending"]'; }
 
 bfs_mount "$STORE" "$MNT" gc_interval=0
 mkdir "$MNT/main" || fail "mkdir main"
@@ -59,7 +55,8 @@ log "after kill -9 and a remount: still 300 pending"
 
 out=$(bctl --json gc) || fail "branchctl gc failed: $out"
 log "gc: $out"
-[ "$(field branches_dropped <<<"$out")" = 300 ] || fail "gc dropped $(field branches_dropped <<<"$out") deleted branches, not 300"
+n=$(jq_ "$out" 'd["branches_dropped"]')
+[ "$n" = 300 ] || fail "gc dropped $n deleted branches, not 300"
 [ "$(pending)" = 0 ] || fail "after gc status counts $(pending) deleted branches pending"
 [ "$(md5sum <"$MNT/main/base")" = "$SUM" ] || fail "main's file changed"
 [ "$(md5sum <"$MNT/kept/base")" = "$SUM" ] || fail "kept's copy of main's file changed"
