@@ -3331,8 +3331,8 @@ int store_drop_deleted(struct store *s, size_t *dropped)
 	return rc;
 }
 
-/* At open: the deleted branches whose ranges were not compacted away
- * before the store closed (or crashed). */
+/* At open: the deleted branches whose keys no GC dropped before the store
+ * closed (or crashed). */
 static int store_load_dead(struct store *s)
 {
 	struct kv_iter *it;
