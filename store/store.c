@@ -5710,9 +5710,18 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	}
 	/* Even after a whole compaction: it leaves the last level as it is. */
-	if (store_drop_ranges(s, dead, ndead) == 0) {
-		st.branches_dropped = ndead;
-		ndead = 0;
+	if (ndead) {
+		int drc = store_drop_ranges(s, dead, ndead);
+
+		if (drc == 0) {
+			st.branches_dropped = ndead;
+			ndead = 0;
+		} else {
+			LOG_WARN(s,
+				 "gc: could not drop the data of %zu deleted "
+				 "branches: %s (the next gc tries again)",
+				 ndead, strerror(-drc));
+		}
 	}
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)

@@ -18,7 +18,8 @@
  *    compaction per family with keys there), a live branch splits them,
  *    and branches that never wrote cost no compaction at all;
  *  - the notes survive a close (the "D" keys) and are gone after a drop;
- *  - a drop whose compaction fails keeps its notes for the next one;
+ *  - a drop whose compaction fails keeps its notes for the next one, also
+ *    inside store_gc, which goes on and reports none dropped;
  *  - GC's whole-compaction trigger still counts a delete that a drop has
  *    already handled.
  */
@@ -221,6 +222,30 @@ static void test_drop_failure_keeps_notes(void **state)
 	assert_int_equal(tdrop_deletions(fx->s), 0);
 }
 
+static void test_drop_gc_failure_keeps_notes(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+	uint64_t ids[4];
+	int i;
+
+	tdrop_churn(fx, "a", 4, 2, ids);
+	kv_fault_arm(fx->fault, KV_FAULT_COMPACT, 1, false, -EIO);
+	/* GC itself goes on; the deleted branches wait for the next one */
+	assert_int_equal(store_gc(fx->s, &o, &st), 0);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	assert_int_equal(st.branches_dropped, 0);
+	assert_int_equal(tdrop_pending(fx->s), 4);
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(store_gc(fx->s, &o, &st), 0);
+	assert_int_equal(st.branches_dropped, 4);
+	assert_int_equal(tdrop_pending(fx->s), 0);
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(tdrop_keys(fx->s, ids[i]), 0);
+}
+
 static void test_drop_gc_still_counts_the_delete(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -248,6 +273,7 @@ int main(void)
 		F(test_drop_one_range_per_gap),
 		T(test_drop_notes_survive_close),
 		F(test_drop_failure_keeps_notes),
+		F(test_drop_gc_failure_keeps_notes),
 		T(test_drop_gc_still_counts_the_delete),
 #undef F
 #undef T
