@@ -298,8 +298,14 @@ struct store {
 	int64_t gc_compact_end_ns;  /* idem: when the last one ended
 				    * (CLOCK_MONOTONIC; 0: none yet) */
 	int64_t gc_compact_cost_ns; /* idem: how long it took */
-	uint64_t gc_time_trimmed;   /* idem: time index trimmed below (ms) */
-	uint64_t *gc_full_ids;	    /* guarded by branches_lock */
+	/* Builds before the deleted-branch notes wrote a range deletion
+	 * per family at every branch delete, which no compaction but one
+	 * through the last level drops (see "Deleted branches"); a store
+	 * they used gets one such compaction of the whole store from the
+	 * next GC.  Set at open, cleared by the one running GC. */
+	bool gc_legacy_drops;
+	uint64_t gc_time_trimmed;      /* idem: time index trimmed below (ms) */
+	uint64_t *gc_full_ids;	       /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
 	bool gc_force_full;	       /* guarded by branches_lock */
 
@@ -1867,6 +1873,7 @@ static pthread_mutex_t *store_ns_lock(struct store *s, uint64_t br)
 /* --------------------------------------------------------- lifecycle */
 
 static int store_load_dead(struct store *s);
+static int store_legacy_check(struct store *s);
 
 static int store_load_branches(struct store *s)
 {
@@ -2088,6 +2095,8 @@ static int store_init_new(struct store *s)
 	/* Creation time: GC thins the time index, so it cannot tell. */
 	store_put64(tval, (uint64_t)store_now_ns());
 	kv_batch_put(&b, KV_CF_META, "K", 1, tval, 8);
+	/* No earlier build's range deletion to compact away. */
+	kv_batch_put(&b, KV_CF_META, "R", 1, "1", 1);
 	rc = kv_write(s->kv, &b, true);
 	kv_batch_release(&b);
 	return rc;
@@ -2467,6 +2476,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (rc)
 		goto err_damaged;
 	rc = store_load_dead(s);
+	if (rc)
+		goto err_close;
+	rc = store_legacy_check(s);
 	if (rc)
 		goto err_close;
 	rc = store_touch_rebuild(s);
@@ -3105,6 +3117,13 @@ out_unlock:
  * make one range (every id between them is a deleted branch's or never
  * had keys: ids only grow), so a burst of deletes costs a few
  * compactions, and branches that never wrote cost none.
+ *
+ * A store that the earlier build deleted branches in keeps their range
+ * deletions, which no note names.  Every store this build creates or
+ * cleans carries META "R"; a store without it, with an id below the next
+ * one that is neither a branch nor noted (store_legacy_check, at open),
+ * gets one compaction of the whole store through the last level from its
+ * next GC (store_legacy_drop), which drops them all.
  */
 
 static int store_u64_cmp(const void *a, const void *b);
@@ -3357,6 +3376,75 @@ static int store_load_dead(struct store *s)
 	rc = kv_iter_status(it);
 	kv_iter_free(it);
 	return rc;
+}
+
+/* Write META "R" (see store_legacy_check), synced: once the notes of
+ * this build's dropped branches are gone, an open without it would take
+ * them for an earlier build's deletes and compact the store once more. */
+static int store_legacy_done(struct store *s)
+{
+	struct kv_batch b;
+	int rc;
+
+	kv_batch_init(&b);
+	kv_batch_put(&b, KV_CF_META, "R", 1, "1", 1);
+	rc = kv_write(s->kv, &b, true);
+	kv_batch_release(&b);
+	return rc;
+}
+
+/* META "R" says that no earlier build's range deletion of a deleted
+ * branch is left: a new store never had one, and a store that had them
+ * gets it after the compaction that dropped them.  Without it, an id
+ * below the next one that is neither a branch nor noted as deleted was
+ * deleted by such a build (ids are never skipped: the branch record and
+ * the next id are written in one batch).  At open, before any delete. */
+static int store_legacy_check(struct store *s)
+{
+	unsigned char v[8];
+	uint64_t used;
+	size_t vlen;
+	bool found;
+	int rc;
+
+	rc = kv_get(s->kv, KV_CF_META, "R", 1, v, sizeof(v), &vlen, &found);
+	if (rc || found)
+		return rc;
+	used = s->next_branch_id - 1;
+	if (used <= s->nbranches + s->ndead)
+		return store_legacy_done(s);
+	s->gc_legacy_drops = true;
+	LOG_INFO(
+		s,
+		"store '%s': %" PRIu64
+		" branches were deleted by an earlier build, which left range deletions that slow lookups; the next gc compacts the whole store once to drop them",
+		s->dir, used - s->nbranches - s->ndead);
+	return 0;
+}
+
+/* Compact the data families whole through the last level, which drops
+ * every range deletion with what it covers, then write META "R".  Run
+ * by GC, once, for a store that earlier builds deleted branches in. */
+static int store_legacy_drop(struct store *s)
+{
+	int cf, rc = 0;
+
+	LOG_INFO(
+		s,
+		"gc: compacting the whole store once, through its last level, to drop the range deletions of branches that earlier builds deleted");
+	for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
+		rc = kv_compact(s->kv, cf, NULL, 0, NULL, 0, true);
+	if (rc == 0)
+		rc = store_legacy_done(s);
+	if (rc) {
+		LOG_WARN(
+			s,
+			"gc: could not compact away earlier builds' range deletions: %s (the next gc tries again)",
+			strerror(-rc));
+		return rc;
+	}
+	s->gc_legacy_drops = false;
+	return 0;
 }
 
 int store_branch_delete(struct store *s, uint64_t id)
@@ -5685,7 +5773,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	 * it: a deleted branch, or deletions since the last compaction of
 	 * at least 1/STORE_GC_COMPACT_DIV of the store. */
 	s->gc_uncompacted += st.bytes_deleted;
-	compact = r.opts->full_compaction &&
+	compact = r.opts->full_compaction && !s->gc_legacy_drops &&
 		  (ndeleted ||
 		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
 	tcomp = store_mono_ns();
@@ -5722,6 +5810,16 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 				 "branches: %s (the next gc tries again)",
 				 ndead, strerror(-drc));
 		}
+	}
+	/* After the drop, so that its compactions have less to do; in place
+	 * of the whole compaction above, which it does as well. */
+	tcomp = store_mono_ns();
+	if (s->gc_legacy_drops && store_legacy_drop(s) == 0) {
+		compact = true;
+		st.compacted = true;
+		s->gc_uncompacted = 0;
+		s->gc_compact_end_ns = store_mono_ns();
+		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	}
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)

@@ -21,7 +21,12 @@
  *  - a drop whose compaction fails keeps its notes for the next one, also
  *    inside store_gc, which goes on and reports none dropped;
  *  - GC's whole-compaction trigger still counts a delete that a drop has
- *    already handled.
+ *    already handled;
+ *  - a store in which an earlier build deleted branches (a range deletion
+ *    per family at each delete, no note) gets one compaction of the whole
+ *    store through the last level from the next GC, which leaves neither
+ *    deletion nor key of those branches, and none after that; a store
+ *    without such deletes gets none; a failed one is tried again.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +37,7 @@
 
 #include "tests/fakes/kv_fault.h"
 #include "tests/unit/test_store_common.h"
+#include "store/kv.h"
 #include "store/store_int.h"
 
 #define BS STORE_BLOCK_SIZE
@@ -259,6 +265,156 @@ static void test_drop_gc_still_counts_the_delete(void **state)
 	assert_true(st.compacted);
 }
 
+static void tdrop_put64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+/* What a build before the deleted-branch notes did to delete branches
+ * ids[0..n): the branch record out and a range deletion per data family,
+ * with no note; such a build never wrote META "R" either.  On the closed
+ * store's database, which is then opened again. */
+static void tdrop_legacy_delete(struct tstore_fx *fx, const uint64_t *ids,
+				int n)
+{
+	unsigned char k[9], lo[8], hi[8];
+	struct store_config cfg;
+	struct kv_batch b;
+	struct kv *kv;
+	char path[128];
+	int i, cf;
+
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	tstore_config(&cfg, false, NULL);
+	snprintf(path, sizeof(path), "%s/db", fx->dir);
+	assert_int_equal(kv_rocksdb_open(path, false, 8u << 20, &cfg.log, &kv),
+			 0);
+	kv_batch_init(&b);
+	kv_batch_delete(&b, KV_CF_META, "R", 1);
+	for (i = 0; i < n; i++) {
+		tdrop_put64(k + 1, ids[i]);
+		k[0] = 'B';
+		kv_batch_delete(&b, KV_CF_META, k, 9);
+		k[0] = 'W';
+		kv_batch_delete(&b, KV_CF_META, k, 9);
+		tdrop_put64(lo, ids[i]);
+		tdrop_put64(hi, ids[i] + 1);
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++)
+			kv_batch_delete_range(&b, cf, lo, 8, hi, 8);
+	}
+	assert_int_equal(kv_write(kv, &b, true), 0);
+	kv_batch_release(&b);
+	kv_close(kv);
+	assert_int_equal(tstore_fx_open(fx), 0);
+}
+
+/* n branches of the fixture's root, kept; every other one writes. */
+static void tdrop_make(struct tstore_fx *fx, const char *prefix, int n,
+		       uint64_t *ids)
+{
+	char name[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		ids[i] = tstore_branch(fx->s, name, fx->br);
+		if (i % 2)
+			tstore_write_pat(fx->s, ids[i],
+					 tstore_mkfile(fx->s, ids[i],
+						       tstore_root(fx->s,
+								   ids[i]),
+						       "x"),
+					 (uint32_t)i, 0, 3 * BS);
+	}
+}
+
+static void tdrop_gc_once(struct store *s, bool compacted)
+{
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+
+	assert_int_equal(store_gc(s, &o, &st), 0);
+	assert_int_equal(st.compacted, compacted);
+}
+
+static void test_drop_legacy_range_deletions(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t base, keep, kf, ids[20];
+	int i;
+
+	base = tstore_mkfile(fx->s, fx->br, fx->root, "base");
+	tstore_write_pat(fx->s, fx->br, base, 1, 0, 16 * BS);
+	tdrop_make(fx, "a", 10, ids);
+	keep = tstore_branch(fx->s, "keep", fx->br);
+	kf = tstore_mkfile(fx->s, keep, tstore_root(fx->s, keep), "k");
+	tstore_write_pat(fx->s, keep, kf, 7, 0, 4 * BS);
+	tdrop_make(fx, "b", 10, ids + 10);
+	tdrop_legacy_delete(fx, ids, 20);
+	/* no note: nothing for the drop, and the deletions stay */
+	assert_int_equal(tdrop_pending(fx->s), 0);
+	assert_true(tdrop_deletions(fx->s) >= 20 * 3);
+	assert_int_equal(tstore_lookup_rc(fx->s, fx->br, STORE_SEQ_LATEST,
+					  fx->root, "nope"),
+			 -ENOENT);
+
+	/* the next GC, even without a whole compaction asked for */
+	tdrop_gc_once(fx->s, true);
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	for (i = 0; i < 20; i++)
+		assert_int_equal(tdrop_keys(fx->s, ids[i]), 0);
+	assert_true(tdrop_keys(fx->s, keep) > 0);
+	tstore_expect_pat(fx->s, fx->br, base, 1, 0, 16 * BS);
+	tstore_expect_pat(fx->s, keep, kf, 7, 0, 4 * BS);
+	tdrop_gc_once(fx->s, false);
+	/* and never again, also after a reopen */
+	tstore_fx_reopen(fx);
+	tdrop_gc_once(fx->s, false);
+	tstore_expect_pat(fx->s, keep, kf, 7, 0, 4 * BS);
+}
+
+static void test_drop_no_legacy_no_compaction(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t ids[4];
+
+	/* a store of an earlier build that never deleted a branch */
+	tdrop_make(fx, "b", 2, ids);
+	tdrop_legacy_delete(fx, ids, 0);
+	tdrop_gc_once(fx->s, false);
+	tstore_fx_reopen(fx);
+	tdrop_gc_once(fx->s, false);
+	/* this build's deletes, noted, dropped and forgotten */
+	tdrop_churn(fx, "a", 4, 2, ids);
+	tstore_fx_reopen(fx);
+	tdrop_gc_once(fx->s, false);
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	tstore_fx_reopen(fx);
+	tdrop_gc_once(fx->s, false);
+}
+
+static void test_drop_legacy_failure_retried(void **state)
+{
+	struct tstore_fx *fx = *state;
+	uint64_t ids[4];
+
+	tdrop_make(fx, "a", 4, ids);
+	tdrop_legacy_delete(fx, ids, 4);
+	assert_true(tdrop_deletions(fx->s) > 0);
+	kv_fault_arm(fx->fault, KV_FAULT_COMPACT, 1, false, -EIO);
+	tdrop_gc_once(fx->s, false);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	kv_fault_disarm(fx->fault);
+	assert_true(tdrop_deletions(fx->s) > 0);
+	tdrop_gc_once(fx->s, true);
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	assert_int_equal(tdrop_keys(fx->s, ids[1]), 0);
+}
+
 int main(void)
 {
 	setenv("BRANCHFS_JOURNAL_KIB", "1024", 1);
@@ -275,6 +431,9 @@ int main(void)
 		F(test_drop_failure_keeps_notes),
 		F(test_drop_gc_failure_keeps_notes),
 		T(test_drop_gc_still_counts_the_delete),
+		T(test_drop_legacy_range_deletions),
+		T(test_drop_no_legacy_no_compaction),
+		F(test_drop_legacy_failure_retried),
 #undef F
 #undef T
 	};
