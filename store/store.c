@@ -2394,8 +2394,21 @@ int store_open(const char *dir, const struct store_config *cfg,
 			rc = -EUCLEAN;
 			goto err_free;
 		}
+		snprintf(path, sizeof(path), "%s/db/CURRENT", dir);
+		if (stat(path, &dst) != 0 && !is_new) {
+			LOG_ERR(s,
+				"store '%s' is damaged: '%s' is missing (it names the database's newest MANIFEST file in the same directory; writing that name into it may bring the store back)",
+				dir, path);
+			rc = -EUCLEAN;
+			goto err_free;
+		}
+		snprintf(path, sizeof(path), "%s/db", dir);
 	}
-	rc = kv_rocksdb_open(path, true,
+	/* Only a new store's database may be created: in an existing one,
+	 * RocksDB's create_if_missing would meet a lost CURRENT file with a
+	 * new, empty database, and the next open would delete the old one's
+	 * files as obsolete. */
+	rc = kv_rocksdb_open(path, is_new,
 			     cfg->cache_bytes ? cfg->cache_bytes : (256u << 20),
 			     &cfg->log, &inner);
 	if (rc) {

@@ -8,6 +8,7 @@
  *
  * Locking against a second handle or process is in test_store_persist.c.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -619,6 +620,63 @@ static void test_store_badinput_open_missing_db(void **state)
 	assert_int_equal(rc, -EUCLEAN);
 }
 
+/* The manifest named by a RocksDB database's CURRENT file, into name. */
+static void tbad_manifest(const char *db, char *name, size_t sz)
+{
+	struct dirent *de;
+	DIR *d = opendir(db);
+
+	assert_non_null(d);
+	name[0] = 0;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "MANIFEST-", 9) == 0 &&
+		    strlen(de->d_name) < sz)
+			strcpy(name, de->d_name);
+	closedir(d);
+	assert_true(name[0] != 0);
+}
+
+/* A store whose database lost its CURRENT file (the small file naming the
+ * manifest) is damaged, and opening it must not make it worse: an open
+ * that created a database there (create_if_missing) wrote a new CURRENT
+ * naming an empty one, and the next open deleted every file of the old
+ * one as obsolete.  Put back by hand, CURRENT brings everything back. */
+static void test_store_badinput_open_missing_current(void **state)
+{
+	struct tstore_fx *fx = *state;
+	char db[160], path[200], man[64];
+	struct store *s = NULL;
+	uint64_t f;
+	FILE *fp;
+	int i, rc;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "precious");
+	tstore_write_pat(fx->s, fx->br, f, 5, 0, 6 * 8192);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	snprintf(db, sizeof(db), "%s/db", fx->dir);
+	tbad_manifest(db, man, sizeof(man));
+	snprintf(path, sizeof(path), "%s/CURRENT", db);
+	assert_int_equal(unlink(path), 0);
+	for (i = 0; i < 3; i++) {
+		rc = tstore_open_dir(fx->dir, i == 2, NULL, &s);
+		if (rc == 0) {
+			store_close(s);
+			fail_msg("store without db/CURRENT opened (attempt %d); want -EUCLEAN",
+				 i);
+		}
+		assert_int_equal(rc, -EUCLEAN);
+	}
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "%s\n", man);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(tstore_fx_open(fx), 0);
+	tstore_expect_pat(fx->s, fx->br,
+			  tstore_lookup(fx->s, fx->br, fx->root, "precious"), 5,
+			  0, 6 * 8192);
+}
+
 /* Operations on the wrong kind of inode. */
 static void test_store_badinput_wrong_types(void **state)
 {
@@ -700,6 +758,7 @@ int main(void)
 		T(test_store_badinput_open_format_version),
 		T(test_store_badinput_open_format1_upgrade),
 		T(test_store_badinput_open_missing_db),
+		T(test_store_badinput_open_missing_current),
 	};
 
 	return cmocka_run_group_tests_name("store_badinput", tests, NULL, NULL);
