@@ -101,6 +101,9 @@ struct fs {
  * readdir offsets stay stable.  Entry i is at offset i + 1. */
 struct fs_dir {
 	size_t n;
+	/* A readdir was answered since the listing was taken: one at
+	 * offset 0 is then a rewind, and takes a new listing. */
+	bool read;
 	struct fs_dir_ent {
 		uint64_t nodeid;
 		uint32_t mode; /* S_IF* type bits */

@@ -20,7 +20,9 @@
  * crash recovery opens and closes every file of PGDATA twice).
  *
  * Directory listings are snapshots taken at opendir (stable offsets while
- * entries come and go).  They include "." and ".."; ".." reports the mount
+ * entries come and go), and again at a rewind (a readdir at offset 0 after
+ * one was answered: rewinddir must show the directory as it is now; the
+ * kernel serializes readdir on one open directory).  They include "." and ".."; ".." reports the mount
  * root's inode (1), since a directory's parent is not known from its node
  * id.  readdirplus returns full entries (counted as lookups) for every
  * other name.
@@ -77,15 +79,23 @@ void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid,
 	fs_attr_to_stat(nodeid, a, &e->attr);
 }
 
-void fs_dir_free(struct fs_dir *d)
+static void fs_dir_clear(struct fs_dir *d)
 {
 	size_t i;
 
-	if (!d)
-		return;
 	for (i = 0; i < d->n; i++)
 		free(d->ents[i].name);
 	free(d->ents);
+	d->ents = NULL;
+	d->n = 0;
+	d->read = false;
+}
+
+void fs_dir_free(struct fs_dir *d)
+{
+	if (!d)
+		return;
+	fs_dir_clear(d);
 	free(d);
 }
 
@@ -785,33 +795,22 @@ static int fs_dir_add(struct fs_dir *d, size_t *cap, uint64_t nodeid,
 	return 0;
 }
 
-static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
-			  struct fuse_file_info *fi)
+/* The listing of directory nodeid as it is now, into the empty d. */
+static int fs_dir_fill(struct fs *fs, fuse_ino_t nodeid, struct fs_dir *d)
 {
-	struct fs *fs = fs_of(req);
 	struct store_dirent *ents = NULL;
-	struct fs_dir *d;
 	size_t n = 0, cap = 0, i;
 	uint64_t br, ino;
 	int rc;
 
-	d = calloc(1, sizeof(*d));
-	if (!d) {
-		rc = -ENOMEM;
-		goto out_err;
-	}
-	if (nodeid == FUSE_ROOT_ID) {
-		rc = fs_root_list(fs, d);
-		if (rc)
-			goto out_err;
-		goto out_reply;
-	}
+	if (nodeid == FUSE_ROOT_ID)
+		return fs_root_list(fs, d);
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
-		goto out_err;
+		return rc;
 	rc = store_readdir(fs->store, br, STORE_SEQ_LATEST, ino, &ents, &n);
 	if (rc)
-		goto out_err;
+		return rc;
 	rc = fs_dir_add(d, &cap, nodeid, S_IFDIR, ".");
 	if (rc == 0)
 		rc = fs_dir_add(d, &cap, FUSE_ROOT_ID, S_IFDIR, "..");
@@ -819,9 +818,24 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
 		rc = fs_dir_add(d, &cap, fs_nodeid(br, ents[i].ino),
 				ents[i].mode, ents[i].name);
 	free(ents);
+	return rc;
+}
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dir *d;
+	int rc;
+
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	rc = fs_dir_fill(fs, nodeid, d);
 	if (rc)
 		goto out_err;
-out_reply:
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 0;
 	fi->cache_readdir = 0;
@@ -843,7 +857,6 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 	size_t pos = 0, i;
 	char *buf;
 
-	(void)nodeid;
 	if (!d) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -852,6 +865,19 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (off == 0 && d->read) {
+		struct fs_dir fresh = { 0 };
+		int rc = fs_dir_fill(fs, nodeid, &fresh);
+
+		if (rc) {
+			fs_dir_clear(&fresh);
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		fs_dir_clear(d);
+		*d = fresh;
+	}
+	d->read = true;
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

@@ -499,6 +499,51 @@ def t_readdir_while_changing():
     return "all_old_seen=%s" % all("%03d" % i in seen for i in range(100))
 
 
+def t_rewinddir():
+    """A rewind (lseek to 0, rewinddir(3)) shows the directory as it is
+    now: a clean-up loop that unlinks what it reads and rewinds until the
+    directory reads empty must end with an empty directory."""
+    os.mkdir("rwd")
+    fd = os.open("rwd", os.O_RDONLY | os.O_DIRECTORY)
+    first = sorted(os.listdir(fd))
+    put("rwd/a", b"")
+    put("rwd/b", b"")
+    os.lseek(fd, 0, os.SEEK_SET)
+    second = sorted(os.listdir(fd))
+    os.unlink("rwd/a")
+    put("rwd/c", b"")
+    os.lseek(fd, 0, os.SEEK_SET)
+    third = sorted(os.listdir(fd))
+    os.close(fd)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.opendir.argtypes = [ctypes.c_char_p]
+    libc.readdir.restype = ctypes.c_void_p
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.rewinddir.argtypes = [ctypes.c_void_p]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+    dp = libc.opendir(b"rwd")
+    assert dp, "opendir failed"
+    rounds = 0
+    while True:
+        names = []
+        while True:
+            ent = libc.readdir(dp)
+            if not ent:
+                break
+            # struct dirent64: d_ino 8, d_off 8, d_reclen 2, d_type 1, d_name
+            names.append(ctypes.string_at(ent + 19).decode())
+        names = [n for n in names if n not in (".", "..")]
+        if not names or rounds == 5:
+            break
+        for n in names:
+            os.unlink("rwd/" + n)
+        libc.rewinddir(dp)
+        rounds += 1
+    libc.closedir(dp)
+    return "first=%s second=%s third=%s cleanup_rounds=%d left=%s" % (
+        first, second, third, rounds, sorted(os.listdir("rwd")))
+
+
 def t_statfs():
     s = os.statvfs(".")
     return "namemax=%d bsize_pos=%s blocks_pos=%s avail_le_free=%s free_le_blocks=%s files_pos=%s" % (
@@ -840,7 +885,7 @@ TESTS = [
     t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0,
     t_fsync_file, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
-    t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_statfs,
+    t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_rewinddir, t_statfs,
     t_utimens, t_mtime_moves, t_chmod_chown, t_suid_cleared_on_chown,
     t_suid_cleared_on_trunc_and_write, t_access,
     t_flock, t_fcntl_locks, t_mmap, t_mmap_private,
