@@ -238,10 +238,13 @@ struct kv_rocks {
 	char *path;
 	size_t wbuf_block; /* memtable sizes, scaled to the filesystem */
 	size_t wbuf_small;
+	uint64_t wal_max; /* max_total_wal_size, idem */
 	/* Set when a write failed (a full disk): RocksDB then refuses to
 	 * sync its WAL and (with assertions on) aborts if asked to, so no
 	 * sync is attempted until a write succeeds again. */
 	atomic_bool write_failed;
+	/* RocksDB stopped on a background error (said once in the log). */
+	atomic_bool stopped_said;
 	/* The fsync journal (journal.h); NULL when it could not be made
 	 * (then fsync syncs RocksDB's WAL, as before it existed). */
 	struct journal *jnl;
@@ -302,7 +305,8 @@ void kv_log_to(const struct store_log *log, int level, const char *fmt, ...)
 
 #define kv_log(kv, level, ...) kv_log_to(&(kv)->log, level, __VA_ARGS__)
 
-/* Turn a RocksDB error string into an errno, log it once and free it. */
+/* Turn a RocksDB error string into an errno, log it once and free it.
+ * kv is a struct kv_rocks. */
 static int kv_rocks_err(struct kv *kv, const char *what, char *err)
 {
 	int rc = -EIO;
@@ -314,6 +318,14 @@ static int kv_rocks_err(struct kv *kv, const char *what, char *err)
 	else if (strstr(err, "lock") || strstr(err, "Resource temporarily"))
 		rc = -EBUSY;
 	kv_log(kv, STORE_LOG_ERR, "rocksdb: %s: %s", what, err);
+	/* "Result incomplete" carries the background error (a flush or
+	 * compaction that failed, typically on a full disk) after which
+	 * RocksDB takes no writes; RocksDB 7.8's C API cannot resume it
+	 * (DB::Resume), and its own recovery does not always. */
+	if (strncmp(err, "Result incomplete", 17) == 0 &&
+	    !atomic_exchange(&((struct kv_rocks *)kv)->stopped_said, true))
+		kv_log(kv, STORE_LOG_ERR,
+		       "rocksdb stopped taking writes after that background error; once its cause is fixed (space freed), unmount and mount the store again to resume writing (every acknowledged write is kept)");
 	rocksdb_free(err);
 	return rc;
 }
@@ -928,6 +940,17 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		if (total && total / 128 < r->wbuf_small)
 			r->wbuf_small = total / 128 < (1u << 20) ? 1u << 20 :
 								   total / 128;
+		/* A WAL file goes only once every family with writes in it
+		 * has flushed, and the META family, which gets a few small
+		 * writes all the time, flushes only when RocksDB's WAL total
+		 * reaches this: on a 64 MB filesystem, with 256 MiB, a third
+		 * of it was WAL files kept for META's sake when the disk ran
+		 * full. */
+		r->wal_max = 256u << 20;
+		if (total && total / 16 < r->wal_max)
+			r->wal_max = total / 16 < 2 * r->wbuf_block ?
+					     2 * r->wbuf_block :
+					     total / 16;
 		journal_bytes = KV_JOURNAL_BYTES;
 		if (total && total / 64 < journal_bytes)
 			journal_bytes = total / 64 < (1u << 20) ? 1u << 20 :
@@ -970,7 +993,7 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	 * are logged, and our own layer logs every error it returns. */
 	rocksdb_options_set_info_log_level(r->opts, 4 /* FATAL_LEVEL */);
 	rocksdb_options_set_max_log_file_size(r->opts, 1u << 20);
-	rocksdb_options_set_max_total_wal_size(r->opts, 256u << 20);
+	rocksdb_options_set_max_total_wal_size(r->opts, r->wal_max);
 	rocksdb_options_set_paranoid_checks(r->opts, 1);
 	for (i = 0; i < KV_CF_COUNT; i++)
 		cfo[i] = kv_rocks_cf_options(r, i);
