@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,6 +513,35 @@ void json_buf_printf(struct json_buf *b, const char *fmt, ...)
 	}
 }
 
+/* Bytes of the well-formed UTF-8 sequence at p (2 to 4; p[0] >= 0x80),
+ * or 0: no overlong forms, surrogates or code points above U+10FFFF. */
+static size_t json_utf8_seq(const unsigned char *p)
+{
+	size_t n, i;
+	uint32_t c;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, c = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, c = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, c = p[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+	    (n == 4 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* A byte that is not part of well-formed UTF-8 (a name made before branch
+ * names had to be, a path in a reason) becomes U+FFFD: JSON text is
+ * Unicode, and strict parsers reject the whole reply otherwise. */
 void json_buf_str(struct json_buf *b, const char *s)
 {
 	const unsigned char *p;
@@ -519,6 +549,18 @@ void json_buf_str(struct json_buf *b, const char *s)
 	json_buf_add(b, "\"", 1);
 	for (p = (const unsigned char *)s; *p; p++) {
 		char esc[8];
+		size_t n;
+
+		if (*p >= 0x80) {
+			n = json_utf8_seq(p);
+			if (n) {
+				json_buf_add(b, (const char *)p, n);
+				p += n - 1;
+			} else {
+				json_buf_add(b, "\\ufffd", 6);
+			}
+			continue;
+		}
 
 		switch (*p) {
 		case '"':

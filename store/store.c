@@ -464,15 +464,49 @@ static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
 
 /* Branch names are entry names that are also printable: no control
  * characters, which would garble listings and logs. */
+/* Bytes of the well-formed UTF-8 sequence at p (1 to 4), or 0: no
+ * overlong forms, surrogates or code points above U+10FFFF. */
+static size_t store_utf8_seq(const unsigned char *p)
+{
+	size_t n, i;
+	uint32_t c;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, c = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, c = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, c = p[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+	    (n == 4 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* Branch names are also no control characters and well-formed UTF-8:
+ * they are printed in listings and carried in JSON. */
 static int store_branch_name_check(const char *name)
 {
 	const unsigned char *p;
 	int rc = store_name_check(name);
+	size_t n;
 
 	if (rc)
 		return rc;
-	for (p = (const unsigned char *)name; *p; p++) {
+	for (p = (const unsigned char *)name; *p; p += n) {
 		if (*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+		n = store_utf8_seq(p);
+		if (!n)
 			return -EINVAL;
 	}
 	return 0;

@@ -242,6 +242,37 @@ static void test_ctl_json_roundtrip(void **state)
 	json_free(j);
 }
 
+/* Bytes that are not well-formed UTF-8 go out as U+FFFD, so that a strict
+ * parser takes the reply; well-formed sequences go out as they are. */
+static void test_ctl_json_bad_utf8_replaced(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "bad\xff", "bad\xef\xbf\xbd" },
+		{ "\xc0\xafx", "\xef\xbf\xbd\xef\xbf\xbdx" }, /* overlong */
+		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xe2\x82", "\xef\xbf\xbd\xef\xbf\xbd" }, /* cut short */
+		{ "\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_buf b;
+		struct json *k = NULL;
+
+		json_buf_init(&b);
+		json_buf_str(&b, cases[i].in);
+		assert_int_equal(json_parse(b.p, b.len, &k), 0);
+		assert_string_equal(k->str, cases[i].out);
+		json_buf_release(&b);
+		json_free(k);
+	}
+}
+
 static void test_ctl_json_rejects_malformed(void **state)
 {
 	const char *bad[] = {
@@ -614,6 +645,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ctl_json_roundtrip),
+		cmocka_unit_test(test_ctl_json_bad_utf8_replaced),
 		cmocka_unit_test(test_ctl_json_rejects_malformed),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_malformed_requests_get_error_replies, setup,

@@ -133,10 +133,20 @@ static void test_store_badinput_branch_names(void **state)
 	assert_string_equal(list[0].name, "root");
 	free(list);
 	tstore_branch(s, tstore_name255, fx->br);
+	tstore_branch(s, "caf\xc3\xa9-\xe6\x97\xa5-\xf0\x9f\x98\x80", fx->br);
 	/* branch names may not hold control characters (entry names may) */
 	{
-		static const char *const ctl[] = { "a\nb", "\x01", "tab\there",
-						   "del\x7f", NULL };
+		static const char *const ctl[] = { "a\nb",
+						   "\x01",
+						   "tab\there",
+						   "del\x7f",
+						   /* nor bytes that are not UTF-8 */
+						   "bad\xff",
+						   "\xc0\xaf",
+						   "\xed\xa0\x80",
+						   "\xe2\x82",
+						   "\xf4\x90\x80\x80",
+						   NULL };
 		int i;
 
 		for (i = 0; ctl[i]; i++) {
