@@ -577,7 +577,7 @@ int main(int argc, char **argv)
 	bd.root_uid = getuid();
 	bd.root_gid = getgid();
 	bd.ready_fd = -1;
-	bd.retention_s = 3600;
+	bd.retention_s = 0; /* the store's: the one last set, else 3600 */
 	bd.gc_interval_s = 300;
 	bd.commit_s = 5;
 	atomic_init(&bd.use_syslog, false);

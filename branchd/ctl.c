@@ -869,10 +869,19 @@ static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
 	if (json_get_int(req, "seconds", &secs)) {
 		if (bd_is_admin(c, out, uid, "change the retention window"))
 			return;
-		if (secs <= 0 ||
-		    store_set_retention(c->cfg.store, (uint64_t)secs)) {
+		int rc = secs <= 0 ? -EINVAL :
+				     store_set_retention(c->cfg.store,
+							 (uint64_t)secs);
+
+		if (rc == -EINVAL) {
 			bd_reply_err(out, -EINVAL,
 				     "bad retention %" PRId64 " s", secs);
+			return;
+		}
+		if (rc) {
+			bd_reply_err(out, rc,
+				     "cannot set the retention window: %s",
+				     strerror(-rc));
 			return;
 		}
 	}

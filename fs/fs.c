@@ -125,11 +125,32 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
-	fs->default_parent =
-		strdup(cfg->default_parent ? cfg->default_parent : "main");
-	if (!fs->default_parent) {
-		free(fs);
-		return -ENOMEM;
+	{
+		/* The one given, else the one last set (kept in the store,
+		 * also across renames), else main. */
+		char kept[STORE_NAME_MAX + 1];
+		const char *def = cfg->default_parent;
+
+		if (!def &&
+		    store_setting_get(cfg->store, "default_parent", kept,
+				      sizeof(kept)) == 0 &&
+		    store_name_check(kept) == 0)
+			def = kept;
+		fs->default_parent = strdup(def ? def : "main");
+		if (!fs->default_parent) {
+			free(fs);
+			return -ENOMEM;
+		}
+		if (cfg->default_parent) {
+			int prc = store_setting_put(cfg->store,
+						    "default_parent",
+						    cfg->default_parent);
+
+			if (prc)
+				FS_WARN(fs,
+					"cannot keep default parent '%s' for the next mount: %s",
+					cfg->default_parent, strerror(-prc));
+		}
 	}
 	fs->cfg.default_parent = NULL; /* use fs->default_parent */
 	if (cfg->debug && fs->cfg.log.level < STORE_LOG_DEBUG)
@@ -141,6 +162,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	fs->root_gid = cfg->root_gid;
 	fs->root_mtime = fs->root_ctime = fs_now();
 	pthread_mutex_init(&fs->root_mu, NULL);
+	pthread_mutex_init(&fs->default_mu, NULL);
 	pthread_mutex_init(&fs->br_mu, NULL);
 	pthread_cond_init(&fs->br_cv, NULL);
 	pthread_mutex_init(&fs->nodes_mu, NULL);
@@ -571,6 +593,7 @@ void fs_free(struct fs *fs)
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	pthread_mutex_destroy(&fs->root_mu);
+	pthread_mutex_destroy(&fs->default_mu);
 	pthread_mutex_destroy(&fs->br_mu);
 	pthread_cond_destroy(&fs->br_cv);
 	pthread_mutex_destroy(&fs->nodes_mu);

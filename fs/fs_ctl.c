@@ -131,10 +131,21 @@ int fs_set_default_parent(struct fs *fs, const char *name)
 	copy = strdup(name);
 	if (!copy)
 		return -ENOMEM;
+	/* Kept in the store for the next mount. */
+	pthread_mutex_lock(&fs->default_mu);
+	rc = store_setting_put(fs->store, "default_parent", name);
+	if (rc) {
+		pthread_mutex_unlock(&fs->default_mu);
+		free(copy);
+		FS_WARN(fs, "cannot make '%s' the default parent: %s", name,
+			strerror(-rc));
+		return rc;
+	}
 	pthread_mutex_lock(&fs->root_mu);
 	old = fs->default_parent;
 	fs->default_parent = copy;
 	pthread_mutex_unlock(&fs->root_mu);
+	pthread_mutex_unlock(&fs->default_mu);
 	free(old);
 	FS_INFO(fs, "default parent is now '%s'", name);
 	return 0;

@@ -14,7 +14,9 @@
  *
  * Lock order (all leaves; none is held across a store call or a reply):
  *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
- *   also guards fs->opens.
+ *   also guards fs->opens.  The one exception: default_mu, taken only by
+ *   fs_set_default_parent, is held across its store_setting_put and then
+ *   takes root_mu (default_mu -> root_mu); nothing else waits for it.
  */
 #ifndef BRANCHFS_FS_INT_H
 #define BRANCHFS_FS_INT_H
@@ -82,6 +84,9 @@ struct fs {
 	struct timespec root_mtime; /* guarded by root_mu */
 	struct timespec root_ctime; /* guarded by root_mu */
 	char *default_parent;	    /* guarded by root_mu */
+	/* Serializes changes of default_parent with their store_setting_put
+	 * (a synced write: not under root_mu, which mkdir takes). */
+	pthread_mutex_t default_mu;
 
 	/* Per-branch state: count = open files, flags = enum
 	 * fs_branch_flags, ops and draining (fs_branch_op_begin).  Entries

@@ -2560,8 +2560,33 @@ int store_open(const char *dir, const struct store_config *cfg,
 			atomic_store(&s->horizon_seq, store_get64(hv + 8));
 		}
 	}
-	atomic_store(&s->retention_s,
-		     cfg->retention_s ? cfg->retention_s : 3600);
+	/* The window last set, unless the caller sets one. */
+	{
+		char rv[24], *end;
+		unsigned long long kept = 0;
+
+		if (store_setting_get(s, "retention", rv, sizeof(rv)) == 0) {
+			errno = 0;
+			kept = strtoull(rv, &end, 10);
+			if (errno || *end || kept == 0 ||
+			    kept > (uint64_t)INT64_MAX / 1000000000)
+				kept = 0;
+		}
+		atomic_store(&s->retention_s, kept ? kept : 3600);
+		if (cfg->retention_s && cfg->retention_s != kept) {
+			rc = store_set_retention(s, cfg->retention_s);
+			if (rc == -EINVAL)
+				goto err_close;
+			if (rc) {
+				LOG_WARN(
+					s,
+					"store '%s': cannot keep the retention window of %" PRIu64
+					" s for the next open: %s",
+					dir, cfg->retention_s, strerror(-rc));
+				atomic_store(&s->retention_s, cfg->retention_s);
+			}
+		}
+	}
 	{
 		struct kv_iter *it;
 		unsigned char tk = 'T';
@@ -4887,10 +4912,72 @@ out:
 
 /* ---------------------------------------------------------------- gc */
 
+/* META "P" key: a setting of the layers above. */
+static int store_setting_key(const char *key, unsigned char *k, size_t *klen)
+{
+	size_t n = key ? strlen(key) : 0;
+
+	if (n == 0 || n > 64)
+		return -EINVAL;
+	k[0] = 'P';
+	memcpy(k + 1, key, n);
+	*klen = n + 1;
+	return 0;
+}
+
+int store_setting_put(struct store *s, const char *key, const char *val)
+{
+	unsigned char k[65];
+	struct kv_batch b;
+	size_t klen, vlen = val ? strlen(val) : SIZE_MAX;
+	int rc;
+
+	rc = store_setting_key(key, k, &klen);
+	if (rc)
+		return rc;
+	if (vlen > STORE_SETTING_MAX)
+		return -EINVAL;
+	kv_batch_init(&b);
+	kv_batch_put(&b, KV_CF_META, k, klen, val, vlen);
+	rc = kv_write(s->kv, &b, true);
+	kv_batch_release(&b);
+	return rc;
+}
+
+int store_setting_get(struct store *s, const char *key, char *buf, size_t bufsz)
+{
+	unsigned char k[65];
+	char v[STORE_SETTING_MAX];
+	size_t klen, vlen;
+	bool found;
+	int rc;
+
+	rc = store_setting_key(key, k, &klen);
+	if (rc)
+		return rc;
+	rc = kv_get(s->kv, KV_CF_META, k, klen, v, sizeof(v), &vlen, &found);
+	if (rc)
+		return rc;
+	if (!found)
+		return -ENOENT;
+	if (vlen >= bufsz || vlen > sizeof(v))
+		return -ERANGE;
+	memcpy(buf, v, vlen);
+	buf[vlen] = 0;
+	return 0;
+}
+
 int store_set_retention(struct store *s, uint64_t seconds)
 {
+	char v[24];
+	int rc;
+
 	if (seconds == 0 || seconds > (uint64_t)INT64_MAX / 1000000000)
 		return -EINVAL;
+	snprintf(v, sizeof(v), "%" PRIu64, seconds);
+	rc = store_setting_put(s, "retention", v);
+	if (rc)
+		return rc;
 	atomic_store(&s->retention_s, seconds);
 	return 0;
 }

@@ -88,7 +88,9 @@ struct store_config {
 	void *kv_wrap_ctx;
 	/* Retention window in seconds: every moment inside it can be read
 	 * and branched from; older versions that no branch needs are
-	 * reclaimed by store_gc().  0 means the default (3600). */
+	 * reclaimed by store_gc().  0 means the one last set (here or with
+	 * store_set_retention, kept in the store), else 3600; another value
+	 * is set as by store_set_retention. */
 	uint64_t retention_s;
 };
 
@@ -235,7 +237,18 @@ int store_stats(struct store *s, struct store_stats *out);
  * resolution of the time index.  -ERANGE if older than the horizon. */
 int store_time_of_seq(struct store *s, uint64_t seq, int64_t *unix_ns);
 
-/* Change the retention window at run time (seconds, > 0).  Lengthening it
+/* Small named values that the layers above keep with the store (the
+ * default parent of mkdir, ...).  key: 1 to 64 bytes; val: at most
+ * STORE_SETTING_MAX bytes, NUL-terminated.  Durable when put returns.
+ * Errors: -EINVAL bad key or value, -ENOENT (get) never set, -ERANGE (get)
+ * value longer than bufsz - 1, -ENOSPC, -EIO. */
+#define STORE_SETTING_MAX 1024
+int store_setting_put(struct store *s, const char *key, const char *val);
+int store_setting_get(struct store *s, const char *key, char *buf,
+		      size_t bufsz);
+
+/* Change the retention window at run time (seconds, > 0); it is kept in
+ * the store for the next open (see store_config.retention_s).  Lengthening it
  * cannot bring back what a GC already reclaimed. */
 int store_set_retention(struct store *s, uint64_t seconds);
 uint64_t store_get_retention(struct store *s);

@@ -8,7 +8,8 @@
 # get/set (mkdir forks from the new default), reset (the parent's current
 # data comes back, also for a process that had the branch cached, and no
 # change racing a reset is committed over it), status,
-# gc, retention; exit 3 no daemon, 4 no such branch, 5 name taken, 6 in use
+# gc, retention (both, and the default parent, kept across a remount);
+# exit 3 no daemon, 4 no such branch, 5 name taken, 6 in use
 # (postmaster, open file), 7 has children, 8 time not retained, 10 invalid,
 # 2 usage.  create --empty: an empty branch beside main, which
 # pg_basebackup of the running main fills and a server then runs on.
@@ -453,6 +454,23 @@ for ((n = 0; n < 50; n++)); do
 done
 [ "$CTL_RC" -eq 10 ] || fail "reset of the root branch main exited $CTL_RC, expected 10: $CTL_ERR"
 log "branchctl reset main (no parent) -> exit 10"
+
+# ---- the default parent (followed through a rename) and the retention
+# window are kept across a remount ----------------------------------------------------
+expect_ctl 0 create keepdef --from main
+expect_ctl 0 default keepdef
+expect_ctl 0 rename keepdef keepdef2
+expect_ctl 0 retention 5400
+bfs_umount
+bfs_mount
+expect_ctl 0 default
+[ "$CTL_OUT" = keepdef2 ] || fail "after a remount the default parent is '$CTL_OUT', expected keepdef2"
+expect_ctl 0 retention
+[ "$CTL_OUT" = "5400 s" ] || fail "after a remount the retention window is '$CTL_OUT', expected 5400 s"
+mkdir "$MNT/fromkept"
+expect_ctl 0 --json info fromkept
+jassert "$CTL_OUT" "d['branch']['parent'] == 'keepdef2'" "mkdir after a remount"
+log "default parent keepdef2 (set, then renamed) and retention 5400 s kept across a remount"
 
 bfs_umount
 expect_ctl 3 list # the mount point is a plain directory again

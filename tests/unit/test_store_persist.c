@@ -8,7 +8,10 @@
  *    a prefix of its writes (each write all or nothing), including every
  *    synced one, and inode numbers and seqs keep increasing after reopen;
  *  - a store is locked: a second handle in this process, or a handle in
- *    another process, gets -EBUSY while the first is open.
+ *    another process, gets -EBUSY while the first is open;
+ *  - settings (store_setting_put/get) and the retention window set at run
+ *    time are there after a reopen; a window given at open wins and is
+ *    kept in turn.
  *
  * Children are forked and then re-execute this binary (/proc/self/exe) with
  * a --child-* argument: forking a process that has run RocksDB's
@@ -546,6 +549,56 @@ static void test_store_persist_killed_mt_synced_writes(void **state)
 	}
 }
 
+static void test_store_persist_settings(void **state)
+{
+	struct tstore_fx *fx = *state;
+	char buf[64], big[STORE_SETTING_MAX + 2];
+
+	assert_int_equal(store_setting_get(fx->s, "default_parent", buf,
+					   sizeof(buf)),
+			 -ENOENT);
+	assert_int_equal(store_setting_put(fx->s, "default_parent", "trunk"),
+			 0);
+	assert_int_equal(store_setting_put(fx->s, "other", ""), 0);
+	assert_int_equal(store_setting_put(fx->s, "", "x"), -EINVAL);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(store_setting_put(fx->s, "big", big), -EINVAL);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_setting_get(fx->s, "default_parent", buf,
+					   sizeof(buf)),
+			 0);
+	assert_string_equal(buf, "trunk");
+	assert_int_equal(store_setting_get(fx->s, "default_parent", buf, 5),
+			 -ERANGE);
+	assert_int_equal(store_setting_get(fx->s, "other", buf, sizeof(buf)),
+			 0);
+	assert_string_equal(buf, "");
+}
+
+static void test_store_persist_retention(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_config cfg;
+
+	/* a new store: the default */
+	assert_int_equal(store_get_retention(fx->s), 3600);
+	assert_int_equal(store_set_retention(fx->s, 604800), 0);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_get_retention(fx->s), 604800);
+	/* one given at open wins, and is the one kept from then on */
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	tstore_config(&cfg, false, NULL);
+	cfg.retention_s = 120;
+	assert_int_equal(store_open(fx->dir, &cfg, &fx->s), 0);
+	assert_int_equal(store_get_retention(fx->s), 120);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_get_retention(fx->s), 120);
+	assert_int_equal(store_set_retention(fx->s, 0), -EINVAL);
+	assert_int_equal(store_get_retention(fx->s), 120);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -558,6 +611,8 @@ int main(int argc, char **argv)
 		T(test_store_persist_lock_other_process),
 		T(test_store_persist_lock_not_inherited_by_exec),
 		T(test_store_persist_killed_mt_synced_writes),
+		T(test_store_persist_settings),
+		T(test_store_persist_retention),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--child-write") == 0)
