@@ -265,9 +265,12 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 	if (strncmp(s, "seq:", 4) == 0) {
 		unsigned long long v;
 
+		/* Digits only: strtoull would take "-1" as 2^64 - 1. */
+		if (s[4] < '0' || s[4] > '9')
+			return -EINVAL;
 		errno = 0;
 		v = strtoull(s + 4, &end, 10);
-		if (errno || *end || end == s + 4)
+		if (errno || *end || v > INT64_MAX)
 			return -EINVAL;
 		json_buf_printf(req, ",\"at_seq\":%llu", v);
 		return 0;
@@ -321,6 +324,14 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 	end = strptime(end + 1, "%H:%M:%S", &tm);
 	if (!end)
 		return -EINVAL;
+	{
+		/* strptime takes any day 1-31 in any month: no 2026-02-30. */
+		struct tm chk = tm;
+
+		if (timegm(&chk) == (time_t)-1 || chk.tm_mday != tm.tm_mday ||
+		    chk.tm_mon != tm.tm_mon)
+			return -EINVAL;
+	}
 	if (*end == '.') {
 		size_t nd = strspn(end + 1, "0123456789");
 

@@ -824,8 +824,10 @@ out_unlock:
 	pthread_mutex_unlock(&fs->br_mu);
 	if (rc == -EBUSY && why) {
 		if (open_files)
-			snprintf(why, whylen, "branch '%s' has %llu open files",
-				 bi->name, (unsigned long long)open_files);
+			snprintf(why, whylen,
+				 "branch '%s' has %llu open file%s", bi->name,
+				 (unsigned long long)open_files,
+				 open_files == 1 ? "" : "s");
 		else if (ops)
 			snprintf(why, whylen,
 				 "branch '%s' has %llu changes in progress",

@@ -44,8 +44,9 @@ int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why, size_t whylen)
 	pthread_mutex_unlock(&fs->br_mu);
 	if (n) {
 		if (why)
-			snprintf(why, whylen, "branch '%s' has %llu open files",
-				 bi.name, (unsigned long long)n);
+			snprintf(why, whylen,
+				 "branch '%s' has %llu open file%s", bi.name,
+				 (unsigned long long)n, n == 1 ? "" : "s");
 		return -EBUSY;
 	}
 	return 0;

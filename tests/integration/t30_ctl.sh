@@ -55,6 +55,10 @@ expect_ctl 2 create x --at 'yesterday-ish'
 expect_ctl 2 create x --at -5parsecs
 expect_ctl 2 create x --at -200000d
 expect_ctl 2 create x --at seq:12abc
+expect_ctl 2 create x --at seq:-1
+expect_ctl 2 create x --at seq:9223372036854775808
+expect_ctl 2 create x --at '2026-02-30 00:00:00'
+expect_ctl 2 create x --at '2026-04-31T10:00:00Z'
 expect_ctl 2 retention abc
 expect_ctl 2 retention 0
 expect_ctl 2 create x --empty --from main
