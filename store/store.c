@@ -180,6 +180,16 @@ struct store_branch {
 	 * since open); store_sync_branch() syncs only when writes_synced is
 	 * below it. */
 	_Atomic uint64_t sync_ticket;
+	/* Commits that wrote this branch's keys, counted once they are
+	 * visible (store_commit); with fork_seq and floor, what the cached
+	 * usage below was computed at. */
+	_Atomic uint64_t changes;
+	/* store_branch_usage's last walk, valid while usage_at matches
+	 * (changes, s->changes_multi, fork_seq, floor).  guarded by
+	 * branches_lock (written with it held for writing) */
+	struct store_usage usage;
+	uint64_t usage_at[4];
+	bool usage_ok;
 	/* Bloom filter of the inodes this branch has versions of (INV-6). */
 	_Atomic uint64_t *touched;
 };
@@ -304,6 +314,9 @@ struct store {
 	 * they used gets one such compaction of the whole store from the
 	 * next GC.  Set at open, cleared by the one running GC. */
 	bool gc_legacy_drops;
+	/* Commits whose branches store_commit could not all name (more than
+	 * STORE_COMMIT_BRANCHES): they count as a change of every branch. */
+	_Atomic uint64_t changes_multi;
 	uint64_t gc_time_trimmed;      /* idem: time index trimmed below (ms) */
 	uint64_t *gc_full_ids;	       /* guarded by branches_lock */
 	size_t n_gc_full, cap_gc_full; /* guarded by branches_lock */
@@ -1367,7 +1380,7 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 	int rc;
 
 	pthread_rwlock_rdlock(&s->branches_lock);
-	store_batch_touch(s, b, NULL, sync ? NULL : &cs);
+	store_batch_touch(s, b, NULL, &cs);
 	pthread_rwlock_unlock(&s->branches_lock);
 	rc = store_do_commit(s, b, sync, seq_out, &ticket);
 	if (rc == 0 && !sync) {
@@ -1375,6 +1388,14 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			store_ticket_raise(&s->multi_ticket, ticket);
 		for (i = 0; i < cs.n; i++)
 			store_ticket_raise(&cs.br[i]->sync_ticket, ticket);
+	}
+	/* After the commit: a usage walk that began before it cannot be
+	 * stamped with the count that includes it. */
+	if (rc == 0) {
+		if (cs.multi)
+			atomic_fetch_add(&s->changes_multi, 1);
+		for (i = 0; i < cs.n; i++)
+			atomic_fetch_add(&cs.br[i]->changes, 1);
 	}
 	return rc;
 }
@@ -4829,14 +4850,43 @@ static int store_u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The stamp a usage walk of br is valid at.  branches_lock held. */
+static void store_usage_stamp(struct store *s, const struct store_branch *br,
+			      uint64_t at[4])
+{
+	at[0] = atomic_load(&br->changes);
+	at[1] = atomic_load(&s->changes_multi);
+	at[2] = br->fork_seq;
+	at[3] = br->floor;
+}
+
+/* The walk below costs a readdir of every directory and a getattr of
+ * every file (3.7 ms for a fresh PGDATA, so 0.74 s for branchctl list
+ * with 200 branches); a branch that nothing wrote since its last walk
+ * gets that walk's figures. */
 int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 {
 	struct store_branch_info bi;
-	uint64_t *stack = NULL, *seen = NULL, *nn;
+	struct store_branch *br;
+	uint64_t *stack = NULL, *seen = NULL, *nn, at[4], at2[4];
 	size_t nstack = 0, cstack = 0, nseen = 0, cseen = 0, i;
 	struct store_usage u = { 0 };
+	bool hit = false;
 	int rc;
 
+	pthread_rwlock_rdlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (br) {
+		store_usage_stamp(s, br, at);
+		if (br->usage_ok && memcmp(at, br->usage_at, sizeof(at)) == 0) {
+			*out = br->usage;
+			out->written_bytes = atomic_load(&br->written);
+			hit = true;
+		}
+	}
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (hit)
+		return 0;
 	rc = store_branch_get(s, id, &bi);
 	if (rc)
 		return rc;
@@ -4899,9 +4949,18 @@ int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 		if (S_ISREG(a.mode))
 			u.logical_bytes += a.size;
 	}
-	pthread_rwlock_rdlock(&s->branches_lock);
-	if (store_branch_by_id(s, id))
-		u.written_bytes = atomic_load(&s->branches[id]->written);
+	pthread_rwlock_wrlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (br) {
+		u.written_bytes = atomic_load(&br->written);
+		/* Nothing committed to it (or reset it) during the walk. */
+		store_usage_stamp(s, br, at2);
+		if (memcmp(at, at2, sizeof(at)) == 0) {
+			br->usage = u;
+			memcpy(br->usage_at, at, sizeof(at));
+			br->usage_ok = true;
+		}
+	}
 	pthread_rwlock_unlock(&s->branches_lock);
 	*out = u;
 out:

@@ -1073,6 +1073,64 @@ static void test_store_usage_and_stats(void **state)
 	assert_int_equal(u.written_bytes, 100);
 }
 
+/* A walk whose branch nothing wrote since is served without reading the
+ * store; every change of the branch (write, unlink, rename, mkdir,
+ * truncate, reset) is seen; a change of its parent after the fork is
+ * not, and costs the child no new walk. */
+static void tusage(struct tstore_fx *fx, uint64_t br, uint64_t bytes,
+		   uint64_t files, bool cached)
+{
+	unsigned long c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
+	struct store_usage u;
+
+	assert_int_equal(store_branch_usage(fx->s, br, &u), 0);
+	assert_int_equal(u.logical_bytes, bytes);
+	assert_int_equal(u.files, files);
+	if (cached)
+		assert_int_equal(kv_fault_calls(fx->fault, KV_FAULT_READS), c0);
+	else
+		assert_true(kv_fault_calls(fx->fault, KV_FAULT_READS) > c0);
+}
+
+static void test_store_usage_cached_until_changed(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c, d, g;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 2 * BS);
+	c = tstore_branch(s, "c", fx->br);
+	tusage(fx, c, 2 * BS, 2, false);
+	tusage(fx, c, 2 * BS, 2, true);
+	/* the parent writes after the fork: the child sees none of it */
+	tstore_write_pat(s, fx->br, f, 2, 0, 5 * BS);
+	tusage(fx, c, 2 * BS, 2, true);
+	tusage(fx, fx->br, 5 * BS, 2, false);
+	/* each change of the child is seen */
+	tstore_write_pat(s, c, f, 3, 0, 3 * BS);
+	tusage(fx, c, 3 * BS, 2, false);
+	tusage(fx, c, 3 * BS, 2, true);
+	d = tstore_mkdir(s, c, tstore_root(s, c), "d");
+	tusage(fx, c, 3 * BS, 3, false);
+	g = tstore_mkfile(s, c, d, "g");
+	tstore_write_pat(s, c, g, 4, 0, 100);
+	tusage(fx, c, 3 * BS + 100, 4, false);
+	tstore_truncate(s, c, g, 10);
+	tusage(fx, c, 3 * BS + 10, 4, false);
+	assert_int_equal(store_rename(s, c, d, "g", tstore_root(s, c), "g",
+				      0),
+			 0);
+	tusage(fx, c, 3 * BS + 10, 4, false);
+	assert_int_equal(store_unlink(s, c, tstore_root(s, c), "g"), 0);
+	tusage(fx, c, 3 * BS, 3, false);
+	tusage(fx, c, 3 * BS, 3, true);
+	/* a reset brings the parent's head back */
+	assert_int_equal(store_branch_reset(s, c, NULL), 0);
+	tusage(fx, c, 5 * BS, 2, false);
+	tusage(fx, c, 5 * BS, 2, true);
+}
+
 static void test_store_time_of_seq(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1117,6 +1175,9 @@ int main(void)
 		T(test_store_write_read_edges),
 		T(test_store_branch_reset_drop_names_and_past),
 		T(test_store_usage_and_stats),
+		cmocka_unit_test_setup_teardown(
+			test_store_usage_cached_until_changed,
+			tstore_fx_setup_fault, tstore_fx_teardown),
 		T(test_store_time_of_seq),
 		T(test_store_parallel_writes_one_file),
 	};
