@@ -442,25 +442,46 @@ static void bc_print_info(const struct json *b)
 	       in_use ? " - " : "", in_use ? bc_s(b, "in_use_reason") : "");
 }
 
-static void bc_print_tree(const struct json *arr, const char *parent, int depth)
+static bool bc_is_child(const struct json *b, const char *parent)
 {
-	size_t i;
+	const char *p = json_get_str(b, "parent");
 
+	if ((parent == NULL) != (p == NULL))
+		return false;
+	return !parent || strcmp(parent, p) == 0;
+}
+
+/* The branches whose parent is parent (NULL: the roots), each under
+ * prefix, with tree lines: "├─ " before all but the last child and
+ * "└─ " before the last, "│  " below the ones with later siblings. */
+static void bc_print_tree(const struct json *arr, const char *parent,
+			  const char *prefix)
+{
+	size_t i, last = arr->n;
+
+	for (i = 0; i < arr->n; i++)
+		if (bc_is_child(arr->items[i], parent))
+			last = i;
 	for (i = 0; i < arr->n; i++) {
 		const struct json *b = arr->items[i];
-		const char *p = json_get_str(b, "parent");
 		bool in_use = false;
+		size_t plen = strlen(prefix);
+		char *sub;
 
-		if ((parent == NULL) != (p == NULL))
-			continue;
-		if (parent && strcmp(parent, p) != 0)
+		if (!bc_is_child(b, parent))
 			continue;
 		json_get_bool(b, "in_use", &in_use);
-		printf("%*s%s%s  (seq %" PRId64 ", owner %" PRId64 "%s)\n",
-		       depth * 2, "", depth ? "└─ " : "", bc_s(b, "name"),
-		       bc_i(b, "fork_seq"), bc_i(b, "owner_uid"),
-		       in_use ? ", in use" : "");
-		bc_print_tree(arr, json_get_str(b, "name"), depth + 1);
+		printf("%s%s%s  (seq %" PRId64 ", owner %" PRId64 "%s)\n",
+		       prefix, parent ? (i == last ? "└─ " : "├─ ") : "",
+		       bc_s(b, "name"), bc_i(b, "fork_seq"),
+		       bc_i(b, "owner_uid"), in_use ? ", in use" : "");
+		sub = malloc(plen + 8);
+		if (!sub)
+			continue;
+		snprintf(sub, plen + 8, "%s%s", prefix,
+			 parent ? (i == last ? "   " : "│  ") : "");
+		bc_print_tree(arr, json_get_str(b, "name"), sub);
+		free(sub);
 	}
 }
 
@@ -472,7 +493,7 @@ static void bc_print_list(const struct json *reply, bool tree)
 	if (!arr || arr->type != JSON_ARR)
 		return;
 	if (tree) {
-		bc_print_tree(arr, NULL, 0);
+		bc_print_tree(arr, NULL, "");
 		return;
 	}
 	printf("%-24s %-16s %10s %-24s %-24s %6s %10s %10s %s\n", "NAME",

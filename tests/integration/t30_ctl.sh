@@ -194,8 +194,13 @@ awk '$1 == "byseq" && $2 == "main" && $3 == '"$s1"' && $NF == "no" {f=1} END {ex
 expect_ctl 0 create grand --from byseq
 expect_ctl 0 list --tree
 [ "$(head -n 1 <<<"$CTL_OUT")" = "main  (seq 0, owner 0, in use)" ] || fail "tree root line: $(head -n 1 <<<"$CTL_OUT")"
-grep -qx "  └─ byseq  (seq $s1, owner 0)" <<<"$CTL_OUT" || fail "tree lacks byseq under main: $CTL_OUT"
-grep -qx "    └─ grand  (seq [0-9]*, owner 0)" <<<"$CTL_OUT" || fail "tree lacks grand under byseq: $CTL_OUT"
+grep -qxE "[├└]─ byseq  \(seq $s1, owner 0\)" <<<"$CTL_OUT" || fail "tree lacks byseq under main: $CTL_OUT"
+# grand is byseq's only child: the line below byseq's
+grep -A1 -E "─ byseq  " <<<"$CTL_OUT" | tail -n 1 | grep -qxE "(│  |   )└─ grand  \(seq [0-9]+, owner 0\)" ||
+	fail "tree lacks grand right under byseq: $CTL_OUT"
+# every child but the last of a parent is drawn with ├─, the last with └─
+[ "$(grep -c "^├─ " <<<"$CTL_OUT")" -ge 1 ] && [ "$(grep -c "^└─ " <<<"$CTL_OUT")" -eq 1 ] ||
+	fail "main's children are not drawn as ├─ ... └─: $CTL_OUT"
 [ "$(grep -n 'grand' <<<"$CTL_OUT" | cut -d: -f1)" -eq $(($(grep -n 'byseq' <<<"$CTL_OUT" | cut -d: -f1) + 1)) ] ||
 	fail "grand is not printed right under its parent byseq: $CTL_OUT"
 
