@@ -100,6 +100,23 @@ static bool bc_socket_for(const char *mnt, char *out, size_t n)
 	return false;
 }
 
+/* Socket of the daemon whose mount holds path (absolute, resolved): the
+ * one mounted at path or at the nearest directory above it. */
+static bool bc_socket_above(char *path, char *out, size_t n)
+{
+	for (;;) {
+		char *slash;
+
+		if (bc_socket_for(path, out, n))
+			return true;
+		slash = strrchr(path, '/');
+		if (!slash || slash == path)
+			return strcmp(path, "/") != 0 &&
+			       bc_socket_for("/", out, n);
+		*slash = 0;
+	}
+}
+
 static int bc_find_socket(const char *sock, const char *mount, char *out,
 			  size_t n)
 {
@@ -112,35 +129,24 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 	if (!mount)
 		mount = getenv("BRANCHFS_MOUNT");
 	if (mount) {
+		/* The branch root, or any path in it (a branch, say). */
 		if (!realpath(mount, path)) {
 			fprintf(stderr,
 				"branchctl: cannot resolve mount '%s': %s\n",
 				mount, strerror(errno));
 			return -ENOENT;
 		}
-		if (bc_socket_for(path, out, n))
+		if (bc_socket_above(path, out, n))
 			return 0;
 		fprintf(stderr,
 			"branchctl: no branchd serves '%s' (is the daemon running?)\n",
-			path);
+			mount);
 		return -ENOENT;
 	}
 	if (!getcwd(path, sizeof(path)))
 		return -errno;
-	for (;;) {
-		char *slash;
-
-		if (bc_socket_for(path, out, n))
-			return 0;
-		slash = strrchr(path, '/');
-		if (!slash || slash == path) {
-			if (strcmp(path, "/") != 0 &&
-			    bc_socket_for("/", out, n))
-				return 0;
-			break;
-		}
-		*slash = 0;
-	}
+	if (bc_socket_above(path, out, n))
+		return 0;
 	fprintf(stderr,
 		"branchctl: no branchd found for the current directory; use --mount DIR or set BRANCHFS_MOUNT\n");
 	return -ENOENT;

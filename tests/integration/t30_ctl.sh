@@ -114,6 +114,9 @@ jassert "$CTL_OUT" "d['branch']['in_use'] is True and 'postmaster' in d['branch'
 # ---- create --at: seq, ISO, local, relative --------------------------------------
 # CWD discovery: branchctl run inside the mount finds the daemon
 CTL_MNT=none CTL_CWD=$MNT/main/base expect_ctl 0 --json status
+# --mount takes any path in the mount too (a branch)
+CTL_MNT=none expect_ctl 0 --mount "$MNT/main/base" --json status
+jassert "$CTL_OUT" "d['mountpoint'] == '$MNT'" "status through --mount of a branch's directory"
 s0=$(jq_ "$CTL_OUT" "d['seq']")
 echo v1 >"$MNT/main/note.txt"
 s1=$(ctl_seq)
