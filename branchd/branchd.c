@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -514,6 +515,68 @@ static void bd_check_log(void *ctx, int level, const char *msg)
 		fprintf(stderr, "branchd: %s\n", msg);
 }
 
+/* 0 if the directory of path exists (levels 1) or its parent does
+ * (levels 2: the socket's own directory is made when it is bound). */
+static int bd_dir_of_exists(const char *path, int levels)
+{
+	char *copy = strdup(path), *d;
+	struct stat st;
+	int rc = -ENOENT, i;
+
+	if (!copy)
+		return -ENOMEM;
+	d = copy;
+	for (i = 0; i < levels && rc != 0; i++) {
+		d = dirname(d);
+		if (stat(d, &st) == 0 && S_ISDIR(st.st_mode))
+			rc = 0;
+	}
+	free(copy);
+	return rc;
+}
+
+static int bd_precheck(struct bd *bd)
+{
+	char *store = realpath(bd->store_dir, NULL);
+	size_t ml = strlen(bd->mountpoint);
+
+	if (bd->pidfile && bd_dir_of_exists(bd->pidfile, 1) != 0) {
+		fprintf(stderr,
+			"branchd: cannot write pid file '%s': its directory does not exist\n",
+			bd->pidfile);
+		free(store);
+		return -1;
+	}
+	if (bd_dir_of_exists(bd->socket_path, 2) != 0) {
+		fprintf(stderr,
+			"branchd: cannot make control socket '%s': its directory does not exist\n",
+			bd->socket_path);
+		free(store);
+		return -1;
+	}
+	/* A store dir that does not exist yet: its parent's real path. */
+	if (!store) {
+		char *copy = strdup(bd->store_dir), *parent;
+
+		if (copy) {
+			parent = realpath(dirname(copy), NULL);
+			store = parent;
+			free(copy);
+		}
+	}
+	if (store &&
+	    (strcmp(store, bd->mountpoint) == 0 ||
+	     (strncmp(store, bd->mountpoint, ml) == 0 && store[ml] == '/'))) {
+		fprintf(stderr,
+			"branchd: store '%s' is inside the mount point '%s'\n",
+			bd->store_dir, bd->mountpoint);
+		free(store);
+		return -1;
+	}
+	free(store);
+	return 0;
+}
+
 /* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
 static int bd_check_store(const char *dir)
 {
@@ -674,6 +737,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* What would fail only after the store was opened (and, if new,
+	 * created) is refused before: a new store left behind by a daemon
+	 * that never ran is a surprise. */
+	if (bd_precheck(&bd) != 0)
+		return 1;
 
 	if (!bd.foreground)
 		bd_daemonize(&bd);

@@ -133,6 +133,13 @@ run_bd_refused "unknown option" -o no_such_option "$T/newstore" "$T/mnt2"
 run_bd_refused "bad commit interval" -o commit=-1 "$T/newstore" "$T/mnt2"
 run_bd_refused "commit interval over a day" -o commit=86401 "$T/newstore" "$T/mnt2"
 [ ! -e "$T/newstore" ] || soft "refused branchd (bad commit) created the store"
+# what would fail after the store was opened is refused before it is made
+mkdir -p "$T/mnt2"
+run_bd_refused "socket in a missing directory" -o "socket=$T/no/such/dir/x.sock" "$T/newstore" "$T/mnt2"
+run_bd_refused "pid file in a missing directory" -o "pidfile=$T/no/such/x.pid" "$T/newstore" "$T/mnt2"
+[ ! -e "$T/newstore" ] || soft "refused branchd (socket or pid file in a missing directory) created the store"
+run_bd_refused "store inside the mount point" "$T/mnt2/store" "$T/mnt2"
+[ ! -e "$T/mnt2/store" ] || soft "refused branchd (store inside the mount point) created the store"
 
 # garbage on the control socket
 csock=$(sed -n 's/^branchd: control socket \(.*\)$/\1/p' "$T"/log/branchd-*.log | tail -n 1)
