@@ -6163,6 +6163,110 @@ static void store_check_say(void (*problem)(void *, const char *), void *ctx,
 		problem(ctx, msg);
 }
 
+/* A key of branch id in family cf at object (ino, blk) (blk: block
+ * family only), into k; its length. */
+static size_t store_check_key(enum kv_cf cf, uint64_t id, uint64_t ino,
+			      uint64_t blk, unsigned char *k)
+{
+	store_put64(k, id);
+	store_put64(k + 8, ino);
+	if (cf != KV_CF_BLOCK)
+		return 16;
+	store_put64(k + 16, blk);
+	return 24;
+}
+
+/* 1: a seek to k lands on a readable key of branch id; 0: on none (the
+ * branch's keys end before); -1: it cannot be read. */
+static int store_check_try(struct store *s, enum kv_cf cf, uint64_t id,
+			   const unsigned char *k, size_t klen)
+{
+	struct kv_iter *it;
+	int res = -1;
+
+	if (kv_iter_new(s->kv, cf, KV_ITER_SCAN, &it) != 0)
+		return -1;
+	kv_iter_seek(it, k, klen);
+	if (kv_iter_valid(it)) {
+		size_t len;
+		const unsigned char *key = kv_iter_key(it, &len);
+
+		res = len >= 8 && store_get64(key) == id ? 1 : 0;
+	} else if (kv_iter_status(it) == 0) {
+		res = 0;
+	}
+	kv_iter_free(it);
+	return res;
+}
+
+/*
+ * After a table block that RocksDB cannot read, the first position after
+ * (*ino, *blk) from which branch id's keys in cf read again: block
+ * numbers 1, 2, 4 ... past *blk in the same file (block family), then
+ * inode numbers 1, 2, 4 ... past *ino; then the smallest readable step
+ * between the last two tried, by bisection, so that little sound data
+ * goes unchecked.  0 with from/fromlen set to resume at, and (*ino, *blk)
+ * to that position; -ENOENT when nothing of the branch is readable after.
+ */
+static int store_check_skip(struct store *s, enum kv_cf cf, uint64_t id,
+			    uint64_t *ino, uint64_t *blk, unsigned char *from,
+			    size_t *fromlen)
+{
+	int dim, j;
+
+	for (dim = cf == KV_CF_BLOCK ? 0 : 1; dim < 2; dim++) {
+		uint64_t base = dim == 0 ? *blk : *ino, lo = 0, hi = 0;
+		int res = -1;
+
+		for (j = 0; j < 63; j++) {
+			uint64_t step = UINT64_C(1) << j;
+			unsigned char k[24];
+			size_t klen;
+
+			if (base + step < base)
+				break;
+			klen = dim == 0 ? store_check_key(cf, id, *ino,
+							  base + step, k) :
+					  store_check_key(cf, id, base + step,
+							  0, k);
+			res = store_check_try(s, cf, id, k, klen);
+			if (res >= 0) {
+				hi = step;
+				break;
+			}
+			lo = step;
+		}
+		if (res < 0)
+			continue; /* nothing readable in this dimension */
+		if (res == 0 && dim == 0)
+			continue; /* the file's blocks end: next inodes */
+		if (res == 0)
+			return -ENOENT;
+		/* readable at base + hi, not at base + lo (lo < hi) */
+		while (hi - lo > 1) {
+			uint64_t mid = lo + (hi - lo) / 2;
+			unsigned char k[24];
+			size_t klen = dim == 0 ?
+					      store_check_key(cf, id, *ino,
+							      base + mid, k) :
+					      store_check_key(cf, id,
+							      base + mid, 0, k);
+
+			if (store_check_try(s, cf, id, k, klen) == 1)
+				hi = mid;
+			else
+				lo = mid;
+		}
+		if (dim == 0)
+			*blk = base + hi;
+		else
+			*ino = base + hi, *blk = 0;
+		*fromlen = store_check_key(cf, id, *ino, *blk, from);
+		return 0;
+	}
+	return -ENOENT;
+}
+
 static int store_check_branch(struct store *s,
 			      const struct store_branch_info *bi,
 			      void (*problem)(void *, const char *), void *ctx,
@@ -6178,11 +6282,15 @@ static int store_check_branch(struct store *s,
 	store_put64(start, bi->id);
 	for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 		uint64_t last_ino = 0, last_blk = 0;
+		unsigned char from[24];
+		size_t fromlen = 8;
 
+		memcpy(from, start, 8);
+	scan:
 		rc = kv_iter_new(s->kv, cf, KV_ITER_SCAN, &it);
 		if (rc)
 			goto out;
-		for (kv_iter_seek(it, start, 8); kv_iter_valid(it);
+		for (kv_iter_seek(it, from, fromlen); kv_iter_valid(it);
 		     kv_iter_next(it)) {
 			const unsigned char *k, *v;
 			size_t klen, vlen;
@@ -6266,6 +6374,11 @@ static int store_check_branch(struct store *s,
 			else
 				r->bad_records++;
 			rc = 0;
+			/* Check on from the first readable key after it, so
+			 * that damage further on is reported too. */
+			if (store_check_skip(s, cf, bi->id, &last_ino,
+					     &last_blk, from, &fromlen) == 0)
+				goto scan;
 		}
 	}
 out:
