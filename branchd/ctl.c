@@ -186,8 +186,12 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 	else
 		json_buf_raw(out, "null");
 	json_buf_printf(out, ",\"fork_seq\":%" PRIu64, bi->fork_seq);
+	/* Recorded at the fork (or reset); else, for a branch made by an
+	 * older build, the time index while it still holds the seq. */
+	fork_ns = bi->fork_ns;
 	if (bi->parent_id &&
-	    store_time_of_seq(c->cfg.store, bi->fork_seq, &fork_ns) == 0) {
+	    (fork_ns > 0 ||
+	     store_time_of_seq(c->cfg.store, bi->fork_seq, &fork_ns) == 0)) {
 		bd_fmt_time(fork_ns, tbuf, sizeof(tbuf));
 		json_buf_raw(out, ",\"fork_time\":");
 		json_buf_str(out, tbuf);

@@ -169,7 +169,10 @@ struct store_branch {
 	uint64_t root_ino;
 	int64_t ctime_ns;
 	uint64_t create_seq;
-	uint64_t floor; /* own versions below this are invisible (reset) */
+	uint64_t floor;	 /* own versions below this are invisible (reset) */
+	int64_t fork_ns; /* wall time of fork_seq; 0: not recorded (builds
+			  * before it, which left zeros there, or a rename
+			  * by one): the time index tells while it can */
 	uint32_t owner_uid;
 	uint32_t nchildren;
 	bool deleted;
@@ -650,8 +653,7 @@ static size_t store_brrec_encode(unsigned char *v, const struct store_branch *b)
 	store_put64(v + 32, b->create_seq);
 	store_put64(v + 40, b->floor);
 	store_put32(v + 48, b->owner_uid);
-	store_put32(v + 52, 0);
-	store_put32(v + 56, 0);
+	store_put64(v + 52, (uint64_t)b->fork_ns);
 	v[60] = (unsigned char)(n >> 8);
 	v[61] = (unsigned char)n;
 	memcpy(v + STORE_BRREC_HDR, b->name, n);
@@ -675,6 +677,7 @@ int store_brrec_decode(const unsigned char *v, size_t len,
 	b->create_seq = store_get64(v + 32);
 	b->floor = store_get64(v + 40);
 	b->owner_uid = store_get32(v + 48);
+	b->fork_ns = (int64_t)store_get64(v + 52);
 	memcpy(b->name, v + STORE_BRREC_HDR, n);
 	b->name[n] = 0;
 	return 0;
@@ -689,6 +692,7 @@ static void store_branch_info_fill(const struct store_branch *b,
 	out->fork_seq = b->fork_seq;
 	out->root_ino = b->root_ino;
 	out->ctime_ns = b->ctime_ns;
+	out->fork_ns = b->fork_ns;
 	out->owner_uid = b->owner_uid;
 	out->nchildren = b->nchildren;
 	memcpy(out->name, b->name, sizeof(out->name));
@@ -3057,6 +3061,7 @@ int store_branch_create(struct store *s,
 	struct kv_batch b;
 	unsigned char ck = 'C', cv[8];
 	uint64_t at = 0, seq, ticket = 0;
+	int64_t at_ns = 0;
 	bool synced = false;
 	int rc;
 
@@ -3074,6 +3079,11 @@ int store_branch_create(struct store *s,
 		free(nb);
 		return -ENOMEM;
 	}
+	/* The wall time of a past fork point, while the time index has it
+	 * (it reads the store: before the lock). */
+	if (args->parent_id && args->at_seq != STORE_SEQ_LATEST &&
+	    store_time_of_seq(s, args->at_seq, &at_ns) != 0)
+		at_ns = 0;
 	kv_batch_init(&b);
 	pthread_rwlock_wrlock(&s->branches_lock);
 	if (store_branch_by_name(s, args->name)) {
@@ -3115,6 +3125,8 @@ int store_branch_create(struct store *s,
 		}
 		nb->parent_id = parent->id;
 		nb->fork_seq = at;
+		nb->fork_ns = args->at_seq == STORE_SEQ_LATEST ? nb->ctime_ns :
+								 at_ns;
 		nb->root_ino = parent->root_ino;
 		/* The view of the parent at the fork point, for drop_names
 		 * (branches_lock is held: no store_view_get). */
@@ -3671,6 +3683,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	at = store_seq_now(s);
 	memcpy(&tmp, br, sizeof(tmp));
 	tmp.fork_seq = at;
+	tmp.fork_ns = store_now_ns();
 	/* Own versions at or above the reset's own seq stay visible; the
 	 * reset's commit seq is at least at + 1. */
 	tmp.floor = at + 1;
@@ -3690,6 +3703,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	 * flight at the reset are the caller's race to avoid), and the
 	 * reset's own tombstones have seq > at. */
 	br->fork_seq = tmp.fork_seq;
+	br->fork_ns = tmp.fork_ns;
 	br->floor = tmp.floor;
 	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	store_gc_mark_full(s, id);

@@ -133,6 +133,7 @@ struct store_branch_info {
 	uint64_t fork_seq;  /* parent's state seen by this branch */
 	uint64_t root_ino;  /* root directory inode */
 	int64_t ctime_ns;   /* creation time, ns since the epoch */
+	int64_t fork_ns;    /* wall time of fork_seq (0: not known) */
 	uint32_t owner_uid; /* recorded at creation, for policy above */
 	uint32_t nchildren; /* live child branches */
 	char name[STORE_NAME_MAX + 1];

@@ -745,6 +745,44 @@ static void test_store_gc_one_at_a_time(void **state)
 	tgc_run(s, false);
 }
 
+/* A branch's fork time is recorded with it: after GC has thinned the time
+ * index past its fork point (which then no longer maps to a time), after a
+ * reopen, and for a branch made at a past seq too; a reset records the new
+ * one. */
+static void test_store_gc_fork_time_kept(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_branch_info bi, pi;
+	int64_t t0 = tstore_now_ns(), at_ns = 0, tmp;
+	uint64_t f, c, p, seq;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, BS);
+	seq = store_seq_now(fx->s);
+	assert_int_equal(store_time_of_seq(fx->s, seq, &at_ns), 0);
+	tstore_sleep_ms(50);
+	c = tstore_branch(fx->s, "c", fx->br);
+	p = tstore_branch_at(fx->s, "p", fx->br, seq);
+	tstore_write_pat(fx->s, fx->br, f, 2, 0, BS);
+	assert_int_equal(store_branch_get(fx->s, c, &bi), 0);
+	assert_true(bi.fork_ns >= t0 && bi.fork_ns == bi.ctime_ns);
+	assert_int_equal(store_branch_get(fx->s, p, &pi), 0);
+	assert_true(pi.fork_ns == at_ns && pi.fork_ns < pi.ctime_ns);
+	tgc_age_out(fx->s);
+	tgc_run(fx->s, true);
+	/* the time index no longer knows the fork point ... */
+	assert_int_not_equal(store_time_of_seq(fx->s, bi.fork_seq, &tmp), 0);
+	/* ... the branch records do */
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_branch_get(fx->s, c, &bi), 0);
+	assert_true(bi.fork_ns >= t0 && bi.fork_ns == bi.ctime_ns);
+	assert_int_equal(store_branch_get(fx->s, p, &pi), 0);
+	assert_int_equal(pi.fork_ns, at_ns);
+	assert_int_equal(store_branch_reset(fx->s, c, NULL), 0);
+	assert_int_equal(store_branch_get(fx->s, c, &bi), 0);
+	assert_true(bi.fork_ns > pi.ctime_ns);
+}
+
 int main(void)
 {
 	/* These stores hold a few MiB: a small fsync journal keeps its fixed
@@ -765,6 +803,7 @@ int main(void)
 		T(test_store_gc_unlinked_in_child_only),
 		T(test_store_gc_unlinked_child_still_links),
 		T(test_store_gc_one_at_a_time),
+		T(test_store_gc_fork_time_kept),
 #undef T
 	};
 
