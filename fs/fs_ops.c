@@ -1034,7 +1034,9 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 	}
 	end = (uint64_t)off + (uint64_t)len;
 	if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE &&
-	    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+	    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
+	    mode != FALLOC_FL_ZERO_RANGE &&
+	    mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
 		rc = -EOPNOTSUPP;
 		goto out;
 	}
@@ -1055,11 +1057,24 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 				   STORE_SET_SIZE | STORE_SET_GROW |
 					   STORE_SET_MTIME | STORE_SET_CTIME,
 				   NULL);
-	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
-		if (end > a.size)
-			end = a.size;
-		if ((uint64_t)off < end)
-			rc = fs_write_zeros(fs, br, ino, (uint64_t)off, end);
+	} else if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		/* Zeros read back the same either way (no block is stored
+		 * for them); ZERO_RANGE without KEEP_SIZE also grows the
+		 * file to end, as mode 0. */
+		uint64_t zend = end > a.size ? a.size : end;
+
+		if ((uint64_t)off < zend)
+			rc = fs_write_zeros(fs, br, ino, (uint64_t)off, zend);
+		if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) {
+			memset(&sa, 0, sizeof(sa));
+			sa.size = end;
+			sa.mtime = sa.ctime = fs_now();
+			rc = store_setattr(fs->store, br, ino, &sa,
+					   STORE_SET_SIZE | STORE_SET_GROW |
+						   STORE_SET_MTIME |
+						   STORE_SET_CTIME,
+					   NULL);
+		}
 	}
 out:
 	fuse_reply_err(req, -rc);

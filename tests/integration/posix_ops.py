@@ -282,6 +282,25 @@ def t_fallocate_mode0():
         os.close(fd)
 
 
+def t_fallocate_zero_range():
+    """FALLOC_FL_ZERO_RANGE, with and without KEEP_SIZE, inside the file
+    and past its end (through the page cache: written, not yet synced)."""
+    FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE = 0x01, 0x10
+    fd = os.open("fz", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.pwrite(fd, pat(6 * PAGE, 11), 0)
+        libc_call(libc.fallocate, fd, FALLOC_FL_ZERO_RANGE, PAGE + 100, 2 * PAGE)
+        a = os.pread(fd, 6 * PAGE, 0)
+        libc_call(libc.fallocate, fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 5 * PAGE, 4 * PAGE)
+        size1 = os.fstat(fd).st_size
+        libc_call(libc.fallocate, fd, FALLOC_FL_ZERO_RANGE, 5 * PAGE + 7, 4 * PAGE)
+        size2 = os.fstat(fd).st_size
+        b = os.pread(fd, 10 * PAGE, 0)
+        return "size=%d,%d first=%s all=%s" % (size1, size2, sha(a), sha(b))
+    finally:
+        os.close(fd)
+
+
 # ---- durability calls ---------------------------------------------------------
 
 def t_fsync_file():
@@ -882,7 +901,7 @@ TESTS = [
     t_create_excl, t_create_excl_again, t_open_missing, t_open_creat_existing, t_trunc, t_append,
     t_open_dir_flags, t_name_max,
     t_pwrite_pread, t_unaligned, t_big_sequential, t_segment_boundary, t_ftruncate,
-    t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0,
+    t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0, t_fallocate_zero_range,
     t_fsync_file, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
     t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_rewinddir, t_statfs,
