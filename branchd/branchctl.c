@@ -491,10 +491,31 @@ static void bc_print_tree(const struct json *arr, const char *parent,
 	}
 }
 
+/* Characters (UTF-8 code points) of s: its width in a terminal for all
+ * but wide scripts. */
+static size_t bc_width(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+/* s, then spaces up to width characters. */
+static void bc_put_padded(const char *s, size_t width)
+{
+	size_t w = bc_width(s);
+
+	fputs(s, stdout);
+	for (; w < width; w++)
+		putchar(' ');
+}
+
 static void bc_print_list(const struct json *reply, bool tree)
 {
 	const struct json *arr = json_get(reply, "branches");
-	size_t i;
+	size_t i, wn = 24, wp = 16;
 
 	if (!arr || arr->type != JSON_ARR)
 		return;
@@ -502,9 +523,21 @@ static void bc_print_list(const struct json *reply, bool tree)
 		bc_print_tree(arr, NULL, "");
 		return;
 	}
-	printf("%-24s %-16s %10s %-24s %-24s %6s %10s %10s %s\n", "NAME",
-	       "PARENT", "FORK_SEQ", "FORK_TIME", "CREATED", "OWNER", "LOGICAL",
-	       "WRITTEN", "IN_USE");
+	/* Columns as wide as the longest name (names are UTF-8). */
+	for (i = 0; i < arr->n; i++) {
+		size_t w = bc_width(bc_s(arr->items[i], "name"));
+
+		if (w > wn)
+			wn = w;
+		w = bc_width(bc_s(arr->items[i], "parent"));
+		if (w > wp)
+			wp = w;
+	}
+	bc_put_padded("NAME", wn);
+	putchar(' ');
+	bc_put_padded("PARENT", wp);
+	printf(" %10s %-24s %-24s %6s %10s %10s %s\n", "FORK_SEQ", "FORK_TIME",
+	       "CREATED", "OWNER", "LOGICAL", "WRITTEN", "IN_USE");
 	for (i = 0; i < arr->n; i++) {
 		const struct json *b = arr->items[i];
 		char lb[32], wb[32];
@@ -515,11 +548,13 @@ static void bc_print_list(const struct json *reply, bool tree)
 			       sizeof(lb));
 		bc_human_bytes((uint64_t)bc_i(b, "written_bytes"), wb,
 			       sizeof(wb));
-		printf("%-24s %-16s %10" PRId64 " %-24s %-24s %6" PRId64
-		       " %10s %10s %s\n",
-		       bc_s(b, "name"), bc_s(b, "parent"), bc_i(b, "fork_seq"),
-		       bc_s(b, "fork_time"), bc_s(b, "created"),
-		       bc_i(b, "owner_uid"), lb, wb, in_use ? "yes" : "no");
+		bc_put_padded(bc_s(b, "name"), wn);
+		putchar(' ');
+		bc_put_padded(bc_s(b, "parent"), wp);
+		printf(" %10" PRId64 " %-24s %-24s %6" PRId64 " %10s %10s %s\n",
+		       bc_i(b, "fork_seq"), bc_s(b, "fork_time"),
+		       bc_s(b, "created"), bc_i(b, "owner_uid"), lb, wb,
+		       in_use ? "yes" : "no");
 	}
 }
 

@@ -194,6 +194,22 @@ expect_ctl 0 list
 awk '$1 == "main" && $NF == "yes" {f=1} END {exit !f}' <<<"$CTL_OUT" || fail "list does not show main in use: $CTL_OUT"
 awk '$1 == "byseq" && $2 == "main" && $3 == '"$s1"' && $NF == "no" {f=1} END {exit !f}' <<<"$CTL_OUT" ||
 	fail "list row for byseq is wrong: $CTL_OUT"
+# columns stay aligned with a long name of multibyte characters
+wide="brånch-名前-$(printf 'x%.0s' {1..30})"
+mkdir "$MNT/$wide"
+expect_ctl 0 list
+python3 -c '
+import sys
+ends = set()
+for l in sys.stdin.read().splitlines():
+    f = l.split()
+    i = 0
+    for k in range(3):  # where the third field (FORK_SEQ) ends, in characters
+        i = l.index(f[k], i) + len(f[k])
+    ends.add(i)
+sys.exit(0 if len(ends) == 1 else 1)
+' <<<"$CTL_OUT" || fail "list columns are not aligned with the name '$wide': $CTL_OUT"
+rmdir "$MNT/$wide"
 expect_ctl 0 create grand --from byseq
 expect_ctl 0 list --tree
 [ "$(head -n 1 <<<"$CTL_OUT")" = "main  (seq 0, owner 0, in use)" ] || fail "tree root line: $(head -n 1 <<<"$CTL_OUT")"
