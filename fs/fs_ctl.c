@@ -109,21 +109,13 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 	pthread_mutex_unlock(&fs->root_mu);
 }
 
-void fs_default_parent_renamed(struct fs *fs, const char *old_name,
-			       const char *new_name)
+/* Make name the default parent, in memory and in the store.  from: only
+ * if the default is that name now (a rename following it); then memory
+ * changes even if the store cannot keep it (the old name is gone), with
+ * a warning.  Under default_mu: test, put and swap are one step. */
+static int fs_do_set_default(struct fs *fs, const char *name, const char *from)
 {
-	char cur[STORE_NAME_MAX + 1];
-
-	fs_get_default_parent(fs, cur, sizeof(cur));
-	if (strcmp(cur, old_name) == 0 &&
-	    fs_set_default_parent(fs, new_name) == 0)
-		FS_INFO(fs, "default parent follows its rename to '%s'",
-			new_name);
-}
-
-int fs_set_default_parent(struct fs *fs, const char *name)
-{
-	char *copy, *old;
+	char *copy, *old = NULL;
 	int rc;
 
 	rc = store_name_check(name);
@@ -132,22 +124,53 @@ int fs_set_default_parent(struct fs *fs, const char *name)
 	copy = strdup(name);
 	if (!copy)
 		return -ENOMEM;
-	/* Kept in the store for the next mount. */
 	pthread_mutex_lock(&fs->default_mu);
+	if (from) {
+		bool same;
+
+		pthread_mutex_lock(&fs->root_mu);
+		same = strcmp(fs->default_parent, from) == 0;
+		pthread_mutex_unlock(&fs->root_mu);
+		if (!same) {
+			rc = -ESRCH;
+			goto out_unlock;
+		}
+	}
+	/* Kept in the store for the next mount. */
 	rc = store_setting_put(fs->store, "default_parent", name);
 	if (rc) {
-		pthread_mutex_unlock(&fs->default_mu);
-		free(copy);
-		FS_WARN(fs, "cannot make '%s' the default parent: %s", name,
-			strerror(-rc));
-		return rc;
+		FS_WARN(fs,
+			"cannot keep '%s' as the default parent for the next mount: %s",
+			name, strerror(-rc));
+		if (!from)
+			goto out_unlock;
+		rc = 0;
 	}
 	pthread_mutex_lock(&fs->root_mu);
 	old = fs->default_parent;
 	fs->default_parent = copy;
+	copy = NULL;
 	pthread_mutex_unlock(&fs->root_mu);
+out_unlock:
 	pthread_mutex_unlock(&fs->default_mu);
+	free(copy);
 	free(old);
-	FS_INFO(fs, "default parent is now '%s'", name);
-	return 0;
+	return rc;
+}
+
+void fs_default_parent_renamed(struct fs *fs, const char *old_name,
+			       const char *new_name)
+{
+	if (fs_do_set_default(fs, new_name, old_name) == 0)
+		FS_INFO(fs, "default parent follows its rename to '%s'",
+			new_name);
+}
+
+int fs_set_default_parent(struct fs *fs, const char *name)
+{
+	int rc = fs_do_set_default(fs, name, NULL);
+
+	if (rc == 0)
+		FS_INFO(fs, "default parent is now '%s'", name);
+	return rc;
 }

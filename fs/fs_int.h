@@ -15,7 +15,7 @@
  * Lock order (all leaves; none is held across a store call or a reply):
  *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
  *   also guards fs->opens.  The one exception: default_mu, taken only by
- *   fs_set_default_parent, is held across its store_setting_put and then
+ *   fs_do_set_default (fs_ctl.c), is held across its store_setting_put and then
  *   takes root_mu (default_mu -> root_mu); nothing else waits for it.
  */
 #ifndef BRANCHFS_FS_INT_H

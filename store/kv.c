@@ -946,6 +946,11 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		 * reaches this: on a 64 MB filesystem, with 256 MiB, a third
 		 * of it was WAL files kept for META's sake when the disk ran
 		 * full. */
+		/* Two memtables per family can wait to be flushed (RocksDB's
+		 * default max_write_buffer_number), BLOCK and three small. */
+		r->kv.flush_room =
+			2 * ((uint64_t)r->wbuf_block +
+			     (KV_CF_COUNT - 1) * (uint64_t)r->wbuf_small);
 		r->wal_max = 256u << 20;
 		if (total && total / 16 < r->wal_max)
 			r->wal_max = total / 16 < 2 * r->wbuf_block ?

@@ -133,6 +133,10 @@ struct kv_ops {
 struct kv {
 	const struct kv_ops *ops;
 	struct store_log log;
+	/* Disk bytes the backend may need to write out what it holds in
+	 * memory (RocksDB: every memtable, twice over for the immutable ones
+	 * waiting to flush); 0 when it holds nothing.  Set at open. */
+	uint64_t flush_room;
 };
 
 /* Iterators record their kv so the wrappers can dispatch. */

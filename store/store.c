@@ -2476,6 +2476,12 @@ int store_open(const char *dir, const struct store_config *cfg,
 		goto err_free;
 	}
 	s->kv = inner;
+	/* Room for RocksDB to flush its memtables once writes are refused:
+	 * a flush that meets a full disk stops RocksDB until it is opened
+	 * again (on a 64 MiB filesystem the 1/16 reserve was 4 MiB, below
+	 * the 10 MiB the memtables can hold). */
+	if (inner->flush_room > s->reserve_bytes)
+		s->reserve_bytes = inner->flush_room;
 	if (cfg->kv_wrap) {
 		rc = cfg->kv_wrap(cfg->kv_wrap_ctx, inner, &s->kv);
 		if (rc) {
@@ -3516,13 +3522,25 @@ static int store_legacy_check(struct store *s)
 	if (rc || found)
 		return rc;
 	used = s->next_branch_id - 1;
-	if (used <= s->nbranches + s->ndead)
-		return store_legacy_done(s);
+	if (used <= s->nbranches + s->ndead) {
+		/* Best effort: without it the next open looks again. */
+		rc = store_legacy_done(s);
+		if (rc)
+			LOG_WARN(
+				s,
+				"store '%s': cannot mark it free of earlier builds' range deletions: %s",
+				s->dir, strerror(-rc));
+		return 0;
+	}
+	/* Builds of 2026-12-05 also count here: they noted deletes, but
+	 * forgot the note once GC had dropped the branch.  So the whole
+	 * compaction is left to the on-demand GC, not sprung on a store in
+	 * the background. */
 	s->gc_legacy_drops = true;
 	LOG_INFO(
 		s,
 		"store '%s': %" PRIu64
-		" branches were deleted by an earlier build, which left range deletions that slow lookups; the next gc compacts the whole store once to drop them",
+		" branches were deleted by an earlier build, which may have left range deletions that slow lookups; 'branchctl gc' compacts the whole store once to drop them",
 		s->dir, used - s->nbranches - s->ndead);
 	return 0;
 }
@@ -5881,7 +5899,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	struct store_gc_stats st = { 0 };
 	struct store_gc_run r = { .s = s };
 	uint64_t *dead = NULL, *full_ids = NULL, w, ndeleted = 0;
-	bool force_full = false, compact;
+	bool force_full = false, compact, legacy = false;
 	size_t ngb = 0, ndead = 0, nfull = 0, i;
 	int64_t now = store_now_ns(), hns, tcomp, tend; /* tcomp: monotonic */
 	const char *why_full = NULL;
@@ -5990,10 +6008,21 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	 * it: a deleted branch, or deletions since the last compaction of
 	 * at least 1/STORE_GC_COMPACT_DIV of the store. */
 	s->gc_uncompacted += st.bytes_deleted;
-	compact = r.opts->full_compaction && !s->gc_legacy_drops &&
+	tcomp = store_mono_ns();
+	/* Once, on demand (see store_legacy_check): in place of the whole
+	 * compaction below, which it does as well; if it fails, that one
+	 * still runs when it is due, and the next on-demand GC tries again. */
+	if (r.opts->full_compaction && s->gc_legacy_drops &&
+	    store_legacy_drop(s) == 0) {
+		st.compacted = true;
+		s->gc_uncompacted = 0;
+		s->gc_compact_end_ns = store_mono_ns();
+		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
+		legacy = true;
+	}
+	compact = r.opts->full_compaction && !legacy &&
 		  (ndeleted ||
 		   s->gc_uncompacted * STORE_GC_COMPACT_DIV >= st.disk_before);
-	tcomp = store_mono_ns();
 	if (compact && s->gc_compact_end_ns &&
 	    s->gc_uncompacted * 2 < st.disk_before) {
 		int64_t gap =
@@ -6028,16 +6057,6 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 				 ndead, strerror(-drc));
 		}
 	}
-	/* After the drop, so that its compactions have less to do; in place
-	 * of the whole compaction above, which it does as well. */
-	tcomp = store_mono_ns();
-	if (s->gc_legacy_drops && store_legacy_drop(s) == 0) {
-		compact = true;
-		st.compacted = true;
-		s->gc_uncompacted = 0;
-		s->gc_compact_end_ns = store_mono_ns();
-		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
-	}
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
 		goto out;
@@ -6054,12 +6073,12 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		 st.disk_after, r.taken, r.set_n, r.take_ns / 1000,
 		 (tend - now) / 1000000, force_full ? " (whole scan: " : "",
 		 force_full ? why_full : "", force_full ? ")" : "",
-		 compact ?
+		 st.compacted ?
 			 " (compacted)" :
 		 st.compaction_deferred ?
 			 " (compaction deferred: the last one was too recent)" :
 			 "");
-	if (compact)
+	if (st.compacted)
 		LOG_INFO(s, "gc: compaction took %" PRId64 " ms",
 			 s->gc_compact_cost_ns / 1000000);
 	if (out)

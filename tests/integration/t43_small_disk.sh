@@ -83,7 +83,9 @@ _it_alive "$bpid" || fail "branchd died when the disk filled up"
 _it_pg_kill "$D"
 mount -o remount,size=256m "$SMALL"
 bdlog() { cat "$T"/log/branchd-mnt-*.log; }
+used() { df -m --output=used,avail "$SMALL" | tail -n 1 | tr -s ' '; }
 restart_bd() {
+	log "tmpfs used/free MiB before the restart: $(used)"
 	grep -q "unmount and mount the store again" < <(bdlog) ||
 		fail "writes fail after the filesystem grew, and branchd's log does not say what to do: $(bdlog | tail -n 5)"
 	log "branchd says RocksDB stopped on a background error: restarting it"
@@ -103,7 +105,7 @@ for ((n = 0; n < 30; n++)); do
 	fi
 	sleep 1
 done
-[ $ok = 1 ] && log "writes work again $n s after the filesystem grew" || restart_bd
+[ $ok = 1 ] && log "writes work again $n s after the filesystem grew (tmpfs used/free MiB: $(used))" || restart_bd
 rm -f "$D/probe" "$D/postmaster.pid"
 pg_start "$D" "$P"
 if ! q "$P" "insert into fill select -1, g, 'after' from generate_series(1, 1000) g; checkpoint" >/dev/null 2>&1; then
