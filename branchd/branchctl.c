@@ -684,6 +684,7 @@ int main(int argc, char **argv)
 	}
 
 	json_buf_init(&req);
+	req.raw_bytes = true; /* names as given, see json_buf */
 	json_buf_raw(&req, "{\"cmd\":");
 	json_buf_str(&req, cmd);
 #define NEED(n)                                                               \

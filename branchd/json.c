@@ -551,7 +551,7 @@ void json_buf_str(struct json_buf *b, const char *s)
 		char esc[8];
 		size_t n;
 
-		if (*p >= 0x80) {
+		if (*p >= 0x80 && !b->raw_bytes) {
 			n = json_utf8_seq(p);
 			if (n) {
 				json_buf_add(b, (const char *)p, n);

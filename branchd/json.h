@@ -58,6 +58,10 @@ struct json_buf {
 	size_t len;
 	size_t cap;
 	int err;
+	/* json_buf_str copies bytes that are not UTF-8 as they are instead
+	 * of writing U+FFFD: for requests naming a branch made before names
+	 * had to be UTF-8 (the daemon's parser takes them). */
+	bool raw_bytes;
 };
 
 void json_buf_init(struct json_buf *b);

@@ -1370,10 +1370,13 @@ static void store_batch_touch(struct store *s, const struct kv_batch *b,
 /*
  * An unsynced commit records its ticket on the branches it wrote (their
  * sync_ticket), so that a later fsync of a file of an idle branch need not
- * wait for a WAL sync of other branches' writes (store_sync_branch).  The
- * branch structs are freed only at close, so the pointers taken under
- * branches_lock stay valid after it is dropped (a branch deleted meanwhile
- * just gets a ticket no one reads).
+ * wait for a WAL sync of other branches' writes (store_sync_branch), and
+ * every commit counts itself on them (changes, for store_branch_usage).
+ * The pointers taken under branches_lock stay valid after it is dropped
+ * because every caller holds a view across the commit, and a deleted
+ * branch's struct is freed (store_grave_reap) only while no view is
+ * active (a branch deleted meanwhile just gets a ticket and a count no
+ * one reads).
  */
 static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 			uint64_t *seq_out)
@@ -1383,6 +1386,7 @@ static int store_commit(struct store *s, struct kv_batch *b, bool sync,
 	size_t i;
 	int rc;
 
+	assert(atomic_load(&s->active_views) > 0);
 	pthread_rwlock_rdlock(&s->branches_lock);
 	store_batch_touch(s, b, NULL, &cs);
 	pthread_rwlock_unlock(&s->branches_lock);
@@ -2340,6 +2344,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 	int rc;
 	size_t i;
 
+	/* Before anything is written (store_set_retention's range). */
+	if (cfg->retention_s > (uint64_t)INT64_MAX / 1000000000)
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -2596,13 +2603,21 @@ int store_open(const char *dir, const struct store_config *cfg,
 		char rv[24], *end;
 		unsigned long long kept = 0;
 
-		if (store_setting_get(s, "retention", rv, sizeof(rv)) == 0) {
+		int grc = store_setting_get(s, "retention", rv, sizeof(rv));
+
+		if (grc == 0) {
 			errno = 0;
 			kept = strtoull(rv, &end, 10);
 			if (errno || *end || kept == 0 ||
 			    kept > (uint64_t)INT64_MAX / 1000000000)
 				kept = 0;
 		}
+		if ((grc && grc != -ENOENT) || (grc == 0 && !kept))
+			LOG_WARN(
+				s,
+				"store '%s': cannot read the retention window it keeps (%s); using %s",
+				dir, grc ? strerror(-grc) : "malformed",
+				cfg->retention_s ? "the one given" : "3600 s");
 		atomic_store(&s->retention_s, kept ? kept : 3600);
 		if (cfg->retention_s && cfg->retention_s != kept) {
 			rc = store_set_retention(s, cfg->retention_s);
@@ -4929,6 +4944,8 @@ int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 	pthread_rwlock_unlock(&s->branches_lock);
 	if (hit)
 		return 0;
+	if (!br)
+		return -ENOENT;
 	rc = store_branch_get(s, id, &bi);
 	if (rc)
 		return rc;
