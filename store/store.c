@@ -6276,12 +6276,13 @@ static int store_check_skip(struct store *s, enum kv_cf cf, uint64_t id,
 
 	for (dim = cf == KV_CF_BLOCK ? 0 : 1; dim < 2; dim++) {
 		uint64_t base = dim == 0 ? *blk : *ino, lo = 0, hi = 0;
+		unsigned char k[24];
+		size_t klen;
 		int res = -1;
 
+		/* The first step (1, 2, 4 ...) that is not unreadable. */
 		for (j = 0; j < 63; j++) {
 			uint64_t step = UINT64_C(1) << j;
-			unsigned char k[24];
-			size_t klen;
 
 			if (base + step < base)
 				break;
@@ -6298,29 +6299,33 @@ static int store_check_skip(struct store *s, enum kv_cf cf, uint64_t id,
 		}
 		if (res < 0)
 			continue; /* nothing readable in this dimension */
-		if (res == 0 && dim == 0)
-			continue; /* the file's blocks end: next inodes */
-		if (res == 0)
-			return -ENOENT;
-		/* readable at base + hi, not at base + lo (lo < hi) */
+		/* The smallest such step above lo: readable keys between the
+		 * damage and the one found first are checked too. */
 		while (hi - lo > 1) {
 			uint64_t mid = lo + (hi - lo) / 2;
-			unsigned char k[24];
-			size_t klen = dim == 0 ?
-					      store_check_key(cf, id, *ino,
-							      base + mid, k) :
-					      store_check_key(cf, id,
-							      base + mid, 0, k);
+			int r;
 
-			if (store_check_try(s, cf, id, k, klen) == 1)
+			klen = dim == 0 ? store_check_key(cf, id, *ino,
+							  base + mid, k) :
+					  store_check_key(cf, id, base + mid, 0,
+							  k);
+			r = store_check_try(s, cf, id, k, klen);
+			if (r >= 0) {
 				hi = mid;
-			else
+				res = r;
+			} else {
 				lo = mid;
+			}
 		}
-		if (dim == 0)
+		/* 0: no key of the branch at or after it, in any inode */
+		if (res == 0)
+			return -ENOENT;
+		if (dim == 0) {
 			*blk = base + hi;
-		else
-			*ino = base + hi, *blk = 0;
+		} else {
+			*ino = base + hi;
+			*blk = 0;
+		}
 		*fromlen = store_check_key(cf, id, *ino, *blk, from);
 		return 0;
 	}
@@ -6362,6 +6367,7 @@ static int store_check_branch(struct store *s,
 			if (klen < 16 || memcmp(k, start, 8))
 				break;
 			last_ino = store_get64(k + 8);
+			last_blk = 0;
 			if (cf == KV_CF_BLOCK && klen == STORE_BLOCK_KLEN)
 				last_blk = store_get64(k + 16);
 			v = kv_iter_value(it, &vlen);
