@@ -8,7 +8,7 @@
 #    family's few small writes kept nearly every WAL file (20 of 55 MiB
 #    when the disk ran full, and about 40% fewer rows fitted);
 #  - writes fail (Postgres stops at an ENOSPC), branchd stays up;
-#  - the filesystem is grown; branchd takes writes again (or, if it does
+#  - the filesystem is grown (to 1 GiB); branchd takes writes again (or, if it does
 #    not within 30 s, a restart of it must), Postgres recovers with every
 #    acknowledged batch, pg_amcheck is clean and new writes work.
 source "$(dirname "$0")/lib.sh"
@@ -81,7 +81,10 @@ _it_alive "$bpid" || fail "branchd died when the disk filled up"
 # took no background error while the disk was full, and otherwise once
 # branchd, which says so in its log, is restarted
 _it_pg_kill "$D"
-mount -o remount,size=256m "$SMALL"
+# to 1 GiB: each crash recovery rewrites every page it replays, and the
+# store keeps the old versions inside the retention window (an hour), so
+# a recovery or two after a PANIC take tens of MiB each
+mount -o remount,size=1g "$SMALL"
 bdlog() { cat "$T"/log/branchd-mnt-*.log; }
 used() { df -m --output=used,avail "$SMALL" | tail -n 1 | tr -s ' '; }
 restart_bd() {
