@@ -10,8 +10,9 @@
 #   background helpers (e.g. a pgbench) -> every postmaster it started
 #   (pg_ctl stop -m immediate, then SIGQUIT/SIGKILL to the recorded pid)
 #   -> every mount (fusermount3 -u, lazy -uz on failure) -> every branchd it
-#   started (by pid) -> system users it created -> kernel parameters it set
-#   (it_set_param) -> the temp dir.
+#   started (by pid) -> every tmpfs it mounted (it_mount_tmpfs) -> system
+#   users it created -> kernel parameters it set (it_set_param) -> the temp
+#   dir.
 # Only pids recorded here are signalled, and only mounts made here are
 # unmounted.
 #
@@ -36,7 +37,7 @@ SOCK=""         # unix socket dir for every postmaster of this test
 MNT=""          # mount point of the default store
 STORE=""        # store dir of the default store
 IT_BD_ENV=()    # NAME=VALUE pairs bfs_mount puts in branchd's environment
-declare -a IT_BG=() IT_PGDIRS=() IT_MOUNTS=() IT_DAEMONS=() IT_USERS=() IT_GROUPS=() IT_PORTS=() IT_PARAMS=()
+declare -a IT_BG=() IT_PGDIRS=() IT_MOUNTS=() IT_DAEMONS=() IT_USERS=() IT_GROUPS=() IT_PORTS=() IT_PARAMS=() IT_TMPFS=()
 declare -A IT_PGPID=() IT_PGRUN=() IT_MNTPID=()
 
 log() { printf '[%s %s] %s\n' "$IT_NAME" "$(date +%H:%M:%S)" "$*"; }
@@ -148,6 +149,13 @@ _it_cleanup() {
 			_it_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
 		fi
 	done
+	# a tmpfs of the test (it_mount_tmpfs) goes once nothing runs on it
+	for ((i = ${#IT_TMPFS[@]} - 1; i >= 0; i--)); do
+		m=${IT_TMPFS[$i]}
+		if is_mounted "$m"; then
+			umount "$m" 2>/dev/null || umount -l "$m" || log "warning: could not unmount $m"
+		fi
+	done
 	for i in "${IT_USERS[@]}"; do userdel "$i" >/dev/null 2>&1 || log "warning: userdel $i failed"; done
 	for i in "${IT_GROUPS[@]}"; do
 		getent group "$i" >/dev/null && { groupdel "$i" >/dev/null 2>&1 || log "warning: groupdel $i failed"; }
@@ -170,6 +178,15 @@ _it_cleanup() {
 }
 
 # ---- helpers ------------------------------------------------------------------
+
+# it_mount_tmpfs DIR SIZE: a tmpfs of SIZE (e.g. 64m) at DIR (made if
+# missing), unmounted by the cleanup after every Postgres, mount and daemon
+# of the test, which may live on it
+it_mount_tmpfs() {
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" || fail "cannot mount a $2 tmpfs at $1"
+	IT_TMPFS+=("$1")
+}
 
 # it_set_param FILE VALUE: write VALUE into a kernel parameter file (e.g.
 # /sys/module/fuse/parameters/enable_uring); cleanup puts the old value back

@@ -23,27 +23,6 @@
 source "$(dirname "$0")/lib.sh"
 it_init
 
-SMALL=""       # our tmpfs mount point (unmounted by _t21_exit)
-_t21_exit() {
-	local rc=$? pid i m
-	set +eE
-	trap - ERR
-	if [ -n "$SMALL" ] && mountpoint -q "$SMALL"; then
-		# what runs on the tmpfs must go first: Postgres, mounts, daemons
-		for pid in "${IT_BG[@]}"; do _it_alive "$pid" && kill -TERM "$pid" 2>/dev/null; done
-		for ((i = ${#IT_PGDIRS[@]} - 1; i >= 0; i--)); do _it_pg_kill "${IT_PGDIRS[$i]}"; done
-		for m in "${IT_MOUNTS[@]}"; do
-			mountpoint -q "$m" && { tmo 20 fusermount3 -u "$m" 2>/dev/null || tmo 20 fusermount3 -uz "$m"; }
-		done
-		for pid in "${IT_DAEMONS[@]}"; do
-			_it_alive "$pid" && kill -TERM "$pid" 2>/dev/null && { _it_wait_gone "$pid" 10 || kill -KILL "$pid"; }
-		done
-		umount "$SMALL" || umount -l "$SMALL"
-	fi
-	(exit $rc)
-	_it_cleanup
-}
-trap _t21_exit EXIT
 
 # Problems of the bad-input part are collected (soft) so that one refusal
 # the daemon gets wrong does not hide the corruption and disk-full results;
@@ -342,8 +321,7 @@ grep -q "victim2" <<<"$out" && grep -qE "payload2|inode $hino" <<<"$out" && grep
 # ============================ 3. disk full ============================
 log "--- disk full"
 SMALL=$T/small
-mkdir "$SMALL"
-mount -t tmpfs -o size=400m,mode=0755 tmpfs "$SMALL"
+it_mount_tmpfs "$SMALL" 400m
 DST=$SMALL/store
 DMNT=$T/dmnt
 bfs_mount "$DST" "$DMNT"

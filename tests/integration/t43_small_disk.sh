@@ -14,30 +14,9 @@
 source "$(dirname "$0")/lib.sh"
 it_init
 
-SMALL=""
-_t43_exit() {
-	local rc=$? pid i m
-	set +eE
-	trap - ERR
-	if [ -n "$SMALL" ] && mountpoint -q "$SMALL"; then
-		# what runs on the tmpfs must go first: Postgres, mounts, daemons
-		for ((i = ${#IT_PGDIRS[@]} - 1; i >= 0; i--)); do _it_pg_kill "${IT_PGDIRS[$i]}"; done
-		for m in "${IT_MOUNTS[@]}"; do
-			mountpoint -q "$m" && { tmo 20 fusermount3 -u "$m" 2>/dev/null || tmo 20 fusermount3 -uz "$m"; }
-		done
-		for pid in "${IT_DAEMONS[@]}"; do
-			_it_alive "$pid" && kill -TERM "$pid" 2>/dev/null && { _it_wait_gone "$pid" 10 || kill -KILL "$pid"; }
-		done
-		umount "$SMALL" || umount -l "$SMALL"
-	fi
-	(exit $rc)
-	_it_cleanup
-}
-trap _t43_exit EXIT
 
 SMALL=$T/small
-mkdir "$SMALL"
-mount -t tmpfs -o size=64m,mode=0755 tmpfs "$SMALL"
+it_mount_tmpfs "$SMALL" 64m
 ST=$SMALL/store
 M=$T/mnt
 bfs_mount "$ST" "$M"
