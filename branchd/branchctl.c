@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static bool bc_json_out;
 static void bc_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: branchctl [--mount DIR | --socket PATH] [--json] COMMAND [ARGS]\n"
+		"usage: branchctl [--mount DIR | --socket PATH] [--json] [--timeout SECONDS]\n"
+		"                 COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
 		"  create NAME [--from PARENT] [--at WHEN]   new branch (O(1))\n"
@@ -47,6 +49,9 @@ static void bc_usage(FILE *f)
 		"  status                                    store and daemon figures\n"
 		"  gc                                        reclaim space now\n"
 		"  retention [SECONDS]                       show or set the retention window\n"
+		"\n"
+		"--timeout SECONDS gives up waiting for the daemon's reply after that\n"
+		"long (exit 1; the command may still take effect); by default it waits.\n"
 		"\n"
 		"A branch of a running cluster's current state (create without --at,\n"
 		"reset) is made right after branchd has the parent's server run a\n"
@@ -154,6 +159,11 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 
 /* ---------------------------------------------------------- request */
 
+/* --timeout: the longest wait for a reply, in seconds (0: no limit). */
+static double bc_timeout_s;
+
+static double bc_now_s(void);
+
 static int bc_call(const char *sockpath, const char *req, struct json **reply,
 		   char **raw)
 {
@@ -161,6 +171,7 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	int fd, rc, send_err = 0;
+	double end = bc_now_s() + bc_timeout_s;
 
 	if (strlen(sockpath) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -191,6 +202,20 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 				goto out;
 			}
 			buf = nb;
+		}
+		if (bc_timeout_s > 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			double left = end - bc_now_s();
+			int n = left > 0 ?
+					poll(&pfd, 1, (int)(left * 1000) + 1) :
+					0;
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0) {
+				rc = -ETIMEDOUT;
+				goto out;
+			}
 		}
 		r = recv(fd, buf + len, cap - len - 1, 0);
 		if (r < 0 && errno == EINTR)
@@ -583,6 +608,23 @@ static void bc_print_checkpoint(const struct json *reply, const char *parent)
 
 /* ------------------------------------------------------------- main */
 
+static int bc_parse_timeout(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 86400) {
+		fprintf(stderr,
+			"branchctl: bad --timeout '%s' (seconds, more than 0, at most 86400)\n",
+			s);
+		return -1;
+	}
+	bc_timeout_s = v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -596,6 +638,7 @@ int main(int argc, char **argv)
 		{ "tree", no_argument, NULL, 't' },
 		{ "no-checkpoint", no_argument, NULL, 'n' },
 		{ "empty", no_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
@@ -609,6 +652,10 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "+m:S:jhV", opts, NULL)) != -1) {
 		switch (c) {
+		case 'T':
+			if (bc_parse_timeout(optarg))
+				return BD_EXIT_USAGE;
+			break;
 		case 'm':
 			mount = optarg;
 			break;
@@ -664,6 +711,10 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			sock = optarg;
+			break;
+		case 'T':
+			if (bc_parse_timeout(optarg))
+				return BD_EXIT_USAGE;
 			break;
 		default:
 			bc_usage(stderr);
@@ -777,6 +828,13 @@ int main(int argc, char **argv)
 			"branchctl: branchd is not running (no answer on %s)\n",
 			sockpath);
 		return BD_EXIT_NO_DAEMON;
+	}
+	if (rc == -ETIMEDOUT) {
+		/* The daemon may still carry the command out. */
+		fprintf(stderr,
+			"branchctl: no reply from branchd at %s within %g s (the command may still take effect)\n",
+			sockpath, bc_timeout_s);
+		return BD_EXIT_ERROR;
 	}
 	if (rc) {
 		fprintf(stderr, "branchctl: cannot talk to branchd at %s: %s\n",

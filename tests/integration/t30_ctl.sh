@@ -500,6 +500,21 @@ expect_ctl 0 --json info fromkept
 jassert "$CTL_OUT" "d['branch']['parent'] == 'keepdef2'" "mkdir after a remount"
 log "default parent keepdef2 (set, then renamed) and retention 5400 s kept across a remount"
 
+# --timeout: a stopped daemon makes branchctl give up, not hang
+bpid=${IT_MNTPID[$MNT]}
+kill -STOP "$bpid"
+t0=$(date +%s%N)
+CTL_MNT=none ctl --timeout 1.5 --socket "$sockpath" status
+dt=$((($(date +%s%N) - t0) / 1000000))
+kill -CONT "$bpid"
+[ "$CTL_RC" -eq 1 ] && grep -q "no reply from branchd" <<<"$CTL_ERR" ||
+	fail "branchctl --timeout 1.5 against a stopped daemon: exit $CTL_RC, stderr: $CTL_ERR"
+[ "$dt" -ge 1400 ] && [ "$dt" -lt 10000 ] || fail "branchctl --timeout 1.5 took $dt ms"
+CTL_MNT=none expect_ctl 0 --timeout 30 --socket "$sockpath" status
+expect_ctl 2 --timeout 0 status
+expect_ctl 2 status --timeout abc
+log "branchctl --timeout 1.5 gave up on a stopped daemon after $dt ms"
+
 bfs_umount
 expect_ctl 3 list # the mount point is a plain directory again
 CTL_MNT=none expect_ctl 3 --socket "$sockpath" status
