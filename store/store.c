@@ -2446,30 +2446,31 @@ int store_open(const char *dir, const struct store_config *cfg,
 		if (s->reserve_bytes > (256u << 20))
 			s->reserve_bytes = 256u << 20;
 	}
-	snprintf(path, sizeof(path), "%s/db", dir);
 	{
 		/* The database may be created only in a new store: the marker
 		 * and lock file alone (a creation cut short counts as new).
-		 * An existing store without db/ lost its data. */
+		 * An existing store without db/ lost its data; one without
+		 * db/CURRENT (which names the newest MANIFEST) may be brought
+		 * back by hand. */
+		static const char *const need[][2] = {
+			{ "db", "its database directory '%s' is missing" },
+			{ "db/CURRENT",
+			  "'%s' is missing (it names the database's newest MANIFEST file in the same directory; writing that name into it may bring the store back)" },
+		};
 		struct stat dst;
+		char why[512];
 
-		if (stat(path, &dst) != 0 && !is_new) {
-			LOG_ERR(s,
-				"store '%s' is damaged: its database directory '%s' is missing",
-				dir, path);
+		for (i = 0; i < 2 && !is_new; i++) {
+			snprintf(path, sizeof(path), "%s/%s", dir, need[i][0]);
+			if (stat(path, &dst) == 0)
+				continue;
+			snprintf(why, sizeof(why), need[i][1], path);
+			LOG_ERR(s, "store '%s' is damaged: %s", dir, why);
 			rc = -EUCLEAN;
 			goto err_free;
 		}
-		snprintf(path, sizeof(path), "%s/db/CURRENT", dir);
-		if (stat(path, &dst) != 0 && !is_new) {
-			LOG_ERR(s,
-				"store '%s' is damaged: '%s' is missing (it names the database's newest MANIFEST file in the same directory; writing that name into it may bring the store back)",
-				dir, path);
-			rc = -EUCLEAN;
-			goto err_free;
-		}
-		snprintf(path, sizeof(path), "%s/db", dir);
 	}
+	snprintf(path, sizeof(path), "%s/db", dir);
 	/* Only a new store's database may be created: in an existing one,
 	 * RocksDB's create_if_missing would meet a lost CURRENT file with a
 	 * new, empty database, and the next open would delete the old one's
