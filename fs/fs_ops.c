@@ -25,7 +25,8 @@
  * kernel serializes readdir on one open directory).  They include "." and ".."; ".." reports the mount
  * root's inode (1), since a directory's parent is not known from its node
  * id.  readdirplus returns full entries (counted as lookups) for every
- * other name.
+ * other name that still leads to its node when the readdir is served, and
+ * bare ones (no dentry) for names renamed or unlinked since the snapshot.
  *
  * Open files: open/create count the file against its node and branch
  * (fs_file_open) and release uncounts it; if the open reply fails (the
@@ -847,8 +848,32 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
+/* Does name still lead to de's node in directory nodeid?  The listing is
+ * a snapshot (of opendir or of a rewind); readdirplus hands the kernel a
+ * dentry for each entry it fills in, and one for a name renamed or
+ * unlinked since would stay in its cache (the file found under its old
+ * name, a directory in two places).  Asked while the kernel holds the
+ * directory's lock for this readdir, so no rename in it can come between
+ * this answer and the dentry. */
+static bool fs_dir_ent_current(struct fs *fs, fuse_ino_t nodeid,
+			       const struct fs_dir_ent *de)
+{
+	struct store_branch_info bi;
+	uint64_t br, dir, ino;
+
+	if (nodeid == FUSE_ROOT_ID)
+		return store_branch_lookup(fs->store, de->name, &bi) == 0 &&
+		       fs_nodeid(bi.id, bi.root_ino) == de->nodeid;
+	if (fs_split(nodeid, &br, &dir))
+		return false;
+	return store_lookup(fs->store, br, STORE_SEQ_LATEST, dir, de->name,
+			    &ino) == 0 &&
+	       fs_nodeid(br, ino) == de->nodeid;
+}
+
 /* "." and ".." carry no attributes in readdirplus (entry ino 0: the
- * kernel creates no dentry for them). */
+ * kernel creates no dentry for them), nor does an entry whose name no
+ * longer leads to its node (fs_dir_ent_current). */
 static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 			  off_t off, struct fuse_file_info *fi, bool plus)
 {
@@ -897,6 +922,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 
 			memset(&e, 0, sizeof(e));
 			if (!dot && fs_branch_of(de->nodeid) != 0 &&
+			    fs_dir_ent_current(fs, nodeid, de) &&
 			    store_getattr(fs->store, fs_branch_of(de->nodeid),
 					  STORE_SEQ_LATEST,
 					  fs_ino_of(de->nodeid), &a) == 0) {
