@@ -604,7 +604,16 @@ void fs_free(struct fs *fs)
 
 /* ---- kernel lookup counts ---- */
 
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link)
+uint32_t fs_branch_gen(struct fs *fs, uint64_t br)
+{
+	struct store_branch_info bi;
+
+	if (store_branch_get(fs->store, br, &bi) != 0)
+		return 0;
+	return (uint32_t)bi.fork_seq;
+}
+
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen)
 {
 	struct fs_map_ent *e;
 
@@ -614,6 +623,7 @@ void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link)
 	e = fs_map_get(&fs->nodes, nodeid);
 	if (e) {
 		e->count++;
+		e->gen = gen;
 		if (link)
 			e->flags |= FS_NODE_LINK;
 	}
@@ -678,6 +688,22 @@ static inline void fs_check_invariants(struct fs *fs)
 }
 #endif
 
+/* Is the kernel's inode of nodeid from before a reset of its branch?  Asked
+ * with the file counted open, so that no reset can start meanwhile (a hold
+ * waits for open files). */
+static bool fs_node_stale(struct fs *fs, uint64_t nodeid)
+{
+	uint32_t gen = fs_branch_gen(fs, fs_branch_of(nodeid));
+	struct fs_map_ent *e;
+	bool stale;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	e = fs_map_find(&fs->nodes, nodeid);
+	stale = e && e->gen != gen;
+	pthread_mutex_unlock(&fs->nodes_mu);
+	return stale;
+}
+
 int fs_file_open(struct fs *fs, uint64_t nodeid)
 {
 	uint64_t br = fs_branch_of(nodeid);
@@ -705,6 +731,10 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 	}
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
+	if (rc == 0 && fs_node_stale(fs, nodeid)) {
+		fs_file_close(fs, nodeid);
+		rc = -ESTALE;
+	}
 	return rc;
 }
 

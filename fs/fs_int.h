@@ -49,6 +49,7 @@ struct fs_map_ent {
 	uint32_t flags;
 	uint32_t ops;	   /* per-branch: metadata changes in flight */
 	uint32_t draining; /* per-branch: holds waiting for it to quiesce */
+	uint32_t gen;	   /* nodes: generation last handed to the kernel */
 	struct fs_map_ent *next;
 };
 
@@ -135,8 +136,15 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
 			fs_log((fs), STORE_LOG_DEBUG, __VA_ARGS__); \
 	} while (0)
 
-/* Count one kernel lookup of nodeid; link: it is a symlink. */
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link);
+/* The generation of the files of a branch (fuse_entry_param.generation;
+ * directories have 0, see fs_entry_fill): the low 32 bits of its fork
+ * seq, new at every reset (the kernel keeps a 32-bit i_generation).  Read
+ * it before the store reads of the entry it goes with, or hold an op of
+ * the branch (fs_branch_op_begin).  0 for a branch that is gone. */
+uint32_t fs_branch_gen(struct fs *fs, uint64_t br);
+/* Count one kernel lookup of nodeid, handed out with generation gen;
+ * link: it is a symlink. */
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen);
 /* Drop the kernel's cached attributes and pages (a symlink's target) of
  * every node of branch_id it knows whose lookup entry has all of flags
  * (enum fs_node_flags; 0: every node); *count is how many.  Takes no lock
@@ -147,7 +155,11 @@ int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
 			size_t *count);
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
 /* Count an open file (against its node and its branch); waits while a
- * change of the branch is underway.  0 or -ENOMEM. */
+ * change of the branch is underway.  0, -ENOMEM, or -ESTALE if the
+ * kernel's inode of nodeid is from before a reset of the branch (its last
+ * entry carried an older generation): the kernel then looks the path up
+ * again (LOOKUP_REVAL), gets the new generation, and opens a new inode
+ * instead of one whose cached size and pages are the old tree's. */
 int fs_file_open(struct fs *fs, uint64_t nodeid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
 /* Bracket a change of a branch's tree that needs no open file (create,
@@ -227,7 +239,8 @@ void fs_link_attr(struct fs *fs, uint64_t nodeid, struct store_attr *a);
 /* ---- helpers shared by fs_ops.c and fs_root.c ---- */
 void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
 		     struct stat *st);
-void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid,
+/* gen: fs_branch_gen() of nodeid's branch (0 for a directory). */
+void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid, uint32_t gen,
 		   const struct store_attr *a);
 struct timespec fs_now(void);
 void fs_dir_free(struct fs_dir *d);

@@ -69,12 +69,17 @@ void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
 	st->st_ctim = a->ctime;
 }
 
-void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid,
+void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid, uint32_t gen,
 		   const struct store_attr *a)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = nodeid;
-	e->generation = 0;
+	/* A directory keeps generation 0 across resets: the kernel's inode
+	 * of one a process still holds (its working directory) stays usable
+	 * and looks names up in the reset tree, while a new generation
+	 * would make the kernel mark it bad (EIO).  Only a file's inode
+	 * caches what a reset invalidates for good (size, pages). */
+	e->generation = S_ISDIR(a->mode) ? 0 : gen;
 	e->attr_timeout = FS_ATTR_TIMEOUT;
 	e->entry_timeout = FS_ENTRY_TIMEOUT;
 	fs_attr_to_stat(nodeid, a, &e->attr);
@@ -110,15 +115,16 @@ static int fs_split(fuse_ino_t nodeid, uint64_t *br, uint64_t *ino)
 	return 0;
 }
 
+/* gen: fs_branch_gen() of nodeid's branch, read before a was. */
 static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
-			   const struct store_attr *a)
+			   uint32_t gen, const struct store_attr *a)
 {
 	struct fuse_entry_param e;
 	struct store_attr fixed = *a;
 
 	fs_link_attr(fs, nodeid, &fixed);
-	fs_entry_fill(&e, nodeid, &fixed);
-	fs_node_ref(fs, nodeid, S_ISLNK(a->mode));
+	fs_entry_fill(&e, nodeid, gen, &fixed);
+	fs_node_ref(fs, nodeid, S_ISLNK(a->mode), (uint32_t)e.generation);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
 }
@@ -171,6 +177,7 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = fs_of(req);
 	struct store_attr a;
 	uint64_t br, dir, ino;
+	uint32_t gen;
 	int rc;
 
 	if (parent == FUSE_ROOT_ID) {
@@ -180,13 +187,14 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = fs_split(parent, &br, &dir);
 	if (rc)
 		goto out_err;
+	gen = fs_branch_gen(fs, br);
 	rc = store_lookup(fs->store, br, STORE_SEQ_LATEST, dir, name, &ino);
 	if (rc)
 		goto out_err;
 	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, fs_nodeid(br, ino), &a);
+	fs_reply_entry(fs, req, fs_nodeid(br, ino), gen, &a);
 	return;
 out_err:
 	fuse_reply_err(req, -rc);
@@ -394,7 +402,8 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, nodeid, &a);
+	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
+		       &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -419,7 +428,8 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_reply_entry(fs, req, nodeid, &a);
+	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
+		       &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
@@ -450,7 +460,8 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	free(stored);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, nodeid, &a);
+	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
+		       &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -578,7 +589,7 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent,
 		goto out_err;
 	rc = store_link(fs->store, br, ino, ndir, newname, &a);
 	if (rc == 0)
-		fs_reply_entry(fs, req, nodeid, &a);
+		fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, br), &a);
 	else
 		fuse_reply_err(req, -rc);
 	fs_branch_op_end(fs, br);
@@ -658,6 +669,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct store_attr a;
 	uint64_t nodeid;
+	uint32_t gen;
 	int rc;
 
 	if (parent == FUSE_ROOT_ID) {
@@ -677,8 +689,9 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->fh = 0;
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
-	fs_entry_fill(&e, nodeid, &a);
-	fs_node_ref(fs, nodeid, false);
+	gen = fs_branch_gen(fs, fs_branch_of(nodeid));
+	fs_entry_fill(&e, nodeid, gen, &a);
+	fs_node_ref(fs, nodeid, false, (uint32_t)e.generation);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
@@ -918,16 +931,22 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 		if (plus) {
 			struct fuse_entry_param e;
 			struct store_attr a;
+			uint32_t gen = 0;
 			bool got = false;
 
 			memset(&e, 0, sizeof(e));
+			/* Before the store reads of the entry (see
+			 * fs_branch_gen). */
+			if (!dot && fs_branch_of(de->nodeid) != 0)
+				gen = fs_branch_gen(fs,
+						    fs_branch_of(de->nodeid));
 			if (!dot && fs_branch_of(de->nodeid) != 0 &&
 			    fs_dir_ent_current(fs, nodeid, de) &&
 			    store_getattr(fs->store, fs_branch_of(de->nodeid),
 					  STORE_SEQ_LATEST,
 					  fs_ino_of(de->nodeid), &a) == 0) {
 				fs_link_attr(fs, de->nodeid, &a);
-				fs_entry_fill(&e, de->nodeid, &a);
+				fs_entry_fill(&e, de->nodeid, gen, &a);
 				got = true;
 			} else {
 				e.attr.st_ino = ino;
@@ -940,7 +959,8 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 				break;
 			if (got)
 				fs_node_ref(fs, de->nodeid,
-					    S_ISLNK(e.attr.st_mode));
+					    S_ISLNK(e.attr.st_mode),
+					    (uint32_t)e.generation);
 		} else {
 			struct stat st;
 

@@ -139,7 +139,8 @@ int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
 			   &a);
 	if (rc)
 		return rc;
-	fs_entry_fill(e, fs_nodeid(bi->id, bi->root_ino), &a);
+	/* A directory: generation 0 (fs_entry_fill). */
+	fs_entry_fill(e, fs_nodeid(bi->id, bi->root_ino), 0, &a);
 	return 0;
 }
 
@@ -154,7 +155,7 @@ static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_node_ref(fs, e.ino, false);
+	fs_node_ref(fs, e.ino, false, (uint32_t)e.generation);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, e.ino, 1);
 }
