@@ -17,10 +17,12 @@
  *   4. when the kernel's INIT request is answered (fs ready callback) the
  *      daemon writes its pid file, tells the parent, detaches stdio and
  *      logs to syslog from then on;
- *   5. the first SIGINT/SIGTERM/SIGHUP unmounts through the kernel while
- *      the loop still serves, so every dirty page reaches the store; a
- *      second one aborts the connection.  fusermount3 -u / umount end the
- *      loop the same way;
+ *   5. SIGINT/SIGTERM/SIGHUP unmounts through the kernel while the loop
+ *      still serves, so every dirty page reaches the store; if the mount
+ *      is in use it stays, served as before (the next signal tries
+ *      again); a signal while an unmount is still writing back aborts
+ *      the connection.  fusermount3 -u / umount end the loop the same
+ *      way;
  *   6. store_close() makes everything durable; the pid file is removed.
  */
 #include <errno.h>
@@ -54,6 +56,12 @@
 
 #define BD_EXIT_USAGE 2
 
+enum {
+	BD_UNMOUNT_IDLE,    /* none yet, or the last found the mount in use */
+	BD_UNMOUNT_RUNNING, /* writing back and unmounting */
+	BD_UNMOUNT_DONE,    /* unmounted, or the connection aborted */
+};
+
 struct bd {
 	/* options */
 	bool foreground;
@@ -85,6 +93,8 @@ struct bd {
 	struct bd_pgckpt *pgckpt;
 	pthread_t sig_thread;
 	atomic_bool sig_done;
+	/* BD_UNMOUNT_*: the signal thread starts an unmount only from IDLE */
+	atomic_int unmount_state;
 	bool pidfile_written;
 };
 
@@ -405,13 +415,25 @@ static void bd_ready(void *ctx)
 
 /* The graceful unmount runs in its own thread: syncfs and umount can block
  * for as long as the kernel writes back, and the signal thread must stay
- * free to take a second signal (abort). */
+ * free to take a second signal (abort).  A mount in use is left alone and
+ * served on (fs_request_unmount says so); any other failure aborts. */
 static void *bd_unmount_thread(void *arg)
 {
 	struct bd *bd = arg;
+	int rc = fs_request_unmount(bd->fs);
 
-	if (fs_request_unmount(bd->fs) != 0)
+	if (rc == -EBUSY) {
+		if (bd->foreground)
+			fprintf(stderr,
+				"branchd: '%s' is in use: not unmounted, "
+				"still serving\n",
+				bd->mountpoint);
+		atomic_store(&bd->unmount_state, BD_UNMOUNT_IDLE);
+		return NULL;
+	}
+	if (rc != 0)
 		fs_request_exit(bd->fs);
+	atomic_store(&bd->unmount_state, BD_UNMOUNT_DONE);
 	return NULL;
 }
 
@@ -421,7 +443,7 @@ static void *bd_signal_thread(void *arg)
 	pthread_t unmounter;
 	bool unmounting = false;
 	sigset_t set;
-	int sig, count = 0;
+	int sig, idle = BD_UNMOUNT_IDLE;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -435,18 +457,21 @@ static void *bd_signal_thread(void *arg)
 			break;
 		if (sig == SIGUSR1)
 			continue;
-		count++;
-		if (count == 1) {
+		if (atomic_compare_exchange_strong(&bd->unmount_state, &idle,
+						   BD_UNMOUNT_RUNNING)) {
 			syslog(LOG_INFO, "signal %d: unmounting", sig);
 			if (bd->foreground)
 				fprintf(stderr, "branchd: %s: unmounting\n",
 					strsignal(sig));
-			if (pthread_create(&unmounter, NULL, bd_unmount_thread,
-					   bd) == 0)
-				unmounting = true;
-			else
+			/* The one before found the mount in use and ended. */
+			if (unmounting)
+				pthread_join(unmounter, NULL);
+			unmounting = pthread_create(&unmounter, NULL,
+						    bd_unmount_thread, bd) == 0;
+			if (!unmounting)
 				fs_request_exit(bd->fs);
 		} else {
+			idle = BD_UNMOUNT_IDLE;
 			syslog(LOG_INFO, "signal %d again: aborting", sig);
 			if (bd->foreground)
 				fprintf(stderr,
@@ -646,6 +671,7 @@ int main(int argc, char **argv)
 	atomic_init(&bd.use_syslog, false);
 	atomic_init(&bd.ready, false);
 	atomic_init(&bd.sig_done, false);
+	atomic_init(&bd.unmount_state, BD_UNMOUNT_IDLE);
 
 	while ((opt = getopt_long(argc, argv, "+fdho:V", longopts, NULL)) !=
 	       -1) {

@@ -487,10 +487,12 @@ int fs_run(struct fs *fs)
 	return rc < 0 ? rc : 0;
 }
 
-/* Run "fusermount3 -u -z mountpoint" (unprivileged unmount). */
+/* Run "fusermount3 -u mountpoint" (unprivileged unmount).  -EBUSY if it
+ * fails with the mount still in place (in use, most likely: its message
+ * went to our stderr or log). */
 static int fs_fusermount(struct fs *fs)
 {
-	char *argv[] = { "fusermount3", "-u", "-z", fs->mountpoint, NULL };
+	char *argv[] = { "fusermount3", "-u", fs->mountpoint, NULL };
 	pid_t pid;
 	int st, rc;
 
@@ -501,7 +503,9 @@ static int fs_fusermount(struct fs *fs)
 		if (errno != EINTR)
 			return -errno;
 	}
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	return fs_mountinfo_find(fs->mountpoint, NULL, 0) > 0 ? -EBUSY : -EIO;
 }
 
 int fs_request_unmount(struct fs *fs)
@@ -522,18 +526,16 @@ int fs_request_unmount(struct fs *fs)
 	if (umount2(fs->mountpoint, 0) == 0)
 		return 0;
 	rc = -errno;
-	if (rc == -EBUSY) {
-		FS_WARN(fs,
-			"'%s' is in use: detaching it, serving until its "
-			"last user is gone",
-			fs->mountpoint);
-		if (umount2(fs->mountpoint, MNT_DETACH) == 0)
-			return 0;
-		rc = -errno;
-	}
 	if (rc == -EPERM)
 		rc = fs_fusermount(fs);
-	if (rc)
+	if (rc == -EBUSY)
+		FS_WARN(fs,
+			"'%s' is in use: not unmounted, still serving; stop "
+			"what uses it (the Postgres servers on its branches, "
+			"shells in it) and signal again, or 'fusermount3 -u "
+			"-z' to detach it",
+			fs->mountpoint);
+	else if (rc)
 		FS_ERR(fs, "cannot unmount '%s': %s", fs->mountpoint,
 		       strerror(-rc));
 	return rc;

@@ -88,8 +88,12 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other);
 int fs_run(struct fs *fs);
 
 /* Ask the kernel to unmount, letting the running loop write back every
- * dirty page first; fs_run() then returns.  If the mount is in use it is
- * detached lazily and fs_run() returns once the last user is gone.
+ * dirty page first; fs_run() then returns.  If the mount is in use (an
+ * open file, a working directory: a Postgres server on a branch) it is
+ * left in place, as umount(8) leaves it, and served on: -EBUSY, logged
+ * with what to do.  (A lazy detach would keep open files working but
+ * break every absolute path into the mount: Postgres opens
+ * global/pg_control by one at each checkpoint, and PANICs.)
  * Async-signal-unsafe; call from an ordinary thread.  Returns 0 or a
  * negative errno. */
 int fs_request_unmount(struct fs *fs);

@@ -16,7 +16,10 @@
 #  - the kernel's page cache is dropped on a reset made behind its back
 #    (same size, same mtime, different bytes);
 #  - an unlinked file stays usable while open;
-#  - SIGTERM unmounts cleanly: data written without fsync survives.
+#  - SIGTERM unmounts cleanly: data written without fsync survives;
+#    with a file open in the mount it unmounts nothing and serves on (as
+#    umount(8) refuses), absolute paths included, until a later SIGTERM
+#    once the file is closed.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -232,6 +235,19 @@ log "unlinked file usable while open; fsync of a directory works"
 # ---- SIGTERM: clean unmount, unsynced data durable -------------------------------
 head -c 3000000 /dev/urandom >"$T/blob"
 cp "$T/blob" "$MNT/main/blob"
+# in use (an open file, as a Postgres server has): not detached, still
+# served by path; a lazy detach used to break every absolute path (Postgres
+# PANICs at its next checkpoint, opening global/pg_control)
+exec {busyfd}<"$MNT/main/blob"
+kill -TERM "$pid"
+sleep 2 # the unmount it tried took milliseconds (the detach did too)
+_it_alive "$pid" || fail "branchd exited on SIGTERM while a file in the mount was open"
+mountpoint -q "$MNT" || fail "SIGTERM detached $MNT while a file in it was open"
+echo "after SIGTERM" >"$MNT/main/after-term" || fail "cannot create a file by absolute path after SIGTERM"
+[ "$(cat "$MNT/main/after-term")" = "after SIGTERM" ] || fail "main/after-term reads back wrong"
+cmp "$MNT/main/blob" "$T/blob" || fail "main/blob reads back wrong after SIGTERM"
+exec {busyfd}<&-
+log "SIGTERM with a file open: still mounted and served by path"
 kill -TERM "$pid"
 _it_wait_gone "$pid" 30 || fail "branchd $pid still running 30 s after SIGTERM"
 ! mountpoint -q "$MNT" || fail "$MNT still mounted after SIGTERM"
