@@ -227,7 +227,12 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 			break;
 	}
 	if (!buf || len == 0 || buf[len - 1] != '\n') {
-		rc = send_err ? send_err : -EPROTO;
+		/* Part of a reply, or the daemon closed the connection under
+		 * our request: -EPROTO (stopping, most likely). */
+		rc = -EPROTO;
+		if (len == 0 && send_err && send_err != -EPIPE &&
+		    send_err != -ECONNRESET)
+			rc = send_err;
 		goto out;
 	}
 	buf[--len] = 0;
@@ -834,6 +839,13 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"branchctl: no reply from branchd at %s within %g s (the command may still take effect)\n",
 			sockpath, bc_timeout_s);
+		return BD_EXIT_ERROR;
+	}
+	if (rc == -EPROTO) {
+		/* Closed before its reply ended: stopping, most likely. */
+		fprintf(stderr,
+			"branchctl: branchd at %s closed the connection without a complete reply (stopping?); the command may or may not have taken effect\n",
+			sockpath);
 		return BD_EXIT_ERROR;
 	}
 	if (rc) {

@@ -515,6 +515,28 @@ expect_ctl 2 --timeout 0 status
 expect_ctl 2 status --timeout abc
 log "branchctl --timeout 1.5 gave up on a stopped daemon after $dt ms"
 
+# a daemon that closes the connection before its reply ends (as one that is
+# stopping), after reading the request or at once: exit 1, saying the
+# command may or may not have taken effect
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(2); print("ready", flush=True)
+c, _ = s.accept(); d = b""
+while not d.endswith(b"\n"):
+    d += c.recv(65536)
+c.sendall(b"{\"ok\":tr"); c.close()
+c, _ = s.accept(); c.close()
+' "$T/cut.sock" >"$T/cut.out" &
+IT_BG+=($!)
+for ((i = 0; i < 100; i++)); do [ -s "$T/cut.out" ] && break; sleep 0.1; done
+for how in "mid-reply" "before reading"; do
+	CTL_MNT=none ctl --socket "$T/cut.sock" delete somebranch
+	[ "$CTL_RC" -eq 1 ] && grep -q "closed the connection without a complete reply.*may or may not have taken effect" <<<"$CTL_ERR" ||
+		fail "branchctl against a daemon that closed $how: exit $CTL_RC, stderr: $CTL_ERR"
+	log "closed $how: $CTL_ERR"
+done
+
 bfs_umount
 expect_ctl 3 list # the mount point is a plain directory again
 CTL_MNT=none expect_ctl 3 --socket "$sockpath" status
