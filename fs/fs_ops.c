@@ -1033,35 +1033,6 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t nodeid)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* Write zeros over [off, end) in chunks; the store keeps zero blocks as
- * holes, so this is how a hole is punched. */
-static int fs_write_zeros(struct fs *fs, uint64_t br, uint64_t ino,
-			  uint64_t off, uint64_t end)
-{
-	struct timespec now = fs_now();
-	size_t chunk = FS_MAX_WRITE;
-	char *z;
-	int rc = 0;
-
-	if (end - off < chunk)
-		chunk = (size_t)(end - off);
-	z = calloc(1, chunk ? chunk : 1);
-	if (!z)
-		return -ENOMEM;
-	while (off < end) {
-		size_t len = end - off < chunk ? (size_t)(end - off) : chunk;
-		ssize_t n = store_write(fs->store, br, ino, z, len, off, &now);
-
-		if (n < 0) {
-			rc = (int)n;
-			break;
-		}
-		off += len;
-	}
-	free(z);
-	return rc;
-}
-
 static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 			    off_t off, off_t len, struct fuse_file_info *fi)
 {
@@ -1108,9 +1079,11 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 		 * for them); ZERO_RANGE without KEEP_SIZE also grows the
 		 * file to end, as mode 0. */
 		uint64_t zend = end > a.size ? a.size : end;
+		struct timespec now = fs_now();
 
 		if ((uint64_t)off < zend)
-			rc = fs_write_zeros(fs, br, ino, (uint64_t)off, zend);
+			rc = store_punch(fs->store, br, ino, (uint64_t)off,
+					 zend, &now);
 		if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) {
 			memset(&sa, 0, sizeof(sa));
 			sa.size = end;

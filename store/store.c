@@ -4899,6 +4899,68 @@ out:
 	return rc ? rc : (ssize_t)len;
 }
 
+int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
+		uint64_t end, const struct timespec *mtime)
+{
+	static const unsigned char zeros[STORE_BLOCK_SIZE];
+	uint64_t first = store_div_up(off), last = end / STORE_BLOCK_SIZE;
+	struct store_lockset ls = { .n = 0 };
+	struct store_view v;
+	struct store_attr a;
+	struct kv_batch b;
+	ssize_t n;
+	int rc;
+
+	if (end > STORE_MAX_FILE_SIZE)
+		return -EFBIG;
+	if (off >= end)
+		return 0;
+	if (first >= last) {
+		/* Inside one block, or across one boundary: at most two
+		 * partial blocks. */
+		n = store_write(s, branch, ino, zeros, (size_t)(end - off), off,
+				mtime);
+		return n < 0 ? (int)n : 0;
+	}
+	if (off < first * STORE_BLOCK_SIZE) {
+		n = store_write(s, branch, ino, zeros,
+				(size_t)(first * STORE_BLOCK_SIZE - off), off,
+				mtime);
+		if (n < 0)
+			return (int)n;
+	}
+	if (last * STORE_BLOCK_SIZE < end) {
+		n = store_write(s, branch, ino, zeros,
+				(size_t)(end - last * STORE_BLOCK_SIZE),
+				last * STORE_BLOCK_SIZE, mtime);
+		if (n < 0)
+			return (int)n;
+	}
+	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc)
+		return rc;
+	kv_batch_init(&b);
+	store_lockset_add(&ls, branch, ino);
+	store_lockset_lock(s, &ls);
+	rc = store_attr_load(s, &v, ino, &a, NULL, 0);
+	if (rc == 0 && !S_ISREG(a.mode))
+		rc = S_ISDIR(a.mode) ? -EISDIR : -EINVAL;
+	if (rc == 0)
+		rc = store_batch_cut(s, &b, &v, ino, first, last);
+	if (rc == 0) {
+		if (mtime)
+			a.mtime = a.ctime = *mtime;
+		store_batch_attr(&b, branch, ino, &a, NULL);
+		rc = store_commit(s, &b, false, NULL);
+		if (rc == 0)
+			store_acache_set(s, &v, ino, &a);
+	}
+	store_lockset_unlock(s, &ls);
+	kv_batch_release(&b);
+	store_view_release(&v);
+	return rc;
+}
+
 /* ------------------------------------------------------------- usage */
 
 static int store_u64_cmp(const void *a, const void *b)
