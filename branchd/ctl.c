@@ -899,13 +899,47 @@ int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 	return bd_ctl_handle_groups(c, line, len, uid, gid, NULL, 0, reply);
 }
 
+/* The type every request field must have where it is present: the
+ * commands read them with json_get_*, which take a value of another type
+ * for an absent one (a raw client's "at_seq":"5" would make a branch of
+ * now).  NULL, or the message of the first field of a wrong type. */
+static const char *bd_bad_field(const struct json *req)
+{
+	static const struct {
+		const char *key;
+		int type; /* enum json_type; JSON_NUM: an integer */
+		const char *what;
+	} fields[] = {
+		{ "cmd", JSON_STR, "\"cmd\" must be a string" },
+		{ "name", JSON_STR, "\"name\" must be a string" },
+		{ "from", JSON_STR, "\"from\" must be a string" },
+		{ "new_name", JSON_STR, "\"new_name\" must be a string" },
+		{ "at_ns", JSON_NUM, "\"at_ns\" must be an integer" },
+		{ "at_seq", JSON_NUM, "\"at_seq\" must be an integer" },
+		{ "seconds", JSON_NUM, "\"seconds\" must be an integer" },
+		{ "empty", JSON_BOOL, "\"empty\" must be true or false" },
+		{ "checkpoint", JSON_BOOL,
+		  "\"checkpoint\" must be true or false" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const struct json *v = json_get(req, fields[i].key);
+
+		if (v && ((int)v->type != fields[i].type ||
+			  (v->type == JSON_NUM && !v->is_int)))
+			return fields[i].what;
+	}
+	return NULL;
+}
+
 int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
 			 uid_t uid, gid_t gid, const gid_t *groups,
 			 size_t ngroups, char **reply)
 {
 	struct json_buf out;
 	struct json *req = NULL;
-	const char *cmd;
+	const char *cmd, *bad;
 	int rc;
 
 	json_buf_init(&out);
@@ -916,7 +950,10 @@ int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
 		goto out;
 	}
 	cmd = json_get_str(req, "cmd");
-	if (!cmd)
+	bad = bd_bad_field(req);
+	if (bad)
+		bd_reply_err(&out, -EINVAL, "malformed request: %s", bad);
+	else if (!cmd)
 		bd_reply_err(&out, -EINVAL, "request has no \"cmd\"");
 	else if (strcmp(cmd, "create") == 0)
 		bd_cmd_create(c, req, &out, uid, gid, groups, ngroups);
