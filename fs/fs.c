@@ -421,6 +421,8 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
 	atomic_store(&fs_lib_err, false);
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	/* The parse may have copied argv (args.allocated): ours to free. */
+	fuse_opt_free_args(&args);
 	if (!fs->se) {
 		if (!atomic_load(&fs_lib_err))
 			FS_ERR(fs, "cannot create the fuse session");

@@ -306,8 +306,11 @@ static void fs_uring_serve(struct fs_uring_ent *e)
 	fs_uring_cur = NULL;
 	if (e->replied)
 		return;
-	FS_ERR(fs, "io_uring: no reply to request %llu (opcode %u)",
-	       (unsigned long long)in.unique, in.opcode);
+	/* A forget has no reply by design (the kernel sends the ones it
+	 * forces, after a failed readdirplus entry, through the ring). */
+	if (in.opcode != FUSE_FORGET && in.opcode != FUSE_BATCH_FORGET)
+		FS_ERR(fs, "io_uring: no reply to request %llu (opcode %u)",
+		       (unsigned long long)in.unique, in.opcode);
 out_noreply:
 	oh = (struct fuse_out_header){ .len = sizeof(oh),
 				       .error = -EIO,
