@@ -916,6 +916,7 @@ int main(int argc, char **argv)
 				  "");
 	} else if (!strcmp(cmd, "status")) {
 		char a[32], f[32];
+		bool fready = true;
 
 		bc_human_bytes((uint64_t)bc_i(reply, "disk_bytes"), a,
 			       sizeof(a));
@@ -932,6 +933,12 @@ int main(int argc, char **argv)
 			       "reclaims\n",
 			       bc_i(reply, "deleted_pending"));
 		printf("seq:        %" PRId64 "\n", bc_i(reply, "seq"));
+		json_get_bool(reply, "read_filters_ready", &fready);
+		if (!fready)
+			printf("filters:    rebuilding after the mount (%" PRId64
+			       " objects so far); reads through ancestors "
+			       "are slower until then\n",
+			       bc_i(reply, "read_filters_objects"));
 		printf("retention:  %" PRId64 " s (oldest moment %s)\n",
 		       bc_i(reply, "retention_s"), bc_s(reply, "oldest"));
 		printf("uptime:     %" PRId64 " s\n", bc_i(reply, "uptime_s"));

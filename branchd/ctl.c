@@ -818,17 +818,18 @@ static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 	json_buf_raw(out, ",\"socket\":");
 	json_buf_str(out, c->socket_path);
 	bd_fmt_time(store_oldest_time(c->cfg.store), tbuf, sizeof(tbuf));
-	json_buf_printf(out,
-			",\"disk_bytes\":%" PRIu64
-			",\"fs_avail_bytes\":%" PRIu64 ",\"branches\":%" PRIu64
-			",\"deleted_pending\":%" PRIu64 ",\"seq\":%" PRIu64
-			",\"retention_s\":%" PRIu64 ",\"oldest\":\"%s\""
-			",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
-			st.disk_bytes, st.fs_avail_bytes, st.branches,
-			st.deleted_pending, st.seq,
-			store_get_retention(c->cfg.store), tbuf,
-			(bd_now_ns() - c->started_ns) / 1000000000,
-			BRANCHFS_VERSION);
+	json_buf_printf(
+		out,
+		",\"disk_bytes\":%" PRIu64 ",\"fs_avail_bytes\":%" PRIu64
+		",\"branches\":%" PRIu64 ",\"deleted_pending\":%" PRIu64
+		",\"seq\":%" PRIu64 ",\"read_filters_ready\":%s"
+		",\"read_filters_objects\":%" PRIu64 ",\"retention_s\":%" PRIu64
+		",\"oldest\":\"%s\""
+		",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
+		st.disk_bytes, st.fs_avail_bytes, st.branches,
+		st.deleted_pending, st.seq, st.filters_ready ? "true" : "false",
+		st.filters_objects, store_get_retention(c->cfg.store), tbuf,
+		(bd_now_ns() - c->started_ns) / 1000000000, BRANCHFS_VERSION);
 }
 
 static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)

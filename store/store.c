@@ -57,9 +57,15 @@
  *        a branch under the read lock and uncounts when released.
  *  INV-6 Before a batch that writes a version of inode X (its attributes,
  *        its blocks, or entries of directory X) in branch B commits, X is
- *        added to B's in-memory bloom filter (rebuilt at open from the
+ *        added to B's in-memory bloom filter (rebuilt after open from the
  *        inode, block and directory-entry keys).  A level whose filter lacks X is skipped without a
  *        RocksDB seek, which keeps reads through deep ancestry cheap.
+ *        The rebuild is one seek per object, minutes for a large store,
+ *        so it runs in a thread of its own after store_open returns; until
+ *        it is done (filters_ready) views carry no filter and reads search
+ *        every level.  Writes meanwhile add to the filters as always: the
+ *        rebuild's iterators see what committed before they were made,
+ *        the writes' own touches the rest.
  *  INV-8 The attribute cache's entry for (B, X), if any, holds what a head
  *        read of X's attributes through B's view returns (see "attribute
  *        cache" below for how writes, resets and deletes keep it so).
@@ -291,6 +297,14 @@ struct store {
 	_Atomic int64_t horizon_ns;   /* oldest moment retained */
 	_Atomic uint64_t horizon_seq; /* its seq; reads below are refused */
 	_Atomic bool gc_running;
+
+	/* The read filters' rebuild after open (INV-6). */
+	pthread_t filters_thread;
+	bool filters_started;
+	_Atomic bool filters_ready;
+	_Atomic bool filters_stop;     /* store_close: give up */
+	_Atomic int64_t filters_ms;    /* how long the rebuild took */
+	_Atomic uint64_t filters_objs; /* objects it has looked at */
 	/* Deleted branches whose keys GC has not dropped yet, since
 	 * dead_since_ns (CLOCK_MONOTONIC), and how many branches were
 	 * deleted since the last GC took the count. */
@@ -1505,7 +1519,10 @@ static int store_view_build(struct store *s, struct store_branch *b,
 		v->lv[n].id = cur->id;
 		v->lv[n].cap = cap;
 		v->lv[n].floor = cur->floor;
-		v->lv[n].touched = cur->touched;
+		v->lv[n].touched = atomic_load_explicit(&s->filters_ready,
+							memory_order_acquire) ?
+					   cur->touched :
+					   NULL;
 		n++;
 		v->n = n;
 		if (!cur->parent_id)
@@ -2033,7 +2050,15 @@ out:
 	return rc;
 }
 
-/* INV-6 at open: one seek per object (inode, or block) with versions. */
+/* Counts an object looked at; true once store_close wants the rebuild to
+ * end. */
+static bool store_filters_stopping(struct store *s)
+{
+	atomic_fetch_add_explicit(&s->filters_objs, 1, memory_order_relaxed);
+	return atomic_load_explicit(&s->filters_stop, memory_order_relaxed);
+}
+
+/* INV-6 after open: one seek per object (inode, or block) with versions. */
 static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 				  size_t klen_want)
 {
@@ -2055,16 +2080,22 @@ static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 		key = kv_iter_key(it, &klen);
 		if (klen != klen_want)
 			break;
+		if (store_filters_stopping(s))
+			break;
 		id = store_get64(key);
 		ino = store_get64(key + 8);
+		/* Branches come and go meanwhile: a filter is freed only
+		 * under the write lock (INV-7). */
+		pthread_rwlock_rdlock(&s->branches_lock);
 		b = store_branch_by_id(s, id);
-		if (b)
+		if (b && b->touched)
 			store_touch(
 				b->touched,
 				cf == KV_CF_BLOCK ?
 					store_fkey_blk(ino,
 						       store_get64(key + 16)) :
 					store_fkey_ino(ino));
+		pthread_rwlock_unlock(&s->branches_lock);
 		/* Seek to the next object: the prefix plus one. */
 		memcpy(k, key, plen);
 		for (i = plen; i > 0; i--) {
@@ -2102,11 +2133,15 @@ static int store_touch_rebuild_dirents(struct store *s)
 		key = kv_iter_key(it, &klen);
 		if (klen < 16)
 			break;
+		if (store_filters_stopping(s))
+			break;
 		id = store_get64(key);
 		dir = store_get64(key + 8);
+		pthread_rwlock_rdlock(&s->branches_lock);
 		b = store_branch_by_id(s, id);
-		if (b)
+		if (b && b->touched)
 			store_touch(b->touched, store_fkey_ino(dir));
+		pthread_rwlock_unlock(&s->branches_lock);
 		if (dir == UINT64_MAX)
 			break;
 		store_put64(k, id);
@@ -2127,6 +2162,58 @@ static int store_touch_rebuild(struct store *s)
 	if (rc == 0)
 		rc = store_touch_rebuild_dirents(s);
 	return rc;
+}
+
+static void *store_filters_main(void *arg)
+{
+	struct store *s = arg;
+	int64_t t0 = store_mono_ns();
+	int rc = store_touch_rebuild(s);
+
+	if (atomic_load(&s->filters_stop))
+		return NULL;
+	if (rc) {
+		/* A damaged key range must not fail the store: without
+		 * filters every read searches every level, and the damaged
+		 * data itself reads as EIO. */
+		LOG_WARN(
+			s,
+			"store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
+			s->dir, strerror(-rc));
+		return NULL;
+	}
+	atomic_store(&s->filters_ms, (store_mono_ns() - t0) / 1000000);
+	atomic_store_explicit(&s->filters_ready, true, memory_order_release);
+	LOG_INFO(s,
+		 "store '%s': read filters rebuilt from %" PRIu64
+		 " objects in %.1f s",
+		 s->dir, atomic_load(&s->filters_objs),
+		 (double)atomic_load(&s->filters_ms) / 1e3);
+	return NULL;
+}
+
+int store_wait_filters(struct store *s, unsigned timeout_ms)
+{
+	int64_t end = store_mono_ns() + (int64_t)timeout_ms * 1000000;
+
+	while (!atomic_load(&s->filters_ready)) {
+		struct timespec ts = { 0, 2000000 };
+
+		if (store_mono_ns() >= end)
+			return -ETIMEDOUT;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* Stop the rebuild (it ends at its next object) and wait for it. */
+static void store_filters_join(struct store *s)
+{
+	if (!s->filters_started)
+		return;
+	atomic_store(&s->filters_stop, true);
+	pthread_join(s->filters_thread, NULL);
+	s->filters_started = false;
 }
 
 /* The format record META "F" of this build's format, into b. */
@@ -2567,25 +2654,6 @@ int store_open(const char *dir, const struct store_config *cfg,
 	rc = store_legacy_check(s);
 	if (rc)
 		goto err_close;
-	rc = store_touch_rebuild(s);
-	if (rc) {
-		size_t i;
-
-		/* A damaged key range must not keep the store from opening:
-		 * without filters every read searches every level, and the
-		 * damaged data itself reads as EIO. */
-		LOG_WARN(
-			s,
-			"store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
-			dir, strerror(-rc));
-		for (i = 0; i < s->branches_cap; i++) {
-			if (s->branches[i]) {
-				free((void *)s->branches[i]->touched);
-				s->branches[i]->touched = NULL;
-			}
-		}
-		rc = 0;
-	}
 	{
 		unsigned char hv[16];
 		bool hfound;
@@ -2658,6 +2726,14 @@ int store_open(const char *dir, const struct store_config *cfg,
 		store_gc_restore(s, s_mark);
 	LOG_INFO(s, "%s store '%s': %" PRIu64 " branches, seq %" PRIu64,
 		 fresh ? "created" : "opened", dir, s->nbranches, s->seq_last);
+	if (fresh) {
+		atomic_store(&s->filters_ready, true); /* nothing to rebuild */
+	} else if (pthread_create(&s->filters_thread, NULL, store_filters_main,
+				  s) == 0) {
+		s->filters_started = true;
+	} else {
+		store_filters_main(s);
+	}
 	*out = s;
 	return 0;
 
@@ -2904,6 +2980,7 @@ int store_close(struct store *s)
 
 	if (!s)
 		return 0;
+	store_filters_join(s);
 	kv_batch_init(&b);
 	store_batch_counters(s, &b);
 	store_gc_save(s, &b);
@@ -2987,6 +3064,9 @@ int store_stats(struct store *s, struct store_stats *out)
 	out->branches = s->nbranches;
 	out->deleted_pending = s->ndead;
 	pthread_rwlock_unlock(&s->branches_lock);
+	out->filters_ready = atomic_load(&s->filters_ready);
+	out->filters_objects = atomic_load(&s->filters_objs);
+	out->filters_ms = (uint64_t)atomic_load(&s->filters_ms);
 	return 0;
 }
 

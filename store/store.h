@@ -185,6 +185,12 @@ struct store_stats {
 	uint64_t next_ino;	  /* next inode number to be handed out */
 	uint64_t branches;	  /* live branches */
 	uint64_t deleted_pending; /* store_deleted_pending() */
+	/* The read filters (rebuilt after open, in a thread of the store:
+	 * until then reads search every ancestry level): ready, how many
+	 * objects the rebuild has looked at, and how long it took. */
+	bool filters_ready;
+	uint64_t filters_objects;
+	uint64_t filters_ms;
 };
 
 /* ---- lifecycle ---- */
@@ -197,6 +203,10 @@ struct store_stats {
  * *out is owned by the caller and released with store_close(). */
 int store_open(const char *dir, const struct store_config *cfg,
 	       struct store **out);
+/* Wait until the read filters are rebuilt after open (store_stats'
+ * filters_ready), at most timeout_ms.  0, or -ETIMEDOUT (the rebuild is
+ * still running, or failed and the store reads without filters). */
+int store_wait_filters(struct store *s, unsigned timeout_ms);
 
 /* Make everything durable and release the store.  Returns the first error
  * met while syncing; the handle is freed in every case. */

@@ -498,6 +498,14 @@ expect_ctl 0 retention
 mkdir "$MNT/fromkept"
 expect_ctl 0 --json info fromkept
 jassert "$CTL_OUT" "d['branch']['parent'] == 'keepdef2'" "mkdir after a remount"
+# the read filters are rebuilt after the mount, in the background (the
+# mount no longer waits one seek per stored object for them)
+for ((i = 0; i < 300; i++)); do
+	expect_ctl 0 --json status
+	[ "$(jq_ "$CTL_OUT" "d['read_filters_ready']")" = true ] && break
+	sleep 0.1
+done
+jassert "$CTL_OUT" "d['read_filters_ready'] and d['read_filters_objects'] > 0" "read filters after a remount"
 log "default parent keepdef2 (set, then renamed) and retention 5400 s kept across a remount"
 
 # --timeout: a stopped daemon makes branchctl give up, not hang

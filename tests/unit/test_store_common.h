@@ -401,6 +401,12 @@ static inline int tstore_fx_open(struct tstore_fx *fx)
 }
 
 /* Close and reopen the fixture's store (same directory). */
+/* The read filters rebuilt after open (within 60 s). */
+static inline void tstore_wait_filters(struct store *s)
+{
+	assert_int_equal(store_wait_filters(s, 60000), 0);
+}
+
 static inline void tstore_fx_reopen(struct tstore_fx *fx)
 {
 	assert_int_equal(store_close(fx->s), 0);
