@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -128,6 +129,23 @@ static void bd_errf(struct bd *bd, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	bd_log_fn(bd, STORE_LOG_ERR, msg);
+}
+
+/* Lift the soft limit on open files to the hard one.  RocksDB keeps every
+ * table file of the store open (about 20 per GiB stored), and each FUSE
+ * worker (up to 64) and control connection (up to 64) takes one more: at
+ * the usual soft limit of 1024 a store of some 45 GiB ran out, and from
+ * the first table or WAL file RocksDB could not open, every write failed
+ * with EIO until a remount, and branchctl got no answer.  Nothing here
+ * uses select(2), so a large limit is safe. */
+static void bd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void bd_usage(FILE *f)
@@ -657,6 +675,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], BD_PGCKPT_HELPER_ARG) == 0)
 		return bd_pgckpt_helper_main(argc, argv);
 
+	bd_raise_nofile();
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;
 	bd.pg_checkpoint = true;

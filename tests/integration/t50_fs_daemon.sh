@@ -97,8 +97,21 @@ bfs_umount
 rm -rf "$STORE"
 
 # ---- daemon mode, second daemon, busy mount point ----------------------------
-bfs_mount_daemon
-pid=${IT_MNTPID[$MNT]}
+# Started with a soft limit of 64 open files, branchd lifts it to the hard
+# limit: RocksDB holds every table file open, and at the usual soft limit
+# of 1024 a large store ran out and failed every write with EIO.
+# (bfs_mount_daemon in a subshell: its records are made again here, the
+# mount's first, so that the cleanup unmounts it even if the subshell fails.)
+hard_nofile=$(ulimit -Hn)
+IT_MOUNTS+=("$MNT")
+(ulimit -Sn 64 && bfs_mount_daemon) || fail "branchd did not start under ulimit -Sn 64"
+pid=$(tr -dc 0-9 <"$T/branchd-$(basename "$MNT").pid")
+IT_DAEMONS+=("$pid")
+IT_MNTPID[$MNT]=$pid
+soft_nofile=$(awk '/^Max open files/ { print $4 }' "/proc/$pid/limits")
+[ "$soft_nofile" = "$hard_nofile" ] ||
+	fail "branchd's soft limit on open files is $soft_nofile, expected the hard limit $hard_nofile"
+log "branchd started under ulimit -Sn 64 runs with $soft_nofile open files"
 mkdir "$T/mnt2"
 one_line_error "second daemon on the store" "$BRANCHD" "$STORE" "$T/mnt2"
 one_line_error "busy mount point" "$BRANCHD" "$T/store2" "$MNT"
