@@ -895,7 +895,7 @@ int main(int argc, char **argv)
 		printf("%" PRId64 " s\n", bc_i(reply, "retention_s"));
 	} else if (!strcmp(cmd, "gc")) {
 		char a[32], b[32], d[32];
-		bool deferred = false;
+		bool deferred = false, low = false;
 
 		bc_human_bytes((uint64_t)bc_i(reply, "disk_before"), a,
 			       sizeof(a));
@@ -914,6 +914,14 @@ int main(int argc, char **argv)
 		       deferred ? " (compaction deferred: the last one was "
 				  "too recent; the space comes back later)" :
 				  "");
+		json_get_bool(reply, "space_low", &low);
+		if (low)
+			printf("gc: the filesystem is still below the store's "
+			       "reserve, so writes stay refused: versions "
+			       "deleted inside branches free space only as "
+			       "the store rewrites its files, which needs "
+			       "room; delete a branch (its files go whole) or "
+			       "grow the filesystem\n");
 	} else if (!strcmp(cmd, "status")) {
 		char a[32], f[32];
 		bool fready = true;

@@ -836,6 +836,8 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 {
 	struct store_gc_opts o = { .full_compaction = true };
 	struct store_gc_stats st;
+	struct store_stats ss;
+	bool low;
 	int rc;
 
 	if (bd_is_admin(c, out, uid, "run gc"))
@@ -851,19 +853,33 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 					    strerror(-rc));
 		return;
 	}
-	json_buf_printf(out,
-			"{\"ok\":true,\"keys_scanned\":%" PRIu64
-			",\"keys_deleted\":%" PRIu64
-			",\"bytes_deleted\":%" PRIu64
-			",\"inodes_reclaimed\":%" PRIu64
-			",\"branches_dropped\":%" PRIu64
-			",\"disk_before\":%" PRIu64 ",\"disk_after\":%" PRIu64
-			",\"compacted\":%s,\"compaction_deferred\":%s}",
-			st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-			st.inodes_reclaimed, st.branches_dropped,
-			st.disk_before, st.disk_after,
-			st.compacted ? "true" : "false",
-			st.compaction_deferred ? "true" : "false");
+	/* Still below the reserve (writes refused): deleted versions give
+	 * their space back only as RocksDB rewrites its files, which needs
+	 * room; a deleted branch's files go whole. */
+	low = store_stats(c->cfg.store, &ss) == 0 &&
+	      ss.fs_avail_bytes < ss.reserve_bytes;
+	if (low)
+		bd_log(&c->cfg.log, STORE_LOG_WARN,
+		       "gc: the store's filesystem is still below its reserve "
+		       "(%" PRIu64 " of %" PRIu64
+		       " bytes free): versions deleted inside branches free "
+		       "space only as the store rewrites its files, which "
+		       "needs room; delete a branch or grow the filesystem",
+		       ss.fs_avail_bytes, ss.reserve_bytes);
+	json_buf_printf(
+		out,
+		"{\"ok\":true,\"space_low\":%s,\"keys_scanned\":%" PRIu64
+		",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
+		",\"inodes_reclaimed\":%" PRIu64
+		",\"branches_dropped\":%" PRIu64 ",\"disk_before\":%" PRIu64
+		",\"disk_after\":%" PRIu64
+		",\"compacted\":%s,\"compaction_deferred\":%s"
+		",\"compaction_no_room\":%s}",
+		low ? "true" : "false", st.keys_scanned, st.keys_deleted,
+		st.bytes_deleted, st.inodes_reclaimed, st.branches_dropped,
+		st.disk_before, st.disk_after, st.compacted ? "true" : "false",
+		st.compaction_deferred ? "true" : "false",
+		st.compaction_no_room ? "true" : "false");
 }
 
 static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,

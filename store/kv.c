@@ -205,6 +205,12 @@ int kv_disk_usage(struct kv *kv, uint64_t *bytes)
 	return kv->ops->disk_usage(kv, bytes);
 }
 
+int kv_drop_files(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
+		  const void *end, size_t elen)
+{
+	return kv->ops->drop_files(kv, cf, begin, blen, end, elen);
+}
+
 int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 	       const void *end, size_t elen, bool bottom)
 {
@@ -706,6 +712,25 @@ static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 	return 0;
 }
 
+static int kv_rocks_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
+			       size_t blen, const void *end, size_t elen)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	char *err = NULL;
+
+	if (!begin || !end)
+		return -EINVAL;
+	rocksdb_delete_file_in_range_cf(r->db, r->cf[cf], begin, blen, end,
+					elen, &err);
+	if (err) {
+		kv_log(kv, STORE_LOG_WARN, "rocksdb: delete files in range: %s",
+		       err);
+		free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int kv_rocks_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
@@ -813,6 +838,7 @@ static const struct kv_ops kv_rocks_ops = {
 	.iter_status = kv_rocks_iter_status,
 	.disk_usage = kv_rocks_disk_usage,
 	.compact = kv_rocks_compact,
+	.drop_files = kv_rocks_drop_files,
 	.count_deletions = kv_rocks_count_deletions,
 	.close = kv_rocks_close,
 };

@@ -122,6 +122,13 @@ struct kv_ops {
 	 * on meanwhile. */
 	int (*compact)(struct kv *kv, enum kv_cf cf, const void *begin,
 		       size_t blen, const void *end, size_t elen, bool bottom);
+	/* Delete cf's table files that hold keys of [begin, end) only (both
+	 * bounds given): their space comes back without a rewrite, which a
+	 * compaction needs room for.  Only for a range whose keys are all
+	 * deleted already (a range deletion): a backend without files may
+	 * do nothing. */
+	int (*drop_files)(struct kv *kv, enum kv_cf cf, const void *begin,
+			  size_t blen, const void *end, size_t elen);
 	/* For tests: flush cf's memtable, then count the deletions (point
 	 * and range) its files hold. */
 	int (*count_deletions)(struct kv *kv, enum kv_cf cf, uint64_t *n);
@@ -166,6 +173,8 @@ const void *kv_iter_key(struct kv_iter *it, size_t *klen);
 const void *kv_iter_value(struct kv_iter *it, size_t *vlen);
 int kv_iter_status(struct kv_iter *it);
 int kv_disk_usage(struct kv *kv, uint64_t *bytes);
+int kv_drop_files(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
+		  const void *end, size_t elen);
 int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 	       const void *end, size_t elen, bool bottom);
 int kv_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n);

@@ -3457,6 +3457,21 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 	if (rc == 0 && any)
 		rc = kv_write(s->kv, &b, false);
 	kv_batch_release(&b);
+	/* First the files that hold nothing else: they go without a
+	 * rewrite, which on a full disk is the only way space comes back. */
+	for (i = 0; i < nr && rc == 0; i++)
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
+			if (r[i].used[cf - KV_CF_INODE])
+				rc = kv_drop_files(s->kv, cf, r[i].lo, 8,
+						   r[i].hi, 8);
+	/* The compaction rewrites the files the ranges share with live
+	 * branches: not below the reserve, where it could run out of space
+	 * (and RocksDB would stop taking writes).  The "D" keys stay, and a
+	 * later GC does it. */
+	if (rc == 0) {
+		atomic_store(&s->space_checked_ns, 0);
+		rc = store_space_ok(s);
+	}
 	for (i = 0; i < nr && rc == 0; i++)
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
 			if (r[i].used[cf - KV_CF_INODE])
@@ -6193,6 +6208,31 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		if (tcomp - s->gc_compact_end_ns < gap) {
 			compact = false;
 			st.compaction_deferred = true;
+		}
+	}
+	if (compact) {
+		struct statvfs vfs;
+		uint64_t live = st.disk_before > s->gc_uncompacted ?
+					st.disk_before - s->gc_uncompacted :
+					0;
+
+		if (statvfs(s->dir, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize <
+			    live + s->reserve_bytes) {
+			compact = false;
+			st.compaction_no_room = true;
+			LOG_INFO(
+				s,
+				"gc: no whole compaction: it rewrites about "
+				"%" PRIu64 " MiB, and %" PRIu64
+				" MiB are free above the reserve",
+				live >> 20,
+				((uint64_t)vfs.f_bavail * vfs.f_frsize >
+						 s->reserve_bytes ?
+					 (uint64_t)vfs.f_bavail * vfs.f_frsize -
+						 s->reserve_bytes :
+					 0) >>
+					20);
 		}
 	}
 	if (compact) {

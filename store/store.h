@@ -297,6 +297,12 @@ struct store_gc_stats {
 	 * the last one was too recent (see store_gc_opts.full_compaction). */
 	bool compacted;
 	bool compaction_deferred;
+	/* It would have been, but the filesystem has no room for the
+	 * rewrite (the live data, about disk_before less what was deleted
+	 * since the last one, above the reserve): a compaction that runs
+	 * out of space stops RocksDB's writes until the store is opened
+	 * again. */
+	bool compaction_no_room;
 };
 
 /* Reclaim versions that no read point needs: a branch head, a child's

@@ -24,7 +24,7 @@
 
 #include "tests/fakes/kv_fault.h"
 
-#define KV_FAULT_NMETHODS 7
+#define KV_FAULT_NMETHODS 8
 
 struct kv_fault {
 	pthread_mutex_t lock;
@@ -410,6 +410,17 @@ static int kv_fault_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 	return kv_compact(w->inner, cf, begin, blen, end, elen, bottom);
 }
 
+static int kv_fault_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
+			       size_t blen, const void *end, size_t elen)
+{
+	struct kv_fault_kv *w = kv_fault_kv_of(kv);
+	int rc = kv_fault_check(w->f, KV_FAULT_DROP_FILES);
+
+	if (rc)
+		return rc;
+	return kv_drop_files(w->inner, cf, begin, blen, end, elen);
+}
+
 static int kv_fault_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
 {
 	return kv_count_deletions(kv_fault_kv_of(kv)->inner, cf, n);
@@ -439,6 +450,7 @@ static const struct kv_ops kv_fault_ops = {
 	.iter_status = kv_fault_iter_status,
 	.disk_usage = kv_fault_disk_usage,
 	.compact = kv_fault_compact,
+	.drop_files = kv_fault_drop_files,
 	.count_deletions = kv_fault_count_deletions,
 	.close = kv_fault_close,
 };

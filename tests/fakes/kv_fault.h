@@ -39,7 +39,8 @@ enum kv_fault_method {
 	KV_FAULT_ITER_MOVE = 1u << 4, /* seek, seek_for_prev, next, prev */
 	KV_FAULT_DISK_USAGE = 1u << 5,
 	KV_FAULT_COMPACT = 1u << 6,
-	KV_FAULT_ALL = (1u << 7) - 1,
+	KV_FAULT_DROP_FILES = 1u << 7,
+	KV_FAULT_ALL = (1u << 8) - 1,
 	KV_FAULT_READS = KV_FAULT_GET | KV_FAULT_ITER_NEW | KV_FAULT_ITER_MOVE,
 };
 
