@@ -1038,7 +1038,7 @@ static int fs_branch_no_postmaster(struct fs *fs,
 			srv = pid;
 	}
 	if (srv == 0)
-		return 0;
+		return fs_branch_linked_busy(fs, bi, why, whylen);
 	if (why && srv == pid)
 		snprintf(why, whylen,
 			 "postmaster (pid %d) is running on branch '%s'",

@@ -216,6 +216,13 @@ void fs_root_touch(struct fs *fs);
  * reason in why otherwise.  Defined in fs.c. */
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
+/* -EBUSY with why when the live server of another branch keeps its WAL
+ * or a tablespace in branch bi (its pg_wal or a pg_tblspc link stored as
+ * an absolute path into MNT/NAME: initdb --waldir, CREATE TABLESPACE):
+ * Postgres holds no file open there while idle, so the open-file rule
+ * alone let such a branch go.  0 otherwise.  Defined in fs_link.c. */
+int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
+			  char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */
 pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
 

@@ -183,36 +183,34 @@ static bool fs_link_leaves(const char *stored, int depth)
 	return stored[0] == '/' || fs_link_climbs(stored, depth);
 }
 
-/* If entry ino of the parent (path, depth levels below its root) is a
- * symlink out of the parent's tree: -EXDEV and why.  0 if not; another
- * negative errno when it cannot be read. */
-static int fs_link_check(struct fs *fs, const struct store_branch_info *parent,
-			 uint64_t seq, uint64_t ino, const char *path,
-			 int depth, const char *what, char *buf, char *why,
-			 size_t whylen)
-{
-	ssize_t len;
+/* One link of a data directory's: path (pg_wal, pg_tblspc/OID), depth
+ * levels below the root, its stored target, what it holds.  Nonzero ends
+ * the walk with that value. */
+typedef int (*fs_link_fn)(void *ctx, const char *path, int depth,
+			  const char *stored, const char *what);
 
-	len = store_readlink(fs->store, parent->id, seq, ino, buf,
-			     STORE_SYMLINK_MAX + 1);
+/* Call fn for the links of branch br's data directory (as of seq) that
+ * Postgres follows to files outside it: pg_wal (initdb --waldir) and the
+ * tablespaces in pg_tblspc.  0, fn's nonzero value, or a negative errno
+ * when they cannot be read. */
+/* fn for the link ino of branch br, unless it is gone meanwhile or is
+ * not a symlink. */
+static int fs_data_link(struct fs *fs, uint64_t br, uint64_t seq, uint64_t ino,
+			char *buf, const char *path, int depth,
+			const char *what, fs_link_fn fn, void *ctx)
+{
+	ssize_t len = store_readlink(fs->store, br, seq, ino, buf,
+				     STORE_SYMLINK_MAX + 1);
+
 	if (len == -ENOENT || len == -EINVAL)
-		return 0; /* gone meanwhile, or not a symlink */
+		return 0;
 	if (len < 0)
 		return (int)len;
-	if (!fs_link_leaves(buf, depth))
-		return 0;
-	snprintf(
-		why, whylen,
-		"its link %s leads out of the branch, to '%s': a branch's "
-		"server would write the same %s as the server of '%s' (keep "
-		"them inside the branch, linked through the mount: '%s/%s/...')",
-		path, buf[0] == FS_LINK_OWN ? buf + 1 : buf, what, parent->name,
-		fs->mountpoint ? fs->mountpoint : "MNT", parent->name);
-	return -EXDEV;
+	return fn(ctx, path, depth, buf, what);
 }
 
-int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
-			 uint64_t seq, char *why, size_t whylen)
+static int fs_data_links(struct fs *fs, uint64_t br, uint64_t seq,
+			 uint64_t root_ino, fs_link_fn fn, void *ctx)
 {
 	struct store_dirent *ents = NULL;
 	char path[STORE_NAME_MAX + 16];
@@ -222,24 +220,19 @@ int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 	int rc;
 
 	buf = malloc(STORE_SYMLINK_MAX + 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* initdb --waldir makes pg_wal a link. */
-	rc = store_lookup(fs->store, parent->id, seq, parent->root_ino,
-			  "pg_wal", &ino);
+	if (!buf)
+		return -ENOMEM;
+	rc = store_lookup(fs->store, br, seq, root_ino, "pg_wal", &ino);
 	if (rc == 0)
-		rc = fs_link_check(fs, parent, seq, ino, "pg_wal", 0, "WAL",
-				   buf, why, whylen);
+		rc = fs_data_link(fs, br, seq, ino, buf, "pg_wal", 0, "WAL", fn,
+				  ctx);
 	else if (rc == -ENOENT || rc == -ENOTDIR)
 		rc = 0;
 	if (rc)
 		goto out;
-	rc = store_lookup(fs->store, parent->id, seq, parent->root_ino,
-			  "pg_tblspc", &ino);
+	rc = store_lookup(fs->store, br, seq, root_ino, "pg_tblspc", &ino);
 	if (rc == 0)
-		rc = store_readdir(fs->store, parent->id, seq, ino, &ents, &n);
+		rc = store_readdir(fs->store, br, seq, ino, &ents, &n);
 	if (rc == -ENOENT || rc == -ENOTDIR) {
 		rc = 0; /* not a data directory, or no tablespace */
 		goto out;
@@ -248,10 +241,49 @@ int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 		if (!S_ISLNK(ents[i].mode))
 			continue;
 		snprintf(path, sizeof(path), "pg_tblspc/%s", ents[i].name);
-		rc = fs_link_check(fs, parent, seq, ents[i].ino, path, 1,
-				   "tablespace files", buf, why, whylen);
+		rc = fs_data_link(fs, br, seq, ents[i].ino, buf, path, 1,
+				  "tablespace files", fn, ctx);
 	}
 out:
+	free(buf);
+	free(ents);
+	return rc;
+}
+
+struct fs_fork_check {
+	struct fs *fs;
+	const struct store_branch_info *parent;
+	char *why;
+	size_t whylen;
+};
+
+/* A link out of the parent's tree: -EXDEV and why. */
+static int fs_fork_link(void *ctx, const char *path, int depth,
+			const char *stored, const char *what)
+{
+	struct fs_fork_check *c = ctx;
+
+	if (!fs_link_leaves(stored, depth))
+		return 0;
+	snprintf(
+		c->why, c->whylen,
+		"its link %s leads out of the branch, to '%s': a branch's "
+		"server would write the same %s as the server of '%s' (keep "
+		"them inside the branch, linked through the mount: '%s/%s/...')",
+		path, stored[0] == FS_LINK_OWN ? stored + 1 : stored, what,
+		c->parent->name, c->fs->mountpoint ? c->fs->mountpoint : "MNT",
+		c->parent->name);
+	return -EXDEV;
+}
+
+int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
+			 uint64_t seq, char *why, size_t whylen)
+{
+	struct fs_fork_check c = { fs, parent, why, whylen };
+	int rc;
+
+	rc = fs_data_links(fs, parent->id, seq, parent->root_ino, fs_fork_link,
+			   &c);
 	if (rc && rc != -EXDEV) {
 		FS_WARN(fs,
 			"cannot read the links of branch '%s' (%s); branching "
@@ -259,7 +291,69 @@ out:
 			parent->name, strerror(-rc));
 		rc = 0;
 	}
-	free(buf);
-	free(ents);
 	return rc;
+}
+
+struct fs_into_check {
+	const char *prefix; /* MNT/NAME of the branch looked for */
+	size_t plen;
+	const char *path; /* the first link found into it, and its target */
+	char target[256];
+	char pathbuf[STORE_NAME_MAX + 16];
+	const char *what;
+};
+
+/* A link stored as an absolute path into the branch (MNT/NAME[/...]). */
+static int fs_into_link(void *ctx, const char *path, int depth,
+			const char *stored, const char *what)
+{
+	struct fs_into_check *c = ctx;
+
+	(void)depth;
+	if (stored[0] == FS_LINK_OWN || strncmp(stored, c->prefix, c->plen) ||
+	    (stored[c->plen] != '/' && stored[c->plen] != 0))
+		return 0;
+	snprintf(c->pathbuf, sizeof(c->pathbuf), "%s", path);
+	snprintf(c->target, sizeof(c->target), "%s", stored);
+	c->what = what;
+	return 1;
+}
+
+int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
+			  char *why, size_t whylen)
+{
+	struct store_branch_info *all = NULL;
+	struct fs_into_check c = { 0 };
+	char *prefix;
+	size_t n = 0, i;
+	int rc;
+
+	if (!fs->mountpoint)
+		return 0;
+	if (asprintf(&prefix, "%s/%s", fs->mountpoint, bi->name) < 0)
+		return 0;
+	c.prefix = prefix;
+	c.plen = strlen(prefix);
+	rc = store_branch_list(fs->store, &all, &n);
+	for (i = 0; rc == 0 && i < n; i++) {
+		long srv;
+
+		if (all[i].id == bi->id ||
+		    fs_data_links(fs, all[i].id, STORE_SEQ_LATEST,
+				  all[i].root_ino, fs_into_link, &c) != 1)
+			continue;
+		srv = fs_branch_server(fs, &all[i],
+				       fs_postmaster_pid(fs, &all[i]));
+		if (srv <= 0)
+			continue;
+		if (why)
+			snprintf(why, whylen,
+				 "the server of branch '%s' (pid %ld) keeps "
+				 "its %s in it (%s -> %s)",
+				 all[i].name, srv, c.what, c.pathbuf, c.target);
+		rc = -EBUSY;
+	}
+	free(all);
+	free(prefix);
+	return rc == -EBUSY ? rc : 0;
 }

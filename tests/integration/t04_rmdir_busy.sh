@@ -4,7 +4,10 @@
 # t04: a branch in use is busy.  rmdir (and mv) of a branch with a running
 # postmaster, or with an open file, fails with EBUSY ("Device or resource
 # busy"); once idle it succeeds.  rmdir of a branch that has children is
-# refused with EBUSY too; mv of an idle branch renames it.
+# refused with EBUSY too; mv of an idle branch renames it.  A branch that
+# holds another branch's running server's WAL (initdb --waldir) or a
+# tablespace of it is busy too, though that server holds no file open there
+# while idle.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -97,6 +100,34 @@ grep -q "cannot delete branch 'pr-c': a postgres process (pid $PGLIKE) is runnin
 kill "$PGLIKE"
 wait "$PGLIKE" 2>/dev/null || true
 expect_op_eventually OK rmdir "$MNT/pr-c"
+
+# WAL and a tablespace in other branches: busy while that server runs
+ctl_require
+for b in wl walbr tsbr; do
+	expect_ctl 0 create "$b" --empty
+	chown postgres: "$MNT/$b"
+	chmod 0700 "$MNT/$b"
+done
+$AS_PG mkdir "$MNT/tsbr/ts"
+(cd "$T" && tmo 300 $AS_PG "$PGBIN/initdb" -D "$MNT/wl" --waldir="$MNT/walbr/wal" -A trust -U postgres \
+	>"$T/log/initdb-wl.log" 2>&1) || fail "initdb --waldir failed: $(tail -n 5 "$T/log/initdb-wl.log")"
+free_port P4
+pg_start "$MNT/wl" "$P4"
+q "$P4" "create tablespace ts location '$MNT/tsbr/ts'" >/dev/null
+q "$P4" "create table tt(v int) tablespace ts; insert into tt values (1)" >/dev/null
+for b in walbr tsbr; do
+	expect_op EBUSY rmdir "$MNT/$b"
+	expect_op EBUSY rename "$MNT/$b" "$MNT/$b-renamed"
+done
+grep -q "cannot delete branch 'walbr': the server of branch 'wl' (pid [0-9]*) keeps its WAL in it (pg_wal -> $MNT/walbr/wal)" "$T"/log/branchd-mnt-*.log ||
+	fail "rmdir walbr was not refused for wl's WAL: $(grep walbr "$T"/log/branchd-mnt-*.log | tail -n 2)"
+grep -q "cannot delete branch 'tsbr': the server of branch 'wl' (pid [0-9]*) keeps its tablespace files in it (pg_tblspc/[0-9]* -> $MNT/tsbr/ts)" "$T"/log/branchd-mnt-*.log ||
+	fail "rmdir tsbr was not refused for wl's tablespace: $(grep tsbr "$T"/log/branchd-mnt-*.log | tail -n 2)"
+expect_ctl 6 delete walbr
+[ "$(q "$P4" "insert into tt values (2); select sum(v) from tt")" = 3 ] || fail "wl's server unhappy after the refused deletes"
+log "branches holding a running server's WAL and tablespace are busy"
+pg_stop "$MNT/wl"
+for b in wl walbr tsbr; do expect_op_eventually OK rmdir "$MNT/$b"; done
 expect_op_eventually OK rmdir "$MNT/pr-3"
 expect_op_eventually OK rmdir "$MNT/main"
 [ -z "$(ls "$MNT")" ] || fail "store not empty after deleting every branch: $(ls "$MNT")"
