@@ -110,6 +110,11 @@ struct fs_dir {
 	/* A readdir was answered since the listing was taken: one at
 	 * offset 0 is then a rewind, and takes a new listing. */
 	bool read;
+	/* The directory's mtime and ctime, read just before the listing
+	 * (stamped): while they are unchanged, every entry still leads to
+	 * its node, and readdirplus need not look each one up again. */
+	bool stamped;
+	struct timespec mtime, ctime;
 	struct fs_dir_ent {
 		uint64_t nodeid;
 		uint32_t mode; /* S_IF* type bits */

@@ -813,6 +813,7 @@ static int fs_dir_add(struct fs_dir *d, size_t *cap, uint64_t nodeid,
 static int fs_dir_fill(struct fs *fs, fuse_ino_t nodeid, struct fs_dir *d)
 {
 	struct store_dirent *ents = NULL;
+	struct store_attr a = { 0 };
 	size_t n = 0, cap = 0, i;
 	uint64_t br, ino;
 	int rc;
@@ -822,6 +823,10 @@ static int fs_dir_fill(struct fs *fs, fuse_ino_t nodeid, struct fs_dir *d)
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		return rc;
+	d->stamped = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a) ==
+		     0;
+	d->mtime = a.mtime;
+	d->ctime = a.ctime;
 	rc = store_readdir(fs->store, br, STORE_SEQ_LATEST, ino, &ents, &n);
 	if (rc)
 		return rc;
@@ -884,6 +889,23 @@ static bool fs_dir_ent_current(struct fs *fs, fuse_ino_t nodeid,
 	       fs_nodeid(br, ino) == de->nodeid;
 }
 
+/* The directory's mtime and ctime are what they were when its listing was
+ * taken: no entry was added, removed or renamed since (each of which sets
+ * both), so every entry of the listing still leads to its node. */
+static bool fs_dir_unchanged(struct fs *fs, fuse_ino_t nodeid,
+			     const struct fs_dir *d)
+{
+	struct store_attr a;
+	uint64_t br, dir;
+
+	return d->stamped && fs_split(nodeid, &br, &dir) == 0 &&
+	       store_getattr(fs->store, br, STORE_SEQ_LATEST, dir, &a) == 0 &&
+	       a.mtime.tv_sec == d->mtime.tv_sec &&
+	       a.mtime.tv_nsec == d->mtime.tv_nsec &&
+	       a.ctime.tv_sec == d->ctime.tv_sec &&
+	       a.ctime.tv_nsec == d->ctime.tv_nsec;
+}
+
 /* "." and ".." carry no attributes in readdirplus (entry ino 0: the
  * kernel creates no dentry for them), nor does an entry whose name no
  * longer leads to its node (fs_dir_ent_current). */
@@ -893,6 +915,8 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 	struct fs *fs = fs_of(req);
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
 	size_t pos = 0, i;
+	uint32_t dir_gen = 0;
+	bool recheck = true;
 	char *buf;
 
 	if (!d) {
@@ -921,6 +945,12 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (plus && nodeid != FUSE_ROOT_ID) {
+		/* Read before the store reads of the entries (see
+		 * fs_branch_gen), and one for all: they are of one branch. */
+		dir_gen = fs_branch_gen(fs, fs_branch_of(nodeid));
+		recheck = !fs_dir_unchanged(fs, nodeid, d);
+	}
 	for (i = (size_t)off; i < d->n; i++) {
 		const struct fs_dir_ent *de = &d->ents[i];
 		bool dot = strcmp(de->name, ".") == 0 ||
@@ -936,12 +966,14 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 
 			memset(&e, 0, sizeof(e));
 			/* Before the store reads of the entry (see
-			 * fs_branch_gen). */
-			if (!dot && fs_branch_of(de->nodeid) != 0)
+			 * fs_branch_gen); a branch's, at the root. */
+			gen = dir_gen;
+			if (!dot && nodeid == FUSE_ROOT_ID &&
+			    fs_branch_of(de->nodeid) != 0)
 				gen = fs_branch_gen(fs,
 						    fs_branch_of(de->nodeid));
 			if (!dot && fs_branch_of(de->nodeid) != 0 &&
-			    fs_dir_ent_current(fs, nodeid, de) &&
+			    (!recheck || fs_dir_ent_current(fs, nodeid, de)) &&
 			    store_getattr(fs->store, fs_branch_of(de->nodeid),
 					  STORE_SEQ_LATEST,
 					  fs_ino_of(de->nodeid), &a) == 0) {
