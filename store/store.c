@@ -303,6 +303,7 @@ struct store {
 	bool filters_started;
 	_Atomic bool filters_ready;
 	_Atomic bool filters_stop;     /* store_close: give up */
+	_Atomic bool filters_done;     /* the rebuild ended, ready or not */
 	_Atomic int64_t filters_ms;    /* how long the rebuild took */
 	_Atomic uint64_t filters_objs; /* objects it has looked at */
 	/* Deleted branches whose keys GC has not dropped yet, since
@@ -2164,14 +2165,13 @@ static int store_touch_rebuild(struct store *s)
 	return rc;
 }
 
-static void *store_filters_main(void *arg)
+static void store_filters_run(struct store *s)
 {
-	struct store *s = arg;
 	int64_t t0 = store_mono_ns();
 	int rc = store_touch_rebuild(s);
 
 	if (atomic_load(&s->filters_stop))
-		return NULL;
+		return;
 	if (rc) {
 		/* A damaged key range must not fail the store: without
 		 * filters every read searches every level, and the damaged
@@ -2180,7 +2180,7 @@ static void *store_filters_main(void *arg)
 			s,
 			"store '%s': cannot rebuild read filters (%s); reads will search every ancestor",
 			s->dir, strerror(-rc));
-		return NULL;
+		return;
 	}
 	atomic_store(&s->filters_ms, (store_mono_ns() - t0) / 1000000);
 	atomic_store_explicit(&s->filters_ready, true, memory_order_release);
@@ -2189,6 +2189,14 @@ static void *store_filters_main(void *arg)
 		 " objects in %.1f s",
 		 s->dir, atomic_load(&s->filters_objs),
 		 (double)atomic_load(&s->filters_ms) / 1e3);
+}
+
+static void *store_filters_main(void *arg)
+{
+	struct store *s = arg;
+
+	store_filters_run(s);
+	atomic_store(&s->filters_done, true);
 	return NULL;
 }
 
@@ -2199,6 +2207,8 @@ int store_wait_filters(struct store *s, unsigned timeout_ms)
 	while (!atomic_load(&s->filters_ready)) {
 		struct timespec ts = { 0, 2000000 };
 
+		if (atomic_load(&s->filters_done))
+			return -EIO;
 		if (store_mono_ns() >= end)
 			return -ETIMEDOUT;
 		nanosleep(&ts, NULL);

@@ -204,8 +204,8 @@ struct store_stats {
 int store_open(const char *dir, const struct store_config *cfg,
 	       struct store **out);
 /* Wait until the read filters are rebuilt after open (store_stats'
- * filters_ready), at most timeout_ms.  0, or -ETIMEDOUT (the rebuild is
- * still running, or failed and the store reads without filters). */
+ * filters_ready), at most timeout_ms.  0; -EIO: the rebuild failed (the
+ * store reads without filters); -ETIMEDOUT: it is still running. */
 int store_wait_filters(struct store *s, unsigned timeout_ms);
 
 /* Make everything durable and release the store.  Returns the first error
