@@ -626,6 +626,8 @@ void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen)
 	pthread_mutex_lock(&fs->nodes_mu);
 	e = fs_map_get(&fs->nodes, nodeid);
 	if (e) {
+		if (e->count && e->gen != gen)
+			e->flags |= FS_NODE_REGEN;
 		e->count++;
 		e->gen = gen;
 		if (link)
@@ -692,18 +694,31 @@ static inline void fs_check_invariants(struct fs *fs)
 }
 #endif
 
-/* Is the kernel's inode of nodeid from before a reset of its branch?  Asked
- * with the file counted open, so that no reset can start meanwhile (a hold
- * waits for open files). */
+/* May the kernel's inode of nodeid be from before a reset of its branch?
+ * Asked with the file counted open, so that no reset can start meanwhile
+ * (a hold waits for open files).  Yes while the last entry of the node
+ * carried an older generation.  Yes, once, for the first OPEN after an
+ * entry with the new generation went out for a node the kernel knew
+ * (FS_NODE_REGEN): until the kernel has taken that entry in (and made its
+ * old inode bad), an OPEN sent from the old inode by another process, its
+ * path looked up before the reset, is not told apart from one of the new
+ * inode.  Once an OPEN of the new inode has come, the old one is bad and
+ * takes no writes.  A refused OPEN costs its opener one fresh lookup
+ * (the kernel retries an ESTALE open once, with LOOKUP_REVAL); an open
+ * that raced the reset itself may see ESTALE, never the old file size. */
 static bool fs_node_stale(struct fs *fs, uint64_t nodeid)
 {
 	uint32_t gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	struct fs_map_ent *e;
-	bool stale;
+	bool stale = false;
 
 	pthread_mutex_lock(&fs->nodes_mu);
 	e = fs_map_find(&fs->nodes, nodeid);
-	stale = e && e->gen != gen;
+	if (e && (e->gen != gen || (e->flags & FS_NODE_REGEN))) {
+		stale = true;
+		if (e->gen == gen)
+			e->flags &= ~(uint32_t)FS_NODE_REGEN;
+	}
 	pthread_mutex_unlock(&fs->nodes_mu);
 	return stale;
 }

@@ -66,6 +66,10 @@ enum fs_branch_flags {
 /* fs->nodes entries' flags. */
 enum fs_node_flags {
 	FS_NODE_LINK = 1u << 0, /* a symlink (its target names its branch) */
+	/* An entry with a newer generation went out while the kernel may
+	 * still hold its inode from before a reset: the next OPEN gets
+	 * ESTALE (fs_file_open). */
+	FS_NODE_REGEN = 1u << 1,
 };
 
 struct fs {
