@@ -270,3 +270,28 @@ cmp "$MNT/main/blob" "$T/blob" || fail "data written before SIGTERM (no fsync) d
 [ "$(head -c 5 "$MNT/main/f")" = hello ] || fail "main/f changed across remount"
 log "data written without fsync survived SIGTERM and remount"
 bfs_umount
+
+# the same in the foreground, where the log shows that the unmount was
+# tried and refused (not just not tried yet): SIGTERM with a file open is
+# answered "in use", and the mount keeps serving until a later SIGTERM
+M2=$T/mnt2
+bfs_mount "$T/store2" "$M2"
+p2=${IT_MNTPID[$M2]}
+mkdir "$M2/main"
+echo held >"$M2/main/held"
+exec {busyfd}<"$M2/main/held"
+kill -TERM "$p2"
+for ((i = 0; i < 300; i++)); do
+	grep -q "is in use: not unmounted, still serving" "$T"/log/branchd-mnt2-*.log && break
+	sleep 0.1
+done
+grep -q "is in use: not unmounted, still serving" "$T"/log/branchd-mnt2-*.log ||
+	fail "no 'in use' answer to SIGTERM with a file open within 30 s: $(tail -n 3 "$T"/log/branchd-mnt2-*.log)"
+_it_alive "$p2" || fail "branchd $p2 exited on SIGTERM with a file open"
+mountpoint -q "$M2" || fail "$M2 detached on SIGTERM with a file open"
+[ "$(cat "$M2/main/held")" = held ] || fail "$M2/main/held unreadable by path after the refused unmount"
+exec {busyfd}<&-
+kill -TERM "$p2"
+_it_wait_gone "$p2" 30 || fail "branchd $p2 still running 30 s after the second SIGTERM"
+! mountpoint -q "$M2" || fail "$M2 still mounted after the second SIGTERM"
+log "foreground: SIGTERM refused while a file was open (logged), unmounted at the next one"
