@@ -836,8 +836,6 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 {
 	struct store_gc_opts o = { .full_compaction = true };
 	struct store_gc_stats st;
-	struct store_stats ss;
-	bool low;
 	int rc;
 
 	if (bd_is_admin(c, out, uid, "run gc"))
@@ -853,19 +851,6 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 					    strerror(-rc));
 		return;
 	}
-	/* Still below the reserve (writes refused): deleted versions give
-	 * their space back only as RocksDB rewrites its files, which needs
-	 * room; a deleted branch's files go whole. */
-	low = store_stats(c->cfg.store, &ss) == 0 &&
-	      ss.fs_avail_bytes < ss.reserve_bytes;
-	if (low)
-		bd_log(&c->cfg.log, STORE_LOG_WARN,
-		       "gc: the store's filesystem is still below its reserve "
-		       "(%" PRIu64 " of %" PRIu64
-		       " bytes free): versions deleted inside branches free "
-		       "space only as the store rewrites its files, which "
-		       "needs room; delete a branch or grow the filesystem",
-		       ss.fs_avail_bytes, ss.reserve_bytes);
 	json_buf_printf(
 		out,
 		"{\"ok\":true,\"space_low\":%s,\"keys_scanned\":%" PRIu64
@@ -875,9 +860,10 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 		",\"disk_after\":%" PRIu64
 		",\"compacted\":%s,\"compaction_deferred\":%s"
 		",\"compaction_no_room\":%s}",
-		low ? "true" : "false", st.keys_scanned, st.keys_deleted,
-		st.bytes_deleted, st.inodes_reclaimed, st.branches_dropped,
-		st.disk_before, st.disk_after, st.compacted ? "true" : "false",
+		st.space_low ? "true" : "false", st.keys_scanned,
+		st.keys_deleted, st.bytes_deleted, st.inodes_reclaimed,
+		st.branches_dropped, st.disk_before, st.disk_after,
+		st.compacted ? "true" : "false",
 		st.compaction_deferred ? "true" : "false",
 		st.compaction_no_room ? "true" : "false");
 }

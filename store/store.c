@@ -6270,6 +6270,17 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
 		goto out;
+	atomic_store(&s->space_checked_ns, 0); /* a fresh look */
+	st.space_low = store_space_ok(s) != 0;
+	if (st.space_low && (st.keys_deleted || st.branches_dropped))
+		LOG_WARN(
+			s,
+			"gc: the store's filesystem is still below its reserve "
+			"of %" PRIu64
+			" bytes: versions deleted inside branches "
+			"free space only as the store rewrites its files, which "
+			"needs room; delete a branch or grow the filesystem",
+			s->reserve_bytes);
 	s->gc_primed = true;
 	tend = store_now_ns();
 	LOG_INFO(s,

@@ -303,6 +303,11 @@ struct store_gc_stats {
 	 * out of space stops RocksDB's writes until the store is opened
 	 * again. */
 	bool compaction_no_room;
+	/* After the run the filesystem is still below the store's reserve
+	 * (new data refused): versions deleted inside branches free space
+	 * only as RocksDB rewrites its files, which needs room; a deleted
+	 * branch's files go whole.  Logged when the run deleted anything. */
+	bool space_low;
 };
 
 /* Reclaim versions that no read point needs: a branch head, a child's
