@@ -229,7 +229,8 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
  * or a tablespace in branch bi (its pg_wal or a pg_tblspc link stored as
  * an absolute path into MNT/NAME: initdb --waldir, CREATE TABLESPACE):
  * Postgres holds no file open there while idle, so the open-file rule
- * alone let such a branch go.  0 otherwise.  Defined in fs_link.c. */
+ * alone let such a branch go.  0 otherwise (branches whose links cannot
+ * be read are logged and not counted), -ENOMEM.  Defined in fs_link.c. */
 int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 			  char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */

@@ -40,6 +40,7 @@
  * refused at the next branch with a log line that says what to do.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,20 +332,40 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 	if (!fs->mountpoint)
 		return 0;
 	if (asprintf(&prefix, "%s/%s", fs->mountpoint, bi->name) < 0)
-		return 0;
+		return -ENOMEM;
 	c.prefix = prefix;
 	c.plen = strlen(prefix);
 	rc = store_branch_list(fs->store, &all, &n);
+	if (rc)
+		FS_WARN(fs,
+			"cannot list branches to see whose server keeps files in "
+			"'%s' (%s); changing it anyway",
+			bi->name, strerror(-rc));
 	for (i = 0; rc == 0 && i < n; i++) {
+		pid_t pid;
 		long srv;
+		int lrc;
 
-		if (all[i].id == bi->id ||
-		    fs_data_links(fs, all[i].id, STORE_SEQ_LATEST,
-				  all[i].root_ino, fs_into_link, &c) != 1)
+		if (all[i].id == bi->id)
 			continue;
-		srv = fs_branch_server(fs, &all[i],
-				       fs_postmaster_pid(fs, &all[i]));
-		if (srv <= 0)
+		lrc = fs_data_links(fs, all[i].id, STORE_SEQ_LATEST,
+				    all[i].root_ino, fs_into_link, &c);
+		if (lrc < 0)
+			FS_WARN(fs,
+				"cannot read the links of branch '%s' (%s); "
+				"not counted as keeping files in '%s'",
+				all[i].name, strerror(-lrc), bi->name);
+		if (lrc != 1)
+			continue;
+		pid = fs_postmaster_pid(fs, &all[i]);
+		srv = fs_branch_server(fs, &all[i], pid);
+		/* Where the mount point cannot be read, a live pid counts
+		 * (as in fs_branch_no_postmaster). */
+		if (srv < 0)
+			srv = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) ?
+				      pid :
+				      0;
+		if (srv == 0)
 			continue;
 		if (why)
 			snprintf(why, whylen,
