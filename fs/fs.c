@@ -382,6 +382,54 @@ static int fs_mount_lock(struct fs *fs, const char *mountpoint, int *fd)
 	return -EBUSY;
 }
 
+/* true if conf has a line that is exactly "user_allow_other" (blanks
+ * around it allowed), as fusermount3 reads it. */
+static bool fs_conf_allows_other(const char *conf)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen(conf, "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		size_t n = strlen(p);
+
+		while (n > 0 && strchr(" \t\r\n", p[n - 1]))
+			n--;
+		found = n == 16 && !strncmp(p, "user_allow_other", 16);
+	}
+	fclose(f);
+	return found;
+}
+
+bool fs_mount_hint(char *buf, size_t bufsz, uid_t euid, bool allow_other,
+		   const char *dev, const char *conf)
+{
+	if (euid == 0)
+		return false;
+	if (access(dev, R_OK | W_OK) != 0) {
+		snprintf(buf, bufsz,
+			 "a mount by a user other than root needs %s readable "
+			 "and writable by uid %u (%s); it is mode 0666 on most "
+			 "systems",
+			 dev, (unsigned)euid, strerror(errno));
+		return true;
+	}
+	if (allow_other && !fs_conf_allows_other(conf)) {
+		snprintf(
+			buf, bufsz,
+			"allow_other (the default) needs a 'user_allow_other' "
+			"line in %s for a mount by a user other than root: add "
+			"it, or mount with -o noallow_other (then only uid %u "
+			"can use the mount)",
+			conf, (unsigned)euid);
+		return true;
+	}
+	return false;
+}
+
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 {
 	char opts[256], why[PATH_MAX + 64];
@@ -432,6 +480,9 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 	if (fuse_session_mount(fs->se, real) != 0) {
 		if (!atomic_load(&fs_lib_err))
 			FS_ERR(fs, "cannot mount on '%s'", real);
+		if (fs_mount_hint(why, sizeof(why), geteuid(), allow_other,
+				  "/dev/fuse", "/etc/fuse.conf"))
+			FS_ERR(fs, "%s", why);
 		fuse_session_destroy(fs->se);
 		fs->se = NULL;
 		rc = -EIO;

@@ -82,6 +82,15 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
  * -EIO libfuse failed (its reason is logged).  Call once. */
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other);
 
+/* What a user whose mount failed should do, for the two causes a non-root
+ * mount meets that libfuse's own message does not explain: dev (the FUSE
+ * device, "/dev/fuse") not readable and writable by the caller, or
+ * allow_other without an uncommented "user_allow_other" line in conf
+ * ("/etc/fuse.conf").  Writes one lowercase sentence to buf and returns
+ * true, or returns false (no hint: euid 0, or neither cause). */
+bool fs_mount_hint(char *buf, size_t bufsz, uid_t euid, bool allow_other,
+		   const char *dev, const char *conf);
+
 /* Serve requests with a multi-threaded loop until the filesystem is
  * unmounted (fusermount3 -u, umount, fs_request_unmount()) or
  * fs_request_exit() is called.  Returns 0 or a negative errno. */

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_fs.c - fs/ helpers that need no mount: the hint a user gets when a
+ * mount by a user other than root fails (fs_mount_hint), over a FUSE
+ * device path and a fuse.conf written here.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fs/fs.h"
+
+struct ctx {
+	char dir[64];
+	char dev[96];
+	char conf[96];
+};
+
+static int setup(void **state)
+{
+	struct ctx *x = calloc(1, sizeof(*x));
+	int fd;
+
+	assert_non_null(x);
+	snprintf(x->dir, sizeof(x->dir), "/tmp/bfs-fs-XXXXXX");
+	assert_non_null(mkdtemp(x->dir));
+	snprintf(x->dev, sizeof(x->dev), "%s/fuse", x->dir);
+	snprintf(x->conf, sizeof(x->conf), "%s/fuse.conf", x->dir);
+	fd = open(x->dev, O_CREAT | O_RDWR, 0666);
+	assert_true(fd >= 0);
+	close(fd);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *x = *state;
+
+	unlink(x->dev);
+	unlink(x->conf);
+	rmdir(x->dir);
+	free(x);
+	return 0;
+}
+
+static void write_conf(const struct ctx *x, const char *text)
+{
+	FILE *f = fopen(x->conf, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Root gets no hint: its mount does not go through fusermount3's rules. */
+static void test_hint_none_for_root(void **state)
+{
+	struct ctx *x = *state;
+	char buf[512] = "";
+
+	write_conf(x, "# user_allow_other\n");
+	assert_false(fs_mount_hint(buf, sizeof(buf), 0, true, x->dev, x->conf));
+	assert_false(fs_mount_hint(buf, sizeof(buf), 0, true, "/nonexistent",
+				   x->conf));
+}
+
+/* The stock Debian fuse.conf: the line is there, commented out. */
+static void test_hint_allow_other_commented(void **state)
+{
+	struct ctx *x = *state;
+	char buf[512] = "";
+
+	write_conf(x, "# mount_max = 1000\n#user_allow_other\n"
+		      "  # user_allow_other\n");
+	assert_true(
+		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+	assert_non_null(strstr(buf, "user_allow_other"));
+	assert_non_null(strstr(buf, x->conf));
+	assert_non_null(strstr(buf, "-o noallow_other"));
+	assert_non_null(strstr(buf, "uid 999"));
+	/* Without allow_other there is nothing to hint. */
+	assert_false(
+		fs_mount_hint(buf, sizeof(buf), 999, false, x->dev, x->conf));
+}
+
+static void test_hint_allow_other_missing_conf(void **state)
+{
+	struct ctx *x = *state;
+	char buf[512] = "";
+
+	assert_true(fs_mount_hint(buf, sizeof(buf), 1000, true, x->dev,
+				  x->conf)); /* not written: no file */
+	assert_non_null(strstr(buf, "user_allow_other"));
+}
+
+/* The option set (blanks and a CRLF around it are fusermount3's too):
+ * no hint, since the cause is elsewhere. */
+static void test_hint_allow_other_set(void **state)
+{
+	struct ctx *x = *state;
+	char buf[512] = "";
+
+	write_conf(x, "mount_max = 1000\n  user_allow_other \r\n");
+	assert_false(
+		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+	write_conf(x, "user_allow_other");
+	assert_false(
+		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+	/* A longer word is not the option. */
+	write_conf(x, "user_allow_others\nuser_allow_other_x\n");
+	assert_true(
+		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+}
+
+/* The device comes first: allow_other does not matter if the device
+ * cannot be opened.  (The test runs as root, for whom access() passes on
+ * any mode, so a missing device stands in for an unreadable one.) */
+static void test_hint_device(void **state)
+{
+	struct ctx *x = *state;
+	char buf[512] = "", missing[128];
+
+	snprintf(missing, sizeof(missing), "%s/nofuse", x->dir);
+	write_conf(x, "user_allow_other\n");
+	assert_true(
+		fs_mount_hint(buf, sizeof(buf), 999, false, missing, x->conf));
+	assert_non_null(strstr(buf, missing));
+	assert_non_null(strstr(buf, "uid 999"));
+	assert_non_null(strstr(buf, "No such file"));
+	/* A tiny buffer truncates, never overflows. */
+	assert_true(fs_mount_hint(buf, 8, 999, true, missing, x->conf));
+	assert_int_equal(strlen(buf), 7);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_hint_none_for_root, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_hint_allow_other_commented,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_hint_allow_other_missing_conf, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hint_allow_other_set,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hint_device, setup,
+						teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
