@@ -166,6 +166,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	pthread_mutex_init(&fs->br_mu, NULL);
 	pthread_cond_init(&fs->br_cv, NULL);
 	pthread_mutex_init(&fs->nodes_mu, NULL);
+	fs_links_init(fs);
 	atomic_init(&fs->ready_done, false);
 	*out = fs;
 	return 0;
@@ -652,6 +653,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->br_mu);
 	pthread_cond_destroy(&fs->br_cv);
 	pthread_mutex_destroy(&fs->nodes_mu);
+	fs_links_release(fs);
 	free(fs->mountpoint);
 	free(fs->default_parent);
 	free(fs);

@@ -105,6 +105,17 @@ struct fs {
 	/* Kernel lookup counts by node id (root excluded). */
 	pthread_mutex_t nodes_mu;
 	struct fs_map nodes; /* guarded by nodes_mu */
+
+	/* fs_branch_linked_busy's cache of each branch's links stored as
+	 * absolute paths, with the store stamp they were read at
+	 * (fs_link.c). */
+	struct fs_links_cache {
+		pthread_mutex_t mu;
+		uint64_t pass; /* guarded by mu, as the rest */
+		struct fs_links_ent **b;
+		size_t nb; /* power of two, or 0 */
+		size_t n;
+	} links;
 };
 
 /* Directory handle: a snapshot of the listing taken at opendir, so that
@@ -235,6 +246,9 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 			  char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */
 pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
+/* Set up and free fs->links. */
+void fs_links_init(struct fs *fs);
+void fs_links_release(struct fs *fs);
 
 /* ---- fs_link.c: symlinks into their own branch ---- */
 /* The form in which a symlink made in branch br with this target is

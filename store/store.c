@@ -5085,6 +5085,18 @@ static void store_usage_stamp(struct store *s, const struct store_branch *br,
 	at[3] = br->floor;
 }
 
+int store_branch_stamp(struct store *s, uint64_t id, struct store_stamp *out)
+{
+	struct store_branch *br;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	br = store_branch_by_id(s, id);
+	if (br)
+		store_usage_stamp(s, br, out->v);
+	pthread_rwlock_unlock(&s->branches_lock);
+	return br ? 0 : -ENOENT;
+}
+
 /* The walk below costs a readdir of every directory and a getattr of
  * every file (3.7 ms for a fresh PGDATA, so 0.74 s for branchctl list
  * with 200 branches); a branch that nothing wrote since its last walk

@@ -402,6 +402,15 @@ int store_branch_ancestry(struct store *s, uint64_t id,
 /* Walks the branch's tree at its head. */
 int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out);
 
+/* What branch id reads at its head (STORE_SEQ_LATEST) changes only with a
+ * commit that writes its keys, a reset, or its delete; its stamp changes
+ * with each of them.  Take the stamp before a read: while a stamp taken
+ * later is equal, that read still gives the same answer.  0, -ENOENT. */
+struct store_stamp {
+	uint64_t v[4];
+};
+int store_branch_stamp(struct store *s, uint64_t id, struct store_stamp *out);
+
 /* ---- inodes and directories ---- */
 
 /* Create an inode and its entry name in dir, atomically.  attr->mode gives

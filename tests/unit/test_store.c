@@ -1136,6 +1136,37 @@ static void test_store_usage_cached_until_changed(void **state)
 	tusage(fx, c, 5 * BS, 2, true);
 }
 
+/* store_branch_stamp: moves with the branch's own writes and a reset,
+ * not with another branch's writes or a new child. */
+static void test_store_branch_stamp(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_stamp a, b;
+	uint64_t f, c, c2;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_branch_stamp(s, c, &a), 0);
+	tstore_write_pat(s, fx->br, f, 1, 0, BS);
+	c2 = tstore_branch(s, "c2", c);
+	assert_int_equal(store_branch_stamp(s, c, &b), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	tstore_write_pat(s, c, f, 2, 0, 10);
+	assert_int_equal(store_branch_stamp(s, c, &b), 0);
+	assert_memory_not_equal(&a, &b, sizeof(a));
+	a = b;
+	(void)tstore_mkfile(s, c, tstore_root(s, c), "g");
+	assert_int_equal(store_branch_stamp(s, c, &b), 0);
+	assert_memory_not_equal(&a, &b, sizeof(a));
+	assert_int_equal(store_branch_delete(s, c2), 0);
+	assert_int_equal(store_branch_stamp(s, c, &a), 0);
+	assert_int_equal(store_branch_reset(s, c, NULL), 0);
+	assert_int_equal(store_branch_stamp(s, c, &b), 0);
+	assert_memory_not_equal(&a, &b, sizeof(a));
+	assert_int_equal(store_branch_stamp(s, 999999, &b), -ENOENT);
+}
+
 static void test_store_time_of_seq(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1183,6 +1214,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_store_usage_cached_until_changed,
 			tstore_fx_setup_fault, tstore_fx_teardown),
+		T(test_store_branch_stamp),
 		T(test_store_time_of_seq),
 		T(test_store_parallel_writes_one_file),
 	};
