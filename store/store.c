@@ -5022,9 +5022,17 @@ int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 		return 0;
 	if (first >= last) {
 		/* Inside one block, or across one boundary: at most two
-		 * partial blocks. */
-		n = store_write(s, branch, ino, zeros, (size_t)(end - off), off,
+		 * partial blocks, each written on its own (zeros holds one
+		 * block; the range may be up to two blocks less 2 bytes). */
+		uint64_t mid = last * STORE_BLOCK_SIZE;
+
+		if (mid <= off)
+			mid = end;
+		n = store_write(s, branch, ino, zeros, (size_t)(mid - off), off,
 				mtime);
+		if (n >= 0 && mid < end)
+			n = store_write(s, branch, ino, zeros,
+					(size_t)(end - mid), mid, mtime);
 		return n < 0 ? (int)n : 0;
 	}
 	if (off < first * STORE_BLOCK_SIZE) {

@@ -301,6 +301,30 @@ def t_fallocate_zero_range():
         os.close(fd)
 
 
+def t_fallocate_unaligned():
+    """PUNCH_HOLE and ZERO_RANGE at byte offsets over ranges that touch
+    two blocks of 8 KiB, longer than one block (they once read zeros past
+    the end of a one-block buffer: the file got branchd's memory), inside
+    the file and across its end."""
+    FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
+    r = []
+    for name, mode, off, ln in (("punch", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 3 * PAGE + 1, 2 * PAGE - 2),
+                                ("zero", FALLOC_FL_ZERO_RANGE, 3 * PAGE + 100, PAGE + 7000),
+                                ("zero_keep", FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 3 * PAGE + 3, 2 * PAGE - 10),
+                                ("zero_past_eof", FALLOC_FL_ZERO_RANGE, 4 * PAGE + 5000, 3 * PAGE),
+                                ("punch_past_eof", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * PAGE + 5000, 3 * PAGE)):
+        fd = os.open("fu_" + name, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            os.pwrite(fd, pat(5 * PAGE, 12), 0)
+            os.fsync(fd)    # the range reaches branchd as stored blocks
+            libc_call(libc.fallocate, fd, mode, off, ln)
+            data = os.pread(fd, 10 * PAGE, 0)
+            r.append("%s=%d,%s" % (name, os.fstat(fd).st_size, sha(data)))
+        finally:
+            os.close(fd)
+    return " ".join(r)
+
+
 # ---- durability calls ---------------------------------------------------------
 
 def t_fsync_file():
@@ -901,7 +925,7 @@ TESTS = [
     t_create_excl, t_create_excl_again, t_open_missing, t_open_creat_existing, t_trunc, t_append,
     t_open_dir_flags, t_name_max,
     t_pwrite_pread, t_unaligned, t_big_sequential, t_segment_boundary, t_ftruncate,
-    t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0, t_fallocate_zero_range,
+    t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0, t_fallocate_zero_range, t_fallocate_unaligned,
     t_fsync_file, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
     t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_rewinddir, t_statfs,

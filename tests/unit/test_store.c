@@ -683,6 +683,56 @@ static void test_store_holes_read_zero(void **state)
 	}
 }
 
+/* store_punch over ranges that touch at most two blocks: up to two blocks
+ * less 2 bytes long, across one boundary (it once wrote them with one
+ * store_write from its one-block buffer of zeros, so the bytes past the
+ * first block came from whatever memory followed it), and the ranges
+ * around them, in a file and over data a child inherits. */
+static void test_store_punch_partial_blocks(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const struct {
+		uint64_t off, end;
+	} r[] = {
+		{ 3 * BS + 1, 5 * BS - 1 },  /* longest across one boundary */
+		{ 3 * BS + 100, 4 * BS + 7000 },
+		{ 3 * BS + 5, 3 * BS + 900 }, /* inside one block */
+		{ 4 * BS, 4 * BS + 10 },      /* at a block's start */
+		{ 3 * BS + 10, 4 * BS },      /* up to a boundary */
+		{ 3 * BS + 10, 4 * BS + 1 },  /* one byte past it */
+		{ 3 * BS + 1, 6 * BS - 1 },   /* a whole block in between */
+	};
+	const size_t len = 8 * BS;
+	size_t i;
+
+	for (i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+		char name[16];
+		uint64_t f, c;
+
+		snprintf(name, sizeof(name), "p%zu", i);
+		f = tstore_mkfile(s, fx->br, fx->root, name);
+		tstore_write_pat(s, fx->br, f, 7, 0, len);
+		assert_int_equal(store_punch(s, fx->br, f, r[i].off, r[i].end,
+					     NULL),
+				 0);
+		tstore_expect_pat(s, fx->br, f, 7, 0, r[i].off);
+		tstore_expect_zero(s, fx->br, f, r[i].off, r[i].end - r[i].off);
+		tstore_expect_pat(s, fx->br, f, 7, r[i].end, len - r[i].end);
+		assert_int_equal(tstore_size(s, fx->br, f), len);
+
+		snprintf(name, sizeof(name), "c%zu", i);
+		tstore_write_pat(s, fx->br, f, 8, 0, len);
+		c = tstore_branch(s, name, fx->br);
+		assert_int_equal(store_punch(s, c, f, r[i].off, r[i].end, NULL),
+				 0);
+		tstore_expect_pat(s, c, f, 8, 0, r[i].off);
+		tstore_expect_zero(s, c, f, r[i].off, r[i].end - r[i].off);
+		tstore_expect_pat(s, c, f, 8, r[i].end, len - r[i].end);
+		tstore_expect_pat(s, fx->br, f, 8, 0, len);
+	}
+}
+
 static void test_store_large_offset(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1202,6 +1252,7 @@ int main(void)
 		T(test_store_truncate_unaligned_then_extend),
 		T(test_store_partial_block_writes),
 		T(test_store_holes_read_zero),
+		T(test_store_punch_partial_blocks),
 		T(test_store_large_offset),
 		T(test_store_write_sets_mtime),
 		T(test_store_branch_delete_rename_list),
