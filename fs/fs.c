@@ -810,6 +810,16 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 	return rc;
 }
 
+bool fs_file_is_open(struct fs *fs, uint64_t nodeid)
+{
+	bool open;
+
+	pthread_mutex_lock(&fs->br_mu);
+	open = fs_map_find(&fs->opens, nodeid) != NULL;
+	pthread_mutex_unlock(&fs->br_mu);
+	return open;
+}
+
 void fs_file_close(struct fs *fs, uint64_t nodeid)
 {
 	uint64_t br = fs_branch_of(nodeid);

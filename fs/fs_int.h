@@ -182,6 +182,8 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * instead of one whose cached size and pages are the old tree's. */
 int fs_file_open(struct fs *fs, uint64_t nodeid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
+/* Whether nodeid has an open file (counted by fs_file_open). */
+bool fs_file_is_open(struct fs *fs, uint64_t nodeid);
 /* Bracket a change of a branch's tree that needs no open file (create,
  * mkdir, link, unlink, rmdir, rename, setattr, O_TRUNC): a delete, rename
  * or reset of the branch waits for it, and it waits for them (FS-4).

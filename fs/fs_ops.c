@@ -115,6 +115,22 @@ static int fs_split(fuse_ino_t nodeid, uint64_t *br, uint64_t *ino)
 	return 0;
 }
 
+/* With the writeback cache the kernel keeps a file's size itself but
+ * takes st_blocks from us, and we see its data only when it writes it
+ * back: a file written and still open (by Postgres, say) read as a
+ * non-zero size in 0 blocks, which GNU tar --sparse takes for a file
+ * that is all hole: it archived zeros without reading the file.  An open
+ * regular file therefore reports at least one block (an empty one too;
+ * ext4 counts the blocks its unwritten data reserves).  After the last
+ * close the kernel has written the data back and asks again (fuse_flush
+ * drops its cached st_blocks). */
+static void fs_blocks_of_open(struct fs *fs, uint64_t nodeid, struct stat *st)
+{
+	if (S_ISREG(st->st_mode) && st->st_blocks == 0 &&
+	    fs_file_is_open(fs, nodeid))
+		st->st_blocks = 1;
+}
+
 /* gen: fs_branch_gen() of nodeid's branch, read before a was. */
 static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 			   uint32_t gen, const struct store_attr *a)
@@ -124,6 +140,7 @@ static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 
 	fs_link_attr(fs, nodeid, &fixed);
 	fs_entry_fill(&e, nodeid, gen, &fixed);
+	fs_blocks_of_open(fs, nodeid, &e.attr);
 	fs_node_ref(fs, nodeid, S_ISLNK(a->mode), (uint32_t)e.generation);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
@@ -137,6 +154,7 @@ static void fs_reply_attr(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 
 	fs_link_attr(fs, nodeid, &fixed);
 	fs_attr_to_stat(nodeid, &fixed, &st);
+	fs_blocks_of_open(fs, nodeid, &st);
 	fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
 }
 
@@ -691,6 +709,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->direct_io = 0;
 	gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	fs_entry_fill(&e, nodeid, gen, &a);
+	fs_blocks_of_open(fs, nodeid, &e.attr);
 	fs_node_ref(fs, nodeid, false, (uint32_t)e.generation);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
@@ -979,6 +998,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 					  fs_ino_of(de->nodeid), &a) == 0) {
 				fs_link_attr(fs, de->nodeid, &a);
 				fs_entry_fill(&e, de->nodeid, gen, &a);
+				fs_blocks_of_open(fs, de->nodeid, &e.attr);
 				got = true;
 			} else {
 				e.attr.st_ino = ino;

@@ -20,8 +20,10 @@ import hashlib
 import mmap
 import os
 import pwd
+import shutil
 import stat
 import struct
+import subprocess
 import sys
 import time
 
@@ -335,6 +337,48 @@ def t_fsync_file():
     os.fdatasync(fd)
     os.close(fd)
     return content("sy")
+
+
+def t_blocks_while_open():
+    """A file written and still open in another process has st_blocks > 0
+    (branchd sees the data only when the kernel writes it back): GNU tar
+    --sparse archives a file of a non-zero size in 0 blocks as all hole,
+    without reading it.  The writer is a child, so that neither stat nor
+    tar runs in a process that has the file open (its exit or exec would
+    close the file, and a close writes the data back)."""
+    data = pat(256 << 10, 14)
+    rd, wr = os.pipe()
+    rd2, wr2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rd)
+        os.close(wr2)
+        fd = os.open("bo", os.O_CREAT | os.O_RDWR, 0o600)
+        os.write(fd, data)
+        os.write(wr, b"w")
+        os.read(rd2, 1)
+        os.close(fd)
+        os._exit(0)
+    os.close(wr)
+    os.close(rd2)
+    try:
+        assert os.read(rd, 1) == b"w", "the writer died"
+        s1 = os.stat("bo")
+        time.sleep(1.2)     # past the attribute timeout: the kernel asks again
+        s2 = os.stat("bo")
+        tar = "no tar"
+        if shutil.which("tar"):
+            arch = subprocess.run(["tar", "-cSf", "-", "bo"], stdout=subprocess.PIPE, check=True).stdout
+            back = subprocess.run(["tar", "-xOf", "-"], input=arch, stdout=subprocess.PIPE, check=True).stdout
+            tar = "same" if back == data else "differs(len=%d zero=%s)" % (len(back), back == bytes(len(back)))
+    finally:
+        os.write(wr2, b"c")
+        os.close(wr2)
+        os.close(rd)
+        os.waitpid(pid, 0)
+    s3 = os.stat("bo")
+    return "size=%d blocks_pos=%s,%s tar_sparse=%s closed_blocks_ge_size=%s" % (
+        s1.st_size, s1.st_blocks > 0, s2.st_blocks > 0, tar, s3.st_blocks * 512 >= s3.st_size)
 
 
 def t_fsync_rdonly():
@@ -926,7 +970,7 @@ TESTS = [
     t_open_dir_flags, t_name_max,
     t_pwrite_pread, t_unaligned, t_big_sequential, t_segment_boundary, t_ftruncate,
     t_ftruncate_negative, t_ftruncate_rdonly, t_posix_fallocate, t_fallocate_mode0, t_fallocate_zero_range, t_fallocate_unaligned,
-    t_fsync_file, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
+    t_fsync_file, t_blocks_while_open, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
     t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_rewinddir, t_statfs,
     t_utimens, t_mtime_moves, t_chmod_chown, t_suid_cleared_on_chown,
