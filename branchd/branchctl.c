@@ -428,7 +428,9 @@ static void bc_human_bytes(uint64_t b, char *out, size_t n)
 }
 
 /* A string from the daemon, fit for a terminal: control characters are
- * shown as \xNN.  Returns one of a few rotating static buffers. */
+ * shown as \xNN, and C1 ones (U+0080 to U+009F, 0xc2 0x80 to 0xc2 0x9f
+ * in UTF-8; U+009B is a CSI to some terminals) as \uNNNN.  Returns one
+ * of a few rotating static buffers. */
 static const char *bc_s(const struct json *o, const char *k)
 {
 	static char bufs[4][1024];
@@ -439,11 +441,15 @@ static const char *bc_s(const struct json *o, const char *k)
 
 	if (!v)
 		return "-";
-	for (; *v && n + 5 < sizeof(bufs[0]); v++) {
-		if (*v < 0x20 || *v == 0x7f)
+	for (; *v && n + 7 < sizeof(bufs[0]); v++) {
+		if (*v < 0x20 || *v == 0x7f) {
 			n += (size_t)snprintf(out + n, 5, "\\x%02x", *v);
-		else
+		} else if (v[0] == 0xc2 && v[1] >= 0x80 && v[1] <= 0x9f) {
+			n += (size_t)snprintf(out + n, 7, "\\u%04x", v[1]);
+			v++;
+		} else {
 			out[n++] = (char)*v;
+		}
 	}
 	out[n] = 0;
 	return out;

@@ -223,20 +223,17 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 
 /* ------------------------------------------------------- handlers */
 
-/* A branch name as the store takes it; replies with the rule if not. */
+/* A branch name as the store takes it; replies with the rule if not
+ * (before anything else: the store's -EINVAL for a bad name would
+ * otherwise read as a bad seq). */
 static int bd_name_ok(struct json_buf *out, const char *name)
 {
-	const unsigned char *p;
-	int rc = store_name_check(name);
+	int rc = store_branch_name_check(name);
 
-	for (p = (const unsigned char *)name; rc == 0 && *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			rc = -EINVAL;
-	}
 	if (rc)
 		bd_reply_err(
 			out, rc,
-			"invalid branch name: use 1 to 255 bytes without '/' or control characters, not '.' or '..'");
+			"invalid branch name: use 1 to 255 bytes of UTF-8 without '/' or control characters, not '.' or '..'");
 	return rc;
 }
 

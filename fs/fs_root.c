@@ -239,7 +239,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 
 		/* The hook may take long: refuse a bad or taken name before
 		 * it runs, not after. */
-		rc = store_name_check(name);
+		rc = store_branch_name_check(name);
 		if (rc == 0 &&
 		    store_branch_lookup(fs->store, name, &taken) == 0)
 			rc = -EEXIST;

@@ -523,9 +523,11 @@ static size_t store_utf8_seq(const unsigned char *p)
 	return n;
 }
 
-/* Branch names are also no control characters and well-formed UTF-8:
- * they are printed in listings and carried in JSON. */
-static int store_branch_name_check(const char *name)
+/* Branch names are also well-formed UTF-8 without control characters,
+ * C0 (below U+0020), DEL or C1 (U+0080 to U+009F, two bytes 0xc2 0x80 to
+ * 0xc2 0x9f: U+009B is a terminal's CSI): they are printed in listings
+ * and logs and carried in JSON. */
+int store_branch_name_check(const char *name)
 {
 	const unsigned char *p;
 	int rc = store_name_check(name);
@@ -537,7 +539,7 @@ static int store_branch_name_check(const char *name)
 		if (*p < 0x20 || *p == 0x7f)
 			return -EINVAL;
 		n = store_utf8_seq(p);
-		if (!n)
+		if (!n || (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f))
 			return -EINVAL;
 	}
 	return 0;

@@ -319,6 +319,13 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 /* 0 if name is a valid branch or entry name; else -EINVAL/-ENAMETOOLONG */
 int store_name_check(const char *name);
 
+/* 0 if name is a valid branch name: an entry name that is also
+ * well-formed UTF-8 without control characters (C0, DEL, C1); else
+ * -EINVAL/-ENAMETOOLONG.  Branches are created and renamed only to such
+ * names; lookups take any name (a store may hold a name an older build
+ * allowed). */
+int store_branch_name_check(const char *name);
+
 struct store_check_report {
 	uint64_t branches;
 	uint64_t records; /* inode and entry versions checked */

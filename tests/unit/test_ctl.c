@@ -412,6 +412,34 @@ static void test_ctl_bad_names_are_invalid(void **state)
 	snprintf(req, sizeof(req), "{\"cmd\":\"create\",\"name\":\"%s\"}",
 		 longname);
 	assert_int_equal(status_of(x, 0, req), BD_EXIT_INVALID);
+	/* C1 controls (U+009B is a terminal's CSI), and bytes that are not
+	 * UTF-8, which the store refuses too: the reply says the name is the
+	 * trouble (it used to say that seq 2^64-1 was in the future). */
+	{
+		static const char *const bad[] = {
+			"{\"cmd\":\"create\",\"name\":\"a\\u009b31m\"}",
+			"{\"cmd\":\"create\",\"name\":\"\\u0085\"}",
+			"{\"cmd\":\"create\",\"name\":\"bad\xff\"}",
+			"{\"cmd\":\"create\",\"name\":\"bad\xc3\"}",
+			"{\"cmd\":\"rename\",\"name\":\"main\",\"new_name\":\"\\u009b\"}",
+		};
+		size_t i;
+
+		assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			struct json *j = call(x, 0, bad[i]);
+
+			assert_int_equal(
+				bd_exit_of_code(json_get_str(j, "error")),
+				BD_EXIT_INVALID);
+			assert_non_null(strstr(json_get_str(j, "message"),
+					       "invalid branch name"));
+			json_free(j);
+		}
+		/* U+00A0, the first code point after C1, is a name. */
+		assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"nb\\u00a0sp\"}"),
+				 0);
+	}
 }
 
 static void test_ctl_busy_and_permissions(void **state)

@@ -134,12 +134,17 @@ static void test_store_badinput_branch_names(void **state)
 	free(list);
 	tstore_branch(s, tstore_name255, fx->br);
 	tstore_branch(s, "caf\xc3\xa9-\xe6\x97\xa5-\xf0\x9f\x98\x80", fx->br);
+	tstore_branch(s, "nb\xc2\xa0sp", fx->br); /* U+00A0, right after C1 */
 	/* branch names may not hold control characters (entry names may) */
 	{
 		static const char *const ctl[] = { "a\nb",
 						   "\x01",
 						   "tab\there",
 						   "del\x7f",
+						   /* C1: U+0080, U+0085, U+009B */
+						   "\xc2\x80",
+						   "nel\xc2\x85",
+						   "\xc2\x9b" "31m",
 						   /* nor bytes that are not UTF-8 */
 						   "bad\xff",
 						   "\xc0\xaf",

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+# t36: the branch namespace as CI scripts and several users on one machine
+# use it, the mount point and branchctl side by side:
+#  - names: C1 control characters (U+0080-U+009F; U+009B is a terminal's
+#    CSI) are refused like C0 ones, by mkdir and branchctl create/rename;
+#    a name that is not UTF-8 gets branchctl's "invalid branch name", not
+#    a message about a seq; odd but legal names (255 bytes, UTF-8, spaces,
+#    a leading '-', JSON, names differing in case) list the same in
+#    `branchctl --json list` and `ls` of the root;
+#  - a rename at the root never replaces a branch: onto a taken name it is
+#    EEXIST (also with RENAME_NOREPLACE, and branchctl's exit 5), and
+#    RENAME_EXCHANGE is EINVAL (man branchd(8));
+# shellcheck source=lib.sh disable=SC2086 # $AS_* are command prefixes
+source "$(dirname "$0")/lib.sh"
+it_init
+ctl_require
+
+# ctl_as RUNAS ARGS...: branchctl as RUNAS (sets CTL_RC, CTL_OUT, CTL_ERR)
+ctl_as() {
+	local run=$1
+	shift
+	CTL_AS=$run CTL_CWD=/ ctl "$@"
+}
+one_line_err() { # what: stderr of the last ctl must be one line
+	[ "$(printf '%s\n' "$CTL_ERR" | wc -l)" -eq 1 ] ||
+		fail "$1: branchctl printed $(printf '%s\n' "$CTL_ERR" | wc -l) lines on stderr, expected one: ${CTL_ERR:0:300}"
+}
+list_names() { # sorted names from branchctl --json list, one per line
+	ctl --json list
+	[ "$CTL_RC" -eq 0 ] || fail "branchctl list failed: $CTL_ERR"
+	python3 -c 'import json, sys; print("\n".join(sorted(b["name"] for b in json.loads(sys.argv[1])["branches"])))' "$CTL_OUT"
+}
+ls_names() { python3 -c 'import os, sys; print("\n".join(sorted(os.listdir(sys.argv[1]))))' "$MNT"; }
+same_lists() { # what
+	local a b
+	a=$(list_names)
+	b=$(ls_names)
+	[ "$a" = "$b" ] || fail "$1: branchctl list and ls of the root differ: $(diff <(echo "$a") <(echo "$b") | cat -v | head -c 400)"
+}
+
+bfs_mount
+mkdir "$MNT/main"
+chmod 0777 "$MNT/main"
+echo main-data >"$MNT/main/f"
+
+# ---- names ----------------------------------------------------------------------
+log "--- names"
+for n in $'c1\xc2\x9b31mred' $'nel\xc2\x85x' $'\xc2\x80' $'end\xc2\x9f'; do
+	got=$(try_op mkdir "$MNT/$n")
+	[ "$got" = EINVAL ] || fail "mkdir of a name with a C1 control character $(printf '%q' "$n") gave $got, expected EINVAL"
+	expect_ctl 10 create "$n"
+	expect_ctl 10 rename main "$n"
+done
+for n in $'\xff' $'bad\xc3' $'\xc0\xaf'; do
+	expect_ctl 10 create "$n"
+	grep -q 'invalid branch name' <<<"$CTL_ERR" || fail "create of a name that is not UTF-8 $(printf '%q' "$n") says: $CTL_ERR"
+	expect_ctl 10 rename main "$n"
+	grep -q 'invalid' <<<"$CTL_ERR" || fail "rename to a name that is not UTF-8 says: $CTL_ERR"
+done
+[ "$(ls_names)" = main ] || fail "refused names left branches: $(ls_names | cat -v)"
+# U+00A0 (no-break space) is the first code point after C1: allowed
+long255=$(printf 'x%.0s' {1..255})
+legal=("$long255" "$(printf 'é%.0s' {1..127})" 'sp ace' '-dash' '--from' '{"cmd":"delete"}' 'Main' $'nb\xc2\xa0sp')
+for n in "${legal[@]}"; do
+	expect_op OK mkdir "$MNT/$n" >/dev/null
+done
+expect_op ENAMETOOLONG mkdir "$MNT/${long255}y"
+expect_op ENAMETOOLONG mkdir "$MNT/$(printf 'é%.0s' {1..128})"
+same_lists "legal names made by mkdir"
+expect_ctl 0 info -- -dash
+expect_ctl 0 rename -- --from --from2
+expect_ctl 0 delete -- --from2
+expect_ctl 0 rename Main main2 # differs from main only in case
+same_lists "after renames and a delete by branchctl"
+for n in "${legal[@]}"; do [ "$n" = --from ] || [ "$n" = Main ] || expect_op OK rmdir "$MNT/$n" >/dev/null; done
+expect_op OK rmdir "$MNT/main2"
+[ "$(ls_names)" = main ] || fail "branches left after the names: $(ls_names | cat -v)"
+
+# ---- renames at the root (man branchd(8), mv): nothing is replaced ---------------------
+log "--- renames at the root"
+mkdir "$MNT/r1" "$MNT/r2"
+echo r2-data >"$MNT/r2/f"
+got=$(python3 - "$MNT" <<'EOF'
+import ctypes, errno, os, sys
+m = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+def r2(a, b, flags):
+    rc = libc.renameat2(-100, os.path.join(m, a).encode(), -100, os.path.join(m, b).encode(), flags)
+    return "OK" if rc == 0 else errno.errorcode[ctypes.get_errno()]
+print(" ".join([r2("r1", "r2", 0), r2("r1", "r2", 1), r2("r1", "r2", 2), r2("r1", "r3", 1), r2("r3", "r3", 0)]))
+EOF
+)
+[ "$got" = "EEXIST EEXIST EINVAL OK OK" ] ||
+	fail "renameat2 onto a branch / NOREPLACE / EXCHANGE / NOREPLACE to a free name / onto itself gave '$got', expected 'EEXIST EEXIST EINVAL OK OK'"
+log "renameat2 at the root: onto a branch, NOREPLACE, EXCHANGE, NOREPLACE to a free name, onto itself: $got"
+[ "$(cat "$MNT/r2/f")" = r2-data ] || fail "a refused rename onto r2 changed it"
+expect_ctl 5 rename r3 r2
+[ "$(ls_names | tr '\n' ' ')" = "main r2 r3 " ] || fail "branches after the renames: $(ls_names | tr '\n' ' ')"
+expect_op OK rmdir "$MNT/r2"
+expect_op OK rmdir "$MNT/r3"
+
+same_lists "at the end"
+[ "$(cat "$MNT/main/f")" = main-data ] || fail "main changed"
+bfs_umount
