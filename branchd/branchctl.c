@@ -63,6 +63,9 @@ static void bc_usage(FILE *f)
 		"('2026-11-24T10:00:00Z', '...+01:00'), a relative time ('-15min',\n"
 		"'-2h', '-30s', '-1d'), or an exact sequence number 'seq:N'.\n"
 		"\n"
+		"Each option is given once.  A NAME that begins with '-' goes after\n"
+		"'--' (branchctl delete -- -x).\n"
+		"\n"
 		"The daemon is found from --mount, $BRANCHFS_MOUNT, or the current\n"
 		"directory.  Exit status: 0 ok, 2 usage, 3 daemon not running, 4 no such\n"
 		"branch, 5 name taken, 6 in use, 7 has children, 8 time not retained,\n"
@@ -636,6 +639,42 @@ static int bc_parse_timeout(const char *s)
 	return 0;
 }
 
+/* One line for a command line getopt refused (opterr is off): the
+ * option's text and what is wrong with it. */
+static int bc_bad_option(int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+	if (c == ':')
+		fprintf(stderr,
+			"branchctl: option '%s' needs a value (see branchctl --help)\n",
+			arg);
+	else if (optopt && optopt < 0x80 && strncmp(arg, "--", 2) != 0)
+		fprintf(stderr,
+			"branchctl: unknown option '-%c' (see branchctl --help)\n",
+			optopt);
+	else
+		fprintf(stderr,
+			"branchctl: unknown option '%s' (see branchctl --help)\n",
+			arg);
+	return BD_EXIT_USAGE;
+}
+
+/* An option that takes a value, given once: a second one would silently
+ * win (a script that appends "--from x" to a command line that already
+ * has one would branch the wrong parent). */
+static int bc_set_once(const char **slot, const char *name, const char *val)
+{
+	if (*slot) {
+		fprintf(stderr,
+			"branchctl: --%s given twice ('%s' and '%s'); give it once\n",
+			name, *slot, val);
+		return -1;
+	}
+	*slot = val;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -653,25 +692,30 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
+	const char *timeout = NULL;
 	char sockpath[PATH_MAX], *raw = NULL;
 	struct json *reply = NULL;
 	struct json_buf req;
 	bool tree = false, ok = false, nockpt = false, empty = false;
 	const char *cmd;
-	int c, rc, nargs, status = BD_EXIT_OK;
+	int c, li, rc, nargs, status = BD_EXIT_OK;
 	char **args;
 
-	while ((c = getopt_long(argc, argv, "+m:S:jhV", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:m:S:jhV", opts, &li)) != -1) {
 		switch (c) {
 		case 'T':
-			if (bc_parse_timeout(optarg))
+			if (bc_set_once(&timeout, "timeout", optarg) ||
+			    bc_parse_timeout(optarg))
 				return BD_EXIT_USAGE;
 			break;
 		case 'm':
-			mount = optarg;
+			if (bc_set_once(&mount, "mount", optarg))
+				return BD_EXIT_USAGE;
 			break;
 		case 'S':
-			sock = optarg;
+			if (bc_set_once(&sock, "socket", optarg))
+				return BD_EXIT_USAGE;
 			break;
 		case 'j':
 			bc_json_out = true;
@@ -682,13 +726,23 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("branchctl %s\n", BRANCHFS_VERSION);
 			return 0;
-		default:
-			bc_usage(stderr);
+		case 'f':
+		case 'a':
+		case 't':
+		case 'n':
+		case 'e':
+			/* Only long options reach here: li is theirs. */
+			fprintf(stderr,
+				"branchctl: option '--%s' goes after the command (see branchctl --help)\n",
+				opts[li].name);
 			return BD_EXIT_USAGE;
+		default:
+			return bc_bad_option(c, argv);
 		}
 	}
 	if (optind >= argc) {
-		bc_usage(stderr);
+		fprintf(stderr,
+			"branchctl: no command given (see branchctl --help)\n");
 		return BD_EXIT_USAGE;
 	}
 	cmd = argv[optind];
@@ -697,16 +751,21 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "jf:a:tne", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":jhf:a:tne", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			bc_json_out = true;
 			break;
+		case 'h':
+			bc_usage(stdout);
+			return 0;
 		case 'f':
-			from = optarg;
+			if (bc_set_once(&from, "from", optarg))
+				return BD_EXIT_USAGE;
 			break;
 		case 'a':
-			at = optarg;
+			if (bc_set_once(&at, "at", optarg))
+				return BD_EXIT_USAGE;
 			break;
 		case 't':
 			tree = true;
@@ -718,22 +777,38 @@ int main(int argc, char **argv)
 			empty = true;
 			break;
 		case 'm':
-			mount = optarg;
-			break;
-		case 'S':
-			sock = optarg;
-			break;
-		case 'T':
-			if (bc_parse_timeout(optarg))
+			if (bc_set_once(&mount, "mount", optarg))
 				return BD_EXIT_USAGE;
 			break;
+		case 'S':
+			if (bc_set_once(&sock, "socket", optarg))
+				return BD_EXIT_USAGE;
+			break;
+		case 'T':
+			if (bc_set_once(&timeout, "timeout", optarg) ||
+			    bc_parse_timeout(optarg))
+				return BD_EXIT_USAGE;
+			break;
+		case 'V':
+			printf("branchctl %s\n", BRANCHFS_VERSION);
+			return 0;
 		default:
-			bc_usage(stderr);
-			return BD_EXIT_USAGE;
+			return bc_bad_option(c, argv);
 		}
 	}
 	args = argv + optind;
 	nargs = argc - optind;
+	/* An option the command does not take is refused, not ignored: a
+	 * "reset x --from y" would otherwise reset x to its own parent. */
+	if ((from || at) && strcmp(cmd, "create") != 0) {
+		fprintf(stderr, "branchctl: --%s goes with create only\n",
+			from ? "from" : "at");
+		return BD_EXIT_USAGE;
+	}
+	if (tree && strcmp(cmd, "list") != 0) {
+		fprintf(stderr, "branchctl: --tree goes with list only\n");
+		return BD_EXIT_USAGE;
+	}
 	if (nockpt && strcmp(cmd, "create") != 0 && strcmp(cmd, "reset") != 0) {
 		fprintf(stderr,
 			"branchctl: --no-checkpoint goes with create and reset\n");
@@ -815,8 +890,9 @@ int main(int argc, char **argv)
 		   !strcmp(cmd, "gc")) {
 		NEED(0);
 	} else {
-		fprintf(stderr, "branchctl: unknown command '%s'\n", cmd);
-		bc_usage(stderr);
+		fprintf(stderr,
+			"branchctl: unknown command '%s' (see branchctl --help)\n",
+			cmd);
 		json_buf_release(&req);
 		return BD_EXIT_USAGE;
 	}

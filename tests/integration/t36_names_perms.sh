@@ -12,6 +12,11 @@
 #  - a rename at the root never replaces a branch: onto a taken name it is
 #    EEXIST (also with RENAME_NOREPLACE, and branchctl's exit 5), and
 #    RENAME_EXCHANGE is EINVAL (man branchd(8));
+#  - branchctl's command line: an option given twice (--from, --at,
+#    --mount) and an option the command does not take (reset --from,
+#    delete --at, info --tree) are usage errors (exit 2) that change
+#    nothing, never silently the last one or ignored; a refused command
+#    line says so in one line;
 # shellcheck source=lib.sh disable=SC2086 # $AS_* are command prefixes
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -100,6 +105,41 @@ expect_ctl 5 rename r3 r2
 [ "$(ls_names | tr '\n' ' ')" = "main r2 r3 " ] || fail "branches after the renames: $(ls_names | tr '\n' ' ')"
 expect_op OK rmdir "$MNT/r2"
 expect_op OK rmdir "$MNT/r3"
+
+# ---- branchctl's command line ---------------------------------------------------------
+log "--- command line"
+mkdir "$MNT/other"
+echo other-data >"$MNT/other/f"
+mkdir "$MNT/kid"
+echo kid-data >"$MNT/kid/f"
+expect_ctl 2 create x --from main --from other
+one_line_err "create --from twice"
+grep -q -- '--from' <<<"$CTL_ERR" || fail "create with two --from does not name the option: $CTL_ERR"
+expect_ctl 2 create x --at -1s --at -2s
+expect_ctl 2 create x --at -1s --from main --at -2s
+ctl_as "" --mount "$MNT" create x
+[ "$CTL_RC" -eq 2 ] || fail "branchctl --mount M --mount M create x exited $CTL_RC, expected 2"
+[ ! -e "$MNT/x" ] || fail "a refused create made branch x"
+expect_ctl 2 reset kid --from other # kid's parent is main: the reset would drop kid-data
+one_line_err "reset --from"
+[ "$(cat "$MNT/kid/f")" = kid-data ] || fail "a refused reset changed kid: $(cat "$MNT/kid/f")"
+expect_ctl 2 delete kid --at -1s
+[ -d "$MNT/kid" ] || fail "a refused delete removed kid"
+expect_ctl 2 rename kid kid2 --from main
+[ -d "$MNT/kid" ] || fail "a refused rename renamed kid"
+expect_ctl 2 info kid --tree
+expect_ctl 2 list --frob
+one_line_err "unknown option"
+expect_ctl 2 frobnicate
+one_line_err "unknown command"
+expect_ctl 2 create x --from
+one_line_err "--from without a value"
+[ ! -e "$MNT/x" ] || fail "a refused command line made branch x"
+expect_ctl 0 create x --from other
+[ "$(cat "$MNT/x/f")" = other-data ] || fail "create x --from other does not hold other's data"
+expect_op OK rmdir "$MNT/x"
+expect_op OK rmdir "$MNT/kid"
+expect_op OK rmdir "$MNT/other"
 
 same_lists "at the end"
 [ "$(cat "$MNT/main/f")" = main-data ] || fail "main changed"
