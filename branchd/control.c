@@ -94,6 +94,16 @@ static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid,
 	return fs_root_may_create(c->cfg.fs, uid, gid, groups, ngroups);
 }
 
+static int bd_hook_may_remove(void *ctx, uid_t uid, gid_t gid,
+			      const gid_t *groups, size_t ngroups,
+			      uid_t owner_uid)
+{
+	struct bd_control *c = ctx;
+
+	return fs_root_may_remove(c->cfg.fs, uid, gid, groups, ngroups,
+				  owner_uid);
+}
+
 static void bd_hook_get_default(void *ctx, char *buf, size_t bufsz)
 {
 	struct bd_control *c = ctx;
@@ -233,6 +243,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.end_change = bd_hook_end;
 	cc.hooks.changed = bd_hook_changed;
 	cc.hooks.may_create = bd_hook_may_create;
+	cc.hooks.may_remove = bd_hook_may_remove;
 	cc.hooks.get_default = bd_hook_get_default;
 	cc.hooks.set_default = bd_hook_set_default;
 	cc.hooks.in_use = bd_hook_in_use;

@@ -16,8 +16,10 @@
  *
  * Authorization (peer credentials from SO_PEERCRED):
  *  - create: the same rule as mkdir in the branch root (hooks.may_create);
- *  - delete, rename, reset: the branch's owner (the uid that created it)
- *    or root;
+ *  - delete, rename, reset: the same rule as rmdir and mv in the branch
+ *    root (hooks.may_remove): write and search permission on it and, when
+ *    it is sticky, the branch's owner (the uid that created it), the
+ *    root's owner or root;
  *  - default (set), retention, gc: root or the daemon's own uid;
  *  - list, info, status, default (get): anyone who can reach the socket.
  *
@@ -252,17 +254,43 @@ static int bd_lookup(struct bd_ctl *c, struct json_buf *out, const char *name,
 	return rc;
 }
 
+/* The caller of a delete, rename or reset. */
+struct bd_caller {
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups; /* borrowed */
+	size_t ngroups;
+};
+
+/* Whether the caller may delete, rename or reset bi: what rmdir and mv
+ * in the branch root allow it (hooks.may_remove), so that the two ways
+ * agree. */
 static int bd_may_modify(struct bd_ctl *c, struct json_buf *out,
-			 const struct store_branch_info *bi, uid_t uid,
-			 const char *what)
+			 const struct store_branch_info *bi,
+			 const struct bd_caller *who, const char *what)
 {
-	(void)c;
-	if (uid == 0 || uid == bi->owner_uid)
-		return 0;
-	bd_reply_err(out, -EPERM,
-		     "cannot %s branch '%s': owned by uid %u, not uid %u", what,
-		     bi->name, bi->owner_uid, (unsigned)uid);
-	return -EPERM;
+	int rc;
+
+	if (c->cfg.hooks.may_remove)
+		rc = c->cfg.hooks.may_remove(c->cfg.hooks.ctx, who->uid,
+					     who->gid, who->groups,
+					     who->ngroups, bi->owner_uid);
+	else
+		rc = who->uid == 0 || who->uid == bi->owner_uid ? 0 : -EPERM;
+	if (rc == -EACCES)
+		bd_reply_err(
+			out, rc,
+			"cannot %s branch '%s': uid %u has no write permission on the branch root (the branch is owned by uid %u)",
+			what, bi->name, (unsigned)who->uid, bi->owner_uid);
+	else if (rc)
+		bd_reply_err(
+			out, rc,
+			"cannot %s branch '%s': owned by uid %u, not uid %u%s",
+			what, bi->name, bi->owner_uid, (unsigned)who->uid,
+			c->cfg.hooks.may_remove ?
+				" (the branch root is sticky: only the owner, the root's owner or root may)" :
+				"");
+	return rc;
 }
 
 static void bd_end_change(struct bd_ctl *c, uint64_t id)
@@ -611,13 +639,13 @@ static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
 }
 
 static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
-			  struct json_buf *out, uid_t uid)
+			  struct json_buf *out, const struct bd_caller *who)
 {
 	struct store_branch_info bi, pi;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
-	    bd_may_modify(c, out, &bi, uid, "delete") ||
+	    bd_may_modify(c, out, &bi, who, "delete") ||
 	    bd_not_busy(c, out, &bi, "delete"))
 		return;
 	if (bi.nchildren) {
@@ -648,19 +676,19 @@ static void bd_cmd_delete(struct bd_ctl *c, const struct json *req,
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, NULL);
 	bd_log(&c->cfg.log, STORE_LOG_INFO, "ctl: uid %u deleted branch '%s'",
-	       (unsigned)uid, bi.name);
+	       (unsigned)who->uid, bi.name);
 	json_buf_raw(out, "{\"ok\":true}");
 }
 
 static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
-			  struct json_buf *out, uid_t uid)
+			  struct json_buf *out, const struct bd_caller *who)
 {
 	const char *nn = json_get_str(req, "new_name");
 	struct store_branch_info bi, now;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
-	    bd_may_modify(c, out, &bi, uid, "rename") ||
+	    bd_may_modify(c, out, &bi, who, "rename") ||
 	    bd_not_busy(c, out, &bi, "rename"))
 		return;
 	if (!nn || bd_name_ok(out, nn)) {
@@ -700,14 +728,14 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 }
 
 static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
-			 struct json_buf *out, uid_t uid)
+			 struct json_buf *out, const struct bd_caller *who)
 {
 	struct bd_pgckpt_result ckpt = { .outcome = BD_PGCKPT_OFF };
 	struct store_branch_info bi, pi;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
-	    bd_may_modify(c, out, &bi, uid, "reset"))
+	    bd_may_modify(c, out, &bi, who, "reset"))
 		return;
 	/* A busy branch is refused before the parent is checkpointed: held
 	 * and let go at once (bd_not_busy below holds it for the reset
@@ -753,7 +781,7 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, bi.name, bi.name);
 	bd_log(&c->cfg.log, STORE_LOG_INFO, "ctl: uid %u reset branch '%s'",
-	       (unsigned)uid, bi.name);
+	       (unsigned)who->uid, bi.name);
 	json_buf_raw(out, "{\"ok\":true");
 	bd_put_checkpoint(out, &ckpt);
 	json_buf_raw(out, "}");
@@ -937,6 +965,7 @@ int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
 			 uid_t uid, gid_t gid, const gid_t *groups,
 			 size_t ngroups, char **reply)
 {
+	struct bd_caller who = { uid, gid, groups, ngroups };
 	struct json_buf out;
 	struct json *req = NULL;
 	const char *cmd, *bad;
@@ -962,11 +991,11 @@ int bd_ctl_handle_groups(struct bd_ctl *c, const char *line, size_t len,
 	else if (strcmp(cmd, "info") == 0)
 		bd_cmd_info(c, req, &out);
 	else if (strcmp(cmd, "delete") == 0)
-		bd_cmd_delete(c, req, &out, uid);
+		bd_cmd_delete(c, req, &out, &who);
 	else if (strcmp(cmd, "rename") == 0)
-		bd_cmd_rename(c, req, &out, uid);
+		bd_cmd_rename(c, req, &out, &who);
 	else if (strcmp(cmd, "reset") == 0)
-		bd_cmd_reset(c, req, &out, uid);
+		bd_cmd_reset(c, req, &out, &who);
 	else if (strcmp(cmd, "default") == 0)
 		bd_cmd_default(c, req, &out, uid);
 	else if (strcmp(cmd, "status") == 0)

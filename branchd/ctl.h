@@ -38,6 +38,13 @@ struct bd_ctl_hooks {
 	 * permission on it), else -EACCES. */
 	int (*may_create)(void *ctx, uid_t uid, gid_t gid, const gid_t *groups,
 			  size_t ngroups);
+	/* 0 if uid (gid, groups as above) may delete, rename or reset a
+	 * branch created by owner_uid: the rule of rmdir(2) and rename(2) in
+	 * the branch root (write and search permission on it, else -EACCES;
+	 * when it is sticky, root, its owner or the creator, else -EPERM).
+	 * May be NULL: then the creator or root. */
+	int (*may_remove)(void *ctx, uid_t uid, gid_t gid, const gid_t *groups,
+			  size_t ngroups, uid_t owner_uid);
 	/* Copy the default parent's name into buf. */
 	void (*get_default)(void *ctx, char *buf, size_t bufsz);
 	int (*set_default)(void *ctx, const char *name);

@@ -180,6 +180,14 @@ bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino);
  * its mode and owner, as the kernel decides for mkdir), else -EACCES. */
 int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
 		       size_t ngroups);
+/* 0 if uid (gid, groups as above) may remove or rename a branch created
+ * by owner_uid, by the rule rmdir(2) and rename(2) follow in the branch
+ * root: write and search permission on it (else -EACCES) and, when it is
+ * sticky, being root, the root's owner or the branch's creator (else
+ * -EPERM).  The control socket's delete, rename and reset use it, so that
+ * they allow exactly what rmdir and mv allow. */
+int fs_root_may_remove(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
+		       size_t ngroups, uid_t owner_uid);
 /* The parent of branches made by mkdir.  set: -EINVAL/-ENAMETOOLONG bad
  * name (whether it exists is not checked), -ENOMEM. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fs_ctl.c - what the control plane asks of a mounted filesystem: whether
- * a branch is busy, whether a user may create branches in the branch root,
- * the default parent, and whether a branch or an inode has open files (for
- * GC of unlinked inodes).
+ * a branch is busy, whether a user may create branches in the branch root
+ * or remove and rename them there, the default parent, and whether a
+ * branch or an inode has open files (for GC of unlinked inodes).
  *
  * The default parent string is swapped under root_mu; readers
  * (fs_root_mkdir) copy it under the lock, so the old one is freed at once.
@@ -90,6 +90,14 @@ int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
 	else
 		bits = mode & 7;
 	return (bits & 3) == 3 ? 0 : -EACCES;
+}
+
+int fs_root_may_remove(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
+		       size_t ngroups, uid_t owner_uid)
+{
+	int rc = fs_root_may_create(fs, uid, gid, groups, ngroups);
+
+	return rc ? rc : fs_root_sticky_check(fs, uid, owner_uid);
 }
 
 bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)

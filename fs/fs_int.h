@@ -229,6 +229,11 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name);
 void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 		    const char *newname, unsigned int flags);
 int fs_root_list(struct fs *fs, struct fs_dir *d);
+/* Sticky root: 0 if uid may remove or rename a branch created by
+ * owner_uid (root, the root's owner or the creator; anyone while the
+ * root is not sticky), else -EPERM.  Write permission on the root is the
+ * kernel's to check (fs_root_may_remove for the control socket). */
+int fs_root_sticky_check(struct fs *fs, uid_t uid, uid_t owner_uid);
 /* The branch root's entry (for lookup and readdirplus). */
 int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
 		  struct fuse_entry_param *e);

@@ -300,16 +300,13 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
-/* Sticky root: only root, the root's owner or the branch's owner may
- * remove or rename a branch. */
-static int fs_root_sticky_check(struct fs *fs, uid_t uid,
-				const struct store_branch_info *bi)
+int fs_root_sticky_check(struct fs *fs, uid_t uid, uid_t owner_uid)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&fs->root_mu);
 	if ((fs->root_mode & S_ISVTX) && uid != 0 && uid != fs->root_uid &&
-	    uid != bi->owner_uid)
+	    uid != owner_uid)
 		rc = -EPERM;
 	pthread_mutex_unlock(&fs->root_mu);
 	return rc;
@@ -339,7 +336,7 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 	rc = store_branch_lookup(fs->store, name, &bi);
 	if (rc)
 		goto out;
-	rc = fs_root_sticky_check(fs, ctx->uid, &bi);
+	rc = fs_root_sticky_check(fs, ctx->uid, bi.owner_uid);
 	if (rc)
 		goto out;
 	if (bi.nchildren) {
@@ -407,7 +404,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	}
 	if (rc != -ENOENT)
 		goto out;
-	rc = fs_root_sticky_check(fs, ctx->uid, &bi);
+	rc = fs_root_sticky_check(fs, ctx->uid, bi.owner_uid);
 	if (rc)
 		goto out;
 	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));

@@ -17,11 +17,43 @@
 #    delete --at, info --tree) are usage errors (exit 2) that change
 #    nothing, never silently the last one or ignored; a refused command
 #    line says so in one line;
+#  - who may delete, rename or reset whose branch: for each mode of the
+#    branch root (sticky 1777, plain 0777, sticky and owned by the other
+#    user, 0755), branchctl delete/rename/reset allow exactly what rmdir
+#    and mv allow (uid 999 and uid 1000, made here if missing).
 # shellcheck source=lib.sh disable=SC2086 # $AS_* are command prefixes
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
 
+# ---- users ----------------------------------------------------------------------
+# mkuid UID NAME: VAR AS_<NAME> runs a command as that uid (made if missing)
+mkuid() {
+	local uid=$1 name=$2 user gid
+	if getent passwd "$uid" >/dev/null; then
+		user=$(getent passwd "$uid" | cut -d: -f1)
+		log "using existing user $user (uid $uid)"
+	else
+		user=bfst36u$uid
+		useradd -u "$uid" -U -M -d /nonexistent -s /usr/sbin/nologin "$user" 2>/dev/null ||
+			fail "useradd -u $uid $user failed"
+		IT_USERS+=("$user")
+		IT_GROUPS+=("$user")
+		log "created user $user (uid $uid), removed again at exit"
+	fi
+	gid=$(id -g "$user")
+	printf -v "AS_$name" '%s' "setpriv --reuid=$uid --regid=$gid --clear-groups"
+}
+mkuid 999 A
+mkuid 1000 B
+UID_A=999 UID_B=1000
+
+# try_as RUNAS OP ARGS...: one syscall (os.OP) as RUNAS, prints OK or the errno name
+try_as() {
+	local run=$1
+	shift
+	(cd / && tmo 60 $run /usr/bin/python3 -c "$IT_TRY_OP_PY" "$@")
+}
 # ctl_as RUNAS ARGS...: branchctl as RUNAS (sets CTL_RC, CTL_OUT, CTL_ERR)
 ctl_as() {
 	local run=$1
@@ -141,6 +173,60 @@ expect_op OK rmdir "$MNT/x"
 expect_op OK rmdir "$MNT/kid"
 expect_op OK rmdir "$MNT/other"
 
+# ---- who may delete, rename or reset whose branch ----------------------------------
+log "--- permissions: branchctl allows what rmdir and mv allow"
+chmod 1777 "$MNT"
+# setup MODE OWNER: two branches of uid A's (made by mkdir as A), then the
+# root gets MODE and OWNER
+setup() {
+	chown 0:0 "$MNT"
+	chmod 1777 "$MNT"
+	for n in pa pb; do
+		[ -e "$MNT/$n" ] || { [ "$(try_as "$AS_A" mkdir "$MNT/$n")" = OK ] || fail "uid $UID_A cannot mkdir $n in a 1777 root"; }
+	done
+	chown "$2" "$MNT"
+	chmod "$1" "$MNT"
+}
+# compare MODE OWNER RUNAS WHO: rmdir pa vs branchctl delete pb, mv pa vs
+# branchctl rename pb, and branchctl reset pb (judged like rmdir) must
+# agree on allowed or refused
+compare() {
+	local mode=$1 owner=$2 run=$3 who=$4 fs ct what
+	setup "$mode" "$owner"
+	fs=$(try_as "$run" rename "$MNT/pa" "$MNT/pa2")
+	ctl_as "$run" rename pb pb2
+	what="root $mode owned by $owner, $who renames uid $UID_A's branch"
+	log "$what: mv -> $fs, branchctl rename -> exit $CTL_RC ${CTL_ERR:+($CTL_ERR)}"
+	if [ "$fs" = OK ]; then
+		[ "$CTL_RC" -eq 0 ] || fail "$what: mv is allowed but branchctl rename exits $CTL_RC: $CTL_ERR"
+		mv "$MNT/pa2" "$MNT/pa"
+		mv "$MNT/pb2" "$MNT/pb"
+	else
+		[ "$CTL_RC" -eq 9 ] || fail "$what: mv is refused ($fs) but branchctl rename exits $CTL_RC (expected 9)"
+	fi
+	ct=$CTL_RC
+	ctl_as "$run" reset pb
+	[ "$CTL_RC" -eq "$ct" ] || fail "root $mode owned by $owner: $who's branchctl rename exits $ct but reset $CTL_RC"
+	fs=$(try_as "$run" rmdir "$MNT/pa")
+	ctl_as "$run" delete pb
+	what="root $mode owned by $owner, $who deletes uid $UID_A's branch"
+	log "$what: rmdir -> $fs, branchctl delete -> exit $CTL_RC"
+	if [ "$fs" = OK ]; then
+		[ "$CTL_RC" -eq 0 ] || fail "$what: rmdir is allowed but branchctl delete exits $CTL_RC: $CTL_ERR"
+	else
+		[ "$CTL_RC" -eq 9 ] || fail "$what: rmdir is refused ($fs) but branchctl delete exits $CTL_RC (expected 9)"
+		[ -d "$MNT/pb" ] || fail "$what: a refused delete removed pb"
+	fi
+}
+compare 1777 0 "$AS_B" "uid $UID_B"
+compare 1777 0 "$AS_A" "uid $UID_A (the owner)"
+compare 0777 0 "$AS_B" "uid $UID_B"
+compare 1777 "$UID_B" "$AS_B" "uid $UID_B (the root's owner)"
+compare 0755 0 "$AS_A" "uid $UID_A (the owner)"
+compare 0775 0 "$AS_B" "uid $UID_B"
+chown 0:0 "$MNT"
+chmod 0755 "$MNT"
+for n in pa pb; do [ ! -e "$MNT/$n" ] || rmdir "$MNT/$n"; done
 same_lists "at the end"
 [ "$(cat "$MNT/main/f")" = main-data ] || fail "main changed"
 bfs_umount

@@ -30,6 +30,10 @@ struct fake_fs {
 	char last_old[256];
 	char last_new[256];
 	bool may_create;
+	int remove_rc;       /* > 0: may_remove answers -remove_rc */
+	int removes;         /* may_remove calls */
+	uid_t remove_owner;  /* owner_uid of the last one */
+	size_t remove_ngroups;
 	char def[256];
 	int holds;           /* begin_change - end_change */
 	bool refuse_fork;    /* check_fork refuses every parent */
@@ -105,6 +109,25 @@ static int ff_may_create(void *p, uid_t u, gid_t g, const gid_t *groups,
 	return u == 0 || f->may_create ? 0 : -EACCES;
 }
 
+/* As fs_root_may_remove over a sticky root owned by root, unless told
+ * otherwise (remove_rc). */
+static int ff_may_remove(void *p, uid_t u, gid_t g, const gid_t *groups,
+			 size_t ngroups, uid_t owner)
+{
+	struct fake_fs *f = p;
+
+	(void)g;
+	(void)groups;
+	f->removes++;
+	f->remove_owner = owner;
+	f->remove_ngroups = ngroups;
+	if (f->remove_rc > 0)
+		return -f->remove_rc;
+	if (f->remove_rc < 0)
+		return 0;
+	return u == 0 || u == owner ? 0 : -EPERM;
+}
+
 static void ff_get_default(void *p, char *buf, size_t n)
 {
 	struct fake_fs *f = p;
@@ -170,6 +193,7 @@ static int setup(void **state)
 	cc.hooks.end_change = ff_end;
 	cc.hooks.changed = ff_changed;
 	cc.hooks.may_create = ff_may_create;
+	cc.hooks.may_remove = ff_may_remove;
 	cc.hooks.get_default = ff_get_default;
 	cc.hooks.set_default = ff_set_default;
 	cc.hooks.check_fork = ff_check_fork;
@@ -495,6 +519,61 @@ static void test_ctl_busy_and_permissions(void **state)
 	assert_string_equal(x->ff.def, "x");
 }
 
+/* delete, rename and reset ask the filesystem's rule for rmdir and mv in
+ * the branch root (may_remove), with the branch's creator and the
+ * caller's groups, and take its answer: a non-owner where the root is not
+ * sticky may, an owner without write permission on the root may not. */
+static void test_ctl_changes_follow_may_remove(void **state)
+{
+	struct ctx *x = *state;
+	static const gid_t groups[] = { 60200, 60201 };
+	static const char *const reqs[] = {
+		"{\"cmd\":\"rename\",\"name\":\"u\",\"new_name\":\"v\"}",
+		"{\"cmd\":\"reset\",\"name\":\"u\"}",
+		"{\"cmd\":\"delete\",\"name\":\"u\"}",
+	};
+	struct json *j;
+	char *reply = NULL;
+	size_t i;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	x->ff.may_create = true;
+	for (i = 0; i < 3; i++) {
+		/* The owner, refused (no write permission on the root). */
+		assert_int_equal(status_of(x, 1000, "{\"cmd\":\"create\",\"name\":\"u\"}"),
+				 i == 0 ? 0 : BD_EXIT_EXISTS);
+		x->ff.remove_rc = EACCES;
+		x->ff.removes = 0;
+		j = call(x, 1000, reqs[i]);
+		assert_int_equal(bd_exit_of_code(json_get_str(j, "error")),
+				 BD_EXIT_PERMISSION);
+		assert_non_null(strstr(json_get_str(j, "message"),
+				       "no write permission"));
+		json_free(j);
+		assert_int_equal(x->ff.removes, 1);
+		assert_int_equal(x->ff.remove_owner, 1000);
+		assert_int_equal(x->ff.holds, 0);
+		/* Another uid, allowed (a root that is not sticky), with its
+		 * groups passed on. */
+		x->ff.remove_rc = -1;
+		assert_int_equal(bd_ctl_handle_groups(x->c, reqs[i],
+						      strlen(reqs[i]), 1001,
+						      1001, groups, 2, &reply),
+				 0);
+		assert_non_null(strstr(reply, "\"ok\":true"));
+		free(reply);
+		reply = NULL;
+		assert_int_equal(x->ff.remove_ngroups, 2);
+		assert_int_equal(x->ff.remove_owner, 1000);
+		x->ff.remove_rc = 0;
+		if (i == 0) /* renamed: back to u */
+			assert_int_equal(status_of(x, 0, "{\"cmd\":\"rename\",\"name\":\"v\",\"new_name\":\"u\"}"),
+					 0);
+	}
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"u\"}"),
+			 BD_EXIT_NOT_FOUND);
+}
+
 /* The tablespace rule (check_fork) is asked before create, with or
  * without a time, and before reset; a refusal names the reason, makes
  * nothing and changes nothing. */
@@ -740,6 +819,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_create_list_info_rename_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_changes_follow_may_remove,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_busy_and_permissions,
 						setup, teardown),
