@@ -930,33 +930,52 @@ int bd_ctl_handle(struct bd_ctl *c, const char *line, size_t len, uid_t uid,
 /* The type every request field must have where it is present: the
  * commands read them with json_get_*, which take a value of another type
  * for an absent one (a raw client's "at_seq":"5" would make a branch of
- * now).  NULL, or the message of the first field of a wrong type. */
+ * now).  Each field comes once: json_get takes the first of two, which a
+ * client that meant the last ("from" twice) would not expect.  NULL, or
+ * the message of the first field of a wrong type or given twice. */
 static const char *bd_bad_field(const struct json *req)
 {
 	static const struct {
 		const char *key;
 		int type; /* enum json_type; JSON_NUM: an integer */
 		const char *what;
+		const char *twice;
 	} fields[] = {
-		{ "cmd", JSON_STR, "\"cmd\" must be a string" },
-		{ "name", JSON_STR, "\"name\" must be a string" },
-		{ "from", JSON_STR, "\"from\" must be a string" },
-		{ "new_name", JSON_STR, "\"new_name\" must be a string" },
-		{ "at_ns", JSON_NUM, "\"at_ns\" must be an integer" },
-		{ "at_seq", JSON_NUM, "\"at_seq\" must be an integer" },
-		{ "seconds", JSON_NUM, "\"seconds\" must be an integer" },
-		{ "empty", JSON_BOOL, "\"empty\" must be true or false" },
+		{ "cmd", JSON_STR, "\"cmd\" must be a string",
+		  "\"cmd\" given twice" },
+		{ "name", JSON_STR, "\"name\" must be a string",
+		  "\"name\" given twice" },
+		{ "from", JSON_STR, "\"from\" must be a string",
+		  "\"from\" given twice" },
+		{ "new_name", JSON_STR, "\"new_name\" must be a string",
+		  "\"new_name\" given twice" },
+		{ "at_ns", JSON_NUM, "\"at_ns\" must be an integer",
+		  "\"at_ns\" given twice" },
+		{ "at_seq", JSON_NUM, "\"at_seq\" must be an integer",
+		  "\"at_seq\" given twice" },
+		{ "seconds", JSON_NUM, "\"seconds\" must be an integer",
+		  "\"seconds\" given twice" },
+		{ "empty", JSON_BOOL, "\"empty\" must be true or false",
+		  "\"empty\" given twice" },
 		{ "checkpoint", JSON_BOOL,
-		  "\"checkpoint\" must be true or false" },
+		  "\"checkpoint\" must be true or false",
+		  "\"checkpoint\" given twice" },
 	};
-	size_t i;
+	size_t i, k;
 
 	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		const struct json *v = json_get(req, fields[i].key);
+		size_t seen = 0;
 
 		if (v && ((int)v->type != fields[i].type ||
 			  (v->type == JSON_NUM && !v->is_int)))
 			return fields[i].what;
+		/* The known fields only: n * 9 comparisons, bounded by
+		 * the line's length whatever the keys. */
+		for (k = 0; v && k < req->n; k++)
+			seen += strcmp(req->keys[k], fields[i].key) == 0;
+		if (seen > 1)
+			return fields[i].twice;
 	}
 	return NULL;
 }

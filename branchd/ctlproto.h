@@ -6,7 +6,9 @@
  * Protocol: a client connects to the daemon's unix stream socket and sends
  * requests, one JSON object per line ({"cmd": "...", ...}); each gets one
  * reply line: {"ok": true, ...} or {"ok": false, "error": CODE,
- * "message": TEXT}.  Lines are at most BD_CTL_MAX_LINE bytes.
+ * "message": TEXT}.  Lines are at most BD_CTL_MAX_LINE bytes.  A known
+ * field of the wrong type, or given twice, makes the request malformed
+ * ("invalid"); unknown fields are ignored.
  *
  * Socket: /run/branchfs/ctl-<h>.sock for a daemon run by root, else
  * /tmp/branchfs-<uid>/ctl-<h>.sock, where <h> is the 64-bit FNV-1a hash,

@@ -379,6 +379,35 @@ static void test_ctl_malformed_requests_get_error_replies(void **state)
 	/* and none of them made the branch */
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"a\"}"),
 			 BD_EXIT_NOT_FOUND);
+	/* A field given twice is refused, not the first (or last) taken:
+	 * as branchctl refuses an option given twice. */
+	{
+		static const char *const twice[] = {
+			"{\"cmd\":\"create\",\"name\":\"a\",\"from\":\"main\",\"from\":\"b\"}",
+			"{\"cmd\":\"create\",\"name\":\"a\",\"name\":\"b\"}",
+			"{\"cmd\":\"create\",\"name\":\"a\",\"at_seq\":1,\"at_seq\":2}",
+			"{\"cmd\":\"create\",\"cmd\":\"delete\",\"name\":\"main\"}",
+			"{\"cmd\":\"rename\",\"name\":\"main\",\"new_name\":\"a\",\"new_name\":\"b\"}",
+		};
+		struct json *j;
+
+		for (i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+			j = call(x, 0, twice[i]);
+			assert_int_equal(
+				bd_exit_of_code(json_get_str(j, "error")),
+				BD_EXIT_INVALID);
+			assert_non_null(strstr(json_get_str(j, "message"),
+					       "given twice"));
+			json_free(j);
+		}
+		assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"a\"}"),
+				 BD_EXIT_NOT_FOUND);
+		assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"main\"}"),
+				 0);
+		/* Unknown keys are ignored, twice or not. */
+		assert_int_equal(status_of(x, 0, "{\"cmd\":\"status\",\"x\":1,\"x\":2}"),
+				 0);
+	}
 }
 
 static void test_ctl_create_list_info_rename_delete(void **state)
