@@ -139,10 +139,13 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 	if (mount) {
 		/* The branch root, or any path in it (a branch, say). */
 		if (!realpath(mount, path)) {
+			int err = errno;
+
 			fprintf(stderr,
 				"branchctl: cannot resolve mount '%s': %s\n",
-				mount, strerror(errno));
-			return -ENOENT;
+				mount, strerror(err));
+			/* Not "no daemon" when the caller may not look. */
+			return err == EACCES ? -EACCES : -ENOENT;
 		}
 		if (bc_socket_above(path, out, n))
 			return 0;
@@ -151,8 +154,14 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 			mount);
 		return -ENOENT;
 	}
-	if (!getcwd(path, sizeof(path)))
-		return -errno;
+	if (!getcwd(path, sizeof(path))) {
+		int err = errno;
+
+		fprintf(stderr,
+			"branchctl: cannot tell the current directory (%s); use --mount DIR or set BRANCHFS_MOUNT\n",
+			strerror(err));
+		return err == EACCES ? -EACCES : -ENOENT;
+	}
 	if (bc_socket_above(path, out, n))
 		return 0;
 	fprintf(stderr,
@@ -904,9 +913,10 @@ int main(int argc, char **argv)
 		return BD_EXIT_ERROR;
 	}
 
-	if (bc_find_socket(sock, mount, sockpath, sizeof(sockpath))) {
+	rc = bc_find_socket(sock, mount, sockpath, sizeof(sockpath));
+	if (rc) {
 		json_buf_release(&req);
-		return BD_EXIT_NO_DAEMON;
+		return rc == -EACCES ? BD_EXIT_PERMISSION : BD_EXIT_NO_DAEMON;
 	}
 	rc = bc_call_retry(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);

@@ -16,7 +16,9 @@
 #    --mount) and an option the command does not take (reset --from,
 #    delete --at, info --tree) are usage errors (exit 2) that change
 #    nothing, never silently the last one or ignored; a refused command
-#    line says so in one line;
+#    line says so in one line; a --mount path the caller may not look
+#    into is exit 9, not 3 ("no daemon"), and a deleted current directory
+#    gets a line, not a silent exit 3;
 #  - who may delete, rename or reset whose branch: for each mode of the
 #    branch root (sticky 1777, plain 0777, sticky and owned by the other
 #    user, 0755), branchctl delete/rename/reset allow exactly what rmdir
@@ -167,6 +169,20 @@ one_line_err "unknown command"
 expect_ctl 2 create x --from
 one_line_err "--from without a value"
 [ ! -e "$MNT/x" ] || fail "a refused command line made branch x"
+# a mount path the caller may not look into is "permission denied" (exit 9),
+# not "no daemon" (exit 3), and a current directory that is gone says so
+mkdir -p "$T/private/x"
+chmod 0700 "$T/private"
+CTL_MNT=none ctl_as "$AS_B" --mount "$T/private/x" list
+[ "$CTL_RC" -eq 9 ] || fail "branchctl --mount <path under a 0700 dir> as uid $UID_B exited $CTL_RC, expected 9: $CTL_ERR"
+one_line_err "--mount under a 0700 dir"
+log "branchctl --mount <path under a 0700 dir> as uid $UID_B -> exit 9 ($CTL_ERR)"
+mkdir "$T/gone"
+rc=0
+(cd "$T/gone" && rmdir "$T/gone" && tmo 30 "$BRANCHCTL" list) >"$T/gone.out" 2>"$T/gone.err" || rc=$?
+[ "$rc" -eq 3 ] && [ "$(wc -l <"$T/gone.err")" -eq 1 ] ||
+	fail "branchctl list in a deleted current directory exited $rc with '$(cat "$T/gone.err")', expected exit 3 and one line"
+log "branchctl list in a deleted current directory -> exit 3 ($(cat "$T/gone.err"))"
 expect_ctl 0 create x --from other
 [ "$(cat "$MNT/x/f")" = other-data ] || fail "create x --from other does not hold other's data"
 expect_op OK rmdir "$MNT/x"
