@@ -180,7 +180,7 @@ log "branchctl --mount <path under a 0700 dir> as uid $UID_B -> exit 9 ($CTL_ERR
 mkdir "$T/gone"
 rc=0
 (cd "$T/gone" && rmdir "$T/gone" && tmo 30 "$BRANCHCTL" list) >"$T/gone.out" 2>"$T/gone.err" || rc=$?
-[ "$rc" -eq 3 ] && [ "$(wc -l <"$T/gone.err")" -eq 1 ] ||
+{ [ "$rc" -eq 3 ] && [ "$(wc -l <"$T/gone.err")" -eq 1 ]; } ||
 	fail "branchctl list in a deleted current directory exited $rc with '$(cat "$T/gone.err")', expected exit 3 and one line"
 log "branchctl list in a deleted current directory -> exit 3 ($(cat "$T/gone.err"))"
 expect_ctl 0 create x --from other
