@@ -11,7 +11,8 @@
 #    `branchctl --json list` and `ls` of the root;
 #  - a rename at the root never replaces a branch: onto a taken name it is
 #    EEXIST (also with RENAME_NOREPLACE, and branchctl's exit 5), and
-#    RENAME_EXCHANGE is EINVAL (man branchd(8));
+#    RENAME_EXCHANGE is EINVAL (man branchd(8)); a child names its
+#    renamed parent by the new name and keeps it from being deleted;
 #  - branchctl's command line: an option given twice (--from, --at,
 #    --mount) and an option the command does not take (reset --from,
 #    delete --at, info --tree) are usage errors (exit 2) that change
@@ -137,7 +138,16 @@ log "renameat2 at the root: onto a branch, NOREPLACE, EXCHANGE, NOREPLACE to a f
 [ "$(cat "$MNT/r2/f")" = r2-data ] || fail "a refused rename onto r2 changed it"
 expect_ctl 5 rename r3 r2
 [ "$(ls_names | tr '\n' ' ')" = "main r2 r3 " ] || fail "branches after the renames: $(ls_names | tr '\n' ' ')"
-expect_op OK rmdir "$MNT/r2"
+# a parent renamed under its child: the child names it by its new name
+expect_ctl 0 create r2kid --from r2
+expect_op OK rename "$MNT/r2" "$MNT/r2new"
+expect_ctl 0 --json info r2kid
+jassert "$CTL_OUT" "d['branch']['parent'] == 'r2new'" "parent of r2kid after mv r2 r2new"
+[ "$(cat "$MNT/r2kid/f")" = r2-data ] || fail "r2kid lost its data after its parent's rename"
+expect_op EBUSY rmdir "$MNT/r2new"
+expect_ctl 7 delete r2new
+expect_op OK rmdir "$MNT/r2kid"
+expect_op OK rmdir "$MNT/r2new"
 expect_op OK rmdir "$MNT/r3"
 
 # ---- branchctl's command line ---------------------------------------------------------
