@@ -45,9 +45,6 @@ struct bd_control {
 	bool stop; /* guarded by mu */
 };
 
-static const char *const bd_drop_names[] = { "postmaster.pid",
-					     "postmaster.opts", NULL };
-
 static int bd_hook_busy(void *ctx, uint64_t branch, const char *name, char *why,
 			size_t whysz)
 {
@@ -235,7 +232,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.store_dir = cfg->store_dir;
 	cc.mountpoint = cfg->mountpoint;
 	cc.daemon_uid = getuid();
-	cc.drop_names = bd_drop_names;
+	cc.drop_names = fs_pg_drop_names;
 	cc.log = cfg->log;
 	cc.hooks.ctx = c;
 	cc.hooks.busy = bd_hook_busy;

@@ -165,6 +165,14 @@ int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
 		      long pid);
 
+/* Root entries a new or reset branch does not carry over from its parent
+ * (DESIGN rule 2, store_branch_create_args.drop_names): postmaster.pid
+ * and postmaster.opts, and the sockets and socket lock files of a server
+ * whose unix_socket_directories is its data directory (.s.PGSQL.PORT and
+ * .s.PGSQL.PORT.lock): the lock names the parent's live postmaster, and a
+ * server on the branch with the same port refused to start. */
+extern const char *const fs_pg_drop_names[];
+
 /* ---- for the control plane (fs_ctl.c) ---- */
 
 /* A probe that changes and waits for nothing: 0, or -EBUSY with a reason

@@ -4,7 +4,8 @@
  * branch of the store.
  *
  *   mkdir NAME   creates branch NAME from the default parent at its head,
- *                without postmaster.pid/postmaster.opts (DESIGN rule 2);
+ *                without postmaster.pid/postmaster.opts nor a socket of
+ *                the parent's server (fs_pg_drop_names, DESIGN rule 2);
  *                in a store with no branch at all it creates an empty
  *                branch whose root gets the mkdir mode and the caller's
  *                uid/gid.  The caller becomes the branch's owner_uid.
@@ -38,8 +39,8 @@
 
 #include "fs_int.h"
 
-static const char *const fs_drop_names[] = { "postmaster.pid",
-					     "postmaster.opts", NULL };
+const char *const fs_pg_drop_names[] = { "postmaster.pid", "postmaster.opts",
+					 ".s.PGSQL.*", NULL };
 
 void fs_root_touch(struct fs *fs)
 {
@@ -261,7 +262,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 	if (rc == 0) {
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
-		args.drop_names = fs_drop_names;
+		args.drop_names = fs_pg_drop_names;
 	} else if (rc == -ENOENT) {
 		struct store_branch_info *list = NULL;
 		size_t n = 0;

@@ -91,6 +91,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -3109,42 +3110,93 @@ static int store_branch_put(struct kv_batch *b, const struct store_branch *br)
 	return b->err;
 }
 
+static int store_readdir_view(struct store *s, const struct store_view *v,
+			      uint64_t dir, struct store_dirent **out,
+			      size_t *n);
+
+/* Tombstone the root entry name of view v in branch br (whose root is
+ * root_ino), and count the link it held; a missing name is no error. */
+static int store_batch_drop_one(struct store *s, struct kv_batch *b,
+				const struct store_view *v, uint64_t br,
+				uint64_t root_ino, const char *name)
+{
+	struct store_attr a;
+	uint64_t ino;
+	uint32_t mode;
+	int rc;
+
+	rc = store_dirent_find(s, v, root_ino, name, &ino, &mode);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	store_batch_dirent(b, br, root_ino, name, 0, 0);
+	rc = store_attr_load(s, v, ino, &a, NULL, 0);
+	if (rc == 0 && !S_ISDIR(a.mode) && a.nlink > 0) {
+		char target[STORE_SYMLINK_MAX + 1];
+
+		if (S_ISLNK(a.mode))
+			store_attr_load(s, v, ino, &a, target, sizeof(target));
+		a.nlink--;
+		store_batch_attr(b, br, ino, &a,
+				 S_ISLNK(a.mode) ? target : NULL);
+	}
+	return 0;
+}
+
+static bool store_is_pattern(const char *name)
+{
+	return strpbrk(name, "*?[") != NULL;
+}
+
 /* Add tombstones for drop_names found in the root of view v, written into
- * branch br (whose root is root_ino). */
+ * branch br (whose root is root_ino).  A name with a wildcard is an
+ * fnmatch(3) pattern, matched against a listing of the root made only when
+ * the list holds one; a plain name is one lookup. */
 static int store_batch_drop_names(struct store *s, struct kv_batch *b,
 				  const struct store_view *v, uint64_t br,
 				  uint64_t root_ino,
 				  const char *const *drop_names)
 {
 	const char *const *np;
+	struct store_dirent *d = NULL;
+	bool patterns = false;
+	size_t n = 0, i;
 	int rc;
 
 	for (np = drop_names; np && *np; np++) {
-		struct store_attr a;
-		uint64_t ino;
-		uint32_t mode;
-
+		if (store_is_pattern(*np)) {
+			patterns = true;
+			continue;
+		}
 		if (store_name_check(*np))
 			continue;
-		rc = store_dirent_find(s, v, root_ino, *np, &ino, &mode);
-		if (rc == -ENOENT)
-			continue;
+		rc = store_batch_drop_one(s, b, v, br, root_ino, *np);
 		if (rc)
 			return rc;
-		store_batch_dirent(b, br, root_ino, *np, 0, 0);
-		rc = store_attr_load(s, v, ino, &a, NULL, 0);
-		if (rc == 0 && !S_ISDIR(a.mode) && a.nlink > 0) {
-			char target[STORE_SYMLINK_MAX + 1];
-
-			if (S_ISLNK(a.mode))
-				store_attr_load(s, v, ino, &a, target,
-						sizeof(target));
-			a.nlink--;
-			store_batch_attr(b, br, ino, &a,
-					 S_ISLNK(a.mode) ? target : NULL);
-		}
 	}
-	return 0;
+	if (!patterns)
+		return 0;
+	rc = store_readdir_view(s, v, root_ino, &d, &n);
+	if (rc)
+		return rc;
+	for (i = 0; i < n && !rc; i++) {
+		bool match = false, plain = false;
+
+		for (np = drop_names; *np; np++) {
+			if (!store_is_pattern(*np))
+				plain = plain || strcmp(*np, d[i].name) == 0;
+			else
+				match = match ||
+					fnmatch(*np, d[i].name, 0) == 0;
+		}
+		/* a plain name of the list was dropped above */
+		if (match && !plain)
+			rc = store_batch_drop_one(s, b, v, br, root_ino,
+						  d[i].name);
+	}
+	free(d);
+	return rc;
 }
 
 static int store_branches_grow(struct store *s, uint64_t id)
@@ -3997,21 +4049,20 @@ static int store_dentry_cmp(const void *a, const void *b)
 	return x->level < y->level ? -1 : x->level > y->level;
 }
 
-int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
-		  struct store_dirent **out, size_t *n)
+/* store_readdir over a view the caller holds (a fork builds one under
+ * branches_lock, where store_view_get cannot be called). */
+static int store_readdir_view(struct store *s, const struct store_view *v,
+			      uint64_t dir, struct store_dirent **out,
+			      size_t *n)
 {
 	struct store_dentry_tmp *tmp = NULL, *nt;
 	struct store_dirent *res = NULL;
-	struct store_view v;
 	struct store_attr da;
 	struct kv_iter *it = NULL;
 	size_t ntmp = 0, cap = 0, i, k = 0;
 	int rc;
 
-	rc = store_view_get(s, branch, seq, &v);
-	if (rc)
-		return rc;
-	rc = store_attr_load(s, &v, dir, &da, NULL, 0);
+	rc = store_attr_load(s, v, dir, &da, NULL, 0);
 	if (rc)
 		goto out;
 	if (!S_ISDIR(da.mode)) {
@@ -4021,12 +4072,12 @@ int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
 	rc = kv_iter_new(s->kv, KV_CF_DIRENT, false, &it);
 	if (rc)
 		goto out;
-	for (i = 0; i < v.n; i++) {
+	for (i = 0; i < v->n; i++) {
 		unsigned char start[16];
 		char last[STORE_NAME_MAX + 2] = { 0 };
 		bool have_last = false;
 
-		store_put64(start, v.lv[i].id);
+		store_put64(start, v->lv[i].id);
 		store_put64(start + 8, dir);
 		for (kv_iter_seek(it, start, 16); kv_iter_valid(it);
 		     kv_iter_next(it)) {
@@ -4048,7 +4099,7 @@ int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
 			    memcmp(last, key + 16, nlen) == 0)
 				continue;
 			vseq = ~store_get64(key + klen - 8);
-			if (vseq > v.lv[i].cap || vseq < v.lv[i].floor)
+			if (vseq > v->lv[i].cap || vseq < v->lv[i].floor)
 				continue;
 			memcpy(last, key + 16, nlen);
 			last[nlen] = 0;
@@ -4106,6 +4157,19 @@ out:
 	free(res);
 	free(tmp);
 	kv_iter_free(it);
+	return rc;
+}
+
+int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
+		  struct store_dirent **out, size_t *n)
+{
+	struct store_view v;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_readdir_view(s, &v, dir, out, n);
 	store_view_release(&v);
 	return rc;
 }

@@ -4,7 +4,7 @@
  * real RocksDB: create/lookup/readdir merged through branch ancestry with
  * tombstones, rename (within and across directories, replacing, NOREPLACE,
  * EXCHANGE), rmdir, hard links and link counts, symlinks, unlinked-but-open
- * inodes, and drop_names at branch creation.
+ * inodes, and drop_names (names and patterns) at branch creation and reset.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -718,6 +718,58 @@ static void test_store_dir_drop_names_directory(void **state)
 	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, bi.root_ino, "");
 }
 
+/* drop_names may hold fnmatch(3) patterns, matched against the parent's
+ * root only (the sockets and socket lock files of a server whose
+ * unix_socket_directories is its data directory), at a fork and at a
+ * reset; a plain name that a pattern also matches is dropped once. */
+static void test_store_dir_drop_patterns(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const drop[] = { "postmaster.pid", ".s.PGSQL.5432",
+					    ".s.PGSQL.*", NULL };
+	struct store_attr sa = tstore_attr(S_IFSOCK | 0777), out;
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	uint64_t sock, lock, base;
+
+	assert_int_equal(store_create(s, fx->br, fx->root, ".s.PGSQL.5432", &sa,
+				      NULL, &sock, &out),
+			 0);
+	lock = tstore_mkfile(s, fx->br, fx->root, ".s.PGSQL.5432.lock");
+	tstore_mkfile(s, fx->br, fx->root, ".s.PGSQL.6000.lock");
+	tstore_mkfile(s, fx->br, fx->root, "postmaster.pid");
+	tstore_mkfile(s, fx->br, fx->root, "s.PGSQL.1");
+	base = tstore_mkdir(s, fx->br, fx->root, "base");
+	tstore_mkfile(s, fx->br, base, ".s.PGSQL.7");
+
+	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root, "base,s.PGSQL.1");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, base, ".s.PGSQL.7");
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, fx->root,
+		     ".s.PGSQL.5432,.s.PGSQL.5432.lock,.s.PGSQL.6000.lock,"
+		     "base,postmaster.pid,s.PGSQL.1");
+	/* the branch counts the parent's link gone once, the parent keeps it */
+	assert_int_equal(tstore_nlink(s, bi.id, sock), 0);
+	assert_int_equal(tstore_nlink(s, bi.id, lock), 0);
+	assert_int_equal(tstore_nlink(s, fx->br, sock), 1);
+	/* the branch's own server makes its own */
+	tstore_mkfile(s, bi.id, fx->root, ".s.PGSQL.5432.lock");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
+		     ".s.PGSQL.5432.lock,base,s.PGSQL.1");
+	/* a reset drops them again, from the parent's current state */
+	tstore_mkfile(s, fx->br, fx->root, ".s.PGSQL.7000.lock");
+	assert_int_equal(store_branch_reset(s, bi.id, drop), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root, "base,s.PGSQL.1");
+	/* without drop_names a child keeps every entry */
+	assert_int_equal(store_branch_reset(s, bi.id, NULL), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
+		     ".s.PGSQL.5432,.s.PGSQL.5432.lock,.s.PGSQL.6000.lock,"
+		     ".s.PGSQL.7000.lock,base,postmaster.pid,s.PGSQL.1");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -734,6 +786,7 @@ int main(void)
 		T(test_store_dir_unlinked_inode_usable),
 		T(test_store_dir_symlink),
 		T(test_store_dir_drop_names),
+		T(test_store_dir_drop_patterns),
 		T(test_store_dir_setattr),
 		T(test_store_dir_prefix_and_byte_names),
 		T(test_store_dir_large_merged),
