@@ -11,7 +11,11 @@
 # (2) pg_rewind: a branch that followed main as a standby is promoted and
 # written, then rewound onto main (wal_log_hints = on) and follows it again
 # with main's data.  (3) pg_checksums --enable, --check and --disable
-# offline on a branch, which then starts with them on and off.
+# offline on a branch, which then starts with them on and off; (4) with
+# them on, CREATE DATABASE with both strategies, ALTER DATABASE SET
+# TABLESPACE, VACUUM FULL, CLUSTER, REINDEX CONCURRENTLY, a sort spilled
+# to temp files in a tablespace, lo_export and COPY to files in the branch
+# keep every row, and the checksums still verify offline.
 # pg_amcheck --heapallindexed is clean wherever a server writes.
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -143,8 +147,43 @@ grep -q 'Bad checksums: *0' "$T/log/ck.log" || fail "pg_checksums --check: $(cat
 pg_start "$MNT/ck" "$P2"
 [ "$(q "$P2" "show data_checksums")" = on ] || fail "checksums not on in ck"
 [ "$(q "$P2" "select count(*) from t")" = "$(q "$P1" "select count(*) from t")" ] || fail "ck lacks main's rows"
+
+log "(4) files Postgres writes on the branch with checksums on"
+mkdir "$MNT/ck/ts"
+chown postgres: "$MNT/ck/ts"
+q "$P2" "create tablespace ts location '$MNT/ck/ts'" 2>/dev/null
+ACC="select md5(string_agg(aid || ':' || abalance, ',' order by aid)) from pgbench_accounts"
+want=$(q "$P2" "$ACC")
+q "$P2" "create database d_fc template postgres strategy file_copy"
+q "$P2" "create database d_wal template postgres strategy wal_log"
+q "$P2" "alter database d_fc set tablespace ts"
+for db in d_fc d_wal; do
+	got=$(tmo 60 "$PGBIN/psql" -X -At -h "$SOCK" -p "$P2" -U postgres -d "$db" -c "$ACC")
+	[ "$got" = "$want" ] || fail "database $db differs from its template"
+done
+for sql in "vacuum full pgbench_accounts" "cluster pgbench_accounts using pgbench_accounts_pkey" \
+	"reindex table concurrently pgbench_accounts" "alter table pgbench_history set tablespace ts"; do
+	q "$P2" "$sql"
+done
+[ "$(q "$P2" "$ACC")" = "$want" ] || fail "pgbench_accounts changed by vacuum full, cluster or reindex"
+# a sort and a hash spilled to temp files in a tablespace of the branch
+got=$(PGOPTIONS="-c work_mem=64kB -c temp_tablespaces=ts" tmo 60 "$PGBIN/psql" -X -At -h "$SOCK" -p "$P2" -U postgres \
+	-c "select count(distinct md5(g::text)) || ':' || sum(x) from (select g, g * 2 as x from generate_series(1, 200000) g order by md5(g::text)) s")
+[ "$got" = "200000:40000200000" ] || fail "spilled sort gave $got"
+# large objects and COPY to and from files in the branch
+head -c 3000000 /dev/urandom >"$T/lo.bin"
+chmod 644 "$T/lo.bin"
+oid=$(q "$P2" "select lo_import('$T/lo.bin')")
+q "$P2" "select lo_export($oid, '$MNT/ck/lo.out')" >/dev/null
+cmp "$T/lo.bin" "$MNT/ck/lo.out" || fail "lo_export into the branch differs from the file imported"
+q "$P2" "copy pgbench_accounts to '$MNT/ck/acc.csv' csv"
+q "$P2" "create table acc2 (like pgbench_accounts)"
+q "$P2" "copy acc2 from '$MNT/ck/acc.csv' csv"
+[ "$(q "$P2" "${ACC/pgbench_accounts/acc2}")" = "$want" ] || fail "COPY through a file in the branch changed rows"
 amcheck "$P2"
 pg_stop "$MNT/ck"
+as_pg "$PGBIN/pg_checksums" --check -D "$MNT/ck" >"$T/log/ck.log" 2>&1 ||
+	fail "pg_checksums --check after (4): $(tail -n 5 "$T/log/ck.log")"
 as_pg "$PGBIN/pg_checksums" --disable -D "$MNT/ck" >"$T/log/ck.log" 2>&1 ||
 	fail "pg_checksums --disable: $(tail -n 5 "$T/log/ck.log")"
 pg_start "$MNT/ck" "$P2"
