@@ -30,7 +30,8 @@
  *
  * postmaster.pid, as Postgres 10+ writes it: 1 pid, 2 data directory,
  * 3 start time, 4 port, 5 first unix socket directory (empty when unix
- * sockets are off), 6 first listen address ("*" for all), 7 shared memory
+ * sockets are off; relative to the data directory when not absolute, as
+ * with -k .), 6 first listen address ("*" for all), 7 shared memory
  * key, 8 status.  Lines 4-6 appear once the postmaster has opened its
  * sockets.
  *
@@ -148,6 +149,25 @@ static void pgckpt_copy_line(char *dst, size_t dstsz, const char *src,
 	dst[len] = 0;
 }
 
+/* A relative unix_socket_directories entry (-k . or -k run) is relative to
+ * the data directory, where the postmaster works, and libpq would take it
+ * for a host name: make it absolute with line 2.  An abstract socket
+ * ('@name') and a data directory that is not absolute stay as they are. */
+static void pgckpt_sockdir_abs(struct bd_pgckpt_pidfile *pf)
+{
+	char abs[sizeof(pf->host)];
+	int k;
+
+	if (pf->host[0] == '/' || pf->host[0] == '@' || pf->datadir[0] != '/')
+		return;
+	if (!strcmp(pf->host, "."))
+		k = snprintf(abs, sizeof(abs), "%s", pf->datadir);
+	else
+		k = snprintf(abs, sizeof(abs), "%s/%s", pf->datadir, pf->host);
+	if (k > 0 && (size_t)k < sizeof(abs))
+		memcpy(pf->host, abs, (size_t)k + 1);
+}
+
 int bd_pgckpt_parse_pidfile(const char *text, size_t len,
 			    struct bd_pgckpt_pidfile *out)
 {
@@ -186,10 +206,11 @@ int bd_pgckpt_parse_pidfile(const char *text, size_t len,
 	if (n > 3)
 		pgckpt_copy_line(out->port, sizeof(out->port), line[3],
 				 llen[3]);
-	if (n > 4 && llen[4])
+	if (n > 4 && llen[4]) {
 		pgckpt_copy_line(out->host, sizeof(out->host), line[4],
 				 llen[4]);
-	else if (n > 5 && llen[5]) {
+		pgckpt_sockdir_abs(out);
+	} else if (n > 5 && llen[5]) {
 		pgckpt_copy_line(out->host, sizeof(out->host), line[5],
 				 llen[5]);
 		if (!strcmp(out->host, "*") || !strcmp(out->host, "0.0.0.0") ||

@@ -85,7 +85,8 @@ struct bd_pgckpt_pidfile {
 	long pid;	    /* line 1 */
 	char datadir[1024]; /* line 2 */
 	char port[16];	    /* line 4, "" until the sockets are open */
-	char host[1024];    /* line 5 (socket directory) or else line 6
+	char host[1024];    /* line 5 (socket directory; a relative one
+				  * made absolute with line 2) or else line 6
 				  * (listen address; "*" and any-address as
 				  * "localhost"); "" if neither */
 	char status[16];    /* line 8: "ready", "starting", ... or "" */

@@ -3,7 +3,9 @@
 # timeout: 180
 # t14: Postgres workflows of CI scripts and platform engineers on branches.
 # (1) Sockets in the data directory (pg_ctl -o "-k $PGDATA -c
-# listen_addresses=''", every cluster on the default port): a branch made
+# listen_addresses=''", every cluster on the default port; main's given as
+# "-k .", which the pg_checkpoint policy must resolve against the data
+# directory to checkpoint main before each branch): a branch made
 # by mkdir, by branchctl create and by reset of the running main carries
 # neither main's socket nor its socket lock file (.s.PGSQL.PORT.lock names
 # main's live postmaster: a server on the branch with the same port
@@ -35,15 +37,16 @@ free_port P
 # shellcheck disable=SC2086
 as_pg() { (cd "$T" && tmo 200 $AS_PG "$@"); }
 
-# pg_start_k PGDATA: start a server with its socket in PGDATA and no TCP
-# listener, on port $P like every other server of part (1)
+# pg_start_k PGDATA [DIR]: start a server with its socket in DIR (default
+# PGDATA itself) and no TCP listener, on port $P like every other server of
+# part (1)
 pg_start_k() {
-	local d=$1 logf
+	local d=$1 k=${2:-$1} logf
 	logf=$T/log/pg-$(basename "$d")-k.log
 	IT_PGDIRS+=("$d")
 	IT_PGRUN[$d]=$AS_PG
 	as_pg "$PGBIN/pg_ctl" -D "$d" -l "$logf" -w -t 180 \
-		-o "-p $P -k $d -c listen_addresses=''" start >/dev/null ||
+		-o "-p $P -k $k -c listen_addresses=''" start >/dev/null ||
 		fail "pg_ctl start -D $d failed: $(tail -n 5 "$logf")"
 	IT_PGPID[$d]=$(head -n 1 "$d/postmaster.pid")
 	log "postgres on $(basename "$d") port $P, socket in its data directory"
@@ -63,7 +66,9 @@ no_sockets() {
 }
 
 log "(1) sockets in the data directory"
-pg_start_k "$MNT/main"
+BLOG=$(ls "$T"/log/branchd-mnt-*.log)
+# main's as "-k .", which Postgres takes relative to the data directory
+pg_start_k "$MNT/main" .
 if [ ! -S "$MNT/main/.s.PGSQL.$P" ] || [ ! -f "$MNT/main/.s.PGSQL.$P.lock" ]; then
 	fail "main's socket or its lock file is missing"
 fi
@@ -74,6 +79,12 @@ qk "$MNT/main" "insert into t values (1001, 'after')"
 expect_ctl 0 create pr-2
 no_sockets pr-1
 no_sockets pr-2
+# the pg_checkpoint policy reached main through that relative socket
+# directory (before, libpq took "." for a host name)
+for b in "mkdir of branch 'pr-1'" "creating branch 'pr-2'"; do
+	grep -qF "checkpointed the server on 'main' (pid ${IT_PGPID[$MNT/main]}) before $b" "$BLOG" ||
+		fail "main was not checkpointed before $b: $(grep pg_checkpoint "$BLOG" | tail -n 2)"
+done
 [ -S "$MNT/main/.s.PGSQL.$P" ] || fail "main lost its own socket"
 pg_start_k "$MNT/pr-1"
 pg_start_k "$MNT/pr-2"

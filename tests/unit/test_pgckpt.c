@@ -162,6 +162,30 @@ static void test_pgckpt_parse_listen_address_when_no_socket(void **state)
 	assert_string_equal(pf.host, "");
 }
 
+/* -k . or -k run: Postgres writes the socket directory as given, relative
+ * to its data directory, which libpq would take for a host name ("could not
+ * translate host name \".\""). */
+static void test_pgckpt_parse_relative_socket_dir(void **state)
+{
+	struct bd_pgckpt_pidfile pf;
+	const char *dot = "7\n/mnt/pg/main\n1\n5432\n.\n\n";
+	const char *sub = "7\n/mnt/pg/main\n1\n5432\nrun/pg\n\n";
+	const char *abstract = "7\n/mnt/pg/main\n1\n5432\n@pg\n\n";
+	const char *reldata = "7\nmain\n1\n5432\n.\n\n";
+
+	(void)state;
+	assert_int_equal(bd_pgckpt_parse_pidfile(dot, strlen(dot), &pf), 0);
+	assert_string_equal(pf.host, "/mnt/pg/main");
+	assert_int_equal(bd_pgckpt_parse_pidfile(sub, strlen(sub), &pf), 0);
+	assert_string_equal(pf.host, "/mnt/pg/main/run/pg");
+	assert_int_equal(
+		bd_pgckpt_parse_pidfile(abstract, strlen(abstract), &pf), 0);
+	assert_string_equal(pf.host, "@pg");
+	assert_int_equal(bd_pgckpt_parse_pidfile(reldata, strlen(reldata), &pf),
+			 0);
+	assert_string_equal(pf.host, ".");
+}
+
 static void test_pgckpt_parse_starting_server_has_no_port(void **state)
 {
 	struct bd_pgckpt_pidfile pf;
@@ -452,6 +476,7 @@ int main(void)
 		cmocka_unit_test(
 			test_pgckpt_parse_listen_address_when_no_socket),
 		cmocka_unit_test(test_pgckpt_parse_starting_server_has_no_port),
+		cmocka_unit_test(test_pgckpt_parse_relative_socket_dir),
 		cmocka_unit_test(test_pgckpt_parse_rejects_bad_pids),
 		cmocka_unit_test_setup_teardown(test_pgckpt_off_does_nothing,
 						setup, teardown),
