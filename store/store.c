@@ -3111,8 +3111,8 @@ static int store_branch_put(struct kv_batch *b, const struct store_branch *br)
 }
 
 static int store_readdir_view(struct store *s, const struct store_view *v,
-			      uint64_t dir, struct store_dirent **out,
-			      size_t *n);
+			      uint64_t dir, const char *prefix,
+			      struct store_dirent **out, size_t *n);
 
 /* Tombstone the root entry name of view v in branch br (whose root is
  * root_ino), and count the link it held; a missing name is no error. */
@@ -3150,53 +3150,61 @@ static bool store_is_pattern(const char *name)
 }
 
 /* Add tombstones for drop_names found in the root of view v, written into
- * branch br (whose root is root_ino).  A name with a wildcard is an
- * fnmatch(3) pattern, matched against a listing of the root made only when
- * the list holds one; a plain name is one lookup. */
+ * branch br (whose root is root_ino).  A plain name is one lookup; a name
+ * with a wildcard is an fnmatch(3) pattern, matched against the root's
+ * entries that start with its literal prefix (".s.PGSQL." of ".s.PGSQL.*":
+ * one seek, however many entries the root has).  A name both plain and
+ * matched is dropped once. */
 static int store_batch_drop_names(struct store *s, struct kv_batch *b,
 				  const struct store_view *v, uint64_t br,
 				  uint64_t root_ino,
 				  const char *const *drop_names)
 {
-	const char *const *np;
-	struct store_dirent *d = NULL;
-	bool patterns = false;
-	size_t n = 0, i;
+	const char *const *np, *const *pp;
 	int rc;
 
 	for (np = drop_names; np && *np; np++) {
-		if (store_is_pattern(*np)) {
-			patterns = true;
-			continue;
-		}
-		if (store_name_check(*np))
+		if (store_is_pattern(*np) || store_name_check(*np))
 			continue;
 		rc = store_batch_drop_one(s, b, v, br, root_ino, *np);
 		if (rc)
 			return rc;
 	}
-	if (!patterns)
-		return 0;
-	rc = store_readdir_view(s, v, root_ino, &d, &n);
-	if (rc)
-		return rc;
-	for (i = 0; i < n && !rc; i++) {
-		bool match = false, plain = false;
+	for (pp = drop_names; pp && *pp; pp++) {
+		char prefix[STORE_NAME_MAX + 1];
+		struct store_dirent *d = NULL;
+		size_t n = 0, i, plen;
 
-		for (np = drop_names; *np; np++) {
-			if (!store_is_pattern(*np))
-				plain = plain || strcmp(*np, d[i].name) == 0;
-			else
-				match = match ||
-					fnmatch(*np, d[i].name, 0) == 0;
+		if (!store_is_pattern(*pp))
+			continue;
+		plen = strcspn(*pp, "*?[\\");
+		if (plen > STORE_NAME_MAX)
+			continue;
+		memcpy(prefix, *pp, plen);
+		prefix[plen] = 0;
+		rc = store_readdir_view(s, v, root_ino, prefix, &d, &n);
+		for (i = 0; i < n && !rc; i++) {
+			bool done = false;
+
+			if (fnmatch(*pp, d[i].name, 0) != 0)
+				continue;
+			/* by a plain name, or by an earlier pattern */
+			for (np = drop_names; np != pp && !done; np++)
+				done = store_is_pattern(*np) ?
+					       fnmatch(*np, d[i].name, 0) == 0 :
+					       strcmp(*np, d[i].name) == 0;
+			for (np = pp + 1; *np && !done; np++)
+				done = !store_is_pattern(*np) &&
+				       strcmp(*np, d[i].name) == 0;
+			if (!done)
+				rc = store_batch_drop_one(s, b, v, br, root_ino,
+							  d[i].name);
 		}
-		/* a plain name of the list was dropped above */
-		if (match && !plain)
-			rc = store_batch_drop_one(s, b, v, br, root_ino,
-						  d[i].name);
+		free(d);
+		if (rc)
+			return rc;
 	}
-	free(d);
-	return rc;
+	return 0;
 }
 
 static int store_branches_grow(struct store *s, uint64_t id)
@@ -4050,11 +4058,13 @@ static int store_dentry_cmp(const void *a, const void *b)
 }
 
 /* store_readdir over a view the caller holds (a fork builds one under
- * branches_lock, where store_view_get cannot be called). */
+ * branches_lock, where store_view_get cannot be called), of the entries
+ * whose names start with prefix ("" for all). */
 static int store_readdir_view(struct store *s, const struct store_view *v,
-			      uint64_t dir, struct store_dirent **out,
-			      size_t *n)
+			      uint64_t dir, const char *prefix,
+			      struct store_dirent **out, size_t *n)
 {
+	size_t plen = strlen(prefix);
 	struct store_dentry_tmp *tmp = NULL, *nt;
 	struct store_dirent *res = NULL;
 	struct store_attr da;
@@ -4072,14 +4082,19 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 	rc = kv_iter_new(s->kv, KV_CF_DIRENT, false, &it);
 	if (rc)
 		goto out;
+	if (plen > STORE_NAME_MAX) {
+		rc = -EINVAL;
+		goto out;
+	}
 	for (i = 0; i < v->n; i++) {
-		unsigned char start[16];
+		unsigned char start[16 + STORE_NAME_MAX];
 		char last[STORE_NAME_MAX + 2] = { 0 };
 		bool have_last = false;
 
 		store_put64(start, v->lv[i].id);
 		store_put64(start + 8, dir);
-		for (kv_iter_seek(it, start, 16); kv_iter_valid(it);
+		memcpy(start + 16, prefix, plen);
+		for (kv_iter_seek(it, start, 16 + plen); kv_iter_valid(it);
 		     kv_iter_next(it)) {
 			const unsigned char *key, *val;
 			size_t klen, vlen, nlen;
@@ -4089,6 +4104,9 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 			if (klen < 16 + 2 + 8 || memcmp(key, start, 16) != 0)
 				break;
 			nlen = klen - 16 - 1 - 8;
+			/* names with the prefix are contiguous */
+			if (nlen < plen || memcmp(key + 16, prefix, plen) != 0)
+				break;
 			if (nlen > STORE_NAME_MAX) {
 				rc = -EIO;
 				goto out;
@@ -4169,7 +4187,7 @@ int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
 	rc = store_view_get(s, branch, seq, &v);
 	if (rc)
 		return rc;
-	rc = store_readdir_view(s, &v, dir, out, n);
+	rc = store_readdir_view(s, &v, dir, "", out, n);
 	store_view_release(&v);
 	return rc;
 }

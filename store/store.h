@@ -153,8 +153,9 @@ struct store_branch_create_args {
 	uint32_t root_gid;
 	/* NULL-terminated list of root-directory entry names the new branch
 	 * does not carry over from its parent (may be NULL).  A name with
-	 * '*', '?' or '[' is an fnmatch(3) pattern (flags 0), which costs a
-	 * listing of the parent's root directory.  Borrowed. */
+	 * '*', '?' or '[' is an fnmatch(3) pattern (flags 0), matched
+	 * against the parent's root entries that start with the pattern's
+	 * literal prefix (one seek per ancestry level).  Borrowed. */
 	const char *const *drop_names;
 	/* Return before the record is durable, like mkdir(2) on a local
 	 * filesystem: it becomes durable with the next store_sync(), or

@@ -759,6 +759,35 @@ static void test_store_dir_drop_patterns(void **state)
 	tstore_mkfile(s, bi.id, fx->root, ".s.PGSQL.5432.lock");
 	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
 		     ".s.PGSQL.5432.lock,base,s.PGSQL.1");
+	/* entries at two levels of the ancestry, and many others beside them */
+	{
+		struct store_branch_info gi;
+		char name[32];
+		int i;
+
+		for (i = 0; i < 300; i++) {
+			snprintf(name, sizeof(name), ".s.PGSQM.%d", i);
+			tstore_mkfile(s, bi.id, fx->root, name);
+		}
+		a = tstore_args("g", bi.id, STORE_SEQ_LATEST);
+		a.drop_names = drop;
+		assert_int_equal(store_branch_create(s, &a, &gi), 0);
+		assert_int_equal(tstore_lookup_rc(s, gi.id, STORE_SEQ_LATEST,
+						  fx->root, ".s.PGSQL.5432.lock"),
+				 -ENOENT);
+		assert_int_equal(tstore_lookup_rc(s, gi.id, STORE_SEQ_LATEST,
+						  fx->root, ".s.PGSQM.299"),
+				 0);
+		assert_int_equal(tstore_lookup_rc(s, gi.id, STORE_SEQ_LATEST,
+						  fx->root, "s.PGSQL.1"),
+				 0);
+		assert_int_equal(store_branch_delete(s, gi.id), 0);
+		for (i = 0; i < 300; i++) {
+			snprintf(name, sizeof(name), ".s.PGSQM.%d", i);
+			assert_int_equal(store_unlink(s, bi.id, fx->root, name),
+					 0);
+		}
+	}
 	/* a reset drops them again, from the parent's current state */
 	tstore_mkfile(s, fx->br, fx->root, ".s.PGSQL.7000.lock");
 	assert_int_equal(store_branch_reset(s, bi.id, drop), 0);
