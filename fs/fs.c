@@ -670,7 +670,8 @@ uint32_t fs_branch_gen(struct fs *fs, uint64_t br)
 	return (uint32_t)bi.fork_seq;
 }
 
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen)
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen,
+		 pid_t tid)
 {
 	struct fs_map_ent *e;
 
@@ -685,6 +686,8 @@ void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen)
 		e->gen = gen;
 		if (link)
 			e->flags |= FS_NODE_LINK;
+		if (tid > 0 && e->refused == (int32_t)tid)
+			e->flags |= FS_NODE_RETRY;
 	}
 	pthread_mutex_unlock(&fs->nodes_mu);
 }
@@ -758,8 +761,20 @@ static inline void fs_check_invariants(struct fs *fs)
  * inode.  Once an OPEN of the new inode has come, the old one is bad and
  * takes no writes.  A refused OPEN costs its opener one fresh lookup
  * (the kernel retries an ESTALE open once, with LOOKUP_REVAL); an open
- * that raced the reset itself may see ESTALE, never the old file size. */
-static bool fs_node_stale(struct fs *fs, uint64_t nodeid)
+ * that raced the reset itself may see ESTALE, never the old file size.
+ *
+ * The retry's own OPEN is let through the FS_NODE_REGEN rule: an OPEN
+ * refused for its older generation has its retry's LOOKUP set the flag (it
+ * hands out the new generation for a node the kernel knows), and a second
+ * ESTALE reached the caller (the kernel retries once).  tid, the thread of
+ * the request, tells the retry apart: once the thread refused last for
+ * this node has looked it up (FS_NODE_RETRY, set by fs_node_ref: the
+ * kernel's LOOKUP_REVAL of the retry), its next OPEN comes after that
+ * LOOKUP's reply, which made the old inode bad (or found the new one), so
+ * it is not from the old inode.  A retry without a LOOKUP (the path ends
+ * in a magic link such as /proc/PID/fd/N) is refused as before.  tid 0
+ * (unknown, another pid namespace) never matches. */
+static bool fs_node_stale(struct fs *fs, uint64_t nodeid, pid_t tid)
 {
 	uint32_t gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	struct fs_map_ent *e;
@@ -767,16 +782,22 @@ static bool fs_node_stale(struct fs *fs, uint64_t nodeid)
 
 	pthread_mutex_lock(&fs->nodes_mu);
 	e = fs_map_find(&fs->nodes, nodeid);
-	if (e && (e->gen != gen || (e->flags & FS_NODE_REGEN))) {
+	if (e && e->gen != gen) {
 		stale = true;
-		if (e->gen == gen)
-			e->flags &= ~(uint32_t)FS_NODE_REGEN;
+	} else if (e && (e->flags & FS_NODE_REGEN)) {
+		stale = tid <= 0 || e->refused != (int32_t)tid ||
+			!(e->flags & FS_NODE_RETRY);
+		e->flags &= ~(uint32_t)FS_NODE_REGEN;
+	}
+	if (e) {
+		e->refused = stale ? (int32_t)tid : 0;
+		e->flags &= ~(uint32_t)FS_NODE_RETRY;
 	}
 	pthread_mutex_unlock(&fs->nodes_mu);
 	return stale;
 }
 
-int fs_file_open(struct fs *fs, uint64_t nodeid)
+int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 {
 	uint64_t br = fs_branch_of(nodeid);
 	struct fs_map_ent *e, *o;
@@ -803,7 +824,7 @@ int fs_file_open(struct fs *fs, uint64_t nodeid)
 	}
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
-	if (rc == 0 && fs_node_stale(fs, nodeid)) {
+	if (rc == 0 && fs_node_stale(fs, nodeid, tid)) {
 		fs_file_close(fs, nodeid);
 		rc = -ESTALE;
 	}

@@ -50,6 +50,9 @@ struct fs_map_ent {
 	uint32_t ops;	   /* per-branch: metadata changes in flight */
 	uint32_t draining; /* per-branch: holds waiting for it to quiesce */
 	uint32_t gen;	   /* nodes: generation last handed to the kernel */
+	/* nodes: the thread whose OPEN of the node was last refused with
+	 * ESTALE (fs_file_open), or 0 */
+	int32_t refused;
 	struct fs_map_ent *next;
 };
 
@@ -70,6 +73,9 @@ enum fs_node_flags {
 	 * still hold its inode from before a reset: the next OPEN gets
 	 * ESTALE (fs_file_open). */
 	FS_NODE_REGEN = 1u << 1,
+	/* The thread of the last refused OPEN (refused) has looked the node
+	 * up since: its next OPEN is the kernel's retry (fs_file_open). */
+	FS_NODE_RETRY = 1u << 2,
 };
 
 struct fs {
@@ -163,8 +169,10 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
  * the branch (fs_branch_op_begin).  0 for a branch that is gone. */
 uint32_t fs_branch_gen(struct fs *fs, uint64_t br);
 /* Count one kernel lookup of nodeid, handed out with generation gen;
- * link: it is a symlink. */
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen);
+ * link: it is a symlink; tid: the thread of a LOOKUP request (0 for other
+ * replies), for fs_file_open's retry rule. */
+void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen,
+		 pid_t tid);
 /* Drop the kernel's cached attributes and pages (a symlink's target) of
  * every node of branch_id it knows whose lookup entry has all of flags
  * (enum fs_node_flags; 0: every node); *count is how many.  Takes no lock
@@ -180,7 +188,7 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * entry carried an older generation): the kernel then looks the path up
  * again (LOOKUP_REVAL), gets the new generation, and opens a new inode
  * instead of one whose cached size and pages are the old tree's. */
-int fs_file_open(struct fs *fs, uint64_t nodeid);
+int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
 /* Whether nodeid has an open file (counted by fs_file_open). */
 bool fs_file_is_open(struct fs *fs, uint64_t nodeid);

@@ -141,7 +141,8 @@ static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 	fs_link_attr(fs, nodeid, &fixed);
 	fs_entry_fill(&e, nodeid, gen, &fixed);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
-	fs_node_ref(fs, nodeid, S_ISLNK(a->mode), (uint32_t)e.generation);
+	fs_node_ref(fs, nodeid, S_ISLNK(a->mode), (uint32_t)e.generation,
+		    fuse_req_ctx(req)->pid);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
 }
@@ -658,7 +659,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		goto out_err;
-	rc = fs_file_open(fs, nodeid);
+	rc = fs_file_open(fs, nodeid, fuse_req_ctx(req)->pid);
 	if (rc)
 		goto out_err;
 	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
@@ -699,7 +700,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc)
 		goto out_err;
 	/* Cannot wait: no change of the branch starts while we hold an op. */
-	rc = fs_file_open(fs, nodeid);
+	rc = fs_file_open(fs, nodeid, fuse_req_ctx(req)->pid);
 	if (rc) {
 		fs_branch_op_end(fs, fs_branch_of(nodeid));
 		goto out_err;
@@ -710,7 +711,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	fs_entry_fill(&e, nodeid, gen, &a);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
-	fs_node_ref(fs, nodeid, false, (uint32_t)e.generation);
+	fs_node_ref(fs, nodeid, false, (uint32_t)e.generation, 0);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
@@ -1012,7 +1013,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 			if (got)
 				fs_node_ref(fs, de->nodeid,
 					    S_ISLNK(e.attr.st_mode),
-					    (uint32_t)e.generation);
+					    (uint32_t)e.generation, 0);
 		} else {
 			struct stat st;
 

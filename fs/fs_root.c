@@ -156,7 +156,7 @@ static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_node_ref(fs, e.ino, false, (uint32_t)e.generation);
+	fs_node_ref(fs, e.ino, false, (uint32_t)e.generation, 0);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, e.ino, 1);
 }

@@ -10,6 +10,13 @@
 # of NULs and pages from before the reset.  Now every entry carries the
 # branch's generation (new at each reset) and such an open gets ESTALE,
 # which the kernel retries with a fresh lookup.
+#
+# That retry must then succeed: an open by path after the reset, while some
+# process still holds the file's dentry from before it (an O_PATH
+# descriptor here; a stat running during the reset does it too, 1 open in
+# 100 under stat loops), is sent from the old inode and refused, and its
+# retry's lookup hands out the new generation for a node the kernel knows,
+# which also refused the retried OPEN: every such open failed with ESTALE.
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -21,5 +28,34 @@ expect_ctl 0 create x --from p
 out=$(tmo 200 python3 "$IT_ROOT/tests/integration/reset_open.py" "$BRANCHCTL" "$MNT" "${RESET_ROUNDS:-40}") ||
 	fail "reset racing appenders: $out"
 log "$(tail -n 1 <<<"$out")"
+
+# An open after the reset, with the old dentry held (no OPEN: the reset
+# goes on); the file then reads as the parent's.
+out=$(tmo 60 python3 - "$BRANCHCTL" "$MNT" <<'EOF'
+import os, subprocess, sys
+bctl, mnt = sys.argv[1], sys.argv[2]
+f = os.path.join(mnt, "x", "f")
+bad = 0
+for r in range(3):
+    with open(f, "ab") as fh:
+        fh.write(b"OLD")
+    held = os.open(f, os.O_PATH)
+    rc = subprocess.run([bctl, "--mount", mnt, "reset", "x"]).returncode
+    try:
+        if rc != 0:
+            raise OSError("reset exited %d" % rc)
+        with open(f, "rb") as fh:
+            data = fh.read()
+        if data != b"PARENT-CONTENT\n":
+            raise OSError("read %r" % data)
+    except OSError as e:
+        bad += 1
+        print("round %d: open after the reset: %s" % (r, e))
+    os.close(held)
+print("%d of 3 opens after a reset with the old dentry held failed" % bad)
+sys.exit(1 if bad else 0)
+EOF
+) || fail "$out"
+log "$out"
 bfs_umount
 log "reset racing opens: every reset left the parent's content plus appends"
