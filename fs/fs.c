@@ -383,23 +383,32 @@ static int fs_mount_lock(struct fs *fs, const char *mountpoint, int *fd)
 	return -EBUSY;
 }
 
-/* true if conf has a line that is exactly "user_allow_other" (blanks
- * around it allowed), as fusermount3 reads it. */
+/* true if conf has a line that is "user_allow_other", as fusermount3
+ * reads it: lines of at most 255 bytes ended by a newline (of a longer
+ * one, and of a last one without its newline, it reads nothing), a '#'
+ * and what follows dropped, blanks around it allowed. */
 static bool fs_conf_allows_other(const char *conf)
 {
 	char line[256];
-	bool found = false;
+	bool found = false, whole = true;
 	FILE *f = fopen(conf, "re");
 
 	if (!f)
 		return false;
 	while (!found && fgets(line, sizeof(line), f)) {
-		char *p = line + strspn(line, " \t");
-		size_t n = strlen(p);
+		size_t n = strlen(line);
+		bool ends = n > 0 && line[n - 1] == '\n';
+		char *p;
 
-		while (n > 0 && strchr(" \t\r\n", p[n - 1]))
-			n--;
-		found = n == 16 && !strncmp(p, "user_allow_other", 16);
+		if (whole && ends) {
+			line[strcspn(line, "#")] = 0;
+			p = line + strspn(line, " \t\r\n\v\f");
+			n = strlen(p);
+			while (n > 0 && strchr(" \t\r\n\v\f", p[n - 1]))
+				n--;
+			found = n == 16 && !strncmp(p, "user_allow_other", 16);
+		}
+		whole = ends;
 	}
 	fclose(f);
 	return found;

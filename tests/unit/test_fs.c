@@ -114,9 +114,24 @@ static void test_hint_allow_other_set(void **state)
 	write_conf(x, "mount_max = 1000\n  user_allow_other \r\n");
 	assert_false(
 		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
-	write_conf(x, "user_allow_other");
+	/* fusermount3 drops a comment after it. */
+	write_conf(x, "user_allow_other\t# for branchfs\n");
 	assert_false(
 		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+	/* It does not read a last line without its newline, nor the rest of
+	 * a line longer than its 255-byte buffer. */
+	write_conf(x, "user_allow_other");
+	assert_true(
+		fs_mount_hint(buf, sizeof(buf), 999, true, x->dev, x->conf));
+	{
+		char conf[400];
+
+		memset(conf, 'x', 255);
+		snprintf(conf + 255, sizeof(conf) - 255, "user_allow_other\n");
+		write_conf(x, conf);
+		assert_true(fs_mount_hint(buf, sizeof(buf), 999, true, x->dev,
+					  x->conf));
+	}
 	/* A longer word is not the option. */
 	write_conf(x, "user_allow_others\nuser_allow_other_x\n");
 	assert_true(
