@@ -47,12 +47,22 @@ struct fs_map_ent {
 	uint64_t key;
 	uint64_t count;
 	uint32_t flags;
-	uint32_t ops;	   /* per-branch: metadata changes in flight */
-	uint32_t draining; /* per-branch: holds waiting for it to quiesce */
-	uint32_t gen;	   /* nodes: generation last handed to the kernel */
-	/* nodes: the thread whose OPEN of the node was last refused with
-	 * ESTALE (fs_file_open), or 0 */
-	int32_t refused;
+	/* One map holds one kind of entry: the fields of the other kind
+	 * share their bytes (an entry of the node map, one per inode the
+	 * kernel caches, stays at 40 bytes). */
+	union {
+		struct {		   /* per-branch (fs->br) */
+			uint32_t ops;	   /* metadata changes in flight */
+			uint32_t draining; /* holds waiting for it to quiesce */
+		};
+		struct { /* nodes (fs->nodes) */
+			/* generation last handed to the kernel */
+			uint32_t gen;
+			/* the thread whose OPEN of the node was last
+			 * refused with ESTALE (fs_file_open), or 0 */
+			int32_t refused;
+		};
+	};
 	struct fs_map_ent *next;
 };
 
