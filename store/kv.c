@@ -263,6 +263,13 @@ struct kv_rocks {
 /* Default ring size; BRANCHFS_JOURNAL_KIB overrides it (tests use a small
  * ring to exercise wrapping). */
 #define KV_JOURNAL_BYTES (16u << 20)
+/* Free space an open needs.  RocksDB's open writes files before it can
+ * fail cleanly: a new info LOG (its header alone, the options, is about
+ * 45 KiB, written whatever the log level), an OPTIONS file and a new
+ * MANIFEST.  On a full disk the failed LOG write made the next log line
+ * trip an assertion in Debian's librocksdb (built with them on): branchd
+ * and branchd --check died with SIGABRT instead of saying why. */
+#define KV_OPEN_ROOM (1u << 20)
 
 static int kv_rocks_sync(struct kv *kv);
 
@@ -953,11 +960,21 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		/* Memtables in proportion to the filesystem: on a small one,
 		 * a flush must still find room. */
 		struct statvfs vfs;
-		uint64_t total = 0;
+		uint64_t total = 0, avail;
 
 		if (statvfs(path, &vfs) == 0 ||
-		    (create && kv_parent_statvfs(path, &vfs) == 0))
+		    (create && kv_parent_statvfs(path, &vfs) == 0)) {
 			total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+			avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+			if (avail < KV_OPEN_ROOM) {
+				kv_log(&r->kv, STORE_LOG_ERR,
+				       "cannot open the database in '%s': its filesystem has %llu KiB free, and opening it needs %u KiB: make room first",
+				       path, (unsigned long long)(avail >> 10),
+				       KV_OPEN_ROOM >> 10);
+				rc = -ENOSPC;
+				goto err_free;
+			}
+		}
 		r->wbuf_block = 64u << 20;
 		r->wbuf_small = 16u << 20;
 		if (total && total / 32 < r->wbuf_block)

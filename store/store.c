@@ -2301,8 +2301,13 @@ static int store_marker_check(struct store *s, const char *path, bool *is_new,
 	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int err = errno;
+
+		LOG_ERR(s, "cannot open store '%s': cannot read '%s': %s",
+			s->dir, path, strerror(err));
+		return -err;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0 || sscanf(buf, "branchfs-store %u", &ver) != 1) {
@@ -2434,7 +2439,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	char path[PATH_MAX];
 	struct store *s;
 	struct stat st;
-	bool empty = false, fresh = false, is_new = false;
+	bool empty = false, fresh = false, is_new = false, made_dir = false;
 	unsigned marker_ver = STORE_FORMAT_VERSION;
 	unsigned char fval[12];
 	size_t vlen;
@@ -2480,7 +2485,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 				strerror(errno));
 			goto err_free;
 		}
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		if (mkdir(dir, 0700) == 0) {
+			made_dir = true;
+		} else if (errno != EEXIST) {
 			rc = -errno;
 			LOG_ERR(s, "cannot create store '%s': %s", dir,
 				strerror(errno));
@@ -2497,11 +2504,20 @@ int store_open(const char *dir, const struct store_config *cfg,
 		rc = store_marker_check(s, path, &is_new, &marker_ver);
 		if (rc)
 			goto err_free;
+	} else if (errno != ENOENT) {
+		/* A store this user may not enter (another user's 0700
+		 * directory): say so, rather than take it for a new one. */
+		rc = -errno;
+		LOG_ERR(s, "cannot open store '%s': %s", dir, strerror(-rc));
+		goto err_free;
 	} else {
 		is_new = true;
 		rc = store_dir_is_empty(dir, &empty);
-		if (rc)
+		if (rc) {
+			LOG_ERR(s, "cannot open store '%s': %s", dir,
+				strerror(-rc));
 			goto err_free;
+		}
 		if (!empty) {
 			LOG_ERR(s,
 				"'%s' is not a branchfs store (not empty, no %s file)",
@@ -2515,8 +2531,15 @@ int store_open(const char *dir, const struct store_config *cfg,
 			goto err_free;
 		}
 		rc = store_marker_write(dir, path, true);
-		if (rc)
+		if (rc) {
+			LOG_ERR(s, "cannot create store '%s': %s", dir,
+				strerror(-rc));
+			/* Leave no half-made store behind: the directory
+			 * this call made is empty again. */
+			if (made_dir)
+				rmdir(dir);
 			goto err_free;
+		}
 	}
 
 	snprintf(path, sizeof(path), "%s/%s", dir, STORE_LOCKFILE);

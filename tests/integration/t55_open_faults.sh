@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+# t55: a store that cannot be opened is refused with one clear line, never
+# a crash or a silent exit.
+#  1. the store's filesystem is full (filled by something else): branchd
+#     and branchd --check exit 1 saying how much room they need, not with
+#     SIGABRT (RocksDB's open writes a new info LOG, and Debian's librocksdb
+#     asserted on the failed write); the store is intact once room is made.
+#  2. a new store on that full filesystem: one line, no directory left.
+#  3. a store directory another user owns (0700), opened as postgres:
+#     one line naming the store and the reason (it exited 1 silently).
+source "$(dirname "$0")/lib.sh"
+it_init
+
+# refused WHAT ARGS...: branchd ARGS must exit 1 within 15 s (not killed
+# by a signal, not hung) with exactly one line on stderr matching $WANT
+refused() {
+	local what=$1 rc=0
+	shift
+	tmo 15 "$@" >"$T/out" 2>"$T/err" || rc=$?
+	[ $rc -ne 124 ] || fail "$what: did not return within 15 s"
+	[ $rc -lt 128 ] || fail "$what: killed by signal $((rc - 128)): $(head -c 400 "$T/err")"
+	[ $rc -eq 1 ] || fail "$what: exit $rc, expected 1: $(head -c 400 "$T/err")"
+	[ "$(grep -c . "$T/err")" -eq 1 ] || fail "$what: expected one line on stderr, got: '$(cat "$T/err")'"
+	grep -qE "$WANT" "$T/err" || fail "$what: the message does not match /$WANT/: $(cat "$T/err")"
+	log "$what -> exit 1: $(cat "$T/err")"
+}
+
+# ---- 1. full filesystem ----
+FS=$T/fs
+it_mount_tmpfs "$FS" 64m
+bfs_mount "$FS/store" "$MNT"
+mkdir "$MNT/main"
+head -c 300000 /dev/urandom >"$T/orig"
+cp "$T/orig" "$MNT/main/data"
+sync "$MNT/main/data"
+bfs_umount
+head -c 100M /dev/zero >"$FS/ballast" 2>/dev/null || true
+log "filesystem full: $(df -k --output=avail "$FS" | tail -n 1 | tr -d ' ') KiB free"
+mkdir -p "$T/m2"
+WANT="'$FS/store.*free.*make room"
+refused "branchd on a full filesystem" "$BRANCHD" -f "$FS/store" "$T/m2"
+! mountpoint -q "$T/m2" || fail "branchd mounted a store it refused"
+rc=0
+tmo 30 "$BRANCHD" --check "$FS/store" >"$T/out" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] || fail "branchd --check on a full filesystem: exit $rc (expected 1): $(head -c 400 "$T/err")"
+grep -q "make room" "$T/err" || fail "branchd --check on a full filesystem does not say why: $(cat "$T/err")"
+log "branchd --check on a full filesystem -> exit 1: $(head -n 1 "$T/err")"
+
+# ---- 2. a new store there ----
+WANT="cannot create store '$FS/new'.*No space left"
+refused "new store on a full filesystem" "$BRANCHD" -f "$FS/new" "$T/m2"
+[ ! -e "$FS/new" ] || fail "the refused new store left $FS/new behind: $(ls -la "$FS/new")"
+
+# room again: the store opens with its data
+rm -f "$FS/ballast"
+bfs_mount "$FS/store" "$MNT"
+cmp -s "$T/orig" "$MNT/main/data" || fail "main/data differs after the refused opens"
+bfs_umount
+out=$(tmo 60 "$BRANCHD" --check "$FS/store" 2>&1) || fail "branchd --check after room was made: $out"
+
+# ---- 3. another user's store ----
+chmod 0700 "$FS/store"
+mkdir -p "$T/m3"
+chown postgres: "$T/m3"
+WANT="cannot open store '$FS/store'.*Permission denied"
+# shellcheck disable=SC2086
+refused "root's 0700 store opened as postgres" $AS_PG "$BRANCHD" -f "$FS/store" "$T/m3"
+rc=0
+# shellcheck disable=SC2086
+tmo 30 $AS_PG "$BRANCHD" --check "$FS/store" >"$T/out" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "Permission denied" "$T/err" ||
+	fail "branchd --check of another user's store: exit $rc: $(cat "$T/err")"
+log "all refusals clear"
