@@ -75,12 +75,18 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 {
 	struct bd_control *c = ctx;
 
-	if (old_name && new_name && strcmp(old_name, new_name) != 0)
-		fs_default_parent_renamed(c->cfg.fs, old_name, new_name);
 	if (old_name)
 		fs_invalidate_branch(c->cfg.fs, branch, old_name);
 	else if (new_name)
 		fs_invalidate_branch(c->cfg.fs, branch, new_name);
+}
+
+static int bd_hook_rename(void *ctx, uint64_t branch, const char *old_name,
+			  const char *new_name)
+{
+	struct bd_control *c = ctx;
+
+	return fs_branch_rename(c->cfg.fs, branch, old_name, new_name);
 }
 
 static int bd_hook_may_create(void *ctx, uid_t uid, gid_t gid,
@@ -238,6 +244,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.busy = bd_hook_busy;
 	cc.hooks.begin_change = bd_hook_begin;
 	cc.hooks.end_change = bd_hook_end;
+	cc.hooks.rename = bd_hook_rename;
 	cc.hooks.changed = bd_hook_changed;
 	cc.hooks.may_create = bd_hook_may_create;
 	cc.hooks.may_remove = bd_hook_may_remove;

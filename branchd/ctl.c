@@ -697,7 +697,9 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 			bd_reply_err(out, -EINVAL, "missing new name");
 		return;
 	}
-	rc = store_branch_rename(c->cfg.store, bi.id, nn);
+	rc = c->cfg.hooks.rename ?
+		     c->cfg.hooks.rename(c->cfg.hooks.ctx, bi.id, bi.name, nn) :
+		     store_branch_rename(c->cfg.store, bi.id, nn);
 	bd_end_change(c, bi.id);
 	if (rc && store_branch_lookup(c->cfg.store, nn, &now) == 0 &&
 	    now.id == bi.id) {

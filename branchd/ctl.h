@@ -29,6 +29,10 @@ struct bd_ctl_hooks {
 	int (*begin_change)(void *ctx, uint64_t branch, char *why,
 			    size_t whysz);
 	void (*end_change)(void *ctx, uint64_t branch);
+	/* Rename a branch (store_branch_rename's errors), the default parent
+	 * following it in the same store batch.  NULL: store_branch_rename. */
+	int (*rename)(void *ctx, uint64_t branch, const char *old_name,
+		      const char *new_name);
 	/* A branch was deleted (new_name NULL), renamed or reset behind the
 	 * kernel: drop its cached entries and data. */
 	void (*changed)(void *ctx, uint64_t branch, const char *old_name,

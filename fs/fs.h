@@ -200,10 +200,11 @@ int fs_root_may_remove(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
  * name (whether it exists is not checked), -ENOMEM. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
 int fs_set_default_parent(struct fs *fs, const char *name);
-/* A branch was renamed: if it was the default parent, the default follows
- * it. */
-void fs_default_parent_renamed(struct fs *fs, const char *old_name,
-			       const char *new_name);
+/* Rename branch id from old_name to new_name (store_branch_rename's
+ * errors); if it is the default parent, the default follows it, in memory
+ * and, in the same store batch as the rename, in the store. */
+int fs_branch_rename(struct fs *fs, uint64_t id, const char *old_name,
+		     const char *new_name);
 
 /* Route libfuse's own messages to log (copied).  libfuse has one global
  * log hook, so this is process-wide; call it before fs_mount(). */

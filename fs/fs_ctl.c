@@ -117,11 +117,9 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 	pthread_mutex_unlock(&fs->root_mu);
 }
 
-/* Make name the default parent, in memory and in the store.  from: only
- * if the default is that name now (a rename following it); then memory
- * changes even if the store cannot keep it (the old name is gone), with
- * a warning.  Under default_mu: test, put and swap are one step. */
-static int fs_do_set_default(struct fs *fs, const char *name, const char *from)
+/* Make name the default parent, in memory and in the store.  Under
+ * default_mu: put and swap are one step (fs_branch_rename's too). */
+static int fs_do_set_default(struct fs *fs, const char *name)
 {
 	char *copy, *old = NULL;
 	int rc;
@@ -133,26 +131,13 @@ static int fs_do_set_default(struct fs *fs, const char *name, const char *from)
 	if (!copy)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->default_mu);
-	if (from) {
-		bool same;
-
-		pthread_mutex_lock(&fs->root_mu);
-		same = strcmp(fs->default_parent, from) == 0;
-		pthread_mutex_unlock(&fs->root_mu);
-		if (!same) {
-			rc = -ESRCH;
-			goto out_unlock;
-		}
-	}
 	/* Kept in the store for the next mount. */
 	rc = store_setting_put(fs->store, "default_parent", name);
 	if (rc) {
 		FS_WARN(fs,
 			"cannot keep '%s' as the default parent for the next mount: %s",
 			name, strerror(-rc));
-		if (!from)
-			goto out_unlock;
-		rc = 0;
+		goto out_unlock;
 	}
 	pthread_mutex_lock(&fs->root_mu);
 	old = fs->default_parent;
@@ -166,17 +151,50 @@ out_unlock:
 	return rc;
 }
 
-void fs_default_parent_renamed(struct fs *fs, const char *old_name,
-			       const char *new_name)
+int fs_branch_rename(struct fs *fs, uint64_t id, const char *old_name,
+		     const char *new_name)
 {
-	if (fs_do_set_default(fs, new_name, old_name) == 0)
+	struct store_branch_info now;
+	char *copy, *old = NULL;
+	bool follow;
+	int rc;
+
+	copy = strdup(new_name);
+	if (!copy)
+		return -ENOMEM;
+	/* The rename and the kept default move in one store batch: renamed
+	 * by one write and followed by a second, a crash between them left
+	 * the store's default naming a branch that was gone, and every
+	 * mkdir after the restart failed with ENOENT.  default_mu keeps a
+	 * concurrent fs_set_default_parent out of the test and the swap. */
+	pthread_mutex_lock(&fs->default_mu);
+	pthread_mutex_lock(&fs->root_mu);
+	follow = strcmp(fs->default_parent, old_name) == 0;
+	pthread_mutex_unlock(&fs->root_mu);
+	rc = store_branch_rename_set(fs->store, id, new_name,
+				     follow ? "default_parent" : NULL);
+	/* Made even when the sync after it failed. */
+	if (follow &&
+	    (rc == 0 || (store_branch_lookup(fs->store, new_name, &now) == 0 &&
+			 now.id == id))) {
+		pthread_mutex_lock(&fs->root_mu);
+		old = fs->default_parent;
+		fs->default_parent = copy;
+		copy = NULL;
+		pthread_mutex_unlock(&fs->root_mu);
+	}
+	pthread_mutex_unlock(&fs->default_mu);
+	if (old)
 		FS_INFO(fs, "default parent follows its rename to '%s'",
 			new_name);
+	free(copy);
+	free(old);
+	return rc;
 }
 
 int fs_set_default_parent(struct fs *fs, const char *name)
 {
-	int rc = fs_do_set_default(fs, name, NULL);
+	int rc = fs_do_set_default(fs, name);
 
 	if (rc == 0)
 		FS_INFO(fs, "default parent is now '%s'", name);

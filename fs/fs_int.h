@@ -15,8 +15,9 @@
  * Lock order (all leaves; none is held across a store call or a reply):
  *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
  *   also guards fs->opens.  The one exception: default_mu, taken only by
- *   fs_do_set_default (fs_ctl.c), is held across its store_setting_put and then
- *   takes root_mu (default_mu -> root_mu); nothing else waits for it.
+ *   fs_do_set_default and fs_branch_rename (fs_ctl.c), is held across their
+ *   store write (the setting, or a rename that carries it) and takes root_mu
+ *   inside (default_mu -> root_mu); nothing else waits for it.
  */
 #ifndef BRANCHFS_FS_INT_H
 #define BRANCHFS_FS_INT_H
@@ -105,7 +106,7 @@ struct fs {
 	struct timespec root_mtime; /* guarded by root_mu */
 	struct timespec root_ctime; /* guarded by root_mu */
 	char *default_parent;	    /* guarded by root_mu */
-	/* Serializes changes of default_parent with their store_setting_put
+	/* Serializes changes of default_parent with their store write
 	 * (a synced write: not under root_mu, which mkdir takes). */
 	pthread_mutex_t default_mu;
 

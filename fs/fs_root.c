@@ -417,7 +417,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	rc = fs_root_still_named(fs, name, bi.id);
 	tried = rc == 0;
 	if (tried)
-		rc = store_branch_rename(fs->store, bi.id, newname);
+		rc = fs_branch_rename(fs, bi.id, name, newname);
 	fs_branch_end_change(fs, bi.id);
 	if (rc && tried &&
 	    store_branch_lookup(fs->store, newname, &other) == 0 &&
@@ -443,7 +443,6 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 				"the cached targets of its %zu symlinks: %s",
 				name, newname, nlinks, strerror(-r));
 	}
-	fs_default_parent_renamed(fs, name, newname);
 	fs_root_touch(fs);
 out:
 	fuse_reply_err(req, -rc);

@@ -3839,9 +3839,19 @@ out_unlock:
 	return rc;
 }
 
+static int store_setting_key(const char *key, unsigned char *k, size_t *klen);
+
 int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 {
+	return store_branch_rename_set(s, id, new_name, NULL);
+}
+
+int store_branch_rename_set(struct store *s, uint64_t id, const char *new_name,
+			    const char *setting)
+{
 	struct store_branch *br, *other, tmp;
+	unsigned char sk[65];
+	size_t sklen = 0;
 	struct kv_batch b;
 	bool synced = false;
 	int rc;
@@ -3849,6 +3859,11 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	rc = store_branch_name_check(new_name);
 	if (rc)
 		return rc;
+	if (setting) {
+		rc = store_setting_key(setting, sk, &sklen);
+		if (rc)
+			return rc;
+	}
 	kv_batch_init(&b);
 	pthread_rwlock_wrlock(&s->branches_lock);
 	br = store_branch_by_id(s, id);
@@ -3866,6 +3881,10 @@ int store_branch_rename(struct store *s, uint64_t id, const char *new_name)
 	memcpy(&tmp, br, sizeof(tmp));
 	snprintf(tmp.name, sizeof(tmp.name), "%s", new_name);
 	store_branch_put(&b, &tmp);
+	/* One batch: no crash leaves the setting naming the old name. */
+	if (setting)
+		kv_batch_put(&b, KV_CF_META, sk, sklen, new_name,
+			     strlen(new_name));
 	rc = store_commit_locked(s, &b, NULL, NULL, NULL);
 	if (rc)
 		goto out_unlock;

@@ -382,6 +382,13 @@ int store_drop_deleted(struct store *s, size_t *dropped);
 
 /* -EEXIST new name taken (by another branch); -EINVAL bad name. */
 int store_branch_rename(struct store *s, uint64_t id, const char *new_name);
+/* store_branch_rename that also sets the setting (store_setting_put) named
+ * setting to new_name, in the same atomic batch (setting NULL: none): a
+ * setting that names the branch, such as the default parent, then never
+ * names a branch that is gone, whenever a crash comes.  Same errors, and
+ * -EINVAL for a bad setting key. */
+int store_branch_rename_set(struct store *s, uint64_t id, const char *new_name,
+			    const char *setting);
 
 /* Point a branch at its parent's current state again, dropping its own
  * changes, in O(1).  Same id, name and inode numbers; reads of the branch

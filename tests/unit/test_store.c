@@ -836,6 +836,33 @@ static void test_store_branch_delete_rename_list(void **state)
 	tstore_expect_pat(s, c2, f, 1, 0, 100);
 }
 
+/* store_branch_rename_set: the branch and the setting change in one
+ * batch, so a failed write changes neither, and both survive a reopen. */
+static void test_store_branch_rename_set(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_branch_info bi;
+	char v[64];
+	uint64_t c;
+
+	c = tstore_branch(fx->s, "a", fx->br);
+	assert_int_equal(store_setting_put(fx->s, "follow", "a"), 0);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, false, -EIO);
+	assert_int_equal(store_branch_rename_set(fx->s, c, "b", "follow"),
+			 -EIO);
+	assert_int_equal(store_branch_lookup(fx->s, "a", &bi), 0);
+	assert_int_equal(store_setting_get(fx->s, "follow", v, sizeof(v)), 0);
+	assert_string_equal(v, "a");
+	assert_int_equal(store_branch_rename_set(fx->s, c, "b", "follow"), 0);
+	assert_int_equal(store_branch_rename_set(fx->s, c, "c", NULL), 0);
+	assert_int_equal(store_branch_rename_set(fx->s, c, "d", ""), -EINVAL);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_branch_lookup(fx->s, "c", &bi), 0);
+	assert_int_equal(bi.id, c);
+	assert_int_equal(store_setting_get(fx->s, "follow", v, sizeof(v)), 0);
+	assert_string_equal(v, "b");
+}
+
 static void test_store_branch_reset(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1256,6 +1283,9 @@ int main(void)
 		T(test_store_large_offset),
 		T(test_store_write_sets_mtime),
 		T(test_store_branch_delete_rename_list),
+		cmocka_unit_test_setup_teardown(test_store_branch_rename_set,
+						tstore_fx_setup_fault,
+						tstore_fx_teardown),
 		T(test_store_branch_reset),
 		T(test_store_persist_close_reopen),
 		T(test_store_isolation_chain_depth_40),
