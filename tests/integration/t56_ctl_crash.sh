@@ -12,6 +12,11 @@
 #  2. At random moments (0-30 ms) during mkdir, rmdir, mv, branchctl
 #     reset, gc and create --at: the branch list is consistent, every
 #     fsynced file is intact, and branchd --check is clean at the end.
+#  3. During mkdir of a branch of a running Postgres, while branchd waits
+#     for the server's CHECKPOINT (pg_checkpoint): the helper process ends
+#     with its daemon, the branch is whole or absent, the server recovers
+#     with every committed row, pg_amcheck is clean, and a new branch of
+#     it starts.
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -31,17 +36,18 @@ remount() {
 }
 
 # kill_at FUNCTION CMD...: run CMD while gdb holds branchd; branchd is
-# killed (SIGKILL) when it first enters FUNCTION
+# killed (SIGKILL) when it first enters FUNCTION (then remount)
 kill_at() {
 	local fn=$1 pid=${IT_MNTPID[$MNT]} gdbpid n
 	shift
+	rm -f "$T/gdb.out" # (a stale one would pass for this gdb's)
 	tmo 60 gdb -q -batch -p "$pid" -ex "break $fn" -ex continue -ex kill >"$T/gdb.out" 2>&1 &
 	gdbpid=$!
 	IT_BG+=("$gdbpid")
 	# attached (breakpoint set) and running again (no thread stopped by
 	# the tracer); gdb's own "Continuing." may sit in its output buffer
 	for ((n = 0; n < 300; n++)); do
-		if grep -q '^Breakpoint 1 at' "$T/gdb.out" &&
+		if grep -qs '^Breakpoint 1 at' "$T/gdb.out" &&
 			! grep -qs '^State:.*t (tracing stop)' /proc/"$pid"/task/*/status; then
 			break
 		fi
@@ -51,9 +57,8 @@ kill_at() {
 	[ $n -lt 300 ] || fail "gdb did not attach to branchd and let it run in 30 s: $(tail -n 5 "$T/gdb.out")"
 	"$@" >"$T/op.out" 2>&1 || true
 	wait "$gdbpid" || true
-	grep -qE "Breakpoint 1(\.[0-9]+)?, $fn " "$T/gdb.out" || fail "branchd never reached $fn: $(tail -n 5 "$T/gdb.out")"
+	grep -qE "Breakpoint 1(\.[0-9]+)?, (0x[0-9a-f]+ in )?$fn " "$T/gdb.out" || fail "branchd never reached $fn: $(tail -n 5 "$T/gdb.out")"
 	log "$* : branchd killed in $fn ($(head -n 1 "$T/op.out"))"
-	remount
 }
 
 # ---- 1. the default parent's rename, killed right after its commit ----
@@ -63,6 +68,7 @@ put "$MNT/main/f1" main-1
 # mv: fs_root_rename drops the branch's cached symlinks right after the
 # rename is in the store, before it answers
 kill_at fs_invalidate_nodes mv "$MNT/main" "$MNT/prod"
+remount
 [ "$(ls "$MNT" | tr '\n' ' ')" = "prod " ] || fail "branches after the kill during mv main prod: $(ls "$MNT")"
 out=$(mkdir "$MNT/feature" 2>&1) ||
 	fail "mkdir after a crash right after 'mv main prod' failed: $out; branchd: $(grep -i default "$T"/log/branchd-*.log | tail -n 1)"
@@ -70,6 +76,7 @@ out=$(mkdir "$MNT/feature" 2>&1) ||
 log "after the crash the default parent is prod: mkdir feature made a branch of it"
 # branchctl rename: the control plane's change hook runs right after it
 kill_at bd_hook_changed "$BRANCHCTL" --mount "$MNT" rename prod main2
+remount
 [ "$(ls "$MNT" | tr '\n' ' ')" = "feature main2 " ] || fail "branches after the kill during rename prod main2: $(ls "$MNT")"
 out=$(mkdir "$MNT/feature2" 2>&1) ||
 	fail "mkdir after a crash right after 'branchctl rename prod main2' failed: $out"
@@ -139,6 +146,51 @@ for ((r = 1; r <= 12; r++)); do
 	esac
 	log "round $r: $what, killed after $d s: $st"
 done
+
+# ---- 3. mkdir of a branch of a running cluster, killed while branchd
+# waits for the server's CHECKPOINT (the pg_checkpoint policy) ----
+expect_ctl 0 create pg --empty
+chown postgres: "$MNT/pg"
+chmod 0700 "$MNT/pg"
+pg_initdb "$MNT/pg"
+free_port P1
+free_port P2
+pg_start "$MNT/pg" "$P1"
+q "$P1" "create table t(id int primary key, pad text); checkpoint"
+# dirty pages for the CHECKPOINT to write while branchd waits for it
+q "$P1" "insert into t select g, repeat('x', 200) from generate_series(1, 10000) g"
+expect_ctl 0 default pg
+# branchd stops (gdb) right after it started the helper that runs the
+# CHECKPOINT, and dies there; the server's checkpoint meets a dead mount
+kill_at pgckpt_collect mkdir "$MNT/pgb"
+n=0
+while pgrep -f -- "--pg-checkpoint-helper .*$MNT/pg " >"$T/helpers"; do
+	((++n < 100)) || fail "a pg_checkpoint helper outlived its killed branchd by 10 s: $(cat "$T/helpers")"
+	sleep 0.1
+done
+log "no pg_checkpoint helper left $((n * 100)) ms after the kill"
+pm=${IT_PGPID[$MNT/pg]}
+kill -QUIT "$pm" 2>/dev/null || true
+_it_wait_gone "$pm" 30 || kill -KILL "$pm" 2>/dev/null || true
+_it_wait_gone "$pm" 10 || fail "postmaster $pm does not exit after its filesystem died"
+remount
+[ ! -e "$MNT/pgb" ] || [ -e "$MNT/pgb/PG_VERSION" ] || fail "pgb is there but half made: $(ls "$MNT/pgb")"
+log "after the crash pgb is $([ -e "$MNT/pgb" ] && echo there || echo absent)"
+pg_start "$MNT/pg" "$P1"
+[ "$(q "$P1" "select count(*) from t")" = 10000 ] || fail "pg lost rows after the crash"
+amcheck "$P1"
+if [ -e "$MNT/pgb" ]; then
+	pg_start "$MNT/pgb" "$P2"
+	[ "$(q "$P2" "select count(*) from t")" = 10000 ] || fail "pgb, made before the crash, lacks rows"
+	amcheck "$P2"
+	pg_stop "$MNT/pgb"
+fi
+mkdir "$MNT/pgc"
+pg_start "$MNT/pgc" "$P2"
+[ "$(q "$P2" "select count(*) from t")" = 10000 ] || fail "pgc, a branch of pg, lacks rows"
+amcheck "$P2"
+pg_stop "$MNT/pgc"
+pg_stop "$MNT/pg"
 bfs_umount
 out=$(tmo 120 "$BRANCHD" --check "$STORE" 2>&1) || fail "branchd --check after the kills: $out"
 log "$out"
