@@ -431,9 +431,10 @@ int journal_open(const char *path, uint64_t ring_bytes,
 	*out = j;
 	return 0;
 err_corrupt:
-	journal_log(j, STORE_LOG_ERR,
-		    "journal '%s' is damaged: no valid header or too short",
-		    path);
+	journal_log(
+		j, STORE_LOG_ERR,
+		"the store's fsync journal '%s' is damaged (no valid header, or shorter than its ring): not opened, since it may hold synced writes the database lacks; move the file aside to open the store without them",
+		path);
 	rc = -EUCLEAN;
 err:
 	if (j->fd >= 0)

@@ -1048,7 +1048,12 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
 					     kv_cf_names, cfo, r->cf, &err);
 	if (err) {
-		rc = kv_rocks_err(&r->kv, "open", err);
+		rc = kv_rocks_err(
+			&r->kv,
+			strstr(err, "Corruption") ?
+				"the store's database is damaged: open" :
+				"open",
+			err);
 		goto err_free;
 	}
 	r->wopts = rocksdb_writeoptions_create();

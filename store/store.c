@@ -2601,11 +2601,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 	rc = kv_rocksdb_open(path, is_new,
 			     cfg->cache_bytes ? cfg->cache_bytes : (256u << 20),
 			     &cfg->log, &inner);
-	if (rc) {
-		if (rc == -EUCLEAN)
-			LOG_ERR(s, "store '%s' is damaged", dir);
+	/* kv.c logged why, naming the damaged file: one line. */
+	if (rc)
 		goto err_free;
-	}
 	s->kv = inner;
 	/* Room for RocksDB to flush its memtables once writes are refused:
 	 * a flush that meets a full disk stops RocksDB until it is opened

@@ -10,6 +10,10 @@
 #  2. a new store on that full filesystem: one line, no directory left.
 #  3. a store directory another user owns (0700), opened as postgres:
 #     one line naming the store and the reason (it exited 1 silently).
+#  4. a truncated or missing .sst, a truncated journal or one with a
+#     garbage header: one line that says the store is damaged and names
+#     the file (two lines before); for the journal, how to go on without
+#     it, which works.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -72,4 +76,32 @@ rc=0
 tmo 30 $AS_PG "$BRANCHD" --check "$FS/store" >"$T/out" 2>"$T/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "Permission denied" "$T/err" ||
 	fail "branchd --check of another user's store: exit $rc: $(cat "$T/err")"
+
+# ---- 4. damage RocksDB or the journal finds at open: one line each ----
+chmod 0700 "$FS/store"
+bfs_mount "$FS/store" "$MNT"
+head -c 8000000 /dev/urandom >"$MNT/main/more"
+sync "$MNT/main/more"
+bfs_umount
+[ -n "$(ls "$FS"/store/db/*.sst 2>/dev/null)" ] || fail "no .sst file in the store: $(ls "$FS/store/db")"
+damaged() { # WHAT WANT CMD: CMD damages a copy of the store, which must be refused
+	local what=$1
+	WANT=$2
+	rm -rf "$T/dmg"
+	cp -a "$FS/store" "$T/dmg"
+	(cd "$T/dmg/db" && eval "$3")
+	refused "$what" "$BRANCHD" -f "$T/dmg" "$T/m2"
+}
+damaged "truncated newest .sst" "damaged.*sst" \
+	'f=$(ls -t *.sst | head -n 1); truncate -s $(($(stat -c %s "$f") / 2)) "$f"'
+damaged "missing .sst" "damaged.*No such file" 'rm "$(ls -t *.sst | head -n 1)"'
+damaged "truncated journal" "journal.*damaged.*move the file aside" \
+	'truncate -s $(($(stat -c %s BRANCHFS-JOURNAL) / 2)) BRANCHFS-JOURNAL'
+damaged "journal header overwritten" "journal.*damaged.*move the file aside" \
+	'dd if=/dev/urandom of=BRANCHFS-JOURNAL bs=4096 count=1 conv=notrunc status=none'
+# the way out the message gives
+mv "$T/dmg/db/BRANCHFS-JOURNAL" "$T/journal.aside"
+bfs_mount "$T/dmg" "$MNT"
+cmp -s "$T/orig" "$MNT/main/data" || fail "main/data differs after the journal was moved aside"
+bfs_umount
 log "all refusals clear"
