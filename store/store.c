@@ -2519,6 +2519,19 @@ int store_open(const char *dir, const struct store_config *cfg,
 			goto err_free;
 		}
 		if (!empty) {
+			struct stat cst;
+
+			snprintf(path, sizeof(path), "%s/db/CURRENT", dir);
+			if (stat(path, &cst) == 0) {
+				/* A database is there: a store that lost its
+				 * marker, not a stranger's directory. */
+				LOG_ERR(s,
+					"store '%s' is damaged: its marker file %s is missing (writing \"branchfs-store %u\" into it may bring the store back)",
+					dir, STORE_MARKER,
+					STORE_FORMAT_VERSION);
+				rc = -EUCLEAN;
+				goto err_free;
+			}
 			LOG_ERR(s,
 				"'%s' is not a branchfs store (not empty, no %s file)",
 				dir, STORE_MARKER);

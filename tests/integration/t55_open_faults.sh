@@ -13,7 +13,8 @@
 #  4. a truncated or missing .sst, a truncated journal or one with a
 #     garbage header: one line that says the store is damaged and names
 #     the file (two lines before); for the journal, how to go on without
-#     it, which works.
+#     it, which works.  A store whose BRANCHFS marker is gone is damaged,
+#     not "not a branchfs store", and the line says what to write there.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -97,9 +98,22 @@ damaged "truncated newest .sst" "damaged.*sst" \
 damaged "missing .sst" "damaged.*No such file" 'rm "$(ls -t *.sst | head -n 1)"'
 damaged "truncated journal" "journal.*damaged.*move the file aside" \
 	'truncate -s $(($(stat -c %s BRANCHFS-JOURNAL) / 2)) BRANCHFS-JOURNAL'
+# the marker file lost: a damaged store, not "not a branchfs store"; the
+# way out the message gives works
+WANT="store '$T/dmg' is damaged: its marker file BRANCHFS is missing"
+rm -rf "$T/dmg"
+cp -a "$FS/store" "$T/dmg"
+marker=$(cat "$T/dmg/BRANCHFS")
+rm "$T/dmg/BRANCHFS"
+refused "store without its marker file" "$BRANCHD" -f "$T/dmg" "$T/m2"
+printf '%s\n' "$(sed -n 's/.*writing "\(branchfs-store [0-9]*\)".*/\1/p' "$T/err")" >"$T/dmg/BRANCHFS"
+[ "$(cat "$T/dmg/BRANCHFS")" = "$marker" ] || fail "the message suggests '$(cat "$T/dmg/BRANCHFS")', the marker was '$marker'"
+bfs_mount "$T/dmg" "$MNT"
+cmp -s "$T/orig" "$MNT/main/data" || fail "main/data differs after the marker was written back"
+bfs_umount
+# the journal's way out
 damaged "journal header overwritten" "journal.*damaged.*move the file aside" \
 	'dd if=/dev/urandom of=BRANCHFS-JOURNAL bs=4096 count=1 conv=notrunc status=none'
-# the way out the message gives
 mv "$T/dmg/db/BRANCHFS-JOURNAL" "$T/journal.aside"
 bfs_mount "$T/dmg" "$MNT"
 cmp -s "$T/orig" "$MNT/main/data" || fail "main/data differs after the journal was moved aside"
