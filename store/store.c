@@ -3086,7 +3086,12 @@ int64_t store_oldest_time(struct store *s)
 {
 	int64_t h = atomic_load(&s->horizon_ns);
 
-	return h > s->created_ns ? h : s->created_ns;
+	if (h < s->created_ns)
+		h = s->created_ns;
+	/* Rounded up to a whole ms: the time is shown with ms (branchctl
+	 * status, its messages), and a user who gives it back to --at must
+	 * not be refused for the ns the display cut off. */
+	return (h + 999999) / 1000000 * 1000000;
 }
 
 int store_stats(struct store *s, struct store_stats *out)

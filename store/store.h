@@ -242,7 +242,8 @@ uint64_t store_seq_now(struct store *s);
 int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq);
 
 /* Oldest wall-clock time (ns) that store_seq_at_time() accepts: the store's
- * creation, or the horizon of the last GC, whichever is later. */
+ * creation, or the horizon of the last GC, whichever is later, rounded up
+ * to a whole millisecond (so that it survives being printed with ms). */
 int64_t store_oldest_time(struct store *s);
 
 int store_stats(struct store *s, struct store_stats *out);
