@@ -3347,6 +3347,20 @@ int store_branch_create(struct store *s,
 		rc = store_view_build(s, parent, at, &pv);
 		if (rc)
 			goto out_unlock;
+		/* A past moment must be one at which the parent was: a branch
+		 * made empty records seq 1 as its create_seq (a lower bound:
+		 * its commit comes later), so a fork of it before it was made
+		 * passes the test above and would have no root directory. */
+		if (args->at_seq != STORE_SEQ_LATEST) {
+			struct store_attr ra;
+
+			rc = store_attr_load(s, &pv, parent->root_ino, &ra,
+					     NULL, 0);
+			if (rc == -ENOENT)
+				rc = -ERANGE;
+			if (rc)
+				goto out_unlock;
+		}
 		rc = store_batch_drop_names(s, &b, &pv, nb->id, nb->root_ino,
 					    args->drop_names);
 		if (rc)

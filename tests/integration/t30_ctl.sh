@@ -459,8 +459,13 @@ want_file "$MNT/rs/note.txt" v4
 
 # ---- create --empty: pg_basebackup of the running main into a new branch ----------
 q "$P1" "create table bb as select generate_series(1, 5000) i"
+s_pre=$(ctl_seq)
 expect_ctl 0 create fresh --empty
 grep -q "created branch 'fresh' from nothing (empty)" <<<"$CTL_OUT" || fail "create --empty said: $CTL_OUT"
+# a moment before it was made is refused (it used to give a branch with no
+# root directory: listed, but not there)
+expect_ctl 8 create x --from fresh --at "seq:$s_pre"
+expect_ctl 4 info x
 [ -z "$(ls -A "$MNT/fresh")" ] || fail "create --empty made a branch that holds: $(ls -A "$MNT/fresh" | head -5)"
 [ "$(stat -c %u:%a "$MNT/fresh")" = 0:700 ] || fail "the empty branch is $(stat -c %u:%a "$MNT/fresh"), expected 0:700 (the caller's)"
 expect_ctl 0 --json info fresh

@@ -380,6 +380,48 @@ static void test_store_time_travel_branch_at_seq(void **state)
 	}
 }
 
+/* A moment before the parent existed is -ERANGE: for a child (its fork
+ * point), and for a branch made empty beside others, whose record's
+ * lower bound of its creation (seq 1) used to let a branch of it at an
+ * earlier seq through, without even a root directory. */
+static void test_store_time_travel_before_parent(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_branch_create_args args;
+	struct store_branch_info bi;
+	struct store_attr at;
+	uint64_t f, kid, fresh, s0, s1;
+	int pass;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 100);
+	s0 = store_seq_now(fx->s);
+	kid = tstore_branch(fx->s, "kid", fx->br);
+	args = tstore_args("fresh", 0, 0);
+	assert_int_equal(store_branch_create(fx->s, &args, &bi), 0);
+	fresh = bi.id;
+	tstore_mkfile(fx->s, fresh, bi.root_ino, "g");
+	s1 = store_seq_now(fx->s);
+	for (pass = 0; pass < 2; pass++) {
+		struct store *s = fx->s;
+
+		args = tstore_args("x", kid, s0);
+		assert_int_equal(store_branch_create(s, &args, &bi), -ERANGE);
+		args = tstore_args("x", fresh, s0);
+		assert_int_equal(store_branch_create(s, &args, &bi), -ERANGE);
+		assert_int_equal(store_branch_lookup(s, "x", &bi), -ENOENT);
+		/* from its creation on, it can be branched */
+		args = tstore_args(pass ? "y2" : "y", fresh, s1);
+		assert_int_equal(store_branch_create(s, &args, &bi), 0);
+		assert_int_equal(store_getattr(s, bi.id, STORE_SEQ_LATEST,
+					       bi.root_ino, &at),
+				 0);
+		assert_true(S_ISDIR(at.mode));
+		TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, bi.root_ino, "g");
+		tstore_fx_reopen(fx);
+	}
+}
+
 static void test_store_time_travel_seq_at_time(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -1275,6 +1317,7 @@ int main(void)
 		T(test_store_time_travel_overwrites),
 		T(test_store_time_travel_branch_at_seq),
 		T(test_store_time_travel_seq_at_time),
+		T(test_store_time_travel_before_parent),
 		T(test_store_truncate_child_then_extend_zeros),
 		T(test_store_truncate_unaligned_then_extend),
 		T(test_store_partial_block_writes),
