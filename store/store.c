@@ -3979,7 +3979,10 @@ int store_branch_reset(struct store *s, uint64_t id,
 	br->fork_ns = tmp.fork_ns;
 	br->floor = tmp.floor;
 	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
+	/* GC-2: the branch's own versions below the floor, and the
+	 * parent's versions that only the old fork point read. */
 	store_gc_mark_full(s, id);
+	store_gc_mark_full(s, br->parent_id);
 	atomic_store(&br->written, 0);
 	atomic_store(&br->written_dirty, true);
 out_unlock:
