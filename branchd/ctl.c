@@ -423,6 +423,59 @@ static int bd_is_admin(struct bd_ctl *c, struct json_buf *out, uid_t uid,
 	return -EPERM;
 }
 
+/* Why the store refused a past moment of parent (-ERANGE): it lies
+ * before the parent's own past, which begins where it was made or last
+ * reset, or before the oldest moment the store retains.  at_ns: the time
+ * asked for, or -1 when a seq was. */
+static void bd_reply_not_retained(struct bd_ctl *c, struct json_buf *out,
+				  const char *name,
+				  const struct store_branch_info *parent,
+				  uint64_t seq, int64_t at_ns)
+{
+	struct store_branch_info cur;
+	char when[128], tbuf[64], obuf[64];
+
+	if (at_ns >= 0) {
+		bd_fmt_time(at_ns, tbuf, sizeof(tbuf));
+		snprintf(when, sizeof(when), "at %s (seq %" PRIu64 ")", tbuf,
+			 seq);
+	} else {
+		snprintf(when, sizeof(when), "at seq %" PRIu64, seq);
+	}
+	/* The parent as it is now: a reset meanwhile moved its fork point. */
+	if (store_branch_get(c->cfg.store, parent->id, &cur) != 0)
+		cur = *parent;
+	if (cur.parent_id && seq <= cur.fork_seq) {
+		int64_t fns = cur.fork_ns;
+
+		if (fns > 0 ||
+		    store_time_of_seq(c->cfg.store, cur.fork_seq, &fns) == 0)
+			bd_fmt_time(fns, tbuf, sizeof(tbuf));
+		else
+			snprintf(tbuf, sizeof(tbuf), "time no longer known");
+		bd_reply_err(
+			out, -ERANGE,
+			"cannot create branch '%s' %s: branch '%s' has no past before seq %" PRIu64
+			" (%s), where it was made or last reset (a reset drops a branch's own past; a branch made again under a deleted one's name has none before it was made)",
+			name, when, cur.name, cur.fork_seq + 1, tbuf);
+		return;
+	}
+	bd_fmt_time(store_oldest_time(c->cfg.store), obuf, sizeof(obuf));
+	if (!cur.parent_id && seq >= store_oldest_seq(c->cfg.store)) {
+		bd_fmt_time(cur.ctime_ns, tbuf, sizeof(tbuf));
+		bd_reply_err(
+			out, -ERANGE,
+			"cannot create branch '%s' %s: branch '%s' was made later, at %s",
+			name, when, cur.name, tbuf);
+		return;
+	}
+	bd_reply_err(
+		out, -ERANGE,
+		"cannot create branch '%s' %s: the store retains nothing older than %s (retention %" PRIu64
+		" s: branchctl retention)",
+		name, when, obuf, store_get_retention(c->cfg.store));
+}
+
 static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			  struct json_buf *out, uid_t uid, gid_t gid,
 			  const gid_t *groups, size_t ngroups)
@@ -565,17 +618,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			bd_reply_err(out, rc,
 				     "cannot create branch '%s': name taken",
 				     name);
-		else if (rc == -ERANGE) {
-			char obuf[64];
-
-			bd_fmt_time(store_oldest_time(c->cfg.store), obuf,
-				    sizeof(obuf));
-			bd_reply_err(
-				out, rc,
-				"cannot create branch '%s': seq %" PRIu64
-				" is older than parent '%s' or than the oldest moment the store retains (%s)",
-				name, args.at_seq, from, obuf);
-		} else if (rc == -EINVAL)
+		else if (rc == -ERANGE)
+			bd_reply_not_retained(c, out, name, &pi, args.at_seq,
+					      has_ns ? at_ns : -1);
+		else if (rc == -EINVAL)
 			bd_reply_err(
 				out, rc,
 				"cannot create branch '%s': seq %" PRIu64

@@ -3094,6 +3094,11 @@ int64_t store_oldest_time(struct store *s)
 	return (h + 999999) / 1000000 * 1000000;
 }
 
+uint64_t store_oldest_seq(struct store *s)
+{
+	return atomic_load(&s->horizon_seq);
+}
+
 int store_stats(struct store *s, struct store_stats *out)
 {
 	struct statvfs vfs;

@@ -246,6 +246,10 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq);
  * to a whole millisecond (so that it survives being printed with ms). */
 int64_t store_oldest_time(struct store *s);
 
+/* The oldest seq that reads and forks accept (the last GC's horizon, 0
+ * before any): below it, every answer is -ERANGE. */
+uint64_t store_oldest_seq(struct store *s);
+
 int store_stats(struct store *s, struct store_stats *out);
 
 /* Approximate wall-clock time (ns) at which seq was handed out, to the

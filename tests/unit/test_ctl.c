@@ -5,6 +5,7 @@
  * with the filesystem hooks replaced by a recording fake.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -792,6 +793,57 @@ static void test_ctl_time_outside_retention_names_oldest(void **state)
 			 BD_EXIT_INVALID);
 }
 
+/* A past moment refused for the parent's own past says so, and when: a
+ * moment before the parent's last reset, before it was made (a child, a
+ * branch made empty); one older than the window names the oldest moment.
+ * (Each used to get "older than parent 'P' or than the oldest moment the
+ * store retains (T)", T often long before the moment asked for.) */
+static void test_ctl_past_refused_says_why(void **state)
+{
+	struct ctx *x = *state;
+	char req[256];
+	uint64_t s0, s1;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"from\":\"main\"}"), 0);
+	s0 = store_seq_now(x->s);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"kid\"}"), 0);
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"kid\",\"at_seq\":%" PRIu64 "}",
+		 s0);
+	j = call(x, 0, req);
+	assert_string_equal(json_get_str(j, "error"), "out_of_range");
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "branch 'kid' has no past before seq"));
+	assert_non_null(strstr(json_get_str(j, "message"), "last reset"));
+	json_free(j);
+	x->ff.may_create = true;
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"fresh\",\"empty\":true}"), 0);
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"fresh\",\"at_seq\":%" PRIu64 "}",
+		 s0);
+	j = call(x, 0, req);
+	assert_string_equal(json_get_str(j, "error"), "out_of_range");
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "branch 'fresh' was made later, at"));
+	json_free(j);
+	/* past the window */
+	s1 = store_seq_now(x->s);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"later\",\"from\":\"main\"}"), 0);
+	assert_int_equal(store_set_retention(x->s, 1), 0);
+	usleep(1200000);
+	assert_int_equal(store_gc(x->s, NULL, NULL), 0);
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"main\",\"at_seq\":%" PRIu64 "}",
+		 s1);
+	j = call(x, 0, req);
+	assert_string_equal(json_get_str(j, "error"), "out_of_range");
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "the store retains nothing older than"));
+	json_free(j);
+}
+
 /* One socket path, one daemon: a second control socket on the path of a
  * serving one is refused with EADDRINUSE and leaves the first one's
  * socket in place, also when the path does not answer (its file removed,
@@ -856,6 +908,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_past_refused_says_why,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_one_daemon_per_socket,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
