@@ -917,11 +917,14 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 	o.ctx = c->cfg.hooks.ctx;
 	/* This connection's thread ends with the connection. */
 	bd_thread_background();
-	rc = store_gc(c->cfg.store, &o, &st);
+	/* One collection runs at a time: wait for one that is running (the
+	 * background one, paced at idle priority, can take minutes over a
+	 * large store), then run this one, so that what the caller asked to
+	 * be reclaimed now is, instead of failing with exit 6. */
+	while ((rc = store_gc(c->cfg.store, &o, &st)) == -EBUSY)
+		usleep(20000);
 	if (rc) {
-		bd_reply_err(out, rc, "gc failed: %s",
-			     rc == -EBUSY ? "a gc is already running" :
-					    strerror(-rc));
+		bd_reply_err(out, rc, "gc failed: %s", strerror(-rc));
 		return;
 	}
 	json_buf_printf(

@@ -6,8 +6,11 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -844,6 +847,62 @@ static void test_ctl_past_refused_says_why(void **state)
 	json_free(j);
 }
 
+/* A collection running (the background one) while `branchctl gc` comes:
+ * gc waits for it and then runs, rather than failing with "a gc is
+ * already running" (exit 6). */
+struct slow_gc {
+	struct store *s;
+	atomic_int inside;
+	int rc;
+};
+
+static bool slow_in_use(void *ctx, uint64_t branch, uint64_t ino)
+{
+	struct slow_gc *g = ctx;
+
+	(void)branch;
+	(void)ino;
+	if (atomic_exchange(&g->inside, 1) == 0)
+		usleep(400000);
+	return false;
+}
+
+static void *slow_gc_main(void *arg)
+{
+	struct slow_gc *g = arg;
+	struct store_gc_opts o = { .in_use = slow_in_use, .ctx = g };
+
+	g->rc = store_gc(g->s, &o, NULL);
+	return NULL;
+}
+
+static void test_ctl_gc_waits_for_running_gc(void **state)
+{
+	struct ctx *x = *state;
+	struct store_attr a = { .mode = S_IFREG | 0600 };
+	struct store_branch_info bi;
+	struct slow_gc g = { .s = x->s };
+	pthread_t t;
+	uint64_t ino;
+	int i, st;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "main", &bi), 0);
+	assert_int_equal(store_create(x->s, bi.id, bi.root_ino, "f", &a, NULL,
+				      &ino, NULL),
+			 0);
+	assert_int_equal(store_unlink(x->s, bi.id, bi.root_ino, "f"), 0);
+	assert_int_equal(store_set_retention(x->s, 1), 0);
+	usleep(1200000);
+	assert_int_equal(pthread_create(&t, NULL, slow_gc_main, &g), 0);
+	for (i = 0; i < 500 && !atomic_load(&g.inside); i++)
+		usleep(10000);
+	st = atomic_load(&g.inside) ? status_of(x, 0, "{\"cmd\":\"gc\"}") : -1;
+	pthread_join(t, NULL); /* before any assertion leaves */
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(st, 0);
+}
+
 /* One socket path, one daemon: a second control socket on the path of a
  * serving one is refused with EADDRINUSE and leaves the first one's
  * socket in place, also when the path does not answer (its file removed,
@@ -909,6 +968,8 @@ int main(void)
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_says_why,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_gc_waits_for_running_gc,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_one_daemon_per_socket,
 						setup, teardown),
