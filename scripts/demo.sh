@@ -31,10 +31,19 @@ LOGS=$DIR/log
 PIDF=$DIR/branchd.pid
 AS_PG="setpriv --reuid=postgres --regid=postgres --init-groups"
 
+# The stop command for this run: a demo started with BFS_DEMO_DIR,
+# BFS_DEMO_STORE or BFS_DEMO_MNT is stopped only with the same settings
+# (a plain `demo.sh stop` looks at the default mount and finds nothing).
+STOP_CMD="bash $ROOT/scripts/demo.sh stop"
+for v in BFS_DEMO_DIR BFS_DEMO_STORE BFS_DEMO_MNT; do
+	[ -z "${!v:-}" ] || STOP_CMD="$v=$(printf '%q' "${!v}") $STOP_CMD"
+done
+case $STOP_CMD in bash*) STOP_CMD="sudo $STOP_CMD" ;; *) STOP_CMD="sudo env $STOP_CMD" ;; esac
+
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() {
 	printf '\ndemo.sh: error: %s\n' "$*" >&2
-	printf 'demo.sh: to clean up, run: sudo bash %s/scripts/demo.sh stop\n' "$ROOT" >&2
+	printf 'demo.sh: to clean up, run: %s\n' "$STOP_CMD" >&2
 	exit 1
 }
 q() { # PORT SQL
@@ -206,7 +215,7 @@ do_start() {
   more branches:   mkdir $MNT/<name>      delete: rmdir $MNT/<name>   rename: mv
   stop everything and unmount:
 
-      sudo bash $ROOT/scripts/demo.sh stop
+      $STOP_CMD
 EOT
 }
 
