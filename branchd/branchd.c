@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -578,6 +579,25 @@ static int bd_dir_of_exists(const char *path, int levels)
 	return rc;
 }
 
+/* true if another daemon holds the lock of the control socket at path
+ * (ctl.c takes it only once the store is open and mounted).  A lock file
+ * that is missing or that we may not open says nothing: ctl.c decides. */
+static bool bd_socket_served(const char *path)
+{
+	char lock[PATH_MAX];
+	bool held;
+	int fd;
+
+	if (snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock))
+		return false;
+	fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	close(fd); /* drops the lock if we took it */
+	return held;
+}
+
 static int bd_precheck(struct bd *bd)
 {
 	char *store = realpath(bd->store_dir, NULL);
@@ -593,6 +613,13 @@ static int bd_precheck(struct bd *bd)
 	if (bd_dir_of_exists(bd->socket_path, 2) != 0) {
 		fprintf(stderr,
 			"branchd: cannot make control socket '%s': its directory does not exist\n",
+			bd->socket_path);
+		free(store);
+		return -1;
+	}
+	if (bd_socket_served(bd->socket_path)) {
+		fprintf(stderr,
+			"branchd: control socket '%s' is served by another daemon\n",
 			bd->socket_path);
 		free(store);
 		return -1;

@@ -4,7 +4,8 @@
 # t50: branchd's lifecycle and the branch root's rules, without Postgres:
 #  - --help/--version/usage errors; one-line errors and nonzero exit for a
 #    missing or busy mount point, a bad option and a second daemon on the
-#    same store (and no store is created when the mount point is missing);
+#    same store or control socket (and no store is created when the mount
+#    point is missing or the socket is served);
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
@@ -115,6 +116,13 @@ log "branchd started under ulimit -Sn 64 runs with $soft_nofile open files"
 mkdir "$T/mnt2"
 one_line_error "second daemon on the store" "$BRANCHD" "$STORE" "$T/mnt2"
 one_line_error "busy mount point" "$BRANCHD" "$T/store2" "$MNT"
+# a second daemon given the first one's control socket is refused before it
+# makes a store or mounts (it used to create the store, mount, then find
+# the socket's lock held, unmount and leave the new store behind)
+sock=$("$BRANCHCTL" --json --mount "$MNT" status | python3 -c 'import json, sys; print(json.load(sys.stdin)["socket"])')
+one_line_error "second daemon on the socket" "$BRANCHD" -o "socket=$sock" "$T/store3" "$T/mnt2"
+[ ! -e "$T/store3" ] || fail "a store was created although the control socket is served by another daemon"
+! is_mounted "$T/mnt2" || fail "branchd mounted although the control socket is served by another daemon"
 [ "$(stat -c %i "$MNT")" = 1 ] || fail "the branch root is not node 1"
 # the kernel's strict per-mount dirty-page limit is lifted (as root; the
 # knob exists since Linux 6.2)
