@@ -601,6 +601,7 @@ static bool bd_socket_served(const char *path)
 static int bd_precheck(struct bd *bd)
 {
 	char *store = realpath(bd->store_dir, NULL);
+	char why[PATH_MAX + 128];
 	size_t ml = strlen(bd->mountpoint);
 
 	if (bd->pidfile && bd_dir_of_exists(bd->pidfile, 1) != 0) {
@@ -614,6 +615,14 @@ static int bd_precheck(struct bd *bd)
 		fprintf(stderr,
 			"branchd: cannot make control socket '%s': its directory does not exist\n",
 			bd->socket_path);
+		free(store);
+		return -1;
+	}
+	/* libfuse opens /dev/fuse as the caller before anything else (also
+	 * before it would call fusermount3): without access it cannot mount. */
+	if (fs_mount_hint(why, sizeof(why), geteuid(), false, "/dev/fuse",
+			  "/etc/fuse.conf")) {
+		fprintf(stderr, "branchd: %s\n", why);
 		free(store);
 		return -1;
 	}

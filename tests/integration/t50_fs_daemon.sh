@@ -5,7 +5,8 @@
 #  - --help/--version/usage errors; one-line errors and nonzero exit for a
 #    missing or busy mount point, a bad option and a second daemon on the
 #    same store or control socket (and no store is created when the mount
-#    point is missing or the socket is served);
+#    point is missing, the socket is served or the user may not open
+#    /dev/fuse);
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
@@ -83,6 +84,17 @@ one_line_error "world-writable socket directory" "$BRANCHD" -o socket="$T/openso
 one_line_error "socket directory of another uid" "$BRANCHD" -o socket="$T/othersock/ctl.sock" "$STORE" "$MNT"
 [ ! -e "$STORE" ] || fail "a store was created although the socket directory is refused"
 ! is_mounted "$MNT" || fail "branchd mounted although the socket directory is refused"
+# a user who may not open /dev/fuse (a 0600 file bound over it in a mount
+# namespace of its own) cannot mount: one line, the hint, no store (it used
+# to create the store first, then print libfuse's line and the hint)
+mkdir -p "$T/nf/mnt"
+chown -R 65534:65534 "$T/nf"
+install -m 0600 /dev/null "$T/nofuse"
+# shellcheck disable=SC2016 # the inner sh expands $1..$3
+one_line_error "no access to /dev/fuse" unshare -m --propagation private sh -c \
+	'mount --bind "$1" /dev/fuse && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" -o "noallow_other,socket=$3/ctl.sock" "$3/store" "$3/mnt"' \
+	sh "$T/nofuse" "$BRANCHD" "$T/nf"
+[ ! -e "$T/nf/store" ] || fail "a store was created by a user who cannot open /dev/fuse"
 # relative pidfile= and socket= are taken from the caller's directory, not
 # from / where the daemon runs
 (cd "$T" && tmo 60 "$BRANCHD" -o pidfile=rel.pid,socket=rel.sock "$STORE" "$MNT") ||
