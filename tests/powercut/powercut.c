@@ -13,7 +13,8 @@
  * any of them before the power goes).
  *
  * Environment (read once, at the first intercepted call):
- *   POWERCUT_DIR     the directory whose files are tracked (the store)
+ *   POWERCUT_DIR     the directory whose files are tracked (the store; it
+ *                    may not exist yet)
  *   POWERCUT_SHADOW  where the shadows go (a fresh directory per process;
  *                    the same file system or another, not under DIR)
  *   POWERCUT_LIE     a path: while it exists, fsync updates no shadow (a
@@ -148,10 +149,28 @@ static void pc_init(void)
 	pc.fdatasync = pc_sym("fdatasync");
 	if (!d || !*d || !s || !*s)
 		return;
-	if (!realpath(d, pc.dir))
-		pc_die("POWERCUT_DIR '%s': %s", d, strerror(errno));
-	if (stat(pc.dir, &st) != 0)
+	/* A DIR that does not exist yet (a new store, which branchd makes
+	 * after its first calls) is its parent's real path plus its name. */
+	if (!realpath(d, pc.dir)) {
+		char parent[PATH_MAX], real[PATH_MAX];
+		const char *slash = strrchr(d, '/');
+
+		if (errno != ENOENT || !slash || !slash[1] ||
+		    (size_t)(slash - d) >= sizeof(parent))
+			pc_die("POWERCUT_DIR '%s': %s", d, strerror(errno));
+		memcpy(parent, d, (size_t)(slash - d));
+		parent[slash - d] = 0;
+		if (!realpath(parent[0] ? parent : "/", real))
+			pc_die("POWERCUT_DIR '%s': %s", d, strerror(errno));
+		if (snprintf(pc.dir, sizeof(pc.dir), "%s/%s",
+			     strcmp(real, "/") ? real : "",
+			     slash + 1) >= (int)sizeof(pc.dir))
+			pc_die("POWERCUT_DIR too long");
+		if (stat(real, &st) != 0)
+			pc_die("stat '%s': %s", real, strerror(errno));
+	} else if (stat(pc.dir, &st) != 0) {
 		pc_die("stat '%s': %s", pc.dir, strerror(errno));
+	}
 	pc.dev = st.st_dev;
 	pc.dirlen = strlen(pc.dir);
 	if (snprintf(pc.shadow, sizeof(pc.shadow), "%s", s) >=
