@@ -612,7 +612,7 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 	pass = ++fs->links.pass;
 	pthread_mutex_unlock(&fs->links.mu);
 	rc = store_branch_list(fs->store, &all, &n);
-	if (rc)
+	if (rc && rc != -ENOMEM)
 		FS_WARN(fs,
 			"cannot list branches to see whose server keeps files in "
 			"'%s' (%s); changing it anyway",
@@ -625,6 +625,12 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 		if (all[i].id == bi->id)
 			continue;
 		lrc = fs_links_check(fs, &all[i], pass, &c);
+		/* Out of memory is not a verdict: the change is refused
+		 * (-ENOMEM, as the header says) rather than let through. */
+		if (lrc == -ENOMEM) {
+			rc = -ENOMEM;
+			break;
+		}
 		if (lrc < 0)
 			FS_WARN(fs,
 				"cannot read the links of branch '%s' (%s); "
@@ -655,7 +661,12 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 		fs_links_sweep(fs, pass);
 		pthread_mutex_unlock(&fs->links.mu);
 	}
+	if (rc == -ENOMEM && why)
+		snprintf(why, whylen,
+			 "out of memory while looking for servers that keep "
+			 "files in branch '%s'",
+			 bi->name);
 	free(all);
 	free(prefix);
-	return rc == -EBUSY ? rc : 0;
+	return rc == -EBUSY || rc == -ENOMEM ? rc : 0;
 }
