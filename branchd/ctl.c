@@ -235,7 +235,7 @@ static int bd_name_ok(struct json_buf *out, const char *name)
 	if (rc)
 		bd_reply_err(
 			out, rc,
-			"invalid branch name: use 1 to 255 bytes of UTF-8 without '/' or control characters, not '.' or '..'");
+			"invalid branch name: use 1 to 255 bytes of UTF-8 without '/', control characters or bidirectional formatting characters, not '.' or '..'");
 	return rc;
 }
 

@@ -497,12 +497,14 @@ static bool store_touched(const _Atomic uint64_t *f, uint64_t h)
 /* Branch names are entry names that are also printable: no control
  * characters, which would garble listings and logs. */
 /* Bytes of the well-formed UTF-8 sequence at p (1 to 4), or 0: no
- * overlong forms, surrogates or code points above U+10FFFF. */
-static size_t store_utf8_seq(const unsigned char *p)
+ * overlong forms, surrogates or code points above U+10FFFF.  Its code
+ * point goes to *cp. */
+static size_t store_utf8_seq(const unsigned char *p, uint32_t *cp)
 {
 	size_t n, i;
 	uint32_t c;
 
+	*cp = p[0];
 	if (p[0] < 0x80)
 		return 1;
 	if (p[0] >= 0xc2 && p[0] <= 0xdf)
@@ -521,26 +523,37 @@ static size_t store_utf8_seq(const unsigned char *p)
 	if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
 	    (n == 4 && (c < 0x10000 || c > 0x10ffff)))
 		return 0;
+	*cp = c;
 	return n;
 }
 
+/* The bidirectional formatting characters (U+061C, U+200E, U+200F,
+ * U+202A to U+202E, U+2066 to U+2069) and the line and paragraph
+ * separators (U+2028, U+2029): a name holding one is printed in another
+ * order than its bytes ("Trojan Source"), or across lines. */
+static bool store_cp_reorders(uint32_t c)
+{
+	return c == 0x061c || c == 0x200e || c == 0x200f ||
+	       (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
 /* Branch names are also well-formed UTF-8 without control characters,
- * C0 (below U+0020), DEL or C1 (U+0080 to U+009F, two bytes 0xc2 0x80 to
- * 0xc2 0x9f: U+009B is a terminal's CSI): they are printed in listings
- * and logs and carried in JSON. */
+ * C0 (below U+0020), DEL or C1 (U+0080 to U+009F: U+009B is a terminal's
+ * CSI), and without the characters that reorder or break a line: they are
+ * printed in listings and logs and carried in JSON. */
 int store_branch_name_check(const char *name)
 {
 	const unsigned char *p;
 	int rc = store_name_check(name);
+	uint32_t c;
 	size_t n;
 
 	if (rc)
 		return rc;
 	for (p = (const unsigned char *)name; *p; p += n) {
-		if (*p < 0x20 || *p == 0x7f)
-			return -EINVAL;
-		n = store_utf8_seq(p);
-		if (!n || (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f))
+		n = store_utf8_seq(p, &c);
+		if (!n || c < 0x20 || (c >= 0x7f && c <= 0x9f) ||
+		    store_cp_reorders(c))
 			return -EINVAL;
 	}
 	return 0;

@@ -4,7 +4,9 @@
 # t36: the branch namespace as CI scripts and several users on one machine
 # use it, the mount point and branchctl side by side:
 #  - names: C1 control characters (U+0080-U+009F; U+009B is a terminal's
-#    CSI) are refused like C0 ones, by mkdir and branchctl create/rename;
+#    CSI) are refused like C0 ones, by mkdir and branchctl create/rename,
+#    and so are the characters that reorder a line (bidi overrides,
+#    isolates, marks) or break it (U+2028, U+2029);
 #    a name that is not UTF-8 gets branchctl's "invalid branch name", not
 #    a message about a seq; odd but legal names (255 bytes, UTF-8, spaces,
 #    a leading '-', JSON, names differing in case) list the same in
@@ -99,10 +101,19 @@ for n in $'\xff' $'bad\xc3' $'\xc0\xaf'; do
 	expect_ctl 10 rename main "$n"
 	grep -q 'invalid' <<<"$CTL_ERR" || fail "rename to a name that is not UTF-8 says: $CTL_ERR"
 done
+# U+202E RIGHT-TO-LEFT OVERRIDE would list 'pr-<RLO>lmth.exe' as
+# 'pr-exe.html'; isolates, marks and line separators likewise
+for n in $'pr-\xe2\x80\xaelmth.exe' $'\xe2\x81\xa6x' $'rlm\xe2\x80\x8f' $'al\xd8\x9cm' $'two\xe2\x80\xa9par'; do
+	got=$(try_op mkdir "$MNT/$n")
+	[ "$got" = EINVAL ] || fail "mkdir of a name with a bidirectional formatting character $(printf '%q' "$n") gave $got, expected EINVAL"
+	expect_ctl 10 create "$n"
+	grep -q 'bidirectional' <<<"$CTL_ERR" || fail "create of $(printf '%q' "$n") says: $CTL_ERR"
+	expect_ctl 10 rename main "$n"
+done
 [ "$(ls_names)" = main ] || fail "refused names left branches: $(ls_names | cat -v)"
 # U+00A0 (no-break space) is the first code point after C1: allowed
 long255=$(printf 'x%.0s' {1..255})
-legal=("$long255" "$(printf 'é%.0s' {1..127})" 'sp ace' '-dash' '--from' '{"cmd":"delete"}' 'Main' $'nb\xc2\xa0sp')
+legal=("$long255" "$(printf 'é%.0s' {1..127})" 'sp ace' '-dash' '--from' '{"cmd":"delete"}' 'Main' $'nb\xc2\xa0sp' $'zwj\xe2\x80\x8dx' $'nnb\xe2\x80\xafsp')
 for n in "${legal[@]}"; do
 	expect_op OK mkdir "$MNT/$n" >/dev/null
 done

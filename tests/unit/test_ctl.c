@@ -479,6 +479,9 @@ static void test_ctl_bad_names_are_invalid(void **state)
 			"{\"cmd\":\"create\",\"name\":\"bad\xff\"}",
 			"{\"cmd\":\"create\",\"name\":\"bad\xc3\"}",
 			"{\"cmd\":\"rename\",\"name\":\"main\",\"new_name\":\"\\u009b\"}",
+			/* U+202E RIGHT-TO-LEFT OVERRIDE, U+2069 */
+			"{\"cmd\":\"create\",\"name\":\"pr-\\u202egnp\"}",
+			"{\"cmd\":\"create\",\"name\":\"x\\u2069\"}",
 		};
 		size_t i;
 

@@ -135,6 +135,7 @@ static void test_store_badinput_branch_names(void **state)
 	tstore_branch(s, tstore_name255, fx->br);
 	tstore_branch(s, "caf\xc3\xa9-\xe6\x97\xa5-\xf0\x9f\x98\x80", fx->br);
 	tstore_branch(s, "nb\xc2\xa0sp", fx->br); /* U+00A0, right after C1 */
+	tstore_branch(s, "nnb\xe2\x80\xafsp", fx->br); /* U+202F, after U+202E */
 	/* branch names may not hold control characters (entry names may) */
 	{
 		static const char *const ctl[] = { "a\nb",
@@ -145,6 +146,13 @@ static void test_store_badinput_branch_names(void **state)
 						   "\xc2\x80",
 						   "nel\xc2\x85",
 						   "\xc2\x9b" "31m",
+						   /* bidi overrides, isolates and marks,
+						    * line and paragraph separators */
+						   "pr-\xe2\x80\xae" "1gnp.exe",
+						   "\xe2\x81\xa6x",
+						   "a\xe2\x80\x8f",
+						   "\xd8\x9c",
+						   "two\xe2\x80\xa8lines",
 						   /* nor bytes that are not UTF-8 */
 						   "bad\xff",
 						   "\xc0\xaf",
