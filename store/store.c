@@ -317,8 +317,9 @@ struct store {
 	/* Incremental GC (see the gc section): the objects with versions
 	 * GC has not examined yet, filled on the write path; every branch
 	 * is scanned whole only by the first GC after open, after the set
-	 * overflowed, or when its read points changed otherwise (a child
-	 * deleted, a reset). */
+	 * overflowed, or when its read points changed otherwise (a reset,
+	 * or a child deleted or reset whose fork point was below the
+	 * horizon: store_gc_fork_gone). */
 	struct store_gc_stripe gc_dirty[STORE_GC_STRIPES];
 	atomic_size_t gc_dirty_n;   /* entries in all stripes */
 	atomic_bool gc_dirty_lost;  /* a note was dropped: scan all */
@@ -1491,6 +1492,26 @@ static void store_gc_mark_full(struct store *s, uint64_t id)
 		s->cap_gc_full = ncap;
 	}
 	s->gc_full_ids[s->n_gc_full++] = id;
+}
+
+/* The read point fork_seq of a child of parent_id is gone (the child was
+ * deleted, or reset to a new fork point).  The parent's versions that
+ * only it kept are those it read whose next version came after it.  If
+ * fork_seq is at or above the horizon, the window start of every GC so
+ * far, no GC has decided any of them: each was shadowed above that
+ * window start, so its object is in GC's set with pending at or below the
+ * shadowing version (GC-1), and the GC that takes it examines it without
+ * this read point.  Only a fork point below the horizon may have kept a
+ * version that GC decided and forgot, which only a whole scan of the
+ * parent finds again (GC-2).  A child made and dropped inside the
+ * retention window, as a CI job's is, costs its parent no whole scan.
+ * Called with branches_lock held for writing: a GC sets the horizon under
+ * it before it looks at the branches. */
+static void store_gc_fork_gone(struct store *s, uint64_t parent_id,
+			       uint64_t fork_seq)
+{
+	if (fork_seq < atomic_load(&s->horizon_seq))
+		store_gc_mark_full(s, parent_id);
 }
 
 /* INV-7: free deleted branches once no view can point at them.  Called
@@ -3874,7 +3895,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	/* Without room in the grave the branch stays until close. */
 	if (br->parent_id && s->branches[br->parent_id]) {
 		s->branches[br->parent_id]->nchildren--;
-		store_gc_mark_full(s, br->parent_id);
+		store_gc_fork_gone(s, br->parent_id, br->fork_seq);
 	}
 	if (s->ngrave < s->capgrave)
 		s->grave[s->ngrave++] = id;
@@ -3952,7 +3973,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	struct store_branch *br, tmp;
 	struct store_view pv = { 0 };
 	struct kv_batch b;
-	uint64_t at, seq;
+	uint64_t at, seq, old_fork;
 	bool synced = false;
 	int rc;
 
@@ -3993,6 +4014,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	/* Versions written before the reset all have seq <= at (writes in
 	 * flight at the reset are the caller's race to avoid), and the
 	 * reset's own tombstones have seq > at. */
+	old_fork = br->fork_seq;
 	br->fork_seq = tmp.fork_seq;
 	br->fork_ns = tmp.fork_ns;
 	br->floor = tmp.floor;
@@ -4000,7 +4022,7 @@ int store_branch_reset(struct store *s, uint64_t id,
 	/* GC-2: the branch's own versions below the floor, and the
 	 * parent's versions that only the old fork point read. */
 	store_gc_mark_full(s, id);
-	store_gc_mark_full(s, br->parent_id);
+	store_gc_fork_gone(s, br->parent_id, old_fork);
 	atomic_store(&br->written, 0);
 	atomic_store(&br->written_dirty, true);
 out_unlock:
@@ -5616,9 +5638,11 @@ out_unlock:
  * GC-2 Whole scans of a branch restore GC-1 where the set cannot: the
  *      first GC after open (the set lives in memory only), after a note
  *      was lost (no memory, or more than STORE_GC_MAX_OBJS objects), after
- *      a GC failed half-way, and for branches whose read points changed
- *      (a child deleted, a reset).  They note every object with versions
- *      above w.
+ *      a GC failed half-way, for a branch that was reset (its own versions
+ *      below the floor), and for the parent of a child deleted or reset
+ *      whose fork point was below the horizon (store_gc_fork_gone: one at
+ *      or above it kept nothing GC has decided).  They note every object
+ *      with versions above w.
  * GC-3 Deciding is monotone (a kept version stays kept when versions
  *      between it and its newer neighbour go), so examining an object
  *      twice is harmless, but each key is deleted at most once (versions

@@ -22,6 +22,9 @@
  *    crash), or the saved set is stale (the store was written after the
  *    close that saved it, as an older build would), or it is damaged (the
  *    open still succeeds); the GC after that is incremental again;
+ *  - a child made after the last GC's window start and deleted or reset
+ *    inside the window costs its parent no whole scan, and the parent's
+ *    versions only its fork point read still go;
  *  - after a GC failed half-way, the next one scans everything and still
  *    reclaims all of it, and the failed one left nothing taken out of the
  *    set for good (a clean close saves the set).
@@ -378,6 +381,66 @@ static void test_store_gc_incr_after_failed_gc(void **state)
 	assert_int_equal(tstore_fx_open(fx), 0);
 }
 
+/* A child made after the last GC's window start and deleted (or reset)
+ * before the window passes its fork point: no GC has decided a version
+ * of the parent because of it, so the GC after costs the parent no whole
+ * scan (it used to scan all of it: a CI job's branch of a large main made
+ * every GC read all of main), and still reclaims the parent's versions
+ * that only the child's fork point read. */
+static void tgi_child_gone_inside_window(struct tstore_fx *fx, bool reset)
+{
+	struct store *s = fx->s;
+	struct store_gc_stats st;
+	uint64_t big, c;
+
+	big = tgi_populate(fx);
+	tgi_age_out(s);
+	tgi_run(s); /* a whole scan; the horizon passes the populate */
+	assert_int_equal(store_set_retention(s, 3600), 0);
+	c = tstore_branch(s, "c", fx->br); /* reads state 1 */
+	tstore_write_pat(s, fx->br, big, 2, 0, 4 * BS);
+	if (reset) {
+		uint64_t own = tstore_mkfile(s, c, fx->root, "own");
+
+		tstore_write_pat(s, c, own, 3, 0, BS);
+	}
+	/* inside the window: nothing is decided, nothing goes */
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+	tstore_expect_pat(s, c, big, 1, 0, 4 * BS);
+	if (reset) {
+		assert_int_equal(store_branch_reset(s, c, NULL), 0);
+		tstore_expect_pat(s, c, big, 2, 0, 4 * BS);
+	} else {
+		assert_int_equal(store_branch_delete(s, c), 0);
+	}
+	tgi_age_out(s);
+	st = tgi_run(s);
+	/* the 4 blocks of state 1 (and inode versions, and a reset child's
+	 * own file) go ... */
+	assert_true(st.keys_deleted >= 4);
+	/* ... found without a whole scan of the parent's 256 + 64 blocks */
+	if (st.keys_scanned >= 64)
+		fail_msg("GC after the child went scanned %llu keys",
+			 (unsigned long long)st.keys_scanned);
+	tstore_expect_pat(s, fx->br, big, 2, 0, 4 * BS);
+	tstore_expect_pat(s, fx->br, big, 1, 4 * BS, 252 * BS);
+	if (reset)
+		tstore_expect_pat(s, c, big, 2, 0, 4 * BS);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+}
+
+static void test_store_gc_incr_child_deleted_inside_window(void **state)
+{
+	tgi_child_gone_inside_window(*state, false);
+}
+
+static void test_store_gc_incr_child_reset_inside_window(void **state)
+{
+	tgi_child_gone_inside_window(*state, true);
+}
+
 #define T(f) \
 	cmocka_unit_test_setup_teardown(f, tstore_fx_setup, tstore_fx_teardown)
 
@@ -386,6 +449,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_store_gc_incr_examines_only_written),
 		T(test_store_gc_incr_hot_object_across_window),
+		T(test_store_gc_incr_child_deleted_inside_window),
+		T(test_store_gc_incr_child_reset_inside_window),
 		T(test_store_gc_incr_reopen_keeps_set),
 		T(test_store_gc_incr_reopen_without_set),
 		T(test_store_gc_incr_reopen_stale_set),
