@@ -249,6 +249,11 @@ static int bd_lookup(struct bd_ctl *c, struct json_buf *out, const char *name,
 		return -EINVAL;
 	}
 	rc = store_branch_lookup(c->cfg.store, name, bi);
+	if (rc == -ENOENT && store_branch_name_check(name))
+		/* A name no branch can have ('', 'a/b', '..'): a script's
+		 * bug, not a branch already gone (exit 10, not 4).  Looked
+		 * up first: a store may hold a name an older build took. */
+		return bd_name_ok(out, name);
 	if (rc)
 		bd_reply_err(out, rc, "no such branch '%s'", name);
 	return rc;
@@ -546,6 +551,10 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 		args.root_gid = gid;
 	} else {
 		rc = store_branch_lookup(c->cfg.store, from, &pi);
+		if (rc == -ENOENT && store_branch_name_check(from)) {
+			bd_name_ok(out, from);
+			return;
+		}
 		if (rc) {
 			bd_reply_err(
 				out, rc,

@@ -451,6 +451,41 @@ static void test_ctl_create_list_info_rename_delete(void **state)
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"main\"}"), 0);
 }
 
+/* A name no branch can have, given to a command that looks a branch up
+ * (info, delete, rename, reset, create --from), is invalid (exit 10) as
+ * it is for create, not "no such branch" (exit 4): a script that treats 4
+ * from delete as "already gone" must not take an empty variable for
+ * success.  A branch that exists is still found. */
+static void test_ctl_lookup_of_bad_name_is_invalid(void **state)
+{
+	static const char *const reqs[] = {
+		"{\"cmd\":\"info\",\"name\":\"\"}",
+		"{\"cmd\":\"info\",\"name\":\"a/b\"}",
+		"{\"cmd\":\"delete\",\"name\":\"\"}",
+		"{\"cmd\":\"delete\",\"name\":\".\"}",
+		"{\"cmd\":\"reset\",\"name\":\"..\"}",
+		"{\"cmd\":\"rename\",\"name\":\"\",\"new_name\":\"x\"}",
+		"{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"\"}",
+		"{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"a/b\"}",
+	};
+	struct ctx *x = *state;
+	size_t i;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	for (i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		struct json *j = call(x, 0, reqs[i]);
+
+		assert_int_equal(bd_exit_of_code(json_get_str(j, "error")),
+				 BD_EXIT_INVALID);
+		assert_non_null(strstr(json_get_str(j, "message"),
+				       "invalid branch name"));
+		json_free(j);
+	}
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"nosuch\"}"),
+			 BD_EXIT_NOT_FOUND);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"main\"}"), 0);
+}
+
 static void test_ctl_bad_names_are_invalid(void **state)
 {
 	struct ctx *x = *state;
@@ -961,6 +996,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_create_list_info_rename_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_lookup_of_bad_name_is_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_changes_follow_may_remove,
