@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,45 @@
 #include "json.h"
 
 static bool bc_json_out;
+
+/* A failure branchctl finds itself (its command line, finding or reaching
+ * the daemon, its reply): the message on stderr, after "branchctl: ", and,
+ * with --json, also one object on stdout shaped like the daemon's error
+ * replies, {"ok":false,"error":CODE,"message":MSG}, so that a script that
+ * reads --json gets exactly one JSON object from every run.  code is the
+ * reply code of status (bd_code_of_exit), or a more precise one that
+ * bd_exit_of_code maps to the same status.  Returns status. */
+static int bc_fail(int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int bc_fail(int status, const char *code, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		msg = NULL;
+	fprintf(stderr, "branchctl: %s\n", msg ? msg : fmt);
+	if (bc_json_out) {
+		struct json_buf b;
+
+		json_buf_init(&b);
+		json_buf_raw(&b, "{\"ok\":false,\"error\":");
+		json_buf_str(&b, code ? code : bd_code_of_exit(status));
+		json_buf_raw(&b, ",\"message\":");
+		json_buf_str(&b, msg ? msg : fmt);
+		json_buf_raw(&b, "}");
+		if (!b.err)
+			printf("%s\n", b.p);
+		json_buf_release(&b);
+	}
+	free(msg);
+	return status;
+}
 
 static void bc_usage(FILE *f)
 {
@@ -125,6 +165,9 @@ static bool bc_socket_above(char *path, char *out, size_t n)
 	}
 }
 
+/* The daemon's socket into out: 0, or the exit status after saying why
+ * (BD_EXIT_NO_DAEMON, or BD_EXIT_PERMISSION when the caller may not look
+ * at the path). */
 static int bc_find_socket(const char *sock, const char *mount, char *out,
 			  size_t n)
 {
@@ -141,32 +184,33 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 		if (!realpath(mount, path)) {
 			int err = errno;
 
-			fprintf(stderr,
-				"branchctl: cannot resolve mount '%s': %s\n",
-				mount, strerror(err));
 			/* Not "no daemon" when the caller may not look. */
-			return err == EACCES ? -EACCES : -ENOENT;
+			return bc_fail(err == EACCES ? BD_EXIT_PERMISSION :
+						       BD_EXIT_NO_DAEMON,
+				       NULL, "cannot resolve mount '%s': %s",
+				       mount, strerror(err));
 		}
 		if (bc_socket_above(path, out, n))
 			return 0;
-		fprintf(stderr,
-			"branchctl: no branchd serves '%s' (is the daemon running?)\n",
+		return bc_fail(
+			BD_EXIT_NO_DAEMON, NULL,
+			"no branchd serves '%s' (is the daemon running?)",
 			mount);
-		return -ENOENT;
 	}
 	if (!getcwd(path, sizeof(path))) {
 		int err = errno;
 
-		fprintf(stderr,
-			"branchctl: cannot tell the current directory (%s); use --mount DIR or set BRANCHFS_MOUNT\n",
+		return bc_fail(
+			err == EACCES ? BD_EXIT_PERMISSION : BD_EXIT_NO_DAEMON,
+			NULL,
+			"cannot tell the current directory (%s); use --mount DIR or set BRANCHFS_MOUNT",
 			strerror(err));
-		return err == EACCES ? -EACCES : -ENOENT;
 	}
 	if (bc_socket_above(path, out, n))
 		return 0;
-	fprintf(stderr,
-		"branchctl: no branchd found for the current directory; use --mount DIR or set BRANCHFS_MOUNT\n");
-	return -ENOENT;
+	return bc_fail(
+		BD_EXIT_NO_DAEMON, NULL,
+		"no branchd found for the current directory; use --mount DIR or set BRANCHFS_MOUNT");
 }
 
 /* ---------------------------------------------------------- request */
@@ -638,12 +682,11 @@ static int bc_parse_timeout(const char *s)
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v > 0) || v > 86400) {
-		fprintf(stderr,
-			"branchctl: bad --timeout '%s' (seconds, more than 0, at most 86400)\n",
+	if (errno || end == s || *end || !(v > 0) || v > 86400)
+		return bc_fail(
+			BD_EXIT_USAGE, NULL,
+			"bad --timeout '%s' (seconds, more than 0, at most 86400)",
 			s);
-		return -1;
-	}
 	bc_timeout_s = v;
 	return 0;
 }
@@ -655,33 +698,69 @@ static int bc_bad_option(int c, char **argv)
 	const char *arg = optind > 0 ? argv[optind - 1] : "?";
 
 	if (c == ':')
-		fprintf(stderr,
-			"branchctl: option '%s' needs a value (see branchctl --help)\n",
+		return bc_fail(
+			BD_EXIT_USAGE, NULL,
+			"option '%s' needs a value (see branchctl --help)",
 			arg);
-	else if (optopt && optopt < 0x80 && strncmp(arg, "--", 2) != 0)
-		fprintf(stderr,
-			"branchctl: unknown option '-%c' (see branchctl --help)\n",
-			optopt);
-	else
-		fprintf(stderr,
-			"branchctl: unknown option '%s' (see branchctl --help)\n",
-			arg);
-	return BD_EXIT_USAGE;
+	if (optopt && optopt < 0x80 && strncmp(arg, "--", 2) != 0)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "unknown option '-%c' (see branchctl --help)",
+			       optopt);
+	return bc_fail(BD_EXIT_USAGE, NULL,
+		       "unknown option '%s' (see branchctl --help)", arg);
 }
 
 /* An option that takes a value, given once: a second one would silently
  * win (a script that appends "--from x" to a command line that already
- * has one would branch the wrong parent). */
+ * has one would branch the wrong parent).  0 or BD_EXIT_USAGE. */
 static int bc_set_once(const char **slot, const char *name, const char *val)
 {
-	if (*slot) {
-		fprintf(stderr,
-			"branchctl: --%s given twice ('%s' and '%s'); give it once\n",
-			name, *slot, val);
-		return -1;
-	}
+	if (*slot)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "--%s given twice ('%s' and '%s'); give it once",
+			       name, *slot, val);
 	*slot = val;
 	return 0;
+}
+
+/* The options before the command, and the command's own (which may come
+ * before or after its names). */
+#define BC_GLOBAL_OPTS "+:m:S:jhV"
+#define BC_CMD_OPTS ":jhf:a:tne"
+
+/* Whether the command line asks for --json, wherever it is: the parse
+ * proper stops at the first thing wrong, which may come before it, and a
+ * script given --json must get its failure as JSON too.  Walks the line
+ * the way main does (getopt's permutation of the command's arguments
+ * leaves a line that main's walk reads the same way) and resets getopt. */
+static bool bc_scan_json(int argc, char **argv, const struct option *opts)
+{
+	bool json = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, BC_GLOBAL_OPTS, opts, NULL)) != -1)
+		json |= c == 'j';
+	if (optind < argc) {
+		argc -= optind;
+		argv += optind;
+		optind = 0;
+		while ((c = getopt_long(argc, argv, BC_CMD_OPTS, opts, NULL)) !=
+		       -1)
+			json |= c == 'j';
+	}
+	optind = 0;
+	return json;
+}
+
+/* --version: text, or with --json one object. */
+static int bc_version(void)
+{
+	if (bc_json_out)
+		printf("{\"ok\":true,\"version\":\"%s\"}\n", BRANCHFS_VERSION);
+	else
+		printf("branchctl %s\n", BRANCHFS_VERSION);
+	return BD_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -711,70 +790,66 @@ int main(int argc, char **argv)
 	char **args;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:m:S:jhV", opts, &li)) != -1) {
+	bc_json_out = bc_scan_json(argc, argv, opts);
+	while ((c = getopt_long(argc, argv, BC_GLOBAL_OPTS, opts, &li)) != -1) {
 		switch (c) {
 		case 'T':
-			if (bc_set_once(&timeout, "timeout", optarg) ||
-			    bc_parse_timeout(optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&timeout, "timeout", optarg)) ||
+			    (rc = bc_parse_timeout(optarg)))
+				return rc;
 			break;
 		case 'm':
-			if (bc_set_once(&mount, "mount", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&mount, "mount", optarg)))
+				return rc;
 			break;
 		case 'S':
-			if (bc_set_once(&sock, "socket", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&sock, "socket", optarg)))
+				return rc;
 			break;
 		case 'j':
-			bc_json_out = true;
 			break;
 		case 'h':
 			bc_usage(stdout);
-			return 0;
+			return BD_EXIT_OK;
 		case 'V':
-			printf("branchctl %s\n", BRANCHFS_VERSION);
-			return 0;
+			return bc_version();
 		case 'f':
 		case 'a':
 		case 't':
 		case 'n':
 		case 'e':
 			/* Only long options reach here: li is theirs. */
-			fprintf(stderr,
-				"branchctl: option '--%s' goes after the command (see branchctl --help)\n",
+			return bc_fail(
+				BD_EXIT_USAGE, NULL,
+				"option '--%s' goes after the command (see branchctl --help)",
 				opts[li].name);
-			return BD_EXIT_USAGE;
 		default:
 			return bc_bad_option(c, argv);
 		}
 	}
-	if (optind >= argc) {
-		fprintf(stderr,
-			"branchctl: no command given (see branchctl --help)\n");
-		return BD_EXIT_USAGE;
-	}
+	if (optind >= argc)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "no command given (see branchctl --help)");
 	cmd = argv[optind];
 	/* Command options may follow the command, before or after names:
 	 * rescan from the command on (optind = 0 reinitialises getopt). */
 	argc -= optind;
 	argv += optind;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, ":jhf:a:tne", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, BC_CMD_OPTS, opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			bc_json_out = true;
 			break;
 		case 'h':
 			bc_usage(stdout);
-			return 0;
+			return BD_EXIT_OK;
 		case 'f':
-			if (bc_set_once(&from, "from", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&from, "from", optarg)))
+				return rc;
 			break;
 		case 'a':
-			if (bc_set_once(&at, "at", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&at, "at", optarg)))
+				return rc;
 			break;
 		case 't':
 			tree = true;
@@ -786,21 +861,20 @@ int main(int argc, char **argv)
 			empty = true;
 			break;
 		case 'm':
-			if (bc_set_once(&mount, "mount", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&mount, "mount", optarg)))
+				return rc;
 			break;
 		case 'S':
-			if (bc_set_once(&sock, "socket", optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&sock, "socket", optarg)))
+				return rc;
 			break;
 		case 'T':
-			if (bc_set_once(&timeout, "timeout", optarg) ||
-			    bc_parse_timeout(optarg))
-				return BD_EXIT_USAGE;
+			if ((rc = bc_set_once(&timeout, "timeout", optarg)) ||
+			    (rc = bc_parse_timeout(optarg)))
+				return rc;
 			break;
 		case 'V':
-			printf("branchctl %s\n", BRANCHFS_VERSION);
-			return 0;
+			return bc_version();
 		default:
 			return bc_bad_option(c, argv);
 		}
@@ -809,39 +883,33 @@ int main(int argc, char **argv)
 	nargs = argc - optind;
 	/* An option the command does not take is refused, not ignored: a
 	 * "reset x --from y" would otherwise reset x to its own parent. */
-	if ((from || at) && strcmp(cmd, "create") != 0) {
-		fprintf(stderr, "branchctl: --%s goes with create only\n",
-			from ? "from" : "at");
-		return BD_EXIT_USAGE;
-	}
-	if (tree && strcmp(cmd, "list") != 0) {
-		fprintf(stderr, "branchctl: --tree goes with list only\n");
-		return BD_EXIT_USAGE;
-	}
-	if (nockpt && strcmp(cmd, "create") != 0 && strcmp(cmd, "reset") != 0) {
-		fprintf(stderr,
-			"branchctl: --no-checkpoint goes with create and reset\n");
-		return BD_EXIT_USAGE;
-	}
-	if (empty && (strcmp(cmd, "create") != 0 || from || at)) {
-		fprintf(stderr, "branchctl: --empty goes with create, without "
-				"--from and --at\n");
-		return BD_EXIT_USAGE;
-	}
+	if ((from || at) && strcmp(cmd, "create") != 0)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "--%s goes with create only",
+			       from ? "from" : "at");
+	if (tree && strcmp(cmd, "list") != 0)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "--tree goes with list only");
+	if (nockpt && strcmp(cmd, "create") != 0 && strcmp(cmd, "reset") != 0)
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "--no-checkpoint goes with create and reset");
+	if (empty && (strcmp(cmd, "create") != 0 || from || at))
+		return bc_fail(
+			BD_EXIT_USAGE, NULL,
+			"--empty goes with create, without --from and --at");
 
 	json_buf_init(&req);
 	req.raw_bytes = true; /* names as given, see json_buf */
 	json_buf_raw(&req, "{\"cmd\":");
 	json_buf_str(&req, cmd);
-#define NEED(n)                                                               \
-	do {                                                                  \
-		if (nargs != (n)) {                                           \
-			fprintf(stderr,                                       \
-				"branchctl: '%s' takes %d argument%s\n", cmd, \
-				(n), (n) == 1 ? "" : "s");                    \
-			json_buf_release(&req);                               \
-			return BD_EXIT_USAGE;                                 \
-		}                                                             \
+#define NEED(n)                                                              \
+	do {                                                                 \
+		if (nargs != (n)) {                                          \
+			json_buf_release(&req);                              \
+			return bc_fail(BD_EXIT_USAGE, NULL,                  \
+				       "'%s' takes %d argument%s", cmd, (n), \
+				       (n) == 1 ? "" : "s");                 \
+		}                                                            \
 	} while (0)
 	if (!strcmp(cmd, "create")) {
 		NEED(1);
@@ -854,10 +922,9 @@ int main(int argc, char **argv)
 			json_buf_str(&req, from);
 		}
 		if (at && bc_parse_when(at, &req)) {
-			fprintf(stderr,
-				"branchctl: cannot understand time '%s'\n", at);
 			json_buf_release(&req);
-			return BD_EXIT_USAGE;
+			return bc_fail(BD_EXIT_USAGE, NULL,
+				       "cannot understand time '%s'", at);
 		}
 	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "delete") ||
 		   !strcmp(cmd, "reset")) {
@@ -887,11 +954,10 @@ int main(int argc, char **argv)
 			errno = 0;
 			v = strtoll(args[0], &end, 10);
 			if (errno || *end || end == args[0] || v <= 0) {
-				fprintf(stderr,
-					"branchctl: bad retention '%s' (seconds)\n",
-					args[0]);
 				json_buf_release(&req);
-				return BD_EXIT_USAGE;
+				return bc_fail(BD_EXIT_USAGE, NULL,
+					       "bad retention '%s' (seconds)",
+					       args[0]);
 			}
 			json_buf_printf(&req, ",\"seconds\":%lld", v);
 		}
@@ -899,52 +965,49 @@ int main(int argc, char **argv)
 		   !strcmp(cmd, "gc")) {
 		NEED(0);
 	} else {
-		fprintf(stderr,
-			"branchctl: unknown command '%s' (see branchctl --help)\n",
-			cmd);
 		json_buf_release(&req);
-		return BD_EXIT_USAGE;
+		return bc_fail(BD_EXIT_USAGE, NULL,
+			       "unknown command '%s' (see branchctl --help)",
+			       cmd);
 	}
 	if (nockpt)
 		json_buf_raw(&req, ",\"checkpoint\":false");
 	json_buf_raw(&req, "}");
 	if (req.err) {
 		json_buf_release(&req);
-		return BD_EXIT_ERROR;
+		return bc_fail(BD_EXIT_ERROR, NULL,
+			       "cannot build the request: %s",
+			       strerror(ENOMEM));
 	}
 
 	rc = bc_find_socket(sock, mount, sockpath, sizeof(sockpath));
 	if (rc) {
 		json_buf_release(&req);
-		return rc == -EACCES ? BD_EXIT_PERMISSION : BD_EXIT_NO_DAEMON;
+		return rc;
 	}
 	rc = bc_call_retry(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);
-	if (rc == -ECONNREFUSED || rc == -ENOENT) {
-		fprintf(stderr,
-			"branchctl: branchd is not running (no answer on %s)\n",
-			sockpath);
-		return BD_EXIT_NO_DAEMON;
-	}
-	if (rc == -ETIMEDOUT) {
+	if (rc == -ECONNREFUSED || rc == -ENOENT)
+		return bc_fail(BD_EXIT_NO_DAEMON, NULL,
+			       "branchd is not running (no answer on %s)",
+			       sockpath);
+	if (rc == -ETIMEDOUT)
 		/* The daemon may still carry the command out. */
-		fprintf(stderr,
-			"branchctl: no reply from branchd at %s within %g s (the command may still take effect)\n",
+		return bc_fail(
+			BD_EXIT_ERROR, "timeout",
+			"no reply from branchd at %s within %g s (the command may still take effect)",
 			sockpath, bc_timeout_s);
-		return BD_EXIT_ERROR;
-	}
-	if (rc == -EPROTO) {
+	if (rc == -EPROTO)
 		/* Closed before its reply ended: stopping, most likely. */
-		fprintf(stderr,
-			"branchctl: branchd at %s closed the connection without a complete reply (stopping?); the command may or may not have taken effect\n",
+		return bc_fail(
+			BD_EXIT_ERROR, "no_reply",
+			"branchd at %s closed the connection without a complete reply (stopping?); the command may or may not have taken effect",
 			sockpath);
-		return BD_EXIT_ERROR;
-	}
-	if (rc) {
-		fprintf(stderr, "branchctl: cannot talk to branchd at %s: %s\n",
-			sockpath, strerror(-rc));
-		return rc == -EACCES ? BD_EXIT_PERMISSION : BD_EXIT_ERROR;
-	}
+	if (rc)
+		return bc_fail(rc == -EACCES ? BD_EXIT_PERMISSION :
+					       BD_EXIT_ERROR,
+			       NULL, "cannot talk to branchd at %s: %s",
+			       sockpath, strerror(-rc));
 	json_get_bool(reply, "ok", &ok);
 	if (bc_json_out)
 		printf("%s\n", raw);

@@ -12,6 +12,7 @@ static const struct {
 	const char *code;
 	int exit;
 } bd_codes[] = {
+	{ "usage", BD_EXIT_USAGE },
 	{ "no_daemon", BD_EXIT_NO_DAEMON },
 	{ "not_found", BD_EXIT_NOT_FOUND },
 	{ "exists", BD_EXIT_EXISTS },
@@ -55,6 +56,17 @@ int bd_exit_of_code(const char *code)
 			return bd_codes[i].exit;
 	}
 	return BD_EXIT_ERROR;
+}
+
+const char *bd_code_of_exit(int status)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(bd_codes) / sizeof(bd_codes[0]); i++) {
+		if (bd_codes[i].exit == status)
+			return bd_codes[i].code;
+	}
+	return "error";
 }
 
 int bd_ctl_socket_path(const char *mountpoint, uid_t uid, char *out,

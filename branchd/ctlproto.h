@@ -30,7 +30,7 @@
 enum bd_exit {
 	BD_EXIT_OK = 0,
 	BD_EXIT_ERROR = 1,	  /* anything else */
-	BD_EXIT_USAGE = 2,	  /* bad command line */
+	BD_EXIT_USAGE = 2,	  /* "usage": bad command line (branchctl's) */
 	BD_EXIT_NO_DAEMON = 3,	  /* "no_daemon": nothing listens */
 	BD_EXIT_NOT_FOUND = 4,	  /* "not_found": no such branch */
 	BD_EXIT_EXISTS = 5,	  /* "exists": name taken */
@@ -45,6 +45,10 @@ enum bd_exit {
 const char *bd_code_of_errno(int err);
 /* The exit status for a reply code (unknown codes: BD_EXIT_ERROR). */
 int bd_exit_of_code(const char *code);
+/* The reply code for an exit status, as branchctl --json reports a
+ * failure of its own ("usage", "no_daemon", ...; "error" for
+ * BD_EXIT_ERROR and unknown ones): bd_exit_of_code gives status back. */
+const char *bd_code_of_exit(int status);
 
 /* Socket path of the daemon serving mountpoint (an absolute path) when
  * run by uid.  Returns 0 or -ENAMETOOLONG. */

@@ -486,6 +486,21 @@ static void test_ctl_lookup_of_bad_name_is_invalid(void **state)
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"main\"}"), 0);
 }
 
+/* branchctl --json reports a failure of its own with the code of its exit
+ * status: each code maps back to the status it came from. */
+static void test_ctl_code_of_exit_roundtrip(void **state)
+{
+	int st;
+
+	(void)state;
+	for (st = BD_EXIT_ERROR; st <= BD_EXIT_INVALID; st++)
+		assert_int_equal(bd_exit_of_code(bd_code_of_exit(st)), st);
+	assert_string_equal(bd_code_of_exit(BD_EXIT_USAGE), "usage");
+	assert_string_equal(bd_code_of_exit(BD_EXIT_NO_DAEMON), "no_daemon");
+	assert_string_equal(bd_code_of_exit(BD_EXIT_ERROR), "error");
+	assert_string_equal(bd_code_of_exit(99), "error");
+}
+
 static void test_ctl_bad_names_are_invalid(void **state)
 {
 	struct ctx *x = *state;
@@ -996,6 +1011,7 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_create_list_info_rename_delete, setup, teardown),
+		cmocka_unit_test(test_ctl_code_of_exit_roundtrip),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_lookup_of_bad_name_is_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+# t37: branchctl as scripts and CI use it, man branchctl(1) being the
+# contract, without Postgres:
+#  - --json gives exactly one JSON object on stdout for every outcome, also
+#    for the failures branchctl finds itself, wherever --json stands on the
+#    command line: a usage error before or after it (exit 2, "usage"), no
+#    daemon (no mount, no socket, a stale socket: exit 3, "no_daemon"), a
+#    path or socket the caller may not reach (exit 9, "permission"), a
+#    stopped daemon (--timeout: exit 1, "timeout") and one that closes the
+#    connection mid-reply (exit 1, "no_reply"); the message on stderr is
+#    the object's; before, all of these printed nothing on stdout;
+#  - every exit status of the table, for the commands that give it;
+#  - many branchctl processes at once (1000 creates from 16 processes, as
+#    root and lists as another uid), and list --json of 1000 branches.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+it_init
+ctl_require
+
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+
+# json_fail RC CODE ARGS...: branchctl --json ARGS exits RC and prints one
+# line on stdout, {"ok":false,"error":CODE,"message":M}, and M on stderr
+json_fail() {
+	local rc=$1 code=$2
+	shift 2
+	ctl "$@"
+	[ "$CTL_RC" -eq "$rc" ] || fail "branchctl $* exited $CTL_RC, expected $rc; stdout: ${CTL_OUT:0:300} stderr: ${CTL_ERR:0:300}"
+	[ "$(printf '%s\n' "$CTL_OUT" | wc -l)" -eq 1 ] && [ -n "$CTL_OUT" ] ||
+		fail "branchctl $* printed not one line on stdout: '${CTL_OUT:0:300}' (stderr: ${CTL_ERR:0:300})"
+	jassert "$CTL_OUT" "set(d) == {'ok', 'error', 'message'} and d['ok'] is False and d['error'] == '$code'" "branchctl $*: the JSON failure"
+	[ "$CTL_ERR" = "branchctl: $(jq_ "$CTL_OUT" "d['message']")" ] ||
+		fail "branchctl $*: stderr '$CTL_ERR' is not the JSON message"
+	log "branchctl $* -> exit $rc, $CTL_OUT"
+}
+
+# ---- before any daemon: the failures branchctl finds itself ----------------------
+mkdir "$T/plain" "$T/priv"
+chmod 0700 "$T/priv"
+CTL_MNT=$T/plain json_fail 3 no_daemon --json list
+CTL_MNT=none json_fail 3 no_daemon --json --socket "$T/no-such.sock" status
+CTL_MNT=none CTL_CWD=$T/plain json_fail 3 no_daemon status --json
+# a socket nobody listens on any more (a daemon killed with -9 leaves one)
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$T/stale.sock"
+[ -S "$T/stale.sock" ] || fail "no stale socket made"
+CTL_MNT=none json_fail 3 no_daemon --json --socket "$T/stale.sock" list
+# usage errors, --json before or after what is wrong
+json_fail 2 usage --bogus --json list
+json_fail 2 usage --json list --bogus
+json_fail 2 usage --json
+json_fail 2 usage --json frobnicate
+json_fail 2 usage --json create
+json_fail 2 usage --json rename a
+json_fail 2 usage --json list extra
+json_fail 2 usage create x --at yesterday-ish --json
+json_fail 2 usage -j create x --at '2026-02-30T00:00:00Z'
+json_fail 2 usage --json create x --from a --from b
+json_fail 2 usage --from a --json create x
+json_fail 2 usage --json reset x --from y
+json_fail 2 usage --json info x --tree
+json_fail 2 usage --json list --socket
+json_fail 2 usage --json retention 0
+json_fail 2 usage --json --timeout 0 status
+# a value that looks like --json is a value, not --json
+ctl create x --from --json
+[ "$CTL_RC" -eq 3 ] && [ -z "$CTL_OUT" ] || fail "create x --from --json took --json as the option: exit $CTL_RC, stdout '$CTL_OUT'"
+expect_ctl 0 --json --version
+jassert "$CTL_OUT" "d == {'ok': True, 'version': d['version']} and d['version'] != ''" "--json --version"
+# a mount path or a socket the caller may not reach
+CTL_AS=$NOBODY CTL_CWD=/ CTL_MNT=$T/priv/x json_fail 9 permission --json list
+CTL_AS=$NOBODY CTL_CWD=/ CTL_MNT=none json_fail 9 permission --json --socket "$T/priv/s.sock" list
+
+bfs_mount
+chmod 0755 "$MNT"
+sockpath=$(sed -n 's/.*control socket \(.*\.sock\).*/\1/p' "$T"/log/branchd-mnt-*.log | head -n 1)
+[ -S "$sockpath" ] || fail "branchd logged control socket '$sockpath', which is not a socket"
+
+# ---- every exit status, per command ---------------------------------------------
+# (the daemon's failures are its own JSON replies, also one object a run)
+expect_ctl 0 create main
+expect_ctl 0 create kid --from main
+expect_ctl 0 create other --empty
+json_fail 4 not_found --json create x --from nosuch
+json_fail 5 exists --json create kid
+json_fail 8 out_of_range --json create x --at '2000-01-01T00:00:00Z'
+json_fail 10 invalid --json create x --at '2099-01-01T00:00:00Z'
+json_fail 10 invalid --json create 'a/b'
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json create x
+expect_ctl 0 list
+json_fail 4 not_found --json info nosuch
+json_fail 4 not_found --json delete nosuch
+json_fail 4 not_found --json rename nosuch x
+json_fail 4 not_found --json reset nosuch
+json_fail 4 not_found --json default nosuch
+json_fail 5 exists --json rename other kid
+expect_ctl 0 create grand --from kid
+json_fail 7 has_children --json delete kid
+json_fail 7 has_children --json reset kid
+expect_ctl 0 delete grand
+json_fail 10 invalid --json reset other # no parent
+json_fail 10 invalid --json rename other ..
+json_fail 10 invalid --json default ''
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json delete kid
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json rename kid x
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json reset kid
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json default kid
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json gc
+CTL_AS=$NOBODY CTL_CWD=/ json_fail 9 permission --json retention 60
+json_fail 10 invalid --json retention 9223372036854775807
+echo x >"$MNT/kid/f"
+exec 3<"$MNT/kid/f"
+json_fail 6 busy --json delete kid
+json_fail 6 busy --json rename kid kid2
+json_fail 6 busy --json reset kid
+exec 3<&-
+for ((n = 0; n < 50; n++)); do # the kernel's RELEASE comes after close(2)
+	ctl reset kid
+	[ "$CTL_RC" -eq 6 ] || break
+	sleep 0.1
+done
+[ "$CTL_RC" -eq 0 ] || fail "reset kid after close exited $CTL_RC: $CTL_ERR"
+expect_ctl 0 rename kid kid2
+expect_ctl 0 info kid2
+expect_ctl 0 default main
+expect_ctl 0 status
+expect_ctl 0 gc
+expect_ctl 0 retention 3600
+expect_ctl 0 delete kid2
+
+# ---- exit 1: a stopped daemon, a daemon that closes mid-reply ---------------------
+bpid=${IT_MNTPID[$MNT]}
+kill -STOP "$bpid"
+CTL_MNT=none json_fail 1 timeout --json --timeout 1 --socket "$sockpath" status
+kill -CONT "$bpid"
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(2); print("ready", flush=True)
+c, _ = s.accept(); d = b""
+while not d.endswith(b"\n"):
+    d += c.recv(65536)
+c.sendall(b"{\"ok\":tr"); c.close()
+' "$T/cut.sock" >"$T/cut.out" &
+IT_BG+=($!)
+for ((i = 0; i < 100; i++)); do [ -s "$T/cut.out" ] && break; sleep 0.1; done
+CTL_MNT=none json_fail 1 no_reply --json --socket "$T/cut.sock" delete somebranch
+
+# ---- many processes at once, and a list of 1000 branches -------------------------
+t0=$(date +%s%N)
+seq 1 1000 | tmo 100 xargs -P 16 -I{} "$BRANCHCTL" --mount "$MNT" create "b{}" >/dev/null 2>"$T/par.err" ||
+	fail "1000 creates from 16 processes at once: some failed: $(head -n 5 "$T/par.err")"
+log "1000 creates from 16 processes took $((($(date +%s%N) - t0) / 1000000)) ms"
+# (read from a file: the reply is larger than one argument may be)
+tmo 60 "$BRANCHCTL" --mount "$MNT" --json list >"$T/list.json" || fail "list --json of 1002 branches failed"
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = sorted(["main", "other"] + ["b%d" % i for i in range(1, 1001)])
+sys.exit(sorted(b["name"] for b in d["branches"]) != want)' "$T/list.json" ||
+	fail "list --json of 1002 branches does not list them: $(head -c 300 "$T/list.json")"
+log "list --json of 1002 branches: $(wc -c <"$T/list.json") bytes, one object"
+# 64 lists at once as one uid other than root (it gets 16 connections at a time)
+seq 1 64 | tmo 100 xargs -P 64 -I{} sh -c "cd / && $NOBODY '$BRANCHCTL' --mount '$MNT' --json list >'$T/l{}'" 2>"$T/par2.err" ||
+	fail "64 lists at once as uid 65534: some failed: $(head -n 5 "$T/par2.err")"
+python3 -c '
+import json, sys
+for i in range(1, 65):
+    if len(json.load(open("%s/l%d" % (sys.argv[1], i)))["branches"]) != 1002:
+        sys.exit("list %d of 64 at once is not the 1002 branches" % i)' "$T" ||
+	fail "64 lists at once as uid 65534 did not all give the 1002 branches"
+log "64 lists at once as uid 65534: all 1002 branches each"
+
+# ---- the daemon gone ------------------------------------------------------------------
+bfs_umount
+json_fail 3 no_daemon --json list
+CTL_MNT=none json_fail 3 no_daemon --json --socket "$sockpath" status
+log "every failure gave one JSON object with --json"
