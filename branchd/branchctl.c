@@ -763,6 +763,25 @@ static int bc_version(void)
 	return BD_EXIT_OK;
 }
 
+/* Standard output, written in full: a full disk or a closed pipe under
+ * "branchctl --json list > file" must not pass for success with the
+ * output lost.  status, or BD_EXIT_ERROR when it was 0 and the output did
+ * not get out (the command itself was carried out). */
+static int bc_flush_out(int status)
+{
+	int err = 0;
+
+	if (fflush(stdout) != 0 || ferror(stdout))
+		err = errno ? errno : EIO;
+	if (!err)
+		return status;
+	fprintf(stderr, "branchctl: cannot write to standard output: %s%s\n",
+		strerror(err),
+		status == BD_EXIT_OK ? " (the command itself was carried out)" :
+				       "");
+	return status == BD_EXIT_OK ? BD_EXIT_ERROR : status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -810,9 +829,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			bc_usage(stdout);
-			return BD_EXIT_OK;
+			return bc_flush_out(BD_EXIT_OK);
 		case 'V':
-			return bc_version();
+			return bc_flush_out(bc_version());
 		case 'f':
 		case 'a':
 		case 't':
@@ -842,7 +861,7 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			bc_usage(stdout);
-			return BD_EXIT_OK;
+			return bc_flush_out(BD_EXIT_OK);
 		case 'f':
 			if ((rc = bc_set_once(&from, "from", optarg)))
 				return rc;
@@ -874,7 +893,7 @@ int main(int argc, char **argv)
 				return rc;
 			break;
 		case 'V':
-			return bc_version();
+			return bc_flush_out(bc_version());
 		default:
 			return bc_bad_option(c, argv);
 		}
@@ -1110,5 +1129,5 @@ int main(int argc, char **argv)
 out:
 	json_free(reply);
 	free(raw);
-	return status;
+	return bc_flush_out(status);
 }

@@ -172,6 +172,33 @@ for i in range(1, 65):
 	fail "64 lists at once as uid 65534 did not all give the 1002 branches"
 log "64 lists at once as uid 65534: all 1002 branches each"
 
+# ---- output that does not get out -----------------------------------------------
+# a full disk or a closed stdout is exit 1 with a line, not success with the
+# output lost (`branchctl --json list > file` on a full filesystem exited 0)
+for how in full closed; do
+	rc=0
+	if [ $how = full ]; then
+		tmo 30 "$BRANCHCTL" --mount "$MNT" --json list >/dev/full 2>"$T/out.err" || rc=$?
+	else
+		tmo 30 "$BRANCHCTL" --mount "$MNT" --json list >&- 2>"$T/out.err" || rc=$?
+	fi
+	[ $rc -eq 1 ] && grep -q '^branchctl: cannot write to standard output: ' "$T/out.err" ||
+		fail "branchctl --json list with stdout $how exited $rc: $(cat "$T/out.err")"
+	log "stdout $how: exit 1, $(cat "$T/out.err")"
+done
+rc=0
+tmo 30 "$BRANCHCTL" --mount "$MNT" --json info nosuch >/dev/full 2>"$T/out.err" || rc=$?
+[ $rc -eq 4 ] || fail "a failed info with stdout full exited $rc, expected its own 4: $(cat "$T/out.err")"
+# `list | head -n 1` of 1002 branches: the header; branchctl ends on SIGPIPE
+# (or at the end), saying nothing
+{
+	env --default-signal=PIPE "$BRANCHCTL" --mount "$MNT" list 2>"$T/pipe.err"
+	echo $? >"$T/pipe.rc"
+} | head -n 1 >"$T/pipe.out" || true
+grep -q '^NAME  *PARENT  *FORK_SEQ' "$T/pipe.out" && [ ! -s "$T/pipe.err" ] &&
+	{ [ "$(cat "$T/pipe.rc")" = 141 ] || [ "$(cat "$T/pipe.rc")" = 0 ]; } ||
+	fail "branchctl list | head -n 1: '$(cat "$T/pipe.out")', exit $(cat "$T/pipe.rc"), stderr: $(cat "$T/pipe.err")"
+
 # ---- the daemon gone ------------------------------------------------------------------
 bfs_umount
 json_fail 3 no_daemon --json list
