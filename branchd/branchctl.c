@@ -100,8 +100,9 @@ static void bc_usage(FILE *f)
 		"skips that; a failed checkpoint never fails the branch.\n"
 		"\n"
 		"WHEN: 'YYYY-MM-DD HH:MM:SS' (local time), ISO 8601 with a zone\n"
-		"('2026-11-24T10:00:00Z', '...+01:00'), a relative time ('-15min',\n"
-		"'-2h', '-30s', '-1d'), or an exact sequence number 'seq:N'.\n"
+		"('2026-11-24T10:00:00Z', '...+01:00', '...+0100', or '...+01' as\n"
+		"Postgres prints now()), a relative time ('-15min', '-2h', '-30s',\n"
+		"'-1d'), 'now', or an exact sequence number 'seq:N'.\n"
 		"\n"
 		"An option that takes a value is given once.  A NAME that begins\n"
 		"with '-' goes after '--' (branchctl delete -- -x).\n"
@@ -347,6 +348,34 @@ static int bc_call_retry(const char *sockpath, const char *req,
 
 /* ------------------------------------------------------------- time */
 
+/* The zone after an ISO 8601 time: Z (or z, as RFC 3339 allows), or
+ * +hh:mm, +hhmm or +hh (and -), the last the form Postgres prints a
+ * timestamptz in ("2026-11-24 10:00:00.123456+00", "...-08"): its offset
+ * east of UTC in seconds into *off.  0 or -EINVAL. */
+static int bc_parse_zone(const char *z, int *off)
+{
+	size_t n = strlen(z);
+	int hh, mm = 0;
+
+	if ((z[0] == 'Z' || z[0] == 'z') && n == 1) {
+		*off = 0;
+		return 0;
+	}
+	if ((z[0] != '+' && z[0] != '-') || strspn(z + 1, "0123456789") < 2)
+		return -EINVAL;
+	hh = (z[1] - '0') * 10 + (z[2] - '0');
+	if (n == 6 && z[3] == ':' && strspn(z + 4, "0123456789") == 2)
+		mm = (z[4] - '0') * 10 + (z[5] - '0');
+	else if (n == 5 && strspn(z + 1, "0123456789") == 4)
+		mm = (z[3] - '0') * 10 + (z[4] - '0');
+	else if (n != 3)
+		return -EINVAL;
+	if (hh > 23 || mm > 59)
+		return -EINVAL;
+	*off = (z[0] == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+	return 0;
+}
+
 static int bc_parse_when(const char *s, struct json_buf *req)
 {
 	struct tm tm;
@@ -441,24 +470,13 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 			return -EINVAL;
 		ns = (int64_t)t * 1000000000;
 	} else {
-		int sign = 1, hh = 0, mm = 0;
+		int off;
 		time_t t;
 
-		if (*end == 'Z' && end[1] == 0) {
-			sign = 0;
-		} else if ((*end == '+' || *end == '-') &&
-			   ((strlen(end + 1) == 5 && end[3] == ':' &&
-			     sscanf(end + 1, "%2d:%2d", &hh, &mm) == 2) ||
-			    (strlen(end + 1) == 4 &&
-			     strspn(end + 1, "0123456789") == 4 &&
-			     sscanf(end + 1, "%2d%2d", &hh, &mm) == 2)) &&
-			   hh >= 0 && hh <= 23 && mm >= 0 && mm <= 59) {
-			sign = *end == '+' ? 1 : -1;
-		} else {
+		if (bc_parse_zone(end, &off))
 			return -EINVAL;
-		}
 		t = timegm(&tm);
-		ns = ((int64_t)t - sign * (hh * 3600 + mm * 60)) * 1000000000;
+		ns = ((int64_t)t - off) * 1000000000;
 	}
 	ns += (int64_t)(frac * 1e9);
 	json_buf_printf(req, ",\"at_ns\":%" PRId64, ns);

@@ -82,6 +82,28 @@ sockpath=$(sed -n 's/.*control socket \(.*\.sock\).*/\1/p' "$T"/log/branchd-mnt-
 expect_ctl 0 create main
 expect_ctl 0 create kid --from main
 expect_ctl 0 create other --empty
+# --at with a zone in every form, also as Postgres prints a timestamptz
+# (now(): '2026-11-24 10:00:00.123456+00', '...-08'), which was refused;
+# moment e lies between two writes to main: every form of it is the first
+echo one >"$MNT/main/t"
+s1=$(ctl_seq)
+e=$(($(date +%s) + 1))
+while [ "$(date +%s%N)" -lt $((e * 1000000000 + 100000000)) ]; do sleep 0.05; done
+echo two >"$MNT/main/t"
+[ "$(ctl_seq)" -gt "$s1" ] || fail "the second write did not move the seq past $s1"
+i=0
+for at in "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%SZ)" "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%Sz)" \
+	"$(date -u -d "@$e" '+%Y-%m-%d %H:%M:%S.000000+00')" "$(TZ=Asia/Kolkata date -d "@$e" '+%Y-%m-%d %H:%M:%S+05:30')" \
+	"$(TZ=Asia/Kolkata date -d "@$e" '+%Y-%m-%dT%H:%M:%S+0530')" "$(TZ=America/Los_Angeles date -d "@$e" '+%Y-%m-%d %H:%M:%S.0%:::z')"; do
+	i=$((i + 1))
+	expect_ctl 0 --json create "z$i" --at "$at"
+	jassert "$CTL_OUT" "d['branch']['fork_seq'] == $s1" "create --at '$at' (seq $s1, the write before it)"
+	expect_ctl 0 delete "z$i"
+done
+for at in "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+1" "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+24" \
+	"$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+01:6" "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+ 1:00"; do
+	json_fail 2 usage --json create x --at "$at"
+done
 json_fail 4 not_found --json create x --from nosuch
 json_fail 5 exists --json create kid
 json_fail 8 out_of_range --json create x --at '2000-01-01T00:00:00Z'
