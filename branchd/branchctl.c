@@ -529,6 +529,48 @@ static const char *bc_s(const struct json *o, const char *k)
 	return out;
 }
 
+/* A branch name from the daemon, as bc_s shows it, for the columns of
+ * list and --tree and the lines of info: as it is when it is one plain
+ * word, else in single quotes as a shell would take it ('sp ace',
+ * 'it'\''s', '', and '-', which stands for "no parent" there), so that
+ * a name with spaces cannot pass for two columns and a blank one is
+ * seen.  NULL (no parent) is "-".  Returns one of a few rotating static
+ * buffers. */
+static const char *bc_q(const struct json *o, const char *k)
+{
+	static const char plain[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789._+@%:=,^-";
+	static char bufs[4][4 * 1024 + 8];
+	static int next;
+	const char *s, *p;
+	char *out;
+	bool quote;
+	size_t n = 0;
+
+	if (!json_get_str(o, k))
+		return "-";
+	s = bc_s(o, k);
+	quote = !*s || strcmp(s, "-") == 0;
+	for (p = s; *p && !quote; p++)
+		quote = (unsigned char)*p < 0x80 && !strchr(plain, *p);
+	if (!quote)
+		return s;
+	out = bufs[next++ % 4];
+	out[n++] = '\'';
+	for (p = s; *p; p++) {
+		if (*p == '\'') {
+			memcpy(out + n, "'\\''", 4);
+			n += 4;
+		} else {
+			out[n++] = *p;
+		}
+	}
+	out[n++] = '\'';
+	out[n] = 0;
+	return out;
+}
+
 static int64_t bc_i(const struct json *o, const char *k)
 {
 	int64_t v = 0;
@@ -545,8 +587,8 @@ static void bc_print_info(const struct json *b)
 	json_get_bool(b, "in_use", &in_use);
 	bc_human_bytes((uint64_t)bc_i(b, "logical_bytes"), lb, sizeof(lb));
 	bc_human_bytes((uint64_t)bc_i(b, "written_bytes"), wb, sizeof(wb));
-	printf("name:          %s\n", bc_s(b, "name"));
-	printf("parent:        %s\n", bc_s(b, "parent"));
+	printf("name:          %s\n", bc_q(b, "name"));
+	printf("parent:        %s\n", bc_q(b, "parent"));
 	printf("fork point:    seq %" PRId64 ", %s\n", bc_i(b, "fork_seq"),
 	       bc_s(b, "fork_time"));
 	printf("created:       %s\n", bc_s(b, "created"));
@@ -589,7 +631,7 @@ static void bc_print_tree(const struct json *arr, const char *parent,
 		json_get_bool(b, "in_use", &in_use);
 		printf("%s%s%s  (seq %" PRId64 ", owner %" PRId64 "%s)\n",
 		       prefix, parent ? (i == last ? "└─ " : "├─ ") : "",
-		       bc_s(b, "name"), bc_i(b, "fork_seq"),
+		       bc_q(b, "name"), bc_i(b, "fork_seq"),
 		       bc_i(b, "owner_uid"), in_use ? ", in use" : "");
 		sub = malloc(plen + 8);
 		if (!sub)
@@ -635,11 +677,11 @@ static void bc_print_list(const struct json *reply, bool tree)
 	}
 	/* Columns as wide as the longest name (names are UTF-8). */
 	for (i = 0; i < arr->n; i++) {
-		size_t w = bc_width(bc_s(arr->items[i], "name"));
+		size_t w = bc_width(bc_q(arr->items[i], "name"));
 
 		if (w > wn)
 			wn = w;
-		w = bc_width(bc_s(arr->items[i], "parent"));
+		w = bc_width(bc_q(arr->items[i], "parent"));
 		if (w > wp)
 			wp = w;
 	}
@@ -658,9 +700,9 @@ static void bc_print_list(const struct json *reply, bool tree)
 			       sizeof(lb));
 		bc_human_bytes((uint64_t)bc_i(b, "written_bytes"), wb,
 			       sizeof(wb));
-		bc_put_padded(bc_s(b, "name"), wn);
+		bc_put_padded(bc_q(b, "name"), wn);
 		putchar(' ');
-		bc_put_padded(bc_s(b, "parent"), wp);
+		bc_put_padded(bc_q(b, "parent"), wp);
 		printf(" %10" PRId64 " %-24s %-24s %6" PRId64 " %10s %10s %s\n",
 		       bc_i(b, "fork_seq"), bc_s(b, "fork_time"),
 		       bc_s(b, "created"), bc_i(b, "owner_uid"), lb, wb,

@@ -151,6 +151,41 @@ expect_ctl 0 gc
 expect_ctl 0 retention 3600
 expect_ctl 0 delete kid2
 
+# ---- odd names in the text output ----------------------------------------------------
+# list, --tree and info show a name that is not one plain word in single
+# quotes, as a shell takes it: a name with spaces used to pass for two
+# columns ('evil main 7' read as branch evil of parent main), and ' ' or
+# '-' (which stands for "no parent") could not be told apart
+odd=('sp ace' ' ' "it's" '-' 'evil main 7' '-lead' 'back\slash' 'quo"te' 'brånch')
+for n in "${odd[@]}"; do expect_ctl 0 create -- "$n"; done
+printf '%s\n' "${odd[@]}" >"$T/odd.names"
+expect_ctl 0 list
+printf '%s\n' "$CTL_OUT" >"$T/list.txt"
+expect_ctl 0 list --tree
+printf '%s\n' "$CTL_OUT" >"$T/tree.txt"
+python3 - "$T" <<'PY' || fail "list / --tree do not quote odd names: $(cat "$T/list.txt" "$T/tree.txt")"
+import shlex, sys
+t = sys.argv[1]
+odd = open(t + "/odd.names").read().split("\n")[:-1]
+rows = open(t + "/list.txt").read().splitlines()
+assert rows[0].split()[:2] == ["NAME", "PARENT"], rows[0]
+parent = {}
+for r in rows[1:]:
+    w = shlex.split(r)
+    parent[w[0]] = w[1]
+for n in odd:
+    assert parent.get(n) == "main", (n, parent.get(n))
+assert parent["main"] == "-" and parent["other"] == "-", parent
+names = set()
+for r in open(t + "/tree.txt").read().splitlines():
+    names.add(shlex.split(r.lstrip("├└│─ "))[0])
+assert set(odd) <= names, names
+PY
+expect_ctl 0 info -- -
+grep -qx "name: *'-'" <<<"$CTL_OUT" && grep -qx "parent: *main" <<<"$CTL_OUT" ||
+	fail "info of the branch named '-': $CTL_OUT"
+for n in "${odd[@]}"; do expect_ctl 0 delete -- "$n"; done
+
 # ---- exit 1: a stopped daemon, a daemon that closes mid-reply ---------------------
 bpid=${IT_MNTPID[$MNT]}
 kill -STOP "$bpid"
