@@ -6386,6 +6386,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 			full = full_ids[k] == gb[i].id;
 		if (!full)
 			continue;
+		st.branches_scanned_whole++;
 		/* INODE first: it finds the dead inodes whose blocks go. */
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT; cf++) {
 			if (cf == KV_CF_BLOCK && gb[i].ndead)
@@ -6509,12 +6510,14 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		 " bytes), reclaimed %" PRIu64 " inodes and %" PRIu64
 		 " deleted branches; disk %" PRIu64 " -> %" PRIu64
 		 " bytes; took %zu of %zu written objects in %" PRId64
-		 " us; %" PRId64 " ms%s%s%s%s",
+		 " us; scanned %" PRIu64 " branches whole; %" PRId64
+		 " ms%s%s%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
 		 st.inodes_reclaimed, st.branches_dropped, st.disk_before,
 		 st.disk_after, r.taken, r.set_n, r.take_ns / 1000,
-		 (tend - now) / 1000000, force_full ? " (whole scan: " : "",
-		 force_full ? why_full : "", force_full ? ")" : "",
+		 st.branches_scanned_whole, (tend - now) / 1000000,
+		 force_full ? " (whole scan: " : "", force_full ? why_full : "",
+		 force_full ? ")" : "",
 		 st.compacted ?
 			 " (compacted)" :
 		 st.compaction_deferred ?

@@ -297,6 +297,10 @@ struct store_gc_stats {
 	uint64_t bytes_deleted;	   /* key + value bytes of deleted versions */
 	uint64_t inodes_reclaimed; /* unlinked inodes whose blocks went */
 	uint64_t branches_dropped; /* deleted branches whose keys went */
+	/* Live branches whose keys the run read whole instead of only what
+	 * was written since the last run (every one when it scanned the
+	 * whole store; see "GC-2" in store.c for when else). */
+	uint64_t branches_scanned_whole;
 	uint64_t disk_before;
 	uint64_t disk_after;
 	int64_t horizon_ns; /* oldest moment still retained */

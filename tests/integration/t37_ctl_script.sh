@@ -147,7 +147,14 @@ expect_ctl 0 rename kid kid2
 expect_ctl 0 info kid2
 expect_ctl 0 default main
 expect_ctl 0 status
-expect_ctl 0 gc
+expect_ctl 0 --json gc # the first since the mount: every branch whole
+jassert "$CTL_OUT" "d['branches_scanned_whole'] >= 3" "the first gc since the mount"
+# a CI job's branch, made and deleted inside the retention window, costs
+# its parent no whole scan at the next gc
+expect_ctl 0 create ci --from main
+expect_ctl 0 delete ci
+expect_ctl 0 --json gc
+jassert "$CTL_OUT" "d['branches_scanned_whole'] == 0 and d['branches_dropped'] == 1" "gc after a branch made and deleted inside the window"
 expect_ctl 0 retention 3600
 expect_ctl 0 delete kid2
 

@@ -236,6 +236,9 @@ static void test_store_gc_reset_frees_old_fork_point(void **state)
 	st = tgc_run(s, false);
 	/* state 1: 4 blocks and the inode version written with them */
 	assert_true(st.keys_deleted >= 4);
+	/* c's old fork point lay below the horizon: c and its parent are
+	 * scanned whole */
+	assert_int_equal(st.branches_scanned_whole, 2);
 	tstore_expect_pat(s, fx->br, f, 2, 0, 4 * BS);
 	tstore_expect_pat(s, c, f, 2, 0, 4 * BS);
 	st = tgc_run(s, false);
