@@ -9,6 +9,7 @@
  * tells scripts what went wrong (enum bd_exit).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -216,10 +217,47 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 
 /* ---------------------------------------------------------- request */
 
-/* --timeout: the longest wait for a reply, in seconds (0: no limit). */
+/* --timeout: the longest wait for a reply, in seconds (0: no limit), and
+ * when it ends (bc_now_s; 0: never): the whole wait, connecting and the
+ * too-many retries included, not each attempt. */
 static double bc_timeout_s;
+static double bc_deadline;
 
 static double bc_now_s(void);
+
+/* connect(2) to a unix socket, given up at bc_deadline: a stopped or
+ * wedged daemon's full listen queue would block it for good.  On a unix
+ * socket a non-blocking connect either completes at once or fails with
+ * EAGAIN while the queue is full.  0, -EAGAIN when the deadline passed
+ * first (nothing was sent), or another negative errno. */
+static int bc_connect(int fd, const struct sockaddr_un *sa)
+{
+	int fl, rc = 0;
+
+	if (bc_deadline <= 0)
+		return connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) ?
+			       -errno :
+			       0;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	while (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
+		struct timespec ts = { .tv_nsec = 10 * 1000000L };
+
+		if (errno != EAGAIN && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		if (bc_now_s() >= bc_deadline) {
+			rc = -EAGAIN;
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	if (rc == 0 && fcntl(fd, F_SETFL, fl) < 0)
+		rc = -errno;
+	return rc;
+}
 
 static int bc_call(const char *sockpath, const char *req, struct json **reply,
 		   char **raw)
@@ -228,7 +266,6 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	int fd, rc, send_err = 0;
-	double end = bc_now_s() + bc_timeout_s;
 
 	if (strlen(sockpath) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -236,8 +273,8 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		rc = -errno;
+	rc = bc_connect(fd, &sa);
+	if (rc) {
 		close(fd);
 		return rc;
 	}
@@ -260,9 +297,9 @@ static int bc_call(const char *sockpath, const char *req, struct json **reply,
 			}
 			buf = nb;
 		}
-		if (bc_timeout_s > 0) {
+		if (bc_deadline > 0) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			double left = end - bc_now_s();
+			double left = bc_deadline - bc_now_s();
 			int n = left > 0 ?
 					poll(&pfd, 1, (int)(left * 1000) + 1) :
 					0;
@@ -314,7 +351,8 @@ static double bc_now_s(void)
 
 /* bc_call, again while the daemon refuses the connection as one too many
  * (BD_CTL_TOO_MANY: the request was not read, so sending it again is
- * safe), for up to BC_TOO_MANY_WAIT_S: parallel CI jobs of one uid wait
+ * safe), for up to BC_TOO_MANY_WAIT_S (or until the --timeout deadline,
+ * if sooner): parallel CI jobs of one uid wait
  * their turn instead of failing. */
 #define BC_TOO_MANY_WAIT_S 30.0
 static int bc_call_retry(const char *sockpath, const char *req,
@@ -323,6 +361,8 @@ static int bc_call_retry(const char *sockpath, const char *req,
 	double end = bc_now_s() + BC_TOO_MANY_WAIT_S;
 	long pause_ms = 20;
 
+	if (bc_deadline > 0 && bc_deadline < end)
+		end = bc_deadline;
 	for (;;) {
 		const char *code;
 		struct timespec ts;
@@ -1064,6 +1104,8 @@ int main(int argc, char **argv)
 		json_buf_release(&req);
 		return rc;
 	}
+	if (bc_timeout_s > 0)
+		bc_deadline = bc_now_s() + bc_timeout_s;
 	rc = bc_call_retry(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);
 	if (rc == -ECONNREFUSED || rc == -ENOENT)
@@ -1075,6 +1117,11 @@ int main(int argc, char **argv)
 		return bc_fail(
 			BD_EXIT_ERROR, "timeout",
 			"no reply from branchd at %s within %g s (the command may still take effect)",
+			sockpath, bc_timeout_s);
+	if (rc == -EAGAIN)
+		return bc_fail(
+			BD_EXIT_ERROR, "timeout",
+			"branchd at %s took no connection within %g s (stopped, or too busy?); the command was not sent",
 			sockpath, bc_timeout_s);
 	if (rc == -EPROTO)
 		/* Closed before its reply ended: stopping, most likely. */

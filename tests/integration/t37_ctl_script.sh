@@ -197,7 +197,54 @@ for n in "${odd[@]}"; do expect_ctl 0 delete -- "$n"; done
 bpid=${IT_MNTPID[$MNT]}
 kill -STOP "$bpid"
 CTL_MNT=none json_fail 1 timeout --json --timeout 1 --socket "$sockpath" status
+# --timeout bounds the whole wait: also connecting to a stopped daemon
+# whose listen queue is full (connect(2) blocked for good) ...
+/usr/bin/python3 -c '
+import socket, sys, time
+ss = []
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        break
+    ss.append(s)
+print(len(ss), flush=True)
+time.sleep(60)' "$sockpath" >"$T/queue.out" &
+qpid=$!
+IT_BG+=("$qpid")
+for ((i = 0; i < 100; i++)); do [ -s "$T/queue.out" ] && break; sleep 0.1; done
+t0=$(date +%s%N)
+CTL_MNT=none json_fail 1 timeout --json --timeout 1 --socket "$sockpath" status
+dt=$((($(date +%s%N) - t0) / 1000000))
+[ "$dt" -lt 5000 ] || fail "--timeout 1 against a full listen queue took $dt ms"
+grep -q 'took no connection within 1 s' <<<"$CTL_ERR" || fail "full listen queue: $CTL_ERR"
+log "--timeout 1 with the listen queue full ($(cat "$T/queue.out") queued): $dt ms"
+kill "$qpid"
+wait "$qpid" || true
 kill -CONT "$bpid"
+# ... and the retries while the daemon refuses a uid's 17th connection
+# (they went on for 30 s whatever --timeout said)
+setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, sys, time
+ss = []
+for i in range(16):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    ss.append(s)
+print("holding", flush=True)
+time.sleep(60)' "$sockpath" >"$T/hold.out" &
+hpid=$!
+IT_BG+=("$hpid")
+for ((i = 0; i < 100; i++)); do [ -s "$T/hold.out" ] && break; sleep 0.1; done
+t0=$(date +%s%N)
+CTL_AS=$NOBODY CTL_CWD=/ CTL_MNT=none json_fail 1 too_many --json --timeout 2 --socket "$sockpath" status
+dt=$((($(date +%s%N) - t0) / 1000000))
+[ "$dt" -lt 6000 ] || fail "--timeout 2 while the daemon refused uid 65534's connections took $dt ms"
+log "--timeout 2 while refused as one too many: $dt ms"
+kill "$hpid"
+wait "$hpid" || true
 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
