@@ -20,9 +20,10 @@
  *   5. SIGINT/SIGTERM/SIGHUP unmounts through the kernel while the loop
  *      still serves, so every dirty page reaches the store; if the mount
  *      is in use it stays, served as before (the next signal tries
- *      again); a signal while an unmount is still writing back aborts
- *      the connection.  fusermount3 -u / umount end the loop the same
- *      way;
+ *      again); if it fails for another reason (a user's fusermount3
+ *      refusing it) the daemon says why and stops anyway, with status 1;
+ *      a signal while an unmount is still writing back aborts the
+ *      connection.  fusermount3 -u / umount end the loop the same way;
  *   6. store_close() makes everything durable; the pid file is removed.
  */
 #include <errno.h>
@@ -97,6 +98,8 @@ struct bd {
 	atomic_bool sig_done;
 	/* BD_UNMOUNT_*: the signal thread starts an unmount only from IDLE */
 	atomic_int unmount_state;
+	/* an unmount failed for a reason other than the mount in use */
+	atomic_bool unmount_failed;
 	bool pidfile_written;
 };
 
@@ -450,8 +453,14 @@ static void *bd_unmount_thread(void *arg)
 		atomic_store(&bd->unmount_state, BD_UNMOUNT_IDLE);
 		return NULL;
 	}
-	if (rc != 0)
+	if (rc != 0) {
+		/* Logged with its reason; another try would fail the same
+		 * way (a user's unmount goes through fusermount3, which may
+		 * refuse it for good).  Stop anyway: the dirty pages were
+		 * written back before the unmount was tried. */
+		atomic_store(&bd->unmount_failed, true);
 		fs_request_exit(bd->fs);
+	}
 	atomic_store(&bd->unmount_state, BD_UNMOUNT_DONE);
 	return NULL;
 }
@@ -727,6 +736,7 @@ int main(int argc, char **argv)
 	atomic_init(&bd.ready, false);
 	atomic_init(&bd.sig_done, false);
 	atomic_init(&bd.unmount_state, BD_UNMOUNT_IDLE);
+	atomic_init(&bd.unmount_failed, false);
 
 	while ((opt = getopt_long(argc, argv, "+fdho:V", longopts, NULL)) !=
 	       -1) {
@@ -930,8 +940,12 @@ int main(int argc, char **argv)
 	rc = fs_run(bd.fs);
 	if (rc)
 		bd_errf(&bd, "fuse loop failed: %s", strerror(-rc));
-	else if (atomic_load(&bd.ready))
+	else if (atomic_load(&bd.ready) && !atomic_load(&bd.unmount_failed))
 		status = 0;
+	/* Close the connection before waiting for the signal thread: an
+	 * unmount it started may still wait on the kernel (a syncfs) for
+	 * replies that no worker will send any more. */
+	fs_unmount(bd.fs);
 	atomic_store(&bd.sig_done, true);
 	pthread_kill(bd.sig_thread, SIGUSR1);
 	pthread_join(bd.sig_thread, NULL);

@@ -162,6 +162,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	fs->root_gid = cfg->root_gid;
 	fs->root_mtime = fs->root_ctime = fs_now();
 	pthread_mutex_init(&fs->root_mu, NULL);
+	pthread_mutex_init(&fs->loop_mu, NULL);
 	pthread_mutex_init(&fs->default_mu, NULL);
 	pthread_mutex_init(&fs->br_mu, NULL);
 	pthread_cond_init(&fs->br_cv, NULL);
@@ -212,6 +213,44 @@ static int fs_mountinfo_find(const char *path, char *dev, size_t devlen)
 			if (dev)
 				snprintf(dev, devlen, "%s", majmin);
 		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Where our mount is now: the mount point of /proc/self/mountinfo's entry
+ * of device fs->dev with root "/", preferring one at fs->mountpoint (a
+ * parent of it may have been renamed since the mount).  Returns 1 and
+ * fills path, 0 if there is none (detached by umount -l, or unmounted), or
+ * a negative errno.  Without fs->dev (not found at mount time): whether
+ * anything is mounted at fs->mountpoint, as before. */
+static int fs_mount_where(struct fs *fs, char *path, size_t len)
+{
+	char line[8192];
+	int found = 0;
+	FILE *f;
+
+	if (!fs->dev[0]) {
+		found = fs_mountinfo_find(fs->mountpoint, NULL, 0);
+		if (found > 0)
+			snprintf(path, len, "%s", fs->mountpoint);
+		return found;
+	}
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char majmin[64], root[16], mp[4096];
+
+		if (sscanf(line, "%*s %*s %63s %15s %4095s", majmin, root,
+			   mp) != 3 ||
+		    strcmp(majmin, fs->dev) != 0 || strcmp(root, "/") != 0)
+			continue;
+		fs_unescape(mp);
+		if (found && strcmp(path, fs->mountpoint) == 0)
+			continue;
+		snprintf(path, len, "%s", mp);
+		found = 1;
 	}
 	fclose(f);
 	return found;
@@ -499,6 +538,8 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 		goto err_clear;
 	}
 	fs->mounted = true;
+	if (fs_mountinfo_find(real, fs->dev, sizeof(fs->dev)) <= 0)
+		fs->dev[0] = 0;
 	FS_INFO(fs, "mounted on '%s'", real);
 	if (fs->cfg.io_uring) {
 		int fd = fuse_session_fd(fs->se);
@@ -528,9 +569,17 @@ out_unlock:
 	return rc;
 }
 
+/* The wake signal's handler: nothing to do, its delivery is the point. */
+static void fs_wake_handler(int sig)
+{
+	(void)sig;
+}
+
 int fs_run(struct fs *fs)
 {
 	struct fuse_loop_config *lc;
+	struct sigaction sa;
+	sigset_t set;
 	int rc;
 
 	if (!fs->se)
@@ -544,103 +593,236 @@ int fs_run(struct fs *fs)
 	 * store's zstd and digest contexts) is not lost with each exit. */
 	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
 	fuse_loop_cfg_set_idle_threads(lc, FS_MAX_THREADS);
+	/* fs_request_exit wakes this thread with FS_WAKE_SIGNAL: its
+	 * sem_wait() in the loop fails with EINTR (no SA_RESTART, which
+	 * would restart it), and the loop sees the session exited.  Sent
+	 * to this thread only; the workers inherit the unblocked mask, where
+	 * the signal, sent from outside, at worst makes a read of the device
+	 * fail with EINTR, which libfuse retries. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fs_wake_handler;
+	sa.sa_flags = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(FS_WAKE_SIGNAL, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, FS_WAKE_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	pthread_mutex_lock(&fs->loop_mu);
+	fs->loop_thread = pthread_self();
+	fs->loop_running = true;
+	pthread_mutex_unlock(&fs->loop_mu);
 	rc = fuse_session_loop_mt(fs->se, lc);
+	pthread_mutex_lock(&fs->loop_mu);
+	fs->loop_running = false;
+	pthread_mutex_unlock(&fs->loop_mu);
 	fuse_loop_cfg_destroy(lc);
 	fs_uring_stop(fs->uring);
 	return rc < 0 ? rc : 0;
 }
 
-/* Run "fusermount3 -u mountpoint" (unprivileged unmount).  -EBUSY if it
- * fails with the mount still in place (in use, most likely: its message
- * went to our stderr or log). */
-static int fs_fusermount(struct fs *fs)
-{
-	char *argv[] = { "fusermount3", "-u", fs->mountpoint, NULL };
-	pid_t pid;
-	int st, rc;
+/* What fusermount3 prints when the mount is in use (strerror(EBUSY); it
+ * sets no locale). */
+#define FS_FUSERMOUNT_BUSY "Device or resource busy"
 
-	rc = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
-	if (rc)
+/* Run "fusermount3 -u path" (unprivileged unmount).  0 if it unmounted,
+ * -EBUSY if it said the mount is in use and it is still there; else a
+ * negative errno and fusermount3's own line (or why it could not run) in
+ * why: a failure for another reason (fusermount3 missing, or refusing
+ * the path) would come again at every try. */
+static int fs_fusermount(struct fs *fs, const char *path, char *why,
+			 size_t whylen)
+{
+	char *argv[] = { "fusermount3", "-u", (char *)path, NULL };
+	posix_spawn_file_actions_t fa;
+	char out[512], where[PATH_MAX];
+	size_t len = 0;
+	ssize_t n;
+	int pfd[2], st, rc;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "pipe: %s", strerror(-rc));
+		return rc;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDERR_FILENO);
+	rc = posix_spawnp(&pid, "fusermount3", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (rc) {
+		close(pfd[0]);
+		snprintf(why, whylen, "cannot run fusermount3: %s",
+			 strerror(rc));
 		return -rc;
+	}
+	while (len < sizeof(out) - 1) {
+		n = read(pfd[0], out + len, sizeof(out) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(pfd[0]);
+	out[len] = 0;
+	out[strcspn(out, "\n")] = 0;
 	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
+		if (errno != EINTR) {
+			rc = -errno;
+			snprintf(why, whylen, "waitpid: %s", strerror(-rc));
+			return rc;
+		}
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	return fs_mountinfo_find(fs->mountpoint, NULL, 0) > 0 ? -EBUSY : -EIO;
+	if (strstr(out, FS_FUSERMOUNT_BUSY) &&
+	    fs_mount_where(fs, where, sizeof(where)) > 0)
+		return -EBUSY;
+	if (out[0])
+		snprintf(why, whylen, "%s", out);
+	else if (WIFEXITED(st))
+		snprintf(why, whylen, "fusermount3 -u exited with status %d",
+			 WEXITSTATUS(st));
+	else
+		snprintf(why, whylen, "fusermount3 -u died of signal %d",
+			 WTERMSIG(st));
+	return -EPERM;
 }
 
 int fs_request_unmount(struct fs *fs)
 {
+	char where[PATH_MAX], why[PATH_MAX + 256];
 	int rc, fd;
 
-	if (!fs->mountpoint || !fs->mounted)
+	if (!fs->mountpoint || !atomic_load(&fs->mounted))
 		return 0;
+	rc = fs_mount_where(fs, where, sizeof(where));
+	if (rc < 0) {
+		FS_ERR(fs, "cannot unmount '%s': cannot read mountinfo: %s",
+		       fs->mountpoint, strerror(-rc));
+		return rc;
+	}
+	if (rc == 0) {
+		/* Detached (umount -l) with files still open in it, or
+		 * unmounted a moment ago: the loop ends once the kernel lets
+		 * go of the mount.  Ending it now would fail every open
+		 * file, and unmounting at the path would unmount whatever is
+		 * mounted there now. */
+		FS_WARN(fs,
+			"'%s' is no longer mounted (detached, or unmounted by "
+			"someone else) but still in use: serving what is open "
+			"in it until it is closed",
+			fs->mountpoint);
+		return -EBUSY;
+	}
+	if (strcmp(where, fs->mountpoint) != 0)
+		FS_INFO(fs, "'%s' is now at '%s': unmounting it there",
+			fs->mountpoint, where);
 	/* Write dirty pages back while we still serve, whatever happens to
 	 * the unmount below. */
-	fd = open(fs->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
 		if (syncfs(fd) != 0)
-			FS_WARN(fs, "syncfs '%s': %s", fs->mountpoint,
-				strerror(errno));
+			FS_WARN(fs, "syncfs '%s': %s", where, strerror(errno));
 		close(fd);
 	}
-	if (umount2(fs->mountpoint, 0) == 0)
+	why[0] = 0;
+	if (umount2(where, UMOUNT_NOFOLLOW) == 0)
 		return 0;
 	rc = -errno;
 	if (rc == -EPERM)
-		rc = fs_fusermount(fs);
+		rc = fs_fusermount(fs, where, why, sizeof(why));
 	if (rc == -EBUSY)
 		FS_WARN(fs,
 			"'%s' is in use: not unmounted, still serving; stop "
 			"what uses it (the Postgres servers on its branches, "
 			"shells in it) and signal again, or 'fusermount3 -u "
 			"-z' to detach it",
-			fs->mountpoint);
+			where);
 	else if (rc)
-		FS_ERR(fs, "cannot unmount '%s': %s", fs->mountpoint,
-		       strerror(-rc));
+		FS_ERR(fs, "cannot unmount '%s': %s", where,
+		       why[0] ? why : strerror(-rc));
 	return rc;
+}
+
+/* Abort the connection: every request waiting on us and every later one
+ * fails with ENOTCONN, and the workers' reads end.  Through the fuse
+ * control filesystem when it is mounted (it is not in most containers);
+ * else, as root, umount2(MNT_FORCE), which aborts a FUSE connection first
+ * (and unmounts it if nothing uses it).  A user other than root without
+ * the control filesystem has no way: the connection ends when fs_unmount
+ * closes the device. */
+static void fs_abort_conn(struct fs *fs)
+{
+	char path[128], where[PATH_MAX];
+	unsigned maj, min;
+	int fd;
+
+	if (sscanf(fs->dev, "%u:%u", &maj, &min) != 2 ||
+	    fs_mount_where(fs, where, sizeof(where)) <= 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", min);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) == 1) {
+			close(fd);
+			return;
+		}
+		FS_WARN(fs, "cannot abort '%s': %s", path, strerror(errno));
+		close(fd);
+	}
+	if (geteuid() == 0 &&
+	    umount2(where, MNT_FORCE | UMOUNT_NOFOLLOW) != 0 && errno != EBUSY)
+		FS_WARN(fs, "cannot abort the connection of '%s': %s", where,
+			strerror(errno));
 }
 
 void fs_request_exit(struct fs *fs)
 {
-	char dev[64], path[128];
-	int fd;
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	bool running;
+	int i;
 
 	if (!fs->se)
 		return;
 	fuse_session_exit(fs->se);
-	/* The loop only notices the flag after its next request: abort the
-	 * connection so that every worker's read returns ENODEV. */
-	if (fs->mountpoint &&
-	    fs_mountinfo_find(fs->mountpoint, dev, sizeof(dev)) > 0) {
-		unsigned maj, min;
-
-		if (sscanf(dev, "%u:%u", &maj, &min) == 2) {
-			snprintf(path, sizeof(path),
-				 "/sys/fs/fuse/connections/%u/abort", min);
-			fd = open(path, O_WRONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				if (write(fd, "1", 1) < 0)
-					FS_WARN(fs, "cannot abort '%s': %s",
-						path, strerror(errno));
-				close(fd);
-			}
-		}
+	fs_abort_conn(fs);
+	/* The loop's thread waits on a semaphore that only a worker ending
+	 * posts, and a worker ends only after its next request: wake the
+	 * thread, which then sees the session exited.  Again a few times, in
+	 * case the first signal came between its check and its wait. */
+	for (i = 0; i < 20; i++) {
+		pthread_mutex_lock(&fs->loop_mu);
+		running = fs->loop_running;
+		if (running)
+			pthread_kill(fs->loop_thread, FS_WAKE_SIGNAL);
+		pthread_mutex_unlock(&fs->loop_mu);
+		if (!running)
+			break;
+		nanosleep(&ts, NULL);
 	}
 }
 
 void fs_unmount(struct fs *fs)
 {
-	if (fs->se && fs->mounted) {
+	char where[PATH_MAX];
+
+	if (fs->se && atomic_load(&fs->mounted)) {
 		/* After a lazy detach or an external umount the path is no
-		 * longer ours; libfuse would complain about it on stderr.
-		 * fuse_session_destroy() still closes the device. */
-		if (fs_mountinfo_find(fs->mountpoint, NULL, 0) != 0)
+		 * longer ours; libfuse would complain about it on stderr, or
+		 * unmount what is mounted there now.  fuse_session_destroy()
+		 * still closes the device. */
+		if (fs_mount_where(fs, where, sizeof(where)) > 0 &&
+		    strcmp(where, fs->mountpoint) == 0) {
 			fuse_session_unmount(fs->se);
-		fs->mounted = false;
+			if (fs_mount_where(fs, where, sizeof(where)) > 0)
+				FS_ERR(fs,
+				       "'%s' is left mounted without a daemon: "
+				       "'fusermount3 -u %s' removes it",
+				       where, where);
+		}
+		atomic_store(&fs->mounted, false);
 		FS_INFO(fs, "unmounted '%s'", fs->mountpoint);
 	}
 }
@@ -658,6 +840,7 @@ void fs_free(struct fs *fs)
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	pthread_mutex_destroy(&fs->root_mu);
+	pthread_mutex_destroy(&fs->loop_mu);
 	pthread_mutex_destroy(&fs->default_mu);
 	pthread_mutex_destroy(&fs->br_mu);
 	pthread_cond_destroy(&fs->br_cv);

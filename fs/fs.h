@@ -20,6 +20,7 @@
 #ifndef BRANCHFS_FS_H
 #define BRANCHFS_FS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,28 +92,43 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other);
 bool fs_mount_hint(char *buf, size_t bufsz, uid_t euid, bool allow_other,
 		   const char *dev, const char *conf);
 
+/* The signal fs_request_exit() sends the thread in fs_run() to wake it.
+ * fs_run() installs a handler for it that does nothing (without
+ * SA_RESTART: a call it interrupts fails with EINTR) and unblocks it in
+ * its own thread and its workers, so it no longer ends the process. */
+#define FS_WAKE_SIGNAL SIGUSR2
+
 /* Serve requests with a multi-threaded loop until the filesystem is
  * unmounted (fusermount3 -u, umount, fs_request_unmount()) or
  * fs_request_exit() is called.  Returns 0 or a negative errno. */
 int fs_run(struct fs *fs);
 
 /* Ask the kernel to unmount, letting the running loop write back every
- * dirty page first; fs_run() then returns.  If the mount is in use (an
- * open file, a working directory: a Postgres server on a branch) it is
- * left in place, as umount(8) leaves it, and served on: -EBUSY, logged
- * with what to do.  (A lazy detach would keep open files working but
- * break every absolute path into the mount: Postgres opens
- * global/pg_control by one at each checkpoint, and PANICs.)
- * Async-signal-unsafe; call from an ordinary thread.  Returns 0 or a
- * negative errno. */
+ * dirty page first; fs_run() then returns.  The mount is looked up by its
+ * device, where it is now (a parent of the mount point may have been
+ * renamed).  If the mount is in use (an open file, a working directory: a
+ * Postgres server on a branch) it is left in place, as umount(8) leaves
+ * it, and served on: -EBUSY, logged with what to do.  (A lazy detach
+ * would keep open files working but break every absolute path into the
+ * mount: Postgres opens global/pg_control by one at each checkpoint, and
+ * PANICs.)  -EBUSY too, logged, if the mount was detached (umount -l)
+ * but is still in use: the loop ends when it is let go.  Any other
+ * failure (fusermount3 missing, or refusing) is logged with its reason
+ * (fusermount3's own line) and returned as a negative errno other than
+ * -EBUSY: trying again would fail again.  Async-signal-unsafe; call from
+ * an ordinary thread. */
 int fs_request_unmount(struct fs *fs);
 
 /* Make fs_run() return soon without waiting for the kernel (data still
- * in the kernel's page cache may be lost).  Thread-safe. */
+ * in the kernel's page cache may be lost): the connection is aborted
+ * where that is possible (fs.c: fs_abort_conn) and fs_run()'s thread is
+ * woken with FS_WAKE_SIGNAL.  Thread-safe; may take up to 0.2 s. */
 void fs_request_exit(struct fs *fs);
 
-/* Detach the mount if it is still there.  Idempotent.  Call after
- * fs_run() returned. */
+/* Detach the mount if it is still there at its mount point, closing the
+ * connection (a request still waiting on it, e.g. an unmount's syncfs in
+ * another thread, then fails).  Logs an error if the mount is left
+ * there, dead.  Idempotent.  Call after fs_run() returned. */
 void fs_unmount(struct fs *fs);
 
 /* Free everything; unmounts first if needed.  NULL is a no-op.  The store

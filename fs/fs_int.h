@@ -95,7 +95,19 @@ struct fs {
 	struct fuse_session *se;
 	struct fs_uring *uring; /* NULL unless cfg.io_uring */
 	char *mountpoint;
-	bool mounted;
+	/* Set by fs_mount, cleared by fs_unmount (main thread); read by the
+	 * unmount, exit and invalidation paths from other threads. */
+	atomic_bool mounted;
+	/* The mount's "major:minor" in /proc/self/mountinfo, set by fs_mount
+	 * (empty if it was not found): how the unmount finds our mount after
+	 * a parent of the mount point was renamed, and tells it from another
+	 * mounted at the same path after ours was detached (umount -l). */
+	char dev[32];
+	/* fs_run's thread while its loop runs (loop_running), woken by
+	 * fs_request_exit; both guarded by loop_mu. */
+	pthread_mutex_t loop_mu;
+	pthread_t loop_thread;
+	bool loop_running;
 	bool allow_other;
 	atomic_bool ready_done;
 

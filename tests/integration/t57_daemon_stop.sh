@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 150
+# t57: how branchd stops on SIGTERM when its unmount does not simply work,
+# without Postgres:
+#  - a daemon of a user other than root (its unmount goes through
+#    fusermount3) whose `fusermount3 -u` fails for a reason other than the
+#    mount in use says that reason and stops; it used to answer "in use"
+#    to every SIGTERM and never stop.  (The failing fusermount3 is one put
+#    first in the daemon's PATH; libfuse mounts with /usr/bin's.)  One in
+#    use is still answered "in use" and served on, and unmounts at a
+#    later SIGTERM;
+#  - a daemon whose mount point's parent was renamed unmounts its mount
+#    where it is now, and data written without fsync is durable; it used
+#    to fail the unmount, skip the writeback and wait for a request that
+#    would let its abort take effect (without the fuse control filesystem,
+#    as in most containers, the abort did nothing);
+#  - a mount detached with umount -l while a file in it is open: SIGTERM
+#    leaves the open file working (it used to end the connection under
+#    it) and the daemon exits once the file is closed.
+# A user's mount is made in a mount namespace of its own, with a 0666
+# node of the FUSE device bound over /dev/fuse (0600 on some machines).
+source "$(dirname "$0")/lib.sh"
+it_init
+
+# wait_log FILE PATTERN: up to 30 s for PATTERN in FILE
+wait_log() {
+	local n
+	for ((n = 0; n < 300; n++)); do
+		grep -q "$2" "$1" && return 0
+		sleep 0.1
+	done
+	fail "no '$2' in $1 within 30 s: $(tail -n 5 "$1")"
+}
+
+# ---- a user's daemon whose fusermount3 -u fails ---------------------------------
+U=$T/user
+mkdir -p "$U/mnt" "$U/bin"
+chown -R postgres: "$U"
+mknod -m 0666 "$T/fuse" c 10 229
+cat >"$U/bin/fusermount3" <<'EOF'
+#!/bin/sh
+# refuses every unmount, as a fusermount3 that cannot do it would
+echo "fusermount3: entry for $2 not found in /etc/mtab" >&2
+exit 1
+EOF
+chmod 0755 "$U/bin/fusermount3"
+
+# start_user LOG [PATH_PREFIX]: branchd -f as postgres in a mount namespace
+# of its own; sets upid
+start_user() {
+	local logf=$1 pre=${2:-}
+	# shellcheck disable=SC2016 # the inner sh expands $1..$4
+	setsid unshare -m --propagation private sh -c \
+		'mount --bind "$1" /dev/fuse && PATH="$4$PATH" exec setpriv --reuid=postgres --regid=postgres --init-groups "$2" -f -o "noallow_other,socket=$3/ctl.sock" "$3/store" "$3/mnt"' \
+		sh "$T/fuse" "$BRANCHD" "$U" "$pre" </dev/null >"$logf" 2>&1 &
+	upid=$!
+	IT_DAEMONS+=("$upid")
+	wait_log "$logf" "mounted on"
+	wait_log "$logf" "fuse protocol"
+}
+# as_user CMD...: CMD as postgres in the daemon's mount namespace
+as_user() { tmo 30 nsenter -t "$upid" -m setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+start_user "$T/log/user1.log" "$U/bin:"
+as_user mkdir "$U/mnt/main"
+as_user sh -c "echo unsynced >'$U/mnt/main/f'"
+kill -TERM "$upid"
+rc=0
+tmo 30 bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.1; done' sh "$upid" || rc=$?
+[ $rc -eq 0 ] || fail "branchd (user) still running 30 s after SIGTERM with fusermount3 -u failing: $(tail -n 4 "$T/log/user1.log")"
+wait "$upid" && fail "branchd (user) exited 0 although it could not unmount"
+grep -q "cannot unmount '$U/mnt': fusermount3: entry for $U/mnt not found" "$T/log/user1.log" ||
+	fail "branchd (user) did not say why fusermount3 -u failed: $(tail -n 4 "$T/log/user1.log")"
+! grep -q "is in use" "$T/log/user1.log" || fail "branchd (user) called a refused unmount 'in use': $(cat "$T/log/user1.log")"
+log "user's daemon, fusermount3 -u failing: $(grep "cannot unmount" "$T/log/user1.log")"
+
+# the same store, with the real fusermount3: the file written without
+# fsync is there; a file held open is "in use", a later SIGTERM unmounts
+start_user "$T/log/user2.log"
+[ "$(as_user cat "$U/mnt/main/f")" = unsynced ] || fail "main/f lost across the stop that could not unmount"
+# shellcheck disable=SC2016
+nsenter -t "$upid" -m setpriv --reuid=postgres --regid=postgres --init-groups \
+	sh -c 'exec 3<"$1"; exec sleep 600' sh "$U/mnt/main/f" 2>"$T/log/holder.log" &
+holder=$!
+IT_BG+=("$holder")
+wait_holder() { # until the holder has main/f open
+	local n
+	for ((n = 0; n < 300; n++)); do
+		[ -L "/proc/$holder/fd/3" ] && return 0
+		sleep 0.1
+	done
+	fail "the holder did not open main/f: $(cat "$T/log/holder.log")"
+}
+wait_holder
+kill -TERM "$upid"
+wait_log "$T/log/user2.log" "is in use: not unmounted, still serving"
+_it_alive "$upid" || fail "branchd (user) exited on SIGTERM with a file open"
+[ "$(as_user cat "$U/mnt/main/f")" = unsynced ] || fail "main/f unreadable after the refused unmount"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+kill -TERM "$upid"
+_it_wait_gone "$upid" 30 || fail "branchd (user) still running 30 s after SIGTERM with nothing open"
+wait "$upid" || fail "branchd (user) exited $? after a clean unmount: $(tail -n 4 "$T/log/user2.log")"
+log "user's daemon: 'in use' while a file was open, unmounted at the next SIGTERM"
+
+# ---- the mount point's parent renamed under a root daemon ------------------------
+mkdir -p "$T/p1/mnt"
+IT_MOUNTS+=("$T/p2/mnt")
+bfs_mount "$T/store-r" "$T/p1/mnt"
+pid=${IT_MNTPID[$T/p1/mnt]}
+mkdir "$T/p1/mnt/main"
+head -c 4000000 /dev/urandom >"$T/blob"
+cp "$T/blob" "$T/p1/mnt/main/blob"
+mv "$T/p1" "$T/p2"
+kill -TERM "$pid"
+_it_wait_gone "$pid" 30 || fail "branchd still running 30 s after SIGTERM, its mount point's parent renamed: $(tail -n 4 "$T"/log/branchd-mnt-*.log)"
+! is_mounted "$T/p2/mnt" || fail "$T/p2/mnt still mounted after SIGTERM"
+mkdir -p "$T/p1"
+mv "$T/p2/mnt" "$T/p1/mnt"
+bfs_mount "$T/store-r" "$T/p1/mnt"
+cmp "$T/p1/mnt/main/blob" "$T/blob" || fail "data written without fsync lost across SIGTERM after the rename"
+bfs_umount "$T/p1/mnt"
+log "parent of the mount point renamed: unmounted where it was, data durable"
+
+# ---- umount -l with a file open, then SIGTERM -------------------------------------
+M=$T/lazy
+bfs_mount "$T/store-l" "$M"
+pid=${IT_MNTPID[$M]}
+mkdir "$M/main"
+echo lazy >"$M/main/f"
+exec {held}<"$M/main/f"
+umount -l "$M"
+kill -TERM "$pid"
+lazylog=$(ls "$T"/log/branchd-lazy-*.log)
+wait_log "$lazylog" "is no longer mounted\|cannot unmount"
+[ "$(cat "/proc/$$/fd/$held")" = lazy ] || fail "the open file of the detached mount stopped working after SIGTERM: $(tail -n 3 "$lazylog")"
+_it_alive "$pid" || fail "branchd exited on SIGTERM while a file of its detached mount was open"
+grep -q "is no longer mounted" "$lazylog" || fail "branchd did not say its mount was detached: $(tail -n 3 "$lazylog")"
+exec {held}<&-
+_it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the last file of its detached mount was closed"
+log "umount -l, file open: SIGTERM served on, daemon gone once the file was closed"
