@@ -677,8 +677,11 @@ static int bd_check_store(const char *dir)
 
 	rc = store_open(dir, &cfg, &s);
 	if (rc) {
-		fprintf(stderr, "branchd: cannot check store '%s': %s\n", dir,
-			strerror(-rc));
+		/* store_open logged its one-line reason (as for the daemon). */
+		if (rc == -ENOMEM)
+			fprintf(stderr,
+				"branchd: cannot check store '%s': %s\n", dir,
+				strerror(-rc));
 		return 1;
 	}
 	rc = store_check(s, bd_check_problem, &problems, &r);

@@ -4,7 +4,8 @@
 # t50: branchd's lifecycle and the branch root's rules, without Postgres:
 #  - --help/--version/usage errors; one-line errors and nonzero exit for a
 #    missing or busy mount point, a bad option and a second daemon on the
-#    same store or control socket (and no store is created when the mount
+#    same store or control socket, and from --check for a missing store, a
+#    file, a directory that is no store and a store in use (and no store is created when the mount
 #    point is missing, the socket is served or the user may not open
 #    /dev/fuse);
 #  - daemon mode returns with the mount live and a pid file, and the
@@ -95,6 +96,12 @@ one_line_error "no access to /dev/fuse" unshare -m --propagation private sh -c \
 	'mount --bind "$1" /dev/fuse && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" -o "noallow_other,socket=$3/ctl.sock" "$3/store" "$3/mnt"' \
 	sh "$T/nofuse" "$BRANCHD" "$T/nf"
 [ ! -e "$T/nf/store" ] || fail "a store was created by a user who cannot open /dev/fuse"
+# branchd --check fails in one line too (the store's reason; it used to
+# add a second line saying the same)
+mkdir -p "$T/nostore"
+one_line_error "--check of a missing store" "$BRANCHD" --check "$T/nowhere"
+one_line_error "--check of a file" "$BRANCHD" --check "$T/nofuse"
+one_line_error "--check of a directory that is no store" "$BRANCHD" --check "$T/nostore"
 # relative pidfile= and socket= are taken from the caller's directory, not
 # from / where the daemon runs
 (cd "$T" && tmo 60 "$BRANCHD" -o pidfile=rel.pid,socket=rel.sock "$STORE" "$MNT") ||
@@ -128,6 +135,7 @@ log "branchd started under ulimit -Sn 64 runs with $soft_nofile open files"
 mkdir "$T/mnt2"
 one_line_error "second daemon on the store" "$BRANCHD" "$STORE" "$T/mnt2"
 one_line_error "busy mount point" "$BRANCHD" "$T/store2" "$MNT"
+one_line_error "--check of a store in use" "$BRANCHD" --check "$STORE"
 # a second daemon given the first one's control socket is refused before it
 # makes a store or mounts (it used to create the store, mount, then find
 # the socket's lock held, unmount and leave the new store behind)
