@@ -628,9 +628,11 @@ static int bd_precheck(struct bd *bd)
 		return -1;
 	}
 	/* libfuse opens /dev/fuse as the caller before anything else (also
-	 * before it would call fusermount3): without access it cannot mount. */
-	if (fs_mount_hint(why, sizeof(why), geteuid(), false, "/dev/fuse",
-			  "/etc/fuse.conf")) {
+	 * before it would call fusermount3): without access it cannot mount;
+	 * and fusermount3 refuses allow_other to a user unless
+	 * /etc/fuse.conf allows it. */
+	if (fs_mount_hint(why, sizeof(why), geteuid(), bd->allow_other,
+			  "/dev/fuse", "/etc/fuse.conf")) {
 		fprintf(stderr, "branchd: %s\n", why);
 		free(store);
 		return -1;

@@ -4,10 +4,12 @@
 # t50: branchd's lifecycle and the branch root's rules, without Postgres:
 #  - --help/--version/usage errors; one-line errors and nonzero exit for a
 #    missing or busy mount point, a bad option and a second daemon on the
-#    same store or control socket, and from --check for a missing store, a
-#    file, a directory that is no store and a store in use (and no store is created when the mount
-#    point is missing, the socket is served or the user may not open
-#    /dev/fuse);
+#    same store or control socket, for a user other than root who asks for
+#    allow_other where /etc/fuse.conf does not allow it, and from --check
+#    for a missing store, a file, a directory that is no store and a store
+#    in use (and no store is created when the mount point is missing, the
+#    socket is served or the user may not open /dev/fuse or use
+#    allow_other);
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
@@ -96,6 +98,21 @@ one_line_error "no access to /dev/fuse" unshare -m --propagation private sh -c \
 	'mount --bind "$1" /dev/fuse && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" -o "noallow_other,socket=$3/ctl.sock" "$3/store" "$3/mnt"' \
 	sh "$T/nofuse" "$BRANCHD" "$T/nf"
 [ ! -e "$T/nf/store" ] || fail "a store was created by a user who cannot open /dev/fuse"
+# the same user with /dev/fuse open to it (a 0666 file bound over it: only
+# its mode is looked at before the store is made) and an empty
+# /etc/fuse.conf bound over the real one: allow_other (the default), which
+# fusermount3 refuses without 'user_allow_other' there, is refused in one
+# line before a store is made (it used to create the store, then print
+# fusermount3's line, 'cannot mount' and the hint)
+install -m 0666 /dev/null "$T/fuse666"
+install -m 0644 /dev/null "$T/fuse.conf"
+# (CMD... after it: as uid 65534 in a mount namespace with both bound)
+# shellcheck disable=SC2016 # the inner sh expands $1, $2
+AS_NOBODY=(unshare -m --propagation private sh -c
+	'mount --bind "$1" /dev/fuse && mount --bind "$2" /etc/fuse.conf && shift 2 && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"'
+	sh "$T/fuse666" "$T/fuse.conf")
+one_line_error "allow_other without user_allow_other" "${AS_NOBODY[@]}" "$BRANCHD" -o "socket=$T/nf/ctl.sock" "$T/nf/store" "$T/nf/mnt"
+[ ! -e "$T/nf/store" ] || fail "a store was created although fusermount3 would refuse allow_other"
 # branchd --check fails in one line too (the store's reason; it used to
 # add a second line saying the same)
 mkdir -p "$T/nostore"

@@ -73,13 +73,14 @@ WANT="cannot open store '$FS/store'.*Permission denied"
 # postgres must get as far as the store: where /dev/fuse is 0600 (as on
 # some machines) branchd would refuse the user for that first, so a 0666
 # file is bound over it in a mount namespace of the command's own (only
-# its mode is looked at before the store is opened)
+# its mode is looked at before the store is opened); noallow_other, as
+# allow_other is refused first where /etc/fuse.conf does not allow it
 : >"$T/fuse666"
 chmod 0666 "$T/fuse666"
 # shellcheck disable=SC2086,SC2016
 refused "root's 0700 store opened as postgres" unshare -m --propagation private sh -c \
 	'mount --bind "$1" /dev/fuse && shift && exec "$@"' sh "$T/fuse666" \
-	$AS_PG "$BRANCHD" -f "$FS/store" "$T/m3"
+	$AS_PG "$BRANCHD" -f -o noallow_other "$FS/store" "$T/m3"
 rc=0
 # shellcheck disable=SC2086
 tmo 30 $AS_PG "$BRANCHD" --check "$FS/store" >"$T/out" 2>"$T/err" || rc=$?
