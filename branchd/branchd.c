@@ -607,6 +607,29 @@ static bool bd_socket_served(const char *path)
 	return held;
 }
 
+/* 0 if we may write the pid file at path (its directory exists): the
+ * file, or a new one in its directory; else -1 with errno set. */
+static int bd_pidfile_check(const char *path)
+{
+	char *copy;
+	struct stat st;
+	int rc;
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			errno = EISDIR;
+			return -1;
+		}
+		return faccessat(AT_FDCWD, path, W_OK, AT_EACCESS);
+	}
+	copy = strdup(path);
+	if (!copy)
+		return -1;
+	rc = faccessat(AT_FDCWD, dirname(copy), W_OK | X_OK, AT_EACCESS);
+	free(copy);
+	return rc;
+}
+
 static int bd_precheck(struct bd *bd)
 {
 	char *store = realpath(bd->store_dir, NULL);
@@ -617,6 +640,12 @@ static int bd_precheck(struct bd *bd)
 		fprintf(stderr,
 			"branchd: cannot write pid file '%s': its directory does not exist\n",
 			bd->pidfile);
+		free(store);
+		return -1;
+	}
+	if (bd->pidfile && bd_pidfile_check(bd->pidfile) != 0) {
+		fprintf(stderr, "branchd: cannot write pid file '%s': %s\n",
+			bd->pidfile, strerror(errno));
 		free(store);
 		return -1;
 	}

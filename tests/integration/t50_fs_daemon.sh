@@ -8,8 +8,8 @@
 #    allow_other where /etc/fuse.conf does not allow it, and from --check
 #    for a missing store, a file, a directory that is no store and a store
 #    in use (and no store is created when the mount point is missing, the
-#    socket is served or the user may not open /dev/fuse or use
-#    allow_other);
+#    socket is served, the user may not open /dev/fuse or use
+#    allow_other, or the pid file cannot be written);
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
 #  - files, symlinks and nodes at the branch root are EPERM, links and
@@ -113,6 +113,11 @@ AS_NOBODY=(unshare -m --propagation private sh -c
 	sh "$T/fuse666" "$T/fuse.conf")
 one_line_error "allow_other without user_allow_other" "${AS_NOBODY[@]}" "$BRANCHD" -o "socket=$T/nf/ctl.sock" "$T/nf/store" "$T/nf/mnt"
 [ ! -e "$T/nf/store" ] || fail "a store was created although fusermount3 would refuse allow_other"
+# and a pid file in a directory the user may not write (it used to make
+# the store, then fail; in the foreground with two lines)
+mkdir -p "$T/rootdir"
+one_line_error "pid file in a directory not writable" "${AS_NOBODY[@]}" "$BRANCHD" -f -o "noallow_other,socket=$T/nf/ctl.sock,pidfile=$T/rootdir/b.pid" "$T/nf/store" "$T/nf/mnt"
+[ ! -e "$T/nf/store" ] || fail "a store was created although the pid file cannot be written"
 # branchd --check fails in one line too (the store's reason; it used to
 # add a second line saying the same)
 mkdir -p "$T/nostore"
