@@ -31,8 +31,26 @@
  * daemon given the same path (socket=, two stores) gets EADDRINUSE even
  * when both start at once, and so cannot unlink the first one's socket
  * between its liveness check and its bind; a daemon removes PATH only
- * while it holds the lock, so never another daemon's socket.  The lock file
- * stays (removing it would reopen the race).
+ * while it holds the lock, so never another daemon's socket.
+ *
+ * The lock file goes when the daemon stops (it used to stay, one per
+ * socket path ever used, in /run/branchfs or /tmp/branchfs-UID), without
+ * reopening that race, by two rules:
+ *  CTL-1 a daemon unlinks PATH.lock only while it holds the flock on the
+ *        inode linked there (bd_ctl_unlock: unlink, then close);
+ *  CTL-2 a daemon that got the flock checks that the inode it locked is
+ *        still the one linked at PATH.lock, else it closes it and tries
+ *        again (bd_ctl_lock).
+ * A second daemon may open the file just before the first unlinks it and
+ * lock it once the first has closed it: by CTL-2 it finds the name gone
+ * (or another inode there) and starts over instead of serving on a lock
+ * that no later daemon can see.  Its inode number cannot have been
+ * reused meanwhile, as it holds the inode open.  So the daemon that
+ * serves PATH holds the flock on the inode linked at PATH.lock, and by
+ * CTL-1 only it can unlink that name.  (A daemon of an older build takes
+ * the lock without the CTL-2 check; one started in that window, during
+ * an upgrade, could serve beside a new one.)  A daemon killed with
+ * SIGKILL leaves the file, unlocked, for the next one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +86,7 @@ struct bd_ctl {
 	char *mountpoint;
 	int lfd;
 	int lock_fd; /* flock on socket_path + ".lock" while serving */
+	bool locked; /* lock_fd holds the flock (CTL-1, CTL-2) */
 	int stop_pipe[2];
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -1375,20 +1394,53 @@ static int bd_ctl_lock(struct bd_ctl *c)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
 
-	snprintf(path, sizeof(path), "%s.lock", c->socket_path);
-	c->lock_fd =
-		open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (c->lock_fd < 0) {
-		int rc = -errno;
+	struct stat fst, pst;
+	int i, rc;
 
-		bd_log(&c->cfg.log, STORE_LOG_ERR,
-		       "cannot open the control socket's lock file '%s': %s",
-		       path, strerror(-rc));
-		return rc;
+	snprintf(path, sizeof(path), "%s.lock", c->socket_path);
+	/* Each retry means a daemon unlinked the file between our open and
+	 * our flock: it had stopped, so a few tries are plenty. */
+	for (i = 0; i < 100; i++) {
+		c->lock_fd = open(
+			path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (c->lock_fd < 0) {
+			rc = -errno;
+			bd_log(&c->cfg.log, STORE_LOG_ERR,
+			       "cannot open the control socket's lock file "
+			       "'%s': %s",
+			       path, strerror(-rc));
+			return rc;
+		}
+		if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0)
+			return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+		/* CTL-2 */
+		if (fstat(c->lock_fd, &fst) == 0 && lstat(path, &pst) == 0 &&
+		    fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino) {
+			c->locked = true;
+			return 0;
+		}
+		close(c->lock_fd);
+		c->lock_fd = -1;
 	}
-	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0)
-		return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
-	return 0;
+	bd_log(&c->cfg.log, STORE_LOG_ERR,
+	       "the control socket's lock file '%s' keeps being replaced",
+	       path);
+	return -EADDRINUSE;
+}
+
+/* Drop the socket path's lock, removing its file first (CTL-1). */
+static void bd_ctl_unlock(struct bd_ctl *c)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+
+	if (c->locked) {
+		snprintf(path, sizeof(path), "%s.lock", c->socket_path);
+		unlink(path);
+		c->locked = false;
+	}
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	c->lock_fd = -1;
 }
 
 int bd_ctl_open(const struct bd_ctl_config *cfg, struct bd_ctl **out)
@@ -1471,8 +1523,7 @@ err_unlink:
 err_free:
 	if (c->lfd >= 0)
 		close(c->lfd);
-	if (c->lock_fd >= 0)
-		close(c->lock_fd);
+	bd_ctl_unlock(c);
 	if (c->stop_pipe[0] >= 0) {
 		close(c->stop_pipe[0]);
 		close(c->stop_pipe[1]);
@@ -1504,7 +1555,7 @@ void bd_ctl_close(struct bd_ctl *c)
 	pthread_mutex_unlock(&c->mu);
 	close(c->stop_pipe[0]);
 	close(c->stop_pipe[1]);
-	close(c->lock_fd); /* after the unlink above */
+	bd_ctl_unlock(c); /* after the unlink above */
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->socket_path);

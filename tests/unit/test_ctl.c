@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1000,6 +1001,74 @@ static void test_ctl_one_daemon_per_socket(void **state)
 	assert_true(S_ISSOCK(st.st_mode));
 }
 
+/* The socket path's lock file goes with the daemon that held it (CTL-1):
+ * they piled up in /run/branchfs, one per socket path ever used. */
+static void test_ctl_lock_file_removed_on_close(void **state)
+{
+	struct ctx *x = *state;
+	struct stat st;
+	char lock[160];
+
+	snprintf(lock, sizeof(lock), "%s/ctl.sock.lock", x->dir);
+	assert_int_equal(stat(lock, &st), 0);
+	bd_ctl_close(x->c);
+	x->c = NULL;
+	assert_int_equal(stat(lock, &st), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+struct lock_race {
+	struct bd_ctl_config cc;
+	atomic_int serving; /* threads between a successful open and close */
+	atomic_int most;    /* the highest serving seen */
+	atomic_int opened;
+};
+
+static void *lock_race_main(void *arg)
+{
+	struct lock_race *r = arg;
+	struct bd_ctl *c;
+	int i, n;
+
+	for (i = 0; i < 300; i++) {
+		if (bd_ctl_open(&r->cc, &c) != 0)
+			continue;
+		n = atomic_fetch_add(&r->serving, 1) + 1;
+		if (n > atomic_load(&r->most))
+			atomic_store(&r->most, n);
+		atomic_fetch_add(&r->opened, 1);
+		sched_yield();
+		atomic_fetch_sub(&r->serving, 1);
+		bd_ctl_close(c);
+	}
+	return NULL;
+}
+
+/* Removing the lock file does not let two daemons serve one path at once
+ * (CTL-2): three threads open and close control sockets on one path as
+ * fast as they can; never more than one holds it. */
+static void test_ctl_lock_race_one_at_a_time(void **state)
+{
+	struct ctx *x = *state;
+	struct lock_race r = { 0 };
+	pthread_t t[3];
+	char sock[160];
+	int i;
+
+	snprintf(sock, sizeof(sock), "%s/race.sock", x->dir);
+	r.cc.store = x->s;
+	r.cc.socket_path = sock;
+	r.cc.store_dir = "/nonexistent/race-store";
+	r.cc.mountpoint = "/mnt/race";
+	for (i = 0; i < 3; i++)
+		assert_int_equal(
+			pthread_create(&t[i], NULL, lock_race_main, &r), 0);
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_true(atomic_load(&r.opened) > 0);
+	assert_int_equal(atomic_load(&r.most), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1029,6 +1098,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_one_daemon_per_socket,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_lock_file_removed_on_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_ctl_lock_race_one_at_a_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_check_fork_refuses_create_and_reset, setup,
 			teardown),
