@@ -135,6 +135,24 @@ static void bd_errf(struct bd *bd, const char *fmt, ...)
 	bd_log_fn(bd, STORE_LOG_ERR, msg);
 }
 
+/* Open /dev/null on whichever of fds 0, 1 and 2 is closed (a daemon
+ * started with them closed: `branchd ... <&- >&- 2>&-`, some service
+ * managers).  Otherwise the first files opened get those numbers: the
+ * store's lock file and RocksDB's files did, so that messages meant for
+ * stderr went into them, and the dup2() of /dev/null over 0-2 once the
+ * mount was live closed the store's lock file (its flock gone while the
+ * daemon ran) and RocksDB's LOG. */
+static void bd_stdio_open(void)
+{
+	int fd;
+
+	do {
+		fd = open("/dev/null", O_RDWR);
+	} while (fd >= 0 && fd <= STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 /* Lift the soft limit on open files to the hard one.  RocksDB keeps every
  * table file of the store open (about 20 per GiB stored), and each FUSE
  * worker (up to 64) and control connection (up to 64) takes one more: at
@@ -754,6 +772,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], BD_PGCKPT_HELPER_ARG) == 0)
 		return bd_pgckpt_helper_main(argc, argv);
 
+	bd_stdio_open();
 	bd_raise_nofile();
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # timeout: 150
 # t57: how branchd stops on SIGTERM when its unmount does not simply work,
-# without Postgres:
+# and with its fds 0-2 closed, without Postgres:
 #  - a daemon of a user other than root (its unmount goes through
 #    fusermount3) whose `fusermount3 -u` fails for a reason other than the
 #    mount in use says that reason and stops; it used to answer "in use"
@@ -17,7 +17,9 @@
 #    as in most containers, the abort did nothing);
 #  - a mount detached with umount -l while a file in it is open: SIGTERM
 #    leaves the open file working (it used to end the connection under
-#    it) and the daemon exits once the file is closed.
+#    it) and the daemon exits once the file is closed;
+#  - a daemon started with fds 0-2 closed (a service manager) keeps the
+#    store's lock (the dup2 of /dev/null over them closed it).
 # A user's mount is made in a mount namespace of its own, with a 0666
 # node of the FUSE device bound over /dev/fuse (0600 on some machines).
 source "$(dirname "$0")/lib.sh"
@@ -140,3 +142,26 @@ grep -q "is no longer mounted" "$lazylog" || fail "branchd did not say its mount
 exec {held}<&-
 _it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the last file of its detached mount was closed"
 log "umount -l, file open: SIGTERM served on, daemon gone once the file was closed"
+
+# ---- started with stdin, stdout and stderr closed ---------------------------------
+# The store's lock file and RocksDB's files took fds 0-2, and the dup2 of
+# /dev/null over them once the mount was live closed the lock file: its
+# flock was gone while the daemon served the store.
+M=$T/closed
+mkdir -p "$M"
+IT_MOUNTS+=("$M")
+tmo 60 "$BRANCHD" -o "pidfile=$T/closed.pid,socket=$T/closed.sock" "$T/store-c" "$M" <&- >&- 2>&- ||
+	fail "branchd started with fds 0-2 closed failed"
+pid=$(tr -dc 0-9 <"$T/closed.pid")
+IT_DAEMONS+=("$pid")
+IT_MNTPID[$M]=$pid
+mountpoint -q "$M" || fail "branchd started with fds 0-2 closed returned without the mount"
+flock -n "$T/store-c/LOCK.branchfs" true &&
+	fail "the store's lock is not held by branchd $pid, started with fds 0-2 closed: $(ls -l "/proc/$pid/fd" | head -n 8)"
+mkdir "$M/main"
+echo closed >"$M/main/f"
+bfs_umount "$M"
+bfs_mount "$T/store-c" "$M"
+[ "$(cat "$M/main/f")" = closed ] || fail "main/f lost across a daemon started with fds 0-2 closed"
+bfs_umount "$M"
+log "started with fds 0-2 closed: the store's lock held, data kept"
