@@ -48,6 +48,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -256,6 +257,16 @@ static int fs_mount_where(struct fs *fs, char *path, size_t len)
 	return found;
 }
 
+/* A FUSE mount whose daemon died (SIGKILL, a crash): every access fails
+ * with ENOTCONN until it is unmounted. */
+static void fs_dead_mount_why(const char *path, char *why, size_t whylen)
+{
+	snprintf(why, whylen,
+		 "mount point '%s' is a dead FUSE mount (its daemon is gone): "
+		 "'fusermount3 -u %s' removes it",
+		 path, path);
+}
+
 int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 {
 	char buf[64];
@@ -269,8 +280,11 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 	}
 	if (stat(mountpoint, &st) != 0) {
 		rc = -errno;
-		snprintf(why, whylen, "mount point '%s': %s", mountpoint,
-			 strerror(-rc));
+		if (rc == -ENOTCONN)
+			fs_dead_mount_why(mountpoint, why, whylen);
+		else
+			snprintf(why, whylen, "mount point '%s': %s",
+				 mountpoint, strerror(-rc));
 		return rc;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -311,10 +325,17 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen)
 			closedir(d);
 		}
 	} else if (rc > 0) {
-		snprintf(why, whylen,
-			 "mount point '%s' is busy: something is already "
-			 "mounted there",
-			 real);
+		struct statfs sf;
+
+		/* The root's attributes may still be cached; a statfs always
+		 * reaches the daemon. */
+		if (statfs(real, &sf) != 0 && errno == ENOTCONN)
+			fs_dead_mount_why(real, why, whylen);
+		else
+			snprintf(why, whylen,
+				 "mount point '%s' is busy: something is "
+				 "already mounted there",
+				 real);
 		rc = -EBUSY;
 	} else if (rc < 0) {
 		snprintf(why, whylen, "cannot read /proc/self/mountinfo: %s",

@@ -19,7 +19,12 @@
 #    leaves the open file working (it used to end the connection under
 #    it) and the daemon exits once the file is closed;
 #  - a daemon started with fds 0-2 closed (a service manager) keeps the
-#    store's lock (the dup2 of /dev/null over them closed it).
+#    store's lock (the dup2 of /dev/null over them closed it);
+#  - after a daemon's SIGKILL, one started on its dead mount says so in one
+#    line with the command that removes it (it said only 'Transport
+#    endpoint is not connected'); once removed, the next daemon replaces
+#    the stale socket, and a clean stop leaves neither socket nor lock
+#    file.
 # A user's mount is made in a mount namespace of its own, with a 0666
 # node of the FUSE device bound over /dev/fuse (0600 on some machines).
 source "$(dirname "$0")/lib.sh"
@@ -89,7 +94,7 @@ IT_BG+=("$holder")
 wait_holder() { # until the holder has main/f open
 	local n
 	for ((n = 0; n < 300; n++)); do
-		[ -L "/proc/$holder/fd/3" ] && return 0
+		[ "$(readlink "/proc/$holder/fd/3" 2>/dev/null)" = "$U/mnt/main/f" ] && return 0
 		sleep 0.1
 	done
 	fail "the holder did not open main/f: $(cat "$T/log/holder.log")"
@@ -165,3 +170,26 @@ bfs_mount "$T/store-c" "$M"
 [ "$(cat "$M/main/f")" = closed ] || fail "main/f lost across a daemon started with fds 0-2 closed"
 bfs_umount "$M"
 log "started with fds 0-2 closed: the store's lock held, data kept"
+
+# ---- after SIGKILL: the dead mount is named, the stale socket replaced ----------
+M=$T/killed
+bfs_mount "$T/store-k" "$M" "socket=$T/killed.sock"
+pid=${IT_MNTPID[$M]}
+kill -KILL "$pid"
+_it_wait_gone "$pid" 10 || fail "branchd $pid survived SIGKILL"
+[ -S "$T/killed.sock" ] || fail "no socket file left by the killed daemon (nothing to test)"
+rc=0
+err=$(tmo 30 "$BRANCHD" -o "socket=$T/killed.sock" "$T/store-k" "$M" 2>&1 >/dev/null) || rc=$?
+[ $rc -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] ||
+	fail "branchd on the dead mount: exit $rc, expected one line: $err"
+[[ $err == *"is a dead FUSE mount"*"fusermount3 -u $M"* ]] ||
+	fail "branchd on the dead mount does not say what it is and what removes it: $err"
+log "on the dead mount: $err"
+tmo 20 fusermount3 -u "$M" || fail "fusermount3 -u of the dead mount failed"
+bfs_mount "$T/store-k" "$M" "socket=$T/killed.sock"
+tmo 30 "$IT_ROOT/bin/branchctl" --socket "$T/killed.sock" status >/dev/null ||
+	fail "branchctl cannot reach the daemon on the socket path the killed one left"
+bfs_umount "$M"
+[ ! -e "$T/killed.sock" ] && [ ! -e "$T/killed.sock.lock" ] ||
+	fail "the socket or its lock file is left after a clean stop: $(ls "$T")"
+log "after SIGKILL: dead mount named, stale socket replaced; nothing left after a clean stop"
