@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -474,9 +475,63 @@ static bool fs_conf_allows_other(const char *conf)
 	return found;
 }
 
+/* CAP_SYS_ADMIN's bit in /proc/self/status's masks (linux/capability.h) */
+#define FS_CAP_SYS_ADMIN 21
+
+/* Whether this process can mount: with CAP_SYS_ADMIN in its effective
+ * set, or through the setuid fusermount3 libfuse falls back to, which
+ * gets it only if the bounding set keeps it and no_new_privs is off.  If
+ * not, *why says which.  true if /proc/self/status cannot be read. */
+static bool fs_may_mount(const char **why)
+{
+	unsigned long long eff = ~0ull, bnd = ~0ull;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return true;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "CapEff: %llx", &eff);
+		sscanf(line, "CapBnd: %llx", &bnd);
+	}
+	fclose(f);
+	if (eff & (1ull << FS_CAP_SYS_ADMIN))
+		return true;
+	if (!(bnd & (1ull << FS_CAP_SYS_ADMIN))) {
+		*why = "it is not in the capability bounding set (a container "
+		       "without --cap-add SYS_ADMIN, or a service's "
+		       "CapabilityBoundingSet=)";
+		return false;
+	}
+	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1) {
+		*why = "no_new_privs is set, so the setuid fusermount3 cannot "
+		       "get it (a service's NoNewPrivileges=, or a sandboxing "
+		       "option that implies it)";
+		return false;
+	}
+	return true;
+}
+
 bool fs_mount_hint(char *buf, size_t bufsz, uid_t euid, bool allow_other,
 		   const char *dev, const char *conf)
 {
+	const char *why = "";
+
+	if (access(dev, F_OK) != 0 && errno == ENOENT) {
+		snprintf(buf, bufsz,
+			 "the FUSE device %s is missing: load the fuse module "
+			 "(modprobe fuse), or in a container pass it in "
+			 "(--device %s)",
+			 dev, dev);
+		return true;
+	}
+	if (!fs_may_mount(&why)) {
+		snprintf(buf, bufsz,
+			 "mounting needs CAP_SYS_ADMIN, which this process "
+			 "cannot get: %s",
+			 why);
+		return true;
+	}
 	if (euid == 0)
 		return false;
 	if (access(dev, R_OK | W_OK) != 0) {

@@ -83,12 +83,15 @@ int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
  * -EIO libfuse failed (its reason is logged).  Call once. */
 int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other);
 
-/* What a user whose mount failed should do, for the two causes a non-root
- * mount meets that libfuse's own message does not explain: dev (the FUSE
- * device, "/dev/fuse") not readable and writable by the caller, or
- * allow_other without an uncommented "user_allow_other" line in conf
- * ("/etc/fuse.conf").  Writes one lowercase sentence to buf and returns
- * true, or returns false (no hint: euid 0, or neither cause). */
+/* What a user whose mount would fail should do, for the causes libfuse's
+ * own messages do not explain (branchd asks before it makes a store):
+ * for any user, dev (the FUSE device, "/dev/fuse") missing, or no way to
+ * CAP_SYS_ADMIN (not in the effective set, and not to be had through the
+ * setuid fusermount3: outside the bounding set, or no_new_privs set);
+ * for a user other than root, dev not readable and writable by the
+ * caller, or allow_other without an uncommented "user_allow_other" line
+ * in conf ("/etc/fuse.conf").  Writes one lowercase sentence to buf and
+ * returns true, or returns false (no hint). */
 bool fs_mount_hint(char *buf, size_t bufsz, uid_t euid, bool allow_other,
 		   const char *dev, const char *conf);
 

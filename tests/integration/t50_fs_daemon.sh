@@ -8,7 +8,8 @@
 #    allow_other where /etc/fuse.conf does not allow it, and from --check
 #    for a missing store, a file, a directory that is no store and a store
 #    in use (and no store is created when the mount point is missing, the
-#    socket is served, the user may not open /dev/fuse or use
+#    socket is served, there is no FUSE device, no way to CAP_SYS_ADMIN
+#    (bounding set, no_new_privs), the user may not open /dev/fuse or use
 #    allow_other, or the pid file cannot be written);
 #  - daemon mode returns with the mount live and a pid file, and the
 #    kernel's strict dirty-page limit lifted from the mount;
@@ -55,7 +56,7 @@ EOF
 }
 
 # one_line_error DESC CMD...: CMD must exit nonzero with exactly one line on
-# stderr
+# stderr (left in ONE_LINE_ERR)
 one_line_error() {
 	local desc=$1 rc=0 err
 	shift
@@ -64,6 +65,7 @@ one_line_error() {
 	[ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && [ -n "$err" ] ||
 		fail "$desc: expected one line on stderr, got: $err"
 	log "$desc: exit $rc, '$err'"
+	ONE_LINE_ERR=$err
 }
 
 # ---- command line -------------------------------------------------------------
@@ -118,6 +120,29 @@ one_line_error "allow_other without user_allow_other" "${AS_NOBODY[@]}" "$BRANCH
 mkdir -p "$T/rootdir"
 one_line_error "pid file in a directory not writable" "${AS_NOBODY[@]}" "$BRANCHD" -f -o "noallow_other,socket=$T/nf/ctl.sock,pidfile=$T/rootdir/b.pid" "$T/nf/store" "$T/nf/mnt"
 [ ! -e "$T/nf/store" ] || fail "a store was created although the pid file cannot be written"
+# what no user can mount without is refused the same way, also for root:
+# no FUSE device (a tmpfs over /dev in a mount namespace of its own, as in
+# a container started without --device /dev/fuse), CAP_SYS_ADMIN outside
+# the bounding set (a container without --cap-add SYS_ADMIN), and, for a
+# user, no_new_privs (systemd's NoNewPrivileges=), under which the setuid
+# fusermount3 cannot mount; each used to create the store, then fail the
+# mount with two or three lines
+mkdir -p "$T/rn/mnt"
+# shellcheck disable=SC2016
+one_line_error "no FUSE device" unshare -m --propagation private sh -c 'mount -t tmpfs none /dev && exec "$@"' \
+	sh "$BRANCHD" -o "socket=$T/rn/ctl.sock" "$T/rn/store" "$T/rn/mnt"
+[[ $ONE_LINE_ERR == *"/dev/fuse is missing"* ]] || fail "no FUSE device: not named"
+[ ! -e "$T/rn/store" ] || fail "a store was created although there is no FUSE device"
+one_line_error "no CAP_SYS_ADMIN in the bounding set" setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin \
+	"$BRANCHD" -o "socket=$T/rn/ctl.sock" "$T/rn/store" "$T/rn/mnt"
+[[ $ONE_LINE_ERR == *"needs CAP_SYS_ADMIN"*"bounding set"* ]] || fail "no CAP_SYS_ADMIN: not named"
+[ ! -e "$T/rn/store" ] || fail "a store was created although CAP_SYS_ADMIN cannot be had"
+# shellcheck disable=SC2016 # the inner sh expands $1
+one_line_error "no_new_privs" unshare -m --propagation private sh -c \
+	'mount --bind "$1" /dev/fuse && shift && exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs "$@"' \
+	sh "$T/fuse666" "$BRANCHD" -o "noallow_other,socket=$T/nf/ctl.sock" "$T/nf/store" "$T/nf/mnt"
+[[ $ONE_LINE_ERR == *"needs CAP_SYS_ADMIN"*"no_new_privs"* ]] || fail "no_new_privs: not named"
+[ ! -e "$T/nf/store" ] || fail "a store was created although no_new_privs keeps fusermount3 from mounting"
 # branchd --check fails in one line too (the store's reason; it used to
 # add a second line saying the same)
 mkdir -p "$T/nostore"
