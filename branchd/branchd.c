@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "ctl.h"
 #include "fs/fs.h"
 #include "ctlproto.h"
 #include "pgckpt.h"
@@ -159,15 +160,71 @@ static void bd_stdio_open(void)
  * the usual soft limit of 1024 a store of some 45 GiB ran out, and from
  * the first table or WAL file RocksDB could not open, every write failed
  * with EIO until a remount, and branchctl got no answer.  Nothing here
- * uses select(2), so a large limit is safe. */
-static void bd_raise_nofile(void)
+ * uses select(2), so a large limit is safe.  Returns the soft limit that
+ * holds afterwards. */
+static rlim_t bd_raise_nofile(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		/* An unlimited hard limit is above the kernel's ceiling
+		 * (fs.nr_open) and fails: getrlimit says what holds. */
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return 1024;
 	}
+	return rl.rlim_cur;
+}
+
+/* Descriptors branchd's own code may hold besides FUSE's and the control
+ * socket's: standard streams, syslog, the pidfile and store lock, the
+ * fsync journal, RocksDB's directories and WAL files beyond the 10 it
+ * counts in max_open_files, the pg_checkpoint helper's pipes and the
+ * reads of /proc behind a busy check. */
+#define BD_FD_OTHER 32u
+/* Table files RocksDB holds open past max_open_files: those in use are
+ * not closed (the inputs of its two background compactions, up to 25
+ * files each, and the files under live iterators). */
+#define BD_FD_TABLES_IN_USE 64u
+/* The fewest table files worth running with (RocksDB keeps 10 of its
+ * max_open_files for its other files, and takes no less than 20). */
+#define BD_FD_MIN_TABLES 64u
+
+/* RocksDB's max_open_files for avail descriptors (at least 20). */
+static unsigned bd_fd_tables(rlim_t avail)
+{
+	if (avail < 20)
+		return 20;
+	return avail > (1u << 30) ? 1u << 30 : (unsigned)avail;
+}
+
+/* Split the limit on open files: what FUSE, the control socket and the
+ * rest may hold at most is set aside, and RocksDB keeps at most the
+ * remainder open (*tables), closing the least recently read table file
+ * past it instead of failing with "Too many open files".  -1 after one
+ * line on stderr when the limit leaves too few. */
+static int bd_fd_budget(const struct bd *bd, rlim_t limit, unsigned *tables)
+{
+	struct fs_config fcfg = { .io_uring = bd->io_uring };
+	unsigned reserve = fs_fds_max(&fcfg) + BD_CTL_FDS_MAX + BD_FD_OTHER +
+			   BD_FD_TABLES_IN_USE;
+	struct rlimit rl;
+
+	if (limit < (rlim_t)reserve + BD_FD_MIN_TABLES) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_max = limit;
+		fprintf(stderr,
+			"branchd: the limit on open files is %llu (hard limit %llu), below the %u branchd needs (%u for FUSE, the control socket and its own files, %u for the store's table files): raise it (ulimit -n, LimitNOFILE= in a systemd unit, --ulimit nofile= of docker run)\n",
+			(unsigned long long)limit,
+			(unsigned long long)rl.rlim_max,
+			reserve + BD_FD_MIN_TABLES, reserve, BD_FD_MIN_TABLES);
+		return -1;
+	}
+	*tables = bd_fd_tables(limit - reserve);
+	return 0;
 }
 
 static void bd_usage(FILE *f)
@@ -715,15 +772,33 @@ static int bd_precheck(struct bd *bd)
 }
 
 /* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
-static int bd_check_store(const char *dir)
+static int bd_check_store(const char *dir, rlim_t nofile)
 {
-	struct store_config cfg = { .log = { bd_check_log, NULL,
-					     STORE_LOG_WARN } };
+	/* No FUSE, no control socket: the table files may take all but a
+	 * few. */
+	struct store_config cfg = {
+		.log = { bd_check_log, NULL, STORE_LOG_WARN },
+		.max_open_files = bd_fd_tables(
+			nofile > BD_FD_OTHER + BD_FD_TABLES_IN_USE ?
+				nofile - BD_FD_OTHER - BD_FD_TABLES_IN_USE :
+				BD_FD_MIN_TABLES),
+	};
 	struct store_check_report r;
 	struct store *s;
 	unsigned long problems = 0;
 	int rc;
 
+	/* Below it RocksDB met "Too many open files" while the check and
+	 * the rebuild of the read filters read, and RocksDB 7.8's iterators
+	 * can then end early without an error: the check said clean having
+	 * skipped blocks. */
+	if (nofile < BD_FD_OTHER + BD_FD_TABLES_IN_USE + BD_FD_MIN_TABLES) {
+		fprintf(stderr,
+			"branchd: cannot check store '%s': the limit on open files is %llu, below the %u a check needs: raise it (ulimit -n)\n",
+			dir, (unsigned long long)nofile,
+			BD_FD_OTHER + BD_FD_TABLES_IN_USE + BD_FD_MIN_TABLES);
+		return 1;
+	}
 	rc = store_open(dir, &cfg, &s);
 	if (rc) {
 		/* store_open logged its one-line reason (as for the daemon). */
@@ -766,6 +841,8 @@ int main(int argc, char **argv)
 	char why[PATH_MAX + 128];
 	int opt, rc, status = 1;
 	bool check = false;
+	unsigned tables = 0;
+	rlim_t nofile;
 
 	/* The pg_checkpoint helper: this program run again by the daemon
 	 * (pgckpt.c), before anything else. */
@@ -773,7 +850,7 @@ int main(int argc, char **argv)
 		return bd_pgckpt_helper_main(argc, argv);
 
 	bd_stdio_open();
-	bd_raise_nofile();
+	nofile = bd_raise_nofile();
 	memset(&bd, 0, sizeof(bd));
 	bd.allow_other = true;
 	bd.pg_checkpoint = true;
@@ -823,13 +900,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "branchd: --check takes STORE_DIR\n");
 			return BD_EXIT_USAGE;
 		}
-		return bd_check_store(argv[optind]);
+		return bd_check_store(argv[optind], nofile);
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "branchd: expected STORE_DIR and MOUNTPOINT "
 				"(see branchd --help)\n");
 		return BD_EXIT_USAGE;
 	}
+	if (bd_fd_budget(&bd, nofile, &tables) != 0)
+		return 1;
 	openlog("branchd", LOG_PID, LOG_DAEMON);
 	bd.store_dir = bd_abspath(argv[optind]);
 	bd.mountpoint = bd_abspath(argv[optind + 1]);
@@ -909,6 +988,7 @@ int main(int argc, char **argv)
 	scfg.log.level = STORE_LOG_INFO;
 	scfg.create = true;
 	scfg.cache_bytes = bd.cache_bytes;
+	scfg.max_open_files = tables;
 	scfg.retention_s = bd.retention_s;
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
 	if (rc) {
@@ -917,6 +997,15 @@ int main(int argc, char **argv)
 			bd_errf(&bd, "cannot open store '%s': %s", bd.store_dir,
 				strerror(-rc));
 		goto out;
+	}
+	{
+		char m[160];
+
+		snprintf(
+			m, sizeof(m),
+			"limit on open files %llu: at most %u of the store's table files open",
+			(unsigned long long)nofile, tables);
+		bd_log_fn(&bd, STORE_LOG_INFO, m);
 	}
 
 	{

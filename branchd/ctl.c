@@ -76,7 +76,6 @@
 #include "ctlproto.h"
 #include "json.h"
 
-#define BD_CTL_MAX_CONN 64
 #define BD_CTL_MAX_PER_UID 16
 
 struct bd_ctl {

@@ -16,6 +16,12 @@
 
 struct bd_ctl;
 
+/* Connections served at once (more wait in the listen queue). */
+#define BD_CTL_MAX_CONN 64
+/* The most file descriptors the control socket holds: its connections,
+ * the listening socket and the lock file beside it. */
+#define BD_CTL_FDS_MAX (BD_CTL_MAX_CONN + 2)
+
 /* What the control plane needs from the mounted filesystem.  Every hook
  * may be called from any connection thread at any time. */
 struct bd_ctl_hooks {

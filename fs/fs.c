@@ -117,6 +117,14 @@ struct timespec fs_now(void)
 	return ts;
 }
 
+unsigned fs_fds_max(const struct fs_config *cfg)
+{
+	/* The session's fd, a clone per worker (fs_run: clone_fd) and two
+	 * the mount itself opens for a moment (fusermount3's socket pair). */
+	return 1 + FS_MAX_THREADS + 2 +
+	       (cfg && cfg->io_uring ? fs_uring_fds_max() : 0);
+}
+
 int fs_new(const struct fs_config *cfg, struct fs **out)
 {
 	struct fs *fs;

@@ -67,6 +67,12 @@ struct fs_config {
 	unsigned mount_delay_ms;
 };
 
+/* The most file descriptors a mount with cfg may hold at once: one
+ * /dev/fuse clone per FUSE worker thread and the session's, and with
+ * io_uring one ring per entry (16 per possible CPU).  Open files of the
+ * mount take none.  For the caller's budget of RLIMIT_NOFILE. */
+unsigned fs_fds_max(const struct fs_config *cfg);
+
 /* Allocate a filesystem over cfg->store.  cfg is copied.  -ENOMEM,
  * -EINVAL (no store).  On success *out is owned by the caller, freed with
  * fs_free(). */

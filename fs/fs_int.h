@@ -233,6 +233,8 @@ int fs_uring_new(struct fs *fs, int fd, struct fs_uring **out);
  * served.  Idempotent. */
 void fs_uring_stop(struct fs_uring *u);
 void fs_uring_free(struct fs_uring *u);
+/* The rings (one file descriptor each) fs_uring_new sets up. */
+unsigned fs_uring_fds_max(void);
 extern const struct fuse_custom_io fs_uring_io;
 
 /* ---- fs_ops.c ---- */

@@ -185,6 +185,11 @@ fallback:
 	return n > 0 ? (unsigned)n : 1;
 }
 
+unsigned fs_uring_fds_max(void)
+{
+	return fs_uring_ncpu() * FS_URING_DEPTH;
+}
+
 int fs_uring_new(struct fs *fs, int fd, struct fs_uring **out)
 {
 	struct fs_uring *u;

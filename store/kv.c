@@ -244,7 +244,8 @@ struct kv_rocks {
 	char *path;
 	size_t wbuf_block; /* memtable sizes, scaled to the filesystem */
 	size_t wbuf_small;
-	uint64_t wal_max; /* max_total_wal_size, idem */
+	uint64_t wal_max;      /* max_total_wal_size, idem */
+	size_t test_sst_bytes; /* BRANCHFS_TEST_SST_KIB, or 0 */
 	/* Set when a write failed (a full disk): RocksDB then refuses to
 	 * sync its WAL and (with assertions on) aborts if asked to, so no
 	 * sync is attempted until a write succeeds again. */
@@ -879,6 +880,10 @@ static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
 		o, cf == KV_CF_BLOCK ? r->wbuf_block : r->wbuf_small);
 	if (cf == KV_CF_BLOCK)
 		rocksdb_options_set_compression(o, rocksdb_no_compression);
+	if (r->test_sst_bytes) {
+		rocksdb_options_set_write_buffer_size(o, r->test_sst_bytes);
+		rocksdb_options_set_target_file_size_base(o, r->test_sst_bytes);
+	}
 	r->cf_opts[cf] = o;
 	return o;
 }
@@ -934,7 +939,8 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 }
 
 int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
-		    const struct store_log *log, struct kv **out)
+		    unsigned max_open_files, const struct store_log *log,
+		    struct kv **out)
 {
 	const rocksdb_options_t *cfo[KV_CF_COUNT];
 	uint64_t journal_bytes = KV_JOURNAL_BYTES;
@@ -1006,6 +1012,13 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		env = getenv("BRANCHFS_JOURNAL_KIB");
 		if (env && strtoull(env, NULL, 10) > 0)
 			journal_bytes = strtoull(env, NULL, 10) << 10;
+		/* Test seam: memtables and table files of this size, so
+		 * that a test makes a store of many table files from little
+		 * data (t57).  Not for production: small files make
+		 * compactions and reads slower. */
+		env = getenv("BRANCHFS_TEST_SST_KIB");
+		if (env && strtoull(env, NULL, 10) > 0)
+			r->test_sst_bytes = strtoull(env, NULL, 10) << 10;
 	}
 	r->cache = rocksdb_cache_create_lru(cache_bytes);
 	r->opts = rocksdb_options_create();
@@ -1043,6 +1056,13 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	rocksdb_options_set_max_log_file_size(r->opts, 1u << 20);
 	rocksdb_options_set_max_total_wal_size(r->opts, r->wal_max);
 	rocksdb_options_set_paranoid_checks(r->opts, 1);
+	/* By default every table file stays open (-1: no table cache to
+	 * look in on a read).  Under a limit on open files, a store of
+	 * more table files than it allows failed to open, or once it grew
+	 * there, RocksDB failed a flush or a read with "Too many open
+	 * files" and took no more writes: the caller's budget caps them. */
+	rocksdb_options_set_max_open_files(
+		r->opts, max_open_files ? (int)max_open_files : -1);
 	for (i = 0; i < KV_CF_COUNT; i++)
 		cfo[i] = kv_rocks_cf_options(r, i);
 	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,

@@ -151,10 +151,14 @@ struct kv_iter {
 	struct kv *kv;
 };
 
-/* Open RocksDB in path (created if missing when create).  Errors: -EBUSY
- * locked by another process, -EUCLEAN corrupt, -EIO other failures. */
+/* Open RocksDB in path (created if missing when create).  max_open_files:
+ * the most table files kept open at once (RocksDB raises it to 20), the
+ * least recently used closed past it; 0 keeps every one open.  Errors:
+ * -EBUSY locked by another process, -EUCLEAN corrupt, -EIO other
+ * failures. */
 int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
-		    const struct store_log *log, struct kv **out);
+		    unsigned max_open_files, const struct store_log *log,
+		    struct kv **out);
 
 /* ---- wrappers (assert preconditions, single place for hooks) ---- */
 int kv_get(struct kv *kv, enum kv_cf cf, const void *key, size_t klen,

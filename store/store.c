@@ -2647,7 +2647,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	 * files as obsolete. */
 	rc = kv_rocksdb_open(path, is_new,
 			     cfg->cache_bytes ? cfg->cache_bytes : (256u << 20),
-			     &cfg->log, &inner);
+			     cfg->max_open_files, &cfg->log, &inner);
 	/* kv.c logged why, naming the damaged file: one line. */
 	if (rc)
 		goto err_free;

@@ -81,6 +81,11 @@ struct store_config {
 	bool create;
 	/* Shared RocksDB block cache in bytes; 0 means 256 MiB. */
 	size_t cache_bytes;
+	/* The most table files of the database open at once (at least 20;
+	 * past it the least recently used are closed and opened again when
+	 * read); 0 keeps every one open, which suits a process without a
+	 * tight limit on open files. */
+	unsigned max_open_files;
 	/* Test seam: if set, called once at open with the RocksDB backend;
 	 * it may wrap it (e.g. fault injection) and return the wrapper in
 	 * *out, which then owns inner.  Return 0 or a negative errno. */

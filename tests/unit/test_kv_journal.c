@@ -63,7 +63,7 @@ static int tj_open(const char *dir, struct kv **kv)
 	char db[4096];
 
 	snprintf(db, sizeof(db), "%s/db", dir);
-	return kv_rocksdb_open(db, true, 8u << 20, NULL, kv);
+	return kv_rocksdb_open(db, true, 8u << 20, 0, NULL, kv);
 }
 
 /* Put batch i (key i, value of generation gen) in its own batch. */

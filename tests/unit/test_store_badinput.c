@@ -499,7 +499,7 @@ static size_t tb_make_format1(struct tstore_fx *fx, bool damage_one,
 	size_t n = 0;
 
 	snprintf(db, sizeof(db), "%s/db", fx->dir);
-	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, 0, NULL, &kv), 0);
 	kv_batch_init(&b);
 	assert_int_equal(kv_iter_new(kv, KV_CF_BLOCK, KV_ITER_SCAN, &it), 0);
 	for (kv_iter_seek(it, "", 0); kv_iter_valid(it); kv_iter_next(it)) {
@@ -549,7 +549,7 @@ static unsigned tb_format_record(struct tstore_fx *fx)
 	bool found;
 
 	snprintf(db, sizeof(db), "%s/db", fx->dir);
-	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, 0, NULL, &kv), 0);
 	assert_int_equal(kv_get(kv, KV_CF_META, "F", 1, fval, sizeof(fval),
 				&vlen, &found),
 			 0);

@@ -292,7 +292,7 @@ static void tdrop_legacy_delete(struct tstore_fx *fx, const uint64_t *ids,
 	fx->s = NULL;
 	tstore_config(&cfg, false, NULL);
 	snprintf(path, sizeof(path), "%s/db", fx->dir);
-	assert_int_equal(kv_rocksdb_open(path, false, 8u << 20, &cfg.log, &kv),
+	assert_int_equal(kv_rocksdb_open(path, false, 8u << 20, 0, &cfg.log, &kv),
 			 0);
 	kv_batch_init(&b);
 	kv_batch_delete(&b, KV_CF_META, "R", 1);

@@ -235,7 +235,7 @@ static void tgi_raw_g(struct tstore_fx *fx, enum tgi_g_op op,
 	size_t n;
 
 	snprintf(db, sizeof(db), "%s/db", fx->dir);
-	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, NULL, &kv), 0);
+	assert_int_equal(kv_rocksdb_open(db, false, 8u << 20, 0, NULL, &kv), 0);
 	kv_batch_init(&b);
 	if (op == TGI_G_GET) {
 		*g = NULL;
