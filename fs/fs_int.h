@@ -37,6 +37,9 @@
 #define FS_ATTR_TIMEOUT 1.0
 #define FS_MAX_WRITE (1u << 20)
 #define FS_MAX_THREADS 64u
+/* A node map of at least this many buckets (16,384 to 65,536 entries)
+ * that halves hands the memory freed back to the kernel (fs_node_unref). */
+#define FS_NODES_TRIM_BUCKETS 65536u
 /* How long rmdir/rename of a busy branch waits for FUSE_RELEASE requests
  * still in flight from files that were just closed (the kernel sends
  * release asynchronously after close(2)). */
@@ -170,7 +173,9 @@ struct fs_dir {
 struct fs_map_ent *fs_map_find(struct fs_map *m, uint64_t key);
 /* Find or add (count 0, flags 0).  NULL on -ENOMEM. */
 struct fs_map_ent *fs_map_get(struct fs_map *m, uint64_t key);
-void fs_map_del(struct fs_map *m, uint64_t key);
+/* Remove key if present.  True if the table shrank with it (its bucket
+ * array halved). */
+bool fs_map_del(struct fs_map *m, uint64_t key);
 void fs_map_release(struct fs_map *m);
 
 /* ---- fs.c ---- */

@@ -3,13 +3,17 @@
  * fs_map.c - a small chained hash map from u64 keys to (count, flags).
  *
  * Not thread-safe: the owner guards each map with its own mutex.  The
- * table doubles when it holds more entries than buckets and never shrinks
- * (the maps hold at most a few entries per inode the kernel caches).
- * Growing can fail with ENOMEM; the map then just stays denser.
+ * table doubles when it holds more entries than buckets and halves when
+ * it holds fewer than a quarter (the node map follows the inodes the
+ * kernel caches: a walk of a million files grows it to 8 MiB of buckets,
+ * which stayed after the kernel forgot them).  Resizing can fail with
+ * ENOMEM; the map then just stays denser or sparser.
  */
 #include <stdlib.h>
 
 #include "fs_int.h"
+
+#define FS_MAP_MIN_BUCKETS 64u
 
 static size_t fs_map_hash(uint64_t key, size_t nb)
 {
@@ -19,10 +23,12 @@ static size_t fs_map_hash(uint64_t key, size_t nb)
 	return (size_t)key & (nb - 1);
 }
 
-static void fs_map_grow(struct fs_map *m)
+/* Rehash into nb buckets (a power of two); on -ENOMEM the map stays as it
+ * is. */
+static void fs_map_resize(struct fs_map *m, size_t nb)
 {
-	size_t nb = m->nb ? m->nb * 2 : 64, i;
 	struct fs_map_ent **b = calloc(nb, sizeof(*b));
+	size_t i;
 
 	if (!b)
 		return;
@@ -63,7 +69,7 @@ struct fs_map_ent *fs_map_get(struct fs_map *m, uint64_t key)
 	if (e)
 		return e;
 	if (m->n >= m->nb)
-		fs_map_grow(m);
+		fs_map_resize(m, m->nb ? m->nb * 2 : FS_MAP_MIN_BUCKETS);
 	if (!m->nb)
 		return NULL;
 	e = calloc(1, sizeof(*e));
@@ -77,12 +83,12 @@ struct fs_map_ent *fs_map_get(struct fs_map *m, uint64_t key)
 	return e;
 }
 
-void fs_map_del(struct fs_map *m, uint64_t key)
+bool fs_map_del(struct fs_map *m, uint64_t key)
 {
 	struct fs_map_ent **pp;
 
 	if (!m->nb)
-		return;
+		return false;
 	for (pp = &m->b[fs_map_hash(key, m->nb)]; *pp; pp = &(*pp)->next) {
 		if ((*pp)->key == key) {
 			struct fs_map_ent *e = *pp;
@@ -90,9 +96,19 @@ void fs_map_del(struct fs_map *m, uint64_t key)
 			*pp = e->next;
 			free(e);
 			m->n--;
-			return;
+			break;
 		}
 	}
+	/* Halve below a quarter full: between that and doubling when full,
+	 * a map whose size goes back and forth rehashes at most once per
+	 * nb / 4 changes. */
+	if (m->nb > FS_MAP_MIN_BUCKETS && m->n < m->nb / 4) {
+		size_t nb = m->nb;
+
+		fs_map_resize(m, nb / 2);
+		return m->nb < nb;
+	}
+	return false;
 }
 
 void fs_map_release(struct fs_map *m)

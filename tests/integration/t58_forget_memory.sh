@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 240
+# t58: the memory of the inodes the kernel forgot goes back to the kernel.
+# branchd keeps an entry (48 bytes with malloc's header) for every inode the
+# kernel caches, and a bucket array for them.  After a walk (stat of every
+# file) the entries were freed when the kernel forgot the inodes (here:
+# drop_caches), but glibc kept the freed memory in its arenas and the
+# bucket array never shrank: after a walk of a million files branchd stayed
+# about 50 MB larger for good.  Now the map halves as it empties and gives
+# whole free pages back (malloc_trim).
+#
+# The bound is what the walk cannot keep: with a block cache of 1 MiB
+# (cache_mb=1), after a warm-up walk (threads, arenas, caches all made) and
+# drop_caches, branchd's RSS is measured; a walk of N nodes (the kernel
+# must then hold N inodes of the mount) adds N * 48 bytes and more; once
+# the kernel drops its caches again the RSS must come back to within 10 MB
+# of the first figure (the old build stays about N * 50 bytes above it).
+# Polled for up to 30 s: the kernel's FORGETs reach branchd
+# asynchronously.
+source "$(dirname "$0")/lib.sh"
+it_init
+
+NFILES=50000
+NBRANCH=10
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+drop_caches() { sync && echo 2 >/proc/sys/vm/drop_caches; }
+# walk DIR...: stat every file below each DIR, in parallel, and print the
+# number of files seen
+walk() {
+	tmo 120 python3 - "$@" <<'PY'
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+def one(d):
+    n = 0
+    for root, dirs, files in os.walk(d):
+        for f in files:
+            os.stat(os.path.join(root, f))
+            n += 1
+    return n
+with ThreadPoolExecutor(4) as ex:
+    print(sum(ex.map(one, sys.argv[1:])))
+PY
+}
+
+bfs_mount "$STORE" "$MNT" cache_mb=1
+pid=${IT_MNTPID[$MNT]}
+mkdir "$MNT/main"
+t0=$(date +%s)
+tmo 120 python3 - "$MNT/main" "$NFILES" <<'PY'
+import os, stat, sys
+from concurrent.futures import ThreadPoolExecutor
+root, n = sys.argv[1], int(sys.argv[2])
+def mk(d):
+    dp = os.path.join(root, "d%03d" % d)
+    os.mkdir(dp)
+    for i in range(1000):
+        os.mknod(os.path.join(dp, "f%04d" % i), stat.S_IFREG | 0o644)
+with ThreadPoolExecutor(4) as ex:
+    list(ex.map(mk, range(n // 1000)))
+PY
+log "made $NFILES files in $(($(date +%s) - t0)) s"
+branches=()
+for ((i = 1; i <= NBRANCH; i++)); do
+	mkdir "$MNT/b$i"
+	branches+=("$MNT/b$i")
+done
+
+# warm-up, as parallel as the walk but over fewer nodes (10 directories of
+# each of 4 branches): every thread, arena and cache the walk needs exists
+# afterwards, and little freed memory is left for the walk to reuse
+warm=()
+for ((i = 1; i <= 4; i++)); do
+	for ((j = 0; j < 10; j++)); do warm+=("$MNT/b$i/d00$j"); done
+done
+[ "$(walk "${warm[@]}")" = 40000 ] || fail "the warm-up walk did not see 40000 files"
+drop_caches
+# the warm-up's FORGETs: wait until RSS stops falling (at most 10 s)
+prev=0
+for ((n = 0; n < 20; n++)); do
+	cur=$(rss_kb "$pid")
+	[ "$cur" != "$prev" ] || break
+	prev=$cur
+	sleep 0.5
+done
+rss0=$(rss_kb "$pid")
+t0=$(date +%s)
+seen=$(walk "${branches[@]}")
+[ "$seen" = $((NFILES * NBRANCH)) ] || fail "the walk saw $seen files, not $((NFILES * NBRANCH))"
+rss1=$(rss_kb "$pid")
+nodes=$(grep -E '^fuse_inode ' /proc/slabinfo | awk '{ print $2 }')
+log "walk of $seen files in $(($(date +%s) - t0)) s: RSS ${rss0} kB -> ${rss1} kB (kernel holds $nodes fuse inodes)"
+[ "$nodes" -ge "$seen" ] ||
+	fail "the kernel holds $nodes fuse inodes after the walk of $seen files: the test checks nothing"
+drop_caches
+bound=$((rss0 + 10 * 1024))
+for ((n = 0; n < 60; n++)); do
+	rss2=$(rss_kb "$pid")
+	[ "$rss2" -gt "$bound" ] || break
+	sleep 0.5
+done
+log "after drop_caches: RSS ${rss2} kB (bound ${bound} kB)"
+[ "$rss2" -le "$bound" ] ||
+	fail "30 s after the kernel dropped its caches branchd's RSS is ${rss2} kB, $(((rss2 - rss0) / 1024)) MB above the ${rss0} kB before the walk of $seen files"
+bfs_umount
+log "PASS"
