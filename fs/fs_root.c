@@ -166,9 +166,16 @@ void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
 	struct store_branch_info bi;
 	int rc;
 
-	rc = store_branch_lookup(fs->store, name, &bi);
+	/* A name longer than any branch's is ENAMETOOLONG, as a local disk
+	 * answers it (for stat, rmdir, rename, open and a create at the
+	 * root alike: the kernel looks the name up first); another name no
+	 * branch can have is just not there. */
+	if (strlen(name) > STORE_NAME_MAX)
+		rc = -ENAMETOOLONG;
+	else
+		rc = store_branch_lookup(fs->store, name, &bi);
 	if (rc == -EINVAL)
-		rc = -ENOENT; /* a name no branch can have */
+		rc = -ENOENT;
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -10,7 +10,8 @@
 #    a name that is not UTF-8 gets branchctl's "invalid branch name", not
 #    a message about a seq; odd but legal names (255 bytes, UTF-8, spaces,
 #    a leading '-', JSON, names differing in case) list the same in
-#    `branchctl --json list` and `ls` of the root;
+#    `branchctl --json list` and `ls` of the root; a name longer than 255
+#    bytes is ENAMETOOLONG for every call at the root, as on ext4;
 #  - a rename at the root never replaces a branch: onto a taken name it is
 #    EEXIST (also with RENAME_NOREPLACE, and branchctl's exit 5), and
 #    RENAME_EXCHANGE is EINVAL (man branchd(8)); a child names its
@@ -119,6 +120,13 @@ for n in "${legal[@]}"; do
 done
 expect_op ENAMETOOLONG mkdir "$MNT/${long255}y"
 expect_op ENAMETOOLONG mkdir "$MNT/$(printf 'é%.0s' {1..128})"
+# any other call on a name longer than a branch's: ENAMETOOLONG, as on a
+# local disk (the root's lookup said ENOENT, and mknod EPERM)
+for op in stat rmdir unlink mknod; do
+	expect_op ENAMETOOLONG "$op" "$MNT/${long255}y"
+done
+expect_op ENAMETOOLONG rename "$MNT/${long255}y" "$MNT/renamed"
+expect_op ENAMETOOLONG symlink x "$MNT/${long255}y"
 same_lists "legal names made by mkdir"
 expect_ctl 0 info -- -dash
 expect_ctl 0 rename -- --from --from2
