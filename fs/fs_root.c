@@ -145,6 +145,14 @@ int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
 	return 0;
 }
 
+static void fs_root_send_entry(struct fs *fs, fuse_req_t req,
+			       const struct fuse_entry_param *e)
+{
+	fs_node_ref(fs, e->ino, false, (uint32_t)e->generation, 0);
+	if (fuse_reply_entry(req, e) != 0)
+		fs_node_unref(fs, e->ino, 1);
+}
+
 static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
 				const struct store_branch_info *bi)
 {
@@ -156,9 +164,7 @@ static void fs_root_reply_entry(struct fs *fs, fuse_req_t req,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_node_ref(fs, e.ino, false, (uint32_t)e.generation, 0);
-	if (fuse_reply_entry(req, &e) != 0)
-		fs_node_unref(fs, e.ino, 1);
+	fs_root_send_entry(fs, req, &e);
 }
 
 void fs_root_lookup(struct fs *fs, fuse_req_t req, const char *name)
@@ -224,6 +230,52 @@ static int fs_root_recheck_fork(struct fs *fs,
 		FS_ERR(fs, "cannot drop the refused branch '%s': %s", bi->name,
 		       strerror(-drc));
 	return rc;
+}
+
+/* mkdir's reply for branch bi, which it has just made.  A delete through
+ * the control socket may have removed it already (it can land between the
+ * create and the read of the root's attributes): the mkdir has succeeded
+ * all the same, as on ext4 when an rmdir follows a mkdir before it
+ * returns, so it replies with the entry it made instead of the ENOENT of
+ * that read.  The kernel keeps such an entry and its attributes for no
+ * time (timeouts 0): the next use of the name asks again and finds it
+ * gone.  Its attributes are those of a directory made by this call (mode
+ * bits asked for, the caller's uid and gid, the branch's creation time);
+ * the kernel only needs the type to be a directory. */
+static void fs_root_reply_made(struct fs *fs, fuse_req_t req,
+			       const struct store_branch_info *bi, mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct store_branch_info now;
+	struct fuse_entry_param e;
+	struct store_attr a;
+	int rc;
+
+	rc = fs_root_entry(fs, bi, &e);
+	if (rc == -ENOENT &&
+	    store_branch_get(fs->store, bi->id, &now) == -ENOENT) {
+		FS_INFO(fs,
+			"branch '%s' (id %llu) was deleted before its "
+			"mkdir replied",
+			bi->name, (unsigned long long)bi->id);
+		memset(&a, 0, sizeof(a));
+		a.mode = S_IFDIR | (mode & 07777);
+		a.uid = ctx->uid;
+		a.gid = ctx->gid;
+		a.nlink = 2;
+		a.mtime.tv_sec = (time_t)(bi->ctime_ns / 1000000000);
+		a.mtime.tv_nsec = (long)(bi->ctime_ns % 1000000000);
+		a.atime = a.ctime = a.mtime;
+		fs_entry_fill(&e, fs_nodeid(bi->id, bi->root_ino), 0, &a);
+		e.attr_timeout = 0;
+		e.entry_timeout = 0;
+		rc = 0;
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_root_send_entry(fs, req, &e);
 }
 
 void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
@@ -302,7 +354,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 		(unsigned long long)bi.id, args.parent_id ? defname : "(empty)",
 		(unsigned)ctx->uid);
 	fs_root_touch(fs);
-	fs_root_reply_entry(fs, req, &bi);
+	fs_root_reply_made(fs, req, &bi, mode);
 	return;
 out_err:
 	fuse_reply_err(req, -rc);
