@@ -79,6 +79,9 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 		fs_invalidate_branch(c->cfg.fs, branch, old_name);
 	else if (new_name)
 		fs_invalidate_branch(c->cfg.fs, branch, new_name);
+	/* A reset: the same name, another tree. */
+	if (old_name && new_name && strcmp(old_name, new_name) == 0)
+		fs_invalidate_tree(c->cfg.fs, branch);
 }
 
 static int bd_hook_rename(void *ctx, uint64_t branch, const char *old_name,

@@ -947,26 +947,45 @@ uint32_t fs_branch_gen(struct fs *fs, uint64_t br)
 	return (uint32_t)bi.fork_seq;
 }
 
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen,
+/* Is generation a older than b?  Generations are the low 32 bits of fork
+ * seqs, which only grow: compared modulo 2^32, as the kernel's jiffies.
+ * 0 (a directory's) is never older nor newer. */
+static bool fs_gen_older(uint32_t a, uint32_t b)
+{
+	return a && b && (int32_t)(a - b) < 0;
+}
+
+bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
 		 pid_t tid)
 {
 	struct fs_map_ent *e;
+	bool ok = true;
 
 	if (nodeid == FUSE_ROOT_ID)
-		return;
+		return true;
 	pthread_mutex_lock(&fs->nodes_mu);
 	e = fs_map_get(&fs->nodes, nodeid);
-	if (e) {
+	if (e && e->count && fs_gen_older(gen, e->gen)) {
+		/* A lookup that read the branch before a reset, overtaken by
+		 * one after it: its entry would hand the kernel an inode of
+		 * the old tree after the new one (and make the new one bad),
+		 * while the table said the kernel had the new one, so that
+		 * fs_file_open let the old inode's OPENs through. */
+		ok = false;
+	} else if (e) {
 		if (e->count && e->gen != gen)
 			e->flags |= FS_NODE_REGEN;
 		e->count++;
 		e->gen = gen;
-		if (link)
+		if (S_ISLNK(mode))
 			e->flags |= FS_NODE_LINK;
+		if (S_ISDIR(mode))
+			e->flags |= FS_NODE_DIR;
 		if (tid > 0 && e->refused == (int32_t)tid)
 			e->flags |= FS_NODE_RETRY;
 	}
 	pthread_mutex_unlock(&fs->nodes_mu);
+	return ok;
 }
 
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)
@@ -1556,16 +1575,16 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 	return rc;
 }
 
-int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
-			size_t *count)
+/* The node ids of branch_id the kernel knows whose entries have all of
+ * flags, into *out (owned by the caller, freed with free()).  0, or
+ * -ENOMEM with those collected so far. */
+static int fs_nodes_of(struct fs *fs, uint64_t branch_id, uint32_t flags,
+		       uint64_t **out, size_t *count)
 {
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0, i;
-	int rc = 0, r;
+	int rc = 0;
 
-	*count = 0;
-	if (!fs->se || !fs->mounted)
-		return 0;
 	pthread_mutex_lock(&fs->nodes_mu);
 	for (i = 0; i < fs->nodes.nb; i++) {
 		struct fs_map_ent *e;
@@ -1590,6 +1609,22 @@ int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
 	}
 out_unlock:
 	pthread_mutex_unlock(&fs->nodes_mu);
+	*out = ids;
+	*count = n;
+	return rc;
+}
+
+int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
+			size_t *count)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0, i;
+	int rc, r;
+
+	*count = 0;
+	if (!fs->se || !fs->mounted)
+		return 0;
+	rc = fs_nodes_of(fs, branch_id, flags, &ids, &n);
 	for (i = 0; i < n; i++) {
 		r = fuse_lowlevel_notify_inval_inode(fs->se, ids[i], 0, 0);
 		if (r && r != -ENOENT && !rc)
@@ -1597,5 +1632,41 @@ out_unlock:
 	}
 	free(ids);
 	*count = n;
+	return rc;
+}
+
+int fs_invalidate_tree(struct fs *fs, uint64_t branch_id)
+{
+	uint64_t *dirs = NULL;
+	size_t ndirs = 0, names = 0, i, j;
+	int rc, r;
+
+	if (!fs->se || !fs->mounted)
+		return 0;
+	rc = fs_nodes_of(fs, branch_id, FS_NODE_DIR, &dirs, &ndirs);
+	for (i = 0; i < ndirs; i++) {
+		struct store_dirent *ents = NULL;
+		size_t n = 0;
+
+		/* A directory of the old tree only: its names lead nowhere
+		 * now (ENOENT), whatever the kernel holds. */
+		r = store_readdir(fs->store, branch_id, STORE_SEQ_LATEST,
+				  fs_ino_of(dirs[i]), &ents, &n);
+		if (r && r != -ENOENT && r != -ENOTDIR && !rc)
+			rc = r;
+		for (j = 0; j < n; j++) {
+			r = fuse_lowlevel_notify_inval_entry(
+				fs->se, dirs[i], ents[j].name,
+				strlen(ents[j].name));
+			if (r && r != -ENOENT && !rc)
+				rc = r;
+		}
+		names += n;
+		free(ents);
+	}
+	free(dirs);
+	FS_DEBUG(fs,
+		 "invalidated %zu names in %zu directories of branch %llu: %d",
+		 names, ndirs, (unsigned long long)branch_id, rc);
 	return rc;
 }

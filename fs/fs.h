@@ -169,6 +169,17 @@ void fs_branch_end_change(struct fs *fs, uint64_t branch_id);
 int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 			 const char *old_name);
 
+/* After a reset, drop the kernel's entries for every name in every
+ * directory of the branch it knows, so that a path walk after the reset
+ * looks each name up again instead of going on with a dentry, and the
+ * inode behind it, from before the reset: one held by a process (an
+ * O_PATH descriptor, a stat in flight) keeps its dentry past the
+ * invalidation of the branch's own entry, and an open through it met
+ * ESTALE, or EIO once another lookup had made its inode bad.  Reads each
+ * such directory's listing at the branch head.  Same call rules and
+ * returns as fs_invalidate_branch. */
+int fs_invalidate_tree(struct fs *fs, uint64_t branch_id);
+
 /* The tablespace rule (fs_link.c): 0 if a branch of parent as of seq
  * (STORE_SEQ_LATEST: its head) may be made; -EXDEV, with a lowercase
  * reason in why, when a link in the parent's pg_tblspc, or its pg_wal

@@ -90,6 +90,7 @@ enum fs_node_flags {
 	/* The thread of the last refused OPEN (refused) has looked the node
 	 * up since: its next OPEN is the kernel's retry (fs_file_open). */
 	FS_NODE_RETRY = 1u << 2,
+	FS_NODE_DIR = 1u << 3, /* a directory (fs_invalidate_tree) */
 };
 
 struct fs {
@@ -197,9 +198,12 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
  * the branch (fs_branch_op_begin).  0 for a branch that is gone. */
 uint32_t fs_branch_gen(struct fs *fs, uint64_t br);
 /* Count one kernel lookup of nodeid, handed out with generation gen;
- * link: it is a symlink; tid: the thread of a LOOKUP request (0 for other
- * replies), for fs_file_open's retry rule. */
-void fs_node_ref(struct fs *fs, uint64_t nodeid, bool link, uint32_t gen,
+ * mode: its type (S_IF* bits); tid: the thread of a LOOKUP request (0 for other
+ * replies), for fs_file_open's retry rule.  false, and nothing counted,
+ * when an entry with a newer generation of the node went out already (gen
+ * was read before a reset that another request saw): the caller must not
+ * send this entry (read it again, or send none). */
+bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
 		 pid_t tid);
 /* Drop the kernel's cached attributes and pages (a symlink's target) of
  * every node of branch_id it knows whose lookup entry has all of flags

@@ -45,6 +45,9 @@
 
 #define FS_RENAME_NOREPLACE (1u << 0) /* RENAME_NOREPLACE */
 #define FS_RENAME_EXCHANGE (1u << 1)  /* RENAME_EXCHANGE */
+/* Reads of one lookup overtaken by resets before it gives up (ESTALE,
+ * which the kernel's path walk retries once with a fresh lookup). */
+#define FS_LOOKUP_TRIES 4
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -131,9 +134,11 @@ static void fs_blocks_of_open(struct fs *fs, uint64_t nodeid, struct stat *st)
 		st->st_blocks = 1;
 }
 
-/* gen: fs_branch_gen() of nodeid's branch, read before a was. */
-static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
-			   uint32_t gen, const struct store_attr *a)
+/* gen: fs_branch_gen() of nodeid's branch, read before a was.  0, or
+ * -ESTALE and no reply when an entry of a newer generation went out
+ * already (fs_node_ref): possible only without an op of the branch held. */
+static int fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
+			  uint32_t gen, const struct store_attr *a)
 {
 	struct fuse_entry_param e;
 	struct store_attr fixed = *a;
@@ -141,10 +146,24 @@ static void fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 	fs_link_attr(fs, nodeid, &fixed);
 	fs_entry_fill(&e, nodeid, gen, &fixed);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
-	fs_node_ref(fs, nodeid, S_ISLNK(a->mode), (uint32_t)e.generation,
-		    fuse_req_ctx(req)->pid);
+	if (!fs_node_ref(fs, nodeid, a->mode, (uint32_t)e.generation,
+			 fuse_req_ctx(req)->pid))
+		return -ESTALE;
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
+	return 0;
+}
+
+/* fs_reply_entry for a request that holds an op of the branch, which no
+ * reset can overtake. */
+static void fs_reply_new_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
+			       const struct store_attr *a)
+{
+	int rc = fs_reply_entry(fs, req, nodeid,
+				fs_branch_gen(fs, fs_branch_of(nodeid)), a);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
 }
 
 static void fs_reply_attr(struct fs *fs, fuse_req_t req, uint64_t nodeid,
@@ -197,7 +216,7 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct store_attr a;
 	uint64_t br, dir, ino;
 	uint32_t gen;
-	int rc;
+	int rc, tries;
 
 	if (parent == FUSE_ROOT_ID) {
 		fs_root_lookup(fs, req, name);
@@ -206,15 +225,27 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = fs_split(parent, &br, &dir);
 	if (rc)
 		goto out_err;
-	gen = fs_branch_gen(fs, br);
-	rc = store_lookup(fs->store, br, STORE_SEQ_LATEST, dir, name, &ino);
-	if (rc)
-		goto out_err;
-	rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a);
-	if (rc)
-		goto out_err;
-	fs_reply_entry(fs, req, fs_nodeid(br, ino), gen, &a);
-	return;
+	/* Read again when a reset came between the generation and the reads
+	 * of the entry, or when another lookup handed out the node after a
+	 * reset that this one read before (fs_node_ref): its entry would be
+	 * the old tree's, sent after the new one. */
+	for (tries = 0;; tries++) {
+		gen = fs_branch_gen(fs, br);
+		rc = store_lookup(fs->store, br, STORE_SEQ_LATEST, dir, name,
+				  &ino);
+		if (rc == 0)
+			rc = store_getattr(fs->store, br, STORE_SEQ_LATEST, ino,
+					   &a);
+		if (rc == 0 && fs_branch_gen(fs, br) != gen)
+			rc = -ESTALE;
+		if (rc == 0)
+			rc = fs_reply_entry(fs, req, fs_nodeid(br, ino), gen,
+					    &a);
+		if (rc != -ESTALE || tries == FS_LOOKUP_TRIES)
+			break;
+	}
+	if (rc == 0)
+		return;
 out_err:
 	fuse_reply_err(req, -rc);
 }
@@ -421,8 +452,7 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
-		       &a);
+	fs_reply_new_entry(fs, req, nodeid, &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -447,8 +477,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
-		       &a);
+	fs_reply_new_entry(fs, req, nodeid, &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
@@ -479,8 +508,7 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	free(stored);
 	if (rc)
 		goto out_err;
-	fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, fs_branch_of(nodeid)),
-		       &a);
+	fs_reply_new_entry(fs, req, nodeid, &a);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -608,7 +636,7 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent,
 		goto out_err;
 	rc = store_link(fs->store, br, ino, ndir, newname, &a);
 	if (rc == 0)
-		fs_reply_entry(fs, req, nodeid, fs_branch_gen(fs, br), &a);
+		fs_reply_new_entry(fs, req, nodeid, &a);
 	else
 		fuse_reply_err(req, -rc);
 	fs_branch_op_end(fs, br);
@@ -711,7 +739,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	fs_entry_fill(&e, nodeid, gen, &a);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
-	fs_node_ref(fs, nodeid, false, (uint32_t)e.generation, 0);
+	fs_node_ref(fs, nodeid, S_IFREG, (uint32_t)e.generation, 0);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
@@ -1010,10 +1038,19 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 						     (off_t)(i + 1));
 			if (len > size - pos)
 				break;
-			if (got)
-				fs_node_ref(fs, de->nodeid,
-					    S_ISLNK(e.attr.st_mode),
-					    (uint32_t)e.generation, 0);
+			if (got && !fs_node_ref(fs, de->nodeid, e.attr.st_mode,
+						(uint32_t)e.generation, 0)) {
+				/* Overtaken by a reset: a bare entry (no
+				 * dentry), of the same size, in its place. */
+				mode_t type = e.attr.st_mode & S_IFMT;
+
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = ino;
+				e.attr.st_mode = type;
+				fuse_add_direntry_plus(req, buf + pos,
+						       size - pos, de->name, &e,
+						       (off_t)(i + 1));
+			}
 		} else {
 			struct stat st;
 

@@ -12,6 +12,17 @@ Cases:
                 ext4.  (The delete used to land between the create and
                 the read of the new root's attributes for the reply, and
                 mkdir failed with ENOENT.)
+  reset-open    branch x of p, whose f holds p's bytes: each round appends
+                to x/f, takes an O_PATH descriptor of it (the kernel keeps
+                its dentry and inode), resets x over the control socket
+                and, once the reset has replied, opens x/f from 8 threads
+                at once while 2 threads stat it in a loop.  Every open must
+                succeed and read p's bytes.  (The dentry from before the
+                reset stayed valid: opens through it got ESTALE from the
+                daemon, or EIO from the kernel once another thread's
+                lookup had made the old inode bad, 76-110 of 800; and a
+                lookup that read the branch before the reset could hand
+                out the old generation after a newer one.)
 
 Prints one summary line; exit status 0, or 1 with the failures listed.
 """
@@ -21,6 +32,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -91,7 +103,79 @@ def case_mkdir_delete(bctl, mnt, secs):
     return fails
 
 
-CASES = {"mkdir-delete": case_mkdir_delete}
+def case_reset_open(bctl, mnt, secs):
+    c = Ctl(ctl_socket(bctl, mnt))
+    f = os.path.join(mnt, "x", "f")
+    with open(os.path.join(mnt, "p", "f"), "rb") as fh:
+        parent = fh.read()
+    stop = threading.Event()
+    lock = threading.Lock()
+    errs, wrong = {}, []
+
+    def statter():
+        while not stop.is_set():
+            try:
+                os.stat(f)
+            except OSError:
+                pass  # racing the reset: any answer
+
+    def opener(go):
+        go.wait()
+        try:
+            with open(f, "rb") as fh:
+                data = fh.read()
+            e = None
+        except OSError as ex:
+            e, data = errname(ex.errno), None
+        with lock:
+            if e:
+                errs[e] = errs.get(e, 0) + 1
+            elif data != parent:
+                wrong.append(len(data))
+
+    stats = [threading.Thread(target=statter) for _ in range(2)]
+    for t in stats:
+        t.start()
+    rounds = opens = 0
+    end = time.monotonic() + secs
+    fails = []
+    while time.monotonic() < end:
+        with open(f, "ab") as fh:
+            fh.write(b"OLD" * 1000)
+        held = os.open(f, os.O_PATH)
+        r = c.call("reset", name="x")
+        if not r.get("ok"):
+            os.close(held)
+            if r.get("error") == "busy":
+                continue  # a stat's file was being opened: not a failure
+            fails.append("reset: %s" % r.get("message"))
+            break
+        rounds += 1
+        go = threading.Barrier(8)
+        ts = [threading.Thread(target=opener, args=(go,)) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        opens += 8
+        os.close(held)
+    stop.set()
+    for t in stats:
+        t.join()
+    print("reset-open: %d resets, %d opens after them: errors %s, %d read "
+          "other bytes than the parent's%s" %
+          (rounds, opens, errs or "none", len(wrong),
+           " (sizes %s)" % sorted(set(wrong))[:5] if wrong else ""))
+    if errs:
+        fails.append("opens after a reset failed: %s" % errs)
+    if wrong:
+        fails.append("%d opens after a reset read other bytes" % len(wrong))
+    if rounds < 20:
+        fails.append("only %d resets succeeded" % rounds)
+    return fails
+
+
+CASES = {"mkdir-delete": case_mkdir_delete, "reset-open": case_reset_open}
 
 
 def main():

@@ -11,6 +11,14 @@
 #     create reads (fs_root_recheck_fork): that widens the window to a few
 #     ms, and the old build failed 17-26 mkdirs in 10 s.  The daemon's log
 #     must show that deletes did land there.
+#  2. Opens of a file after `branchctl reset` of its branch has replied,
+#     from 8 threads at once, while another process holds the file's
+#     dentry from before the reset (an O_PATH descriptor) and 2 threads
+#     stat it: every open succeeds and reads the parent's bytes.  The
+#     held dentry used to stay valid for its entry timeout, and opens
+#     through it failed with ESTALE or EIO (76-110 of 800); now the reset
+#     drops the kernel's entries of every name in the branch's cached
+#     directories.
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -26,6 +34,14 @@ n=$(cat "$T"/log/branchd-*.log | grep -c "was deleted before its mkdir replied" 
 [ "$n" -gt 0 ] || fail "no delete landed between a mkdir's create and its reply: the race was not run"
 log "$n deletes landed between a mkdir's create and its reply"
 rm -rf "$MNT/main/pg_tblspc"
+
+# 2. Opens after `branchctl reset` while the old dentry is held.
+mkdir "$MNT/p"
+printf 'PARENT-CONTENT\n' >"$MNT/p/f"
+expect_ctl 0 create x --from p
+out=$(tmo 60 python3 "$RACES" "$BRANCHCTL" "$MNT" reset-open 10) ||
+	fail "opens after branchctl reset: $out"
+log "$out"
 
 bfs_umount
 log "branch races: every call had an outcome some serial order gives"
