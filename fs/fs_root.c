@@ -278,6 +278,30 @@ static void fs_root_reply_made(struct fs *fs, fuse_req_t req,
 	fs_root_send_entry(fs, req, &e);
 }
 
+/* The default parent's name into defname and its branch into *parent:
+ * 0 or store_branch_lookup's errors.  A rename of the default parent
+ * commits the new name in the store before it swaps fs->default_parent
+ * (fs_branch_rename, under default_mu, with a sync in between): a mkdir
+ * that read the old name in that window found no such branch and failed
+ * with ENOENT, although the default follows the rename.  On ENOENT the
+ * name is read and looked up again under default_mu, which no rename
+ * holds then. */
+static int fs_root_default_parent(struct fs *fs, char *defname, size_t len,
+				  struct store_branch_info *parent)
+{
+	int rc;
+
+	fs_get_default_parent(fs, defname, len);
+	rc = store_branch_lookup(fs->store, defname, parent);
+	if (rc != -ENOENT)
+		return rc;
+	pthread_mutex_lock(&fs->default_mu);
+	fs_get_default_parent(fs, defname, len);
+	rc = store_branch_lookup(fs->store, defname, parent);
+	pthread_mutex_unlock(&fs->default_mu);
+	return rc;
+}
+
 void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -292,8 +316,7 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 	/* mkdir(2) promises durability only after an fsync (of the branch
 	 * root, of the mount root, or of anything in the branch). */
 	args.lazy = true;
-	fs_get_default_parent(fs, defname, sizeof(defname));
-	rc = store_branch_lookup(fs->store, defname, &parent);
+	rc = fs_root_default_parent(fs, defname, sizeof(defname), &parent);
 	if (rc == 0 && fs->cfg.before_branch) {
 		struct store_branch_info taken;
 
@@ -315,8 +338,9 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 	}
 	if (rc == 0 && fs->cfg.before_branch) {
 		fs->cfg.before_branch(fs->cfg.before_branch_ctx, &parent, name);
-		/* The parent may have changed (or gone) meanwhile. */
-		rc = store_branch_lookup(fs->store, defname, &parent);
+		/* The parent may have changed (or gone) meanwhile; by id: a
+		 * rename meanwhile leaves it the branch just checkpointed. */
+		rc = store_branch_get(fs->store, parent.id, &parent);
 	}
 	if (rc == 0) {
 		args.parent_id = parent.id;

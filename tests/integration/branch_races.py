@@ -23,6 +23,15 @@ Cases:
                 lookup had made the old inode bad, 76-110 of 800; and a
                 lookup that read the branch before the reset could hand
                 out the old generation after a newer one.)
+  mkdir-rename-parent
+                mkdir(2) and rmdir(2) of new branches in a loop while
+                another process renames the default parent main to main2
+                and back over the control socket.  Every mkdir must make
+                its branch: the default parent follows the rename, so
+                either order of a mkdir and a rename succeeds.  (A mkdir
+                that read the default's name before the rename and looked
+                it up after failed with ENOENT, "default parent 'main' does
+                not exist", 366 of 568.)
 
 Prints one summary line; exit status 0, or 1 with the failures listed.
 """
@@ -175,7 +184,56 @@ def case_reset_open(bctl, mnt, secs):
     return fails
 
 
-CASES = {"mkdir-delete": case_mkdir_delete, "reset-open": case_reset_open}
+def case_mkdir_rename_parent(bctl, mnt, secs):
+    sock = ctl_socket(bctl, mnt)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            c = Ctl(sock)
+            cur, n = "main", 0
+            end = time.monotonic() + secs
+            while time.monotonic() < end:
+                new = "main2" if cur == "main" else "main"
+                r = c.call("rename", name=cur, new_name=new)
+                if not r.get("ok"):
+                    print("rename: %s" % r.get("message"), flush=True)
+                    os._exit(1)
+                cur, n = new, n + 1
+            if cur != "main" and not c.call("rename", name=cur,
+                                            new_name="main").get("ok"):
+                os._exit(1)
+            os._exit(0 if n else 1)
+        except Exception as e:  # noqa: BLE001 - reported, then exit 1
+            print("renamer: %r" % e, flush=True)
+            os._exit(1)
+    made, errs, i = 0, {}, 0
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        path = os.path.join(mnt, "k%d" % (i % 20))
+        i += 1
+        try:
+            os.mkdir(path)
+            made += 1
+            os.rmdir(path)
+        except OSError as e:
+            k = errname(e.errno)
+            errs[k] = errs.get(k, 0) + 1
+    _, st = os.waitpid(pid, 0)
+    print("mkdir-rename-parent: %d branches made and removed while the "
+          "default parent was renamed; errors %s" % (made, errs or "none"))
+    fails = []
+    if errs:
+        fails.append("mkdir or rmdir failed: %s" % errs)
+    if os.waitstatus_to_exitcode(st) != 0:
+        fails.append("the renamer failed")
+    return fails
+
+
+CASES = {
+    "mkdir-delete": case_mkdir_delete,
+    "reset-open": case_reset_open,
+    "mkdir-rename-parent": case_mkdir_rename_parent,
+}
 
 
 def main():

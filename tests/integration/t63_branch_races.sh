@@ -19,6 +19,11 @@
 #     through it failed with ESTALE or EIO (76-110 of 800); now the reset
 #     drops the kernel's entries of every name in the branch's cached
 #     directories.
+#  3. mkdir(2) of new branches while `branchctl rename` moves the default
+#     parent main to main2 and back: every mkdir makes its branch (the
+#     default follows the rename).  A mkdir between the rename's store
+#     write and the swap of the default's name used to fail with ENOENT
+#     (366 of 568).
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -42,6 +47,13 @@ expect_ctl 0 create x --from p
 out=$(tmo 60 python3 "$RACES" "$BRANCHCTL" "$MNT" reset-open 10) ||
 	fail "opens after branchctl reset: $out"
 log "$out"
+
+# 3. mkdir while the default parent is renamed.
+out=$(tmo 60 python3 "$RACES" "$BRANCHCTL" "$MNT" mkdir-rename-parent 10) ||
+	fail "mkdir while the default parent is renamed: $out"
+log "$out"
+expect_ctl 0 default
+[ "$CTL_OUT" = main ] || fail "the default parent is '$CTL_OUT' after the renames, not main"
 
 bfs_umount
 log "branch races: every call had an outcome some serial order gives"
