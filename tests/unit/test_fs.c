@@ -2,7 +2,9 @@
 /*
  * test_fs.c - fs/ helpers that need no mount: the hint a user gets when a
  * mount by a user other than root fails (fs_mount_hint), over a FUSE
- * device path and a fuse.conf written here.
+ * device path and a fuse.conf written here; and the kernel lookup table's
+ * generations across a reset (fs_node_ref, fs_file_open), over a store in
+ * a temp dir.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -18,7 +20,8 @@
 
 #include <cmocka.h>
 
-#include "fs/fs.h"
+#include "fs/fs_int.h"
+#include "test_store_common.h"
 
 struct ctx {
 	char dir[64];
@@ -162,6 +165,80 @@ static void test_hint_device(void **state)
 	assert_int_equal(strlen(buf), 7);
 }
 
+struct gen_ctx {
+	char dir[64];
+	struct store *s;
+	struct fs *fs;
+	uint64_t x;	/* branch x, a branch of p */
+	uint64_t node;	/* a file's node id in x */
+	uint32_t older; /* x's generation before its reset */
+	uint32_t newer; /* and after */
+};
+
+static int gen_setup(void **state)
+{
+	struct gen_ctx *g = calloc(1, sizeof(*g));
+	struct store_branch_create_args a = { 0 };
+	struct store_branch_info p, x;
+	struct fs_config cfg = { 0 };
+
+	assert_non_null(g);
+	snprintf(g->dir, sizeof(g->dir), "/tmp/bfs-fsgen-XXXXXX");
+	assert_non_null(mkdtemp(g->dir));
+	assert_int_equal(tstore_open_dir(g->dir, true, NULL, &g->s), 0);
+	a.name = "p";
+	assert_int_equal(store_branch_create(g->s, &a, &p), 0);
+	a.name = "x";
+	a.parent_id = p.id;
+	a.at_seq = STORE_SEQ_LATEST;
+	assert_int_equal(store_branch_create(g->s, &a, &x), 0);
+	cfg.store = g->s;
+	assert_int_equal(fs_new(&cfg, &g->fs), 0);
+	g->x = x.id;
+	g->node = fs_nodeid(x.id, 77);
+	g->older = fs_branch_gen(g->fs, x.id);
+	assert_int_equal(store_branch_reset(g->s, x.id, NULL), 0);
+	g->newer = fs_branch_gen(g->fs, x.id);
+	assert_int_not_equal(g->older, g->newer);
+	*state = g;
+	return 0;
+}
+
+static int gen_teardown(void **state)
+{
+	struct gen_ctx *g = *state;
+
+	fs_free(g->fs);
+	assert_int_equal(store_close(g->s), 0);
+	tstore_rmrf(g->dir);
+	free(g);
+	return 0;
+}
+
+/* A lookup that read the branch before its reset replies after one that
+ * read it after: the table keeps the newer generation, so an OPEN of the
+ * file (from the inode the newer entry made) is let through.  (The older
+ * one used to overwrite it, and that OPEN got ESTALE.) */
+static void test_fs_gen_older_entry_after_newer(void **state)
+{
+	struct gen_ctx *g = *state;
+
+	fs_node_ref(g->fs, g->node, S_IFREG, g->newer, 0);
+	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0);
+	assert_int_equal(fs_file_open(g->fs, g->node, 1234), 0);
+	fs_file_close(g->fs, g->node);
+}
+
+/* The kernel's inode from before the reset (its last entry carried the
+ * older generation) is still refused, once. */
+static void test_fs_gen_old_inode_refused(void **state)
+{
+	struct gen_ctx *g = *state;
+
+	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0);
+	assert_int_equal(fs_file_open(g->fs, g->node, 1234), -ESTALE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +252,11 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hint_device, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_fs_gen_older_entry_after_newer, gen_setup,
+			gen_teardown),
+		cmocka_unit_test_setup_teardown(test_fs_gen_old_inode_refused,
+						gen_setup, gen_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
