@@ -12,12 +12,12 @@ Cases:
                 ext4.  (The delete used to land between the create and
                 the read of the new root's attributes for the reply, and
                 mkdir failed with ENOENT.)
-  reset-open    branch x of p, whose f holds p's bytes: each round appends
-                to x/f, takes an O_PATH descriptor of it (the kernel keeps
-                its dentry and inode), resets x over the control socket
-                and, once the reset has replied, opens x/f from 8 threads
-                at once while 2 threads stat it in a loop.  Every open must
-                succeed and read p's bytes.  (The dentry from before the
+  reset-open    branch x of p, whose f and d/g hold p's bytes: each round
+                appends to both, takes an O_PATH descriptor of each (the
+                kernel keeps their dentries and inodes), resets x over the
+                control socket and, once the reset has replied, opens them
+                from 8 threads at once (4 each) while 2 threads stat them
+                in a loop.  Every open must succeed and read p's bytes.  (The dentry from before the
                 reset stayed valid: opens through it got ESTALE from the
                 daemon, or EIO from the kernel once another thread's
                 lookup had made the old inode bad, 76-110 of 800; and a
@@ -114,21 +114,25 @@ def case_mkdir_delete(bctl, mnt, secs):
 
 def case_reset_open(bctl, mnt, secs):
     c = Ctl(ctl_socket(bctl, mnt))
-    f = os.path.join(mnt, "x", "f")
-    with open(os.path.join(mnt, "p", "f"), "rb") as fh:
-        parent = fh.read()
+    rels = ("f", os.path.join("d", "g"))  # in the branch root and below
+    files = [os.path.join(mnt, "x", r) for r in rels]
+    parent = {}
+    for r, f in zip(rels, files):
+        with open(os.path.join(mnt, "p", r), "rb") as fh:
+            parent[f] = fh.read()
     stop = threading.Event()
     lock = threading.Lock()
     errs, wrong = {}, []
 
     def statter():
         while not stop.is_set():
-            try:
-                os.stat(f)
-            except OSError:
-                pass  # racing the reset: any answer
+            for f in files:
+                try:
+                    os.stat(f)
+                except OSError:
+                    pass  # racing the reset: any answer
 
-    def opener(go):
+    def opener(go, f):
         go.wait()
         try:
             with open(f, "rb") as fh:
@@ -139,7 +143,7 @@ def case_reset_open(bctl, mnt, secs):
         with lock:
             if e:
                 errs[e] = errs.get(e, 0) + 1
-            elif data != parent:
+            elif data != parent[f]:
                 wrong.append(len(data))
 
     stats = [threading.Thread(target=statter) for _ in range(2)]
@@ -149,25 +153,30 @@ def case_reset_open(bctl, mnt, secs):
     end = time.monotonic() + secs
     fails = []
     while time.monotonic() < end:
-        with open(f, "ab") as fh:
-            fh.write(b"OLD" * 1000)
-        held = os.open(f, os.O_PATH)
+        held = []
+        for f in files:
+            with open(f, "ab") as fh:
+                fh.write(b"OLD" * 1000)
+            held.append(os.open(f, os.O_PATH))
         r = c.call("reset", name="x")
         if not r.get("ok"):
-            os.close(held)
+            for h in held:
+                os.close(h)
             if r.get("error") == "busy":
-                continue  # a stat's file was being opened: not a failure
+                continue  # an append's RELEASE came late: not a failure
             fails.append("reset: %s" % r.get("message"))
             break
         rounds += 1
         go = threading.Barrier(8)
-        ts = [threading.Thread(target=opener, args=(go,)) for _ in range(8)]
+        ts = [threading.Thread(target=opener, args=(go, files[i % 2]))
+              for i in range(8)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
         opens += 8
-        os.close(held)
+        for h in held:
+            os.close(h)
     stop.set()
     for t in stats:
         t.join()

@@ -11,10 +11,11 @@
 #     create reads (fs_root_recheck_fork): that widens the window to a few
 #     ms, and the old build failed 17-26 mkdirs in 10 s.  The daemon's log
 #     must show that deletes did land there.
-#  2. Opens of a file after `branchctl reset` of its branch has replied,
-#     from 8 threads at once, while another process holds the file's
-#     dentry from before the reset (an O_PATH descriptor) and 2 threads
-#     stat it: every open succeeds and reads the parent's bytes.  The
+#  2. Opens of files (in the branch root and in a directory below it)
+#     after `branchctl reset` of their branch has replied, from 8 threads
+#     at once, while another process holds their dentries from before the
+#     reset (O_PATH descriptors) and 2 threads stat them: every open
+#     succeeds and reads the parent's bytes.  The
 #     held dentry used to stay valid for its entry timeout, and opens
 #     through it failed with ESTALE or EIO (76-110 of 800); now the reset
 #     drops the kernel's entries of every name in the branch's cached
@@ -41,8 +42,9 @@ log "$n deletes landed between a mkdir's create and its reply"
 rm -rf "$MNT/main/pg_tblspc"
 
 # 2. Opens after `branchctl reset` while the old dentry is held.
-mkdir "$MNT/p"
+mkdir -p "$MNT/p/d"
 printf 'PARENT-CONTENT\n' >"$MNT/p/f"
+printf 'PARENT-G\n' >"$MNT/p/d/g"
 expect_ctl 0 create x --from p
 out=$(tmo 60 python3 "$RACES" "$BRANCHCTL" "$MNT" reset-open 10) ||
 	fail "opens after branchctl reset: $out"
