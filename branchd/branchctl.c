@@ -1171,7 +1171,14 @@ int main(int argc, char **argv)
 		       args[0]);
 		bc_print_checkpoint(reply, NULL);
 	} else if (!strcmp(cmd, "default")) {
-		printf("%s\n", bc_s(reply, "default"));
+		bool exists = true;
+
+		json_get_bool(reply, "exists", &exists);
+		printf("%s%s\n", bc_s(reply, "default"),
+		       exists ? "" :
+				" (no branch has this name now: mkdir in the "
+				"branch root fails with ENOENT while other "
+				"branches exist)");
 	} else if (!strcmp(cmd, "retention")) {
 		printf("%" PRId64 " s\n", bc_i(reply, "retention_s"));
 	} else if (!strcmp(cmd, "gc")) {

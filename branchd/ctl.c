@@ -867,6 +867,8 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 {
 	const char *name = json_get_str(req, "name");
 	char cur[STORE_NAME_MAX + 1] = "main";
+	struct store_branch_info di;
+	bool exists;
 	int rc;
 
 	if (name) {
@@ -896,7 +898,10 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 		c->cfg.hooks.get_default(c->cfg.hooks.ctx, cur, sizeof(cur));
 	json_buf_raw(out, "{\"ok\":true,\"default\":");
 	json_buf_str(out, cur);
-	json_buf_raw(out, "}");
+	/* The default may name no branch (it was deleted): mkdir then fails
+	 * with ENOENT, which the caller had better hear from here. */
+	exists = store_branch_lookup(c->cfg.store, cur, &di) == 0;
+	json_buf_printf(out, ",\"exists\":%s}", exists ? "true" : "false");
 }
 
 static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)

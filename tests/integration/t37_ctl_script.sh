@@ -146,6 +146,19 @@ done
 expect_ctl 0 rename kid kid2
 expect_ctl 0 info kid2
 expect_ctl 0 default main
+# a deleted default parent: default says so (it printed the name alone,
+# exit 0, while every mkdir failed with ENOENT)
+expect_ctl 0 create dd --from main
+expect_ctl 0 default dd
+expect_ctl 0 delete dd
+expect_ctl 0 --json default
+jassert "$CTL_OUT" "d['default'] == 'dd' and d['exists'] is False" "default after its branch was deleted"
+expect_ctl 0 default
+grep -q "^dd (no branch has this name now" <<<"$CTL_OUT" || fail "default after its branch was deleted printed: $CTL_OUT"
+[ "$(try_op mkdir "$MNT/viadd")" = ENOENT ] || fail "mkdir with the default parent deleted did not fail with ENOENT"
+expect_ctl 0 default main
+expect_ctl 0 --json default
+jassert "$CTL_OUT" "d['default'] == 'main' and d['exists'] is True" "default main"
 expect_ctl 0 status
 expect_ctl 0 --json gc # the first since the mount: every branch whole
 jassert "$CTL_OUT" "d['branches_scanned_whole'] >= 3" "the first gc since the mount"

@@ -487,6 +487,28 @@ static void test_ctl_lookup_of_bad_name_is_invalid(void **state)
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"info\",\"name\":\"main\"}"), 0);
 }
 
+/* default says whether a branch has the default parent's name: one
+ * deleted after it was set leaves mkdir failing with ENOENT. */
+static void test_ctl_default_says_if_gone(void **state)
+{
+	struct ctx *x = *state;
+	struct json *j;
+	bool exists = false;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"d2\",\"from\":\"main\"}"), 0);
+	j = call(x, 0, "{\"cmd\":\"default\",\"name\":\"d2\"}");
+	assert_true(json_get_bool(j, "exists", &exists));
+	assert_true(exists);
+	json_free(j);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"delete\",\"name\":\"d2\"}"), 0);
+	j = call(x, 0, "{\"cmd\":\"default\"}");
+	assert_string_equal(json_get_str(j, "default"), "d2");
+	assert_true(json_get_bool(j, "exists", &exists));
+	assert_false(exists);
+	json_free(j);
+}
+
 /* branchctl --json reports a failure of its own with the code of its exit
  * status: each code maps back to the status it came from. */
 static void test_ctl_code_of_exit_roundtrip(void **state)
@@ -1081,6 +1103,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_create_list_info_rename_delete, setup, teardown),
 		cmocka_unit_test(test_ctl_code_of_exit_roundtrip),
+		cmocka_unit_test_setup_teardown(test_ctl_default_says_if_gone,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_ctl_lookup_of_bad_name_is_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_names_are_invalid,
