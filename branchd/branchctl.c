@@ -416,7 +416,45 @@ static int bc_parse_zone(const char *z, int *off)
 	return 0;
 }
 
-static int bc_parse_when(const char *s, struct json_buf *req)
+/* mktime(3) of a local wall-clock time, refusing one that the zone's
+ * daylight-saving change skips or repeats: mktime would quietly take it
+ * an hour off, or pick one of the two, and a branch of the wrong moment
+ * is made without a word.  Each reading (standard time, daylight time)
+ * counts if mktime keeps the clock fields as given.  0, or -EINVAL with
+ * *why set. */
+static int bc_local_time(const struct tm *in, time_t *out, const char **why)
+{
+	time_t t[2];
+	int i, n = 0;
+
+	for (i = 0; i < 2; i++) {
+		struct tm x = *in;
+		time_t v;
+
+		x.tm_isdst = i;
+		v = mktime(&x);
+		if (v == (time_t)-1 || x.tm_isdst != i ||
+		    x.tm_hour != in->tm_hour || x.tm_min != in->tm_min ||
+		    x.tm_mday != in->tm_mday)
+			continue;
+		if (n == 0 || t[0] != v)
+			t[n++] = v;
+	}
+	if (n == 0) {
+		*why = "that local time does not exist (a daylight-saving "
+		       "change skips it); give a zone, such as +01:00 or Z";
+		return -EINVAL;
+	}
+	if (n == 2) {
+		*why = "that local time happens twice (a daylight-saving "
+		       "change repeats it); give a zone, such as +01:00 or Z";
+		return -EINVAL;
+	}
+	*out = t[0];
+	return 0;
+}
+
+static int bc_parse_when(const char *s, struct json_buf *req, const char **why)
 {
 	struct tm tm;
 	int64_t ns;
@@ -503,11 +541,10 @@ static int bc_parse_when(const char *s, struct json_buf *req)
 	}
 	if (*end == 0) {
 		time_t t;
+		int rc = bc_local_time(&tm, &t, why);
 
-		tm.tm_isdst = -1;
-		t = mktime(&tm);
-		if (t == (time_t)-1)
-			return -EINVAL;
+		if (rc)
+			return rc;
 		ns = (int64_t)t * 1000000000;
 	} else {
 		int off;
@@ -899,7 +936,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mount = NULL, *sock = NULL, *from = NULL, *at = NULL;
-	const char *timeout = NULL;
+	const char *timeout = NULL, *why = NULL;
 	char sockpath[PATH_MAX], *raw = NULL;
 	struct json *reply = NULL;
 	struct json_buf req;
@@ -1040,8 +1077,12 @@ int main(int argc, char **argv)
 			json_buf_raw(&req, ",\"from\":");
 			json_buf_str(&req, from);
 		}
-		if (at && bc_parse_when(at, &req)) {
+		if (at && bc_parse_when(at, &req, &why)) {
 			json_buf_release(&req);
+			if (why)
+				return bc_fail(BD_EXIT_USAGE, NULL,
+					       "cannot use time '%s': %s", at,
+					       why);
 			return bc_fail(BD_EXIT_USAGE, NULL,
 				       "cannot understand time '%s'", at);
 		}

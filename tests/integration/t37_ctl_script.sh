@@ -104,6 +104,17 @@ for at in "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+1" "$(date -u -d "@$e" +%Y-%m-
 	"$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+01:6" "$(date -u -d "@$e" +%Y-%m-%dT%H:%M:%S)+ 1:00"; do
 	json_fail 2 usage --json create x --at "$at"
 done
+# a local time is the moment it names in $TZ; one that a daylight-saving
+# change skips or repeats is refused (it was taken an hour off, or as
+# either of its two moments, without a word)
+CTL_AS="env TZ=Europe/Berlin" expect_ctl 0 --json create zb --at "$(TZ=Europe/Berlin date -d "@$e" '+%Y-%m-%d %H:%M:%S')"
+jassert "$CTL_OUT" "d['branch']['fork_seq'] == $s1" "create --at a local time in Europe/Berlin"
+expect_ctl 0 delete zb
+CTL_AS="env TZ=America/New_York" json_fail 2 usage --json create x --at '2026-11-01 01:30:00'
+grep -q 'happens twice' <<<"$CTL_ERR" || fail "a repeated local time: $CTL_ERR"
+CTL_AS="env TZ=America/New_York" json_fail 2 usage --json create x --at '2026-03-08 02:30:00'
+grep -q 'does not exist' <<<"$CTL_ERR" || fail "a skipped local time: $CTL_ERR"
+CTL_AS="env TZ=Europe/Berlin" json_fail 2 usage --json create x --at '2026-10-25 02:30:00.5'
 json_fail 4 not_found --json create x --from nosuch
 json_fail 5 exists --json create kid
 json_fail 8 out_of_range --json create x --at '2000-01-01T00:00:00Z'
