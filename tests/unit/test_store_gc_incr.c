@@ -446,6 +446,47 @@ static void test_store_gc_incr_child_reset_inside_window(void **state)
 	tgi_child_gone_inside_window(*state, true);
 }
 
+/* The same with what only the child's fork point kept being an unlinked
+ * file and a truncated tail of the parent: once the child is gone, the
+ * next GC reclaims the file (inode and blocks) and the cut-off blocks
+ * without a whole scan of the parent, exactly as a whole scan does (the
+ * counts checked by making store_gc_fork_gone always mark the parent). */
+static void test_store_gc_incr_child_deleted_after_unlink(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_gc_stats st;
+	uint64_t big, c;
+
+	big = tgi_populate(fx);
+	tgi_age_out(s);
+	tgi_run(s);
+	assert_int_equal(store_set_retention(s, 3600), 0);
+	c = tstore_branch(s, "c", fx->br);
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "small-5"), 0);
+	tstore_truncate(s, fx->br, big, 128 * BS);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+	tstore_expect_pat(s, c, big, 1, 0, 256 * BS);
+	assert_int_equal(store_branch_delete(s, c), 0);
+	tgi_age_out(s);
+	st = tgi_run(s);
+	/* (the 128 cut-off blocks are examined one by one: keys_scanned is
+	 * no measure here) */
+	assert_int_equal(st.branches_scanned_whole, 0);
+	assert_int_equal(st.inodes_reclaimed, 1);
+	/* 128 cut-off blocks, small-5's block, inode versions: 133, as a
+	 * whole scan (which reads 911 keys here) deletes */
+	assert_int_equal(st.keys_deleted, 133);
+	assert_int_equal(tstore_lookup_rc(s, fx->br, STORE_SEQ_LATEST,
+					  fx->root, "small-5"),
+			 -ENOENT);
+	assert_int_equal(tstore_size(s, fx->br, big), 128 * BS);
+	tstore_expect_pat(s, fx->br, big, 1, 0, 128 * BS);
+	st = tgi_run(s);
+	assert_int_equal(st.keys_deleted, 0);
+}
+
 #define T(f) \
 	cmocka_unit_test_setup_teardown(f, tstore_fx_setup, tstore_fx_teardown)
 
@@ -456,6 +497,7 @@ int main(void)
 		T(test_store_gc_incr_hot_object_across_window),
 		T(test_store_gc_incr_child_deleted_inside_window),
 		T(test_store_gc_incr_child_reset_inside_window),
+		T(test_store_gc_incr_child_deleted_after_unlink),
 		T(test_store_gc_incr_reopen_keeps_set),
 		T(test_store_gc_incr_reopen_without_set),
 		T(test_store_gc_incr_reopen_stale_set),
