@@ -132,7 +132,7 @@ check-layers:
 	@bash scripts/check-layers.sh
 
 format-check:
-	@clang-format --dry-run --Werror $(STORE_SRC) $(FS_SRC) $(BD_SRC) store/*.h fs/*.h branchd/*.h
+	@clang-format --dry-run --Werror $(STORE_SRC) $(FS_SRC) $(BD_SRC) branchd/branchctl.c store/*.h fs/*.h branchd/*.h
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
