@@ -1082,15 +1082,20 @@ int main(int argc, char **argv)
 	rc = fs_run(bd.fs);
 	if (rc)
 		bd_errf(&bd, "fuse loop failed: %s", strerror(-rc));
-	else if (atomic_load(&bd.ready) && !atomic_load(&bd.unmount_failed))
-		status = 0;
 	/* Close the connection before waiting for the signal thread: an
 	 * unmount it started may still wait on the kernel (a syncfs) for
-	 * replies that no worker will send any more. */
+	 * replies that no worker will send any more.  The control plane
+	 * stops first: its requests notify the kernel through the
+	 * connection, and a notify racing the close could write into
+	 * whatever file next took the descriptor's number. */
+	bd_control_stop(bd.control);
+	bd.control = NULL;
 	fs_unmount(bd.fs);
 	atomic_store(&bd.sig_done, true);
 	pthread_kill(bd.sig_thread, SIGUSR1);
 	pthread_join(bd.sig_thread, NULL);
+	if (!rc && atomic_load(&bd.ready) && !atomic_load(&bd.unmount_failed))
+		status = 0;
 out_unmount:
 	bd_control_stop(bd.control);
 	bd.control = NULL;
