@@ -520,11 +520,7 @@ static void *bd_unmount_thread(void *arg)
 	int rc = fs_request_unmount(bd->fs);
 
 	if (rc == -EBUSY) {
-		if (bd->foreground)
-			fprintf(stderr,
-				"branchd: '%s' is in use: not unmounted, "
-				"still serving\n",
-				bd->mountpoint);
+		/* fs_request_unmount logged why (on stderr with -f). */
 		atomic_store(&bd->unmount_state, BD_UNMOUNT_IDLE);
 		return NULL;
 	}

@@ -362,6 +362,8 @@ for ((i = 0; i < 300; i++)); do
 done
 grep -q "is in use: not unmounted, still serving" "$T"/log/branchd-mnt2-*.log ||
 	fail "no 'in use' answer to SIGTERM with a file open within 30 s: $(tail -n 3 "$T"/log/branchd-mnt2-*.log)"
+[ "$(cat "$T"/log/branchd-mnt2-*.log | grep -c "is in use")" -eq 1 ] ||
+	fail "one SIGTERM with a file open, not one 'in use' line: $(grep "is in use" "$T"/log/branchd-mnt2-*.log)"
 _it_alive "$p2" || fail "branchd $p2 exited on SIGTERM with a file open"
 mountpoint -q "$M2" || fail "$M2 detached on SIGTERM with a file open"
 [ "$(cat "$M2/main/held")" = held ] || fail "$M2/main/held unreadable by path after the refused unmount"

@@ -144,6 +144,7 @@ wait_log "$lazylog" "is no longer mounted\|cannot unmount"
 [ "$(cat "/proc/$$/fd/$held")" = lazy ] || fail "the open file of the detached mount stopped working after SIGTERM: $(tail -n 3 "$lazylog")"
 _it_alive "$pid" || fail "branchd exited on SIGTERM while a file of its detached mount was open"
 grep -q "is no longer mounted" "$lazylog" || fail "branchd did not say its mount was detached: $(tail -n 3 "$lazylog")"
+! grep -q "is in use" "$lazylog" || fail "branchd called its detached mount 'in use': $(grep "is in use" "$lazylog")"
 exec {held}<&-
 _it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the last file of its detached mount was closed"
 log "umount -l, file open: SIGTERM served on, daemon gone once the file was closed"
