@@ -1068,12 +1068,16 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
 					     kv_cf_names, cfo, r->cf, &err);
 	if (err) {
-		rc = kv_rocks_err(
-			&r->kv,
-			strstr(err, "Corruption") ?
-				"the store's database is damaged: open" :
-				"open",
-			err);
+		const char *what = "open";
+
+		if (strstr(err, "Corruption"))
+			what = "the store's database is damaged: open";
+		else if (strstr(err, "While lock file"))
+			/* Not another daemon: that one holds the store's own
+			 * lock, taken first.  A RocksDB tool (ldb), say. */
+			what = "the store's database is in use by another "
+			       "process (it holds db/LOCK): open";
+		rc = kv_rocks_err(&r->kv, what, err);
 		goto err_free;
 	}
 	r->wopts = rocksdb_writeoptions_create();

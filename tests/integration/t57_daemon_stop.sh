@@ -24,7 +24,9 @@
 #    line with the command that removes it (it said only 'Transport
 #    endpoint is not connected'); once removed, the next daemon replaces
 #    the stale socket, and a clean stop leaves neither socket nor lock
-#    file.
+#    file;
+#  - RocksDB's lock held by a process that is not branchd: one line saying
+#    the store's database is in use.
 # A user's mount is made in a mount namespace of its own, with a 0666
 # node of the FUSE device bound over /dev/fuse (0600 on some machines).
 source "$(dirname "$0")/lib.sh"
@@ -194,3 +196,32 @@ bfs_umount "$M"
 [ ! -e "$T/killed.sock" ] && [ ! -e "$T/killed.sock.lock" ] ||
 	fail "the socket or its lock file is left after a clean stop: $(ls "$T")"
 log "after SIGKILL: dead mount named, stale socket replaced; nothing left after a clean stop"
+
+# ---- RocksDB's lock held by a process that is not branchd ------------------------
+# (a RocksDB tool such as ldb): one line that says the database is in use,
+# not RocksDB's bare "IO error: While lock file"
+python3 - "$T/store-c/db/LOCK" "$T/rocks-locked" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+open(sys.argv[2], "w").close()
+time.sleep(120)
+PY
+locker=$!
+IT_BG+=("$locker")
+for ((n = 0; n < 300; n++)); do
+	[ -e "$T/rocks-locked" ] && break
+	_it_alive "$locker" || fail "the RocksDB lock holder died"
+	sleep 0.1
+done
+[ -e "$T/rocks-locked" ] || fail "the RocksDB lock holder did not take the lock"
+rc=0
+err=$(tmo 30 "$BRANCHD" -f -o "socket=$T/closed.sock" "$T/store-c" "$M" 2>&1 >/dev/null) || rc=$?
+[ $rc -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] ||
+	fail "branchd with RocksDB's lock held: exit $rc, expected one line: $err"
+[[ $err == *"database is in use by another process"* ]] ||
+	fail "branchd with RocksDB's lock held does not say the database is in use: $err"
+! is_mounted "$M" || fail "branchd mounted although RocksDB's lock is held"
+kill "$locker"
+wait "$locker" 2>/dev/null || true
+log "RocksDB's lock held by another process: $err"
