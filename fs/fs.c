@@ -230,18 +230,21 @@ static int fs_mountinfo_find(const char *path, char *dev, size_t devlen)
 }
 
 /* Where our mount is now: the mount point of /proc/self/mountinfo's entry
- * of device fs->dev with root "/", preferring one at fs->mountpoint (a
- * parent of it may have been renamed since the mount).  Returns 1 and
- * fills path, 0 if there is none (detached by umount -l, or unmounted), or
- * a negative errno.  Without fs->dev (not found at mount time): whether
- * anything is mounted at fs->mountpoint, as before. */
+ * with our mount's id (fs->mnt_id: it stays when a parent of the mount
+ * point is renamed, and a bind mount of it elsewhere has another).
+ * Returns 1 and fills path; 0 if there is none (detached by umount -l, or
+ * unmounted); -EBUSY if something is mounted over it there (an unmount
+ * at that path would take that one); or another negative errno.  Without
+ * the id (not found at mount time): whether anything is mounted at
+ * fs->mountpoint, as before. */
 static int fs_mount_where(struct fs *fs, char *path, size_t len)
 {
-	char line[8192];
+	char line[8192], mp[4096];
+	long id, parent;
 	int found = 0;
 	FILE *f;
 
-	if (!fs->dev[0]) {
+	if (!fs->mnt_id) {
 		found = fs_mountinfo_find(fs->mountpoint, NULL, 0);
 		if (found > 0)
 			snprintf(path, len, "%s", fs->mountpoint);
@@ -250,18 +253,46 @@ static int fs_mount_where(struct fs *fs, char *path, size_t len)
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char majmin[64], root[16], mp[4096];
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%ld %ld %*s %*s %4095s", &id, &parent, mp) ==
+			    3 &&
+		    id == fs->mnt_id) {
+			fs_unescape(mp);
+			snprintf(path, len, "%s", mp);
+			found = 1;
+		}
+	}
+	rewind(f);
+	while (found == 1 && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%ld %ld %*s %*s %4095s", &id, &parent, mp) ==
+			    3 &&
+		    parent == fs->mnt_id) {
+			fs_unescape(mp);
+			if (strcmp(mp, path) == 0)
+				found = -EBUSY;
+		}
+	}
+	fclose(f);
+	return found;
+}
 
-		if (sscanf(line, "%*s %*s %63s %15s %4095s", majmin, root,
-			   mp) != 3 ||
-		    strcmp(majmin, fs->dev) != 0 || strcmp(root, "/") != 0)
+/* Our mount's id in /proc/self/mountinfo: that of the last entry at
+ * path of device dev, or 0. */
+static long fs_mount_id(const char *path, const char *dev)
+{
+	char line[8192], majmin[64], mp[4096];
+	long id, found = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%ld %*s %63s %*s %4095s", &id, majmin, mp) !=
+		    3)
 			continue;
 		fs_unescape(mp);
-		if (found && strcmp(path, fs->mountpoint) == 0)
-			continue;
-		snprintf(path, len, "%s", mp);
-		found = 1;
+		if (strcmp(mp, path) == 0 && strcmp(majmin, dev) == 0)
+			found = id;
 	}
 	fclose(f);
 	return found;
@@ -625,6 +656,7 @@ int fs_mount(struct fs *fs, const char *mountpoint, bool allow_other)
 	fs->mounted = true;
 	if (fs_mountinfo_find(real, fs->dev, sizeof(fs->dev)) <= 0)
 		fs->dev[0] = 0;
+	fs->mnt_id = fs->dev[0] ? fs_mount_id(real, fs->dev) : 0;
 	FS_INFO(fs, "mounted on '%s'", real);
 	if (fs->cfg.io_uring) {
 		int fd = fuse_session_fd(fs->se);
@@ -783,6 +815,13 @@ int fs_request_unmount(struct fs *fs)
 	if (!fs->mountpoint || !atomic_load(&fs->mounted))
 		return 0;
 	rc = fs_mount_where(fs, where, sizeof(where));
+	if (rc == -EBUSY) {
+		FS_WARN(fs,
+			"something is mounted over '%s': not unmounted, still "
+			"serving; unmount that first and signal again",
+			where);
+		return rc;
+	}
 	if (rc < 0) {
 		FS_ERR(fs, "cannot unmount '%s': cannot read mountinfo: %s",
 		       fs->mountpoint, strerror(-rc));
@@ -844,8 +883,7 @@ static void fs_abort_conn(struct fs *fs)
 	unsigned maj, min;
 	int fd;
 
-	if (sscanf(fs->dev, "%u:%u", &maj, &min) != 2 ||
-	    fs_mount_where(fs, where, sizeof(where)) <= 0)
+	if (sscanf(fs->dev, "%u:%u", &maj, &min) != 2)
 		return;
 	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", min);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -857,7 +895,7 @@ static void fs_abort_conn(struct fs *fs)
 		FS_WARN(fs, "cannot abort '%s': %s", path, strerror(errno));
 		close(fd);
 	}
-	if (geteuid() == 0 &&
+	if (geteuid() == 0 && fs_mount_where(fs, where, sizeof(where)) == 1 &&
 	    umount2(where, MNT_FORCE | UMOUNT_NOFOLLOW) != 0 && errno != EBUSY)
 		FS_WARN(fs, "cannot abort the connection of '%s': %s", where,
 			strerror(errno));

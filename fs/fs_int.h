@@ -104,11 +104,13 @@ struct fs {
 	/* Set by fs_mount, cleared by fs_unmount (main thread); read by the
 	 * unmount, exit and invalidation paths from other threads. */
 	atomic_bool mounted;
-	/* The mount's "major:minor" in /proc/self/mountinfo, set by fs_mount
-	 * (empty if it was not found): how the unmount finds our mount after
-	 * a parent of the mount point was renamed, and tells it from another
-	 * mounted at the same path after ours was detached (umount -l). */
+	/* The mount's "major:minor" and id in /proc/self/mountinfo, set by
+	 * fs_mount (empty and 0 if it was not found): the id is how the
+	 * unmount finds our mount after a parent of the mount point was
+	 * renamed, and tells it from another mounted at the same path after
+	 * ours was detached (umount -l); dev names its fusectl directory. */
 	char dev[32];
+	long mnt_id;
 	/* fs_run's thread while its loop runs (loop_running), woken by
 	 * fs_request_exit; both guarded by loop_mu. */
 	pthread_mutex_t loop_mu;

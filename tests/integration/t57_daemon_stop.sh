@@ -18,6 +18,8 @@
 #  - a mount detached with umount -l while a file in it is open: SIGTERM
 #    leaves the open file working (it used to end the connection under
 #    it) and the daemon exits once the file is closed;
+#  - a mount with something mounted over it: SIGTERM unmounts nothing and
+#    says so (umount at the path took the mount on top);
 #  - a daemon started with fds 0-2 closed (a service manager) keeps the
 #    store's lock (the dup2 of /dev/null over them closed it);
 #  - after a daemon's SIGKILL, one started on its dead mount says so in one
@@ -150,6 +152,32 @@ grep -q "is no longer mounted" "$lazylog" || fail "branchd did not say its mount
 exec {held}<&-
 _it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the last file of its detached mount was closed"
 log "umount -l, file open: SIGTERM served on, daemon gone once the file was closed"
+
+# ---- something mounted over the mount, then SIGTERM -------------------------------
+# umount at the path took the mount on top (a tmpfs here) and the daemon
+# served on as if it had unmounted; now it says so and unmounts nothing
+M=$T/over
+bfs_mount "$T/store-o" "$M"
+pid=${IT_MNTPID[$M]}
+mkdir "$M/main"
+it_mount_tmpfs "$M" 4m
+touch "$M/on-top"
+kill -TERM "$pid"
+overlog=$(ls "$T"/log/branchd-over-*.log)
+for ((n = 0; n < 300; n++)); do # until branchd answers, or the tmpfs goes
+	grep -q "something is mounted over" "$overlog" && break
+	[ -e "$M/on-top" ] || break
+	sleep 0.1
+done
+[ -e "$M/on-top" ] || fail "SIGTERM to branchd unmounted the tmpfs mounted over its mount: $(tail -n 2 "$overlog")"
+grep -q "something is mounted over" "$overlog" || fail "branchd did not say something is mounted over its mount: $(tail -n 2 "$overlog")"
+_it_alive "$pid" || fail "branchd exited on SIGTERM with something mounted over its mount"
+umount "$M"
+[ -d "$M/main" ] || fail "branchd's mount under the tmpfs is gone"
+kill -TERM "$pid"
+_it_wait_gone "$pid" 30 || fail "branchd still running 30 s after SIGTERM once the tmpfs was gone"
+! is_mounted "$M" || fail "$M still mounted after the second SIGTERM"
+log "something mounted over: SIGTERM left it, said so; unmounted once it was gone"
 
 # ---- started with stdin, stdout and stderr closed ---------------------------------
 # The store's lock file and RocksDB's files took fds 0-2, and the dup2 of
