@@ -836,7 +836,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char why[PATH_MAX + 128];
 	int opt, rc, status = 1;
-	bool check = false;
+	bool check = false, store_new = false;
 	unsigned tables = 0;
 	rlim_t nofile;
 
@@ -986,6 +986,11 @@ int main(int argc, char **argv)
 	scfg.cache_bytes = bd.cache_bytes;
 	scfg.max_open_files = tables;
 	scfg.retention_s = bd.retention_s;
+	{
+		struct stat sst;
+
+		store_new = lstat(bd.store_dir, &sst) != 0 && errno == ENOENT;
+	}
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
 	if (rc) {
 		/* store_open logged its one-line reason. */
@@ -1100,10 +1105,20 @@ out_free:
 	fs_free(bd.fs);
 out_close:
 	bd_pgckpt_free(bd.pgckpt);
-	rc = store_close(bd.store);
-	if (rc) {
-		bd_errf(&bd, "closing the store failed: %s", strerror(-rc));
-		status = 1;
+	/* A store this run made for a mount that never went live (one that
+	 * failed in a way not checked before) is not left behind. */
+	if (store_new && !atomic_load(&bd.ready)) {
+		rc = store_close_remove(bd.store);
+		if (rc)
+			bd_errf(&bd, "cannot remove the new store '%s': %s",
+				bd.store_dir, strerror(-rc));
+	} else {
+		rc = store_close(bd.store);
+		if (rc) {
+			bd_errf(&bd, "closing the store failed: %s",
+				strerror(-rc));
+			status = 1;
+		}
 	}
 out:
 	if (bd.pidfile_written)

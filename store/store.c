@@ -3054,6 +3054,69 @@ out_delete:
 			 strerror(-rc));
 }
 
+/* The database's files first and the marker last: cut short, what is
+ * left is refused as a damaged store, not taken for an empty new one.
+ * The lock file goes last, while the caller still holds its flock: a
+ * daemon that opens the store meanwhile is refused as "in use" (one that
+ * locks the unlinked file after we close it finds no marker, or no
+ * database, and is refused too). */
+static int store_remove_files(const char *dir)
+{
+	static const char *const top[] = { STORE_MARKER, STORE_LOCKFILE };
+	char path[PATH_MAX];
+	struct dirent *de;
+	size_t i;
+	int rc = 0;
+	DIR *d;
+
+	if (snprintf(path, sizeof(path), "%s/db", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	d = opendir(path);
+	if (d) {
+		while ((de = readdir(d))) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			if (unlinkat(dirfd(d), de->d_name, 0) != 0 && !rc)
+				rc = -errno;
+		}
+		closedir(d);
+		if (rmdir(path) != 0 && !rc)
+			rc = -errno;
+	} else if (errno != ENOENT) {
+		rc = -errno;
+	}
+	for (i = 0; i < sizeof(top) / sizeof(top[0]) && !rc; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, top[i]);
+		if (unlink(path) != 0 && errno != ENOENT)
+			rc = -errno;
+	}
+	if (!rc && rmdir(dir) != 0)
+		rc = -errno;
+	return rc;
+}
+
+int store_close_remove(struct store *s)
+{
+	char *dir;
+	int rc, lock_fd;
+
+	if (!s)
+		return 0;
+	store_filters_join(s);
+	kv_close(s->kv);
+	dir = s->dir;
+	s->dir = NULL;
+	lock_fd = s->lock_fd;
+	s->lock_fd = -1;
+	store_free(s);
+	rc = dir ? store_remove_files(dir) : -ENOMEM;
+	if (lock_fd >= 0)
+		close(lock_fd);
+	free(dir);
+	return rc;
+}
+
 int store_close(struct store *s)
 {
 	struct kv_batch b;

@@ -599,6 +599,23 @@ static void test_store_persist_retention(void **state)
 	assert_int_equal(store_get_retention(fx->s), 120);
 }
 
+/* store_close_remove (for a store a daemon made for a mount that then
+ * failed) leaves nothing of the store, its directory included, and a
+ * store can be made there again. */
+static void test_store_persist_close_remove(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s2 = NULL;
+	struct stat st;
+
+	assert_int_equal(store_close_remove(fx->s), 0);
+	fx->s = NULL;
+	assert_int_equal(stat(fx->dir, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(tstore_open_dir(fx->dir, true, NULL, &s2), 0);
+	assert_int_equal(store_close(s2), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -613,6 +630,7 @@ int main(int argc, char **argv)
 		T(test_store_persist_killed_mt_synced_writes),
 		T(test_store_persist_settings),
 		T(test_store_persist_retention),
+		T(test_store_persist_close_remove),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--child-write") == 0)
