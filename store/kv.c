@@ -19,6 +19,7 @@
  * write (sync=false writes reach the OS only; kv_sync syncs the WAL).
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -252,6 +253,10 @@ struct kv_rocks {
 	atomic_bool write_failed;
 	/* RocksDB stopped on a background error (said once in the log). */
 	atomic_bool stopped_said;
+	/* Number of the WAL file a write failed to append to (a full disk),
+	 * 0 if none: see kv_rocks_wal_ok. */
+	_Atomic uint64_t wal_bad;
+	atomic_bool wal_bad_said;
 	/* The fsync journal (journal.h); NULL when it could not be made
 	 * (then fsync syncs RocksDB's WAL, as before it existed). */
 	struct journal *jnl;
@@ -456,15 +461,87 @@ kv_rocks_batch(struct kv_rocks *r, const struct kv_batch *b, uint64_t end)
 	return wb;
 }
 
+/* The number of the WAL file err says an append failed on ("While
+ * appending to file: <dir>/000123.log"), or 0. */
+static uint64_t kv_rocks_err_wal(const char *err)
+{
+	const char *p = strstr(err, "While appending to file: "), *base;
+	char *end;
+	uint64_t n;
+
+	if (!p)
+		return 0;
+	p += strlen("While appending to file: ");
+	base = strrchr(p, '/');
+	base = base ? base + 1 : p;
+	n = strtoull(base, &end, 10);
+	return end != base && strncmp(end, ".log", 4) == 0 ? n : 0;
+}
+
+/* Whether RocksDB may be written to.  A write that fails to append to the
+ * WAL leaves that file's writer with an error, and RocksDB 7.8 switches to
+ * a new WAL only when its recovery from the full disk (every 5 s, by
+ * itself) finds a memtable to flush; if it found none, the next write
+ * appends to the failed writer, and Debian's librocksdb (built with
+ * assertions on) aborts the daemon there (a release build fails every
+ * write).  So after such a failure nothing is written until a WAL file
+ * newer than the failed one exists: the recovery switched.  The check
+ * reads the database directory, and only in that state. */
+static bool kv_rocks_wal_ok(struct kv_rocks *r)
+{
+	uint64_t bad = atomic_load(&r->wal_bad), n;
+	struct dirent *de;
+	bool newer = false;
+	char *end;
+	DIR *d;
+
+	if (bad == 0)
+		return true;
+	d = opendir(r->path);
+	if (!d)
+		return false;
+	while (!newer && (de = readdir(d))) {
+		n = strtoull(de->d_name, &end, 10);
+		newer = end != de->d_name && strcmp(end, ".log") == 0 &&
+			n > bad;
+	}
+	closedir(d);
+	if (!newer) {
+		if (!atomic_exchange(&r->wal_bad_said, true))
+			kv_log(&r->kv, STORE_LOG_ERR,
+			       "rocksdb: a write to its log file %06llu failed on the full disk: writes are refused until RocksDB moves to a new log file, which it does when its own recovery (tried every 5 s once there is room) finds data to flush; if writes still fail then, unmount and mount the store again (every acknowledged write is kept)",
+			       (unsigned long long)bad);
+		return false;
+	}
+	if (atomic_compare_exchange_strong(&r->wal_bad, &bad, 0)) {
+		atomic_store(&r->wal_bad_said, false);
+		kv_log(&r->kv, STORE_LOG_INFO,
+		       "rocksdb moved past its failed log file %06llu: writes resume",
+		       (unsigned long long)bad);
+	}
+	return true;
+}
+
 static int kv_rocks_apply(struct kv_rocks *r, rocksdb_writebatch_t *wb,
 			  bool sync)
 {
 	char *err = NULL;
+	uint64_t wal;
 
+	if (!kv_rocks_wal_ok(r)) {
+		rocksdb_writebatch_destroy(wb);
+		return -ENOSPC;
+	}
 	rocksdb_write(r->db, sync ? r->wopts_sync : r->wopts, wb, &err);
 	rocksdb_writebatch_destroy(wb);
 	if (err) {
 		atomic_store(&r->write_failed, true);
+		wal = kv_rocks_err_wal(err);
+		if (wal) {
+			uint64_t none = 0;
+
+			atomic_compare_exchange_strong(&r->wal_bad, &none, wal);
+		}
 		return kv_rocks_err(&r->kv, "write", err);
 	}
 	atomic_store(&r->write_failed, false);
@@ -1014,7 +1091,7 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 			journal_bytes = strtoull(env, NULL, 10) << 10;
 		/* Test seam: memtables and table files of this size, so
 		 * that a test makes a store of many table files from little
-		 * data (t57).  Not for production: small files make
+		 * data (t60).  Not for production: small files make
 		 * compactions and reads slower. */
 		env = getenv("BRANCHFS_TEST_SST_KIB");
 		if (env && strtoull(env, NULL, 10) > 0)

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 180
+# t60: another program takes every free byte of the store's filesystem (a
+# 64 MiB tmpfs), then gives the space back.
+#  - a file is deleted on the freshly mounted store while the disk is 100%
+#    full: its tombstone's append to RocksDB's write-ahead log fails, and
+#    RocksDB's own recovery (5 s after, once there is room) finds no
+#    memtable to flush and keeps the failed log file.  Debian's librocksdb
+#    (built with assertions) aborted branchd at the next write; branchd
+#    stays up, refuses writes and says to mount the store again, and after
+#    that remount writes, deletes and the data fsynced before all work.
+source "$(dirname "$0")/lib.sh"
+it_init
+
+# probe DIR: seconds (3 decimals) from now until a create + write + fsync in
+# DIR succeeds, retried every 10 ms for up to 10 s; "none" if it never does
+PROBE_PY='
+import os, sys, time
+d, t0 = sys.argv[1], time.monotonic()
+while time.monotonic() - t0 < 10:
+    try:
+        fd = os.open(d + "/probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b"p" * 8192)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        print("%.3f" % (time.monotonic() - t0))
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.01)
+print("none")
+'
+# fill_all DIR: a filler file DIR/filler takes every free byte of DIR's
+# filesystem
+FILL_PY='
+import os, sys
+fd = os.open(sys.argv[1] + "/filler", os.O_WRONLY | os.O_CREAT, 0o644)
+for chunk in (1 << 20, 4096, 1):
+    try:
+        while True:
+            os.write(fd, b"\1" * chunk)
+    except OSError:
+        pass
+os.close(fd)
+'
+fill_all() { tmo 60 python3 -c "$FILL_PY" "$1"; }
+probe() { tmo 30 python3 -c "$PROBE_PY" "$1"; }
+# within T LIMIT: T (a probe's result) is a number of seconds <= LIMIT
+within() { [ "$1" != none ] && python3 -c 'import sys; sys.exit(not float(sys.argv[1]) <= float(sys.argv[2]))' "$1" "$2"; }
+
+SMALL=$T/small
+it_mount_tmpfs "$SMALL" 64m
+ST=$SMALL/store
+M=$T/mnt
+
+# ---- a delete at 100% full, on a fresh mount (RocksDB's memtables empty)
+bfs_mount "$ST" "$M"
+mkdir "$M/main" "$M/b1"
+head -c $((3 << 20)) /dev/urandom >"$T/acked"
+cp "$T/acked" "$M/main/acked"
+echo victim >"$M/main/victim"
+sync -f "$M/main/acked" # fsync: acknowledged
+want=$(md5sum <"$T/acked")
+bfs_umount "$M"
+bfs_mount "$ST" "$M"
+bpid=${IT_MNTPID[$M]}
+logf=$(ls -t "$T"/log/branchd-mnt-*.log | head -n 1)
+fill_all "$SMALL"
+expect_op ENOSPC unlink "$M/main/victim"
+grep -q 'While appending to file: .*\.log' "$logf" ||
+	fail "the delete at 100% full did not reach RocksDB's write-ahead log: the test proves nothing ($(tail -n 2 "$logf"))"
+rm -f "$SMALL/filler"
+t=$(probe "$M/main")
+_it_alive "$bpid" || fail "branchd died after the space came back: $(tail -n 3 "$logf")"
+if within "$t" 6.5; then
+	log "a write succeeded $t s after the space came back (RocksDB moved to a new log file)"
+else
+	grep -q 'unmount and mount the store again' "$logf" ||
+		fail "no write $t s after the space came back, and branchd's log does not say what to do: $(tail -n 3 "$logf")"
+	expect_op ENOSPC mkdir "$M/main/d"
+	_it_alive "$bpid" || fail "branchd died at a write after RocksDB's recovery"
+	log "writes refused after RocksDB's recovery kept the failed log file: $(grep -o 'a write to its log file [0-9]*' "$logf" | head -n 1)"
+	bfs_umount "$M"
+	bfs_mount "$ST" "$M"
+	t=$(probe "$M/main")
+	within "$t" 1.0 || fail "writes still fail after the store was mounted again"
+fi
+[ "$(md5sum <"$M/main/acked")" = "$want" ] || fail "the file fsynced before the disk filled reads back different"
+expect_op OK unlink "$M/main/victim"
+expect_op OK rmdir "$M/b1"
+bfs_umount "$M"
+log "a delete at 100% full: branchd stayed up and everything works after the space came back"
