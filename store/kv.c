@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
@@ -276,6 +277,18 @@ struct kv_rocks {
  * trip an assertion in Debian's librocksdb (built with them on): branchd
  * and branchd --check died with SIGABRT instead of saying why. */
 #define KV_OPEN_ROOM (1u << 20)
+/* What RocksDB may still write on the filesystem statvfs describes: root
+ * may use the blocks ext4 (and others) reserve for it, f_bfree, and any
+ * other user only f_bavail.  Used for the open check, so that root can
+ * open a store whose filesystem users filled (and delete branches to make
+ * room); the store's own reserve (store.c) counts f_bavail for everyone,
+ * so new data never eats into root's blocks and RocksDB's flushes have
+ * them as extra room. */
+static uint64_t kv_fs_avail(const struct statvfs *vfs)
+{
+	return (uint64_t)(geteuid() == 0 ? vfs->f_bfree : vfs->f_bavail) *
+	       vfs->f_frsize;
+}
 
 static int kv_rocks_sync(struct kv *kv);
 
@@ -1048,7 +1061,7 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		if (statvfs(path, &vfs) == 0 ||
 		    (create && kv_parent_statvfs(path, &vfs) == 0)) {
 			total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-			avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+			avail = kv_fs_avail(&vfs);
 			if (avail < KV_OPEN_ROOM) {
 				kv_log(&r->kv, STORE_LOG_ERR,
 				       "cannot open the database in '%s': its filesystem has %llu KiB free, and opening it needs %u KiB: make room first",
