@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rocksdb/c.h>
@@ -258,6 +259,11 @@ struct kv_rocks {
 	 * 0 if none: see kv_rocks_wal_ok. */
 	_Atomic uint64_t wal_bad;
 	atomic_bool wal_bad_said;
+	/* The write floor (kv_rocks_room_ok): bytes, 0 for none. */
+	uint64_t floor;
+	_Atomic int64_t room_checked_ns;
+	atomic_bool room_near; /* under 16 floors free at the last check */
+	atomic_bool room_said;
 	/* The fsync journal (journal.h); NULL when it could not be made
 	 * (then fsync syncs RocksDB's WAL, as before it existed). */
 	struct journal *jnl;
@@ -277,6 +283,10 @@ struct kv_rocks {
  * trip an assertion in Debian's librocksdb (built with them on): branchd
  * and branchd --check died with SIGABRT instead of saying why. */
 #define KV_OPEN_ROOM (1u << 20)
+/* Free space below which nothing is written (kv_rocks_room_ok).
+ * BRANCHFS_WRITE_FLOOR_KIB overrides it: tests set 0 to let a write meet
+ * the full disk in RocksDB's WAL. */
+#define KV_WRITE_FLOOR (1u << 20)
 /* What RocksDB may still write on the filesystem statvfs describes: root
  * may use the blocks ext4 (and others) reserve for it, f_bfree, and any
  * other user only f_bavail.  Used for the open check, so that root can
@@ -535,13 +545,54 @@ static bool kv_rocks_wal_ok(struct kv_rocks *r)
 	return true;
 }
 
+/* Whether the filesystem has the write floor free (counted as
+ * kv_fs_avail).  Below it nothing is written, not even a delete, which
+ * needs room in the WAL like any write: on a disk filled to the last byte
+ * by another program, deleting a file or a branch to make room met ENOSPC
+ * in the WAL append and left RocksDB with a failed WAL file
+ * (kv_rocks_wal_ok), so that it took writes only after a remount; now it
+ * is a plain ENOSPC.  statvfs runs at most every 50 ms while 16 floors
+ * are free, and at every write below that. */
+static bool kv_rocks_room_ok(struct kv_rocks *r)
+{
+	int64_t now, last = atomic_load(&r->room_checked_ns);
+	struct statvfs vfs;
+	struct timespec ts;
+	uint64_t avail;
+
+	if (r->floor == 0)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (!atomic_load(&r->room_near) && now - last < 50000000)
+		return true;
+	if (statvfs(r->path, &vfs) != 0)
+		return true;
+	avail = kv_fs_avail(&vfs);
+	atomic_store(&r->room_checked_ns, now);
+	atomic_store(&r->room_near, avail / 16 < r->floor);
+	if (avail >= r->floor) {
+		if (atomic_exchange(&r->room_said, false))
+			kv_log(&r->kv, STORE_LOG_INFO,
+			       "rocksdb: %llu KiB free again: writes and deletes resume",
+			       (unsigned long long)(avail >> 10));
+		return true;
+	}
+	if (!atomic_exchange(&r->room_said, true))
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "rocksdb: %llu KiB free on the store's filesystem, under the %llu KiB a write to RocksDB's log needs: every write, deletes too, fails with ENOSPC until there is room",
+		       (unsigned long long)(avail >> 10),
+		       (unsigned long long)(r->floor >> 10));
+	return false;
+}
+
 static int kv_rocks_apply(struct kv_rocks *r, rocksdb_writebatch_t *wb,
 			  bool sync)
 {
 	char *err = NULL;
 	uint64_t wal;
 
-	if (!kv_rocks_wal_ok(r)) {
+	if (!kv_rocks_wal_ok(r) || !kv_rocks_room_ok(r)) {
 		rocksdb_writebatch_destroy(wb);
 		return -ENOSPC;
 	}
@@ -1099,6 +1150,10 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		if (total && total / 64 < journal_bytes)
 			journal_bytes = total / 64 < (1u << 20) ? 1u << 20 :
 								  total / 64;
+		r->floor = KV_WRITE_FLOOR;
+		env = getenv("BRANCHFS_WRITE_FLOOR_KIB");
+		if (env && *env)
+			r->floor = strtoull(env, NULL, 10) << 10;
 		env = getenv("BRANCHFS_JOURNAL_KIB");
 		if (env && strtoull(env, NULL, 10) > 0)
 			journal_bytes = strtoull(env, NULL, 10) << 10;

@@ -3,13 +3,20 @@
 # timeout: 180
 # t60: another program takes every free byte of the store's filesystem (a
 # 64 MiB tmpfs), then gives the space back.
-#  - a file is deleted on the freshly mounted store while the disk is 100%
-#    full: its tombstone's append to RocksDB's write-ahead log fails, and
-#    RocksDB's own recovery (5 s after, once there is room) finds no
-#    memtable to flush and keeps the failed log file.  Debian's librocksdb
-#    (built with assertions) aborted branchd at the next write; branchd
-#    stays up, refuses writes and says to mount the store again, and after
-#    that remount writes, deletes and the data fsynced before all work.
+#  - deleting a file or a branch to make room at 100% full fails with
+#    ENOSPC before RocksDB is asked (under 1 MiB free nothing is written,
+#    since the WAL append would fail; it used to, and RocksDB then took
+#    writes only after a remount), and the log says why; once the space is
+#    back, writes resume within 1 s and both deletes work;
+#  - with that floor off (BRANCHFS_WRITE_FLOOR_KIB=0, as if another
+#    program took the last byte between the check and the append), a file
+#    is deleted on the freshly mounted store at 100% full: its tombstone's
+#    append to RocksDB's write-ahead log fails, and RocksDB's own recovery
+#    (5 s after, once there is room) finds no memtable to flush and keeps
+#    the failed log file.  Debian's librocksdb (built with assertions)
+#    aborted branchd at the next write; branchd stays up, refuses writes
+#    and says to mount the store again, and after that remount writes,
+#    deletes and the data fsynced before all work.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -55,20 +62,43 @@ it_mount_tmpfs "$SMALL" 64m
 ST=$SMALL/store
 M=$T/mnt
 
-# ---- a delete at 100% full, on a fresh mount (RocksDB's memtables empty)
 bfs_mount "$ST" "$M"
-mkdir "$M/main" "$M/b1"
+mkdir "$M/main" "$M/b1" "$M/b2"
 head -c $((3 << 20)) /dev/urandom >"$T/acked"
 cp "$T/acked" "$M/main/acked"
 echo victim >"$M/main/victim"
+echo victim >"$M/main/victim2"
 sync -f "$M/main/acked" # fsync: acknowledged
 want=$(md5sum <"$T/acked")
-bfs_umount "$M"
-bfs_mount "$ST" "$M"
+
+# ---- deletes at 100% full fail before RocksDB is asked
 bpid=${IT_MNTPID[$M]}
 logf=$(ls -t "$T"/log/branchd-mnt-*.log | head -n 1)
 fill_all "$SMALL"
 expect_op ENOSPC unlink "$M/main/victim"
+expect_op ENOSPC rmdir "$M/b1"
+! grep -q 'While appending to file' "$logf" ||
+	fail "a delete at 100% full reached RocksDB and failed there: $(grep -m 1 'While appending' "$logf")"
+grep -q 'every write, deletes too, fails with ENOSPC' "$logf" ||
+	fail "branchd's log does not say why deletes fail: $(tail -n 3 "$logf")"
+rm -f "$SMALL/filler"
+t=$(probe "$M/main")
+within "$t" 1.0 || fail "a write took $t s after the space came back (1 s promised)"
+expect_op OK unlink "$M/main/victim"
+expect_op OK rmdir "$M/b1"
+_it_alive "$bpid" || fail "branchd died"
+log "deletes at 100% full: ENOSPC, and writes resumed $t s after the space came back"
+bfs_umount "$M"
+
+# ---- the floor off: a delete at 100% full, on a fresh mount (RocksDB's
+# memtables empty), fails in RocksDB's write-ahead log
+IT_BD_ENV=(BRANCHFS_WRITE_FLOOR_KIB=0)
+bfs_mount "$ST" "$M"
+IT_BD_ENV=()
+bpid=${IT_MNTPID[$M]}
+logf=$(ls -t "$T"/log/branchd-mnt-*.log | head -n 1)
+fill_all "$SMALL"
+expect_op ENOSPC unlink "$M/main/victim2"
 grep -q 'While appending to file: .*\.log' "$logf" ||
 	fail "the delete at 100% full did not reach RocksDB's write-ahead log: the test proves nothing ($(tail -n 2 "$logf"))"
 rm -f "$SMALL/filler"
@@ -88,7 +118,7 @@ else
 	within "$t" 1.0 || fail "writes still fail after the store was mounted again"
 fi
 [ "$(md5sum <"$M/main/acked")" = "$want" ] || fail "the file fsynced before the disk filled reads back different"
-expect_op OK unlink "$M/main/victim"
-expect_op OK rmdir "$M/b1"
+expect_op OK unlink "$M/main/victim2"
+expect_op OK rmdir "$M/b2"
 bfs_umount "$M"
-log "a delete at 100% full: branchd stayed up and everything works after the space came back"
+log "a delete that met the full disk in RocksDB's log: branchd stayed up and everything works after the space came back"
