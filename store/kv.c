@@ -262,8 +262,13 @@ struct kv_rocks {
 	/* The write floor (kv_rocks_room_ok): bytes, 0 for none. */
 	uint64_t floor;
 	_Atomic int64_t room_checked_ns;
-	atomic_bool room_near; /* under 16 floors free at the last check */
+	atomic_bool room_near; /* near the floor or the pause at the last check */
 	atomic_bool room_said;
+	/* Automatic compactions are off while less than twice flush_room is
+	 * free (kv_rocks_pause_compactions).  pause_mu is taken with order_mu
+	 * held (kv_rocks_write), never the other way round. */
+	pthread_mutex_t pause_mu;
+	bool paused; /* guarded by pause_mu */
 	/* The fsync journal (journal.h); NULL when it could not be made
 	 * (then fsync syncs RocksDB's WAL, as before it existed). */
 	struct journal *jnl;
@@ -362,12 +367,13 @@ static int kv_rocks_err(struct kv *kv, const char *what, char *err)
 	kv_log(kv, STORE_LOG_ERR, "rocksdb: %s: %s", what, err);
 	/* "Result incomplete" carries the background error (a flush or
 	 * compaction that failed, typically on a full disk) after which
-	 * RocksDB takes no writes; RocksDB 7.8's C API cannot resume it
-	 * (DB::Resume), and its own recovery does not always. */
+	 * RocksDB takes no writes.  RocksDB 7.8's C API cannot resume it
+	 * (DB::Resume); its own recovery from a full disk (SstFileManager)
+	 * tries every 5 s, a fixed interval, and does not always succeed. */
 	if (strncmp(err, "Result incomplete", 17) == 0 &&
 	    !atomic_exchange(&((struct kv_rocks *)kv)->stopped_said, true))
 		kv_log(kv, STORE_LOG_ERR,
-		       "rocksdb stopped taking writes after that background error; once its cause is fixed (space freed), unmount and mount the store again to resume writing (every acknowledged write is kept)");
+		       "rocksdb stopped taking writes after that background error; it tries to recover every 5 s once there is room, and if writes still fail after that, unmount and mount the store again (every acknowledged write is kept)");
 	rocksdb_free(err);
 	return rc;
 }
@@ -545,14 +551,59 @@ static bool kv_rocks_wal_ok(struct kv_rocks *r)
 	return true;
 }
 
+/* Turn RocksDB's automatic compactions off (pause) or back on.  A
+ * compaction writes its output before it deletes its input, so it needs
+ * about as much room as what it rewrites: on a 64 MiB filesystem one took
+ * 20 MiB at once, through the store's whole reserve (which only has room
+ * for the flushes), and the next flush or WAL append met the full disk
+ * and stopped RocksDB until its own recovery, about 5 s after the space
+ * came back.  So compactions do not start while less than twice
+ * flush_room is free, and start again above three times (a running one
+ * goes on).  Their files wait in level 0: at most what fits in that room,
+ * a few memtables, well under RocksDB's slowdown trigger.  Setting the
+ * option writes a small OPTIONS file; a failure is logged and changes
+ * nothing else. */
+static void kv_rocks_pause_compactions(struct kv_rocks *r, uint64_t avail)
+{
+	static const char *const key[] = { "disable_auto_compactions" };
+	const char *val[1];
+	bool pause;
+	char *err = NULL;
+	int cf;
+
+	pthread_mutex_lock(&r->pause_mu);
+	pause = r->paused ? avail < 3 * r->kv.flush_room :
+			    avail < 2 * r->kv.flush_room;
+	if (pause == r->paused)
+		goto out_unlock;
+	r->paused = pause;
+	val[0] = pause ? "true" : "false";
+	for (cf = 0; cf < KV_CF_COUNT && !err; cf++)
+		rocksdb_set_options_cf(r->db, r->cf[cf], 1, key, val, &err);
+	if (err) {
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "rocksdb: cannot turn compactions %s: %s",
+		       pause ? "off" : "on", err);
+		rocksdb_free(err);
+	} else {
+		kv_log(&r->kv, STORE_LOG_INFO,
+		       "rocksdb: %llu KiB free: compactions %s",
+		       (unsigned long long)(avail >> 10),
+		       pause ? "wait until there is room" : "resume");
+	}
+out_unlock:
+	pthread_mutex_unlock(&r->pause_mu);
+}
+
 /* Whether the filesystem has the write floor free (counted as
  * kv_fs_avail).  Below it nothing is written, not even a delete, which
  * needs room in the WAL like any write: on a disk filled to the last byte
  * by another program, deleting a file or a branch to make room met ENOSPC
  * in the WAL append and left RocksDB with a failed WAL file
  * (kv_rocks_wal_ok), so that it took writes only after a remount; now it
- * is a plain ENOSPC.  statvfs runs at most every 50 ms while 16 floors
- * are free, and at every write below that. */
+ * is a plain ENOSPC.  The same statvfs pauses compactions.  It runs at
+ * most every 50 ms while 16 floors and four times flush_room are free,
+ * and at every write below that. */
 static bool kv_rocks_room_ok(struct kv_rocks *r)
 {
 	int64_t now, last = atomic_load(&r->room_checked_ns);
@@ -560,8 +611,6 @@ static bool kv_rocks_room_ok(struct kv_rocks *r)
 	struct timespec ts;
 	uint64_t avail;
 
-	if (r->floor == 0)
-		return true;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	if (!atomic_load(&r->room_near) && now - last < 50000000)
@@ -570,8 +619,10 @@ static bool kv_rocks_room_ok(struct kv_rocks *r)
 		return true;
 	avail = kv_fs_avail(&vfs);
 	atomic_store(&r->room_checked_ns, now);
-	atomic_store(&r->room_near, avail / 16 < r->floor);
-	if (avail >= r->floor) {
+	atomic_store(&r->room_near,
+		     avail / 16 < r->floor || avail / 4 < r->kv.flush_room);
+	kv_rocks_pause_compactions(r, avail);
+	if (avail >= r->floor || r->floor == 0) {
 		if (atomic_exchange(&r->room_said, false))
 			kv_log(&r->kv, STORE_LOG_INFO,
 			       "rocksdb: %llu KiB free again: writes and deletes resume",
@@ -950,6 +1001,7 @@ static void kv_rocks_free(struct kv_rocks *r)
 	journal_close(r->jnl);
 	pthread_mutex_destroy(&r->order_mu);
 	pthread_mutex_destroy(&r->ckpt_mu);
+	pthread_mutex_destroy(&r->pause_mu);
 	free(r->path);
 	free(r);
 }
@@ -1095,6 +1147,7 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		return -ENOMEM;
 	pthread_mutex_init(&r->order_mu, NULL);
 	pthread_mutex_init(&r->ckpt_mu, NULL);
+	pthread_mutex_init(&r->pause_mu, NULL);
 	r->kv.ops = &kv_rocks_ops;
 	if (log)
 		r->kv.log = *log;

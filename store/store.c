@@ -350,6 +350,8 @@ struct store {
 	uint64_t reserve_bytes;
 	_Atomic int64_t space_checked_ns;
 	atomic_bool space_low;
+	atomic_bool space_near; /* under twice the reserve at the last check */
+	_Atomic uint64_t space_inflight; /* bytes of store_write under way */
 	atomic_uint bad_walks; /* paths looked up for bad-block log lines */
 
 	/* Attributes of (branch, ino) as read at the branch head.  Slot i is
@@ -732,28 +734,45 @@ static void store_branch_info_fill(const struct store_branch *b,
 
 /* ------------------------------------------------------------- space */
 
-/* 0, or -ENOSPC while free space is below the reserve.  statvfs runs at
- * most every 50 ms; in between the last answer stands. */
+/* 0, or -ENOSPC while free space is below the reserve.  While more than
+ * twice the reserve is free, statvfs runs at most every 50 ms and in
+ * between the last answer stands.  Below that every call runs its own
+ * statvfs and counts the bytes of writes under way (space_inflight, which
+ * includes the caller's own): writes arriving through FUSE at memory
+ * speed, several at once, went past the reserve between two checks, and
+ * RocksDB then met the full disk itself and took no writes until its own
+ * recovery, about 5 s after the space came back (see FULL DISK in
+ * branchd(8)). */
 static int store_space_ok(struct store *s)
 {
 	int64_t now = store_now_ns(), last = atomic_load(&s->space_checked_ns);
+	bool near = atomic_load(&s->space_near);
 	struct statvfs vfs;
+	uint64_t avail, inflight;
+	bool low;
 
-	if (now - last > 50000000 &&
-	    atomic_compare_exchange_strong(&s->space_checked_ns, &last, now) &&
-	    statvfs(s->dir, &vfs) == 0) {
-		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-		bool low = avail < s->reserve_bytes;
-
-		if (low != atomic_exchange(&s->space_low, low))
-			store_log(
-				s, low ? STORE_LOG_WARN : STORE_LOG_INFO,
-				low ? "store '%s': %llu bytes left, below the reserve of %llu: refusing new data" :
-				      "store '%s': %llu bytes free again (reserve %llu): writes resume",
-				s->dir, (unsigned long long)avail,
-				(unsigned long long)s->reserve_bytes);
-	}
-	return atomic_load(&s->space_low) ? -ENOSPC : 0;
+	if (!near &&
+	    (now - last <= 50000000 ||
+	     !atomic_compare_exchange_strong(&s->space_checked_ns, &last, now)))
+		return atomic_load(&s->space_low) ? -ENOSPC : 0;
+	if (statvfs(s->dir, &vfs) != 0)
+		return atomic_load(&s->space_low) ? -ENOSPC : 0;
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	inflight = atomic_load(&s->space_inflight);
+	/* Once refusing, 1 MiB more is needed to take writes again: writes
+	 * of mixed sizes at the edge would otherwise flip it (and log) at
+	 * every call. */
+	low = avail < s->reserve_bytes + inflight +
+			      (atomic_load(&s->space_low) ? (1u << 20) : 0);
+	atomic_store(&s->space_near, avail / 2 < s->reserve_bytes);
+	if (low != atomic_exchange(&s->space_low, low))
+		store_log(
+			s, low ? STORE_LOG_WARN : STORE_LOG_INFO,
+			low ? "store '%s': %llu bytes left, at the reserve of %llu: refusing new data" :
+			      "store '%s': %llu bytes free again (reserve %llu): writes resume",
+			s->dir, (unsigned long long)avail,
+			(unsigned long long)s->reserve_bytes);
+	return low ? -ENOSPC : 0;
 }
 
 /* ---------------------------------------------------------- counters */
@@ -5172,12 +5191,14 @@ ssize_t store_write(struct store *s, uint64_t branch, uint64_t ino,
 		return 0;
 	if (off > STORE_MAX_FILE_SIZE || len > STORE_MAX_FILE_SIZE - off)
 		return -EFBIG;
+	atomic_fetch_add(&s->space_inflight, len);
 	rc = store_space_ok(s);
-	if (rc)
+	if (rc == 0)
+		rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
+	if (rc) {
+		atomic_fetch_sub(&s->space_inflight, len);
 		return rc;
-	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
-	if (rc)
-		return rc;
+	}
 	kv_batch_init(&b);
 	/* Whole blocks do not depend on what the file holds: compress and
 	 * hash them before taking the inode's lock, so that writes to one
@@ -5263,6 +5284,7 @@ out:
 	kv_batch_release(&b);
 	free(tmp);
 	store_view_release(&v);
+	atomic_fetch_sub(&s->space_inflight, len);
 	return rc ? rc : (ssize_t)len;
 }
 
