@@ -1212,7 +1212,7 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 			journal_bytes = strtoull(env, NULL, 10) << 10;
 		/* Test seam: memtables and table files of this size, so
 		 * that a test makes a store of many table files from little
-		 * data (t60).  Not for production: small files make
+		 * data (t59).  Not for production: small files make
 		 * compactions and reads slower. */
 		env = getenv("BRANCHFS_TEST_SST_KIB");
 		if (env && strtoull(env, NULL, 10) > 0)
