@@ -39,7 +39,7 @@ BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 
 obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all check check-unit check-stress check-integration crashtest bench install clean deps \
+.PHONY: all check check-unit check-stress check-integration crashtest soak bench install clean deps \
 	check-layers format-check fuzz
 
 all: bin/branchd bin/branchctl
@@ -120,6 +120,11 @@ check-integration: all build/powercut.so
 
 crashtest: all build/powercut.so
 	@CRASH_ROUNDS=$${CRASH_ROUNDS:-50} bash tests/integration/crash.sh
+
+# a randomized soak of branchd under a Postgres load (tests/soak/soak.py):
+# SOAK_SECONDS of random operations, 180 by default; not part of `check`
+soak: all
+	@python3 tests/soak/soak.py
 
 bench: $(BENCH_BINS) all
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
