@@ -24,9 +24,7 @@ MNT=$T/mnt
 bfs_mount "$SMALL/store" "$MNT"
 bpid=${IT_MNTPID[$MNT]}
 D=$MNT/main
-mkdir "$D"
-chown postgres: "$D"
-chmod 0700 "$D"
+mk_branch main
 pg_initdb "$D"
 free_port P
 pg_start "$D" "$P"
