@@ -93,6 +93,11 @@ BENCH_BINS := $(patsubst tests/bench/%.c,build/rel/tests/%,$(BENCH_SRC))
 build/rel/tests/%: build/rel/tests/bench/%.o build/rel/libstore.a
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# ---- t63's log-line delay (LD_PRELOAD): widens a race window ----
+build/logdelay.so: tests/shims/logdelay.c
+	@mkdir -p build
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o $@ $<
+
 # ---- the power-cut library (LD_PRELOAD) the crash harness runs branchd under ----
 build/powercut.so: tests/powercut/powercut.c
 	@mkdir -p build
@@ -115,7 +120,7 @@ check-unit: $(UNIT_BINS)
 check-stress: $(STRESS_BINS)
 	@set -e; for t in $(STRESS_BINS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $$t; done
 
-check-integration: all build/powercut.so
+check-integration: all build/powercut.so build/logdelay.so
 	@bash tests/integration/run.sh
 
 crashtest: all build/powercut.so
