@@ -167,6 +167,68 @@ static bool bc_socket_above(char *path, char *out, size_t n)
 	}
 }
 
+/* The mount point in /proc/self/mountinfo that holds p (made absolute
+ * from the current directory, without resolving links: the dead mount
+ * cannot be resolved), or "MOUNTPOINT" when none is found, into out. */
+static void bc_dead_mount_of(const char *p, char *out, size_t n)
+{
+	char abs[2 * PATH_MAX + 2], cwd[PATH_MAX], line[4 * PATH_MAX];
+	char mp[PATH_MAX];
+	const char *pwd = getenv("PWD");
+	size_t best = 0;
+	FILE *f;
+
+	snprintf(out, n, "MOUNTPOINT");
+	if (p[0] == '/')
+		snprintf(abs, sizeof(abs), "%s", p);
+	else if (getcwd(cwd, sizeof(cwd)))
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, p);
+	else if (pwd && pwd[0] == '/')
+		snprintf(abs, sizeof(abs), "%s/%s", pwd, p);
+	else
+		return;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the fifth field, with
+	 * space, tab, newline and backslash as \ooo. */
+	while (fgets(line, sizeof(line), f)) {
+		char *t = line, *e;
+		size_t len = 0;
+		int i;
+
+		for (i = 0; i < 4 && t; i++) {
+			t = strchr(t, ' ');
+			if (t)
+				t++;
+		}
+		if (!t)
+			continue;
+		e = strchr(t, ' ');
+		if (e)
+			*e = 0;
+		while (*t && len + 1 < sizeof(mp)) {
+			if (t[0] == '\\' && t[1] >= '0' && t[1] <= '3' &&
+			    t[2] >= '0' && t[2] <= '7' && t[3] >= '0' &&
+			    t[3] <= '7') {
+				mp[len++] =
+					(char)((t[1] - '0') * 64 +
+					       (t[2] - '0') * 8 + (t[3] - '0'));
+				t += 4;
+			} else {
+				mp[len++] = *t++;
+			}
+		}
+		mp[len] = 0;
+		if (len > best && strncmp(abs, mp, len) == 0 &&
+		    (abs[len] == 0 || abs[len] == '/') && strcmp(mp, "/")) {
+			best = len;
+			snprintf(out, n, "%s", mp);
+		}
+	}
+	fclose(f);
+}
+
 /* The daemon's socket into out: 0, or the exit status after saying why
  * (BD_EXIT_NO_DAEMON, or BD_EXIT_PERMISSION when the caller may not look
  * at the path). */
@@ -186,6 +248,15 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 		if (!realpath(mount, path)) {
 			int err = errno;
 
+			/* A branchd that died (SIGKILL, OOM) leaves its mount
+			 * behind, and every path in it fails so. */
+			if (err == ENOTCONN) {
+				bc_dead_mount_of(mount, path, sizeof(path));
+				return bc_fail(
+					BD_EXIT_NO_DAEMON, NULL,
+					"cannot resolve mount '%s': %s: the branchd that served it has died; 'fusermount3 -u %s' removes the dead mount, then start branchd again on its store",
+					mount, strerror(err), path);
+			}
 			/* Not "no daemon" when the caller may not look. */
 			return bc_fail(err == EACCES ? BD_EXIT_PERMISSION :
 						       BD_EXIT_NO_DAEMON,
@@ -202,6 +273,13 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 	if (!getcwd(path, sizeof(path))) {
 		int err = errno;
 
+		if (err == ENOTCONN) {
+			bc_dead_mount_of(".", path, sizeof(path));
+			return bc_fail(
+				BD_EXIT_NO_DAEMON, NULL,
+				"cannot tell the current directory (%s): it is in the mount of a branchd that has died; 'fusermount3 -u %s' removes the dead mount, then start branchd again on its store",
+				strerror(err), path);
+		}
 		return bc_fail(
 			err == EACCES ? BD_EXIT_PERMISSION : BD_EXIT_NO_DAEMON,
 			NULL,

@@ -24,7 +24,8 @@
 #    store's lock (the dup2 of /dev/null over them closed it);
 #  - after a daemon's SIGKILL, one started on its dead mount says so in one
 #    line with the command that removes it (it said only 'Transport
-#    endpoint is not connected'); once removed, the next daemon replaces
+#    endpoint is not connected'), and so does branchctl (exit 3, no
+#    daemon; it too said only that); once removed, the next daemon replaces
 #    the stale socket, and a clean stop leaves neither socket nor lock
 #    file;
 #  - RocksDB's lock held by a process that is not branchd: one line saying
@@ -216,6 +217,11 @@ err=$(tmo 30 "$BRANCHD" -o "socket=$T/killed.sock" "$T/store-k" "$M" 2>&1 >/dev/
 [[ $err == *"is a dead FUSE mount"*"fusermount3 -u $M"* ]] ||
 	fail "branchd on the dead mount does not say what it is and what removes it: $err"
 log "on the dead mount: $err"
+rc=0
+err=$(tmo 30 "$IT_ROOT/bin/branchctl" --mount "$M/main" status 2>&1 >/dev/null) || rc=$?
+[ $rc -eq 3 ] && [[ $err == *"has died"*"'fusermount3 -u $M'"* ]] ||
+	fail "branchctl on the dead mount: exit $rc (expected 3, no daemon), and it should say the daemon died and what removes the mount: $err"
+log "branchctl on the dead mount: $err"
 tmo 20 fusermount3 -u "$M" || fail "fusermount3 -u of the dead mount failed"
 bfs_mount "$T/store-k" "$M" "socket=$T/killed.sock"
 tmo 30 "$IT_ROOT/bin/branchctl" --socket "$T/killed.sock" status >/dev/null ||
