@@ -145,6 +145,21 @@ do_start() {
 	say "Mounting the store $STORE at $MNT"
 	mkdir -p "$DIR" "$MNT" "$RUN" "$LOGS"
 	chmod 0755 "$DIR"
+	# The postgres user must reach the mount: a directory above $DIR that
+	# others cannot search (a mktemp -d is 0700) makes initdb fail later
+	# with only "Permission denied".
+	if ! $AS_PG test -x "$DIR"; then
+		local up="" part parts
+		# from / down: the first directory it cannot search is the one
+		IFS=/ read -ra parts <<<"$(realpath "$DIR")"
+		for part in "${parts[@]}"; do
+			[ -n "$part" ] || continue
+			up=$up/$part
+			$AS_PG test -x "$up" && continue
+			die "the postgres user cannot reach $DIR: $up ($(stat -c '%A, owner %U' "$up")) is not searchable by it; set BFS_DEMO_DIR to a directory it can reach (the default is /var/tmp/branchfs-demo), or run: chmod o+x $up"
+		done
+		die "the postgres user cannot reach $DIR"
+	fi
 	chown postgres: "$RUN" "$LOGS"
 	"$ROOT/bin/branchd" -o "pidfile=$PIDF" "$STORE" "$MNT" || die "branchd failed to mount $MNT"
 	mountpoint -q "$MNT" || die "branchd returned but $MNT is not mounted"
