@@ -75,7 +75,6 @@ enum kv_iter_flags {
 	KV_ITER_PREFIX = 1u << 0,
 	KV_ITER_SCAN = 1u << 1,
 	KV_ITER_SEQ = 1u << 2,
-	KV_ITER_RAW = 1u << 3,
 };
 
 struct kv_ops {
@@ -96,8 +95,9 @@ struct kv_ops {
 	 * ahead and does not fill the block cache that foreground reads use.
 	 * KV_ITER_SEQ marks a foreground read of many consecutive keys: it
 	 * reads ahead in large requests but fills the block cache as usual.
-	 * KV_ITER_RAW also shows the keys that range deletions hide but a
-	 * compaction has not removed yet.
+	 * Every iterator shows the keys that a range deletion covers until
+	 * a compaction removes them (RocksDB's loses read errors when it
+	 * hides them: kv.c); get() does not find them.
 	 * Owned by the caller, freed with iter_free. */
 	int (*iter_new)(struct kv *kv, enum kv_cf cf, unsigned flags,
 			struct kv_iter **out);
