@@ -6148,6 +6148,12 @@ static int store_gc_obj(struct store_gc_run *r, struct store_gc_branch *gb,
 		k = kv_iter_key(it, &klen);
 		if (klen == plen + 8 && memcmp(k, g->prefix, plen) == 0)
 			*next = ~store_get64(k + plen);
+	} else {
+		/* Now: the seek below starts afresh, and RocksDB's status
+		 * with it. */
+		rc = kv_iter_status(it);
+		if (rc)
+			return rc;
 	}
 	store_put64(key + plen, ~r->w);
 	for (kv_iter_seek(it, key, plen + 8); kv_iter_valid(it);

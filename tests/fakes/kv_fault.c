@@ -12,7 +12,8 @@
  *        (write, sync, get, iter_new, disk_usage, compact), so a failed
  *        write leaves the database exactly as before.
  *  INV-2 once a wrapped iterator has failed, it stays invalid and its
- *        status is the injected error until it is freed.
+ *        status is the injected error until it is freed, or, in
+ *        seek-resets mode, until its next seek.
  *
  * What it does not do: corrupt the database on disk, or delay calls.
  */
@@ -47,6 +48,7 @@ struct kv_fault {
 	void (*hook_fn)(void *ctx);
 	void *hook_ctx;
 	atomic_ulong hooks_run;
+	atomic_bool seek_resets;
 };
 
 struct kv_fault_kv {
@@ -60,6 +62,7 @@ struct kv_fault_iter {
 	struct kv_iter *inner;
 	enum kv_cf cf;
 	int err;
+	bool seek_resets; /* kv_fault_seek_resets() when it was made */
 	unsigned char *vbuf;
 	size_t vcap;
 };
@@ -242,6 +245,7 @@ static int kv_fault_iter_new(struct kv *kv, enum kv_cf cf, unsigned prefix_mode,
 	}
 	it->it.kv = kv;
 	it->cf = cf;
+	it->seek_resets = atomic_load(&w->f->seek_resets);
 	*out = &it->it;
 	return 0;
 }
@@ -276,6 +280,11 @@ void kv_fault_hook_iter_move(struct kv_fault *f, unsigned cf_mask,
 unsigned long kv_fault_hooks_run(struct kv_fault *f)
 {
 	return atomic_load(&f->hooks_run);
+}
+
+void kv_fault_seek_resets(struct kv_fault *f, bool on)
+{
+	atomic_store(&f->seek_resets, on);
 }
 
 /* Run the movement hook if this movement is the one it waits for. */
@@ -316,6 +325,8 @@ static void kv_fault_iter_seek(struct kv_iter *kit, const void *key,
 {
 	struct kv_fault_iter *it = kv_fault_iter_of(kit);
 
+	if (it->seek_resets)
+		it->err = 0;
 	if (!kv_fault_iter_failed(it))
 		kv_iter_seek(it->inner, key, klen);
 }
@@ -325,6 +336,8 @@ static void kv_fault_iter_seek_for_prev(struct kv_iter *kit, const void *key,
 {
 	struct kv_fault_iter *it = kv_fault_iter_of(kit);
 
+	if (it->seek_resets)
+		it->err = 0;
 	if (!kv_fault_iter_failed(it))
 		kv_iter_seek_for_prev(it->inner, key, klen);
 }

@@ -15,7 +15,9 @@
  *    or for that call and every later one (persistent).  A failed write()
  *    or sync() does not reach the inner backend.  A failing iterator
  *    movement (seek, seek_for_prev, next, prev) leaves the iterator
- *    invalid with iter_status() returning the error, as RocksDB does.
+ *    invalid with iter_status() returning the error, as RocksDB does,
+ *    until the iterator is freed (or, with kv_fault_seek_resets(), until
+ *    its next seek).
  *  - kv_fault_corrupt(): flip one byte of every value returned by get()
  *    and iter_value() for the column families in a mask (in a private
  *    copy: the database itself is untouched).
@@ -90,5 +92,12 @@ void kv_fault_hook_iter_move(struct kv_fault *f, unsigned cf_mask,
 
 /* Times a hook ran since kv_fault_new. */
 unsigned long kv_fault_hooks_run(struct kv_fault *f);
+
+/* on: a seek (seek or seek_for_prev) on an iterator whose movement
+ * failed starts afresh, as RocksDB's does: the injected error is gone,
+ * and a caller that did not look at iter_status() before seeking again
+ * never sees it.  Off (the default): the error stays until the iterator
+ * is freed.  For iterators made after the call. */
+void kv_fault_seek_resets(struct kv_fault *f, bool on);
 
 #endif /* BRANCHFS_TESTS_KV_FAULT_H */
