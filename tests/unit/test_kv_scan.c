@@ -15,7 +15,10 @@
  *    keys had run out;
  *  - a point read of a key in that file fails with -EIO;
  *  - with the file back, the same scans read every key (the count above
- *    is a real shortfall, not a miscount).
+ *    is a real shortfall, not a miscount);
+ *  - the store's check (branchd --check) of a file whose blocks lie in
+ *    such files, one taken away the same way, reports the damage, and
+ *    with the file back checks every block clean.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,6 +35,7 @@
 #include <cmocka.h>
 
 #include "store/kv.h"
+#include "tests/unit/test_store_common.h"
 
 #define TS_N 3000u	/* keys */
 #define TS_VLEN 200u	/* value bytes, incompressible */
@@ -42,6 +46,7 @@ struct ts_fx {
 	char dir[128];
 	char db[160];
 	struct kv *kv;
+	struct store *s; /* test_kv_scan_store_check_reports_missing_table */
 	uint64_t victim; /* number of the table file taken away */
 	char victim_path[200];
 	bool away;
@@ -226,6 +231,20 @@ static int ts_setup(void **state)
 	return 0;
 }
 
+/* Only the temp dir. */
+static int ts_setup_dir(void **state)
+{
+	struct ts_fx *fx = calloc(1, sizeof(*fx));
+	const char *tmp = getenv("TMPDIR");
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "%s/bfs-kvscan-XXXXXX",
+		 tmp && *tmp ? tmp : "/var/tmp");
+	assert_non_null(mkdtemp(fx->dir));
+	*state = fx;
+	return 0;
+}
+
 static void ts_take_away(struct ts_fx *fx)
 {
 	char to[220];
@@ -252,6 +271,8 @@ static int ts_teardown(void **state)
 	if (fx->away)
 		ts_put_back(fx);
 	kv_close(fx->kv);
+	if (fx->s)
+		store_close(fx->s);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", fx->dir);
@@ -317,6 +338,89 @@ static void test_kv_scan_missing_table_fails_get(void **state)
 	assert_true(found);
 }
 
+static void ts_check_problem(void *ctx, const char *msg)
+{
+	fprintf(stderr, "check: %s\n", msg);
+	(*(unsigned *)ctx)++;
+}
+
+/* The store's check (branchd --check) over the same kind of damage: a
+ * file's blocks in 64 KiB table files of one level, one of them that the
+ * store's open left closed taken away.  It reports damage. */
+static void test_kv_scan_store_check_reports_missing_table(void **state)
+{
+	struct ts_fx *fx = *state;
+	uint64_t before[TS_MAX_FILES], after[TS_MAX_FILES], out[TS_MAX_FILES];
+	struct store_branch_create_args a;
+	struct store_check_report rep;
+	struct store_branch_info bi;
+	struct store_config cfg;
+	size_t nb, na, nout = 0, i, j;
+	unsigned problems = 0;
+	uint64_t f;
+
+	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
+	tstore_config(&cfg, true, NULL);
+	cfg.max_open_files = 20;
+	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
+	a = tstore_args("root", 0, STORE_SEQ_LATEST);
+	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
+	f = tstore_mkfile(fx->s, bi.id, bi.root_ino, "data");
+	tstore_write_pat(fx->s, bi.id, f, 1, 0, 2u << 20);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	/* the block family into one level, as in ts_setup */
+	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
+	setenv("BRANCHFS_TEST_SST_KIB", TS_SST_KIB, 1);
+	assert_int_equal(ts_open(fx, false), 0);
+	nb = ts_tables(fx->db, before);
+	assert_int_equal(
+		kv_compact(fx->kv, KV_CF_BLOCK, NULL, 0, NULL, 0, true), 0);
+	na = ts_tables(fx->db, after);
+	for (i = 0; i < na; i++) {
+		for (j = 0; j < nb && before[j] != after[i]; j++)
+			;
+		if (j == nb)
+			out[nout++] = after[i];
+	}
+	kv_close(fx->kv);
+	fx->kv = NULL;
+	if (nout < 4)
+		fail_msg("the compaction made %zu table files, want 4 or more",
+			 nout);
+	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
+	cfg.create = false;
+	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
+	unsetenv("BRANCHFS_TEST_SST_KIB");
+	tstore_wait_filters(fx->s);
+	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
+	for (i = nout - 1; i > 0 && ts_table_open(fx->db, out[i]); i--)
+		;
+	if (i == 0)
+		fail_msg("every table file but the first is open");
+	fx->victim = out[i];
+	snprintf(fx->victim_path, sizeof(fx->victim_path), "%s/%06llu.sst",
+		 fx->db, (unsigned long long)fx->victim);
+	ts_take_away(fx);
+	assert_int_equal(store_check(fx->s, ts_check_problem, &problems, &rep),
+			 0);
+	fprintf(stderr,
+		"table file %06llu away: check read %llu blocks, %llu bad, %u problems said\n",
+		(unsigned long long)fx->victim, (unsigned long long)rep.blocks,
+		(unsigned long long)rep.bad_blocks, problems);
+	assert_true(rep.bad_blocks > 0);
+	assert_true(problems > 0);
+	ts_put_back(fx);
+	problems = 0;
+	assert_int_equal(store_check(fx->s, ts_check_problem, &problems, &rep),
+			 0);
+	assert_int_equal(rep.bad_blocks, 0);
+	assert_int_equal(problems, 0);
+	assert_int_equal(rep.blocks, (2u << 20) / STORE_BLOCK_SIZE);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +430,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_kv_scan_missing_table_fails_get, ts_setup,
 			ts_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_kv_scan_store_check_reports_missing_table,
+			ts_setup_dir, ts_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
