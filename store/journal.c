@@ -20,15 +20,19 @@
 #define JOURNAL_SLOT 512u
 #define JOURNAL_SLOT_LEN 56u /* bytes of a slot that are used */
 #define JOURNAL_REC_HDR 40u
+#define JOURNAL_REC_DURABLE 28u /* offset of the durable mark (journal.h) */
+#define JOURNAL_REC_HCRC 36u	/* offset of the header CRC covering it */
 #define JOURNAL_OP_HDR 12u
 #define JOURNAL_REC_MAGIC 0x4a524642u /* "BFRJ" little-endian */
 #define JOURNAL_PENDING_MAX (1u << 20)
 #define JOURNAL_VERSION 1u
+#define JOURNAL_SCAN_WIN (1u << 20) /* bytes read at a time by a scan */
 
 static const char journal_magic[8] = "BFSJRNL1";
 
 struct journal {
 	int fd;
+	char *path; /* for messages */
 	struct store_log log;
 	uint64_t ring;	    /* bytes of the ring, after the header area */
 	pthread_mutex_t mu; /* guards everything below but synced */
@@ -42,7 +46,19 @@ struct journal {
 	size_t pcap;
 	pthread_mutex_t sync_mu; /* serialises fdatasync and header writes */
 	uint64_t synced;	 /* under sync_mu */
+	/* synced, for appends to read without sync_mu: every record ending
+	 * at or before it is durable.  Stored after the fdatasync. */
+	_Atomic uint64_t durable;
 	atomic_bool broken;
+};
+
+/* The header fields of a record that passed every check. */
+struct journal_rec {
+	uint64_t lsn;
+	uint64_t durable; /* its durable mark; 0 if it has none */
+	uint32_t len;	  /* payload bytes */
+	uint32_t epoch;
+	uint32_t nops;
 };
 
 #define journal_log(j, level, ...) kv_log_to(&(j)->log, level, __VA_ARGS__)
@@ -246,10 +262,11 @@ static size_t journal_rec_size(const struct kv_batch *b)
 	return n;
 }
 
-/* Serialise b as a record at lsn into out (journal_rec_size(b) bytes). */
+/* Serialise b as a record at lsn into out (journal_rec_size(b) bytes),
+ * with durable as its durable mark. */
 static void journal_rec_encode(struct journal *j, unsigned char *out,
 			       const struct kv_batch *b, uint64_t lsn,
-			       size_t size)
+			       uint64_t durable, size_t size)
 {
 	unsigned char *p = out + JOURNAL_REC_HDR;
 	size_t i;
@@ -271,10 +288,14 @@ static void journal_rec_encode(struct journal *j, unsigned char *out,
 	journal_put64(out + 8, lsn);
 	journal_put32(out + 16, j->epoch);
 	journal_put32(out + 20, (uint32_t)b->nops);
-	memset(out + 24, 0, JOURNAL_REC_HDR - 24);
 	journal_put32(out + 24, journal_crc(journal_crc(0, out, 24),
 					    out + JOURNAL_REC_HDR,
 					    size - JOURNAL_REC_HDR));
+	/* The mark has its own CRC, outside the record's: a build that
+	 * does not know it still reads the record. */
+	journal_put64(out + JOURNAL_REC_DURABLE, durable);
+	journal_put32(out + JOURNAL_REC_HCRC,
+		      journal_crc(0, out, JOURNAL_REC_HCRC));
 }
 
 /* Rebuild the batch of a verified payload; false if it is malformed. */
@@ -396,6 +417,12 @@ int journal_open(const char *path, uint64_t ring_bytes,
 		j->log = *log;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_mutex_init(&j->sync_mu, NULL);
+	j->path = strdup(path);
+	if (!j->path) {
+		rc = -ENOMEM;
+		j->fd = -1;
+		goto err;
+	}
 	j->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (j->fd < 0 && errno == ENOENT) {
 		rc = journal_create(path, ring_bytes);
@@ -428,6 +455,7 @@ int journal_open(const char *path, uint64_t ring_bytes,
 	    (uint64_t)st.st_size < JOURNAL_HDR_AREA + j->ring)
 		goto err_corrupt;
 	j->lsn = j->written = j->synced = j->start;
+	atomic_store(&j->durable, j->start);
 	*out = j;
 	return 0;
 err_corrupt:
@@ -441,21 +469,179 @@ err:
 		close(j->fd);
 	pthread_mutex_destroy(&j->mu);
 	pthread_mutex_destroy(&j->sync_mu);
+	free(j->path);
 	free(j);
 	return rc;
 }
 
+/* ------------------------------------------------------------ replay */
+
+/* Read and check the record at lsn: magic, lsn, epoch in [min_epoch,
+ * j->epoch], length, end at most limit, CRC.  Its payload goes to *buf
+ * (grown as needed, *cap bytes; freed by the caller).  0 valid, -EBADMSG
+ * not a valid record there (a read error included: a bad sector is
+ * damage like any other), -ENOMEM. */
+static int journal_rec_check(struct journal *j, uint64_t lsn,
+			     uint32_t min_epoch, uint64_t limit,
+			     unsigned char **buf, size_t *cap,
+			     struct journal_rec *rec)
+{
+	unsigned char hdr[JOURNAL_REC_HDR];
+
+	if (lsn + JOURNAL_REC_HDR > limit ||
+	    journal_ring_io(j, false, hdr, sizeof(hdr), lsn) != 0)
+		return -EBADMSG;
+	rec->lsn = lsn;
+	rec->len = journal_get32(hdr + 4);
+	rec->epoch = journal_get32(hdr + 16);
+	rec->nops = journal_get32(hdr + 20);
+	if (journal_get32(hdr) != JOURNAL_REC_MAGIC ||
+	    journal_get64(hdr + 8) != lsn || rec->epoch < min_epoch ||
+	    rec->epoch > j->epoch ||
+	    (uint64_t)rec->len + JOURNAL_REC_HDR > j->ring / 2 ||
+	    lsn + JOURNAL_REC_HDR + rec->len > limit)
+		return -EBADMSG;
+	if (rec->len > *cap || !*buf) {
+		unsigned char *np = realloc(*buf, rec->len ? rec->len : 1);
+
+		if (!np)
+			return -ENOMEM;
+		*buf = np;
+		*cap = rec->len ? rec->len : 1;
+	}
+	if (journal_ring_io(j, false, *buf, rec->len, lsn + JOURNAL_REC_HDR) !=
+		    0 ||
+	    journal_get32(hdr + 24) !=
+		    journal_crc(journal_crc(0, hdr, 24), *buf, rec->len))
+		return -EBADMSG;
+	/* A mark is believed only with its CRC (an older build wrote zeros
+	 * there) and only if it is no later than the record itself. */
+	rec->durable = 0;
+	if (journal_get32(hdr + JOURNAL_REC_HCRC) ==
+		    journal_crc(0, hdr, JOURNAL_REC_HCRC) &&
+	    journal_get64(hdr + JOURNAL_REC_DURABLE) <= lsn)
+		rec->durable = journal_get64(hdr + JOURNAL_REC_DURABLE);
+	return 0;
+}
+
+/* Ring bytes [lsn, lsn + n) into buf; what cannot be read (a bad
+ * sector) reads as zeros, which hold no record magic. */
+static void journal_read_window(struct journal *j, unsigned char *buf, size_t n,
+				uint64_t lsn)
+{
+	size_t done = 0;
+
+	if (journal_ring_io(j, false, buf, n, lsn) == 0)
+		return;
+	while (done < n) {
+		size_t k = 4096 - (size_t)((lsn + done) % 4096);
+
+		if (k > n - done)
+			k = n - done;
+		if (journal_ring_io(j, false, buf + done, k, lsn + done) != 0)
+			memset(buf + done, 0, k);
+		done += k;
+	}
+}
+
+/* The first valid record of the journal's current epoch that starts in
+ * [from, limit): records locate themselves (magic, lsn == position, CRC),
+ * so one can be found after damage whose length is unknown.  The record
+ * at from itself is tried first, so that following an intact chain costs
+ * no scan.  0 found (*rec, payload in *buf), -ENOENT none, -ENOMEM. */
+static int journal_find(struct journal *j, uint64_t from, uint64_t limit,
+			unsigned char **buf, size_t *cap,
+			struct journal_rec *rec)
+{
+	unsigned char magic[4], *win, *p;
+	uint64_t base;
+	int rc;
+
+	rc = journal_rec_check(j, from, j->epoch, limit, buf, cap, rec);
+	if (rc != -EBADMSG)
+		return rc;
+	win = malloc(JOURNAL_SCAN_WIN + JOURNAL_REC_HDR);
+	if (!win)
+		return -ENOMEM;
+	journal_put32(magic, JOURNAL_REC_MAGIC);
+	rc = -ENOENT;
+	for (base = from + 1; base + JOURNAL_REC_HDR <= limit && rc == -ENOENT;
+	     base += JOURNAL_SCAN_WIN) {
+		/* A window overlaps the next by a header, so that a header
+		 * across the seam is seen whole. */
+		size_t n = limit - base < JOURNAL_SCAN_WIN + JOURNAL_REC_HDR ?
+				   (size_t)(limit - base) :
+				   JOURNAL_SCAN_WIN + JOURNAL_REC_HDR;
+
+		journal_read_window(j, win, n, base);
+		for (p = win; rc == -ENOENT &&
+			      (p = memmem(p, n - (size_t)(p - win), magic, 4));
+		     p++) {
+			size_t off = (size_t)(p - win);
+
+			if (off >= JOURNAL_SCAN_WIN ||
+			    off + JOURNAL_REC_HDR > n)
+				break;
+			if (journal_get64(p + 8) != base + off ||
+			    journal_get32(p + 16) != j->epoch)
+				continue;
+			rc = journal_rec_check(j, base + off, j->epoch, limit,
+					       buf, cap, rec);
+			if (rc == -EBADMSG)
+				rc = -ENOENT;
+		}
+	}
+	free(win);
+	return rc;
+}
+
+/* Rebuild the batch of a checked record (payload in buf) into b, which
+ * the caller released or initialised.  -EBADMSG if it is malformed. */
+static int journal_rec_batch(const unsigned char *buf,
+			     const struct journal_rec *rec, struct kv_batch *b)
+{
+	kv_batch_init(b);
+	if (journal_rec_decode(buf, rec->len, rec->nops, b))
+		return 0;
+	kv_batch_release(b);
+	return -EBADMSG;
+}
+
+/*
+ * Replay runs in two passes, so that a journal that must be refused is
+ * refused before anything is applied.  The first walks the chain from
+ * start and decides where it ends:
+ *  - At a record that fails a check (pos), the next valid record (R, found
+ *    by journal_find) is looked for.  If R starts at or before applied_end,
+ *    the database holds everything before R: the damage is stepped over
+ *    and the walk goes on at R (a damaged record the database already
+ *    holds costs nothing).
+ *  - Otherwise the chain ends at pos.  Batches from L = max(pos,
+ *    applied_end) on are missing from both; that is a torn tail (never
+ *    synced: a crash in a multi-page write may leave later pages and not
+ *    earlier ones) unless a valid record after the gap carries a durable
+ *    mark past L, which proves the record at L was synced (its fsync
+ *    returned 0) before that record was written: then the replay fails
+ *    with -EUCLEAN and a message.  Records without a mark (an older
+ *    build's) prove nothing: the old behaviour.
+ * The second pass applies the records from the first ending past
+ * applied_end to the chain's end: all after the last stepped-over damage,
+ * hence contiguous.
+ */
 int journal_replay(struct journal *j, uint64_t applied_end,
 		   int (*apply)(void *ctx, const struct kv_batch *b,
 				uint64_t end),
 		   void *ctx, uint64_t *end)
 {
-	unsigned char hdr[JOURNAL_REC_HDR];
-	unsigned char *payload = NULL;
-	uint64_t pos = j->start;
+	unsigned char *buf = NULL;
+	uint64_t pos = j->start, limit = j->start + j->ring, from = 0;
+	uint64_t lost, gap_end;
+	struct journal_rec rec;
+	struct kv_batch b;
 	uint32_t prev_epoch = 0;
-	size_t nrec = 0, napplied = 0;
-	int rc = 0;
+	size_t cap = 0, nrec = 0, napplied = 0;
+	bool have_from = false;
+	int rc;
 
 	if (applied_end < j->start) {
 		journal_log(
@@ -466,56 +652,89 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		return -EUCLEAN;
 	}
 	for (;;) {
-		uint32_t len, epoch, nops;
-		struct kv_batch b;
-		unsigned char *np;
-
-		if (journal_ring_io(j, false, hdr, sizeof(hdr), pos) != 0)
-			break;
-		len = journal_get32(hdr + 4);
-		epoch = journal_get32(hdr + 16);
-		nops = journal_get32(hdr + 20);
-		if (journal_get32(hdr) != JOURNAL_REC_MAGIC ||
-		    journal_get64(hdr + 8) != pos || epoch < prev_epoch ||
-		    epoch > j->epoch ||
-		    (uint64_t)len + JOURNAL_REC_HDR > j->ring / 2 ||
-		    pos + JOURNAL_REC_HDR + len - j->start > j->ring)
-			break;
-		np = realloc(payload, len ? len : 1);
-		if (!np) {
-			rc = -ENOMEM;
-			break;
+		rc = journal_rec_check(j, pos, prev_epoch, limit, &buf, &cap,
+				       &rec);
+		if (rc == 0) {
+			rc = journal_rec_batch(buf, &rec, &b);
+			if (rc == 0)
+				kv_batch_release(&b);
 		}
-		payload = np;
-		if (journal_ring_io(j, false, payload, len,
-				    pos + JOURNAL_REC_HDR) != 0)
-			break;
-		if (journal_get32(hdr + 24) !=
-		    journal_crc(journal_crc(0, hdr, 24), payload, len))
-			break;
-		kv_batch_init(&b);
-		if (!journal_rec_decode(payload, len, nops, &b)) {
-			kv_batch_release(&b);
-			break;
+		if (rc == 0) {
+			nrec++;
+			if (!have_from &&
+			    pos + JOURNAL_REC_HDR + rec.len > applied_end) {
+				from = pos;
+				have_from = true;
+			}
+			prev_epoch = rec.epoch;
+			pos += JOURNAL_REC_HDR + rec.len;
+			continue;
 		}
-		nrec++;
-		if (pos + JOURNAL_REC_HDR + len > applied_end) {
-			rc = apply(ctx, &b, pos + JOURNAL_REC_HDR + len);
-			napplied++;
+		if (rc != -EBADMSG)
+			goto out;
+		rc = journal_find(j, pos + 1, limit, &buf, &cap, &rec);
+		if (rc == -ENOMEM)
+			goto out;
+		if (rc == 0 && rec.lsn <= applied_end) {
+			journal_log(
+				j, STORE_LOG_WARN,
+				"journal '%s': records from lsn %llu to %llu are damaged; the database holds them, so the replay goes on after them",
+				j->path, (unsigned long long)pos,
+				(unsigned long long)rec.lsn);
+			pos = rec.lsn;
+			continue;
 		}
-		kv_batch_release(&b);
+		break;
+	}
+	/* rc == 0: rec is the first valid record after the gap at pos. */
+	lost = pos > applied_end ? pos : applied_end;
+	gap_end = rc == 0 ? rec.lsn : limit;
+	while (rc == 0) {
+		if (rec.durable > lost) {
+			journal_log(
+				j, STORE_LOG_ERR,
+				"the store's fsync journal '%s' is damaged: records from lsn %llu to %llu cannot be read, but the record at lsn %llu says the journal was synced up to %llu, so fsynced writes are missing from the database (it holds up to lsn %llu): not opened; keep a copy of the file for inspection and move it aside to open the store without the journal's writes",
+				j->path, (unsigned long long)lost,
+				(unsigned long long)gap_end,
+				(unsigned long long)rec.lsn,
+				(unsigned long long)rec.durable,
+				(unsigned long long)applied_end);
+			rc = -EUCLEAN;
+			goto out;
+		}
+		rc = journal_find(j, rec.lsn + JOURNAL_REC_HDR + rec.len, limit,
+				  &buf, &cap, &rec);
+	}
+	if (rc == -ENOMEM)
+		goto out;
+	rc = 0;
+	for (uint64_t at = from; have_from && at < pos && rc == 0;) {
+		rc = journal_rec_check(j, at, 0, limit, &buf, &cap, &rec);
+		if (rc == 0)
+			rc = journal_rec_batch(buf, &rec, &b);
+		if (rc == -EBADMSG) {
+			/* The first pass read it whole: an I/O error. */
+			journal_log(
+				j, STORE_LOG_ERR,
+				"journal '%s': record at lsn %llu unreadable on the second pass",
+				j->path, (unsigned long long)at);
+			rc = -EIO;
+		}
 		if (rc)
 			break;
-		prev_epoch = epoch;
-		pos += JOURNAL_REC_HDR + len;
+		at += JOURNAL_REC_HDR + rec.len;
+		rc = apply(ctx, &b, at);
+		kv_batch_release(&b);
+		napplied++;
 	}
-	free(payload);
 	if (napplied)
 		journal_log(
 			j, STORE_LOG_INFO,
 			"journal: replayed %zu of %zu records the database had lost",
 			napplied, nrec);
 	*end = pos;
+out:
+	free(buf);
 	return rc;
 }
 
@@ -535,6 +754,7 @@ int journal_restart(struct journal *j, uint64_t lsn)
 		j->start = j->lsn = j->written = lsn;
 		pthread_mutex_unlock(&j->mu);
 		j->synced = lsn;
+		atomic_store(&j->durable, lsn);
 	}
 	pthread_mutex_unlock(&j->sync_mu);
 	return rc;
@@ -613,7 +833,9 @@ int journal_append(struct journal *j, const struct kv_batch *b)
 		j->pend = np;
 		j->pcap = ncap;
 	}
-	journal_rec_encode(j, j->pend + j->plen, b, j->lsn, size);
+	journal_rec_encode(
+		j, j->pend + j->plen, b, j->lsn,
+		atomic_load_explicit(&j->durable, memory_order_acquire), size);
 	j->plen += size;
 	j->lsn += size;
 	if (j->plen >= JOURNAL_PENDING_MAX)
@@ -648,6 +870,7 @@ int journal_sync(struct journal *j)
 		goto out;
 	}
 	j->synced = upto;
+	atomic_store_explicit(&j->durable, upto, memory_order_release);
 out:
 	pthread_mutex_unlock(&j->sync_mu);
 	return rc;
@@ -710,5 +933,6 @@ void journal_close(struct journal *j)
 	pthread_mutex_destroy(&j->mu);
 	pthread_mutex_destroy(&j->sync_mu);
 	free(j->pend);
+	free(j->path);
 	free(j);
 }

@@ -31,13 +31,42 @@
  *
  * File layout: two 512-byte header slots in the first 4 KiB (written in
  * turn; the valid one with the higher checkpoint number wins), then the
- * ring.  A record is a 40-byte header (magic, payload length, lsn, epoch,
- * op count, CRC-32C, 12 bytes spare) and the serialised ops; it may wrap at
- * the ring's end.  lsn is the record's logical byte offset: its position in
- * the ring is lsn modulo the ring size, so a record left from an earlier lap
- * has the wrong lsn.  The epoch is raised at every open; within a chain the
- * epoch never falls, so a complete record left behind by an earlier run
- * after a torn tail is never taken as a continuation.
+ * ring.  A record is a 40-byte header and the serialised ops; it may wrap
+ * at the ring's end.  Header (little-endian): magic (4), payload length
+ * (4), lsn (8), epoch (4), op count (4), CRC-32C of bytes 0-23 and the
+ * payload (4), durable mark (8), CRC-32C of bytes 0-35 (4).  lsn is the
+ * record's logical byte offset: its position in the ring is lsn modulo the
+ * ring size, so a record left from an earlier lap has the wrong lsn.  The
+ * epoch is raised at every open; within a chain the epoch never falls, so a
+ * complete record left behind by an earlier run after a torn tail is never
+ * taken as a continuation.
+ *
+ * The durable mark is how far the journal was synced when the record was
+ * appended: every record ending at or before it was fdatasynced, so its
+ * fsync may have been acknowledged.  It has its own CRC so that the main
+ * one is unchanged: journals of builds before the mark (zeros in bytes
+ * 28-39, "no mark") replay as they always did, and those builds read
+ * records that carry one.
+ *
+ * Damage (journal_replay()): the walk from the checkpoint stops at the
+ * first record that fails a check.  A torn tail, the unsynced end of the
+ * last write, looks the same as a record damaged later (a bad sector, a
+ * bit flip), and a crash in a multi-page write can keep later pages and
+ * lose earlier ones, so a valid record after a bad one proves nothing by
+ * itself.  Records locate themselves (magic, lsn == position, CRC), so the
+ * replay finds the next valid one (R) past the damage and then:
+ *  - if R starts at or before the database's mark "J", the database holds
+ *    what was damaged: the walk steps over it and goes on at R;
+ *  - else, if R or a valid record after it has a durable mark past the
+ *    first batch neither holds, that batch was synced and is lost: the
+ *    replay fails (-EUCLEAN, one message naming the file and the lsns) and
+ *    changes nothing, so that the store is not opened with acknowledged
+ *    writes gone.  Moving the file aside opens the store as the database
+ *    holds it;
+ *  - else it is a torn tail: the chain ends at the damage, as always.
+ * Not detected: damage to the records of the last sync before a crash, as
+ * no record written after that sync carries its mark (and none if the
+ * records after the damage are gone too).
  *
  * Thread safety: journal_append*() are called under the caller's ordering
  * lock; journal_sync() and journal_checkpoint() may run concurrently with
@@ -62,8 +91,12 @@ int journal_open(const char *path, uint64_t ring_bytes,
 
 /* Replay: call apply, in order, for every valid record after the last
  * checkpoint whose end lsn is greater than applied_end (what the database
- * already holds).  Sets *end to the end of the valid chain.  Errors: what
- * apply returns, -EIO. */
+ * already holds); damage before applied_end is stepped over (see the top
+ * of this file).  Sets *end to the end of the valid chain.  Errors: what
+ * apply returns; -EUCLEAN the database lost synced data (applied_end is
+ * before the checkpoint) or damaged records were synced, logged, nothing
+ * applied; -EIO; -ENOMEM.  Reads the rest of the ring once (16 MiB by
+ * default) when the chain ends before it. */
 int journal_replay(struct journal *j, uint64_t applied_end,
 		   int (*apply)(void *ctx, const struct kv_batch *b,
 				uint64_t end),

@@ -12,14 +12,21 @@
  *    batches present are a prefix of those written (no holes); a copy of
  *    the same crash image without its journal loses them, which shows the
  *    cut really removed data;
- *  - a damaged record ends the replay there: a prefix again;
+ *  - a damaged record the database lacks ends the replay there (a prefix
+ *    again) if it may be a torn tail, but refuses the open (-EUCLEAN, one
+ *    message, the journal left as it was) if later records say it was
+ *    synced; damage the database holds is stepped over;
  *  - after a torn tail and a restart, records of the earlier run left
  *    further in the ring are not taken as a continuation (the epoch rule),
  *    even when they line up exactly with the new records;
  *  - a small ring wraps many times, with and without a crash;
  *  - every kind of op (put, delete, single delete, delete range) is
  *    replayed, in order;
- *  - a journal whose headers are both damaged is refused (-EUCLEAN).
+ *  - a journal whose headers are both damaged is refused (-EUCLEAN);
+ *  - on the journal alone (store/journal.h), damage to a payload or a
+ *    header byte: stepped over when the database holds it, refused when
+ *    synced, a torn unsynced tail replayed as a prefix, and a journal
+ *    without durable marks (an older build's) replayed as before.
  *
  * Children are re-executed from /proc/self/exe (RocksDB's threads make a
  * plain fork unsafe), as in test_store_persist.c.
@@ -40,6 +47,7 @@
 
 #include <cmocka.h>
 
+#include "store/journal.h"
 #include "store/kv.h"
 
 #define VLEN 200u
@@ -58,12 +66,27 @@ static void tj_val(unsigned char v[VLEN], uint64_t i, unsigned gen)
 		v[b] = (unsigned char)(i * 31 + b + gen * 7);
 }
 
+/* Errors and warnings logged, one a line (the latest cut off when full);
+ * a test empties it before what it checks. */
+static char tj_log_buf[16384];
+
+static void tj_log(void *ctx, int level, const char *msg)
+{
+	size_t n = strlen(tj_log_buf);
+
+	(void)ctx;
+	(void)level;
+	snprintf(tj_log_buf + n, sizeof(tj_log_buf) - n, "%s\n", msg);
+}
+
+static const struct store_log tj_logger = { tj_log, NULL, STORE_LOG_WARN };
+
 static int tj_open(const char *dir, struct kv **kv)
 {
 	char db[4096];
 
 	snprintf(db, sizeof(db), "%s/db", dir);
-	return kv_rocksdb_open(db, true, 8u << 20, 0, NULL, kv);
+	return kv_rocksdb_open(db, true, 8u << 20, 0, &tj_logger, kv);
 }
 
 /* Put batch i (key i, value of generation gen) in its own batch. */
@@ -172,6 +195,7 @@ static int tj_child(const char *dir, uint64_t first, uint64_t n,
 {
 	char p[4096];
 	struct kv *kv;
+	const char *mark = getenv("TJ_WAL_AT");
 	uint64_t i;
 	FILE *f;
 
@@ -191,6 +215,12 @@ static int tj_child(const char *dir, uint64_t first, uint64_t n,
 				return 5;
 			fprintf(f, "%llu\n", (unsigned long long)(first + i));
 			fclose(f);
+		}
+		/* TJ_WAL_AT=k: also the WAL's sizes once batch k is in it,
+		 * for a cut that leaves the database holding 1..k. */
+		if (mark && strtoull(mark, NULL, 10) == first + i) {
+			snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
+			tj_record_wal(dir, p);
 		}
 	}
 	_exit(0); /* no kv_close: a crash */
@@ -367,12 +397,35 @@ static void tj_damage(const char *dir, uint64_t off)
 /* Size of one record of this test's batches in the journal. */
 #define TJ_REC (40u + 12u + 16u + VLEN)
 
-/* A damaged record ends the chain: what comes back is a prefix. */
-static void test_journal_torn_record(void **state)
+/* The journal file's bytes (malloc'd, *n of them). */
+static unsigned char *tj_slurp(const char *path, size_t *n)
 {
-	char *dir = *state, p[4200];
+	struct stat st;
+	unsigned char *buf;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*n = (size_t)st.st_size;
+	return buf;
+}
+
+/* A damaged record the database lacks, which later records say was
+ * synced (batch 600 of 1000, synced every 50: records 601.. carry the
+ * mark of the sync at 600): the store is not opened, with one message
+ * naming the journal and the lsns, and the journal is left as it was.
+ * Moved aside, the store opens as the database holds it.  (Before the
+ * marks it opened with 1..599 and 600..1000 silently gone.) */
+static void test_journal_synced_damage(void **state)
+{
+	char *dir = *state, p[4200], jp[4200], aside[4300];
+	unsigned char *before, *after;
+	size_t nb, na;
 	struct kv *kv;
-	uint64_t len;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
 	tj_run_child(dir, 1, 1000, 50, 0);
@@ -381,10 +434,56 @@ static void test_journal_torn_record(void **state)
 	/* Record 600 (index 599 from the ring's start, which the open set
 	 * to the lsn the fresh database had: 0). */
 	tj_damage(dir, 599 * (uint64_t)TJ_REC + 60);
+	snprintf(jp, sizeof(jp), "%s/db/BRANCHFS-JOURNAL", dir);
+	before = tj_slurp(jp, &nb);
+	tj_log_buf[0] = 0;
+	assert_int_equal(tj_open(dir, &kv), -EUCLEAN);
+	assert_non_null(strstr(tj_log_buf, jp));
+	assert_non_null(strstr(tj_log_buf, "from lsn 160532 to 160800"));
+	assert_non_null(strstr(tj_log_buf, "move it aside"));
+	after = tj_slurp(jp, &na);
+	assert_true(na == nb && memcmp(before, after, nb) == 0);
+	free(before);
+	free(after);
+	snprintf(aside, sizeof(aside), "%s.aside", jp);
+	assert_int_equal(rename(jp, aside), 0);
 	assert_int_equal(tj_open(dir, &kv), 0);
-	len = tj_prefix(kv, 1, 1000, 0);
-	assert_int_equal(len, 599);
+	assert_true(tj_prefix(kv, 1, 1000, 0) < 600);
 	kv_close(kv);
+}
+
+/* The database holds batches 1..500 (its WAL cut back to where it was
+ * then), the journal all 1000, with record 300 damaged: the replay steps
+ * over it and gives back 501..1000 (before: it stopped at 300 and the
+ * store came back with 1..500 only). */
+static void test_journal_held_damage(void **state)
+{
+	char *dir = *state, p[4200], cmd[8500];
+	struct kv *kv;
+
+	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
+	setenv("TJ_WAL_AT", "500", 1);
+	tj_run_child(dir, 1, 1000, 50, 0);
+	unsetenv("TJ_WAL_AT");
+	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
+	assert_true(tj_cut_wal(dir, p) > 0);
+	tj_damage(dir, 299 * (uint64_t)TJ_REC + 60);
+	/* Without the journal the image holds 1..500: the cut is real. */
+	snprintf(
+		cmd, sizeof(cmd),
+		"cp -a '%s' '%s.nojournal' && rm '%s.nojournal/db/BRANCHFS-JOURNAL'",
+		dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s.nojournal", dir);
+	assert_int_equal(tj_open(p, &kv), 0);
+	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 500);
+	kv_close(kv);
+
+	tj_log_buf[0] = 0;
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
+	kv_close(kv);
+	assert_non_null(strstr(tj_log_buf, "from lsn 80132 to 80400"));
 }
 
 /* After a torn tail, the next run's records overwrite the old ones one
@@ -487,15 +586,224 @@ static void test_journal_bad_header(void **state)
 	assert_int_equal(tj_open(dir, &kv), -EUCLEAN);
 }
 
+/* ---- the journal alone: record i (from 1) of tjj_fill's journal starts
+ * at lsn TJJ_AT(i) ---- */
+
+#define TJJ_AT(i) (((uint64_t)(i) - 1) * TJ_REC)
+#define TJJ_BIGV 60000u /* value of a tail batch of tjj_fill */
+#define TJJ_BIGREC (40u + 12u + 16u + TJJ_BIGV)
+
+struct tjj_got {
+	uint64_t key[1100]; /* keys of the batches applied, in order */
+	uint64_t end[1100]; /* and the end lsn each was applied with */
+	size_t n;
+};
+
+static int tjj_apply(void *ctx, const struct kv_batch *b, uint64_t end)
+{
+	struct tjj_got *g = ctx;
+	const unsigned char *k = kv_batch_key(b, &b->ops[0]);
+	uint64_t i = 0;
+
+	for (int x = 0; x < 8; x++)
+		i = i << 8 | k[x];
+	if (g->n < 1100) {
+		g->key[g->n] = i;
+		g->end[g->n] = end;
+	}
+	g->n++;
+	return 0;
+}
+
+/* A new journal (dir/db/BRANCHFS-JOURNAL, 4 MiB ring) as a run leaves it
+ * after a crash: batches 1..n (value VLEN), synced every sync_every, then
+ * ntail batches of TJJ_BIGV bytes never synced (those that filled the 1 MiB
+ * of pending records reached the file, the rest did not). */
+static void tjj_fill(const char *dir, char *path, size_t psz, uint64_t n,
+		     uint64_t sync_every, uint64_t ntail)
+{
+	static unsigned char big[TJJ_BIGV];
+	unsigned char k[16], v[VLEN];
+	struct tjj_got g = { .n = 0 };
+	struct journal *j;
+	struct kv_batch b;
+	uint64_t i, end;
+
+	snprintf(path, psz, "%s/db", dir);
+	mkdir(path, 0700);
+	snprintf(path, psz, "%s/db/BRANCHFS-JOURNAL", dir);
+	assert_int_equal(journal_open(path, 4u << 20, &tj_logger, &j), 0);
+	assert_int_equal(journal_replay(j, 0, tjj_apply, &g, &end), 0);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(journal_restart(j, 0), 0);
+	for (i = 1; i <= n + ntail; i++) {
+		tj_key(k, i);
+		tj_val(v, i, 0);
+		kv_batch_init(&b);
+		if (i <= n)
+			kv_batch_put(&b, KV_CF_INODE, k, sizeof(k), v, sizeof(v));
+		else
+			kv_batch_put(&b, KV_CF_INODE, k, sizeof(k), big,
+				     sizeof(big));
+		assert_int_equal(journal_next_end(j, &b),
+				 i <= n ? TJJ_AT(i + 1) :
+					  TJJ_AT(n + 1) + (i - n) * TJJ_BIGREC);
+		assert_int_equal(journal_append(j, &b), 0);
+		kv_batch_release(&b);
+		if (i <= n && i % sync_every == 0)
+			assert_int_equal(journal_sync(j), 0);
+	}
+	journal_close(j); /* no sync: a crash */
+}
+
+/* Replay the journal at path for a database holding it up to applied;
+ * the file is not changed (no restart). */
+static int tjj_replay(const char *path, uint64_t applied, struct tjj_got *g,
+		      uint64_t *end)
+{
+	struct journal *j;
+	int rc;
+
+	memset(g, 0, sizeof(*g));
+	assert_int_equal(journal_open(path, 4u << 20, &tj_logger, &j), 0);
+	rc = journal_replay(j, applied, tjj_apply, g, end);
+	journal_close(j);
+	return rc;
+}
+
+/* Batches first..last were applied, in order, each with its end. */
+static void tjj_check_got(const struct tjj_got *g, uint64_t first,
+			  uint64_t last)
+{
+	assert_int_equal(g->n, last - first + 1);
+	for (uint64_t i = first; i <= last; i++) {
+		assert_int_equal(g->key[i - first], i);
+		assert_int_equal(g->end[i - first], TJJ_AT(i + 1));
+	}
+}
+
+/* Damage the database already holds costs nothing: record 40 of 100
+ * damaged in its payload, then (a new journal) in its length, so that
+ * the next record must be found by its magic and lsn; the database holds
+ * 1..60: 61..100 are replayed.  (Before: the replay stopped at 40 and
+ * gave back nothing.) */
+static void test_journal_damage_held(void **state)
+{
+	char *dir = *state, path[4200] = "";
+	struct tjj_got g;
+	uint64_t end;
+
+	for (int hdr = 0; hdr < 2; hdr++) {
+		unlink(path);
+		tjj_fill(dir, path, sizeof(path), 100, 10, 0);
+		tj_damage(dir, TJJ_AT(40) + (hdr ? 5 : 60));
+		tj_log_buf[0] = 0;
+		assert_int_equal(tjj_replay(path, TJJ_AT(61), &g, &end), 0);
+		tjj_check_got(&g, 61, 100);
+		assert_int_equal(end, TJJ_AT(101));
+		assert_non_null(strstr(tj_log_buf, "from lsn 10452 to 10720"));
+	}
+}
+
+/* Damage the database lacks, in a record later records say was synced
+ * (record 40 of 100, synced every 10; the database holds 1..20): payload,
+ * then (a new journal) length.  The replay fails with -EUCLEAN, applies
+ * nothing, says which file and lsns, and leaves the file as it was.
+ * (Before: it replayed 21..39 and returned 0, 40..100 silently gone.) */
+static void test_journal_damage_synced(void **state)
+{
+	char *dir = *state, path[4200] = "";
+	unsigned char *before, *after;
+	size_t nb, na;
+	struct tjj_got g;
+	uint64_t end;
+
+	for (int hdr = 0; hdr < 2; hdr++) {
+		unlink(path);
+		tjj_fill(dir, path, sizeof(path), 100, 10, 0);
+		tj_damage(dir, TJJ_AT(40) + (hdr ? 5 : 60));
+		before = tj_slurp(path, &nb);
+		tj_log_buf[0] = 0;
+		assert_int_equal(tjj_replay(path, TJJ_AT(21), &g, &end),
+				 -EUCLEAN);
+		assert_int_equal(g.n, 0);
+		assert_non_null(strstr(tj_log_buf, path));
+		assert_non_null(strstr(tj_log_buf, "from lsn 10452 to 10720"));
+		/* record 41 carries the mark of the sync after record 40 */
+		assert_non_null(strstr(tj_log_buf, "synced up to 10720"));
+		after = tj_slurp(path, &na);
+		assert_true(na == nb && memcmp(before, after, nb) == 0);
+		free(before);
+		free(after);
+	}
+}
+
+/* A torn tail: the crash came while the last write, never synced, was
+ * on its way, and kept later pages of it but not an earlier one (records
+ * 100 + 4.. of the tail present, 100 + 3 damaged).  Their marks reach
+ * only the last sync, before the damage: the replay gives back the
+ * prefix up to the damage and returns 0, as before the marks. */
+static void test_journal_torn_tail(void **state)
+{
+	char *dir = *state, path[4200];
+	unsigned char *img;
+	uint64_t end, bad = TJJ_AT(101) + 2 * (uint64_t)TJJ_BIGREC;
+	struct tjj_got g;
+	size_t n;
+
+	tjj_fill(dir, path, sizeof(path), 100, 10, 20);
+	tj_damage(dir, bad + 60);
+	/* the tail's later records are in the file, intact */
+	img = tj_slurp(path, &n);
+	assert_memory_equal(img + 4096 + bad + 10 * TJJ_BIGREC, "BFRJ", 4);
+	free(img);
+	tj_log_buf[0] = 0;
+	assert_int_equal(tjj_replay(path, TJJ_AT(51), &g, &end), 0);
+	assert_int_equal(g.n, 52); /* 51..100 and the tail's first two */
+	assert_int_equal(g.key[0], 51);
+	assert_int_equal(g.key[51], 102);
+	assert_int_equal(end, bad);
+	assert_null(strstr(tj_log_buf, "damaged"));
+}
+
+/* A journal of a build before the durable marks (header bytes 28-39
+ * zero): damage the database lacks ends the chain, as it always did. */
+static void test_journal_no_marks(void **state)
+{
+	char *dir = *state, path[4200];
+	unsigned char zero[12] = { 0 };
+	struct tjj_got g;
+	uint64_t end;
+	int fd;
+
+	tjj_fill(dir, path, sizeof(path), 100, 10, 0);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	for (uint64_t i = 1; i <= 100; i++)
+		assert_int_equal(pwrite(fd, zero, sizeof(zero),
+					(off_t)(4096 + TJJ_AT(i) + 28)),
+				 (ssize_t)sizeof(zero));
+	close(fd);
+	tj_damage(dir, TJJ_AT(40) + 60);
+	assert_int_equal(tjj_replay(path, TJJ_AT(21), &g, &end), 0);
+	tjj_check_got(&g, 21, 39);
+	assert_int_equal(end, TJJ_AT(40));
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_journal_power_cut, tj_setup, tj_teardown),
-		cmocka_unit_test_setup_teardown(test_journal_torn_record, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_synced_damage, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_held_damage, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_epoch_rule, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_wraps, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_every_op, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_bad_header, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_damage_held, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_damage_synced, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_torn_tail, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_no_marks, tj_setup, tj_teardown),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--child-ops") == 0)
