@@ -17,6 +17,12 @@
 #  3. A write that came after the last commit is gone, one before it stays:
 #     the commit bounds what a cut takes, it does not make every write
 #     durable at once.
+#  4. After a cut, the first record of the fsync journal (synced by the
+#     first of two fsyncs, so the second one's records carry a durable mark
+#     past it) is damaged, as by a bad sector: branchd refuses the store in
+#     one line naming the journal, and leaves the file as it is (before, it
+#     opened the store without both fsynced files); moved aside, the store
+#     opens without them.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -121,5 +127,51 @@ bfs_mount "$STORE" "$MNT"
 expect_content "$MNT/main/early" six
 expect_gone "$MNT/main/late"
 log "commit=30: a write 1 s before the cut and after the last sync is gone, as it may be on ext4"
+bfs_umount
+
+# ---- 4. damage to synced journal records: refused, not opened without them ----
+cut_mount commit=0
+put "$MNT/main/j1" "eight" fsync
+put "$MNT/main/j2" "nine" fsync
+cut_power journal
+JNL=$STORE/db/BRANCHFS-JOURNAL
+py 'import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    slots = f.read(1024)
+    best = None
+    for i in (0, 1):  # the valid header slot with the higher checkpoint number
+        s = slots[i * 512:i * 512 + 56]
+        if s[:8] == b"BFSJRNL1":
+            no, start, ring = struct.unpack_from("<QQQ", s, 8)
+            if best is None or no > best[0]:
+                best = (no, start, ring)
+    no, start, ring = best
+    at = 4096 + start % ring
+    f.seek(at)
+    magic, ln, lsn = struct.unpack_from("<IIQ", f.read(16))
+    if magic != 0x4a524642 or lsn != start:
+        sys.exit("no record at the journal start (lsn %d)" % start)
+    f.seek(at + 40 + ln // 2)
+    b = f.read(1)[0]
+    f.seek(at + 40 + ln // 2)
+    f.write(bytes([b ^ 0x5a]))
+    print("damaged the record at lsn %d (%d bytes)" % (lsn, ln))' "$JNL" >"$T/log/damage.out" ||
+	fail "could not damage the journal: $(cat "$T/log/damage.out")"
+log "$(cat "$T/log/damage.out")"
+sum=$(md5sum <"$JNL")
+rc=0
+tmo 15 "$BRANCHD" -f "$STORE" "$MNT" >"$T/out" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] || fail "branchd on a journal with damaged synced records: exit $rc, expected 1: $(head -c 400 "$T/err")"
+[ "$(grep -c . "$T/err")" -eq 1 ] || fail "expected one line on stderr, got: '$(cat "$T/err")'"
+grep -qE "fsync journal '$JNL' is damaged: records from lsn [0-9]+ to [0-9]+ cannot be read.*synced up to" "$T/err" ||
+	fail "the refusal does not name the journal and the lsns: $(cat "$T/err")"
+[ "$(md5sum <"$JNL")" = "$sum" ] || fail "the refused open changed the journal"
+log "refused: $(cat "$T/err")"
+mv "$JNL" "$T/journal.aside"
+bfs_mount "$STORE" "$MNT"
+expect_content "$MNT/main/early" six
+[ ! -e "$MNT/main/j1" ] && [ ! -e "$MNT/main/j2" ] ||
+	fail "j1 or j2 is there with the journal moved aside: the damaged records were not the only copy"
+log "journal moved aside: the store opens as its database holds it"
 bfs_umount
 log "all power-cut checks passed"
