@@ -30,6 +30,14 @@
 
 static const char journal_magic[8] = "BFSJRNL1";
 
+/* Header slot flags, in bytes 44-47 with a CRC-32C of bytes 0-47 at 48
+ * (older builds wrote zeros there, read as no flags; they ignore both). */
+enum journal_slot_flags {
+	/* Written by journal_seal() (and for a new file): no record was
+	 * appended at or after the slot's start. */
+	JOURNAL_SLOT_SEALED = 1u << 0,
+};
+
 struct journal {
 	int fd;
 	char *path; /* for messages */
@@ -41,6 +49,7 @@ struct journal {
 	uint64_t written;   /* end of what reached the file */
 	uint64_t ckpt_no;
 	uint32_t epoch;
+	bool sealed; /* the header read at open was sealed; set at open */
 	unsigned char *pend; /* records [written, lsn) not in the file yet */
 	size_t plen;
 	size_t pcap;
@@ -199,7 +208,7 @@ static int journal_ring_io(struct journal *j, bool write, void *buf, size_t len,
 
 static void journal_slot_encode(unsigned char s[JOURNAL_SLOT_LEN],
 				uint64_t ckpt_no, uint64_t start, uint64_t ring,
-				uint32_t epoch)
+				uint32_t epoch, uint32_t flags)
 {
 	memset(s, 0, JOURNAL_SLOT_LEN);
 	memcpy(s, journal_magic, 8);
@@ -209,11 +218,13 @@ static void journal_slot_encode(unsigned char s[JOURNAL_SLOT_LEN],
 	journal_put32(s + 32, epoch);
 	journal_put32(s + 36, JOURNAL_VERSION);
 	journal_put32(s + 40, journal_crc(0, s, 40));
+	journal_put32(s + 44, flags);
+	journal_put32(s + 48, journal_crc(0, s, 48));
 }
 
 static bool journal_slot_decode(const unsigned char *s, uint64_t *ckpt_no,
 				uint64_t *start, uint64_t *ring,
-				uint32_t *epoch)
+				uint32_t *epoch, uint32_t *flags)
 {
 	if (memcmp(s, journal_magic, 8) != 0 ||
 	    journal_get32(s + 36) != JOURNAL_VERSION ||
@@ -223,13 +234,16 @@ static bool journal_slot_decode(const unsigned char *s, uint64_t *ckpt_no,
 	*start = journal_get64(s + 16);
 	*ring = journal_get64(s + 24);
 	*epoch = journal_get32(s + 32);
+	*flags = journal_get32(s + 48) == journal_crc(0, s, 48) ?
+			 journal_get32(s + 44) :
+			 0;
 	return true;
 }
 
 /* Write the next header slot (under mu: values consistent) and sync it.
  * Called with sync_mu held. */
 static int journal_write_header(struct journal *j, uint64_t start,
-				uint32_t epoch)
+				uint32_t epoch, uint32_t flags)
 {
 	unsigned char s[JOURNAL_SLOT_LEN];
 	uint64_t no;
@@ -238,7 +252,7 @@ static int journal_write_header(struct journal *j, uint64_t start,
 	pthread_mutex_lock(&j->mu);
 	no = ++j->ckpt_no;
 	pthread_mutex_unlock(&j->mu);
-	journal_slot_encode(s, no, start, j->ring, epoch);
+	journal_slot_encode(s, no, start, j->ring, epoch, flags);
 	rc = journal_io_all(j->fd, true, s, sizeof(s),
 			    (off_t)((no % 2) * JOURNAL_SLOT));
 	if (rc == 0 && fdatasync(j->fd) != 0)
@@ -368,7 +382,7 @@ static int journal_create(const char *path, uint64_t ring)
 	free(zero);
 	if (rc)
 		goto out;
-	journal_slot_encode(s, 1, 0, ring, 0);
+	journal_slot_encode(s, 1, 0, ring, 0, JOURNAL_SLOT_SEALED);
 	rc = journal_io_all(fd, true, s, sizeof(s), JOURNAL_SLOT);
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -errno;
@@ -439,10 +453,10 @@ int journal_open(const char *path, uint64_t ring_bytes,
 		goto err_corrupt;
 	for (i = 0; i < 2; i++) {
 		uint64_t no, start, ring;
-		uint32_t epoch;
+		uint32_t epoch, flags;
 
 		if (!journal_slot_decode(slots + i * JOURNAL_SLOT, &no, &start,
-					 &ring, &epoch) ||
+					 &ring, &epoch, &flags) ||
 		    no < best)
 			continue;
 		best = no;
@@ -450,6 +464,7 @@ int journal_open(const char *path, uint64_t ring_bytes,
 		j->start = start;
 		j->ring = ring;
 		j->epoch = epoch;
+		j->sealed = flags & JOURNAL_SLOT_SEALED;
 	}
 	if (best == 0 || j->ring < (64u << 10) || fstat(j->fd, &st) != 0 ||
 	    (uint64_t)st.st_size < JOURNAL_HDR_AREA + j->ring)
@@ -672,7 +687,10 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		}
 		if (rc != -EBADMSG)
 			goto out;
-		rc = journal_find(j, pos + 1, limit, &buf, &cap, &rec);
+		/* Sealed: nothing was appended after start, no scan. */
+		rc = j->sealed ?
+			     -ENOENT :
+			     journal_find(j, pos + 1, limit, &buf, &cap, &rec);
 		if (rc == -ENOMEM)
 			goto out;
 		if (rc == 0 && rec.lsn <= applied_end) {
@@ -748,7 +766,7 @@ int journal_restart(struct journal *j, uint64_t lsn)
 	epoch = ++j->epoch;
 	j->plen = 0;
 	pthread_mutex_unlock(&j->mu);
-	rc = journal_write_header(j, lsn, epoch);
+	rc = journal_write_header(j, lsn, epoch, 0);
 	if (rc == 0) {
 		pthread_mutex_lock(&j->mu);
 		j->start = j->lsn = j->written = lsn;
@@ -894,13 +912,36 @@ int journal_checkpoint(struct journal *j, uint64_t lsn)
 	/* The ring before lsn is reused only once the header saying so is
 	 * durable: until then a replay starts at the old start and must find
 	 * the records there intact. */
-	rc = journal_write_header(j, lsn, epoch);
+	rc = journal_write_header(j, lsn, epoch, 0);
 	if (rc == 0) {
 		pthread_mutex_lock(&j->mu);
 		j->start = lsn;
 		pthread_mutex_unlock(&j->mu);
 	}
 out:
+	pthread_mutex_unlock(&j->sync_mu);
+	return rc;
+}
+
+int journal_seal(struct journal *j)
+{
+	uint64_t lsn;
+	uint32_t epoch;
+	int rc;
+
+	if (atomic_load(&j->broken))
+		return -EIO;
+	pthread_mutex_lock(&j->sync_mu);
+	pthread_mutex_lock(&j->mu);
+	epoch = j->epoch;
+	lsn = j->lsn;
+	pthread_mutex_unlock(&j->mu);
+	rc = journal_write_header(j, lsn, epoch, JOURNAL_SLOT_SEALED);
+	if (rc == 0) {
+		pthread_mutex_lock(&j->mu);
+		j->start = lsn;
+		pthread_mutex_unlock(&j->mu);
+	}
 	pthread_mutex_unlock(&j->sync_mu);
 	return rc;
 }

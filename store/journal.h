@@ -66,7 +66,10 @@
  *  - else it is a torn tail: the chain ends at the damage, as always.
  * Not detected: damage to the records of the last sync before a crash, as
  * no record written after that sync carries its mark (and none if the
- * records after the damage are gone too).
+ * records after the damage are gone too).  Looking for R reads the rest
+ * of the ring (16 MiB by default) once: a clean close seals the header
+ * (journal_seal(), a flag in the slot that older builds ignore), and the
+ * open after a sealed header, where no record can follow, skips it.
  *
  * Thread safety: journal_append*() are called under the caller's ordering
  * lock; journal_sync() and journal_checkpoint() may run concurrently with
@@ -96,7 +99,7 @@ int journal_open(const char *path, uint64_t ring_bytes,
  * apply returns; -EUCLEAN the database lost synced data (applied_end is
  * before the checkpoint) or damaged records were synced, logged, nothing
  * applied; -EIO; -ENOMEM.  Reads the rest of the ring once (16 MiB by
- * default) when the chain ends before it. */
+ * default) when the chain ends before it, unless the header is sealed. */
 int journal_replay(struct journal *j, uint64_t applied_end,
 		   int (*apply)(void *ctx, const struct kv_batch *b,
 				uint64_t end),
@@ -127,6 +130,13 @@ int journal_sync(struct journal *j);
 /* The database is durable up to lsn (<= journal_lsn): space before it may
  * be reused.  Durable on return. */
 int journal_checkpoint(struct journal *j, uint64_t lsn);
+
+/* Checkpoint at journal_lsn(j) (the database is durable up to it: the
+ * caller synced it) and seal: the header says that nothing was appended
+ * after that, so the next open's replay skips its scan of the ring (see
+ * "Damage" above).  For a clean close: nothing may be appended after it.
+ * Durable on return. */
+int journal_seal(struct journal *j);
 
 /* True when more than half the ring holds records not yet checkpointed. */
 bool journal_wants_checkpoint(struct journal *j);

@@ -1036,8 +1036,8 @@ static void kv_rocks_close(struct kv *kv)
 			kv_rocks_err(kv, "sync wal at close", err);
 		else if (r->jnl && !journal_broken(r->jnl))
 			/* Everything is in RocksDB's WAL: the next open has
-			 * nothing to replay. */
-			journal_checkpoint(r->jnl, journal_lsn(r->jnl));
+			 * nothing to replay, nor any need to look for it. */
+			journal_seal(r->jnl);
 	}
 	kv_rocks_free(r);
 }
