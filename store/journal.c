@@ -491,13 +491,12 @@ err:
 
 /* ------------------------------------------------------------ replay */
 
-/* Read and check the record at lsn: magic, lsn, epoch in [min_epoch,
- * j->epoch], length, end at most limit, CRC.  Its payload goes to *buf
+/* Read and check the record at lsn: magic, lsn, the header's epoch,
+ * length, end at most limit, CRC.  Its payload goes to *buf
  * (grown as needed, *cap bytes; freed by the caller).  0 valid, -EBADMSG
  * not a valid record there (a read error included: a bad sector is
  * damage like any other), -ENOMEM. */
-static int journal_rec_check(struct journal *j, uint64_t lsn,
-			     uint32_t min_epoch, uint64_t limit,
+static int journal_rec_check(struct journal *j, uint64_t lsn, uint64_t limit,
 			     unsigned char **buf, size_t *cap,
 			     struct journal_rec *rec)
 {
@@ -511,8 +510,7 @@ static int journal_rec_check(struct journal *j, uint64_t lsn,
 	rec->epoch = journal_get32(hdr + 16);
 	rec->nops = journal_get32(hdr + 20);
 	if (journal_get32(hdr) != JOURNAL_REC_MAGIC ||
-	    journal_get64(hdr + 8) != lsn || rec->epoch < min_epoch ||
-	    rec->epoch > j->epoch ||
+	    journal_get64(hdr + 8) != lsn || rec->epoch != j->epoch ||
 	    (uint64_t)rec->len + JOURNAL_REC_HDR > j->ring / 2 ||
 	    lsn + JOURNAL_REC_HDR + rec->len > limit)
 		return -EBADMSG;
@@ -572,7 +570,7 @@ static int journal_find(struct journal *j, uint64_t from, uint64_t limit,
 	uint64_t base;
 	int rc;
 
-	rc = journal_rec_check(j, from, j->epoch, limit, buf, cap, rec);
+	rc = journal_rec_check(j, from, limit, buf, cap, rec);
 	if (rc != -EBADMSG)
 		return rc;
 	win = malloc(JOURNAL_SCAN_WIN + JOURNAL_REC_HDR);
@@ -600,8 +598,8 @@ static int journal_find(struct journal *j, uint64_t from, uint64_t limit,
 			if (journal_get64(p + 8) != base + off ||
 			    journal_get32(p + 16) != j->epoch)
 				continue;
-			rc = journal_rec_check(j, base + off, j->epoch, limit,
-					       buf, cap, rec);
+			rc = journal_rec_check(j, base + off, limit, buf, cap,
+					       rec);
 			if (rc == -EBADMSG)
 				rc = -ENOENT;
 		}
@@ -653,7 +651,6 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 	uint64_t lost, gap_end;
 	struct journal_rec rec;
 	struct kv_batch b;
-	uint32_t prev_epoch = 0;
 	size_t cap = 0, nrec = 0, napplied = 0;
 	bool have_from = false;
 	int rc;
@@ -667,8 +664,7 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		return -EUCLEAN;
 	}
 	for (;;) {
-		rc = journal_rec_check(j, pos, prev_epoch, limit, &buf, &cap,
-				       &rec);
+		rc = journal_rec_check(j, pos, limit, &buf, &cap, &rec);
 		if (rc == 0) {
 			rc = journal_rec_batch(buf, &rec, &b);
 			if (rc == 0)
@@ -681,7 +677,6 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 				from = pos;
 				have_from = true;
 			}
-			prev_epoch = rec.epoch;
 			pos += JOURNAL_REC_HDR + rec.len;
 			continue;
 		}
@@ -727,7 +722,7 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		goto out;
 	rc = 0;
 	for (uint64_t at = from; have_from && at < pos && rc == 0;) {
-		rc = journal_rec_check(j, at, 0, limit, &buf, &cap, &rec);
+		rc = journal_rec_check(j, at, limit, &buf, &cap, &rec);
 		if (rc == 0)
 			rc = journal_rec_batch(buf, &rec, &b);
 		if (rc == -EBADMSG) {

@@ -37,9 +37,11 @@
  * payload (4), durable mark (8), CRC-32C of bytes 0-35 (4).  lsn is the
  * record's logical byte offset: its position in the ring is lsn modulo the
  * ring size, so a record left from an earlier lap has the wrong lsn.  The
- * epoch is raised at every open; within a chain the epoch never falls, so a
- * complete record left behind by an earlier run after a torn tail is never
- * taken as a continuation.
+ * epoch is raised at every open (journal_restart() writes the new epoch's
+ * header before anything is appended; checkpoints keep it), so every record
+ * of the chain carries the header's epoch, and a complete record left
+ * behind by an earlier run after a torn tail is never taken as part of it,
+ * also when it lies exactly at the start.
  *
  * The durable mark is how far the journal was synced when the record was
  * appended: every record ending at or before it was fdatasynced, so its

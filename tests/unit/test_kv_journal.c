@@ -512,6 +512,38 @@ static void test_journal_epoch_rule(void **state)
 	kv_close(kv);
 }
 
+/* The same, but run 2 closes cleanly right after its 5 records: its
+ * checkpoint puts the journal's start exactly on the old record 55, which
+ * is intact and has the lsn of that place.  Run 3's walk starts there and
+ * must not take it (an earlier epoch: its batch was dropped as part of a
+ * torn tail and never acknowledged after run 2 started).  Before, the walk
+ * accepted any epoch for its first record and put 55..100 back. */
+static void test_journal_epoch_at_start(void **state)
+{
+	char *dir = *state, p[4200];
+	struct kv *kv;
+	uint64_t i, n;
+
+	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
+	tj_run_child(dir, 1, 100, 100, 0);
+	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
+	assert_true(tj_cut_wal(dir, p) > 0);
+	tj_damage(dir, 49 * (uint64_t)TJ_REC + 60); /* record 50 torn */
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(tj_prefix(kv, 1, 100, 0), 49);
+	for (i = 1001; i <= 1005; i++)
+		assert_int_equal(tj_put(kv, i, 1), 0);
+	kv_close(kv);
+	assert_int_equal(tj_open(dir, &kv), 0);
+	for (i = 50, n = 0; i <= 100; i++)
+		n += tj_has(kv, i, 0) != 0;
+	assert_int_equal(n, 0);
+	assert_int_equal(tj_prefix(kv, 1, 100, 0), 49);
+	for (i = 1001; i <= 1005; i++)
+		assert_int_equal(tj_has(kv, i, 1), 1);
+	kv_close(kv);
+}
+
 /* A 64 KiB ring wraps dozens of times; a crash in the middle loses no
  * synced batch (RocksDB's WAL, in the page cache, and the journal agree). */
 static void test_journal_wraps(void **state)
@@ -797,6 +829,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_journal_synced_damage, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_held_damage, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_epoch_rule, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_epoch_at_start, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_wraps, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_every_op, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_bad_header, tj_setup, tj_teardown),
