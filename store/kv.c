@@ -220,6 +220,13 @@ int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 	return kv->ops->compact(kv, cf, begin, blen, end, elen, bottom);
 }
 
+int kv_rewrite_bytes(struct kv *kv, enum kv_cf cf, const void *begin,
+		     size_t blen, const void *end, size_t elen, uint64_t *bytes)
+{
+	assert(begin && end && bytes);
+	return kv->ops->rewrite_bytes(kv, cf, begin, blen, end, elen, bytes);
+}
+
 int kv_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
 {
 	return kv->ops->count_deletions(kv, cf, n);
@@ -906,29 +913,58 @@ static int kv_rocks_disk_usage(struct kv *kv, uint64_t *bytes)
  * compaction just wrote there. */
 #define KV_ROCKS_BOTTOM_FORCE_OPTIMIZED 3
 
+/* RocksDB's count of failed flushes and compactions since open (a
+ * manual compaction that fails counts like any other); 0 if it cannot
+ * say. */
+static uint64_t kv_rocks_bg_errors(struct kv_rocks *r)
+{
+	uint64_t n = 0;
+
+	if (rocksdb_property_int(r->db, "rocksdb.background-errors", &n) != 0)
+		return 0;
+	return n;
+}
+
 static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 			    size_t blen, const void *end, size_t elen,
 			    bool bottom)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
-	rocksdb_compactoptions_t *o;
+	rocksdb_compactoptions_t *o = NULL;
+	uint64_t errs = kv_rocks_bg_errors(r), now;
+	struct statvfs vfs;
 
-	if (!bottom) {
+	if (bottom) {
+		o = rocksdb_compactoptions_create();
+		if (!o)
+			return -ENOMEM;
+		rocksdb_compactoptions_set_bottommost_level_compaction(
+			o, KV_ROCKS_BOTTOM_FORCE_OPTIMIZED);
+		/* RocksDB's own compactions of the load go on meanwhile. */
+		rocksdb_compactoptions_set_exclusive_manual_compaction(o, 0);
+		rocksdb_compact_range_cf_opt(r->db, r->cf[cf], o, begin, blen,
+					     end, elen);
+		rocksdb_compactoptions_destroy(o);
+	} else {
 		rocksdb_compact_range_cf(r->db, r->cf[cf], begin, blen, end,
 					 elen);
-		return 0;
 	}
-	o = rocksdb_compactoptions_create();
-	if (!o)
-		return -ENOMEM;
-	rocksdb_compactoptions_set_bottommost_level_compaction(
-		o, KV_ROCKS_BOTTOM_FORCE_OPTIMIZED);
-	/* RocksDB's own compactions of the load go on meanwhile. */
-	rocksdb_compactoptions_set_exclusive_manual_compaction(o, 0);
-	rocksdb_compact_range_cf_opt(r->db, r->cf[cf], o, begin, blen, end,
-				     elen);
-	rocksdb_compactoptions_destroy(o);
-	return 0;
+	/* The C API returns nothing: a compaction that failed (its output
+	 * met a full disk) shows only in the count of background errors.  A
+	 * flush that failed meanwhile counts too; the caller looks at what
+	 * is left and tries again later.  A compaction that RocksDB refused
+	 * to start (it stopped on an earlier background error) counts
+	 * nothing: only the caller's look tells. */
+	now = kv_rocks_bg_errors(r);
+	if (now <= errs)
+		return 0;
+	if (statvfs(r->path, &vfs) != 0)
+		memset(&vfs, 0, sizeof(vfs));
+	kv_log(kv, STORE_LOG_WARN,
+	       "rocksdb: a compaction of the %s family failed: %llu background error(s) while it ran (RocksDB does not say which; a full disk is the usual cause: %llu KiB free)",
+	       kv_cf_names[cf], (unsigned long long)(now - errs),
+	       (unsigned long long)(kv_fs_avail(&vfs) >> 10));
+	return -EIO;
 }
 
 static int kv_rocks_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
@@ -944,9 +980,67 @@ static int kv_rocks_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
 	if (err) {
 		kv_log(kv, STORE_LOG_WARN, "rocksdb: delete files in range: %s",
 		       err);
-		free(err);
+		rocksdb_free(err);
 		return -EIO;
 	}
+	return 0;
+}
+
+/* Bytewise order of a and b, as RocksDB's default comparator. */
+static int kv_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static int kv_rocks_rewrite_bytes(struct kv *kv, enum kv_cf cf,
+				  const void *begin, size_t blen,
+				  const void *end, size_t elen, uint64_t *bytes)
+{
+	struct kv_rocks *r = (struct kv_rocks *)kv;
+	const rocksdb_livefiles_t *lf;
+	uint64_t shared = 0, inside = 0, in_range = 0, own;
+	const char *b = begin, *e = end;
+	char *err = NULL;
+	int i, nf;
+
+	lf = rocksdb_livefiles(r->db);
+	if (!lf)
+		return -ENOMEM;
+	nf = rocksdb_livefiles_count(lf);
+	for (i = 0; i < nf; i++) {
+		const char *lo, *hi;
+		size_t lolen, hilen;
+
+		if (strcmp(rocksdb_livefiles_column_family_name(lf, i),
+			   kv_cf_names[cf]) != 0)
+			continue;
+		lo = rocksdb_livefiles_smallestkey(lf, i, &lolen);
+		hi = rocksdb_livefiles_largestkey(lf, i, &hilen);
+		if (kv_key_cmp(hi, hilen, begin, blen) < 0 ||
+		    kv_key_cmp(lo, lolen, end, elen) >= 0)
+			continue; /* [lo, hi] misses [begin, end) */
+		if (kv_key_cmp(lo, lolen, begin, blen) >= 0 &&
+		    kv_key_cmp(hi, hilen, end, elen) < 0)
+			inside += rocksdb_livefiles_size(lf, i);
+		else
+			shared += rocksdb_livefiles_size(lf, i);
+	}
+	rocksdb_livefiles_destroy(lf);
+	*bytes = 0;
+	if (shared == 0)
+		return 0;
+	/* The range's own bytes in the shared files: the range's size in
+	 * all files less the files wholly inside it. */
+	rocksdb_approximate_sizes_cf(r->db, r->cf[cf], 1, &b, &blen, &e, &elen,
+				     &in_range, &err);
+	if (err)
+		return kv_rocks_err(kv, "approximate sizes", err);
+	own = in_range > inside ? in_range - inside : 0;
+	*bytes = shared > own ? shared - own : 0;
 	return 0;
 }
 
@@ -1059,6 +1153,7 @@ static const struct kv_ops kv_rocks_ops = {
 	.disk_usage = kv_rocks_disk_usage,
 	.compact = kv_rocks_compact,
 	.drop_files = kv_rocks_drop_files,
+	.rewrite_bytes = kv_rocks_rewrite_bytes,
 	.count_deletions = kv_rocks_count_deletions,
 	.close = kv_rocks_close,
 };

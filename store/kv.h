@@ -119,7 +119,11 @@ struct kv_ops {
 	 * rewrite the last level's files in the range, which is what drops
 	 * range deletions and the keys they cover for good (a compaction
 	 * without it leaves the last level as it is); other compactions go
-	 * on meanwhile. */
+	 * on meanwhile.  -EIO when the backend saw a background error while
+	 * it ran (RocksDB's compaction itself says nothing: a full disk is
+	 * the usual cause).  0 does not prove that the range was rewritten:
+	 * a caller that needs it gone looks (an iterator, which shows
+	 * what range deletions hide). */
 	int (*compact)(struct kv *kv, enum kv_cf cf, const void *begin,
 		       size_t blen, const void *end, size_t elen, bool bottom);
 	/* Delete cf's table files that hold keys of [begin, end) only (both
@@ -129,6 +133,15 @@ struct kv_ops {
 	 * do nothing. */
 	int (*drop_files)(struct kv *kv, enum kv_cf cf, const void *begin,
 			  size_t blen, const void *end, size_t elen);
+	/* About the bytes a compaction of [begin, end) of cf writes (both
+	 * bounds given), if every key in the range is deleted: what lies
+	 * outside the range in the table files that hold keys of both (files
+	 * wholly inside it go by drop_files, or yield nothing).  An estimate
+	 * from the files' key ranges and index blocks.  0 for a backend
+	 * without files. */
+	int (*rewrite_bytes)(struct kv *kv, enum kv_cf cf, const void *begin,
+			     size_t blen, const void *end, size_t elen,
+			     uint64_t *bytes);
 	/* For tests: flush cf's memtable, then count the deletions (point
 	 * and range) its files hold. */
 	int (*count_deletions)(struct kv *kv, enum kv_cf cf, uint64_t *n);
@@ -181,6 +194,9 @@ int kv_drop_files(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 		  const void *end, size_t elen);
 int kv_compact(struct kv *kv, enum kv_cf cf, const void *begin, size_t blen,
 	       const void *end, size_t elen, bool bottom);
+int kv_rewrite_bytes(struct kv *kv, enum kv_cf cf, const void *begin,
+		     size_t blen, const void *end, size_t elen,
+		     uint64_t *bytes);
 int kv_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n);
 void kv_close(struct kv *kv);
 

@@ -434,6 +434,14 @@ static int kv_fault_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
 	return kv_drop_files(w->inner, cf, begin, blen, end, elen);
 }
 
+static int kv_fault_rewrite_bytes(struct kv *kv, enum kv_cf cf,
+				  const void *begin, size_t blen,
+				  const void *end, size_t elen, uint64_t *bytes)
+{
+	return kv_rewrite_bytes(kv_fault_kv_of(kv)->inner, cf, begin, blen, end,
+				elen, bytes);
+}
+
 static int kv_fault_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
 {
 	return kv_count_deletions(kv_fault_kv_of(kv)->inner, cf, n);
@@ -464,6 +472,7 @@ static const struct kv_ops kv_fault_ops = {
 	.disk_usage = kv_fault_disk_usage,
 	.compact = kv_fault_compact,
 	.drop_files = kv_fault_drop_files,
+	.rewrite_bytes = kv_fault_rewrite_bytes,
 	.count_deletions = kv_fault_count_deletions,
 	.close = kv_fault_close,
 };

@@ -7,9 +7,14 @@
  * space is freed the store must take writes again, at the latest after a
  * reopen, with nothing lost.
  *
+ * A compaction on a full disk: RocksDB's C API returns nothing from it, so
+ * kv_compact must tell one that failed (-EIO, from RocksDB's count of
+ * background errors); the keys it was to drop stay, and once there is room
+ * again a compaction drops them.
+ *
  * The store runs in a child process (this binary re-executed with
- * --child), so that a crash in it is reported as a failure and the parent
- * still unmounts the tmpfs.
+ * --child or --kv-child), so that a crash in it is reported as a
+ * failure and the parent still unmounts the tmpfs.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,11 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
 
 #include "tests/unit/test_store_common.h"
+#include "store/kv.h"
 
 #define BS STORE_BLOCK_SIZE
 #define CHUNK (16 * BS)
@@ -140,6 +147,173 @@ static int tstore_ns_child(const char *dir, const char *filler)
 	_exit(0);
 }
 
+/* ---- the small filesystem's free space ---- */
+
+/* Bytes free on dir's filesystem for an ordinary user. */
+static uint64_t tstore_ns_avail(const char *dir)
+{
+	struct statvfs vfs;
+
+	if (statvfs(dir, &vfs) != 0)
+		return 0;
+	return (uint64_t)vfs.f_bavail * vfs.f_frsize;
+}
+
+/* Wait until the free space on dir's filesystem stayed the same for a
+ * second (at most 10 s): RocksDB's compactions of what was written have
+ * ended. */
+static void tstore_ns_settle(const char *dir)
+{
+	uint64_t last = 0, now;
+	int i, same = 0;
+
+	for (i = 0; i < 50 && same < 5; i++) {
+		now = tstore_ns_avail(dir);
+		same = now == last ? same + 1 : 0;
+		last = now;
+		tstore_sleep_ms(200);
+	}
+}
+
+/* Fill dir's filesystem with the file path until keep bytes are free
+ * (or none, if something else took them meanwhile). */
+static int tstore_ns_fill_to(const char *dir, const char *path, uint64_t keep)
+{
+	static char buf[1 << 20];
+	uint64_t avail = tstore_ns_avail(dir), want;
+	int fd;
+
+	if (avail <= keep)
+		return 0;
+	want = avail - keep;
+	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	if (fd < 0)
+		return -errno;
+	memset(buf, 0x5a, sizeof(buf));
+	while (want) {
+		size_t n = want < sizeof(buf) ? want : sizeof(buf);
+
+		if (write(fd, buf, n) != (ssize_t)n) {
+			if (errno == ENOSPC)
+				break;
+			close(fd);
+			return -errno;
+		}
+		want -= n;
+	}
+	close(fd);
+	return 0;
+}
+
+/* ---- child: kv_compact on a full disk ---- */
+
+#define KV_VLEN (64u << 10)
+
+static void tstore_ns_key(unsigned char k[24], uint64_t id, uint64_t i)
+{
+	int b;
+
+	for (b = 0; b < 8; b++) {
+		k[7 - b] = (unsigned char)(id >> (8 * b));
+		k[15 - b] = (unsigned char)(i >> (8 * b));
+		k[23 - b] = 0;
+	}
+}
+
+/* Does the block family hold a key of id, also one a range deletion
+ * hides? */
+static bool tstore_ns_kv_has(struct kv *kv, uint64_t id)
+{
+	unsigned char lo[24];
+	struct kv_iter *it;
+	bool has = false;
+
+	tstore_ns_key(lo, id, 0);
+	NCHECK(kv_iter_new(kv, KV_CF_BLOCK, 0, &it) == 0, "iter");
+	kv_iter_seek(it, lo, 8);
+	if (kv_iter_valid(it)) {
+		size_t klen;
+		const unsigned char *k = kv_iter_key(it, &klen);
+
+		has = klen >= 8 && memcmp(k, lo, 8) == 0;
+	}
+	NCHECK(kv_iter_status(it) == 0, "iter status");
+	kv_iter_free(it);
+	return has;
+}
+
+/* Keys of ids 1 (16 MiB) and 2 (8 MiB) in the same table files, a range
+ * deletion of id 2, and the filesystem filled to 4 MiB free: the
+ * compaction that would drop id 2's keys rewrites id 1's 16 MiB, fails,
+ * and kv_compact says so (RocksDB's C API does not); the keys stay.  With
+ * room again a compaction drops them (once RocksDB has recovered). */
+static int tstore_ns_kv_child(const char *dir, const char *filler)
+{
+	unsigned char *v = malloc(KV_VLEN), k[24], lo[8], hi[8];
+	struct kv_batch b;
+	char path[128];
+	struct kv *kv;
+	uint64_t i, n = 0;
+	int rc = 0, tries;
+
+	NCHECK(v, "no memory");
+	NCHECK(mkdir(dir, 0755) == 0, "mkdir %s", dir);
+	snprintf(path, sizeof(path), "%s/db", dir);
+	NCHECK(kv_rocksdb_open(path, true, 8u << 20, 0, NULL, &kv) == 0,
+	       "open");
+	for (i = 0; i < 256; i++) {
+		kv_batch_init(&b);
+		tstore_fill(v, KV_VLEN, 3, i * KV_VLEN);
+		tstore_ns_key(k, 1, i);
+		kv_batch_put(&b, KV_CF_BLOCK, k, 24, v, KV_VLEN);
+		if (i % 2 == 0) {
+			tstore_fill(v, KV_VLEN, 4, i * KV_VLEN);
+			tstore_ns_key(k, 2, i);
+			kv_batch_put(&b, KV_CF_BLOCK, k, 24, v, KV_VLEN);
+		}
+		NCHECK(kv_write(kv, &b, false) == 0, "put %llu",
+		       (unsigned long long)i);
+		kv_batch_release(&b);
+	}
+	NCHECK(kv_count_deletions(kv, KV_CF_BLOCK, &n) == 0, "flush");
+	tstore_ns_key(k, 2, 0);
+	memcpy(lo, k, 8);
+	tstore_ns_key(k, 3, 0);
+	memcpy(hi, k, 8);
+	kv_batch_init(&b);
+	kv_batch_delete_range(&b, KV_CF_BLOCK, lo, 8, hi, 8);
+	NCHECK(kv_write(kv, &b, false) == 0, "delete range");
+	kv_batch_release(&b);
+	tstore_ns_settle(dir);
+	NCHECK(tstore_ns_fill_to(dir, filler, 4u << 20) == 0, "fill");
+
+	rc = kv_compact(kv, KV_CF_BLOCK, lo, 8, hi, 8, true);
+	fprintf(stderr,
+		"  child: compaction at %llu KiB free = %d, keys left: %d\n",
+		(unsigned long long)(tstore_ns_avail(dir) >> 10), rc,
+		tstore_ns_kv_has(kv, 2));
+	NCHECK(tstore_ns_kv_has(kv, 2),
+	       "the compaction dropped the keys on the full disk: the test proves nothing");
+	NCHECK(rc == -EIO,
+	       "a compaction that failed on the full disk returned %d", rc);
+
+	NCHECK(unlink(filler) == 0, "unlink filler: %s", strerror(errno));
+	for (tries = 0; tries < 60 && tstore_ns_kv_has(kv, 2); tries++) {
+		rc = kv_compact(kv, KV_CF_BLOCK, lo, 8, hi, 8, true);
+		if (tstore_ns_kv_has(kv, 2))
+			tstore_sleep_ms(500);
+	}
+	fprintf(stderr,
+		"  child: with room, compaction %d after %d tries, keys left: %d\n",
+		rc, tries + 1, tstore_ns_kv_has(kv, 2));
+	NCHECK(!tstore_ns_kv_has(kv, 2),
+	       "30 s after the space came back, a compaction still leaves the keys");
+	NCHECK(rc == 0, "the compaction that dropped the keys returned %d", rc);
+	kv_close(kv);
+	free(v);
+	_exit(0);
+}
+
 /* ---- parent: mount, run the child, unmount ---- */
 
 struct tstore_nospace {
@@ -148,16 +322,20 @@ struct tstore_nospace {
 	char filler[64];
 };
 
-static int tstore_nospace_setup(void **state)
+/* A tmpfs of size, with a filler file of filler_mib MiB on it. */
+static int tstore_nospace_setup_size(void **state, const char *size,
+				     int filler_mib)
 {
 	struct tstore_nospace *t = calloc(1, sizeof(*t));
 	static char buf[1 << 20];
+	char opts[32];
 	int fd, i;
 
 	if (!t)
 		return -1;
 	tstore_mkdtemp(t->mnt, sizeof(t->mnt));
-	if (mount("tmpfs", t->mnt, "tmpfs", 0, "size=24m") != 0) {
+	snprintf(opts, sizeof(opts), "size=%s", size);
+	if (mount("tmpfs", t->mnt, "tmpfs", 0, opts) != 0) {
 		fprintf(stderr,
 			"test_store_nospace: cannot mount a tmpfs on %s: %s (run as root)\n",
 			t->mnt, strerror(errno));
@@ -167,16 +345,26 @@ static int tstore_nospace_setup(void **state)
 	}
 	snprintf(t->dir, sizeof(t->dir), "%s/store", t->mnt);
 	snprintf(t->filler, sizeof(t->filler), "%s/filler", t->mnt);
-	/* 6 MiB to give back later */
-	fd = open(t->filler, O_CREAT | O_WRONLY, 0644);
+	fd = filler_mib ? open(t->filler, O_CREAT | O_WRONLY, 0644) : -1;
 	memset(buf, 0x55, sizeof(buf));
-	for (i = 0; fd >= 0 && i < 6; i++)
+	for (i = 0; fd >= 0 && i < filler_mib; i++)
 		if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
 			break;
 	if (fd >= 0)
 		close(fd);
 	*state = t;
 	return 0;
+}
+
+/* 6 MiB to give back later */
+static int tstore_nospace_setup(void **state)
+{
+	return tstore_nospace_setup_size(state, "24m", 6);
+}
+
+static int tstore_nospace_setup_kv(void **state)
+{
+	return tstore_nospace_setup_size(state, "64m", 0);
 }
 
 static int tstore_nospace_teardown(void **state)
@@ -192,9 +380,9 @@ static int tstore_nospace_teardown(void **state)
 	return 0;
 }
 
-static void test_store_nospace_write_fails_cleanly(void **state)
+/* Run this binary with mode, dir and filler in a child; it must exit 0. */
+static void tstore_nospace_run(struct tstore_nospace *t, const char *mode)
 {
-	struct tstore_nospace *t = *state;
 	pid_t pid;
 	int st = 0;
 
@@ -202,16 +390,27 @@ static void test_store_nospace_write_fails_cleanly(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		execl("/proc/self/exe", "test_store_nospace", "--child", t->dir,
+		execl("/proc/self/exe", "test_store_nospace", mode, t->dir,
 		      t->filler, (char *)NULL);
 		_exit(127);
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (WIFSIGNALED(st))
-		fail_msg("the store process died of signal %d (%s) on a full filesystem",
-			 WTERMSIG(st), strsignal(WTERMSIG(st)));
+		fail_msg(
+			"the store process died of signal %d (%s) on a full filesystem",
+			WTERMSIG(st), strsignal(WTERMSIG(st)));
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_store_nospace_write_fails_cleanly(void **state)
+{
+	tstore_nospace_run(*state, "--child");
+}
+
+static void test_store_nospace_compact_failure_seen(void **state)
+{
+	tstore_nospace_run(*state, "--kv-child");
 }
 
 int main(int argc, char **argv)
@@ -220,9 +419,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(
 			test_store_nospace_write_fails_cleanly,
 			tstore_nospace_setup, tstore_nospace_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_store_nospace_compact_failure_seen,
+			tstore_nospace_setup_kv, tstore_nospace_teardown),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--child") == 0)
 		return tstore_ns_child(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "--kv-child") == 0)
+		return tstore_ns_kv_child(argv[2], argv[3]);
 	return cmocka_run_group_tests_name("store_nospace", tests, NULL, NULL);
 }
