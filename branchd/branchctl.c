@@ -1321,6 +1321,28 @@ int main(int argc, char **argv)
 		       deferred ? " (compaction deferred: the last one was "
 				  "too recent; the space comes back later)" :
 				  "");
+		if (bc_i(reply, "branches_pending")) {
+			bool no_room = false;
+
+			json_get_bool(reply, "drop_no_room", &no_room);
+			if (no_room)
+				printf("gc: the data of %" PRId64
+				       " deleted branches stays for now: "
+				       "dropping it rewrites table files it "
+				       "shares with live branches, and the "
+				       "filesystem has no room for that above "
+				       "the store's reserve; a later gc (the "
+				       "background one too) drops it once "
+				       "there is room\n",
+				       bc_i(reply, "branches_pending"));
+			else
+				printf("gc: the data of %" PRId64
+				       " deleted branches is still in the "
+				       "store: the compaction to drop it "
+				       "failed or did not run (branchd's log "
+				       "says why); the next gc tries again\n",
+				       bc_i(reply, "branches_pending"));
+		}
 		json_get_bool(reply, "space_low", &low);
 		if (low)
 			printf("gc: the filesystem is still below the store's "

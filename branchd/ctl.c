@@ -965,14 +965,16 @@ static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)
 		",\"keys_deleted\":%" PRIu64 ",\"bytes_deleted\":%" PRIu64
 		",\"inodes_reclaimed\":%" PRIu64
 		",\"branches_dropped\":%" PRIu64
+		",\"branches_pending\":%" PRIu64 ",\"drop_no_room\":%s"
 		",\"branches_scanned_whole\":%" PRIu64
 		",\"disk_before\":%" PRIu64 ",\"disk_after\":%" PRIu64
 		",\"compacted\":%s,\"compaction_deferred\":%s"
 		",\"compaction_no_room\":%s}",
 		st.space_low ? "true" : "false", st.keys_scanned,
 		st.keys_deleted, st.bytes_deleted, st.inodes_reclaimed,
-		st.branches_dropped, st.branches_scanned_whole, st.disk_before,
-		st.disk_after, st.compacted ? "true" : "false",
+		st.branches_dropped, st.branches_pending,
+		st.drop_no_room ? "true" : "false", st.branches_scanned_whole,
+		st.disk_before, st.disk_after, st.compacted ? "true" : "false",
 		st.compaction_deferred ? "true" : "false",
 		st.compaction_no_room ? "true" : "false");
 }

@@ -131,6 +131,10 @@
  * (about 40 bytes each); past that, GC falls back to whole scans. */
 #define STORE_GC_STRIPES 64u
 #define STORE_GC_MAX_OBJS (UINT64_C(1) << 20)
+/* Ranges of deleted ids whose range deletions are in place while their
+ * keys wait for a rewrite (see DROP-1); past that many, a retry writes
+ * its range deletions again. */
+#define STORE_DROP_TOMBS 16
 #define STORE_GC_TAKEN UINT64_MAX
 #define STORE_GC_NOHEAP UINT32_MAX
 /* branchctl gc compacts when the bytes deleted since the last compaction
@@ -312,8 +316,15 @@ struct store {
 	 * deleted since the last GC took the count. */
 	uint64_t *dead_ids;	/* guarded by branches_lock */
 	size_t ndead, cap_dead; /* guarded by branches_lock */
-	int64_t dead_since_ns;	/* guarded by branches_lock */
-	uint64_t gc_deleted;	/* guarded by branches_lock */
+	/* Why the last drop left keys (store_drop_say): 0 it did not, 1 no
+	 * room for the rewrite, 2 they were left after the compaction. */
+	atomic_int drop_state;
+	/* Ranges of ids [lo, hi) whose range deletions a drop wrote and
+	 * whose keys are still there (DROP-1): a retry writes none again. */
+	uint64_t drop_tombs[STORE_DROP_TOMBS][2]; /* guarded by branches_lock */
+	size_t ndrop_tombs;			  /* guarded by branches_lock */
+	int64_t dead_since_ns;			  /* guarded by branches_lock */
+	uint64_t gc_deleted;			  /* guarded by branches_lock */
 	/* Incremental GC (see the gc section): the objects with versions
 	 * GC has not examined yet, filled on the write path; every branch
 	 * is scanned whole only by the first GC after open, after the set
@@ -3593,6 +3604,21 @@ out_unlock:
  * so a burst of deletes costs a few compactions, and branches that never
  * wrote cost none.
  *
+ * DROP-1: the note goes only once an iterator (which also shows the keys
+ * a range deletion hides, kv.c) finds no key in the range.  RocksDB's C
+ * API returns nothing from a compaction: one that failed on a full disk,
+ * or that RocksDB skipped after a background error, looked like success,
+ * the note went, and no GC looked at the range again (branchctl gc at a
+ * full disk freed nothing of a 24 MiB branch in 3 of 13 runs, and the
+ * space never came back).  A range whose rewrite (the table files it
+ * shares with live branches, kv_rewrite_bytes) needs more than is free
+ * above the reserve is not compacted at all: the compaction would fail
+ * and stop RocksDB's writes until its recovery; its files that hold
+ * nothing else still go (kv_drop_files), and the next GC with room does
+ * the rest.  A retry writes no second range deletion over a range whose
+ * first one is in place (drop_tombs, in memory: after a restart one more
+ * is written); one per retry would pile up while a full disk lasts.
+ *
  * A store that the earlier build deleted branches in keeps their range
  * deletions, which no note names.  Every store this build creates or
  * cleans carries META "R"; a store without it, with an id below the next
@@ -3644,12 +3670,10 @@ static void store_dead_take(struct store *s, uint64_t **ids, size_t *n)
 	pthread_rwlock_unlock(&s->branches_lock);
 }
 
-/* Compact the ranges of the deleted branches ids[0..n) (sorted here)
- * through the last level, then forget their "D" keys. */
 /* Does cf hold a key of a branch id in [lo, hi), also one that a range
- * deletion of a drop that failed half-way hides? */
-static int store_range_used(struct store *s, int cf, const unsigned char *lo,
-			    const unsigned char *hi, bool *used)
+ * deletion hides until a compaction removes both? */
+static int store_range_has(struct store *s, int cf, const unsigned char *lo,
+			   const unsigned char *hi, bool *has)
 {
 	struct kv_iter *it;
 	int rc;
@@ -3658,33 +3682,107 @@ static int store_range_used(struct store *s, int cf, const unsigned char *lo,
 	if (rc)
 		return rc;
 	kv_iter_seek(it, lo, 8);
-	*used = false;
+	*has = false;
 	if (kv_iter_valid(it)) {
 		size_t klen;
 		const unsigned char *k = kv_iter_key(it, &klen);
 
-		*used = klen >= 8 && memcmp(k, hi, 8) < 0;
+		*has = klen >= 8 && memcmp(k, hi, 8) < 0;
 	}
 	rc = kv_iter_status(it);
 	kv_iter_free(it);
 	return rc;
 }
 
+/* What store_drop_ranges left: ids[0..kept) still have keys in the store
+ * and stay noted (the caller gives them back); no_room: their rewrite
+ * was not tried, it needs about need bytes and above (free above the
+ * reserve) were free; else the compaction left them (crc its error, 0 if
+ * none was seen). */
+struct store_drop_left {
+	size_t kept;
+	bool no_room;
+	uint64_t need, above;
+	int crc;
+};
+
+/* Room above the reserve to rewrite need bytes?  *above: what is free
+ * above the reserve (0 below it). */
+static bool store_drop_room(struct store *s, uint64_t need, uint64_t *above)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	*above = 0;
+	atomic_store(&s->space_checked_ns, 0);
+	if (store_space_ok(s) != 0)
+		return false;
+	if (statvfs(s->dir, &vfs) != 0)
+		return true; /* cannot tell: as before the estimate */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	*above = avail > s->reserve_bytes ? avail - s->reserve_bytes : 0;
+	return *above >= need;
+}
+
+/* Did a drop write range deletions over ids [lo, hi) whose keys are still
+ * there?  (Their keys are hidden: a range deletion over them again would
+ * only slow reads until the rewrite.)  branches_lock held. */
+static bool store_drop_tomb_has(struct store *s, uint64_t lo, uint64_t hi)
+{
+	size_t i;
+
+	for (i = 0; i < s->ndrop_tombs; i++)
+		if (s->drop_tombs[i][0] <= lo && hi <= s->drop_tombs[i][1])
+			return true;
+	return false;
+}
+
+/* Note (add) or forget (!add) the range deletions over ids [lo, hi), and
+ * forget every noted range inside it.  branches_lock held for writing.
+ * Without room, the next retry writes them again. */
+static void store_drop_tomb_note(struct store *s, uint64_t lo, uint64_t hi,
+				 bool add)
+{
+	size_t i = 0;
+
+	while (i < s->ndrop_tombs)
+		if (lo <= s->drop_tombs[i][0] && s->drop_tombs[i][1] <= hi)
+			memcpy(s->drop_tombs[i],
+			       s->drop_tombs[--s->ndrop_tombs],
+			       sizeof(s->drop_tombs[i]));
+		else
+			i++;
+	if (add && s->ndrop_tombs < STORE_DROP_TOMBS) {
+		s->drop_tombs[s->ndrop_tombs][0] = lo;
+		s->drop_tombs[s->ndrop_tombs++][1] = hi;
+	}
+}
+
 /* Drop the keys of the deleted branches ids[0..n) (sorted here): a range
- * deletion per range and family that has keys there, then a compaction of
- * it through the last level; then forget their "D" keys. */
-static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
+ * deletion per range and family with keys there (unless an earlier try
+ * left them in place), the table files that hold nothing else, then a
+ * compaction of the range through the last level if there is room for
+ * what it rewrites; then forget the "D" keys of the ranges that hold no
+ * key any more (DROP-1).  0 with *left filled, or an error before
+ * anything could be told (then every id stays). */
+static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n,
+			     struct store_drop_left *left)
 {
 	enum { NCF = KV_CF_COUNT - KV_CF_INODE };
 	struct store_drop_range {
 		unsigned char lo[8], hi[8];
+		size_t first, count; /* ids[first..first+count) */
 		bool used[NCF];
+		bool tomb; /* range deletions in place from an earlier try */
+		bool left;
 	} * r;
-	size_t i, j, nr = 0;
+	size_t i, j, k, nr = 0, nleft = 0;
 	struct kv_batch b;
-	bool any = false;
+	bool any = false, todo = false;
 	int rc = 0, cf;
 
+	memset(left, 0, sizeof(*left));
+	left->kept = n;
 	if (n == 0)
 		return 0;
 	r = calloc(n, sizeof(*r));
@@ -3697,17 +3795,20 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 
 		/* extend over the next ids while no live branch lies between */
 		for (j = i + 1; j < n; j++) {
-			uint64_t k;
+			uint64_t id;
 
-			for (k = end + 1; k < ids[j]; k++)
-				if (store_branch_by_id(s, k))
+			for (id = end + 1; id < ids[j]; id++)
+				if (store_branch_by_id(s, id))
 					break;
-			if (k < ids[j])
+			if (id < ids[j])
 				break;
 			end = ids[j];
 		}
 		store_put64(r[nr].lo, ids[i]);
-		store_put64(r[nr++].hi, end + 1);
+		store_put64(r[nr].hi, end + 1);
+		r[nr].first = i;
+		r[nr].count = j - i;
+		r[nr++].tomb = store_drop_tomb_has(s, ids[i], end + 1);
 	}
 	pthread_rwlock_unlock(&s->branches_lock);
 	kv_batch_init(&b);
@@ -3715,12 +3816,13 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++) {
 			bool *u = &r[i].used[cf - KV_CF_INODE];
 
-			rc = store_range_used(s, cf, r[i].lo, r[i].hi, u);
-			if (rc == 0 && *u) {
+			rc = store_range_has(s, cf, r[i].lo, r[i].hi, u);
+			if (rc == 0 && *u && !r[i].tomb) {
 				kv_batch_delete_range(&b, cf, r[i].lo, 8,
 						      r[i].hi, 8);
 				any = true;
 			}
+			todo = todo || *u;
 		}
 	if (rc == 0 && any)
 		rc = kv_write(s->kv, &b, false);
@@ -3733,38 +3835,79 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n)
 				rc = kv_drop_files(s->kv, cf, r[i].lo, 8,
 						   r[i].hi, 8);
 	/* The compaction rewrites the files the ranges share with live
-	 * branches: not below the reserve, where it could run out of space
-	 * (and RocksDB would stop taking writes).  The "D" keys stay, and a
-	 * later GC does it. */
-	if (rc == 0) {
-		atomic_store(&s->space_checked_ns, 0);
-		rc = store_space_ok(s);
-	}
-	for (i = 0; i < nr && rc == 0; i++)
-		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
+	 * branches, and needs room for them: without it, it fails on the
+	 * full disk (and RocksDB stops taking writes until its recovery),
+	 * which RocksDB's C API does not even report.  Not below the
+	 * reserve either.  The notes stay, and a later GC does it. */
+	for (i = 0; i < nr && rc == 0 && todo; i++)
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++) {
+			uint64_t nb = 0;
+
 			if (r[i].used[cf - KV_CF_INODE])
-				rc = kv_compact(s->kv, cf, r[i].lo, 8, r[i].hi,
-						8, true);
-	free(r);
-	if (rc)
+				rc = kv_rewrite_bytes(s->kv, cf, r[i].lo, 8,
+						      r[i].hi, 8, &nb);
+			left->need += nb;
+		}
+	if (rc == 0 && todo && !store_drop_room(s, left->need, &left->above))
+		left->no_room = true;
+	for (i = 0;
+	     i < nr && rc == 0 && todo && !left->no_room && left->crc == 0; i++)
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && left->crc == 0; cf++)
+			if (r[i].used[cf - KV_CF_INODE])
+				left->crc = kv_compact(s->kv, cf, r[i].lo, 8,
+						       r[i].hi, 8, true);
+	/* DROP-1: a note goes only once its range holds no key, not even a
+	 * hidden one: the compaction returned nothing to say it did its
+	 * work (RocksDB skips it after a background error), and without
+	 * the note no GC would look at the range again. */
+	for (i = 0; i < nr && rc == 0; i++)
+		for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++) {
+			bool has = false;
+
+			if (!r[i].used[cf - KV_CF_INODE] || r[i].left)
+				continue;
+			rc = store_range_has(s, cf, r[i].lo, r[i].hi, &has);
+			r[i].left = has;
+		}
+	if (rc) {
+		free(r);
 		return rc;
+	}
+	pthread_rwlock_wrlock(&s->branches_lock);
+	for (i = 0; i < nr; i++)
+		store_drop_tomb_note(s, ids[r[i].first],
+				     ids[r[i].first + r[i].count - 1] + 1,
+				     r[i].left);
+	pthread_rwlock_unlock(&s->branches_lock);
 	/* Not synced: a "D" key that comes back after a crash only costs
 	 * one more look at an empty range. */
 	kv_batch_init(&b);
-	for (i = 0; i < n; i++) {
-		unsigned char k[9];
+	for (i = 0; i < nr; i++) {
+		unsigned char key[9];
 
-		k[0] = 'D';
-		store_put64(k + 1, ids[i]);
-		kv_batch_delete(&b, KV_CF_META, k, 9);
+		if (r[i].left)
+			continue;
+		for (j = r[i].first; j < r[i].first + r[i].count; j++) {
+			key[0] = 'D';
+			store_put64(key + 1, ids[j]);
+			kv_batch_delete(&b, KV_CF_META, key, 9);
+		}
 	}
-	rc = kv_write(s->kv, &b, false);
+	if (b.nops)
+		rc = kv_write(s->kv, &b, false);
 	kv_batch_release(&b);
 	if (rc)
 		LOG_WARN(s,
 			 "could not forget %zu deleted branches' notes (they "
 			 "are looked at again later): %s",
 			 n, strerror(-rc));
+	/* the ranges left first, in order (never past where they were) */
+	for (i = 0; i < nr; i++)
+		if (r[i].left)
+			for (k = 0; k < r[i].count; k++)
+				ids[nleft++] = ids[r[i].first + k];
+	left->kept = nleft;
+	free(r);
 	return 0;
 }
 
@@ -3822,21 +3965,51 @@ size_t store_deleted_pending(struct store *s, int64_t *since_ns)
 	return n;
 }
 
+/* Say once why deleted branches' keys stay, and once that they went. */
+static void store_drop_say(struct store *s, const struct store_drop_left *l)
+{
+	int state = l->kept == 0 ? 0 : l->no_room ? 1 : 2;
+
+	if (atomic_exchange(&s->drop_state, state) == state)
+		return;
+	if (state == 0)
+		LOG_INFO(s, "gc: the data of the deleted branches that waited "
+			    "is dropped");
+	else if (state == 1)
+		LOG_WARN(
+			s,
+			"gc: the data of %zu deleted branches stays for now: dropping it rewrites about %" PRIu64
+			" MiB of table files it shares with live branches, and %" PRIu64
+			" MiB are free above the store's reserve; a later gc drops it once there is room (delete other branches or grow the filesystem)",
+			l->kept, (l->need + (1u << 20) - 1) >> 20,
+			l->above >> 20);
+	else
+		LOG_WARN(
+			s,
+			"gc: %zu deleted branches still have keys in the store after the compaction that was to drop them (%s): they stay noted and the next gc tries again",
+			l->kept,
+			l->crc ?
+				strerror(-l->crc) :
+				"RocksDB reported no error: it skips compactions after a background error, until its recovery");
+}
+
 int store_drop_deleted(struct store *s, size_t *dropped)
 {
+	struct store_drop_left l;
 	uint64_t *ids;
 	size_t n;
 	int rc;
 
 	store_dead_take(s, &ids, &n);
-	rc = store_drop_ranges(s, ids, n);
-	if (rc) {
-		store_dead_return(s, ids, n);
-		n = 0;
-	}
+	rc = store_drop_ranges(s, ids, n, &l);
+	if (rc == 0 && n)
+		store_drop_say(s, &l);
+	if (rc == 0 && l.kept)
+		rc = l.no_room ? -ENOSPC : l.crc;
+	store_dead_return(s, ids, l.kept);
 	free(ids);
 	if (dropped)
-		*dropped = n;
+		*dropped = n - l.kept;
 	return rc;
 }
 
@@ -6590,17 +6763,21 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	}
 	/* Even after a whole compaction: it leaves the last level as it is. */
 	if (ndead) {
-		int drc = store_drop_ranges(s, dead, ndead);
+		struct store_drop_left l;
+		int drc = store_drop_ranges(s, dead, ndead, &l);
 
 		if (drc == 0) {
-			st.branches_dropped = ndead;
-			ndead = 0;
+			store_drop_say(s, &l);
+			st.branches_dropped = ndead - l.kept;
+			st.drop_no_room = l.no_room && l.kept;
+			ndead = l.kept;
 		} else {
 			LOG_WARN(s,
 				 "gc: could not drop the data of %zu deleted "
 				 "branches: %s (the next gc tries again)",
 				 ndead, strerror(-drc));
 		}
+		st.branches_pending = ndead;
 	}
 	rc = kv_disk_usage(s->kv, &st.disk_after);
 	if (rc)
@@ -6621,16 +6798,17 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	LOG_INFO(s,
 		 "gc: scanned %" PRIu64 " keys, deleted %" PRIu64 " (%" PRIu64
 		 " bytes), reclaimed %" PRIu64 " inodes and %" PRIu64
-		 " deleted branches; disk %" PRIu64 " -> %" PRIu64
+		 " deleted branches (%" PRIu64
+		 " more wait for the next gc); disk %" PRIu64 " -> %" PRIu64
 		 " bytes; took %zu of %zu written objects in %" PRId64
 		 " us; scanned %" PRIu64 " branches whole; %" PRId64
 		 " ms%s%s%s%s",
 		 st.keys_scanned, st.keys_deleted, st.bytes_deleted,
-		 st.inodes_reclaimed, st.branches_dropped, st.disk_before,
-		 st.disk_after, r.taken, r.set_n, r.take_ns / 1000,
-		 st.branches_scanned_whole, (tend - now) / 1000000,
-		 force_full ? " (whole scan: " : "", force_full ? why_full : "",
-		 force_full ? ")" : "",
+		 st.inodes_reclaimed, st.branches_dropped, st.branches_pending,
+		 st.disk_before, st.disk_after, r.taken, r.set_n,
+		 r.take_ns / 1000, st.branches_scanned_whole,
+		 (tend - now) / 1000000, force_full ? " (whole scan: " : "",
+		 force_full ? why_full : "", force_full ? ")" : "",
 		 st.compacted ?
 			 " (compacted)" :
 		 st.compaction_deferred ?

@@ -310,6 +310,13 @@ struct store_gc_stats {
 	uint64_t bytes_deleted;	   /* key + value bytes of deleted versions */
 	uint64_t inodes_reclaimed; /* unlinked inodes whose blocks went */
 	uint64_t branches_dropped; /* deleted branches whose keys went */
+	/* Deleted branches whose keys this run left in the store: they stay
+	 * noted and the next run tries again.  drop_no_room: because the
+	 * compaction that drops them would rewrite more of the table files
+	 * they share with live branches than is free above the reserve
+	 * (else it ran and left them, or failed; the log says which). */
+	uint64_t branches_pending;
+	bool drop_no_room;
 	/* Live branches whose keys the run read whole instead of only what
 	 * was written since the last run (every one when it scanned the
 	 * whole store; see "GC-2" in store.c for when else). */
@@ -399,7 +406,13 @@ size_t store_deleted_pending(struct store *s, int64_t *since_ns);
 /* Drop the deleted branches' keys now, as store_gc does: a range deletion
  * and a compaction (a flush of the memtables and a rewrite of the files
  * that overlap the range) per range of deleted ids and family with keys
- * there.  *dropped (may be NULL): how many branches it covered. */
+ * there, if the filesystem has room for it above the reserve.  *dropped
+ * (may be NULL): how many branches' keys are gone; the others stay noted
+ * (store_deleted_pending) for the next drop.  0 also when a compaction
+ * left keys without an error; -ENOSPC no room for a rewrite, -EIO a
+ * compaction failed (what went without them is dropped all the same);
+ * -EIO, -ENOMEM, -ENOSPC from the backend before that leave every one
+ * noted. */
 int store_drop_deleted(struct store *s, size_t *dropped);
 
 /* -EEXIST new name taken (by another branch); -EINVAL bad name. */

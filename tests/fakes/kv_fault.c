@@ -9,14 +9,16 @@
  *
  * Invariants:
  *  INV-1 a call that fails by injection never reaches the inner backend
- *        (write, sync, get, iter_new, disk_usage, compact), so a failed
- *        write leaves the database exactly as before.
+ *        (write, sync, get, iter_new, disk_usage, compact, drop_files),
+ *        so a failed write leaves the database exactly as before; nor
+ *        does a KV_FAULT_NOOP call, which returns 0.
  *  INV-2 once a wrapped iterator has failed, it stays invalid and its
  *        status is the injected error until it is freed, or, in
  *        seek-resets mode, until its next seek.
  *
  * What it does not do: corrupt the database on disk, or delay calls.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -94,7 +96,9 @@ void kv_fault_arm(struct kv_fault *f, unsigned mask, unsigned long nth,
 	f->nth = nth ? nth : 1;
 	f->seen = 0;
 	f->persistent = persistent;
-	f->err = err < 0 ? err : -EIO;
+	assert(err != KV_FAULT_NOOP ||
+	       !(mask & ~(unsigned)(KV_FAULT_COMPACT | KV_FAULT_DROP_FILES)));
+	f->err = err < 0 || err == KV_FAULT_NOOP ? err : -EIO;
 	atomic_store(&f->fired, 0);
 	pthread_mutex_unlock(&f->lock);
 }
@@ -419,7 +423,7 @@ static int kv_fault_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 	int rc = kv_fault_check(w->f, KV_FAULT_COMPACT);
 
 	if (rc)
-		return rc;
+		return rc == KV_FAULT_NOOP ? 0 : rc;
 	return kv_compact(w->inner, cf, begin, blen, end, elen, bottom);
 }
 
@@ -430,7 +434,7 @@ static int kv_fault_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
 	int rc = kv_fault_check(w->f, KV_FAULT_DROP_FILES);
 
 	if (rc)
-		return rc;
+		return rc == KV_FAULT_NOOP ? 0 : rc;
 	return kv_drop_files(w->inner, cf, begin, blen, end, elen);
 }
 

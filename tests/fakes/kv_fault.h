@@ -17,7 +17,8 @@
  *    movement (seek, seek_for_prev, next, prev) leaves the iterator
  *    invalid with iter_status() returning the error, as RocksDB does,
  *    until the iterator is freed (or, with kv_fault_seek_resets(), until
- *    its next seek).
+ *    its next seek).  KV_FAULT_NOOP in place of the errno makes a
+ *    compaction or a drop of files return 0 without doing anything.
  *  - kv_fault_corrupt(): flip one byte of every value returned by get()
  *    and iter_value() for the column families in a mask (in a private
  *    copy: the database itself is untouched).
@@ -57,8 +58,14 @@ void kv_fault_free(struct kv_fault *f);
  * returned in *out owns inner and closes it on close. */
 int kv_fault_wrap(void *ctx, struct kv *inner, struct kv **out);
 
-/* Fail the nth call (nth >= 1) of a method in mask with err (< 0).
- * Resets the fired counter. */
+/* err for kv_fault_arm: the call returns 0 without reaching the inner
+ * backend, as RocksDB's compaction (whose C API returns nothing) looks
+ * when it failed or did nothing.  Only for KV_FAULT_COMPACT and
+ * KV_FAULT_DROP_FILES. */
+#define KV_FAULT_NOOP 1
+
+/* Fail the nth call (nth >= 1) of a method in mask with err (< 0, or
+ * KV_FAULT_NOOP).  Resets the fired counter. */
 void kv_fault_arm(struct kv_fault *f, unsigned mask, unsigned long nth,
 		  bool persistent, int err);
 void kv_fault_disarm(struct kv_fault *f);

@@ -19,7 +19,9 @@
  *    and branches that never wrote cost no compaction at all;
  *  - the notes survive a close (the "D" keys) and are gone after a drop;
  *  - a drop whose compaction fails keeps its notes for the next one, also
- *    inside store_gc, which goes on and reports none dropped;
+ *    inside store_gc, which goes on and reports none dropped; so does one
+ *    whose compaction returns 0 but leaves the keys (DROP-1 in store.c),
+ *    and its retries add no range deletion;
  *  - GC's whole-compaction trigger still counts a delete that a drop has
  *    already handled;
  *  - a store in which an earlier build deleted branches (a range deletion
@@ -255,6 +257,58 @@ static void test_drop_gc_failure_keeps_notes(void **state)
 		assert_int_equal(tdrop_keys(fx->s, ids[i]), 0);
 }
 
+/* A compaction that returns 0 but leaves the keys, as RocksDB's does when
+ * it fails on a full disk or skips the work after a background error (its
+ * C API returns nothing): the notes stay, GC says the branches wait, a
+ * retry writes no second range deletion, and once compactions work the
+ * next GC drops them.  (The build before DROP-1 forgot the notes at the
+ * first try: dropped 4, none pending, and the keys stayed for good.) */
+static void test_drop_compaction_that_did_nothing(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+	size_t dropped = 99;
+	uint64_t ids[4];
+	int i;
+
+	tdrop_churn(fx, "a", 4, 2, ids);
+	/* their keys in table files, not in the memtable (whose flush
+	 * would drop what a range deletion beside them covers) */
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	kv_fault_arm(fx->fault, KV_FAULT_COMPACT | KV_FAULT_DROP_FILES, 1, true,
+		     KV_FAULT_NOOP);
+	assert_int_equal(store_drop_deleted(fx->s, &dropped), 0);
+	assert_true(kv_fault_fired(fx->fault) >= 3);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(tdrop_pending(fx->s), 4);
+	for (i = 0; i < 4; i++)
+		assert_true(tdrop_keys(fx->s, ids[i]) > 0);
+	/* one range deletion per family (flushed: a flush keeps one of
+	 * equal ones in the memtable, but not of those in other files) */
+	assert_int_equal(tdrop_deletions(fx->s), 3);
+	assert_int_equal(store_gc(fx->s, &o, &st), 0);
+	assert_int_equal(st.branches_dropped, 0);
+	assert_int_equal(st.branches_pending, 4);
+	assert_false(st.drop_no_room);
+	assert_int_equal(tdrop_pending(fx->s), 4);
+	/* the retry wrote none */
+	assert_int_equal(tdrop_deletions(fx->s), 3);
+	assert_true(tdrop_keys(fx->s, ids[1]) > 0);
+
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(store_gc(fx->s, &o, &st), 0);
+	assert_int_equal(st.branches_dropped, 4);
+	assert_int_equal(st.branches_pending, 0);
+	assert_int_equal(tdrop_pending(fx->s), 0);
+	assert_int_equal(tdrop_deletions(fx->s), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(tdrop_keys(fx->s, ids[i]), 0);
+	/* and the notes are gone on disk too */
+	tstore_fx_reopen(fx);
+	assert_int_equal(tdrop_pending(fx->s), 0);
+}
+
 static void test_drop_gc_still_counts_the_delete(void **state)
 {
 	struct tstore_fx *fx = *state;
@@ -294,8 +348,8 @@ static void tdrop_legacy_delete(struct tstore_fx *fx, const uint64_t *ids,
 	fx->s = NULL;
 	tstore_config(&cfg, false, NULL);
 	snprintf(path, sizeof(path), "%s/db", fx->dir);
-	assert_int_equal(kv_rocksdb_open(path, false, 8u << 20, 0, &cfg.log, &kv),
-			 0);
+	assert_int_equal(
+		kv_rocksdb_open(path, false, 8u << 20, 0, &cfg.log, &kv), 0);
 	kv_batch_init(&b);
 	kv_batch_delete(&b, KV_CF_META, "R", 1);
 	for (i = 0; i < n; i++) {
@@ -326,12 +380,11 @@ static void tdrop_make(struct tstore_fx *fx, const char *prefix, int n,
 		snprintf(name, sizeof(name), "%s%d", prefix, i);
 		ids[i] = tstore_branch(fx->s, name, fx->br);
 		if (i % 2)
-			tstore_write_pat(fx->s, ids[i],
-					 tstore_mkfile(fx->s, ids[i],
-						       tstore_root(fx->s,
-								   ids[i]),
-						       "x"),
-					 (uint32_t)i, 0, 3 * BS);
+			tstore_write_pat(
+				fx->s, ids[i],
+				tstore_mkfile(fx->s, ids[i],
+					      tstore_root(fx->s, ids[i]), "x"),
+				(uint32_t)i, 0, 3 * BS);
 	}
 }
 
@@ -464,9 +517,10 @@ int main(void)
 {
 	setenv("BRANCHFS_JOURNAL_KIB", "1024", 1);
 	const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, tstore_fx_setup, tstore_fx_teardown)
-#define F(fn)                                                                  \
-	cmocka_unit_test_setup_teardown(fn, tstore_fx_setup_fault,             \
+#define T(fn) \
+	cmocka_unit_test_setup_teardown(fn, tstore_fx_setup, tstore_fx_teardown)
+#define F(fn)                                                      \
+	cmocka_unit_test_setup_teardown(fn, tstore_fx_setup_fault, \
 					tstore_fx_teardown)
 		T(test_drop_leaves_no_range_deletions),
 		T(test_drop_by_gc),
@@ -475,6 +529,7 @@ int main(void)
 		T(test_drop_notes_survive_close),
 		F(test_drop_failure_keeps_notes),
 		F(test_drop_gc_failure_keeps_notes),
+		F(test_drop_compaction_that_did_nothing),
 		T(test_drop_gc_still_counts_the_delete),
 		T(test_drop_legacy_range_deletions),
 		T(test_drop_filters_skip_deleted_branch),

@@ -12,9 +12,15 @@
  * background errors); the keys it was to drop stay, and once there is room
  * again a compaction drops them.
  *
+ * GC at a full disk: a deleted branch whose table files it shares with a
+ * live branch cannot be dropped without a rewrite the disk has no room
+ * for; GC must not try it (it would fail, and RocksDB would stop taking
+ * writes), must keep the branch noted and say so, and the first GC once
+ * there is room must drop it and shrink the store (DROP-1 in store.c).
+ *
  * The store runs in a child process (this binary re-executed with
- * --child or --kv-child), so that a crash in it is reported as a
- * failure and the parent still unmounts the tmpfs.
+ * --child, --kv-child or --gc-child), so that a crash in it is reported
+ * as a failure and the parent still unmounts the tmpfs.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -29,6 +35,7 @@
 
 #include "tests/unit/test_store_common.h"
 #include "store/kv.h"
+#include "store/store_int.h"
 
 #define BS STORE_BLOCK_SIZE
 #define CHUNK (16 * BS)
@@ -314,6 +321,155 @@ static int tstore_ns_kv_child(const char *dir, const char *filler)
 	_exit(0);
 }
 
+/* ---- child: a deleted branch's drop at a full disk ---- */
+
+#define GC_CHUNK (128u << 10)
+
+static ssize_t tstore_ns_write_chunk(struct store *s, uint64_t br, uint64_t ino,
+				     uint32_t seed, uint64_t off,
+				     unsigned char *buf)
+{
+	tstore_fill(buf, GC_CHUNK, seed, off);
+	return store_write(s, br, ino, buf, GC_CHUNK, off, NULL);
+}
+
+/* main writes 32 MiB, other (its child) 8 MiB in between, so that every
+ * table file of the block family holds keys of both; other is deleted and
+ * the filesystem (80 MiB) filled to 2 MiB above the store's reserve.  GC
+ * then has no room for the compaction that drops other's keys (it would
+ * rewrite main's 32 MiB, more than the filesystem has free even without
+ * the filler): the note stays, and RocksDB keeps taking writes.  Once the
+ * filler is gone and the filesystem grown to 200 MiB, the next GC drops
+ * them and the store shrinks. */
+static int tstore_ns_gc_child(const char *dir, const char *filler)
+{
+	unsigned char *buf = malloc(GC_CHUNK);
+	struct store_gc_opts o = { .full_compaction = true };
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	struct store_gc_stats st;
+	struct store_stats ss;
+	struct store *s_ns;
+	uint64_t main_br, other, mf, of, keys = 0, before, after = 0;
+	uint32_t i;
+	ssize_t n;
+	int rc;
+
+	NCHECK(buf, "no memory");
+	rc = tstore_open_dir(dir, true, NULL, &s_ns);
+	NCHECK(rc == 0, "store_open = %d", rc);
+	a = tstore_args("main", 0, STORE_SEQ_LATEST);
+	NCHECK(store_branch_create(s_ns, &a, &bi) == 0, "create main");
+	main_br = bi.id;
+	NCHECK(tstore_ns_create(s_ns, main_br, bi.root_ino, "m", &mf) == 0,
+	       "create m");
+	a = tstore_args("other", main_br, STORE_SEQ_LATEST);
+	NCHECK(store_branch_create(s_ns, &a, &bi) == 0, "create other");
+	other = bi.id;
+	NCHECK(tstore_ns_create(s_ns, other, bi.root_ino, "o", &of) == 0,
+	       "create o");
+	for (i = 0; i < 256; i++) {
+		n = tstore_ns_write_chunk(s_ns, main_br, mf, 7,
+					  (uint64_t)i * GC_CHUNK, buf);
+		NCHECK(n == GC_CHUNK, "write main = %zd", n);
+		if (i % 4)
+			continue;
+		n = tstore_ns_write_chunk(s_ns, other, of, 9,
+					  (uint64_t)(i / 4) * GC_CHUNK, buf);
+		NCHECK(n == GC_CHUNK, "write other = %zd", n);
+	}
+	NCHECK(store_sync(s_ns) == 0, "sync");
+	/* into table files (a flush of the data families) */
+	NCHECK(store_data_deletions(s_ns, &keys) == 0, "flush");
+	NCHECK(store_branch_delete(s_ns, other) == 0, "delete other");
+	tstore_ns_settle(dir);
+	NCHECK(store_stats(s_ns, &ss) == 0, "stats");
+	fprintf(stderr,
+		"  child: store %llu KiB, reserve %llu KiB, %llu KiB free\n",
+		(unsigned long long)(ss.disk_bytes >> 10),
+		(unsigned long long)(ss.reserve_bytes >> 10),
+		(unsigned long long)(ss.fs_avail_bytes >> 10));
+	rc = tstore_ns_fill_to(dir, filler, ss.reserve_bytes + (2u << 20));
+	NCHECK(rc == 0, "fill: %d", rc);
+
+	rc = store_gc(s_ns, &o, &st);
+	NCHECK(rc == 0, "gc at the full disk = %d", rc);
+	NCHECK(store_branch_keys(s_ns, other, &keys) == 0, "keys");
+	fprintf(stderr,
+		"  child: gc at %llu KiB free: dropped %llu, pending %llu (no room: %d), keys of the deleted branch left: %llu\n",
+		(unsigned long long)(tstore_ns_avail(dir) >> 10),
+		(unsigned long long)st.branches_dropped,
+		(unsigned long long)st.branches_pending, st.drop_no_room,
+		(unsigned long long)keys);
+	NCHECK(keys > 0, "the deleted branch's keys went without a rewrite: "
+			 "the test proves nothing");
+	NCHECK(store_deleted_pending(s_ns, NULL) == 1,
+	       "the deleted branch is no longer noted while its %llu keys are still in the store",
+	       (unsigned long long)keys);
+	NCHECK(st.branches_dropped == 0 && st.branches_pending == 1 &&
+		       st.drop_no_room,
+	       "gc reported %llu dropped, %llu pending, no room %d",
+	       (unsigned long long)st.branches_dropped,
+	       (unsigned long long)st.branches_pending, st.drop_no_room);
+	/* no compaction met the full disk: RocksDB takes writes */
+	n = store_write(s_ns, main_br, mf, "x", 1, 0, NULL);
+	NCHECK(n == 1, "a write after gc at the full disk = %zd", n);
+	NCHECK(store_sync(s_ns) == 0, "sync after gc at the full disk");
+	before = st.disk_after;
+
+	/* room again: the next GC (the background kind) drops it */
+	NCHECK(unlink(filler) == 0, "unlink filler: %s", strerror(errno));
+	{
+		char mnt[64];
+
+		snprintf(mnt, sizeof(mnt), "%s", filler);
+		*strrchr(mnt, '/') = 0;
+		NCHECK(mount("tmpfs", mnt, "tmpfs", MS_REMOUNT, "size=200m") ==
+			       0,
+		       "grow the tmpfs: %s", strerror(errno));
+	}
+	o.full_compaction = false;
+	rc = store_gc(s_ns, &o, &st);
+	NCHECK(rc == 0, "gc with room = %d", rc);
+	NCHECK(store_branch_keys(s_ns, other, &keys) == 0, "keys");
+	NCHECK(st.branches_dropped == 1 && st.branches_pending == 0 &&
+		       keys == 0 && store_deleted_pending(s_ns, NULL) == 0,
+	       "gc with room: dropped %llu, pending %llu, %llu keys left",
+	       (unsigned long long)st.branches_dropped,
+	       (unsigned long long)st.branches_pending,
+	       (unsigned long long)keys);
+	/* RocksDB deletes the compaction's input files just after it */
+	for (i = 0; i < 100; i++) {
+		NCHECK(store_stats(s_ns, &ss) == 0, "stats");
+		after = ss.disk_bytes;
+		if (after + (4u << 20) <= before)
+			break;
+		tstore_sleep_ms(100);
+	}
+	fprintf(stderr, "  child: store %llu -> %llu KiB after the drop\n",
+		(unsigned long long)(before >> 10),
+		(unsigned long long)(after >> 10));
+	NCHECK(after + (4u << 20) <= before,
+	       "the store did not shrink by half the deleted branch's 8 MiB: %llu -> %llu KiB",
+	       (unsigned long long)(before >> 10),
+	       (unsigned long long)(after >> 10));
+	NCHECK(store_read(s_ns, main_br, STORE_SEQ_LATEST, mf, buf, GC_CHUNK,
+			  GC_CHUNK) == GC_CHUNK,
+	       "read main");
+	{
+		unsigned char *want = malloc(GC_CHUNK);
+
+		NCHECK(want, "no memory");
+		tstore_fill(want, GC_CHUNK, 7, GC_CHUNK);
+		NCHECK(memcmp(buf, want, GC_CHUNK) == 0,
+		       "main's data reads wrong after the drop");
+		free(want);
+	}
+	NCHECK(store_close(s_ns) == 0, "close failed");
+	free(buf);
+	_exit(0);
+}
+
 /* ---- parent: mount, run the child, unmount ---- */
 
 struct tstore_nospace {
@@ -367,6 +523,11 @@ static int tstore_nospace_setup_kv(void **state)
 	return tstore_nospace_setup_size(state, "64m", 0);
 }
 
+static int tstore_nospace_setup_gc(void **state)
+{
+	return tstore_nospace_setup_size(state, "80m", 0);
+}
+
 static int tstore_nospace_teardown(void **state)
 {
 	struct tstore_nospace *t = *state;
@@ -413,6 +574,11 @@ static void test_store_nospace_compact_failure_seen(void **state)
 	tstore_nospace_run(*state, "--kv-child");
 }
 
+static void test_store_nospace_gc_keeps_what_it_cannot_drop(void **state)
+{
+	tstore_nospace_run(*state, "--gc-child");
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,11 +588,16 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(
 			test_store_nospace_compact_failure_seen,
 			tstore_nospace_setup_kv, tstore_nospace_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_store_nospace_gc_keeps_what_it_cannot_drop,
+			tstore_nospace_setup_gc, tstore_nospace_teardown),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--child") == 0)
 		return tstore_ns_child(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "--kv-child") == 0)
 		return tstore_ns_kv_child(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "--gc-child") == 0)
+		return tstore_ns_gc_child(argv[2], argv[3]);
 	return cmocka_run_group_tests_name("store_nospace", tests, NULL, NULL);
 }
