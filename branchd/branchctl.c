@@ -1354,6 +1354,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "status")) {
 		char a[32], f[32];
 		bool fready = true;
+		int64_t rss, heap;
 
 		bc_human_bytes((uint64_t)bc_i(reply, "disk_bytes"), a,
 			       sizeof(a));
@@ -1379,6 +1380,17 @@ int main(int argc, char **argv)
 		printf("retention:  %" PRId64 " s (oldest moment %s)\n",
 		       bc_i(reply, "retention_s"), bc_s(reply, "oldest"));
 		printf("uptime:     %" PRId64 " s\n", bc_i(reply, "uptime_s"));
+		if (json_get_int(reply, "rss_bytes", &rss)) {
+			bc_human_bytes((uint64_t)rss, a, sizeof(a));
+			if (json_get_int(reply, "heap_bytes", &heap)) {
+				bc_human_bytes((uint64_t)heap, f, sizeof(f));
+				printf("memory:     %s resident, %s in use "
+				       "(malloc)\n",
+				       a, f);
+			} else {
+				printf("memory:     %s resident\n", a);
+			}
+		}
 		printf("version:    %s\n", bc_s(reply, "version"));
 	}
 out:

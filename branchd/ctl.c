@@ -75,6 +75,7 @@
 #include "ctl.h"
 #include "ctlproto.h"
 #include "json.h"
+#include "mem.h"
 
 #define BD_CTL_MAX_PER_UID 16
 
@@ -907,6 +908,7 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 {
 	struct store_stats st;
+	struct bd_mem_usage mem;
 	char tbuf[64];
 	int rc;
 
@@ -930,11 +932,20 @@ static void bd_cmd_status(struct bd_ctl *c, struct json_buf *out)
 		",\"seq\":%" PRIu64 ",\"read_filters_ready\":%s"
 		",\"read_filters_objects\":%" PRIu64 ",\"retention_s\":%" PRIu64
 		",\"oldest\":\"%s\""
-		",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"}",
+		",\"uptime_s\":%" PRId64 ",\"version\":\"%s\"",
 		st.disk_bytes, st.fs_avail_bytes, st.branches,
 		st.deleted_pending, st.seq, st.filters_ready ? "true" : "false",
 		st.filters_objects, store_get_retention(c->cfg.store), tbuf,
 		(bd_now_ns() - c->started_ns) / 1000000000, BRANCHFS_VERSION);
+	/* The daemon's memory (branchd(8) MEMORY); left out if /proc is
+	 * not mounted. */
+	if (bd_mem_usage(&mem) == 0) {
+		json_buf_printf(out, ",\"rss_bytes\":%" PRIu64, mem.rss_bytes);
+		if (mem.heap_known)
+			json_buf_printf(out, ",\"heap_bytes\":%" PRIu64,
+					mem.heap_bytes);
+	}
+	json_buf_raw(out, "}");
 }
 
 static void bd_cmd_gc(struct bd_ctl *c, struct json_buf *out, uid_t uid)

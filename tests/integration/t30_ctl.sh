@@ -75,9 +75,13 @@ sockpath=$(sed -n 's/.*control socket \(.*\.sock\).*/\1/p' "$T"/log/branchd-mnt-
 expect_ctl 0 --json status
 jassert "$CTL_OUT" "d['ok'] is True and d['branches'] == 0 and d['retention_s'] == 3600 and d['seq'] >= 0 \
  and d['disk_bytes'] > 0 and d['fs_avail_bytes'] > 0 and d['uptime_s'] >= 0 and d['version'] != '' \
- and d['store'] == '$STORE' and d['mountpoint'] == '$MNT' and d['oldest'].endswith('Z')" "status (empty)"
+ and d['store'] == '$STORE' and d['mountpoint'] == '$MNT' and d['oldest'].endswith('Z') \
+ and d['heap_bytes'] > 0 and d['rss_bytes'] > 0" "status (empty)"
+# the daemon's memory beside what /proc says (sampled apart: within 10%)
+rss=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/${IT_MNTPID[$MNT]}/status")
+jassert "$CTL_OUT" "abs(d['rss_bytes'] - $rss) * 10 < $rss" "status rss_bytes (VmRSS $rss)"
 expect_ctl 0 status
-for k in store: mount: disk: branches: seq: retention: uptime: version:; do
+for k in store: mount: disk: branches: seq: retention: uptime: memory: version:; do
 	grep -q "^$k" <<<"$CTL_OUT" || fail "status output lacks '$k': $CTL_OUT"
 done
 grep -q "^branches: *0$" <<<"$CTL_OUT" || fail "status does not say 0 branches: $CTL_OUT"
