@@ -51,6 +51,7 @@
 #include "ctl.h"
 #include "fs/fs.h"
 #include "ctlproto.h"
+#include "mem.h"
 #include "pgckpt.h"
 #include "store/store.h"
 
@@ -965,6 +966,8 @@ int main(int argc, char **argv)
 	if (!bd.foreground)
 		bd_daemonize(&bd);
 
+	/* Before any thread exists: a thread keeps the arena it has. */
+	bd_mem_init();
 	/* Before any thread exists, so that every thread inherits it. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);

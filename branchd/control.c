@@ -18,10 +18,22 @@
  * never fsynced, a branch made by mkdir, or the data sync(1) pushed out of
  * the kernel (FUSE passes syncfs to no daemon) then survives a power cut
  * after at most that long.  fsync stays what makes a write durable at once.
+ *
+ * The idle thread gives freed memory back to the kernel (mem.c) once
+ * writes stop: it looks at the store's seq every BD_IDLE_TICK_S seconds,
+ * and the first look that finds it where the previous one did, after it
+ * moved, trims (once per quiet spell: a daemon that serves nothing costs
+ * nothing).  It also trims after every background GC pass, under load
+ * too (GC's set of objects is freed in a thread that then sleeps for
+ * minutes).  The trim runs there and not in the GC thread because it
+ * holds each malloc arena's lock while it walks it: at GC's idle CPU
+ * priority, under load, FUSE workers allocating from that arena would
+ * wait for a thread that hardly gets the CPU.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +44,10 @@
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
+#include "mem.h"
+
+/* How often the idle thread looks whether writes stopped. */
+#define BD_IDLE_TICK_S 5
 
 struct bd_control {
 	struct bd_control_config cfg;
@@ -40,6 +56,9 @@ struct bd_control {
 	bool gc_started;
 	pthread_t commit_thread;
 	bool commit_started;
+	pthread_t idle_thread;
+	bool idle_started;
+	atomic_bool trim_due; /* a GC pass ended since the last trim */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop; /* guarded by mu */
@@ -184,6 +203,28 @@ static void *bd_gc_main(void *arg)
 		if (rc && rc != -EBUSY)
 			bd_log(&c->cfg.log, STORE_LOG_WARN,
 			       "background gc failed: %s", strerror(-rc));
+		if (rc != -EBUSY)
+			atomic_store(&c->trim_due, true);
+	}
+	return NULL;
+}
+
+static void *bd_idle_main(void *arg)
+{
+	struct bd_control *c = arg;
+	uint64_t seen = 0, trimmed = 0, seq;
+	bool gc;
+
+	while (bd_control_wait(c, BD_IDLE_TICK_S)) {
+		seq = store_seq_now(c->cfg.store);
+		gc = atomic_exchange(&c->trim_due, false);
+		if (seq == seen && seq != trimmed) {
+			bd_mem_trim(&c->cfg.log, "idle");
+			trimmed = seq;
+		} else if (gc) {
+			bd_mem_trim(&c->cfg.log, "after gc");
+		}
+		seen = seq;
 	}
 	return NULL;
 }
@@ -222,6 +263,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	if (!c)
 		return -ENOMEM;
 	c->cfg = *cfg;
+	atomic_init(&c->trim_due, false);
 	pthread_mutex_init(&c->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -278,6 +320,10 @@ int bd_control_start(const struct bd_control_config *cfg,
 			goto err_stop;
 		c->commit_started = true;
 	}
+	rc = -pthread_create(&c->idle_thread, NULL, bd_idle_main, c);
+	if (rc)
+		goto err_stop;
+	c->idle_started = true;
 	bd_log(&c->cfg.log, STORE_LOG_INFO, "control socket %s", sock);
 	*out = c;
 	return 0;
@@ -288,6 +334,8 @@ err_stop:
 	pthread_mutex_unlock(&c->mu);
 	if (c->gc_started)
 		pthread_join(c->gc_thread, NULL);
+	if (c->commit_started)
+		pthread_join(c->commit_thread, NULL);
 err_close:
 	bd_ctl_close(c->ctl);
 err_free:
@@ -309,6 +357,8 @@ void bd_control_stop(struct bd_control *c)
 		pthread_join(c->gc_thread, NULL);
 	if (c->commit_started)
 		pthread_join(c->commit_thread, NULL);
+	if (c->idle_started)
+		pthread_join(c->idle_thread, NULL);
 	bd_ctl_close(c->ctl);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);

@@ -26,7 +26,8 @@ struct bd_control_config {
 	struct store_log log;
 };
 
-/* Start serving the control socket, the GC thread and the commit thread.  Errors are logged
+/* Start serving the control socket, the GC, commit and idle threads (the
+ * idle one gives freed memory back once writes stop).  Errors are logged
  * with a one-line reason; -EADDRINUSE when another daemon serves the same
  * mount point. */
 int bd_control_start(const struct bd_control_config *cfg,
