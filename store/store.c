@@ -2126,6 +2126,19 @@ static bool store_filters_stopping(struct store *s)
 	return atomic_load_explicit(&s->filters_stop, memory_order_relaxed);
 }
 
+/* Past every key of branch id (no branch now: deleted, its keys not yet
+ * dropped): seek it to the first key of id + 1, k a buffer of at least 8
+ * bytes.  false when id is the last one there can be. */
+static bool store_iter_next_branch(struct kv_iter *it, unsigned char *k,
+				   uint64_t id)
+{
+	if (id == UINT64_MAX)
+		return false;
+	store_put64(k, id + 1);
+	kv_iter_seek(it, k, 8);
+	return true;
+}
+
 /* INV-6 after open: one seek per object (inode, or block) with versions,
  * and one per deleted branch whose keys GC has not dropped yet (a range
  * deletion does not hide them from an iterator: kv.h). */
@@ -2167,10 +2180,8 @@ static int store_touch_rebuild_cf(struct store *s, enum kv_cf cf,
 					store_fkey_ino(ino));
 		pthread_rwlock_unlock(&s->branches_lock);
 		if (!b) {
-			if (id == UINT64_MAX)
+			if (!store_iter_next_branch(it, k, id))
 				break;
-			store_put64(k, id + 1);
-			kv_iter_seek(it, k, 8);
 			continue;
 		}
 		/* Seek to the next object: the prefix plus one. */
@@ -2221,10 +2232,8 @@ static int store_touch_rebuild_dirents(struct store *s)
 			store_touch(b->touched, store_fkey_ino(dir));
 		pthread_rwlock_unlock(&s->branches_lock);
 		if (!b) {
-			if (id == UINT64_MAX)
+			if (!store_iter_next_branch(it, k, id))
 				break;
-			store_put64(k, id + 1);
-			kv_iter_seek(it, k, 8);
 			continue;
 		}
 		if (dir == UINT64_MAX)
