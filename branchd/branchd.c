@@ -989,6 +989,8 @@ int main(int argc, char **argv)
 	scfg.cache_bytes = bd.cache_bytes;
 	scfg.max_open_files = tables;
 	scfg.retention_s = bd.retention_s;
+	scfg.drop_marker = FS_PG_DATA_MARKER;
+	scfg.drop_depth = FS_PG_DATA_DEPTH;
 	{
 		struct stat sst;
 

@@ -7,7 +7,8 @@
  *     control request.  It reads the parent's postmaster.pid from the store
  *     (not through the mount: the kernel holds the branch root's lock for
  *     the whole mkdir, and a path walk through the root could wait on it),
- *     and the owner of the parent's root directory.
+ *     and the owner of its data directory (the branch root, or one below it:
+ *     pgckpt_data_dir).
  *   - The connection runs in a helper process, this same program run again
  *     with BD_PGCKPT_HELPER_ARG (posix_spawn: safe from a threaded daemon,
  *     unlike fork followed by libpq).  Run by root, the helper becomes the
@@ -223,23 +224,57 @@ int bd_pgckpt_parse_pidfile(const char *text, size_t len,
 	return 0;
 }
 
-/* Read the parent's postmaster.pid from the store into buf.  Bytes read,
- * 0 when there is none, or a negative errno. */
+/* Read the postmaster.pid in directory dir of the parent from the store
+ * into buf.  Bytes read, 0 when there is none, or a negative errno. */
 static ssize_t pgckpt_read_pidfile(struct bd_pgckpt *pc,
 				   const struct store_branch_info *parent,
-				   char *buf, size_t bufsz)
+				   uint64_t dir, char *buf, size_t bufsz)
 {
 	uint64_t ino;
 	int rc;
 
-	rc = store_lookup(pc->cfg.store, parent->id, STORE_SEQ_LATEST,
-			  parent->root_ino, "postmaster.pid", &ino);
+	rc = store_lookup(pc->cfg.store, parent->id, STORE_SEQ_LATEST, dir,
+			  "postmaster.pid", &ino);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc)
 		return rc;
 	return store_read(pc->cfg.store, parent->id, STORE_SEQ_LATEST, ino, buf,
 			  bufsz, 0);
+}
+
+/* The parent's data directory whose server is checkpointed: the branch
+ * root, or of the data directories below it (store_drop_dirs: 15/main,
+ * 18/docker of a branch mounted as /var/lib/postgresql) the first whose
+ * postmaster.pid names a live pid, else the first that has one. */
+static uint64_t pgckpt_data_dir(struct bd_pgckpt *pc,
+				const struct store_branch_info *parent)
+{
+	uint64_t dirs[STORE_DROP_DIRS], first = 0;
+	size_t n, i;
+	char buf[32];
+
+	if (store_drop_dirs(pc->cfg.store, parent->id, STORE_SEQ_LATEST,
+			    parent->root_ino, dirs, &n) != 0 ||
+	    n == 1)
+		return parent->root_ino;
+	for (i = 0; i < n; i++) {
+		ssize_t k = pgckpt_read_pidfile(pc, parent, dirs[i], buf,
+						sizeof(buf) - 1);
+		long pid;
+
+		if (k <= 0)
+			continue;
+		buf[k] = 0;
+		pid = strtol(buf, NULL, 10);
+		if (pid <= 0 || pid > INT_MAX)
+			continue;
+		if (!first)
+			first = dirs[i];
+		if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+			return dirs[i];
+	}
+	return first ? first : parent->root_ino;
 }
 
 /* ------------------------------------------------------------ daemon */
@@ -548,6 +583,7 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 	struct store_attr owner;
 	bool other_ns = false;
 	long hp = -1, mntns = 0;
+	uint64_t dir;
 	char *text;
 	ssize_t n;
 	int rc;
@@ -563,7 +599,8 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		snprintf(res->why, sizeof(res->why), "out of memory");
 		goto out_log;
 	}
-	n = pgckpt_read_pidfile(pc, parent, text, PGCKPT_PIDFILE_MAX);
+	dir = pgckpt_data_dir(pc, parent);
+	n = pgckpt_read_pidfile(pc, parent, dir, text, PGCKPT_PIDFILE_MAX);
 	if (n < 0) {
 		res->outcome = BD_PGCKPT_FAILED;
 		snprintf(res->why, sizeof(res->why),
@@ -603,11 +640,11 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 			 "address");
 		goto out_free;
 	}
-	rc = store_getattr(pc->cfg.store, parent->id, STORE_SEQ_LATEST,
-			   parent->root_ino, &owner);
+	rc = store_getattr(pc->cfg.store, parent->id, STORE_SEQ_LATEST, dir,
+			   &owner);
 	if (rc) {
 		snprintf(res->why, sizeof(res->why),
-			 "cannot read the owner of its root: %s",
+			 "cannot read the owner of its data directory: %s",
 			 strerror(-rc));
 		goto out_free;
 	}

@@ -1330,25 +1330,63 @@ out_unlock:
 	return rc;
 }
 
-/* Read the pid on the first line of the branch's postmaster.pid; 0 if
- * there is none. */
-pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
+/* The branch's data directories, where its postmaster.pid may be: the
+ * directories that a fork drops it in (store_drop_dirs: the branch root,
+ * or the directories below it holding PG_VERSION, as a branch used as
+ * /var/lib/postgresql holds 15/main or 18/docker).  At least the root. */
+size_t fs_data_dirs(struct fs *fs, const struct store_branch_info *bi,
+		    uint64_t dirs[STORE_DROP_DIRS])
+{
+	size_t n;
+
+	if (store_drop_dirs(fs->store, bi->id, STORE_SEQ_LATEST, bi->root_ino,
+			    dirs, &n) != 0) {
+		dirs[0] = bi->root_ino;
+		n = 1;
+	}
+	return n;
+}
+
+/* The pid on the first line of postmaster.pid in directory dir of branch;
+ * 0 if there is none. */
+static pid_t fs_pidfile_pid(struct fs *fs, uint64_t branch, uint64_t dir)
 {
 	char buf[32];
 	uint64_t ino;
 	ssize_t n;
 	long pid;
 
-	if (store_lookup(fs->store, bi->id, STORE_SEQ_LATEST, bi->root_ino,
+	if (store_lookup(fs->store, branch, STORE_SEQ_LATEST, dir,
 			 "postmaster.pid", &ino) != 0)
 		return 0;
-	n = store_read(fs->store, bi->id, STORE_SEQ_LATEST, ino, buf,
+	n = store_read(fs->store, branch, STORE_SEQ_LATEST, ino, buf,
 		       sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
 	pid = strtol(buf, NULL, 10);
 	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+/* The pid on the first line of the branch's postmaster.pid (of its first
+ * data directory whose pid is alive, else of the first that has one); 0
+ * if there is none. */
+pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi)
+{
+	uint64_t dirs[STORE_DROP_DIRS];
+	size_t n = fs_data_dirs(fs, bi, dirs), i;
+	pid_t first = 0, pid;
+
+	for (i = 0; i < n; i++) {
+		pid = fs_pidfile_pid(fs, bi->id, dirs[i]);
+		if (pid <= 0)
+			continue;
+		if (n == 1 || kill(pid, 0) == 0 || errno == EPERM)
+			return pid;
+		if (!first)
+			first = pid;
+	}
+	return first;
 }
 
 /* st_dev and st_ino of path from the kernel's caches: AT_STATX_DONT_SYNC
@@ -1365,28 +1403,32 @@ static int fs_statx_cached(const char *path, dev_t *dev, uint64_t *ino)
 	return 0;
 }
 
-/* The branch root as the kernel reports it: our mount's st_dev and the
- * branch root's node id (rule 1). */
+/* The branch's data directories (fs_data_dirs) as the kernel reports
+ * them: our mount's st_dev and their node ids (rule 1). */
 struct fs_where {
 	bool known; /* false: the mount point is not our root (mounted over) */
 	dev_t dev;
-	uint64_t ino;
+	size_t n;
+	uint64_t ino[STORE_DROP_DIRS];
 };
 
 static void fs_where_of(struct fs *fs, const struct store_branch_info *bi,
 			struct fs_where *w)
 {
-	uint64_t mino;
+	uint64_t mino, dirs[STORE_DROP_DIRS];
+	size_t i;
 
 	w->known = fs->mountpoint &&
 		   fs_statx_cached(fs->mountpoint, &w->dev, &mino) == 0 &&
 		   mino == FUSE_ROOT_ID;
-	w->ino = fs_nodeid(bi->id, bi->root_ino);
+	w->n = fs_data_dirs(fs, bi, dirs);
+	for (i = 0; i < w->n; i++)
+		w->ino[i] = fs_nodeid(bi->id, dirs[i]);
 }
 
-/* Is process pid's working directory the branch root w?  1 yes, 0 no (or
- * no such process), -1 cannot tell (another user's process, seen by a
- * daemon without root, or w unknown). */
+/* Is process pid's working directory a data directory of the branch (w)?
+ * 1 yes, 0 no (or no such process), -1 cannot tell (another user's
+ * process, seen by a daemon without root, or w unknown). */
 static int fs_cwd_is(const struct fs_where *w, long pid)
 {
 	char path[64];
@@ -1402,7 +1444,12 @@ static int fs_cwd_is(const struct fs_where *w, long pid)
 		return 0;
 	if (rc)
 		return -1;
-	return dev == w->dev && ino == w->ino;
+	if (dev != w->dev)
+		return 0;
+	for (size_t i = 0; i < w->n; i++)
+		if (ino == w->ino[i])
+			return 1;
+	return 0;
 }
 
 /* Process pid's name (its comm, with the newline) into comm: 0, or -1 if
@@ -1443,8 +1490,8 @@ static bool fs_comm_not_postgres(long pid)
 }
 
 /* A Postgres process (fs_comm_is_postgres: the postmaster and every child
- * of it) whose working directory is the branch root: postmasters chdir to
- * their data directory.  Seen from here also when it runs in a container,
+ * of it) whose working directory is a data directory of the branch:
+ * postmasters chdir to their data directory.  Seen from here also when it runs in a container,
  * whose postmaster.pid names a pid of another namespace.  Its pid, or 0. */
 static long fs_postgres_in(const struct fs_where *w)
 {

@@ -208,6 +208,14 @@ long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
  * .s.PGSQL.PORT.lock): the lock names the parent's live postmaster, and a
  * server on the branch with the same port refused to start. */
 extern const char *const fs_pg_drop_names[];
+/* Where those names are dropped, and where rule 7 and the pg_checkpoint
+ * policy look for postmaster.pid (store_config.drop_marker and
+ * drop_depth): the branch root, or when it is no data directory, the data
+ * directories (holding PG_VERSION) at most two levels below it, as in a
+ * branch mounted as /var/lib/postgresql (15/main of Debian's layout,
+ * 18/docker of the official Postgres 18+ images). */
+#define FS_PG_DATA_MARKER "PG_VERSION"
+#define FS_PG_DATA_DEPTH 2
 
 /* ---- for the control plane (fs_ctl.c) ---- */
 

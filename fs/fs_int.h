@@ -299,6 +299,8 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 			  char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */
 pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
+size_t fs_data_dirs(struct fs *fs, const struct store_branch_info *bi,
+		    uint64_t dirs[STORE_DROP_DIRS]);
 /* Set up and free fs->links. */
 void fs_links_init(struct fs *fs);
 void fs_links_release(struct fs *fs);

@@ -267,6 +267,7 @@ struct store_counter {
 
 struct store {
 	struct store_config cfg;
+	char drop_marker[STORE_NAME_MAX + 1]; /* cfg.drop_marker's copy */
 	struct kv *kv;
 	char *dir;
 	int lock_fd;
@@ -2546,6 +2547,17 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->cfg.drop_marker = NULL;
+	if (cfg->drop_marker && cfg->drop_depth) {
+		if (store_name_check(cfg->drop_marker) ||
+		    cfg->drop_depth > STORE_DROP_DEPTH_MAX) {
+			free(s);
+			return -EINVAL;
+		}
+		strcpy(s->drop_marker, cfg->drop_marker);
+	} else {
+		s->cfg.drop_depth = 0;
+	}
 	s->lock_fd = -1;
 	pthread_rwlock_init(&s->branches_lock, NULL);
 	for (i = 0; i < STORE_NS_STRIPES; i++)
@@ -3346,16 +3358,87 @@ static bool store_is_pattern(const char *name)
 	return strpbrk(name, "*?[") != NULL;
 }
 
-/* Add tombstones for drop_names found in the root of view v, written into
- * branch br (whose root is root_ino).  A plain name is one lookup; a name
+/* The directories of view v that drop_names apply in (store_drop_dirs):
+ * root, then the directories at most cfg.drop_depth levels below it that
+ * hold an entry named drop_marker, when root holds none.  A level looks
+ * into at most STORE_DROP_SCAN directories, in the store's order of
+ * names; out keeps at most STORE_DROP_DIRS. */
+static int store_drop_dirs_view(struct store *s, const struct store_view *v,
+				uint64_t root, uint64_t out[STORE_DROP_DIRS],
+				size_t *n)
+{
+	uint64_t level[STORE_DROP_SCAN], next[STORE_DROP_SCAN], ino;
+	size_t nl = 1, nn, i, j;
+	unsigned d;
+	int rc;
+
+	out[0] = root;
+	*n = 1;
+	if (!s->cfg.drop_depth)
+		return 0;
+	rc = store_dirent_find(s, v, root, s->drop_marker, &ino, NULL);
+	if (rc != -ENOENT)
+		return rc; /* 0: the root is marked, and only it counts */
+	level[0] = root;
+	for (d = 1; d <= s->cfg.drop_depth && nl; d++) {
+		nn = 0;
+		for (i = 0; i < nl; i++) {
+			struct store_dirent *e = NULL;
+			size_t ne = 0, looked = 0;
+
+			rc = store_readdir_view(s, v, level[i], "", &e, &ne);
+			if (rc)
+				return rc;
+			for (j = 0; j < ne && looked < STORE_DROP_SCAN; j++) {
+				if (!S_ISDIR(e[j].mode))
+					continue;
+				looked++;
+				rc = store_dirent_find(s, v, e[j].ino,
+						       s->drop_marker, &ino,
+						       NULL);
+				if (rc == 0 && *n < STORE_DROP_DIRS)
+					out[(*n)++] = e[j].ino;
+				else if (rc == -ENOENT &&
+					 d < s->cfg.drop_depth &&
+					 nn < STORE_DROP_SCAN)
+					next[nn++] = e[j].ino;
+				else if (rc && rc != -ENOENT)
+					break;
+				rc = 0;
+			}
+			free(e);
+			if (rc)
+				return rc;
+		}
+		memcpy(level, next, nn * sizeof(next[0]));
+		nl = nn;
+	}
+	return 0;
+}
+
+int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
+		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n)
+{
+	struct store_view v;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_drop_dirs_view(s, &v, root, out, n);
+	store_view_release(&v);
+	return rc;
+}
+
+/* Add tombstones for drop_names found in directory dir of view v, written
+ * into branch br.  A plain name is one lookup; a name
  * with a wildcard is an fnmatch(3) pattern, matched against the root's
  * entries that start with its literal prefix (".s.PGSQL." of ".s.PGSQL.*":
  * one seek, however many entries the root has).  A name both plain and
  * matched is dropped once. */
-static int store_batch_drop_names(struct store *s, struct kv_batch *b,
-				  const struct store_view *v, uint64_t br,
-				  uint64_t root_ino,
-				  const char *const *drop_names)
+static int store_batch_drop_in(struct store *s, struct kv_batch *b,
+			       const struct store_view *v, uint64_t br,
+			       uint64_t root_ino, const char *const *drop_names)
 {
 	const char *const *np, *const *pp;
 	int rc;
@@ -3402,6 +3485,26 @@ static int store_batch_drop_names(struct store *s, struct kv_batch *b,
 			return rc;
 	}
 	return 0;
+}
+
+/* Add tombstones for drop_names in every directory of v that they apply
+ * in (store_drop_dirs_view), written into branch br whose root is
+ * root_ino. */
+static int store_batch_drop_names(struct store *s, struct kv_batch *b,
+				  const struct store_view *v, uint64_t br,
+				  uint64_t root_ino,
+				  const char *const *drop_names)
+{
+	uint64_t dirs[STORE_DROP_DIRS];
+	size_t n, i;
+	int rc;
+
+	if (!drop_names || !drop_names[0])
+		return 0;
+	rc = store_drop_dirs_view(s, v, root_ino, dirs, &n);
+	for (i = 0; i < n && !rc; i++)
+		rc = store_batch_drop_in(s, b, v, br, dirs[i], drop_names);
+	return rc;
 }
 
 static int store_branches_grow(struct store *s, uint64_t id)

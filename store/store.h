@@ -97,7 +97,21 @@ struct store_config {
 	 * store_set_retention, kept in the store), else 3600; another value
 	 * is set as by store_set_retention. */
 	uint64_t retention_s;
+	/* Where drop_names (store_branch_create_args) apply: in the branch
+	 * root and, when the root holds no entry named drop_marker, in the
+	 * directories at most drop_depth levels below it that hold one (not
+	 * below those; at most STORE_DROP_SCAN of the subdirectories of a
+	 * directory are looked into, and STORE_DROP_DIRS directories in all
+	 * are kept).  NULL or depth 0: the root only.  drop_marker is copied
+	 * at open; -EINVAL if it is not a valid name or drop_depth is above
+	 * STORE_DROP_DEPTH_MAX. */
+	const char *drop_marker;
+	unsigned drop_depth;
 };
+
+#define STORE_DROP_DIRS 8
+#define STORE_DROP_SCAN 16
+#define STORE_DROP_DEPTH_MAX 3
 
 /* Inode attributes.  mode carries the S_IF* type bits. */
 struct store_attr {
@@ -156,11 +170,13 @@ struct store_branch_create_args {
 	uint32_t root_mode; /* permission bits */
 	uint32_t root_uid;
 	uint32_t root_gid;
-	/* NULL-terminated list of root-directory entry names the new branch
-	 * does not carry over from its parent (may be NULL).  A name with
-	 * '*', '?' or '[' is an fnmatch(3) pattern (flags 0), matched
-	 * against the parent's root entries that start with the pattern's
-	 * literal prefix (one seek per ancestry level).  Borrowed. */
+	/* NULL-terminated list of entry names the new branch does not
+	 * carry over from its parent (may be NULL), in its root and in the
+	 * directories store_config.drop_marker names (store_drop_dirs, as
+	 * of the fork).  A name with '*', '?' or '[' is an fnmatch(3)
+	 * pattern (flags 0), matched against the parent's entries there that
+	 * start with the pattern's literal prefix (one seek per ancestry
+	 * level).  Borrowed. */
 	const char *const *drop_names;
 	/* Return before the record is durable, like mkdir(2) on a local
 	 * filesystem: it becomes durable with the next store_sync(), or
@@ -432,6 +448,15 @@ int store_branch_rename_set(struct store *s, uint64_t id, const char *new_name,
  * -ENOTEMPTY: it has children. */
 int store_branch_reset(struct store *s, uint64_t id,
 		       const char *const *drop_names);
+
+/* The directories of branch as of seq that drop_names apply in
+ * (store_config.drop_marker): root first, then the marked directories
+ * below it, *n of them (at most STORE_DROP_DIRS).  Cost: one lookup when
+ * the root is marked; else a listing of the root and of at most
+ * STORE_DROP_SCAN subdirectories per level.  -ENOENT: unknown branch or
+ * root; -EIO. */
+int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
+		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n);
 
 int store_branch_get(struct store *s, uint64_t id,
 		     struct store_branch_info *out);

@@ -799,6 +799,125 @@ static void test_store_dir_drop_patterns(void **state)
 		     ".s.PGSQL.7000.lock,base,postmaster.pid,s.PGSQL.1");
 }
 
+/* With store_config.drop_marker, drop_names apply in the root and, when the
+ * root holds no marker, in the marked directories up to drop_depth below it
+ * (a branch used as /var/lib/postgresql: 15/main, 18/docker), never below a
+ * marked directory, never in unmarked ones. */
+static void test_store_dir_drop_data_dirs(void **state)
+{
+	struct tstore_fx *fx = *state;
+	static const char *const drop[] = { "postmaster.pid", ".s.PGSQL.*",
+					    NULL };
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	struct store_config cfg;
+	uint64_t v15, main15, v18, docker, other, deep, dirs[STORE_DROP_DIRS];
+	uint64_t d3, base, one, pdir;
+	struct store *s;
+	size_t n;
+
+	/* a marker that is no valid name, or a depth too deep: EINVAL */
+	tstore_config(&cfg, true, NULL);
+	cfg.drop_marker = "a/b";
+	cfg.drop_depth = 2;
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	assert_int_equal(store_open(fx->dir, &cfg, &s), -EINVAL);
+	cfg.drop_marker = "PG_VERSION";
+	cfg.drop_depth = STORE_DROP_DEPTH_MAX + 1;
+	assert_int_equal(store_open(fx->dir, &cfg, &s), -EINVAL);
+	cfg.drop_depth = 2;
+	assert_int_equal(store_open(fx->dir, &cfg, &fx->s), 0);
+	s = fx->s;
+
+	tstore_mkfile(s, fx->br, fx->root, "postmaster.pid");
+	v15 = tstore_mkdir(s, fx->br, fx->root, "15");
+	main15 = tstore_mkdir(s, fx->br, v15, "main");
+	tstore_mkfile(s, fx->br, main15, "PG_VERSION");
+	tstore_mkfile(s, fx->br, main15, "postmaster.pid");
+	tstore_mkfile(s, fx->br, main15, ".s.PGSQL.5432.lock");
+	v18 = tstore_mkdir(s, fx->br, fx->root, "18");
+	docker = tstore_mkdir(s, fx->br, v18, "docker");
+	tstore_mkfile(s, fx->br, docker, "PG_VERSION");
+	tstore_mkfile(s, fx->br, docker, "postmaster.pid");
+	/* below a marked directory: not looked into */
+	base = tstore_mkdir(s, fx->br, docker, "base");
+	one = tstore_mkdir(s, fx->br, base, "1");
+	tstore_mkfile(s, fx->br, one, "PG_VERSION");
+	tstore_mkfile(s, fx->br, one, "postmaster.pid");
+	/* unmarked, and marked but three levels down: kept */
+	other = tstore_mkdir(s, fx->br, fx->root, "other");
+	tstore_mkfile(s, fx->br, other, "postmaster.pid");
+	deep = tstore_mkdir(s, fx->br, other, "x");
+	d3 = tstore_mkdir(s, fx->br, deep, "y");
+	tstore_mkfile(s, fx->br, d3, "PG_VERSION");
+	tstore_mkfile(s, fx->br, d3, "postmaster.pid");
+	/* a plain file named like a directory level is no directory */
+	tstore_mkfile(s, fx->br, fx->root, "notes");
+
+	assert_int_equal(store_drop_dirs(s, fx->br, STORE_SEQ_LATEST, fx->root,
+					 dirs, &n),
+			 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(dirs[0], fx->root);
+	assert_int_equal(dirs[1], main15);
+	assert_int_equal(dirs[2], docker);
+
+	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
+		     "15,18,notes,other");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, main15, "PG_VERSION");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, docker, "PG_VERSION,base");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, one,
+		     "PG_VERSION,postmaster.pid");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, other, "postmaster.pid,x");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, d3,
+		     "PG_VERSION,postmaster.pid");
+	/* the parent keeps its own */
+	TSTORE_LS_EQ(s, fx->br, STORE_SEQ_LATEST, main15,
+		     ".s.PGSQL.5432.lock,PG_VERSION,postmaster.pid");
+
+	/* a reset drops them again, from the parent's current state */
+	tstore_mkfile(s, bi.id, main15, "postmaster.pid");
+	assert_int_equal(store_branch_reset(s, bi.id, drop), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, main15, "PG_VERSION");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, docker, "PG_VERSION,base");
+
+	/* a marked root is the only data directory */
+	tstore_mkfile(s, fx->br, fx->root, "PG_VERSION");
+	assert_int_equal(store_drop_dirs(s, fx->br, STORE_SEQ_LATEST, fx->root,
+					 dirs, &n),
+			 0);
+	assert_int_equal(n, 1);
+	a = tstore_args("d", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, fx->root,
+		     "15,18,PG_VERSION,notes,other");
+	TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, main15,
+		     ".s.PGSQL.5432.lock,PG_VERSION,postmaster.pid");
+
+	/* more than STORE_DROP_SCAN subdirectories: the first ones only */
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "PG_VERSION"), 0);
+	pdir = tstore_mkdir(s, fx->br, fx->root, "many");
+	for (int i = 0; i < (int)STORE_DROP_SCAN + 4; i++) {
+		char name[16];
+		uint64_t d;
+
+		snprintf(name, sizeof(name), "d%02d", i);
+		d = tstore_mkdir(s, fx->br, pdir, name);
+		tstore_mkfile(s, fx->br, d, "PG_VERSION");
+	}
+	assert_int_equal(store_drop_dirs(s, fx->br, STORE_SEQ_LATEST, fx->root,
+					 dirs, &n),
+			 0);
+	assert_int_equal(n, STORE_DROP_DIRS);
+	assert_int_equal(dirs[1], main15);
+	assert_int_equal(dirs[2], docker);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -821,6 +940,7 @@ int main(void)
 		T(test_store_dir_large_merged),
 		T(test_store_dir_rename_over_dir_emptied_in_child),
 		T(test_store_dir_drop_names_directory),
+		T(test_store_dir_drop_data_dirs),
 	};
 
 	return cmocka_run_group_tests_name("store_dir", tests, NULL, NULL);
