@@ -3320,7 +3320,7 @@ static int store_branch_put(struct kv_batch *b, const struct store_branch *br)
 }
 
 static int store_readdir_view(struct store *s, const struct store_view *v,
-			      uint64_t dir, const char *prefix,
+			      uint64_t dir, const char *prefix, size_t max,
 			      struct store_dirent **out, size_t *n);
 
 /* Tombstone the root entry name of view v in branch br (whose root is
@@ -3360,9 +3360,11 @@ static bool store_is_pattern(const char *name)
 
 /* The directories of view v that drop_names apply in (store_drop_dirs):
  * root, then the directories at most cfg.drop_depth levels below it that
- * hold an entry named drop_marker, when root holds none.  A level looks
- * into at most STORE_DROP_SCAN directories, in the store's order of
- * names; out keeps at most STORE_DROP_DIRS. */
+ * hold an entry named drop_marker, when root holds none.  Of each
+ * directory the first STORE_DROP_LIST names are listed (a root of many
+ * files stays cheap to fork), and at most STORE_DROP_SCAN directories of
+ * a level are looked into, in the order of names; out keeps at most
+ * STORE_DROP_DIRS. */
 static int store_drop_dirs_view(struct store *s, const struct store_view *v,
 				uint64_t root, uint64_t out[STORE_DROP_DIRS],
 				size_t *n)
@@ -3386,7 +3388,8 @@ static int store_drop_dirs_view(struct store *s, const struct store_view *v,
 			struct store_dirent *e = NULL;
 			size_t ne = 0, looked = 0;
 
-			rc = store_readdir_view(s, v, level[i], "", &e, &ne);
+			rc = store_readdir_view(s, v, level[i], "",
+						STORE_DROP_LIST, &e, &ne);
 			if (rc)
 				return rc;
 			for (j = 0; j < ne && looked < STORE_DROP_SCAN; j++) {
@@ -3462,7 +3465,8 @@ static int store_batch_drop_in(struct store *s, struct kv_batch *b,
 			continue;
 		memcpy(prefix, *pp, plen);
 		prefix[plen] = 0;
-		rc = store_readdir_view(s, v, root_ino, prefix, &d, &n);
+		rc = store_readdir_view(s, v, root_ino, prefix, SIZE_MAX, &d,
+					&n);
 		for (i = 0; i < n && !rc; i++) {
 			bool done = false;
 
@@ -4563,9 +4567,13 @@ static int store_dentry_cmp(const void *a, const void *b)
 
 /* store_readdir over a view the caller holds (a fork builds one under
  * branches_lock, where store_view_get cannot be called), of the entries
- * whose names start with prefix ("" for all). */
+ * whose names start with prefix ("" for all).  With max below SIZE_MAX,
+ * each ancestry level reads at most max names, and the listing is cut
+ * after the least last name of the levels so cut: the first entries of
+ * the full listing, in name order (at most max of each level, fewer when
+ * tombstones hide some). */
 static int store_readdir_view(struct store *s, const struct store_view *v,
-			      uint64_t dir, const char *prefix,
+			      uint64_t dir, const char *prefix, size_t max,
 			      struct store_dirent **out, size_t *n)
 {
 	size_t plen = strlen(prefix);
@@ -4574,6 +4582,8 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 	struct store_attr da;
 	struct kv_iter *it = NULL;
 	size_t ntmp = 0, cap = 0, i, k = 0;
+	char cutoff[STORE_NAME_MAX + 2];
+	bool cut = false;
 	int rc;
 
 	rc = store_attr_load(s, v, dir, &da, NULL, 0);
@@ -4594,6 +4604,7 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 		unsigned char start[16 + STORE_NAME_MAX];
 		char last[STORE_NAME_MAX + 2] = { 0 };
 		bool have_last = false;
+		size_t names = 0;
 
 		store_put64(start, v->lv[i].id);
 		store_put64(start + 8, dir);
@@ -4623,6 +4634,14 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 			vseq = ~store_get64(key + klen - 8);
 			if (vseq > v->lv[i].cap || vseq < v->lv[i].floor)
 				continue;
+			if (names == max) {
+				/* this level is whole up to last */
+				if (!cut || strcmp(last, cutoff) < 0)
+					memcpy(cutoff, last, sizeof(cutoff));
+				cut = true;
+				break;
+			}
+			names++;
 			memcpy(last, key + 16, nlen);
 			last[nlen] = 0;
 			have_last = true;
@@ -4663,6 +4682,8 @@ static int store_readdir_view(struct store *s, const struct store_view *v,
 		}
 	}
 	for (i = 0; i < ntmp; i++) {
+		if (cut && strcmp(tmp[i].d.name, cutoff) > 0)
+			break;
 		if (i > 0 && strcmp(tmp[i].d.name, tmp[i - 1].d.name) == 0)
 			continue;
 		if (!tmp[i].tomb)
@@ -4691,7 +4712,7 @@ int store_readdir(struct store *s, uint64_t branch, uint64_t seq, uint64_t dir,
 	rc = store_view_get(s, branch, seq, &v);
 	if (rc)
 		return rc;
-	rc = store_readdir_view(s, &v, dir, "", out, n);
+	rc = store_readdir_view(s, &v, dir, "", SIZE_MAX, out, n);
 	store_view_release(&v);
 	return rc;
 }

@@ -100,9 +100,9 @@ struct store_config {
 	/* Where drop_names (store_branch_create_args) apply: in the branch
 	 * root and, when the root holds no entry named drop_marker, in the
 	 * directories at most drop_depth levels below it that hold one (not
-	 * below those; at most STORE_DROP_SCAN of the subdirectories of a
-	 * directory are looked into, and STORE_DROP_DIRS directories in all
-	 * are kept).  NULL or depth 0: the root only.  drop_marker is copied
+	 * below those; of a directory's first STORE_DROP_LIST names, at most
+	 * STORE_DROP_SCAN subdirectories are looked into, and STORE_DROP_DIRS
+	 * directories in all are kept).  NULL or depth 0: the root only.  drop_marker is copied
 	 * at open; -EINVAL if it is not a valid name or drop_depth is above
 	 * STORE_DROP_DEPTH_MAX. */
 	const char *drop_marker;
@@ -111,6 +111,7 @@ struct store_config {
 
 #define STORE_DROP_DIRS 8
 #define STORE_DROP_SCAN 16
+#define STORE_DROP_LIST 64
 #define STORE_DROP_DEPTH_MAX 3
 
 /* Inode attributes.  mode carries the S_IF* type bits. */
@@ -452,8 +453,8 @@ int store_branch_reset(struct store *s, uint64_t id,
 /* The directories of branch as of seq that drop_names apply in
  * (store_config.drop_marker): root first, then the marked directories
  * below it, *n of them (at most STORE_DROP_DIRS).  Cost: one lookup when
- * the root is marked; else a listing of the root and of at most
- * STORE_DROP_SCAN subdirectories per level.  -ENOENT: unknown branch or
+ * the root is marked; else a listing of the first STORE_DROP_LIST names
+ * of the root and of at most STORE_DROP_SCAN subdirectories per level.  -ENOENT: unknown branch or
  * root; -EIO. */
 int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
 		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n);

@@ -916,6 +916,46 @@ static void test_store_dir_drop_data_dirs(void **state)
 	assert_int_equal(n, STORE_DROP_DIRS);
 	assert_int_equal(dirs[1], main15);
 	assert_int_equal(dirs[2], docker);
+
+	/* Of a directory only the first STORE_DROP_LIST names are looked at,
+	 * in name order (here of two ancestry levels, the root's names 15 and
+	 * 18 from the parent): a root of many files forks in constant
+	 * time. */
+	{
+		uint64_t late, early, g;
+		char name[16];
+
+		late = tstore_mkdir(s, bi.id, fx->root, "zdata");
+		tstore_mkfile(s, bi.id, late, "PG_VERSION");
+		tstore_mkfile(s, bi.id, late, "postmaster.pid");
+		assert_int_equal(store_unlink(s, bi.id, fx->root, "PG_VERSION"),
+				 0);
+		for (int i = 0; i < (int)STORE_DROP_LIST; i++) {
+			snprintf(name, sizeof(name), "a%03d", i);
+			tstore_mkfile(s, bi.id, fx->root, name);
+		}
+		assert_int_equal(store_drop_dirs(s, bi.id, STORE_SEQ_LATEST,
+						 fx->root, dirs, &n),
+				 0);
+		for (size_t j = 0; j < n; j++)
+			assert_int_not_equal(dirs[j], late);
+		/* a marked directory named before them is found */
+		early = tstore_mkdir(s, bi.id, fx->root, "0data");
+		tstore_mkfile(s, bi.id, early, "PG_VERSION");
+		tstore_mkfile(s, bi.id, early, "postmaster.pid");
+		assert_int_equal(store_drop_dirs(s, bi.id, STORE_SEQ_LATEST,
+						 fx->root, dirs, &n),
+				 0);
+		assert_int_equal(n, 4); /* and 15/main, 18/docker */
+		assert_int_equal(dirs[1], early);
+		g = bi.id; /* the grandchild forks from it */
+		a = tstore_args("g3", g, STORE_SEQ_LATEST);
+		a.drop_names = drop;
+		assert_int_equal(store_branch_create(s, &a, &bi), 0);
+		TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, early, "PG_VERSION");
+		TSTORE_LS_EQ(s, bi.id, STORE_SEQ_LATEST, late,
+			     "PG_VERSION,postmaster.pid");
+	}
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
