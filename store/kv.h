@@ -142,8 +142,9 @@ struct kv_ops {
 	int (*rewrite_bytes)(struct kv *kv, enum kv_cf cf, const void *begin,
 			     size_t blen, const void *end, size_t elen,
 			     uint64_t *bytes);
-	/* For tests: flush cf's memtable, then count the deletions (point
-	 * and range) its files hold. */
+	/* Flush cf's memtable, then count the deletions (point and range)
+	 * its files hold: how GC tells that a compaction of the whole store
+	 * did its work (DROP-2 in store.c), and for tests. */
 	int (*count_deletions)(struct kv *kv, enum kv_cf cf, uint64_t *n);
 	/* Release everything; pending writes are flushed, not lost. */
 	void (*close)(struct kv *kv);

@@ -3741,6 +3741,17 @@ out_unlock:
  * one that is neither a branch nor noted (store_legacy_check, at open),
  * gets one compaction of the whole store through the last level from its
  * next GC (store_legacy_drop), which drops them all.
+ *
+ * DROP-2: the same holds for GC's compactions of the whole store, whose
+ * work no key range shows: "R" is written only once the data families'
+ * table files hold no deletion at all (a compaction through the last
+ * level drops every one: nothing else writes deletions there while GC
+ * runs), and GC's whole compaction counts as done only if it left fewer
+ * deletions than it found (or found none).  A compaction that RocksDB
+ * skipped (after a background error) returned 0 like one that ran: "R"
+ * went in and the earlier build's range deletions stayed for good, and
+ * GC reported "compacted" and waited for another 1/8 of the store to be
+ * deleted before it tried again.
  */
 
 static int store_u64_cmp(const void *a, const void *b);
@@ -4218,6 +4229,7 @@ static int store_legacy_check(struct store *s)
  * by GC, once, for a store that earlier builds deleted branches in. */
 static int store_legacy_drop(struct store *s)
 {
+	uint64_t left = 0;
 	int cf, rc = 0;
 
 	LOG_INFO(
@@ -4225,6 +4237,17 @@ static int store_legacy_drop(struct store *s)
 		"gc: compacting the whole store once, through its last level, to drop the range deletions of branches that earlier builds deleted");
 	for (cf = KV_CF_INODE; cf < KV_CF_COUNT && rc == 0; cf++)
 		rc = kv_compact(s->kv, cf, NULL, 0, NULL, 0, true);
+	/* DROP-2: "R" only once no deletion is left in the files. */
+	if (rc == 0)
+		rc = store_data_deletions(s, &left);
+	if (rc == 0 && left) {
+		LOG_WARN(
+			s,
+			"gc: the compaction to drop earlier builds' range deletions left %" PRIu64
+			" deletions in the store (RocksDB reported no error: it skips compactions after a background error, until its recovery); the next on-demand gc tries again",
+			left);
+		return -EAGAIN;
+	}
 	if (rc == 0)
 		rc = store_legacy_done(s);
 	if (rc) {
@@ -6887,10 +6910,30 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 		}
 	}
 	if (compact) {
-		for (cf = 0; cf < KV_CF_COUNT; cf++)
-			kv_compact(s->kv, cf, NULL, 0, NULL, 0, false);
-		s->gc_uncompacted = 0;
-		st.compacted = true;
+		uint64_t before = 0, after = 0;
+		int crc = store_data_deletions(s, &before);
+
+		for (cf = 0; cf < KV_CF_COUNT && crc == 0; cf++)
+			crc = kv_compact(s->kv, cf, NULL, 0, NULL, 0, false);
+		if (crc == 0)
+			crc = store_data_deletions(s, &after);
+		/* DROP-2: done only if it dropped deletions (if it found
+		 * any).  Else what GC deleted stays counted, and the next
+		 * GC that may (the duty cycle below) tries again. */
+		if (crc == 0 && before && after >= before)
+			LOG_WARN(
+				s,
+				"gc: the whole compaction left the %" PRIu64
+				" deletions it found in the store (RocksDB reported no error: it skips compactions after a background error, until its recovery); the next gc tries again",
+				before);
+		else if (crc)
+			LOG_WARN(
+				s,
+				"gc: the whole compaction failed: %s (the next gc tries again)",
+				strerror(-crc));
+		else
+			s->gc_uncompacted = 0;
+		st.compacted = crc == 0 && (!before || after < before);
 		s->gc_compact_end_ns = store_mono_ns();
 		s->gc_compact_cost_ns = s->gc_compact_end_ns - tcomp;
 	}
