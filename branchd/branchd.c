@@ -267,7 +267,8 @@ static void bd_usage(FILE *f)
 		"       socket=PATH          control socket (default: derived from\n"
 		"                            MOUNTPOINT, where branchctl looks)\n"
 		"  --check STORE_DIR  verify every block and record of a store that\n"
-		"                     is not mounted; exit 0 if clean, 1 if damaged\n"
+		"                     is not mounted; exit 0 if clean, 1 if damaged,\n"
+		"                     3 if damage was found that lost no data\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      print the version\n");
 }
@@ -768,7 +769,13 @@ static int bd_precheck(struct bd *bd)
 	return 0;
 }
 
-/* branchd --check STORE_DIR: 0 clean, 1 damaged or unreadable. */
+/* branchd --check STORE_DIR: 0 clean; 1 damaged (data unreadable) or
+ * cannot be opened; BD_CHECK_NOLOSS damage found that lost no data (the
+ * journal's synced records that the database held: a disk that lost data
+ * it had flushed).  Like fsck's "errors corrected", but 1 kept its old
+ * meaning. */
+#define BD_CHECK_NOLOSS 3
+
 static int bd_check_store(const char *dir, rlim_t nofile)
 {
 	/* No FUSE, no control socket: the table files may take all but a
@@ -813,12 +820,20 @@ static int bd_check_store(const char *dir, rlim_t nofile)
 		return 1;
 	}
 	printf("%s: %llu branches, %llu records, %llu blocks checked; "
-	       "%llu damaged records, %llu damaged blocks\n",
+	       "%llu damaged records, %llu damaged blocks",
 	       dir, (unsigned long long)r.branches,
 	       (unsigned long long)r.records, (unsigned long long)r.blocks,
 	       (unsigned long long)r.bad_records,
 	       (unsigned long long)r.bad_blocks);
-	return r.bad_records || r.bad_blocks ? 1 : 0;
+	if (r.journal_damaged)
+		printf("; %llu bytes of synced fsync journal records damaged, "
+		       "which the database held (no write lost; check the "
+		       "disk)",
+		       (unsigned long long)r.journal_damaged);
+	printf("\n");
+	if (r.bad_records || r.bad_blocks)
+		return 1;
+	return r.journal_damaged ? BD_CHECK_NOLOSS : 0;
 }
 
 int main(int argc, char **argv)

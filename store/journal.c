@@ -59,6 +59,7 @@ struct journal {
 	 * at or before it is durable.  Stored after the fdatasync. */
 	_Atomic uint64_t durable;
 	atomic_bool broken;
+	uint64_t held_damage; /* set by journal_replay (journal.h) */
 };
 
 /* The header fields of a record that passed every check. */
@@ -628,7 +629,12 @@ static int journal_rec_batch(const unsigned char *buf,
  *    by journal_find) is looked for.  If R starts at or before applied_end,
  *    the database holds everything before R: the damage is stepped over
  *    and the walk goes on at R (a damaged record the database already
- *    holds costs nothing).
+ *    holds costs nothing).  If R or a later valid record carries a durable
+ *    mark past the first such gap, the records there had been synced: the
+ *    disk lost or changed data it had flushed, which is said (a warning)
+ *    and counted (journal_damage_held); without such a mark it may be
+ *    the torn end of writes never synced, which RocksDB's WAL synced
+ *    before a crash (a checkpoint), and is said only at INFO.
  *  - Otherwise the chain ends at pos.  Batches from L = max(pos,
  *    applied_end) on are missing from both; that is a torn tail (never
  *    synced: a crash in a multi-page write may leave later pages and not
@@ -652,7 +658,8 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 	struct journal_rec rec;
 	struct kv_batch b;
 	size_t cap = 0, nrec = 0, napplied = 0;
-	bool have_from = false;
+	bool have_from = false, held = false, held_synced = false;
+	uint64_t held_lo = 0, held_hi = 0; /* the first gap stepped over */
 	int rc;
 
 	if (applied_end < j->start) {
@@ -672,6 +679,8 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		}
 		if (rc == 0) {
 			nrec++;
+			if (held && rec.durable > held_lo)
+				held_synced = true;
 			if (!have_from &&
 			    pos + JOURNAL_REC_HDR + rec.len > applied_end) {
 				from = pos;
@@ -690,10 +699,15 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 			goto out;
 		if (rc == 0 && rec.lsn <= applied_end) {
 			journal_log(
-				j, STORE_LOG_WARN,
-				"journal '%s': records from lsn %llu to %llu are damaged; the database holds them, so the replay goes on after them",
+				j, STORE_LOG_INFO,
+				"journal '%s': records from lsn %llu to %llu cannot be read; the database holds them, so the replay goes on after them",
 				j->path, (unsigned long long)pos,
 				(unsigned long long)rec.lsn);
+			if (!held) {
+				held = true;
+				held_lo = pos;
+				held_hi = rec.lsn;
+			}
 			pos = rec.lsn;
 			continue;
 		}
@@ -715,12 +729,22 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 			rc = -EUCLEAN;
 			goto out;
 		}
+		if (held && rec.durable > held_lo)
+			held_synced = true;
 		rc = journal_find(j, rec.lsn + JOURNAL_REC_HDR + rec.len, limit,
 				  &buf, &cap, &rec);
 	}
 	if (rc == -ENOMEM)
 		goto out;
 	rc = 0;
+	if (held_synced) {
+		journal_log(
+			j, STORE_LOG_WARN,
+			"the store's fsync journal '%s' is damaged: records from lsn %llu to %llu cannot be read though the journal had been synced past them (the disk lost or changed data it had flushed: check it); the database holds them, so no write is lost and the replay went on after them",
+			j->path, (unsigned long long)held_lo,
+			(unsigned long long)held_hi);
+		j->held_damage = held_hi - held_lo;
+	}
 	for (uint64_t at = from; have_from && at < pos && rc == 0;) {
 		rc = journal_rec_check(j, at, limit, &buf, &cap, &rec);
 		if (rc == 0)
@@ -771,6 +795,11 @@ int journal_restart(struct journal *j, uint64_t lsn)
 	}
 	pthread_mutex_unlock(&j->sync_mu);
 	return rc;
+}
+
+uint64_t journal_damage_held(const struct journal *j)
+{
+	return j->held_damage;
 }
 
 /* ------------------------------------------------------------ run time */

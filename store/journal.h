@@ -58,7 +58,12 @@
  * itself.  Records locate themselves (magic, lsn == position, CRC), so the
  * replay finds the next valid one (R) past the damage and then:
  *  - if R starts at or before the database's mark "J", the database holds
- *    what was damaged: the walk steps over it and goes on at R;
+ *    what was damaged: the walk steps over it and goes on at R.  A durable
+ *    mark past the damage in R or a later record says it had been synced:
+ *    no write is lost, but the disk lost data it had flushed, which is
+ *    logged and counted (journal_damage_held(): branchd --check exits 3);
+ *    without one it may be the torn end of records never synced that a
+ *    checkpoint had made durable in RocksDB's WAL, which is no damage;
  *  - else, if R or a valid record after it has a durable mark past the
  *    first batch neither holds, that batch was synced and is lost: the
  *    replay fails (-EUCLEAN, one message naming the file and the lsns) and
@@ -106,6 +111,12 @@ int journal_replay(struct journal *j, uint64_t applied_end,
 		   int (*apply)(void *ctx, const struct kv_batch *b,
 				uint64_t end),
 		   void *ctx, uint64_t *end);
+
+/* Bytes of the first gap the last journal_replay() stepped over (the
+ * database held it) that later records' durable marks say had been
+ * synced; 0 if none.  Such damage lost no write, but shows a disk that
+ * lost or changed data it had flushed. */
+uint64_t journal_damage_held(const struct journal *j);
 
 /* Start a new epoch at lsn (>= every lsn the database holds): the ring is
  * empty from there.  The caller made everything before lsn durable in the

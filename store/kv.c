@@ -1238,6 +1238,7 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 	rc = journal_replay(r->jnl, applied, kv_rocks_replay_apply, r, &end);
 	if (rc)
 		return rc;
+	r->kv.open_damage = journal_damage_held(r->jnl);
 	rocksdb_flush_wal(r->db, 1, &err);
 	if (err)
 		return kv_rocks_err(&r->kv, "sync wal after journal replay",

@@ -158,6 +158,10 @@ struct kv {
 	 * memory (RocksDB: every memtable, twice over for the immutable ones
 	 * waiting to flush); 0 when it holds nothing.  Set at open. */
 	uint64_t flush_room;
+	/* Bytes of damage found at open that lost nothing: synced records
+	 * of RocksDB's fsync journal that the database held (journal.h,
+	 * journal_damage_held).  Set at open. */
+	uint64_t open_damage;
 };
 
 /* Iterators record their kv so the wrappers can dispatch. */

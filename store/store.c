@@ -297,6 +297,7 @@ struct store {
 	_Atomic uint64_t watermark;
 	int64_t last_time_ms; /* guarded by seq_mu */
 	int64_t created_ns;
+	uint64_t open_damage; /* the backend's (kv.h), set at open */
 
 	/* Retention and GC. */
 	_Atomic uint64_t retention_s;
@@ -2720,6 +2721,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	if (rc)
 		goto err_free;
 	s->kv = inner;
+	s->open_damage = inner->open_damage;
 	/* Room for RocksDB to flush its memtables once writes are refused:
 	 * a flush that meets a full disk stops RocksDB until it is opened
 	 * again (on a 64 MiB filesystem the 1/16 reserve was 4 MiB, below
@@ -7370,6 +7372,7 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
 		}
 	}
 	free(all);
+	r.journal_damaged = s->open_damage;
 	*out = r;
 	return 0;
 }

@@ -381,6 +381,11 @@ struct store_check_report {
 	uint64_t blocks;  /* block versions checked */
 	uint64_t bad_records;
 	uint64_t bad_blocks;
+	/* Bytes of damage the store's open found that lost nothing: synced
+	 * records of the fsync journal that the database held, stepped over
+	 * (the disk lost or changed data it had flushed).  The open started
+	 * the journal afresh: the next open finds none. */
+	uint64_t journal_damaged;
 };
 
 /* Read and verify every version of every live branch: block digests and

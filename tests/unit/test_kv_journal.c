@@ -24,9 +24,11 @@
  *    replayed, in order;
  *  - a journal whose headers are both damaged is refused (-EUCLEAN);
  *  - on the journal alone (store/journal.h), damage to a payload or a
- *    header byte: stepped over when the database holds it, refused when
- *    synced, a torn unsynced tail replayed as a prefix, and a journal
- *    without durable marks (an older build's) replayed as before.
+ *    header byte: stepped over when the database holds it (said and
+ *    counted when later marks say it had been synced, not when none
+ *    does), refused when synced and not held, a torn unsynced tail
+ *    replayed as a prefix, and a journal without durable marks (an older
+ *    build's) replayed as before.
  *
  * Children are re-executed from /proc/self/exe (RocksDB's threads make a
  * plain fork unsafe), as in test_store_persist.c.
@@ -482,8 +484,15 @@ static void test_journal_held_damage(void **state)
 	tj_log_buf[0] = 0;
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
+	/* record 300 had been synced: damage that lost nothing, counted */
+	assert_int_equal(kv->open_damage, 80400 - 80132);
 	kv_close(kv);
 	assert_non_null(strstr(tj_log_buf, "from lsn 80132 to 80400"));
+	/* the open started the journal afresh: the next one finds none */
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(kv->open_damage, 0);
+	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
+	kv_close(kv);
 }
 
 /* After a torn tail, the next run's records overwrite the old ones one
@@ -690,6 +699,8 @@ static void tjj_fill(const char *dir, char *path, size_t psz, uint64_t n,
 
 /* Replay the journal at path for a database holding it up to applied;
  * the file is not changed (no restart). */
+static uint64_t tjj_held; /* journal_damage_held() after tjj_replay */
+
 static int tjj_replay(const char *path, uint64_t applied, struct tjj_got *g,
 		      uint64_t *end)
 {
@@ -699,6 +710,7 @@ static int tjj_replay(const char *path, uint64_t applied, struct tjj_got *g,
 	memset(g, 0, sizeof(*g));
 	assert_int_equal(journal_open(path, 4u << 20, &tj_logger, &j), 0);
 	rc = journal_replay(j, applied, tjj_apply, g, end);
+	tjj_held = journal_damage_held(j);
 	journal_close(j);
 	return rc;
 }
@@ -718,7 +730,10 @@ static void tjj_check_got(const struct tjj_got *g, uint64_t first,
  * damaged in its payload, then (a new journal) in its length, so that
  * the next record must be found by its magic and lsn; the database holds
  * 1..60: 61..100 are replayed.  (Before: the replay stopped at 40 and
- * gave back nothing.) */
+ * gave back nothing.)  Record 40 had been synced (the sync after it is
+ * in record 41's mark): the disk lost data it had flushed, which is
+ * said and counted (branchd --check exits 3 for it; before, a warning
+ * and exit 0). */
 static void test_journal_damage_held(void **state)
 {
 	char *dir = *state, path[4200] = "";
@@ -734,6 +749,8 @@ static void test_journal_damage_held(void **state)
 		tjj_check_got(&g, 61, 100);
 		assert_int_equal(end, TJJ_AT(101));
 		assert_non_null(strstr(tj_log_buf, "from lsn 10452 to 10720"));
+		assert_non_null(strstr(tj_log_buf, "synced past them"));
+		assert_int_equal(tjj_held, TJJ_AT(41) - TJJ_AT(40));
 	}
 }
 
@@ -798,6 +815,32 @@ static void test_journal_torn_tail(void **state)
 	assert_null(strstr(tj_log_buf, "damaged"));
 }
 
+/* Damage the database holds, in records never synced: the torn tail of
+ * test_journal_torn_tail (tail record 3 damaged, later ones intact), but
+ * the database holds up to tail record 7, as after a checkpoint (RocksDB's
+ * WAL synced) that the crash kept while the journal's pages were not all
+ * written.  No mark says the damaged record was synced: stepped over
+ * without a warning, counted as no damage, the rest replayed.  (Before: a
+ * warning that the journal was damaged.) */
+static void test_journal_damage_held_unsynced(void **state)
+{
+	char *dir = *state, path[4200];
+	uint64_t end, bad = TJJ_AT(101) + 2 * (uint64_t)TJJ_BIGREC;
+	struct tjj_got g;
+
+	tjj_fill(dir, path, sizeof(path), 100, 10, 20);
+	tj_damage(dir, bad + 60);
+	tj_log_buf[0] = 0;
+	assert_int_equal(tjj_replay(path, bad + 5 * (uint64_t)TJJ_BIGREC, &g,
+				    &end),
+			 0);
+	assert_true(g.n >= 1);
+	assert_int_equal(g.key[0], 108);
+	assert_true(end > bad + 5 * (uint64_t)TJJ_BIGREC);
+	assert_int_equal(tjj_held, 0);
+	assert_null(strstr(tj_log_buf, "damaged"));
+}
+
 /* A journal of a build before the durable marks (header bytes 28-39
  * zero): damage the database lacks ends the chain, as it always did. */
 static void test_journal_no_marks(void **state)
@@ -834,6 +877,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_journal_every_op, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_bad_header, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_damage_held, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_damage_held_unsynced, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_damage_synced, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_torn_tail, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_no_marks, tj_setup, tj_teardown),
