@@ -1195,6 +1195,103 @@ static rocksdb_options_t *kv_rocks_cf_options(struct kv_rocks *r, int cf)
 	return o;
 }
 
+/* The table file numbers err names ("/000123.sst", or ".ldb", the other
+ * name RocksDB tries when the first is missing), at most max of them,
+ * each once; their count. */
+static size_t kv_err_tables(const char *err, uint64_t *nums, size_t max)
+{
+	static const char *const ext[] = { ".sst", ".ldb" };
+	size_t n = 0, e, i;
+
+	for (e = 0; e < 2; e++) {
+		for (const char *p = strstr(err, ext[e]); p && n < max;
+		     p = strstr(p + 4, ext[e])) {
+			const char *d = p;
+			uint64_t num;
+
+			while (d > err && d[-1] >= '0' && d[-1] <= '9')
+				d--;
+			if (d == p || (d > err && d[-1] != '/'))
+				continue;
+			num = strtoull(d, NULL, 10);
+			for (i = 0; i < n && nums[i] != num; i++)
+				;
+			if (i == n)
+				nums[n++] = num;
+		}
+	}
+	return n;
+}
+
+/*
+ * One line for a database RocksDB refuses to open as corrupt.  Most often
+ * a table file is missing, cut short or damaged where the open reads it
+ * (its footer, index or properties): RocksDB's checks at open (paranoid
+ * checks: every table file's size against the MANIFEST, and the files it
+ * opens there) name it, but in a text of several lines, sometimes under
+ * its other name (.ldb) or as if the MANIFEST were at fault.  So the line
+ * names the table files, says which are missing, and what to do: put a
+ * moved file back, else restore the store from a backup.  (RocksDB's own
+ * repair would drop the file's keys: the store would serve its files with
+ * holes, so it is not offered.)  Damage found later, in a block a read
+ * needs, is an EIO of that read, logged with the file (kv_rocks_err).
+ */
+static void kv_rocks_open_damaged(struct kv_rocks *r, char *err)
+{
+	char files[512] = "", why[768], *w, p[4200];
+	const char *todo;
+	uint64_t nums[8];
+	size_t n = kv_err_tables(err, nums, 8), i, len = 0, j;
+	bool missing = false, damaged = false;
+
+	/* RocksDB's text on one line, without its "Corruption: " prefixes
+	 * and the MANIFEST it was reading. */
+	for (w = err; strncmp(w, "Corruption: ", 12) == 0;)
+		w += 12;
+	for (j = 0; *w && j + 3 < sizeof(why); w++) {
+		if (*w != '\n')
+			why[j++] = *w;
+		else if (w[1])
+			j += (size_t)snprintf(why + j, 3, "; ");
+	}
+	why[j] = 0;
+	w = strstr(why, " in file ");
+	if (w && strstr(w, "MANIFEST-"))
+		*w = 0;
+	for (i = 0; i < n && len < sizeof(files); i++) {
+		struct stat st;
+		bool gone;
+
+		snprintf(p, sizeof(p), "%s/%06llu.sst", r->path,
+			 (unsigned long long)nums[i]);
+		gone = stat(p, &st) != 0 && errno == ENOENT;
+		missing = missing || gone;
+		damaged = damaged || !gone;
+		len += (size_t)snprintf(files + len, sizeof(files) - len,
+					"%s%06llu.sst (%s)", i ? ", " : "",
+					(unsigned long long)nums[i],
+					gone ? "missing" : "damaged");
+	}
+	if (n == 0)
+		todo = "restore the store from a backup";
+	else if (!damaged)
+		todo = n > 1 ? "put them back if they were moved or renamed, else restore the store from a backup" :
+			       "put it back if it was moved or renamed, else restore the store from a backup";
+	else if (!missing)
+		todo = n > 1 ? "keep a copy of them for inspection and restore the store from a backup" :
+			       "keep a copy of it for inspection and restore the store from a backup";
+	else
+		todo = "put the missing files back if they were moved or renamed, and restore the store from a backup (keep a copy of the damaged ones for inspection)";
+	kv_log(&r->kv, STORE_LOG_ERR,
+	       "the store's database '%s' is damaged%s%s%s: not opened, as its data would be incomplete; %s (RocksDB: %s)",
+	       r->path, n ? ": table file" : "",
+	       n > 1 ? "s " :
+	       n     ? " " :
+		       "",
+	       files, todo, why);
+	rocksdb_free(err);
+}
+
 /* Replay callback: a journal record the database lost. */
 static int kv_rocks_replay_apply(void *ctx, const struct kv_batch *b,
 				 uint64_t end)
@@ -1380,12 +1477,15 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		cfo[i] = kv_rocks_cf_options(r, i);
 	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
 					     kv_cf_names, cfo, r->cf, &err);
+	if (err && strstr(err, "Corruption")) {
+		kv_rocks_open_damaged(r, err);
+		rc = -EUCLEAN;
+		goto err_free;
+	}
 	if (err) {
 		const char *what = "open";
 
-		if (strstr(err, "Corruption"))
-			what = "the store's database is damaged: open";
-		else if (strstr(err, "While lock file"))
+		if (strstr(err, "While lock file"))
 			/* Not another daemon: that one holds the store's own
 			 * lock, taken first.  A RocksDB tool (ldb), say. */
 			what = "the store's database is in use by another "

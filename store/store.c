@@ -2267,10 +2267,19 @@ static void store_filters_run(struct store *s)
 
 	if (atomic_load(&s->filters_stop))
 		return;
-	if (rc) {
+	if (rc == -EIO) {
 		/* A damaged key range must not fail the store: without
 		 * filters every read searches every level, and the damaged
-		 * data itself reads as EIO. */
+		 * data itself reads as EIO.  The rebuild reads a key of every
+		 * object, so it is where a table file damaged before the
+		 * open (past what RocksDB's open reads) shows first. */
+		LOG_WARN(
+			s,
+			"store '%s' holds data that cannot be read (a rocksdb line names the table file): reads of it fail with EIO, and reads search every ancestor (no read filters); unmount and run 'branchd --check %s' to list the damaged files, and restore them from a backup",
+			s->dir, s->dir);
+		return;
+	}
+	if (rc) {
 		LOG_WARN(
 			s,
 			"store '%s': cannot rebuild read filters (%s); reads will search every ancestor",

@@ -10,10 +10,11 @@
 #  2. a new store on that full filesystem: one line, no directory left.
 #  3. a store directory another user owns (0700), opened as postgres:
 #     one line naming the store and the reason (it exited 1 silently).
-#  4. a truncated or missing .sst, a truncated journal or one with a
-#     garbage header: one line that says the store is damaged and names
-#     the file (two lines before); for the journal, how to go on without
-#     it, which works.  A store whose BRANCHFS marker is gone is damaged,
+#  4. a .sst renamed away, truncated, or with a bit flipped in its footer,
+#     a missing .sst, a truncated journal or one with a garbage header:
+#     one line (branchd and --check) that says the store is damaged, names
+#     the file and what to do (for a table file renamed away, putting it
+#     back works; for the journal, going on without it works).  A store whose BRANCHFS marker is gone is damaged,
 #     not "not a branchfs store", and the line says what to write there.
 #  5. a journal record the database holds, damaged after an fsync synced
 #     it: branchd --check exits 3 (damage, no data lost) and says so, a
@@ -105,9 +106,33 @@ damaged() { # WHAT WANT CMD: CMD damages a copy of the store, which must be refu
 	(cd "$T/dmg/db" && eval "$3")
 	refused "$what" "$BRANCHD" -f "$T/dmg" "$T/m2"
 }
-damaged "truncated newest .sst" "damaged.*sst" \
-	'f=$(ls -t *.sst | head -n 1); truncate -s $(($(stat -c %s "$f") / 2)) "$f"'
-damaged "missing .sst" "damaged.*No such file" 'rm "$(ls -t *.sst | head -n 1)"'
+# A table file renamed away, cut short or with a bit flipped in its
+# footer before the open: branchd and --check refuse the store in one line
+# that names the file, says whether it is missing or damaged, and what to
+# do (before: RocksDB's text, the missing file under its other name .ldb,
+# "in file MANIFEST", no way out, and a blank second line).  Every table
+# file is opened, and its footer read, at open: RocksDB opens up to 16 of
+# them then (and checks every one's size against the MANIFEST).
+nsst=$(ls "$FS"/store/db/*.sst | wc -l)
+[ "$nsst" -le 16 ] || fail "$nsst table files: the open reads the footers of only 16"
+victim=$(cd "$FS/store/db" && ls -S ./*.sst | head -n 1)
+victim=${victim#./}
+table_refused() { # WHAT STATE TODO CMD: CMD damages $victim in a copy
+	damaged "$1" "database '$T/dmg/db' is damaged: table file $victim \($2\): not opened.*; $3" "$4"
+	refused "$1, --check" "$BRANCHD" --check "$T/dmg"
+}
+table_refused "renamed-away .sst" missing "put it back if it was moved or renamed" \
+	'mv "$victim" "$victim.away"'
+# the way out the line names works
+mv "$T/dmg/db/$victim.away" "$T/dmg/db/$victim"
+bfs_mount "$T/dmg" "$MNT"
+cmp -s "$T/orig" "$MNT/main/data" || fail "main/data differs after the table file was put back"
+bfs_umount
+table_refused "truncated .sst" damaged "keep a copy of it for inspection and restore the store from a backup" \
+	'truncate -s $(($(stat -c %s "$victim") / 2)) "$victim"'
+table_refused ".sst with a bit flipped in its footer" damaged "keep a copy of it for inspection and restore the store from a backup" \
+	'printf "\xff" | dd of="$victim" bs=1 seek=$(($(stat -c %s "$victim") - 2)) conv=notrunc status=none'
+damaged "missing newest .sst" "damaged: table file [0-9]*.sst \(missing\)" 'rm "$(ls -t *.sst | head -n 1)"'
 damaged "truncated journal" "journal.*damaged.*move the file aside" \
 	'truncate -s $(($(stat -c %s BRANCHFS-JOURNAL) / 2)) BRANCHFS-JOURNAL'
 # the marker file lost: a damaged store, not "not a branchfs store"; the

@@ -18,7 +18,13 @@
  *    is a real shortfall, not a miscount);
  *  - the store's check (branchd --check) of a file whose blocks lie in
  *    such files, one taken away the same way, reports the damage, and
- *    with the file back checks every block clean.
+ *    with the file back checks every block clean;
+ *  - two table files taken away while the database is closed: its open
+ *    fails in one line naming both, missing, and to put them back;
+ *  - a table file with a data block damaged before the store's open: the
+ *    store opens, says that data cannot be read and to run branchd
+ *    --check, reads of it are EIO or right (never zeros), and the check
+ *    reports it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -421,6 +428,170 @@ static void test_kv_scan_store_check_reports_missing_table(void **state)
 	fx->s = NULL;
 }
 
+static char ts_log_buf[8192];
+
+static void ts_log(void *ctx, int level, const char *msg)
+{
+	size_t n = strlen(ts_log_buf);
+
+	(void)ctx;
+	(void)level;
+	snprintf(ts_log_buf + n, sizeof(ts_log_buf) - n, "%s\n", msg);
+}
+
+/* Two table files of the level taken away while the database is closed
+ * (not among the few its open reads, so that RocksDB's check of every
+ * file's size against the MANIFEST finds them, and names both, in a text
+ * of several lines): the open fails with -EUCLEAN and one line that names
+ * both, says they are missing, and to put them back (before: RocksDB's
+ * text with a line break per file, no way out).  Put back, it opens. */
+static void test_kv_scan_open_names_missing_tables(void **state)
+{
+	struct ts_fx *fx = *state;
+	uint64_t nums[TS_MAX_FILES], other;
+	struct store_log log = { ts_log, NULL, STORE_LOG_WARN };
+	char want[64], from[220], to[230];
+	size_t n, i;
+
+	/* another file the open left closed, as the victim (ts_setup) */
+	n = ts_tables(fx->db, nums);
+	for (i = n; i > 0; i--)
+		if (nums[i - 1] != fx->victim &&
+		    !ts_table_open(fx->db, nums[i - 1]))
+			break;
+	if (i == 0)
+		fail_msg("no second table file that the open left closed");
+	other = nums[i - 1];
+	kv_close(fx->kv);
+	fx->kv = NULL;
+	ts_take_away(fx);
+	snprintf(from, sizeof(from), "%s/%06llu.sst", fx->db,
+		 (unsigned long long)other);
+	snprintf(to, sizeof(to), "%s.away", from);
+	assert_int_equal(rename(from, to), 0);
+	ts_log_buf[0] = 0;
+	assert_int_equal(kv_rocksdb_open(fx->db, false, 8u << 20, 20, &log,
+					 &fx->kv),
+			 -EUCLEAN);
+	fprintf(stderr, "%s", ts_log_buf);
+	/* one line: one line break, at the end */
+	assert_ptr_equal(strchr(ts_log_buf, '\n'),
+			 ts_log_buf + strlen(ts_log_buf) - 1);
+	snprintf(want, sizeof(want), "%06llu.sst (missing)",
+		 (unsigned long long)fx->victim);
+	assert_non_null(strstr(ts_log_buf, want));
+	snprintf(want, sizeof(want), "%06llu.sst (missing)",
+		 (unsigned long long)other);
+	assert_non_null(strstr(ts_log_buf, want));
+	assert_non_null(strstr(ts_log_buf, "put them back"));
+	assert_int_equal(rename(to, from), 0);
+	ts_put_back(fx);
+	assert_int_equal(ts_open(fx, false), 0);
+}
+
+/* A table file damaged before the store is opened, in a data block (what
+ * the open does not read: a missing or short file, or a damaged footer,
+ * is refused by the open itself, t55): the store opens, but the read
+ * filters' rebuild meets the damage and says, after RocksDB's line that
+ * names the file, that data cannot be read and to run branchd --check
+ * (before: "cannot rebuild read filters (Input/output error)", nothing
+ * about damage); every read of the file fails with -EIO or reads its
+ * bytes, never other bytes or zeros; and the check reports it. */
+static void test_kv_scan_store_table_damaged_before_open(void **state)
+{
+	struct ts_fx *fx = *state;
+	uint64_t nums[TS_MAX_FILES], biggest = 0;
+	struct store_branch_create_args a;
+	struct store_check_report rep;
+	struct store_branch_info bi;
+	struct store_config cfg;
+	unsigned char *buf, *want;
+	size_t n, i, off, nbad = 0;
+	unsigned problems = 0;
+	char path[300];
+	struct stat st;
+	off_t size = 0;
+	uint64_t f;
+	FILE *fp;
+	int c;
+
+	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
+	tstore_config(&cfg, true, NULL);
+	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
+	a = tstore_args("root", 0, STORE_SEQ_LATEST);
+	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
+	f = tstore_mkfile(fx->s, bi.id, bi.root_ino, "data");
+	tstore_write_pat(fx->s, bi.id, f, 1, 0, 2u << 20);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	/* the blocks into a table file */
+	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
+	assert_int_equal(ts_open(fx, false), 0);
+	assert_int_equal(
+		kv_compact(fx->kv, KV_CF_BLOCK, NULL, 0, NULL, 0, true), 0);
+	kv_close(fx->kv);
+	fx->kv = NULL;
+	n = ts_tables(fx->db, nums);
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%06llu.sst", fx->db,
+			 (unsigned long long)nums[i]);
+		assert_int_equal(stat(path, &st), 0);
+		if (st.st_size > size) {
+			size = st.st_size;
+			biggest = nums[i];
+		}
+	}
+	assert_true(size > (1 << 20));
+	snprintf(path, sizeof(path), "%s/%06llu.sst", fx->db,
+		 (unsigned long long)biggest);
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, size / 2, SEEK_SET), 0);
+	c = fgetc(fp);
+	assert_true(c >= 0);
+	assert_int_equal(fseek(fp, size / 2, SEEK_SET), 0);
+	assert_int_equal(fputc(c ^ 0xff, fp), c ^ 0xff);
+	assert_int_equal(fclose(fp), 0);
+
+	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
+	cfg.create = false;
+	cfg.log.fn = ts_log;
+	cfg.log.level = STORE_LOG_WARN;
+	ts_log_buf[0] = 0;
+	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
+	assert_int_equal(store_wait_filters(fx->s, 60000), -EIO);
+	fprintf(stderr, "%s", ts_log_buf);
+	assert_non_null(strstr(ts_log_buf, path));
+	assert_non_null(strstr(ts_log_buf, "cannot be read"));
+	assert_non_null(strstr(ts_log_buf, "branchd --check"));
+	/* reads: the right bytes or EIO, block by block */
+	buf = malloc(STORE_BLOCK_SIZE);
+	want = malloc(STORE_BLOCK_SIZE);
+	assert_non_null(buf);
+	assert_non_null(want);
+	for (off = 0; off < (2u << 20); off += STORE_BLOCK_SIZE) {
+		ssize_t got = store_read(fx->s, bi.id, STORE_SEQ_LATEST, f, buf,
+					 STORE_BLOCK_SIZE, off);
+
+		if (got == -EIO) {
+			nbad++;
+			continue;
+		}
+		assert_int_equal(got, STORE_BLOCK_SIZE);
+		tstore_fill(want, STORE_BLOCK_SIZE, 1, off);
+		assert_memory_equal(buf, want, STORE_BLOCK_SIZE);
+	}
+	free(buf);
+	free(want);
+	assert_true(nbad > 0);
+	assert_int_equal(store_check(fx->s, ts_check_problem, &problems, &rep),
+			 0);
+	assert_true(rep.bad_blocks > 0);
+	assert_true(problems > 0);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +603,12 @@ int main(void)
 			ts_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_kv_scan_store_check_reports_missing_table,
+			ts_setup_dir, ts_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_kv_scan_open_names_missing_tables, ts_setup,
+			ts_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_kv_scan_store_table_damaged_before_open,
 			ts_setup_dir, ts_teardown),
 	};
 
