@@ -6930,7 +6930,7 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 			crc = store_data_deletions(s, &after);
 		/* DROP-2: done only if it dropped deletions (if it found
 		 * any).  Else what GC deleted stays counted, and the next
-		 * GC that may (the duty cycle below) tries again. */
+		 * GC that the duty cycle above lets compact tries again. */
 		if (crc == 0 && before && after >= before)
 			LOG_WARN(
 				s,
