@@ -1220,8 +1220,15 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 	pthread_mutex_unlock(&fs->br_mu);
 }
 
-int fs_branch_op_begin(struct fs *fs, uint64_t br)
+/* A change of an open file (the kernel's SETATTR of the times when it
+ * writes the file back at close(2), ftruncate) does not wait for a hold
+ * that is draining: the hold waits for that file to be closed, so the two
+ * would wait for each other until the hold gave up (busy, after
+ * FS_BUSY_WAIT_MS).  No hold completes while the file is open (FS-1), so
+ * FS-4 stands. */
+int fs_branch_op_begin_node(struct fs *fs, uint64_t nodeid)
 {
+	uint64_t br = fs_branch_of(nodeid);
 	struct fs_map_ent *e;
 	int rc = 0;
 
@@ -1229,7 +1236,9 @@ int fs_branch_op_begin(struct fs *fs, uint64_t br)
 	fs_check_invariants(fs);
 	for (;;) {
 		e = fs_map_find(&fs->br, br);
-		if (!e || (!(e->flags & FS_BR_CHANGING) && !e->draining))
+		if (!e || (!(e->flags & FS_BR_CHANGING) &&
+			   (!e->draining || (fs_ino_of(nodeid) &&
+					     fs_map_find(&fs->opens, nodeid)))))
 			break;
 		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
 	}
@@ -1242,6 +1251,11 @@ int fs_branch_op_begin(struct fs *fs, uint64_t br)
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 	return rc;
+}
+
+int fs_branch_op_begin(struct fs *fs, uint64_t br)
+{
+	return fs_branch_op_begin_node(fs, fs_nodeid(br, 0));
 }
 
 void fs_branch_op_end(struct fs *fs, uint64_t br)

@@ -233,6 +233,10 @@ bool fs_file_is_open(struct fs *fs, uint64_t nodeid);
  * or reset of the branch waits for it, and it waits for them (FS-4).
  * 0 or -ENOMEM; fs_branch_op_end only after 0. */
 int fs_branch_op_begin(struct fs *fs, uint64_t br);
+/* fs_branch_op_begin for a change of node nodeid, which does not wait for
+ * a delete, rename or reset that waits for open files while nodeid is an
+ * open file (the kernel writes times back at close(2) with SETATTR). */
+int fs_branch_op_begin_node(struct fs *fs, uint64_t nodeid);
 void fs_branch_op_end(struct fs *fs, uint64_t br);
 
 /* ---- fs_uring.c: FUSE over io_uring, under libfuse ---- */

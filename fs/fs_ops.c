@@ -308,7 +308,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr,
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		goto out_err;
-	rc = fs_branch_op_begin(fs, br);
+	rc = fs_branch_op_begin_node(fs, nodeid);
 	if (rc)
 		goto out_err;
 	memset(&sa, 0, sizeof(sa));
