@@ -962,6 +962,7 @@ void fs_free(struct fs *fs)
 	fs_map_release(&fs->br);
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
+	fs_map_release(&fs->epochs);
 	pthread_mutex_destroy(&fs->root_mu);
 	pthread_mutex_destroy(&fs->loop_mu);
 	pthread_mutex_destroy(&fs->default_mu);
@@ -991,6 +992,44 @@ uint32_t fs_branch_gen(struct fs *fs, uint64_t br)
 static bool fs_gen_older(uint32_t a, uint32_t b)
 {
 	return a && b && (int32_t)(a - b) < 0;
+}
+
+/* Epochs are given out per branch in the order its generations are first
+ * seen here: read before a reset commits, a generation goes with the
+ * tree it was read with (fs_branch_gen), so one epoch never names two
+ * trees unless FS_EPOCH_MAX + 1 resets went by (the generation rules of
+ * fs_node_ref and fs_node_stale then still keep the kernel's inodes apart,
+ * as before epochs, at the cost of an ESTALE or EIO in a narrow window).
+ * The previous generation keeps its epoch: a lookup that read the branch
+ * just before a reset hands out the old tree's node under the old id. */
+uint64_t fs_node_kid(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen)
+{
+	struct fs_map_ent *e;
+	uint64_t epoch = 0;
+	bool ok = true;
+
+	if (S_ISDIR(mode) || gen == 0)
+		return nodeid;
+	pthread_mutex_lock(&fs->nodes_mu);
+	e = fs_map_get(&fs->epochs, fs_branch_of(nodeid));
+	if (!e) {
+		/* -ENOMEM: epoch 0, as before epochs (see above). */
+	} else if (e->count == 0 || e->count == gen) {
+		e->count = gen;
+		epoch = e->epoch;
+	} else if (e->prev_gen == gen) {
+		epoch = e->prev_epoch;
+	} else if (fs_gen_older((uint32_t)e->count, gen)) {
+		e->prev_gen = (uint32_t)e->count;
+		e->prev_epoch = e->epoch;
+		e->count = gen;
+		e->epoch = (uint8_t)((e->epoch + 1) & FS_EPOCH_MAX);
+		epoch = e->epoch;
+	} else {
+		ok = false;
+	}
+	pthread_mutex_unlock(&fs->nodes_mu);
+	return ok ? nodeid | (epoch << FS_INO_BITS) : 0;
 }
 
 bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
@@ -1153,11 +1192,16 @@ static bool fs_node_stale(struct fs *fs, uint64_t nodeid, pid_t tid)
 	return stale;
 }
 
+static void fs_do_file_close(struct fs *fs, uint64_t base);
+static void fs_retries_expire(struct fs *fs, struct timespec *next);
+static void fs_file_refused(struct fs *fs, uint64_t nodeid, pid_t tid);
+
 int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 {
-	uint64_t br = fs_branch_of(nodeid);
+	uint64_t br = fs_branch_of(nodeid), base = fs_node_base(nodeid);
 	struct fs_map_ent *e, *o;
 	int rc = 0;
+	size_t i;
 
 	pthread_mutex_lock(&fs->br_mu);
 	fs_check_invariants(fs);
@@ -1167,9 +1211,22 @@ int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 			break;
 		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
 	}
+	/* The retry of an OPEN this thread had refused (fs_file_refused):
+	 * its count gives way to this one, under the same lock, so that no
+	 * change of the branch comes between. */
+	fs_retries_expire(fs, NULL);
+	for (i = 0; tid > 0 && i < fs->nretries; i++) {
+		if (fs->retries[i].tid == tid &&
+		    fs_branch_of(fs->retries[i].base) == br) {
+			fs_do_file_close(fs, fs->retries[i].base);
+			fs->retries[i] = fs->retries[--fs->nretries];
+			break;
+		}
+	}
+	e = fs_map_find(&fs->br, br);
 	if (!e)
 		e = fs_map_get(&fs->br, br);
-	o = e ? fs_map_get(&fs->opens, nodeid) : NULL;
+	o = e ? fs_map_get(&fs->opens, base) : NULL;
 	if (e && o) {
 		e->count++;
 		o->count++;
@@ -1181,7 +1238,7 @@ int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 	if (rc == 0 && fs_node_stale(fs, nodeid, tid)) {
-		fs_file_close(fs, nodeid);
+		fs_file_refused(fs, nodeid, tid);
 		rc = -ESTALE;
 	}
 	return rc;
@@ -1192,22 +1249,21 @@ bool fs_file_is_open(struct fs *fs, uint64_t nodeid)
 	bool open;
 
 	pthread_mutex_lock(&fs->br_mu);
-	open = fs_map_find(&fs->opens, nodeid) != NULL;
+	open = fs_map_find(&fs->opens, fs_node_base(nodeid)) != NULL;
 	pthread_mutex_unlock(&fs->br_mu);
 	return open;
 }
 
-void fs_file_close(struct fs *fs, uint64_t nodeid)
+/* Uncount one open of base (an fs_node_base), under br_mu. */
+static void fs_do_file_close(struct fs *fs, uint64_t base)
 {
-	uint64_t br = fs_branch_of(nodeid);
+	uint64_t br = fs_branch_of(base);
 	struct fs_map_ent *e;
 
-	pthread_mutex_lock(&fs->br_mu);
-	fs_check_invariants(fs);
-	e = fs_map_find(&fs->opens, nodeid);
+	e = fs_map_find(&fs->opens, base);
 	if (e && e->count) {
 		if (!--e->count)
-			fs_map_del(&fs->opens, nodeid);
+			fs_map_del(&fs->opens, base);
 	}
 	e = fs_map_find(&fs->br, br);
 	if (e && e->count) {
@@ -1216,19 +1272,83 @@ void fs_file_close(struct fs *fs, uint64_t nodeid)
 			fs_map_del(&fs->br, br);
 		pthread_cond_broadcast(&fs->br_cv);
 	}
+}
+
+void fs_file_close(struct fs *fs, uint64_t nodeid)
+{
+	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
+	fs_do_file_close(fs, fs_node_base(nodeid));
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
 }
 
-/* A change of an open file (the kernel's SETATTR of the times when it
- * writes the file back at close(2), ftruncate) does not wait for a hold
- * that is draining: the hold waits for that file to be closed, so the two
- * would wait for each other until the hold gave up (busy, after
- * FS_BUSY_WAIT_MS).  No hold completes while the file is open (FS-1), so
- * FS-4 stands. */
+static bool fs_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Uncount the retries (fs->retries) whose time is up, under br_mu; *next
+ * (if not NULL) is lowered to the earliest time of those left. */
+static void fs_retries_expire(struct fs *fs, struct timespec *next)
+{
+	struct timespec now;
+	size_t i = 0;
+
+	if (!fs->nretries)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	while (i < fs->nretries) {
+		struct fs_retry *r = &fs->retries[i];
+
+		if (!fs_ts_before(&now, &r->until)) {
+			fs_do_file_close(fs, r->base);
+			*r = fs->retries[--fs->nretries];
+			continue;
+		}
+		if (next && fs_ts_before(&r->until, next))
+			*next = r->until;
+		i++;
+	}
+}
+
+/* An OPEN of nodeid by thread tid was refused as stale: keep it counted
+ * for the kernel's retry (FS_RETRY_MS), or uncount it. */
+static void fs_file_refused(struct fs *fs, uint64_t nodeid, pid_t tid)
+{
+	uint64_t base = fs_node_base(nodeid);
+
+	pthread_mutex_lock(&fs->br_mu);
+	fs_check_invariants(fs);
+	fs_retries_expire(fs, NULL);
+	if (tid > 0 && fs->nretries < FS_RETRIES_MAX) {
+		struct fs_retry *r = &fs->retries[fs->nretries++];
+
+		r->tid = tid;
+		r->base = base;
+		clock_gettime(CLOCK_REALTIME, &r->until);
+		r->until.tv_nsec += FS_RETRY_MS * 1000000L;
+		while (r->until.tv_nsec >= 1000000000L) {
+			r->until.tv_sec++;
+			r->until.tv_nsec -= 1000000000L;
+		}
+	} else {
+		fs_do_file_close(fs, base);
+	}
+	fs_check_invariants(fs);
+	pthread_mutex_unlock(&fs->br_mu);
+}
+
+/* A change of an open file (the kernel's SETATTR of the times or size
+ * when it writes the file back at close(2), ftruncate) does not wait for a
+ * hold that is draining: the hold waits for that file to be closed, so
+ * the two would wait for each other until the hold gave up (busy, after
+ * FS_BUSY_WAIT_MS).  No hold can complete while the file is open (FS-1),
+ * so FS-4 stands. */
 int fs_branch_op_begin_node(struct fs *fs, uint64_t nodeid)
 {
-	uint64_t br = fs_branch_of(nodeid);
+	uint64_t br = fs_branch_of(nodeid), base = fs_node_base(nodeid);
 	struct fs_map_ent *e;
 	int rc = 0;
 
@@ -1238,7 +1358,7 @@ int fs_branch_op_begin_node(struct fs *fs, uint64_t nodeid)
 		e = fs_map_find(&fs->br, br);
 		if (!e || (!(e->flags & FS_BR_CHANGING) &&
 			   (!e->draining || (fs_ino_of(nodeid) &&
-					     fs_map_find(&fs->opens, nodeid)))))
+					     fs_map_find(&fs->opens, base)))))
 			break;
 		pthread_cond_wait(&fs->br_cv, &fs->br_mu);
 	}
@@ -1303,10 +1423,16 @@ static int fs_branch_hold(struct fs *fs, const struct store_branch_info *bi,
 	}
 	e->draining++;
 	for (;;) {
+		/* Wake when a retry's time is up (fs_file_refused): it is
+		 * counted as an open file until then. */
+		struct timespec wake = dl;
+
+		fs_retries_expire(fs, &wake);
 		if (!e->count && !e->ops && !(e->flags & FS_BR_CHANGING))
 			break;
-		if (pthread_cond_timedwait(&fs->br_cv, &fs->br_mu, &dl) ==
+		if (pthread_cond_timedwait(&fs->br_cv, &fs->br_mu, &wake) ==
 			    ETIMEDOUT &&
+		    !fs_ts_before(&wake, &dl) &&
 		    (e->count || e->ops || (e->flags & FS_BR_CHANGING))) {
 			open_files = e->count;
 			ops = e->ops;

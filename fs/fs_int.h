@@ -3,14 +3,22 @@
  * fs_int.h - private declarations of the FUSE layer, shared only by the
  * .c files of fs/.
  *
- * Node ids: nodeid = (branch_id << 40) | ino, which is also the st_ino we
- * report (DESIGN rule 1: distinct identity per branch).  FUSE_ROOT_ID (1)
- * is the synthetic branch root; branch ids start at 1, so no branch node
- * can be 1.  Everything a request needs is decoded from the node id, so
- * forget does no more than keep the lookup table (fs->nodes) for
- * invalidation.  Branch and inode ids are never reused, so a node id the
- * kernel still holds after its branch was deleted or reset can only meet
- * ENOENT from the store, never another file.
+ * Node ids: nodeid = (branch_id << 40) | (epoch << 36) | ino.  The st_ino
+ * we report is the node id without its epoch, fs_nodeid(branch_id, ino)
+ * (DESIGN rule 1: distinct identity per branch).  The epoch (4 bits) is 0
+ * for directories and, for the other nodes of a branch, counts the resets
+ * of the branch this mount has seen (fs_node_kid), so that the kernel
+ * never takes a file of the reset tree for its inode from before the
+ * reset: the two are different kernel inodes, and the old one, which
+ * caches the old size and pages, is refused at OPEN (ESTALE, which the
+ * kernel's retry looks up afresh) instead of being marked bad under a
+ * process that opened it (EIO).  FUSE_ROOT_ID (1) is the synthetic branch
+ * root; branch ids start at 1, so no branch node can be 1.  Everything a
+ * request needs is decoded from the node id, so forget does no more than
+ * keep the lookup table (fs->nodes) for invalidation.  Branch and inode
+ * ids are never reused, so a node id the kernel still holds after its
+ * branch was deleted or reset can only meet ENOENT from the store, or the
+ * reset tree's same file, never another file.
  *
  * Lock order (all leaves; none is held across a store call or a reply):
  *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
@@ -33,8 +41,15 @@
 
 #include "fs.h"
 
-#define FS_INO_BITS 40
+#define FS_BRANCH_SHIFT 40
+#define FS_INO_BITS 36
 #define FS_INO_MASK ((UINT64_C(1) << FS_INO_BITS) - 1)
+#define FS_EPOCH_BITS 4
+#define FS_EPOCH_MAX ((1u << FS_EPOCH_BITS) - 1)
+#define FS_EPOCH_MASK ((UINT64_C(1) << FS_BRANCH_SHIFT) - 1 - FS_INO_MASK)
+_Static_assert(STORE_INO_MAX <= FS_INO_MASK, "inode numbers fit the node id");
+_Static_assert(FS_INO_BITS + FS_EPOCH_BITS == FS_BRANCH_SHIFT,
+	       "the epoch fills the bits between inode and branch");
 #define FS_ENTRY_TIMEOUT 1.0
 #define FS_ATTR_TIMEOUT 1.0
 #define FS_MAX_WRITE (1u << 20)
@@ -46,6 +61,12 @@
  * still in flight from files that were just closed (the kernel sends
  * release asynchronously after close(2)). */
 #define FS_BUSY_WAIT_MS 1500
+/* How long an OPEN refused as stale keeps its branch from changing for
+ * the kernel's retry of it (fs_file_open), and how many such retries may
+ * be on their way at once (more are refused as before: the retry may
+ * then meet another reset). */
+#define FS_RETRY_MS 500
+#define FS_RETRIES_MAX 32u
 
 /* A small chained hash map from u64 keys, used for per-branch state and
  * for the kernel's lookup counts. */
@@ -67,6 +88,12 @@ struct fs_map_ent {
 			/* the thread whose OPEN of the node was last
 			 * refused with ESTALE (fs_file_open), or 0 */
 			int32_t refused;
+		};
+		/* epochs (fs->epochs): count is the newest generation of
+		 * files of the branch handed out, epoch its epoch */
+		struct {
+			uint32_t prev_gen; /* the one before it, or 0 */
+			uint8_t epoch, prev_epoch;
 		};
 	};
 	struct fs_map_ent *next;
@@ -136,12 +163,27 @@ struct fs {
 	pthread_mutex_t br_mu;
 	pthread_cond_t br_cv; /* signalled on any br change */
 	struct fs_map br;     /* guarded by br_mu */
-	/* Open file handles by node id (count), for fs_inode_in_use. */
+	/* Open file handles by node id without its epoch (fs_node_base;
+	 * count), for fs_inode_in_use. */
 	struct fs_map opens; /* guarded by br_mu */
+	/* OPENs refused as stale (fs_file_open) whose retry is on its way:
+	 * each still counts as an open file of its node (in br and opens),
+	 * so that no reset comes between the refusal and the retry, until
+	 * the same thread opens a file of the branch again or its time is
+	 * up. */
+	struct fs_retry {
+		pid_t tid;
+		uint64_t base;	       /* fs_node_base of the refused node */
+		struct timespec until; /* CLOCK_REALTIME, as br_cv's waits */
+	} retries[FS_RETRIES_MAX];     /* guarded by br_mu */
+	size_t nretries;	       /* guarded by br_mu */
 
 	/* Kernel lookup counts by node id (root excluded). */
 	pthread_mutex_t nodes_mu;
 	struct fs_map nodes; /* guarded by nodes_mu */
+	/* Each branch's epoch of file node ids (fs_node_kid), one entry per
+	 * branch whose files were handed out. */
+	struct fs_map epochs; /* guarded by nodes_mu */
 
 	/* fs_branch_linked_busy's cache of each branch's links stored as
 	 * absolute paths, with the store stamp they were read at
@@ -201,6 +243,14 @@ void fs_log(struct fs *fs, int level, const char *fmt, ...)
  * it before the store reads of the entry it goes with, or hold an op of
  * the branch (fs_branch_op_begin).  0 for a branch that is gone. */
 uint32_t fs_branch_gen(struct fs *fs, uint64_t br);
+/* The node id the kernel gets for node nodeid (fs_nodeid form, no epoch)
+ * of type mode handed out with generation gen (fs_branch_gen, read before
+ * the store reads of the entry): nodeid itself for a directory, else with
+ * the epoch of gen in it (a new one for a generation newer than any of the
+ * branch handed out, FS_EPOCH_MAX + 1 resets before epochs repeat).  0
+ * when gen is older than the two newest handed out (the entry was read
+ * before two resets: read it again, or send none). */
+uint64_t fs_node_kid(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen);
 /* Count one kernel lookup of nodeid, handed out with generation gen;
  * mode: its type (S_IF* bits); tid: the thread of a LOOKUP request (0 for other
  * replies), for fs_file_open's retry rule.  false, and nothing counted,
@@ -222,8 +272,11 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * change of the branch is underway.  0, -ENOMEM, or -ESTALE if the
  * kernel's inode of nodeid is from before a reset of the branch (its last
  * entry carried an older generation): the kernel then looks the path up
- * again (LOOKUP_REVAL), gets the new generation, and opens a new inode
- * instead of one whose cached size and pages are the old tree's. */
+ * again (LOOKUP_REVAL), gets the new node id (epoch) and generation, and
+ * opens a new inode instead of one whose cached size and pages are the
+ * old tree's.  A refused OPEN of thread tid stays counted until tid opens
+ * a file of the branch again (its retry) or FS_RETRY_MS pass, so that no
+ * second reset makes the retry fail too. */
 int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
 /* Whether nodeid has an open file (counted by fs_file_open). */
@@ -259,7 +312,13 @@ extern const struct fuse_lowlevel_ops fs_ops;
 
 static inline uint64_t fs_branch_of(fuse_ino_t nodeid)
 {
-	return (uint64_t)nodeid >> FS_INO_BITS;
+	return (uint64_t)nodeid >> FS_BRANCH_SHIFT;
+}
+
+/* nodeid without its epoch: the st_ino, and the key of fs->opens. */
+static inline uint64_t fs_node_base(fuse_ino_t nodeid)
+{
+	return (uint64_t)nodeid & ~FS_EPOCH_MASK;
 }
 
 static inline uint64_t fs_ino_of(fuse_ino_t nodeid)

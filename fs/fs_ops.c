@@ -58,7 +58,7 @@ void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
 		     struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = nodeid;
+	st->st_ino = fs_node_base(nodeid);
 	st->st_mode = a->mode;
 	st->st_nlink = a->nlink;
 	st->st_uid = a->uid;
@@ -134,15 +134,20 @@ static void fs_blocks_of_open(struct fs *fs, uint64_t nodeid, struct stat *st)
 		st->st_blocks = 1;
 }
 
-/* gen: fs_branch_gen() of nodeid's branch, read before a was.  0, or
- * -ESTALE and no reply when an entry of a newer generation went out
- * already (fs_node_ref): possible only without an op of the branch held. */
+/* nodeid: the node's fs_nodeid() (fs_node_kid adds its epoch); gen:
+ * fs_branch_gen() of its branch, read before a was.  0, or -ESTALE and no
+ * reply when an entry of a newer generation went out already
+ * (fs_node_kid, fs_node_ref): possible only without an op of the branch
+ * held. */
 static int fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 			  uint32_t gen, const struct store_attr *a)
 {
 	struct fuse_entry_param e;
 	struct store_attr fixed = *a;
 
+	nodeid = fs_node_kid(fs, fs_node_base(nodeid), a->mode, gen);
+	if (!nodeid)
+		return -ESTALE;
 	fs_link_attr(fs, nodeid, &fixed);
 	fs_entry_fill(&e, nodeid, gen, &fixed);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
@@ -715,7 +720,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	struct store_attr a;
-	uint64_t nodeid;
+	uint64_t nodeid, br;
 	uint32_t gen;
 	int rc;
 
@@ -727,16 +732,21 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			  NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
+	/* No reset overtakes the op we hold: the generation is the
+	 * branch's, and its epoch known (fs_node_kid is not 0). */
+	br = fs_branch_of(nodeid);
+	gen = fs_branch_gen(fs, br);
+	nodeid = fs_node_kid(fs, nodeid, S_IFREG, gen);
 	/* Cannot wait: no change of the branch starts while we hold an op. */
-	rc = fs_file_open(fs, nodeid, fuse_req_ctx(req)->pid);
+	rc = nodeid ? fs_file_open(fs, nodeid, fuse_req_ctx(req)->pid) :
+		      -ESTALE;
 	if (rc) {
-		fs_branch_op_end(fs, fs_branch_of(nodeid));
+		fs_branch_op_end(fs, br);
 		goto out_err;
 	}
 	fi->fh = 0;
 	fi->keep_cache = 1;
 	fi->direct_io = 0;
-	gen = fs_branch_gen(fs, fs_branch_of(nodeid));
 	fs_entry_fill(&e, nodeid, gen, &a);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
 	fs_node_ref(fs, nodeid, S_IFREG, (uint32_t)e.generation, 0);
@@ -1009,6 +1019,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 		if (plus) {
 			struct fuse_entry_param e;
 			struct store_attr a;
+			uint64_t kid = 0;
 			uint32_t gen = 0;
 			bool got = false;
 
@@ -1024,10 +1035,11 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 			    (!recheck || fs_dir_ent_current(fs, nodeid, de)) &&
 			    store_getattr(fs->store, fs_branch_of(de->nodeid),
 					  STORE_SEQ_LATEST,
-					  fs_ino_of(de->nodeid), &a) == 0) {
-				fs_link_attr(fs, de->nodeid, &a);
-				fs_entry_fill(&e, de->nodeid, gen, &a);
-				fs_blocks_of_open(fs, de->nodeid, &e.attr);
+					  fs_ino_of(de->nodeid), &a) == 0 &&
+			    (kid = fs_node_kid(fs, de->nodeid, a.mode, gen))) {
+				fs_link_attr(fs, kid, &a);
+				fs_entry_fill(&e, kid, gen, &a);
+				fs_blocks_of_open(fs, kid, &e.attr);
 				got = true;
 			} else {
 				e.attr.st_ino = ino;
@@ -1038,7 +1050,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 						     (off_t)(i + 1));
 			if (len > size - pos)
 				break;
-			if (got && !fs_node_ref(fs, de->nodeid, e.attr.st_mode,
+			if (got && !fs_node_ref(fs, kid, e.attr.st_mode,
 						(uint32_t)e.generation, 0)) {
 				/* Overtaken by a reset: a bare entry (no
 				 * dentry), of the same size, in its place. */

@@ -35,9 +35,10 @@
  *  - Nothing is fsynced on the write path.  store_sync() makes every write
  *    that returned before it was called durable.
  *
- * Identifier ranges (so that a caller can pack them into one 64-bit id):
- * branch ids are 1..STORE_BRANCH_ID_MAX, inode numbers are
- * 1..STORE_INO_MAX.  Neither is ever reused.
+ * Identifier ranges (so that a caller can pack them into one 64-bit id,
+ * with a few bits of its own: fs/ puts a 4-bit epoch between them):
+ * branch ids are 1..STORE_BRANCH_ID_MAX (24 bits), inode numbers are
+ * 1..STORE_INO_MAX (36 bits).  Neither is ever reused.
  */
 #ifndef BRANCHFS_STORE_H
 #define BRANCHFS_STORE_H
@@ -53,7 +54,7 @@
 #define STORE_SYMLINK_MAX 4095u
 #define STORE_SEQ_LATEST UINT64_MAX
 #define STORE_BRANCH_ID_MAX ((UINT64_C(1) << 24) - 1)
-#define STORE_INO_MAX ((UINT64_C(1) << 40) - 1)
+#define STORE_INO_MAX ((UINT64_C(1) << 36) - 1)
 #define STORE_FORMAT_VERSION 2u
 
 struct store;

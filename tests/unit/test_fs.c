@@ -239,6 +239,60 @@ static void test_fs_gen_old_inode_refused(void **state)
 	assert_int_equal(fs_file_open(g->fs, g->node, 1234), -ESTALE);
 }
 
+/* Each generation of a branch's files has its own node ids (its epoch),
+ * one st_ino: the kernel never takes a file of the reset tree for its
+ * inode from before the reset.  The previous generation keeps its epoch
+ * (a lookup that read before the reset); an older one gets none;
+ * directories keep one node id across resets. */
+static void test_fs_gen_epochs(void **state)
+{
+	struct gen_ctx *g = *state;
+	uint64_t kold = fs_node_kid(g->fs, g->node, S_IFREG, g->older);
+	uint64_t knew = fs_node_kid(g->fs, g->node, S_IFREG, g->newer);
+	uint64_t kfirst = fs_node_kid(g->fs, g->node, S_IFREG, g->older - 1);
+
+	assert_int_not_equal(kold, knew);
+	assert_int_equal(fs_node_base(kold), g->node);
+	assert_int_equal(fs_node_base(knew), g->node);
+	assert_int_equal(fs_branch_of(knew), g->x);
+	assert_int_equal(fs_ino_of(knew), 77);
+	assert_int_equal(fs_node_kid(g->fs, g->node, S_IFREG, g->older), kold);
+	assert_int_equal(kfirst, 0);
+	assert_int_equal(fs_node_kid(g->fs, g->node, S_IFDIR, g->newer),
+			 g->node);
+}
+
+/* An OPEN refused as stale keeps the branch from changing (counted open)
+ * for the kernel's retry, so that no second reset comes before it: the
+ * retry's OPEN by the same thread takes its place, and a change waits for
+ * a retry that does not come (FS_RETRY_MS), then goes on (not busy). */
+static void test_fs_gen_refused_open_held_for_retry(void **state)
+{
+	struct gen_ctx *g = *state;
+	uint64_t kold = fs_node_kid(g->fs, g->node, S_IFREG, g->older);
+	uint64_t knew = fs_node_kid(g->fs, g->node, S_IFREG, g->newer);
+	struct timespec t0, t1;
+	long ms;
+
+	fs_node_ref(g->fs, kold, S_IFREG, g->older, 0);
+	assert_int_equal(fs_file_open(g->fs, kold, 1234), -ESTALE);
+	assert_true(fs_file_is_open(g->fs, g->node));
+	fs_node_ref(g->fs, knew, S_IFREG, g->newer, 1234);
+	assert_int_equal(fs_file_open(g->fs, knew, 1234), 0);
+	fs_file_close(g->fs, knew);
+	assert_false(fs_file_is_open(g->fs, g->node));
+
+	assert_int_equal(fs_file_open(g->fs, kold, 5678), -ESTALE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(fs_branch_begin_change(g->fs, g->x, NULL, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fs_branch_end_change(g->fs, g->x);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= FS_RETRY_MS - 100);
+	assert_false(fs_file_is_open(g->fs, g->node));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +311,11 @@ int main(void)
 			gen_teardown),
 		cmocka_unit_test_setup_teardown(test_fs_gen_old_inode_refused,
 						gen_setup, gen_teardown),
+		cmocka_unit_test_setup_teardown(test_fs_gen_epochs, gen_setup,
+						gen_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_fs_gen_refused_open_held_for_retry, gen_setup,
+			gen_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
