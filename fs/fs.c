@@ -1196,7 +1196,9 @@ static void fs_do_file_close(struct fs *fs, uint64_t base);
 static void fs_retries_expire(struct fs *fs, struct timespec *next);
 static void fs_file_refused(struct fs *fs, uint64_t nodeid, pid_t tid);
 
-int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
+/* Count an open of nodeid (fs_file_open without the stale check); tid
+ * 0: claims no retry. */
+static int fs_do_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 {
 	uint64_t br = fs_branch_of(nodeid), base = fs_node_base(nodeid);
 	struct fs_map_ent *e, *o;
@@ -1237,11 +1239,25 @@ int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
 	}
 	fs_check_invariants(fs);
 	pthread_mutex_unlock(&fs->br_mu);
+	return rc;
+}
+
+int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid)
+{
+	int rc = fs_do_open(fs, nodeid, tid);
+
 	if (rc == 0 && fs_node_stale(fs, nodeid, tid)) {
 		fs_file_refused(fs, nodeid, tid);
 		rc = -ESTALE;
 	}
 	return rc;
+}
+
+/* A directory keeps its node id and generation across resets (see
+ * fs_entry_fill): nothing of it is stale. */
+int fs_dir_open(struct fs *fs, uint64_t nodeid)
+{
+	return fs_do_open(fs, nodeid, 0);
 }
 
 bool fs_file_is_open(struct fs *fs, uint64_t nodeid)

@@ -278,6 +278,11 @@ void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n);
  * a file of the branch again (its retry) or FS_RETRY_MS pass, so that no
  * second reset makes the retry fail too. */
 int fs_file_open(struct fs *fs, uint64_t nodeid, pid_t tid);
+/* Count an open directory of a branch (opendir, or open(2) of one), as an
+ * open file: a delete, rename or reset of the branch waits for it to be
+ * closed (fs_file_close) or fails as busy (DESIGN rule 7).  A working
+ * directory is no open file, as on ext4.  0 or -ENOMEM. */
+int fs_dir_open(struct fs *fs, uint64_t nodeid);
 void fs_file_close(struct fs *fs, uint64_t nodeid);
 /* Whether nodeid has an open file (counted by fs_file_open). */
 bool fs_file_is_open(struct fs *fs, uint64_t nodeid);

@@ -31,7 +31,9 @@
  * Open files: open/create count the file against its node and branch
  * (fs_file_open) and release uncounts it; if the open reply fails (the
  * request was interrupted) the kernel will never send release, so the
- * count is undone at once.
+ * count is undone at once.  opendir and releasedir do the same for a
+ * directory of a branch (fs_dir_open), so that an open directory makes
+ * its branch busy as an open file does (DESIGN rule 7).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -902,6 +904,7 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
 			  struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	bool counted = nodeid != FUSE_ROOT_ID;
 	struct fs_dir *d;
 	int rc;
 
@@ -910,17 +913,29 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t nodeid,
 		rc = -ENOMEM;
 		goto out_err;
 	}
+	/* Counted before the listing is read: a reset waits for it, or it
+	 * waits for the reset (FS-1). */
+	rc = counted ? fs_dir_open(fs, nodeid) : 0;
+	if (rc) {
+		counted = false;
+		goto out_err;
+	}
 	rc = fs_dir_fill(fs, nodeid, d);
 	if (rc)
 		goto out_err;
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 0;
 	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) != 0)
+	if (fuse_reply_open(req, fi) != 0) {
 		fs_dir_free(d);
+		if (counted)
+			fs_file_close(fs, nodeid);
+	}
 	return;
 out_err:
 	fs_dir_free(d);
+	if (counted)
+		fs_file_close(fs, nodeid);
 	fuse_reply_err(req, -rc);
 }
 
@@ -1095,8 +1110,9 @@ static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 static void fs_op_releasedir(fuse_req_t req, fuse_ino_t nodeid,
 			     struct fuse_file_info *fi)
 {
-	(void)nodeid;
 	fs_dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	if (nodeid != FUSE_ROOT_ID)
+		fs_file_close(fs_of(req), nodeid);
 	fuse_reply_err(req, 0);
 }
 

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # timeout: 150
 # t04: a branch in use is busy.  rmdir (and mv) of a branch with a running
-# postmaster, or with an open file, fails with EBUSY ("Device or resource
+# postmaster, or with an open file or directory, fails with EBUSY ("Device or resource
 # busy"); once idle it succeeds.  rmdir of a branch that has children is
 # refused with EBUSY too; mv of an idle branch renames it.  A branch that
 # holds another branch's running server's WAL (initdb --waldir) or a
@@ -54,6 +54,28 @@ exec 7<"$MNT/pr-2/PG_VERSION"
 expect_op EBUSY rmdir "$MNT/pr-2"
 expect_op EBUSY rename "$MNT/pr-2" "$MNT/pr-2-renamed"
 exec 7<&-
+# so does an open directory (open(2) of one, or opendir: a postmaster
+# fsyncing a directory, find or ls walking one), the branch root or one
+# below it; branchctl's delete, rename and reset are refused as busy too
+# (an open directory did not count: all of them went on under it)
+ctl_require
+exec 7<"$MNT/pr-2"
+expect_op EBUSY rmdir "$MNT/pr-2"
+expect_ctl 6 reset pr-2
+exec 7<&-
+exec 7<"$MNT/pr-2/base"
+expect_ctl 6 delete pr-2
+exec 7<&-
+# a working directory in the branch is no open file (as on ext4, where
+# rmdir removes a directory that is some process's working directory)
+mkdir "$MNT/pr-w"
+(cd "$MNT/pr-w" && exec sleep 300) &
+CWDP=$!
+IT_BG+=("$CWDP")
+sleep 0.2
+expect_op OK rmdir "$MNT/pr-w"
+kill "$CWDP"
+wait "$CWDP" 2>/dev/null || true
 
 # a branch with children cannot be deleted
 pg_stop "$MNT/main"
