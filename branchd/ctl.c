@@ -887,8 +887,22 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 				name);
 			return;
 		}
+		if (rc == 0)
+			bd_log(&c->cfg.log, STORE_LOG_INFO,
+			       "ctl: uid %u sets the default parent to '%s'",
+			       (unsigned)uid, name);
+		/* Checked again by the hook, under the lock a rename takes
+		 * (fs_set_default_parent): a rename of the branch landing
+		 * here left the default naming no branch. */
 		if (rc == 0 && c->cfg.hooks.set_default)
 			rc = c->cfg.hooks.set_default(c->cfg.hooks.ctx, name);
+		if (rc == -ENOENT) {
+			bd_reply_err(
+				out, rc,
+				"cannot set default parent to '%s': no such branch",
+				name);
+			return;
+		}
 		if (rc) {
 			bd_reply_err(out, rc,
 				     "cannot set default parent to '%s'", name);

@@ -241,7 +241,11 @@ int fs_root_may_create(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
 int fs_root_may_remove(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
 		       size_t ngroups, uid_t owner_uid);
 /* The parent of branches made by mkdir.  set: -EINVAL/-ENAMETOOLONG bad
- * name (whether it exists is not checked), -ENOMEM. */
+ * name, -ENOENT no branch has it (checked under the lock that
+ * fs_branch_rename holds, so that a rename racing it leaves the default
+ * as one of the two orders would; a delete may still leave the default
+ * naming no branch, as a later delete does), -ENOMEM, or the store's
+ * errors. */
 void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz);
 int fs_set_default_parent(struct fs *fs, const char *name);
 /* Rename branch id from old_name to new_name (store_branch_rename's

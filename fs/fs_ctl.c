@@ -118,9 +118,14 @@ void fs_get_default_parent(struct fs *fs, char *buf, size_t bufsz)
 }
 
 /* Make name the default parent, in memory and in the store.  Under
- * default_mu: put and swap are one step (fs_branch_rename's too). */
+ * default_mu: put and swap are one step (fs_branch_rename's too), and so
+ * is the check that a branch has the name: a rename of it (which takes
+ * default_mu) comes before, and the name is refused, or after, and the
+ * default follows it.  Checked by the caller only, a rename between the
+ * check and the put left the default naming no branch. */
 static int fs_do_set_default(struct fs *fs, const char *name)
 {
+	struct store_branch_info bi;
 	char *copy, *old = NULL;
 	int rc;
 
@@ -131,6 +136,9 @@ static int fs_do_set_default(struct fs *fs, const char *name)
 	if (!copy)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->default_mu);
+	rc = store_branch_lookup(fs->store, name, &bi);
+	if (rc)
+		goto out_unlock;
 	/* Kept in the store for the next mount. */
 	rc = store_setting_put(fs->store, "default_parent", name);
 	if (rc) {

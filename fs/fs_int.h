@@ -24,7 +24,8 @@
  *   root_mu, br_mu, nodes_mu are independent and never nested.  br_mu
  *   also guards fs->opens.  The one exception: default_mu, taken by
  *   fs_do_set_default and fs_branch_rename (fs_ctl.c), is held across their
- *   store write (the setting, or a rename that carries it) and takes root_mu
+ *   store write (the setting with the lookup of its branch, or a rename
+ *   that carries it) and takes root_mu
  *   inside (default_mu -> root_mu); only a mkdir whose default parent was
  *   not found waits for it (fs_root_default_parent, which looks the
  *   branch table up under it).

@@ -67,5 +67,56 @@ log "$out"
 expect_ctl 0 default
 [ "$CTL_OUT" = main ] || fail "the default parent is '$CTL_OUT' after the renames, not main"
 
+# 4. `branchctl default NAME` racing `branchctl rename NAME X`: the
+#    default must end as one of the two orders leaves it: NAME refused (no
+#    such branch) and the default unchanged, or the default set and then
+#    following the rename to X.  The default's check that NAME exists and
+#    its setting were two steps, and a rename landing between them left
+#    the default naming no branch (mkdir then fails with ENOENT).  branchd
+#    runs under logdelay.so holding the thread that logs "sets the default
+#    parent to 'da'" (between the check and the setting) for 50 ms.
+bfs_umount
+IT_BD_ENV=(LD_PRELOAD="$LDLIB" LOGDELAY_MATCH="sets the default parent to 'da'" LOGDELAY_US=50000)
+bfs_mount
+expect_ctl 0 create da --from main
+out=$(tmo 60 python3 - "$BRANCHCTL" "$MNT" <<'EOF'
+import subprocess, sys, threading, time
+bctl, mnt = sys.argv[1], sys.argv[2]
+
+
+def ctl(*a):
+    return subprocess.run([bctl, "--mount", mnt] + list(a),
+                          capture_output=True, text=True)
+
+
+bad, seen = 0, {"refused": 0, "followed": 0}
+for i in range(10):
+    res = {}
+    t = threading.Thread(target=lambda: res.update(d=ctl("default", "da")))
+    t.start()
+    time.sleep(0.02)  # default has checked 'da' and is held in its log line
+    r = ctl("rename", "da", "db")
+    t.join()
+    cur = (ctl("default").stdout.split() or [""])[0]
+    exists = ctl("info", cur).returncode == 0
+    if r.returncode == 0 and res["d"].returncode != 0 and cur == "main":
+        seen["refused"] += 1
+    elif r.returncode == 0 and res["d"].returncode == 0 and cur == "db":
+        seen["followed"] += 1
+    else:
+        bad += 1
+        print("round %d: rename exited %d, default exited %d (%s), default "
+              "is now '%s'%s" % (i, r.returncode, res["d"].returncode,
+                                 res["d"].stderr.strip(), cur,
+                                 "" if exists else " (no such branch)"))
+    ctl("default", "main")
+    ctl("rename", "db", "da")
+print("default racing rename: %d refused, %d followed, %d bad" %
+      (seen["refused"], seen["followed"], bad))
+sys.exit(1 if bad else 0)
+EOF
+) || fail "branchctl default racing branchctl rename: $out"
+log "$out"
+
 bfs_umount
 log "branch races: every call had an outcome some serial order gives"
