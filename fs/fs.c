@@ -1032,6 +1032,13 @@ uint64_t fs_node_kid(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen)
 	return ok ? nodeid | (epoch << FS_INO_BITS) : 0;
 }
 
+void fs_epoch_drop(struct fs *fs, uint64_t br)
+{
+	pthread_mutex_lock(&fs->nodes_mu);
+	fs_map_del(&fs->epochs, br);
+	pthread_mutex_unlock(&fs->nodes_mu);
+}
+
 bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
 		 pid_t tid)
 {
@@ -1793,10 +1800,13 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 	size_t n = 0;
 	int rc = 0, r;
 
+	r = store_branch_get(fs->store, branch_id, &bi);
+	if (r == -ENOENT)
+		fs_epoch_drop(fs, branch_id); /* deleted */
+	else if (r == 0 && !old_name)
+		old_name = bi.name;
 	if (!fs->se || !fs->mounted)
 		return 0;
-	if (!old_name && store_branch_get(fs->store, branch_id, &bi) == 0)
-		old_name = bi.name;
 	if (old_name) {
 		r = fuse_lowlevel_notify_inval_entry(
 			fs->se, FUSE_ROOT_ID, old_name, strlen(old_name));

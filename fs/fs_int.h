@@ -252,6 +252,9 @@ uint32_t fs_branch_gen(struct fs *fs, uint64_t br);
  * when gen is older than the two newest handed out (the entry was read
  * before two resets: read it again, or send none). */
 uint64_t fs_node_kid(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen);
+/* Forget the epochs of a deleted branch br (its ids are never used
+ * again). */
+void fs_epoch_drop(struct fs *fs, uint64_t br);
 /* Count one kernel lookup of nodeid, handed out with generation gen;
  * mode: its type (S_IF* bits); tid: the thread of a LOOKUP request (0 for other
  * replies), for fs_file_open's retry rule.  false, and nothing counted,

@@ -452,6 +452,7 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 	if (rc == 0) {
 		FS_INFO(fs, "deleted branch '%s' (id %llu)", name,
 			(unsigned long long)bi.id);
+		fs_epoch_drop(fs, bi.id);
 		fs_root_touch(fs);
 	} else if (tried &&
 		   store_branch_get(fs->store, bi.id, &bi) == -ENOENT) {

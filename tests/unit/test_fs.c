@@ -260,6 +260,12 @@ static void test_fs_gen_epochs(void **state)
 	assert_int_equal(kfirst, 0);
 	assert_int_equal(fs_node_kid(g->fs, g->node, S_IFDIR, g->newer),
 			 g->node);
+	/* A deleted branch's entry goes (one per branch, not kept for
+	 * every branch a long-lived mount saw): the next generation seen
+	 * starts again at epoch 0. */
+	fs_epoch_drop(g->fs, g->x);
+	assert_int_equal(fs_node_kid(g->fs, g->node, S_IFREG, g->newer),
+			 g->node);
 }
 
 /* An OPEN refused as stale keeps the branch from changing (counted open)
