@@ -239,9 +239,9 @@ class Model:
         return r
 
     def busy(self, w):
-        """Open files make a branch busy (rule 7); open directories do
-        not (as a shell's current directory does not)."""
-        return any(f[0] == w and f[5] for f in self.fds)
+        """Open files and open directories make a branch busy (rule 7; a
+        shell's current directory, which holds nothing open, does not)."""
+        return any(f[0] == w for f in self.fds)
 
     def close_dirs(self, w):
         for f in [f for f in self.fds if f[0] == w and not f[5]]:
@@ -513,6 +513,8 @@ class Model:
                           "branch %s of main as of seq %d" % (name, seq))
         elif k == 4 and snaps:
             w = rng.choice(snaps)
+            if rng.random() < 0.5:  # else refused while a directory is open
+                self.close_dirs(w)
             if self.busy(w) or self.children(w):
                 r = self.ctl_run("delete", w)
                 if r.returncode not in (6, 7):
@@ -529,6 +531,8 @@ class Model:
         elif k == 5 and snaps:
             w = rng.choice(snaps)
             name = self.new_name()
+            if rng.random() < 0.5:
+                self.close_dirs(w)
             if self.busy(w):
                 a = outcome(lambda: os.rename(self.bp(w), self.bp(name)))
                 self.note("mv %s %s (open files) -> %s" % (w, name, a))
@@ -540,14 +544,13 @@ class Model:
             os.rename(self.bp(w), self.bp(name))
             os.rename(self.rp(w), self.rp(name))
             self.worlds[name] = self.worlds.pop(w)
-            for f in self.fds:  # open directories move along
-                if f[0] == w:
-                    f[0] = name
             for c in self.worlds:
                 if self.worlds[c] == w:
                     self.worlds[c] = name
         elif k == 6 and snaps:
             w = rng.choice(snaps)
+            if rng.random() < 0.5:
+                self.close_dirs(w)
             if self.busy(w) or self.children(w):
                 return
             par = self.worlds[w]

@@ -18,7 +18,7 @@ bfs_mount
 mkdir "$MNT/p"
 for i in 0 1 2 3; do printf 'PARENT-CONTENT\n' >"$MNT/p/f$i"; done
 expect_ctl 0 create x --from p
-out=$(tmo 90 python3 "$IT_ROOT/tests/integration/reset_stress.py" "$BRANCHCTL" "$MNT" "${RESET_SECS:-8}") ||
+out=$(tmo 90 python3 "$IT_ROOT/tests/integration/reset_stress.py" "$BRANCHCTL" "$MNT" "${RESET_SECS:-6}") ||
 	fail "resets racing opens: $out"
 log "$out"
 bfs_umount
