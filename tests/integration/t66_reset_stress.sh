@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # timeout: 120
-# t64: `branchctl reset` in a loop while threads open, append to, read and
+# t66: `branchctl reset` in a loop while threads open, append to, read and
 # close the branch's files by path and others stat them
 # (reset_stress.py).  Every open must get the file from before a reset
 # (which then waits or is refused as busy) or the reset tree's: none may
