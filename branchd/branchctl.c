@@ -945,14 +945,21 @@ static int bc_set_once(const char **slot, const char *name, const char *val)
 
 /* Whether the command line asks for --json, wherever it is: the parse
  * proper stops at the first thing wrong, which may come before it, and a
- * script given --json must get its failure as JSON too.  Walks the line
- * the way main does (getopt's permutation of the command's arguments
- * leaves a line that main's walk reads the same way) and resets getopt. */
-static bool bc_scan_json(int argc, char **argv, const struct option *opts)
+ * script given --json must get its failure as JSON too.  Walks a copy of
+ * the line the way main does and resets getopt.  A copy, because getopt
+ * permutes what it walks, and not always into a line that main's walk
+ * reads the same way: after an option missing its value at the end
+ * ("create b1 zz --from") the names are moved behind it, and main then
+ * took "b1" for --from's value and made zz from b1. */
+static bool bc_scan_json(int argc, char **orig, const struct option *opts)
 {
+	char **copy = malloc(((size_t)argc + 1) * sizeof(*copy)), **argv = copy;
 	bool json = false;
 	int c;
 
+	if (!copy)
+		return false;
+	memcpy(copy, orig, ((size_t)argc + 1) * sizeof(*copy));
 	optind = 0;
 	while ((c = getopt_long(argc, argv, BC_GLOBAL_OPTS, opts, NULL)) != -1)
 		json |= c == 'j';
@@ -965,6 +972,7 @@ static bool bc_scan_json(int argc, char **argv, const struct option *opts)
 			json |= c == 'j';
 	}
 	optind = 0;
+	free(copy);
 	return json;
 }
 

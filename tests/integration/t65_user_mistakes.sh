@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 90
+# t65: a new user's obvious mistakes, without Postgres: each gets one clear
+# line on stderr and the right exit status, and changes nothing it should
+# not.
+#  - branchctl with a malformed command line (an option missing its value
+#    at the end, after the names) is a usage error naming that option and
+#    makes no branch (the --json pre-scan permuted argv, and the real parse
+#    then took a name for the option's value: "create b1 zz --from" made
+#    zz from b1, "create q --at" said "'create' takes 1 argument").
+source "$(dirname "$0")/lib.sh"
+it_init
+ctl_require
+
+bfs_mount
+mkdir "$MNT/main" "$MNT/b1"
+
+# ---- branchctl: an option without its value, after the names -----------------
+branches() { ctl --json list && jq_ "$CTL_OUT" '" ".join(sorted(b["name"] for b in d["branches"]))'; }
+before=$(branches)
+for line in "create b1 zz --from" "create q --at" "create q --from" "create b1 zz --at" \
+	"--json create b1 zz --from" "delete b1 --at"; do
+	# shellcheck disable=SC2086
+	expect_ctl 2 $line
+	grep -q "option '--\(from\|at\)' needs a value" <<<"$CTL_ERR" ||
+		fail "branchctl $line: expected 'option ... needs a value', got: $CTL_ERR"
+	[ "$(wc -l <<<"$CTL_ERR")" -eq 1 ] || fail "branchctl $line: more than one line: $CTL_ERR"
+done
+[ "$(branches)" = "$before" ] || fail "a malformed command line changed the branches: $before -> $(branches)"
+# the same options with their values still work, before or after the names
+expect_ctl 0 create zz --from b1
+expect_ctl 0 create --from b1 zz2
+ctl --json info zz && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
+ctl --json info zz2 && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
+
+bfs_umount
