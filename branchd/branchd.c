@@ -880,7 +880,7 @@ int main(int argc, char **argv)
 	atomic_init(&bd.unmount_state, BD_UNMOUNT_IDLE);
 	atomic_init(&bd.unmount_failed, false);
 
-	while ((opt = getopt_long(argc, argv, "+fdho:V", longopts, NULL)) !=
+	while ((opt = getopt_long(argc, argv, "fdho:V", longopts, NULL)) !=
 	       -1) {
 		switch (opt) {
 		case 'f':

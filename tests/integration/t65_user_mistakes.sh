@@ -9,6 +9,9 @@
 #    makes no branch (the --json pre-scan permuted argv, and the real parse
 #    then took a name for the option's value: "create b1 zz --from" made
 #    zz from b1, "create q --at" said "'create' takes 1 argument").
+#  - branchd's options after the store and mount point, as mount(8),
+#    sshfs and fstab's mount.fuse3 put them, are taken (they were refused:
+#    "expected STORE_DIR and MOUNTPOINT", with both given).
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -35,3 +38,16 @@ ctl --json info zz && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
 ctl --json info zz2 && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
 
 bfs_umount
+
+# ---- branchd: options after the operands ----------------------------------------
+mkdir -p "$T/m2"
+IT_MOUNTS+=("$T/m2")
+rc=0
+tmo 60 "$BRANCHD" "$T/s2" "$T/m2" -o "pidfile=$T/m2.pid" -o root_mode=1777 >"$T/log/branchd-m2.log" 2>&1 || rc=$?
+[ $rc -eq 0 ] || fail "branchd STORE MNT -o ... exited $rc: $(cat "$T/log/branchd-m2.log")"
+pid=$(tr -dc 0-9 <"$T/m2.pid")
+IT_DAEMONS+=("$pid")
+IT_MNTPID[$T/m2]=$pid
+[ "$(stat -c %a "$T/m2")" = 777 ] || fail "root_mode=1777 after the operands not applied: $(stat -c %a "$T/m2")"
+log "branchd STORE MNT -o pidfile=...,root_mode=1777: mounted, pid $pid"
+bfs_umount "$T/m2"
