@@ -746,6 +746,20 @@ static int bd_precheck(struct bd *bd)
 		free(store);
 		return -1;
 	}
+	/* A mount point inside the store's directory: a backup or a removal
+	 * of the store would go on through the mount into every branch. */
+	if (store) {
+		size_t sl = strlen(store);
+
+		if (strncmp(bd->mountpoint, store, sl) == 0 &&
+		    bd->mountpoint[sl] == '/') {
+			fprintf(stderr,
+				"branchd: mount point '%s' is inside the store '%s': choose one outside it\n",
+				bd->mountpoint, store);
+			free(store);
+			return -1;
+		}
+	}
 	/* A store dir that does not exist yet: its parent's real path. */
 	if (!store) {
 		char *copy = strdup(bd->store_dir), *parent;

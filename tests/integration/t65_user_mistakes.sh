@@ -12,6 +12,10 @@
 #  - branchd's options after the store and mount point, as mount(8),
 #    sshfs and fstab's mount.fuse3 put them, are taken (they were refused:
 #    "expected STORE_DIR and MOUNTPOINT", with both given).
+#  - a mount point inside the store's directory is refused before anything
+#    is opened or made, for a store that exists (it mounted: a cp -a or an
+#    rm -rf of the store then went on into every branch) and for a new one
+#    (it said "not a branchfs store (not empty, no BRANCHFS file)").
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -51,3 +55,30 @@ IT_MNTPID[$T/m2]=$pid
 [ "$(stat -c %a "$T/m2")" = 777 ] || fail "root_mode=1777 after the operands not applied: $(stat -c %a "$T/m2")"
 log "branchd STORE MNT -o pidfile=...,root_mode=1777: mounted, pid $pid"
 bfs_umount "$T/m2"
+
+# ---- branchd: a mount point inside the store ----------------------------------------
+# one_line_refusal DESC MNT CMD...: CMD exits 1 with one line on stderr
+# naming the problem, and MNT is not mounted
+one_line_refusal() {
+	local desc=$1 mnt=$2 rc=0 err
+	shift 2
+	IT_MOUNTS+=("$mnt")
+	err=$(tmo 30 "$@" 2>&1 >/dev/null) || rc=$?
+	[ $rc -eq 1 ] || fail "$desc: exit $rc, expected 1 ($err)"
+	[ "$(wc -l <<<"$err")" -eq 1 ] || fail "$desc: expected one line, got: $err"
+	grep -q "is inside the store" <<<"$err" || fail "$desc: the line does not say why: $err"
+	! is_mounted "$mnt" || fail "$desc: mounted anyway"
+	log "$desc: exit 1, '$err'"
+}
+mkdir "$STORE/mnt"
+one_line_refusal "mount point in an existing store" "$STORE/mnt" "$BRANCHD" "$STORE" "$STORE/mnt"
+one_line_refusal "mount point in an existing store, by a relative path" "$STORE/mnt" \
+	bash -c 'cd "$1" && exec "$2" . mnt' - "$STORE" "$BRANCHD"
+mkdir -p "$T/fresh/mnt"
+one_line_refusal "mount point in a new store" "$T/fresh/mnt" "$BRANCHD" "$T/fresh" "$T/fresh/mnt"
+[ "$(ls -A "$T/fresh")" = mnt ] || fail "the refused new store left files: $(ls -A "$T/fresh")"
+# a mount point beside the store, with the store's name as a prefix, is fine
+mkdir -p "$T/store-mnt"
+bfs_mount "$STORE" "$T/store-mnt"
+[ -d "$T/store-mnt/main" ] || fail "the store's branches are not at $T/store-mnt"
+bfs_umount "$T/store-mnt"
