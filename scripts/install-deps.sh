@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libfuse3-dev fuse3 librocksdb-dev libzstd-dev libssl-dev
       liburing-dev libpq-dev libcmocka-dev postgresql postgresql-contrib util-linux procps psmisc e2fsprogs
       xfsprogs btrfs-progs fuse-overlayfs groff-base python3 clang libclang-rt-14-dev
-      rocksdb-tools gdb)
+      rocksdb-tools gdb sudo)
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
