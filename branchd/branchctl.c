@@ -907,10 +907,15 @@ static int bc_parse_timeout(const char *s)
 }
 
 /* One line for a command line getopt refused (opterr is off): the
- * option's text and what is wrong with it. */
-static int bc_bad_option(int c, char **argv)
+ * option's text and what is wrong with it.  After the command, an
+ * unknown option may be a branch name that begins with '-' ("create
+ * -x"): the line says how to give one. */
+static int bc_bad_option(int c, char **argv, bool after_cmd)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	const char *hint = after_cmd ? "; a name that begins with '-' goes "
+				       "after '--'" :
+				       "";
 
 	if (c == ':')
 		return bc_fail(
@@ -919,10 +924,11 @@ static int bc_bad_option(int c, char **argv)
 			arg);
 	if (optopt && optopt < 0x80 && strncmp(arg, "--", 2) != 0)
 		return bc_fail(BD_EXIT_USAGE, NULL,
-			       "unknown option '-%c' (see branchctl --help)",
-			       optopt);
+			       "unknown option '-%c' (see branchctl --help%s)",
+			       optopt, hint);
 	return bc_fail(BD_EXIT_USAGE, NULL,
-		       "unknown option '%s' (see branchctl --help)", arg);
+		       "unknown option '%s' (see branchctl --help%s)", arg,
+		       hint);
 }
 
 /* An option that takes a value, given once: a second one would silently
@@ -1066,7 +1072,7 @@ int main(int argc, char **argv)
 				"option '--%s' goes after the command (see branchctl --help)",
 				opts[li].name);
 		default:
-			return bc_bad_option(c, argv);
+			return bc_bad_option(c, argv, false);
 		}
 	}
 	if (optind >= argc)
@@ -1118,7 +1124,7 @@ int main(int argc, char **argv)
 		case 'V':
 			return bc_flush_out(bc_version());
 		default:
-			return bc_bad_option(c, argv);
+			return bc_bad_option(c, argv, true);
 		}
 	}
 	args = argv + optind;

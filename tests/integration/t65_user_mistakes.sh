@@ -9,6 +9,9 @@
 #    makes no branch (the --json pre-scan permuted argv, and the real parse
 #    then took a name for the option's value: "create b1 zz --from" made
 #    zz from b1, "create q --at" said "'create' takes 1 argument").
+#  - a branch name that begins with '-' given as an option ("create -x")
+#    is refused, and the line says to give it after '--' (it said only
+#    "unknown option '-x'"); after '--' it is made.
 #  - branchd's options after the store and mount point, as mount(8),
 #    sshfs and fstab's mount.fuse3 put them, are taken (they were refused:
 #    "expected STORE_DIR and MOUNTPOINT", with both given).
@@ -35,6 +38,14 @@ for line in "create b1 zz --from" "create q --at" "create q --from" "create b1 z
 	[ "$(wc -l <<<"$CTL_ERR")" -eq 1 ] || fail "branchctl $line: more than one line: $CTL_ERR"
 done
 [ "$(branches)" = "$before" ] || fail "a malformed command line changed the branches: $before -> $(branches)"
+expect_ctl 2 create -x
+grep -q "after '--'" <<<"$CTL_ERR" || fail "create -x: the line does not say to use '--': $CTL_ERR"
+expect_ctl 2 delete --lead
+grep -q "after '--'" <<<"$CTL_ERR" || fail "delete --lead: the line does not say to use '--': $CTL_ERR"
+[ "$(branches)" = "$before" ] || fail "a refused command line changed the branches: $before -> $(branches)"
+expect_ctl 0 create -- -x
+[ -d "$MNT/-x" ] || fail "create -- -x made no branch '-x'"
+expect_ctl 0 delete -- -x
 # the same options with their values still work, before or after the names
 expect_ctl 0 create zz --from b1
 expect_ctl 0 create --from b1 zz2
