@@ -69,6 +69,11 @@ s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 
 do_stop() {
 	local d pid n
+	if ! mountpoint -q "$MNT" 2>/dev/null && [ ! -s "$PIDF" ]; then
+		# Most likely a demo started with other BFS_DEMO_* settings.
+		echo "nothing to stop: no demo is mounted at $MNT (a demo started with BFS_DEMO_DIR, BFS_DEMO_STORE or BFS_DEMO_MNT is stopped with the same settings: the command its start printed)"
+		return 0
+	fi
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		for d in "$MNT"/*/; do
 			d=${d%/}

@@ -19,6 +19,9 @@
 #    is opened or made, for a store that exists (it mounted: a cp -a or an
 #    rm -rf of the store then went on into every branch) and for a new one
 #    (it said "not a branchfs store (not empty, no BRANCHFS file)").
+#  - scripts/demo.sh stop with other BFS_DEMO_* settings than the demo's
+#    says that nothing was running there (it said "demo stopped (store kept
+#    in ...)" for a store that did not exist).
 source "$(dirname "$0")/lib.sh"
 it_init
 ctl_require
@@ -93,3 +96,9 @@ mkdir -p "$T/store-mnt"
 bfs_mount "$STORE" "$T/store-mnt"
 [ -d "$T/store-mnt/main" ] || fail "the store's branches are not at $T/store-mnt"
 bfs_umount "$T/store-mnt"
+
+# ---- demo.sh stop where no demo runs ----------------------------------------------
+out=$(BFS_DEMO_DIR=$T/nodemo tmo 30 bash "$IT_ROOT/scripts/demo.sh" stop 2>&1) || fail "demo.sh stop with nothing running failed: $out"
+grep -q "^nothing to stop: no demo is mounted at $T/nodemo/mnt" <<<"$out" || fail "demo.sh stop with nothing running said: $out"
+[ ! -e "$T/nodemo" ] || fail "demo.sh stop made $T/nodemo"
+log "demo.sh stop, nothing running: '$out'"
