@@ -42,7 +42,9 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -590,6 +592,31 @@ static void *bd_signal_thread(void *arg)
 
 /* Fork; the parent waits until the child reports the mount live (exit 0)
  * or dies (exit with its status).  Returns in the child only. */
+/* Whether syslog(3) reaches anything: glibc connects to /dev/log, as a
+ * datagram socket, else as a stream one, and drops every line when
+ * neither works (no LOG_CONS here).  A container or a minimal system
+ * often has no syslog daemon: the daemon's log, which the EBUSY and
+ * EXDEV of the mount point and many other refusals point to, would be
+ * lost without a word. */
+static bool bd_syslog_reachable(void)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX,
+				 .sun_path = "/dev/log" };
+	static const int types[] = { SOCK_DGRAM, SOCK_STREAM };
+	bool ok = false;
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]) && !ok; i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			return true; /* cannot tell: say nothing */
+		ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(fd);
+	}
+	return ok;
+}
+
 static void bd_daemonize(struct bd *bd)
 {
 	int pfd[2], st;
@@ -611,8 +638,12 @@ static void bd_daemonize(struct bd *bd)
 		do {
 			n = read(pfd[0], &c, 1);
 		} while (n < 0 && errno == EINTR);
-		if (n == 1)
+		if (n == 1) {
+			if (!bd_syslog_reachable())
+				fprintf(stderr,
+					"branchd: mounted, but nothing listens on /dev/log: the daemon's log is lost (run it with -f to log to standard error)\n");
 			_exit(0);
+		}
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
 		if (WIFEXITED(st) && WEXITSTATUS(st) != 0)

@@ -19,6 +19,13 @@
 #    is opened or made, for a store that exists (it mounted: a cp -a or an
 #    rm -rf of the store then went on into every branch) and for a new one
 #    (it said "not a branchfs store (not empty, no BRANCHFS file)").
+#  - branchd started as a daemon where nothing listens on /dev/log (a
+#    container, a minimal system; made so here in a mount namespace with a
+#    plain file over /dev/log) mounts and says in one line that its log is
+#    lost and that -f logs to stderr (it said nothing, and every "the log
+#    says which" of a refusal pointed nowhere); where a syslog daemon
+#    listens (a small one in a mount namespace with its own /dev), it says
+#    nothing and the log reaches it.
 #  - scripts/demo.sh stop with other BFS_DEMO_* settings than the demo's
 #    says that nothing was running there (it said "demo stopped (store kept
 #    in ...)" for a store that did not exist).
@@ -102,3 +109,57 @@ out=$(BFS_DEMO_DIR=$T/nodemo tmo 30 bash "$IT_ROOT/scripts/demo.sh" stop 2>&1) |
 grep -q "^nothing to stop: no demo is mounted at $T/nodemo/mnt" <<<"$out" || fail "demo.sh stop with nothing running said: $out"
 [ ! -e "$T/nodemo" ] || fail "demo.sh stop made $T/nodemo"
 log "demo.sh stop, nothing running: '$out'"
+
+# ---- branchd as a daemon without syslog ---------------------------------------------
+touch "$T/notlog"
+mkdir -p "$T/nolog.mnt"
+rc=0
+# shellcheck disable=SC2016 # the inner sh expands $1...
+out=$(tmo 60 unshare -m --propagation private sh -c '
+	if [ -e /dev/log ]; then mount --bind "$1" /dev/log || exit 9; fi
+	"$2" -o "pidfile=$3.pid" "$3.store" "$3.mnt" || exit 8
+	mkdir "$3.mnt/main" && fusermount3 -u "$3.mnt"; r=$?
+	n=0
+	while [ -e "$3.pid" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+	exit $r' sh "$T/notlog" "$BRANCHD" "$T/nolog" 2>&1) || rc=$?
+pid=$(tr -dc 0-9 <"$T/nolog.pid" 2>/dev/null) || true
+[ -z "$pid" ] || { IT_DAEMONS+=("$pid"); fail "branchd without syslog still runs 30 s after its unmount"; }
+[ $rc -eq 0 ] || fail "branchd as a daemon without syslog: exit $rc: $out"
+[ "$(wc -l <<<"$out")" -eq 1 ] && grep -q "nothing listens on /dev/log.*-f" <<<"$out" ||
+	fail "branchd as a daemon without syslog did not say so in one line: '$out'"
+log "branchd as a daemon without syslog: '$out'"
+
+# ... and with a syslog daemon, in a namespace with a /dev of its own
+touch "$T/fusedev" "$T/nulldev"
+mkdir -p "$T/withlog.mnt"
+cat >"$T/syslogd.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+open(sys.argv[1] + ".ready", "w").close()
+with open(sys.argv[1], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(65536) + b"\n")
+EOF
+rc=0
+# shellcheck disable=SC2016 # the inner sh expands $1...
+out=$(tmo 60 unshare -m --propagation private sh -c '
+	T=$1 B=$2
+	mount --bind /dev/fuse "$T/fusedev" && mount --bind /dev/null "$T/nulldev" &&
+		mount -t tmpfs -o mode=0755 none /dev && touch /dev/fuse /dev/null &&
+		mount --bind "$T/fusedev" /dev/fuse && mount --bind "$T/nulldev" /dev/null || exit 9
+	python3 "$T/syslogd.py" "$T/syslog.txt" & L=$!
+	n=0
+	while [ ! -e "$T/syslog.txt.ready" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+	"$B" -o "pidfile=$T/withlog.pid" "$T/withlog.store" "$T/withlog.mnt" || { kill $L; exit 8; }
+	mkdir "$T/withlog.mnt/main"; umount "$T/withlog.mnt"; r=$?
+	n=0
+	while [ -e "$T/withlog.pid" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+	kill $L; exit $r' sh "$T" "$BRANCHD" 2>&1) || rc=$?
+pid=$(tr -dc 0-9 <"$T/withlog.pid" 2>/dev/null) || true
+[ -z "$pid" ] || { IT_DAEMONS+=("$pid"); fail "branchd with syslog still runs 30 s after its unmount"; }
+[ $rc -eq 0 ] || fail "branchd as a daemon with syslog: exit $rc: $out"
+[ -z "$out" ] || fail "branchd as a daemon with syslog printed: '$out'"
+grep -q "branchd\[[0-9]*\]: created branch 'main'" "$T/syslog.txt" ||
+	fail "the log did not reach syslog: $(head -c 600 "$T/syslog.txt")"
+log "branchd as a daemon with syslog: silent, $(wc -l <"$T/syslog.txt") log lines reached it"
