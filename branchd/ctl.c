@@ -249,12 +249,38 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
  * otherwise read as a bad seq). */
 static int bd_name_ok(struct json_buf *out, const char *name)
 {
+	static const char rule[] =
+		"use 1 to 255 bytes of UTF-8 without '/', control characters or bidirectional formatting characters, not '.' or '..'";
 	int rc = store_branch_name_check(name);
+	char *shown;
 
-	if (rc)
-		bd_reply_err(
-			out, rc,
-			"invalid branch name: use 1 to 255 bytes of UTF-8 without '/', control characters or bidirectional formatting characters, not '.' or '..'");
+	if (!rc)
+		return 0;
+	/* The name is quoted when it is wrong only by what prints: a '/'
+	 * (a tab-completed "pr-1/"), '', '.' or '..'.  One with a control
+	 * or formatting character is not echoed to a terminal. */
+	shown = rc == -EINVAL ? strdup(name) : NULL;
+	if (shown) {
+		char *p;
+
+		for (p = shown; *p; p++)
+			if (*p == '/')
+				*p = '_';
+		if (*shown && strcmp(name, ".") && strcmp(name, "..") &&
+		    store_branch_name_check(shown)) {
+			free(shown);
+			shown = NULL;
+		}
+	}
+	if (shown)
+		bd_reply_err(out, rc, "invalid branch name '%s': %s", name,
+			     rule);
+	else if (rc == -ENAMETOOLONG)
+		bd_reply_err(out, rc, "invalid branch name of %zu bytes: %s",
+			     strlen(name), rule);
+	else
+		bd_reply_err(out, rc, "invalid branch name: %s", rule);
+	free(shown);
 	return rc;
 }
 

@@ -12,6 +12,9 @@
 #  - a branch name that begins with '-' given as an option ("create -x")
 #    is refused, and the line says to give it after '--' (it said only
 #    "unknown option '-x'"); after '--' it is made.
+#  - a name no branch can have is named in the refusal when what is wrong
+#    with it prints ("delete b1/", as tab completion types it; "rename b1
+#    a/b": which of the two?); one with a control character is not echoed.
 #  - branchd's options after the store and mount point, as mount(8),
 #    sshfs and fstab's mount.fuse3 put them, are taken (they were refused:
 #    "expected STORE_DIR and MOUNTPOINT", with both given).
@@ -56,6 +59,18 @@ grep -q "after '--'" <<<"$CTL_ERR" || fail "delete --lead: the line does not say
 expect_ctl 0 create -- -x
 [ -d "$MNT/-x" ] || fail "create -- -x made no branch '-x'"
 expect_ctl 0 delete -- -x
+expect_ctl 10 delete b1/
+grep -q "invalid branch name 'b1/'" <<<"$CTL_ERR" || fail "delete b1/ does not name 'b1/': $CTL_ERR"
+expect_ctl 10 rename b1 a/b
+grep -q "invalid branch name 'a/b'" <<<"$CTL_ERR" || fail "rename b1 a/b does not name 'a/b': $CTL_ERR"
+expect_ctl 10 create ..
+grep -q "invalid branch name '..'" <<<"$CTL_ERR" || fail "create .. does not name '..': $CTL_ERR"
+expect_ctl 10 create "$(printf 'x/\tx')"
+! grep -q "$(printf '\t')" <<<"$CTL_ERR" || fail "a name with a control character was echoed: $(printf '%q' "$CTL_ERR")"
+grep -q "invalid branch name: use" <<<"$CTL_ERR" || fail "a name with a control character: $(printf '%q' "$CTL_ERR")"
+expect_ctl 10 create "$(head -c 300 /dev/zero | tr '\0' a)"
+grep -q "invalid branch name of 300 bytes" <<<"$CTL_ERR" || fail "a 300-byte name: $CTL_ERR"
+[ "$(branches)" = "$before" ] || fail "a refused name changed the branches: $before -> $(branches)"
 # the same options with their values still work, before or after the names
 expect_ctl 0 create zz --from b1
 expect_ctl 0 create --from b1 zz2
