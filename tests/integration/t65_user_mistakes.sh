@@ -15,8 +15,8 @@
 #  - a name no branch can have is named in the refusal when what is wrong
 #    with it prints ("delete b1/", as tab completion types it; "rename b1
 #    a/b": which of the two?); one with a control character is not echoed.
-#  - branchd's options after the store and mount point, as mount(8),
-#    sshfs and fstab's mount.fuse3 put them, are taken (they were refused:
+#  - branchd's options after the store and mount point, as mount(8) and
+#    sshfs take them, are taken (they were refused:
 #    "expected STORE_DIR and MOUNTPOINT", with both given).
 #  - a mount point inside the store's directory is refused before anything
 #    is opened or made, for a store that exists (it mounted: a cp -a or an
@@ -87,7 +87,7 @@ tmo 60 "$BRANCHD" "$T/s2" "$T/m2" -o "pidfile=$T/m2.pid" -o root_mode=1777 >"$T/
 [ $rc -eq 0 ] || fail "branchd STORE MNT -o ... exited $rc: $(cat "$T/log/branchd-m2.log")"
 pid=$(tr -dc 0-9 <"$T/m2.pid")
 IT_DAEMONS+=("$pid")
-IT_MNTPID[$T/m2]=$pid
+IT_MNTPID["$T/m2"]=$pid
 [ "$(stat -c %a "$T/m2")" = 777 ] || fail "root_mode=1777 after the operands not applied: $(stat -c %a "$T/m2")"
 log "branchd STORE MNT -o pidfile=...,root_mode=1777: mounted, pid $pid"
 bfs_umount "$T/m2"
@@ -108,6 +108,7 @@ one_line_refusal() {
 }
 mkdir "$STORE/mnt"
 one_line_refusal "mount point in an existing store" "$STORE/mnt" "$BRANCHD" "$STORE" "$STORE/mnt"
+# shellcheck disable=SC2016 # the inner bash expands $1 and $2
 one_line_refusal "mount point in an existing store, by a relative path" "$STORE/mnt" \
 	bash -c 'cd "$1" && exec "$2" . mnt' - "$STORE" "$BRANCHD"
 mkdir -p "$T/fresh/mnt"
