@@ -5,9 +5,10 @@
 #   `main` (pgbench scale 10), branch it while it is under load, start a
 #   second Postgres on the branch and show that the two are isolated.
 #
-# Usage: sudo bash scripts/demo.sh          start (stops a previous run first)
-#        sudo bash scripts/demo.sh stop     stop both servers and unmount
-#        sudo bash scripts/demo.sh status
+# Usage: bash scripts/demo.sh          start (stops a previous run first)
+#        bash scripts/demo.sh stop     stop both servers and unmount
+#        bash scripts/demo.sh status
+# (as root; from another user's shell, with sudo in front)
 # Environment (defaults):
 #   BFS_DEMO_DIR=/var/tmp/branchfs-demo  BFS_DEMO_STORE=$BFS_DEMO_DIR/store
 #   BFS_DEMO_MNT=$BFS_DEMO_DIR/mnt  BFS_DEMO_PORT_MAIN=5433
@@ -38,7 +39,9 @@ STOP_CMD="bash $ROOT/scripts/demo.sh stop"
 for v in BFS_DEMO_DIR BFS_DEMO_STORE BFS_DEMO_MNT; do
 	[ -z "${!v:-}" ] || STOP_CMD="$v=$(printf '%q' "${!v}") $STOP_CMD"
 done
-case $STOP_CMD in bash*) STOP_CMD="sudo $STOP_CMD" ;; *) STOP_CMD="sudo env $STOP_CMD" ;; esac
+# Printed for the root shell the demo runs in (it refuses other users):
+# `sudo` is not there on a minimal Debian until install-deps adds it.
+case $STOP_CMD in bash*) ;; *) STOP_CMD="env $STOP_CMD" ;; esac
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() {
