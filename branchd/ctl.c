@@ -906,13 +906,6 @@ static void bd_cmd_default(struct bd_ctl *c, const struct json *req,
 		if (bd_name_ok(out, name))
 			return;
 		rc = store_branch_lookup(c->cfg.store, name, &bi);
-		if (rc == -ENOENT) {
-			bd_reply_err(
-				out, rc,
-				"cannot set default parent to '%s': no such branch",
-				name);
-			return;
-		}
 		if (rc == 0)
 			bd_log(&c->cfg.log, STORE_LOG_INFO,
 			       "ctl: uid %u sets the default parent to '%s'",
