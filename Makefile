@@ -38,9 +38,11 @@ STRESS_SRC := $(sort $(wildcard tests/stress/stress_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
 
 obj = $(patsubst %.c,build/$(1)/%.o,$(2))
+# the CFLAGS variable of a variant: asan -> ASAN_CFLAGS
+SAN_CFLAGS = $(if $(filter asan,$(1)),ASAN_CFLAGS,$(if $(filter tsan,$(1)),TSAN_CFLAGS,REL_CFLAGS))
 
 .PHONY: all check check-unit check-stress check-integration crashtest soak bench install clean deps \
-	check-layers format-check fuzz
+	check-layers format-check fuzz san-bins sanitizer-drive
 
 all: bin/branchd bin/branchctl
 
@@ -77,6 +79,19 @@ bin/branchd: $(call obj,rel,$(BD_SRC)) build/rel/libfs.a build/rel/libstore.a
 bin/branchctl: $(call obj,rel,$(CTL_SRC))
 	@mkdir -p bin
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- sanitizer builds of the programs, for drives of the integration tests
+# (scripts/sanitizer-drive.sh, README "Sanitizer drive"); not part of `check` ----
+build/%/bin/branchd: $$(call obj,$$*,$(BD_SRC)) build/%/libfs.a build/%/libstore.a
+	@mkdir -p $(dir $@)
+	$(CC) $($(call SAN_CFLAGS,$*)) -o $@ $^ $(LDLIBS) $(PQ_LIBS)
+build/%/bin/branchctl: $$(call obj,$$*,$(CTL_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $($(call SAN_CFLAGS,$*)) -o $@ $^ $(LDLIBS)
+san-bins: build/asan/bin/branchd build/asan/bin/branchctl build/tsan/bin/branchd build/tsan/bin/branchctl
+# SAN=asan|tsan (tsan by default), TESTS='t30 t63' (all by default)
+sanitizer-drive: san-bins all build/powercut.so build/logdelay.so
+	@bash scripts/sanitizer-drive.sh $(or $(SAN),tsan) $(TESTS)
 
 # ---- unit tests (ASan+UBSan) ----
 UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
