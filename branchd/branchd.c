@@ -935,48 +935,60 @@ int main(int argc, char **argv)
 			bd.debug = true;
 			break;
 		case 'o':
-			if (bd_parse_opts(&bd, optarg) != 0)
-				return BD_EXIT_USAGE;
+			if (bd_parse_opts(&bd, optarg) != 0) {
+				status = BD_EXIT_USAGE;
+				goto out_args;
+			}
 			break;
 		case 'h':
 			bd_usage(stdout);
-			return 0;
+			status = 0;
+			goto out_args;
 		case 'V':
 			printf("branchd %s\n", BRANCHFS_VERSION);
-			return 0;
+			status = 0;
+			goto out_args;
 		case 'C':
 			check = true;
 			break;
 		default:
 			fprintf(stderr, "branchd: see branchd --help\n");
-			return BD_EXIT_USAGE;
+			status = BD_EXIT_USAGE;
+			goto out_args;
 		}
 	}
 	if (check) {
 		if (argc - optind != 1) {
 			fprintf(stderr, "branchd: --check takes STORE_DIR\n");
-			return BD_EXIT_USAGE;
+			status = BD_EXIT_USAGE;
+			goto out_args;
 		}
-		return bd_check_store(argv[optind], nofile);
+		status = bd_check_store(argv[optind], nofile);
+		goto out_args;
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "branchd: expected STORE_DIR and MOUNTPOINT "
 				"(see branchd --help)\n");
-		return BD_EXIT_USAGE;
+		status = BD_EXIT_USAGE;
+		goto out_args;
 	}
-	if (bd_fd_budget(&bd, nofile, &tables) != 0)
-		return 1;
+	if (bd_fd_budget(&bd, nofile, &tables) != 0) {
+		status = 1;
+		goto out_args;
+	}
 	openlog("branchd", LOG_PID, LOG_DAEMON);
 	bd.store_dir = bd_abspath(argv[optind]);
 	bd.mountpoint = bd_abspath(argv[optind + 1]);
 	if (!bd.store_dir || !bd.mountpoint) {
 		fprintf(stderr, "branchd: %s\n", strerror(errno));
-		return 1;
+		status = 1;
+		goto out_args;
 	}
 	rc = fs_check_mountpoint(bd.mountpoint, why, sizeof(why));
 	if (rc) {
 		fprintf(stderr, "branchd: %s\n", why);
-		return 1;
+		status = 1;
+		goto out_args;
 	}
 	{
 		/* branchctl derives the socket from the resolved path. */
@@ -1001,27 +1013,30 @@ int main(int argc, char **argv)
 					"branchd: mount point path too long for "
 					"a control socket path: use -o "
 					"socket=PATH\n");
-				return 1;
+				status = 1;
+				goto out_args;
 			}
 			bd.socket_path = strdup(sock);
 			if (!bd.socket_path) {
 				fprintf(stderr, "branchd: %s\n",
 					strerror(errno));
-				return 1;
+				status = 1;
+				goto out_args;
 			}
 		}
 		rc = bd_ctl_socket_dir_check(bd.socket_path, geteuid(), why,
 					     sizeof(why));
 		if (rc && rc != -ENOENT) {
 			fprintf(stderr, "branchd: %s\n", why);
-			return 1;
+			status = 1;
+			goto out_args;
 		}
 	}
 	/* What would fail only after the store was opened (and, if new,
 	 * created) is refused before: a new store left behind by a daemon
 	 * that never ran is a surprise. */
 	if (bd_precheck(&bd) != 0)
-		return 1;
+		goto out_args;
 
 	if (!bd.foreground)
 		bd_daemonize(&bd);
@@ -1191,6 +1206,9 @@ out:
 	if (bd.ready_fd >= 0)
 		close(bd.ready_fd);
 	syslog(LOG_INFO, "exiting with status %d", status);
+out_args:
+	/* Every way out, refusals of bad arguments too: LeakSanitizer
+	 * (make sanitizer-drive SAN=asan) reported these. */
 	free(bd.store_dir);
 	free(bd.mountpoint);
 	free(bd.default_parent);

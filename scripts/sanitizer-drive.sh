@@ -12,6 +12,9 @@
 # TESTS='t30 t63'` runs it.  RocksDB and libfuse are not instrumented:
 # tests/sanitizers/*.supp list what is suppressed inside them, and why.
 #
+# With asan it first runs tests/sanitizers/refusals.sh (branchd refusing bad
+# arguments leaks nothing).
+#
 # SAN_KEEP=1 keeps the report directory (printed) even when it is empty;
 # otherwise it stays only when it holds a report.
 set -uo pipefail
@@ -54,6 +57,9 @@ done
 t0=$(date +%s)
 echo "sanitizer-drive: $san, reports in $logs"
 rc=0
+if [ "$san" = asan ]; then
+	bash tests/sanitizers/refusals.sh "$BRANCHD" || rc=1
+fi
 if [ $# -eq 0 ] || [ ${#names[@]} -gt 0 ]; then
 	bash tests/integration/run.sh "${names[@]}" || rc=1
 fi
