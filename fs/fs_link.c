@@ -32,7 +32,10 @@
  *    made by an older build or through another spelling of the mount
  *    point) or a path that climbs above the branch root with "..".  The
  *    branch's server would share those files with the parent's.  In-place
- *    tablespaces and a pg_wal directory are part of the branch.
+ *    tablespaces and a pg_wal directory are part of the branch.  Both
+ *    are read in each of the parent's data directories (store_drop_dirs:
+ *    the root, or 15/main, 18/docker below it), and ".." climbs from
+ *    where the link is (15/main/pg_wal -> ../../wal stays inside).
  *
  * Deliberately not done: following symlinks inside a target, or other
  * spellings of the mount point (a bind mount, a path through a symlink):
@@ -184,16 +187,16 @@ static bool fs_link_leaves(const char *stored, int depth)
 	return stored[0] == '/' || fs_link_climbs(stored, depth);
 }
 
-/* One link of a data directory's: path (pg_wal, pg_tblspc/OID), depth
- * levels below the root, its stored target, what it holds.  Nonzero ends
- * the walk with that value. */
+/* One link of a data directory's: path from the branch root (pg_wal,
+ * 15/main/pg_tblspc/OID), the depth of the directory that holds it below
+ * the root, its stored target, what it holds.  Nonzero ends the walk with
+ * that value. */
 typedef int (*fs_link_fn)(void *ctx, const char *path, int depth,
 			  const char *stored, const char *what);
 
-/* Call fn for the links of branch br's data directory (as of seq) that
- * Postgres follows to files outside it: pg_wal (initdb --waldir) and the
- * tablespaces in pg_tblspc.  0, fn's nonzero value, or a negative errno
- * when they cannot be read. */
+/* Room for a link's path: a data directory's, then pg_tblspc/NAME. */
+#define FS_LINK_PATH_MAX (STORE_DROP_PATH_MAX + STORE_NAME_MAX + 16)
+
 /* fn for the link ino of branch br, unless it is gone meanwhile or is
  * not a symlink. */
 static int fs_data_link(struct fs *fs, uint64_t br, uint64_t seq, uint64_t ino,
@@ -210,44 +213,80 @@ static int fs_data_link(struct fs *fs, uint64_t br, uint64_t seq, uint64_t ino,
 	return fn(ctx, path, depth, buf, what);
 }
 
-static int fs_data_links(struct fs *fs, uint64_t br, uint64_t seq,
-			 uint64_t root_ino, fs_link_fn fn, void *ctx)
+/* fs_data_links in one data directory d. */
+static int fs_data_dir_links(struct fs *fs, uint64_t br, uint64_t seq,
+			     const struct store_drop_dir *d, char *buf,
+			     fs_link_fn fn, void *ctx)
 {
 	struct store_dirent *ents = NULL;
-	char path[STORE_NAME_MAX + 16];
+	const char *sep = d->path[0] ? "/" : "";
+	char path[FS_LINK_PATH_MAX];
 	size_t n = 0, i;
 	uint64_t ino;
-	char *buf;
 	int rc;
 
-	buf = malloc(STORE_SYMLINK_MAX + 1);
-	if (!buf)
-		return -ENOMEM;
-	rc = store_lookup(fs->store, br, seq, root_ino, "pg_wal", &ino);
-	if (rc == 0)
-		rc = fs_data_link(fs, br, seq, ino, buf, "pg_wal", 0, "WAL", fn,
-				  ctx);
-	else if (rc == -ENOENT || rc == -ENOTDIR)
+	rc = store_lookup(fs->store, br, seq, d->ino, "pg_wal", &ino);
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s%spg_wal", d->path, sep);
+		rc = fs_data_link(fs, br, seq, ino, buf, path, (int)d->depth,
+				  "WAL", fn, ctx);
+	} else if (rc == -ENOENT || rc == -ENOTDIR) {
 		rc = 0;
+	}
 	if (rc)
-		goto out;
-	rc = store_lookup(fs->store, br, seq, root_ino, "pg_tblspc", &ino);
+		return rc;
+	rc = store_lookup(fs->store, br, seq, d->ino, "pg_tblspc", &ino);
 	if (rc == 0)
 		rc = store_readdir(fs->store, br, seq, ino, &ents, &n);
-	if (rc == -ENOENT || rc == -ENOTDIR) {
-		rc = 0; /* not a data directory, or no tablespace */
-		goto out;
-	}
+	if (rc == -ENOENT || rc == -ENOTDIR)
+		return 0; /* not a data directory, or no tablespace */
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (!S_ISLNK(ents[i].mode))
 			continue;
-		snprintf(path, sizeof(path), "pg_tblspc/%s", ents[i].name);
-		rc = fs_data_link(fs, br, seq, ents[i].ino, buf, path, 1,
-				  "tablespace files", fn, ctx);
+		snprintf(path, sizeof(path), "%s%spg_tblspc/%s", d->path, sep,
+			 ents[i].name);
+		rc = fs_data_link(fs, br, seq, ents[i].ino, buf, path,
+				  (int)d->depth + 1, "tablespace files", fn,
+				  ctx);
 	}
+	free(ents);
+	return rc;
+}
+
+/* Call fn for the links of branch br's data directories (as of seq) that
+ * Postgres follows to files outside them: pg_wal (initdb --waldir) and
+ * the tablespaces in pg_tblspc.  The data directories are those of
+ * store_drop_dirs (the root, or up to FS_PG_DATA_DEPTH levels below it:
+ * 15/main, 18/docker), so the cost is bounded as for the fork's drop.
+ * 0, fn's nonzero value, or a negative errno when they cannot be read. */
+static int fs_data_links(struct fs *fs, uint64_t br, uint64_t seq,
+			 uint64_t root_ino, fs_link_fn fn, void *ctx)
+{
+	struct store_drop_dir *dirs;
+	size_t n = 0, i;
+	char *buf;
+	int rc;
+
+	dirs = malloc(STORE_DROP_DIRS * sizeof(*dirs));
+	buf = malloc(STORE_SYMLINK_MAX + 1);
+	if (!dirs || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = store_drop_dirs_named(fs->store, br, seq, root_ino, dirs, &n);
+	if (rc == -ENOENT) {
+		/* gone meanwhile: the root alone */
+		dirs[0].ino = root_ino;
+		dirs[0].depth = 0;
+		dirs[0].path[0] = 0;
+		n = 1;
+		rc = 0;
+	}
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = fs_data_dir_links(fs, br, seq, &dirs[i], buf, fn, ctx);
 out:
 	free(buf);
-	free(ents);
+	free(dirs);
 	return rc;
 }
 
@@ -300,7 +339,7 @@ struct fs_into_check {
 	size_t plen;
 	const char *path; /* the first link found into it, and its target */
 	char target[256];
-	char pathbuf[STORE_NAME_MAX + 16];
+	char pathbuf[FS_LINK_PATH_MAX];
 	const char *what;
 };
 

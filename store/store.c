@@ -3369,40 +3369,67 @@ static bool store_is_pattern(const char *name)
 	return strpbrk(name, "*?[") != NULL;
 }
 
+/* dst = dir/name, or name when dir is the root's "". */
+static void store_drop_path(char dst[STORE_DROP_PATH_MAX], const char *dir,
+			    const char *name)
+{
+	snprintf(dst, STORE_DROP_PATH_MAX, "%s%s%s", dir, *dir ? "/" : "",
+		 name);
+}
+
 /* The directories of view v that drop_names apply in (store_drop_dirs):
  * root, then the directories at most cfg.drop_depth levels below it that
  * hold an entry named drop_marker, when root holds none.  Of each
  * directory the first STORE_DROP_LIST names are listed (a root of many
  * files stays cheap to fork), and at most STORE_DROP_SCAN directories of
  * a level are looked into, in the order of names; out keeps at most
- * STORE_DROP_DIRS. */
+ * STORE_DROP_DIRS.  named (NULL: not wanted) gets the same directories
+ * with their depth and path (store_drop_dirs_named). */
 static int store_drop_dirs_view(struct store *s, const struct store_view *v,
 				uint64_t root, uint64_t out[STORE_DROP_DIRS],
-				size_t *n)
+				size_t *n, struct store_drop_dir *named)
 {
 	uint64_t level[STORE_DROP_SCAN], next[STORE_DROP_SCAN], ino;
+	/* the paths of level[] and next[], kept when named is wanted: two
+	 * halves of paths, swapped at each level */
+	char(*paths)[STORE_DROP_PATH_MAX] = NULL;
+	char(*lpath)[STORE_DROP_PATH_MAX] = NULL, (*npath)[STORE_DROP_PATH_MAX];
 	size_t nl = 1, nn, i, j;
 	unsigned d;
 	int rc;
 
 	out[0] = root;
 	*n = 1;
+	if (named) {
+		named[0].ino = root;
+		named[0].depth = 0;
+		named[0].path[0] = 0;
+	}
 	if (!s->cfg.drop_depth)
 		return 0;
 	rc = store_dirent_find(s, v, root, s->drop_marker, &ino, NULL);
 	if (rc != -ENOENT)
 		return rc; /* 0: the root is marked, and only it counts */
+	if (named) {
+		paths = malloc(2 * STORE_DROP_SCAN * sizeof(*paths));
+		if (!paths)
+			return -ENOMEM;
+		paths[0][0] = 0;
+	}
+	lpath = paths;
+	npath = paths ? paths + STORE_DROP_SCAN : NULL;
 	level[0] = root;
-	for (d = 1; d <= s->cfg.drop_depth && nl; d++) {
+	rc = 0;
+	for (d = 1; d <= s->cfg.drop_depth && nl && !rc; d++) {
 		nn = 0;
-		for (i = 0; i < nl; i++) {
+		for (i = 0; i < nl && !rc; i++) {
 			struct store_dirent *e = NULL;
 			size_t ne = 0, looked = 0;
 
 			rc = store_readdir_view(s, v, level[i], "",
 						STORE_DROP_LIST, &e, &ne);
 			if (rc)
-				return rc;
+				break;
 			for (j = 0; j < ne && looked < STORE_DROP_SCAN; j++) {
 				if (!S_ISDIR(e[j].mode))
 					continue;
@@ -3410,24 +3437,41 @@ static int store_drop_dirs_view(struct store *s, const struct store_view *v,
 				rc = store_dirent_find(s, v, e[j].ino,
 						       s->drop_marker, &ino,
 						       NULL);
-				if (rc == 0 && *n < STORE_DROP_DIRS)
+				if (rc == 0 && *n < STORE_DROP_DIRS) {
+					if (named) {
+						named[*n].ino = e[j].ino;
+						named[*n].depth = d;
+						store_drop_path(named[*n].path,
+								lpath[i],
+								e[j].name);
+					}
 					out[(*n)++] = e[j].ino;
-				else if (rc == -ENOENT &&
-					 d < s->cfg.drop_depth &&
-					 nn < STORE_DROP_SCAN)
+				} else if (rc == -ENOENT &&
+					   d < s->cfg.drop_depth &&
+					   nn < STORE_DROP_SCAN) {
+					if (npath)
+						store_drop_path(npath[nn],
+								lpath[i],
+								e[j].name);
 					next[nn++] = e[j].ino;
-				else if (rc && rc != -ENOENT)
+				} else if (rc && rc != -ENOENT) {
 					break;
+				}
 				rc = 0;
 			}
 			free(e);
-			if (rc)
-				return rc;
 		}
 		memcpy(level, next, nn * sizeof(next[0]));
+		if (lpath) {
+			char(*t)[STORE_DROP_PATH_MAX] = lpath;
+
+			lpath = npath;
+			npath = t;
+		}
 		nl = nn;
 	}
-	return 0;
+	free(paths);
+	return rc;
 }
 
 int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
@@ -3439,7 +3483,23 @@ int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
 	rc = store_view_get(s, branch, seq, &v);
 	if (rc)
 		return rc;
-	rc = store_drop_dirs_view(s, &v, root, out, n);
+	rc = store_drop_dirs_view(s, &v, root, out, n, NULL);
+	store_view_release(&v);
+	return rc;
+}
+
+int store_drop_dirs_named(struct store *s, uint64_t branch, uint64_t seq,
+			  uint64_t root,
+			  struct store_drop_dir out[STORE_DROP_DIRS], size_t *n)
+{
+	uint64_t dirs[STORE_DROP_DIRS];
+	struct store_view v;
+	int rc;
+
+	rc = store_view_get(s, branch, seq, &v);
+	if (rc)
+		return rc;
+	rc = store_drop_dirs_view(s, &v, root, dirs, n, out);
 	store_view_release(&v);
 	return rc;
 }
@@ -3516,7 +3576,7 @@ static int store_batch_drop_names(struct store *s, struct kv_batch *b,
 
 	if (!drop_names || !drop_names[0])
 		return 0;
-	rc = store_drop_dirs_view(s, v, root_ino, dirs, &n);
+	rc = store_drop_dirs_view(s, v, root_ino, dirs, &n, NULL);
 	for (i = 0; i < n && !rc; i++)
 		rc = store_batch_drop_in(s, b, v, br, dirs[i], drop_names);
 	return rc;

@@ -114,6 +114,8 @@ struct store_config {
 #define STORE_DROP_SCAN 16
 #define STORE_DROP_LIST 64
 #define STORE_DROP_DEPTH_MAX 3
+/* Room for the path of a directory STORE_DROP_DEPTH_MAX levels down. */
+#define STORE_DROP_PATH_MAX (STORE_DROP_DEPTH_MAX * (STORE_NAME_MAX + 1))
 
 /* Inode attributes.  mode carries the S_IF* type bits. */
 struct store_attr {
@@ -464,6 +466,21 @@ int store_branch_reset(struct store *s, uint64_t id,
  * root; -EIO. */
 int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
 		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n);
+
+/* A directory of store_drop_dirs_named. */
+struct store_drop_dir {
+	uint64_t ino;
+	unsigned depth; /* levels below the root: 0 for the root */
+	char path[STORE_DROP_PATH_MAX]; /* from the root: "", "15/main" */
+};
+
+/* store_drop_dirs, with each directory's depth and path (for the rules
+ * that climb with ".." or name what they found).  Same cost, and one
+ * allocation when the root is not marked; the same errors and -ENOMEM. */
+int store_drop_dirs_named(struct store *s, uint64_t branch, uint64_t seq,
+			  uint64_t root,
+			  struct store_drop_dir out[STORE_DROP_DIRS],
+			  size_t *n);
 
 int store_branch_get(struct store *s, uint64_t id,
 		     struct store_branch_info *out);

@@ -4,7 +4,8 @@
  * mount by a user other than root fails (fs_mount_hint), over a FUSE
  * device path and a fuse.conf written here; and the kernel lookup table's
  * generations across a reset (fs_node_ref, fs_file_open), over a store in
- * a temp dir.
+ * a temp dir; and the tablespace rule in data directories below a branch
+ * root (fs_branch_check_fork).
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -299,6 +300,95 @@ static void test_fs_gen_refused_open_held_for_retry(void **state)
 	assert_false(fs_file_is_open(g->fs, g->node));
 }
 
+/* fs_branch_check_fork of branch br gives want, and a reason with why_has. */
+static void fs_link_expect(struct fs *fs, struct store *s, uint64_t br,
+			   int want, const char *why_has)
+{
+	struct store_branch_info bi;
+	char why[STORE_SYMLINK_MAX + 2048] = "";
+
+	assert_int_equal(store_branch_get(s, br, &bi), 0);
+	assert_int_equal(fs_branch_check_fork(fs, &bi, STORE_SEQ_LATEST, why,
+					      sizeof(why)),
+			 want);
+	if (why_has && !strstr(why, why_has))
+		fail_msg("why '%s' lacks '%s'", why, why_has);
+}
+
+/* The tablespace rule (fs_branch_check_fork) reads the links of each data
+ * directory below the root, as in a branch used as /var/lib/postgresql
+ * (15/main), and ".." climbs from where the link is: 15/main/pg_wal ->
+ * ../../wal stays in the branch, ../../../x leaves it; a tablespace's
+ * 15/main/pg_tblspc/OID is one level deeper.  (The rule read the root
+ * only, and let a branch of each of these parents be made.) */
+static void test_fs_link_nested_data_dir(void **state)
+{
+	struct store_config scfg;
+	struct fs_config cfg = { 0 };
+	uint64_t br, root, v15, m, ts, d18, dk;
+	struct store *s;
+	struct fs *fs;
+	char dir[128];
+
+	(void)state;
+	tstore_mkdtemp(dir, sizeof(dir));
+	tstore_config(&scfg, true, NULL);
+	scfg.drop_marker = FS_PG_DATA_MARKER;
+	scfg.drop_depth = FS_PG_DATA_DEPTH;
+	assert_int_equal(store_open(dir, &scfg, &s), 0);
+	cfg.store = s;
+	assert_int_equal(fs_new(&cfg, &fs), 0);
+	br = tstore_branch(s, "main", 0);
+	root = tstore_root(s, br);
+	v15 = tstore_mkdir(s, br, root, "15");
+	m = tstore_mkdir(s, br, v15, "main");
+	tstore_mkfile(s, br, m, "PG_VERSION");
+	ts = tstore_mkdir(s, br, m, "pg_tblspc");
+	fs_link_expect(fs, s, br, 0, NULL);
+
+	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "../../wal");
+	fs_link_expect(fs, s, br, 0, NULL);
+	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
+	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "../../../x");
+	fs_link_expect(fs, s, br, -EXDEV,
+		       "its link 15/main/pg_wal leads out of the branch, to "
+		       "'../../../x'");
+	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
+	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "/var/tmp/wal");
+	fs_link_expect(fs, s, br, -EXDEV, "15/main/pg_wal");
+	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
+	fs_link_expect(fs, s, br, 0, NULL);
+
+	tstore_mknod(s, br, ts, "16384", S_IFLNK | 0777, "../../../ts");
+	fs_link_expect(fs, s, br, 0, NULL);
+	assert_int_equal(store_unlink(s, br, ts, "16384"), 0);
+	tstore_mknod(s, br, ts, "16384", S_IFLNK | 0777, "../../../../ts");
+	fs_link_expect(fs, s, br, -EXDEV,
+		       "its link 15/main/pg_tblspc/16384 leads out");
+	assert_int_equal(store_unlink(s, br, ts, "16384"), 0);
+	fs_link_expect(fs, s, br, 0, NULL);
+
+	/* a second data directory (18/docker) is read too */
+	d18 = tstore_mkdir(s, br, root, "18");
+	dk = tstore_mkdir(s, br, d18, "docker");
+	tstore_mkfile(s, br, dk, "PG_VERSION");
+	ts = tstore_mkdir(s, br, dk, "pg_tblspc");
+	tstore_mknod(s, br, ts, "16385", S_IFLNK | 0777, "/var/tmp/ts");
+	fs_link_expect(fs, s, br, -EXDEV,
+		       "its link 18/docker/pg_tblspc/16385 leads out of the "
+		       "branch, to '/var/tmp/ts'");
+
+	/* a marked root is the only data directory, as before */
+	tstore_mkfile(s, br, root, "PG_VERSION");
+	fs_link_expect(fs, s, br, 0, NULL);
+	tstore_mknod(s, br, root, "pg_wal", S_IFLNK | 0777, "../wal");
+	fs_link_expect(fs, s, br, -EXDEV, "its link pg_wal leads out");
+
+	fs_free(fs);
+	assert_int_equal(store_close(s), 0);
+	tstore_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +412,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_fs_gen_refused_open_held_for_retry, gen_setup,
 			gen_teardown),
+		cmocka_unit_test(test_fs_link_nested_data_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

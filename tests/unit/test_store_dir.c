@@ -862,6 +862,30 @@ static void test_store_dir_drop_data_dirs(void **state)
 	assert_int_equal(dirs[0], fx->root);
 	assert_int_equal(dirs[1], main15);
 	assert_int_equal(dirs[2], docker);
+	/* the same, with depth and path (the tablespace rule's ".." and
+	 * its messages) */
+	{
+		struct store_drop_dir *nd = calloc(STORE_DROP_DIRS,
+						   sizeof(*nd));
+		size_t nn;
+
+		assert_non_null(nd);
+		assert_int_equal(store_drop_dirs_named(s, fx->br,
+						       STORE_SEQ_LATEST,
+						       fx->root, nd, &nn),
+				 0);
+		assert_int_equal(nn, 3);
+		assert_int_equal(nd[0].ino, fx->root);
+		assert_int_equal(nd[0].depth, 0);
+		assert_string_equal(nd[0].path, "");
+		assert_int_equal(nd[1].ino, main15);
+		assert_int_equal(nd[1].depth, 2);
+		assert_string_equal(nd[1].path, "15/main");
+		assert_int_equal(nd[2].ino, docker);
+		assert_int_equal(nd[2].depth, 2);
+		assert_string_equal(nd[2].path, "18/docker");
+		free(nd);
+	}
 
 	a = tstore_args("c", fx->br, STORE_SEQ_LATEST);
 	a.drop_names = drop;
@@ -948,6 +972,24 @@ static void test_store_dir_drop_data_dirs(void **state)
 				 0);
 		assert_int_equal(n, 4); /* and 15/main, 18/docker */
 		assert_int_equal(dirs[1], early);
+		{
+			struct store_drop_dir *nd =
+				calloc(STORE_DROP_DIRS, sizeof(*nd));
+			size_t nn;
+
+			assert_non_null(nd);
+			assert_int_equal(store_drop_dirs_named(s, bi.id,
+							       STORE_SEQ_LATEST,
+							       fx->root, nd,
+							       &nn),
+					 0);
+			assert_int_equal(nn, 4);
+			assert_int_equal(nd[1].ino, early);
+			assert_int_equal(nd[1].depth, 1);
+			assert_string_equal(nd[1].path, "0data");
+			assert_string_equal(nd[2].path, "15/main");
+			free(nd);
+		}
 		g = bi.id; /* the grandchild forks from it */
 		a = tstore_args("g3", g, STORE_SEQ_LATEST);
 		a.drop_names = drop;
