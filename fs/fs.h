@@ -184,7 +184,8 @@ int fs_invalidate_tree(struct fs *fs, uint64_t branch_id);
  * (STORE_SEQ_LATEST: its head) may be made; -EXDEV, with a lowercase
  * reason in why, when a link in the parent's pg_tblspc, or its pg_wal
  * link, leads out of its tree, so that the branch's server would write
- * the parent's tablespace files or WAL.  A parent that cannot be read is
+ * the parent's tablespace files or WAL (read in each of its data
+ * directories: the root, or those below it that store_drop_dirs finds).  A parent that cannot be read is
  * logged and allowed.  mkdir at the branch root applies it itself; the
  * control plane calls it before create and reset.  Both apply it again
  * to a new branch (seq: its fork seq) and drop the branch when a link

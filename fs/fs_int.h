@@ -362,8 +362,9 @@ void fs_root_touch(struct fs *fs);
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
 /* -EBUSY with why when the live server of another branch keeps its WAL
- * or a tablespace in branch bi (its pg_wal or a pg_tblspc link stored as
- * an absolute path into MNT/NAME: initdb --waldir, CREATE TABLESPACE):
+ * or a tablespace in branch bi (its pg_wal or a pg_tblspc link, in any of
+ * its data directories, stored as an absolute path into MNT/NAME: initdb
+ * --waldir, CREATE TABLESPACE):
  * Postgres holds no file open there while idle, so the open-file rule
  * alone let such a branch go.  0 otherwise (branches whose links cannot
  * be read are logged and not counted), -ENOMEM.  Defined in fs_link.c. */
