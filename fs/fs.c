@@ -1040,7 +1040,7 @@ void fs_epoch_drop(struct fs *fs, uint64_t br)
 }
 
 bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
-		 pid_t tid)
+		 pid_t tid, uint32_t mark)
 {
 	struct fs_map_ent *e;
 	bool ok = true;
@@ -1065,11 +1065,34 @@ bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
 			e->flags |= FS_NODE_LINK;
 		if (S_ISDIR(mode))
 			e->flags |= FS_NODE_DIR;
+		e->flags |= mark;
 		if (tid > 0 && e->refused == (int32_t)tid)
 			e->flags |= FS_NODE_RETRY;
 	}
 	pthread_mutex_unlock(&fs->nodes_mu);
 	return ok;
+}
+
+bool fs_node_has(struct fs *fs, uint64_t nodeid, uint32_t flag)
+{
+	struct fs_map_ent *e;
+	bool has;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	e = fs_map_find(&fs->nodes, nodeid);
+	has = e && (e->flags & flag);
+	pthread_mutex_unlock(&fs->nodes_mu);
+	return has;
+}
+
+uint32_t fs_node_wal_mark(struct fs *fs, uint64_t parent, const char *name,
+			  mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return strcmp(name, FS_PG_WAL_DIR) == 0 ? FS_NODE_WAL_DIR : 0;
+	if (S_ISREG(mode) && fs_node_has(fs, parent, FS_NODE_WAL_DIR))
+		return FS_NODE_WAL;
+	return 0;
 }
 
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)

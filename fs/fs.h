@@ -217,6 +217,11 @@ extern const char *const fs_pg_drop_names[];
  * 18/docker of the official Postgres 18+ images). */
 #define FS_PG_DATA_MARKER "PG_VERSION"
 #define FS_PG_DATA_DEPTH 2
+/* The directory of a data directory's WAL segments.  Its files are opened
+ * for writing in direct I/O (fs_op_open): a commit's write goes to the
+ * daemon at write(2), instead of waiting at fdatasync behind the
+ * writeback of the data files, which the kernel queues in one line. */
+#define FS_PG_WAL_DIR "pg_wal"
 
 /* ---- for the control plane (fs_ctl.c) ---- */
 

@@ -121,7 +121,15 @@ enum fs_node_flags {
 	 * up since: its next OPEN is the kernel's retry (fs_file_open). */
 	FS_NODE_RETRY = 1u << 2,
 	FS_NODE_DIR = 1u << 3, /* a directory (fs_invalidate_tree) */
+	/* A directory named FS_PG_WAL_DIR, and a regular file looked up or
+	 * made in one (fs_node_wal_mark): its OPENs for writing are direct
+	 * I/O (fs_op_open). */
+	FS_NODE_WAL_DIR = 1u << 4,
+	FS_NODE_WAL = 1u << 5,
 };
+
+/* fi->fh of an OPEN of a FS_NODE_WAL file for writing, in direct I/O. */
+#define FS_FH_WAL_DIRECT 1u
 
 struct fs {
 	struct fs_config cfg;
@@ -262,7 +270,13 @@ void fs_epoch_drop(struct fs *fs, uint64_t br);
  * was read before a reset that another request saw): the caller must not
  * send this entry (read it again, or send none). */
 bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
-		 pid_t tid);
+		 pid_t tid, uint32_t mark);
+/* The FS_NODE_WAL_DIR or FS_NODE_WAL flag (fs_node_ref's mark) of the
+ * entry name of type mode in directory parent, or 0. */
+uint32_t fs_node_wal_mark(struct fs *fs, uint64_t parent, const char *name,
+			  mode_t mode);
+/* true when nodeid's entry has flag (enum fs_node_flags). */
+bool fs_node_has(struct fs *fs, uint64_t nodeid, uint32_t flag);
 /* Drop the kernel's cached attributes and pages (a symlink's target) of
  * every node of branch_id it knows whose lookup entry has all of flags
  * (enum fs_node_flags; 0: every node); *count is how many.  Takes no lock

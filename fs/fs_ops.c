@@ -142,7 +142,8 @@ static void fs_blocks_of_open(struct fs *fs, uint64_t nodeid, struct stat *st)
  * (fs_node_kid, fs_node_ref): possible only without an op of the branch
  * held. */
 static int fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
-			  uint32_t gen, const struct store_attr *a)
+			  uint32_t gen, const struct store_attr *a,
+			  uint32_t mark)
 {
 	struct fuse_entry_param e;
 	struct store_attr fixed = *a;
@@ -154,7 +155,7 @@ static int fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 	fs_entry_fill(&e, nodeid, gen, &fixed);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
 	if (!fs_node_ref(fs, nodeid, a->mode, (uint32_t)e.generation,
-			 fuse_req_ctx(req)->pid))
+			 fuse_req_ctx(req)->pid, mark))
 		return -ESTALE;
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_node_unref(fs, nodeid, 1);
@@ -164,10 +165,12 @@ static int fs_reply_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
 /* fs_reply_entry for a request that holds an op of the branch, which no
  * reset can overtake. */
 static void fs_reply_new_entry(struct fs *fs, fuse_req_t req, uint64_t nodeid,
-			       const struct store_attr *a)
+			       const struct store_attr *a, uint64_t parent,
+			       const char *name)
 {
 	int rc = fs_reply_entry(fs, req, nodeid,
-				fs_branch_gen(fs, fs_branch_of(nodeid)), a);
+				fs_branch_gen(fs, fs_branch_of(nodeid)), a,
+				fs_node_wal_mark(fs, parent, name, a->mode));
 
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -246,8 +249,9 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (rc == 0 && fs_branch_gen(fs, br) != gen)
 			rc = -ESTALE;
 		if (rc == 0)
-			rc = fs_reply_entry(fs, req, fs_nodeid(br, ino), gen,
-					    &a);
+			rc = fs_reply_entry(
+				fs, req, fs_nodeid(br, ino), gen, &a,
+				fs_node_wal_mark(fs, parent, name, a.mode));
 		if (rc != -ESTALE || tries == FS_LOOKUP_TRIES)
 			break;
 	}
@@ -459,7 +463,7 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = fs_do_create(fs, req, parent, name, mode, rdev, NULL, &nodeid, &a);
 	if (rc)
 		goto out_err;
-	fs_reply_new_entry(fs, req, nodeid, &a);
+	fs_reply_new_entry(fs, req, nodeid, &a, parent, name);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -484,7 +488,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fs_reply_new_entry(fs, req, nodeid, &a);
+	fs_reply_new_entry(fs, req, nodeid, &a, parent, name);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 }
 
@@ -515,7 +519,7 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	free(stored);
 	if (rc)
 		goto out_err;
-	fs_reply_new_entry(fs, req, nodeid, &a);
+	fs_reply_new_entry(fs, req, nodeid, &a, parent, name);
 	fs_branch_op_end(fs, fs_branch_of(nodeid));
 	return;
 out_err:
@@ -643,7 +647,7 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent,
 		goto out_err;
 	rc = store_link(fs->store, br, ino, ndir, newname, &a);
 	if (rc == 0)
-		fs_reply_new_entry(fs, req, nodeid, &a);
+		fs_reply_new_entry(fs, req, nodeid, &a, newparent, newname);
 	else
 		fuse_reply_err(req, -rc);
 	fs_branch_op_end(fs, br);
@@ -683,6 +687,30 @@ static int fs_trunc_zero(struct fs *fs, fuse_req_t req, uint64_t br,
 	return store_setattr(fs->store, br, ino, &sa, mask, NULL);
 }
 
+/* How the kernel caches an open file.  Files are cached (the writeback
+ * cache), but a WAL segment (FS_NODE_WAL) opened for writing is direct
+ * I/O: a commit's write(2) goes out as a WRITE of its own, at once.  With
+ * the cache it went out at fdatasync, as a writeback WRITE queued behind
+ * all others in the kernel's one line of them: behind a checkpoint's
+ * writeback of thousands of data pages, a commit waited 0.2-0.5 s.  Reads
+ * of WAL (recovery, walsenders) stay cached, with readahead: the cache is
+ * dropped at each such open (no keep_cache) and the range of each direct
+ * write after it (fs_op_write), so that no reader sees pages older than a
+ * write that has returned. */
+static void fs_open_mode(struct fs *fs, uint64_t nodeid,
+			 struct fuse_file_info *fi)
+{
+	bool wal = fs_node_has(fs, nodeid, FS_NODE_WAL);
+
+	fi->fh = 0;
+	fi->keep_cache = !wal;
+	fi->direct_io = 0;
+	if (wal && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		fi->fh = FS_FH_WAL_DIRECT;
+		fi->direct_io = 1;
+	}
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 		       struct fuse_file_info *fi)
 {
@@ -704,9 +732,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t nodeid,
 		rc = fs_trunc_zero(fs, req, br, ino, &a);
 	if (rc)
 		goto err_close;
-	fi->fh = 0;
-	fi->keep_cache = 1;
-	fi->direct_io = 0;
+	fs_open_mode(fs, nodeid, fi);
 	if (fuse_reply_open(req, fi) != 0)
 		fs_file_close(fs, nodeid);
 	return;
@@ -746,12 +772,11 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fs_branch_op_end(fs, br);
 		goto out_err;
 	}
-	fi->fh = 0;
-	fi->keep_cache = 1;
-	fi->direct_io = 0;
 	fs_entry_fill(&e, nodeid, gen, &a);
 	fs_blocks_of_open(fs, nodeid, &e.attr);
-	fs_node_ref(fs, nodeid, S_IFREG, (uint32_t)e.generation, 0);
+	fs_node_ref(fs, nodeid, S_IFREG, (uint32_t)e.generation, 0,
+		    fs_node_wal_mark(fs, parent, name, S_IFREG));
+	fs_open_mode(fs, nodeid, fi);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_node_unref(fs, nodeid, 1);
 		fs_file_close(fs, nodeid);
@@ -807,7 +832,6 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf,
 	ssize_t n;
 	int rc;
 
-	(void)fi;
 	rc = fs_split(nodeid, &br, &ino);
 	if (rc)
 		goto out_err;
@@ -820,6 +844,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf,
 		rc = (int)n;
 		goto out_err;
 	}
+	/* Before the reply: a reader's cached pages of the range are older
+	 * than this write (fs_open_mode).  A read in flight holds its pages
+	 * locked, and the kernel drops them once it is done. */
+	if (fi->fh == FS_FH_WAL_DIRECT && n > 0)
+		fuse_lowlevel_notify_inval_inode(fs->se, nodeid, off, n);
 	fuse_reply_write(req, (size_t)n);
 	return;
 out_err:
@@ -1065,8 +1094,11 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t nodeid, size_t size,
 						     (off_t)(i + 1));
 			if (len > size - pos)
 				break;
-			if (got && !fs_node_ref(fs, kid, e.attr.st_mode,
-						(uint32_t)e.generation, 0)) {
+			if (got &&
+			    !fs_node_ref(fs, kid, e.attr.st_mode,
+					 (uint32_t)e.generation, 0,
+					 fs_node_wal_mark(fs, nodeid, de->name,
+							  e.attr.st_mode))) {
 				/* Overtaken by a reset: a bare entry (no
 				 * dentry), of the same size, in its place. */
 				mode_t type = e.attr.st_mode & S_IFMT;

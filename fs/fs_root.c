@@ -148,7 +148,7 @@ int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
 static void fs_root_send_entry(struct fs *fs, fuse_req_t req,
 			       const struct fuse_entry_param *e)
 {
-	fs_node_ref(fs, e->ino, S_IFDIR, (uint32_t)e->generation, 0);
+	fs_node_ref(fs, e->ino, S_IFDIR, (uint32_t)e->generation, 0, 0);
 	if (fuse_reply_entry(req, e) != 0)
 		fs_node_unref(fs, e->ino, 1);
 }
