@@ -224,8 +224,8 @@ static void test_fs_gen_older_entry_after_newer(void **state)
 {
 	struct gen_ctx *g = *state;
 
-	fs_node_ref(g->fs, g->node, S_IFREG, g->newer, 0);
-	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0);
+	fs_node_ref(g->fs, g->node, S_IFREG, g->newer, 0, 0);
+	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0, 0);
 	assert_int_equal(fs_file_open(g->fs, g->node, 1234), 0);
 	fs_file_close(g->fs, g->node);
 }
@@ -236,8 +236,49 @@ static void test_fs_gen_old_inode_refused(void **state)
 {
 	struct gen_ctx *g = *state;
 
-	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0);
+	fs_node_ref(g->fs, g->node, S_IFREG, g->older, 0, 0);
 	assert_int_equal(fs_file_open(g->fs, g->node, 1234), -ESTALE);
+}
+
+/* WAL segments: a directory named pg_wal is marked, a regular file looked
+ * up or made in it is marked (its OPENs for writing are direct I/O), and
+ * nothing else: not a file elsewhere, not a directory or symlink in
+ * pg_wal (archive_status), not a file named pg_wal. */
+static void test_fs_wal_mark(void **state)
+{
+	struct gen_ctx *g = *state;
+	uint64_t data = fs_nodeid(g->x, 10), wal = fs_nodeid(g->x, 11);
+	uint64_t seg = fs_nodeid(g->x, 12), other = fs_nodeid(g->x, 13);
+
+	assert_int_equal(fs_node_wal_mark(g->fs, data, "pg_wal", S_IFDIR),
+			 FS_NODE_WAL_DIR);
+	assert_int_equal(fs_node_wal_mark(g->fs, data, "pg_wal", S_IFREG), 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, data, "base", S_IFDIR), 0);
+	/* its parent not known (or not pg_wal) yet: nothing */
+	assert_int_equal(fs_node_wal_mark(g->fs, wal, "000000010000000000000001",
+					  S_IFREG),
+			 0);
+	assert_true(fs_node_ref(g->fs, wal, S_IFDIR, g->newer, 0,
+				FS_NODE_WAL_DIR));
+	assert_true(fs_node_has(g->fs, wal, FS_NODE_WAL_DIR));
+	assert_int_equal(fs_node_wal_mark(g->fs, wal, "000000010000000000000001",
+					  S_IFREG),
+			 FS_NODE_WAL);
+	assert_int_equal(fs_node_wal_mark(g->fs, wal, "archive_status",
+					  S_IFDIR),
+			 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, wal, "x", S_IFLNK), 0);
+	assert_true(fs_node_ref(g->fs, seg, S_IFREG, g->newer, 0,
+				FS_NODE_WAL));
+	assert_true(fs_node_ref(g->fs, other, S_IFREG, g->newer, 0, 0));
+	assert_true(fs_node_has(g->fs, seg, FS_NODE_WAL));
+	assert_false(fs_node_has(g->fs, other, FS_NODE_WAL));
+	assert_false(fs_node_has(g->fs, data, FS_NODE_WAL_DIR));
+	fs_node_unref(g->fs, seg, 1);
+	fs_node_unref(g->fs, other, 1);
+	fs_node_unref(g->fs, wal, 1);
+	/* forgotten: the mark goes with the entry */
+	assert_false(fs_node_has(g->fs, seg, FS_NODE_WAL));
 }
 
 /* Each generation of a branch's files has its own node ids (its epoch),
@@ -281,10 +322,10 @@ static void test_fs_gen_refused_open_held_for_retry(void **state)
 	struct timespec t0, t1;
 	long ms;
 
-	fs_node_ref(g->fs, kold, S_IFREG, g->older, 0);
+	fs_node_ref(g->fs, kold, S_IFREG, g->older, 0, 0);
 	assert_int_equal(fs_file_open(g->fs, kold, 1234), -ESTALE);
 	assert_true(fs_file_is_open(g->fs, g->node));
-	fs_node_ref(g->fs, knew, S_IFREG, g->newer, 1234);
+	fs_node_ref(g->fs, knew, S_IFREG, g->newer, 1234, 0);
 	assert_int_equal(fs_file_open(g->fs, knew, 1234), 0);
 	fs_file_close(g->fs, knew);
 	assert_false(fs_file_is_open(g->fs, g->node));
@@ -405,6 +446,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_fs_gen_older_entry_after_newer, gen_setup,
 			gen_teardown),
+		cmocka_unit_test_setup_teardown(test_fs_wal_mark, gen_setup,
+						gen_teardown),
 		cmocka_unit_test_setup_teardown(test_fs_gen_old_inode_refused,
 						gen_setup, gen_teardown),
 		cmocka_unit_test_setup_teardown(test_fs_gen_epochs, gen_setup,
