@@ -538,17 +538,27 @@ static void pgckpt_run(struct bd_pgckpt *pc, const struct bd_pgckpt_pidfile *pf,
 		   WEXITSTATUS(status) == PGCKPT_HELPER_DONE) {
 		res->outcome = BD_PGCKPT_DONE;
 	} else {
+		char how[64];
+
 		res->outcome = BD_PGCKPT_FAILED;
-		if (out[0])
+		if (WIFSIGNALED(status))
+			snprintf(how, sizeof(how), "died of signal %d (%s)",
+				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		else
+			snprintf(how, sizeof(how), "exited with status %d",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		/* "ok" is what it prints once CHECKPOINT returned: then its
+		 * failure came after (a crash in its exit, say), and the
+		 * line alone would read as the reason. */
+		if (out[0] && strcmp(out, "ok") != 0)
 			snprintf(res->why, sizeof(res->why), "%s", out);
-		else if (WIFSIGNALED(status))
+		else if (out[0])
 			snprintf(res->why, sizeof(res->why),
-				 "the checkpoint helper died of signal %d",
-				 WTERMSIG(status));
+				 "the checkpoint helper said 'ok' but then %s",
+				 how);
 		else
 			snprintf(res->why, sizeof(res->why),
-				 "the checkpoint helper failed (status %d)",
-				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+				 "the checkpoint helper %s", how);
 	}
 }
 

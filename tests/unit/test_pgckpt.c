@@ -411,6 +411,37 @@ static void test_pgckpt_helper_failure_reason_is_kept(void **state)
 		res.why, "cannot connect: FATAL:  role \"x\" does not exist");
 }
 
+/* A helper that printed "ok" (CHECKPOINT returned) and then failed: the
+ * reason says how it ended, not "ok". */
+static void test_pgckpt_failure_after_ok_says_how(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128];
+
+	put_script(x, "ok-exit.sh", "echo ok\nexit 3", exe, sizeof(exe));
+	run_helper(x, exe, 5000, &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_string_equal(res.why,
+			    "the checkpoint helper said 'ok' but then exited "
+			    "with status 3");
+}
+
+static void test_pgckpt_signal_after_ok_says_how(void **state)
+{
+	struct ctx *x = *state;
+	struct bd_pgckpt_result res;
+	char exe[128];
+
+	put_script(x, "ok-kill.sh", "echo ok\nkill -TERM $$", exe,
+		   sizeof(exe));
+	run_helper(x, exe, 5000, &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
+	assert_string_equal(res.why,
+			    "the checkpoint helper said 'ok' but then died of "
+			    "signal 15 (Terminated)");
+}
+
 static void test_pgckpt_missing_helper_fails_cleanly(void **state)
 {
 	struct ctx *x = *state;
@@ -501,6 +532,12 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_helper_failure_reason_is_kept, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_failure_after_ok_says_how, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pgckpt_signal_after_ok_says_how, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_pgckpt_missing_helper_fails_cleanly, setup,
