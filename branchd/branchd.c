@@ -269,8 +269,9 @@ static void bd_usage(FILE *f)
 		"       socket=PATH          control socket (default: derived from\n"
 		"                            MOUNTPOINT, where branchctl looks)\n"
 		"  --check STORE_DIR  verify every block and record of a store that\n"
-		"                     is not mounted; exit 0 if clean, 1 if damaged,\n"
-		"                     3 if damage was found that lost no data\n"
+		"                     is not mounted, changing nothing; exit 0 if\n"
+		"                     clean, 1 if damaged, 3 if damage was found\n"
+		"                     that lost no data\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      print the version\n");
 }
@@ -818,7 +819,10 @@ static int bd_precheck(struct bd *bd)
  * cannot be opened; BD_CHECK_NOLOSS damage found that lost no data (the
  * journal's synced records that the database held: a disk that lost data
  * it had flushed).  Like fsck's "errors corrected", but 1 kept its old
- * meaning. */
+ * meaning.  The store is opened read-only: the check changes nothing on
+ * disk (like fsck -n), so a second check reports the same; the daemon's
+ * next open steps over such journal damage and starts the journal afresh,
+ * and only then does a check find it gone. */
 #define BD_CHECK_NOLOSS 3
 
 static int bd_check_store(const char *dir, rlim_t nofile)
@@ -827,6 +831,7 @@ static int bd_check_store(const char *dir, rlim_t nofile)
 	 * few. */
 	struct store_config cfg = {
 		.log = { bd_check_log, NULL, STORE_LOG_WARN },
+		.read_only = true,
 		.max_open_files = bd_fd_tables(
 			nofile > BD_FD_OTHER + BD_FD_TABLES_IN_USE ?
 				nofile - BD_FD_OTHER - BD_FD_TABLES_IN_USE :
@@ -875,6 +880,11 @@ static int bd_check_store(const char *dir, rlim_t nofile)
 		       "which the database held (no write lost; check the "
 		       "disk)",
 		       (unsigned long long)r.journal_damaged);
+	if (r.journal_unapplied)
+		printf("; %llu bytes of fsync journal records not yet in the "
+		       "database, checked by their checksums only (the "
+		       "daemon's next open applies them)",
+		       (unsigned long long)r.journal_unapplied);
 	printf("\n");
 	if (r.bad_records || r.bad_blocks)
 		return 1;

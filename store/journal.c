@@ -413,8 +413,9 @@ out:
 	return rc;
 }
 
-int journal_open(const char *path, uint64_t ring_bytes,
-		 const struct store_log *log, struct journal **out)
+/* ring_bytes 0: read only (journal_open_read). */
+static int journal_do_open(const char *path, uint64_t ring_bytes,
+			   const struct store_log *log, struct journal **out)
 {
 	unsigned char slots[2 * JOURNAL_SLOT];
 	struct journal *j;
@@ -422,9 +423,6 @@ int journal_open(const char *path, uint64_t ring_bytes,
 	uint64_t best = 0;
 	int rc, i;
 
-	ring_bytes = (ring_bytes + 4095) & ~(uint64_t)4095;
-	if (ring_bytes < (64u << 10))
-		ring_bytes = 64u << 10;
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -438,8 +436,8 @@ int journal_open(const char *path, uint64_t ring_bytes,
 		j->fd = -1;
 		goto err;
 	}
-	j->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (j->fd < 0 && errno == ENOENT) {
+	j->fd = open(path, (ring_bytes ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (j->fd < 0 && errno == ENOENT && ring_bytes) {
 		rc = journal_create(path, ring_bytes);
 		if (rc)
 			goto err;
@@ -488,6 +486,21 @@ err:
 	free(j->path);
 	free(j);
 	return rc;
+}
+
+int journal_open(const char *path, uint64_t ring_bytes,
+		 const struct store_log *log, struct journal **out)
+{
+	ring_bytes = (ring_bytes + 4095) & ~(uint64_t)4095;
+	if (ring_bytes < (64u << 10))
+		ring_bytes = 64u << 10;
+	return journal_do_open(path, ring_bytes, log, out);
+}
+
+int journal_open_read(const char *path, const struct store_log *log,
+		      struct journal **out)
+{
+	return journal_do_open(path, 0, log, out);
 }
 
 /* ------------------------------------------------------------ replay */

@@ -99,6 +99,13 @@ struct journal;
 int journal_open(const char *path, uint64_t ring_bytes,
 		 const struct store_log *log, struct journal **out);
 
+/* Open the journal at path for journal_replay() only, changing nothing
+ * on disk (branchd --check): not created when missing (-ENOENT), no new
+ * epoch.  Append, sync, checkpoint, seal and restart are not allowed on
+ * it.  Errors otherwise as journal_open(). */
+int journal_open_read(const char *path, const struct store_log *log,
+		      struct journal **out);
+
 /* Replay: call apply, in order, for every valid record after the last
  * checkpoint whose end lsn is greater than applied_end (what the database
  * already holds); damage before applied_end is stepped over (see the top

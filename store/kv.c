@@ -256,6 +256,7 @@ struct kv_rocks {
 	size_t wbuf_small;
 	uint64_t wal_max;      /* max_total_wal_size, idem */
 	size_t test_sst_bytes; /* BRANCHFS_TEST_SST_KIB, or 0 */
+	bool read_only;	       /* KV_OPEN_READ_ONLY: set at open */
 	/* Set when a write failed (a full disk): RocksDB then refuses to
 	 * sync its WAL and (with assertions on) aborts if asked to, so no
 	 * sync is attempted until a write succeeds again. */
@@ -692,6 +693,8 @@ static int kv_rocks_write(struct kv *kv, const struct kv_batch *b, bool sync)
 	uint64_t end;
 	int rc;
 
+	if (r->read_only)
+		return -EROFS;
 	if (!r->jnl || journal_broken(r->jnl)) {
 		wb = kv_rocks_batch(r, b, 0);
 		return wb ? kv_rocks_apply(r, wb, sync) : -ENOMEM;
@@ -746,6 +749,8 @@ static int kv_rocks_sync(struct kv *kv)
 	char *err = NULL;
 	int rc;
 
+	if (r->read_only)
+		return 0; /* nothing was written */
 	if (atomic_load(&r->write_failed))
 		return -EIO;
 	if (r->jnl && !journal_broken(r->jnl)) {
@@ -931,9 +936,12 @@ static int kv_rocks_compact(struct kv *kv, enum kv_cf cf, const void *begin,
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	rocksdb_compactoptions_t *o = NULL;
-	uint64_t errs = kv_rocks_bg_errors(r), now;
+	uint64_t errs, now;
 	struct statvfs vfs;
 
+	if (r->read_only)
+		return -EROFS;
+	errs = kv_rocks_bg_errors(r);
 	if (bottom) {
 		o = rocksdb_compactoptions_create();
 		if (!o)
@@ -973,6 +981,8 @@ static int kv_rocks_drop_files(struct kv *kv, enum kv_cf cf, const void *begin,
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	char *err = NULL;
 
+	if (r->read_only)
+		return -EROFS;
 	if (!begin || !end)
 		return -EINVAL;
 	rocksdb_delete_file_in_range_cf(r->db, r->cf[cf], begin, blen, end,
@@ -1048,10 +1058,13 @@ static int kv_rocks_count_deletions(struct kv *kv, enum kv_cf cf, uint64_t *n)
 {
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	const rocksdb_livefiles_t *lf;
-	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_t *fo;
 	char *err = NULL;
 	int i, nf;
 
+	if (r->read_only)
+		return -EROFS;
+	fo = rocksdb_flushoptions_create();
 	if (!fo)
 		return -ENOMEM;
 	rocksdb_flushoptions_set_wait(fo, 1);
@@ -1124,7 +1137,7 @@ static void kv_rocks_close(struct kv *kv)
 	struct kv_rocks *r = (struct kv_rocks *)kv;
 	char *err = NULL;
 
-	if (!atomic_load(&r->write_failed)) {
+	if (!r->read_only && !atomic_load(&r->write_failed)) {
 		rocksdb_flush_wal(r->db, 1, &err);
 		if (err)
 			kv_rocks_err(kv, "sync wal at close", err);
@@ -1302,10 +1315,24 @@ static int kv_rocks_replay_apply(void *ctx, const struct kv_batch *b,
 	return wb ? kv_rocks_apply(r, wb, false) : -ENOMEM;
 }
 
+/* Replay callback of a read-only open: a record the database lost is
+ * only counted (kv.h open_unapplied). */
+static int kv_rocks_replay_count(void *ctx, const struct kv_batch *b,
+				 uint64_t end)
+{
+	struct kv_rocks *r = ctx;
+
+	(void)b;
+	r->kv.open_unapplied = end;
+	return 0;
+}
+
 /* Open the journal, give the database back what it lost (records past
  * its "J" mark), make that durable and start a new epoch.  A journal that
  * cannot be created (a full or read-only disk) is done without; one that
- * exists but is damaged is an error: it may hold synced writes. */
+ * exists but is damaged is an error: it may hold synced writes.  Read
+ * only: the same checks of the journal, and nothing written (the journal
+ * is closed again: nothing may be appended). */
 static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 {
 	unsigned char jv[8];
@@ -1322,9 +1349,16 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 	if (found && vlen == 8)
 		applied = kv_get_be64(jv);
 	snprintf(path, sizeof(path), "%s/BRANCHFS-JOURNAL", r->path);
-	rc = journal_open(path, ring, &r->kv.log, &r->jnl);
+	if (r->read_only)
+		rc = journal_open_read(path, &r->kv.log, &r->jnl);
+	else
+		rc = journal_open(path, ring, &r->kv.log, &r->jnl);
 	if (rc == -EUCLEAN || rc == -ENOMEM)
 		return rc;
+	if (rc == -ENOENT && r->read_only) {
+		r->jnl = NULL; /* none: an open makes one, nothing to replay */
+		return 0;
+	}
 	if (rc) {
 		kv_log(&r->kv, STORE_LOG_WARN,
 		       "journal '%s' unavailable (%s): fsync syncs RocksDB's WAL instead",
@@ -1332,10 +1366,20 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 		r->jnl = NULL;
 		return 0;
 	}
-	rc = journal_replay(r->jnl, applied, kv_rocks_replay_apply, r, &end);
+	rc = journal_replay(r->jnl, applied,
+			    r->read_only ? kv_rocks_replay_count :
+					   kv_rocks_replay_apply,
+			    r, &end);
 	if (rc)
 		return rc;
 	r->kv.open_damage = journal_damage_held(r->jnl);
+	if (r->read_only) {
+		if (r->kv.open_unapplied)
+			r->kv.open_unapplied -= applied;
+		journal_close(r->jnl);
+		r->jnl = NULL;
+		return 0;
+	}
 	rocksdb_flush_wal(r->db, 1, &err);
 	if (err)
 		return kv_rocks_err(&r->kv, "sync wal after journal replay",
@@ -1343,10 +1387,11 @@ static int kv_rocks_journal_open(struct kv_rocks *r, uint64_t ring)
 	return journal_restart(r->jnl, end > applied ? end : applied);
 }
 
-int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
+int kv_rocksdb_open(const char *path, unsigned flags, size_t cache_bytes,
 		    unsigned max_open_files, const struct store_log *log,
 		    struct kv **out)
 {
+	bool create = flags & KV_OPEN_CREATE;
 	const rocksdb_options_t *cfo[KV_CF_COUNT];
 	uint64_t journal_bytes = KV_JOURNAL_BYTES;
 	struct kv_rocks *r;
@@ -1354,9 +1399,12 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 	char *err = NULL;
 	int rc, i;
 
+	if (create && (flags & KV_OPEN_READ_ONLY))
+		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	r->read_only = flags & KV_OPEN_READ_ONLY;
 	pthread_mutex_init(&r->order_mu, NULL);
 	pthread_mutex_init(&r->ckpt_mu, NULL);
 	pthread_mutex_init(&r->pause_mu, NULL);
@@ -1378,7 +1426,8 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		    (create && kv_parent_statvfs(path, &vfs) == 0)) {
 			total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 			avail = kv_fs_avail(&vfs);
-			if (avail < KV_OPEN_ROOM) {
+			/* A read-only open writes nothing. */
+			if (avail < KV_OPEN_ROOM && !r->read_only) {
 				kv_log(&r->kv, STORE_LOG_ERR,
 				       "cannot open the database in '%s': its filesystem has %llu KiB free, and opening it needs %u KiB: make room first",
 				       path, (unsigned long long)(avail >> 10),
@@ -1475,8 +1524,14 @@ int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
 		r->opts, max_open_files ? (int)max_open_files : -1);
 	for (i = 0; i < KV_CF_COUNT; i++)
 		cfo[i] = kv_rocks_cf_options(r, i);
-	r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
-					     kv_cf_names, cfo, r->cf, &err);
+	if (r->read_only)
+		r->db = rocksdb_open_for_read_only_column_families(
+			r->opts, path, KV_CF_COUNT, kv_cf_names, cfo, r->cf, 0,
+			&err);
+	else
+		r->db = rocksdb_open_column_families(r->opts, path, KV_CF_COUNT,
+						     kv_cf_names, cfo, r->cf,
+						     &err);
 	if (err && strstr(err, "Corruption")) {
 		kv_rocks_open_damaged(r, err);
 		rc = -EUCLEAN;

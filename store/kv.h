@@ -162,6 +162,10 @@ struct kv {
 	 * of RocksDB's fsync journal that the database held (journal.h,
 	 * journal_damage_held).  Set at open. */
 	uint64_t open_damage;
+	/* Bytes of the fsync journal's records that the database lacks and
+	 * an open would replay into it, which a KV_OPEN_READ_ONLY open
+	 * leaves where they are (their checksums are good).  Set at open. */
+	uint64_t open_unapplied;
 };
 
 /* Iterators record their kv so the wrappers can dispatch. */
@@ -169,12 +173,25 @@ struct kv_iter {
 	struct kv *kv;
 };
 
-/* Open RocksDB in path (created if missing when create).  max_open_files:
+/* kv_rocksdb_open flags; `true` (1) is KV_OPEN_CREATE. */
+enum kv_open_flags {
+	/* Create the database if it is missing. */
+	KV_OPEN_CREATE = 1u << 0,
+	/* Change nothing on disk: RocksDB opened read-only (its WAL read
+	 * into memory, no LOCK taken, no new MANIFEST, WAL or LOG), the
+	 * fsync journal read but neither replayed into the database
+	 * (open_unapplied counts what it would give) nor restarted.
+	 * write, compact, drop_files and count_deletions fail with -EROFS;
+	 * sync does nothing.  Not with KV_OPEN_CREATE. */
+	KV_OPEN_READ_ONLY = 1u << 1,
+};
+
+/* Open RocksDB in path; flags: enum kv_open_flags.  max_open_files:
  * the most table files kept open at once (RocksDB raises it to 20), the
  * least recently used closed past it; 0 keeps every one open.  Errors:
- * -EBUSY locked by another process, -EUCLEAN corrupt, -EIO other
- * failures. */
-int kv_rocksdb_open(const char *path, bool create, size_t cache_bytes,
+ * -EBUSY locked by another process, -EUCLEAN corrupt, -EINVAL bad flags,
+ * -EIO other failures. */
+int kv_rocksdb_open(const char *path, unsigned flags, size_t cache_bytes,
 		    unsigned max_open_files, const struct store_log *log,
 		    struct kv **out);
 

@@ -297,7 +297,8 @@ struct store {
 	_Atomic uint64_t watermark;
 	int64_t last_time_ms; /* guarded by seq_mu */
 	int64_t created_ns;
-	uint64_t open_damage; /* the backend's (kv.h), set at open */
+	uint64_t open_damage;	 /* the backend's (kv.h), set at open */
+	uint64_t open_unapplied; /* idem */
 
 	/* Retention and GC. */
 	_Atomic uint64_t retention_s;
@@ -2553,6 +2554,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 	/* Before anything is written (store_set_retention's range). */
 	if (cfg->retention_s > (uint64_t)INT64_MAX / 1000000000)
 		return -EINVAL;
+	if (cfg->read_only && (cfg->create || cfg->retention_s))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -2667,8 +2670,18 @@ int store_open(const char *dir, const struct store_config *cfg,
 		}
 	}
 
+	if (is_new && cfg->read_only) {
+		LOG_ERR(s,
+			"store '%s' was never completely created (its creation was cut short): nothing to read; opening it read-write creates it",
+			dir);
+		rc = -EUCLEAN;
+		goto err_free;
+	}
 	snprintf(path, sizeof(path), "%s/%s", dir, STORE_LOCKFILE);
-	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* Read only: a lock file on a read-only filesystem is locked too. */
+	s->lock_fd = cfg->read_only ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (s->lock_fd < 0)
+		s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (s->lock_fd < 0) {
 		rc = -errno;
 		LOG_ERR(s, "cannot open lock file '%s': %s", path,
@@ -2723,7 +2736,10 @@ int store_open(const char *dir, const struct store_config *cfg,
 	 * RocksDB's create_if_missing would meet a lost CURRENT file with a
 	 * new, empty database, and the next open would delete the old one's
 	 * files as obsolete. */
-	rc = kv_rocksdb_open(path, is_new,
+	rc = kv_rocksdb_open(path,
+			     cfg->read_only ? KV_OPEN_READ_ONLY :
+			     is_new	    ? KV_OPEN_CREATE :
+					      0,
 			     cfg->cache_bytes ? cfg->cache_bytes : (256u << 20),
 			     cfg->max_open_files, &cfg->log, &inner);
 	/* kv.c logged why, naming the damaged file: one line. */
@@ -2731,6 +2747,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 		goto err_free;
 	s->kv = inner;
 	s->open_damage = inner->open_damage;
+	s->open_unapplied = inner->open_unapplied;
 	/* Room for RocksDB to flush its memtables once writes are refused:
 	 * a flush that meets a full disk stops RocksDB until it is opened
 	 * again (on a 64 MiB filesystem the 1/16 reserve was 4 MiB, below
@@ -2782,8 +2799,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 			STORE_FORMAT_VERSION);
 		rc = -EPROTONOSUPPORT;
 		goto err_close;
-	} else if (store_get32(fval + 8) < STORE_FORMAT_VERSION ||
-		   marker_ver < STORE_FORMAT_VERSION) {
+	} else if (!cfg->read_only &&
+		   (store_get32(fval + 8) < STORE_FORMAT_VERSION ||
+		    marker_ver < STORE_FORMAT_VERSION)) {
 		rc = store_format_upgrade(s, dir, store_get32(fval + 8));
 		if (rc)
 			goto err_close;
@@ -2882,7 +2900,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 		}
 		kv_iter_free(it);
 	}
-	if (!fresh)
+	if (!fresh && !cfg->read_only)
 		store_gc_restore(s, s_mark);
 	LOG_INFO(s, "%s store '%s': %" PRIu64 " branches, seq %" PRIu64,
 		 fresh ? "created" : "opened", dir, s->nbranches, s->seq_last);
@@ -3205,9 +3223,12 @@ int store_close(struct store *s)
 		return 0;
 	store_filters_join(s);
 	kv_batch_init(&b);
-	store_batch_counters(s, &b);
-	store_gc_save(s, &b);
-	rc = kv_write(s->kv, &b, true);
+	rc = 0;
+	if (!s->cfg.read_only) {
+		store_batch_counters(s, &b);
+		store_gc_save(s, &b);
+		rc = kv_write(s->kv, &b, true);
+	}
 	kv_batch_release(&b);
 	kv_close(s->kv);
 	store_free(s);
@@ -4272,6 +4293,8 @@ static int store_legacy_check(struct store *s)
 	if (rc || found)
 		return rc;
 	used = s->next_branch_id - 1;
+	if (used <= s->nbranches + s->ndead && s->cfg.read_only)
+		return 0; /* the next open that may write marks it */
 	if (used <= s->nbranches + s->ndead) {
 		/* Best effort: without it the next open looks again. */
 		rc = store_legacy_done(s);
@@ -7442,6 +7465,7 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
 	}
 	free(all);
 	r.journal_damaged = s->open_damage;
+	r.journal_unapplied = s->open_unapplied;
 	*out = r;
 	return 0;
 }

@@ -80,6 +80,17 @@ struct store_config {
 	struct store_log log;
 	/* Create the store if dir does not exist or is empty. */
 	bool create;
+	/* Open for reading only and change nothing on disk (branchd
+	 * --check): the database is opened read-only, the fsync journal's
+	 * records that the database lacks are counted, not replayed
+	 * (store_check_report.journal_unapplied), the journal is not
+	 * restarted, a store of an older format is read as it is, not
+	 * upgraded, and the close writes nothing.  The store's lock is
+	 * taken as for any open (-EBUSY while a daemon serves it).  Every
+	 * call that writes fails with -EROFS.  Not with create or
+	 * retention_s (-EINVAL); a store whose creation was cut short is
+	 * -EUCLEAN. */
+	bool read_only;
 	/* Shared RocksDB block cache in bytes; 0 means 256 MiB. */
 	size_t cache_bytes;
 	/* The most table files of the database open at once (at least 20;
@@ -386,9 +397,14 @@ struct store_check_report {
 	uint64_t bad_blocks;
 	/* Bytes of damage the store's open found that lost nothing: synced
 	 * records of the fsync journal that the database held, stepped over
-	 * (the disk lost or changed data it had flushed).  The open started
-	 * the journal afresh: the next open finds none. */
+	 * (the disk lost or changed data it had flushed).  An open that is
+	 * not read_only starts the journal afresh: the next open finds none;
+	 * a read_only one leaves it, and finds it again. */
 	uint64_t journal_damaged;
+	/* read_only: bytes of fsync journal records, checksums good, that
+	 * the database lacks and the next open that is not read_only
+	 * replays into it (after a crash); their blocks were not checked. */
+	uint64_t journal_unapplied;
 };
 
 /* Read and verify every version of every live branch: block digests and

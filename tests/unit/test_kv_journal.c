@@ -23,6 +23,8 @@
  *  - every kind of op (put, delete, single delete, delete range) is
  *    replayed, in order;
  *  - a journal whose headers are both damaged is refused (-EUCLEAN);
+ *  - a read-only open changes no file, finds held damage every time, and
+ *    counts what the journal would replay instead of replaying it;
  *  - on the journal alone (store/journal.h), damage to a payload or a
  *    header byte: stepped over when the database holds it (said and
  *    counted when later marks say it had been synced, not when none
@@ -320,7 +322,7 @@ static void tj_rmrf(const char *d)
 {
 	char cmd[4200];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.nojournal'", d, d);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.nojournal' '%s.before'", d, d, d);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", d);
 }
@@ -454,13 +456,11 @@ static void test_journal_synced_damage(void **state)
 	kv_close(kv);
 }
 
-/* The database holds batches 1..500 (its WAL cut back to where it was
- * then), the journal all 1000, with record 300 damaged: the replay steps
- * over it and gives back 501..1000 (before: it stopped at 300 and the
- * store came back with 1..500 only). */
-static void test_journal_held_damage(void **state)
+/* A crash image whose database holds batches 1..500 and whose journal
+ * holds 1..1000, record 300 damaged after a later fsync synced it. */
+static void tj_held_damage_image(const char *dir)
 {
-	char *dir = *state, p[4200], cmd[8500];
+	char p[4200], cmd[8500];
 	struct kv *kv;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
@@ -480,7 +480,18 @@ static void test_journal_held_damage(void **state)
 	assert_int_equal(tj_open(p, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 500);
 	kv_close(kv);
+}
 
+/* The database holds batches 1..500 (its WAL cut back to where it was
+ * then), the journal all 1000, with record 300 damaged: the replay steps
+ * over it and gives back 501..1000 (before: it stopped at 300 and the
+ * store came back with 1..500 only). */
+static void test_journal_held_damage(void **state)
+{
+	char *dir = *state;
+	struct kv *kv;
+
+	tj_held_damage_image(dir);
 	tj_log_buf[0] = 0;
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
@@ -491,6 +502,51 @@ static void test_journal_held_damage(void **state)
 	/* the open started the journal afresh: the next one finds none */
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(kv->open_damage, 0);
+	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
+	kv_close(kv);
+}
+
+/* A read-only open (branchd --check) of that image changes nothing on
+ * disk: it finds the same damage every time (before, the open started the
+ * journal afresh and a second check found none), reads the database as
+ * it holds it, counts the journal's records it lacks without replaying
+ * them, and refuses writes; the open that may write then replays them. */
+static void test_journal_read_only_open(void **state)
+{
+	char *dir = *state, db[4200], cmd[8500];
+	unsigned char k[16], v[VLEN];
+	struct kv_batch b;
+	struct kv *kv;
+	int i;
+
+	tj_held_damage_image(dir);
+	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.before'", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(db, sizeof(db), "%s/db", dir);
+	for (i = 0; i < 2; i++) {
+		tj_log_buf[0] = 0;
+		assert_int_equal(kv_rocksdb_open(db, KV_OPEN_READ_ONLY, 8u << 20,
+						 0, &tj_logger, &kv),
+				 0);
+		assert_int_equal(kv->open_damage, 80400 - 80132);
+		assert_non_null(strstr(tj_log_buf, "from lsn 80132 to 80400"));
+		assert_int_equal(kv->open_unapplied, 500 * (uint64_t)TJ_REC);
+		assert_int_equal(tj_prefix(kv, 1, 1000, 0), 500);
+		kv_batch_init(&b);
+		tj_key(k, 2000);
+		tj_val(v, 2000, 0);
+		kv_batch_put(&b, KV_CF_INODE, k, sizeof(k), v, sizeof(v));
+		assert_int_equal(kv_write(kv, &b, true), -EROFS);
+		kv_batch_release(&b);
+		assert_int_equal(kv_sync(kv), 0);
+		kv_close(kv);
+		snprintf(cmd, sizeof(cmd),
+			 "diff -r --no-dereference '%s.before' '%s' >&2", dir,
+			 dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(kv->open_damage, 80400 - 80132);
 	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
 	kv_close(kv);
 }
@@ -871,6 +927,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_journal_power_cut, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_synced_damage, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_held_damage, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_read_only_open, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_epoch_rule, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_epoch_at_start, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_wraps, tj_setup, tj_teardown),
