@@ -53,6 +53,7 @@
 
 #include "store/journal.h"
 #include "store/kv.h"
+#include "tests/unit/test_logbuf.h"
 
 #define VLEN 200u
 
@@ -70,20 +71,11 @@ static void tj_val(unsigned char v[VLEN], uint64_t i, unsigned gen)
 		v[b] = (unsigned char)(i * 31 + b + gen * 7);
 }
 
-/* Errors and warnings logged, one a line (the latest cut off when full);
- * a test empties it before what it checks. */
-static char tj_log_buf[16384];
+/* Errors and warnings logged (test_logbuf.h). */
+static struct tlog_buf tj_log;
 
-static void tj_log(void *ctx, int level, const char *msg)
-{
-	size_t n = strlen(tj_log_buf);
-
-	(void)ctx;
-	(void)level;
-	snprintf(tj_log_buf + n, sizeof(tj_log_buf) - n, "%s\n", msg);
-}
-
-static const struct store_log tj_logger = { tj_log, NULL, STORE_LOG_WARN };
+static const struct store_log tj_logger = { tlog_buf_fn, &tj_log,
+					    STORE_LOG_WARN };
 
 static int tj_open(const char *dir, struct kv **kv)
 {
@@ -440,11 +432,11 @@ static void test_journal_synced_damage(void **state)
 	tj_damage(dir, 599 * (uint64_t)TJ_REC + 60);
 	snprintf(jp, sizeof(jp), "%s/db/BRANCHFS-JOURNAL", dir);
 	before = tj_slurp(jp, &nb);
-	tj_log_buf[0] = 0;
+	tj_log.text[0] = 0;
 	assert_int_equal(tj_open(dir, &kv), -EUCLEAN);
-	assert_non_null(strstr(tj_log_buf, jp));
-	assert_non_null(strstr(tj_log_buf, "from lsn 160532 to 160800"));
-	assert_non_null(strstr(tj_log_buf, "move it aside"));
+	assert_non_null(strstr(tj_log.text, jp));
+	assert_non_null(strstr(tj_log.text, "from lsn 160532 to 160800"));
+	assert_non_null(strstr(tj_log.text, "move it aside"));
 	after = tj_slurp(jp, &na);
 	assert_true(na == nb && memcmp(before, after, nb) == 0);
 	free(before);
@@ -492,13 +484,13 @@ static void test_journal_held_damage(void **state)
 	struct kv *kv;
 
 	tj_held_damage_image(dir);
-	tj_log_buf[0] = 0;
+	tj_log.text[0] = 0;
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 1000, 0), 1000);
 	/* record 300 had been synced: damage that lost nothing, counted */
 	assert_int_equal(kv->open_damage, 80400 - 80132);
 	kv_close(kv);
-	assert_non_null(strstr(tj_log_buf, "from lsn 80132 to 80400"));
+	assert_non_null(strstr(tj_log.text, "from lsn 80132 to 80400"));
 	/* the open started the journal afresh: the next one finds none */
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(kv->open_damage, 0);
@@ -524,12 +516,12 @@ static void test_journal_read_only_open(void **state)
 	assert_int_equal(system(cmd), 0);
 	snprintf(db, sizeof(db), "%s/db", dir);
 	for (i = 0; i < 2; i++) {
-		tj_log_buf[0] = 0;
+		tj_log.text[0] = 0;
 		assert_int_equal(kv_rocksdb_open(db, KV_OPEN_READ_ONLY, 8u << 20,
 						 0, &tj_logger, &kv),
 				 0);
 		assert_int_equal(kv->open_damage, 80400 - 80132);
-		assert_non_null(strstr(tj_log_buf, "from lsn 80132 to 80400"));
+		assert_non_null(strstr(tj_log.text, "from lsn 80132 to 80400"));
 		assert_int_equal(kv->open_unapplied, 500 * (uint64_t)TJ_REC);
 		assert_int_equal(tj_prefix(kv, 1, 1000, 0), 500);
 		kv_batch_init(&b);
@@ -800,12 +792,12 @@ static void test_journal_damage_held(void **state)
 		unlink(path);
 		tjj_fill(dir, path, sizeof(path), 100, 10, 0);
 		tj_damage(dir, TJJ_AT(40) + (hdr ? 5 : 60));
-		tj_log_buf[0] = 0;
+		tj_log.text[0] = 0;
 		assert_int_equal(tjj_replay(path, TJJ_AT(61), &g, &end), 0);
 		tjj_check_got(&g, 61, 100);
 		assert_int_equal(end, TJJ_AT(101));
-		assert_non_null(strstr(tj_log_buf, "from lsn 10452 to 10720"));
-		assert_non_null(strstr(tj_log_buf, "synced past them"));
+		assert_non_null(strstr(tj_log.text, "from lsn 10452 to 10720"));
+		assert_non_null(strstr(tj_log.text, "synced past them"));
 		assert_int_equal(tjj_held, TJJ_AT(41) - TJJ_AT(40));
 	}
 }
@@ -828,14 +820,14 @@ static void test_journal_damage_synced(void **state)
 		tjj_fill(dir, path, sizeof(path), 100, 10, 0);
 		tj_damage(dir, TJJ_AT(40) + (hdr ? 5 : 60));
 		before = tj_slurp(path, &nb);
-		tj_log_buf[0] = 0;
+		tj_log.text[0] = 0;
 		assert_int_equal(tjj_replay(path, TJJ_AT(21), &g, &end),
 				 -EUCLEAN);
 		assert_int_equal(g.n, 0);
-		assert_non_null(strstr(tj_log_buf, path));
-		assert_non_null(strstr(tj_log_buf, "from lsn 10452 to 10720"));
+		assert_non_null(strstr(tj_log.text, path));
+		assert_non_null(strstr(tj_log.text, "from lsn 10452 to 10720"));
 		/* record 41 carries the mark of the sync after record 40 */
-		assert_non_null(strstr(tj_log_buf, "synced up to 10720"));
+		assert_non_null(strstr(tj_log.text, "synced up to 10720"));
 		after = tj_slurp(path, &na);
 		assert_true(na == nb && memcmp(before, after, nb) == 0);
 		free(before);
@@ -862,13 +854,13 @@ static void test_journal_torn_tail(void **state)
 	img = tj_slurp(path, &n);
 	assert_memory_equal(img + 4096 + bad + 10 * TJJ_BIGREC, "BFRJ", 4);
 	free(img);
-	tj_log_buf[0] = 0;
+	tj_log.text[0] = 0;
 	assert_int_equal(tjj_replay(path, TJJ_AT(51), &g, &end), 0);
 	assert_int_equal(g.n, 52); /* 51..100 and the tail's first two */
 	assert_int_equal(g.key[0], 51);
 	assert_int_equal(g.key[51], 102);
 	assert_int_equal(end, bad);
-	assert_null(strstr(tj_log_buf, "damaged"));
+	assert_null(strstr(tj_log.text, "damaged"));
 }
 
 /* Damage the database holds, in records never synced: the torn tail of
@@ -886,7 +878,7 @@ static void test_journal_damage_held_unsynced(void **state)
 
 	tjj_fill(dir, path, sizeof(path), 100, 10, 20);
 	tj_damage(dir, bad + 60);
-	tj_log_buf[0] = 0;
+	tj_log.text[0] = 0;
 	assert_int_equal(tjj_replay(path, bad + 5 * (uint64_t)TJJ_BIGREC, &g,
 				    &end),
 			 0);
@@ -894,7 +886,7 @@ static void test_journal_damage_held_unsynced(void **state)
 	assert_int_equal(g.key[0], 108);
 	assert_true(end > bad + 5 * (uint64_t)TJJ_BIGREC);
 	assert_int_equal(tjj_held, 0);
-	assert_null(strstr(tj_log_buf, "damaged"));
+	assert_null(strstr(tj_log.text, "damaged"));
 }
 
 /* A journal of a build before the durable marks (header bytes 28-39

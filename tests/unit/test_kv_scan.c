@@ -42,6 +42,7 @@
 #include <cmocka.h>
 
 #include "store/kv.h"
+#include "tests/unit/test_logbuf.h"
 #include "tests/unit/test_store_common.h"
 
 #define TS_N 3000u	/* keys */
@@ -351,6 +352,32 @@ static void ts_check_problem(void *ctx, const char *msg)
 	(*(unsigned *)ctx)++;
 }
 
+/* A store in fx->dir/store (cfg made for it, create set, with
+ * max_open_files) whose branch "root" (*bi) holds the 2 MiB file "data" of
+ * pattern 1, closed again; cfg's create is then cleared and fx->db names
+ * the store's database.  The file's inode. */
+static uint64_t ts_make_store(struct ts_fx *fx, struct store_config *cfg,
+			      unsigned max_open_files,
+			      struct store_branch_info *bi)
+{
+	struct store_branch_create_args a;
+	uint64_t f;
+
+	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
+	tstore_config(cfg, true, NULL);
+	cfg->max_open_files = max_open_files;
+	assert_int_equal(store_open(fx->db, cfg, &fx->s), 0);
+	a = tstore_args("root", 0, STORE_SEQ_LATEST);
+	assert_int_equal(store_branch_create(fx->s, &a, bi), 0);
+	f = tstore_mkfile(fx->s, bi->id, bi->root_ino, "data");
+	tstore_write_pat(fx->s, bi->id, f, 1, 0, 2u << 20);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+	cfg->create = false;
+	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
+	return f;
+}
+
 /* The store's check (branchd --check) over the same kind of damage: a
  * file's blocks in 64 KiB table files of one level, one of them that the
  * store's open left closed taken away.  It reports damage. */
@@ -358,26 +385,14 @@ static void test_kv_scan_store_check_reports_missing_table(void **state)
 {
 	struct ts_fx *fx = *state;
 	uint64_t before[TS_MAX_FILES], after[TS_MAX_FILES], out[TS_MAX_FILES];
-	struct store_branch_create_args a;
 	struct store_check_report rep;
 	struct store_branch_info bi;
 	struct store_config cfg;
 	size_t nb, na, nout = 0, i, j;
 	unsigned problems = 0;
-	uint64_t f;
 
-	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
-	tstore_config(&cfg, true, NULL);
-	cfg.max_open_files = 20;
-	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
-	a = tstore_args("root", 0, STORE_SEQ_LATEST);
-	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
-	f = tstore_mkfile(fx->s, bi.id, bi.root_ino, "data");
-	tstore_write_pat(fx->s, bi.id, f, 1, 0, 2u << 20);
-	assert_int_equal(store_close(fx->s), 0);
-	fx->s = NULL;
+	ts_make_store(fx, &cfg, 20, &bi);
 	/* the block family into one level, as in ts_setup */
-	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
 	setenv("BRANCHFS_TEST_SST_KIB", TS_SST_KIB, 1);
 	assert_int_equal(ts_open(fx, false), 0);
 	nb = ts_tables(fx->db, before);
@@ -396,7 +411,6 @@ static void test_kv_scan_store_check_reports_missing_table(void **state)
 		fail_msg("the compaction made %zu table files, want 4 or more",
 			 nout);
 	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
-	cfg.create = false;
 	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
 	unsetenv("BRANCHFS_TEST_SST_KIB");
 	tstore_wait_filters(fx->s);
@@ -428,15 +442,21 @@ static void test_kv_scan_store_check_reports_missing_table(void **state)
 	fx->s = NULL;
 }
 
-static char ts_log_buf[8192];
+static struct tlog_buf ts_log; /* test_logbuf.h */
 
-static void ts_log(void *ctx, int level, const char *msg)
+/* The database's open is refused as damaged (-EUCLEAN) in one line: one
+ * line break, at the end of what it logged (in ts_log). */
+static void ts_open_refused(struct ts_fx *fx)
 {
-	size_t n = strlen(ts_log_buf);
+	struct store_log log = { tlog_buf_fn, &ts_log, STORE_LOG_WARN };
 
-	(void)ctx;
-	(void)level;
-	snprintf(ts_log_buf + n, sizeof(ts_log_buf) - n, "%s\n", msg);
+	ts_log.text[0] = 0;
+	assert_int_equal(kv_rocksdb_open(fx->db, false, 8u << 20, 20, &log,
+					 &fx->kv),
+			 -EUCLEAN);
+	fprintf(stderr, "%s", ts_log.text);
+	assert_ptr_equal(strchr(ts_log.text, '\n'),
+			 ts_log.text + strlen(ts_log.text) - 1);
 }
 
 /* Two table files of the level taken away while the database is closed
@@ -449,7 +469,6 @@ static void test_kv_scan_open_names_missing_tables(void **state)
 {
 	struct ts_fx *fx = *state;
 	uint64_t nums[TS_MAX_FILES], other;
-	struct store_log log = { ts_log, NULL, STORE_LOG_WARN };
 	char want[64], from[220], to[230];
 	size_t n, i;
 
@@ -469,24 +488,32 @@ static void test_kv_scan_open_names_missing_tables(void **state)
 		 (unsigned long long)other);
 	snprintf(to, sizeof(to), "%s.away", from);
 	assert_int_equal(rename(from, to), 0);
-	ts_log_buf[0] = 0;
-	assert_int_equal(kv_rocksdb_open(fx->db, false, 8u << 20, 20, &log,
-					 &fx->kv),
-			 -EUCLEAN);
-	fprintf(stderr, "%s", ts_log_buf);
-	/* one line: one line break, at the end */
-	assert_ptr_equal(strchr(ts_log_buf, '\n'),
-			 ts_log_buf + strlen(ts_log_buf) - 1);
+	ts_open_refused(fx);
 	snprintf(want, sizeof(want), "%06llu.sst (missing)",
 		 (unsigned long long)fx->victim);
-	assert_non_null(strstr(ts_log_buf, want));
+	assert_non_null(strstr(ts_log.text, want));
 	snprintf(want, sizeof(want), "%06llu.sst (missing)",
 		 (unsigned long long)other);
-	assert_non_null(strstr(ts_log_buf, want));
-	assert_non_null(strstr(ts_log_buf, "put them back"));
+	assert_non_null(strstr(ts_log.text, want));
+	assert_non_null(strstr(ts_log.text, "put them back"));
 	assert_int_equal(rename(to, from), 0);
 	ts_put_back(fx);
 	assert_int_equal(ts_open(fx, false), 0);
+}
+
+/* Flip every bit of the byte at off (fseek's whence) of the file. */
+static void ts_flip(const char *path, long off, int whence)
+{
+	FILE *fp = fopen(path, "r+b");
+	int c;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, off, whence), 0);
+	c = fgetc(fp);
+	assert_true(c >= 0);
+	assert_int_equal(fseek(fp, off, whence), 0);
+	assert_int_equal(fputc(c ^ 0xff, fp), c ^ 0xff);
+	assert_int_equal(fclose(fp), 0);
 }
 
 /* A table file damaged before the store is opened, in a data block (what
@@ -501,7 +528,6 @@ static void test_kv_scan_store_table_damaged_before_open(void **state)
 {
 	struct ts_fx *fx = *state;
 	uint64_t nums[TS_MAX_FILES], biggest = 0;
-	struct store_branch_create_args a;
 	struct store_check_report rep;
 	struct store_branch_info bi;
 	struct store_config cfg;
@@ -512,20 +538,9 @@ static void test_kv_scan_store_table_damaged_before_open(void **state)
 	struct stat st;
 	off_t size = 0;
 	uint64_t f;
-	FILE *fp;
-	int c;
 
-	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
-	tstore_config(&cfg, true, NULL);
-	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
-	a = tstore_args("root", 0, STORE_SEQ_LATEST);
-	assert_int_equal(store_branch_create(fx->s, &a, &bi), 0);
-	f = tstore_mkfile(fx->s, bi.id, bi.root_ino, "data");
-	tstore_write_pat(fx->s, bi.id, f, 1, 0, 2u << 20);
-	assert_int_equal(store_close(fx->s), 0);
-	fx->s = NULL;
+	f = ts_make_store(fx, &cfg, 0, &bi);
 	/* the blocks into a table file */
-	snprintf(fx->db, sizeof(fx->db), "%s/store/db", fx->dir);
 	assert_int_equal(ts_open(fx, false), 0);
 	assert_int_equal(
 		kv_compact(fx->kv, KV_CF_BLOCK, NULL, 0, NULL, 0, true), 0);
@@ -544,26 +559,19 @@ static void test_kv_scan_store_table_damaged_before_open(void **state)
 	assert_true(size > (1 << 20));
 	snprintf(path, sizeof(path), "%s/%06llu.sst", fx->db,
 		 (unsigned long long)biggest);
-	fp = fopen(path, "r+b");
-	assert_non_null(fp);
-	assert_int_equal(fseek(fp, size / 2, SEEK_SET), 0);
-	c = fgetc(fp);
-	assert_true(c >= 0);
-	assert_int_equal(fseek(fp, size / 2, SEEK_SET), 0);
-	assert_int_equal(fputc(c ^ 0xff, fp), c ^ 0xff);
-	assert_int_equal(fclose(fp), 0);
+	ts_flip(path, size / 2, SEEK_SET);
 
 	snprintf(fx->db, sizeof(fx->db), "%s/store", fx->dir);
-	cfg.create = false;
-	cfg.log.fn = ts_log;
+	cfg.log.fn = tlog_buf_fn;
+	cfg.log.ctx = &ts_log;
 	cfg.log.level = STORE_LOG_WARN;
-	ts_log_buf[0] = 0;
+	ts_log.text[0] = 0;
 	assert_int_equal(store_open(fx->db, &cfg, &fx->s), 0);
 	assert_int_equal(store_wait_filters(fx->s, 60000), -EIO);
-	fprintf(stderr, "%s", ts_log_buf);
-	assert_non_null(strstr(ts_log_buf, path));
-	assert_non_null(strstr(ts_log_buf, "cannot be read"));
-	assert_non_null(strstr(ts_log_buf, "branchd --check"));
+	fprintf(stderr, "%s", ts_log.text);
+	assert_non_null(strstr(ts_log.text, path));
+	assert_non_null(strstr(ts_log.text, "cannot be read"));
+	assert_non_null(strstr(ts_log.text, "branchd --check"));
 	/* reads: the right bytes or EIO, block by block */
 	buf = malloc(STORE_BLOCK_SIZE);
 	want = malloc(STORE_BLOCK_SIZE);

@@ -413,33 +413,30 @@ static void test_pgckpt_helper_failure_reason_is_kept(void **state)
 
 /* A helper that printed "ok" (CHECKPOINT returned) and then failed: the
  * reason says how it ended, not "ok". */
-static void test_pgckpt_failure_after_ok_says_how(void **state)
+static void helper_fails_after_ok(struct ctx *x, const char *body,
+				  const char *want)
 {
-	struct ctx *x = *state;
 	struct bd_pgckpt_result res;
 	char exe[128];
 
-	put_script(x, "ok-exit.sh", "echo ok\nexit 3", exe, sizeof(exe));
+	put_script(x, "ok-then.sh", body, exe, sizeof(exe));
 	run_helper(x, exe, 5000, &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
-	assert_string_equal(res.why,
-			    "the checkpoint helper said 'ok' but then exited "
-			    "with status 3");
+	assert_string_equal(res.why, want);
+}
+
+static void test_pgckpt_failure_after_ok_says_how(void **state)
+{
+	helper_fails_after_ok(*state, "echo ok\nexit 3",
+			      "the checkpoint helper said 'ok' but then "
+			      "exited with status 3");
 }
 
 static void test_pgckpt_signal_after_ok_says_how(void **state)
 {
-	struct ctx *x = *state;
-	struct bd_pgckpt_result res;
-	char exe[128];
-
-	put_script(x, "ok-kill.sh", "echo ok\nkill -TERM $$", exe,
-		   sizeof(exe));
-	run_helper(x, exe, 5000, &res);
-	assert_int_equal(res.outcome, BD_PGCKPT_FAILED);
-	assert_string_equal(res.why,
-			    "the checkpoint helper said 'ok' but then died of "
-			    "signal 15 (Terminated)");
+	helper_fails_after_ok(*state, "echo ok\nkill -TERM $$",
+			      "the checkpoint helper said 'ok' but then died "
+			      "of signal 15 (Terminated)");
 }
 
 static void test_pgckpt_missing_helper_fails_cleanly(void **state)
