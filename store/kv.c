@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1236,6 +1237,91 @@ static size_t kv_err_tables(const char *err, uint64_t *nums, size_t max)
 	return n;
 }
 
+/* The most table files the refusal of a damaged database names, the rest
+ * counted ("and N more"). */
+#define KV_DAMAGED_NAMED 10
+
+/* Whether the table file at path ends as a block-based table does: at
+ * least a footer's 53 bytes, the last 8 its magic number (little-endian;
+ * the legacy one too).  true when it cannot be read: RocksDB names such a
+ * file itself. */
+static bool kv_table_end_ok(const char *path)
+{
+	unsigned char b[8];
+	struct stat st;
+	uint64_t m = 0;
+	bool ok = true;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), i;
+
+	if (fd < 0)
+		return true;
+	if (fstat(fd, &st) != 0) {
+		ok = true;
+	} else if (st.st_size < 53) {
+		ok = false;
+	} else if (pread(fd, b, 8, st.st_size - 8) == 8) {
+		for (i = 7; i >= 0; i--)
+			m = m << 8 | b[i];
+		ok = m == 0x88e241b785f4cff7ull || m == 0xdb4775248b80fb57ull;
+	}
+	close(fd);
+	return ok;
+}
+
+static int kv_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* RocksDB's open stops at the first table file it cannot open (it opens
+ * up to 16 at open, and checks the others' sizes only once those opened):
+ * add to *nums (n of them, room for *cap, grown) the other table files of
+ * the directory whose end is not a table's.  A cheap look, on the refusal
+ * only: one read of 8 bytes per file.  (A file that is no longer live,
+ * such as a compaction's output cut short by a crash, would be named
+ * too; only in a store refused for a damaged file already.)  Returns the
+ * new count. */
+static size_t kv_damaged_tables(const char *path, uint64_t **nums, size_t n,
+				size_t *cap)
+{
+	char p[4200];
+	struct dirent *de;
+	DIR *d = opendir(path);
+	size_t i;
+
+	if (!d)
+		return n;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		uint64_t num;
+		char *end;
+
+		if (len <= 4 || strcmp(de->d_name + len - 4, ".sst") != 0)
+			continue;
+		num = strtoull(de->d_name, &end, 10);
+		if (end != de->d_name + len - 4)
+			continue;
+		for (i = 0; i < n && (*nums)[i] != num; i++)
+			;
+		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+		if (i < n || kv_table_end_ok(p))
+			continue;
+		if (n == *cap) {
+			uint64_t *g = realloc(*nums, 2 * *cap * sizeof(**nums));
+
+			if (!g)
+				break;
+			*nums = g;
+			*cap *= 2;
+		}
+		(*nums)[n++] = num;
+	}
+	closedir(d);
+	return n;
+}
+
 /*
  * One line for a database RocksDB refuses to open as corrupt.  Most often
  * a table file is missing, cut short or damaged where the open reads it
@@ -1251,11 +1337,21 @@ static size_t kv_err_tables(const char *err, uint64_t *nums, size_t max)
  */
 static void kv_rocks_open_damaged(struct kv_rocks *r, char *err)
 {
-	char files[512] = "", why[768], *w, p[4200];
+	char files[640] = "", why[768], *w, p[4200];
 	const char *todo;
-	uint64_t nums[8];
-	size_t n = kv_err_tables(err, nums, 8), i, len = 0, j;
+	/* every table name in err, at most one per 4 bytes of it */
+	size_t cap = strlen(err) / 4 + 16, n = 0, i, len = 0, j;
+	uint64_t *nums = malloc(cap * sizeof(*nums));
 	bool missing = false, damaged = false;
+
+	if (nums) {
+		n = kv_err_tables(err, nums, cap);
+		/* Only beside a table file RocksDB named: damage elsewhere
+		 * (its MANIFEST) says nothing about the tables. */
+		if (n)
+			n = kv_damaged_tables(r->path, &nums, n, &cap);
+		qsort(nums, n, sizeof(*nums), kv_u64_cmp);
+	}
 
 	/* RocksDB's text on one line, without its "Corruption: " prefixes
 	 * and the MANIFEST it was reading. */
@@ -1271,7 +1367,7 @@ static void kv_rocks_open_damaged(struct kv_rocks *r, char *err)
 	w = strstr(why, " in file ");
 	if (w && strstr(w, "MANIFEST-"))
 		*w = 0;
-	for (i = 0; i < n && len < sizeof(files); i++) {
+	for (i = 0; i < n; i++) {
 		struct stat st;
 		bool gone;
 
@@ -1280,11 +1376,18 @@ static void kv_rocks_open_damaged(struct kv_rocks *r, char *err)
 		gone = stat(p, &st) != 0 && errno == ENOENT;
 		missing = missing || gone;
 		damaged = damaged || !gone;
-		len += (size_t)snprintf(files + len, sizeof(files) - len,
-					"%s%06llu.sst (%s)", i ? ", " : "",
-					(unsigned long long)nums[i],
-					gone ? "missing" : "damaged");
+		if (i < KV_DAMAGED_NAMED && len < sizeof(files))
+			len += (size_t)snprintf(files + len,
+						sizeof(files) - len,
+						"%s%06llu.sst (%s)",
+						i ? ", " : "",
+						(unsigned long long)nums[i],
+						gone ? "missing" : "damaged");
 	}
+	if (n > KV_DAMAGED_NAMED && len < sizeof(files))
+		snprintf(files + len, sizeof(files) - len, " and %zu more",
+			 n - KV_DAMAGED_NAMED);
+	free(nums);
 	if (n == 0)
 		todo = "restore the store from a backup";
 	else if (!damaged)

@@ -21,6 +21,8 @@
  *    with the file back checks every block clean;
  *  - two table files taken away while the database is closed: its open
  *    fails in one line naming both, missing, and to put them back;
+ *  - three table files damaged in their footers, among them those the
+ *    open reads: the open fails in one line naming all three, damaged;
  *  - a table file with a data block damaged before the store's open: the
  *    store opens, says that data cannot be read and to run branchd
  *    --check, reads of it are EIO or right (never zeros), and the check
@@ -516,6 +518,57 @@ static void ts_flip(const char *path, long off, int whence)
 	assert_int_equal(fclose(fp), 0);
 }
 
+/* Flip the last byte (in the footer's magic number) of table file num. */
+static void ts_flip_end(const char *db, uint64_t num)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/%06llu.sst", db,
+		 (unsigned long long)num);
+	ts_flip(path, -1, SEEK_END);
+}
+
+/* Three table files damaged in their footers while the database is
+ * closed, among them those its open reads (which stop it at the first it
+ * cannot open): the open fails with -EUCLEAN and one line that names all
+ * three as damaged (before: only the first RocksDB met).  Repaired, it
+ * opens. */
+static void test_kv_scan_open_names_damaged_tables(void **state)
+{
+	struct ts_fx *fx = *state;
+	uint64_t nums[TS_MAX_FILES], bad[3];
+	size_t n, i, nbad = 0;
+	char want[64];
+	const char *p;
+
+	n = ts_tables(fx->db, nums);
+	for (i = 0; i < n && nbad < 2; i++)
+		if (ts_table_open(fx->db, nums[i]))
+			bad[nbad++] = nums[i];
+	assert_true(nbad > 0); /* the open reads at least one */
+	for (i = n; i > 0 && nbad < 3; i--)
+		if (!ts_table_open(fx->db, nums[i - 1]))
+			bad[nbad++] = nums[i - 1];
+	assert_int_equal(nbad, 3);
+	kv_close(fx->kv);
+	fx->kv = NULL;
+	for (i = 0; i < nbad; i++)
+		ts_flip_end(fx->db, bad[i]);
+	ts_open_refused(fx);
+	for (i = 0; i < nbad; i++) {
+		snprintf(want, sizeof(want), "%06llu.sst (damaged)",
+			 (unsigned long long)bad[i]);
+		assert_non_null(strstr(ts_log.text, want));
+	}
+	for (i = 0, p = ts_log.text; (p = strstr(p, ".sst (")); p++)
+		i++;
+	assert_int_equal(i, nbad);
+	assert_non_null(strstr(ts_log.text, "keep a copy of them"));
+	for (i = 0; i < nbad; i++)
+		ts_flip_end(fx->db, bad[i]);
+	assert_int_equal(ts_open(fx, false), 0);
+}
+
 /* A table file damaged before the store is opened, in a data block (what
  * the open does not read: a missing or short file, or a damaged footer,
  * is refused by the open itself, t55): the store opens, but the read
@@ -614,6 +667,9 @@ int main(void)
 			ts_setup_dir, ts_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_kv_scan_open_names_missing_tables, ts_setup,
+			ts_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_kv_scan_open_names_damaged_tables, ts_setup,
 			ts_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_kv_scan_store_table_damaged_before_open,
