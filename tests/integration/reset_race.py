@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""reset_race.py BRANCHCTL MOUNT PARENT BRANCH SECONDS - resets racing changes.
+"""reset_race.py BRANCHCTL MOUNT PARENT BRANCH SECONDS [MIN_RESETS] - resets racing changes.
 
 A reset must never land between the store reading a branch for a change
 (create, link, unlink, rename, mkdir, rmdir, chmod, truncate) and
@@ -15,11 +15,23 @@ file stays open long), and while they run the main thread resets the
 branch with `branchctl reset`.  Then the threads pause and every file's
 st_nlink is checked against the names it has in the branch.
 
+The pause is a handshake: the main thread reads the tree only once each
+thread has said, under one lock, that it parked for this very pause.
+With an event per thread that it set when it parked and cleared when it
+went on, a thread that was woken for a round but not yet run (a loaded
+machine: it waited for a CPU all through the reset) still had its event
+set from the pause before; the main thread took that for parked and read
+the tree while the thread made its changes, and a link made between the
+read of d and the stat of fW was reported as a link count with one name.
+RESET_RACE_WAKE_DELAY (seconds) holds each thread that long between being
+let go after a pause and its first change, as such a thread is held; t30
+runs the test with it too.
+
 Checks: the threads met no error other than the ones a reset explains
 (ENOENT, EEXIST, ENOTEMPTY, ESTALE); every reset exited 0 or 6 (busy), and
-at least 20 succeeded; no link count ever disagreed with the names; after
-one more reset the branch's d is exactly the parent's.  Prints one summary
-line; exit status 0 or 1.
+at least MIN_RESETS (20) succeeded; no link count ever disagreed with the names, and no
+change started while they were read; after one more reset the branch's d
+is exactly the parent's.  Prints one summary line; exit status 0 or 1.
 """
 import errno
 import os
@@ -51,23 +63,42 @@ def tree(root):
 
 def main():
     ctl, mnt, parent, branch, secs = sys.argv[1:6]
+    min_resets = int(sys.argv[6]) if len(sys.argv) > 6 else 20
     pd = os.path.join(mnt, parent, "d")
     bd = os.path.join(mnt, branch, "d")
-    run, quit_ = threading.Event(), threading.Event()
-    idle = [threading.Event(), threading.Event()]
-    errors, counts = [], {"ops": 0}
+    wake_delay = float(os.environ.get("RESET_RACE_WAKE_DELAY", "0"))
+    # state["go"]: the threads may change d; state["pause"]: how many times
+    # the main thread stopped them; parked[w]: the pause thread w last
+    # parked for.  All under cv.
+    cv = threading.Condition()
+    state = {"go": False, "quit": False, "pause": 0}
+    parked = [-1, -1]
+    checking = threading.Event()
+    errors, counts = [], {"ops": 0, "during_check": 0}
     lock = threading.Lock()
+
+    def may_go(w):
+        """Wait while paused, saying once per pause that w is parked.
+        Returns (whether to go on, whether it waited)."""
+        waited = False
+        with cv:
+            while not state["go"] and not state["quit"]:
+                if parked[w] != state["pause"]:
+                    parked[w] = state["pause"]
+                    cv.notify_all()
+                cv.wait()
+                waited = True
+            return not state["quit"], waited
 
     def worker(w):
         i = 0
         tmp, f = os.path.join(bd, "t%d" % w), os.path.join(bd, "f%d" % w)
         while True:
-            if not run.is_set():
-                idle[w].set()
-                run.wait()
-                if quit_.is_set():
-                    return
-                idle[w].clear()
+            go, waited = may_go(w)
+            if not go:
+                return
+            if waited and wake_delay:
+                time.sleep(wake_delay)
             i += 1
             steps = (
                 lambda: os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)),
@@ -79,6 +110,9 @@ def main():
                 lambda: os.truncate(os.path.join(bd, "g%d" % w), i % 100),
             )
             for step in steps:
+                if checking.is_set():
+                    with lock:
+                        counts["during_check"] += 1
                 try:
                     step()
                 except OSError as e:
@@ -87,6 +121,20 @@ def main():
                             errors.append("%s: %s" % (e.filename, e.strerror))
                 with lock:
                     counts["ops"] += 1
+
+    def resume():
+        with cv:
+            state["go"] = True
+            cv.notify_all()
+
+    def pause():
+        """Stop the threads: True once each has finished its round of
+        changes and parked for this pause."""
+        with cv:
+            state["go"] = False
+            state["pause"] += 1
+            cv.notify_all()
+            return cv.wait_for(lambda: all(p == state["pause"] for p in parked), 60)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(2)]
     for t in threads:
@@ -98,7 +146,7 @@ def main():
     try:
         while time.monotonic() < end and len(fails) < 5:
             rounds += 1
-            run.set()
+            resume()
             time.sleep(0.002)
             r = subprocess.run([ctl, "--mount", mnt, "reset", branch],
                                capture_output=True, text=True, timeout=60)
@@ -107,21 +155,26 @@ def main():
             else:
                 bad.append("reset exited %d: %s" % (r.returncode, r.stderr.strip()))
             time.sleep(0.002)
-            run.clear()
-            for ev in idle:
-                ev.wait(60)
+            if not pause():
+                fails.append("round %d: the threads did not stop within 60 s" % rounds)
+                break
+            checking.set()
             _, names, nlink = tree(bd)
+            checking.clear()
             for ino, ns in names.items():
                 if nlink[ino] != len(ns):
                     fails.append("round %d: inode %d has st_nlink %d but %d names %s" %
                                  (rounds, ino, nlink[ino], len(ns), sorted(ns)[:3]))
     finally:
-        quit_.set()
-        run.set()
+        with cv:
+            state["quit"] = True
+            cv.notify_all()
         for t in threads:
             t.join()
+    if counts["during_check"]:
+        fails.append("%d changes started while the tree was read" % counts["during_check"])
     fails += errors[:5] + bad[:5]
-    if resets[0] < 20:
+    if resets[0] < min_resets:
         fails.append("only %d of %d resets succeeded" % (resets[0], resets[0] + resets[6]))
     r = subprocess.run([ctl, "--mount", mnt, "reset", branch],
                        capture_output=True, text=True, timeout=60)

@@ -416,6 +416,14 @@ expect_ctl 0 create rr --from rrp
 out=$(tmo 120 python3 "$(dirname "$0")/reset_race.py" "$BRANCHCTL" "$MNT" rrp rr 15) ||
 	fail "$out"
 log "$out"
+# Again with each thread held 50 ms between being let go after a pause and
+# its first change, as a loaded machine holds a thread that waits for a CPU
+# all through a reset: the tree is read only once both threads have parked
+# for that pause, never while one of them goes on with its changes.  Each
+# round waits for the held threads, so fewer resets are asked for (5).
+out=$(RESET_RACE_WAKE_DELAY=0.05 tmo 60 python3 "$(dirname "$0")/reset_race.py" "$BRANCHCTL" "$MNT" rrp rr 4 5) ||
+	fail "$out"
+log "$out"
 expect_ctl 0 delete rr
 expect_ctl 0 delete rrp
 
