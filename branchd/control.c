@@ -103,6 +103,13 @@ static void bd_hook_changed(void *ctx, uint64_t branch, const char *old_name,
 		fs_invalidate_tree(c->cfg.fs, branch);
 }
 
+static void bd_hook_prepare_reset(void *ctx, uint64_t branch)
+{
+	struct bd_control *c = ctx;
+
+	fs_reset_prepare(c->cfg.fs, branch);
+}
+
 static int bd_hook_rename(void *ctx, uint64_t branch, const char *old_name,
 			  const char *new_name)
 {
@@ -291,6 +298,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.end_change = bd_hook_end;
 	cc.hooks.rename = bd_hook_rename;
 	cc.hooks.changed = bd_hook_changed;
+	cc.hooks.prepare_reset = bd_hook_prepare_reset;
 	cc.hooks.may_create = bd_hook_may_create;
 	cc.hooks.may_remove = bd_hook_may_remove;
 	cc.hooks.get_default = bd_hook_get_default;

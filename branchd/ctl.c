@@ -866,6 +866,8 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 	}
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;
+	if (c->cfg.hooks.prepare_reset)
+		c->cfg.hooks.prepare_reset(c->cfg.hooks.ctx, bi.id);
 	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
 	bd_end_change(c, bi.id);
 	if (rc && rc != -EINVAL && rc != -ENOTEMPTY && rc != -ENOENT &&

@@ -43,6 +43,10 @@ struct bd_ctl_hooks {
 	 * kernel: drop its cached entries and data. */
 	void (*changed)(void *ctx, uint64_t branch, const char *old_name,
 			const char *new_name);
+	/* Just before a reset, with the branch held: note what the kernel
+	 * may cache of the tree being replaced, for changed to drop.  May be
+	 * NULL. */
+	void (*prepare_reset)(void *ctx, uint64_t branch);
 	/* 0 if uid, with primary group gid and the ngroups supplementary
 	 * groups, may create a branch in the branch root (write and search
 	 * permission on it), else -EACCES. */

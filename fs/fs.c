@@ -60,6 +60,24 @@
 
 extern char **environ;
 
+/* The names of a branch's known directories before a reset
+ * (fs_reset_prepare, fs_invalidate_tree). */
+struct fs_old_name {
+	uint64_t dir; /* node id */
+	char *name;
+};
+
+struct fs_old_names {
+	struct fs_old_names *next;
+	uint64_t branch;
+	size_t n, cap;
+	struct fs_old_name *v;
+};
+
+static void fs_old_names_free(struct fs_old_names *o);
+static struct fs_old_names *fs_old_names_take(struct fs *fs,
+					      uint64_t branch_id);
+
 static struct store_log fs_lib_log;
 /* Set when libfuse logged an error, so that fs_mount() does not add a
  * second line for the same failure. */
@@ -963,6 +981,12 @@ void fs_free(struct fs *fs)
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	fs_map_release(&fs->epochs);
+	while (fs->old_names) {
+		struct fs_old_names *o = fs->old_names;
+
+		fs->old_names = o->next;
+		fs_old_names_free(o);
+	}
 	pthread_mutex_destroy(&fs->root_mu);
 	pthread_mutex_destroy(&fs->loop_mu);
 	pthread_mutex_destroy(&fs->default_mu);
@@ -1824,9 +1848,11 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
 	int rc = 0, r;
 
 	r = store_branch_get(fs->store, branch_id, &bi);
-	if (r == -ENOENT)
-		fs_epoch_drop(fs, branch_id); /* deleted */
-	else if (r == 0 && !old_name)
+	if (r == -ENOENT) {
+		/* deleted */
+		fs_epoch_drop(fs, branch_id);
+		fs_old_names_free(fs_old_names_take(fs, branch_id));
+	} else if (r == 0 && !old_name)
 		old_name = bi.name;
 	if (!fs->se || !fs->mounted)
 		return 0;
@@ -1909,8 +1935,95 @@ int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
 	return rc;
 }
 
+static void fs_old_names_free(struct fs_old_names *o)
+{
+	size_t i;
+
+	if (!o)
+		return;
+	for (i = 0; i < o->n; i++)
+		free(o->v[i].name);
+	free(o->v);
+	free(o);
+}
+
+/* Unlink the branch's list from fs->old_names: owned by the caller (freed
+ * with fs_old_names_free), or NULL. */
+static struct fs_old_names *fs_old_names_take(struct fs *fs, uint64_t branch_id)
+{
+	struct fs_old_names **pp, *o = NULL;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	for (pp = &fs->old_names; *pp; pp = &(*pp)->next) {
+		if ((*pp)->branch == branch_id) {
+			o = *pp;
+			*pp = o->next;
+			o->next = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->nodes_mu);
+	return o;
+}
+
+static int fs_old_names_add(struct fs_old_names *o, uint64_t dir,
+			    const char *name)
+{
+	if (o->n == o->cap) {
+		size_t nc = o->cap ? o->cap * 2 : 64;
+		struct fs_old_name *p = realloc(o->v, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		o->v = p;
+		o->cap = nc;
+	}
+	o->v[o->n].name = strdup(name);
+	if (!o->v[o->n].name)
+		return -ENOMEM;
+	o->v[o->n++].dir = dir;
+	return 0;
+}
+
+int fs_reset_prepare(struct fs *fs, uint64_t branch_id)
+{
+	struct fs_old_names *o, *prev;
+	uint64_t *dirs = NULL;
+	size_t ndirs = 0, i, j;
+	int rc;
+
+	if (!fs->se || !fs->mounted)
+		return 0;
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->branch = branch_id;
+	rc = fs_nodes_of(fs, branch_id, FS_NODE_DIR, &dirs, &ndirs);
+	for (i = 0; rc == 0 && i < ndirs; i++) {
+		struct store_dirent *ents = NULL;
+		size_t n = 0;
+
+		if (store_readdir(fs->store, branch_id, STORE_SEQ_LATEST,
+				  fs_ino_of(dirs[i]), &ents, &n) != 0)
+			continue; /* a directory of an older tree */
+		for (j = 0; rc == 0 && j < n; j++)
+			rc = fs_old_names_add(o, dirs[i], ents[j].name);
+		free(ents);
+	}
+	free(dirs);
+	/* With -ENOMEM, the names read so far are kept. */
+	prev = fs_old_names_take(fs, branch_id);
+	pthread_mutex_lock(&fs->nodes_mu);
+	o->next = fs->old_names;
+	fs->old_names = o;
+	pthread_mutex_unlock(&fs->nodes_mu);
+	fs_old_names_free(prev);
+	return rc;
+}
+
 int fs_invalidate_tree(struct fs *fs, uint64_t branch_id)
 {
+	struct fs_old_names *old;
 	uint64_t *dirs = NULL;
 	size_t ndirs = 0, names = 0, i, j;
 	int rc, r;
@@ -1939,8 +2052,22 @@ int fs_invalidate_tree(struct fs *fs, uint64_t branch_id)
 		free(ents);
 	}
 	free(dirs);
-	FS_DEBUG(fs,
-		 "invalidated %zu names in %zu directories of branch %llu: %d",
-		 names, ndirs, (unsigned long long)branch_id, rc);
+	/* The names before the reset (fs_reset_prepare): one in use while
+	 * the kernel dropped the rest would lead on to its inode.  Many are
+	 * the reset tree's too: the second drop of a name costs little. */
+	old = fs_old_names_take(fs, branch_id);
+	for (i = 0; old && i < old->n; i++) {
+		r = fuse_lowlevel_notify_inval_entry(fs->se, old->v[i].dir,
+						     old->v[i].name,
+						     strlen(old->v[i].name));
+		if (r && r != -ENOENT && !rc)
+			rc = r;
+	}
+	FS_DEBUG(
+		fs,
+		"invalidated %zu names (and %zu from before the reset) in %zu directories of branch %llu: %d",
+		names, old ? old->n : 0, ndirs, (unsigned long long)branch_id,
+		rc);
+	fs_old_names_free(old);
 	return rc;
 }

@@ -180,6 +180,19 @@ int fs_invalidate_branch(struct fs *fs, uint64_t branch_id,
  * returns as fs_invalidate_branch. */
 int fs_invalidate_tree(struct fs *fs, uint64_t branch_id);
 
+/* Before a reset, with the branch held (fs_branch_begin_change): read the
+ * names in every directory of the branch the kernel knows, as they are
+ * before the reset, for the next fs_invalidate_tree of the branch to drop
+ * too.  A name of the old tree only (a hard link or a rename made in the
+ * branch) whose dentry was in use while the reset's invalidation ran (an
+ * O_PATH descriptor, a call in flight) was not dropped, and stat(2)
+ * through it found the file, in the reset tree under another name, for up
+ * to the entry timeout.  0, or -ENOMEM (then only the reset tree's names
+ * are dropped).  Names kept for a reset that did not happen are replaced
+ * by the next call for the branch, dropped when it is deleted, and freed
+ * by fs_free. */
+int fs_reset_prepare(struct fs *fs, uint64_t branch_id);
+
 /* The tablespace rule (fs_link.c): 0 if a branch of parent as of seq
  * (STORE_SEQ_LATEST: its head) may be made; -EXDEV, with a lowercase
  * reason in why, when a link in the parent's pg_tblspc, or its pg_wal

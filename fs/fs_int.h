@@ -193,6 +193,9 @@ struct fs {
 	/* Each branch's epoch of file node ids (fs_node_kid), one entry per
 	 * branch whose files were handed out. */
 	struct fs_map epochs; /* guarded by nodes_mu */
+	/* Names read by fs_reset_prepare for fs_invalidate_tree, one list
+	 * per branch being reset. */
+	struct fs_old_names *old_names; /* guarded by nodes_mu */
 
 	/* fs_branch_linked_busy's cache of each branch's links stored as
 	 * absolute paths, with the store stamp they were read at

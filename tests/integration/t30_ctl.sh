@@ -424,6 +424,33 @@ log "$out"
 out=$(RESET_RACE_WAKE_DELAY=0.05 tmo 60 python3 "$(dirname "$0")/reset_race.py" "$BRANCHCTL" "$MNT" rrp rr 4 5) ||
 	fail "$out"
 log "$out"
+# A name of the replaced tree only (a hard link, a rename made in the
+# branch) is gone right after the reset also when its dentry was in use
+# while the reset dropped the kernel's entries, here held by an O_PATH
+# descriptor: stat(2) through it found the file, which the reset tree has
+# under its old name, for up to the entry timeout (1 s).
+out=$(tmo 60 python3 - "$BRANCHCTL" "$MNT" <<'PY'
+import os, subprocess, sys
+ctl, mnt = sys.argv[1:3]
+d = os.path.join(mnt, "rr", "d")
+bad = []
+for how, src in (("link", "f0"), ("rename", "g0")):
+    op = os.link if how == "link" else os.rename
+    op(os.path.join(d, src), os.path.join(d, "ghost"))
+    os.stat(os.path.join(d, "ghost"))
+    fd = os.open(os.path.join(d, "ghost"), os.O_PATH)
+    r = subprocess.run([ctl, "--mount", mnt, "reset", "rr"], capture_output=True, text=True)
+    try:
+        st = os.stat(os.path.join(d, "ghost"))
+        bad.append("after %s and reset (exit %d), ghost is still there (nlink %d)" %
+                   (how, r.returncode, st.st_nlink))
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+print("; ".join(bad))
+sys.exit(1 if bad else 0)
+PY
+) || fail "stale name after a reset: $out"
 expect_ctl 0 delete rr
 expect_ctl 0 delete rrp
 
