@@ -70,6 +70,7 @@ struct fs_old_name {
 struct fs_old_names {
 	struct fs_old_names *next;
 	uint64_t branch;
+	uint32_t gen; /* fs_branch_gen when read */
 	size_t n, cap;
 	struct fs_old_name *v;
 };
@@ -1998,6 +1999,7 @@ int fs_reset_prepare(struct fs *fs, uint64_t branch_id)
 	if (!o)
 		return -ENOMEM;
 	o->branch = branch_id;
+	o->gen = fs_branch_gen(fs, branch_id);
 	rc = fs_nodes_of(fs, branch_id, FS_NODE_DIR, &dirs, &ndirs);
 	for (i = 0; rc == 0 && i < ndirs; i++) {
 		struct store_dirent *ents = NULL;
@@ -2011,8 +2013,14 @@ int fs_reset_prepare(struct fs *fs, uint64_t branch_id)
 		free(ents);
 	}
 	free(dirs);
-	/* With -ENOMEM, the names read so far are kept. */
+	/* With -ENOMEM, the names read so far are kept.  A list left by a
+	 * reset that went through but whose fs_invalidate_tree has not run
+	 * yet (this reset came between its end_change and its invalidation:
+	 * the branch has another generation now) is kept too; one left by a
+	 * reset that failed (the same generation) is replaced. */
 	prev = fs_old_names_take(fs, branch_id);
+	for (i = 0; rc == 0 && prev && prev->gen != o->gen && i < prev->n; i++)
+		rc = fs_old_names_add(o, prev->v[i].dir, prev->v[i].name);
 	pthread_mutex_lock(&fs->nodes_mu);
 	o->next = fs->old_names;
 	fs->old_names = o;
