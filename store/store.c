@@ -3495,8 +3495,10 @@ static int store_drop_dirs_view(struct store *s, const struct store_view *v,
 	return rc;
 }
 
-int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
-		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n)
+/* store_drop_dirs_view in a view of its own of branch as of seq. */
+static int store_drop_dirs_at(struct store *s, uint64_t branch, uint64_t seq,
+			      uint64_t root, uint64_t out[STORE_DROP_DIRS],
+			      size_t *n, struct store_drop_dir *named)
 {
 	struct store_view v;
 	int rc;
@@ -3504,9 +3506,15 @@ int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
 	rc = store_view_get(s, branch, seq, &v);
 	if (rc)
 		return rc;
-	rc = store_drop_dirs_view(s, &v, root, out, n, NULL);
+	rc = store_drop_dirs_view(s, &v, root, out, n, named);
 	store_view_release(&v);
 	return rc;
+}
+
+int store_drop_dirs(struct store *s, uint64_t branch, uint64_t seq,
+		    uint64_t root, uint64_t out[STORE_DROP_DIRS], size_t *n)
+{
+	return store_drop_dirs_at(s, branch, seq, root, out, n, NULL);
 }
 
 int store_drop_dirs_named(struct store *s, uint64_t branch, uint64_t seq,
@@ -3514,15 +3522,8 @@ int store_drop_dirs_named(struct store *s, uint64_t branch, uint64_t seq,
 			  struct store_drop_dir out[STORE_DROP_DIRS], size_t *n)
 {
 	uint64_t dirs[STORE_DROP_DIRS];
-	struct store_view v;
-	int rc;
 
-	rc = store_view_get(s, branch, seq, &v);
-	if (rc)
-		return rc;
-	rc = store_drop_dirs_view(s, &v, root, dirs, n, out);
-	store_view_release(&v);
-	return rc;
+	return store_drop_dirs_at(s, branch, seq, root, dirs, n, out);
 }
 
 /* Add tombstones for drop_names found in directory dir of view v, written

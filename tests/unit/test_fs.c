@@ -356,6 +356,17 @@ static void fs_link_expect(struct fs *fs, struct store *s, uint64_t br,
 		fail_msg("why '%s' lacks '%s'", why, why_has);
 }
 
+/* A symlink name -> target in directory dir, the rule's verdict on it, and
+ * the link removed again. */
+static void fs_link_case(struct fs *fs, struct store *s, uint64_t br,
+			 uint64_t dir, const char *name, const char *target,
+			 int want, const char *why_has)
+{
+	tstore_mknod(s, br, dir, name, S_IFLNK | 0777, target);
+	fs_link_expect(fs, s, br, want, why_has);
+	assert_int_equal(store_unlink(s, br, dir, name), 0);
+}
+
 /* The tablespace rule (fs_branch_check_fork) reads the links of each data
  * directory below the root, as in a branch used as /var/lib/postgresql
  * (15/main), and ".." climbs from where the link is: 15/main/pg_wal ->
@@ -387,26 +398,17 @@ static void test_fs_link_nested_data_dir(void **state)
 	ts = tstore_mkdir(s, br, m, "pg_tblspc");
 	fs_link_expect(fs, s, br, 0, NULL);
 
-	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "../../wal");
-	fs_link_expect(fs, s, br, 0, NULL);
-	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
-	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "../../../x");
-	fs_link_expect(fs, s, br, -EXDEV,
-		       "its link 15/main/pg_wal leads out of the branch, to "
-		       "'../../../x'");
-	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
-	tstore_mknod(s, br, m, "pg_wal", S_IFLNK | 0777, "/var/tmp/wal");
-	fs_link_expect(fs, s, br, -EXDEV, "15/main/pg_wal");
-	assert_int_equal(store_unlink(s, br, m, "pg_wal"), 0);
+	fs_link_case(fs, s, br, m, "pg_wal", "../../wal", 0, NULL);
+	fs_link_case(fs, s, br, m, "pg_wal", "../../../x", -EXDEV,
+		     "its link 15/main/pg_wal leads out of the branch, to "
+		     "'../../../x'");
+	fs_link_case(fs, s, br, m, "pg_wal", "/var/tmp/wal", -EXDEV,
+		     "15/main/pg_wal");
 	fs_link_expect(fs, s, br, 0, NULL);
 
-	tstore_mknod(s, br, ts, "16384", S_IFLNK | 0777, "../../../ts");
-	fs_link_expect(fs, s, br, 0, NULL);
-	assert_int_equal(store_unlink(s, br, ts, "16384"), 0);
-	tstore_mknod(s, br, ts, "16384", S_IFLNK | 0777, "../../../../ts");
-	fs_link_expect(fs, s, br, -EXDEV,
-		       "its link 15/main/pg_tblspc/16384 leads out");
-	assert_int_equal(store_unlink(s, br, ts, "16384"), 0);
+	fs_link_case(fs, s, br, ts, "16384", "../../../ts", 0, NULL);
+	fs_link_case(fs, s, br, ts, "16384", "../../../../ts", -EXDEV,
+		     "its link 15/main/pg_tblspc/16384 leads out");
 	fs_link_expect(fs, s, br, 0, NULL);
 
 	/* a second data directory (18/docker) is read too */
