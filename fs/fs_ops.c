@@ -846,8 +846,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf,
 	}
 	/* Before the reply: a reader's cached pages of the range are older
 	 * than this write (fs_open_mode).  A read in flight holds its pages
-	 * locked, and the kernel drops them once it is done. */
-	if (fi->fh == FS_FH_WAL_DIRECT && n > 0)
+	 * locked, and the kernel drops them once it is done.  Never for a
+	 * writeback of cached pages (a WAL file written through the cache
+	 * before it was known as one): those pages wait for this reply, and
+	 * dropping them would wait for their writeback. */
+	if (fi->fh == FS_FH_WAL_DIRECT && !fi->writepage && n > 0)
 		fuse_lowlevel_notify_inval_inode(fs->se, nodeid, off, n);
 	fuse_reply_write(req, (size_t)n);
 	return;
