@@ -52,7 +52,9 @@
 #      the same CHECKPOINT by psql on main and then on the ext4 cluster,
 #      each under the same pgbench clients 20 s after a CHECKPOINT (median
 #      of 3, with the buffers it wrote and the load's TPS: each load runs
-#      at its own speed, so a faster cluster has more to write).
+#      at its own speed, so a faster cluster has more to write), and how
+#      long after psql's start the checkpoint began (from the postmaster's
+#      log: psql, its connection and the new backend's first transaction).
 # A final markdown table gives the figures, ratios and targets:
 #   rw TPS >= 0.85x ext4, select-only TPS >= 0.95x ext4, mkdir < 5 ms,
 #   mkdir -> ready < 1 s.  Targets are informational: the exit status is
@@ -684,8 +686,8 @@ READY3=("$READY_MS" "$READY_MAX_MS" "$MKDIR_RUNNING_MS" "$REDO_MB")
 # runs at each one's own speed, so each round also reports its TPS and the
 # buffers the checkpoint wrote (from the postmaster's log).
 ckpt_lines() { grep -c 'checkpoint complete: wrote' "$1" || true; }
-ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS (medians)
-	local i t0 lg n0 v=() w=() x=()
+ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS, _START_MS (medians)
+	local i t0 lg n0 ts v=() w=() x=() y=()
 	for i in $(seq $NREADY); do
 		lg=$WORK/log/ckload.$i.$2.log
 		load_start "$2" "$lg"
@@ -697,25 +699,32 @@ ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS (medi
 		# so the last line is this CHECKPOINT's; read it now, before a
 		# checkpoint of the load's own could follow it.
 		[ "$(ckpt_lines "$3")" -gt "$n0" ] || die "no 'checkpoint complete' line for the CHECKPOINT under load on $1 ($3)"
+		# The log's timestamp of "checkpoint starting" (log_line_prefix
+		# '%m [%p] ', PostgreSQL's default): psql's start, its connection
+		# and the new backend's first transaction come before it.
+		ts=$(grep 'checkpoint starting: immediate force wait' "$3" | tail -n1 | awk '{ print $1 " " $2 " " $3 }')
+		ts=$(date -d "$ts" +%s%6N) || die "no time on the 'checkpoint starting' line of the CHECKPOINT under load on $1 ($3)"
+		y+=($((ts - t0)))
 		w+=("$(awk '/checkpoint complete: wrote/ { n = $0; sub(/.*wrote /, "", n); sub(/ .*/, "", n) } END { print n }' "$3")")
 		wait "$LOAD_PID" || { tail -n 5 "$lg" >&2 || true; die "pgbench during the checkpoint rounds on $1"; }
 		x+=("$(load_tps "$lg")")
 		[ -n "${x[-1]}" ] || die "no tps line from the load on $1 ($lg)"
-		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms, ${w[-1]} buffers written, load ${x[-1]} tps"
+		log "CHECKPOINT under load on $1: $(us2ms "${v[-1]}") ms (began after $(us2ms "${y[-1]}") ms), ${w[-1]} buffers written, load ${x[-1]} tps"
 	done
 	CKPT_BUSY_MS=$(us2ms "$(median "${v[@]}")")
 	CKPT_BUSY_MAX_MS=$(us2ms "$(printf '%s\n' "${v[@]}" | sort -n | tail -n1)")
 	CKPT_BUSY_BUF=$(median "${w[@]}")
 	CKPT_BUSY_TPS=$(median "${x[@]}")
+	CKPT_BUSY_START_MS=$(us2ms "$(median "${y[@]}")")
 }
 ckpt_busy_rounds "$MAIN" "$MAIN_PORT" "$WORK/log/pg.$(basename "$MAIN").$MAIN_PORT.log"
-CKPT_BUSY_BFS=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS")
+CKPT_BUSY_BFS=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS" "$CKPT_BUSY_START_MS")
 PORT=$MAIN_PORT
 pg_stop "$MAIN"
 PORT=$EXT4_PORT
 pg_start "$EXT4"
 ckpt_busy_rounds "$EXT4" "$EXT4_PORT" "$WORK/log/pg.$(basename "$EXT4").$EXT4_PORT.log"
-CKPT_BUSY_EXT4=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS")
+CKPT_BUSY_EXT4=("$CKPT_BUSY_MS" "$CKPT_BUSY_MAX_MS" "$CKPT_BUSY_BUF" "$CKPT_BUSY_TPS" "$CKPT_BUSY_START_MS")
 PORT=$EXT4_PORT
 pg_stop "$EXT4"
 
@@ -834,10 +843,10 @@ echo
 echo "The policy's share under load beside its peer: CHECKPOINT by psql (process start included) on a cluster"
 echo "under the same pgbench clients, ${READY_LOAD_S} s after a checkpoint (medians of $NREADY; each load at its own speed):"
 echo
-echo "| cluster | CHECKPOINT (ms) | max | buffers written | load (tps) |"
-echo "|---|---|---|---|---|"
-echo "| branchfs main | ${CKPT_BUSY_BFS[0]} | ${CKPT_BUSY_BFS[1]} | ${CKPT_BUSY_BFS[2]} | ${CKPT_BUSY_BFS[3]} |"
-echo "| native ext4 | ${CKPT_BUSY_EXT4[0]} | ${CKPT_BUSY_EXT4[1]} | ${CKPT_BUSY_EXT4[2]} | ${CKPT_BUSY_EXT4[3]} |"
+echo "| cluster | CHECKPOINT (ms) | max | of which before it began (psql, connection, first transaction; ms) | buffers written | load (tps) |"
+echo "|---|---|---|---|---|---|"
+echo "| branchfs main | ${CKPT_BUSY_BFS[0]} | ${CKPT_BUSY_BFS[1]} | ${CKPT_BUSY_BFS[4]} | ${CKPT_BUSY_BFS[2]} | ${CKPT_BUSY_BFS[3]} |"
+echo "| native ext4 | ${CKPT_BUSY_EXT4[0]} | ${CKPT_BUSY_EXT4[1]} | ${CKPT_BUSY_EXT4[4]} | ${CKPT_BUSY_EXT4[2]} | ${CKPT_BUSY_EXT4[3]} |"
 echo
 echo "Recovery of one crash image (a branch of running 'main', $REPLAY_MB MB of WAL to replay), pg_ctl start -> pg_isready:"
 echo "on a cp -a of it on ext4 $(us2ms "$REPLAY_EXT4_US") ms, on the branchfs branch itself $(us2ms "$REPLAY_BFS_US") ms (branchfs speed / ext4 speed: $(ratio "$REPLAY_EXT4_US" "$REPLAY_BFS_US"))."
