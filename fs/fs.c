@@ -466,7 +466,18 @@ static void fs_bdi_readahead(struct fs *fs, const char *dev)
  *  - The cap is lifted (max_ratio 100), because crash recovery on a new
  *    branch dirties far more than 1% (every page it replays and evicts):
  *    775 MB of WAL took 8.4-8.9 s to recover with the cap, 4.5-5.7 s
- *    without it, and 4.1-4.9 s with no strict limit at all.
+ *    without it, and 4.1-5.0 s with no strict limit at all.
+ *  - The price is throughput.  Pages are written back sooner, so a page
+ *    dirtied again is written to us more often: under pgbench rw branchd
+ *    spent 7-10% more CPU per transaction, and on one store with the knobs
+ *    switched between runs rw gave 3705 tps against 3849 (mean of 10 runs
+ *    each) and select-only 61086 against 66161 (7 runs; the cause of that
+ *    one is not known: no backend was seen throttled).  A recovery while
+ *    the parent runs pgbench shares the mount's limit with it, and both
+ *    slow down (about 440 MB of WAL, no pg_checkpoint: 4.5-5.1 s against
+ *    3.9-4.1 s, the parent at 3044-3225 tps against 3417-3517).  The
+ *    latency of every new connection and of mkdir under load weighed
+ *    more; root can still choose the global limits (man 8 branchd).
  *
  * Durability does not change: fsync still writes every dirty page back to
  * us first (rule 3).  The knobs (/sys/class/bdi/MAJ:MIN/strict_limit,
