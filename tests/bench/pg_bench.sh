@@ -703,7 +703,9 @@ ckpt_busy_rounds() { # dir port pglog -> CKPT_BUSY_MS, _MAX_MS, _BUF, _TPS, _STA
 		# '%m [%p] ', PostgreSQL's default): psql's start, its connection
 		# and the new backend's first transaction come before it.
 		ts=$(grep 'checkpoint starting: immediate force wait' "$3" | tail -n1 | awk '{ print $1 " " $2 " " $3 }')
-		ts=$(date -d "$ts" +%s%6N) || die "no time on the 'checkpoint starting' line of the CHECKPOINT under load on $1 ($3)"
+		# (date -d "" would give midnight, not an error)
+		[ -n "${ts// /}" ] && ts=$(date -d "$ts" +%s%6N) && [ "$ts" -ge "$t0" ] ||
+			die "no time after psql's start on the last 'checkpoint starting' line of $3 (the CHECKPOINT under load on $1)"
 		y+=($((ts - t0)))
 		w+=("$(awk '/checkpoint complete: wrote/ { n = $0; sub(/.*wrote /, "", n); sub(/ .*/, "", n) } END { print n }' "$3")")
 		wait "$LOAD_PID" || { tail -n 5 "$lg" >&2 || true; die "pgbench during the checkpoint rounds on $1"; }

@@ -440,6 +440,8 @@ for how, src in (("link", "f0"), ("rename", "g0")):
     os.stat(os.path.join(d, "ghost"))
     fd = os.open(os.path.join(d, "ghost"), os.O_PATH)
     r = subprocess.run([ctl, "--mount", mnt, "reset", "rr"], capture_output=True, text=True)
+    if r.returncode != 0:
+        bad.append("reset after %s exited %d: %s" % (how, r.returncode, r.stderr.strip()))
     try:
         st = os.stat(os.path.join(d, "ghost"))
         bad.append("after %s and reset (exit %d), ghost is still there (nlink %d)" %
