@@ -252,12 +252,57 @@ tps_of() { # key what output
 	[ -n "$v" ] || { echo "$3" >&2; die "pgbench $2 ($1) printed no tps line"; }
 	echo "$v"
 }
+# Where the read-write clients' backends spend their time: one more
+# connection samples pg_stat_activity every 100 ms while pgbench rw runs,
+# each sample a transaction of its own (no snapshot held back), and the
+# samples of every round add up in WAITC[key,class] (classes: waits_class).
+# The FUSE daemon serving a cluster (DAEMON_PID[key]: branchd, or
+# fuse-overlayfs) is charged its CPU time (all threads, user and system)
+# per rw transaction, in CPU_RUNS[key].
+declare -A WAITC DAEMON_PID CPU_RUNS
+CLK_TCK=$(getconf CLK_TCK)
+WAIT_CLASSES="cpu client wal data lock other"
+waits_class() { # < "event" lines > "class count" lines
+	awk '{ c = "other" }
+	     $0 == "CPU" { c = "cpu" }
+	     $0 == "Client:ClientRead" { c = "client" }
+	     $0 ~ /^(LWLock:WALWrite|IO:WAL)/ { c = "wal" }
+	     $0 ~ /^IO:DataFile/ { c = "data" }
+	     $0 ~ /^(Lock:|LWLock:)/ && c == "other" { c = "lock" }
+	     { n[c]++ } END { for (c in n) print c, n[c] }'
+}
+waits_start() { # samples file
+	(
+		end=$(($(date +%s) + T - 1))
+		while [ "$(date +%s)" -lt "$end" ]; do
+			echo "select coalesce(wait_event_type || ':' || wait_event, 'CPU') from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid();"
+			sleep 0.1
+		done
+	) | as_pg psql -X -A -t -q -h "$SOCK" -p "$PORT" -U postgres postgres >"$1" 2>&1 &
+	WAITS_PID=$!
+}
+waits_end() { # key samples file
+	local c n
+	wait "$WAITS_PID" || { tail -n 3 "$2" >&2 || true; die "the wait-event sampler on $1 failed"; }
+	while read -r c n; do
+		WAITC[$1,$c]=$((${WAITC[$1,$c]:-0} + n))
+	done < <(waits_class <"$2")
+}
+daemon_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 pg_round() { # key [keep]
-	local out
+	local out dpid=${DAEMON_PID[$1]:-} c0=0 ntx
 	PORT=${PGPORT[$1]}
 	pg_start "${PGDIR[$1]}"
+	[ -z "$dpid" ] || c0=$(daemon_ticks "$dpid")
+	waits_start "$WORK/log/waits.$1.log"
 	out=$(pgb -c $CLIENTS -j $THREADS -T "$T" 2>&1) || { echo "$out" >&2; die "pgbench rw ($1)"; }
+	waits_end "$1" "$WORK/log/waits.$1.log"
 	RW_RUNS[$1]+=" $(tps_of "$1" rw "$out")"
+	if [ -n "$dpid" ]; then
+		ntx=$(echo "$out" | awk '/^number of transactions actually processed:/ { print $NF }')
+		[ "${ntx:-0}" -gt 0 ] || die "pgbench rw ($1) printed no transaction count"
+		CPU_RUNS[$1]+=" $((($(daemon_ticks "$dpid") - c0) * 1000000 / CLK_TCK / ntx))"
+	fi
 	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
 	RO_RUNS[$1]+=" $(tps_of "$1" -S "$out")"
 	[ "${2:-}" = keep ] || pg_stop "${PGDIR[$1]}"
@@ -476,6 +521,7 @@ fuse-overlayfs -o "lowerdir=$OVL/lower,upperdir=$OVL/upper,workdir=$OVL/work,all
 	2>"$WORK/log/fuse-overlayfs.log" ||
 	die "fuse-overlayfs mount"
 OVLDATA=$OVL/merged/pgdata
+DAEMON_PID[ovl]=$(pgrep -n -f -- "fuse-overlayfs .*$OVL/merged") || die "no fuse-overlayfs process for $OVL/merged"
 next_port
 PGDIR[ovl]=$OVLDATA
 PGPORT[ovl]=$PORT
@@ -484,6 +530,8 @@ PGPORT[ovl]=$PORT
 STORE=$WORK/store
 MNT=$WORK/mnt
 bfs_mount "$STORE" "$MNT"
+DAEMON_PID[main]=$(cat "$WORK/branchd.$(basename "$STORE").pid")
+DAEMON_PID[branch]=${DAEMON_PID[main]}
 MAIN=$MNT/main
 bfs_mkbranch "$MAIN" >/dev/null
 runuser -u postgres -- test -w "$MAIN" ||
@@ -746,6 +794,7 @@ if [ "$URING" = 1 ]; then
 	saved_opts=${BRANCHD_OPTS:-}
 	BRANCHD_OPTS=io_uring${saved_opts:+,$saved_opts}
 	bfs_mount "$STORE" "$MNT"
+	DAEMON_PID[ring]=$(cat "$WORK/branchd.$(basename "$STORE").pid")
 	next_port
 	PGDIR[ring]=$MAIN
 	PGPORT[ring]=$PORT
@@ -805,6 +854,22 @@ echo "|---|---|---|---|---|---|---|"
 echo "| read-write | ${TPS_RW[ext4]} | ${TPS_RW[main]} (${r_rw_main}x) | ${TPS_RW[branch]} (${r_rw_br}x) | ${TPS_RW[ovl]} (${r_rw_ovl}x) | >= 0.85x | $rw_ok |"
 echo "| select-only | ${TPS_RO[ext4]} | ${TPS_RO[main]} (${r_ro_main}x) | ${TPS_RO[branch]} (${r_ro_br}x) | ${TPS_RO[ovl]} (${r_ro_ovl}x) | >= 0.95x | $ro_ok |"
 echo "| pgbench -i -s $SCALE (s) | ${INIT_S[ext4]} | ${INIT_S[main]} | - | - | | |"
+echo
+echo "Where the read-write clients' backends were, in % of samples of pg_stat_activity every 100 ms"
+echo "over all rounds (on CPU; idle waiting for pgbench; the WAL flush: WALWrite lock, WAL write or"
+echo "sync; data file I/O; other locks); and the FUSE daemon's CPU time (all threads) per rw transaction:"
+echo
+echo "| cluster | on CPU | waiting for pgbench | WAL flush | data files | locks | other | samples | FUSE daemon CPU per transaction (us, median) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for k in ext4 main branch ovl $([ "$URING" = 1 ] && echo ring); do
+	tot=0
+	for c in $WAIT_CLASSES; do tot=$((tot + ${WAITC[$k,$c]:-0})); done
+	row="| $k"
+	for c in $WAIT_CLASSES; do row+=" | $(awk -v a="${WAITC[$k,$c]:-0}" -v t="$tot" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * a / t; else print "n/a" }')"; done
+	# shellcheck disable=SC2086 # word splitting of the run list wanted
+	row+=" | $tot | $([ -n "${CPU_RUNS[$k]:-}" ] && median ${CPU_RUNS[$k]} || echo -) |"
+	echo "$row"
+done
 if [ "$URING" = 1 ]; then
 	echo
 	echo "'main' again over FUSE over io_uring (branchd -o io_uring), same store, at the end of the run:"
