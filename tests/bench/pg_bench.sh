@@ -22,7 +22,12 @@
 #      ovl, branch, main; one cluster runs at a time, started for its turn
 #      and stopped after it), so all four start from the same freshly
 #      loaded dataset and see the same drift of the machine's speed.
-#      Ratios are against ext4.
+#      Ratios are against ext4.  During each rw run one more connection
+#      samples pg_stat_activity every 100 ms: the share of samples that
+#      find the clients' backends on CPU, waiting for pgbench, in the WAL
+#      flush, in data file I/O or on locks, per cluster; and the FUSE
+#      daemon of each (branchd, fuse-overlayfs) is charged its CPU time
+#      per rw transaction.
 #   2. Time to clone the data directory at scale $BENCH_SCALE and
 #      $BENCH_BIG_SCALE: `mkdir MNT/NAME` on branchfs (median of 5) beside
 #      `cp -a` on ext4 (and cp -a + sync), `cp -a --reflink=always` on XFS
