@@ -261,6 +261,8 @@ tps_of() { # key what output
 # connection samples pg_stat_activity every 100 ms while pgbench rw runs,
 # each sample a transaction of its own (no snapshot held back), and the
 # samples of every round add up in WAITC[key,class] (classes: waits_class).
+# A query that fails ends psql with an error (ON_ERROR_STOP), and the run
+# with it: its message would otherwise be counted as a sample.
 # The FUSE daemon serving a cluster (DAEMON_PID[key]: branchd, or
 # fuse-overlayfs) is charged its CPU time (all threads, user and system)
 # per rw transaction, in CPU_RUNS[key].
@@ -271,7 +273,7 @@ waits_class() { # < "event" lines > "class count" lines
 	awk '{ c = "other" }
 	     $0 == "CPU" { c = "cpu" }
 	     $0 == "Client:ClientRead" { c = "client" }
-	     $0 ~ /^(LWLock:WALWrite|IO:WAL)/ { c = "wal" }
+	     $0 ~ /^(LWLock:WALWrite|IO:WAL(Write|Sync|InitWrite|InitSync))$/ { c = "wal" }
 	     $0 ~ /^IO:DataFile/ { c = "data" }
 	     $0 ~ /^(Lock:|LWLock:)/ && c == "other" { c = "lock" }
 	     { n[c]++ } END { for (c in n) print c, n[c] }'
@@ -283,7 +285,7 @@ waits_start() { # samples file
 			echo "select coalesce(wait_event_type || ':' || wait_event, 'CPU') from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid();"
 			sleep 0.1
 		done
-	) | as_pg psql -X -A -t -q -h "$SOCK" -p "$PORT" -U postgres postgres >"$1" 2>&1 &
+	) | as_pg psql -X -A -t -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres postgres >"$1" 2>&1 &
 	WAITS_PID=$!
 }
 waits_end() { # key samples file
