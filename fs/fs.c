@@ -994,12 +994,8 @@ void fs_free(struct fs *fs)
 	fs_map_release(&fs->opens);
 	fs_map_release(&fs->nodes);
 	fs_map_release(&fs->epochs);
-	while (fs->old_names) {
-		struct fs_old_names *o = fs->old_names;
-
-		fs->old_names = o->next;
-		fs_old_names_free(o);
-	}
+	fs_old_names_free(fs->old_names);
+	fs->old_names = NULL;
 	pthread_mutex_destroy(&fs->root_mu);
 	pthread_mutex_destroy(&fs->loop_mu);
 	pthread_mutex_destroy(&fs->default_mu);
@@ -1948,35 +1944,41 @@ int fs_invalidate_nodes(struct fs *fs, uint64_t branch_id, uint32_t flags,
 	return rc;
 }
 
+/* Free a chain of lists (linked by next). */
 static void fs_old_names_free(struct fs_old_names *o)
 {
-	size_t i;
+	while (o) {
+		struct fs_old_names *next = o->next;
+		size_t i;
 
-	if (!o)
-		return;
-	for (i = 0; i < o->n; i++)
-		free(o->v[i].name);
-	free(o->v);
-	free(o);
+		for (i = 0; i < o->n; i++)
+			free(o->v[i].name);
+		free(o->v);
+		free(o);
+		o = next;
+	}
 }
 
-/* Unlink the branch's list from fs->old_names: owned by the caller (freed
- * with fs_old_names_free), or NULL. */
+/* Unlink every list of the branch from fs->old_names (there is more than
+ * one only after an ENOMEM in fs_reset_prepare): a chain owned by the
+ * caller (freed with fs_old_names_free), or NULL. */
 static struct fs_old_names *fs_old_names_take(struct fs *fs, uint64_t branch_id)
 {
-	struct fs_old_names **pp, *o = NULL;
+	struct fs_old_names **pp, *o, *taken = NULL;
 
 	pthread_mutex_lock(&fs->nodes_mu);
-	for (pp = &fs->old_names; *pp; pp = &(*pp)->next) {
-		if ((*pp)->branch == branch_id) {
-			o = *pp;
-			*pp = o->next;
-			o->next = NULL;
-			break;
+	for (pp = &fs->old_names; *pp;) {
+		o = *pp;
+		if (o->branch != branch_id) {
+			pp = &o->next;
+			continue;
 		}
+		*pp = o->next;
+		o->next = taken;
+		taken = o;
 	}
 	pthread_mutex_unlock(&fs->nodes_mu);
-	return o;
+	return taken;
 }
 
 static int fs_old_names_add(struct fs_old_names *o, uint64_t dir,
@@ -2000,7 +2002,7 @@ static int fs_old_names_add(struct fs_old_names *o, uint64_t dir,
 
 int fs_reset_prepare(struct fs *fs, uint64_t branch_id)
 {
-	struct fs_old_names *o, *prev;
+	struct fs_old_names *o, *prev, *next, *keep = NULL;
 	uint64_t *dirs = NULL;
 	size_t ndirs = 0, i, j;
 	int rc;
@@ -2028,24 +2030,41 @@ int fs_reset_prepare(struct fs *fs, uint64_t branch_id)
 	/* With -ENOMEM, the names read so far are kept.  A list left by a
 	 * reset that went through but whose fs_invalidate_tree has not run
 	 * yet (this reset came between its end_change and its invalidation:
-	 * the branch has another generation now) is kept too; one left by a
-	 * reset that failed (the same generation) is replaced. */
+	 * the branch has another generation now) is kept too: merged into
+	 * the new one, or, when memory runs out, kept whole beside it.  One
+	 * left by a reset that failed (the same generation) is replaced. */
 	prev = fs_old_names_take(fs, branch_id);
-	for (i = 0; rc == 0 && prev && prev->gen != o->gen && i < prev->n; i++)
-		rc = fs_old_names_add(o, prev->v[i].dir, prev->v[i].name);
+	for (; prev; prev = next) {
+		next = prev->next;
+		prev->next = NULL;
+		for (i = 0; rc == 0 && prev->gen != o->gen && i < prev->n; i++)
+			rc = fs_old_names_add(o, prev->v[i].dir,
+					      prev->v[i].name);
+		if (rc == 0 || prev->gen == o->gen) {
+			fs_old_names_free(prev);
+		} else {
+			prev->next = keep;
+			keep = prev;
+		}
+	}
 	pthread_mutex_lock(&fs->nodes_mu);
 	o->next = fs->old_names;
 	fs->old_names = o;
+	while (keep) {
+		next = keep->next;
+		keep->next = fs->old_names;
+		fs->old_names = keep;
+		keep = next;
+	}
 	pthread_mutex_unlock(&fs->nodes_mu);
-	fs_old_names_free(prev);
 	return rc;
 }
 
 int fs_invalidate_tree(struct fs *fs, uint64_t branch_id)
 {
-	struct fs_old_names *old;
+	struct fs_old_names *old, *p;
 	uint64_t *dirs = NULL;
-	size_t ndirs = 0, names = 0, i, j;
+	size_t ndirs = 0, names = 0, onames = 0, i, j;
 	int rc, r;
 
 	if (!fs->se || !fs->mounted)
@@ -2076,18 +2095,20 @@ int fs_invalidate_tree(struct fs *fs, uint64_t branch_id)
 	 * the kernel dropped the rest would lead on to its inode.  Many are
 	 * the reset tree's too: the second drop of a name costs little. */
 	old = fs_old_names_take(fs, branch_id);
-	for (i = 0; old && i < old->n; i++) {
-		r = fuse_lowlevel_notify_inval_entry(fs->se, old->v[i].dir,
-						     old->v[i].name,
-						     strlen(old->v[i].name));
-		if (r && r != -ENOENT && !rc)
-			rc = r;
+	for (p = old; p; p = p->next) {
+		for (i = 0; i < p->n; i++) {
+			r = fuse_lowlevel_notify_inval_entry(
+				fs->se, p->v[i].dir, p->v[i].name,
+				strlen(p->v[i].name));
+			if (r && r != -ENOENT && !rc)
+				rc = r;
+		}
+		onames += p->n;
 	}
 	FS_DEBUG(
 		fs,
 		"invalidated %zu names (and %zu from before the reset) in %zu directories of branch %llu: %d",
-		names, old ? old->n : 0, ndirs, (unsigned long long)branch_id,
-		rc);
+		names, onames, ndirs, (unsigned long long)branch_id, rc);
 	fs_old_names_free(old);
 	return rc;
 }
