@@ -6875,11 +6875,17 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	kv_batch_put(&r.b, KV_CF_META, "H", 1, hv, 16);
 	rc = kv_write(s->kv, &r.b, false);
 	kv_batch_clear(&r.b);
-	if (rc == 0) {
-		r.h_ticket = atomic_fetch_add(&s->writes_done, 1) + 1;
-		atomic_store(&s->horizon_ns, hns);
-		atomic_store(&s->horizon_seq, w);
+	if (rc) {
+		/* Nothing is taken: the whole scans owed (a parent whose
+		 * child went, a reset branch) stay owed to the next GC.  A
+		 * full disk fails this write first, and GC is then run to
+		 * make room. */
+		pthread_rwlock_unlock(&s->branches_lock);
+		goto out;
 	}
+	r.h_ticket = atomic_fetch_add(&s->writes_done, 1) + 1;
+	atomic_store(&s->horizon_ns, hns);
+	atomic_store(&s->horizon_seq, w);
 	dead = s->dead_ids;
 	ndead = s->ndead;
 	s->dead_ids = NULL;
@@ -6893,8 +6899,6 @@ int store_gc(struct store *s, const struct store_gc_opts *opts,
 	s->gc_full_ids = NULL;
 	s->n_gc_full = s->cap_gc_full = 0;
 	pthread_rwlock_unlock(&s->branches_lock);
-	if (rc)
-		goto out;
 	r.w = w;
 	st.horizon_ns = store_oldest_time(s);
 	/* GC-2: scan everything if the set may miss something. */

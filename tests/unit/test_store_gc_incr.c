@@ -384,6 +384,41 @@ static void test_store_gc_incr_after_failed_gc(void **state)
 	assert_int_equal(tstore_fx_open(fx), 0);
 }
 
+/* A GC whose first write (the horizon's) fails, as on a full disk: the
+ * whole scan owed to a parent whose child went with its fork point below
+ * the horizon stays owed.  It was taken and then dropped with the error,
+ * so no later GC, nor one after a clean close (which saved the set as
+ * complete), reclaimed the versions only that fork point had kept. */
+static void test_store_gc_incr_failed_horizon_keeps_owed_scan(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_opts o = { .full_compaction = false };
+	struct store_gc_stats st;
+	uint64_t big, c;
+
+	big = tgi_populate(fx);
+	tgi_age_out(fx->s);
+	tgi_run(fx->s);
+	assert_int_equal(store_set_retention(fx->s, 3600), 0);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, fx->br, big, 2, 0, 4 * BS);
+	tgi_age_out(fx->s);
+	/* the horizon passes c's fork point, which keeps state 1 */
+	st = tgi_run(fx->s);
+	assert_int_equal(st.keys_deleted, 0);
+	assert_int_equal(store_branch_delete(fx->s, c), 0);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, false, -ENOSPC);
+	assert_int_equal(store_gc(fx->s, &o, &st), -ENOSPC);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	kv_fault_disarm(fx->fault);
+	st = tgi_run(fx->s);
+	/* the 4 blocks of state 1 and their inode version */
+	assert_int_equal(st.keys_deleted, 5);
+	assert_int_equal(st.branches_scanned_whole, 1);
+	tstore_expect_pat(fx->s, fx->br, big, 2, 0, 4 * BS);
+	tstore_expect_pat(fx->s, fx->br, big, 1, 4 * BS, 252 * BS);
+}
+
 static void tgi_expect_written(struct tstore_fx *fx, uint64_t big,
 			       uint32_t seed)
 {
@@ -566,6 +601,9 @@ int main(void)
 		T(test_store_gc_incr_reopen_damaged_set),
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_incr_after_failed_gc,
+			tstore_fx_setup_fault, tstore_fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_store_gc_incr_failed_horizon_keeps_owed_scan,
 			tstore_fx_setup_fault, tstore_fx_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_incr_read_fault_sweep,
