@@ -100,13 +100,22 @@ int fs_root_may_remove(struct fs *fs, uid_t uid, gid_t gid, const gid_t *groups,
 	return rc ? rc : fs_root_sticky_check(fs, uid, owner_uid);
 }
 
+/* Open, or still known to the kernel: an unlinked file it has not
+ * forgotten is held by something (an O_PATH descriptor, a working
+ * directory) that can open it again through /proc, and reads its data. */
 bool fs_inode_in_use(struct fs *fs, uint64_t branch_id, uint64_t ino)
 {
+	uint64_t id = fs_nodeid(branch_id, ino);
 	bool used;
 
 	pthread_mutex_lock(&fs->br_mu);
-	used = fs_map_find(&fs->opens, fs_nodeid(branch_id, ino)) != NULL;
+	used = fs_map_find(&fs->opens, id) != NULL;
 	pthread_mutex_unlock(&fs->br_mu);
+	if (!used) {
+		pthread_mutex_lock(&fs->nodes_mu);
+		used = fs_map_find(&fs->nodes, id) != NULL;
+		pthread_mutex_unlock(&fs->nodes_mu);
+	}
 	return used;
 }
 

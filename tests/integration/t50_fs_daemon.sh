@@ -22,7 +22,8 @@
 #  - a branch with an open file cannot be removed (EBUSY) until it is closed;
 #  - the kernel's page cache is dropped on a reset made behind its back
 #    (same size, same mtime, different bytes);
-#  - an unlinked file stays usable while open;
+#  - an unlinked file stays usable while open, and while held by an O_PATH
+#    descriptor through a GC (reclaimed once closed);
 #  - SIGTERM unmounts cleanly: data written without fsync survives;
 #    with a file open in the mount it unmounts nothing and serves on (as
 #    umount(8) refuses), absolute paths included, until a later SIGTERM
@@ -334,6 +335,49 @@ os.fsync(dfd)
 os.close(dfd)
 EOF
 log "unlinked file usable while open; fsync of a directory works"
+
+# ---- unlinked, not open, held by an O_PATH descriptor, through a GC ---------------
+# The kernel still knows the inode: GC keeps it (it reclaimed it, and a reopen
+# through /proc read zeros); once the descriptor is closed it goes.
+tmo 30 "$BRANCHCTL" --mount "$MNT" retention 1 >/dev/null || fail "branchctl retention 1 failed"
+tmo 60 python3 - "$MNT/main" "$BRANCHCTL" "$MNT" <<'EOF' || fail "O_PATH-held unlinked file check failed"
+import json, mmap, os, subprocess, sys, time
+d, ctl, mnt = sys.argv[1:4]
+def gc():
+    r = subprocess.run([ctl, "--mount", mnt, "--json", "gc"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+time.sleep(1.5)
+gc()  # what earlier checks left unlinked goes first
+p = os.path.join(d, "held")
+data = os.urandom(65536)
+with open(p, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+fd = os.open(p, os.O_PATH)
+os.unlink(p)
+time.sleep(2.5)  # out of the 1 s window
+g = gc()
+assert g["inodes_reclaimed"] == 0, "GC reclaimed the held file: %s" % g
+time.sleep(1.5)  # past the attribute timeout: fstat asks branchd
+st = os.fstat(fd)
+assert st.st_nlink == 0 and st.st_size == len(data), st
+r = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, len(data))
+n = os.preadv(r, [buf], 0)
+os.close(r)
+assert n == len(data) and buf[:] == data, "the reopened file reads other bytes"
+os.close(fd)
+for i in range(50):  # the kernel forgets the inode, then GC reclaims it
+    time.sleep(0.2)
+    if gc()["inodes_reclaimed"] == 1:
+        break
+else:
+    raise SystemExit("the unlinked file was not reclaimed once closed")
+EOF
+tmo 30 "$BRANCHCTL" --mount "$MNT" retention 3600 >/dev/null || fail "branchctl retention 3600 failed"
+log "an unlinked file held by an O_PATH descriptor survives GC, and goes once closed"
 
 # ---- SIGTERM: clean unmount, unsynced data durable -------------------------------
 head -c 3000000 /dev/urandom >"$T/blob"
