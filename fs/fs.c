@@ -1532,9 +1532,14 @@ out_unlock:
 	pthread_mutex_unlock(&fs->br_mu);
 	if (rc == -EBUSY && why) {
 		if (open_files)
+			/* The kernel sends a close's RELEASE later, queued
+			 * behind writeback under load: until then the file
+			 * counts as open. */
 			snprintf(why, whylen,
-				 "branch '%s' has %llu open file%s", bi->name,
-				 (unsigned long long)open_files,
+				 "branch '%s' has %llu open file%s (a file "
+				 "closed moments ago counts until the kernel "
+				 "releases it)",
+				 bi->name, (unsigned long long)open_files,
 				 open_files == 1 ? "" : "s");
 		else if (ops)
 			snprintf(why, whylen,
