@@ -2074,6 +2074,7 @@ static int store_load_branches(struct store *s)
 				ncap *= 2;
 			nb = realloc(s->branches, ncap * sizeof(*nb));
 			if (!nb) {
+				free((void *)b->touched);
 				free(b);
 				rc = -ENOMEM;
 				goto out;
