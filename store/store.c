@@ -5433,6 +5433,18 @@ static int store_batch_cut(struct store *s, struct kv_batch *b,
 		if (rc)
 			goto out;
 	}
+	/* A block that more than one level holds is listed once per level:
+	 * one version each (GC-3: its SingleDelete needs a single Put). */
+	if (v->n > 1 && nblks > 1) {
+		size_t k = 1;
+
+		qsort(blks, nblks, sizeof(*blks), store_u64_cmp);
+		for (i = 1; i < nblks; i++) {
+			if (blks[i] != blks[k - 1])
+				blks[k++] = blks[i];
+		}
+		nblks = k;
+	}
 	for (i = 0; i < nblks; i++) {
 		store_key_block(key, v->lv[0].id, ino, blks[i], 0);
 		kv_batch_put(b, KV_CF_BLOCK, key, sizeof(key), &zero, 1);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,11 +205,59 @@ static int kv_fault_get(struct kv *kv, enum kv_cf cf, const void *key,
 	return rc;
 }
 
+/* GC-3: a version is written once.  A batch that puts one key of the
+ * block family twice (its ops share one seq) breaks the SingleDelete GC
+ * gives it later: refused with -EPROTO and a message, failing the test. */
+static const struct kv_batch *kv_fault_sort_batch;
+
+static int kv_fault_key_cmp(const void *x, const void *y)
+{
+	const struct kv_op *a = *(const struct kv_op *const *)x;
+	const struct kv_op *c = *(const struct kv_op *const *)y;
+	size_t n = a->klen < c->klen ? a->klen : c->klen;
+	int r = memcmp(kv_batch_key(kv_fault_sort_batch, a),
+		       kv_batch_key(kv_fault_sort_batch, c), n);
+
+	return r ? r : (a->klen > c->klen) - (a->klen < c->klen);
+}
+
+static int kv_fault_dup_blocks(const struct kv_batch *b)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	const struct kv_op **v;
+	size_t i, n = 0;
+	int rc = 0;
+
+	v = malloc((b->nops ? b->nops : 1) * sizeof(*v));
+	if (!v)
+		return 0; /* the check only */
+	for (i = 0; i < b->nops; i++) {
+		if (b->ops[i].type == KV_OP_PUT && b->ops[i].cf == KV_CF_BLOCK)
+			v[n++] = &b->ops[i];
+	}
+	pthread_mutex_lock(&mu);
+	kv_fault_sort_batch = b;
+	qsort(v, n, sizeof(*v), kv_fault_key_cmp);
+	for (i = 1; i < n && rc == 0; i++) {
+		if (kv_fault_key_cmp(&v[i - 1], &v[i]) == 0) {
+			fprintf(stderr,
+				"kv_fault: a batch puts one block key twice\n");
+			rc = -EPROTO;
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	free(v);
+	return rc;
+}
+
 static int kv_fault_write(struct kv *kv, const struct kv_batch *b, bool sync)
 {
 	struct kv_fault_kv *w = kv_fault_kv_of(kv);
 	int rc = kv_fault_check(w->f, KV_FAULT_WRITE);
 
+	if (rc)
+		return rc;
+	rc = kv_fault_dup_blocks(b);
 	if (rc)
 		return rc;
 	rc = kv_write(w->inner, b, sync);
