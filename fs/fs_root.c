@@ -27,7 +27,8 @@
  * is kept in memory but not reported in st_mode, because the kernel would
  * otherwise apply its own sticky rule against the owner of the branch's
  * root directory (often the Postgres user, not the branch's creator) and
- * refuse the creator.
+ * refuse the creator.  Since chmod(1) cannot see it, a mode change keeps
+ * it while group or others may write (fs_root_setattr).
  *
  * Branch ids are never reused, so a node id of a deleted branch can never
  * name a node of another branch: the store answers ENOENT for it.
@@ -109,8 +110,18 @@ void fs_root_setattr(struct fs *fs, fuse_req_t req, const struct stat *attr,
 		rc = -EPERM;
 	if (rc)
 		goto out_unlock;
-	if (to_set & FUSE_SET_ATTR_MODE)
-		fs->root_mode = S_IFDIR | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mode_t m = attr->st_mode & 07777;
+
+		/* chmod(1) cannot see the sticky bit (hidden above), so a
+		 * relative chmod of a sticky root (g-w, +x) sends a mode
+		 * without it: it stays while group or others may still
+		 * write, and goes with the last such write bit, where it
+		 * has no effect. */
+		if ((fs->root_mode & S_ISVTX) && (m & (S_IWGRP | S_IWOTH)))
+			m |= S_ISVTX;
+		fs->root_mode = S_IFDIR | m;
+	}
 	if (to_set & FUSE_SET_ATTR_UID)
 		fs->root_uid = attr->st_uid;
 	if (to_set & FUSE_SET_ATTR_GID)

@@ -230,6 +230,9 @@ setup() {
 		[ -e "$MNT/$n" ] || { [ "$(try_as "$AS_A" mkdir "$MNT/$n")" = OK ] || fail "uid $UID_A cannot mkdir $n in a 1777 root"; }
 	done
 	chown "$2" "$MNT"
+	# a chmod keeps the (unseen) sticky bit while others may write:
+	# drop it first, so that 0777 is a plain 0777
+	chmod 0755 "$MNT"
 	chmod "$1" "$MNT"
 }
 # compare MODE OWNER RUNAS WHO: rmdir pa vs branchctl delete pb, mv pa vs

@@ -18,7 +18,8 @@
 #    renames across branches EXDEV, renames between the root and a branch
 #    EPERM (so mv does not copy and delete), branch rename at the root works;
 #  - sticky root (1777): any user creates a branch, only its creator (or
-#    root) removes it;
+#    root) removes it; a chmod that leaves others write keeps the bit
+#    (chmod cannot see it), one that takes it away drops it;
 #  - a branch with an open file cannot be removed (EBUSY) until it is closed;
 #  - the kernel's page cache is dropped on a reset made behind its back
 #    (same size, same mtime, different bytes);
@@ -288,6 +289,16 @@ AS_B="setpriv --reuid=60102 --regid=60102 --clear-groups"
 (cd / && $AS_B mv "$MNT/a-branch" "$MNT/b-branch" 2>/dev/null) && fail "uid 60102 renamed a branch of uid 60101"
 (cd / && $AS_A rmdir "$MNT/a-branch") || fail "uid 60101 cannot remove its own branch"
 log "sticky root: creator may remove, others may not"
+# chmod(1) cannot see the sticky bit (not reported): a relative chmod
+# that leaves others write keeps it (it used to clear it), one that takes
+# the last write bit of group and others drops it
+(cd / && $AS_A mkdir "$MNT/a-branch") || fail "uid 60101 cannot mkdir in a 1777 branch root"
+chmod g-w "$MNT"
+(cd / && $AS_B rmdir "$MNT/a-branch" 2>/dev/null) && fail "uid 60102 removed a branch of uid 60101 after chmod g-w of a 1777 root"
+chmod go-w "$MNT"
+chmod o+w "$MNT"
+(cd / && $AS_B rmdir "$MNT/a-branch") || fail "uid 60102 cannot remove a branch of uid 60101 under a plain 0757 root (chmod go-w, then o+w)"
+log "sticky root: kept across chmod g-w, gone after chmod go-w"
 chmod 0755 "$MNT"
 
 # ---- busy while a file is open ------------------------------------------------
