@@ -631,7 +631,18 @@ void bd_pgckpt_parent(struct bd_pgckpt *pc,
 		res->pid = hp;
 		other_ns = pgckpt_other_mntns(hp);
 	}
-	if (hp <= 0 && kill((pid_t)pf.pid, 0) != 0 && errno == ESRCH) {
+	if (hp == 0) {
+		/* No postgres process works in the branch: the pid is a
+		 * left-over (a crash, a reboot) that may name some other
+		 * process now, and whatever listens where the file says is
+		 * not this branch's server. */
+		snprintf(res->why, sizeof(res->why),
+			 "no server runs in it (the pid %ld in its "
+			 "postmaster.pid is not one)",
+			 pf.pid);
+		goto out_free;
+	}
+	if (hp < 0 && kill((pid_t)pf.pid, 0) != 0 && errno == ESRCH) {
 		snprintf(res->why, sizeof(res->why),
 			 "the pid %ld in its postmaster.pid is not running",
 			 pf.pid);

@@ -301,7 +301,8 @@ static long fake_server_pid(void *ctx, const struct store_branch_info *b,
 /* A container's postmaster.pid names a pid of its own namespace (here one
  * that does not run): the server_pid hook finds the server, which is then
  * asked (in the daemon's own mount namespace: no namespace to enter) and
- * named by its pid here.  With no server found, the dead pid means none. */
+ * named by its pid here.  With no server found there is none, whether the
+ * pid is dead or names some other live process. */
 static void test_pgckpt_server_pid_finds_container_server(void **state)
 {
 	struct ctx *x = *state;
@@ -336,7 +337,23 @@ static void test_pgckpt_server_pid_finds_container_server(void **state)
 	found = 0;
 	bd_pgckpt_parent(pc, &x->br, "test", &res);
 	assert_int_equal(res.outcome, BD_PGCKPT_NO_SERVER);
-	assert_non_null(strstr(res.why, "is not running"));
+	assert_non_null(strstr(res.why, "no server runs in it"));
+	/* The same with a live pid that is no server of the branch (a pid
+	 * reused after a crash): nothing is asked.  It used to run the
+	 * helper against the socket the file names. */
+	assert_int_equal(unlink(args), 0);
+	snprintf(body, sizeof(body),
+		 "%ld\n/var/lib/postgresql/data\n1764700000\n5432\n"
+		 "/var/run/postgresql\n\n  5432001    12\nready   \n",
+		 (long)getpid());
+	assert_int_equal(store_unlink(x->s, x->br.id, x->br.root_ino,
+				      "postmaster.pid"),
+			 0);
+	put_pidfile(x, body);
+	bd_pgckpt_parent(pc, &x->br, "test", &res);
+	assert_int_equal(res.outcome, BD_PGCKPT_NO_SERVER);
+	assert_non_null(strstr(res.why, "no server runs in it"));
+	assert_int_equal(access(args, F_OK), -1);
 	bd_pgckpt_free(pc);
 }
 
