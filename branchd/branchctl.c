@@ -123,9 +123,31 @@ static bool bc_is_socket(const char *p)
 	return stat(p, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-/* Socket of a daemon mounted at mnt (absolute), if one exists. */
+/* False when nothing listens on the socket at p: the file of a daemon
+ * that was killed (SIGKILL leaves it) refuses every connection. */
+static bool bc_socket_live(const char *p)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd, rc, err;
+
+	if (strlen(p) >= sizeof(a.sun_path))
+		return true; /* the real connect says what is wrong */
+	memcpy(a.sun_path, p, strlen(p) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true;
+	rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	err = errno;
+	close(fd);
+	return rc == 0 || (err != ECONNREFUSED && err != ENOENT);
+}
+
+/* Socket of a daemon mounted at mnt (absolute), if one exists: the first
+ * candidate a daemon listens on, else the first one found (whose connect
+ * then reports that no daemon runs). */
 static bool bc_socket_for(const char *mnt, char *out, size_t n)
 {
+	char first[sizeof(((struct sockaddr_un *)0)->sun_path) + 64] = "";
 	struct stat st;
 	uid_t uids[3] = { 0, getuid(), 0 };
 	int i, nu = 2;
@@ -145,9 +167,15 @@ static bool bc_socket_for(const char *mnt, char *out, size_t n)
 				why);
 			continue;
 		}
-		return true;
+		if (bc_socket_live(out))
+			return true;
+		if (!first[0])
+			snprintf(first, sizeof(first), "%s", out);
 	}
-	return false;
+	if (!first[0])
+		return false;
+	snprintf(out, n, "%s", first);
+	return true;
 }
 
 /* Socket of the daemon whose mount holds path (absolute, resolved): the
