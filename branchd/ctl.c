@@ -587,10 +587,12 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	args.name = name;
 	args.owner_uid = uid;
 	args.drop_names = c->cfg.drop_names;
-	if (empty || (nbr == 0 && !json_get_str(req, "from"))) {
+	if (empty ||
+	    (nbr == 0 && !json_get_str(req, "from") && !has_seq && !has_ns)) {
 		/* Asked for, or an empty store's first branch: an empty
 		 * directory, owned by the caller, for initdb, pg_basebackup
-		 * or a restore. */
+		 * or a restore.  Not with a moment: that asks for the
+		 * default parent as it was, and there is none. */
 		args.root_mode = 0700;
 		args.root_uid = uid;
 		args.root_gid = gid;

@@ -92,6 +92,11 @@ out=$(cd "$T" && BRANCHFS_MOUNT=$MNT tmo 30 "$BRANCHCTL" --json status) || rc=$?
 jassert "$out" "d['mountpoint'] == '$MNT'" "status via BRANCHFS_MOUNT"
 
 # ---- create: the first branch is empty ------------------------------------------
+# not with a moment: there is no default parent to go back in (it made an
+# empty branch and ignored --at)
+expect_ctl 4 create main --at -10min
+expect_ctl 4 create main --at seq:1
+[ ! -e "$MNT/main" ] || fail "create --at in an empty store made a branch"
 expect_ctl 0 --json create main
 jassert "$CTL_OUT" "d['branch']['name'] == 'main' and d['branch']['parent'] is None and d['branch']['owner_uid'] == 0" "create main"
 expect_ctl 0 info main
