@@ -795,11 +795,16 @@ static bool bc_is_child(const struct json *b, const char *parent)
 /* The branches whose parent is parent (NULL: the roots), each under
  * prefix, with tree lines: "├─ " before all but the last child and
  * "└─ " before the last, "│  " below the ones with later siblings. */
+/* depth: how many levels are above; a tree of n branches is at most n
+ * deep, so deeper is a cycle (names that a rename during the listing
+ * swapped), printed once. */
 static void bc_print_tree(const struct json *arr, const char *parent,
-			  const char *prefix)
+			  const char *prefix, size_t depth)
 {
 	size_t i, last = arr->n;
 
+	if (depth > arr->n)
+		return;
 	for (i = 0; i < arr->n; i++)
 		if (bc_is_child(arr->items[i], parent))
 			last = i;
@@ -821,7 +826,7 @@ static void bc_print_tree(const struct json *arr, const char *parent,
 			continue;
 		snprintf(sub, plen + 8, "%s%s", prefix,
 			 parent ? (i == last ? "   " : "│  ") : "");
-		bc_print_tree(arr, json_get_str(b, "name"), sub);
+		bc_print_tree(arr, json_get_str(b, "name"), sub, depth + 1);
 		free(sub);
 	}
 }
@@ -855,7 +860,7 @@ static void bc_print_list(const struct json *reply, bool tree)
 	if (!arr || arr->type != JSON_ARR)
 		return;
 	if (tree) {
-		bc_print_tree(arr, NULL, "");
+		bc_print_tree(arr, NULL, "", 0);
 		return;
 	}
 	/* Columns as wide as the longest name (names are UTF-8). */
