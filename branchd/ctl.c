@@ -637,11 +637,16 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 						out, rc,
 						"cannot create branch '%s' at %s: the store retains nothing older than %s",
 						name, tbuf, obuf);
-				else
+				else if (rc == -EINVAL)
 					bd_reply_err(
 						out, rc,
 						"cannot create branch '%s' at %s: that moment is in the future",
 						name, tbuf);
+				else
+					bd_reply_err(
+						out, rc,
+						"cannot create branch '%s' at %s: cannot read the store's time index: %s",
+						name, tbuf, strerror(-rc));
 				return;
 			}
 			args.at_seq = seq;
