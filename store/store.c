@@ -5747,51 +5747,39 @@ out:
 	return rc ? rc : (ssize_t)len;
 }
 
+/* Zero [from, to) of block bn (to at most its end) into batch b, merged
+ * with what the block holds.  Under the inode's lock. */
+static int store_batch_zero_part(struct store *s, struct kv_batch *b,
+				 const struct store_view *v, struct kv_iter *it,
+				 uint64_t branch, uint64_t ino, uint64_t from,
+				 uint64_t to, unsigned char *tmp)
+{
+	uint64_t bn = from / STORE_BLOCK_SIZE;
+	int rc;
+
+	rc = store_block_read(s, it, v, ino, bn, tmp);
+	if (rc)
+		return rc;
+	memset(tmp + from % STORE_BLOCK_SIZE, 0, (size_t)(to - from));
+	return store_batch_block(b, branch, ino, bn, tmp);
+}
+
 int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 		uint64_t end, const struct timespec *mtime)
 {
-	static const unsigned char zeros[STORE_BLOCK_SIZE];
-	uint64_t first = store_div_up(off), last = end / STORE_BLOCK_SIZE;
 	struct store_lockset ls = { .n = 0 };
+	unsigned char *tmp = NULL;
+	struct kv_iter *it = NULL;
+	uint64_t first, last, zend;
 	struct store_view v;
 	struct store_attr a;
 	struct kv_batch b;
-	ssize_t n;
 	int rc;
 
 	if (end > STORE_MAX_FILE_SIZE)
 		return -EFBIG;
 	if (off >= end)
 		return 0;
-	if (first >= last) {
-		/* Inside one block, or across one boundary: at most two
-		 * partial blocks, each written on its own (zeros holds one
-		 * block; the range may be up to two blocks less 2 bytes). */
-		uint64_t mid = last * STORE_BLOCK_SIZE;
-
-		if (mid <= off)
-			mid = end;
-		n = store_write(s, branch, ino, zeros, (size_t)(mid - off), off,
-				mtime);
-		if (n >= 0 && mid < end)
-			n = store_write(s, branch, ino, zeros,
-					(size_t)(end - mid), mid, mtime);
-		return n < 0 ? (int)n : 0;
-	}
-	if (off < first * STORE_BLOCK_SIZE) {
-		n = store_write(s, branch, ino, zeros,
-				(size_t)(first * STORE_BLOCK_SIZE - off), off,
-				mtime);
-		if (n < 0)
-			return (int)n;
-	}
-	if (last * STORE_BLOCK_SIZE < end) {
-		n = store_write(s, branch, ino, zeros,
-				(size_t)(end - last * STORE_BLOCK_SIZE),
-				last * STORE_BLOCK_SIZE, mtime);
-		if (n < 0)
-			return (int)n;
-	}
 	rc = store_view_get(s, branch, STORE_SEQ_LATEST, &v);
 	if (rc)
 		return rc;
@@ -5801,17 +5789,60 @@ int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 	rc = store_attr_load(s, &v, ino, &a, NULL, 0);
 	if (rc == 0 && !S_ISREG(a.mode))
 		rc = S_ISDIR(a.mode) ? -EISDIR : -EINVAL;
-	if (rc == 0)
-		rc = store_batch_cut(s, &b, &v, ino, first, last);
-	if (rc == 0) {
-		if (mtime)
-			a.mtime = a.ctime = *mtime;
-		store_batch_attr(&b, branch, ino, &a, NULL);
-		rc = store_commit(s, &b, false, NULL);
-		if (rc == 0)
-			store_acache_set(s, &v, ino, &a);
+	if (rc)
+		goto out;
+	/* One batch, one commit: a branch made meanwhile sees all of the
+	 * hole or none of it (it once took up to three commits, the partial
+	 * blocks at either end each written as a store_write).  Past the
+	 * size every byte is zero already (INV-3), and the size stays. */
+	zend = end < a.size ? end : a.size;
+	if (off < zend) {
+		uint64_t hb = off / STORE_BLOCK_SIZE,
+			 tb = zend / STORE_BLOCK_SIZE;
+
+		first = store_div_up(off);
+		last = tb;
+		if (off % STORE_BLOCK_SIZE || zend % STORE_BLOCK_SIZE) {
+			tmp = malloc(STORE_BLOCK_SIZE);
+			rc = tmp ? kv_iter_new(s->kv, KV_CF_BLOCK, true, &it) :
+				   -ENOMEM;
+			if (rc)
+				goto out;
+		}
+		if (off % STORE_BLOCK_SIZE) {
+			uint64_t hend = (hb + 1) * STORE_BLOCK_SIZE;
+
+			rc = store_batch_zero_part(s, &b, &v, it, branch, ino,
+						   off,
+						   zend < hend ? zend : hend,
+						   tmp);
+			if (rc)
+				goto out;
+		}
+		if (zend % STORE_BLOCK_SIZE && tb * STORE_BLOCK_SIZE >= off &&
+		    (tb != hb || off % STORE_BLOCK_SIZE == 0)) {
+			rc = store_batch_zero_part(s, &b, &v, it, branch, ino,
+						   tb * STORE_BLOCK_SIZE, zend,
+						   tmp);
+			if (rc)
+				goto out;
+		}
+		if (first < last) {
+			rc = store_batch_cut(s, &b, &v, ino, first, last);
+			if (rc)
+				goto out;
+		}
 	}
+	if (mtime)
+		a.mtime = a.ctime = *mtime;
+	store_batch_attr(&b, branch, ino, &a, NULL);
+	rc = store_commit(s, &b, false, NULL);
+	if (rc == 0)
+		store_acache_set(s, &v, ino, &a);
+out:
 	store_lockset_unlock(s, &ls);
+	kv_iter_free(it);
+	free(tmp);
 	kv_batch_release(&b);
 	store_view_release(&v);
 	return rc;

@@ -603,12 +603,13 @@ int store_rename(struct store *s, uint64_t branch, uint64_t olddir,
 ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
 		   void *buf, size_t len, uint64_t off);
 
-/* Zero [off, end) of regular file ino, where end is at most its size (a
- * hole: fallocate PUNCH_HOLE, ZERO_RANGE).  Whole blocks get a ZERO
- * version only where some level of the branch holds data, so the cost
- * follows the data, not the length (a hole over a sparse terabyte writes
- * nothing); the partial blocks at either end are written as store_write
- * writes them.  Sets mtime and ctime to *mtime if not NULL.  0, -EISDIR,
+/* Zero [off, end) of regular file ino (a hole: fallocate PUNCH_HOLE,
+ * ZERO_RANGE); the size stays, and past it nothing is written.  Whole
+ * blocks get a ZERO version only where some level of the branch holds
+ * data, so the cost follows the data, not the length (a hole over a sparse
+ * terabyte writes nothing); the partial blocks at either end are merged
+ * with what they hold.  One commit: a branch made meanwhile sees all of it
+ * or none.  Sets mtime and ctime to *mtime if not NULL.  0, -EISDIR,
  * -EINVAL (not a regular file), -EFBIG past 2^63 - 1. */
 int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 		uint64_t end, const struct timespec *mtime);

@@ -1304,6 +1304,44 @@ static void test_store_time_of_seq(void **state)
 	assert_true(got <= t1 + 20000000ll);
 }
 
+/* A punch is one commit, also with partial blocks at both ends: a branch
+ * made meanwhile sees all of the hole or none of it, and a failed write
+ * changes nothing.  It once wrote each partial block as a store_write of
+ * its own, then the whole blocks: the second write failing left the head
+ * zeroed and the rest as it was. */
+static void test_store_punch_one_commit(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	const size_t len = 8 * BS;
+	uint64_t f;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 7, 0, len);
+	/* the first write fails: nothing changes */
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, false, -EIO);
+	assert_int_equal(store_punch(s, fx->br, f, BS + 1, 5 * BS - 1, NULL),
+			 -EIO);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	kv_fault_disarm(fx->fault);
+	tstore_expect_pat(s, fx->br, f, 7, 0, len);
+	/* a second write would fail: there is none */
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 2, false, -EIO);
+	assert_int_equal(store_punch(s, fx->br, f, BS + 1, 5 * BS - 1, NULL),
+			 0);
+	assert_int_equal(kv_fault_fired(fx->fault), 0);
+	kv_fault_disarm(fx->fault);
+	tstore_expect_pat(s, fx->br, f, 7, 0, BS + 1);
+	tstore_expect_zero(s, fx->br, f, BS + 1, 4 * BS - 2);
+	tstore_expect_pat(s, fx->br, f, 7, 5 * BS - 1, 3 * BS + 1);
+	/* past the size nothing is written and the size stays */
+	assert_int_equal(store_punch(s, fx->br, f, len - 10, len + 3 * BS,
+				     NULL),
+			 0);
+	assert_int_equal(tstore_size(s, fx->br, f), len);
+	tstore_expect_zero(s, fx->br, f, len - 10, 10);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
 					     tstore_fx_teardown)
 
@@ -1323,6 +1361,9 @@ int main(void)
 		T(test_store_partial_block_writes),
 		T(test_store_holes_read_zero),
 		T(test_store_punch_partial_blocks),
+		cmocka_unit_test_setup_teardown(test_store_punch_one_commit,
+						tstore_fx_setup_fault,
+						tstore_fx_teardown),
 		T(test_store_large_offset),
 		T(test_store_write_sets_mtime),
 		T(test_store_branch_delete_rename_list),
