@@ -6285,6 +6285,10 @@ static int store_gc_flush(struct store_gc_run *r, bool force)
 	rc = store_gc_horizon_durable(r);
 	if (rc)
 		return rc;
+	/* Not through store_acache_note_batch: GC deletes only versions no
+	 * head read returns (shadowed ones, and the inodes and blocks of
+	 * unlinked files), so no cache entry holds them (INV-8).  A GC
+	 * that deleted a head version would have to note its batch. */
 	rc = kv_write(r->s->kv, &r->b, false);
 	kv_batch_clear(&r->b);
 	return rc;
