@@ -838,6 +838,35 @@ static int fs_fusermount(struct fs *fs, const char *path, char *why,
 	return -EPERM;
 }
 
+/* After our mount is gone the loop ends once the kernel lets go of the
+ * filesystem, at once unless another mount holds it: a branch bound
+ * elsewhere (mount --bind, a container's data directory, maybe in another
+ * mount namespace, which our mountinfo does not show).  Then we serve on,
+ * and a later signal must not abort that mount's connection: -EBUSY, as
+ * for a mount detached with umount -l. */
+static int fs_unmounted_wait(struct fs *fs, const char *where)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	bool running = true;
+	int i;
+
+	for (i = 0; i < 150 && running; i++) {
+		pthread_mutex_lock(&fs->loop_mu);
+		running = fs->loop_running;
+		pthread_mutex_unlock(&fs->loop_mu);
+		if (running)
+			nanosleep(&ts, NULL);
+	}
+	if (!running)
+		return 0;
+	FS_WARN(fs,
+		"'%s' is unmounted, but a branch of it is still mounted "
+		"elsewhere (a bind mount, a container's data directory): "
+		"serving it until that is unmounted",
+		where);
+	return -EBUSY;
+}
+
 int fs_request_unmount(struct fs *fs)
 {
 	char where[PATH_MAX], why[PATH_MAX + 256];
@@ -884,10 +913,13 @@ int fs_request_unmount(struct fs *fs)
 	}
 	why[0] = 0;
 	if (umount2(where, UMOUNT_NOFOLLOW) == 0)
-		return 0;
+		return fs_unmounted_wait(fs, where);
 	rc = -errno;
-	if (rc == -EPERM)
+	if (rc == -EPERM) {
 		rc = fs_fusermount(fs, where, why, sizeof(why));
+		if (rc == 0)
+			return fs_unmounted_wait(fs, where);
+	}
 	if (rc == -EBUSY)
 		FS_WARN(fs,
 			"'%s' is in use: not unmounted, still serving; stop "

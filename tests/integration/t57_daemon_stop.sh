@@ -18,6 +18,10 @@
 #  - a mount detached with umount -l while a file in it is open: SIGTERM
 #    leaves the open file working (it used to end the connection under
 #    it) and the daemon exits once the file is closed;
+#  - a branch bound elsewhere (mount --bind, as a container's data
+#    directory) with a file open: SIGTERM unmounts the mount point, serves
+#    the bind mount on, also after a second SIGTERM (which aborted its
+#    connection), and the daemon exits 0 once it is unmounted;
 #  - a mount with something mounted over it: SIGTERM unmounts nothing and
 #    says so (umount at the path took the mount on top);
 #  - a daemon started with fds 0-2 closed (a service manager) keeps the
@@ -153,6 +157,38 @@ grep -q "is no longer mounted" "$lazylog" || fail "branchd did not say its mount
 exec {held}<&-
 _it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the last file of its detached mount was closed"
 log "umount -l, file open: SIGTERM served on, daemon gone once the file was closed"
+
+# ---- a branch bound elsewhere and in use, then SIGTERM twice --------------------
+# (a container's data directory): SIGTERM unmounts the mount point and says
+# that a branch of it is still mounted elsewhere; it serves that on, and a
+# second SIGTERM no longer aborts its connection (it did: writes there then
+# failed with ENOTCONN); the daemon stops once the bind mount goes, with
+# what was written through it in the store
+M=$T/bound
+bfs_mount "$T/store-b" "$M"
+pid=${IT_MNTPID[$M]}
+mkdir "$M/main" "$T/bind"
+mount --bind "$M/main" "$T/bind" || fail "mount --bind of a branch failed"
+IT_TMPFS+=("$T/bind")
+exec {bfd}>"$T/bind/f"
+echo one >&$bfd
+kill -TERM "$pid"
+boundlog=$(ls "$T"/log/branchd-bound-*.log)
+wait_log "$boundlog" "still mounted elsewhere"
+! is_mounted "$M" || fail "SIGTERM left $M mounted"
+_it_alive "$pid" || fail "branchd exited on SIGTERM while a bind mount of a branch was in use"
+kill -TERM "$pid"
+wait_log "$boundlog" "is no longer mounted"
+echo two >&$bfd || fail "a write through the bind mount failed after the second SIGTERM: $(tail -n 3 "$boundlog")"
+exec {bfd}>&-
+[ "$(cat "$T/bind/f")" = "$(printf 'one\ntwo')" ] || fail "the bind mount's file holds '$(cat "$T/bind/f")'"
+umount "$T/bind" || fail "cannot unmount the bind mount"
+_it_wait_gone "$pid" 30 || fail "branchd still running 30 s after the bind mount was unmounted"
+wait "$pid" || fail "branchd exited $? once the bind mount was gone"
+bfs_mount "$T/store-b" "$M"
+[ "$(cat "$M/main/f")" = "$(printf 'one\ntwo')" ] || fail "after a remount main/f holds '$(cat "$M/main/f")'"
+bfs_umount "$M"
+log "bind mount of a branch in use: SIGTERM served it on, twice; stopped once it was unmounted, data kept"
 
 # ---- something mounted over the mount, then SIGTERM -------------------------------
 # umount at the path took the mount on top (a tmpfs here) and the daemon
