@@ -26,6 +26,7 @@
  *      connection.  fusermount3 -u / umount end the loop the same way;
  *   6. store_close() makes everything durable; the pid file is removed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -675,6 +676,22 @@ static void bd_check_log(void *ctx, int level, const char *msg)
 
 /* 0 if the directory of path exists (levels 1) or its parent does
  * (levels 2: the socket's own directory is made when it is bound). */
+/* Whether path is a directory holding nothing. */
+static bool bd_dir_is_empty(const char *path)
+{
+	struct dirent *de;
+	bool empty = true;
+	DIR *d = opendir(path);
+
+	if (!d)
+		return false;
+	while (empty && (de = readdir(d)))
+		empty = strcmp(de->d_name, ".") == 0 ||
+			strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
 static int bd_dir_of_exists(const char *path, int levels)
 {
 	char *copy = strdup(path), *d;
@@ -907,7 +924,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char why[PATH_MAX + 128];
 	int opt, rc, status = 1;
-	bool check = false, store_new = false;
+	bool check = false, store_new = false, store_dir_kept = false;
 	unsigned tables = 0;
 	rlim_t nofile;
 
@@ -1079,7 +1096,13 @@ int main(int argc, char **argv)
 	{
 		struct stat sst;
 
+		/* store_open makes a store where there is none: in a new
+		 * directory, or in an empty one, which is kept if the mount
+		 * then fails. */
 		store_new = lstat(bd.store_dir, &sst) != 0 && errno == ENOENT;
+		if (!store_new && S_ISDIR(sst.st_mode) &&
+		    bd_dir_is_empty(bd.store_dir))
+			store_new = store_dir_kept = true;
 	}
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
 	if (rc) {
@@ -1142,11 +1165,17 @@ int main(int argc, char **argv)
 		bd_errf(&bd, "cannot set up the filesystem: %s", strerror(-rc));
 		goto out_close;
 	}
-	if (bd_write_pidfile(&bd) != 0)
-		goto out_free;
 	rc = fs_mount(bd.fs, bd.mountpoint, bd.allow_other);
 	if (rc)
 		goto out_free; /* fs_mount logged why */
+	/* Once the mount is ours: a daemon that loses the race for the
+	 * mount point to another one must not replace, then remove, the
+	 * winner's pid file.  Before the parent hears the mount is live
+	 * (the kernel's INIT is answered in fs_run). */
+	if (bd_write_pidfile(&bd) != 0) {
+		rc = -EIO;
+		goto out_unmount;
+	}
 	{
 		struct bd_control_config ccfg = {
 			.store = bd.store,
@@ -1198,7 +1227,7 @@ out_close:
 	/* A store this run made for a mount that never went live (one that
 	 * failed in a way not checked before) is not left behind. */
 	if (store_new && !atomic_load(&bd.ready)) {
-		rc = store_close_remove(bd.store);
+		rc = store_close_remove(bd.store, store_dir_kept);
 		if (rc)
 			bd_errf(&bd, "cannot remove the new store '%s': %s",
 				bd.store_dir, strerror(-rc));

@@ -3158,7 +3158,7 @@ out_delete:
  * daemon that opens the store meanwhile is refused as "in use" (one that
  * locks the unlinked file after we close it finds no marker, or no
  * database, and is refused too). */
-static int store_remove_files(const char *dir)
+static int store_remove_files(const char *dir, bool keep_dir)
 {
 	static const char *const top[] = { STORE_MARKER, STORE_LOCKFILE };
 	char path[PATH_MAX];
@@ -3189,12 +3189,12 @@ static int store_remove_files(const char *dir)
 		if (unlink(path) != 0 && errno != ENOENT)
 			rc = -errno;
 	}
-	if (!rc && rmdir(dir) != 0)
+	if (!rc && !keep_dir && rmdir(dir) != 0)
 		rc = -errno;
 	return rc;
 }
 
-int store_close_remove(struct store *s)
+int store_close_remove(struct store *s, bool keep_dir)
 {
 	char *dir;
 	int rc, lock_fd;
@@ -3208,7 +3208,7 @@ int store_close_remove(struct store *s)
 	lock_fd = s->lock_fd;
 	s->lock_fd = -1;
 	store_free(s);
-	rc = dir ? store_remove_files(dir) : -ENOMEM;
+	rc = dir ? store_remove_files(dir, keep_dir) : -ENOMEM;
 	if (lock_fd >= 0)
 		close(lock_fd);
 	free(dir);

@@ -252,12 +252,13 @@ int store_wait_filters(struct store *s, unsigned timeout_ms);
 int store_close(struct store *s);
 
 /* Release the store like store_close(), without making anything durable,
- * and remove it: its database, marker and lock file, then its directory,
- * with the store's lock held until the files are gone.  Only for a store
- * this process created and never served (a daemon whose mount failed).
+ * and remove it: its database, marker and lock file, then its directory
+ * unless keep_dir (an empty directory the store was made in), with the
+ * store's lock held until the files are gone.  Only for a store this
+ * process created and never served (a daemon whose mount failed).
  * Returns 0 or the first negative errno met (what could not be removed
  * stays); the handle is freed in every case. */
-int store_close_remove(struct store *s);
+int store_close_remove(struct store *s, bool keep_dir);
 
 /* Every write that returned before this call is durable when it returns.
  * Concurrent callers share one WAL sync where they can. */

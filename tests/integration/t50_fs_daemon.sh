@@ -225,12 +225,15 @@ log "$bdi/read_ahead_kb = 1024"
 # ---- two daemons (two stores, two sockets) racing for one mount point ----------
 # Both pass the early check; each waits 700 ms between fs_mount's check and
 # the mount (a test knob), so without the mount point's lock both mounted,
-# one over the other.  Exactly one may mount; the other says why.
-mkdir "$T/mnt3"
+# one over the other.  Exactly one may mount; the other says why.  Both
+# are given one pid file, which keeps the winner's pid (the loser wrote its
+# own there, then removed it), and stores in empty directories made
+# beforehand: the loser's is removed, its directory kept.
+mkdir "$T/mnt3" "$T/race-store1" "$T/race-store2"
 IT_MOUNTS+=("$T/mnt3")
 declare -a rpid=()
 for i in 1 2; do
-	setsid env BRANCHD_TEST_MOUNT_DELAY_MS=700 "$BRANCHD" -f -o "socket=$T/race$i.sock" \
+	setsid env BRANCHD_TEST_MOUNT_DELAY_MS=700 "$BRANCHD" -f -o "socket=$T/race$i.sock,pidfile=$T/race.pid" \
 		"$T/race-store$i" "$T/mnt3" </dev/null >"$T/log/race$i.log" 2>&1 &
 	rpid[$i]=$!
 	IT_DAEMONS+=("${rpid[$i]}")
@@ -254,6 +257,11 @@ done
 grep -qE "is being mounted by another process|is busy: something is already mounted" "$T/log/race$lose.log" ||
 	fail "the daemon that lost the race did not say why: $(cat "$T/log/race$lose.log")"
 log "racing daemons: one mounted, the other said: $(grep -E "being mounted|is busy" "$T/log/race$lose.log")"
+[ "$(cat "$T/race.pid" 2>/dev/null)" = "${rpid[$win]}" ] ||
+	fail "the pid file holds '$(cat "$T/race.pid" 2>&1)', not the serving daemon's pid ${rpid[$win]}"
+[ -d "$T/race-store$lose" ] && [ -z "$(ls -A "$T/race-store$lose")" ] ||
+	fail "the losing daemon's store directory is gone or not empty: $(ls -A "$T/race-store$lose" 2>&1)"
+[ -e "$T/race-store$win/BRANCHFS" ] || fail "the serving daemon's store has no BRANCHFS marker: $(ls -A "$T/race-store$win" 2>&1)"
 tmo 30 fusermount3 -u "$T/mnt3" || fail "cannot unmount $T/mnt3"
 _it_wait_gone "${rpid[$win]}" 30 || fail "branchd ${rpid[$win]} still running after its unmount"
 

@@ -600,18 +600,23 @@ static void test_store_persist_retention(void **state)
 }
 
 /* store_close_remove (for a store a daemon made for a mount that then
- * failed) leaves nothing of the store, its directory included, and a
- * store can be made there again. */
+ * failed) leaves nothing of the store, its directory included unless
+ * asked to keep it, and a store can be made there again. */
 static void test_store_persist_close_remove(void **state)
 {
 	struct tstore_fx *fx = *state;
 	struct store *s2 = NULL;
 	struct stat st;
 
-	assert_int_equal(store_close_remove(fx->s), 0);
+	assert_int_equal(store_close_remove(fx->s, false), 0);
 	fx->s = NULL;
 	assert_int_equal(stat(fx->dir, &st), -1);
 	assert_int_equal(errno, ENOENT);
+	assert_int_equal(tstore_open_dir(fx->dir, true, NULL, &s2), 0);
+	/* made in a directory that was there: that stays, empty */
+	assert_int_equal(store_close_remove(s2, true), 0);
+	assert_int_equal(stat(fx->dir, &st), 0);
+	assert_int_equal(rmdir(fx->dir), 0);
 	assert_int_equal(tstore_open_dir(fx->dir, true, NULL, &s2), 0);
 	assert_int_equal(store_close(s2), 0);
 }
