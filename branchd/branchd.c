@@ -619,12 +619,39 @@ static bool bd_syslog_reachable(void)
 	return ok;
 }
 
+static volatile sig_atomic_t bd_parent_sig;
+
+static void bd_parent_on_signal(int sig)
+{
+	bd_parent_sig = sig;
+}
+
+/* The waiting parent passes SIGINT, SIGTERM and SIGHUP on to the daemon
+ * (in a session of its own, a signal to the caller's process group never
+ * reaches it), then waits for it to stop: `timeout 30 branchd ...` or a
+ * Ctrl-C that gives up on a start left a daemon that mounted anyway.  The
+ * daemon takes such a signal once its mount is live and unmounts it. */
+static int bd_parent_forward(pid_t child)
+{
+	int sig = bd_parent_sig;
+
+	if (sig) {
+		bd_parent_sig = 0;
+		kill(child, sig);
+	}
+	return sig;
+}
+
 static void bd_daemonize(struct bd *bd)
 {
-	int pfd[2], st;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	int pfd[2], st, fwd = 0, sig;
+	struct sigaction sa;
+	sigset_t set;
 	pid_t pid;
 	char c;
 	ssize_t n;
+	size_t i;
 
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
 		bd_errf(bd, "pipe: %s", strerror(errno));
@@ -637,17 +664,35 @@ static void bd_daemonize(struct bd *bd)
 	}
 	if (pid > 0) {
 		close(pfd[1]);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = bd_parent_on_signal; /* no SA_RESTART */
+		sigemptyset(&sa.sa_mask);
+		sigemptyset(&set);
+		for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+			sigaction(sigs[i], &sa, NULL);
+			sigaddset(&set, sigs[i]);
+		}
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
 		do {
 			n = read(pfd[0], &c, 1);
+			if ((sig = bd_parent_forward(pid)))
+				fwd = sig;
 		} while (n < 0 && errno == EINTR);
-		if (n == 1) {
+		if (n == 1 && !fwd) {
 			if (!bd_syslog_reachable())
 				fprintf(stderr,
 					"branchd: mounted, but nothing listens on /dev/log: the daemon's log is lost (run it with -f to log to standard error)\n");
 			_exit(0);
 		}
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
+			if ((sig = bd_parent_forward(pid)))
+				fwd = sig;
+		if (fwd) {
+			fprintf(stderr,
+				"branchd: %s while starting: passed on to the daemon, which has stopped\n",
+				strsignal(fwd));
+			_exit(128 + fwd);
+		}
 		if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
 			_exit(WEXITSTATUS(st));
 		_exit(1);

@@ -22,6 +22,9 @@
 #    directory) with a file open: SIGTERM unmounts the mount point, serves
 #    the bind mount on, also after a second SIGTERM (which aborted its
 #    connection), and the daemon exits 0 once it is unmounted;
+#  - `timeout 1 branchd ...` whose mount is not live within the second:
+#    the parent passes the SIGTERM on and the daemon unmounts and stops
+#    (it mounted and served on);
 #  - a mount with something mounted over it: SIGTERM unmounts nothing and
 #    says so (umount at the path took the mount on top);
 #  - a daemon started with fds 0-2 closed (a service manager) keeps the
@@ -189,6 +192,24 @@ bfs_mount "$T/store-b" "$M"
 [ "$(cat "$M/main/f")" = "$(printf 'one\ntwo')" ] || fail "after a remount main/f holds '$(cat "$M/main/f")'"
 bfs_umount "$M"
 log "bind mount of a branch in use: SIGTERM served it on, twice; stopped once it was unmounted, data kept"
+
+# ---- the waiting parent stopped (timeout, Ctrl-C) before the mount is live -------
+# it passes the signal on: the daemon unmounts once its mount is live and
+# stops (it mounted and served on, in a session of its own)
+M=$T/cancel
+mkdir "$M"
+IT_MOUNTS+=("$M")
+rc=0
+BRANCHD_TEST_MOUNT_DELAY_MS=3000 timeout 1 "$BRANCHD" -o "pidfile=$T/cancel.pid" "$T/store-c" "$M" 2>"$T/log/cancel.err" || rc=$?
+[ "$rc" -eq 124 ] || fail "timeout 1 branchd exited $rc, expected 124: $(cat "$T/log/cancel.err")"
+grep -q "passed on to the daemon" "$T/log/cancel.err" || fail "the parent did not say it passed the signal on: $(cat "$T/log/cancel.err")"
+for ((n = 0; n < 100; n++)); do
+	! is_mounted "$M" && ! pgrep -f -- "$T/store-c" >/dev/null && break
+	sleep 0.1
+done
+! is_mounted "$M" || fail "a daemon whose start was given up mounted $M"
+! pgrep -f -- "$T/store-c" >/dev/null || fail "a daemon whose start was given up still runs: $(pgrep -af -- "$T/store-c")"
+log "parent stopped during start: the daemon unmounted and stopped"
 
 # ---- something mounted over the mount, then SIGTERM -------------------------------
 # umount at the path took the mount on top (a tmpfs here) and the daemon
