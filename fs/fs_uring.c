@@ -609,8 +609,17 @@ static ssize_t fs_uring_io_writev(int fd, struct iovec *iov, int count,
 
 	if (iov[0].iov_len < sizeof(*oh))
 		return writev(fd, iov, count);
-	if (e && !e->replied && oh->unique == e->unique)
-		return fs_uring_reply(e, iov, count);
+	if (e && !e->replied && oh->unique == e->unique) {
+		/* libfuse takes -1 and errno as a failed send, as writev
+		 * reports one; any other value counts as sent. */
+		ssize_t n = fs_uring_reply(e, iov, count);
+
+		if (n < 0) {
+			errno = (int)-n;
+			return -1;
+		}
+		return n;
+	}
 	init = atomic_load(&u->init_unique);
 	if (init && oh->unique == init &&
 	    atomic_compare_exchange_strong(&u->init_unique, &init, 0) &&
