@@ -719,8 +719,6 @@ static void bd_check_log(void *ctx, int level, const char *msg)
 		fprintf(stderr, "branchd: %s\n", msg);
 }
 
-/* 0 if the directory of path exists (levels 1) or its parent does
- * (levels 2: the socket's own directory is made when it is bound). */
 /* Whether path is a directory holding nothing. */
 static bool bd_dir_is_empty(const char *path)
 {
@@ -737,6 +735,8 @@ static bool bd_dir_is_empty(const char *path)
 	return empty;
 }
 
+/* 0 if the directory of path exists (levels 1) or its parent does
+ * (levels 2: the socket's own directory is made when it is bound). */
 static int bd_dir_of_exists(const char *path, int levels)
 {
 	char *copy = strdup(path), *d;
@@ -1144,9 +1144,9 @@ int main(int argc, char **argv)
 		/* store_open makes a store where there is none: in a new
 		 * directory, or in an empty one, which is kept if the mount
 		 * then fails. */
-		store_new = lstat(bd.store_dir, &sst) != 0 && errno == ENOENT;
-		if (!store_new && S_ISDIR(sst.st_mode) &&
-		    bd_dir_is_empty(bd.store_dir))
+		if (lstat(bd.store_dir, &sst) != 0)
+			store_new = errno == ENOENT;
+		else if (S_ISDIR(sst.st_mode) && bd_dir_is_empty(bd.store_dir))
 			store_new = store_dir_kept = true;
 	}
 	rc = store_open(bd.store_dir, &scfg, &bd.store);
