@@ -124,7 +124,8 @@ static bool bc_is_socket(const char *p)
 }
 
 /* False when nothing listens on the socket at p: the file of a daemon
- * that was killed (SIGKILL leaves it) refuses every connection. */
+ * that was killed (SIGKILL leaves it) refuses every connection.  The
+ * connect does not wait (a full backlog says EAGAIN: someone listens). */
 static bool bc_socket_live(const char *p)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -133,7 +134,7 @@ static bool bc_socket_live(const char *p)
 	if (strlen(p) >= sizeof(a.sun_path))
 		return true; /* the real connect says what is wrong */
 	memcpy(a.sun_path, p, strlen(p) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return true;
 	rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
@@ -142,23 +143,29 @@ static bool bc_socket_live(const char *p)
 	return rc == 0 || (err != ECONNREFUSED && err != ENOENT);
 }
 
-/* Socket of a daemon mounted at mnt (absolute), if one exists: the first
- * candidate a daemon listens on, else the first one found (whose connect
- * then reports that no daemon runs). */
+/* Socket of a daemon mounted at mnt (absolute), if one exists.  With one
+ * candidate, that one (whose connect says whether a daemon runs); with
+ * more (a killed root daemon's file beside another uid's live daemon),
+ * the first one a daemon listens on, else the first. */
 static bool bc_socket_for(const char *mnt, char *out, size_t n)
 {
-	char first[sizeof(((struct sockaddr_un *)0)->sun_path) + 64] = "";
+	char cand[3][sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
 	struct stat st;
 	uid_t uids[3] = { 0, getuid(), 0 };
-	int i, nu = 2;
+	int i, j, nu = 2, nc = 0;
 
 	if (stat(mnt, &st) == 0)
 		uids[nu++] = st.st_uid;
 	for (i = 0; i < nu; i++) {
 		char why[512];
+		bool dup = false;
 
 		if (bd_ctl_socket_path(mnt, uids[i], out, n) != 0 ||
 		    !bc_is_socket(out))
+			continue;
+		for (j = 0; j < nc && !dup; j++)
+			dup = strcmp(cand[j], out) == 0;
+		if (dup)
 			continue;
 		/* A socket another user could have put there is not the
 		 * daemon's. */
@@ -167,14 +174,15 @@ static bool bc_socket_for(const char *mnt, char *out, size_t n)
 				why);
 			continue;
 		}
-		if (bc_socket_live(out))
-			return true;
-		if (!first[0])
-			snprintf(first, sizeof(first), "%s", out);
+		snprintf(cand[nc++], sizeof(cand[0]), "%s", out);
 	}
-	if (!first[0])
+	if (nc == 0)
 		return false;
-	snprintf(out, n, "%s", first);
+	for (i = 0; nc > 1 && i < nc; i++) {
+		if (bc_socket_live(cand[i]))
+			break;
+	}
+	snprintf(out, n, "%s", cand[nc > 1 && i < nc ? i : 0]);
 	return true;
 }
 
