@@ -794,16 +794,17 @@ static void bd_cmd_rename(struct bd_ctl *c, const struct json *req,
 	struct store_branch_info bi, now;
 	int rc;
 
-	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
-	    bd_may_modify(c, out, &bi, who, "rename") ||
-	    bd_not_busy(c, out, &bi, "rename"))
+	if (bd_lookup(c, out, json_get_str(req, "name"), &bi))
 		return;
-	if (!nn || bd_name_ok(out, nn)) {
-		bd_end_change(c, bi.id);
-		if (!nn)
-			bd_reply_err(out, -EINVAL, "missing new name");
+	/* The new name first: a bad one is refused at once, not after
+	 * waiting for the branch to be idle (or with EBUSY). */
+	if (!nn) {
+		bd_reply_err(out, -EINVAL, "missing new name");
 		return;
 	}
+	if (bd_name_ok(out, nn) || bd_may_modify(c, out, &bi, who, "rename") ||
+	    bd_not_busy(c, out, &bi, "rename"))
+		return;
 	rc = c->cfg.hooks.rename ?
 		     c->cfg.hooks.rename(c->cfg.hooks.ctx, bi.id, bi.name, nn) :
 		     store_branch_rename(c->cfg.store, bi.id, nn);

@@ -493,6 +493,11 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	rc = store_branch_lookup(fs->store, name, &bi);
 	if (rc)
 		goto out;
+	/* A bad new name is refused at once, also while the branch is busy
+	 * (EINVAL, not EBUSY after waiting for it to be idle). */
+	rc = store_branch_name_check(newname);
+	if (rc)
+		goto out;
 	rc = store_branch_lookup(fs->store, newname, &other);
 	if (rc == 0) {
 		rc = other.id == bi.id ? 0 : -EEXIST;

@@ -27,6 +27,8 @@ msg=$(tmo 60 rmdir "$MNT/pr-1" 2>&1) && fail "rmdir of pr-1 with a running postm
 log "rmdir pr-1 while its postmaster runs: $msg"
 expect_op EBUSY rmdir "$MNT/pr-1"
 expect_op EBUSY rename "$MNT/pr-1" "$MNT/pr-1-renamed"
+# a bad new name is refused as such, busy or not (it was EBUSY)
+expect_op EINVAL rename "$MNT/pr-1" "$MNT/pr"$'\t'"1"
 [ -d "$MNT/pr-1" ] && [ ! -e "$MNT/pr-1-renamed" ] || fail "pr-1 changed after refused rmdir/mv"
 [ "$(q "$P2" 'select count(*) from t')" = 1 ] || fail "pr-1 server unhappy after refused rmdir"
 
@@ -62,6 +64,7 @@ ctl_require
 exec 7<"$MNT/pr-2"
 expect_op EBUSY rmdir "$MNT/pr-2"
 expect_ctl 6 reset pr-2
+expect_ctl 10 rename pr-2 "pr"$'\t'"2" # the name's fault, not the busy branch's
 exec 7<&-
 exec 7<"$MNT/pr-2/base"
 expect_ctl 6 delete pr-2
