@@ -1230,23 +1230,13 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t nodeid, int mode,
 	} else if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		/* Zeros read back the same either way (no block is stored
 		 * for them); ZERO_RANGE without KEEP_SIZE also grows the
-		 * file to end, as mode 0. */
-		uint64_t zend = end > a.size ? a.size : end;
+		 * file to end, as mode 0, in the same commit. */
+		bool grow = !(mode & FALLOC_FL_KEEP_SIZE);
 		struct timespec now = fs_now();
 
-		if ((uint64_t)off < zend)
-			rc = store_punch(fs->store, br, ino, (uint64_t)off,
-					 zend, &now);
-		if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) {
-			memset(&sa, 0, sizeof(sa));
-			sa.size = end;
-			sa.mtime = sa.ctime = fs_now();
-			rc = store_setattr(fs->store, br, ino, &sa,
-					   STORE_SET_SIZE | STORE_SET_GROW |
-						   STORE_SET_MTIME |
-						   STORE_SET_CTIME,
-					   NULL);
-		}
+		if ((uint64_t)off < a.size || (grow && end > a.size))
+			rc = store_zero_range(fs->store, br, ino, (uint64_t)off,
+					      end, grow, &now);
 	}
 out:
 	fuse_reply_err(req, -rc);

@@ -5767,6 +5767,13 @@ static int store_batch_zero_part(struct store *s, struct kv_batch *b,
 int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 		uint64_t end, const struct timespec *mtime)
 {
+	return store_zero_range(s, branch, ino, off, end, false, mtime);
+}
+
+int store_zero_range(struct store *s, uint64_t branch, uint64_t ino,
+		     uint64_t off, uint64_t end, bool grow,
+		     const struct timespec *mtime)
+{
 	struct store_lockset ls = { .n = 0 };
 	unsigned char *tmp = NULL;
 	struct kv_iter *it = NULL;
@@ -5833,6 +5840,8 @@ int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 				goto out;
 		}
 	}
+	if (grow && end > a.size)
+		a.size = end;
 	if (mtime)
 		a.mtime = a.ctime = *mtime;
 	store_batch_attr(&b, branch, ino, &a, NULL);

@@ -615,6 +615,13 @@ ssize_t store_read(struct store *s, uint64_t branch, uint64_t seq, uint64_t ino,
 int store_punch(struct store *s, uint64_t branch, uint64_t ino, uint64_t off,
 		uint64_t end, const struct timespec *mtime);
 
+/* store_punch, and with grow also the size raised to end if it is less
+ * (fallocate ZERO_RANGE without KEEP_SIZE), in the same commit: a branch
+ * made meanwhile never sees the zeros without the new size. */
+int store_zero_range(struct store *s, uint64_t branch, uint64_t ino,
+		     uint64_t off, uint64_t end, bool grow,
+		     const struct timespec *mtime);
+
 /* Write len bytes at off, extending the file if needed.  Returns len.
  * If mtime is not NULL the inode's mtime and ctime are set to it.
  * -EFBIG past the largest supported offset (2^63 - 1). */

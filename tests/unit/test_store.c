@@ -1340,6 +1340,37 @@ static void test_store_punch_one_commit(void **state)
 			 0);
 	assert_int_equal(tstore_size(s, fx->br, f), len);
 	tstore_expect_zero(s, fx->br, f, len - 10, 10);
+	/* ZERO_RANGE without KEEP_SIZE: the zeros and the new size in one
+	 * commit (fs_op_fallocate once grew the file with a setattr of its
+	 * own after the punch); a failed write changes neither */
+	tstore_write_pat(s, fx->br, f, 9, 0, len);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, false, -EIO);
+	assert_int_equal(store_zero_range(s, fx->br, f, len - BS - 5,
+					  len + 2 * BS + 3, true, NULL),
+			 -EIO);
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(tstore_size(s, fx->br, f), len);
+	tstore_expect_pat(s, fx->br, f, 9, 0, len);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 2, false, -EIO);
+	assert_int_equal(store_zero_range(s, fx->br, f, len - BS - 5,
+					  len + 2 * BS + 3, true, NULL),
+			 0);
+	assert_int_equal(kv_fault_fired(fx->fault), 0);
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(tstore_size(s, fx->br, f), len + 2 * BS + 3);
+	tstore_expect_pat(s, fx->br, f, 9, 0, len - BS - 5);
+	tstore_expect_zero(s, fx->br, f, len - BS - 5, 3 * BS + 8);
+	/* a range wholly past the size only grows the file; one that ends
+	 * before it never shrinks it */
+	assert_int_equal(store_zero_range(s, fx->br, f, len + 4 * BS,
+					  len + 5 * BS, true, NULL),
+			 0);
+	assert_int_equal(tstore_size(s, fx->br, f), len + 5 * BS);
+	tstore_expect_zero(s, fx->br, f, len - BS - 5, 6 * BS + 5);
+	assert_int_equal(store_zero_range(s, fx->br, f, 0, 10, true, NULL), 0);
+	assert_int_equal(tstore_size(s, fx->br, f), len + 5 * BS);
+	tstore_expect_zero(s, fx->br, f, 0, 10);
+	tstore_expect_pat(s, fx->br, f, 9, 10, len - BS - 15);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tstore_fx_setup, \
