@@ -137,6 +137,20 @@ struct timespec fs_now(void)
 	return ts;
 }
 
+/* The clock the kernel stamps a cached file's times with on write(2)
+ * (current_time(): the coarse clock, at best the last tick).  A new
+ * inode's times are the first the kernel caches for it; taken from the
+ * fine clock, a write in the same tick (1-4 ms) gave the file an mtime
+ * and ctime earlier than the ones it was created with, on every create
+ * followed by a write. */
+struct timespec fs_now_coarse(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return ts;
+}
+
 unsigned fs_fds_max(const struct fs_config *cfg)
 {
 	/* The session's fd, a clone per worker (fs_run: clone_fd) and two

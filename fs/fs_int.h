@@ -419,6 +419,8 @@ void fs_attr_to_stat(uint64_t nodeid, const struct store_attr *a,
 void fs_entry_fill(struct fuse_entry_param *e, uint64_t nodeid, uint32_t gen,
 		   const struct store_attr *a);
 struct timespec fs_now(void);
+/* The kernel's own clock for times it sets (see fs.c): a new inode's. */
+struct timespec fs_now_coarse(void);
 void fs_dir_free(struct fs_dir *d);
 
 #endif /* BRANCHFS_FS_INT_H */

@@ -435,7 +435,7 @@ static int fs_do_create(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 			a.mode |= S_ISGID;
 	}
 	a.rdev = rdev;
-	a.atime = a.mtime = a.ctime = fs_now();
+	a.atime = a.mtime = a.ctime = fs_now_coarse();
 	rc = store_create(fs->store, br, dir, name, &a, target, &ino, out);
 	if (rc)
 		goto out_end;

@@ -671,6 +671,28 @@ def t_mtime_moves():
     return "mtime_updated_by_write=%s" % (s.st_mtime_ns > 1000000000000000000)
 
 
+def t_times_not_backwards():
+    """A write(2) never moves a file's mtime or ctime backwards, also right
+    after the file was made: the kernel stamps a write with its coarse
+    clock (the last tick), and branchd once stamped a new file with the
+    fine clock, so the write in the same tick made the new file older than
+    it was created, every time (make, pollers comparing mtimes)."""
+    back = {}
+    for i in range(40):
+        fd = os.open("tb", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        for what, change in (("create", None), ("fchmod", lambda: os.fchmod(fd, 0o640)),
+                             ("ftruncate", lambda: os.ftruncate(fd, 0))):
+            if change:
+                change()
+            s0 = os.fstat(fd)
+            os.write(fd, b"x")
+            s1 = os.fstat(fd)
+            back[what] = back.get(what, 0) + (s1.st_mtime_ns < s0.st_mtime_ns or s1.st_ctime_ns < s0.st_ctime_ns)
+        os.close(fd)
+        os.unlink("tb")
+    return " ".join("%s_backwards=%d" % kv for kv in sorted(back.items()))
+
+
 def t_chmod_chown():
     put("cm", b"c", 0o644)
     r = []
@@ -973,7 +995,7 @@ TESTS = [
     t_fsync_file, t_blocks_while_open, t_fsync_rdonly, t_sync_file_range, t_fsync_dir, t_syncfs,
     t_rename_over, t_rename_cases, t_unlink_open, t_unlink_errors, t_link, t_symlink,
     t_mkdir_rmdir, t_readdir, t_readdir_errors, t_readdir_while_changing, t_rewinddir, t_statfs,
-    t_utimens, t_mtime_moves, t_chmod_chown, t_suid_cleared_on_chown,
+    t_utimens, t_mtime_moves, t_times_not_backwards, t_chmod_chown, t_suid_cleared_on_chown,
     t_suid_cleared_on_trunc_and_write, t_access,
     t_flock, t_fcntl_locks, t_mmap, t_mmap_private,
 ]
