@@ -21,6 +21,7 @@ import mmap
 import os
 import pwd
 import shutil
+import socket
 import stat
 import struct
 import subprocess
@@ -35,6 +36,8 @@ os.chmod(".", 0o755)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 SYNC_FILE_RANGE_WRITE = 2
 SYNC_FILE_RANGE_WAIT_BEFORE = 1
 SYNC_FILE_RANGE_WAIT_AFTER = 4
@@ -766,6 +769,21 @@ def t_access():
                                     os.access("ac", os.X_OK), os.access("nothing", os.F_OK))
 
 
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+def utimens(path, a, m):
+    """utimensat(2) with an atime and mtime of UTIME_NOW, UTIME_OMIT or
+    whole seconds."""
+    class TS(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def ts(v):
+        return TS(0, v) if v in (UTIME_NOW, UTIME_OMIT) else TS(v, 0)
+
+    libc_call(libc.utimensat, -100, path.encode(), (TS * 2)(ts(a), ts(m)), 0)
+
+
 def as_user_checks():
     """Fork, drop to an unprivileged uid, report what it may and may not do."""
     try:
@@ -783,6 +801,8 @@ def as_user_checks():
     os.mkdir("sticky")
     os.chmod("sticky", 0o1777)
     put("sticky/roots", b"r", 0o666)
+    put("open/rootw", b"w", 0o666)
+    os.chmod("open/rootw", 0o666)
     rd, wr = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -826,6 +846,14 @@ def as_user_checks():
             attempt("truncate_own", lambda: os.truncate("owned/mine", 0))
             attempt("link_rootfile", lambda: os.link("rootfile", "owned/hl"))
             attempt("access_priv", lambda: os.access("priv/secret", os.R_OK))
+            # utimensat(2): any writer may set both times to now; only the
+            # owner may set them to a value, or one to now and one kept
+            attempt("utime_now_writable", lambda: utimens("open/rootw", UTIME_NOW, UTIME_NOW))
+            attempt("utime_set_writable", lambda: utimens("open/rootw", 1, 2))
+            attempt("utime_now_omit_writable", lambda: utimens("open/rootw", UTIME_NOW, UTIME_OMIT))
+            attempt("utime_omit_omit_rootfile", lambda: utimens("rootfile", UTIME_OMIT, UTIME_OMIT))
+            attempt("truncate_writable", lambda: os.truncate("open/rootw", 0))
+            attempt("truncate_rootfile", lambda: os.truncate("rootfile", 0))
         except Exception as e:                  # noqa: BLE001 - report, never hang
             res.append("child_exception=" + repr(e))
         os.write(wr, " ".join(res).encode())
@@ -971,6 +999,194 @@ def t_mmap_private():
     return content("mp")
 
 
+def t_copy_ranges():
+    """copy_file_range(2), sendfile(2) and splice(2) between files of the
+    directory (the kernel's generic paths: branchd has no request of its
+    own for them), with offsets, and the errnos cp(1) and friends meet."""
+    src = pat(300000, 15)
+    put("cr_src", src)
+    a = os.open("cr_src", os.O_RDONLY)
+    b = os.open("cr_dst", os.O_CREAT | os.O_RDWR, 0o600)
+    n = 0
+    while n < len(src):
+        k = os.copy_file_range(a, b, len(src) - n)
+        if k == 0:
+            break
+        n += k
+    r = ["cfr=%d" % n, "at=%d" % os.copy_file_range(a, b, 5000, 1000, 400000),
+         "past_eof=%d" % os.copy_file_range(a, b, 100, 400000, 0)]
+    os.close(b)
+    r.append("cfr_data=%s" % content("cr_dst"))
+    try:
+        os.copy_file_range(a, a, 10)
+        r.append("to_rdonly=ok")
+    except OSError as e:
+        r.append("to_rdonly=" + ename(e.errno))
+    c = os.open("cr_sf", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    n = 0
+    while True:
+        k = os.sendfile(c, a, n, 65536)
+        if k == 0:
+            break
+        n += k
+    os.close(c)
+    r.append("sendfile=%d %s" % (n, content("cr_sf")))
+    rp, wp = os.pipe()
+    r.append("splice_out=%d" % os.splice(a, wp, 4096, offset_src=8192))
+    r.append("pipe_ok=%s" % (os.read(rp, 8192) == src[8192:12288]))
+    os.write(wp, b"S" * 3000)
+    d = os.open("cr_sp", os.O_CREAT | os.O_RDWR, 0o600)
+    r.append("splice_in=%d" % os.splice(rp, d, 3000, offset_dst=100))
+    os.close(d)
+    os.close(rp)
+    os.close(wp)
+    os.close(a)
+    r.append("splice_data=%s" % content("cr_sp"))
+    return " ".join(r)
+
+
+def t_fifo_socket():
+    """A fifo and a unix socket in the directory (Postgres may keep its
+    socket in the data directory): data through both, and the errnos of a
+    second bind and of a connect after the socket file is gone."""
+    os.mkfifo("fifo", 0o600)
+    r = [desc("fifo")]
+    pid = os.fork()
+    if pid == 0:
+        w = os.open("fifo", os.O_WRONLY)
+        os.write(w, b"through the fifo")
+        os.close(w)
+        os._exit(0)
+    rd = os.open("fifo", os.O_RDONLY)
+    got = b""
+    while True:
+        b = os.read(rd, 100)
+        if not b:
+            break
+        got += b
+    os.close(rd)
+    os.waitpid(pid, 0)
+    r.append("fifo_data=%s" % got.decode())
+    os.unlink("fifo")   # t05's diff -r of the child branch cannot compare fifos
+    path = os.path.abspath(".s.PGSQL.5432")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    r.append("sock_type=%s" % stat.S_ISSOCK(os.lstat(path).st_mode))
+    cli = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cli.connect(path)
+    acc, _ = srv.accept()
+    cli.sendall(b"hello")
+    r.append("sock_data=%s" % acc.recv(10).decode())
+    acc.close()
+    cli.close()
+    for name, fn in (("bind_again", lambda s: s.bind(path)),
+                     ("connect_gone", lambda s: (os.unlink(path), s.connect(path)))):
+        s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            fn(s2)
+            r.append(name + "=ok")
+        except OSError as e:
+            r.append(name + "=" + ename(e.errno))
+        s2.close()
+    srv.close()
+    return " ".join(r)
+
+
+def t_ofd_locks():
+    """Open file description locks (F_OFD_SETLK) conflict between two
+    opens in one process and with another process's POSIX lock, and go
+    with the last close of their open; flock and POSIX locks are
+    independent of each other."""
+    F_OFD_GETLK, F_OFD_SETLK = 36, 37
+    put("ofd", pat(4096, 2))
+    a = os.open("ofd", os.O_RDWR)
+    b = os.open("ofd", os.O_RDWR)
+    wr = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 100, 0)
+    fcntl.fcntl(a, F_OFD_SETLK, wr)
+    r = []
+    try:
+        fcntl.fcntl(b, F_OFD_SETLK, wr)
+        r.append("second_open=ok")
+    except OSError as e:
+        r.append("second_open=" + ("EAGAIN/EACCES" if e.errno in (errno.EAGAIN, errno.EACCES) else ename(e.errno)))
+    got = struct.unpack("hhqqi", fcntl.fcntl(b, F_OFD_GETLK, struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 50, 1, 0)))
+    r.append("getlk=%s,%d,%d,%d" % ("W" if got[0] == fcntl.F_WRLCK else got[0], got[2], got[3], got[4]))
+
+    def child_posix():
+        c = os.open("ofd", os.O_RDWR)
+        try:
+            fcntl.lockf(c, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)
+            return "ok"
+        except OSError as e:
+            return "EAGAIN/EACCES" if e.errno in (errno.EAGAIN, errno.EACCES) else ename(e.errno)
+        finally:
+            os.close(c)
+
+    r.append("child_posix=" + in_child(child_posix))
+    fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    r.append("flock_beside_ofd=ok")
+    os.close(a)
+    fcntl.fcntl(b, F_OFD_SETLK, wr)
+    r.append("after_close=ok")
+    os.close(b)
+    r.append("all_closed_child=" + in_child(child_posix))
+    return " ".join(r)
+
+
+def t_append_two_procs():
+    """O_APPEND writes of two processes at once: none lost, none torn."""
+    put("ap2", b"")
+    pids = []
+    for who in b"AB":
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open("ap2", os.O_WRONLY | os.O_APPEND)
+            for _ in range(200):
+                os.write(fd, bytes([who]) * 999 + b"\n")
+            os.close(fd)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    with open("ap2", "rb") as f:
+        lines = f.read().split(b"\n")[:-1]
+    os.unlink("ap2")    # the order of the lines is the scheduler's
+    return "lines=%d whole=%s A=%d B=%d" % (
+        len(lines), all(len(ln) == 999 and ln == ln[:1] * 999 for ln in lines),
+        sum(ln[:1] == b"A" for ln in lines), sum(ln[:1] == b"B" for ln in lines))
+
+
+def t_renameat2_dirs():
+    """renameat2 flags across directories and onto directories, with the
+    parents' link counts after each (a directory's ".." counts)."""
+    os.makedirs("rx/d1/sub")
+    os.makedirs("rx/d2/full/x")
+    put("rx/d2/f", b"f")
+    put("rx/d1/g", b"g")
+
+    def nl():
+        return "nl=%s" % ",".join(str(os.lstat(p).st_nlink) for p in ("rx", "rx/d1", "rx/d2"))
+
+    r = [nl()]
+    for name, a, b, fl in (("x_dir_file_cross", "rx/d1/sub", "rx/d2/f", RENAME_EXCHANGE),
+                           ("x_back", "rx/d2/f", "rx/d1/sub", RENAME_EXCHANGE),
+                           ("x_dir_dir_cross", "rx/d1/sub", "rx/d2/full", RENAME_EXCHANGE),
+                           ("x_missing", "rx/d1/g", "rx/d2/nothing", RENAME_EXCHANGE),
+                           ("x_with_own_sub", "rx/d2", "rx/d2/full", RENAME_EXCHANGE),
+                           ("x_and_noreplace", "rx/d1/g", "rx/d2/f", RENAME_EXCHANGE | RENAME_NOREPLACE),
+                           ("nr_dir_onto_empty_dir", "rx/d1/sub", "rx/d2/full", RENAME_NOREPLACE),
+                           ("nr_file_cross", "rx/d1/g", "rx/d2/g2", RENAME_NOREPLACE),
+                           ("dir_onto_nonempty", "rx/d2/full", "rx/d1/sub", 0),
+                           ("dir_cross", "rx/d1/sub", "rx/d2/moved", 0),
+                           ("dir_onto_empty_dir", "rx/d2/moved", "rx/d2/full", 0)):
+        rc = libc.renameat2(-100, a.encode(), -100, b.encode(), fl)
+        r.append("%s=%s %s" % (name, "ok" if rc == 0 else ename(ctypes.get_errno()), nl()))
+    r.append("tree=" + ",".join(sorted(
+        os.path.join(dp, n) for dp, dns, fns in os.walk("rx") for n in dns + fns)))
+    return " ".join(r)
+
+
 def t_final_tree():
     out = []
     for dp, dns, fns in os.walk(".", followlinks=False):
@@ -998,6 +1214,7 @@ TESTS = [
     t_utimens, t_mtime_moves, t_times_not_backwards, t_chmod_chown, t_suid_cleared_on_chown,
     t_suid_cleared_on_trunc_and_write, t_access,
     t_flock, t_fcntl_locks, t_mmap, t_mmap_private,
+    t_copy_ranges, t_fifo_socket, t_ofd_locks, t_append_two_procs, t_renameat2_dirs,
 ]
 
 if __name__ == "__main__":
