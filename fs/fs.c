@@ -272,7 +272,7 @@ static int fs_mountinfo_find(const char *path, char *dev, size_t devlen)
  * fs->mountpoint, as before. */
 static int fs_mount_where(struct fs *fs, char *path, size_t len)
 {
-	char line[8192], mp[4096];
+	char line[8192], majmin[64], root[4096], mp[4096];
 	long id, parent;
 	int found = 0;
 	FILE *f;
@@ -286,10 +286,16 @@ static int fs_mount_where(struct fs *fs, char *path, size_t len)
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return -errno;
+	/* The id, the device and the root: once our mount is gone the
+	 * kernel hands its id to the next mount made (the lowest free one),
+	 * any mount of anyone.  Our device number stays ours while we serve
+	 * (a bind mount of a branch holds it), and such a bind mount, which
+	 * may get the id too, has a branch for its root. */
 	while (!found && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%ld %ld %*s %*s %4095s", &id, &parent, mp) ==
-			    3 &&
-		    id == fs->mnt_id) {
+		if (sscanf(line, "%ld %ld %63s %4095s %4095s", &id, &parent,
+			   majmin, root, mp) == 5 &&
+		    id == fs->mnt_id && strcmp(majmin, fs->dev) == 0 &&
+		    strcmp(root, "/") == 0) {
 			fs_unescape(mp);
 			snprintf(path, len, "%s", mp);
 			found = 1;

@@ -175,13 +175,35 @@ mount --bind "$M/main" "$T/bind" || fail "mount --bind of a branch failed"
 IT_TMPFS+=("$T/bind")
 exec {bfd}>"$T/bind/f"
 echo one >&$bfd
+oldid=$(awk -v m="$M" '$5 == m { id = $1 } END { print id }' /proc/self/mountinfo)
+[ -n "$oldid" ] || fail "no mountinfo entry for $M"
 kill -TERM "$pid"
 boundlog=$(ls "$T"/log/branchd-bound-*.log)
 wait_log "$boundlog" "still mounted elsewhere"
 ! is_mounted "$M" || fail "SIGTERM left $M mounted"
 _it_alive "$pid" || fail "branchd exited on SIGTERM while a bind mount of a branch was in use"
+# the kernel hands the id of the mount that went to the next mount made
+# (the lowest free id), anyone's: a tmpfs that gets it is not branchd's
+# mount moved there (branchd, root, unmounted it "there" at the next
+# SIGTERM); tmpfs mounts until one has it, unless another process's
+# mount takes it first
+reuse=
+for ((i = 0; i < 64; i++)); do
+	it_mount_tmpfs "$T/reuse-$i" 1m
+	if [ "$(awk -v m="$T/reuse-$i" '$5 == m { print $1 }' /proc/self/mountinfo)" = "$oldid" ]; then
+		reuse=$T/reuse-$i
+		break
+	fi
+done
+[ -n "$reuse" ] && log "mount id $oldid of $M now belongs to the tmpfs at $reuse" ||
+	log "note: mount id $oldid of $M was taken by another process's mount, not by one of the $i tmpfs mounts"
 kill -TERM "$pid"
 wait_log "$boundlog" "is no longer mounted"
+! grep -q "is now at" "$boundlog" || fail "branchd took another mount for its own: $(grep "is now at" "$boundlog")"
+for ((j = 0; j <= i && j < 64; j++)); do
+	is_mounted "$T/reuse-$j" || fail "SIGTERM unmounted the tmpfs at $T/reuse-$j (mount id $oldid was $M's)"
+	umount "$T/reuse-$j" || fail "cannot unmount the tmpfs at $T/reuse-$j"
+done
 echo two >&$bfd || fail "a write through the bind mount failed after the second SIGTERM: $(tail -n 3 "$boundlog")"
 exec {bfd}>&-
 [ "$(cat "$T/bind/f")" = "$(printf 'one\ntwo')" ] || fail "the bind mount's file holds '$(cat "$T/bind/f")'"
