@@ -953,6 +953,33 @@ static int bd_check_store(const char *dir, rlim_t nofile)
 	return r.journal_damaged ? BD_CHECK_NOLOSS : 0;
 }
 
+/* One line for a command line getopt refused (opterr is off): getopt's own
+ * message and a second line used to say it in two, against the one line
+ * that every other refusal of a start gives. */
+static void bd_bad_option(int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+	if (c == ':')
+		fprintf(stderr,
+			"branchd: option '%s' needs a value (see branchd "
+			"--help)\n",
+			arg);
+	else if (strncmp(arg, "--", 2) == 0 && optopt && strchr(arg, '='))
+		fprintf(stderr,
+			"branchd: option '%.*s' takes no value (see branchd "
+			"--help)\n",
+			(int)(strchr(arg, '=') - arg), arg);
+	else if (strncmp(arg, "--", 2) == 0 || !optopt || optopt >= 0x80)
+		fprintf(stderr,
+			"branchd: unknown option '%s' (see branchd --help)\n",
+			arg);
+	else
+		fprintf(stderr,
+			"branchd: unknown option '-%c' (see branchd --help)\n",
+			optopt);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -997,7 +1024,8 @@ int main(int argc, char **argv)
 	atomic_init(&bd.unmount_state, BD_UNMOUNT_IDLE);
 	atomic_init(&bd.unmount_failed, false);
 
-	while ((opt = getopt_long(argc, argv, "fdho:V", longopts, NULL)) !=
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":fdho:V", longopts, NULL)) !=
 	       -1) {
 		switch (opt) {
 		case 'f':
@@ -1024,7 +1052,7 @@ int main(int argc, char **argv)
 			check = true;
 			break;
 		default:
-			fprintf(stderr, "branchd: see branchd --help\n");
+			bd_bad_option(opt, argv);
 			status = BD_EXIT_USAGE;
 			goto out_args;
 		}

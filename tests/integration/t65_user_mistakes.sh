@@ -29,6 +29,9 @@
 #    says which" of a refusal pointed nowhere); where a syslog daemon
 #    listens (a small one in a mount namespace with its own /dev), it says
 #    nothing and the log reaches it.
+#  - branchd given an unknown option or an option without its value says
+#    so in one line naming it, as for every other refusal (getopt's own
+#    line was followed by a second, "branchd: see branchd --help").
 #  - scripts/demo.sh stop with other BFS_DEMO_* settings than the demo's
 #    says that nothing was running there (it said "demo stopped (store kept
 #    in ...)" for a store that did not exist).
@@ -78,6 +81,27 @@ ctl --json info zz && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
 ctl --json info zz2 && jassert "$CTL_OUT" 'd["branch"]["parent"] == "b1"'
 
 bfs_umount
+
+# ---- branchd: an unknown option, an option without its value ------------------------
+# one line each, exit 2, naming the option, and no store made (getopt's own
+# message and "branchd: see branchd --help" made two lines)
+mkdir -p "$T/m1"
+for args in "--bogus" "-x" "-fx" "--check=x" "-o"; do
+	rc=0
+	# shellcheck disable=SC2086 # the options are split on purpose
+	err=$(tmo 30 "$BRANCHD" "$T/s1" "$T/m1" $args 2>&1 >/dev/null) || rc=$?
+	[ $rc -eq 2 ] || fail "branchd STORE MNT $args: exit $rc, expected 2 (usage): $err"
+	[ "$(wc -l <<<"$err")" -eq 1 ] || fail "branchd STORE MNT $args: expected one line, got: $err"
+	case $args in
+	-o) want="option '-o' needs a value" ;;
+	-fx) want="unknown option '-x'" ;;
+	--check=x) want="option '--check' takes no value" ;;
+	*) want="unknown option '$args'" ;;
+	esac
+	[[ $err == "branchd: $want (see branchd --help)" ]] || fail "branchd STORE MNT $args: expected '$want', got: $err"
+	[ ! -e "$T/s1" ] && ! is_mounted "$T/m1" || fail "branchd STORE MNT $args made a store or mounted"
+done
+log "branchd with a bad option: one line each, exit 2"
 
 # ---- branchd: options after the operands ----------------------------------------
 mkdir -p "$T/m2"
