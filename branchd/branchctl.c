@@ -150,12 +150,16 @@ static bool bc_socket_live(const char *p)
 static bool bc_socket_for(const char *mnt, char *out, size_t n)
 {
 	char cand[3][sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
-	struct stat st;
+	struct statx stx;
 	uid_t uids[3] = { 0, getuid(), 0 };
 	int i, j, nu = 2, nc = 0;
 
-	if (stat(mnt, &st) == 0)
-		uids[nu++] = st.st_uid;
+	/* The owner as the kernel has it cached: a stat that asks the
+	 * daemon waits for good on one that is stopped, before --timeout's
+	 * clock even runs. */
+	if (statx(AT_FDCWD, mnt, AT_STATX_DONT_SYNC, STATX_UID, &stx) == 0 &&
+	    (stx.stx_mask & STATX_UID))
+		uids[nu++] = stx.stx_uid;
 	for (i = 0; i < nu; i++) {
 		char why[512];
 		bool dup = false;

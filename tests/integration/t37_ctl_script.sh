@@ -8,7 +8,10 @@
 #    command line: a usage error before or after it (exit 2, "usage"), no
 #    daemon (no mount, no socket, a stale socket: exit 3, "no_daemon"), a
 #    path or socket the caller may not reach (exit 9, "permission"), a
-#    stopped daemon (--timeout: exit 1, "timeout") and one that closes the
+#    stopped daemon (--timeout: exit 1, "timeout", also when found by
+#    --mount after the kernel's cached attributes of the branch root
+#    expired: branchctl's stat of the root waited for the daemon for
+#    good, whatever --timeout said) and one that closes the
 #    connection mid-reply (exit 1, "no_reply"); the message on stderr is
 #    the object's; before, all of these printed nothing on stdout;
 #  - every exit status of the table, for the commands that give it;
@@ -221,6 +224,16 @@ for n in "${odd[@]}"; do expect_ctl 0 delete -- "$n"; done
 bpid=${IT_MNTPID[$MNT]}
 kill -STOP "$bpid"
 CTL_MNT=none json_fail 1 timeout --json --timeout 1 --socket "$sockpath" status
+# ... found from its mount point (--mount, as BRANCHFS_MOUNT), once the
+# kernel's cached attributes of the branch root have expired (1 s): the
+# stat that reads the root's owner asked the stopped daemon and waited for
+# good, before --timeout's clock ran
+sleep 1.5
+t0=$(date +%s%N)
+json_fail 1 timeout --json --timeout 1 status
+dt=$((($(date +%s%N) - t0) / 1000000))
+[ "$dt" -lt 5000 ] || fail "--timeout 1 --mount of a stopped daemon took $dt ms"
+log "--timeout 1 --mount of a daemon stopped 1.5 s before: $dt ms"
 # --timeout bounds the whole wait: also connecting to a stopped daemon
 # whose listen queue is full (connect(2) blocked for good) ...
 /usr/bin/python3 -c '
