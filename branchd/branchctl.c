@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -269,6 +271,56 @@ static void bc_dead_mount_of(const char *p, char *out, size_t n)
 	fclose(f);
 }
 
+/* The resolved path the daemon was looked for from (--mount,
+ * BRANCHFS_MOUNT or the current directory), "" with --socket. */
+static char bc_where[PATH_MAX];
+
+/* Whether p is in a FUSE mount whose daemon died, asked only once no
+ * daemon answered for it.  The mount point itself resolves without a
+ * request to the daemon (its dentry is the mount's root), and the kernel
+ * answers a stat from its attribute cache for a while after the daemon is
+ * gone: a getattr that skips the cache fails with ENOTCONN.  Asked in a
+ * child and given up after 1 s (not dead, then): a daemon that is alive
+ * but stopped would hold the call for good, and --timeout promises to
+ * give up. */
+static bool bc_dead_mount(const char *p)
+{
+	struct statx stx;
+	pid_t pid;
+	int st, i;
+
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		bool dead = statx(AT_FDCWD, p, AT_STATX_FORCE_SYNC,
+				  STATX_BASIC_STATS, &stx) != 0 &&
+			    errno == ENOTCONN;
+
+		_exit(dead ? 1 : 0);
+	}
+	for (i = 0; i < 100; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) && WEXITSTATUS(st) == 1;
+		usleep(10 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return false;
+}
+
+/* Exit status 3 for bc_where in a dead mount, saying what removes it. */
+static int bc_fail_dead(void)
+{
+	char dead[PATH_MAX];
+
+	bc_dead_mount_of(bc_where, dead, sizeof(dead));
+	return bc_fail(
+		BD_EXIT_NO_DAEMON, NULL,
+		"no branchd answers for '%s': the branchd that served its mount has died; 'fusermount3 -u %s' removes the dead mount, then start branchd again on its store",
+		bc_where, dead);
+}
+
 /* The daemon's socket into out: 0, or the exit status after saying why
  * (BD_EXIT_NO_DAEMON, or BD_EXIT_PERMISSION when the caller may not look
  * at the path). */
@@ -303,8 +355,11 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 				       NULL, "cannot resolve mount '%s': %s",
 				       mount, strerror(err));
 		}
+		snprintf(bc_where, sizeof(bc_where), "%s", path);
 		if (bc_socket_above(path, out, n))
 			return 0;
+		if (bc_dead_mount(bc_where))
+			return bc_fail_dead();
 		return bc_fail(
 			BD_EXIT_NO_DAEMON, NULL,
 			"no branchd serves '%s' (is the daemon running?)",
@@ -326,8 +381,11 @@ static int bc_find_socket(const char *sock, const char *mount, char *out,
 			"cannot tell the current directory (%s); use --mount DIR or set BRANCHFS_MOUNT",
 			strerror(err));
 	}
+	snprintf(bc_where, sizeof(bc_where), "%s", path);
 	if (bc_socket_above(path, out, n))
 		return 0;
+	if (bc_dead_mount(bc_where))
+		return bc_fail_dead();
 	return bc_fail(
 		BD_EXIT_NO_DAEMON, NULL,
 		"no branchd found for the current directory; use --mount DIR or set BRANCHFS_MOUNT");
@@ -1286,6 +1344,9 @@ int main(int argc, char **argv)
 		bc_deadline = bc_now_s() + bc_timeout_s;
 	rc = bc_call_retry(sockpath, req.p, &reply, &raw);
 	json_buf_release(&req);
+	if ((rc == -ECONNREFUSED || rc == -ENOENT) && bc_where[0] &&
+	    bc_dead_mount(bc_where))
+		return bc_fail_dead();
 	if (rc == -ECONNREFUSED || rc == -ENOENT)
 		return bc_fail(BD_EXIT_NO_DAEMON, NULL,
 			       "branchd is not running (no answer on %s)",

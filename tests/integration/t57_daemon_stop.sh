@@ -32,7 +32,9 @@
 #  - after a daemon's SIGKILL, one started on its dead mount says so in one
 #    line with the command that removes it (it said only 'Transport
 #    endpoint is not connected'), and so does branchctl (exit 3, no
-#    daemon; it too said only that); once removed, the next daemon replaces
+#    daemon; it too said only that), also given the mount point itself
+#    by --mount or BRANCHFS_MOUNT (it said "no branchd serves" or "not
+#    running", as for a mount point with no daemon); once removed, the next daemon replaces
 #    the stale socket, and a clean stop leaves neither socket nor lock
 #    file;
 #  - RocksDB's lock held by a process that is not branchd: one line saying
@@ -301,6 +303,20 @@ err=$(tmo 30 "$IT_ROOT/bin/branchctl" --mount "$M/main" status 2>&1 >/dev/null) 
 [ $rc -eq 3 ] && [[ $err == *"has died"*"'fusermount3 -u $M'"* ]] ||
 	fail "branchctl on the dead mount: exit $rc (expected 3, no daemon), and it should say the daemon died and what removes the mount: $err"
 log "branchctl on the dead mount: $err"
+# the mount point itself, as --mount and BRANCHFS_MOUNT name it: it resolves
+# without asking the dead daemon, and branchctl said "no branchd serves"
+# (or "not running", with the derived socket) without naming the dead mount
+for how in --mount BRANCHFS_MOUNT; do
+	rc=0
+	if [ $how = --mount ]; then
+		err=$(tmo 30 "$IT_ROOT/bin/branchctl" --mount "$M" status 2>&1 >/dev/null) || rc=$?
+	else
+		err=$(BRANCHFS_MOUNT=$M tmo 30 "$IT_ROOT/bin/branchctl" status 2>&1 >/dev/null) || rc=$?
+	fi
+	[ $rc -eq 3 ] && [ "$(wc -l <<<"$err")" -eq 1 ] && [[ $err == *"has died"*"'fusermount3 -u $M'"* ]] ||
+		fail "branchctl with $how naming the dead mount point: exit $rc (expected 3, no daemon), and it should say in one line that the daemon died and what removes the mount: $err"
+done
+log "branchctl with --mount or BRANCHFS_MOUNT naming the dead mount point: says it died"
 tmo 20 fusermount3 -u "$M" || fail "fusermount3 -u of the dead mount failed"
 bfs_mount "$T/store-k" "$M" "socket=$T/killed.sock"
 tmo 30 "$IT_ROOT/bin/branchctl" --socket "$T/killed.sock" status >/dev/null ||
