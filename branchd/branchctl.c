@@ -93,8 +93,13 @@ static void bc_usage(FILE *f)
 		"  gc                                        reclaim space now\n"
 		"  retention [SECONDS]                       show or set the retention window\n"
 		"\n"
-		"--timeout SECONDS gives up waiting for the daemon's reply after that\n"
-		"long (exit 1; the command may still take effect); by default it waits.\n"
+		"--timeout SECONDS (at most 86400) gives up after that long in all:\n"
+		"connecting, retries and the reply (exit 1; the command may still take\n"
+		"effect); by default it waits.  --json prints one JSON object, also\n"
+		"for a failure.  -h, --help: this help; -V, --version: the version.\n"
+		"Short forms: -m (--mount), -S (--socket), -j (--json), and after the\n"
+		"command -f (--from), -a (--at), -t (--tree), -n (--no-checkpoint),\n"
+		"-e (--empty).\n"
 		"\n"
 		"A branch of a running cluster's current state (create without --at,\n"
 		"reset) is made right after branchd has the parent's server run a\n"
@@ -1050,7 +1055,7 @@ static int bc_set_once(const char **slot, const char *name, const char *val)
 /* The options before the command, and the command's own (which may come
  * before or after its names). */
 #define BC_GLOBAL_OPTS "+:m:S:jhV"
-#define BC_CMD_OPTS ":jhf:a:tne"
+#define BC_CMD_OPTS ":jhVf:a:tne"
 
 /* Whether the command line asks for --json, wherever it is: the parse
  * proper stops at the first thing wrong, which may come before it, and a

@@ -242,7 +242,8 @@ static void bd_usage(FILE *f)
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
 		"  -d                 same as -o debug\n"
 		"  -o OPT[,OPT...]    options:\n"
-		"       default_parent=NAME  parent of branches made by mkdir (main)\n"
+		"       default_parent=NAME  parent of branches made by mkdir (the\n"
+		"                            store's, else main)\n"
 		"       debug                trace every request\n"
 		"       allow_other          let other users in (default)\n"
 		"       noallow_other        only the mounting user\n"
@@ -262,8 +263,9 @@ static void bd_usage(FILE *f)
 		"       pidfile=PATH         write the daemon's pid to PATH\n"
 		"       root_mode=OCTAL      mode of the branch root (0755)\n"
 		"       root_uid=N, root_gid=N  owner of the branch root\n"
-		"       cache_mb=N           RocksDB block cache (256)\n"
-		"       retention=SECONDS    time-travel window (3600)\n"
+		"       cache_mb=N           RocksDB block cache in MiB (256)\n"
+		"       retention=SECONDS    time-travel window (the store's, else\n"
+		"                            3600)\n"
 		"       gc_interval=SECONDS  background GC period, 0 = off (300)\n"
 		"       commit=SECONDS       make every write durable at most this\n"
 		"                            long after it, fsync or not; 0 = off (5)\n"
@@ -398,25 +400,35 @@ static int bd_parse_opt(struct bd *bd, char *opt)
 		}
 	} else if (BD_VALUE("retention")) {
 		if (bd_parse_num(val, 10, 100u * 365 * 86400, &v) || v == 0) {
-			bd_errf(bd, "bad retention '%s' (seconds, > 0)", val);
+			bd_errf(bd,
+				"bad retention '%s' (seconds, 1 to 3153600000, "
+				"100 years)",
+				val);
 			return -EINVAL;
 		}
 		bd->retention_s = v;
 	} else if (BD_VALUE("gc_interval")) {
 		if (bd_parse_num(val, 10, 365u * 86400, &v)) {
-			bd_errf(bd, "bad gc_interval '%s' (seconds)", val);
+			bd_errf(bd,
+				"bad gc_interval '%s' (seconds, 0 = off, at "
+				"most 31536000)",
+				val);
 			return -EINVAL;
 		}
 		bd->gc_interval_s = v;
 	} else if (BD_VALUE("commit")) {
 		if (bd_parse_num(val, 10, 86400, &v)) {
-			bd_errf(bd, "bad commit '%s' (seconds, 0 = off)", val);
+			bd_errf(bd,
+				"bad commit '%s' (seconds, 0 = off, at most "
+				"86400)",
+				val);
 			return -EINVAL;
 		}
 		bd->commit_s = v;
 	} else if (BD_VALUE("cache_mb")) {
 		if (bd_parse_num(val, 10, 1u << 20, &v) || v == 0) {
-			bd_errf(bd, "bad cache_mb '%s'", val);
+			bd_errf(bd, "bad cache_mb '%s' (MiB, 1 to 1048576)",
+				val);
 			return -EINVAL;
 		}
 		bd->cache_bytes = (size_t)v << 20;

@@ -32,6 +32,10 @@
 #  - branchd given an unknown option or an option without its value says
 #    so in one line naming it, as for every other refusal (getopt's own
 #    line was followed by a second, "branchd: see branchd --help").
+#  - a value of a branchd option out of its range is refused with the
+#    range; --help and the man pages name the same options (branchctl
+#    --help lacked --help and --version and its short forms were in
+#    neither), and branchctl takes -V after the command as --version.
 #  - scripts/demo.sh stop with other BFS_DEMO_* settings than the demo's
 #    says that nothing was running there (it said "demo stopped (store kept
 #    in ...)" for a store that did not exist).
@@ -102,6 +106,58 @@ for args in "--bogus" "-x" "-fx" "--check=x" "-o"; do
 	[ ! -e "$T/s1" ] && ! is_mounted "$T/m1" || fail "branchd STORE MNT $args made a store or mounted"
 done
 log "branchd with a bad option: one line each, exit 2"
+# a value out of range is refused with the range (a retention of more than
+# 100 years said "(seconds, > 0)")
+for args in "retention=99999999999:1 to 3153600000" "cache_mb=0:1 to 1048576" \
+	"gc_interval=31536001:at most 31536000" "commit=86401:at most 86400"; do
+	rc=0
+	err=$(tmo 30 "$BRANCHD" -o "${args%%:*}" "$T/s1" "$T/m1" 2>&1 >/dev/null) || rc=$?
+	[ $rc -eq 2 ] && [ "$(wc -l <<<"$err")" -eq 1 ] && [[ $err == *"${args#*:}"* ]] ||
+		fail "branchd -o ${args%%:*}: exit $rc, expected 2 and one line with '${args#*:}': $err"
+done
+[ ! -e "$T/s1" ] || fail "branchd with a value out of range made a store"
+
+# ---- --help and the man pages name the same options -------------------------------
+# (branchctl --help lacked --help and --version, and its short forms were
+# in neither; -V after the command was refused while --version worked)
+python3 - "$IT_ROOT" <<'PY' || fail "--help and the man pages disagree (above)"
+import re, subprocess, sys
+root, bad = sys.argv[1], []
+def text(*a):
+    return subprocess.run(a, capture_output=True, text=True).stdout
+def longs(t):
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", t))
+man = open(root + "/man/branchctl.1").read().replace("\\-", "-")
+hlp = text(root + "/bin/branchctl", "--help")
+nctl = len(longs(hlp))
+if longs(man) != longs(hlp):
+    bad.append("branchctl: only in branchctl(1) %s, only in --help %s"
+               % (sorted(longs(man) - longs(hlp)), sorted(longs(hlp) - longs(man))))
+for short in re.findall(r"(?<![\w-])-[a-zA-Z](?=[ ,)])", hlp):
+    if not re.search(r"(?<![\w-])%s(?![\w-])" % short, man):
+        bad.append("branchctl: %s is in --help, not in branchctl(1)" % short)
+man = open(root + "/man/branchd.8").read().replace("\\-", "-")
+hlp = text(root + "/bin/branchd", "--help")
+for o in longs(hlp) - longs(man):
+    bad.append("branchd: %s is in --help, not in branchd(8)" % o)
+# the -o options: the .TP items of branchd(8) between -o and .RE, and the
+# indented names of --help between -o and --check
+sect = man[man.index(".BI -o \" options\""):]
+sect = sect[:sect.index("\n.RE")]
+mopts = set()
+for item in re.findall(r"\.TP\n(\.B[IR]? [^\n]*)", sect):
+    mopts |= {w.rstrip("=") for w in re.findall(r"[a-z_]+=?", item.split(" ", 1)[1])
+              if w not in ("default", "name", "seconds", "path", "octal", "n")}
+hsect = hlp[hlp.index("-o OPT"):hlp.index("--check")]
+hopts = set(re.findall(r"^ {7}([a-z_]+)", hsect, re.M)) | set(re.findall(r", ([a-z_]+)=", hsect))
+if mopts != hopts:
+    bad.append("branchd -o: only in branchd(8) %s, only in --help %s"
+               % (sorted(mopts - hopts), sorted(hopts - mopts)))
+print("\n".join(bad) or "same options: branchctl %d long, branchd %d -o" % (nctl, len(hopts)))
+sys.exit(1 if bad else 0)
+PY
+expect_ctl 0 list -V
+[[ $CTL_OUT == "branchctl "* ]] || fail "branchctl list -V printed: $CTL_OUT"
 
 # ---- branchd: options after the operands ----------------------------------------
 mkdir -p "$T/m2"
