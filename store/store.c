@@ -69,6 +69,8 @@
  *  INV-8 The attribute cache's entry for (B, X), if any, holds what a head
  *        read of X's attributes through B's view returns (see "attribute
  *        cache" below for how writes, resets and deletes keep it so).
+ *  INV-9 s->names holds exactly the live branches, each once, in the
+ *        chain of its name's hash; nbranches counts them.
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
@@ -206,6 +208,9 @@ struct store_branch {
 	bool usage_ok;
 	/* Bloom filter of the inodes this branch has versions of (INV-6). */
 	_Atomic uint64_t *touched;
+	/* Next live branch in its chain of s->names.  guarded by
+	 * branches_lock */
+	struct store_branch *name_next;
 };
 
 struct store_level {
@@ -277,6 +282,14 @@ struct store {
 	size_t branches_cap;		/* guarded by branches_lock */
 	uint64_t next_branch_id;	/* guarded by branches_lock */
 	uint64_t nbranches;		/* guarded by branches_lock */
+	/* The live branches (INV-9), hashed by name and chained through
+	 * name_next: name lookups, and the loops over every live branch,
+	 * cost what the live branches do, not the highest id ever handed
+	 * out, which sizes branches[] (ids are never reused).  names_cap is
+	 * a power of two.  guarded by branches_lock */
+	struct store_branch **names;
+	size_t names_cap;
+	_Atomic uint64_t branch_probes; /* see store_branch_probes */
 	/* Deleted branches whose memory waits until no view can still point
 	 * at them (INV-7). */
 	uint64_t *grave;	 /* guarded by branches_lock */
@@ -1395,6 +1408,97 @@ static void store_commit_set_note(struct store *s, struct store_commit_set *cs,
 		cs->br[cs->n++] = s->branches[id];
 }
 
+/* FNV-1a of a branch name. */
+static uint64_t store_name_hash(const char *name)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * UINT64_C(0x100000001b3);
+	return h;
+}
+
+/* Add live branch b to s->names (INV-9), doubling the table once it has
+ * more branches than chains; without memory for that the chains grow
+ * longer, which costs time only.  branches_lock held for writing. */
+static void store_names_add(struct store *s, struct store_branch *b)
+{
+	size_t i, slot;
+
+	if (s->nbranches >= s->names_cap) {
+		size_t ncap = s->names_cap * 2;
+		struct store_branch **nt = calloc(ncap, sizeof(*nt));
+
+		if (nt) {
+			for (i = 0; i < s->names_cap; i++) {
+				struct store_branch *c = s->names[i], *next;
+
+				for (; c; c = next) {
+					next = c->name_next;
+					slot = store_name_hash(c->name) &
+					       (ncap - 1);
+					c->name_next = nt[slot];
+					nt[slot] = c;
+				}
+			}
+			free(s->names);
+			s->names = nt;
+			s->names_cap = ncap;
+		}
+	}
+	slot = store_name_hash(b->name) & (s->names_cap - 1);
+	b->name_next = s->names[slot];
+	s->names[slot] = b;
+}
+
+/* Take b out of s->names (before it is deleted or renamed).
+ * branches_lock held for writing. */
+static void store_names_remove(struct store *s, struct store_branch *b)
+{
+	struct store_branch **pp =
+		&s->names[store_name_hash(b->name) & (s->names_cap - 1)];
+
+	for (; *pp; pp = &(*pp)->name_next) {
+		if (*pp == b) {
+			*pp = b->name_next;
+			b->name_next = NULL;
+			return;
+		}
+	}
+	assert(!"live branch missing from the name table");
+}
+
+uint64_t store_branch_probes(struct store *s)
+{
+	return atomic_load(&s->branch_probes);
+}
+
+/* Count a walk over every live branch (its chains and their entries) in
+ * branch_probes.  branches_lock held. */
+static void store_names_walked(struct store *s)
+{
+	atomic_fetch_add_explicit(&s->branch_probes,
+				  s->names_cap + s->nbranches,
+				  memory_order_relaxed);
+}
+
+static struct store_branch *store_branch_by_name(struct store *s,
+						 const char *name)
+{
+	struct store_branch *b;
+	uint64_t probes = 0;
+
+	b = s->names[store_name_hash(name) & (s->names_cap - 1)];
+	for (; b; b = b->name_next) {
+		probes++;
+		if (strcmp(b->name, name) == 0)
+			break;
+	}
+	atomic_fetch_add_explicit(&s->branch_probes, probes,
+				  memory_order_relaxed);
+	return b;
+}
+
 /* INV-6: add every inode a batch writes a version of to its branch's
  * filter.  extra is a branch not yet in the table (being created).  If cs
  * is not NULL, the branches the batch writes are noted in it, in the same
@@ -2085,6 +2189,7 @@ static int store_load_branches(struct store *s)
 			s->branches_cap = ncap;
 		}
 		s->branches[id] = b;
+		store_names_add(s, b);
 		s->nbranches++;
 	}
 	rc = kv_iter_status(it);
@@ -2507,6 +2612,7 @@ static void store_free(struct store *s)
 		free(s->branches[i]);
 	}
 	free(s->branches);
+	free(s->names);
 	free(s->inflight);
 	free(s->dead_ids);
 	free(s->gc_full_ids);
@@ -2589,7 +2695,9 @@ int store_open(const char *dir, const struct store_config *cfg,
 	s->ino.key = 'N';
 	s->dir = strdup(dir);
 	s->acache = calloc(STORE_ACACHE_SLOTS, sizeof(*s->acache));
-	if (!s->dir || !s->acache) {
+	s->names_cap = 64;
+	s->names = calloc(s->names_cap, sizeof(*s->names));
+	if (!s->dir || !s->acache || !s->names) {
 		rc = -ENOMEM;
 		goto err_free;
 	}
@@ -2928,22 +3036,29 @@ err_free:
 	return rc;
 }
 
-/* Persist the per-branch written counters that changed (into batch b). */
+/* Persist the per-branch written counters that changed (into batch b).
+ * Every store_sync runs this: it walks the live branches (INV-9), not
+ * branches[], whose size follows the highest id ever handed out (a
+ * store that had made 300,000 branches spent 0.3 ms of each fsync here
+ * with 500 of them live). */
 static void store_batch_counters(struct store *s, struct kv_batch *b)
 {
+	struct store_branch *br;
 	size_t i;
 
 	pthread_rwlock_rdlock(&s->branches_lock);
-	for (i = 1; i < s->branches_cap; i++) {
-		struct store_branch *br = store_branch_by_id(s, i);
-		unsigned char k[9], v[8];
+	store_names_walked(s);
+	for (i = 0; i < s->names_cap; i++) {
+		for (br = s->names[i]; br; br = br->name_next) {
+			unsigned char k[9], v[8];
 
-		if (!br || !atomic_exchange(&br->written_dirty, false))
-			continue;
-		k[0] = 'W';
-		store_put64(k + 1, br->id);
-		store_put64(v, atomic_load(&br->written));
-		kv_batch_put(b, KV_CF_META, k, 9, v, 8);
+			if (!atomic_exchange(&br->written_dirty, false))
+				continue;
+			k[0] = 'W';
+			store_put64(k + 1, br->id);
+			store_put64(v, atomic_load(&br->written));
+			kv_batch_put(b, KV_CF_META, k, 9, v, 8);
+		}
 	}
 	pthread_rwlock_unlock(&s->branches_lock);
 }
@@ -3326,20 +3441,6 @@ int store_stats(struct store *s, struct store_stats *out)
 }
 
 /* ---------------------------------------------------------- branches */
-
-static struct store_branch *store_branch_by_name(struct store *s,
-						 const char *name)
-{
-	size_t i;
-
-	for (i = 1; i < s->branches_cap; i++) {
-		struct store_branch *b = store_branch_by_id(s, i);
-
-		if (b && strcmp(b->name, name) == 0)
-			return b;
-	}
-	return NULL;
-}
 
 static int store_branch_put(struct kv_batch *b, const struct store_branch *br)
 {
@@ -3758,6 +3859,7 @@ int store_branch_create(struct store *s,
 	atomic_store(&nb->sync_ticket, ticket);
 	synced = !args->lazy;
 	s->branches[nb->id] = nb;
+	store_names_add(s, nb);
 	s->next_branch_id++;
 	s->nbranches++;
 	if (parent)
@@ -4388,6 +4490,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	if (rc)
 		goto out_unlock;
 	synced = true;
+	store_names_remove(s, br);
 	br->deleted = true;
 	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	s->nbranches--;
@@ -4469,7 +4572,9 @@ int store_branch_rename_set(struct store *s, uint64_t id, const char *new_name,
 	rc = store_commit_locked(s, &b, NULL, NULL, NULL);
 	if (rc)
 		goto out_unlock;
+	store_names_remove(s, br);
 	snprintf(br->name, sizeof(br->name), "%s", new_name);
+	store_names_add(s, br);
 	synced = true;
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
@@ -4600,6 +4705,7 @@ int store_branch_list(struct store *s, struct store_branch_info **out,
 		      size_t *n)
 {
 	struct store_branch_info *arr = NULL;
+	struct store_branch *b;
 	size_t i, k = 0;
 	int rc = 0;
 
@@ -4611,12 +4717,10 @@ int store_branch_list(struct store *s, struct store_branch_info **out,
 			goto out_unlock;
 		}
 	}
-	for (i = 1; i < s->branches_cap; i++) {
-		struct store_branch *b = store_branch_by_id(s, i);
-
-		if (b)
+	store_names_walked(s);
+	for (i = 0; i < s->names_cap; i++)
+		for (b = s->names[i]; b; b = b->name_next)
 			store_branch_info_fill(b, &arr[k++]);
-	}
 out_unlock:
 	pthread_rwlock_unlock(&s->branches_lock);
 	if (rc)
@@ -6136,11 +6240,20 @@ static bool store_caps_hit(const uint64_t *caps, size_t n, uint64_t lo,
 	return a < n && caps[a] < hi;
 }
 
+static int store_gc_branch_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct store_gc_branch *)a)->id;
+	uint64_t y = ((const struct store_gc_branch *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
 /* Snapshot every live branch and the caps its descendants read it at. */
 static int store_gc_snapshot(struct store *s, struct store_gc_branch **out,
 			     size_t *nout)
 {
 	struct store_gc_branch *gb = NULL;
+	struct store_branch *b, *c, *a;
 	size_t n = 0, i, *slot = NULL;
 	int rc = 0;
 
@@ -6151,35 +6264,38 @@ static int store_gc_snapshot(struct store *s, struct store_gc_branch **out,
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	for (i = 1; i < s->branches_cap; i++) {
-		struct store_branch *b = store_branch_by_id(s, i);
-
-		if (!b)
-			continue;
-		gb[n].id = b->id;
-		gb[n].floor = b->floor;
-		slot[i] = n++;
+	store_names_walked(s);
+	for (i = 0; i < s->names_cap; i++) {
+		for (b = s->names[i]; b; b = b->name_next) {
+			gb[n].id = b->id;
+			gb[n].floor = b->floor;
+			n++;
+		}
 	}
-	for (i = 1; i < s->branches_cap; i++) {
-		struct store_branch *c = store_branch_by_id(s, i), *a;
-		uint64_t cap;
+	/* In id order: store_gc_branch_of searches it. */
+	qsort(gb, n, sizeof(*gb), store_gc_branch_cmp);
+	for (i = 0; i < n; i++)
+		slot[gb[i].id] = i;
+	for (i = 0; i < s->names_cap; i++) {
+		for (c = s->names[i]; c; c = c->name_next) {
+			uint64_t cap = c->fork_seq;
 
-		if (!c || !c->parent_id)
-			continue;
-		cap = c->fork_seq;
-		for (a = store_branch_by_id(s, c->parent_id); a;
-		     a = a->parent_id ? store_branch_by_id(s, a->parent_id) :
-					NULL) {
-			struct store_gc_branch *g = &gb[slot[a->id]];
+			for (a = c->parent_id ?
+					 store_branch_by_id(s, c->parent_id) :
+					 NULL;
+			     a;
+			     a = a->parent_id ?
+					 store_branch_by_id(s, a->parent_id) :
+					 NULL) {
+				struct store_gc_branch *g = &gb[slot[a->id]];
 
-			rc = store_u64_push(&g->caps, &g->ncaps, &g->capcap,
-					    cap);
-			if (rc)
-				goto out_unlock;
-			if (a->fork_seq < cap)
-				cap = a->fork_seq;
-			if (!a->parent_id)
-				break;
+				rc = store_u64_push(&g->caps, &g->ncaps,
+						    &g->capcap, cap);
+				if (rc)
+					goto out_unlock;
+				if (a->fork_seq < cap)
+					cap = a->fork_seq;
+			}
 		}
 	}
 out_unlock:

@@ -34,6 +34,11 @@ int store_data_deletions(struct store *s, uint64_t *n);
 /* Keys of branch id (live or deleted) in the inode, entry and block
  * families, also those a range deletion hides until a compaction. */
 int store_branch_keys(struct store *s, uint64_t id, uint64_t *n);
+/* Branch slots looked at since open by name lookups (records compared)
+ * and by the walks over every live branch (store_sync's counters,
+ * store_branch_list, GC's snapshot), so that tests can bound what they
+ * cost (INV-9 in store.c). */
+uint64_t store_branch_probes(struct store *s);
 /* Size of struct store_branch, for callers of store_brrec_decode. */
 size_t store_branch_struct_size(void);
 #endif
