@@ -689,6 +689,12 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 				" is in the future (the store is at seq %" PRIu64
 				")",
 				name, args.at_seq, store_seq_now(c->cfg.store));
+		else if (rc == -EMLINK)
+			bd_reply_err(
+				out, rc,
+				"cannot create branch '%s': too many branches (a branch has at most %u ancestors, and a store makes at most %" PRIu64
+				" branches in its life)",
+				name, STORE_MAX_ANCESTRY, STORE_BRANCH_ID_MAX);
 		else
 			bd_reply_err(out, rc, "cannot create branch '%s': %s",
 				     name, strerror(-rc));

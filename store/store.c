@@ -119,7 +119,9 @@
 #define STORE_INO_STRIPES 1024u
 #define STORE_NS_STRIPES 64u
 #define STORE_VIEW_INLINE 16u
-#define STORE_MAX_DEPTH 4096u
+#define STORE_MAX_DEPTH 4096u /* levels of a view: STORE_MAX_ANCESTRY + 1 */
+_Static_assert(STORE_MAX_DEPTH == STORE_MAX_ANCESTRY + 1,
+	       "store.h's STORE_MAX_ANCESTRY");
 #define STORE_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
 /* zstd's first fast level: on pgbench's heap and WAL pages it compresses
  * 20-40% faster and decompresses 30-55% faster than level 1, for 12-18%
@@ -3807,6 +3809,13 @@ int store_branch_create(struct store *s,
 		rc = store_view_build(s, parent, at, &pv);
 		if (rc)
 			goto out_unlock;
+		/* The new branch's view is one level more than its parent's,
+		 * and a view of more than STORE_MAX_DEPTH levels is -ELOOP:
+		 * such a branch could be made, but nothing in it read. */
+		if (pv.n >= STORE_MAX_DEPTH) {
+			rc = -EMLINK;
+			goto out_unlock;
+		}
 		/* A past moment must be one at which the parent was: a branch
 		 * made empty records seq 1 as its create_seq (a lower bound:
 		 * its commit comes later), so a fork of it before it was made

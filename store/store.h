@@ -54,6 +54,8 @@
 #define STORE_SYMLINK_MAX 4095u
 #define STORE_SEQ_LATEST UINT64_MAX
 #define STORE_BRANCH_ID_MAX ((UINT64_C(1) << 24) - 1)
+/* The most ancestors a branch may have (parent, grandparent, ...). */
+#define STORE_MAX_ANCESTRY 4095u
 #define STORE_INO_MAX ((UINT64_C(1) << 36) - 1)
 #define STORE_FORMAT_VERSION 2u
 
@@ -431,7 +433,9 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
  * characters.  Errors: -EEXIST name taken; -EINVAL/-ENAMETOOLONG bad name
  * or at_seq in the future; -ENOENT unknown parent; -ERANGE at_seq older
  * than the parent's oldest retained state or older than the parent itself;
- * -EMLINK too many branches. */
+ * -EMLINK too many branches (ids are never reused: STORE_BRANCH_ID_MAX
+ * in a store's life), or the parent has STORE_MAX_ANCESTRY ancestors
+ * (its child would have one more than a branch may have). */
 int store_branch_create(struct store *s,
 			const struct store_branch_create_args *args,
 			struct store_branch_info *out);

@@ -189,6 +189,60 @@ static void test_store_isolation_grandchildren(void **state)
 	}
 }
 
+/* A chain of the most ancestors a branch may have: the deepest branch
+ * reads and writes, and a child of it is refused (-EMLINK).  It used to
+ * be made, one level too deep, and every read of it failed (-ELOOP). */
+static void test_store_branch_depth_limit(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_branch_create_args a;
+	struct store_branch_info bi, *anc = NULL;
+	struct store_attr at;
+	uint64_t prev = fx->br, f, ino;
+	char name[32];
+	size_t n = 0;
+	unsigned i;
+	int rc;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 7, 0, BS);
+	for (i = 1; i <= STORE_MAX_ANCESTRY + 1; i++) {
+		snprintf(name, sizeof(name), "d%u", i);
+		a = tstore_args(name, prev, STORE_SEQ_LATEST);
+		a.lazy = true;
+		rc = store_branch_create(s, &a, &bi);
+		if (i <= STORE_MAX_ANCESTRY) {
+			if (rc)
+				fail_msg("branch %u levels down: %d", i, rc);
+			prev = bi.id;
+			continue;
+		}
+		if (rc == 0) {
+			rc = store_getattr(s, bi.id, STORE_SEQ_LATEST,
+					   fx->root, &at);
+			fail_msg("a branch with %u ancestors was made; a read of its root gives %d",
+				 i, rc);
+		}
+		assert_int_equal(rc, -EMLINK);
+	}
+	assert_int_equal(store_branch_lookup(s, name, &bi), -ENOENT);
+	/* the deepest branch works: reads through every level, writes */
+	assert_int_equal(store_getattr(s, prev, STORE_SEQ_LATEST, fx->root,
+				       &at),
+			 0);
+	tstore_expect_pat(s, prev, f, 7, 0, BS);
+	assert_int_equal(tstore_lookup_rc(s, prev, STORE_SEQ_LATEST, fx->root,
+					  "none"),
+			 -ENOENT);
+	ino = tstore_mkfile(s, prev, fx->root, "deep");
+	tstore_write_pat(s, prev, ino, 8, 0, BS);
+	tstore_expect_pat(s, prev, ino, 8, 0, BS);
+	assert_int_equal(store_branch_ancestry(s, prev, &anc, &n), 0);
+	assert_int_equal(n, STORE_MAX_ANCESTRY + 1);
+	free(anc);
+}
+
 /* A chain root -> b1 -> ... -> b10: at level i, write block i of a shared
  * file, create file "l<i>" and unlink "u<i>" (created in root).  Level j
  * must see exactly the levels <= j. */
@@ -1383,6 +1437,7 @@ int main(void)
 		T(test_store_isolation_siblings),
 		T(test_store_isolation_grandchildren),
 		T(test_store_isolation_deep_chain),
+		T(test_store_branch_depth_limit),
 		T(test_store_time_travel_overwrites),
 		T(test_store_time_travel_branch_at_seq),
 		T(test_store_time_travel_seq_at_time),
