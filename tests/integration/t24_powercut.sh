@@ -23,6 +23,12 @@
 #     one line naming the journal, and leaves the file as it is (before, it
 #     opened the store without both fsynced files); moved aside, the store
 #     opens without them.
+#  0. First, the library itself: a process that dies while the library
+#     copies a file it is about to write for the first time (its baseline,
+#     here cut short by a 1 MiB file size limit) leaves the file as it was;
+#     a partial copy had been taken for the file's synced content, and a
+#     cut soon after a store's open cut its 16 MiB journal short (refused
+#     as damaged).
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -68,6 +74,25 @@ expect_content() { # PATH TEXT
 	[ "$got" = "$2" ] || fail "$1 holds '$got' after the power cut, expected '$2'"
 }
 expect_gone() { [ ! -e "$1" ] || fail "$1 survived the power cut without any sync: $(cat "$1" 2>&1 | head -c 80)"; }
+
+# ---- 0. the library's first copy of a file is all or nothing ----
+mkdir "$T/pc0"
+head -c 4194304 /dev/urandom >"$T/pc0/file"
+sum0=$(md5sum <"$T/pc0/file")
+rc=0
+(
+	ulimit -f 1024
+	LD_PRELOAD="$PCLIB" POWERCUT_DIR="$T/pc0" POWERCUT_SHADOW="$T/pc0.shadow" \
+		python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, b"x", 0)' "$T/pc0/file"
+) >"$T/log/pc0.out" 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q 'shadow pwrite' "$T/log/pc0.out" ||
+	fail "the writer under a 1 MiB file size limit did not die copying the 4 MiB file (rc $rc): $(head -c 300 "$T/log/pc0.out")"
+python3 "$PCIMG" "$T/pc0" "$T/pc0.shadow" 1 synced >>"$T/log/pc0.out" 2>&1 || true
+[ "$(md5sum <"$T/pc0/file")" = "$sum0" ] ||
+	fail "a writer killed while the library copied the file left it changed ($(stat -c %s "$T/pc0/file") bytes of 4194304): a partial copy was taken for its synced content"
+log "library: a writer killed during the first copy of a file leaves the file as it was"
 
 # ---- 1. commit off: only what was fsynced survives ----
 cut_mount commit=0

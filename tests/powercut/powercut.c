@@ -27,8 +27,9 @@
  *  - The first write to a file that existed before this process wrote it
  *    copies the file to SHADOW/<ino> first: what was there is durable (the
  *    process opened a store left by a clean stop, a kill -9, or an earlier
- *    power cut's image).  A file created by this process starts with an
- *    empty shadow.
+ *    power cut's image).  The copy appears under that name only whole: a
+ *    process killed while copying leaves no shadow, and the file as it was.
+ *    A file created by this process starts with an empty shadow.
  *  - write, pwrite, writev, pwritev(2) and fallocate (except a pure
  *    KEEP_SIZE preallocation) mark their byte range dirty.  ftruncate needs
  *    no hook: the size is taken at sync time.
@@ -256,17 +257,22 @@ static void pc_copy(int from, int to, uint64_t lo, uint64_t hi)
 	}
 }
 
-/* The file on fd is durable as it is now: the shadow starts from it. */
+/* The file on fd is durable as it is now: the shadow starts from it.  The
+ * copy is made under another name and renamed into place: a process killed
+ * (or dying here) in the middle of copying a large file leaves no shadow,
+ * so the image keeps the file as it was, where a partial copy would have
+ * been taken for its synced content and cut the file short. */
 static void pc_shadow_baseline(int fd, ino_t ino, bool empty)
 {
-	char sp[PATH_MAX];
+	char sp[PATH_MAX], tmp[PATH_MAX + 8];
 	struct stat st;
 	int sfd, rfd;
 
 	pc_shadow_path(ino, sp, sizeof(sp));
-	sfd = pc.open(sp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", sp);
+	sfd = pc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (sfd < 0)
-		pc_die("create shadow '%s': %s", sp, strerror(errno));
+		pc_die("create shadow '%s': %s", tmp, strerror(errno));
 	if (!empty) {
 		rfd = pc_reopen_ro(fd);
 		if (fstat(rfd, &st) != 0)
@@ -277,6 +283,8 @@ static void pc_shadow_baseline(int fd, ino_t ino, bool empty)
 		close(rfd);
 	}
 	close(sfd);
+	if (rename(tmp, sp) != 0)
+		pc_die("rename shadow '%s': %s", tmp, strerror(errno));
 }
 
 /* The tracked file behind fd, or NULL; called with pc.mu held. */
