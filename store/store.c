@@ -334,6 +334,9 @@ struct store {
 	 * deleted since the last GC took the count. */
 	uint64_t *dead_ids;	/* guarded by branches_lock */
 	size_t ndead, cap_dead; /* guarded by branches_lock */
+	/* The ticket of the last delete's commit: a drop waits until a sync
+	 * covers it (DROP-3). */
+	uint64_t dead_ticket; /* guarded by branches_lock */
 	/* Why the last drop left keys (store_drop_say): 0 it did not, 1 no
 	 * room for the rewrite, 2 they were left after the compaction. */
 	atomic_int drop_state;
@@ -3947,6 +3950,15 @@ out_unlock:
  * gets one compaction of the whole store through the last level from its
  * next GC (store_legacy_drop), which drops them all.
  *
+ * DROP-3: keys go only once the deletes of their branches are durable.
+ * A delete is committed under branches_lock and synced after it is
+ * dropped; a GC that took the note in between (or after that sync failed)
+ * dropped the branch's table files, which RocksDB's manifest makes
+ * durable at once, while the delete itself was still only in the unsynced
+ * WAL and journal: a power cut brought the branch back without its data.
+ * So a drop first syncs, unless a sync already covered the last delete
+ * (dead_ticket): at most one sync per drop, and none in the usual case.
+ *
  * DROP-2: the same holds for GC's compactions of the whole store, whose
  * work no key range shows: "R" is written only once the data families'
  * table files hold no deletion at all (a compaction through the last
@@ -4111,12 +4123,22 @@ static int store_drop_ranges(struct store *s, uint64_t *ids, size_t n,
 	size_t i, j, k, nr = 0, nleft = 0;
 	struct kv_batch b;
 	bool any = false, todo = false;
+	uint64_t need;
 	int rc = 0, cf;
 
 	memset(left, 0, sizeof(*left));
 	left->kept = n;
 	if (n == 0)
 		return 0;
+	/* DROP-3 */
+	pthread_rwlock_rdlock(&s->branches_lock);
+	need = s->dead_ticket;
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (atomic_load(&s->writes_synced) < need) {
+		rc = store_sync(s);
+		if (rc)
+			return rc;
+	}
 	r = calloc(n, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -4473,6 +4495,7 @@ int store_branch_delete(struct store *s, uint64_t id)
 	struct store_branch *br;
 	struct kv_batch b;
 	unsigned char k[9], when[8];
+	uint64_t ticket = 0;
 	bool synced = false;
 	int rc;
 
@@ -4495,11 +4518,12 @@ int store_branch_delete(struct store *s, uint64_t id)
 	k[0] = 'D';
 	store_put64(when, (uint64_t)store_now_ns());
 	kv_batch_put(&b, KV_CF_META, k, 9, when, 8);
-	rc = store_commit_locked(s, &b, NULL, NULL, NULL);
+	rc = store_commit_locked(s, &b, NULL, NULL, &ticket);
 	if (rc)
 		goto out_unlock;
 	synced = true;
 	store_names_remove(s, br);
+	s->dead_ticket = ticket; /* tickets grow: commits here are serial */
 	br->deleted = true;
 	atomic_fetch_add(&s->acache_epoch, 1); /* INV-8 */
 	s->nbranches--;

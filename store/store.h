@@ -449,8 +449,9 @@ int store_branch_delete(struct store *s, uint64_t id);
  * oldest of them was deleted (0 if none). */
 size_t store_deleted_pending(struct store *s, int64_t *since_ns);
 
-/* Drop the deleted branches' keys now, as store_gc does: a range deletion
- * and a compaction (a flush of the memtables and a rewrite of the files
+/* Drop the deleted branches' keys now, as store_gc does: a sync first if
+ * a delete is not durable yet (a drop is durable at once), then a range
+ * deletion and a compaction (a flush of the memtables and a rewrite of the files
  * that overlap the range) per range of deleted ids and family with keys
  * there, if the filesystem has room for it above the reserve.  *dropped
  * (may be NULL): how many branches' keys are gone; the others stay noted

@@ -11,13 +11,19 @@
  *    another process, gets -EBUSY while the first is open;
  *  - settings (store_setting_put/get) and the retention window set at run
  *    time are there after a reopen; a window given at open wins and is
- *    kept in turn.
+ *    kept in turn;
+ *  - a deleted branch's table files are dropped only once its delete is
+ *    durable: a branch delete whose sync failed, then a drop, then a power
+ *    cut (RocksDB's WAL cut back to what the child's open had made
+ *    durable, the journal as its fdatasyncs left it) leave the branch
+ *    either gone or whole, never there without its data.
  *
  * Children are forked and then re-execute this binary (/proc/self/exe) with
  * a --child-* argument: forking a process that has run RocksDB's
  * background threads and using RocksDB in the child without exec is not
  * safe (locks held by threads that do not exist in the child).
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,6 +36,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/test_store_common.h"
+#include "store/store_int.h"
 
 #define REC 1000u       /* bytes per record in the "log" file */
 #define NSYNCED 300u    /* records written before store_sync */
@@ -232,7 +239,115 @@ static int tstore_child_mt(const char *dir)
 	}
 }
 
+/* Sizes of RocksDB's WAL files (*.log) in dir/db, as "name size" lines
+ * in dir/wal-sizes. */
+static int tstore_child_record_wal(const char *dir)
+{
+	char db[4096], p[8192];
+	struct dirent *de;
+	FILE *f;
+	DIR *d;
+
+	snprintf(db, sizeof(db), "%s/db", dir);
+	snprintf(p, sizeof(p), "%s/wal-sizes", dir);
+	f = fopen(p, "w");
+	d = opendir(db);
+	if (!f || !d)
+		return -EIO;
+	while ((de = readdir(d))) {
+		struct stat st;
+		size_t n = strlen(de->d_name);
+
+		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
+		if (stat(p, &st) == 0)
+			fprintf(f, "%s %lld\n", de->d_name,
+				(long long)st.st_size);
+	}
+	closedir(d);
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+/* Open the store (through a fault wrapper), note what its WAL holds, then
+ * delete branch "victim" with its sync failing (-EIO: the delete is made
+ * but not durable) and drop the deleted branches' keys with every
+ * compaction failing (a cut before the compaction's flush could make the
+ * WAL durable).  Reports "delete RC drop RC keys BEFORE AFTER", _exit. */
+static int tstore_child_drop(const char *dir)
+{
+	struct store_branch_info bi;
+	struct kv_fault *f = NULL;
+	struct store *s = NULL;
+	uint64_t before = 0, after = 0;
+	size_t dropped = 0;
+	int rc, rd = 1, rx = 1;
+
+	rc = kv_fault_new(&f);
+	if (!rc)
+		rc = tstore_open_dir(dir, false, f, &s);
+	if (!rc)
+		rc = tstore_child_record_wal(dir);
+	if (!rc)
+		rc = store_branch_lookup(s, "victim", &bi);
+	if (!rc)
+		rc = store_branch_keys(s, bi.id, &before);
+	if (rc) {
+		printf("error %d\n", rc);
+		fflush(stdout);
+		_exit(1);
+	}
+	kv_fault_arm(f, KV_FAULT_SYNC, 1, false, -EIO);
+	rd = store_branch_delete(s, bi.id);
+	kv_fault_arm(f, KV_FAULT_COMPACT, 1, true, -EIO);
+	rx = store_drop_deleted(s, &dropped);
+	rc = store_branch_keys(s, bi.id, &after);
+	printf("delete %d drop %d keys %llu %llu\n", rd, rx,
+	       (unsigned long long)before,
+	       (unsigned long long)(rc ? UINT64_MAX : after));
+	fflush(stdout);
+	_exit(0);
+}
+
 /* ---- parent side ---- */
+
+/* The power cut: every WAL file of dir/db back to the size dir/wal-sizes
+ * gives (0 if it was not there).  Returns the bytes cut. */
+static long long tstore_cut_wal(const char *dir)
+{
+	char db[4096], p[8192], name[256];
+	long long size, cut = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(db, sizeof(db), "%s/db", dir);
+	d = opendir(db);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		long long keep = 0;
+		struct stat st;
+		FILE *f;
+
+		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/wal-sizes", dir);
+		f = fopen(p, "r");
+		assert_non_null(f);
+		while (fscanf(f, "%255s %lld", name, &size) == 2)
+			if (strcmp(name, de->d_name) == 0)
+				keep = size;
+		fclose(f);
+		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
+		assert_int_equal(stat(p, &st), 0);
+		if (st.st_size > keep) {
+			cut += st.st_size - keep;
+			assert_int_equal(truncate(p, keep), 0);
+		}
+	}
+	closedir(d);
+	return cut;
+}
 
 struct tstore_child {
 	pid_t pid;
@@ -599,6 +714,65 @@ static void test_store_persist_retention(void **state)
 	assert_int_equal(store_get_retention(fx->s), 120);
 }
 
+/* A deleted branch's keys go only once its delete is durable.  Its delete
+ * is committed, then synced; a GC (or store_drop_deleted) meanwhile, or
+ * after that sync failed, took the note and dropped the branch's table
+ * files, which RocksDB's manifest makes durable at once: a power cut then
+ * lost the delete and kept the drop, and the branch came back without its
+ * data (its file read as zeros).  Here the delete's sync fails (it returns
+ * -EIO, made but perhaps not durable) and the drop follows. */
+static void test_store_persist_drop_after_durable_delete(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_gc_opts o = { .full_compaction = true };
+	struct store_check_report rep;
+	struct store_branch_info bi;
+	struct store_gc_stats st;
+	struct tstore_child c;
+	unsigned long long before = 0, after = 0;
+	uint64_t victim, decoy, ino;
+	char line[128] = "";
+	int rd = 0, rx = 0, rc;
+
+	victim = tstore_branch(fx->s, "victim", fx->br);
+	ino = tstore_mkfile(fx->s, victim, fx->root, "f");
+	tstore_write_pat(fx->s, victim, ino, 7, 0, 4 * STORE_BLOCK_SIZE);
+	/* A whole compaction (a branch was deleted) puts every key in the
+	 * last level: the victim's blocks get a table file of their own. */
+	decoy = tstore_branch(fx->s, "decoy", fx->br);
+	assert_int_equal(store_branch_delete(fx->s, decoy), 0);
+	assert_int_equal(store_gc(fx->s, &o, &st), 0);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+
+	tstore_spawn(&c, "--child-drop", fx->dir, "");
+	assert_non_null(fgets(line, sizeof(line), c.out));
+	rc = tstore_reap(&c);
+	if (sscanf(line, "delete %d drop %d keys %llu %llu", &rd, &rx, &before,
+		   &after) != 4)
+		fail_msg("child said '%s'", line);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+	assert_int_equal(rd, -EIO);
+	/* the drop took the victim's table files: the case is real */
+	assert_true(before > 0);
+	assert_true(after < before);
+	tstore_cut_wal(fx->dir);
+
+	assert_int_equal(tstore_fx_open(fx), 0);
+	rc = store_branch_lookup(fx->s, "victim", &bi);
+	if (rc == 0) {
+		/* the delete did not survive: then neither did the drop */
+		tstore_expect_pat(fx->s, bi.id,
+				  tstore_lookup(fx->s, bi.id, fx->root, "f"), 7,
+				  0, 4 * STORE_BLOCK_SIZE);
+	} else {
+		assert_int_equal(rc, -ENOENT);
+	}
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(store_check(fx->s, NULL, NULL, &rep), 0);
+	assert_int_equal(rep.bad_records + rep.bad_blocks, 0);
+}
+
 /* store_close_remove (for a store a daemon made for a mount that then
  * failed) leaves nothing of the store, its directory included unless
  * asked to keep it, and a store can be made there again. */
@@ -636,6 +810,7 @@ int main(int argc, char **argv)
 		T(test_store_persist_settings),
 		T(test_store_persist_retention),
 		T(test_store_persist_close_remove),
+		T(test_store_persist_drop_after_durable_delete),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--child-write") == 0)
@@ -644,5 +819,7 @@ int main(int argc, char **argv)
 		return tstore_child_mt(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "--child-lock") == 0)
 		return tstore_child_lock(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "--child-drop") == 0)
+		return tstore_child_drop(argv[2]);
 	return cmocka_run_group_tests_name("store_persist", tests, NULL, NULL);
 }
