@@ -41,7 +41,7 @@ obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 # the CFLAGS variable of a variant: asan -> ASAN_CFLAGS
 SAN_CFLAGS = $(if $(filter asan,$(1)),ASAN_CFLAGS,$(if $(filter tsan,$(1)),TSAN_CFLAGS,REL_CFLAGS))
 
-.PHONY: all check check-unit check-stress check-integration crashtest soak bench install clean deps \
+.PHONY: all check check-unit check-stress check-integration crashtest soak bench install clean deps powercut-store \
 	check-layers format-check fuzz san-bins sanitizer-drive
 
 all: bin/branchd bin/branchctl
@@ -140,6 +140,17 @@ check-integration: all build/powercut.so build/logdelay.so
 
 crashtest: all build/powercut.so
 	@CRASH_ROUNDS=$${CRASH_ROUNDS:-50} bash tests/integration/crash.sh
+
+# power cuts of the store itself, hundreds, with a model of its state
+# (tests/stress/powercut_store.py; PS_ITERATIONS, PS_SEED, PS_GC_THREAD=1,
+# BRANCHFS_JOURNAL_KIB); not part of `check`
+build/rel/tests/powercut_store: build/rel/tests/stress/powercut_store.o build/rel/libstore.a
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+powercut-store: build/rel/tests/powercut_store build/powercut.so
+	@d=$$(mktemp -d /var/tmp/powercut-store.XXXXXX) && \
+	python3 tests/stress/powercut_store.py build/rel/tests/powercut_store "$$d" \
+		$${PS_ITERATIONS:-200} $${PS_SEED:-$$(( $$(date +%s) % 100000 ))} && rm -rf "$$d"
 
 # a randomized soak of branchd under a Postgres load (tests/soak/soak.py):
 # SOAK_SECONDS of random operations, 180 by default; not part of `check`
