@@ -6,8 +6,10 @@ Not part of make check (minutes of run time).  Each iteration runs
 `BIN run` (tests/stress/powercut_store.c) under build/powercut.so on the
 same store, kills it with SIGKILL after a random time, rewrites the store
 as a power cut would leave it (tests/powercut/powercut_image.py, random
-unsynced sectors kept), sometimes cuts the power again during the next
-open's journal replay, and then checks with `BIN dump` that:
+unsynced sectors kept; in a fifth of the rounds nothing is cut: a kill -9
+alone, after which every operation that returned must be there),
+sometimes cuts the power again during the next open's journal replay, and
+then checks with `BIN dump` that:
   - a read-only open (as branchd --check) and then an open find no
     damage (store_check, journal damage held);
   - its state (branches, their parents, the files of their roots, the
@@ -155,8 +157,9 @@ def read_log(path):
     return ops, acked
 
 
-def verify(m0, logp, dump):
-    """The model state matching dump, or raise."""
+def verify(m0, logp, dump, killed_only):
+    """The model state matching dump, or raise.  killed_only: the process
+    was killed and nothing cut, so every operation that returned is kept."""
     ops, acked = read_log(logp)
     # the durable floor: replay once to find it
     m, lastw, floor = copy.deepcopy(m0), {}, -1
@@ -166,6 +169,8 @@ def verify(m0, logp, dump):
             raise RuntimeError('op %d %s %s failed: %d' % (n, op, a, acked[n]))
         if d is not None and n in acked:
             floor = max(floor, d)
+        if killed_only and n in acked:
+            floor = max(floor, n)
     m, lastw = copy.deepcopy(m0), {}
     if floor < 1 and m.render() == dump:
         return m, 0, len(ops), floor
@@ -179,7 +184,7 @@ def verify(m0, logp, dump):
                        % (floor, len(ops)))
 
 
-def run_cut(argv, env, store, shadow, t, seed, log):
+def run_cut(argv, env, store, shadow, t, seed, log, cut=True):
     shutil.rmtree(shadow, ignore_errors=True)
     e = dict(os.environ, LD_PRELOAD=PCLIB, POWERCUT_DIR=store, POWERCUT_SHADOW=shadow, **env)
     p = subprocess.Popen(argv, env=e, stdout=log, stderr=log)
@@ -188,6 +193,8 @@ def run_cut(argv, env, store, shadow, t, seed, log):
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGKILL)
         p.wait()
+        if not cut:
+            return 'killed', subprocess.CompletedProcess([], 0)
         r = subprocess.run([sys.executable, PCIMG, store, shadow, str(seed)],
                            capture_output=True, text=True)
         return 'killed', r
@@ -208,8 +215,10 @@ def main():
         if os.path.exists(logp):
             os.unlink(logp)
         with open(os.path.join(work, 'child.err'), 'w') as lf:
+            killed_only = rng.random() < 0.2
             rc, img = run_cut([binp, 'run', store, logp, str(rng.randrange(1 << 30))], {},
-                              store, shadow, rng.uniform(0.3, 2.5), rng.randrange(1 << 30), lf)
+                              store, shadow, rng.uniform(0.3, 2.5), rng.randrange(1 << 30), lf,
+                              cut=not killed_only)
         if rc != 'killed':
             print('iteration %d: the driver exited %s: %s' % (it, rc,
                   open(os.path.join(work, 'child.err')).read()[-2000:]))
@@ -246,7 +255,7 @@ def main():
             print('iteration %d: open said: %s' % (it, r.stderr.strip()[-1500:]))
         dump = open(dumpp).read()
         try:
-            m, k, nops, floor = verify(m, logp, dump)
+            m, k, nops, floor = verify(m, logp, dump, killed_only)
             last = read_log(logp)[0][-1][0]
         except RuntimeError as e:
             print('iteration %d: %s' % (it, e))
