@@ -21,6 +21,7 @@ Exit 1 on the first failure, with the store copied to WORKDIR/fail-N.
 """
 import copy
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -240,6 +241,12 @@ def main():
                 print('iteration %d: open during the replay cut failed %s: %s' % (it, rc2,
                       open(os.path.join(work, 'replay.err')).read()[-2000:]))
                 return fail(work, it)
+        if os.environ.get('PS_KEEP_IMAGE'):
+            # the image as cut, before any open changes it, for a failure
+            shutil.rmtree(os.path.join(work, 'image'), ignore_errors=True)
+            shutil.copytree(store, os.path.join(work, 'image'), symlinks=True)
+            with open(os.path.join(work, 'model.pickle'), 'wb') as f:
+                pickle.dump(m, f)
         r = subprocess.run([binp, 'check', store], capture_output=True, text=True)
         if r.returncode != 0:
             print('iteration %d: read-only check after the cut failed (%d): %s' % (
@@ -273,7 +280,9 @@ def main():
 def fail(work, it):
     dst = os.path.join(work, 'fail-%d' % it)
     shutil.copytree(os.path.join(work, 'store'), dst, symlinks=True)
-    for f in ('ops.log', 'dump'):
+    if os.path.isdir(os.path.join(work, 'image')):
+        shutil.copytree(os.path.join(work, 'image'), dst + '.image', symlinks=True)
+    for f in ('ops.log', 'dump', 'model.pickle'):
         if os.path.exists(os.path.join(work, f)):
             shutil.copy(os.path.join(work, f), dst + '.' + f)
     print('FAIL at iteration %d: store copied to %s' % (it, dst))
