@@ -3068,6 +3068,28 @@ static void store_batch_counters(struct store *s, struct kv_batch *b)
 	pthread_rwlock_unlock(&s->branches_lock);
 }
 
+/* A batch of counters (store_batch_counters) that failed: its branches
+ * are dirty again, so that the next sync or the close writes them; the
+ * dirty flags went when it was filled. */
+static void store_batch_counters_failed(struct store *s,
+					const struct kv_batch *b)
+{
+	size_t i;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	for (i = 0; i < b->nops; i++) {
+		const unsigned char *k = kv_batch_key(b, &b->ops[i]);
+		struct store_branch *br;
+
+		if (b->ops[i].klen != 9 || k[0] != 'W')
+			continue;
+		br = store_branch_by_id(s, store_get64(k + 1));
+		if (br)
+			atomic_store(&br->written_dirty, true);
+	}
+	pthread_rwlock_unlock(&s->branches_lock);
+}
+
 int store_sync(struct store *s)
 {
 	uint64_t ticket = atomic_load(&s->writes_done), target;
@@ -3087,6 +3109,8 @@ int store_sync(struct store *s)
 		rc = kv_write(s->kv, &b, true);
 	else
 		rc = kv_sync(s->kv);
+	if (rc && b.nops)
+		store_batch_counters_failed(s, &b);
 	kv_batch_release(&b);
 	if (rc == 0)
 		s->writes_synced = target;

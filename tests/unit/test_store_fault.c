@@ -597,6 +597,29 @@ static void test_store_fault_sync(void **state)
 	tstore_expect_pat(fx->s, fx->br, f, 1, 0, 100);
 }
 
+/* A sync whose write of the branches' written counters failed leaves
+ * them to the next sync or the close (they had been marked clean when the
+ * batch was filled, and were never written: written_bytes read 0 after a
+ * reopen). */
+static void test_store_fault_sync_keeps_counters(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_usage u;
+	uint64_t c, f;
+
+	c = tstore_branch(fx->s, "c", fx->br);
+	f = tstore_mkfile(fx->s, c, fx->root, "f");
+	tstore_write_pat(fx->s, c, f, 1, 0, 100);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, false, -EIO);
+	assert_int_equal(store_sync(fx->s), -EIO);
+	assert_int_equal(kv_fault_fired(fx->fault), 1);
+	kv_fault_disarm(fx->fault);
+	assert_int_equal(store_sync(fx->s), 0);
+	tstore_fx_reopen(fx);
+	assert_int_equal(store_branch_usage(fx->s, c, &u), 0);
+	assert_int_equal(u.written_bytes, 100);
+}
+
 /* ---- read faults: error, never garbage ---- */
 
 struct tstore_rview {
@@ -1286,6 +1309,7 @@ int main(void)
 		T(test_store_fault_write_batch_branch_create),
 		T(test_store_fault_branch_ops),
 		T(test_store_fault_sync),
+		T(test_store_fault_sync_keeps_counters),
 		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_sync_branch_skips_idle_branch),
 		T(test_store_fault_sync_pending),
