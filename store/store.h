@@ -451,12 +451,12 @@ size_t store_deleted_pending(struct store *s, int64_t *since_ns);
 
 /* Drop the deleted branches' keys now, as store_gc does: a sync first if
  * a delete is not durable yet (a drop is durable at once), then a range
- * deletion and a compaction (a flush of the memtables and a rewrite of the files
- * that overlap the range) per range of deleted ids and family with keys
- * there, if the filesystem has room for it above the reserve.  *dropped
- * (may be NULL): how many branches' keys are gone; the others stay noted
- * (store_deleted_pending) for the next drop.  0 also when a compaction
- * left keys without an error; -ENOSPC no room for a rewrite, -EIO a
+ * deletion and a compaction (a flush of the memtables and a rewrite of
+ * the files that overlap the range) per range of deleted ids and family
+ * with keys there, if the filesystem has room for it above the reserve.
+ * *dropped (may be NULL): how many branches' keys are gone; the others
+ * stay noted (store_deleted_pending) for the next drop.  0 also when a
+ * compaction left keys without an error; -ENOSPC no room for a rewrite, -EIO a
  * compaction failed (what went without them is dropped all the same);
  * -EIO, -ENOMEM, -ENOSPC from the backend before that leave every one
  * noted. */
