@@ -852,6 +852,17 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf,
 	 * dropping them would wait for their writeback. */
 	if (fi->fh == FS_FH_WAL_DIRECT && !fi->writepage && n > 0)
 		fuse_lowlevel_notify_inval_inode(fs->se, nodeid, off, n);
+	/* Rule 3 for a writer that opened with O_DSYNC or O_SYNC (Postgres'
+	 * wal_sync_method open_datasync or open_sync): its write is durable
+	 * when it returns.  For a cached file the kernel follows such a write
+	 * with an FSYNC; for a direct I/O one (a WAL file) it sends none, and
+	 * only the write's flags say so. */
+	if (fi->fh == FS_FH_WAL_DIRECT && !fi->writepage && n > 0 &&
+	    (fi->flags & O_DSYNC)) {
+		rc = store_sync_branch(fs->store, br);
+		if (rc)
+			goto out_err;
+	}
 	fuse_reply_write(req, (size_t)n);
 	return;
 out_err:

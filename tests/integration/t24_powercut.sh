@@ -67,6 +67,16 @@ os.write(fd, sys.argv[2].encode())
 if len(sys.argv) > 3: os.fsync(fd)
 os.close(fd)' "$@"
 }
+# wal_put PATH TEXT [FLAG]: write TEXT to a new file PATH opened with os.FLAG
+# (O_DSYNC, O_SYNC), and no fsync, as Postgres writes WAL with
+# wal_sync_method open_datasync or open_sync
+wal_put() {
+	py 'import os, sys
+extra = getattr(os, sys.argv[3]) if len(sys.argv) > 3 else 0
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | extra, 0o600)
+os.write(fd, sys.argv[2].encode())
+os.close(fd)' "$@"
+}
 dirsync() { py 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd)' "$1"; }
 expect_content() { # PATH TEXT
 	local got
@@ -98,13 +108,19 @@ log "library: a writer killed during the first copy of a file leaves the file as
 cut_mount commit=0
 mkdir "$MNT/main"
 dirsync "$MNT"
+mkdir "$MNT/main/pg_wal"
 put "$MNT/main/synced" "one" fsync
 put "$MNT/main/moved.tmp" "two" fsync
 mv "$MNT/main/moved.tmp" "$MNT/main/moved"
 dirsync "$MNT/main"
 mkdir "$MNT/kept"
 dirsync "$MNT"
+# a WAL file's write with O_DSYNC or O_SYNC is durable when it returns (a
+# pg_wal file open for writing is direct I/O: the kernel sends no FSYNC)
+wal_put "$MNT/main/pg_wal/dsync" ten O_DSYNC
+wal_put "$MNT/main/pg_wal/osync" eleven O_SYNC
 put "$MNT/main/unsynced" "three"
+wal_put "$MNT/main/pg_wal/plain" twelve
 mkdir "$MNT/lost"
 sleep 2
 cut_power off
@@ -115,7 +131,10 @@ expect_content "$MNT/main/moved" two
 [ -d "$MNT/kept" ] || fail "branch kept (mkdir + fsync of the root) is gone after the power cut"
 expect_gone "$MNT/main/unsynced"
 expect_gone "$MNT/lost"
-log "commit off: fsynced file, rename and branch survived; unsynced file and branch are gone"
+expect_content "$MNT/main/pg_wal/dsync" ten
+expect_content "$MNT/main/pg_wal/osync" eleven
+expect_gone "$MNT/main/pg_wal/plain"
+log "commit off: fsynced file, rename and branch survived, and WAL writes with O_DSYNC and O_SYNC; unsynced file, WAL write and branch are gone"
 bfs_umount
 
 # ---- 2. commit=1: unsynced writes survive once a commit has passed ----
