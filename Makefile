@@ -96,7 +96,9 @@ sanitizer-drive: san-bins all build/powercut.so build/logdelay.so
 # ---- unit tests (ASan+UBSan) ----
 UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 build/asan/tests/%: build/asan/tests/unit/%.o $(call obj,asan,$(FAKE_SRC)) build/asan/libbd.a build/asan/libfs.a build/asan/libstore.a
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(PQ_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS) $(PQ_LIBS) $(CMOCKA_LIBS) $(TEST_LDFLAGS)
+# The GC model test runs the store on a wall clock of its own.
+build/asan/tests/test_store_gc_model: TEST_LDFLAGS = -Wl,--wrap=clock_gettime
 
 # ---- stress tests (TSan) ----
 STRESS_BINS := $(patsubst tests/stress/%.c,build/tsan/tests/%,$(STRESS_SRC))

@@ -71,6 +71,10 @@
  *        cache" below for how writes, resets and deletes keep it so).
  *  INV-9 s->names holds exactly the live branches, each once, in the
  *        chain of its name's hash; nbranches counts them.
+ *  TIME-1 Every committed seq has a time-index entry at most
+ *        STORE_TIME_INDEX_MS before it whose seq is at or below its own,
+ *        also when the commit that carried the entry failed (see
+ *        store_time_settle).
  *
  * Locks, in the order they are taken:
  *   ns_lock[branch % N] > ino_lock stripes (in increasing stripe order) >
@@ -311,6 +315,10 @@ struct store {
 	size_t cap_inflight; /* guarded by seq_mu */
 	_Atomic uint64_t watermark;
 	int64_t last_time_ms; /* guarded by seq_mu */
+	/* A time-index entry (ms, seq) whose commit failed and whose own
+	 * write failed too (TIME-1); 0 ms: none.  guarded by seq_mu */
+	int64_t time_lost_ms;
+	uint64_t time_lost_seq;
 	int64_t created_ns;
 	uint64_t open_damage;	 /* the backend's (kv.h), set at open */
 	uint64_t open_unapplied; /* idem */
@@ -882,8 +890,11 @@ static void store_watermark_update(struct store *s)
 }
 
 /* Hand out a seq and register it in flight.  *time_ms is set to the
- * wall-clock ms to index, or -1 if this ms is indexed already. */
-static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms)
+ * wall-clock ms to index, or -1 if this ms is indexed already; *lost_ms
+ * and *lost_seq to a time-index entry a failed commit left out, for this
+ * one to carry (TIME-1), or 0. */
+static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms,
+			   int64_t *lost_ms, uint64_t *lost_seq)
 {
 	int64_t ms;
 	int rc = 0;
@@ -917,6 +928,8 @@ static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms)
 	} else {
 		*time_ms = -1;
 	}
+	*lost_ms = s->time_lost_ms;
+	*lost_seq = s->time_lost_seq;
 out_unlock:
 	pthread_mutex_unlock(&s->seq_mu);
 	return rc;
@@ -1337,32 +1350,104 @@ out_unlock:
 	pthread_mutex_unlock(&st->mu);
 }
 
-/* Apply one logical operation: stamp a fresh seq into its keys, index the
- * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
-static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
-			   uint64_t *seq_out, uint64_t *ticket_out)
+/* Add the time-index entries of a commit to b: its own (ms >= 0) and the
+ * one it carries for a failed commit (lost_ms > 0; TIME-1).  One key
+ * takes the lower seq. */
+static void store_batch_time(struct kv_batch *b, int64_t ms, uint64_t seq,
+			     int64_t lost_ms, uint64_t lost_seq)
 {
 	unsigned char tkey[9], tval[8];
-	uint64_t seq;
-	int64_t ms;
-	int rc;
 
-	if (b->err)
-		return b->err;
-	rc = store_seq_begin(s, &seq, &ms);
-	if (rc)
-		return rc;
-	store_batch_stamp(b, seq);
-	store_gc_note_batch(s, b, seq);
-	if (ms >= 0) {
+	if (lost_ms > 0) {
+		tkey[0] = 'T';
+		store_put64(tkey + 1, (uint64_t)lost_ms);
+		store_put64(tval, lost_seq);
+		kv_batch_put(b, KV_CF_META, tkey, sizeof(tkey), tval,
+			     sizeof(tval));
+	}
+	if (ms >= 0 && ms != lost_ms) {
 		tkey[0] = 'T';
 		store_put64(tkey + 1, (uint64_t)ms);
 		store_put64(tval, seq);
 		kv_batch_put(b, KV_CF_META, tkey, sizeof(tkey), tval,
 			     sizeof(tval));
 	}
+}
+
+/*
+ * TIME-1: every seq that commits has a time-index entry (ms, first seq)
+ * at most STORE_TIME_INDEX_MS before it with a seq at or below its own;
+ * else store_seq_at_time answers a moment before it with a state that has
+ * it.  The entry of a slot is in the batch of the commit that opened it,
+ * and the commits that came in the slot after it write none: when that
+ * batch fails, its entry is written alone at once, before its seq ends
+ * (store_seq_at_time waits for that), and if that fails too, kept for the
+ * next commits to carry until one lands.  Entries kept meanwhile merge
+ * into one (the later ms, the lower seq), which answers the moments
+ * between them with an earlier state, never a later one.
+ */
+static void store_time_settle(struct store *s, int rc, int64_t ms, uint64_t seq,
+			      int64_t lost_ms, uint64_t lost_seq)
+{
+	struct kv_batch tb;
+
+	if (rc == 0) {
+		if (lost_ms <= 0)
+			return;
+		pthread_mutex_lock(&s->seq_mu);
+		if (s->time_lost_ms == lost_ms && s->time_lost_seq == lost_seq)
+			s->time_lost_ms = 0;
+		pthread_mutex_unlock(&s->seq_mu);
+		return;
+	}
+	if (ms < 0 && lost_ms <= 0)
+		return;
+	kv_batch_init(&tb);
+	store_batch_time(&tb, ms, seq, lost_ms, lost_seq);
+	rc = kv_write(s->kv, &tb, false);
+	kv_batch_release(&tb);
+	pthread_mutex_lock(&s->seq_mu);
+	if (rc == 0) {
+		if (s->time_lost_ms == lost_ms && s->time_lost_seq == lost_seq)
+			s->time_lost_ms = 0;
+	} else {
+		int64_t k = ms > lost_ms ? ms : lost_ms;
+		uint64_t v = lost_ms > 0 && (ms < 0 || lost_seq < seq) ?
+				     lost_seq :
+				     seq;
+
+		if (s->time_lost_ms > 0) {
+			if (s->time_lost_ms > k)
+				k = s->time_lost_ms;
+			if (s->time_lost_seq < v)
+				v = s->time_lost_seq;
+		}
+		s->time_lost_ms = k;
+		s->time_lost_seq = v;
+	}
+	pthread_mutex_unlock(&s->seq_mu);
+}
+
+/* Apply one logical operation: stamp a fresh seq into its keys, index the
+ * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
+static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
+			   uint64_t *seq_out, uint64_t *ticket_out)
+{
+	uint64_t seq, lost_seq;
+	int64_t ms, lost_ms;
+	int rc;
+
+	if (b->err)
+		return b->err;
+	rc = store_seq_begin(s, &seq, &ms, &lost_ms, &lost_seq);
+	if (rc)
+		return rc;
+	store_batch_stamp(b, seq);
+	store_gc_note_batch(s, b, seq);
+	store_batch_time(b, ms, seq, lost_ms, lost_seq);
 	rc = kv_write(s->kv, b, sync);
 	store_acache_note_batch(s, b);
+	store_time_settle(s, rc, ms, seq, lost_ms, lost_seq);
 	store_seq_end(s, seq);
 	if (rc == 0) {
 		uint64_t t = atomic_fetch_add(&s->writes_done, 1) + 1;
@@ -3385,7 +3470,7 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 	unsigned char key[9];
 	struct kv_iter *it;
 	int64_t now = store_now_ns();
-	uint64_t result;
+	uint64_t result, now_seq;
 	size_t klen, vlen;
 	int rc;
 
@@ -3393,11 +3478,15 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 		return -EINVAL;
 	if (unix_ns < store_oldest_time(s))
 		return -ERANGE;
+	/* First: the commits in flight settle their index entries (TIME-1)
+	 * before they end. */
+	now_seq = store_seq_now(s);
 	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
 	if (rc)
 		return rc;
 	/* The first ms indexed after unix_ns: every seq below its first seq
-	 * was handed out at or before unix_ns. */
+	 * was handed out at or before unix_ns, or less than
+	 * STORE_TIME_INDEX_MS after it (TIME-1). */
 	key[0] = 'T';
 	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
 	kv_iter_seek(it, key, sizeof(key));
@@ -3414,11 +3503,8 @@ int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq)
 	if (rc)
 		goto out;
 	result = UINT64_MAX;
-found : {
-	uint64_t now_seq = store_seq_now(s);
-
+found:
 	*seq = result < now_seq ? result : now_seq;
-}
 out:
 	kv_iter_free(it);
 	return rc;
@@ -7005,13 +7091,13 @@ static int store_gc_seq_at(struct store *s, int64_t unix_ns, uint64_t *seq)
 	size_t klen, vlen;
 	int rc;
 
+	*seq = store_seq_now(s); /* first: see store_seq_at_time */
 	rc = kv_iter_new(s->kv, KV_CF_META, false, &it);
 	if (rc)
 		return rc;
 	key[0] = 'T';
 	store_put64(key + 1, (uint64_t)(unix_ns / 1000000) + 1);
 	kv_iter_seek(it, key, sizeof(key));
-	*seq = store_seq_now(s);
 	if (kv_iter_valid(it)) {
 		const unsigned char *k = kv_iter_key(it, &klen);
 		const unsigned char *v = kv_iter_value(it, &vlen);

@@ -284,8 +284,10 @@ int store_sync_pending(struct store *s);
  * write in flight is: the watermark after waiting for writes in flight. */
 uint64_t store_seq_now(struct store *s);
 
-/* The seq that reflects the store as it was at wall-clock time unix_ns.
- * -EINVAL: in the future; -ERANGE: before the oldest retained moment. */
+/* The seq that reflects the store as it was at wall-clock time unix_ns,
+ * to the time index's resolution: it holds every write begun in that ms
+ * or before, and none begun 10 ms or more after it.  -EINVAL: in the
+ * future; -ERANGE: before the oldest retained moment. */
 int store_seq_at_time(struct store *s, int64_t unix_ns, uint64_t *seq);
 
 /* Oldest wall-clock time (ns) that store_seq_at_time() accepts: the store's
