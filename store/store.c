@@ -1428,6 +1428,32 @@ static void store_time_settle(struct store *s, int rc, int64_t ms, uint64_t seq,
 	pthread_mutex_unlock(&s->seq_mu);
 }
 
+/* The ms of the time index's last entry, or 0 if it has none. */
+static int store_time_last(struct store *s, int64_t *ms)
+{
+	unsigned char key[9];
+	struct kv_iter *it;
+	int rc;
+
+	*ms = 0;
+	rc = kv_iter_new(s->kv, KV_CF_META, 0, &it);
+	if (rc)
+		return rc;
+	key[0] = 'T';
+	memset(key + 1, 0xff, 8);
+	kv_iter_seek_for_prev(it, key, sizeof(key));
+	if (kv_iter_valid(it)) {
+		size_t klen;
+		const unsigned char *k = kv_iter_key(it, &klen);
+
+		if (klen == 9 && k[0] == 'T')
+			*ms = (int64_t)store_get64(k + 1);
+	}
+	rc = kv_iter_status(it);
+	kv_iter_free(it);
+	return rc;
+}
+
 /* Apply one logical operation: stamp a fresh seq into its keys, index the
  * time, write the batch (INV-1).  *seq_out, if not NULL, gets the seq. */
 static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
@@ -3044,6 +3070,13 @@ int store_open(const char *dir, const struct store_config *cfg,
 			atomic_store(&s->horizon_seq, store_get64(hv + 8));
 		}
 	}
+	/* TIME-1: the time index goes on from its last entry, as if the
+	 * store had stayed open: a commit in the same slot writes none,
+	 * where it would have overwritten that entry with its own, higher
+	 * seq (after a restart within the ms, or a clock set back). */
+	rc = store_time_last(s, &s->last_time_ms);
+	if (rc)
+		goto err_close;
 	/* The window last set, unless the caller sets one. */
 	{
 		char rv[24], *end;
@@ -3457,6 +3490,10 @@ int store_close(struct store *s)
 	if (!s->cfg.read_only) {
 		store_batch_counters(s, &b);
 		store_gc_save(s, &b);
+		/* TIME-1: an entry still owed to the time index */
+		if (s->time_lost_ms > 0)
+			store_batch_time(&b, -1, 0, s->time_lost_ms,
+					 s->time_lost_seq);
 		rc = kv_write(s->kv, &b, true);
 	}
 	kv_batch_release(&b);

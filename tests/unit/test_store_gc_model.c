@@ -12,12 +12,16 @@
  *
  * Random operations on up to GM_BRANCHES live branches: file create,
  * write (unaligned, across blocks, all-zero), truncate up and down, punch,
- * rename (over an existing file too), unlink; branch create at the head,
+ * rename (over an existing file too), unlink (sometimes of a file kept
+ * open, which GC's in_use callback reports, then written and closed);
+ * branch create at the head,
  * at a past seq and at a past time (store_seq_at_time), delete, reset,
  * rename; GC (sometimes with a full compaction, sometimes failing half-way
  * through an injected KV error); a foreground write that fails; close and
  * reopen (sometimes with a close whose last write fails, as a crash
- * leaves it: no saved GC set).  The model remembers every state of every
+ * leaves it: no saved GC set).  Meanwhile a thread of the test runs GC
+ * over and over, racing every operation (writes, branch create, delete,
+ * reset); it pauses only for the checks, injected faults and reopens.  The model remembers every state of every
  * branch (seq it became visible at, wall time, content), and after each
  * GC (and at random):
  *  - every branch reads, at every seq from the store's oldest (the GC
@@ -27,13 +31,17 @@
  *    made at or before that ms and none made 10 ms (the index's
  *    resolution) or more after it; the branches read there as the model
  *    says;
- *  - branches made at a past seq or time read as their parent did then.
+ *  - branches made at a past seq or time read as their parent did then;
+ *  - files unlinked while open read as the model says, by number.
  *
  * Environment: BRANCHFS_SEED=N picks the seed (default fixed),
- * BRANCHFS_OPS=N the number of operations (default 1000).  A failure
+ * BRANCHFS_OPS=N the number of operations (default 800),
+ * BRANCHFS_GC_THREAD=0 no GC thread (the run is then exactly the same for
+ * a seed; with the thread, what GC has taken when differs).  A failure
  * prints the seed, the operation and the last operations.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,8 +58,9 @@
 #define GM_FILE_MAX (4u * BS + 1000u)
 #define GM_RET_S 2
 #define GM_DEFAULT_SEED 20261207u
-#define GM_DEFAULT_OPS 1000u
+#define GM_DEFAULT_OPS 800u
 #define GM_TRAIL 64
+#define GM_ORPHANS 8
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
 
@@ -105,6 +114,14 @@ struct gm_branch {
 	size_t nh, caph;
 };
 
+/* A file unlinked while open: readable by number at its branch's head
+ * (GC's in_use says it is open) until closed. */
+struct gm_orphan {
+	int br; /* index */
+	uint64_t ino;
+	struct gm_blob *b;
+};
+
 /* Every operation that committed something: seqs (before, after]. */
 struct gm_op {
 	uint64_t before, after;
@@ -125,6 +142,18 @@ struct gm {
 	unsigned long ntrail;
 	unsigned char *buf;
 	unsigned long stats[24];
+	struct gm_orphan orph[GM_ORPHANS]; /* guarded by orph_mu */
+	int norph;			   /* guarded by orph_mu */
+	pthread_mutex_t orph_mu;
+	/* GC in a thread of its own, racing the operations: it holds
+	 * gc_lock for reading while it runs; checks, and operations that
+	 * arm faults or reopen, hold it for writing. */
+	pthread_rwlock_t gc_lock;
+	pthread_t gc_thread;
+	bool bg;
+	atomic_bool bg_stop;
+	atomic_int bg_err;
+	atomic_ulong bg_runs;
 };
 
 enum {
@@ -148,6 +177,8 @@ enum {
 	ST_SEQ_CHECKS,
 	ST_TIME_CHECKS,
 	ST_GC_DELETED,
+	ST_ORPHAN,
+	ST_ORPHAN_WRITE,
 };
 
 static uint64_t gm_rand(struct gm *m)
@@ -315,6 +346,96 @@ static void gm_change(struct gm *m, struct gm_branch *b, uint64_t before,
 	gm_hist_push(b, before, gm_log(m, before), gm_now(), st);
 }
 
+/* ---- GC's thread ---- */
+
+static void gm_excl(struct gm *m)
+{
+	if (m->bg)
+		pthread_rwlock_wrlock(&m->gc_lock);
+}
+
+static void gm_unexcl(struct gm *m)
+{
+	if (m->bg)
+		pthread_rwlock_unlock(&m->gc_lock);
+}
+
+static bool gm_in_use(void *ctx, uint64_t branch, uint64_t ino);
+
+static void *gm_bg_gc(void *arg)
+{
+	struct gm *m = arg;
+	unsigned long n = 0;
+
+	while (!atomic_load(&m->bg_stop)) {
+		struct store_gc_opts o = { .in_use = gm_in_use,
+					   .ctx = m,
+					   .full_compaction = ++n % 16 == 0 };
+		int rc;
+
+		pthread_rwlock_rdlock(&m->gc_lock);
+		rc = store_gc(m->fx->s, &o, NULL);
+		pthread_rwlock_unlock(&m->gc_lock);
+		if (rc)
+			atomic_store(&m->bg_err, rc);
+		atomic_fetch_add(&m->bg_runs, 1);
+		usleep(1000 + (useconds_t)(n % 4) * 1000);
+	}
+	return NULL;
+}
+
+/* ---- open files ---- */
+
+static bool gm_in_use(void *ctx, uint64_t branch, uint64_t ino)
+{
+	struct gm *m = ctx;
+	bool found = false;
+	int i;
+
+	pthread_mutex_lock(&m->orph_mu);
+	for (i = 0; i < m->norph && !found; i++)
+		found = m->br[m->orph[i].br].id == branch &&
+			m->orph[i].ino == ino;
+	pthread_mutex_unlock(&m->orph_mu);
+	return found;
+}
+
+/* The file st->ino[i] of b is kept open as it loses its name (1 in 3). */
+static void gm_orphan_add(struct gm *m, struct gm_branch *b,
+			  const struct gm_state *st, int i)
+{
+	if (m->norph == GM_ORPHANS || gm_below(m, 3))
+		return;
+	pthread_mutex_lock(&m->orph_mu);
+	m->orph[m->norph].br = (int)(b - m->br);
+	m->orph[m->norph].ino = st->ino[i];
+	m->orph[m->norph].b = st->b[i];
+	st->b[i]->ref++;
+	m->norph++;
+	pthread_mutex_unlock(&m->orph_mu);
+	m->stats[ST_ORPHAN]++;
+}
+
+static void gm_orphan_close(struct gm *m, int k)
+{
+	pthread_mutex_lock(&m->orph_mu);
+	gm_blob_put(m->orph[k].b);
+	m->orph[k] = m->orph[--m->norph];
+	pthread_mutex_unlock(&m->orph_mu);
+}
+
+/* Close every open file of branch index br (-1: all). */
+static void gm_orphan_close_all(struct gm *m, int br)
+{
+	int k;
+
+	for (k = 0; k < m->norph;)
+		if (br < 0 || m->orph[k].br == br)
+			gm_orphan_close(m, k);
+		else
+			k++;
+}
+
 /* ---- checks ---- */
 
 static void gm_name(int i, char *buf)
@@ -441,6 +562,28 @@ static void gm_check_seqs(struct gm *m, const char *what)
 				gm_check_state(m, b, hi, b->h[k].st, what);
 		}
 		gm_check_state(m, b, STORE_SEQ_LATEST, gm_head(b), what);
+	}
+	for (i = 0; i < m->norph; i++) {
+		const struct gm_orphan *o = &m->orph[i];
+		const struct gm_branch *b = &m->br[o->br];
+		struct store_attr a;
+		ssize_t n;
+		int rc;
+
+		rc = store_getattr(m->fx->s, b->id, STORE_SEQ_LATEST, o->ino,
+				   &a);
+		GCHECK(m, rc == 0 && a.nlink == 0 && a.size == o->b->len,
+		       "%s: open unlinked ino %" PRIu64 " of %s: getattr = %d nlink %u size %" PRIu64
+		       ", model size %u",
+		       what, o->ino, b->name, rc, rc ? 0 : a.nlink,
+		       rc ? 0 : a.size, o->b->len);
+		n = store_read(m->fx->s, b->id, STORE_SEQ_LATEST, o->ino,
+			       m->buf, GM_FILE_MAX + BS, 0);
+		GCHECK(m,
+		       n == (ssize_t)o->b->len &&
+			       memcmp(m->buf, o->b->data, o->b->len) == 0,
+		       "%s: open unlinked ino %" PRIu64 " of %s reads %zd bytes, not as the model (%u)",
+		       what, o->ino, b->name, n, o->b->len);
 	}
 }
 
@@ -590,13 +733,16 @@ static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 	gm_trail(m, "write%s %s/f%d off %u len %u", fail ? " (failing)" : "",
 		 b->name, i, off, len);
 	before = store_seq_now(m->fx->s);
-	if (fail)
+	if (fail) {
+		gm_excl(m);
 		kv_fault_arm(m->fx->fault, KV_FAULT_WRITE, 1, false,
 			     gm_below(m, 2) ? -ENOSPC : -EIO);
+	}
 	n = store_write(m->fx->s, b->id, gm_head(b)->ino[i], m->buf, len, off,
 			NULL);
 	if (fail) {
 		kv_fault_disarm(m->fx->fault);
+		gm_unexcl(m);
 		GCHECK(m, n < 0, "failing write = %zd", n);
 		m->stats[ST_WRITE_FAIL]++;
 		return;
@@ -683,6 +829,7 @@ static void gm_op_unlink(struct gm *m, struct gm_branch *b)
 	before = store_seq_now(m->fx->s);
 	rc = store_unlink(m->fx->s, b->id, m->root, name);
 	GCHECK(m, rc == 0, "unlink = %d", rc);
+	gm_orphan_add(m, b, gm_head(b), i);
 	st = gm_state_copy(gm_head(b));
 	gm_blob_put(st->b[i]);
 	st->b[i] = NULL;
@@ -708,6 +855,8 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 	before = store_seq_now(m->fx->s);
 	rc = store_rename(m->fx->s, b->id, m->root, from, m->root, to, 0);
 	GCHECK(m, rc == 0, "rename = %d", rc);
+	if (gm_head(b)->ino[j])
+		gm_orphan_add(m, b, gm_head(b), j);
 	st = gm_state_copy(gm_head(b));
 	gm_blob_put(st->b[j]);
 	st->b[j] = st->b[i];
@@ -716,6 +865,48 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 	st->ino[i] = 0;
 	gm_change(m, b, before, st);
 	m->stats[ST_RENAME]++;
+}
+
+/* Write to an open unlinked file, or close it. */
+static void gm_op_orphan(struct gm *m)
+{
+	struct gm_orphan *o;
+	struct gm_blob *nb;
+	uint32_t off, len;
+	ssize_t n;
+	int k;
+
+	if (!m->norph)
+		return;
+	k = (int)gm_below(m, (uint32_t)m->norph);
+	o = &m->orph[k];
+	if (gm_below(m, 3) == 0) {
+		gm_trail(m, "close open unlinked ino %" PRIu64 " of %s", o->ino,
+			 m->br[o->br].name);
+		gm_orphan_close(m, k);
+		return;
+	}
+	off = gm_below(m, o->b->len + BS);
+	if (off >= GM_FILE_MAX)
+		off = GM_FILE_MAX - 1;
+	len = 1 + gm_below(m, BS + 100);
+	if (len > GM_FILE_MAX - off)
+		len = GM_FILE_MAX - off;
+	gm_fill(m, m->buf, len);
+	gm_trail(m, "write open unlinked ino %" PRIu64 " of %s off %u len %u",
+		 o->ino, m->br[o->br].name, off, len);
+	n = store_write(m->fx->s, m->br[o->br].id, o->ino, m->buf, len, off,
+			NULL);
+	GCHECK(m, n == (ssize_t)len, "write of an open unlinked file = %zd",
+	       n);
+	nb = gm_blob_new(off + len > o->b->len ? off + len : o->b->len);
+	memcpy(nb->data, o->b->data, o->b->len);
+	memcpy(nb->data + off, m->buf, len);
+	pthread_mutex_lock(&m->orph_mu);
+	gm_blob_put(o->b);
+	o->b = nb;
+	pthread_mutex_unlock(&m->orph_mu);
+	m->stats[ST_ORPHAN_WRITE]++;
 }
 
 /* ---- branch operations ---- */
@@ -765,6 +956,8 @@ static void gm_op_branch_create(struct gm *m, struct gm_branch *p, int how)
 			    tlo + (int64_t)(gm_rand(m) %
 					    (uint64_t)(gm_now() - tlo + 1));
 		rc = store_seq_at_time(m->fx->s, t, &at);
+		if (rc == -ERANGE && m->bg && store_oldest_time(m->fx->s) > t)
+			return; /* GC's thread moved the window meanwhile */
 		GCHECK(m, rc == 0,
 		       "seq_at_time(%" PRId64 ".%03" PRId64
 		       ") for a branch of %s = %d",
@@ -783,6 +976,9 @@ static void gm_op_branch_create(struct gm *m, struct gm_branch *p, int how)
 	a.lazy = gm_below(m, 2);
 	before = store_seq_now(m->fx->s);
 	rc = store_branch_create(m->fx->s, &a, &bi);
+	if (rc == -ERANGE && m->bg && at != STORE_SEQ_LATEST &&
+	    store_oldest_seq(m->fx->s) > at)
+		return; /* GC's thread moved the window meanwhile */
 	GCHECK(m, rc == 0, "branch create %s from %s at %" PRIu64 " = %d",
 	       c->name, p->name, at, rc);
 	c->live = true;
@@ -805,6 +1001,7 @@ static void gm_op_branch_delete(struct gm *m, struct gm_branch *b)
 	if (b->parent < 0 || b->nchildren)
 		return;
 	gm_trail(m, "branch delete %s", b->name);
+	gm_orphan_close_all(m, (int)(b - m->br));
 	before = store_seq_now(m->fx->s);
 	rc = store_branch_delete(m->fx->s, b->id);
 	GCHECK(m, rc == 0, "branch delete %s = %d", b->name, rc);
@@ -824,6 +1021,7 @@ static void gm_op_branch_reset(struct gm *m, struct gm_branch *b)
 	if (b->parent < 0 || b->nchildren)
 		return;
 	gm_trail(m, "branch reset %s to %s", b->name, m->br[b->parent].name);
+	gm_orphan_close_all(m, (int)(b - m->br));
 	before = store_seq_now(m->fx->s);
 	rc = store_branch_reset(m->fx->s, b->id, NULL);
 	GCHECK(m, rc == 0, "branch reset %s = %d", b->name, rc);
@@ -862,6 +1060,9 @@ static void gm_op_gc(struct gm *m, bool fail)
 	int rc;
 
 	opts.full_compaction = gm_below(m, 8) == 0;
+	opts.in_use = gm_in_use;
+	opts.ctx = m;
+	gm_excl(m);
 	gm_trail(m, "gc%s%s", opts.full_compaction ? " (compaction)" : "",
 		 fail ? " (failing)" : "");
 	memset(&gs, 0, sizeof(gs));
@@ -879,6 +1080,7 @@ static void gm_op_gc(struct gm *m, bool fail)
 	gm_check_seqs(m, fail ? "after a failed gc" : "after gc");
 	gm_check_times(m, 6);
 	gm_prune(m, store_oldest_seq(m->fx->s));
+	gm_unexcl(m);
 }
 
 static void gm_op_reopen(struct gm *m, bool crash)
@@ -886,6 +1088,8 @@ static void gm_op_reopen(struct gm *m, bool crash)
 	int rc;
 
 	gm_trail(m, "close and reopen%s", crash ? " (close's write fails)" : "");
+	gm_excl(m);
+	gm_orphan_close_all(m, -1); /* a restart closes every file */
 	if (crash)
 		kv_fault_arm(m->fx->fault, KV_FAULT_WRITE, 1, true, -EIO);
 	rc = store_close(m->fx->s);
@@ -895,6 +1099,7 @@ static void gm_op_reopen(struct gm *m, bool crash)
 	assert_int_equal(tstore_fx_open(m->fx), 0);
 	m->stats[crash ? ST_CRASH_REOPEN : ST_REOPEN]++;
 	gm_check_seqs(m, "after reopen");
+	gm_unexcl(m);
 }
 
 static unsigned long gm_env(const char *name, unsigned long def)
@@ -952,6 +1157,12 @@ static void test_store_gc_model(void **state)
 	m->root = m->fx->root;
 	gm_hist_push(b0, 0, store_seq_now(m->fx->s), gm_now(),
 		     gm_state_copy(NULL));
+	pthread_mutex_init(&m->orph_mu, NULL);
+	pthread_rwlock_init(&m->gc_lock, NULL);
+	m->bg = gm_env("BRANCHFS_GC_THREAD", 1) != 0;
+	if (m->bg)
+		assert_int_equal(pthread_create(&m->gc_thread, NULL, gm_bg_gc, m),
+				 0);
 
 	gc_at = 20 + gm_below(m, 80);
 	for (m->op = 1; m->op <= m->nops; m->op++) {
@@ -991,10 +1202,16 @@ static void test_store_gc_model(void **state)
 			gm_op_reopen(m, gm_below(m, 2));
 		else if (r < 880) {
 			gm_trail(m, "check of the seqs");
+			gm_excl(m);
 			gm_check_seqs(m, "check");
+			gm_unexcl(m);
 		} else if (r < 890) {
 			gm_trail(m, "check of moments");
+			gm_excl(m);
 			gm_check_times(m, 2);
+			gm_unexcl(m);
+		} else if (r < 910) {
+			gm_op_orphan(m);
 		} else {
 			gm_trail(m, "check of %s", b->name);
 			gm_check_state(m, b, STORE_SEQ_LATEST, gm_head(b),
@@ -1006,9 +1223,17 @@ static void test_store_gc_model(void **state)
 		}
 	}
 	m->op = m->nops + 1;
+	if (m->bg) {
+		atomic_store(&m->bg_stop, true);
+		pthread_join(m->gc_thread, NULL);
+		m->bg = false;
+		GCHECK(m, atomic_load(&m->bg_err) == 0,
+		       "store_gc in GC's thread = %d", atomic_load(&m->bg_err));
+	}
 	gm_op_gc(m, false);
+	gm_orphan_close_all(m, -1);
 	fprintf(stderr,
-		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %d live branches, %" PRId64 " s of model time\n",
+		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %lu files unlinked while open (%lu writes to them); %lu gcs in GC's thread; %d live branches, %" PRId64 " s of model time\n",
 		m->stats[ST_WRITE], m->stats[ST_WRITE_FAIL], m->stats[ST_TRUNC],
 		m->stats[ST_PUNCH], m->stats[ST_CREATE], m->stats[ST_UNLINK],
 		m->stats[ST_RENAME], m->stats[ST_BR_LATEST],
@@ -1017,7 +1242,8 @@ static void test_store_gc_model(void **state)
 		m->stats[ST_BR_RENAME], m->stats[ST_GC], m->stats[ST_GC_FAIL],
 		m->stats[ST_GC_DELETED], m->stats[ST_REOPEN],
 		m->stats[ST_CRASH_REOPEN], m->stats[ST_SEQ_CHECKS],
-		m->stats[ST_TIME_CHECKS], m->nlive,
+		m->stats[ST_TIME_CHECKS], m->stats[ST_ORPHAN],
+		m->stats[ST_ORPHAN_WRITE], atomic_load(&m->bg_runs), m->nlive,
 		(gm_now() - m->ops[0].t) / NS_S);
 	for (i = 0; i < GM_BRANCHES; i++) {
 		gm_hist_clear(&m->br[i]);
@@ -1075,12 +1301,44 @@ static void test_store_gc_model_time_entry_lost(void **state)
 	atomic_store(&gm_fake_ns, 0);
 }
 
+/* The first commit after a reopen in the ms of the time index's last entry
+ * must not overwrite it with its own seq (a seq after the reopen, higher
+ * than every one before it). */
+static void test_store_gc_model_time_reopen(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned char data[100];
+	uint64_t ino, s_a, seq = 0;
+	int64_t t0 = (tstore_now_ns() / NS_MS + 10000) * NS_MS;
+
+	memset(data, 0x5a, sizeof(data));
+	atomic_store(&gm_fake_ns, t0);
+	ino = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	atomic_store(&gm_fake_ns, t0 + 100 * NS_MS);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 0);
+	s_a = store_seq_now(fx->s);
+	tstore_fx_reopen(fx);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 100);
+	assert_true(store_seq_now(fx->s) > s_a);
+	/* 50 ms before the write before the reopen: not even that one */
+	assert_int_equal(store_seq_at_time(fx->s, t0 + 50 * NS_MS, &seq), 0);
+	if (seq >= s_a)
+		fail_msg("the moment 50 ms before a write answers seq %" PRIu64
+			 ", which has it (seq %" PRIu64 ")",
+			 seq, s_a);
+	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+	atomic_store(&gm_fake_ns, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_model_time_entry_lost,
 			tstore_fx_setup_fault, tstore_fx_teardown),
+		cmocka_unit_test_setup_teardown(test_store_gc_model_time_reopen,
+						tstore_fx_setup,
+						tstore_fx_teardown),
 		cmocka_unit_test_setup_teardown(test_store_gc_model,
 						tstore_fx_setup_fault,
 						tstore_fx_teardown),
