@@ -8,24 +8,26 @@
  * moves only between them, by 0 to 40 ms (sometimes seconds), so that
  * every commit of an operation carries the same, known wall time, and
  * the retention window (2 s) slides over hundreds of operations whatever
- * the speed of the machine.  A seed reproduces a run exactly.
+ * the speed of the machine.  A seed reproduces the operations exactly
+ * (and the whole run without GC's thread, below).
  *
  * Random operations on up to GM_BRANCHES live branches: file create,
  * write (unaligned, across blocks, all-zero), truncate up and down, punch,
- * rename (over an existing file too), unlink (sometimes of a file kept
- * open, which GC's in_use callback reports, then written and closed);
- * branch create at the head,
- * at a past seq and at a past time (store_seq_at_time), delete, reset,
+ * hard link, rename (over an existing file, or a link of the same one),
+ * unlink (sometimes of a file kept open, which GC's in_use callback
+ * reports, then written and closed); branch create at the head, at a
+ * past seq and at a past time (store_seq_at_time), delete, reset,
  * rename; GC (sometimes with a full compaction, sometimes failing half-way
  * through an injected KV error); a foreground write that fails; close and
  * reopen (sometimes with a close whose last write fails, as a crash
  * leaves it: no saved GC set).  Meanwhile a thread of the test runs GC
  * over and over, racing every operation (writes, branch create, delete,
- * reset); it pauses only for the checks, injected faults and reopens.  The model remembers every state of every
- * branch (seq it became visible at, wall time, content), and after each
- * GC (and at random):
+ * reset); it pauses only for the checks, injected faults and reopens.
+ * The model remembers every state of every branch (seq it became visible
+ * at, wall time, content), and after each GC (and at random):
  *  - every branch reads, at every seq from the store's oldest (the GC
- *    horizon) on, exactly what the model says it held then;
+ *    horizon) on, exactly what the model says it held then, and a read
+ *    below the horizon is refused;
  *  - every moment of the retention window (and its very edge) is
  *    accepted by store_seq_at_time, whose seq includes every operation
  *    made at or before that ms and none made 10 ms (the index's
@@ -179,6 +181,7 @@ enum {
 	ST_GC_DELETED,
 	ST_ORPHAN,
 	ST_ORPHAN_WRITE,
+	ST_LINK,
 };
 
 static uint64_t gm_rand(struct gm *m)
@@ -280,6 +283,33 @@ static void gm_state_put(struct gm_state *st)
 	for (i = 0; i < GM_NAMES; i++)
 		gm_blob_put(st->b[i]);
 	free(st);
+}
+
+/* How many names of st hold ino. */
+static int gm_nlink(const struct gm_state *st, uint64_t ino)
+{
+	int k, n = 0;
+
+	for (k = 0; k < GM_NAMES; k++)
+		n += st->ino[k] == ino;
+	return n;
+}
+
+/* File ino of st now holds nb (owned), under each of its names. */
+static void gm_set_blob(struct gm_state *st, uint64_t ino, struct gm_blob *nb)
+{
+	int k, n = 0;
+
+	for (k = 0; k < GM_NAMES; k++) {
+		if (st->ino[k] != ino)
+			continue;
+		gm_blob_put(st->b[k]);
+		st->b[k] = nb;
+		if (n++)
+			nb->ref++;
+	}
+	if (!n)
+		gm_blob_put(nb);
 }
 
 static struct gm_state *gm_head(const struct gm_branch *b)
@@ -491,11 +521,13 @@ static void gm_check_state(struct gm *m, const struct gm_branch *b,
 		       ", model %" PRIu64,
 		       what, b->name, seq, name, rc, ino, st->ino[i]);
 		rc = store_getattr(s, b->id, seq, ino, &a);
-		GCHECK(m, rc == 0 && a.size == f->len && a.nlink == 1,
+		GCHECK(m,
+		       rc == 0 && a.size == f->len &&
+			       a.nlink == (uint32_t)gm_nlink(st, ino),
 		       "%s: getattr(%s, seq %" PRIu64 ", %s) = %d size %" PRIu64
-		       " nlink %u, model size %u",
+		       " nlink %u, model size %u nlink %d",
 		       what, b->name, seq, name, rc, rc ? 0 : a.size,
-		       rc ? 0 : a.nlink, f->len);
+		       rc ? 0 : a.nlink, f->len, gm_nlink(st, ino));
 		n = store_read(s, b->id, seq, ino, m->buf, GM_FILE_MAX + BS, 0);
 		GCHECK(m, n == (ssize_t)f->len,
 		       "%s: read(%s, seq %" PRIu64 ", %s) = %zd, model %u", what,
@@ -542,6 +574,17 @@ static void gm_check_seqs(struct gm *m, const char *what)
 	int i;
 
 	m->stats[ST_SEQ_CHECKS]++;
+	/* below the horizon a read is refused, never answered from what GC
+	 * left */
+	if (oldest > 1) {
+		struct store_attr a;
+		int rc = store_getattr(m->fx->s, m->br[0].id, oldest - 1,
+				       m->root, &a);
+
+		GCHECK(m, rc == -ERANGE,
+		       "%s: getattr at seq %" PRIu64 ", below the horizon = %d",
+		       what, oldest - 1, rc);
+	}
 	for (i = 0; i < GM_BRANCHES; i++) {
 		const struct gm_branch *b = &m->br[i];
 		size_t k;
@@ -752,8 +795,7 @@ static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 	memcpy(nb->data, gm_head(b)->b[i]->data, cur);
 	memcpy(nb->data + off, m->buf, len);
 	st = gm_state_copy(gm_head(b));
-	gm_blob_put(st->b[i]);
-	st->b[i] = nb;
+	gm_set_blob(st, st->ino[i], nb);
 	gm_change(m, b, before, st);
 	m->stats[ST_WRITE]++;
 }
@@ -781,8 +823,7 @@ static void gm_op_truncate(struct gm *m, struct gm_branch *b)
 	nb = gm_blob_new(len);
 	memcpy(nb->data, gm_head(b)->b[i]->data, len < cur ? len : cur);
 	st = gm_state_copy(gm_head(b));
-	gm_blob_put(st->b[i]);
-	st->b[i] = nb;
+	gm_set_blob(st, st->ino[i], nb);
 	gm_change(m, b, before, st);
 	m->stats[ST_TRUNC]++;
 }
@@ -809,8 +850,7 @@ static void gm_op_punch(struct gm *m, struct gm_branch *b)
 	if (off < cur)
 		memset(nb->data + off, 0, (end < cur ? end : cur) - off);
 	st = gm_state_copy(gm_head(b));
-	gm_blob_put(st->b[i]);
-	st->b[i] = nb;
+	gm_set_blob(st, st->ino[i], nb);
 	gm_change(m, b, before, st);
 	m->stats[ST_PUNCH]++;
 }
@@ -829,7 +869,8 @@ static void gm_op_unlink(struct gm *m, struct gm_branch *b)
 	before = store_seq_now(m->fx->s);
 	rc = store_unlink(m->fx->s, b->id, m->root, name);
 	GCHECK(m, rc == 0, "unlink = %d", rc);
-	gm_orphan_add(m, b, gm_head(b), i);
+	if (gm_nlink(gm_head(b), gm_head(b)->ino[i]) == 1)
+		gm_orphan_add(m, b, gm_head(b), i);
 	st = gm_state_copy(gm_head(b));
 	gm_blob_put(st->b[i]);
 	st->b[i] = NULL;
@@ -850,12 +891,23 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 		return;
 	gm_name(i, from);
 	gm_name(j, to);
+	if (gm_head(b)->ino[j] == gm_head(b)->ino[i]) {
+		/* onto a link of the same file: nothing happens */
+		gm_trail(m, "rename %s/%s -> %s (same file)", b->name, from,
+			 to);
+		rc = store_rename(m->fx->s, b->id, m->root, from, m->root, to,
+				  0);
+		GCHECK(m, rc == 0, "rename onto a link of the same file = %d",
+		       rc);
+		return;
+	}
 	gm_trail(m, "rename %s/%s -> %s%s", b->name, from, to,
 		 gm_head(b)->ino[j] ? " (replacing)" : "");
 	before = store_seq_now(m->fx->s);
 	rc = store_rename(m->fx->s, b->id, m->root, from, m->root, to, 0);
 	GCHECK(m, rc == 0, "rename = %d", rc);
-	if (gm_head(b)->ino[j])
+	if (gm_head(b)->ino[j] &&
+	    gm_nlink(gm_head(b), gm_head(b)->ino[j]) == 1)
 		gm_orphan_add(m, b, gm_head(b), j);
 	st = gm_state_copy(gm_head(b));
 	gm_blob_put(st->b[j]);
@@ -865,6 +917,31 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 	st->ino[i] = 0;
 	gm_change(m, b, before, st);
 	m->stats[ST_RENAME]++;
+}
+
+/* A second name for a file. */
+static void gm_op_link(struct gm *m, struct gm_branch *b)
+{
+	struct gm_state *st;
+	uint64_t before;
+	char name[8];
+	int i = gm_pick_file(m, gm_head(b)), j = (int)gm_below(m, GM_NAMES);
+	int rc;
+
+	if (i < 0 || gm_head(b)->ino[j])
+		return;
+	gm_name(j, name);
+	gm_trail(m, "link %s/f%d as %s", b->name, i, name);
+	before = store_seq_now(m->fx->s);
+	rc = store_link(m->fx->s, b->id, gm_head(b)->ino[i], m->root, name,
+			NULL);
+	GCHECK(m, rc == 0, "link = %d", rc);
+	st = gm_state_copy(gm_head(b));
+	st->ino[j] = st->ino[i];
+	st->b[j] = st->b[i];
+	st->b[j]->ref++;
+	gm_change(m, b, before, st);
+	m->stats[ST_LINK]++;
 }
 
 /* Write to an open unlinked file, or close it. */
@@ -1180,8 +1257,10 @@ static void test_store_gc_model(void **state)
 			gm_op_create(m, b);
 		else if (r < 530)
 			gm_op_unlink(m, b);
-		else if (r < 590)
+		else if (r < 560)
 			gm_op_rename(m, b);
+		else if (r < 590)
+			gm_op_link(m, b);
 		else if (r < 640)
 			gm_op_branch_create(m, b, 0);
 		else if (r < 690)
@@ -1233,10 +1312,10 @@ static void test_store_gc_model(void **state)
 	gm_op_gc(m, false);
 	gm_orphan_close_all(m, -1);
 	fprintf(stderr,
-		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %lu files unlinked while open (%lu writes to them); %lu gcs in GC's thread; %d live branches, %" PRId64 " s of model time\n",
+		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames, %lu links; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %lu files unlinked while open (%lu writes to them); %lu gcs in GC's thread; %d live branches, %" PRId64 " s of model time\n",
 		m->stats[ST_WRITE], m->stats[ST_WRITE_FAIL], m->stats[ST_TRUNC],
 		m->stats[ST_PUNCH], m->stats[ST_CREATE], m->stats[ST_UNLINK],
-		m->stats[ST_RENAME], m->stats[ST_BR_LATEST],
+		m->stats[ST_RENAME], m->stats[ST_LINK], m->stats[ST_BR_LATEST],
 		m->stats[ST_BR_SEQ], m->stats[ST_BR_TIME],
 		m->stats[ST_BR_DELETE], m->stats[ST_BR_RESET],
 		m->stats[ST_BR_RENAME], m->stats[ST_GC], m->stats[ST_GC_FAIL],
