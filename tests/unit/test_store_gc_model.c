@@ -7,7 +7,7 @@
  * -Wl,--wrap=clock_gettime): time stands still during an operation and
  * moves only between them, by 0 to 40 ms (sometimes seconds), so that
  * every commit of an operation carries the same, known wall time, and
- * the retention window (2 s) slides over hundreds of operations whatever
+ * the retention window (2 s at first) slides over hundreds of operations whatever
  * the speed of the machine.  A seed reproduces the operations exactly
  * (and the whole run without GC's thread, below).
  *
@@ -18,7 +18,8 @@
  * reports, then written and closed); branch create at the head, at a
  * past seq and at a past time (store_seq_at_time), delete, reset,
  * rename; GC (sometimes with a full compaction, sometimes failing half-way
- * through an injected KV error); a foreground write that fails; close and
+ * through an injected KV error); a retention window made shorter or
+ * longer (1 to 3 s); a foreground write that fails; close and
  * reopen (sometimes with a close whose last write fails, as a crash
  * leaves it: no saved GC set).  Meanwhile a thread of the test runs GC
  * over and over, racing every operation (writes, branch create, delete,
@@ -37,7 +38,7 @@
  *  - files unlinked while open read as the model says, by number.
  *
  * Environment: BRANCHFS_SEED=N picks the seed (default fixed),
- * BRANCHFS_OPS=N the number of operations (default 800),
+ * BRANCHFS_OPS=N the number of operations (default 600),
  * BRANCHFS_GC_THREAD=0 no GC thread (the run is then exactly the same for
  * a seed; with the thread, what GC has taken when differs).  A failure
  * prints the seed, the operation and the last operations.
@@ -58,9 +59,10 @@
 #define GM_NAMES 6
 #define GM_BRANCHES 10
 #define GM_FILE_MAX (4u * BS + 1000u)
-#define GM_RET_S 2
+#define GM_RET_S 2   /* at first; then 1 to GM_RET_MAX */
+#define GM_RET_MAX 3
 #define GM_DEFAULT_SEED 20261207u
-#define GM_DEFAULT_OPS 800u
+#define GM_DEFAULT_OPS 600u
 #define GM_TRAIL 64
 #define GM_ORPHANS 8
 #define NS_MS INT64_C(1000000)
@@ -156,6 +158,10 @@ struct gm {
 	atomic_bool bg_stop;
 	atomic_int bg_err;
 	atomic_ulong bg_runs;
+	/* Retention now, and the latest window start any GC could have
+	 * taken with an earlier one (the time it was changed less it). */
+	uint64_t ret_s;
+	int64_t hz_bound;
 };
 
 enum {
@@ -182,6 +188,7 @@ enum {
 	ST_ORPHAN,
 	ST_ORPHAN_WRITE,
 	ST_LINK,
+	ST_RETENTION,
 };
 
 static uint64_t gm_rand(struct gm *m)
@@ -657,15 +664,26 @@ static void gm_check_time_seq(struct gm *m, int64_t t, uint64_t seq)
 	}
 }
 
+/* The oldest moment the store must still serve: the window's start now,
+ * or a later one that a GC took with a shorter retention before (a longer
+ * one cannot bring back what went), rounded up to the ms
+ * store_oldest_time shows. */
+static int64_t gm_window_lo(const struct gm *m)
+{
+	int64_t lo = gm_now() - (int64_t)m->ret_s * NS_S;
+
+	if (lo < m->hz_bound)
+		lo = m->hz_bound;
+	return (lo + NS_MS - 1) / NS_MS * NS_MS;
+}
+
 /* Moments inside the window: accepted, and every branch reads there as
  * the model says. */
 static void gm_check_times(struct gm *m, int n)
 {
-	int64_t now = gm_now(), lo = now - GM_RET_S * NS_S, t;
+	int64_t now = gm_now(), lo = gm_window_lo(m), t;
 	int j, i;
 
-	/* the edge, rounded up to the ms store_oldest_time shows */
-	lo = (lo + NS_MS - 1) / NS_MS * NS_MS;
 	GCHECK(m, store_oldest_time(m->fx->s) <= lo,
 	       "oldest time %" PRId64 " is inside the window (from %" PRId64
 	       ")",
@@ -1023,9 +1041,8 @@ static void gm_op_branch_create(struct gm *m, struct gm_branch *p, int how)
 		at = gm_below(m, 3) == 0 ? lo : lo + gm_rand(m) % (now - lo + 1);
 	} else if (how == 2) {
 		/* a past time: from the window's edge (or p's making) on */
-		int64_t tlo = gm_now() - GM_RET_S * NS_S;
+		int64_t tlo = gm_window_lo(m);
 
-		tlo = (tlo + NS_MS - 1) / NS_MS * NS_MS;
 		if (tlo < p->h[0].t)
 			tlo = p->h[0].t;
 		t = gm_below(m, 3) == 0 ?
@@ -1128,6 +1145,22 @@ static void gm_op_branch_rename(struct gm *m, struct gm_branch *b)
 
 /* ---- GC, reopen ---- */
 
+/* A new retention window, shorter or longer. */
+static void gm_op_retention(struct gm *m)
+{
+	uint64_t r = 1 + gm_below(m, GM_RET_MAX);
+	int64_t end = gm_now() - (int64_t)m->ret_s * NS_S;
+	int rc;
+
+	gm_trail(m, "retention %" PRIu64 " s -> %" PRIu64 " s", m->ret_s, r);
+	if (end > m->hz_bound)
+		m->hz_bound = end;
+	rc = store_set_retention(m->fx->s, r);
+	GCHECK(m, rc == 0, "store_set_retention = %d", rc);
+	m->ret_s = r;
+	m->stats[ST_RETENTION]++;
+}
+
 static void gm_op_gc(struct gm *m, bool fail)
 {
 	struct store_gc_opts opts = { 0 };
@@ -1223,8 +1256,9 @@ static void test_store_gc_model(void **state)
 	/* the model's clock starts a window after the real one (the store's
 	 * making), on a whole ms */
 	atomic_store(&gm_fake_ns,
-		     (tstore_now_ns() / NS_MS + (GM_RET_S + 1) * 1000) * NS_MS);
+		     (tstore_now_ns() / NS_MS + (GM_RET_MAX + 1) * 1000) * NS_MS);
 	assert_int_equal(store_set_retention(m->fx->s, GM_RET_S), 0);
+	m->ret_s = GM_RET_S;
 	b0 = &m->br[0];
 	b0->live = true;
 	b0->id = m->fx->br;
@@ -1291,6 +1325,8 @@ static void test_store_gc_model(void **state)
 			gm_unexcl(m);
 		} else if (r < 910) {
 			gm_op_orphan(m);
+		} else if (r < 915) {
+			gm_op_retention(m);
 		} else {
 			gm_trail(m, "check of %s", b->name);
 			gm_check_state(m, b, STORE_SEQ_LATEST, gm_head(b),
@@ -1312,7 +1348,7 @@ static void test_store_gc_model(void **state)
 	gm_op_gc(m, false);
 	gm_orphan_close_all(m, -1);
 	fprintf(stderr,
-		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames, %lu links; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %lu files unlinked while open (%lu writes to them); %lu gcs in GC's thread; %d live branches, %" PRId64 " s of model time\n",
+		"  gc model: %lu writes (%lu failed), %lu truncates, %lu punches, %lu creates, %lu unlinks, %lu renames, %lu links; branches: %lu at the head, %lu at a seq, %lu at a time, %lu deletes, %lu resets, %lu renames; %lu gcs (%lu failed, %lu keys deleted), %lu reopens (+%lu after a failed close); %lu seq checks, %lu moment checks; %lu files unlinked while open (%lu writes to them); %lu gcs in GC's thread; %lu retention changes; %d live branches, %" PRId64 " s of model time\n",
 		m->stats[ST_WRITE], m->stats[ST_WRITE_FAIL], m->stats[ST_TRUNC],
 		m->stats[ST_PUNCH], m->stats[ST_CREATE], m->stats[ST_UNLINK],
 		m->stats[ST_RENAME], m->stats[ST_LINK], m->stats[ST_BR_LATEST],
@@ -1322,7 +1358,7 @@ static void test_store_gc_model(void **state)
 		m->stats[ST_GC_DELETED], m->stats[ST_REOPEN],
 		m->stats[ST_CRASH_REOPEN], m->stats[ST_SEQ_CHECKS],
 		m->stats[ST_TIME_CHECKS], m->stats[ST_ORPHAN],
-		m->stats[ST_ORPHAN_WRITE], atomic_load(&m->bg_runs), m->nlive,
+		m->stats[ST_ORPHAN_WRITE], atomic_load(&m->bg_runs), m->stats[ST_RETENTION], m->nlive,
 		(gm_now() - m->ops[0].t) / NS_S);
 	for (i = 0; i < GM_BRANCHES; i++) {
 		gm_hist_clear(&m->br[i]);
