@@ -1382,7 +1382,7 @@ static void store_batch_time(struct kv_batch *b, int64_t ms, uint64_t seq,
  * and the commits that came in the slot after it write none: when that
  * batch fails, its entry is written alone at once, before its seq ends
  * (store_seq_at_time waits for that), and if that fails too, kept for the
- * next commits to carry until one lands.  Entries kept meanwhile merge
+ * next commits to carry until one lands (or the close writes it).  Entries kept meanwhile merge
  * into one (the later ms, the lower seq), which answers the moments
  * between them with an earlier state, never a later one.
  */
@@ -1400,7 +1400,10 @@ static void store_time_settle(struct store *s, int rc, int64_t ms, uint64_t seq,
 		pthread_mutex_unlock(&s->seq_mu);
 		return;
 	}
-	if (ms < 0 && lost_ms <= 0)
+	/* Only one that opened a slot tries again at once (at most one write
+	 * more per slot while writes fail); one that carried an entry only
+	 * leaves it kept, for the next. */
+	if (ms < 0)
 		return;
 	kv_batch_init(&tb);
 	store_batch_time(&tb, ms, seq, lost_ms, lost_seq);
