@@ -1416,6 +1416,41 @@ static void test_store_gc_model_time_entry_lost(void **state)
 	atomic_store(&gm_fake_ns, 0);
 }
 
+/* As test_store_gc_model_time_entry_lost, when the entry's own write
+ * fails too: the next commit carries it. */
+static void test_store_gc_model_time_entry_kept(void **state)
+{
+	struct tstore_fx *fx = *state;
+	unsigned char data[100];
+	uint64_t ino, s_b, seq = 0;
+	int64_t t0 = (tstore_now_ns() / NS_MS + 10000) * NS_MS;
+	ssize_t n;
+
+	memset(data, 0x5a, sizeof(data));
+	atomic_store(&gm_fake_ns, t0);
+	ino = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	atomic_store(&gm_fake_ns, t0 + 1000 * NS_MS);
+	kv_fault_arm(fx->fault, KV_FAULT_WRITE, 1, true, -EIO);
+	n = store_write(fx->s, fx->br, ino, data, sizeof(data), 0, NULL);
+	assert_true(kv_fault_fired(fx->fault) >= 2); /* and the entry's */
+	kv_fault_disarm(fx->fault);
+	assert_true(n < 0);
+	atomic_store(&gm_fake_ns, t0 + 1002 * NS_MS);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 0);
+	s_b = store_seq_now(fx->s);
+	atomic_store(&gm_fake_ns, t0 + 1052 * NS_MS);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 100);
+	assert_int_equal(store_seq_at_time(fx->s, t0 + 500 * NS_MS, &seq), 0);
+	if (seq >= s_b)
+		fail_msg("the moment 502 ms before a write answers seq %" PRIu64
+			 ", which has it (seq %" PRIu64 ")",
+			 seq, s_b);
+	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+	assert_int_equal(store_seq_at_time(fx->s, t0 + 1002 * NS_MS, &seq), 0);
+	assert_true(seq >= s_b);
+	atomic_store(&gm_fake_ns, 0);
+}
+
 /* The first commit after a reopen in the ms of the time index's last entry
  * must not overwrite it with its own seq (a seq after the reopen, higher
  * than every one before it). */
@@ -1450,6 +1485,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 			test_store_gc_model_time_entry_lost,
+			tstore_fx_setup_fault, tstore_fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_store_gc_model_time_entry_kept,
 			tstore_fx_setup_fault, tstore_fx_teardown),
 		cmocka_unit_test_setup_teardown(test_store_gc_model_time_reopen,
 						tstore_fx_setup,
