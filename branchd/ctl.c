@@ -848,6 +848,7 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 {
 	struct bd_pgckpt_result ckpt = { .outcome = BD_PGCKPT_OFF };
 	struct store_branch_info bi, pi;
+	uint64_t at = STORE_SEQ_LATEST;
 	int rc;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi) ||
@@ -869,20 +870,25 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 				  bi.name, NULL))
 			return;
 		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
-		/* Once more, after the checkpoint's wait: a reset cannot be
-		 * undone as a new branch can, so the rule is applied just
-		 * before it (a link made between the two goes uncaught). */
-		if (ckpt.outcome != BD_PGCKPT_OFF &&
-		    ckpt.outcome != BD_PGCKPT_NO_SERVER &&
-		    bd_check_fork(c, out, &pi, STORE_SEQ_LATEST, "reset",
-				  bi.name, NULL))
-			return;
 	}
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;
+	/* Once more, with the branch held (after the checkpoint's wait and
+	 * the hold's): a reset cannot be undone as a new branch can, so the
+	 * rule is applied to the parent as of one seq, and the branch is
+	 * reset to exactly that state (before, it was reset to the state
+	 * after the check, and a link made in between went uncaught). */
+	if (bi.parent_id &&
+	    store_branch_get(c->cfg.store, bi.parent_id, &pi) == 0) {
+		at = store_seq_now(c->cfg.store);
+		if (bd_check_fork(c, out, &pi, at, "reset", bi.name, NULL)) {
+			bd_end_change(c, bi.id);
+			return;
+		}
+	}
 	if (c->cfg.hooks.prepare_reset)
 		c->cfg.hooks.prepare_reset(c->cfg.hooks.ctx, bi.id);
-	rc = store_branch_reset(c->cfg.store, bi.id, c->cfg.drop_names);
+	rc = store_branch_reset_at(c->cfg.store, bi.id, at, c->cfg.drop_names);
 	bd_end_change(c, bi.id);
 	if (rc && rc != -EINVAL && rc != -ENOTEMPTY && rc != -ENOENT &&
 	    c->cfg.hooks.changed)

@@ -4770,10 +4770,16 @@ out_unlock:
 int store_branch_reset(struct store *s, uint64_t id,
 		       const char *const *drop_names)
 {
-	struct store_branch *br, tmp;
+	return store_branch_reset_at(s, id, STORE_SEQ_LATEST, drop_names);
+}
+
+int store_branch_reset_at(struct store *s, uint64_t id, uint64_t at_seq,
+			  const char *const *drop_names)
+{
+	struct store_branch *br, *parent, tmp;
 	struct store_view pv = { 0 };
 	struct kv_batch b;
-	uint64_t at, seq, old_fork;
+	uint64_t at, now, seq, old_fork;
 	bool synced = false;
 	int rc;
 
@@ -4792,15 +4798,31 @@ int store_branch_reset(struct store *s, uint64_t id,
 		rc = -ENOTEMPTY;
 		goto out_unlock;
 	}
-	at = store_seq_now(s);
+	parent = store_branch_by_id(s, br->parent_id);
+	now = store_seq_now(s);
+	if (at_seq == STORE_SEQ_LATEST) {
+		at = now;
+	} else {
+		/* As store_branch_create's past fork point. */
+		at = at_seq;
+		if (at > atomic_load(&s->watermark)) {
+			rc = -EINVAL;
+			goto out_unlock;
+		}
+		if (!parent || at < parent->create_seq || at < parent->floor ||
+		    at < atomic_load(&s->horizon_seq)) {
+			rc = -ERANGE;
+			goto out_unlock;
+		}
+	}
 	memcpy(&tmp, br, sizeof(tmp));
 	tmp.fork_seq = at;
 	tmp.fork_ns = store_now_ns();
 	/* Own versions at or above the reset's own seq stay visible; the
-	 * reset's commit seq is at least at + 1. */
-	tmp.floor = at + 1;
+	 * reset's commit seq is at least now + 1 (now >= at). */
+	tmp.floor = now + 1;
 	pv.lv = pv.inline_lv;
-	rc = store_view_build(s, store_branch_by_id(s, br->parent_id), at, &pv);
+	rc = store_view_build(s, parent, at, &pv);
 	if (rc)
 		goto out_unlock;
 	rc = store_batch_drop_names(s, &b, &pv, id, br->root_ino, drop_names);
@@ -4811,9 +4833,9 @@ int store_branch_reset(struct store *s, uint64_t id,
 	if (rc)
 		goto out_unlock;
 	synced = true;
-	/* Versions written before the reset all have seq <= at (writes in
+	/* Versions written before the reset all have seq <= now (writes in
 	 * flight at the reset are the caller's race to avoid), and the
-	 * reset's own tombstones have seq > at. */
+	 * reset's own tombstones have seq > now. */
 	old_fork = br->fork_seq;
 	br->fork_seq = tmp.fork_seq;
 	br->fork_ns = tmp.fork_ns;

@@ -481,6 +481,12 @@ int store_branch_rename_set(struct store *s, uint64_t id, const char *new_name,
  * -ENOTEMPTY: it has children. */
 int store_branch_reset(struct store *s, uint64_t id,
 		       const char *const *drop_names);
+/* store_branch_reset to the parent's state as of at_seq (STORE_SEQ_LATEST:
+ * now), so that a caller can check that state first and reset to exactly
+ * what it checked.  Also -EINVAL: at_seq above store_seq_now(); -ERANGE:
+ * a moment the parent was not at, or that garbage collection has passed. */
+int store_branch_reset_at(struct store *s, uint64_t id, uint64_t at_seq,
+			  const char *const *drop_names);
 
 /* The directories of branch as of seq that drop_names apply in
  * (store_config.drop_marker): root first, then the marked directories

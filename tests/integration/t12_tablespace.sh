@@ -164,6 +164,42 @@ race_link "$RL" "$BRANCHCTL" --mount "$MNT" reset pr-3
 grep -q "cannot reset branch 'pr-3' of 'main': its link pg_tblspc/99999 leads out" "$T/race.err" ||
 	fail "branchctl reset pr-3 gave no reason: $(cat "$T/race.err")"
 [ "$(cat "$MNT/pr-3/race-marker")" = kept ] || fail "the refused reset changed pr-3"
+rm "$RL"
+# The same while reset waits for pr-3 to be let go (a file open in it),
+# after the check that follows the checkpoint: the rule is applied with
+# the branch held, to the very state it is reset to (the build before
+# reset pr-3 and gave it main's link out of the tree).  Exit 6: the hold
+# gave up before the file was closed (a slow machine), so again.
+log "a link made out of the tree while reset waits for an open file refuses the reset"
+pm=${IT_PGPID[$MNT/main]} bd=${IT_MNTPID[$MNT]}
+for ((try = 0; try < 3; try++)); do
+	kill -STOP "$pm"
+	"$BRANCHCTL" --mount "$MNT" reset pr-3 >"$T/race.out" 2>"$T/race.err" &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		pgrep -P "$bd" >/dev/null && break
+		sleep 0.1
+	done
+	exec {hold}<"$MNT/pr-3/race-marker"
+	kill -CONT "$pm"
+	((i < 100)) || fail "branchd started no checkpoint helper for reset pr-3"
+	for ((i = 0; i < 100; i++)); do
+		pgrep -P "$bd" >/dev/null || break
+		sleep 0.05
+	done
+	sleep 0.3
+	ln -s "$T/ext2" "$RL"
+	exec {hold}<&-
+	RACE_RC=0
+	wait "$pid" || RACE_RC=$?
+	[ "$RACE_RC" = 6 ] || break
+	rm "$RL"
+done
+[ "$RACE_RC" = 1 ] || fail "branchctl reset pr-3 with a link made while it waited for an open file exited $RACE_RC: $(cat "$T/race.out" "$T/race.err")"
+grep -q "cannot reset branch 'pr-3' of 'main': its link pg_tblspc/99999 leads out" "$T/race.err" ||
+	fail "branchctl reset pr-3 gave no reason: $(cat "$T/race.err")"
+[ "$(cat "$MNT/pr-3/race-marker")" = kept ] || fail "the refused reset changed pr-3"
+[ ! -L "$MNT/pr-3/pg_tblspc/99999" ] || fail "pr-3 got main's link out of the tree"
 rm "$RL" "$MNT/pr-3/race-marker"
 mk_child pr-5
 log "mkdir, branchctl create and reset check the links again after the checkpoint"

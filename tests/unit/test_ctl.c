@@ -744,6 +744,11 @@ static void test_ctl_check_fork_refuses_create_and_reset(void **state)
 	x->ff.refuse_fork = false;
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"pr-2\"}"), 0);
 	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"pr-1\"}"), 0);
+	/* the last check, with pr-1 held, was of the very state pr-1 was
+	 * reset to (the build before checked the head, then reset to a
+	 * later one) */
+	assert_int_equal(store_branch_lookup(x->s, "pr-1", &bi), 0);
+	assert_true(x->ff.fork_seq == bi.fork_seq);
 	/* a past moment cannot change: checked once, at that seq */
 	checks = x->ff.fork_checks;
 	assert_int_equal(status_of(x, 0, req), 0);

@@ -990,6 +990,37 @@ static void test_store_branch_reset(void **state)
 	assert_int_equal(store_branch_reset(s, c, NULL), -ENOTEMPTY);
 }
 
+/* store_branch_reset_at: the branch reads its parent exactly as of the
+ * seq given (not its writes after), its own writes before the reset stay
+ * gone, and a seq above now is -EINVAL. */
+static void test_store_branch_reset_at(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t f, c, at;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 100);
+	c = tstore_branch(s, "c", fx->br);
+	tstore_write_pat(s, c, f, 2, 0, 50);
+	tstore_write_pat(s, fx->br, f, 3, 0, 20);
+	at = store_seq_now(s);
+	tstore_write_pat(s, fx->br, f, 5, 0, 100);
+	tstore_mkfile(s, fx->br, fx->root, "later");
+
+	assert_int_equal(store_branch_reset_at(s, c, store_seq_now(s) + 1000,
+					       NULL),
+			 -EINVAL);
+	tstore_expect_pat(s, c, f, 2, 0, 50);
+	assert_int_equal(store_branch_reset_at(s, c, at, NULL), 0);
+	TSTORE_LS_EQ(s, c, STORE_SEQ_LATEST, fx->root, "f");
+	tstore_expect_pat(s, c, f, 3, 0, 20);
+	tstore_expect_pat(s, c, f, 1, 20, 80);
+	tstore_write_pat(s, c, f, 4, 0, 10);
+	tstore_expect_pat(s, c, f, 4, 0, 10);
+	tstore_expect_pat(s, fx->br, f, 5, 0, 100);
+}
+
 /* ---- persistence ---- */
 
 static void test_store_persist_close_reopen(void **state)
@@ -1457,6 +1488,7 @@ int main(void)
 						tstore_fx_setup_fault,
 						tstore_fx_teardown),
 		T(test_store_branch_reset),
+		T(test_store_branch_reset_at),
 		T(test_store_persist_close_reopen),
 		T(test_store_isolation_chain_depth_40),
 		T(test_store_write_read_edges),
