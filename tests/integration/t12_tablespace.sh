@@ -5,11 +5,13 @@
 # branched with it: the branch's pg_tblspc link reads MNT/pr-1/ts, its
 # server writes its own copy while main's runs, and neither sees the
 # other's rows.  The link follows a rename of the branch (mv and branchctl)
-# and a mount elsewhere; a branch made without a checkpoint right after
-# CREATE TABLESPACE replays it into its own tree.  A tablespace outside the
-# branch refuses mkdir, branchctl create and reset with EXDEV and a reason,
-# and branching works again once it is dropped; so does one made while the
-# parent is checkpointed for the branch.  pg_wal as a link into the
+# and a mount elsewhere, and reads the grandchild's name in a branch of
+# the branch, also after the middle one is renamed; a branch made without
+# a checkpoint right after CREATE TABLESPACE replays it into its own tree.
+# A tablespace outside the branch refuses mkdir, branchctl create and reset
+# with EXDEV and a reason, and branching works again once it is dropped;
+# so does one made while the parent is checkpointed for the branch, or
+# while a reset waits for a file open in the branch.  pg_wal as a link into the
 # branch (initdb --waldir) is branched; one out of it refuses the branch.
 # A symlink whose target
 # begins with the byte the store uses for such links reads back unchanged.
@@ -82,6 +84,15 @@ expect_ctl 0 rename pr-moved pr-2nd
 pg_start "$MNT/pr-2nd" "$P2"
 [ "$(q "$P2" "select count(*) from tt where note like 'pr-1-%'")" = 30000 ] || fail "pr-2nd lost its rows after the renames"
 pg_stop "$MNT/pr-2nd"
+# a branch of the branch reads its own name; so do both after a rename of
+# the middle one
+expect_ctl 0 create pr-gc --from pr-2nd
+mv "$MNT/pr-2nd" "$MNT/pr-mid"
+for b in pr-gc pr-mid; do
+	[ "$(readlink "$MNT/$b/pg_tblspc/$OID")" = "$MNT/$b/ts" ] ||
+		fail "$b's link reads '$(readlink "$MNT/$b/pg_tblspc/$OID")', expected '$MNT/$b/ts'"
+	links_consistent "$MNT/$b"
+done
 
 log "a branch made without a checkpoint replays CREATE TABLESPACE into its own tree"
 install -d -o postgres -g postgres -m 0700 "$MNT/main/ts2"
