@@ -1463,6 +1463,17 @@ int main(int argc, char **argv)
 			       NULL, "cannot talk to branchd at %s: %s",
 			       sockpath, strerror(-rc));
 	json_get_bool(reply, "ok", &ok);
+	/* A daemon ignores request fields it does not know: one built before
+	 * --empty makes a branch of the default parent instead. */
+	if (ok && empty && json_get_str(json_get(reply, "branch"), "parent")) {
+		status = bc_fail(
+			BD_EXIT_ERROR, NULL,
+			"branchd made '%s' a branch of '%s', not an empty branch: it is older than this branchctl and does not know --empty (restart branchd from the new build; 'branchctl delete %s' removes the branch)",
+			args[0],
+			json_get_str(json_get(reply, "branch"), "parent"),
+			args[0]);
+		goto out;
+	}
 	if (bc_json_out)
 		printf("%s\n", raw);
 	if (!ok) {

@@ -12,7 +12,9 @@
 #    --mount after the kernel's cached attributes of the branch root
 #    expired: branchctl's stat of the root waited for the daemon for
 #    good, whatever --timeout said) and one that closes the
-#    connection mid-reply (exit 1, "no_reply"); the message on stderr is
+#    connection mid-reply (exit 1, "no_reply"), and a daemon older than
+#    --empty that made a branch of main instead (exit 1, "error"; it was
+#    exit 0); the message on stderr is
 #    the object's; before, all of these printed nothing on stdout;
 #  - every exit status of the table, for the commands that give it;
 #  - many branchctl processes at once (1000 creates from 16 processes, as
@@ -296,6 +298,25 @@ c.sendall(b"{\"ok\":tr"); c.close()
 IT_BG+=($!)
 for ((i = 0; i < 100; i++)); do [ -s "$T/cut.out" ] && break; sleep 0.1; done
 CTL_MNT=none json_fail 1 no_reply --json --socket "$T/cut.sock" delete somebranch
+# a daemon older than --empty ignores the field it does not know and makes a
+# branch of main, which it says in its reply (as builds of session 17 do):
+# an error, not "created branch 'e1' from main" and exit 0
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(2); print("ready", flush=True)
+for _ in range(2):
+    c, _ = s.accept(); d = b""
+    while not d.endswith(b"\n"):
+        d += c.recv(65536)
+    c.sendall(b"{\"ok\":true,\"branch\":{\"name\":\"e1\",\"id\":2,\"parent\":\"main\",\"fork_seq\":8,\"fork_time\":null,\"created\":\"2026-12-07T14:24:00.106Z\",\"owner_uid\":0,\"children\":0}}\n")
+    c.close()
+' "$T/old.sock" >"$T/old.out" &
+IT_BG+=($!)
+for ((i = 0; i < 100; i++)); do [ -s "$T/old.out" ] && break; sleep 0.1; done
+CTL_MNT=none json_fail 1 error --json --socket "$T/old.sock" create e1 --empty
+CTL_MNT=none expect_ctl 1 --socket "$T/old.sock" create e1 --empty
+grep -q "does not know --empty" <<<"$CTL_ERR" || fail "create --empty from an old daemon: $CTL_ERR"
 
 # ---- list --tree of 20,000 branches, from a daemon that serves that list ----------
 # (it looked through the whole list for each branch's children: 63 s for
