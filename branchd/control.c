@@ -166,6 +166,13 @@ static void bd_hook_before_fork(void *ctx,
 	bd_pgckpt_parent(c->cfg.pgckpt, parent, what, res);
 }
 
+static void bd_hook_flush(void *ctx, const struct store_branch_info *parent)
+{
+	struct bd_control *c = ctx;
+
+	fs_branch_flush(c->cfg.fs, parent->id);
+}
+
 static int bd_hook_check_fork(void *ctx, const struct store_branch_info *parent,
 			      uint64_t seq, char *why, size_t whysz)
 {
@@ -305,6 +312,7 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.hooks.set_default = bd_hook_set_default;
 	cc.hooks.in_use = bd_hook_in_use;
 	cc.hooks.before_fork = bd_hook_before_fork;
+	cc.hooks.flush = bd_hook_flush;
 	cc.hooks.check_fork = bd_hook_check_fork;
 	rc = bd_ctl_open(&cc, &c->ctl);
 	if (rc) {

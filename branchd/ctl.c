@@ -661,8 +661,11 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	if (args.parent_id &&
 	    bd_check_fork(c, out, &pi, args.at_seq, "create", name, NULL))
 		return;
-	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST)
+	if (args.parent_id && args.at_seq == STORE_SEQ_LATEST) {
 		bd_before_fork(c, req, &pi, "creating", name, &ckpt);
+		if (c->cfg.hooks.flush)
+			c->cfg.hooks.flush(c->cfg.hooks.ctx, &pi);
+	}
 	rc = store_branch_create(c->cfg.store, &args, &bi);
 	if (rc && rc != -EEXIST &&
 	    store_branch_lookup(c->cfg.store, name, &bi) == 0) {
@@ -870,6 +873,8 @@ static void bd_cmd_reset(struct bd_ctl *c, const struct json *req,
 				  bi.name, NULL))
 			return;
 		bd_before_fork(c, req, &pi, "resetting", bi.name, &ckpt);
+		if (c->cfg.hooks.flush)
+			c->cfg.hooks.flush(c->cfg.hooks.ctx, &pi);
 	}
 	if (bd_not_busy(c, out, &bi, "reset"))
 		return;

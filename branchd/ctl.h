@@ -68,6 +68,11 @@ struct bd_ctl_hooks {
 	 * for the log ("creating branch 'x'").  May be NULL. */
 	void (*before_fork)(void *ctx, const struct store_branch_info *parent,
 			    const char *what, struct bd_pgckpt_result *res);
+	/* Before a branch of parent's head is made (create without a time,
+	 * reset), after before_fork, also with the checkpoint off: write
+	 * back what the kernel holds dirty of parent's files
+	 * (fs_branch_flush).  May be NULL. */
+	void (*flush)(void *ctx, const struct store_branch_info *parent);
 	/* Whether a branch of parent as of seq (STORE_SEQ_LATEST: its
 	 * head) may be made (create, reset): 0, or -EXDEV with a lowercase
 	 * reason in why (fs_branch_check_fork: the tablespace rule).  May

@@ -887,6 +887,185 @@ static int fs_unmounted_wait(struct fs *fs, const char *where)
 	return -EBUSY;
 }
 
+/* The open files of branch_id (not directories) as the kernel knows
+ * them: node id, with its epoch, and generation, into *out (owned by the
+ * caller, freed with free()).  0 or -ENOMEM. */
+static int fs_open_files_of(struct fs *fs, uint64_t branch_id,
+			    struct fs_node_gen **out, size_t *count)
+{
+	struct fs_node_gen *v = NULL;
+	uint64_t *base = NULL;
+	size_t n = 0, nb = 0, cap = 0, i;
+	uint32_t gen;
+	unsigned ep;
+	int rc = 0;
+
+	*out = NULL;
+	*count = 0;
+	pthread_mutex_lock(&fs->br_mu);
+	for (i = 0; i < fs->opens.nb; i++) {
+		struct fs_map_ent *e;
+
+		for (e = fs->opens.b[i]; e; e = e->next) {
+			if (fs_branch_of(e->key) != branch_id)
+				continue;
+			if (nb == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				uint64_t *p = realloc(base, nc * sizeof(*p));
+
+				if (!p) {
+					rc = -ENOMEM;
+					goto out_unlock_br;
+				}
+				base = p;
+				cap = nc;
+			}
+			base[nb++] = e->key;
+		}
+	}
+out_unlock_br:
+	pthread_mutex_unlock(&fs->br_mu);
+	if (rc || nb == 0)
+		goto out_free;
+	/* Only inodes of the branch's current tree: one from before a
+	 * reset has no dirty page (a reset waits for open files to be
+	 * closed), and an OPEN of it, or the first OPEN after a new
+	 * generation of its node id went out (FS_NODE_REGEN), is refused
+	 * and counted against the branch for the kernel's retry
+	 * (fs_file_open). */
+	gen = fs_branch_gen(fs, branch_id);
+	/* A node has two epochs at most in the kernel (before and after a
+	 * reset): room for both. */
+	v = calloc(2 * nb, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	pthread_mutex_lock(&fs->nodes_mu);
+	for (i = 0; i < nb; i++) {
+		for (ep = 0; ep <= FS_EPOCH_MAX && n < 2 * nb; ep++) {
+			uint64_t key = base[i] | ((uint64_t)ep << FS_INO_BITS);
+			struct fs_map_ent *e = fs_map_find(&fs->nodes, key);
+
+			if (!e || e->gen != gen ||
+			    (e->flags & (FS_NODE_DIR | FS_NODE_LINK |
+					 FS_NODE_WAL | FS_NODE_REGEN)))
+				continue;
+			v[n].nodeid = key;
+			v[n].gen = e->gen;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&fs->nodes_mu);
+	*out = v;
+	*count = n;
+out_free:
+	free(base);
+	return rc;
+}
+
+/* The kernel's dirty pages (the writeback cache) of the files of branch
+ * branch_id are written back to the store before a branch of its head is
+ * made, as btrfs writes a subvolume's dirty pages before a snapshot: the
+ * child is to hold everything a process had written when the mkdir began
+ * (a file written and still open, a page stored through a shared mapping;
+ * before, those writes were missing from the child, which had the file at
+ * its old size, or empty).
+ *
+ * A file has dirty pages only while it is open or mapped (close(2) and
+ * the last release write them back), so each open file of the branch is
+ * opened here by its handle (open_by_handle_at: the kernel finds its
+ * inode by node id, as it is cached while open) and closed again: the
+ * close writes the file's dirty pages back and waits until we have served
+ * those WRITEs (fuse_flush).  syncfs(2) is no such barrier: it starts the
+ * writeback of a FUSE mount but does not wait for it (Linux 6.18 skips
+ * mappings without data integrity, as FUSE's, in wait_sb_inodes), and a
+ * branch made right after it still lacked the pages now and then (1 in 20
+ * to 11 in 20).  Opening by handle needs CAP_DAC_READ_SEARCH: a daemon
+ * without it writes nothing back (as before) and says so once.
+ *
+ * The mount's root is opened for the handles, not a directory below it:
+ * a mkdir holds the root's lock, and a lookup in it would wait for that
+ * mkdir.  The OPENs, WRITEs and RELEASEs this causes are served by the
+ * other workers, as the parent's fsyncs of a pg_checkpoint are. */
+int fs_branch_flush(struct fs *fs, uint64_t branch_id)
+{
+	struct {
+		struct file_handle fh;
+		uint32_t raw[3];
+	} h;
+	struct fs_node_gen *v = NULL;
+	char where[PATH_MAX], dev[32];
+	size_t n = 0, i, done = 0;
+	struct stat st;
+	int rc, mfd, fd;
+
+	if (!fs->mountpoint || !atomic_load(&fs->mounted) ||
+	    !fs_branch_has_open(fs, branch_id) ||
+	    atomic_load(&fs->flush_denied))
+		return 0;
+	rc = fs_mount_where(fs, where, sizeof(where));
+	if (rc != 1)
+		return rc < 0 && rc != -EBUSY ? rc : 0;
+	rc = fs_open_files_of(fs, branch_id, &v, &n);
+	if (n == 0)
+		goto out_free;
+	mfd = open(where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0) {
+		rc = -errno;
+		goto out_log;
+	}
+	/* Not another filesystem mounted over ours meanwhile. */
+	snprintf(dev, sizeof(dev), "?");
+	if (fstat(mfd, &st) == 0)
+		snprintf(dev, sizeof(dev), "%u:%u", major(st.st_dev),
+			 minor(st.st_dev));
+	for (i = 0; fs->dev[0] && strcmp(dev, fs->dev) == 0 && i < n; i++) {
+		/* The kernel's FUSE handle: node id (high, low), generation
+		 * (fuse_encode_fh), of type FILEID_INO64_GEN. */
+		h.fh.handle_bytes = sizeof(h.raw);
+		h.fh.handle_type = 0x81;
+		h.raw[0] = (uint32_t)(v[i].nodeid >> 32);
+		h.raw[1] = (uint32_t)v[i].nodeid;
+		h.raw[2] = v[i].gen;
+		/* O_NONBLOCK: nothing here may wait for a writer or reader. */
+		fd = open_by_handle_at(mfd, &h.fh,
+				       O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			/* Closed, forgotten or no longer a file of it
+			 * meanwhile (ESTALE), or no privilege (EPERM). */
+			if (errno == EPERM && !rc)
+				rc = -EPERM;
+			continue;
+		}
+		if (close(fd) != 0 && errno != EINTR && !rc)
+			rc = -errno;
+		done++;
+	}
+	close(mfd);
+	if (rc == -EPERM) {
+		atomic_store(&fs->flush_denied, true);
+		FS_WARN(fs,
+			"cannot open files by handle (no CAP_DAC_READ_SEARCH): "
+			"a new branch lacks what the kernel still caches of its "
+			"parent's open files (close, fsync or msync them before "
+			"branching)");
+		rc = 0;
+	}
+	FS_DEBUG(fs, "wrote back %zu of %zu open files of branch %llu: %d",
+		 done, n, (unsigned long long)branch_id, rc);
+out_log:
+	if (rc)
+		FS_WARN(fs,
+			"cannot write the kernel's cached pages of branch %llu "
+			"back before branching it: %s: the new branch lacks "
+			"writes not yet written back",
+			(unsigned long long)branch_id, strerror(-rc));
+out_free:
+	free(v);
+	return rc;
+}
+
 int fs_request_unmount(struct fs *fs)
 {
 	char where[PATH_MAX], why[PATH_MAX + 256];

@@ -160,6 +160,20 @@ int fs_branch_begin_change(struct fs *fs, uint64_t branch_id, char *why,
 			   size_t whylen);
 void fs_branch_end_change(struct fs *fs, uint64_t branch_id);
 
+/* Before a branch of branch_id's head is made (mkdir does it itself;
+ * the control plane's create and reset call it after the pg_checkpoint
+ * policy): write back what the kernel holds dirty of the branch's files
+ * (the writeback cache: files written and still open, shared mappings),
+ * so that the new branch has every write that returned before.  Each open
+ * file of the branch is opened by handle and closed, which waits for its
+ * write-back; nothing when no file of it is open.  Needs
+ * CAP_DAC_READ_SEARCH (without it: logged once, nothing written back).
+ * 0, or a negative errno, logged (the branch may then be made without
+ * those writes, as a power cut would leave it).  Call with no fs request
+ * of this mount waiting on the caller other than a mkdir at the branch
+ * root. */
+int fs_branch_flush(struct fs *fs, uint64_t branch_id);
+
 /* Drop the kernel's cached entry for the branch (under old_name, the name
  * it had before the change; NULL means its current name), the branch
  * root's attributes and the attributes and page cache of every node of the

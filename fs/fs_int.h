@@ -193,6 +193,9 @@ struct fs {
 	/* Each branch's epoch of file node ids (fs_node_kid), one entry per
 	 * branch whose files were handed out. */
 	struct fs_map epochs; /* guarded by nodes_mu */
+	/* open_by_handle_at was refused (no CAP_DAC_READ_SEARCH): logged
+	 * once, and fs_branch_flush does nothing after (fs.c). */
+	atomic_bool flush_denied;
 	/* Names read by fs_reset_prepare for fs_invalidate_tree, one list
 	 * per branch being reset. */
 	struct fs_old_names *old_names; /* guarded by nodes_mu */
@@ -207,6 +210,13 @@ struct fs {
 		size_t nb; /* power of two, or 0 */
 		size_t n;
 	} links;
+};
+
+/* A node the kernel holds and the generation it was handed out with
+ * (fs_branch_flush). */
+struct fs_node_gen {
+	uint64_t nodeid;
+	uint32_t gen;
 };
 
 /* Directory handle: a snapshot of the listing taken at opendir, so that

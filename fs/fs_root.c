@@ -3,9 +3,11 @@
  * fs_root.c - the synthetic branch root (FUSE_ROOT_ID): one directory per
  * branch of the store.
  *
- *   mkdir NAME   creates branch NAME from the default parent at its head,
- *                without postmaster.pid/postmaster.opts nor a socket of
- *                the parent's server (fs_pg_drop_names, DESIGN rule 2);
+ *   mkdir NAME   creates branch NAME from the default parent at its head
+ *                (with what the kernel still held dirty of the parent's
+ *                files: fs_branch_flush), without postmaster.pid,
+ *                postmaster.opts nor a socket of the parent's server
+ *                (fs_pg_drop_names, DESIGN rule 2);
  *                in a store with no branch at all it creates an empty
  *                branch whose root gets the mkdir mode and the caller's
  *                uid/gid.  The caller becomes the branch's owner_uid.
@@ -354,6 +356,9 @@ void fs_root_mkdir(struct fs *fs, fuse_req_t req, const char *name, mode_t mode)
 		rc = store_branch_get(fs->store, parent.id, &parent);
 	}
 	if (rc == 0) {
+		/* After the checkpoint, whose fsyncs wrote back most of it:
+		 * the child gets what the kernel still holds dirty too. */
+		fs_branch_flush(fs, parent.id);
 		args.parent_id = parent.id;
 		args.at_seq = STORE_SEQ_LATEST;
 		args.drop_names = fs_pg_drop_names;

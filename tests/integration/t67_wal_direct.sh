@@ -16,10 +16,15 @@
 # and the branch had zeros).  Readers (recovery, walsenders) keep the cache
 # and its readahead: a reader's cached pages and a shared read-only mapping
 # show each direct write once it has returned.  Files outside pg_wal keep
-# the cache for writing too (not checked here: when the kernel writes a
-# page back is its own choice).
+# the cache for writing; what the kernel holds dirty of the parent's files
+# when a branch of it is made (mkdir, branchctl create, reset) is written
+# back first (fs_branch_flush): a write to a file still open, and a store
+# through a shared mapping, are in the branch (before, the branch had the
+# file at its old size: empty, or zeros there).
 source "$(dirname "$0")/lib.sh"
 it_init
+BRANCHCTL=${BRANCHCTL:-$IT_ROOT/bin/branchctl}
+ctl_require
 
 bfs_mount "$STORE" "$MNT"
 mkdir "$MNT/main" || fail "mkdir main"
@@ -41,7 +46,7 @@ for p in paths:
     fds.append(fd)
 os.mkdir(f"{mnt}/b1")  # a branch of main while the writes are unsynced
 bad = []
-for p in paths[:2]:
+for p in paths:
     q = p.replace("/main/", "/b1/", 1)
     with open(q, "rb") as f:
         f.seek(8192)
@@ -52,7 +57,74 @@ for fd in fds:
     os.close(fd)
 if bad:
     sys.exit("\n".join(bad))
-print("both pg_wal files' unsynced writes are in the branch")
+print("the pg_wal files' and a data file's unsynced writes are in the branch")
+PY
+
+log "what the kernel holds dirty is in a branch made by mkdir, create and reset"
+mkdir "$MNT/r1" || fail "mkdir r1"
+tmo 60 python3 - "$MNT" "$BRANCHCTL" <<'PY' || fail "dirty pages of the parent missing from a new branch (see above)"
+import mmap, os, subprocess, sys
+mnt, ctl = sys.argv[1], sys.argv[2]
+bad = []
+def check(branch, what, path, off, want):
+    q = f"{mnt}/{branch}/{path}"
+    try:
+        with open(q, "rb") as f:
+            f.seek(off)
+            got = f.read(len(want))
+            size = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        got, size = repr(e), -1
+    if got != want:
+        bad.append(f"{what}: {q} has {got[:24]!r} at {off} (size {size}), want {want[:24]!r}")
+def holder(f, g, how):
+    # Another process writes and holds: any close(2) of a descriptor of
+    # the file writes its dirty pages back, and a process that spawns
+    # branchctl closes its copies of them in the child.
+    rd, wr = os.pipe()
+    rd2, wr2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rd)
+        os.close(wr2)
+        fd = os.open(f"{mnt}/main/{f}", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.pwrite(fd, f"held-{how}".encode().ljust(20000, b"h"), 0)
+        mfd = os.open(f"{mnt}/main/{g}", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.pwrite(mfd, b"\0" * 65536, 0)
+        os.fsync(mfd)
+        m = mmap.mmap(mfd, 65536)
+        os.close(mfd)
+        m[40960:40960 + 16] = f"mapped-{how}".encode().ljust(16, b"m")
+        os.write(wr, b"1")
+        os.read(rd2, 1)
+        os._exit(0)
+    os.close(wr)
+    os.close(rd2)
+    if os.read(rd, 1) != b"1":
+        sys.exit("the writer failed")
+    os.close(rd)
+    return pid, wr2
+for rnd, how in enumerate(("mkdir", "create", "reset")):
+    # a file written and held open, a page stored through a shared
+    # mapping of a file whose descriptor is closed
+    f, g = f"base/held{rnd}", f"base/mapped{rnd}"
+    pid, go = holder(f, g, how)
+    br = f"c{rnd}" if how != "reset" else "r1"
+    if how == "mkdir":
+        os.mkdir(f"{mnt}/{br}")
+    else:
+        args = ["create", br] if how == "create" else ["reset", br]
+        r = subprocess.run([ctl, "--mount", mnt, *args, "--no-checkpoint"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode:
+            bad.append(f"branchctl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+    check(br, f"{how}: a write held open", f, 0, f"held-{how}".encode().ljust(20000, b"h"))
+    check(br, f"{how}: a store through a mapping", g, 40960, f"mapped-{how}".encode().ljust(16, b"m"))
+    os.close(go)
+    os.waitpid(pid, 0)
+if bad:
+    sys.exit("\n".join(bad))
+print("3 of 3 branches (mkdir, branchctl create, reset) hold the parent's dirty pages")
 PY
 
 log "cached readers see every returned direct write"
