@@ -54,6 +54,7 @@
 #include "store/journal.h"
 #include "store/kv.h"
 #include "tests/unit/test_logbuf.h"
+#include "tests/unit/test_walcut.h"
 
 #define VLEN 200u
 
@@ -118,72 +119,6 @@ static int tj_has(struct kv *kv, uint64_t i, unsigned gen)
 	return vlen == VLEN && memcmp(v, want, VLEN) == 0 ? 1 : -1;
 }
 
-/* Sizes of RocksDB's WAL files (*.log) in dir/db, as "name size" lines. */
-static void tj_record_wal(const char *dir, const char *out)
-{
-	char db[4096], p[8192];
-	struct dirent *de;
-	FILE *f;
-	DIR *d;
-
-	snprintf(db, sizeof(db), "%s/db", dir);
-	f = fopen(out, "w");
-	d = opendir(db);
-	if (!f || !d)
-		abort();
-	while ((de = readdir(d))) {
-		struct stat st;
-		size_t n = strlen(de->d_name);
-
-		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
-		if (stat(p, &st) == 0)
-			fprintf(f, "%s %lld\n", de->d_name,
-				(long long)st.st_size);
-	}
-	closedir(d);
-	fclose(f);
-}
-
-/* The power cut: every WAL file back to its recorded size (0 if it did
- * not exist then).  Returns the bytes cut. */
-static long long tj_cut_wal(const char *dir, const char *rec)
-{
-	char db[4096], p[8192], name[256];
-	long long size, cut = 0;
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(db, sizeof(db), "%s/db", dir);
-	d = opendir(db);
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
-		long long keep = 0;
-		struct stat st;
-		FILE *f;
-
-		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
-			continue;
-		f = fopen(rec, "r");
-		assert_non_null(f);
-		while (fscanf(f, "%255s %lld", name, &size) == 2) {
-			if (strcmp(name, de->d_name) == 0)
-				keep = size;
-		}
-		fclose(f);
-		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
-		assert_int_equal(stat(p, &st), 0);
-		if (st.st_size > keep) {
-			cut += st.st_size - keep;
-			assert_int_equal(truncate(p, keep), 0);
-		}
-	}
-	closedir(d);
-	return cut;
-}
-
 /* ---- child: open, record the WAL sizes, write n batches from first,
  * kv_sync every sync_every, note the last synced index, _exit ---- */
 static int tj_child(const char *dir, uint64_t first, uint64_t n,
@@ -198,7 +133,8 @@ static int tj_child(const char *dir, uint64_t first, uint64_t n,
 	if (tj_open(dir, &kv) != 0)
 		return 2;
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	tj_record_wal(dir, p);
+	if (twal_record(dir, p))
+		abort();
 	for (i = 0; i < n; i++) {
 		if (tj_put(kv, first + i, gen) != 0)
 			return 3;
@@ -216,7 +152,8 @@ static int tj_child(const char *dir, uint64_t first, uint64_t n,
 		 * for a cut that leaves the database holding 1..k. */
 		if (mark && strtoull(mark, NULL, 10) == first + i) {
 			snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
-			tj_record_wal(dir, p);
+			if (twal_record(dir, p))
+				abort();
 		}
 	}
 	_exit(0); /* no kv_close: a crash */
@@ -236,7 +173,8 @@ static int tj_child_ops(const char *dir)
 	if (tj_open(dir, &kv) != 0)
 		return 2;
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	tj_record_wal(dir, p);
+	if (twal_record(dir, p))
+		abort();
 	for (uint64_t i = 1; i <= 100 && rc == 0; i++)
 		rc = tj_put(kv, i, 0);
 	kv_batch_init(&b);
@@ -352,7 +290,7 @@ static void test_journal_power_cut(void **state)
 	synced = tj_synced(dir);
 	assert_int_equal(synced, 3000);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 3000 * VLEN);
+	assert_true(twal_cut(dir, p) > 3000 * VLEN);
 	/* The same image without its journal: the test can fail. */
 	snprintf(
 		cmd, sizeof(cmd),
@@ -426,7 +364,7 @@ static void test_journal_synced_damage(void **state)
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
 	tj_run_child(dir, 1, 1000, 50, 0);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 0);
+	assert_true(twal_cut(dir, p) > 0);
 	/* Record 600 (index 599 from the ring's start, which the open set
 	 * to the lsn the fresh database had: 0). */
 	tj_damage(dir, 599 * (uint64_t)TJ_REC + 60);
@@ -460,7 +398,7 @@ static void tj_held_damage_image(const char *dir)
 	tj_run_child(dir, 1, 1000, 50, 0);
 	unsetenv("TJ_WAL_AT");
 	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
-	assert_true(tj_cut_wal(dir, p) > 0);
+	assert_true(twal_cut(dir, p) > 0);
 	tj_damage(dir, 299 * (uint64_t)TJ_REC + 60);
 	/* Without the journal the image holds 1..500: the cut is real. */
 	snprintf(
@@ -555,13 +493,13 @@ static void test_journal_epoch_rule(void **state)
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
 	tj_run_child(dir, 1, 100, 100, 0);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 0);
+	assert_true(twal_cut(dir, p) > 0);
 	tj_damage(dir, 49 * (uint64_t)TJ_REC + 60); /* record 50 torn */
 	/* Run 2 replays 1..49, starts a new epoch at record 50's place and
 	 * writes 5 records of the same size (keys 1001..1005). */
 	tj_run_child(dir, 1001, 5, 5, 1);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 0);
+	assert_true(twal_cut(dir, p) > 0);
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 100, 0), 49);
 	for (i = 1001; i <= 1005; i++)
@@ -584,7 +522,7 @@ static void test_journal_epoch_at_start(void **state)
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
 	tj_run_child(dir, 1, 100, 100, 0);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 0);
+	assert_true(twal_cut(dir, p) > 0);
 	tj_damage(dir, 49 * (uint64_t)TJ_REC + 60); /* record 50 torn */
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 100, 0), 49);
@@ -643,7 +581,7 @@ static void test_journal_every_op(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
-	assert_true(tj_cut_wal(dir, p) > 100 * VLEN);
+	assert_true(twal_cut(dir, p) > 100 * VLEN);
 	assert_int_equal(tj_open(dir, &kv), 0);
 	for (uint64_t i = 1; i <= 101; i++) {
 		bool gone = i == 10 || i == 20 || (i >= 30 && i < 40);

@@ -53,6 +53,7 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test_model_util.h"
 #include "tests/unit/test_store_common.h"
 
 #define BS STORE_BLOCK_SIZE
@@ -63,7 +64,6 @@
 #define GM_RET_MAX 3
 #define GM_DEFAULT_SEED 20261207u
 #define GM_DEFAULT_OPS 600u
-#define GM_TRAIL 64
 #define GM_ORPHANS 8
 #define NS_MS INT64_C(1000000)
 #define NS_S INT64_C(1000000000)
@@ -88,17 +88,11 @@ int __wrap_clock_gettime(clockid_t clk, struct timespec *ts)
 
 /* ---- model ---- */
 
-struct gm_blob {
-	int ref;
-	uint32_t len;
-	unsigned char data[];
-};
-
 /* What one branch holds: files named f0..f5 in its root. */
 struct gm_state {
 	int ref;
 	uint64_t ino[GM_NAMES]; /* 0: no such name */
-	struct gm_blob *b[GM_NAMES];
+	struct tm_blob *b[GM_NAMES];
 };
 
 struct gm_hist {
@@ -123,7 +117,7 @@ struct gm_branch {
 struct gm_orphan {
 	int br; /* index */
 	uint64_t ino;
-	struct gm_blob *b;
+	struct tm_blob *b;
 };
 
 /* Every operation that committed something: seqs (before, after]. */
@@ -134,16 +128,13 @@ struct gm_op {
 
 struct gm {
 	struct tstore_fx *fx;
-	uint64_t seed, rng;
-	unsigned long nops, op;
+	struct tm_run run; /* seed, generator, op, trail */
 	uint64_t root;
 	struct gm_branch br[GM_BRANCHES];
 	int nlive;
 	unsigned long counter;
 	struct gm_op *ops;
 	size_t nlog, caplog;
-	char trail[GM_TRAIL][200];
-	unsigned long ntrail;
 	unsigned char *buf;
 	unsigned long stats[24];
 	struct gm_orphan orph[GM_ORPHANS]; /* guarded by orph_mu */
@@ -191,79 +182,30 @@ enum {
 	ST_RETENTION,
 };
 
-static uint64_t gm_rand(struct gm *m)
-{
-	uint64_t z = (m->rng += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint32_t gm_below(struct gm *m, uint32_t n)
-{
-	return n ? (uint32_t)(gm_rand(m) % n) : 0;
-}
-
 static void gm_trail(struct gm *m, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 static void gm_trail(struct gm *m, const char *fmt, ...)
 {
-	char *t = m->trail[m->ntrail++ % GM_TRAIL];
+	char prefix[64];
 	va_list ap;
-	int n;
 
-	n = snprintf(t, 200, "#%lu t=%" PRId64 ".%03" PRId64 " ", m->op,
-		     atomic_load(&gm_fake_ns) / NS_S,
-		     atomic_load(&gm_fake_ns) / NS_MS % 1000);
+	snprintf(prefix, sizeof(prefix),
+		 "#%lu t=%" PRId64 ".%03" PRId64 " ", m->run.op,
+		 atomic_load(&gm_fake_ns) / NS_S,
+		 atomic_load(&gm_fake_ns) / NS_MS % 1000);
 	va_start(ap, fmt);
-	vsnprintf(t + n, 200 - (size_t)n, fmt, ap);
+	tm_vtrail(tm_trail_line(&m->run), prefix, fmt, ap);
 	va_end(ap);
 }
 
-static void gm_fail(struct gm *m, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void gm_fail(struct gm *m, const char *fmt, ...)
-{
-	char msg[600];
-	unsigned long i, from;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "gc model: last operations:\n");
-	from = m->ntrail > GM_TRAIL ? m->ntrail - GM_TRAIL : 0;
-	for (i = from; i < m->ntrail; i++)
-		fprintf(stderr, "  %s\n", m->trail[i % GM_TRAIL]);
-	fail_msg("gc model: %s\n  at op %lu; reproduce with BRANCHFS_SEED=%" PRIu64
-		 " BRANCHFS_OPS=%lu",
-		 msg, m->op, m->seed, m->nops);
-}
+#define gm_fail(m, ...) tm_fail(&(m)->run, "gc model", __VA_ARGS__)
 
 #define GCHECK(m, cond, ...)                                                  \
 	do {                                                                  \
 		if (!(cond))                                                  \
 			gm_fail((m), __VA_ARGS__);                            \
 	} while (0)
-
-static struct gm_blob *gm_blob_new(uint32_t len)
-{
-	struct gm_blob *b = calloc(1, sizeof(*b) + len + 1);
-
-	assert_non_null(b);
-	b->ref = 1;
-	b->len = len;
-	return b;
-}
-
-static void gm_blob_put(struct gm_blob *b)
-{
-	if (b && --b->ref == 0)
-		free(b);
-}
 
 static struct gm_state *gm_state_copy(const struct gm_state *src)
 {
@@ -288,7 +230,7 @@ static void gm_state_put(struct gm_state *st)
 	if (!st || --st->ref > 0)
 		return;
 	for (i = 0; i < GM_NAMES; i++)
-		gm_blob_put(st->b[i]);
+		tm_blob_put(st->b[i]);
 	free(st);
 }
 
@@ -303,20 +245,20 @@ static int gm_nlink(const struct gm_state *st, uint64_t ino)
 }
 
 /* File ino of st now holds nb (owned), under each of its names. */
-static void gm_set_blob(struct gm_state *st, uint64_t ino, struct gm_blob *nb)
+static void gm_set_blob(struct gm_state *st, uint64_t ino, struct tm_blob *nb)
 {
 	int k, n = 0;
 
 	for (k = 0; k < GM_NAMES; k++) {
 		if (st->ino[k] != ino)
 			continue;
-		gm_blob_put(st->b[k]);
+		tm_blob_put(st->b[k]);
 		st->b[k] = nb;
 		if (n++)
 			nb->ref++;
 	}
 	if (!n)
-		gm_blob_put(nb);
+		tm_blob_put(nb);
 }
 
 static struct gm_state *gm_head(const struct gm_branch *b)
@@ -441,7 +383,7 @@ static bool gm_in_use(void *ctx, uint64_t branch, uint64_t ino)
 static void gm_orphan_add(struct gm *m, struct gm_branch *b,
 			  const struct gm_state *st, int i)
 {
-	if (m->norph == GM_ORPHANS || gm_below(m, 3))
+	if (m->norph == GM_ORPHANS || tm_below(&m->run, 3))
 		return;
 	pthread_mutex_lock(&m->orph_mu);
 	m->orph[m->norph].br = (int)(b - m->br);
@@ -456,7 +398,7 @@ static void gm_orphan_add(struct gm *m, struct gm_branch *b,
 static void gm_orphan_close(struct gm *m, int k)
 {
 	pthread_mutex_lock(&m->orph_mu);
-	gm_blob_put(m->orph[k].b);
+	tm_blob_put(m->orph[k].b);
 	m->orph[k] = m->orph[--m->norph];
 	pthread_mutex_unlock(&m->orph_mu);
 }
@@ -509,7 +451,7 @@ static void gm_check_state(struct gm *m, const struct gm_branch *b,
 	}
 	free(d);
 	for (i = 0; i < GM_NAMES; i++) {
-		const struct gm_blob *f = st->b[i];
+		const struct tm_blob *f = st->b[i];
 		struct store_attr a;
 		char name[8];
 		uint64_t ino = 0;
@@ -693,7 +635,7 @@ static void gm_check_times(struct gm *m, int n)
 		uint64_t seq = 0;
 		int rc;
 
-		t = j == 0 ? lo : lo + (int64_t)(gm_rand(m) % (uint64_t)(now - lo + 1));
+		t = j == 0 ? lo : lo + (int64_t)(tm_rand(&m->run) % (uint64_t)(now - lo + 1));
 		rc = store_seq_at_time(m->fx->s, t, &seq);
 		GCHECK(m, rc == 0,
 		       "seq_at_time(%" PRId64 ".%03" PRId64
@@ -723,7 +665,7 @@ static int gm_pick_file(struct gm *m, const struct gm_state *st)
 		n += st->ino[i] != 0;
 	if (!n)
 		return -1;
-	k = (int)gm_below(m, (uint32_t)n);
+	k = (int)tm_below(&m->run, (uint32_t)n);
 	for (i = 0; i < GM_NAMES; i++)
 		if (st->ino[i] && k-- == 0)
 			return i;
@@ -733,7 +675,7 @@ static int gm_pick_file(struct gm *m, const struct gm_state *st)
 static void gm_op_create(struct gm *m, struct gm_branch *b)
 {
 	struct store_attr a = tstore_attr(S_IFREG | 0644);
-	int i = (int)gm_below(m, GM_NAMES), rc;
+	int i = (int)tm_below(&m->run, GM_NAMES), rc;
 	uint64_t before, ino = 0;
 	struct gm_state *st;
 	char name[8];
@@ -747,15 +689,15 @@ static void gm_op_create(struct gm *m, struct gm_branch *b)
 	GCHECK(m, rc == 0, "create %s in %s = %d", name, b->name, rc);
 	st = gm_state_copy(gm_head(b));
 	st->ino[i] = ino;
-	st->b[i] = gm_blob_new(0);
+	st->b[i] = tm_blob_new(0);
 	gm_change(m, b, before, st);
 	m->stats[ST_CREATE]++;
 }
 
 static void gm_fill(struct gm *m, unsigned char *p, uint32_t len)
 {
-	uint32_t i, k = gm_below(m, 4);
-	uint64_t x = gm_rand(m);
+	uint32_t i, k = tm_below(&m->run, 4);
+	uint64_t x = tm_rand(&m->run);
 
 	for (i = 0; i < len; i++) {
 		if (k == 0)
@@ -770,7 +712,7 @@ static void gm_fill(struct gm *m, unsigned char *p, uint32_t len)
 static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 {
 	struct gm_state *st;
-	struct gm_blob *nb;
+	struct tm_blob *nb;
 	uint32_t off, len, cur;
 	uint64_t before;
 	ssize_t n;
@@ -779,12 +721,12 @@ static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 	if (i < 0)
 		return;
 	cur = gm_head(b)->b[i]->len;
-	if (gm_below(m, 3) == 0) {
-		off = gm_below(m, 4) * BS;
+	if (tm_below(&m->run, 3) == 0) {
+		off = tm_below(&m->run, 4) * BS;
 		len = BS;
 	} else {
-		off = gm_below(m, cur + BS);
-		len = 1 + gm_below(m, 2 * BS + 100);
+		off = tm_below(&m->run, cur + BS);
+		len = 1 + tm_below(&m->run, 2 * BS + 100);
 	}
 	if (off >= GM_FILE_MAX)
 		off = GM_FILE_MAX - 1;
@@ -797,7 +739,7 @@ static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 	if (fail) {
 		gm_excl(m);
 		kv_fault_arm(m->fx->fault, KV_FAULT_WRITE, 1, false,
-			     gm_below(m, 2) ? -ENOSPC : -EIO);
+			     tm_below(&m->run, 2) ? -ENOSPC : -EIO);
 	}
 	n = store_write(m->fx->s, b->id, gm_head(b)->ino[i], m->buf, len, off,
 			NULL);
@@ -809,7 +751,7 @@ static void gm_op_write(struct gm *m, struct gm_branch *b, bool fail)
 		return;
 	}
 	GCHECK(m, n == (ssize_t)len, "write = %zd", n);
-	nb = gm_blob_new(off + len > cur ? off + len : cur);
+	nb = tm_blob_new(off + len > cur ? off + len : cur);
 	memcpy(nb->data, gm_head(b)->b[i]->data, cur);
 	memcpy(nb->data + off, m->buf, len);
 	st = gm_state_copy(gm_head(b));
@@ -822,7 +764,7 @@ static void gm_op_truncate(struct gm *m, struct gm_branch *b)
 {
 	struct store_attr a;
 	struct gm_state *st;
-	struct gm_blob *nb;
+	struct tm_blob *nb;
 	uint32_t len, cur;
 	uint64_t before;
 	int i = gm_pick_file(m, gm_head(b)), rc;
@@ -830,7 +772,7 @@ static void gm_op_truncate(struct gm *m, struct gm_branch *b)
 	if (i < 0)
 		return;
 	cur = gm_head(b)->b[i]->len;
-	len = gm_below(m, 2) ? gm_below(m, cur + 1) : gm_below(m, GM_FILE_MAX);
+	len = tm_below(&m->run, 2) ? tm_below(&m->run, cur + 1) : tm_below(&m->run, GM_FILE_MAX);
 	memset(&a, 0, sizeof(a));
 	a.size = len;
 	gm_trail(m, "truncate %s/f%d %u -> %u", b->name, i, cur, len);
@@ -838,7 +780,7 @@ static void gm_op_truncate(struct gm *m, struct gm_branch *b)
 	rc = store_setattr(m->fx->s, b->id, gm_head(b)->ino[i], &a,
 			   STORE_SET_SIZE, NULL);
 	GCHECK(m, rc == 0, "truncate = %d", rc);
-	nb = gm_blob_new(len);
+	nb = tm_blob_new(len);
 	memcpy(nb->data, gm_head(b)->b[i]->data, len < cur ? len : cur);
 	st = gm_state_copy(gm_head(b));
 	gm_set_blob(st, st->ino[i], nb);
@@ -849,7 +791,7 @@ static void gm_op_truncate(struct gm *m, struct gm_branch *b)
 static void gm_op_punch(struct gm *m, struct gm_branch *b)
 {
 	struct gm_state *st;
-	struct gm_blob *nb;
+	struct tm_blob *nb;
 	uint32_t off, end, cur;
 	uint64_t before;
 	int i = gm_pick_file(m, gm_head(b)), rc;
@@ -857,13 +799,13 @@ static void gm_op_punch(struct gm *m, struct gm_branch *b)
 	if (i < 0)
 		return;
 	cur = gm_head(b)->b[i]->len;
-	off = gm_below(m, cur + 100);
-	end = off + 1 + gm_below(m, 3 * BS);
+	off = tm_below(&m->run, cur + 100);
+	end = off + 1 + tm_below(&m->run, 3 * BS);
 	gm_trail(m, "punch %s/f%d [%u, %u) size %u", b->name, i, off, end, cur);
 	before = store_seq_now(m->fx->s);
 	rc = store_punch(m->fx->s, b->id, gm_head(b)->ino[i], off, end, NULL);
 	GCHECK(m, rc == 0, "punch = %d", rc);
-	nb = gm_blob_new(cur);
+	nb = tm_blob_new(cur);
 	memcpy(nb->data, gm_head(b)->b[i]->data, cur);
 	if (off < cur)
 		memset(nb->data + off, 0, (end < cur ? end : cur) - off);
@@ -890,7 +832,7 @@ static void gm_op_unlink(struct gm *m, struct gm_branch *b)
 	if (gm_nlink(gm_head(b), gm_head(b)->ino[i]) == 1)
 		gm_orphan_add(m, b, gm_head(b), i);
 	st = gm_state_copy(gm_head(b));
-	gm_blob_put(st->b[i]);
+	tm_blob_put(st->b[i]);
 	st->b[i] = NULL;
 	st->ino[i] = 0;
 	gm_change(m, b, before, st);
@@ -902,7 +844,7 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 	struct gm_state *st;
 	uint64_t before;
 	char from[8], to[8];
-	int i = gm_pick_file(m, gm_head(b)), j = (int)gm_below(m, GM_NAMES);
+	int i = gm_pick_file(m, gm_head(b)), j = (int)tm_below(&m->run, GM_NAMES);
 	int rc;
 
 	if (i < 0 || i == j)
@@ -928,7 +870,7 @@ static void gm_op_rename(struct gm *m, struct gm_branch *b)
 	    gm_nlink(gm_head(b), gm_head(b)->ino[j]) == 1)
 		gm_orphan_add(m, b, gm_head(b), j);
 	st = gm_state_copy(gm_head(b));
-	gm_blob_put(st->b[j]);
+	tm_blob_put(st->b[j]);
 	st->b[j] = st->b[i];
 	st->ino[j] = st->ino[i];
 	st->b[i] = NULL;
@@ -943,7 +885,7 @@ static void gm_op_link(struct gm *m, struct gm_branch *b)
 	struct gm_state *st;
 	uint64_t before;
 	char name[8];
-	int i = gm_pick_file(m, gm_head(b)), j = (int)gm_below(m, GM_NAMES);
+	int i = gm_pick_file(m, gm_head(b)), j = (int)tm_below(&m->run, GM_NAMES);
 	int rc;
 
 	if (i < 0 || gm_head(b)->ino[j])
@@ -966,25 +908,25 @@ static void gm_op_link(struct gm *m, struct gm_branch *b)
 static void gm_op_orphan(struct gm *m)
 {
 	struct gm_orphan *o;
-	struct gm_blob *nb;
+	struct tm_blob *nb;
 	uint32_t off, len;
 	ssize_t n;
 	int k;
 
 	if (!m->norph)
 		return;
-	k = (int)gm_below(m, (uint32_t)m->norph);
+	k = (int)tm_below(&m->run, (uint32_t)m->norph);
 	o = &m->orph[k];
-	if (gm_below(m, 3) == 0) {
+	if (tm_below(&m->run, 3) == 0) {
 		gm_trail(m, "close open unlinked ino %" PRIu64 " of %s", o->ino,
 			 m->br[o->br].name);
 		gm_orphan_close(m, k);
 		return;
 	}
-	off = gm_below(m, o->b->len + BS);
+	off = tm_below(&m->run, o->b->len + BS);
 	if (off >= GM_FILE_MAX)
 		off = GM_FILE_MAX - 1;
-	len = 1 + gm_below(m, BS + 100);
+	len = 1 + tm_below(&m->run, BS + 100);
 	if (len > GM_FILE_MAX - off)
 		len = GM_FILE_MAX - off;
 	gm_fill(m, m->buf, len);
@@ -994,11 +936,11 @@ static void gm_op_orphan(struct gm *m)
 			NULL);
 	GCHECK(m, n == (ssize_t)len, "write of an open unlinked file = %zd",
 	       n);
-	nb = gm_blob_new(off + len > o->b->len ? off + len : o->b->len);
+	nb = tm_blob_new(off + len > o->b->len ? off + len : o->b->len);
 	memcpy(nb->data, o->b->data, o->b->len);
 	memcpy(nb->data + off, m->buf, len);
 	pthread_mutex_lock(&m->orph_mu);
-	gm_blob_put(o->b);
+	tm_blob_put(o->b);
 	o->b = nb;
 	pthread_mutex_unlock(&m->orph_mu);
 	m->stats[ST_ORPHAN_WRITE]++;
@@ -1008,7 +950,7 @@ static void gm_op_orphan(struct gm *m)
 
 static int gm_pick_branch(struct gm *m)
 {
-	int k = (int)gm_below(m, (uint32_t)m->nlive), i;
+	int k = (int)tm_below(&m->run, (uint32_t)m->nlive), i;
 
 	for (i = 0; i < GM_BRANCHES; i++)
 		if (m->br[i].live && k-- == 0)
@@ -1038,16 +980,16 @@ static void gm_op_branch_create(struct gm *m, struct gm_branch *p, int how)
 		lo = p->h[0].seq;
 	if (how == 1) {
 		/* a past seq, often the oldest one the store keeps */
-		at = gm_below(m, 3) == 0 ? lo : lo + gm_rand(m) % (now - lo + 1);
+		at = tm_below(&m->run, 3) == 0 ? lo : lo + tm_rand(&m->run) % (now - lo + 1);
 	} else if (how == 2) {
 		/* a past time: from the window's edge (or p's making) on */
 		int64_t tlo = gm_window_lo(m);
 
 		if (tlo < p->h[0].t)
 			tlo = p->h[0].t;
-		t = gm_below(m, 3) == 0 ?
+		t = tm_below(&m->run, 3) == 0 ?
 			    tlo :
-			    tlo + (int64_t)(gm_rand(m) %
+			    tlo + (int64_t)(tm_rand(&m->run) %
 					    (uint64_t)(gm_now() - tlo + 1));
 		rc = store_seq_at_time(m->fx->s, t, &at);
 		if (rc == -ERANGE && m->bg && store_oldest_time(m->fx->s) > t)
@@ -1067,7 +1009,7 @@ static void gm_op_branch_create(struct gm *m, struct gm_branch *p, int how)
 		 c->name, p->name, how == 0 ? "head" : how == 1 ? "seq" : "time",
 		 at, t / NS_S, t / NS_MS % 1000);
 	a = tstore_args(c->name, p->id, at);
-	a.lazy = gm_below(m, 2);
+	a.lazy = tm_below(&m->run, 2);
 	before = store_seq_now(m->fx->s);
 	rc = store_branch_create(m->fx->s, &a, &bi);
 	if (rc == -ERANGE && m->bg && at != STORE_SEQ_LATEST &&
@@ -1148,7 +1090,7 @@ static void gm_op_branch_rename(struct gm *m, struct gm_branch *b)
 /* A new retention window, shorter or longer. */
 static void gm_op_retention(struct gm *m)
 {
-	uint64_t r = 1 + gm_below(m, GM_RET_MAX);
+	uint64_t r = 1 + tm_below(&m->run, GM_RET_MAX);
 	int64_t end = gm_now() - (int64_t)m->ret_s * NS_S;
 	int rc;
 
@@ -1165,11 +1107,11 @@ static void gm_op_gc(struct gm *m, bool fail)
 {
 	struct store_gc_opts opts = { 0 };
 	struct store_gc_stats gs;
-	unsigned long nth = 1 + gm_below(m, 12);
-	unsigned mask = gm_below(m, 2) ? KV_FAULT_WRITE : KV_FAULT_ITER_MOVE;
+	unsigned long nth = 1 + tm_below(&m->run, 12);
+	unsigned mask = tm_below(&m->run, 2) ? KV_FAULT_WRITE : KV_FAULT_ITER_MOVE;
 	int rc;
 
-	opts.full_compaction = gm_below(m, 8) == 0;
+	opts.full_compaction = tm_below(&m->run, 8) == 0;
 	opts.in_use = gm_in_use;
 	opts.ctx = m;
 	gm_excl(m);
@@ -1212,26 +1154,19 @@ static void gm_op_reopen(struct gm *m, bool crash)
 	gm_unexcl(m);
 }
 
-static unsigned long gm_env(const char *name, unsigned long def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtoul(v, NULL, 0) : def;
-}
-
 static void gm_advance(struct gm *m)
 {
-	uint32_t r = gm_below(m, 100);
+	uint32_t r = tm_below(&m->run, 100);
 	int64_t d;
 
 	if (r < 30)
 		d = 0; /* same ms */
 	else if (r < 60)
-		d = gm_below(m, 3 * NS_MS); /* sub-ms, or the next ms */
+		d = tm_below(&m->run, 3 * NS_MS); /* sub-ms, or the next ms */
 	else if (r < 97)
-		d = gm_below(m, 40 * NS_MS);
+		d = tm_below(&m->run, 40 * NS_MS);
 	else
-		d = gm_below(m, 3000 * NS_MS); /* a pause */
+		d = tm_below(&m->run, 3000 * NS_MS); /* a pause */
 	atomic_fetch_add(&gm_fake_ns, d);
 }
 
@@ -1245,13 +1180,11 @@ static void test_store_gc_model(void **state)
 
 	memset(m, 0, sizeof(*m));
 	m->fx = *state;
-	m->seed = gm_env("BRANCHFS_SEED", GM_DEFAULT_SEED);
-	m->nops = gm_env("BRANCHFS_OPS", GM_DEFAULT_OPS);
-	m->rng = m->seed;
+	tm_run_start(&m->run, GM_DEFAULT_SEED, GM_DEFAULT_OPS);
 	m->buf = malloc(GM_FILE_MAX + BS + 16);
 	assert_non_null(m->buf);
 	fprintf(stderr, "  gc model: BRANCHFS_SEED=%" PRIu64 " BRANCHFS_OPS=%lu\n",
-		m->seed, m->nops);
+		m->run.seed, m->run.nops);
 
 	/* the model's clock starts a window after the real one (the store's
 	 * making), on a whole ms */
@@ -1270,15 +1203,15 @@ static void test_store_gc_model(void **state)
 		     gm_state_copy(NULL));
 	pthread_mutex_init(&m->orph_mu, NULL);
 	pthread_rwlock_init(&m->gc_lock, NULL);
-	m->bg = gm_env("BRANCHFS_GC_THREAD", 1) != 0;
+	m->bg = tm_env("BRANCHFS_GC_THREAD", 1) != 0;
 	if (m->bg)
 		assert_int_equal(pthread_create(&m->gc_thread, NULL, gm_bg_gc, m),
 				 0);
 
-	gc_at = 20 + gm_below(m, 80);
-	for (m->op = 1; m->op <= m->nops; m->op++) {
+	gc_at = 20 + tm_below(&m->run, 80);
+	for (m->run.op = 1; m->run.op <= m->run.nops; m->run.op++) {
 		struct gm_branch *b = &m->br[gm_pick_branch(m)];
-		uint32_t r = gm_below(m, 1000);
+		uint32_t r = tm_below(&m->run, 1000);
 
 		gm_advance(m);
 		if (r < 260)
@@ -1312,7 +1245,7 @@ static void test_store_gc_model(void **state)
 		else if (r < 870)
 			gm_op_gc(m, true);
 		else if (r < 874)
-			gm_op_reopen(m, gm_below(m, 2));
+			gm_op_reopen(m, tm_below(&m->run, 2));
 		else if (r < 880) {
 			gm_trail(m, "check of the seqs");
 			gm_excl(m);
@@ -1332,12 +1265,12 @@ static void test_store_gc_model(void **state)
 			gm_check_state(m, b, STORE_SEQ_LATEST, gm_head(b),
 				       "head");
 		}
-		if (m->op == gc_at) {
+		if (m->run.op == gc_at) {
 			gm_op_gc(m, false);
-			gc_at = m->op + 20 + gm_below(m, 80);
+			gc_at = m->run.op + 20 + tm_below(&m->run, 80);
 		}
 	}
-	m->op = m->nops + 1;
+	m->run.op = m->run.nops + 1;
 	if (m->bg) {
 		atomic_store(&m->bg_stop, true);
 		pthread_join(m->gc_thread, NULL);

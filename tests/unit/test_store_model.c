@@ -33,6 +33,7 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test_model_util.h"
 #include "tests/unit/test_store_common.h"
 
 #define BS STORE_BLOCK_SIZE
@@ -44,17 +45,10 @@
 #define MODEL_NAMES 12
 #define MODEL_DEFAULT_SEED 20261124u
 #define MODEL_DEFAULT_OPS 100000u
-#define MODEL_TRAIL 24
 #define MODEL_RETENTION_S 3
 #define MODEL_GC_EVERY 2000
 
 /* ---- model ---- */
-
-struct model_blob {
-	int ref;
-	uint32_t len;
-	unsigned char data[];
-};
 
 struct model_ent {
 	uint64_t dir; /* inode of the directory holding it */
@@ -65,7 +59,7 @@ struct model_ent {
 
 struct model_file {
 	uint64_t ino;
-	struct model_blob *b;
+	struct tm_blob *b;
 };
 
 struct model_state {
@@ -95,70 +89,33 @@ struct model_branch {
 
 struct model {
 	struct tstore_fx *fx;
-	uint64_t seed, rng;
-	unsigned long nops, op;
+	struct tm_run run; /* seed, generator, op, trail */
 	uint64_t root;
 	struct model_branch br[MODEL_MAX_BRANCHES];
 	int nlive;
 	unsigned long branch_counter;
-	char trail[MODEL_TRAIL][160];
-	unsigned long ntrail;
 	unsigned char *buf, *buf2;
-	struct model_blob *empty;
+	struct tm_blob *empty;
 	unsigned long stats[16];
 	uint64_t gc_deleted;
 	unsigned long ndropped; /* entries removed by drop_names */
 };
 
-static uint64_t model_rand(struct model *m)
-{
-	uint64_t z = (m->rng += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint32_t model_below(struct model *m, uint32_t n)
-{
-	return n ? (uint32_t)(model_rand(m) % n) : 0;
-}
-
 static void model_trail(struct model *m, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 static void model_trail(struct model *m, const char *fmt, ...)
 {
-	char *t = m->trail[m->ntrail++ % MODEL_TRAIL];
+	char prefix[32];
 	va_list ap;
-	int n;
 
-	n = snprintf(t, 160, "#%lu ", m->op);
+	snprintf(prefix, sizeof(prefix), "#%lu ", m->run.op);
 	va_start(ap, fmt);
-	vsnprintf(t + n, 160 - (size_t)n, fmt, ap);
+	tm_vtrail(tm_trail_line(&m->run), prefix, fmt, ap);
 	va_end(ap);
 }
 
-static void model_fail(struct model *m, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void model_fail(struct model *m, const char *fmt, ...)
-{
-	char msg[512];
-	unsigned long i, from;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "model: last operations:\n");
-	from = m->ntrail > MODEL_TRAIL ? m->ntrail - MODEL_TRAIL : 0;
-	for (i = from; i < m->ntrail; i++)
-		fprintf(stderr, "  %s\n", m->trail[i % MODEL_TRAIL]);
-	fail_msg("model: %s\n  at op %lu; reproduce with BRANCHFS_SEED=%" PRIu64
-		 " BRANCHFS_OPS=%lu",
-		 msg, m->op, m->seed, m->nops);
-}
+#define model_fail(m, ...) tm_fail(&(m)->run, "model", __VA_ARGS__)
 
 #define MCHECK(m, cond, ...)                                                  \
 	do {                                                                  \
@@ -166,26 +123,10 @@ static void model_fail(struct model *m, const char *fmt, ...)
 			model_fail((m), __VA_ARGS__);                         \
 	} while (0)
 
-static struct model_blob *model_blob_new(uint32_t len)
-{
-	struct model_blob *b = calloc(1, sizeof(*b) + len + 1);
-
-	assert_non_null(b);
-	b->ref = 1;
-	b->len = len;
-	return b;
-}
-
-static struct model_blob *model_blob_get(struct model_blob *b)
+static struct tm_blob *model_blob_get(struct tm_blob *b)
 {
 	b->ref++;
 	return b;
-}
-
-static void model_blob_put(struct model_blob *b)
-{
-	if (b && --b->ref == 0)
-		free(b);
 }
 
 static void model_state_copy(struct model_state *dst,
@@ -203,7 +144,7 @@ static void model_state_release(struct model_state *st)
 	int i;
 
 	for (i = 0; i < st->nfiles; i++)
-		model_blob_put(st->files[i].b);
+		tm_blob_put(st->files[i].b);
 	st->nfiles = 0;
 	st->nents = 0;
 }
@@ -297,7 +238,7 @@ static void model_drop_ent(struct model_state *st, int i)
 		struct model_file *f = model_find_file(st, ino);
 
 		assert_non_null(f);
-		model_blob_put(f->b);
+		tm_blob_put(f->b);
 		*f = st->files[--st->nfiles];
 	}
 }
@@ -453,7 +394,7 @@ static void model_check_all(struct model *m, uint64_t br, uint64_t seq,
 
 static int model_pick_branch(struct model *m)
 {
-	int k = (int)model_below(m, (uint32_t)m->nlive), i;
+	int k = (int)tm_below(&m->run, (uint32_t)m->nlive), i;
 
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++)
 		if (m->br[i].live && k-- == 0)
@@ -463,15 +404,15 @@ static int model_pick_branch(struct model *m)
 
 static void model_gen_data(struct model *m, unsigned char *p, uint32_t len)
 {
-	uint32_t i = 0, kind = model_below(m, 20);
+	uint32_t i = 0, kind = tm_below(&m->run, 20);
 
 	if (kind == 0) { /* all zeros */
 		memset(p, 0, len);
 		return;
 	}
 	while (i < len) {
-		uint32_t run = 1 + model_below(m, kind < 10 ? 64 : 4);
-		unsigned char v = (unsigned char)model_rand(m);
+		uint32_t run = 1 + tm_below(&m->run, kind < 10 ? 64 : 4);
+		unsigned char v = (unsigned char)tm_rand(&m->run);
 
 		if (run > len - i)
 			run = len - i;
@@ -482,29 +423,29 @@ static void model_gen_data(struct model *m, unsigned char *p, uint32_t len)
 
 static uint32_t model_gen_len(struct model *m, uint32_t max)
 {
-	uint32_t r = model_below(m, 10), len;
+	uint32_t r = tm_below(&m->run, 10), len;
 
 	if (r < 4)
-		len = 1 + model_below(m, 600);
+		len = 1 + tm_below(&m->run, 600);
 	else if (r < 8)
-		len = 1 + model_below(m, 9000);
+		len = 1 + tm_below(&m->run, 9000);
 	else
-		len = 1 + model_below(m, 3 * BS);
+		len = 1 + tm_below(&m->run, 3 * BS);
 	return len > max ? max : len;
 }
 
 static void model_op_write(struct model *m, struct model_branch *b)
 {
 	struct model_file *f;
-	struct model_blob *nb;
+	struct tm_blob *nb;
 	uint32_t off, len, end;
 	ssize_t n;
 
 	if (!b->st.nfiles)
 		return;
-	f = &b->st.files[model_below(m, (uint32_t)b->st.nfiles)];
-	off = model_below(m, MODEL_FILE_MAX);
-	if (model_below(m, 3) == 0)
+	f = &b->st.files[tm_below(&m->run, (uint32_t)b->st.nfiles)];
+	off = tm_below(&m->run, MODEL_FILE_MAX);
+	if (tm_below(&m->run, 3) == 0)
 		off -= off % BS;
 	len = model_gen_len(m, MODEL_FILE_MAX - off);
 	model_gen_data(m, m->buf2, len);
@@ -513,10 +454,10 @@ static void model_op_write(struct model *m, struct model_branch *b)
 	n = store_write(m->fx->s, b->id, f->ino, m->buf2, len, off, NULL);
 	MCHECK(m, n == (ssize_t)len, "write = %zd, want %u", n, len);
 	end = off + len > f->b->len ? off + len : f->b->len;
-	nb = model_blob_new(end);
+	nb = tm_blob_new(end);
 	memcpy(nb->data, f->b->data, f->b->len);
 	memcpy(nb->data + off, m->buf2, len);
-	model_blob_put(f->b);
+	tm_blob_put(f->b);
 	f->b = nb;
 	m->stats[0]++;
 }
@@ -528,9 +469,9 @@ static void model_op_read(struct model *m, struct model_branch *b)
 
 	if (!b->st.nfiles)
 		return;
-	f = &b->st.files[model_below(m, (uint32_t)b->st.nfiles)];
-	off = model_below(m, f->b->len + 200);
-	if (model_below(m, 3) == 0)
+	f = &b->st.files[tm_below(&m->run, (uint32_t)b->st.nfiles)];
+	off = tm_below(&m->run, f->b->len + 200);
+	if (tm_below(&m->run, 3) == 0)
 		off -= off % BS;
 	len = model_gen_len(m, MODEL_FILE_MAX + 1000);
 	model_trail(m, "read br %s ino %" PRIu64 " off %u len %u", b->name,
@@ -543,17 +484,17 @@ static void model_op_truncate(struct model *m, struct model_branch *b)
 {
 	struct store_attr a;
 	struct model_file *f;
-	struct model_blob *nb;
+	struct tm_blob *nb;
 	uint32_t size;
 	int rc;
 
 	if (!b->st.nfiles)
 		return;
-	f = &b->st.files[model_below(m, (uint32_t)b->st.nfiles)];
-	size = model_below(m, MODEL_FILE_MAX + 1);
-	if (model_below(m, 3) == 0)
+	f = &b->st.files[tm_below(&m->run, (uint32_t)b->st.nfiles)];
+	size = tm_below(&m->run, MODEL_FILE_MAX + 1);
+	if (tm_below(&m->run, 3) == 0)
 		size -= size % BS;
-	else if (model_below(m, 4) == 0)
+	else if (tm_below(&m->run, 4) == 0)
 		size = 0;
 	model_trail(m, "truncate br %s ino %" PRIu64 " %u -> %u", b->name,
 		    f->ino, f->b->len, size);
@@ -561,9 +502,9 @@ static void model_op_truncate(struct model *m, struct model_branch *b)
 	a.size = size;
 	rc = store_setattr(m->fx->s, b->id, f->ino, &a, STORE_SET_SIZE, NULL);
 	MCHECK(m, rc == 0, "truncate = %d", rc);
-	nb = model_blob_new(size);
+	nb = tm_blob_new(size);
 	memcpy(nb->data, f->b->data, size < f->b->len ? size : f->b->len);
-	model_blob_put(f->b);
+	tm_blob_put(f->b);
 	f->b = nb;
 	m->stats[2]++;
 }
@@ -571,7 +512,7 @@ static void model_op_truncate(struct model *m, struct model_branch *b)
 /* A directory of the branch's tree: the root or one made by mkdir. */
 static uint64_t model_pick_dir(struct model *m, struct model_state *st)
 {
-	int k = (int)model_below(m, (uint32_t)model_ndirs(st) + 1), i;
+	int k = (int)tm_below(&m->run, (uint32_t)model_ndirs(st) + 1), i;
 
 	if (k == 0)
 		return m->root;
@@ -587,7 +528,7 @@ static void model_op_create(struct model *m, struct model_branch *b,
 	struct store_attr a = tstore_attr(isdir ? S_IFDIR | 0755 :
 						  S_IFREG | 0644);
 	uint64_t dir = model_pick_dir(m, &b->st), ino = 0;
-	int name = (int)model_below(m, MODEL_NAMES);
+	int name = (int)tm_below(&m->run, MODEL_NAMES);
 	int k = model_find_ent(&b->st, dir, name), rc;
 	char nm[16];
 
@@ -622,7 +563,7 @@ static void model_op_unlink(struct model *m, struct model_branch *b,
 			    bool rmdir)
 {
 	uint64_t dir = model_pick_dir(m, &b->st);
-	int name = (int)model_below(m, MODEL_NAMES);
+	int name = (int)tm_below(&m->run, MODEL_NAMES);
 	int k = model_find_ent(&b->st, dir, name), rc, want;
 	char nm[16];
 
@@ -685,7 +626,7 @@ static void model_op_rmtree(struct model *m, struct model_branch *b)
 
 	if (!n)
 		return;
-	k = (int)model_below(m, (uint32_t)n);
+	k = (int)tm_below(&m->run, (uint32_t)n);
 	for (i = 0; i < b->st.nents; i++)
 		if (b->st.ents[i].isdir && k-- == 0)
 			break;
@@ -698,18 +639,18 @@ static void model_op_rename(struct model *m, struct model_branch *b)
 {
 	struct model_state *st = &b->st;
 	int ks, kd, dname, rc, want;
-	unsigned flags = 0, r = model_below(m, 6);
+	unsigned flags = 0, r = tm_below(&m->run, 6);
 	uint64_t sdir, ddir;
 	struct model_ent *se, *de;
 	char sn[16], dn[16];
 
 	if (!st->nents)
 		return;
-	ks = (int)model_below(m, (uint32_t)st->nents);
+	ks = (int)tm_below(&m->run, (uint32_t)st->nents);
 	se = &st->ents[ks];
 	sdir = se->dir;
 	ddir = model_pick_dir(m, st);
-	dname = (int)model_below(m, MODEL_NAMES);
+	dname = (int)tm_below(&m->run, MODEL_NAMES);
 	if (ddir == sdir && dname == se->name)
 		return;
 	/* the caller prevents moving a directory into its own subtree */
@@ -791,9 +732,9 @@ static void model_op_link(struct model *m, struct model_branch *b)
 
 	if (!b->st.nents || b->st.nents == MODEL_MAX_ENTS)
 		return;
-	ks = (int)model_below(m, (uint32_t)b->st.nents);
+	ks = (int)tm_below(&m->run, (uint32_t)b->st.nents);
 	ddir = model_pick_dir(m, &b->st);
-	dname = (int)model_below(m, MODEL_NAMES);
+	dname = (int)tm_below(&m->run, MODEL_NAMES);
 	kd = model_find_ent(&b->st, ddir, dname);
 	want = b->st.ents[ks].isdir ? -EPERM : kd >= 0 ? -EEXIST : 0;
 	model_name(dname, dn);
@@ -883,10 +824,10 @@ static void model_forget(struct model_state *st, uint64_t dir, int name)
 static int model_pick_drops(struct model *m, const struct model_state *st,
 			    const char **names, char buf[][16], int *which)
 {
-	int n = 0, want = 1 + (int)model_below(m, 2), tries;
+	int n = 0, want = 1 + (int)tm_below(&m->run, 2), tries;
 
 	for (tries = 0; tries < 6 && n < want; tries++) {
-		int name = (int)model_below(m, MODEL_NAMES);
+		int name = (int)tm_below(&m->run, MODEL_NAMES);
 		int k = model_find_ent(st, m->root, name), j;
 
 		if (k >= 0 && !model_droppable(st, m->root, k))
@@ -930,11 +871,11 @@ static void model_op_branch_create(struct model *m, struct model_branch *p)
 	c = &m->br[slot];
 	snprintf(c->name, sizeof(c->name), "b%lu", ++m->branch_counter);
 	a = tstore_args(c->name, p->id, STORE_SEQ_LATEST);
-	if (p->nsnaps && model_below(m, 3) == 0) {
-		snap = &p->snaps[model_below(m, (uint32_t)p->nsnaps)];
+	if (p->nsnaps && tm_below(&m->run, 3) == 0) {
+		snap = &p->snaps[tm_below(&m->run, (uint32_t)p->nsnaps)];
 		a.at_seq = snap->seq;
 	}
-	if (model_below(m, 4) == 0) {
+	if (tm_below(&m->run, 4) == 0) {
 		ndrop = model_pick_drops(m, snap ? &snap->st : &p->st, drops,
 					 dropbuf, which);
 		a.drop_names = drops;
@@ -998,7 +939,7 @@ static void model_op_branch_reset(struct model *m, struct model_branch *b)
 
 	if (b->parent < 0 || b->nchildren)
 		return;
-	if (model_below(m, 2) == 0)
+	if (tm_below(&m->run, 2) == 0)
 		ndrop = model_pick_drops(m, &m->br[b->parent].st, drops,
 					 dropbuf, which);
 	model_trail(m, "branch reset %s to %s dropping %d: %s %s", b->name,
@@ -1022,7 +963,7 @@ static void model_op_snapshot(struct model *m, struct model_branch *b)
 	if (b->nsnaps < MODEL_NSNAP) {
 		sn = &b->snaps[b->nsnaps++];
 	} else {
-		sn = &b->snaps[model_below(m, MODEL_NSNAP)];
+		sn = &b->snaps[tm_below(&m->run, MODEL_NSNAP)];
 		model_state_release(&sn->st);
 	}
 	sn->seq = store_seq_now(m->fx->s);
@@ -1038,14 +979,14 @@ static void model_op_asof(struct model *m, struct model_branch *b)
 
 	if (!b->nsnaps)
 		return;
-	sn = &b->snaps[model_below(m, (uint32_t)b->nsnaps)];
-	if (model_below(m, 4) == 0 || !sn->st.nfiles) {
+	sn = &b->snaps[tm_below(&m->run, (uint32_t)b->nsnaps)];
+	if (tm_below(&m->run, 4) == 0 || !sn->st.nfiles) {
 		model_trail(m, "as-of dirs %s at %" PRIu64, b->name, sn->seq);
 		model_check_dirs(m, b->id, sn->seq, &sn->st);
 	} else {
 		struct model_file *f =
-			&sn->st.files[model_below(m, (uint32_t)sn->st.nfiles)];
-		uint32_t off = model_below(m, f->b->len + 100);
+			&sn->st.files[tm_below(&m->run, (uint32_t)sn->st.nfiles)];
+		uint32_t off = tm_below(&m->run, f->b->len + 100);
 		uint32_t len = model_gen_len(m, MODEL_FILE_MAX);
 
 		model_trail(m, "as-of read %s at %" PRIu64 " ino %" PRIu64 " off %u len %u",
@@ -1151,12 +1092,6 @@ static void model_op_reopen(struct model *m)
 	m->stats[11]++;
 }
 
-static unsigned long model_env(const char *name, unsigned long def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtoul(v, NULL, 0) : def;
-}
 
 static void test_store_model_random_ops(void **state)
 {
@@ -1168,16 +1103,14 @@ static void test_store_model_random_ops(void **state)
 
 	memset(m, 0, sizeof(*m));
 	m->fx = *state;
-	m->seed = model_env("BRANCHFS_SEED", MODEL_DEFAULT_SEED);
-	m->nops = model_env("BRANCHFS_OPS", MODEL_DEFAULT_OPS);
-	m->rng = m->seed;
+	tm_run_start(&m->run, MODEL_DEFAULT_SEED, MODEL_DEFAULT_OPS);
 	m->buf = malloc(MODEL_FILE_MAX + 4096);
 	m->buf2 = malloc(MODEL_FILE_MAX + 4096);
-	m->empty = model_blob_new(0);
+	m->empty = tm_blob_new(0);
 	assert_non_null(m->buf);
 	assert_non_null(m->buf2);
 	fprintf(stderr, "  model: BRANCHFS_SEED=%" PRIu64 " BRANCHFS_OPS=%lu\n",
-		m->seed, m->nops);
+		m->run.seed, m->run.nops);
 
 	/* the fixture's "root" branch is the model's ancestor of all */
 	b0 = &m->br[0];
@@ -1189,10 +1122,10 @@ static void test_store_model_random_ops(void **state)
 	m->root = m->fx->root;
 	assert_int_equal(store_set_retention(m->fx->s, MODEL_RETENTION_S), 0);
 
-	reopen_every = m->nops / 10 ? m->nops / 10 : 1;
-	for (m->op = 1; m->op <= m->nops; m->op++) {
+	reopen_every = m->run.nops / 10 ? m->run.nops / 10 : 1;
+	for (m->run.op = 1; m->run.op <= m->run.nops; m->run.op++) {
 		struct model_branch *b = &m->br[model_pick_branch(m)];
-		uint32_t r = model_below(m, 1000);
+		uint32_t r = tm_below(&m->run, 1000);
 
 		if (r < 250)
 			model_op_write(m, b);
@@ -1227,11 +1160,11 @@ static void test_store_model_random_ops(void **state)
 			model_op_snapshot(m, b);
 		else
 			model_op_asof(m, b);
-		if (m->op % reopen_every == 0 && m->op < m->nops)
+		if (m->run.op % reopen_every == 0 && m->run.op < m->run.nops)
 			model_op_reopen(m);
-		if (m->op % MODEL_GC_EVERY == 0)
+		if (m->run.op % MODEL_GC_EVERY == 0)
 			model_op_gc(m);
-		if (m->op % 5000 == 0) {
+		if (m->run.op % 5000 == 0) {
 			if (!b->live) /* this op deleted it */
 				b = &m->br[model_pick_branch(m)];
 			model_trail(m, "full check of %s", b->name);
@@ -1241,7 +1174,7 @@ static void test_store_model_random_ops(void **state)
 	}
 
 	/* final: every branch and every snapshot, completely */
-	m->op = m->nops + 1;
+	m->run.op = m->run.nops + 1;
 	model_check_branch_list(m);
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++) {
 		int k;
@@ -1267,7 +1200,7 @@ static void test_store_model_random_ops(void **state)
 	for (i = 0; i < MODEL_MAX_BRANCHES; i++)
 		if (m->br[i].live)
 			model_branch_free(&m->br[i]);
-	model_blob_put(m->empty);
+	tm_blob_put(m->empty);
 	free(m->buf);
 	free(m->buf2);
 }

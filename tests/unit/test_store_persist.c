@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/test_store_common.h"
+#include "tests/unit/test_walcut.h"
 #include "store/store_int.h"
 
 #define REC 1000u       /* bytes per record in the "log" file */
@@ -243,30 +244,10 @@ static int tstore_child_mt(const char *dir)
  * in dir/wal-sizes. */
 static int tstore_child_record_wal(const char *dir)
 {
-	char db[4096], p[8192];
-	struct dirent *de;
-	FILE *f;
-	DIR *d;
+	char p[4096];
 
-	snprintf(db, sizeof(db), "%s/db", dir);
 	snprintf(p, sizeof(p), "%s/wal-sizes", dir);
-	f = fopen(p, "w");
-	d = opendir(db);
-	if (!f || !d)
-		return -EIO;
-	while ((de = readdir(d))) {
-		struct stat st;
-		size_t n = strlen(de->d_name);
-
-		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
-		if (stat(p, &st) == 0)
-			fprintf(f, "%s %lld\n", de->d_name,
-				(long long)st.st_size);
-	}
-	closedir(d);
-	return fclose(f) == 0 ? 0 : -EIO;
+	return twal_record(dir, p);
 }
 
 /* Open the store (through a fault wrapper), note what its WAL holds, then
@@ -310,44 +291,6 @@ static int tstore_child_drop(const char *dir)
 }
 
 /* ---- parent side ---- */
-
-/* The power cut: every WAL file of dir/db back to the size dir/wal-sizes
- * gives (0 if it was not there).  Returns the bytes cut. */
-static long long tstore_cut_wal(const char *dir)
-{
-	char db[4096], p[8192], name[256];
-	long long size, cut = 0;
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(db, sizeof(db), "%s/db", dir);
-	d = opendir(db);
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
-		long long keep = 0;
-		struct stat st;
-		FILE *f;
-
-		if (n < 4 || strcmp(de->d_name + n - 4, ".log") != 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/wal-sizes", dir);
-		f = fopen(p, "r");
-		assert_non_null(f);
-		while (fscanf(f, "%255s %lld", name, &size) == 2)
-			if (strcmp(name, de->d_name) == 0)
-				keep = size;
-		fclose(f);
-		snprintf(p, sizeof(p), "%s/%s", db, de->d_name);
-		assert_int_equal(stat(p, &st), 0);
-		if (st.st_size > keep) {
-			cut += st.st_size - keep;
-			assert_int_equal(truncate(p, keep), 0);
-		}
-	}
-	closedir(d);
-	return cut;
-}
 
 struct tstore_child {
 	pid_t pid;
@@ -756,7 +699,12 @@ static void test_store_persist_drop_after_durable_delete(void **state)
 	/* the drop took the victim's table files: the case is real */
 	assert_true(before > 0);
 	assert_true(after < before);
-	tstore_cut_wal(fx->dir);
+	{
+		char rec[4096];
+
+		snprintf(rec, sizeof(rec), "%s/wal-sizes", fx->dir);
+		twal_cut(fx->dir, rec);
+	}
 
 	assert_int_equal(tstore_fx_open(fx), 0);
 	rc = store_branch_lookup(fx->s, "victim", &bi);
