@@ -1302,6 +1302,21 @@ static void test_store_gc_model(void **state)
 	atomic_store(&gm_fake_ns, 0);
 }
 
+/* The time index answers moment t with a seq before seq 'has' (which
+ * holds a write made 'ms' ms after t), where file ino is still empty. */
+static void gm_expect_before(struct tstore_fx *fx, int64_t t, uint64_t has,
+			     uint64_t ino, int ms)
+{
+	uint64_t seq = 0;
+
+	assert_int_equal(store_seq_at_time(fx->s, t, &seq), 0);
+	if (seq >= has)
+		fail_msg("the moment %d ms before a write answers seq %" PRIu64
+			 ", which has it (seq %" PRIu64 ")",
+			 ms, seq, has);
+	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+}
+
 /* A commit that opens a slot of the time index carries its entry; when it
  * fails, the commits after it in the slot (which write none) must not
  * leave the moments before it answered with a state that has them. */
@@ -1333,12 +1348,7 @@ static void test_store_gc_model_time_entry_lost(void **state)
 	s_c = store_seq_now(fx->s);
 	assert_true(s_c > s_b);
 	/* half a second before the failed write: neither write */
-	assert_int_equal(store_seq_at_time(fx->s, t0 + 500 * NS_MS, &seq), 0);
-	if (seq >= s_b)
-		fail_msg("the moment 502 ms before a write answers seq %" PRIu64
-			 ", which has it (seq %" PRIu64 ")",
-			 seq, s_b);
-	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+	gm_expect_before(fx, t0 + 500 * NS_MS, s_b, ino, 502);
 	/* the ms of the write that landed: it, not the next one */
 	assert_int_equal(store_seq_at_time(fx->s, t0 + 1002 * NS_MS, &seq), 0);
 	assert_true(seq >= s_b && seq < s_c);
@@ -1373,12 +1383,7 @@ static void test_store_gc_model_time_entry_kept(void **state)
 	s_b = store_seq_now(fx->s);
 	atomic_store(&gm_fake_ns, t0 + 1052 * NS_MS);
 	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 100);
-	assert_int_equal(store_seq_at_time(fx->s, t0 + 500 * NS_MS, &seq), 0);
-	if (seq >= s_b)
-		fail_msg("the moment 502 ms before a write answers seq %" PRIu64
-			 ", which has it (seq %" PRIu64 ")",
-			 seq, s_b);
-	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+	gm_expect_before(fx, t0 + 500 * NS_MS, s_b, ino, 502);
 	assert_int_equal(store_seq_at_time(fx->s, t0 + 1002 * NS_MS, &seq), 0);
 	assert_true(seq >= s_b);
 	atomic_store(&gm_fake_ns, 0);
@@ -1391,7 +1396,7 @@ static void test_store_gc_model_time_reopen(void **state)
 {
 	struct tstore_fx *fx = *state;
 	unsigned char data[100];
-	uint64_t ino, s_a, seq = 0;
+	uint64_t ino, s_a;
 	int64_t t0 = (tstore_now_ns() / NS_MS + 10000) * NS_MS;
 
 	memset(data, 0x5a, sizeof(data));
@@ -1404,12 +1409,7 @@ static void test_store_gc_model_time_reopen(void **state)
 	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 100);
 	assert_true(store_seq_now(fx->s) > s_a);
 	/* 50 ms before the write before the reopen: not even that one */
-	assert_int_equal(store_seq_at_time(fx->s, t0 + 50 * NS_MS, &seq), 0);
-	if (seq >= s_a)
-		fail_msg("the moment 50 ms before a write answers seq %" PRIu64
-			 ", which has it (seq %" PRIu64 ")",
-			 seq, s_a);
-	assert_int_equal(tstore_size_at(fx->s, fx->br, seq, ino), 0);
+	gm_expect_before(fx, t0 + 50 * NS_MS, s_a, ino, 50);
 	atomic_store(&gm_fake_ns, 0);
 }
 
