@@ -959,6 +959,13 @@ static int bd_check_store(const char *dir, rlim_t nofile)
 		       "database, checked by their checksums only (the "
 		       "daemon's next open applies them)",
 		       (unsigned long long)r.journal_unapplied);
+	if (r.wal_hole)
+		printf("; RocksDB's log has a hole a power cut left (later "
+		       "records kept, earlier ones lost; %llu bytes after it), "
+		       "so what was checked may lack synced writes and hold "
+		       "later ones (the daemon's next open cuts the log there "
+		       "and replays the fsync journal)",
+		       (unsigned long long)r.wal_hole);
 	printf("\n");
 	if (r.bad_records || r.bad_blocks)
 		return 1;

@@ -143,7 +143,7 @@ journal_crc_sse42(uint32_t c, const unsigned char *p, size_t n)
 }
 #endif
 
-static uint32_t journal_crc(uint32_t crc, const void *buf, size_t n)
+uint32_t journal_crc32c(uint32_t crc, const void *buf, size_t n)
 {
 	const unsigned char *p = buf;
 	uint32_t c = ~crc;
@@ -218,9 +218,9 @@ static void journal_slot_encode(unsigned char s[JOURNAL_SLOT_LEN],
 	journal_put64(s + 24, ring);
 	journal_put32(s + 32, epoch);
 	journal_put32(s + 36, JOURNAL_VERSION);
-	journal_put32(s + 40, journal_crc(0, s, 40));
+	journal_put32(s + 40, journal_crc32c(0, s, 40));
 	journal_put32(s + 44, flags);
-	journal_put32(s + 48, journal_crc(0, s, 48));
+	journal_put32(s + 48, journal_crc32c(0, s, 48));
 }
 
 static bool journal_slot_decode(const unsigned char *s, uint64_t *ckpt_no,
@@ -229,13 +229,13 @@ static bool journal_slot_decode(const unsigned char *s, uint64_t *ckpt_no,
 {
 	if (memcmp(s, journal_magic, 8) != 0 ||
 	    journal_get32(s + 36) != JOURNAL_VERSION ||
-	    journal_get32(s + 40) != journal_crc(0, s, 40))
+	    journal_get32(s + 40) != journal_crc32c(0, s, 40))
 		return false;
 	*ckpt_no = journal_get64(s + 8);
 	*start = journal_get64(s + 16);
 	*ring = journal_get64(s + 24);
 	*epoch = journal_get32(s + 32);
-	*flags = journal_get32(s + 48) == journal_crc(0, s, 48) ?
+	*flags = journal_get32(s + 48) == journal_crc32c(0, s, 48) ?
 			 journal_get32(s + 44) :
 			 0;
 	return true;
@@ -303,14 +303,14 @@ static void journal_rec_encode(struct journal *j, unsigned char *out,
 	journal_put64(out + 8, lsn);
 	journal_put32(out + 16, j->epoch);
 	journal_put32(out + 20, (uint32_t)b->nops);
-	journal_put32(out + 24, journal_crc(journal_crc(0, out, 24),
-					    out + JOURNAL_REC_HDR,
-					    size - JOURNAL_REC_HDR));
+	journal_put32(out + 24, journal_crc32c(journal_crc32c(0, out, 24),
+					       out + JOURNAL_REC_HDR,
+					       size - JOURNAL_REC_HDR));
 	/* The mark has its own CRC, outside the record's: a build that
 	 * does not know it still reads the record. */
 	journal_put64(out + JOURNAL_REC_DURABLE, durable);
 	journal_put32(out + JOURNAL_REC_HCRC,
-		      journal_crc(0, out, JOURNAL_REC_HCRC));
+		      journal_crc32c(0, out, JOURNAL_REC_HCRC));
 }
 
 /* Rebuild the batch of a verified payload; false if it is malformed. */
@@ -503,6 +503,11 @@ int journal_open_read(const char *path, const struct store_log *log,
 	return journal_do_open(path, 0, log, out);
 }
 
+bool journal_sealed(const struct journal *j)
+{
+	return j->sealed;
+}
+
 /* ------------------------------------------------------------ replay */
 
 /* Read and check the record at lsn: magic, lsn, the header's epoch,
@@ -539,13 +544,13 @@ static int journal_rec_check(struct journal *j, uint64_t lsn, uint64_t limit,
 	if (journal_ring_io(j, false, *buf, rec->len, lsn + JOURNAL_REC_HDR) !=
 		    0 ||
 	    journal_get32(hdr + 24) !=
-		    journal_crc(journal_crc(0, hdr, 24), *buf, rec->len))
+		    journal_crc32c(journal_crc32c(0, hdr, 24), *buf, rec->len))
 		return -EBADMSG;
 	/* A mark is believed only with its CRC (an older build wrote zeros
 	 * there) and only if it is no later than the record itself. */
 	rec->durable = 0;
 	if (journal_get32(hdr + JOURNAL_REC_HCRC) ==
-		    journal_crc(0, hdr, JOURNAL_REC_HCRC) &&
+		    journal_crc32c(0, hdr, JOURNAL_REC_HCRC) &&
 	    journal_get64(hdr + JOURNAL_REC_DURABLE) <= lsn)
 		rec->durable = journal_get64(hdr + JOURNAL_REC_DURABLE);
 	return 0;

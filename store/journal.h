@@ -21,8 +21,10 @@
  *  - journal_sync() writes what is pending and fdatasyncs the journal:
  *    every batch appended before it is then durable in the journal.
  *  - After a crash RocksDB recovers some prefix of the batches (it reports
- *    how far through "J"), and the journal holds a prefix too (up to its
- *    first torn or stale record).  Both are prefixes of the same order, so
+ *    how far through "J"; a power cut can leave a hole in its WAL, which
+ *    the open cuts first, walscan.h), and the journal holds a prefix too
+ *    (up to its first torn or stale record).  Both are prefixes of the
+ *    same order, so
  *    replaying the journal's records past "J" gives the longer prefix, which
  *    includes every synced batch.
  *  - A checkpoint (journal_checkpoint()) records that RocksDB's own WAL is
@@ -106,6 +108,10 @@ int journal_open(const char *path, uint64_t ring_bytes,
 int journal_open_read(const char *path, const struct store_log *log,
 		      struct journal **out);
 
+/* Whether the header read at open was sealed (journal_seal()): the last
+ * run closed cleanly, after syncing RocksDB's WAL. */
+bool journal_sealed(const struct journal *j);
+
 /* Replay: call apply, in order, for every valid record after the last
  * checkpoint whose end lsn is greater than applied_end (what the database
  * already holds); damage before applied_end is stepped over (see the top
@@ -170,5 +176,10 @@ bool journal_broken(struct journal *j);
 
 /* Close; pending records are dropped (call journal_sync first). */
 void journal_close(struct journal *j);
+
+/* CRC-32C (Castagnoli) of n bytes at buf, continuing crc (0 to start):
+ * the journal's records' checksum, and that of RocksDB's WAL records
+ * (walscan.c). */
+uint32_t journal_crc32c(uint32_t crc, const void *buf, size_t n);
 
 #endif /* BRANCHFS_JOURNAL_H */

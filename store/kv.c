@@ -37,6 +37,7 @@
 #include <rocksdb/c.h>
 
 #include "journal.h"
+#include "walscan.h"
 #include "kv.h"
 
 /* ---------------------------------------------------------------- batch */
@@ -1430,6 +1431,48 @@ static int kv_rocks_replay_count(void *ctx, const struct kv_batch *b,
 	return 0;
 }
 
+/* Before RocksDB reads its WAL: after a run that did not close cleanly
+ * (the journal's header is not sealed, or there is no journal), look for
+ * a hole a power cut left in the WAL and cut it there (walscan.h), so that
+ * RocksDB recovers a prefix of the batches and the journal's replay the
+ * rest.  A read-only open only counts it (kv.h open_wal_hole).  0, or the
+ * cut's error: the store is not opened with later writes and without
+ * earlier ones. */
+static int kv_rocks_wal_hole(struct kv_rocks *r)
+{
+	struct walscan_hole hole;
+	struct journal *j;
+	char path[4200];
+	bool sealed = false;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/BRANCHFS-JOURNAL", r->path);
+	/* Quietly: the journal's own open below says what is wrong with it. */
+	if (journal_open_read(path, NULL, &j) == 0) {
+		sealed = journal_sealed(j);
+		journal_close(j);
+	}
+	if (sealed)
+		return 0; /* a clean close synced the whole WAL */
+	rc = walscan_find_hole(r->path, &r->kv.log, &hole);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc <= 0)
+		return 0; /* none, or unreadable: logged, RocksDB decides */
+	if (r->read_only) {
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "rocksdb's log lost the batches of sequences %llu to %llu, which a power cut did not write to disk, but kept later ones (%llu bytes from %06llu.log at %llu): this read-only view of the database may lack synced writes and hold later ones; the next open that is not read-only cuts the log there and replays the fsync journal",
+		       (unsigned long long)hole.seq_expected,
+		       (unsigned long long)hole.seq_found - 1,
+		       (unsigned long long)hole.bytes,
+		       (unsigned long long)hole.file,
+		       (unsigned long long)hole.offset);
+		r->kv.open_wal_hole = hole.bytes;
+		return 0;
+	}
+	return walscan_cut(r->path, &hole, &r->kv.log);
+}
+
 /* Open the journal, give the database back what it lost (records past
  * its "J" mark), make that durable and start a new epoch.  A journal that
  * cannot be created (a full or read-only disk) is done without; one that
@@ -1627,6 +1670,9 @@ int kv_rocksdb_open(const char *path, unsigned flags, size_t cache_bytes,
 		r->opts, max_open_files ? (int)max_open_files : -1);
 	for (i = 0; i < KV_CF_COUNT; i++)
 		cfo[i] = kv_rocks_cf_options(r, i);
+	rc = kv_rocks_wal_hole(r);
+	if (rc)
+		goto err_free;
 	if (r->read_only)
 		r->db = rocksdb_open_for_read_only_column_families(
 			r->opts, path, KV_CF_COUNT, kv_cf_names, cfo, r->cf, 0,

@@ -166,6 +166,10 @@ struct kv {
 	 * an open would replay into it, which a KV_OPEN_READ_ONLY open
 	 * leaves where they are (their checksums are good).  Set at open. */
 	uint64_t open_unapplied;
+	/* Bytes of RocksDB's WAL after a hole a power cut left in it, which
+	 * a KV_OPEN_READ_ONLY open found and left (walscan.h); any other
+	 * open cuts the WAL there.  Set at open. */
+	uint64_t open_wal_hole;
 };
 
 /* Iterators record their kv so the wrappers can dispatch. */

@@ -322,6 +322,7 @@ struct store {
 	int64_t created_ns;
 	uint64_t open_damage;	 /* the backend's (kv.h), set at open */
 	uint64_t open_unapplied; /* idem */
+	uint64_t open_wal_hole;	 /* idem */
 
 	/* Retention and GC. */
 	_Atomic uint64_t retention_s;
@@ -2976,6 +2977,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	s->kv = inner;
 	s->open_damage = inner->open_damage;
 	s->open_unapplied = inner->open_unapplied;
+	s->open_wal_hole = inner->open_wal_hole;
 	/* Room for RocksDB to flush its memtables once writes are refused:
 	 * a flush that meets a full disk stops RocksDB until it is opened
 	 * again (on a 64 MiB filesystem the 1/16 reserve was 4 MiB, below
@@ -7849,6 +7851,7 @@ int store_check(struct store *s, void (*problem)(void *ctx, const char *msg),
 	free(all);
 	r.journal_damaged = s->open_damage;
 	r.journal_unapplied = s->open_unapplied;
+	r.wal_hole = s->open_wal_hole;
 	*out = r;
 	return 0;
 }

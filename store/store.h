@@ -410,6 +410,12 @@ struct store_check_report {
 	 * the database lacks and the next open that is not read_only
 	 * replays into it (after a crash); their blocks were not checked. */
 	uint64_t journal_unapplied;
+	/* read_only: bytes of RocksDB's WAL after a hole a power cut left in
+	 * it (later batches kept, earlier ones lost): the check saw a
+	 * database that may lack synced writes and hold later ones; the next
+	 * open that is not read_only cuts the WAL there and replays the
+	 * journal. */
+	uint64_t wal_hole;
 };
 
 /* Read and verify every version of every live branch: block digests and

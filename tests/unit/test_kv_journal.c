@@ -25,6 +25,11 @@
  *  - a journal whose headers are both damaged is refused (-EUCLEAN);
  *  - a read-only open changes no file, finds held damage every time, and
  *    counts what the journal would replay instead of replaying it;
+ *  - a cut that keeps a newer WAL file whole and an older one's synced
+ *    part only (a hole: RocksDB alone recovers later batches without
+ *    earlier ones): a read-only open reports it and changes nothing, an
+ *    open cuts the WAL at the hole, keeps what it cut, and the journal
+ *    gives back every synced batch;
  *  - on the journal alone (store/journal.h), damage to a payload or a
  *    header byte: stepped over when the database holds it (said and
  *    counted when later marks say it had been synced, not when none
@@ -53,6 +58,7 @@
 
 #include "store/journal.h"
 #include "store/kv.h"
+#include "store/walscan.h"
 #include "tests/unit/test_logbuf.h"
 #include "tests/unit/test_walcut.h"
 
@@ -198,6 +204,50 @@ static int tj_child_ops(const char *dir)
 	_exit(0);
 }
 
+/* Child of test_journal_wal_hole: puts 1..100 and syncs; records the WAL
+ * sizes; puts 101..200 and syncs; writes large values to another column
+ * family until RocksDB switches to a new WAL file (its memtable full);
+ * puts 201..300 and syncs; a crash. */
+static int tj_child_hole(const char *dir)
+{
+	static unsigned char big[64 << 10];
+	unsigned long long first_wal;
+	unsigned char k[16];
+	struct kv_batch b;
+	struct kv *kv;
+	char p[4096];
+	int rc = 0, n;
+
+	if (tj_open(dir, &kv) != 0)
+		return 2;
+	for (uint64_t i = 1; i <= 100 && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	rc = rc ? rc : kv_sync(kv);
+	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
+	if (rc || twal_record(dir, p))
+		return 3;
+	first_wal = twal_newest(dir);
+	for (uint64_t i = 101; i <= 200 && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	rc = rc ? rc : kv_sync(kv);
+	memset(big, 0xab, sizeof(big));
+	for (n = 0; rc == 0 && twal_newest(dir) == first_wal; n++) {
+		if (n == 1000)
+			return 4; /* no switch */
+		tj_key(k, (uint64_t)n);
+		kv_batch_init(&b);
+		kv_batch_put(&b, KV_CF_BLOCK, k, sizeof(k), big, sizeof(big));
+		rc = kv_write(kv, &b, false);
+		kv_batch_release(&b);
+	}
+	for (uint64_t i = 201; i <= 300 && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	rc = rc ? rc : kv_sync(kv);
+	if (rc)
+		return 5;
+	_exit(0);
+}
+
 static void tj_run_child(const char *dir, uint64_t first, uint64_t n,
 			 uint64_t sync_every, unsigned gen)
 {
@@ -309,6 +359,69 @@ static void test_journal_power_cut(void **state)
 	/* And again: the replayed batches were made durable in RocksDB. */
 	assert_int_equal(tj_open(dir, &kv), 0);
 	assert_int_equal(tj_prefix(kv, 1, 3000, 0), 3000);
+	kv_close(kv);
+}
+
+/* A power cut keeps the newer WAL file's records and loses the older
+ * one's unsynced tail (the kernel writes files back in no order): RocksDB
+ * alone recovers batches 1..100 and 201..300, and its journal mark, set by
+ * batch 300, would skip the replay of 101..200, fsynced and lost.  The
+ * open cuts the WAL at the hole and the journal gives everything back. */
+static void test_journal_wal_hole(void **state)
+{
+	char *dir = *state, p[4200];
+	struct walscan_hole hole;
+	struct stat st;
+	struct kv *kv;
+	pid_t pid;
+	int status;
+
+	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1); /* no checkpoint */
+	setenv("BRANCHFS_TEST_SST_KIB", "256", 1);  /* a switch soon */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "test_kv_journal", "--child-hole", dir,
+		      (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	unsetenv("BRANCHFS_TEST_SST_KIB");
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Whole, the WAL has no hole (its batches, some in fragments across
+	 * blocks, follow on through two or more files); cut, it has one. */
+	snprintf(p, sizeof(p), "%s/db", dir);
+	assert_int_equal(walscan_find_hole(p, &tj_logger, &hole), 0);
+	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
+	assert_true(twal_cut_listed(dir, p) > 100 * VLEN);
+	snprintf(p, sizeof(p), "%s/db", dir);
+	assert_int_equal(walscan_find_hole(p, &tj_logger, &hole), 1);
+	assert_true(hole.seq_found > hole.seq_expected);
+	assert_true(hole.file > 0 && hole.bytes > 0);
+
+	/* A read-only open finds the hole and changes nothing. */
+	snprintf(p, sizeof(p), "%s/db", dir);
+	assert_int_equal(kv_rocksdb_open(p, KV_OPEN_READ_ONLY, 8u << 20, 0,
+					 &tj_logger, &kv),
+			 0);
+	assert_true(kv->open_wal_hole > 0);
+	assert_int_equal(tj_has(kv, 150, 0), 0); /* the hole, as RocksDB */
+	assert_int_equal(tj_has(kv, 250, 0), 1); /* sees it */
+	kv_close(kv);
+	snprintf(p, sizeof(p), "%s/db/BRANCHFS-WAL-HOLE", dir);
+	assert_int_equal(stat(p, &st), -1);
+
+	tj_log.text[0] = 0;
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(tj_prefix(kv, 1, 300, 0), 300);
+	assert_int_equal(kv->open_wal_hole, 0);
+	kv_close(kv);
+	assert_non_null(strstr(tj_log.text, "lost the batches of sequences"));
+	assert_int_equal(stat(p, &st), 0); /* what was cut is kept */
+	/* And again: the replayed batches were made durable. */
+	assert_int_equal(tj_open(dir, &kv), 0);
+	assert_int_equal(tj_prefix(kv, 1, 300, 0), 300);
 	kv_close(kv);
 }
 
@@ -868,8 +981,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_journal_damage_synced, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_torn_tail, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_no_marks, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_wal_hole, tj_setup, tj_teardown),
 	};
 
+	if (argc == 3 && strcmp(argv[1], "--child-hole") == 0)
+		return tj_child_hole(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--child-ops") == 0)
 		return tj_child_ops(argv[2]);
 	if (argc == 7 && strcmp(argv[1], "--child") == 0)

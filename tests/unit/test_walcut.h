@@ -94,4 +94,46 @@ static inline long long twal_cut(const char *dir, const char *rec)
 	return cut;
 }
 
+/* Only the WAL files rec names back to their recorded size; files made
+ * after it are left whole, as a power cut may keep a newer file's
+ * records and lose an older one's.  Returns the bytes cut. */
+static inline long long twal_cut_listed(const char *dir, const char *rec)
+{
+	char p[8192], name[256];
+	long long size, cut = 0;
+	struct stat st;
+	FILE *f = fopen(rec, "r");
+
+	assert_non_null(f);
+	while (fscanf(f, "%255s %lld", name, &size) == 2) {
+		snprintf(p, sizeof(p), "%s/db/%s", dir, name);
+		if (stat(p, &st) == 0 && st.st_size > size) {
+			cut += st.st_size - size;
+			assert_int_equal(truncate(p, size), 0);
+		}
+	}
+	fclose(f);
+	return cut;
+}
+
+/* The highest number of dir/db's WAL files, 0 if none. */
+static inline unsigned long long twal_newest(const char *dir)
+{
+	char db[4096];
+	unsigned long long n, max = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(db, sizeof(db), "%s/db", dir);
+	d = opendir(db);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (twal_is_log(de->d_name) &&
+		    sscanf(de->d_name, "%llu", &n) == 1 && n > max)
+			max = n;
+	closedir(d);
+	return max;
+}
+
 #endif /* BRANCHFS_TEST_WALCUT_H */
