@@ -346,6 +346,17 @@ int walscan_cut(const char *dir, const struct walscan_hole *hole,
 	if (rc == 0) {
 		what = "copy the cut tail";
 		rc = walscan_copy_tail(from, hole->offset, to);
+		if (rc == -ENOSPC || rc == -EDQUOT) {
+			/* The copy is for inspection only: what is cut was
+			 * never needed (walscan.h). */
+			unlink(to);
+			walscan_log(
+				log, STORE_LOG_WARN,
+				"no room to keep a copy of the %llu bytes of %06llu.log cut at a hole in rocksdb's log: cut without it",
+				(unsigned long long)hole->bytes,
+				(unsigned long long)hole->file);
+			rc = 0;
+		}
 	}
 	if (rc == 0) {
 		what = "list the log files";
@@ -380,7 +391,7 @@ int walscan_cut(const char *dir, const struct walscan_hole *hole,
 	if (rc) {
 		walscan_log(
 			log, STORE_LOG_ERR,
-			"rocksdb's log has a hole (a power cut kept later records of it and lost earlier ones) and it cannot be cut there: %s: %s; not opened, as the database would hold writes without earlier ones",
+			"rocksdb's log has a hole (a power cut kept later records of it and lost earlier ones) and it cannot be cut there: %s: %s; not opened, as the database would hold writes without earlier ones; open it again once that is fixed",
 			what, strerror(-rc));
 		return rc;
 	}

@@ -67,6 +67,7 @@ int walscan_find_hole(const char *dir, const struct store_log *log,
  * every later WAL file is moved into that directory, then the file is
  * truncated at hole->offset; each step durable before the next, so that
  * a crash in between leaves a WAL in which a new scan finds the same hole.
+ * On a full disk the copy is left out (a warning says so).
  * Logs what it did.  0, or -errno (logged): the WAL is then as a new scan
  * would find it. */
 int walscan_cut(const char *dir, const struct walscan_hole *hole,
