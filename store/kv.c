@@ -1438,13 +1438,17 @@ static int kv_rocks_replay_count(void *ctx, const struct kv_batch *b,
  * rest.  A read-only open only counts it (kv.h open_wal_hole).  0, or the
  * cut's error: the store is not opened with later writes and without
  * earlier ones. */
-static int kv_rocks_wal_hole(struct kv_rocks *r)
+static int kv_rocks_wal_hole(struct kv_rocks *r,
+			     const rocksdb_options_t *const *cfo)
 {
+	rocksdb_column_family_handle_t *cf[KV_CF_COUNT] = { 0 };
 	struct walscan_hole hole;
 	struct journal *j;
-	char path[4200];
-	bool sealed = false;
-	int rc;
+	char path[4200], *err = NULL, *v;
+	uint64_t first = 0;
+	bool sealed = false, known;
+	rocksdb_t *db;
+	int rc, i;
 
 	snprintf(path, sizeof(path), "%s/BRANCHFS-JOURNAL", r->path);
 	/* Quietly: the journal's own open below says what is wrong with it. */
@@ -1454,7 +1458,29 @@ static int kv_rocks_wal_hole(struct kv_rocks *r)
 	}
 	if (sealed)
 		return 0; /* a clean close synced the whole WAL */
-	rc = walscan_find_hole(r->path, &r->kv.log, &hole);
+	/* Which WAL files RocksDB's recovery reads: a read-only open (it
+	 * changes nothing) reads its MANIFEST.  One that fails is left to
+	 * the open that follows to report. */
+	db = rocksdb_open_for_read_only_column_families(
+		r->opts, r->path, KV_CF_COUNT, kv_cf_names, cfo, cf, 0, &err);
+	if (err) {
+		rocksdb_free(err);
+		return 0;
+	}
+	v = rocksdb_property_value(db, "rocksdb.min-log-number-to-keep");
+	known = v != NULL;
+	if (v)
+		first = strtoull(v, NULL, 10);
+	free(v);
+	for (i = 0; i < KV_CF_COUNT; i++)
+		rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(db);
+	if (!known) {
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "rocksdb does not say which log files it reads: its log not checked for a hole");
+		return 0;
+	}
+	rc = walscan_find_hole(r->path, first, &r->kv.log, &hole);
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc <= 0)
@@ -1670,7 +1696,7 @@ int kv_rocksdb_open(const char *path, unsigned flags, size_t cache_bytes,
 		r->opts, max_open_files ? (int)max_open_files : -1);
 	for (i = 0; i < KV_CF_COUNT; i++)
 		cfo[i] = kv_rocks_cf_options(r, i);
-	rc = kv_rocks_wal_hole(r);
+	rc = kv_rocks_wal_hole(r, cfo);
 	if (rc)
 		goto err_free;
 	if (r->read_only)

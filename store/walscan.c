@@ -256,8 +256,8 @@ out:
 	return rc;
 }
 
-int walscan_find_hole(const char *dir, const struct store_log *log,
-		      struct walscan_hole *hole)
+int walscan_find_hole(const char *dir, uint64_t first_file,
+		      const struct store_log *log, struct walscan_hole *hole)
 {
 	struct walscan_state st = { .dir = dir, .log = log, .hole = hole };
 	uint64_t *files = NULL;
@@ -266,7 +266,8 @@ int walscan_find_hole(const char *dir, const struct store_log *log,
 
 	rc = walscan_list(dir, log, &files, &n);
 	for (i = 0; rc == 0 && i < n && !st.found; i++)
-		rc = walscan_file(&st, files[i]);
+		if (files[i] >= first_file)
+			rc = walscan_file(&st, files[i]);
 	if (rc == 0 && st.found) {
 		/* Add the later files' bytes. */
 		for (j = i; j < n; j++) {

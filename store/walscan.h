@@ -20,7 +20,10 @@
  * 130 power cuts.)
  *
  * How: before RocksDB opens, after a run that did not close cleanly,
- * walscan_find_hole() reads the WAL files in number order the way
+ * walscan_find_hole() reads the WAL files that RocksDB's recovery reads
+ * (from its MANIFEST's min_log_number_to_keep on: older ones are obsolete,
+ * their data flushed, and may be left with gaps between them by a crash
+ * while RocksDB deleted them, newest first) in number order the way
  * RocksDB's reader does (32 KiB blocks, 7-byte record headers, CRC-32C,
  * fragments; a zero header skips the rest of its block; a bad record ends
  * the file) and follows the batches' sequence numbers: each batch must
@@ -55,12 +58,12 @@ struct walscan_hole {
 	uint64_t bytes; /* WAL bytes from it to the end of the last file */
 };
 
-/* Read the WAL files of RocksDB's directory dir.  1 and *hole set: a
- * hole; 0: none (or no WAL file); -ENOTSUP: a record type this reader
- * does not know, logged; -EIO: a file could not be read, logged;
- * -ENOMEM. */
-int walscan_find_hole(const char *dir, const struct store_log *log,
-		      struct walscan_hole *hole);
+/* Read the WAL files of RocksDB's directory dir numbered first_file or
+ * more (RocksDB's min_log_number_to_keep).  1 and *hole set: a hole; 0:
+ * none (or no WAL file); -ENOTSUP: a record type this reader does not
+ * know, logged; -EIO: a file could not be read, logged; -ENOMEM. */
+int walscan_find_hole(const char *dir, uint64_t first_file,
+		      const struct store_log *log, struct walscan_hole *hole);
 
 /* Cut dir's WAL at hole (from walscan_find_hole): the bytes of its file
  * from hole->offset on are copied to dir/BRANCHFS-WAL-HOLE/NNNNNN.log.tail,
