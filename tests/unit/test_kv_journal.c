@@ -206,6 +206,16 @@ static int tj_child_ops(const char *dir)
 	_exit(0);
 }
 
+/* Put batches from..to (generation 0), then kv_sync. */
+static int tj_put_sync(struct kv *kv, uint64_t from, uint64_t to)
+{
+	int rc = 0;
+
+	for (uint64_t i = from; i <= to && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	return rc ? rc : kv_sync(kv);
+}
+
 /* Child of test_journal_wal_hole: puts 1..100 and syncs; records the WAL
  * sizes; puts 101..200 and syncs; writes large values to another column
  * family until RocksDB switches to a new WAL file (its memtable full);
@@ -222,16 +232,12 @@ static int tj_child_hole(const char *dir)
 
 	if (tj_open(dir, &kv) != 0)
 		return 2;
-	for (uint64_t i = 1; i <= 100 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 1, 100);
 	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
 	if (rc || twal_record(dir, p))
 		return 3;
 	first_wal = twal_newest(dir);
-	for (uint64_t i = 101; i <= 200 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 101, 200);
 	memset(big, 0xab, sizeof(big));
 	for (n = 0; rc == 0 && twal_newest(dir) == first_wal; n++) {
 		if (n == 1000)
@@ -242,9 +248,7 @@ static int tj_child_hole(const char *dir)
 		rc = kv_write(kv, &b, false);
 		kv_batch_release(&b);
 	}
-	for (uint64_t i = 201; i <= 300 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 201, 300);
 	if (rc)
 		return 5;
 	_exit(0);
@@ -267,9 +271,7 @@ static int tj_child_obsolete(const char *dir)
 
 	if (tj_open(dir, &kv) != 0)
 		return 2;
-	for (uint64_t i = 1; i <= 100 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 1, 100);
 	wal = twal_newest(dir);
 	snprintf(p, sizeof(p), "%s/db/%06llu.log", dir, wal);
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s/old-wal'", p, dir);
@@ -281,9 +283,7 @@ static int tj_child_obsolete(const char *dir)
 		return 3;
 	fprintf(f, "%06llu.log\n", wal);
 	fclose(f);
-	for (uint64_t i = 101; i <= 200 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 101, 200);
 	for (cf = 0; cf < KV_CF_COUNT && rc == 0; cf++)
 		rc = kv_compact(kv, (enum kv_cf)cf, NULL, 0, NULL, 0, false);
 	for (n = 0; rc == 0 && stat(p, &st) == 0; n++) {
@@ -291,12 +291,33 @@ static int tj_child_obsolete(const char *dir)
 			return 4; /* not deleted in 5 s */
 		usleep(10000);
 	}
-	for (uint64_t i = 201; i <= 300 && rc == 0; i++)
-		rc = tj_put(kv, i, 0);
-	rc = rc ? rc : kv_sync(kv);
+	rc = rc ? rc : tj_put_sync(kv, 201, 300);
 	if (rc)
 		return 5;
 	_exit(0);
+}
+
+/* Run this binary as the child "--child-MODE dir" (env: one more
+ * "NAME=value" for the child only, or NULL) and check it exited 0. */
+static void tj_run_mode(const char *dir, const char *mode, const char *env)
+{
+	char arg[64];
+	int status;
+	pid_t pid;
+
+	snprintf(arg, sizeof(arg), "--child-%s", mode);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (env)
+			putenv((char *)env);
+		execl("/proc/self/exe", "test_kv_journal", arg, dir,
+		      (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void tj_run_child(const char *dir, uint64_t first, uint64_t n,
@@ -424,22 +445,10 @@ static void test_journal_wal_hole(void **state)
 	struct walscan_hole hole;
 	struct stat st;
 	struct kv *kv;
-	pid_t pid;
-	int status;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1); /* no checkpoint */
-	setenv("BRANCHFS_TEST_SST_KIB", "256", 1);  /* a switch soon */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-hole", dir,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	unsetenv("BRANCHFS_TEST_SST_KIB");
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Small memtables: a WAL switch soon. */
+	tj_run_mode(dir, "hole", "BRANCHFS_TEST_SST_KIB=256");
 	/* Whole, the WAL has no hole (its batches, some in fragments across
 	 * blocks, follow on through two or more files); cut, it has one. */
 	snprintf(p, sizeof(p), "%s/db", dir);
@@ -486,21 +495,10 @@ static void test_journal_wal_obsolete(void **state)
 	char *dir = *state, p[4200], name[64], cmd[9000];
 	struct stat st;
 	struct kv *kv;
-	pid_t pid;
-	int status;
 	FILE *f;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "64", 1); /* checkpoints */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-obsolete",
-		      dir, (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	tj_run_mode(dir, "obsolete", NULL);
 	snprintf(p, sizeof(p), "%s/old-wal-name", dir);
 	f = fopen(p, "r");
 	assert_non_null(f);
@@ -774,19 +772,9 @@ static void test_journal_every_op(void **state)
 {
 	char *dir = *state, p[4200];
 	struct kv *kv;
-	int status;
-	pid_t pid;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-ops", dir,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	tj_run_mode(dir, "ops", NULL);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
 	assert_true(twal_cut(dir, p) > 100 * VLEN);
 	assert_int_equal(tj_open(dir, &kv), 0);
