@@ -1438,17 +1438,56 @@ static int kv_rocks_replay_count(void *ctx, const struct kv_batch *b,
  * rest.  A read-only open only counts it (kv.h open_wal_hole).  0, or the
  * cut's error: the store is not opened with later writes and without
  * earlier ones. */
+/* RocksDB's min_log_number_to_keep (its MANIFEST's): the first WAL file
+ * its recovery reads, older ones being obsolete.  A read-only open (it
+ * changes nothing) reads it.  0 and *first, or -EIO when the open fails
+ * (the open that follows reports why) or RocksDB does not say (logged). */
+static int kv_rocks_first_wal(struct kv_rocks *r,
+			      const rocksdb_options_t *const *cfo,
+			      uint64_t *first)
+{
+	rocksdb_column_family_handle_t *cf[KV_CF_COUNT] = { 0 };
+	char *err = NULL, *v;
+	rocksdb_t *db;
+	int i, rc = 0;
+
+	db = rocksdb_open_for_read_only_column_families(
+		r->opts, r->path, KV_CF_COUNT, kv_cf_names, cfo, cf, 0, &err);
+	if (err) {
+		rocksdb_free(err);
+		return -EIO;
+	}
+	v = rocksdb_property_value(db, "rocksdb.min-log-number-to-keep");
+	if (v)
+		*first = strtoull(v, NULL, 10);
+	else
+		rc = -EIO;
+	free(v);
+	for (i = 0; i < KV_CF_COUNT; i++)
+		rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(db);
+	if (rc)
+		kv_log(&r->kv, STORE_LOG_WARN,
+		       "rocksdb does not say which log files it reads: its log not checked for a hole");
+	return rc;
+}
+
+/* Before RocksDB reads its WAL: after a run that did not close cleanly
+ * (the journal's header is not sealed, or there is no journal), look for
+ * a hole a power cut left in the WAL and cut it there (walscan.h), so that
+ * RocksDB recovers a prefix of the batches and the journal's replay the
+ * rest.  A read-only open only counts it (kv.h open_wal_hole).  0, or the
+ * cut's error: the store is not opened with later writes and without
+ * earlier ones. */
 static int kv_rocks_wal_hole(struct kv_rocks *r,
 			     const rocksdb_options_t *const *cfo)
 {
-	rocksdb_column_family_handle_t *cf[KV_CF_COUNT] = { 0 };
 	struct walscan_hole hole;
 	struct journal *j;
-	char path[4200], *err = NULL, *v;
+	char path[4200];
 	uint64_t first = 0;
-	bool sealed = false, known;
-	rocksdb_t *db;
-	int rc, i;
+	bool sealed = false;
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/BRANCHFS-JOURNAL", r->path);
 	/* Quietly: the journal's own open below says what is wrong with it. */
@@ -1458,29 +1497,16 @@ static int kv_rocks_wal_hole(struct kv_rocks *r,
 	}
 	if (sealed)
 		return 0; /* a clean close synced the whole WAL */
-	/* Which WAL files RocksDB's recovery reads: a read-only open (it
-	 * changes nothing) reads its MANIFEST.  One that fails is left to
-	 * the open that follows to report. */
-	db = rocksdb_open_for_read_only_column_families(
-		r->opts, r->path, KV_CF_COUNT, kv_cf_names, cfo, cf, 0, &err);
-	if (err) {
-		rocksdb_free(err);
-		return 0;
-	}
-	v = rocksdb_property_value(db, "rocksdb.min-log-number-to-keep");
-	known = v != NULL;
-	if (v)
-		first = strtoull(v, NULL, 10);
-	free(v);
-	for (i = 0; i < KV_CF_COUNT; i++)
-		rocksdb_column_family_handle_destroy(cf[i]);
-	rocksdb_close(db);
-	if (!known) {
-		kv_log(&r->kv, STORE_LOG_WARN,
-		       "rocksdb does not say which log files it reads: its log not checked for a hole");
-		return 0;
-	}
-	rc = walscan_find_hole(r->path, first, &r->kv.log, &hole);
+	/* Every WAL file first, quietly: without a gap there is no hole.  A
+	 * gap may follow an obsolete file, which RocksDB does not read: the
+	 * files it reads are then scanned again, and only those. */
+	rc = walscan_find_hole(r->path, 0, NULL, &hole);
+	if (rc == 1 && kv_rocks_first_wal(r, cfo, &first) == 0)
+		rc = walscan_find_hole(r->path, first, &r->kv.log, &hole);
+	else if (rc == 1)
+		rc = 0; /* unknown which files RocksDB reads: logged */
+	else if (rc < 0 && rc != -ENOMEM) /* say why, once */
+		rc = walscan_find_hole(r->path, 0, &r->kv.log, &hole);
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc <= 0)

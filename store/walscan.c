@@ -38,7 +38,12 @@ enum walscan_type {
 	WALSCAN_LAST = 4,
 };
 
-#define walscan_log(log, level, ...) kv_log_to(log, level, __VA_ARGS__)
+/* log NULL: quiet. */
+#define walscan_log(log, level, ...)                        \
+	do {                                                \
+		if (log)                                    \
+			kv_log_to(log, level, __VA_ARGS__); \
+	} while (0)
 
 /* What the scan knows so far, across files. */
 struct walscan_state {

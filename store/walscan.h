@@ -61,7 +61,8 @@ struct walscan_hole {
 /* Read the WAL files of RocksDB's directory dir numbered first_file or
  * more (RocksDB's min_log_number_to_keep).  1 and *hole set: a hole; 0:
  * none (or no WAL file); -ENOTSUP: a record type this reader does not
- * know, logged; -EIO: a file could not be read, logged; -ENOMEM. */
+ * know, logged; -EIO: a file could not be read, logged; -ENOMEM.  log
+ * NULL: nothing logged. */
 int walscan_find_hole(const char *dir, uint64_t first_file,
 		      const struct store_log *log, struct walscan_hole *hole);
 
