@@ -495,7 +495,7 @@ static void bd_reply_not_retained(struct bd_ctl *c, struct json_buf *out,
 	/* The parent as it is now: a reset meanwhile moved its fork point. */
 	if (store_branch_get(c->cfg.store, parent->id, &cur) != 0)
 		cur = *parent;
-	if (cur.parent_id && seq <= cur.fork_seq) {
+	if (cur.parent_id && seq < cur.past_seq) {
 		int64_t fns = cur.fork_ns;
 
 		if (fns > 0 ||
@@ -507,7 +507,7 @@ static void bd_reply_not_retained(struct bd_ctl *c, struct json_buf *out,
 			out, -ERANGE,
 			"cannot create branch '%s' %s: branch '%s' has no past before seq %" PRIu64
 			" (%s), where it was made or last reset (a reset drops a branch's own past; a branch made again under a deleted one's name has none before it was made)",
-			name, when, cur.name, cur.fork_seq + 1, tbuf);
+			name, when, cur.name, cur.past_seq, tbuf);
 		return;
 	}
 	bd_fmt_time(store_oldest_time(c->cfg.store), obuf, sizeof(obuf));

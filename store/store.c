@@ -770,6 +770,7 @@ static void store_branch_info_fill(const struct store_branch *b,
 	out->fork_ns = b->fork_ns;
 	out->owner_uid = b->owner_uid;
 	out->nchildren = b->nchildren;
+	out->past_seq = b->create_seq > b->floor ? b->create_seq : b->floor;
 	memcpy(out->name, b->name, sizeof(out->name));
 }
 

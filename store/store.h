@@ -172,6 +172,11 @@ struct store_branch_info {
 	int64_t fork_ns;    /* wall time of fork_seq (0: not known) */
 	uint32_t owner_uid; /* recorded at creation, for policy above */
 	uint32_t nchildren; /* live child branches */
+	/* First seq of the branch's own past: where it was made or last
+	 * reset (after a reset that other branches' writes raced, a few
+	 * seqs past fork_seq + 1).  A branch of it as of an earlier seq is
+	 * -ERANGE (store_branch_create). */
+	uint64_t past_seq;
 	char name[STORE_NAME_MAX + 1];
 };
 

@@ -46,6 +46,12 @@ struct fake_fs {
 	bool long_why;       /* its reason quotes a 4000-byte link target */
 	int fork_checks;     /* check_fork calls */
 	uint64_t fork_seq;   /* seq of the last check_fork */
+	/* check_fork of a given seq (not the head) first creates this many
+	 * files in the root of branch write_branch, as writes of other
+	 * branches land while a reset goes on (> 0; needs write_store) */
+	int write_on_check;
+	struct store *write_store;
+	uint64_t write_branch, write_dir;
 };
 
 struct ctx {
@@ -155,6 +161,22 @@ static int ff_check_fork(void *p, const struct store_branch_info *parent,
 
 	f->fork_checks++;
 	f->fork_seq = seq;
+	if (seq != STORE_SEQ_LATEST && f->write_on_check > 0) {
+		struct store_attr a = { .mode = S_IFREG | 0600 };
+		char fname[32];
+		uint64_t ino;
+		int i;
+
+		for (i = 0; i < f->write_on_check; i++) {
+			snprintf(fname, sizeof(fname), "w%d-%d", f->fork_checks,
+				 i);
+			assert_int_equal(store_create(f->write_store,
+						      f->write_branch,
+						      f->write_dir, fname, &a,
+						      NULL, &ino, NULL),
+					 0);
+		}
+	}
 	if (!f->refuse_fork &&
 	    !(f->refuse_after > 0 && f->fork_checks > f->refuse_after))
 		return 0;
@@ -928,6 +950,60 @@ static void test_ctl_past_refused_says_why(void **state)
 	json_free(j);
 }
 
+/* A reset that other branches' writes race: the branch is reset to the
+ * parent as of the seq it checked (its fork seq), and its own past begins
+ * after the seq the store had reached when the reset committed, a few
+ * writes later.  A moment in between is refused (exit 8) as before the
+ * reset, and the message names where the past begins (it said "the store
+ * retains nothing older than T", T before the moment asked for). */
+static void test_ctl_past_refused_after_racing_reset(void **state)
+{
+	struct ctx *x = *state;
+	struct store_branch_info mi, ki;
+	char req[256], want[128];
+	uint64_t s;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"from\":\"main\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "main", &mi), 0);
+	x->ff.write_on_check = 3;
+	x->ff.write_store = x->s;
+	x->ff.write_branch = mi.id;
+	x->ff.write_dir = mi.root_ino;
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"reset\",\"name\":\"kid\"}"), 0);
+	x->ff.write_on_check = 0;
+	assert_int_equal(store_branch_lookup(x->s, "kid", &ki), 0);
+	/* the writes came after the fork seq, before the reset's commit */
+	assert_true(store_seq_now(x->s) >= ki.fork_seq + 4);
+	for (s = ki.fork_seq + 1; s <= store_seq_now(x->s); s++) {
+		snprintf(req, sizeof(req),
+			 "{\"cmd\":\"create\",\"name\":\"x\",\"from\":\"kid\",\"at_seq\":%" PRIu64 "}",
+			 s);
+		j = call(x, 0, req);
+		if (json_get_str(j, "error") == NULL) {
+			json_free(j);
+			break;
+		}
+		assert_string_equal(json_get_str(j, "error"), "out_of_range");
+		assert_null(strstr(json_get_str(j, "message"),
+				   "retains nothing older"));
+		assert_non_null(strstr(json_get_str(j, "message"),
+				       "branch 'kid' has no past before seq"));
+		json_free(j);
+	}
+	/* made at the first seq of its past, which the message named */
+	assert_true(s > ki.fork_seq + 1);
+	assert_true(s <= store_seq_now(x->s));
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"y\",\"from\":\"kid\",\"at_seq\":%" PRIu64 "}",
+		 s - 1);
+	j = call(x, 0, req);
+	snprintf(want, sizeof(want), "has no past before seq %" PRIu64 " ", s);
+	assert_non_null(strstr(json_get_str(j, "message"), want));
+	json_free(j);
+}
+
 /* A collection running (the background one) while `branchctl gc` comes:
  * gc waits for it and then runs, rather than failing with "a gc is
  * already running" (exit 6). */
@@ -1121,6 +1197,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_past_refused_after_racing_reset,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_says_why,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_gc_waits_for_running_gc,
