@@ -704,6 +704,14 @@ static int bc_parse_when(const char *s, struct json_buf *req, const char **why)
 	end = strptime(end + 1, "%H:%M:%S", &tm);
 	if (!end)
 		return -EINVAL;
+	/* The daemon takes ns since 1970 in 64 bits (1677-09-21 to
+	 * 2262-04-11): a year outside 1678..2261 (whatever its zone) would
+	 * wrap, and 584 years before a past moment wrapped to that moment
+	 * and made a branch of it. */
+	if (tm.tm_year < 1678 - 1900 || tm.tm_year > 2261 - 1900) {
+		*why = "the year must be 1678 to 2261";
+		return -EINVAL;
+	}
 	{
 		/* strptime takes any day 1-31 in any month: no 2026-02-30. */
 		struct tm chk = tm;

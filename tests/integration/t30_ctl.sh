@@ -168,6 +168,22 @@ expect_ctl 8 create x --at '2000-01-01 00:00:00'
 expect_ctl 8 create x --from main --at '2000-01-01T00:00:00Z'
 expect_ctl 10 create x --at seq:999999999999
 expect_ctl 10 create x --at '2099-01-01 00:00:00'
+# a year whose nanoseconds since 1970 do not fit in 64 bits is a bad
+# command line: 2^64 ns (584.5 years, to 1442) before t1 wrapped to t1 and
+# made a branch of main as of t1 (exit 0), year 1000 was 'in the future'
+wrapped=$(python3 -c '
+import datetime, sys
+s, n = sys.argv[1].split(".")
+x = int(s) * 10**9 + int(n[:9].ljust(9, "0")) - 2**64
+d = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=x // 10**9)
+print(d.strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % (x % 10**9))' "$t1")
+expect_ctl 2 create x --at "$wrapped"
+grep -q 'the year must be 1678 to 2261' <<<"$CTL_ERR" || fail "create --at $wrapped said: $CTL_ERR"
+expect_ctl 2 create x --at '1000-01-01 00:00:00'
+expect_ctl 2 create x --at '2262-01-01T00:00:00+01'
+expect_ctl 8 create x --at '1678-01-01T00:00:00+14:00'
+expect_ctl 10 create x --at '2261-12-31T23:59:59.999-14:00'
+[ ! -e "$MNT/x" ] || fail "a create --at out of range made branch x"
 expect_ctl 10 create 'a/b'
 expect_ctl 10 create .
 expect_ctl 10 create ..
