@@ -1064,7 +1064,9 @@ static void bd_cmd_retention(struct bd_ctl *c, const struct json *req,
 
 		if (rc == -EINVAL) {
 			bd_reply_err(out, -EINVAL,
-				     "bad retention %" PRId64 " s", secs);
+				     "bad retention %" PRId64
+				     " s: the store takes 1 to %" PRIu64 " s",
+				     secs, STORE_RETENTION_MAX);
 			return;
 		}
 		if (rc) {

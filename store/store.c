@@ -2780,7 +2780,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 	size_t i;
 
 	/* Before anything is written (store_set_retention's range). */
-	if (cfg->retention_s > (uint64_t)INT64_MAX / 1000000000)
+	if (cfg->retention_s > STORE_RETENTION_MAX)
 		return -EINVAL;
 	if (cfg->read_only && (cfg->create || cfg->retention_s))
 		return -EINVAL;
@@ -3094,7 +3094,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 			errno = 0;
 			kept = strtoull(rv, &end, 10);
 			if (errno || *end || kept == 0 ||
-			    kept > (uint64_t)INT64_MAX / 1000000000)
+			    kept > STORE_RETENTION_MAX)
 				kept = 0;
 		}
 		if ((grc && grc != -ENOENT) || (grc == 0 && !kept))
@@ -6373,7 +6373,7 @@ int store_set_retention(struct store *s, uint64_t seconds)
 	char v[24];
 	int rc;
 
-	if (seconds == 0 || seconds > (uint64_t)INT64_MAX / 1000000000)
+	if (seconds == 0 || seconds > STORE_RETENTION_MAX)
 		return -EINVAL;
 	snprintf(v, sizeof(v), "%" PRIu64, seconds);
 	rc = store_setting_put(s, "retention", v);

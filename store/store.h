@@ -320,9 +320,11 @@ int store_setting_put(struct store *s, const char *key, const char *val);
 int store_setting_get(struct store *s, const char *key, char *buf,
 		      size_t bufsz);
 
-/* Change the retention window at run time (seconds, > 0); it is kept in
- * the store for the next open (see store_config.retention_s).  Lengthening it
- * cannot bring back what a GC already reclaimed. */
+/* Change the retention window at run time (seconds, 1 to
+ * STORE_RETENTION_MAX, else -EINVAL); it is kept in the store for the next
+ * open (see store_config.retention_s).  Lengthening it cannot bring back
+ * what a GC already reclaimed. */
+#define STORE_RETENTION_MAX ((uint64_t)INT64_MAX / 1000000000u)
 int store_set_retention(struct store *s, uint64_t seconds);
 uint64_t store_get_retention(struct store *s);
 

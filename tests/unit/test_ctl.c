@@ -899,6 +899,28 @@ static void test_ctl_time_outside_retention_names_oldest(void **state)
 			 BD_EXIT_INVALID);
 }
 
+/* A retention the store does not take names the range it takes (it said
+ * only "bad retention 9223372037 s"), and changes nothing. */
+static void test_ctl_bad_retention_names_range(void **state)
+{
+	struct ctx *x = *state;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"retention\",\"seconds\":600}"), 0);
+	j = call(x, 0, "{\"cmd\":\"retention\",\"seconds\":9223372037}");
+	assert_string_equal(json_get_str(j, "error"), "invalid");
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "bad retention 9223372037 s: the store takes 1 to 9223372036 s"));
+	json_free(j);
+	j = call(x, 0, "{\"cmd\":\"retention\",\"seconds\":0}");
+	assert_string_equal(json_get_str(j, "error"), "invalid");
+	assert_non_null(strstr(json_get_str(j, "message"), "1 to 9223372036 s"));
+	json_free(j);
+	assert_int_equal(store_get_retention(x->s), 600);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"retention\",\"seconds\":9223372036}"), 0);
+	assert_int_equal(store_get_retention(x->s), 9223372036ull);
+}
+
 /* A past moment refused for the parent's own past says so, and when: a
  * moment before the parent's last reset, before it was made (a child, a
  * branch made empty); one older than the window names the oldest moment.
@@ -1197,6 +1219,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_bad_retention_names_range,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_after_racing_reset,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_says_why,
