@@ -570,6 +570,15 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			name, (unsigned)uid);
 		return;
 	}
+	/* A taken name fails first, as mkdir(2) says EEXIST first: before
+	 * the parent and the moment (a job that makes "b --at T" again once
+	 * T has left the window is told that b exists, not exit 8), and
+	 * before the checkpoint, not after. */
+	if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
+		bd_reply_err(out, -EEXIST,
+			     "cannot create branch '%s': name taken", name);
+		return;
+	}
 	if (!from && !empty) {
 		struct store_branch_info *all = NULL;
 
@@ -651,12 +660,6 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			}
 			args.at_seq = seq;
 		}
-	}
-	/* A taken name fails first, and before the checkpoint, not after. */
-	if (store_branch_lookup(c->cfg.store, name, &bi) == 0) {
-		bd_reply_err(out, -EEXIST,
-			     "cannot create branch '%s': name taken", name);
-		return;
 	}
 	if (args.parent_id &&
 	    bd_check_fork(c, out, &pi, args.at_seq, "create", name, NULL))

@@ -163,6 +163,10 @@ want_file "$MNT/now1/note.txt" v3
 # ---- create errors ------------------------------------------------------------
 expect_ctl 5 create byseq
 expect_ctl 5 create main --from byseq
+# a taken name first: not 8 (not retained), 10 (future) or 4 (no parent)
+expect_ctl 5 create byseq --at '2000-01-01 00:00:00'
+expect_ctl 5 create byseq --at '2099-01-01 00:00:00'
+expect_ctl 5 create byseq --from nosuch --at -1s
 expect_ctl 4 create x --from nosuch
 expect_ctl 8 create x --at '2000-01-01 00:00:00'
 expect_ctl 8 create x --from main --at '2000-01-01T00:00:00Z'

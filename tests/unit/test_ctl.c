@@ -899,6 +899,38 @@ static void test_ctl_time_outside_retention_names_oldest(void **state)
 			 BD_EXIT_INVALID);
 }
 
+/* A taken name is exit 5 whatever moment or parent comes with it: a job
+ * that makes "before-migration --at T" again after T left the window (or
+ * with a parent gone) is told the branch exists, not that T is not
+ * retained (exit 8) or in the future (10), or that there is no parent (4). */
+static void test_ctl_taken_name_first(void **state)
+{
+	struct ctx *x = *state;
+	struct store_branch_info bi;
+	char req[256];
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"from\":\"main\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "kid", &bi), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"from\":\"main\",\"at_ns\":946684800000000000}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"at_ns\":4000000000000000000}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"at_seq\":999999999}"),
+			 BD_EXIT_EXISTS);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"kid\",\"from\":\"gone\",\"at_seq\":1}"),
+			 BD_EXIT_EXISTS);
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"create\",\"name\":\"main\",\"from\":\"kid\",\"at_seq\":%" PRIu64 "}",
+		 bi.fork_seq);
+	assert_int_equal(status_of(x, 0, req), BD_EXIT_EXISTS);
+	/* a free name still gets the moment's own refusal */
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"new\",\"from\":\"main\",\"at_ns\":946684800000000000}"),
+			 BD_EXIT_OUT_OF_RANGE);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"new\",\"from\":\"gone\"}"),
+			 BD_EXIT_NOT_FOUND);
+}
+
 /* A retention the store does not take names the range it takes (it said
  * only "bad retention 9223372037 s"), and changes nothing. */
 static void test_ctl_bad_retention_names_range(void **state)
@@ -1219,6 +1251,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_ctl_time_outside_retention_names_oldest, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_taken_name_first, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_retention_names_range,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_after_racing_reset,
