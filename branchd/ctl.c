@@ -685,6 +685,13 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 			bd_reply_err(out, rc,
 				     "cannot create branch '%s': name taken",
 				     name);
+		else if (rc == -ENOENT && args.parent_id &&
+			 store_branch_get(c->cfg.store, args.parent_id, &bi) ==
+				 -ENOENT)
+			bd_reply_err(
+				out, rc,
+				"cannot create branch '%s': no such parent branch '%s' (deleted meanwhile)",
+				name, pi.name);
 		else if (rc == -ERANGE)
 			bd_reply_not_retained(c, out, name, &pi, args.at_seq,
 					      has_ns ? at_ns : -1);

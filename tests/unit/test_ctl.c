@@ -50,6 +50,7 @@ struct fake_fs {
 	 * files in the root of branch write_branch, as writes of other
 	 * branches land while a reset goes on (> 0; needs write_store) */
 	int write_on_check;
+	bool delete_on_check; /* ... or deletes branch write_branch */
 	struct store *write_store;
 	uint64_t write_branch, write_dir;
 };
@@ -161,6 +162,12 @@ static int ff_check_fork(void *p, const struct store_branch_info *parent,
 
 	f->fork_checks++;
 	f->fork_seq = seq;
+	if (f->delete_on_check) {
+		f->delete_on_check = false;
+		assert_int_equal(store_branch_delete(f->write_store,
+						     f->write_branch),
+				 0);
+	}
 	if (seq != STORE_SEQ_LATEST && f->write_on_check > 0) {
 		struct store_attr a = { .mode = S_IFREG | 0600 };
 		char fname[32];
@@ -931,6 +938,30 @@ static void test_ctl_taken_name_first(void **state)
 			 BD_EXIT_NOT_FOUND);
 }
 
+/* A parent deleted while a branch of it is being made (between the
+ * lookup of its name and the create): exit 4 naming the parent, as when
+ * it was gone before (it said "No such file or directory"). */
+static void test_ctl_parent_deleted_meanwhile(void **state)
+{
+	struct ctx *x = *state;
+	struct store_branch_info bi;
+	struct json *j;
+
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"main\"}"), 0);
+	assert_int_equal(status_of(x, 0, "{\"cmd\":\"create\",\"name\":\"p\",\"from\":\"main\"}"), 0);
+	assert_int_equal(store_branch_lookup(x->s, "p", &bi), 0);
+	x->ff.delete_on_check = true;
+	x->ff.write_store = x->s;
+	x->ff.write_branch = bi.id;
+	j = call(x, 0, "{\"cmd\":\"create\",\"name\":\"c\",\"from\":\"p\"}");
+	assert_false(x->ff.delete_on_check);
+	assert_string_equal(json_get_str(j, "error"), "not_found");
+	assert_non_null(strstr(json_get_str(j, "message"),
+			       "cannot create branch 'c': no such parent branch 'p'"));
+	json_free(j);
+	assert_int_not_equal(store_branch_lookup(x->s, "c", &bi), 0);
+}
+
 /* A retention the store does not take names the range it takes (it said
  * only "bad retention 9223372037 s"), and changes nothing. */
 static void test_ctl_bad_retention_names_range(void **state)
@@ -1253,6 +1284,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_taken_name_first, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_parent_deleted_meanwhile,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_bad_retention_names_range,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_past_refused_after_racing_reset,
