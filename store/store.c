@@ -135,6 +135,9 @@ _Static_assert(STORE_MAX_DEPTH == STORE_MAX_ANCESTRY + 1,
 /* At most one time-index entry per this many ms: the resolution of
  * wall-clock time travel. */
 #define STORE_TIME_INDEX_MS 10
+/* A clock set back by more than this is logged (once until it is past
+ * the time index's last entry again): see store_seq_begin. */
+#define STORE_CLOCK_BACK_MS 1000
 /* Incremental GC's set: stripes, and the most objects it remembers
  * (about 40 bytes each); past that, GC falls back to whole scans. */
 #define STORE_GC_STRIPES 64u
@@ -315,6 +318,7 @@ struct store {
 	size_t cap_inflight; /* guarded by seq_mu */
 	_Atomic uint64_t watermark;
 	int64_t last_time_ms; /* guarded by seq_mu */
+	bool clock_back;      /* guarded by seq_mu: logged, not past it yet */
 	/* A time-index entry (ms, seq) whose commit failed and whose own
 	 * write failed too (TIME-1); 0 ms: none.  guarded by seq_mu */
 	int64_t time_lost_ms;
@@ -898,7 +902,7 @@ static void store_watermark_update(struct store *s)
 static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms,
 			   int64_t *lost_ms, uint64_t *lost_seq)
 {
-	int64_t ms;
+	int64_t ms, back_ms = 0, until_ms = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&s->seq_mu);
@@ -927,13 +931,38 @@ static int store_seq_begin(struct store *s, uint64_t *seq, int64_t *time_ms,
 	if (ms >= s->last_time_ms + STORE_TIME_INDEX_MS) {
 		s->last_time_ms = ms;
 		*time_ms = ms;
+		s->clock_back = false;
 	} else {
 		*time_ms = -1;
+		/* The clock was set back: until it passes the last entry
+		 * again, writes get no entry and count as made then (TIME-1
+		 * keeps the index from going back), so a branch of a moment
+		 * in between holds none of them.  Said once per step. */
+		if (ms + STORE_CLOCK_BACK_MS < s->last_time_ms &&
+		    !s->clock_back) {
+			s->clock_back = true;
+			back_ms = s->last_time_ms - ms;
+			until_ms = s->last_time_ms;
+		}
 	}
 	*lost_ms = s->time_lost_ms;
 	*lost_seq = s->time_lost_seq;
 out_unlock:
 	pthread_mutex_unlock(&s->seq_mu);
+	if (back_ms) {
+		time_t t = (time_t)(until_ms / 1000);
+		struct tm tm;
+		char buf[32] = "?";
+
+		if (gmtime_r(&t, &tm))
+			strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+		LOG_WARN(
+			s,
+			"the system clock went back %" PRId64
+			".%03d s: until it shows %s.%03dZ again, writes count as made at that time, and a branch as of a moment before it holds none of them",
+			back_ms / 1000, (int)(back_ms % 1000), buf,
+			(int)(until_ms % 1000));
+	}
 	return rc;
 }
 

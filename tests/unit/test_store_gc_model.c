@@ -53,6 +53,7 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test_logbuf.h"
 #include "tests/unit/test_model_util.h"
 #include "tests/unit/test_store_common.h"
 
@@ -1413,6 +1414,60 @@ static void test_store_gc_model_time_reopen(void **state)
 	atomic_store(&gm_fake_ns, 0);
 }
 
+/* A clock set back (an NTP step) is logged, once per step: until it
+ * passes the time index's last entry again, writes count as made then,
+ * and a branch of a moment in between holds none of them (branchctl(1)).
+ * Nothing said it: such a branch of "now" was the store from before the
+ * step, exit 0. */
+static void test_store_gc_model_clock_back_logged(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_config cfg;
+	static struct tlog_buf lb; /* the store may log after a failure */
+	unsigned char data[100];
+	uint64_t ino, s_a, seq = 0;
+	int64_t t0 = (tstore_now_ns() / NS_MS + 10000) * NS_MS;
+
+	memset(data, 0x5a, sizeof(data));
+	lb.text[0] = 0;
+	assert_int_equal(store_close(fx->s), 0);
+	tstore_config(&cfg, false, NULL);
+	cfg.log.fn = tlog_buf_fn;
+	cfg.log.ctx = &lb;
+	cfg.log.level = STORE_LOG_WARN;
+	assert_int_equal(store_open(fx->dir, &cfg, &fx->s), 0);
+	atomic_store(&gm_fake_ns, t0);
+	ino = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	/* the clock 2 min ahead, then back (0.5 s is not said) */
+	atomic_store(&gm_fake_ns, t0 + 120 * NS_S);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 0);
+	atomic_store(&gm_fake_ns, t0 + 120 * NS_S - 500 * NS_MS);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 0);
+	assert_null(strstr(lb.text, "clock went back"));
+	atomic_store(&gm_fake_ns, t0 + 1 * NS_S);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 100);
+	s_a = store_seq_now(fx->s);
+	assert_non_null(strstr(lb.text, "the system clock went back 119.000 s"));
+	/* once per step */
+	lb.text[0] = 0;
+	atomic_store(&gm_fake_ns, t0 + 2 * NS_S);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 200);
+	assert_null(strstr(lb.text, "clock went back"));
+	/* what it says: a moment after the write, before the clock is
+	 * back where it was, does not have it */
+	assert_int_equal(store_seq_at_time(fx->s, t0 + 2 * NS_S, &seq), 0);
+	assert_true(seq < s_a);
+	/* past the last entry again, then back again: said again */
+	atomic_store(&gm_fake_ns, t0 + 121 * NS_S);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 300);
+	atomic_store(&gm_fake_ns, t0 + 60 * NS_S);
+	tstore_write(fx->s, fx->br, ino, data, sizeof(data), 400);
+	assert_non_null(strstr(lb.text, "the system clock went back 61.000 s"));
+	atomic_store(&gm_fake_ns, 0);
+	assert_int_equal(store_close(fx->s), 0);
+	fx->s = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1425,6 +1480,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_gc_model_time_reopen,
 						tstore_fx_setup,
 						tstore_fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_store_gc_model_clock_back_logged, tstore_fx_setup,
+			tstore_fx_teardown),
 		cmocka_unit_test_setup_teardown(test_store_gc_model,
 						tstore_fx_setup_fault,
 						tstore_fx_teardown),
