@@ -1340,6 +1340,228 @@ static void test_store_usage_cached_until_changed(void **state)
 	tusage(fx, c, 5 * BS, 2, true);
 }
 
+/* What a walk of the branch's tree from its root finds (files reachable,
+ * each once; sizes of the regular ones): what store_branch_usage gave when
+ * it walked the tree, read here through the public API only. */
+static void tusage_walk(struct store *s, uint64_t br, uint64_t *bytes,
+			uint64_t *files)
+{
+	uint64_t stack[256], seen[4096];
+	size_t nstack = 0, nseen = 0, i, j;
+
+	*bytes = 0;
+	*files = 1;
+	stack[nstack++] = tstore_root(s, br);
+	while (nstack) {
+		uint64_t dir = stack[--nstack];
+		struct store_dirent *d = NULL;
+		size_t n = 0;
+
+		assert_int_equal(store_readdir(s, br, STORE_SEQ_LATEST, dir, &d,
+					       &n),
+				 0);
+		for (i = 0; i < n; i++) {
+			struct store_attr a;
+			bool dup = false;
+
+			if (S_ISDIR(d[i].mode)) {
+				assert_true(nstack < 256);
+				stack[nstack++] = d[i].ino;
+				(*files)++;
+				continue;
+			}
+			for (j = 0; j < nseen && !dup; j++)
+				dup = seen[j] == d[i].ino;
+			if (dup)
+				continue;
+			assert_true(nseen < 4096);
+			seen[nseen++] = d[i].ino;
+			(*files)++;
+			assert_int_equal(store_getattr(s, br, STORE_SEQ_LATEST,
+						       d[i].ino, &a),
+					 0);
+			if (S_ISREG(a.mode))
+				*bytes += a.size;
+		}
+		free(d);
+	}
+}
+
+/* store_branch_usage of every live branch is what a walk finds. */
+static void tusage_all_walk(struct store *s, const char *when)
+{
+	struct store_branch_info *all = NULL;
+	size_t n = 0, i;
+
+	assert_int_equal(store_branch_list(s, &all, &n), 0);
+	for (i = 0; i < n; i++) {
+		struct store_usage u;
+		uint64_t bytes, files;
+
+		tusage_walk(s, all[i].id, &bytes, &files);
+		assert_int_equal(store_branch_usage(s, all[i].id, &u), 0);
+		if (u.logical_bytes != bytes || u.files != files)
+			fail_msg("%s: branch '%s': usage %llu bytes, %llu files; a walk finds %llu bytes, %llu files",
+				 when, all[i].name,
+				 (unsigned long long)u.logical_bytes,
+				 (unsigned long long)u.files,
+				 (unsigned long long)bytes,
+				 (unsigned long long)files);
+	}
+	free(all);
+}
+
+/* The figures without a walk (USAGE-2 in store.c) are a walk's, through
+ * every change of the namespace and of sizes, in children, grandchildren
+ * and children of a past moment, with the parent writing between forks,
+ * after a reset, a fork that drops names, and a reopen. */
+static void test_store_usage_is_the_walk(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	static const char *const drop[] = { "postmaster.pid", NULL };
+	struct store_branch_create_args a;
+	struct store_branch_info bi;
+	uint64_t f, d, e, g, h, c1, c2, c3, r, past, x, y;
+	int i;
+
+	f = tstore_mkfile(s, fx->br, fx->root, "f");
+	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS + 5);
+	d = tstore_mkdir(s, fx->br, fx->root, "d");
+	g = tstore_mkfile(s, fx->br, d, "g");
+	tstore_write_pat(s, fx->br, g, 2, 1000, 10);
+	assert_int_equal(store_link(s, fx->br, g, fx->root, "g2", NULL), 0);
+	(void)tstore_mknod(s, fx->br, d, "l", S_IFLNK | 0777, "f");
+	e = tstore_mkdir(s, fx->br, d, "e");
+	h = tstore_mkfile(s, fx->br, e, "h");
+	tstore_write_pat(s, fx->br, h, 3, 0, 77);
+	(void)tstore_mkfile(s, fx->br, fx->root, "postmaster.pid");
+	tusage_all_walk(s, "root alone");
+	past = store_seq_now(s);
+
+	c1 = tstore_branch(s, "c1", fx->br);
+	tusage_all_walk(s, "fresh child");
+	/* the parent changes after the fork */
+	tstore_write_pat(s, fx->br, f, 4, 0, 9 * BS);
+	(void)tstore_mkfile(s, fx->br, d, "n");
+	assert_int_equal(store_unlink(s, fx->br, fx->root, "g2"), 0);
+	tusage_all_walk(s, "parent changed");
+
+	/* the child changes its copy */
+	tstore_truncate(s, c1, f, 10);
+	assert_int_equal(store_unlink(s, c1, fx->root, "g2"), 0);
+	assert_int_equal(store_unlink(s, c1, e, "h"), 0);
+	assert_int_equal(store_rmdir(s, c1, d, "e"), 0);
+	x = tstore_mkfile(s, c1, fx->root, "x");
+	tstore_write_pat(s, c1, x, 5, 0, 2 * BS);
+	assert_int_equal(store_rename(s, c1, fx->root, "x", fx->root, "f", 0),
+			 0);
+	(void)tstore_mkdir(s, c1, fx->root, "new");
+	assert_int_equal(store_rename(s, c1, fx->root, "new", d, "moved", 0),
+			 0);
+	(void)tstore_mkdir(s, c1, fx->root, "d2");
+	assert_int_equal(store_rename(s, c1, d, "moved", fx->root, "d2",
+				      STORE_RENAME_EXCHANGE),
+			 0);
+	assert_int_equal(store_rename(s, c1, fx->root, "d2", d, "moved", 0),
+			 0);
+	assert_int_equal(store_link(s, c1, g, d, "g3", NULL), 0);
+	tusage_all_walk(s, "child changed");
+
+	/* a grandchild, and its parent writing after it */
+	c2 = tstore_branch(s, "c2", c1);
+	tstore_write_pat(s, c1, g, 6, 0, 5 * BS);
+	y = tstore_mkfile(s, c2, d, "y");
+	tstore_write_pat(s, c2, y, 7, 0, 123);
+	assert_int_equal(store_unlink(s, c2, d, "g"), 0);
+	tusage_all_walk(s, "grandchild");
+
+	/* a child of a past moment of the root, and siblings forked while
+	 * the root keeps writing one file (more versions past one fork than
+	 * the scan steps over) */
+	(void)tstore_branch_at(s, "past", fx->br, past);
+	for (i = 0; i < 12; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "sib%d", i);
+		if (i % 3 == 0)
+			(void)tstore_branch(s, name, fx->br);
+		tstore_write_pat(s, fx->br, f, 10 + (uint32_t)i,
+				 9 * BS + (uint64_t)i * 100, 100);
+	}
+	tusage_all_walk(s, "siblings");
+
+	/* a fork that drops a name, and a reset */
+	a = tstore_args("dropped", fx->br, STORE_SEQ_LATEST);
+	a.drop_names = drop;
+	assert_int_equal(store_branch_create(s, &a, &bi), 0);
+	c3 = tstore_branch(s, "c3", fx->br);
+	(void)tstore_mkfile(s, c3, fx->root, "z");
+	tusage_all_walk(s, "dropped");
+	assert_int_equal(store_branch_reset(s, c3, drop), 0);
+	tusage_all_walk(s, "reset");
+
+	/* an empty branch beside them */
+	r = tstore_branch(s, "r", 0);
+	(void)tstore_mkfile(s, r, tstore_root(s, r), "only");
+	tusage_all_walk(s, "empty branch");
+
+	tstore_fx_reopen(fx);
+	tusage_all_walk(fx->s, "reopened");
+	tstore_write_pat(fx->s, c1, g, 8, 0, 7 * BS);
+	tstore_write_pat(fx->s, fx->br, f, 9, 0, 1);
+	tusage_all_walk(fx->s, "reopened and written");
+}
+
+/* A child its parent's tree is not walked for: after a reopen, the
+ * figures of 30 children of a parent of 200 files read the parent's
+ * inodes once, not once per child (a walk of each read about 2 KV
+ * objects per file: some 12,000 reads). */
+static void test_store_usage_children_read_parent_once(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store *s = fx->s;
+	uint64_t kids[30], f = 0, d;
+	unsigned long c0, reads;
+	struct store_usage u;
+	int i;
+
+	d = tstore_mkdir(s, fx->br, fx->root, "base");
+	for (i = 0; i < 200; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "f%d", i);
+		f = tstore_mkfile(s, fx->br, d, name);
+		tstore_write_pat(s, fx->br, f, (uint32_t)i, 0, 100);
+	}
+	for (i = 0; i < 30; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "k%d", i);
+		kids[i] = tstore_branch(s, name, fx->br);
+	}
+	tstore_fx_reopen(fx);
+	s = fx->s;
+	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
+	for (i = 0; i < 30; i++) {
+		assert_int_equal(store_branch_usage(s, kids[i], &u), 0);
+		assert_int_equal(u.logical_bytes, 200 * 100);
+		assert_int_equal(u.files, 202);
+	}
+	reads = kv_fault_calls(fx->fault, KV_FAULT_READS) - c0;
+	print_message("usage of 30 children of a 200-file parent: %lu reads\n",
+		      reads);
+	assert_true(reads < 2000);
+	/* a write to one child: only its own inodes are read again */
+	tstore_write_pat(s, kids[7], f, 99, 0, 1000);
+	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
+	assert_int_equal(store_branch_usage(s, kids[7], &u), 0);
+	assert_int_equal(u.logical_bytes, 199 * 100 + 1000);
+	reads = kv_fault_calls(fx->fault, KV_FAULT_READS) - c0;
+	print_message("usage after one write: %lu reads\n", reads);
+	assert_true(reads < 50);
+}
+
 /* store_branch_stamp: moves with the branch's own writes and a reset,
  * not with another branch's writes or a new child. */
 static void test_store_branch_stamp(void **state)
@@ -1496,6 +1718,10 @@ int main(void)
 		T(test_store_usage_and_stats),
 		cmocka_unit_test_setup_teardown(
 			test_store_usage_cached_until_changed,
+			tstore_fx_setup_fault, tstore_fx_teardown),
+		T(test_store_usage_is_the_walk),
+		cmocka_unit_test_setup_teardown(
+			test_store_usage_children_read_parent_once,
 			tstore_fx_setup_fault, tstore_fx_teardown),
 		T(test_store_branch_stamp),
 		T(test_store_time_of_seq),

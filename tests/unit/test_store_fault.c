@@ -622,6 +622,60 @@ static void test_store_fault_sync_keeps_counters(void **state)
 
 /* ---- read faults: error, never garbage ---- */
 
+/* A read failing anywhere in store_branch_usage (the scan of each level's
+ * inodes, a read through the levels below) is its error or changes
+ * nothing, and keeps no wrong figures: the next call gives the right
+ * ones.  Each read is failed on a fresh open, with nothing kept yet. */
+static void test_store_fault_usage_reads(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct store_usage want, u;
+	uint64_t c, g, f, h;
+	unsigned long n, fired = 0;
+	int rc;
+
+	f = tstore_mkfile(fx->s, fx->br, fx->root, "f");
+	tstore_write_pat(fx->s, fx->br, f, 1, 0, 3 * BS);
+	h = tstore_mkfile(fx->s, fx->br, fx->root, "h");
+	tstore_write_pat(fx->s, fx->br, h, 2, 0, 10);
+	c = tstore_branch(fx->s, "c", fx->br);
+	tstore_write_pat(fx->s, c, f, 3, 0, 5 * BS);
+	assert_int_equal(store_unlink(fx->s, c, fx->root, "h"), 0);
+	g = tstore_branch(fx->s, "g", c);
+	(void)tstore_mkfile(fx->s, g, fx->root, "n");
+	tstore_write_pat(fx->s, fx->br, f, 4, 0, 9 * BS);
+	assert_int_equal(store_branch_usage(fx->s, g, &want), 0);
+	assert_int_equal(want.logical_bytes, 5 * BS);
+	assert_int_equal(want.files, 3);
+	for (n = 1;; n++) {
+		tstore_fx_reopen(fx);
+		kv_fault_arm(fx->fault, KV_FAULT_READS, n, false, -EIO);
+		rc = store_branch_usage(fx->s, g, &u);
+		if (kv_fault_fired(fx->fault) == 0) {
+			kv_fault_disarm(fx->fault);
+			break;
+		}
+		kv_fault_disarm(fx->fault);
+		fired++;
+		if (rc == 0) {
+			assert_int_equal(u.logical_bytes, want.logical_bytes);
+			assert_int_equal(u.files, want.files);
+		} else {
+			assert_int_equal(rc, -EIO);
+		}
+		assert_int_equal(store_branch_usage(fx->s, g, &u), 0);
+		assert_int_equal(u.logical_bytes, want.logical_bytes);
+		assert_int_equal(u.files, want.files);
+		assert_int_equal(store_branch_usage(fx->s, c, &u), 0);
+		assert_int_equal(u.logical_bytes, 5 * BS);
+		assert_int_equal(store_branch_usage(fx->s, fx->br, &u), 0);
+		assert_int_equal(u.logical_bytes, 9 * BS + 10);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(u.logical_bytes, want.logical_bytes);
+	assert_true(fired >= 5);
+}
+
 struct tstore_rview {
 	unsigned char data[3 * BS];
 	struct store_attr attr;
@@ -1310,6 +1364,7 @@ int main(void)
 		T(test_store_fault_branch_ops),
 		T(test_store_fault_sync),
 		T(test_store_fault_sync_keeps_counters),
+		T(test_store_fault_usage_reads),
 		T(test_store_fault_sync_is_durable_point),
 		T(test_store_fault_sync_branch_skips_idle_branch),
 		T(test_store_fault_sync_pending),
