@@ -565,8 +565,62 @@ expect_ctl 0 create keepdef --from main
 expect_ctl 0 default keepdef
 expect_ctl 0 rename keepdef keepdef2
 expect_ctl 0 retention 5400
+# every branch's list figures are what a walk of its tree finds (no
+# postmaster runs now): after writes, after a remount (nothing kept from
+# before), and after writes again (the daemon no longer walks the trees)
+check_usage() {
+	expect_ctl 0 --json list
+	python3 - "$MNT" "$CTL_OUT" "$1" <<'PY' || fail "list figures $1 differ from a walk"
+import json, os, stat, sys
+mnt, d, when = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+bad = 0
+for b in d['branches']:
+    root = os.path.join(mnt, b['name'])
+    seen, size, files = set(), 0, 1
+    for top, dirs, names in os.walk(root):
+        for n in dirs + names:
+            st = os.lstat(os.path.join(top, n))
+            if st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            files += 1
+            if stat.S_ISREG(st.st_mode):
+                size += st.st_size
+    if (b['logical_bytes'], b['files']) != (size, files):
+        print("%s: %s: list %d bytes %d files, a walk %d bytes %d files" %
+              (when, b['name'], b['logical_bytes'], b['files'], size, files))
+        bad += 1
+print("%s: %d branches, list figures = a walk's" % (when, len(d['branches'])))
+sys.exit(bad > 0)
+PY
+}
+write_some() { # in main and keepdef2 (made from main): grow, link, unlink, truncate
+	python3 - "$MNT" <<'PY'
+import os, sys
+m = sys.argv[1]
+def put(path, data):
+    fd = os.open(os.path.join(m, path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+for br in ("main", "keepdef2"):
+    put(br + "/base/grow", b"y" * 54321)
+    for n in os.listdir(os.path.join(m, br)):
+        if n.startswith("grow."):
+            os.unlink(os.path.join(m, br, n))
+    os.link(os.path.join(m, br, "base/grow"), os.path.join(m, br, "grow.%d" % os.getpid()))
+put("keepdef2/only", b"z" * 8193)
+fd = os.open(os.path.join(m, "keepdef2/PG_VERSION"), os.O_WRONLY)
+os.ftruncate(fd, 1)
+os.fsync(fd)
+os.close(fd)
+PY
+}
+write_some
+check_usage "after writes"
 bfs_umount
 bfs_mount
+check_usage "after a remount"
 expect_ctl 0 default
 [ "$CTL_OUT" = keepdef2 ] || fail "after a remount the default parent is '$CTL_OUT', expected keepdef2"
 expect_ctl 0 retention
@@ -574,6 +628,8 @@ expect_ctl 0 retention
 mkdir "$MNT/fromkept"
 expect_ctl 0 --json info fromkept
 jassert "$CTL_OUT" "d['branch']['parent'] == 'keepdef2'" "mkdir after a remount"
+write_some
+check_usage "after a remount and writes"
 # the read filters are rebuilt after the mount, in the background (the
 # mount no longer waits one seek per stored object for them)
 for ((i = 0; i < 300; i++)); do
