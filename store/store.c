@@ -184,6 +184,13 @@ enum store_block_kind {
 #define STORE_BLK_HDR (1u + DIGEST_LEN)
 #define STORE_INODE_HDR 68u
 
+/* A branch's figures as of one seq (USAGE-3). */
+struct store_usage_at {
+	uint64_t seq;
+	uint64_t bytes;
+	uint64_t files;
+};
+
 struct store_branch {
 	uint64_t id;
 	uint64_t parent_id;
@@ -222,6 +229,13 @@ struct store_branch {
 	uint64_t span_bytes, span_files, span_lo, span_hi, span_fork,
 		span_floor;
 	bool span_ok;
+	/* USAGE-3: the branch's figures as of each seq of at[0..n_at)
+	 * (sorted by seq), while its fork_seq and floor are at_fork and
+	 * at_floor.  guarded by branches_lock (written with it held for
+	 * writing) */
+	struct store_usage_at *at;
+	size_t n_at;
+	uint64_t at_fork, at_floor;
 	/* Bloom filter of the inodes this branch has versions of (INV-6). */
 	_Atomic uint64_t *touched;
 	/* Next live branch in its chain of s->names.  guarded by
@@ -1821,6 +1835,7 @@ static void store_grave_reap(struct store *s)
 
 		if (b) {
 			free((void *)b->touched);
+			free(b->at);
 			free(b);
 			s->branches[s->grave[i]] = NULL;
 		}
@@ -2764,8 +2779,10 @@ static void store_free(struct store *s)
 	size_t i;
 
 	for (i = 0; i < s->branches_cap; i++) {
-		if (s->branches[i])
+		if (s->branches[i]) {
 			free((void *)s->branches[i]->touched);
+			free(s->branches[i]->at);
+		}
 		free(s->branches[i]);
 	}
 	free(s->branches);
@@ -6230,12 +6247,16 @@ out:
  *
  * The levels below a branch are its parent as of its fork_seq, history
  * that does not change while the branch lives (INV-5; GC keeps what any
- * read point reads).  The figures of each branch as of a seq are kept
- * with the range of seqs they hold for (USAGE-1): from its newest visible
- * version up to below its oldest version past that seq.  Children forked
- * from an idle parent all fall in one range, so the parent's versions are
- * counted once for all of them; a busy parent's are counted once per
- * range its children fall in.
+ * read point reads).  A branch's figures at its head are kept with the
+ * range of seqs they hold for (USAGE-1): from its newest visible version
+ * up to the watermark, so children forked later from an idle parent find
+ * them.  A parent read at a fork point that nothing kept is counted in
+ * one pass as of every live child's fork point at once (a difference
+ * array over the sorted fork points: each version counts for the fork
+ * points it is the newest at), and kept for each of them (USAGE-3): a
+ * busy parent, whose children each see a different tree, is scanned
+ * once for all of them too.  Nothing is persisted: after a mount the
+ * first list scans each parent once and each branch's own inodes.
  */
 
 static int store_u64_cmp(const void *a, const void *b)
@@ -6426,13 +6447,278 @@ static bool store_usage_kept(struct store *s, const struct store_view *v,
 	struct store_branch *br = store_branch_by_id(s, v->lv[k].id);
 	uint64_t cap = v->lv[k].cap;
 
-	if (!br || !br->span_ok || br->span_fork != br->fork_seq ||
-	    br->span_floor != br->floor || br->floor != v->lv[k].floor ||
-	    cap < br->span_lo || cap > br->span_hi)
+	size_t lo = 0, hi;
+
+	if (!br || br->floor != v->lv[k].floor)
 		return false;
-	u->bytes = br->span_bytes;
-	u->files = br->span_files;
+	if (br->span_ok && br->span_fork == br->fork_seq &&
+	    br->span_floor == br->floor && cap >= br->span_lo &&
+	    cap <= br->span_hi) {
+		u->bytes = br->span_bytes;
+		u->files = br->span_files;
+		return true;
+	}
+	if (br->at_fork != br->fork_seq || br->at_floor != br->floor)
+		return false;
+	hi = br->n_at;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (br->at[mid].seq < cap)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == br->n_at || br->at[lo].seq != cap)
+		return false;
+	u->bytes = br->at[lo].bytes;
+	u->files = br->at[lo].files;
 	return true;
+}
+
+/* The seqs a level of a view is read at by the branch's live children
+ * (their fork_seqs), and cap, sorted, each once, into *out (owned by the
+ * caller, freed with free()).  branches_lock held. */
+static int store_usage_caps(struct store *s, uint64_t id, uint64_t cap,
+			    uint64_t **out, size_t *n)
+{
+	struct store_branch *b;
+	uint64_t *caps;
+	size_t i, k = 0, m = 1;
+
+	store_names_walked(s);
+	for (i = 0; i < s->names_cap; i++)
+		for (b = s->names[i]; b; b = b->name_next)
+			m += b->parent_id == id;
+	caps = malloc(m * sizeof(*caps));
+	if (!caps)
+		return -ENOMEM;
+	caps[k++] = cap;
+	for (i = 0; i < s->names_cap; i++)
+		for (b = s->names[i]; b; b = b->name_next)
+			if (b->parent_id == id && k < m)
+				caps[k++] = b->fork_seq;
+	qsort(caps, k, sizeof(*caps), store_u64_cmp);
+	for (i = 1, m = 1; i < k; i++)
+		if (caps[i] != caps[m - 1])
+			caps[m++] = caps[i];
+	*out = caps;
+	*n = m;
+	return 0;
+}
+
+/* Versions of one inode between two of the seqs stepped over before a
+ * seek to the next seq instead. */
+#define STORE_USAGE_STEPS 8
+
+/* What level k of v (not the head) counts beyond the levels below it, as
+ * of each seq caps[0..m) (sorted, each at or above the level's floor and
+ * at most the watermark), added to sum[0..m).  One pass over the level's
+ * inodes: each of their versions counts for the seqs at which it is the
+ * newest (a difference array over the caps), so a parent read by a
+ * thousand children at a thousand fork points is scanned once. */
+static int store_usage_multi(struct store *s, const struct store_view *v,
+			     size_t k, const uint64_t *caps, size_t m,
+			     struct store_usage_at *sum)
+{
+	const struct store_level *lv = &v->lv[k];
+	struct store_view below = { .n = v->n - k - 1, .lv = v->lv + k + 1 };
+	struct store_usage_sum *d;
+	unsigned char key[STORE_INODE_KLEN];
+	struct kv_iter *it = NULL, *bit = NULL;
+	uint64_t ino = 0, top = caps[m - 1], rb = 0, rf = 0;
+	size_t j;
+	int rc;
+
+	d = calloc(m + 1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	rc = kv_iter_new(s->kv, KV_CF_INODE, 0, &it);
+	if (rc == 0 && below.n)
+		rc = kv_iter_new(s->kv, KV_CF_INODE, KV_ITER_PREFIX, &bit);
+	if (rc)
+		goto out;
+	store_key_inode(key, lv->id, ino, top);
+	kv_iter_seek(it, key, sizeof(key));
+	for (;;) {
+		const unsigned char *fk, *val;
+		struct store_usage_sum under = { 0 };
+		bool under_read = false;
+		size_t fklen, vlen, hi = m - 1;
+
+		if (!kv_iter_valid(it)) {
+			rc = kv_iter_status(it);
+			break;
+		}
+		fk = kv_iter_key(it, &fklen);
+		if (fklen < 8 || store_get64(fk) != lv->id)
+			break;
+		if (fklen != STORE_INODE_KLEN) {
+			rc = -EIO;
+			break;
+		}
+		if (store_get64(fk + 8) != ino) {
+			/* The next inode's newest version: seek to its
+			 * newest at or below the highest seq. */
+			ino = store_get64(fk + 8);
+			store_key_inode(key, lv->id, ino, top);
+			kv_iter_seek(it, key, sizeof(key));
+			continue;
+		}
+		/* At ino's newest version at or below caps[hi]. */
+		for (;;) {
+			struct store_attr a;
+			struct store_usage_sum c = { 0 };
+			uint64_t seq = ~store_get64(fk + 16);
+			size_t lo = 0, r = hi + 1, steps = 0;
+
+			if (seq < lv->floor)
+				break;
+			/* the seqs it is the newest version at: caps[lo..hi] */
+			while (lo < r) {
+				size_t mid = lo + (r - lo) / 2;
+
+				if (caps[mid] < seq)
+					lo = mid + 1;
+				else
+					r = mid;
+			}
+			if (lo <= hi) {
+				val = kv_iter_value(it, &vlen);
+				rc = store_attr_decode(val, vlen, &a);
+				if (rc)
+					goto out;
+				store_usage_count(&c, &a, true);
+				if (below.n && !under_read) {
+					rc = store_attr_find(bit, &below, ino,
+							     &a, NULL, 0);
+					if (rc == 0)
+						store_usage_count(&under, &a,
+								  true);
+					else if (rc != -ENOENT)
+						goto out;
+					rc = 0;
+					under_read = true;
+				}
+				d[lo].bytes += c.bytes - under.bytes;
+				d[lo].files += c.files - under.files;
+				d[hi + 1].bytes -= c.bytes - under.bytes;
+				d[hi + 1].files -= c.files - under.files;
+			}
+			if (lo == 0)
+				break;
+			hi = lo - 1;
+			/* to the newest version at or below caps[hi] */
+			do {
+				kv_iter_next(it);
+				if (!kv_iter_valid(it))
+					break;
+				fk = kv_iter_key(it, &fklen);
+				if (fklen != STORE_INODE_KLEN ||
+				    store_get64(fk) != lv->id ||
+				    store_get64(fk + 8) != ino)
+					break;
+				seq = ~store_get64(fk + 16);
+			} while (seq > caps[hi] && ++steps < STORE_USAGE_STEPS);
+			if (!kv_iter_valid(it)) {
+				rc = kv_iter_status(it);
+				if (rc)
+					goto out;
+				break;
+			}
+			if (fklen != STORE_INODE_KLEN ||
+			    store_get64(fk) != lv->id ||
+			    store_get64(fk + 8) != ino)
+				break;
+			if (seq > caps[hi]) {
+				store_key_inode(key, lv->id, ino, caps[hi]);
+				kv_iter_seek(it, key, sizeof(key));
+				if (!kv_iter_valid(it)) {
+					rc = kv_iter_status(it);
+					if (rc)
+						goto out;
+					break;
+				}
+				fk = kv_iter_key(it, &fklen);
+				if (fklen != STORE_INODE_KLEN ||
+				    store_get64(fk) != lv->id ||
+				    store_get64(fk + 8) != ino)
+					break;
+			}
+		}
+		if (ino == UINT64_MAX)
+			break;
+		ino++;
+		store_key_inode(key, lv->id, ino, top);
+		kv_iter_seek(it, key, sizeof(key));
+	}
+	if (rc)
+		goto out;
+	for (j = 0; j < m; j++) {
+		rb += d[j].bytes;
+		rf += d[j].files;
+		sum[j].bytes += rb;
+		sum[j].files += rf;
+	}
+out:
+	kv_iter_free(bit);
+	kv_iter_free(it);
+	free(d);
+	return rc;
+}
+
+/* The figures of levels k.. of v (k > 0: a parent read at its children's
+ * fork points), given *sum, those of the levels below: computed as of
+ * every live child's fork_seq at once and kept (USAGE-3). */
+static int store_usage_many(struct store *s, const struct store_view *v,
+			    size_t k, struct store_usage_sum *sum)
+{
+	struct store_usage_at *at;
+	struct store_branch *br;
+	uint64_t *caps = NULL;
+	size_t m = 0, j;
+	int rc;
+
+	pthread_rwlock_rdlock(&s->branches_lock);
+	rc = store_usage_caps(s, v->lv[k].id, v->lv[k].cap, &caps, &m);
+	pthread_rwlock_unlock(&s->branches_lock);
+	if (rc)
+		return rc;
+	at = calloc(m, sizeof(*at));
+	if (!at) {
+		free(caps);
+		return -ENOMEM;
+	}
+	for (j = 0; j < m; j++) {
+		at[j].seq = caps[j];
+		at[j].bytes = sum->bytes;
+		at[j].files = sum->files;
+	}
+	rc = store_usage_multi(s, v, k, caps, m, at);
+	free(caps);
+	if (rc) {
+		free(at);
+		return rc;
+	}
+	for (j = 0; j < m && at[j].seq != v->lv[k].cap; j++)
+		;
+	assert(j < m);
+	sum->bytes = at[j].bytes;
+	sum->files = at[j].files;
+	pthread_rwlock_wrlock(&s->branches_lock);
+	br = store_branch_by_id(s, v->lv[k].id);
+	/* a branch with children is never reset (INV-5): checked anyway */
+	if (br && br->floor == v->lv[k].floor) {
+		free(br->at);
+		br->at = at;
+		br->n_at = m;
+		br->at_fork = br->fork_seq;
+		br->at_floor = br->floor;
+		at = NULL;
+	}
+	pthread_rwlock_unlock(&s->branches_lock);
+	free(at);
+	return 0;
 }
 
 int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
@@ -6477,6 +6763,12 @@ int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 	}
 	pthread_rwlock_unlock(&s->branches_lock);
 	for (k = from; k-- > 0;) {
+		if (k > 0) {
+			rc = store_usage_many(s, &v, k, &sum);
+			if (rc)
+				goto out;
+			continue;
+		}
 		lvl = sum;
 		rc = store_usage_level(s, &v, k, wm, &lvl);
 		if (rc)
