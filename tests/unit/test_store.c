@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -1616,6 +1617,102 @@ static void test_store_usage_busy_parent_read_once(void **state)
 	assert_true(reads < 2000);
 }
 
+struct tusage_churn {
+	struct store *s;
+	uint64_t br, parent, root;
+	_Atomic int done;
+	int rc;
+};
+
+/* Namespace and size changes in c->br, writes to c->parent and new
+ * children of it, while the test reads the figures. */
+static void *tusage_churn_run(void *arg)
+{
+	struct tusage_churn *c = arg;
+	static unsigned char buf[3 * BS];
+	uint64_t inos[200], pf = 0;
+	char name[32];
+	int i, rc = 0;
+
+	memset(buf, 7, sizeof(buf));
+	for (i = 0; i < 200 && !rc; i++) {
+		struct store_attr a = tstore_attr(S_IFREG | 0644);
+		ssize_t w;
+
+		snprintf(name, sizeof(name), "w%d", i);
+		rc = store_create(c->s, c->br, c->root, name, &a, NULL,
+				  &inos[i], NULL);
+		if (rc)
+			break;
+		w = store_write(c->s, c->br, inos[i], buf,
+				(size_t)(i * 37) % sizeof(buf), 0, NULL);
+		if (w < 0)
+			rc = (int)w;
+		if (!rc && i % 3 == 2) {
+			snprintf(name, sizeof(name), "w%d", i - 2);
+			rc = store_unlink(c->s, c->br, c->root, name);
+		}
+		if (!rc && i % 5 == 4) {
+			snprintf(name, sizeof(name), "w%d", i);
+			rc = store_link(c->s, c->br, inos[i], c->root, "l",
+					NULL);
+			if (rc == -EEXIST)
+				rc = store_unlink(c->s, c->br, c->root, "l");
+		}
+		if (!rc && !pf)
+			rc = store_create(c->s, c->parent, c->root, "pf", &a,
+					  NULL, &pf, NULL);
+		if (!rc) {
+			w = store_write(c->s, c->parent, pf, buf, 10,
+					(uint64_t)i * 10, NULL);
+			rc = w < 0 ? (int)w : 0;
+		}
+		if (!rc && i % 20 == 0) {
+			struct store_branch_create_args ba;
+			struct store_branch_info bi;
+
+			snprintf(name, sizeof(name), "ch%d", i);
+			ba = tstore_args(name, c->parent, STORE_SEQ_LATEST);
+			rc = store_branch_create(c->s, &ba, &bi);
+		}
+	}
+	c->rc = rc;
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+/* Figures read while a branch, its parent and the parent's new children
+ * change are never kept past the change: once the changes stop, every
+ * branch's figures are a walk's. */
+static void test_store_usage_while_changing(void **state)
+{
+	struct tstore_fx *fx = *state;
+	struct tusage_churn c = { .s = fx->s, .parent = fx->br,
+				  .root = fx->root };
+	struct store_branch_info *all = NULL;
+	struct store_usage u;
+	pthread_t th;
+	size_t n, i;
+	int rounds = 0;
+
+	(void)tstore_mkfile(fx->s, fx->br, fx->root, "base");
+	c.br = tstore_branch(fx->s, "c", fx->br);
+	assert_int_equal(pthread_create(&th, NULL, tusage_churn_run, &c), 0);
+	while (!atomic_load(&c.done)) {
+		assert_int_equal(store_branch_list(fx->s, &all, &n), 0);
+		for (i = 0; i < n; i++)
+			assert_int_equal(store_branch_usage(fx->s, all[i].id,
+							    &u),
+					 0);
+		free(all);
+		rounds++;
+	}
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(c.rc, 0);
+	print_message("%d rounds of usage while changing\n", rounds);
+	tusage_all_walk(fx->s, "after the changes");
+}
+
 /* store_branch_stamp: moves with the branch's own writes and a reset,
  * not with another branch's writes or a new child. */
 static void test_store_branch_stamp(void **state)
@@ -1780,6 +1877,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_store_usage_busy_parent_read_once,
 			tstore_fx_setup_fault, tstore_fx_teardown),
+		T(test_store_usage_while_changing),
 		T(test_store_branch_stamp),
 		T(test_store_time_of_seq),
 		T(test_store_parallel_writes_one_file),
