@@ -6235,7 +6235,10 @@ out:
  *          batch; an open unlinked file has nlink 0 and no name).  So
  *          files is the number of visible inodes with nlink > 0 (each
  *          hard-linked file once) and logical_bytes the sum of the sizes
- *          of the regular ones among them.
+ *          of the regular ones among them.  One exception: a fork that
+ *          drops a name (drop_names) that is a directory drops the entry
+ *          only (store_batch_drop_one), so that directory's tree stays
+ *          counted, as it stays stored; drop_names are Postgres' files.
  *
  * By USAGE-2 the figures of a view are a sum over the inodes it sees, and
  * a level of a view sees its own version of an inode in place of the one
