@@ -6291,7 +6291,7 @@ int store_branch_stamp(struct store *s, uint64_t id, struct store_stamp *out)
 	return br ? 0 : -ENOENT;
 }
 
-/* Figures of one level of a view (store_usage_level).  The sums are
+/* Figures of one level of a view (store_usage_head).  The sums are
  * modular: a level may count less than the levels below it. */
 struct store_usage_sum {
 	uint64_t bytes;
@@ -6311,40 +6311,41 @@ static void store_usage_count(struct store_usage_sum *u,
 	u->bytes += add ? bytes : (uint64_t)0 - bytes;
 }
 
-/* Versions of one inode above a level's cap looked at before giving up on
- * finding the oldest of them (then the level's range ends at its cap). */
-#define STORE_USAGE_ABOVE 8
-
-/* Add to *u what level k of v counts beyond the levels below it, and narrow
- * [u->lo, u->hi] to the seqs the level looks the same at (at most wm, the
- * watermark taken before: every seq up to it was committed). */
-static int store_usage_level(struct store *s, const struct store_view *v,
-			     size_t k, uint64_t wm, struct store_usage_sum *u)
+/* Add to *u what the head of v's branch (level 0, read at
+ * STORE_SEQ_LATEST) counts beyond the levels below it, and set [u->lo,
+ * u->hi] to the seqs it looks the same at: from its newest version (or
+ * its floor) to wm, the watermark taken before the scan (every seq up to
+ * it was committed, so the scan saw every version up to it); empty (lo
+ * above hi) if a version above wm was seen. */
+static int store_usage_head(struct store *s, const struct store_view *v,
+			    uint64_t wm, struct store_usage_sum *u)
 {
-	const struct store_level *lv = &v->lv[k];
-	uint64_t top = lv->cap == STORE_SEQ_LATEST ? lv->cap : wm;
-	struct store_view below = { .n = v->n - k - 1, .lv = v->lv + k + 1 };
+	const struct store_level *lv = &v->lv[0];
+	struct store_view below = { .n = v->n - 1, .lv = v->lv + 1 };
 	unsigned char key[STORE_INODE_KLEN];
 	struct kv_iter *it = NULL, *bit = NULL;
 	uint64_t ino = 0;
 	int rc;
 
+	assert(lv->cap == STORE_SEQ_LATEST);
+	/* at or above the floor, and past the fork: below it the levels
+	 * below would be read at another seq */
 	u->lo = lv->floor;
+	if (below.n && below.lv[0].cap + 1 > u->lo)
+		u->lo = below.lv[0].cap + 1;
 	u->hi = wm;
 	rc = kv_iter_new(s->kv, KV_CF_INODE, 0, &it);
 	if (rc == 0 && below.n)
 		rc = kv_iter_new(s->kv, KV_CF_INODE, KV_ITER_PREFIX, &bit);
 	if (rc)
 		goto out;
-	store_key_inode(key, lv->id, ino, top);
+	store_key_inode(key, lv->id, ino, STORE_SEQ_LATEST);
 	kv_iter_seek(it, key, sizeof(key));
 	for (;;) {
 		const unsigned char *fk, *val;
 		struct store_attr a;
 		size_t fklen, vlen;
-		unsigned above = 0;
-		uint64_t seq = 0;
-		bool seen = false;
+		uint64_t seq;
 
 		if (!kv_iter_valid(it)) {
 			rc = kv_iter_status(it);
@@ -6357,44 +6358,10 @@ static int store_usage_level(struct store *s, const struct store_view *v,
 			rc = -EIO;
 			break;
 		}
-		if (store_get64(fk + 8) != ino) {
-			/* Landed on the next inode's newest version: seek to
-			 * its newest at or below top. */
-			ino = store_get64(fk + 8);
-			if (top != STORE_SEQ_LATEST) {
-				store_key_inode(key, lv->id, ino, top);
-				kv_iter_seek(it, key, sizeof(key));
-				continue;
-			}
-		}
-		/* At ino's newest version at or below top: step down to the
-		 * newest at or below the cap. */
-		while (kv_iter_valid(it)) {
-			fk = kv_iter_key(it, &fklen);
-			if (fklen != STORE_INODE_KLEN ||
-			    store_get64(fk) != lv->id ||
-			    store_get64(fk + 8) != ino)
-				break;
-			seq = ~store_get64(fk + 16);
-			if (seq <= lv->cap) {
-				seen = seq >= lv->floor;
-				break;
-			}
-			if (seq - 1 < u->hi)
-				u->hi = seq - 1;
-			if (++above == STORE_USAGE_ABOVE) {
-				if (lv->cap < u->hi)
-					u->hi = lv->cap;
-				store_key_inode(key, lv->id, ino, lv->cap);
-				kv_iter_seek(it, key, sizeof(key));
-			} else {
-				kv_iter_next(it);
-			}
-		}
-		rc = kv_iter_status(it);
-		if (rc)
-			break;
-		if (seen) {
+		/* the newest version of the next inode that has one */
+		ino = store_get64(fk + 8);
+		seq = ~store_get64(fk + 16);
+		if (seq >= lv->floor) {
 			val = kv_iter_value(it, &vlen);
 			rc = store_attr_decode(val, vlen, &a);
 			if (rc)
@@ -6414,8 +6381,7 @@ static int store_usage_level(struct store *s, const struct store_view *v,
 		}
 		if (ino == UINT64_MAX)
 			break;
-		ino++;
-		store_key_inode(key, lv->id, ino, top);
+		store_key_inode(key, lv->id, ino + 1, STORE_SEQ_LATEST);
 		kv_iter_seek(it, key, sizeof(key));
 	}
 out:
@@ -6773,7 +6739,7 @@ int store_branch_usage(struct store *s, uint64_t id, struct store_usage *out)
 			continue;
 		}
 		lvl = sum;
-		rc = store_usage_level(s, &v, k, wm, &lvl);
+		rc = store_usage_head(s, &v, wm, &lvl);
 		if (rc)
 			goto out;
 		sum.bytes = lvl.bytes;
