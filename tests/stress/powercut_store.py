@@ -10,6 +10,11 @@ unsynced sectors kept; in a fifth of the rounds nothing is cut: a kill -9
 alone, after which every operation that returned must be there),
 sometimes cuts the power again during the next open's journal replay, and
 then checks with `BIN dump` that:
+  - an open after a kill -9 alone (no power cut since) finds no hole in
+    RocksDB's WAL (store/walscan.h): there the WAL is whole, and a cut
+    would drop writes RocksDB may have synced; the opens' logs must not
+    say "lost the batches of sequences" and db/BRANCHFS-WAL-HOLE must not
+    change.  The cuts seen after power cuts are counted and printed;
   - a read-only open (as branchd --check) and then an open find no
     damage (store_check, journal damage held);
   - its state (branches, their parents, the files of their roots, the
@@ -185,6 +190,18 @@ def verify(m0, logp, dump, killed_only):
                        % (floor, len(ops)))
 
 
+WAL_HOLE = 'lost the batches of sequences'  # walscan's words, cut or seen
+WAL_CUT = 'cut before them'                 # walscan_cut's: it cut
+
+
+def aside(store):
+    """What walscan_cut kept: {name: size} of store/db/BRANCHFS-WAL-HOLE."""
+    d = os.path.join(store, 'db', 'BRANCHFS-WAL-HOLE')
+    if not os.path.isdir(d):
+        return {}
+    return {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)}
+
+
 def run_cut(argv, env, store, shadow, t, seed, log, cut=True):
     shutil.rmtree(shadow, ignore_errors=True)
     e = dict(os.environ, LD_PRELOAD=PCLIB, POWERCUT_DIR=store, POWERCUT_SHADOW=shadow, **env)
@@ -209,7 +226,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     shutil.rmtree(store, ignore_errors=True)
     m = Model()
-    stats = dict(ops=0, replay_cuts=0, prefix_lag=0)
+    stats = dict(ops=0, replay_cuts=0, prefix_lag=0, wal_cuts=0, wal_cut_rounds=0,
+                 clean_rounds=0)
     t0 = time.time()
     for it in range(1, iters + 1):
         logp = os.path.join(work, 'ops.log')
@@ -227,13 +245,24 @@ def main():
         if img.returncode != 0:
             print('iteration %d: powercut_image: %s %s' % (it, img.stdout, img.stderr))
             return fail(work, it)
+        # walscan's oracle: after a kill -9 alone, no open may cut the WAL
+        # (nor see a hole in it) until the power is cut again
+        whole = killed_only
+        aside0 = aside(store)
+        said = ''  # what the opens of this round logged
         if rng.random() < 0.3:
             # cut again during the next open (journal replay, restart)
             with open(os.path.join(work, 'replay.err'), 'w') as lf:
                 rc2, img2 = run_cut([binp, 'dump', store, os.path.join(work, 'ignored')],
                                     dict(PS_KILL_US=str(rng.randrange(40000))),
                                     store, shadow, 30, rng.randrange(1 << 30), lf)
+            said += open(os.path.join(work, 'replay.err')).read()
+            if whole and WAL_HOLE in said:
+                print('iteration %d: after a kill -9 alone, the open cut the WAL: %s' % (
+                    it, said[-1500:]))
+                return fail(work, it)
             if rc2 == -signal.SIGKILL:
+                whole = False
                 subprocess.run([sys.executable, PCIMG, store, shadow, str(rng.randrange(1 << 30))],
                                capture_output=True)
                 stats['replay_cuts'] += 1
@@ -248,6 +277,7 @@ def main():
             with open(os.path.join(work, 'model.pickle'), 'wb') as f:
                 pickle.dump(m, f)
         r = subprocess.run([binp, 'check', store], capture_output=True, text=True)
+        said += r.stderr
         if r.returncode != 0:
             print('iteration %d: read-only check after the cut failed (%d): %s' % (
                 it, r.returncode, r.stderr[-3000:]))
@@ -260,6 +290,14 @@ def main():
             return fail(work, it)
         if r.stderr.strip():
             print('iteration %d: open said: %s' % (it, r.stderr.strip()[-1500:]))
+        said += r.stderr
+        if whole and (WAL_HOLE in said or aside(store) != aside0):
+            print('iteration %d: after a kill -9 alone, an open found a hole in the WAL '
+                  '(BRANCHFS-WAL-HOLE %s, then %s)' % (it, aside0, aside(store)))
+            return fail(work, it)
+        stats['clean_rounds'] += whole
+        stats['wal_cuts'] += said.count(WAL_CUT)
+        stats['wal_cut_rounds'] += WAL_CUT in said
         dump = open(dumpp).read()
         try:
             m, k, nops, floor = verify(m, logp, dump, killed_only)
@@ -270,10 +308,13 @@ def main():
         stats['ops'] += nops
         if it % 10 == 0 or it == iters or os.environ.get('PS_VERBOSE'):
             print('iteration %d: %d ops (durable floor %d, recovered prefix %d); total %d ops, '
-                  '%d replay cuts, %.0f s, last begun %d' % (it, nops, floor, k, stats['ops'],
-                                             stats['replay_cuts'], time.time() - t0, last), flush=True)
-    print('PASS: %d iterations, %d ops, %d replay cuts' % (iters, stats['ops'],
-                                                           stats['replay_cuts']))
+                  '%d replay cuts, %d WAL hole cuts, %.0f s, last begun %d' % (
+                      it, nops, floor, k, stats['ops'], stats['replay_cuts'],
+                      stats['wal_cuts'], time.time() - t0, last), flush=True)
+    print('PASS: %d iterations, %d ops, %d replay cuts; WAL holes cut: %d (in %d rounds), '
+          'none in the %d rounds of a kill -9 alone' % (
+              iters, stats['ops'], stats['replay_cuts'], stats['wal_cuts'],
+              stats['wal_cut_rounds'], stats['clean_rounds']))
     return 0
 
 
