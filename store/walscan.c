@@ -27,6 +27,7 @@
 
 #define WALSCAN_BLOCK 32768u
 #define WALSCAN_HDR 7u
+#define WALSCAN_RHDR 11u /* a recyclable record's: + its file's number */
 #define WALSCAN_BATCH_HDR 12u
 #define WALSCAN_ASIDE "BRANCHFS-WAL-HOLE"
 
@@ -36,6 +37,8 @@ enum walscan_type {
 	WALSCAN_FIRST = 2,
 	WALSCAN_MIDDLE = 3,
 	WALSCAN_LAST = 4,
+	WALSCAN_RFULL = 5, /* recyclable FULL ... LAST: 5..8 */
+	WALSCAN_RLAST = 8,
 };
 
 /* log NULL: quiet. */
@@ -210,15 +213,34 @@ static int walscan_file(struct walscan_state *st, uint64_t num)
 			const unsigned char *h = blk + pos;
 			uint32_t len = (uint32_t)walscan_get(h + 4, 2);
 			unsigned type = h[6];
-			uint32_t crc, want_crc;
+			uint32_t hs = WALSCAN_HDR, crc, want_crc;
 
-			if (WALSCAN_HDR + len > blen - pos)
+			/* In RocksDB's reader's order: a header of a
+			 * recyclable type is longer and names its file; one
+			 * naming another file (stale bytes) is the end of
+			 * this one, where RocksDB goes on with the next file
+			 * without a word.  Then the length, a zero header,
+			 * the CRC; only a record whose CRC holds is looked
+			 * at for its type. */
+			if (type >= WALSCAN_RFULL && type <= WALSCAN_RLAST) {
+				hs = WALSCAN_RHDR;
+				if (blen - pos < hs)
+					break; /* a block's trailer to RocksDB */
+				if (walscan_get(h + 7, 4) != (uint32_t)num)
+					goto out;
+			}
+			if (hs + len > blen - pos)
 				goto out; /* bad length: RocksDB stops */
 			if (type == WALSCAN_ZERO && len == 0) {
 				if (rec.open)
 					goto out;
 				break; /* the rest of the block is skipped */
 			}
+			crc = journal_crc32c(0, h + 6, (size_t)len + hs - 6);
+			want_crc = (uint32_t)walscan_get(h, 4) - 0xa282ead8u;
+			want_crc = want_crc >> 17 | want_crc << 15;
+			if (crc != want_crc)
+				goto out; /* damaged: RocksDB stops */
 			if (type > WALSCAN_LAST) {
 				walscan_log(
 					st->log, STORE_LOG_WARN,
@@ -228,11 +250,6 @@ static int walscan_file(struct walscan_state *st, uint64_t num)
 				rc = -ENOTSUP;
 				goto out;
 			}
-			crc = journal_crc32c(0, h + 6, (size_t)len + 1);
-			want_crc = (uint32_t)walscan_get(h, 4) - 0xa282ead8u;
-			want_crc = want_crc >> 17 | want_crc << 15;
-			if (crc != want_crc)
-				goto out; /* damaged: RocksDB stops */
 			if (type == WALSCAN_FULL || type == WALSCAN_FIRST) {
 				if (rec.open)
 					goto out; /* a record without its end */
@@ -317,10 +334,17 @@ static int walscan_copy_tail(const char *path, uint64_t off, const char *to)
 		close(in);
 		return rc;
 	}
-	while ((got = pread(in, buf, sizeof(buf), (off_t)off)) > 0) {
-		if (write(out, buf, (size_t)got) != got) {
-			rc = errno ? -errno : -EIO;
-			break;
+	/* A write short of room returns what fit; only the next one says
+	 * ENOSPC (errno is not set by the short one). */
+	while (rc == 0 && (got = pread(in, buf, sizeof(buf), (off_t)off)) > 0) {
+		ssize_t done = 0, n;
+
+		while (rc == 0 && done < got) {
+			n = write(out, buf + done, (size_t)(got - done));
+			if (n < 0)
+				rc = -errno;
+			else
+				done += n;
 		}
 		off += (uint64_t)got;
 	}

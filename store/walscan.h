@@ -25,7 +25,8 @@
  * their data flushed, and may be left with gaps between them by a crash
  * while RocksDB deleted them, newest first) in number order the way
  * RocksDB's reader does (32 KiB blocks, 7-byte record headers, CRC-32C,
- * fragments; a zero header skips the rest of its block; a bad record ends
+ * fragments; a zero header skips the rest of its block; a bad record, or
+ * one of a recyclable type that names another file (stale bytes), ends
  * the file) and follows the batches' sequence numbers: each batch must
  * start where the one before ended (its sequence plus its count).  The
  * first batch that starts later is the hole's end.  walscan_cut() then
@@ -40,7 +41,8 @@
  *
  * Not handled: a WAL written with record types this reader does not know
  * (recycled files, WAL compression, neither set by kv.c): the scan says
- * so and finds nothing, as before it existed.
+ * so at the first such record whose CRC holds, and finds nothing, as
+ * before it existed.
  */
 #ifndef BRANCHFS_WALSCAN_H
 #define BRANCHFS_WALSCAN_H

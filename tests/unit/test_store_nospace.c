@@ -18,6 +18,11 @@
  * writes), must keep the branch noted and say so, and the first GC once
  * there is room must drop it and shrink the store (DROP-1 in store.c).
  *
+ * A cut of RocksDB's WAL at a hole (store/walscan.h) on a full disk: the
+ * copy of what it cuts meets ENOSPC, first as a short write; the cut must
+ * go on without the copy (it is for inspection only) rather than refuse
+ * the open.
+ *
  * The store runs in a child process (this binary re-executed with
  * --child, --kv-child or --gc-child), so that a crash in it is reported
  * as a failure and the parent still unmounts the tmpfs.
@@ -36,6 +41,8 @@
 #include "tests/unit/test_store_common.h"
 #include "store/kv.h"
 #include "store/store_int.h"
+#include "store/walscan.h"
+#include "tests/unit/test_logbuf.h"
 
 #define BS STORE_BLOCK_SIZE
 #define CHUNK (16 * BS)
@@ -523,6 +530,11 @@ static int tstore_nospace_setup_kv(void **state)
 	return tstore_nospace_setup_size(state, "64m", 0);
 }
 
+static int tstore_nospace_setup_walcut(void **state)
+{
+	return tstore_nospace_setup_size(state, "4m", 0);
+}
+
 static int tstore_nospace_setup_gc(void **state)
 {
 	return tstore_nospace_setup_size(state, "80m", 0);
@@ -579,6 +591,64 @@ static void test_store_nospace_gc_keeps_what_it_cannot_drop(void **state)
 	tstore_nospace_run(*state, "--gc-child");
 }
 
+/* A file of n KiB at dir/name. */
+static void tstore_ns_file(const char *dir, const char *name, int kib)
+{
+	static char buf[1024];
+	char p[128];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	memset(buf, 0x42, sizeof(buf));
+	for (int i = 0; i < kib; i++)
+		assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	close(fd);
+}
+
+/* The WAL cut on a full disk: 16 KiB free, a tail of 1 MiB to copy.  The
+ * copy's first write is short (16 KiB of 64), its next one fails with
+ * ENOSPC; the cut goes on without the copy, moves the later file aside
+ * and truncates. */
+static void test_store_nospace_wal_cut_full(void **state)
+{
+	struct tstore_nospace *t = *state;
+	static struct tlog_buf lb;
+	const struct store_log log = { tlog_buf_fn, &lb, STORE_LOG_WARN };
+	struct walscan_hole hole = { .file = 7, .offset = 4096,
+				     .seq_expected = 100, .seq_found = 201 };
+	static char buf[1 << 16];
+	char p[160];
+	struct stat st;
+	int fd, rc;
+
+	assert_int_equal(mkdir(t->dir, 0700), 0);
+	tstore_ns_file(t->dir, "000007.log", 1028);
+	tstore_ns_file(t->dir, "000009.log", 64);
+	hole.bytes = 1024 * 1024 + 64 * 1024;
+	fd = open(t->filler, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	while (write(fd, buf, sizeof(buf)) > 0)
+		;
+	assert_int_equal(ftruncate(fd, lseek(fd, 0, SEEK_END) - 16384), 0);
+	close(fd);
+
+	lb.text[0] = 0;
+	errno = 0; /* no stale ENOSPC for a short write to be taken for */
+	rc = walscan_cut(t->dir, &hole, &log);
+	if (rc)
+		fail_msg("walscan_cut: %d (%s): %s", rc, strerror(-rc), lb.text);
+	assert_non_null(strstr(lb.text, "no room to keep a copy"));
+	snprintf(p, sizeof(p), "%s/000007.log", t->dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 4096);
+	snprintf(p, sizeof(p), "%s/BRANCHFS-WAL-HOLE/000009.log", t->dir);
+	assert_int_equal(stat(p, &st), 0);
+	snprintf(p, sizeof(p), "%s/BRANCHFS-WAL-HOLE/000007.log.tail", t->dir);
+	assert_int_equal(stat(p, &st), -1);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -591,6 +661,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(
 			test_store_nospace_gc_keeps_what_it_cannot_drop,
 			tstore_nospace_setup_gc, tstore_nospace_teardown),
+		cmocka_unit_test_setup_teardown(test_store_nospace_wal_cut_full,
+						tstore_nospace_setup_walcut,
+						tstore_nospace_teardown),
 	};
 
 	if (argc == 4 && strcmp(argv[1], "--child") == 0)
