@@ -190,8 +190,11 @@ static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 		free(msg);
 }
 
+/* parent: the parent's name as of the same snapshot as bi (list), or
+ * NULL to look it up now. */
 static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
-			  const struct store_branch_info *bi, bool usage)
+			  const struct store_branch_info *bi, bool usage,
+			  const char *parent)
 {
 	struct store_branch_info pi;
 	struct store_usage u;
@@ -201,8 +204,10 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 	json_buf_raw(out, "{\"name\":");
 	json_buf_str(out, bi->name);
 	json_buf_printf(out, ",\"id\":%" PRIu64 ",\"parent\":", bi->id);
-	if (bi->parent_id &&
-	    store_branch_get(c->cfg.store, bi->parent_id, &pi) == 0)
+	if (bi->parent_id && parent)
+		json_buf_str(out, parent);
+	else if (bi->parent_id &&
+		 store_branch_get(c->cfg.store, bi->parent_id, &pi) == 0)
 		json_buf_str(out, pi.name);
 	else
 		json_buf_raw(out, "null");
@@ -725,14 +730,27 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, false);
+	bd_put_branch(c, out, &bi, false, NULL);
 	bd_put_checkpoint(out, &ckpt);
 	json_buf_raw(out, "}");
 }
 
+static int bd_info_id_cmp(const void *a, const void *b)
+{
+	uint64_t x = (*(const struct store_branch_info *const *)a)->id;
+	uint64_t y = (*(const struct store_branch_info *const *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/* Each branch's parent is named as of the listing's snapshot: looked up
+ * while the reply was written, a parent renamed meanwhile was listed
+ * under its old name and named by its children under the new one, and
+ * list --tree left that whole subtree out. */
 static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 {
-	struct store_branch_info *all = NULL;
+	struct store_branch_info *all = NULL, **byid = NULL, key, *kp = &key;
+	struct store_branch_info **hit;
 	size_t n = 0, i;
 	int rc;
 
@@ -742,13 +760,30 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 			     strerror(-rc));
 		return;
 	}
+	if (n) {
+		byid = malloc(n * sizeof(*byid));
+		if (!byid) {
+			free(all);
+			bd_reply_err(out, -ENOMEM, "cannot list branches: %s",
+				     strerror(ENOMEM));
+			return;
+		}
+		for (i = 0; i < n; i++)
+			byid[i] = &all[i];
+		qsort(byid, n, sizeof(*byid), bd_info_id_cmp);
+	}
 	json_buf_raw(out, "{\"ok\":true,\"branches\":[");
 	for (i = 0; i < n; i++) {
+		key.id = all[i].parent_id;
+		hit = key.id ? bsearch(&kp, byid, n, sizeof(*byid),
+				       bd_info_id_cmp) :
+			       NULL;
 		if (i)
 			json_buf_raw(out, ",");
-		bd_put_branch(c, out, &all[i], true);
+		bd_put_branch(c, out, &all[i], true, hit ? (*hit)->name : NULL);
 	}
 	json_buf_raw(out, "]}");
+	free(byid);
 	free(all);
 }
 
@@ -760,7 +795,7 @@ static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi))
 		return;
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, true);
+	bd_put_branch(c, out, &bi, true, NULL);
 	json_buf_raw(out, "}");
 }
 

@@ -19,6 +19,9 @@
 #  - every exit status of the table, for the commands that give it;
 #  - many branchctl processes at once (1000 creates from 16 processes, as
 #    root and lists as another uid), and list --json of 1000 branches;
+#  - a list is one snapshot: a parent renamed while it is written is named
+#    by its children as the list names it (it was not, and --tree lost
+#    the subtree);
 #  - list --tree of 20,000 branches (from a daemon that serves that list)
 #    in well under 10 s, exactly the tree (it took a minute for 30,000).
 # shellcheck source=lib.sh
@@ -388,6 +391,41 @@ for i in range(1, 65):
         sys.exit("list %d of 64 at once is not the 1002 branches" % i)' "$T" ||
 	fail "64 lists at once as uid 65534 did not all give the 1002 branches"
 log "64 lists at once as uid 65534: all 1002 branches each"
+# a listing is one snapshot, parents' names included: while zp is renamed to
+# zq and back in a loop, every list names only parents it lists, and
+# list --tree shows every branch (each parent's name was looked up while the
+# reply was written: 9 of 20 lists named zp's children's parent by a name the
+# list did not have, and --tree left them out)
+tmo 30 mkdir "$MNT/zp"
+expect_ctl 0 create zc1 --from zp
+expect_ctl 0 create zc2 --from zp
+tmo 60 python3 -c '
+import json, os, subprocess, sys, threading
+mnt, bc = sys.argv[1], sys.argv[2]
+stop, renames, bad, trees = False, 0, 0, 0
+def loop():
+    global renames
+    a, b = os.path.join(mnt, "zp"), os.path.join(mnt, "zq")
+    while not stop:
+        os.rename(a, b)
+        os.rename(b, a)
+        renames += 2
+t = threading.Thread(target=loop)
+t.start()
+try:
+    for i in range(20):
+        d = json.loads(subprocess.run([bc, "--mount", mnt, "--json", "list"], capture_output=True, check=True).stdout)
+        names = {b["name"] for b in d["branches"]}
+        bad += any(b["parent"] is not None and b["parent"] not in names for b in d["branches"])
+        out = subprocess.run([bc, "--mount", mnt, "list", "--tree"], capture_output=True, check=True).stdout
+        trees += len(out.decode().splitlines()) != len(names)
+finally:
+    stop = True
+    t.join()
+print("20 lists while zp was renamed %d times: %d named a parent they do not list, %d trees lacked branches" % (renames, bad, trees))
+sys.exit(1 if bad or trees or renames < 20 else 0)' "$MNT" "$BRANCHCTL" >"$T/lrace.out" 2>&1 ||
+	fail "list racing a rename of a parent: $(cat "$T/lrace.out")"
+log "$(cat "$T/lrace.out")"
 
 # ---- output that does not get out -----------------------------------------------
 # a full disk or a closed stdout is exit 1 with a line, not success with the
