@@ -1974,6 +1974,107 @@ static long fs_postgres_in(const struct fs_where *w)
 	return found;
 }
 
+/* Is a directory of branch_id the root of a mount made elsewhere (mount
+ * --bind, a container's data directory), in this or any other mount
+ * namespace?  Each namespace's mountinfo is read once, through the first
+ * process found in it; an entry of our device is looked at through that
+ * process's root, from the kernel's cache (AT_STATX_DONT_SYNC: no request
+ * to us), and its st_ino (rule 1) carries the branch.  Not by the entry's
+ * root path: that reads "/NAME//deleted" once a branchctl rename has
+ * invalidated the kernel's entry, and may name a branch made since under
+ * the old name.  1 with the mount point (as that process sees it) in
+ * where and the pid in *pidp (0 for our own namespace), or 0 (also when
+ * /proc cannot be read: a daemon without root sees only the namespaces
+ * of its own user's processes).  Runs for a delete, rename or reset only:
+ * a readdir of /proc and a stat per process, and one mountinfo per
+ * namespace. */
+struct fs_ns_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+static int fs_branch_bound(struct fs *fs, uint64_t branch_id, char *where,
+			   size_t len, long *pidp)
+{
+	struct fs_ns_id *seen = NULL, *ns;
+	size_t nseen = 0, cap = 0, i, linecap = 0;
+	char *line = NULL, path[PATH_MAX + 64];
+	struct stat self, st;
+	unsigned maj, min;
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	if (sscanf(fs->dev, "%u:%u", &maj, &min) != 2 ||
+	    stat("/proc/self/ns/mnt", &self) != 0)
+		return 0;
+	d = opendir("/proc");
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char *end;
+		long pid;
+		FILE *f;
+
+		pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
+		if (stat(path, &st) != 0)
+			continue;
+		for (i = 0; i < nseen; i++)
+			if (seen[i].dev == st.st_dev &&
+			    seen[i].ino == st.st_ino)
+				break;
+		if (i < nseen)
+			continue;
+		if (nseen == cap) {
+			cap = cap ? 2 * cap : 16;
+			ns = realloc(seen, cap * sizeof(*ns));
+			if (!ns)
+				break;
+			seen = ns;
+		}
+		seen[nseen].dev = st.st_dev;
+		seen[nseen++].ino = st.st_ino;
+		snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (!found && getline(&line, &linecap, f) > 0) {
+			char majmin[64], root[PATH_MAX], mp[PATH_MAX];
+			struct statx sx;
+			bool ours;
+
+			if (sscanf(line, "%*s %*s %63s %4095s %4095s", majmin,
+				   root, mp) != 3 ||
+			    strcmp(majmin, fs->dev) != 0 ||
+			    strcmp(root, "/") == 0)
+				continue;
+			fs_unescape(mp);
+			snprintf(path, sizeof(path), "/proc/%ld/root%s", pid,
+				 mp);
+			if (statx(AT_FDCWD, path,
+				  AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
+				  STATX_INO, &sx) != 0 ||
+			    sx.stx_dev_major != maj ||
+			    sx.stx_dev_minor != min ||
+			    sx.stx_ino >> FS_BRANCH_SHIFT != branch_id)
+				continue;
+			snprintf(where, len, "%s", mp);
+			ours = st.st_dev == self.st_dev &&
+			       st.st_ino == self.st_ino;
+			*pidp = ours ? 0 : pid;
+			found = 1;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	free(line);
+	free(seen);
+	return found;
+}
+
 /* Rule 7's "a postmaster runs on it" (fs_branch_server).  A live pid in
  * the branch's postmaster.pid counts only if its working directory is the
  * branch (or cannot be read and no postgres process is seen there): a pid
@@ -1994,8 +2095,27 @@ static int fs_branch_no_postmaster(struct fs *fs,
 		if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
 			srv = pid;
 	}
-	if (srv == 0)
-		return fs_branch_linked_busy(fs, bi, why, whylen);
+	if (srv == 0) {
+		char where[PATH_MAX];
+		long bpid = 0;
+		int rc = fs_branch_linked_busy(fs, bi, why, whylen);
+
+		if (rc ||
+		    !fs_branch_bound(fs, bi->id, where, sizeof(where), &bpid))
+			return rc;
+		if (why && bpid)
+			snprintf(why, whylen,
+				 "branch '%s' is mounted at '%s' in the mount "
+				 "namespace of pid %ld (a container's data "
+				 "directory?): unmount it first",
+				 bi->name, where, bpid);
+		else if (why)
+			snprintf(why, whylen,
+				 "branch '%s' is mounted at '%s' (a bind "
+				 "mount): unmount it first",
+				 bi->name, where);
+		return -EBUSY;
+	}
 	if (why && srv == pid)
 		snprintf(why, whylen,
 			 "postmaster (pid %d) is running on branch '%s'",

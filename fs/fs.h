@@ -150,7 +150,10 @@ void fs_free(struct fs *fs);
  *   -> fs_invalidate_branch().
  * begin_change fails with -EBUSY when a postmaster runs on the branch (a
  * live pid in its postmaster.pid working in the branch, or any postgres
- * process working there: fs.c) or files in it are open, and then writes
+ * process working there: fs.c), files in it are open, another branch's
+ * running server keeps its WAL or a tablespace there, or it or a
+ * directory of it is mounted elsewhere (a bind mount, in any mount
+ * namespace whose processes /proc shows us), and then writes
  * a lowercase reason (no final period) into why (may be NULL).  It waits
  * (up to 1.5 s) for open files to close and for changes of the
  * branch's tree already in flight (create, link, unlink, rename, setattr)

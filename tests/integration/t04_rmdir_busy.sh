@@ -7,7 +7,8 @@
 # refused with EBUSY too; mv of an idle branch renames it.  A branch that
 # holds another branch's running server's WAL (initdb --waldir) or a
 # tablespace of it is busy too, though that server holds no file open there
-# while idle.
+# while idle.  So is a branch, or a directory of it, mounted elsewhere
+# (mount --bind, in this or another mount namespace) until that mount goes.
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -126,8 +127,45 @@ kill "$PGLIKE"
 wait "$PGLIKE" 2>/dev/null || true
 expect_op_eventually OK rmdir "$MNT/pr-c"
 
-# WAL and a tablespace in other branches: busy while that server runs
+# a branch mounted elsewhere (mount --bind, a container's data directory
+# before its server starts or after it stopped) is busy until that mount
+# goes, also a directory below its root bound in another mount namespace
+# (rmdir, mv and branchctl went on: the bind mount then showed nothing,
+# ENOENT, under whatever ran there)
 ctl_require
+mkdir "$MNT/pr-b" "$MNT/pr-n" "$MNT/pr-n/sub" "$T/bind"
+mount --bind "$MNT/pr-b" "$T/bind" || fail "mount --bind of a branch failed"
+IT_TMPFS+=("$T/bind")
+expect_op EBUSY rmdir "$MNT/pr-b"
+expect_op EBUSY rename "$MNT/pr-b" "$MNT/pr-b2"
+grep -qF "cannot delete branch 'pr-b': branch 'pr-b' is mounted at '$T/bind' (a bind mount)" "$T"/log/branchd-mnt-*.log ||
+	fail "rmdir pr-b was not refused for its bind mount: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
+expect_ctl 6 delete pr-b
+expect_ctl 6 rename pr-b pr-b2
+expect_ctl 6 reset pr-b
+[[ "$CTL_ERR" == *"is mounted at '$T/bind'"* ]] || fail "branchctl reset pr-b said: $CTL_ERR"
+unshare --mount --propagation private --fork sh -c 'mount --bind "$1" /mnt && exec sleep 300' sh "$MNT/pr-n/sub" &
+NSP=$!
+IT_BG+=("$NSP")
+for ((n = 0; n < 100; n++)); do
+	NSC=$(pgrep -P "$NSP" || true)
+	[ -n "$NSC" ] && awk '$5 == "/mnt" { f = 1 } END { exit !f }' "/proc/$NSC/mountinfo" 2>/dev/null && break
+	sleep 0.1
+done
+[ $n -lt 100 ] || fail "the bind mount in another mount namespace did not come up"
+IT_BG+=("$NSC")
+expect_op EBUSY rmdir "$MNT/pr-n"
+grep -q "cannot delete branch 'pr-n': branch 'pr-n' is mounted at '/mnt' in the mount namespace of pid [0-9]" "$T"/log/branchd-mnt-*.log ||
+	fail "rmdir pr-n was not refused for its mount in another namespace: $(grep "pr-n" "$T"/log/branchd-mnt-*.log | tail -n 2)"
+kill "$NSC"
+wait "$NSP" 2>/dev/null || true
+expect_op OK rmdir "$MNT/pr-n"
+umount "$T/bind" || fail "cannot unmount the bind mount of pr-b"
+expect_op OK rename "$MNT/pr-b" "$MNT/pr-b2"
+expect_ctl 0 delete pr-b2
+log "a branch bound elsewhere is busy until that mount is gone"
+
+# WAL and a tablespace in other branches: busy while that server runs
 for b in wl walbr tsbr; do
 	expect_ctl 0 create "$b" --empty
 	chown postgres: "$MNT/$b"
