@@ -191,13 +191,14 @@ static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 }
 
 /* parent: the parent's name as of the same snapshot as bi (list), or
- * NULL to look it up now. */
+ * NULL to look it up now.  With usage, u is the branch's usage, or NULL
+ * when it could not be read: the fields are then null, never left out
+ * (a script reads every branch's logical_bytes). */
 static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 			  const struct store_branch_info *bi, bool usage,
-			  const char *parent)
+			  const struct store_usage *u, const char *parent)
 {
 	struct store_branch_info pi;
-	struct store_usage u;
 	char tbuf[64], why[256];
 	int64_t fork_ns;
 
@@ -229,12 +230,15 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 	json_buf_str(out, tbuf);
 	json_buf_printf(out, ",\"owner_uid\":%u,\"children\":%u", bi->owner_uid,
 			bi->nchildren);
-	if (usage && store_branch_usage(c->cfg.store, bi->id, &u) == 0)
+	if (usage && u)
 		json_buf_printf(out,
 				",\"logical_bytes\":%" PRIu64
 				",\"written_bytes\":%" PRIu64
 				",\"files\":%" PRIu64,
-				u.logical_bytes, u.written_bytes, u.files);
+				u->logical_bytes, u->written_bytes, u->files);
+	else if (usage)
+		json_buf_raw(out, ",\"logical_bytes\":null,"
+				  "\"written_bytes\":null,\"files\":null");
 	why[0] = 0;
 	if (c->cfg.hooks.busy &&
 	    c->cfg.hooks.busy(c->cfg.hooks.ctx, bi->id, bi->name, why,
@@ -730,7 +734,7 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, false, NULL);
+	bd_put_branch(c, out, &bi, false, NULL, NULL);
 	bd_put_checkpoint(out, &ckpt);
 	json_buf_raw(out, "}");
 }
@@ -746,12 +750,27 @@ static int bd_info_id_cmp(const void *a, const void *b)
 /* Each branch's parent is named as of the listing's snapshot: looked up
  * while the reply was written, a parent renamed meanwhile was listed
  * under its old name and named by its children under the new one, and
- * list --tree left that whole subtree out. */
+ * list --tree left that whole subtree out.  The usage of each is read
+ * after the snapshot, and a branch deleted meanwhile (its usage -ENOENT)
+ * is left out, with the branches of the snapshot below it: a branch is
+ * deleted only once its children are, so they are gone too.  It was
+ * listed without its usage fields. */
+enum { BD_LIST_UNKNOWN, BD_LIST_LIVE, BD_LIST_GONE };
+
+struct bd_list_ent {
+	struct store_usage u;
+	int urc;
+	int state;
+	size_t parent; /* index of the parent in the snapshot, or n */
+};
+
 static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 {
 	struct store_branch_info *all = NULL, **byid = NULL, key, *kp = &key;
 	struct store_branch_info **hit;
-	size_t n = 0, i;
+	struct bd_list_ent *e = NULL;
+	size_t n = 0, i, j;
+	bool first = true;
 	int rc;
 
 	rc = store_branch_list(c->cfg.store, &all, &n);
@@ -762,7 +781,10 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 	}
 	if (n) {
 		byid = malloc(n * sizeof(*byid));
-		if (!byid) {
+		e = calloc(n, sizeof(*e));
+		if (!byid || !e) {
+			free(byid);
+			free(e);
 			free(all);
 			bd_reply_err(out, -ENOMEM, "cannot list branches: %s",
 				     strerror(ENOMEM));
@@ -772,17 +794,42 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 			byid[i] = &all[i];
 		qsort(byid, n, sizeof(*byid), bd_info_id_cmp);
 	}
-	json_buf_raw(out, "{\"ok\":true,\"branches\":[");
 	for (i = 0; i < n; i++) {
 		key.id = all[i].parent_id;
 		hit = key.id ? bsearch(&kp, byid, n, sizeof(*byid),
 				       bd_info_id_cmp) :
 			       NULL;
-		if (i)
+		e[i].parent = hit ? (size_t)(*hit - all) : n;
+		e[i].urc = store_branch_usage(c->cfg.store, all[i].id, &e[i].u);
+		if (e[i].urc == -ENOENT)
+			e[i].state = BD_LIST_GONE;
+	}
+	/* Gone when an ancestor in the snapshot is: walk up to a known
+	 * state, then mark the way (each branch is walked over once). */
+	for (i = 0; i < n; i++) {
+		int st;
+
+		for (j = i; j < n && e[j].state == BD_LIST_UNKNOWN;)
+			j = e[j].parent;
+		st = j < n ? e[j].state : BD_LIST_LIVE;
+		for (j = i; j < n && e[j].state == BD_LIST_UNKNOWN;) {
+			e[j].state = st;
+			j = e[j].parent;
+		}
+	}
+	json_buf_raw(out, "{\"ok\":true,\"branches\":[");
+	for (i = 0; i < n; i++) {
+		if (e[i].state == BD_LIST_GONE)
+			continue;
+		if (!first)
 			json_buf_raw(out, ",");
-		bd_put_branch(c, out, &all[i], true, hit ? (*hit)->name : NULL);
+		first = false;
+		bd_put_branch(c, out, &all[i], true,
+			      e[i].urc == 0 ? &e[i].u : NULL,
+			      e[i].parent < n ? all[e[i].parent].name : NULL);
 	}
 	json_buf_raw(out, "]}");
+	free(e);
 	free(byid);
 	free(all);
 }
@@ -791,11 +838,14 @@ static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
 			struct json_buf *out)
 {
 	struct store_branch_info bi;
+	struct store_usage u;
+	bool have;
 
 	if (bd_lookup(c, out, json_get_str(req, "name"), &bi))
 		return;
+	have = store_branch_usage(c->cfg.store, bi.id, &u) == 0;
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, true, NULL);
+	bd_put_branch(c, out, &bi, true, have ? &u : NULL, NULL);
 	json_buf_raw(out, "}");
 }
 

@@ -395,14 +395,16 @@ log "64 lists at once as uid 65534: all 1002 branches each"
 # zq and back in a loop, every list names only parents it lists, and
 # list --tree shows every branch (each parent's name was looked up while the
 # reply was written: 9 of 20 lists named zp's children's parent by a name the
-# list did not have, and --tree left them out)
+# list did not have, and --tree left them out); and while zz is made and
+# deleted in a loop, every branch listed has its sizes (one deleted after
+# the snapshot was listed without logical_bytes, written_bytes and files)
 tmo 30 mkdir "$MNT/zp"
 expect_ctl 0 create zc1 --from zp
 expect_ctl 0 create zc2 --from zp
 tmo 60 python3 -c '
 import json, os, subprocess, sys, threading
 mnt, bc = sys.argv[1], sys.argv[2]
-stop, renames, bad, trees = False, 0, 0, 0
+stop, renames, churn, bad, trees, nosize = False, 0, 0, 0, 0, 0
 def loop():
     global renames
     a, b = os.path.join(mnt, "zp"), os.path.join(mnt, "zq")
@@ -410,20 +412,29 @@ def loop():
         os.rename(a, b)
         os.rename(b, a)
         renames += 2
-t = threading.Thread(target=loop)
-t.start()
+def loop2():
+    global churn
+    d = os.path.join(mnt, "zz")
+    while not stop:
+        os.mkdir(d)
+        os.rmdir(d)
+        churn += 1
+ts = [threading.Thread(target=loop), threading.Thread(target=loop2)]
+[t.start() for t in ts]
 try:
     for i in range(20):
         d = json.loads(subprocess.run([bc, "--mount", mnt, "--json", "list"], capture_output=True, check=True).stdout)
         names = {b["name"] for b in d["branches"]}
         bad += any(b["parent"] is not None and b["parent"] not in names for b in d["branches"])
+        nosize += any("logical_bytes" not in b for b in d["branches"])
         out = subprocess.run([bc, "--mount", mnt, "list", "--tree"], capture_output=True, check=True).stdout
-        trees += len(out.decode().splitlines()) != len(names)
+        k = len(names - {"zz"})
+        trees += not k <= len(out.decode().splitlines()) <= k + 1
 finally:
     stop = True
-    t.join()
-print("20 lists while zp was renamed %d times: %d named a parent they do not list, %d trees lacked branches" % (renames, bad, trees))
-sys.exit(1 if bad or trees or renames < 20 else 0)' "$MNT" "$BRANCHCTL" >"$T/lrace.out" 2>&1 ||
+    [t.join() for t in ts]
+print("20 lists while zp was renamed %d times and zz made and deleted %d times: %d named a parent they do not list, %d lacked logical_bytes for a branch, %d trees lacked branches" % (renames, churn, bad, nosize, trees))
+sys.exit(1 if bad or trees or nosize or renames < 20 or churn < 10 else 0)' "$MNT" "$BRANCHCTL" >"$T/lrace.out" 2>&1 ||
 	fail "list racing a rename of a parent: $(cat "$T/lrace.out")"
 log "$(cat "$T/lrace.out")"
 
