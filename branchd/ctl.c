@@ -359,7 +359,8 @@ static void bd_end_change(struct bd_ctl *c, uint64_t id)
 }
 
 /* Hold the branch for a change (begin_change); on success the caller
- * must call bd_end_change. */
+ * must call bd_end_change.  A refusal is logged too, as rmdir's and mv's
+ * are: the caller's output may be gone (a CI job's log). */
 static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 		       const struct store_branch_info *bi, const char *what)
 {
@@ -368,6 +369,9 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 	if (c->cfg.hooks.begin_change &&
 	    c->cfg.hooks.begin_change(c->cfg.hooks.ctx, bi->id, why,
 				      sizeof(why)) != 0) {
+		bd_log(&c->cfg.log, STORE_LOG_WARN,
+		       "ctl: cannot %s branch '%s': %s", what, bi->name,
+		       why[0] ? why : "it is in use");
 		bd_reply_err(out, -EBUSY, "cannot %s branch '%s': %s", what,
 			     bi->name, why[0] ? why : "it is in use");
 		return -EBUSY;

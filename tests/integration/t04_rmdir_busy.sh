@@ -144,6 +144,9 @@ expect_ctl 6 delete pr-b
 expect_ctl 6 rename pr-b pr-b2
 expect_ctl 6 reset pr-b
 [[ "$CTL_ERR" == *"is mounted at '$T/bind'"* ]] || fail "branchctl reset pr-b said: $CTL_ERR"
+# branchctl's refusals are in the log too (only the caller saw them)
+grep -qF "ctl: cannot reset branch 'pr-b': branch 'pr-b' is mounted at '$T/bind'" "$T"/log/branchd-mnt-*.log ||
+	fail "branchctl reset pr-b's refusal is not in the log: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 unshare --mount --propagation private --fork sh -c 'mount --bind "$1" /mnt && exec sleep 300' sh "$MNT/pr-n/sub" &
 NSP=$!
 IT_BG+=("$NSP")
