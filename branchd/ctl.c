@@ -365,10 +365,21 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 		       const struct store_branch_info *bi, const char *what)
 {
 	char why[256] = "";
+	int rc = 0;
 
-	if (c->cfg.hooks.begin_change &&
-	    c->cfg.hooks.begin_change(c->cfg.hooks.ctx, bi->id, why,
-				      sizeof(why)) != 0) {
+	if (c->cfg.hooks.begin_change)
+		rc = c->cfg.hooks.begin_change(c->cfg.hooks.ctx, bi->id, why,
+					       sizeof(why));
+	/* Deleted since the lookup (a racing rmdir or delete): no such
+	 * branch, not a busy one (exit 6 said "no branch with id N"). */
+	if (rc == -ENOENT) {
+		bd_reply_err(out, -ENOENT,
+			     "cannot %s branch '%s': it was renamed or "
+			     "deleted meanwhile",
+			     what, bi->name);
+		return -ENOENT;
+	}
+	if (rc) {
 		bd_log(&c->cfg.log, STORE_LOG_WARN,
 		       "ctl: cannot %s branch '%s': %s", what, bi->name,
 		       why[0] ? why : "it is in use");

@@ -11,7 +11,8 @@
 # SIGSTOP, pg_checkpoint_timeout=3) the branch is still made, at an older
 # REDO location, and the log says why.  A postmaster.pid naming a live
 # server of another data directory does not get that server checkpointed
-# (nor asked: no postgres process works in the branch).
+# (nor asked: no postgres process works in the branch).  A branch deleted
+# while its reset waits for the checkpoint is no such branch to the reset.
 # A stopped parent is not asked, nor anyone with -o nopg_checkpoint.
 # The branches start and hold main's data.
 source "$(dirname "$0")/lib.sh"
@@ -143,6 +144,31 @@ redo=$(redo_of "$MNT/pr-5")
 [ "$(lsn_cmp "$redo" "$lsn")" -lt 0 ] || fail "pr-5 has REDO $redo at or after $lsn after a timeout"
 ! helper_left || fail "a checkpoint helper is left running: $(pgrep -af -- "$HELPER_RE")"
 log "timeout: mkdir pr-5 took $ms ms"
+# a branch deleted while its reset waits for the parent's checkpoint: the
+# reset finds no such branch (exit 4), not a busy one (it said exit 6,
+# "cannot reset branch 'pr-5': no branch with id N")
+kill -STOP "${IT_PGPID[$MNT/main]}"
+(
+	rc=0
+	tmo 60 "$BRANCHCTL" --mount "$MNT" reset pr-5 >"$T/rreset.out" 2>&1 || rc=$?
+	echo "$rc" >"$T/rreset.rc"
+) &
+RPID=$!
+# the reset is past its first busy check once its checkpoint helper runs
+for ((i = 0; i < 200; i++)); do
+	helper_left && break
+	sleep 0.05
+done
+helper_left || { kill -CONT "${IT_PGPID[$MNT/main]}"; fail "the reset of pr-5 started no checkpoint helper within 10 s"; }
+rmrc=0
+try_op rmdir "$MNT/pr-5" >"$T/rrm.out" || rmrc=$?
+wait "$RPID" || true
+rrc=$(cat "$T/rreset.rc")
+kill -CONT "${IT_PGPID[$MNT/main]}"
+[ "$rmrc" -eq 0 ] && [ "$(cat "$T/rrm.out")" = OK ] || fail "rmdir pr-5 during its reset's checkpoint gave $(cat "$T/rrm.out")"
+[ "$rrc" -eq 4 ] && grep -q "cannot reset branch 'pr-5': it was renamed or deleted meanwhile" "$T/rreset.out" ||
+	fail "reset of pr-5 deleted during its checkpoint exited $rrc: $(cat "$T/rreset.out")"
+log "reset of a branch deleted while it waited for the checkpoint: exit 4, $(cat "$T/rreset.out")"
 
 # 7. a postmaster.pid whose live server is not the branch's (as one written
 # in a container can be, or one whose pid was reused): no postgres process
