@@ -2095,27 +2095,8 @@ static int fs_branch_no_postmaster(struct fs *fs,
 		if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
 			srv = pid;
 	}
-	if (srv == 0) {
-		char where[PATH_MAX];
-		long bpid = 0;
-		int rc = fs_branch_linked_busy(fs, bi, why, whylen);
-
-		if (rc ||
-		    !fs_branch_bound(fs, bi->id, where, sizeof(where), &bpid))
-			return rc;
-		if (why && bpid)
-			snprintf(why, whylen,
-				 "branch '%s' is mounted at '%s' in the mount "
-				 "namespace of pid %ld (a container's data "
-				 "directory?): unmount it first",
-				 bi->name, where, bpid);
-		else if (why)
-			snprintf(why, whylen,
-				 "branch '%s' is mounted at '%s' (a bind "
-				 "mount): unmount it first",
-				 bi->name, where);
-		return -EBUSY;
-	}
+	if (srv == 0)
+		return fs_branch_linked_busy(fs, bi, why, whylen);
 	if (why && srv == pid)
 		snprintf(why, whylen,
 			 "postmaster (pid %d) is running on branch '%s'",
@@ -2151,6 +2132,31 @@ long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
 	return at == -1 && !fs_comm_not_postgres(pid) ? pid : 0;
 }
 
+/* Rule 7 for a branch mounted elsewhere (fs_branch_bound): 0, or -EBUSY
+ * with why set. */
+static int fs_branch_not_bound(struct fs *fs,
+			       const struct store_branch_info *bi, char *why,
+			       size_t whylen)
+{
+	char where[PATH_MAX];
+	long bpid = 0;
+
+	if (!fs_branch_bound(fs, bi->id, where, sizeof(where), &bpid))
+		return 0;
+	if (why && bpid)
+		snprintf(why, whylen,
+			 "branch '%s' is mounted at '%s' in the mount "
+			 "namespace of pid %ld (a container's data "
+			 "directory?): unmount it first",
+			 bi->name, where, bpid);
+	else if (why)
+		snprintf(why, whylen,
+			 "branch '%s' is mounted at '%s' (a bind mount): "
+			 "unmount it first",
+			 bi->name, where);
+	return -EBUSY;
+}
+
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen)
 {
@@ -2163,8 +2169,11 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 	if (rc)
 		return rc;
 	/* Checked again with the branch held: a postmaster may have started
-	 * while we waited for files to close. */
+	 * while we waited for files to close.  The mounts once, here (a
+	 * look at every process's mount namespace). */
 	rc = fs_branch_no_postmaster(fs, bi, why, whylen);
+	if (rc == 0)
+		rc = fs_branch_not_bound(fs, bi, why, whylen);
 	if (rc)
 		fs_branch_end_change(fs, bi->id);
 	return rc;
