@@ -6317,6 +6317,36 @@ static void store_usage_count(struct store_usage_sum *u,
  * its floor) to wm, the watermark taken before the scan (every seq up to
  * it was committed, so the scan saw every version up to it); empty (lo
  * above hi) if a version above wm was seen. */
+/* Where a walk over level id's inode keys stands: 1 and *fk at one of
+ * them, 0 past them (or at the end), or the iterator's error; -EIO a key
+ * of the level of another size. */
+static int store_usage_key(struct kv_iter *it, uint64_t id,
+			   const unsigned char **fk)
+{
+	size_t fklen;
+
+	if (!kv_iter_valid(it))
+		return kv_iter_status(it);
+	*fk = kv_iter_key(it, &fklen);
+	if (fklen < 8 || store_get64(*fk) != id)
+		return 0;
+	return fklen == STORE_INODE_KLEN ? 1 : -EIO;
+}
+
+/* 1 and *fk when it is at a version of inode ino of level id, 0 when not
+ * (or at the end), or the iterator's error. */
+static int store_usage_ino(struct kv_iter *it, uint64_t id, uint64_t ino,
+			   const unsigned char **fk)
+{
+	size_t fklen;
+
+	if (!kv_iter_valid(it))
+		return kv_iter_status(it);
+	*fk = kv_iter_key(it, &fklen);
+	return fklen == STORE_INODE_KLEN && store_get64(*fk) == id &&
+	       store_get64(*fk + 8) == ino;
+}
+
 static int store_usage_head(struct store *s, const struct store_view *v,
 			    uint64_t wm, struct store_usage_sum *u)
 {
@@ -6342,22 +6372,15 @@ static int store_usage_head(struct store *s, const struct store_view *v,
 	store_key_inode(key, lv->id, ino, STORE_SEQ_LATEST);
 	kv_iter_seek(it, key, sizeof(key));
 	for (;;) {
-		const unsigned char *fk, *val;
+		const unsigned char *fk = NULL, *val;
 		struct store_attr a;
-		size_t fklen, vlen;
+		size_t vlen;
 		uint64_t seq;
 
-		if (!kv_iter_valid(it)) {
-			rc = kv_iter_status(it);
+		rc = store_usage_key(it, lv->id, &fk);
+		if (rc <= 0)
 			break;
-		}
-		fk = kv_iter_key(it, &fklen);
-		if (fklen < 8 || store_get64(fk) != lv->id)
-			break;
-		if (fklen != STORE_INODE_KLEN) {
-			rc = -EIO;
-			break;
-		}
+		rc = 0;
 		/* the newest version of the next inode that has one */
 		ino = store_get64(fk + 8);
 		seq = ~store_get64(fk + 16);
@@ -6510,22 +6533,15 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 	store_key_inode(key, lv->id, ino, top);
 	kv_iter_seek(it, key, sizeof(key));
 	for (;;) {
-		const unsigned char *fk, *val;
+		const unsigned char *fk = NULL, *val;
 		struct store_usage_sum under = { 0 };
 		bool under_read = false;
-		size_t fklen, vlen, hi = m - 1;
+		size_t vlen, hi = m - 1;
 
-		if (!kv_iter_valid(it)) {
-			rc = kv_iter_status(it);
+		rc = store_usage_key(it, lv->id, &fk);
+		if (rc <= 0)
 			break;
-		}
-		fk = kv_iter_key(it, &fklen);
-		if (fklen < 8 || store_get64(fk) != lv->id)
-			break;
-		if (fklen != STORE_INODE_KLEN) {
-			rc = -EIO;
-			break;
-		}
+		rc = 0;
 		if (store_get64(fk + 8) != ino) {
 			/* The next inode's newest version: seek to its
 			 * newest at or below the highest seq. */
@@ -6580,40 +6596,19 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 			/* to the newest version at or below caps[hi] */
 			do {
 				kv_iter_next(it);
-				if (!kv_iter_valid(it))
-					break;
-				fk = kv_iter_key(it, &fklen);
-				if (fklen != STORE_INODE_KLEN ||
-				    store_get64(fk) != lv->id ||
-				    store_get64(fk + 8) != ino)
-					break;
-				seq = ~store_get64(fk + 16);
-			} while (seq > caps[hi] && ++steps < STORE_USAGE_STEPS);
-			if (!kv_iter_valid(it)) {
-				rc = kv_iter_status(it);
-				if (rc)
-					goto out;
-				break;
-			}
-			if (fklen != STORE_INODE_KLEN ||
-			    store_get64(fk) != lv->id ||
-			    store_get64(fk + 8) != ino)
-				break;
-			if (seq > caps[hi]) {
+				rc = store_usage_ino(it, lv->id, ino, &fk);
+			} while (rc == 1 && ~store_get64(fk + 16) > caps[hi] &&
+				 ++steps < STORE_USAGE_STEPS);
+			if (rc == 1 && ~store_get64(fk + 16) > caps[hi]) {
 				store_key_inode(key, lv->id, ino, caps[hi]);
 				kv_iter_seek(it, key, sizeof(key));
-				if (!kv_iter_valid(it)) {
-					rc = kv_iter_status(it);
-					if (rc)
-						goto out;
-					break;
-				}
-				fk = kv_iter_key(it, &fklen);
-				if (fklen != STORE_INODE_KLEN ||
-				    store_get64(fk) != lv->id ||
-				    store_get64(fk + 8) != ino)
-					break;
+				rc = store_usage_ino(it, lv->id, ino, &fk);
 			}
+			if (rc < 0)
+				goto out;
+			if (rc == 0)
+				break;
+			rc = 0;
 		}
 		if (ino == UINT64_MAX)
 			break;
