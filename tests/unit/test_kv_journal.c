@@ -325,6 +325,30 @@ static int tj_child_purge(const char *dir)
 	_exit(0);
 }
 
+/* Run this binary as the child "--child-MODE dir [arg]" (env: one more
+ * "NAME=value" for the child only, or NULL) and check it exited 0. */
+static void tj_run_mode(const char *dir, const char *mode, const char *arg,
+			const char *env)
+{
+	char opt[64];
+	int status;
+	pid_t pid;
+
+	snprintf(opt, sizeof(opt), "--child-%s", mode);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (env)
+			putenv((char *)env);
+		execl("/proc/self/exe", "test_kv_journal", opt, dir, arg,
+		      (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void tj_run_child(const char *dir, uint64_t first, uint64_t n,
 			 uint64_t sync_every, unsigned gen)
 {
@@ -450,22 +474,10 @@ static void test_journal_wal_hole(void **state)
 	struct walscan_hole hole;
 	struct stat st;
 	struct kv *kv;
-	pid_t pid;
-	int status;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1); /* no checkpoint */
-	setenv("BRANCHFS_TEST_SST_KIB", "256", 1);  /* a switch soon */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-hole", dir,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	unsetenv("BRANCHFS_TEST_SST_KIB");
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Small memtables: a WAL switch soon. */
+	tj_run_mode(dir, "hole", NULL, "BRANCHFS_TEST_SST_KIB=256");
 	/* Whole, the WAL has no hole (its batches, some in fragments across
 	 * blocks, follow on through two or more files); cut, it has one. */
 	snprintf(p, sizeof(p), "%s/db", dir);
@@ -512,24 +524,12 @@ static void tj_hole_image(const char *dir, int switches,
 	char p[4200], name[256], sw[16];
 	long long size;
 	unsigned long long n;
-	pid_t pid;
-	int status;
 	FILE *f;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1); /* no checkpoint */
-	setenv("BRANCHFS_TEST_SST_KIB", "256", 1);  /* a switch soon */
 	snprintf(sw, sizeof(sw), "%d", switches);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-hole", dir,
-		      sw, (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	unsetenv("BRANCHFS_TEST_SST_KIB");
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Small memtables: a WAL switch soon. */
+	tj_run_mode(dir, "hole", sw, "BRANCHFS_TEST_SST_KIB=256");
 	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
 	*older = 0;
 	f = fopen(p, "r");
@@ -643,23 +643,11 @@ static void test_journal_wal_purge_cut(void **state)
 	unsigned long long w1;
 	struct stat st;
 	struct kv *kv;
-	pid_t pid;
-	int status;
 	FILE *f;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "64", 1);   /* checkpoints */
-	setenv("BRANCHFS_TEST_SST_KIB", "256", 1); /* a switch soon */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-purge", dir,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	unsetenv("BRANCHFS_TEST_SST_KIB");
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Small memtables: a WAL switch soon. */
+	tj_run_mode(dir, "purge", NULL, "BRANCHFS_TEST_SST_KIB=256");
 	/* The purge cut short: the oldest file it deleted is back. */
 	snprintf(q, sizeof(q), "%s/w1.name", dir);
 	f = fopen(q, "r");
@@ -937,19 +925,9 @@ static void test_journal_every_op(void **state)
 {
 	char *dir = *state, p[4200];
 	struct kv *kv;
-	int status;
-	pid_t pid;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "65536", 1);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "test_kv_journal", "--child-ops", dir,
-		      (char *)NULL);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	tj_run_mode(dir, "ops", NULL, NULL);
 	snprintf(p, sizeof(p), "%s/wal-at-open", dir);
 	assert_true(twal_cut(dir, p) > 100 * VLEN);
 	assert_int_equal(tj_open(dir, &kv), 0);
