@@ -210,6 +210,33 @@ static int tj_child_ops(const char *dir)
 	_exit(0);
 }
 
+/* Write large values to another column family than the test's until
+ * RocksDB switches to a WAL file newer than the newest now (a memtable
+ * full); then put from..to (generation 0).  0, 4 no switch, or an error. */
+static int tj_switch_put(struct kv *kv, const char *dir, uint64_t from,
+			 uint64_t to)
+{
+	static unsigned char big[64 << 10];
+	unsigned long long wal = twal_newest(dir);
+	unsigned char k[16];
+	struct kv_batch b;
+	int rc = 0, n;
+
+	memset(big, 0xab, sizeof(big));
+	for (n = 0; rc == 0 && twal_newest(dir) == wal; n++) {
+		if (n == 1000)
+			return 4; /* no switch */
+		tj_key(k, (uint64_t)n);
+		kv_batch_init(&b);
+		kv_batch_put(&b, KV_CF_BLOCK, k, sizeof(k), big, sizeof(big));
+		rc = kv_write(kv, &b, false);
+		kv_batch_release(&b);
+	}
+	for (uint64_t i = from; i <= to && rc == 0; i++)
+		rc = tj_put(kv, i, 0);
+	return rc;
+}
+
 /* Child of test_journal_wal_hole: puts 1..100 and syncs; records the WAL
  * sizes; puts 101..200 and syncs; writes large values to another column
  * family until RocksDB switches to a new WAL file (its memtable full);
@@ -217,13 +244,9 @@ static int tj_child_ops(const char *dir)
  * 100 puts (301..400, ...) synced; a crash. */
 static int tj_child_hole(const char *dir, int switches)
 {
-	static unsigned char big[64 << 10];
-	unsigned long long first_wal;
-	unsigned char k[16];
-	struct kv_batch b;
 	struct kv *kv;
 	char p[4096];
-	int rc = 0, n;
+	int rc = 0;
 
 	if (tj_open(dir, &kv) != 0)
 		return 2;
@@ -233,27 +256,13 @@ static int tj_child_hole(const char *dir, int switches)
 	snprintf(p, sizeof(p), "%s/wal-at-mark", dir);
 	if (rc || twal_record(dir, p))
 		return 3;
-	first_wal = twal_newest(dir);
 	for (uint64_t i = 101; i <= 200 && rc == 0; i++)
 		rc = tj_put(kv, i, 0);
 	rc = rc ? rc : kv_sync(kv);
-	memset(big, 0xab, sizeof(big));
+	/* The switch from the file the mark saw: its tail is cut. */
 	for (int s = 0; s < switches && rc == 0; s++) {
-		if (s > 0)
-			first_wal = twal_newest(dir);
-		for (n = 0; rc == 0 && twal_newest(dir) == first_wal; n++) {
-			if (n == 1000)
-				return 4; /* no switch */
-			tj_key(k, (uint64_t)n);
-			kv_batch_init(&b);
-			kv_batch_put(&b, KV_CF_BLOCK, k, sizeof(k), big,
-				     sizeof(big));
-			rc = kv_write(kv, &b, false);
-			kv_batch_release(&b);
-		}
-		for (uint64_t i = 201 + 100 * (uint64_t)s;
-		     i <= 300 + 100 * (uint64_t)s && rc == 0; i++)
-			rc = tj_put(kv, i, 0);
+		rc = tj_switch_put(kv, dir, 201 + 100 * (uint64_t)s,
+				   300 + 100 * (uint64_t)s);
 		rc = rc ? rc : kv_sync(kv);
 	}
 	if (rc)
@@ -268,11 +277,8 @@ static int tj_child_hole(const char *dir, int switches)
  * RocksDB's WAL synced, the journal's older records dropped); a crash. */
 static int tj_child_purge(const char *dir)
 {
-	static unsigned char big[64 << 10];
-	unsigned long long w1, first_wal;
-	unsigned char k[16];
+	unsigned long long w1;
 	char p[4096], q[4200];
-	struct kv_batch b;
 	struct stat st;
 	struct kv *kv;
 	int rc = 0, n;
@@ -291,23 +297,9 @@ static int tj_child_purge(const char *dir)
 	f = fopen(q, "w");
 	if (!f || fprintf(f, "%llu\n", w1) < 0 || fclose(f) != 0)
 		return 3;
-	memset(big, 0xab, sizeof(big));
-	for (int s = 0; s < 2 && rc == 0; s++) {
-		first_wal = twal_newest(dir);
-		for (n = 0; rc == 0 && twal_newest(dir) == first_wal; n++) {
-			if (n == 1000)
-				return 4; /* no switch */
-			tj_key(k, (uint64_t)n);
-			kv_batch_init(&b);
-			kv_batch_put(&b, KV_CF_BLOCK, k, sizeof(k), big,
-				     sizeof(big));
-			rc = kv_write(kv, &b, false);
-			kv_batch_release(&b);
-		}
-		for (uint64_t i = 101 + 100 * (uint64_t)s;
-		     i <= 200 + 100 * (uint64_t)s && rc == 0; i++)
-			rc = tj_put(kv, i, 0);
-	}
+	for (int s = 0; s < 2 && rc == 0; s++)
+		rc = tj_switch_put(kv, dir, 101 + 100 * (uint64_t)s,
+				   200 + 100 * (uint64_t)s);
 	for (int cf = 0; cf < KV_CF_COUNT && rc == 0; cf++)
 		rc = kv_compact(kv, (enum kv_cf)cf, NULL, 0, NULL, 0, false);
 	for (n = 0; rc == 0 && stat(p, &st) == 0; n++) {
