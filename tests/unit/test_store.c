@@ -1524,6 +1524,21 @@ static void test_store_usage_is_the_walk(void **state)
 	tusage_all_walk(fx->s, "reopened and written");
 }
 
+/* base/f0..f199 of 100 bytes each in branch br; returns f199's inode. */
+static uint64_t tusage_base(struct store *s, uint64_t br, uint64_t root)
+{
+	uint64_t d = tstore_mkdir(s, br, root, "base"), f = 0;
+
+	for (int i = 0; i < 200; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "f%d", i);
+		f = tstore_mkfile(s, br, d, name);
+		tstore_write_pat(s, br, f, (uint32_t)i, 0, 100);
+	}
+	return f;
+}
+
 /* A child its parent's tree is not walked for: after a reopen, the
  * figures of 30 children of a parent of 200 files read the parent's
  * inodes once, not once per child (a walk of each read about 2 KV
@@ -1532,19 +1547,12 @@ static void test_store_usage_children_read_parent_once(void **state)
 {
 	struct tstore_fx *fx = *state;
 	struct store *s = fx->s;
-	uint64_t kids[30], f = 0, d;
+	uint64_t kids[30], f;
 	unsigned long c0, reads;
 	struct store_usage u;
 	int i;
 
-	d = tstore_mkdir(s, fx->br, fx->root, "base");
-	for (i = 0; i < 200; i++) {
-		char name[16];
-
-		snprintf(name, sizeof(name), "f%d", i);
-		f = tstore_mkfile(s, fx->br, d, name);
-		tstore_write_pat(s, fx->br, f, (uint32_t)i, 0, 100);
-	}
+	f = tusage_base(s, fx->br, fx->root);
 	for (i = 0; i < 30; i++) {
 		char name[16];
 
@@ -1581,19 +1589,12 @@ static void test_store_usage_busy_parent_read_once(void **state)
 {
 	struct tstore_fx *fx = *state;
 	struct store *s = fx->s;
-	uint64_t kids[30], f = 0, d, hot;
+	uint64_t kids[30], hot;
 	unsigned long c0, reads;
 	struct store_usage u;
 	int i;
 
-	d = tstore_mkdir(s, fx->br, fx->root, "base");
-	for (i = 0; i < 200; i++) {
-		char name[16];
-
-		snprintf(name, sizeof(name), "f%d", i);
-		f = tstore_mkfile(s, fx->br, d, name);
-		tstore_write_pat(s, fx->br, f, (uint32_t)i, 0, 100);
-	}
+	tusage_base(s, fx->br, fx->root);
 	hot = tstore_mkfile(s, fx->br, fx->root, "hot");
 	for (i = 0; i < 30; i++) {
 		char name[16];
