@@ -1514,8 +1514,8 @@ static int store_time_last(struct store *s, int64_t *ms)
 static int store_do_commit(struct store *s, struct kv_batch *b, bool sync,
 			   uint64_t *seq_out, uint64_t *ticket_out)
 {
-	uint64_t seq, lost_seq;
-	int64_t ms, lost_ms;
+	uint64_t seq = 0, lost_seq = 0;
+	int64_t ms = -1, lost_ms = 0;
 	int rc;
 
 	if (b->err)
