@@ -90,7 +90,7 @@ build/%/bin/branchctl: $$(call obj,$$*,$(CTL_SRC))
 	$(CC) $($(call SAN_CFLAGS,$*)) -o $@ $^ $(LDLIBS)
 san-bins: build/asan/bin/branchd build/asan/bin/branchctl build/tsan/bin/branchd build/tsan/bin/branchctl
 # SAN=asan|tsan (tsan by default), TESTS='t30 t63' (all by default)
-sanitizer-drive: san-bins all build/powercut.so build/logdelay.so
+sanitizer-drive: san-bins all build/powercut.so build/logdelay.so build/procfail.so
 	@bash scripts/sanitizer-drive.sh $(or $(SAN),tsan) $(TESTS)
 
 # ---- unit tests (ASan+UBSan) ----
@@ -115,6 +115,11 @@ build/logdelay.so: tests/shims/logdelay.c
 	@mkdir -p build
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o $@ $<
 
+# ---- t04's failing look at other mount namespaces (LD_PRELOAD): fail closed ----
+build/procfail.so: tests/shims/procfail.c
+	@mkdir -p build
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -o $@ $< -ldl
+
 # ---- the power-cut library (LD_PRELOAD) the crash harness runs branchd under ----
 build/powercut.so: tests/powercut/powercut.c
 	@mkdir -p build
@@ -137,7 +142,7 @@ check-unit: $(UNIT_BINS)
 check-stress: $(STRESS_BINS)
 	@set -e; for t in $(STRESS_BINS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $$t; done
 
-check-integration: all build/powercut.so build/logdelay.so
+check-integration: all build/powercut.so build/logdelay.so build/procfail.so
 	@bash tests/integration/run.sh
 
 crashtest: all build/powercut.so

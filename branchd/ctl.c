@@ -379,13 +379,16 @@ static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 			     what, bi->name);
 		return -ENOENT;
 	}
+	/* Busy, or it could not be told (-ENOMEM: exit 1, not "in use"). */
 	if (rc) {
+		if (rc != -EBUSY && !why[0])
+			snprintf(why, sizeof(why), "%s", strerror(-rc));
 		bd_log(&c->cfg.log, STORE_LOG_WARN,
 		       "ctl: cannot %s branch '%s': %s", what, bi->name,
 		       why[0] ? why : "it is in use");
-		bd_reply_err(out, -EBUSY, "cannot %s branch '%s': %s", what,
+		bd_reply_err(out, rc, "cannot %s branch '%s': %s", what,
 			     bi->name, why[0] ? why : "it is in use");
-		return -EBUSY;
+		return rc;
 	}
 	/* begin_change may have waited: the name must still be this branch
 	 * (a mv or rmdir through the mount may have run meanwhile). */

@@ -39,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -1858,17 +1859,10 @@ static int fs_statx_cached(const char *path, dev_t *dev, uint64_t *ino)
 	return 0;
 }
 
-/* The branch's data directories (fs_data_dirs) as the kernel reports
- * them: our mount's st_dev and their node ids (rule 1). */
-struct fs_where {
-	bool known; /* false: the mount point is not our root (mounted over) */
-	dev_t dev;
-	size_t n;
-	uint64_t ino[STORE_DROP_DIRS];
-};
-
+/* Our mount's st_dev into w (w->known), and the branch's data
+ * directories with dirs_too (store reads: else w->n is 0). */
 static void fs_where_of(struct fs *fs, const struct store_branch_info *bi,
-			struct fs_where *w)
+			bool dirs_too, struct fs_where *w)
 {
 	uint64_t mino, dirs[STORE_DROP_DIRS];
 	size_t i;
@@ -1876,6 +1870,9 @@ static void fs_where_of(struct fs *fs, const struct store_branch_info *bi,
 	w->known = fs->mountpoint &&
 		   fs_statx_cached(fs->mountpoint, &w->dev, &mino) == 0 &&
 		   mino == FUSE_ROOT_ID;
+	w->n = 0;
+	if (!dirs_too)
+		return;
 	w->n = fs_data_dirs(fs, bi, dirs);
 	for (i = 0; i < w->n; i++)
 		w->ino[i] = fs_nodeid(bi->id, dirs[i]);
@@ -1907,22 +1904,23 @@ static int fs_cwd_is(const struct fs_where *w, long pid)
 	return 0;
 }
 
-/* Process pid's name (its comm, with the newline) into comm: 0, or -1 if
- * it cannot be read. */
+/* Process pid's name (its comm, with the newline) into comm: 0, or a
+ * negative errno if it cannot be read (-ENOENT: no such process). */
 static int fs_comm_of(long pid, char *comm, size_t len)
 {
 	char path[64];
 	ssize_t n;
-	int fd;
+	int fd, rc;
 
 	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return -errno;
 	n = read(fd, comm, len - 1);
+	rc = n < 0 ? -errno : n == 0 ? -ENOENT : 0;
 	close(fd);
-	if (n <= 0)
-		return -1;
+	if (rc)
+		return rc;
 	comm[n] = 0;
 	return 0;
 }
@@ -1944,150 +1942,346 @@ static bool fs_comm_not_postgres(long pid)
 	       !fs_comm_is_postgres(comm);
 }
 
-/* A Postgres process (fs_comm_is_postgres: the postmaster and every child
- * of it) whose working directory is a data directory of the branch:
- * postmasters chdir to their data directory.  Seen from here also when it runs in a container,
- * whose postmaster.pid names a pid of another namespace.  Its pid, or 0. */
-static long fs_postgres_in(const struct fs_where *w)
+/* ---- one look at the processes (rule 7) ----
+ *
+ * Whether a branch is in use by something this daemon serves no request
+ * for, read from /proc in one pass (fs_probe_new): the Postgres processes
+ * (fs_comm_is_postgres: a postmaster and every child of it) and the
+ * directory each works in, as postmasters chdir to their data directory,
+ * seen here also when it runs in a container, whose postmaster.pid names
+ * a pid of another namespace; and the mounts of this filesystem's
+ * directories made elsewhere (mount --bind, a container's data
+ * directory), in this or any other mount namespace.  Each namespace's
+ * mountinfo is read once, through the first process found in it; an
+ * entry of our device is looked at through that process's root, from the
+ * kernel's cache (AT_STATX_DONT_SYNC: no request to us), and its st_ino
+ * (rule 1) carries the branch.  Not by the entry's root path: that reads
+ * "/NAME//deleted" once a branchctl rename has invalidated the kernel's
+ * entry, and may name a branch made since under the old name.
+ *
+ * A process gone meanwhile, or one a daemon without root may not look
+ * at (it sees only the namespaces and working directories of its own
+ * user's processes), is passed over.  Out of memory or of file
+ * descriptors (fs_probe_short) fails the whole look: a delete, rename or
+ * reset is then refused (fail closed) rather than let through unchecked.
+ * A delete, rename or reset looks once before waiting for open files and
+ * once with the branch held; list looks once for all its branches. */
+/* The mount namespace of process pid (or "self") as the inode number in
+ * the text of its /proc link ("mnt:[4026531841]"): a readlink costs half
+ * a stat, which follows the link.  0 and *id, or a negative errno. */
+static int fs_mntns_of(const char *pid, uint64_t *id)
 {
-	struct dirent *de;
-	long found = 0;
-	DIR *d;
+	char path[64], buf[64];
+	ssize_t n;
 
-	if (!w->known)
-		return 0;
-	d = opendir("/proc");
-	if (!d)
-		return 0;
-	while (!found && (de = readdir(d))) {
-		char comm[32];
-		long pid;
-		char *end;
-
-		pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0 || fs_comm_of(pid, comm, sizeof(comm)))
-			continue;
-		if (fs_comm_is_postgres(comm) && fs_cwd_is(w, pid) == 1)
-			found = pid;
-	}
-	closedir(d);
-	return found;
+	snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return sscanf(buf, "mnt:[%" SCNu64 "]", id) == 1 ? 0 : -EINVAL;
 }
 
-/* Is a directory of branch_id the root of a mount made elsewhere (mount
- * --bind, a container's data directory), in this or any other mount
- * namespace?  Each namespace's mountinfo is read once, through the first
- * process found in it; an entry of our device is looked at through that
- * process's root, from the kernel's cache (AT_STATX_DONT_SYNC: no request
- * to us), and its st_ino (rule 1) carries the branch.  Not by the entry's
- * root path: that reads "/NAME//deleted" once a branchctl rename has
- * invalidated the kernel's entry, and may name a branch made since under
- * the old name.  1 with the mount point (as that process sees it) in
- * where and the pid in *pidp (0 for our own namespace), or 0 (also when
- * /proc cannot be read: a daemon without root sees only the namespaces
- * of its own user's processes).  Runs for a delete, rename or reset only:
- * a readdir of /proc and a stat per process, and one mountinfo per
- * namespace. */
-struct fs_ns_id {
-	dev_t dev;
-	ino_t ino;
-};
-
-static int fs_branch_bound(struct fs *fs, uint64_t branch_id, char *where,
-			   size_t len, long *pidp)
+/* Out of memory or of file descriptors: a look at the processes that
+ * meets one cannot be finished, and says nothing of them. */
+static bool fs_probe_short(int rc)
 {
-	struct fs_ns_id *seen = NULL, *ns;
-	size_t nseen = 0, cap = 0, i, linecap = 0;
-	char *line = NULL, path[PATH_MAX + 64];
-	struct stat self, st;
-	unsigned maj, min;
+	return rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE;
+}
+
+void *fs_probe_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+	size_t c = *cap ? 2 * *cap : 16;
+	void *w;
+
+	if (n < *cap)
+		return v;
+	w = realloc(v, c * size);
+	if (w)
+		*cap = c;
+	return w;
+}
+
+/* The mounts of our device (maj:min) in the mount namespace of process
+ * pid, from its mountinfo, into p; ours: that namespace is ours.  0, or
+ * fs_probe_short's errors. */
+static int fs_probe_mounts(struct fs *fs, struct fs_probe *p, long pid,
+			   bool ours, unsigned maj, unsigned min, char **line,
+			   size_t *linecap)
+{
+	char path[PATH_MAX + 64];
+	ssize_t got;
+	int rc = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return fs_probe_short(-errno) ? -errno : 0;
+	for (;;) {
+		char majmin[64], root[PATH_MAX], mp[PATH_MAX];
+		struct fs_probe_mnt *m;
+		struct statx sx;
+
+		errno = 0;
+		got = getline(line, linecap, f);
+		if (got <= 0) {
+			if (got < 0 && errno == ENOMEM)
+				rc = -ENOMEM;
+			break;
+		}
+		if (sscanf(*line, "%*s %*s %63s %4095s %4095s", majmin, root,
+			   mp) != 3 ||
+		    strcmp(majmin, fs->dev) != 0 || strcmp(root, "/") == 0)
+			continue;
+		fs_unescape(mp);
+		snprintf(path, sizeof(path), "/proc/%ld/root%s", pid, mp);
+		if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
+			  STATX_INO, &sx) != 0) {
+			if (fs_probe_short(-errno)) {
+				rc = -errno;
+				break;
+			}
+			continue;
+		}
+		if (sx.stx_dev_major != maj || sx.stx_dev_minor != min)
+			continue;
+		m = fs_probe_grow(p->mnt, &p->mntcap, p->nmnt, sizeof(*m));
+		if (!m) {
+			rc = -ENOMEM;
+			break;
+		}
+		p->mnt = m;
+		m = &p->mnt[p->nmnt];
+		m->where = strdup(mp);
+		if (!m->where) {
+			rc = -ENOMEM;
+			break;
+		}
+		m->branch = sx.stx_ino >> FS_BRANCH_SHIFT;
+		m->pid = ours ? 0 : pid;
+		p->nmnt++;
+	}
+	fclose(f);
+	return rc;
+}
+
+/* Process pid into p: where it works if it is a Postgres process, and
+ * the mounts of its namespace if it is the first of that namespace met
+ * (seen, *nseen of *cap; self: our namespace; mounts false: not looked
+ * for).  0, or fs_probe_short's errors. */
+static int fs_probe_process(struct fs *fs, struct fs_probe *p, const char *name,
+			    long pid, uint64_t **seen, size_t *nseen,
+			    size_t *cap, uint64_t self, unsigned maj,
+			    unsigned min, char **line, size_t *linecap)
+{
+	char comm[32], path[64];
+	struct fs_probe_pg *pg;
+	uint64_t ino, ns, *sv;
+	size_t i;
+	dev_t dev;
+	int rc;
+
+	rc = fs_comm_of(pid, comm, sizeof(comm));
+	if (rc == 0 && fs_comm_is_postgres(comm)) {
+		snprintf(path, sizeof(path), "/proc/%ld/cwd", pid);
+		rc = fs_statx_cached(path, &dev, &ino);
+		if (rc == 0) {
+			pg = fs_probe_grow(p->pg, &p->pgcap, p->npg,
+					   sizeof(*pg));
+			if (!pg)
+				return -ENOMEM;
+			p->pg = pg;
+			p->pg[p->npg++] = (struct fs_probe_pg){ pid, dev, ino };
+		}
+	}
+	if (fs_probe_short(rc))
+		return rc;
+	if (!p->mounts)
+		return 0;
+	rc = fs_mntns_of(name, &ns);
+	if (rc)
+		return fs_probe_short(rc) ? rc : 0;
+	for (i = 0; i < *nseen; i++)
+		if ((*seen)[i] == ns)
+			return 0;
+	sv = fs_probe_grow(*seen, cap, *nseen, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	*seen = sv;
+	sv[(*nseen)++] = ns;
+	return fs_probe_mounts(fs, p, pid, ns == self, maj, min, line, linecap);
+}
+
+/* One pass over /proc into p (p->mounts false: the Postgres processes
+ * only).  0 (also when /proc cannot be read at all: nothing is seen, as
+ * for a process we may not look at), or fs_probe_short's errors and a
+ * failed readdir. */
+static int fs_probe_scan(struct fs *fs, struct fs_probe *p)
+{
+	size_t nseen = 0, cap = 0, linecap = 0;
+	unsigned maj = 0, min = 0;
+	uint64_t *seen = NULL, self = 0;
 	struct dirent *de;
-	int found = 0;
+	char *line = NULL;
+	int rc = 0;
 	DIR *d;
 
-	if (sscanf(fs->dev, "%u:%u", &maj, &min) != 2 ||
-	    stat("/proc/self/ns/mnt", &self) != 0)
-		return 0;
+	p->mounts = p->mounts && sscanf(fs->dev, "%u:%u", &maj, &min) == 2 &&
+		    fs_mntns_of("self", &self) == 0;
 	d = opendir("/proc");
 	if (!d)
-		return 0;
-	while (!found && (de = readdir(d))) {
+		return fs_probe_short(-errno) ? -errno : 0;
+	for (;;) {
 		char *end;
 		long pid;
-		FILE *f;
 
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			rc = -errno;
+			break;
+		}
 		pid = strtol(de->d_name, &end, 10);
 		if (*end || pid <= 0)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
-		if (stat(path, &st) != 0)
-			continue;
-		for (i = 0; i < nseen; i++)
-			if (seen[i].dev == st.st_dev &&
-			    seen[i].ino == st.st_ino)
-				break;
-		if (i < nseen)
-			continue;
-		if (nseen == cap) {
-			cap = cap ? 2 * cap : 16;
-			ns = realloc(seen, cap * sizeof(*ns));
-			if (!ns)
-				break;
-			seen = ns;
-		}
-		seen[nseen].dev = st.st_dev;
-		seen[nseen++].ino = st.st_ino;
-		snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		while (!found && getline(&line, &linecap, f) > 0) {
-			char majmin[64], root[PATH_MAX], mp[PATH_MAX];
-			struct statx sx;
-			bool ours;
-
-			if (sscanf(line, "%*s %*s %63s %4095s %4095s", majmin,
-				   root, mp) != 3 ||
-			    strcmp(majmin, fs->dev) != 0 ||
-			    strcmp(root, "/") == 0)
-				continue;
-			fs_unescape(mp);
-			snprintf(path, sizeof(path), "/proc/%ld/root%s", pid,
-				 mp);
-			if (statx(AT_FDCWD, path,
-				  AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
-				  STATX_INO, &sx) != 0 ||
-			    sx.stx_dev_major != maj ||
-			    sx.stx_dev_minor != min ||
-			    sx.stx_ino >> FS_BRANCH_SHIFT != branch_id)
-				continue;
-			snprintf(where, len, "%s", mp);
-			ours = st.st_dev == self.st_dev &&
-			       st.st_ino == self.st_ino;
-			*pidp = ours ? 0 : pid;
-			found = 1;
-		}
-		fclose(f);
+		rc = fs_probe_process(fs, p, de->d_name, pid, &seen, &nseen,
+				      &cap, self, maj, min, &line, &linecap);
+		if (rc)
+			break;
 	}
 	closedir(d);
 	free(line);
 	free(seen);
-	return found;
+	return rc;
 }
 
-/* Rule 7's "a postmaster runs on it" (fs_branch_server).  A live pid in
- * the branch's postmaster.pid counts only if its working directory is the
- * branch (or cannot be read and no postgres process is seen there): a pid
- * left by a server that was killed, or written in a container, often
+static int fs_probe_make(struct fs *fs, bool mounts, struct fs_probe **out)
+{
+	struct fs_probe *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	p->mounts = mounts;
+	fs_where_of(fs, NULL, false, &p->where);
+	rc = fs_probe_scan(fs, p);
+	if (rc) {
+		fs_probe_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+int fs_probe_new(struct fs *fs, struct fs_probe **out)
+{
+	return fs_probe_make(fs, true, out);
+}
+
+void fs_probe_free(struct fs_probe *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->nmnt; i++)
+		free(p->mnt[i].where);
+	free(p->mnt);
+	free(p->pg);
+	for (i = 0; i < p->nlinks; i++) {
+		free(p->links[i].path);
+		free(p->links[i].stored);
+	}
+	free(p->links);
+	free(p->all);
+	free(p);
+}
+
+int fs_probe_for(struct fs *fs, const struct store_branch_info *bi, bool mounts,
+		 struct fs_probe **out, char *why, size_t whylen)
+{
+	int rc = fs_probe_make(fs, mounts, out);
+
+	if (rc && why)
+		snprintf(why, whylen,
+			 "cannot tell whether branch '%s' is in use: %s while "
+			 "looking at the processes",
+			 bi->name,
+			 rc == -ENOMEM ? "out of memory" : strerror(-rc));
+	return rc;
+}
+
+int fs_probe_branches(struct fs *fs, struct fs_probe *p,
+		      const struct store_branch_info **all, size_t *n)
+{
+	if (!p->listed) {
+		p->list_rc = store_branch_list(fs->store, &p->all, &p->nall);
+		p->listed = true;
+	}
+	*all = p->all;
+	*n = p->nall;
+	return p->list_rc;
+}
+
+/* Whether a Postgres process of p works in branch_id (a directory of it
+ * on our mount, dev). */
+static bool fs_probe_pg_in(const struct fs_probe *p, dev_t dev,
+			   uint64_t branch_id)
+{
+	size_t i;
+
+	for (i = 0; i < p->npg; i++)
+		if (p->pg[i].dev == dev &&
+		    p->pg[i].ino >> FS_BRANCH_SHIFT == branch_id)
+			return true;
+	return false;
+}
+
+/* A Postgres process of p working in a data directory of the branch (w).
+ * Its pid, or 0. */
+static long fs_postgres_in(const struct fs_where *w, const struct fs_probe *p)
+{
+	size_t i, j;
+
+	if (!w->known)
+		return 0;
+	for (i = 0; i < p->npg; i++) {
+		if (p->pg[i].dev != w->dev)
+			continue;
+		for (j = 0; j < w->n; j++)
+			if (p->pg[i].ino == w->ino[j])
+				return p->pg[i].pid;
+	}
+	return 0;
+}
+
+/* A mount of p made elsewhere whose root is a directory of branch_id, or
+ * NULL. */
+static const struct fs_probe_mnt *fs_branch_bound(const struct fs_probe *p,
+						  uint64_t branch_id)
+{
+	size_t i;
+
+	for (i = 0; i < p->nmnt; i++)
+		if (p->mnt[i].branch == branch_id)
+			return &p->mnt[i];
+	return NULL;
+}
+
+/* Rule 7's "a postmaster runs on it" (fs_branch_server_in).  A live pid
+ * in the branch's postmaster.pid counts only if its working directory is
+ * the branch (or cannot be read and no postgres process is seen there): a
+ * pid left by a server that was killed, or written in a container, often
  * names an unrelated live process here (pid 1).  Any Postgres process
  * working in the branch counts too, and is the one named.  0, or -EBUSY
- * with why set. */
+ * with why set (or fs_branch_linked_busy's errors). */
 static int fs_branch_no_postmaster(struct fs *fs,
 				   const struct store_branch_info *bi,
-				   char *why, size_t whylen)
+				   struct fs_probe *p, char *why, size_t whylen)
 {
 	pid_t pid = fs_postmaster_pid(fs, bi);
-	long srv = fs_branch_server(fs, bi, pid);
+	long srv = fs_branch_server_in(fs, bi, pid, p);
 
 	if (srv < 0) {
 		/* Where the mount point cannot be read, a live pid counts. */
@@ -2096,7 +2290,7 @@ static int fs_branch_no_postmaster(struct fs *fs,
 			srv = pid;
 	}
 	if (srv == 0)
-		return fs_branch_linked_busy(fs, bi, why, whylen);
+		return fs_branch_linked_busy(fs, bi, p, why, whylen);
 	if (why && srv == pid)
 		snprintf(why, whylen,
 			 "postmaster (pid %d) is running on branch '%s'",
@@ -2109,52 +2303,99 @@ static int fs_branch_no_postmaster(struct fs *fs,
 	return -EBUSY;
 }
 
-long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
-		      long pid)
+long fs_branch_server_in(struct fs *fs, const struct store_branch_info *bi,
+			 long pid, const struct fs_probe *p)
 {
+	bool live = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 	struct fs_where w;
 	long found;
 	int at = 0;
 
-	fs_where_of(fs, bi, &w);
+	/* The mount point as the probe saw it, and the data directories
+	 * (store reads) only when a process may work in one: listing 200
+	 * branches read them twice per branch. */
+	w.known = p->where.known;
+	w.dev = p->where.dev;
+	w.n = 0;
 	if (!w.known)
 		return -1;
-	if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+	if (live || fs_probe_pg_in(p, w.dev, bi->id))
+		fs_where_of(fs, bi, true, &w);
+	if (live)
 		at = fs_cwd_is(&w, pid);
 	if (at == 1)
 		return pid;
 	/* A pid whose directory cannot be read (pid 1 of some hosts) is the
 	 * server only if no postgres process is seen working there and its
 	 * name could be a server's. */
-	found = fs_postgres_in(&w);
+	found = fs_postgres_in(&w, p);
 	if (found)
 		return found;
 	return at == -1 && !fs_comm_not_postgres(pid) ? pid : 0;
 }
 
+long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
+		      long pid)
+{
+	struct fs_probe *p;
+	long srv;
+
+	if (fs_probe_make(fs, false, &p))
+		return -1;
+	srv = fs_branch_server_in(fs, bi, pid, p);
+	fs_probe_free(p);
+	return srv;
+}
+
 /* Rule 7 for a branch mounted elsewhere (fs_branch_bound): 0, or -EBUSY
  * with why set. */
-static int fs_branch_not_bound(struct fs *fs,
-			       const struct store_branch_info *bi, char *why,
+static int fs_branch_not_bound(const struct store_branch_info *bi,
+			       const struct fs_probe *p, char *why,
 			       size_t whylen)
 {
-	char where[PATH_MAX];
-	long bpid = 0;
+	const struct fs_probe_mnt *m = fs_branch_bound(p, bi->id);
 
-	if (!fs_branch_bound(fs, bi->id, where, sizeof(where), &bpid))
+	if (!m)
 		return 0;
-	if (why && bpid)
+	if (why && m->pid)
 		snprintf(why, whylen,
 			 "branch '%s' is mounted at '%s' in the mount "
 			 "namespace of pid %ld (a container's data "
 			 "directory?): unmount it first",
-			 bi->name, where, bpid);
+			 bi->name, m->where, m->pid);
 	else if (why)
 		snprintf(why, whylen,
 			 "branch '%s' is mounted at '%s' (a bind mount): "
 			 "unmount it first",
-			 bi->name, where);
+			 bi->name, m->where);
 	return -EBUSY;
+}
+
+int fs_branch_check(struct fs *fs, const struct store_branch_info *bi,
+		    struct fs_probe *p, char *why, size_t whylen)
+{
+	int rc = fs_branch_no_postmaster(fs, bi, p, why, whylen);
+
+	if (rc || !p->mounts)
+		return rc;
+	return fs_branch_not_bound(bi, p, why, whylen);
+}
+
+/* fs_branch_check with a look at the processes of its own (mounts:
+ * also at the mounts). */
+static int fs_branch_check_now(struct fs *fs,
+			       const struct store_branch_info *bi, bool mounts,
+			       char *why, size_t whylen)
+{
+	struct fs_probe *p;
+	int rc;
+
+	rc = fs_probe_for(fs, bi, mounts, &p, why, whylen);
+	if (rc)
+		return rc;
+	rc = fs_branch_check(fs, bi, p, why, whylen);
+	fs_probe_free(p);
+	return rc;
 }
 
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
@@ -2162,18 +2403,18 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 {
 	int rc;
 
-	rc = fs_branch_no_postmaster(fs, bi, why, whylen);
+	/* A branch with a server on it is refused before the wait for its
+	 * files (a look at the Postgres processes only). */
+	rc = fs_branch_check_now(fs, bi, false, why, whylen);
 	if (rc)
 		return rc;
 	rc = fs_branch_hold(fs, bi, why, whylen);
 	if (rc)
 		return rc;
-	/* Checked again with the branch held: a postmaster may have started
-	 * while we waited for files to close.  The mounts once, here (a
-	 * look at every process's mount namespace). */
-	rc = fs_branch_no_postmaster(fs, bi, why, whylen);
-	if (rc == 0)
-		rc = fs_branch_not_bound(fs, bi, why, whylen);
+	/* Checked again with the branch held, as a postmaster may have
+	 * started while we waited for files to close, and for mounts made
+	 * elsewhere: one pass over /proc for both (it was one for each). */
+	rc = fs_branch_check_now(fs, bi, true, why, whylen);
 	if (rc)
 		fs_branch_end_change(fs, bi->id);
 	return rc;

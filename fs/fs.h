@@ -154,7 +154,9 @@ void fs_free(struct fs *fs);
  * running server keeps its WAL or a tablespace there, or it or a
  * directory of it is mounted elsewhere (a bind mount, in any mount
  * namespace whose processes /proc shows us), and then writes
- * a lowercase reason (no final period) into why (may be NULL).  It waits
+ * a lowercase reason (no final period) into why (may be NULL); it fails
+ * with -ENOMEM (-EMFILE, -ENFILE), and a reason, when it could not look
+ * at every process (fail closed: never changed unchecked).  It waits
  * (up to 1.5 s) for open files to close and for changes of the
  * branch's tree already in flight (create, link, unlink, rename, setattr)
  * to finish; new changes wait meanwhile.  On success new opens and
@@ -254,6 +256,16 @@ extern const char *const fs_pg_drop_names[];
 #define FS_PG_WAL_DIR "pg_wal"
 
 /* ---- for the control plane (fs_ctl.c) ---- */
+
+/* One look at every process, for rule 7 over many branches (a listing):
+ * the Postgres processes and where they work, and the mounts of the
+ * filesystem's directories made elsewhere, read in one pass over /proc.
+ * 0 and *out (owned by the caller, freed with fs_probe_free; it holds
+ * what /proc showed at the call), or -ENOMEM (-EMFILE, -ENFILE): out of
+ * memory or file descriptors before every process was looked at. */
+struct fs_probe;
+int fs_probe_new(struct fs *fs, struct fs_probe **out);
+void fs_probe_free(struct fs_probe *p); /* NULL is a no-op */
 
 /* A probe that changes and waits for nothing: 0, or -EBUSY with a reason
  * in why (a running postmaster, open files), or -ENOENT unknown branch. */

@@ -383,11 +383,85 @@ int fs_root_sticky_check(struct fs *fs, uid_t uid, uid_t owner_uid);
 int fs_root_entry(struct fs *fs, const struct store_branch_info *bi,
 		  struct fuse_entry_param *e);
 void fs_root_touch(struct fs *fs);
+/* One look at the processes for rule 7 (fs_probe_new, fs.c): the
+ * Postgres processes and where they work, the mounts of our directories
+ * made elsewhere, and, read at their first use, the branch list and the
+ * links of every branch into the mount (fs_link.c). */
+struct fs_probe_pg {
+	long pid;
+	dev_t dev; /* of its working directory */
+	uint64_t ino;
+};
+
+struct fs_probe_mnt {
+	uint64_t branch;
+	long pid;    /* a process of its mount namespace; 0: ours */
+	char *where; /* the mount point as that process sees it */
+};
+
+struct fs_probe_link {
+	size_t branch; /* whose link: index in all */
+	char *path;    /* where it is in that branch (pg_wal, pg_tblspc/N) */
+	char *stored;  /* its target, MNT/... */
+	const char *what;
+};
+
+/* The branch's data directories (fs_data_dirs) as the kernel reports
+ * them: our mount's st_dev and their node ids (rule 1). */
+struct fs_where {
+	bool known; /* false: the mount point is not our root (mounted over) */
+	dev_t dev;
+	size_t n;
+	uint64_t ino[STORE_DROP_DIRS];
+};
+
+struct fs_probe {
+	bool mounts;	       /* the mounts were looked for */
+	struct fs_where where; /* our mount point (no directories) */
+	struct fs_probe_pg *pg;
+	size_t npg, pgcap;
+	struct fs_probe_mnt *mnt;
+	size_t nmnt, mntcap;
+	/* fs_probe_branches' */
+	struct store_branch_info *all;
+	size_t nall;
+	int list_rc;
+	bool listed;
+	/* fs_branch_linked_busy's */
+	struct fs_probe_link *links;
+	size_t nlinks, linkscap;
+	int links_rc;
+	bool linked;
+};
+
 /* 0: no postmaster runs on the branch, no file in it is open, and it is
  * now held (FS_BR_CHANGING: call fs_branch_end_change).  -EBUSY with a
- * reason in why otherwise.  Defined in fs.c. */
+ * reason in why otherwise, or -ENOMEM (-EMFILE, -ENFILE) with why when it
+ * could not be told (fs_probe_for).  Defined in fs.c. */
 int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
 		      char *why, size_t whylen);
+/* Rule 7 apart from open files, against one look at the processes (p):
+ * no server runs on the branch (fs_branch_server_in), none keeps its WAL
+ * or a tablespace in it (fs_branch_linked_busy), and no directory of it
+ * is mounted elsewhere.  0, or -EBUSY or -ENOMEM with why set.  Defined
+ * in fs.c, as the rest of the probe's functions. */
+int fs_branch_check(struct fs *fs, const struct store_branch_info *bi,
+		    struct fs_probe *p, char *why, size_t whylen);
+/* fs_probe_new (mounts false: the Postgres processes only, and
+ * fs_branch_check does not look for mounts), with why set on failure ("cannot tell whether branch
+ * 'NAME' is in use: ..."). */
+int fs_probe_for(struct fs *fs, const struct store_branch_info *bi, bool mounts,
+		 struct fs_probe **out, char *why, size_t whylen);
+/* The branch list (store_branch_list), read once per probe at the first
+ * call: 0 and *all (n of them, borrowed from p), or the list's error. */
+int fs_probe_branches(struct fs *fs, struct fs_probe *p,
+		      const struct store_branch_info **all, size_t *n);
+/* v (n used of *cap elements of size bytes) with room for one more: v,
+ * a larger copy (*cap updated), or NULL when out of memory (v kept). */
+void *fs_probe_grow(void *v, size_t *cap, size_t n, size_t size);
+/* fs_branch_server over the Postgres processes p saw. */
+long fs_branch_server_in(struct fs *fs, const struct store_branch_info *bi,
+			 long pid, const struct fs_probe *p);
 /* -EBUSY with why when the live server of another branch keeps its WAL
  * or a tablespace in branch bi (its pg_wal or a pg_tblspc link, in any of
  * its data directories, stored as an absolute path into MNT/NAME: initdb
@@ -396,7 +470,7 @@ int fs_branch_quiesce(struct fs *fs, const struct store_branch_info *bi,
  * alone let such a branch go.  0 otherwise (branches whose links cannot
  * be read are logged and not counted), -ENOMEM.  Defined in fs_link.c. */
 int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
-			  char *why, size_t whylen);
+			  struct fs_probe *p, char *why, size_t whylen);
 /* The pid on the first line of the branch's postmaster.pid, or 0. */
 pid_t fs_postmaster_pid(struct fs *fs, const struct store_branch_info *bi);
 size_t fs_data_dirs(struct fs *fs, const struct store_branch_info *bi,

@@ -334,31 +334,6 @@ int fs_branch_check_fork(struct fs *fs, const struct store_branch_info *parent,
 	return rc;
 }
 
-struct fs_into_check {
-	const char *prefix; /* MNT/NAME of the branch looked for */
-	size_t plen;
-	const char *path; /* the first link found into it, and its target */
-	char target[256];
-	char pathbuf[FS_LINK_PATH_MAX];
-	const char *what;
-};
-
-/* A link stored as an absolute path into the branch (MNT/NAME[/...]). */
-static int fs_into_link(void *ctx, const char *path, int depth,
-			const char *stored, const char *what)
-{
-	struct fs_into_check *c = ctx;
-
-	(void)depth;
-	if (stored[0] == FS_LINK_OWN || strncmp(stored, c->prefix, c->plen) ||
-	    (stored[c->plen] != '/' && stored[c->plen] != 0))
-		return 0;
-	snprintf(c->pathbuf, sizeof(c->pathbuf), "%s", path);
-	snprintf(c->target, sizeof(c->target), "%s", stored);
-	c->what = what;
-	return 1;
-}
-
 /* ---- the links cache ----
  *
  * fs_branch_linked_busy() asks every other branch for its pg_wal and
@@ -580,23 +555,45 @@ static void fs_links_read_free(struct fs_links_read *r)
 	free(r->link);
 }
 
-/* fs_into_link over the links of e: 1 at the first one into c's branch. */
-static int fs_links_into(const struct fs_abs_link *l, size_t n,
-			 struct fs_into_check *c)
+/* Copy into p the links l (n of them, of branch all[bidx]) that lead
+ * into the mount: stored as absolute paths starting with mnt ("MNT/").
+ * 0 or -ENOMEM. */
+static int fs_links_keep(struct fs_probe *p, size_t bidx,
+			 const struct fs_abs_link *l, size_t n, const char *mnt,
+			 size_t mlen)
 {
+	struct fs_probe_link *k;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (fs_into_link(c, l[i].path, 0, l[i].stored, l[i].what))
-			return 1;
+		if (strncmp(l[i].stored, mnt, mlen) != 0)
+			continue;
+		k = fs_probe_grow(p->links, &p->linkscap, p->nlinks,
+				  sizeof(*k));
+		if (!k)
+			return -ENOMEM;
+		p->links = k;
+		k = &p->links[p->nlinks];
+		k->branch = bidx;
+		k->what = l[i].what;
+		k->path = strdup(l[i].path);
+		k->stored = strdup(l[i].stored);
+		if (!k->path || !k->stored) {
+			free(k->path);
+			free(k->stored);
+			return -ENOMEM;
+		}
+		p->nlinks++;
 	}
 	return 0;
 }
 
-/* Whether branch b keeps data in c's branch through one of its links:
- * 1 (c says which), 0, or a negative errno when they cannot be read. */
-static int fs_links_check(struct fs *fs, const struct store_branch_info *b,
-			  uint64_t pass, struct fs_into_check *c)
+/* The links of branch all[bidx] (b) that lead into the mount, into p
+ * (fs_links_keep): from the cache while b's stamp has not moved, else
+ * read and cached.  0, or a negative errno when they cannot be read. */
+static int fs_links_of(struct fs *fs, const struct store_branch_info *b,
+		       size_t bidx, uint64_t pass, struct fs_probe *p,
+		       const char *mnt, size_t mlen)
 {
 	struct fs_links_read r = { 0 };
 	struct fs_links_ent **pp, *e;
@@ -611,74 +608,117 @@ static int fs_links_check(struct fs *fs, const struct store_branch_info *b,
 	if (pp && !memcmp(&(*pp)->stamp, &st, sizeof(st))) {
 		if ((*pp)->pass < pass)
 			(*pp)->pass = pass;
-		rc = fs_links_into((*pp)->link, (*pp)->n, c);
+		rc = fs_links_keep(p, bidx, (*pp)->link, (*pp)->n, mnt, mlen);
 		pthread_mutex_unlock(&fs->links.mu);
 		return rc;
 	}
 	pthread_mutex_unlock(&fs->links.mu);
 	rc = fs_data_links(fs, b->id, STORE_SEQ_LATEST, b->root_ino,
 			   fs_links_collect, &r);
-	if (rc == 0)
-		rc = fs_links_into(r.link, r.n, c);
-	if (rc >= 0 && (e = fs_links_ent_new(b->id, &st, &r)) != NULL) {
+	if (rc == 0 && (e = fs_links_ent_new(b->id, &st, &r)) != NULL) {
 		e->pass = pass;
 		pthread_mutex_lock(&fs->links.mu);
 		if (!fs_links_put(fs, e))
 			free(e);
 		pthread_mutex_unlock(&fs->links.mu);
 	}
+	if (rc == 0)
+		rc = fs_links_keep(p, bidx, r.link, r.n, mnt, mlen);
 	fs_links_read_free(&r);
 	return r.nomem ? -ENOMEM : rc;
 }
 
-int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
-			  char *why, size_t whylen)
+/* The links of every branch of p's list that lead into the mount, read
+ * once per probe, so that a listing's check of each branch reads each
+ * branch's links once, not once per branch: 0, -ENOMEM, or the list's
+ * error (logged; no branch is then counted as keeping files in
+ * another). */
+static int fs_links_gather(struct fs *fs, struct fs_probe *p)
 {
-	struct store_branch_info *all = NULL;
-	struct fs_into_check c = { 0 };
+	const struct store_branch_info *all;
+	size_t n = 0, i, mlen;
 	uint64_t pass;
-	char *prefix;
-	size_t n = 0, i;
+	char *mnt;
+	int rc;
+
+	if (p->linked)
+		return p->links_rc;
+	p->linked = true;
+	if (asprintf(&mnt, "%s/", fs->mountpoint) < 0) {
+		p->links_rc = -ENOMEM;
+		return -ENOMEM;
+	}
+	mlen = strlen(mnt);
+	pthread_mutex_lock(&fs->links.mu);
+	pass = ++fs->links.pass;
+	pthread_mutex_unlock(&fs->links.mu);
+	rc = fs_probe_branches(fs, p, &all, &n);
+	if (rc && rc != -ENOMEM)
+		FS_WARN(fs,
+			"cannot list branches to see whose server keeps files in "
+			"another branch (%s); not counted",
+			strerror(-rc));
+	for (i = 0; rc == 0 && i < n; i++) {
+		int lrc = fs_links_of(fs, &all[i], i, pass, p, mnt, mlen);
+
+		/* Out of memory is not a verdict: the change is refused
+		 * (-ENOMEM, as the header says) rather than let through. */
+		if (lrc == -ENOMEM)
+			rc = -ENOMEM;
+		else if (lrc < 0)
+			FS_WARN(fs,
+				"cannot read the links of branch '%s' (%s); "
+				"not counted as keeping files in another branch",
+				all[i].name, strerror(-lrc));
+	}
+	/* The whole list was met: forget the branches that are gone. */
+	if (rc == 0) {
+		pthread_mutex_lock(&fs->links.mu);
+		fs_links_sweep(fs, pass);
+		pthread_mutex_unlock(&fs->links.mu);
+	}
+	free(mnt);
+	p->links_rc = rc;
+	return rc;
+}
+
+int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
+			  struct fs_probe *p, char *why, size_t whylen)
+{
+	const struct store_branch_info *all, *b;
+	size_t n = 0, i, plen;
+	char *prefix = NULL;
 	int rc;
 
 	if (!fs->mountpoint)
 		return 0;
-	if (asprintf(&prefix, "%s/%s", fs->mountpoint, bi->name) < 0)
+	rc = fs_links_gather(fs, p);
+	if (rc == 0 && p->nlinks &&
+	    asprintf(&prefix, "%s/%s", fs->mountpoint, bi->name) < 0)
+		rc = -ENOMEM;
+	if (rc == -ENOMEM) {
+		if (why)
+			snprintf(why, whylen,
+				 "out of memory while looking for servers that "
+				 "keep files in branch '%s'",
+				 bi->name);
 		return -ENOMEM;
-	c.prefix = prefix;
-	c.plen = strlen(prefix);
-	pthread_mutex_lock(&fs->links.mu);
-	pass = ++fs->links.pass;
-	pthread_mutex_unlock(&fs->links.mu);
-	rc = store_branch_list(fs->store, &all, &n);
-	if (rc && rc != -ENOMEM)
-		FS_WARN(fs,
-			"cannot list branches to see whose server keeps files in "
-			"'%s' (%s); changing it anyway",
-			bi->name, strerror(-rc));
-	for (i = 0; rc == 0 && i < n; i++) {
+	}
+	if (rc || !p->nlinks)
+		return 0;
+	fs_probe_branches(fs, p, &all, &n);
+	plen = strlen(prefix);
+	for (i = 0; rc == 0 && i < p->nlinks; i++) {
+		const struct fs_probe_link *l = &p->links[i];
 		pid_t pid;
 		long srv;
-		int lrc;
 
-		if (all[i].id == bi->id)
+		b = &all[l->branch];
+		if (b->id == bi->id || strncmp(l->stored, prefix, plen) ||
+		    (l->stored[plen] != '/' && l->stored[plen] != 0))
 			continue;
-		lrc = fs_links_check(fs, &all[i], pass, &c);
-		/* Out of memory is not a verdict: the change is refused
-		 * (-ENOMEM, as the header says) rather than let through. */
-		if (lrc == -ENOMEM) {
-			rc = -ENOMEM;
-			break;
-		}
-		if (lrc < 0)
-			FS_WARN(fs,
-				"cannot read the links of branch '%s' (%s); "
-				"not counted as keeping files in '%s'",
-				all[i].name, strerror(-lrc), bi->name);
-		if (lrc != 1)
-			continue;
-		pid = fs_postmaster_pid(fs, &all[i]);
-		srv = fs_branch_server(fs, &all[i], pid);
+		pid = fs_postmaster_pid(fs, b);
+		srv = fs_branch_server_in(fs, b, pid, p);
 		/* Where the mount point cannot be read, a live pid counts
 		 * (as in fs_branch_no_postmaster). */
 		if (srv < 0)
@@ -691,21 +731,9 @@ int fs_branch_linked_busy(struct fs *fs, const struct store_branch_info *bi,
 			snprintf(why, whylen,
 				 "the server of branch '%s' (pid %ld) keeps "
 				 "its %s in it (%s -> %s)",
-				 all[i].name, srv, c.what, c.pathbuf, c.target);
+				 b->name, srv, l->what, l->path, l->stored);
 		rc = -EBUSY;
 	}
-	/* The whole list was met: forget the branches that are gone. */
-	if (rc == 0) {
-		pthread_mutex_lock(&fs->links.mu);
-		fs_links_sweep(fs, pass);
-		pthread_mutex_unlock(&fs->links.mu);
-	}
-	if (rc == -ENOMEM && why)
-		snprintf(why, whylen,
-			 "out of memory while looking for servers that keep "
-			 "files in branch '%s'",
-			 bi->name);
-	free(all);
 	free(prefix);
-	return rc == -EBUSY || rc == -ENOMEM ? rc : 0;
+	return rc;
 }

@@ -447,9 +447,11 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 		rc = -EBUSY;
 		goto out;
 	}
+	why[0] = 0;
 	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));
 	if (rc) {
-		if (rc == -EBUSY)
+		/* Busy, or it could not be told (-ENOMEM: refused too). */
+		if (why[0])
 			FS_WARN(fs, "cannot delete branch '%s': %s", name, why);
 		goto out;
 	}
@@ -513,9 +515,11 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 	rc = fs_root_sticky_check(fs, ctx->uid, bi.owner_uid);
 	if (rc)
 		goto out;
+	why[0] = 0;
 	rc = fs_branch_quiesce(fs, &bi, why, sizeof(why));
 	if (rc) {
-		if (rc == -EBUSY)
+		/* Busy, or it could not be told (-ENOMEM: refused too). */
+		if (why[0])
 			FS_WARN(fs, "cannot rename branch '%s': %s", name, why);
 		goto out;
 	}

@@ -43,7 +43,7 @@ chmod 1777 "$logs"
 export BRANCHD=$root/build/$san/bin/branchd
 export BRANCHCTL=$root/build/$san/bin/branchctl
 # The reports go to $logs/<san>.<pid>; UBSan's with ASan's.  The tests'
-# LD_PRELOAD shims (build/powercut.so, build/logdelay.so) load before the
+# LD_PRELOAD shims (build/powercut.so, build/logdelay.so, build/procfail.so) load before the
 # ASan runtime, which it refuses by default: they only wrap libc calls.
 export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:verify_asan_link_order=0:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"

@@ -9,8 +9,16 @@
 # tablespace of it is busy too, though that server holds no file open there
 # while idle.  So is a branch, or a directory of it, mounted elsewhere
 # (mount --bind, in this or another mount namespace) until that mount goes.
+# When the daemon cannot look at every process's mounts (out of memory:
+# build/procfail.so, tests/shims/, makes its fopen of /proc/PID/mountinfo
+# fail with ENOMEM while $T/procfail exists), delete, rename and rmdir are
+# refused (exit 1, ENOMEM).
 source "$(dirname "$0")/lib.sh"
 it_init
+
+PFLIB=$IT_ROOT/build/procfail.so
+[ -f "$PFLIB" ] || fail "$PFLIB is missing: make build/procfail.so (make check-integration builds it)"
+IT_BD_ENV=(LD_PRELOAD="$PFLIB" PROCFAIL_FLAG="$T/procfail")
 
 bfs_mount
 mk_branch main
@@ -164,6 +172,21 @@ kill "$NSC"
 wait "$NSP" 2>/dev/null || true
 expect_op OK rmdir "$MNT/pr-n"
 umount "$T/bind" || fail "cannot unmount the bind mount of pr-b"
+# out of memory while looking at the mounts: refused, never deleted
+# unchecked (it was taken for "not mounted elsewhere")
+touch "$T/procfail"
+expect_ctl 1 delete pr-b
+[[ "$CTL_ERR" == *"cannot delete branch 'pr-b': cannot tell whether branch 'pr-b' is in use: out of memory"* ]] ||
+	fail "branchctl delete pr-b, out of memory, said: $CTL_ERR"
+ctl --json rename pr-b pr-b2
+[ "$CTL_RC" -eq 1 ] && [[ "$CTL_OUT" == *'"error":"error"'* ]] ||
+	fail "branchctl --json rename pr-b, out of memory, exited $CTL_RC: $CTL_OUT"
+expect_op ENOMEM rmdir "$MNT/pr-b"
+expect_op ENOMEM rename "$MNT/pr-b" "$MNT/pr-b2"
+grep -qF "cannot delete branch 'pr-b': cannot tell whether branch 'pr-b' is in use: out of memory" "$T"/log/branchd-mnt-*.log ||
+	fail "the refused rmdir of pr-b is not in the log: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
+[ -d "$MNT/pr-b" ] || fail "pr-b went away while its mounts could not be looked at"
+rm "$T/procfail"
 expect_op OK rename "$MNT/pr-b" "$MNT/pr-b2"
 expect_ctl 0 delete pr-b2
 log "a branch bound elsewhere is busy until that mount is gone"
