@@ -64,15 +64,31 @@ struct bd_control {
 	bool stop; /* guarded by mu */
 };
 
-static int bd_hook_busy(void *ctx, uint64_t branch, const char *name, char *why,
-			size_t whysz)
+static int bd_hook_busy(void *ctx, void *probe, uint64_t branch,
+			const char *name, char *why, size_t whysz)
 {
 	struct bd_control *c = ctx;
 
 	(void)name;
-	return fs_branch_busy(c->cfg.fs, branch, why, whysz) == -EBUSY ?
-		       -EBUSY :
-		       0;
+	return fs_branch_busy(c->cfg.fs, probe, branch, why, whysz);
+}
+
+static int bd_hook_probe_new(void *ctx, void **probe)
+{
+	struct bd_control *c = ctx;
+	struct fs_probe *p;
+	int rc;
+
+	rc = fs_probe_new(c->cfg.fs, &p);
+	if (rc == 0)
+		*probe = p;
+	return rc;
+}
+
+static void bd_hook_probe_free(void *ctx, void *probe)
+{
+	(void)ctx;
+	fs_probe_free(probe);
 }
 
 static int bd_hook_begin(void *ctx, uint64_t branch, char *why, size_t whysz)
@@ -301,6 +317,8 @@ int bd_control_start(const struct bd_control_config *cfg,
 	cc.log = cfg->log;
 	cc.hooks.ctx = c;
 	cc.hooks.busy = bd_hook_busy;
+	cc.hooks.probe_new = bd_hook_probe_new;
+	cc.hooks.probe_free = bd_hook_probe_free;
 	cc.hooks.begin_change = bd_hook_begin;
 	cc.hooks.end_change = bd_hook_end;
 	cc.hooks.rename = bd_hook_rename;

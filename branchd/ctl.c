@@ -193,14 +193,19 @@ static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 /* parent: the parent's name as of the same snapshot as bi (list), or
  * NULL to look it up now.  With usage, u is the branch's usage, or NULL
  * when it could not be read: the fields are then null, never left out
- * (a script reads every branch's logical_bytes). */
+ * (a script reads every branch's logical_bytes).  probe: the busy hook's
+ * look at the processes (list), or NULL.  in_use is whether a delete
+ * would be refused as busy, by the same rules; also when that cannot be
+ * told (out of memory), as a delete is then refused too. */
 static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 			  const struct store_branch_info *bi, bool usage,
-			  const struct store_usage *u, const char *parent)
+			  const struct store_usage *u, const char *parent,
+			  void *probe)
 {
 	struct store_branch_info pi;
 	char tbuf[64], why[256];
 	int64_t fork_ns;
+	int rc = 0;
 
 	json_buf_raw(out, "{\"name\":");
 	json_buf_str(out, bi->name);
@@ -240,11 +245,12 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 		json_buf_raw(out, ",\"logical_bytes\":null,"
 				  "\"written_bytes\":null,\"files\":null");
 	why[0] = 0;
-	if (c->cfg.hooks.busy &&
-	    c->cfg.hooks.busy(c->cfg.hooks.ctx, bi->id, bi->name, why,
-			      sizeof(why)) == -EBUSY) {
+	if (c->cfg.hooks.busy)
+		rc = c->cfg.hooks.busy(c->cfg.hooks.ctx, probe, bi->id,
+				       bi->name, why, sizeof(why));
+	if (rc && rc != -ENOENT) {
 		json_buf_raw(out, ",\"in_use\":true,\"in_use_reason\":");
-		json_buf_str(out, why);
+		json_buf_str(out, why[0] ? why : strerror(-rc));
 	} else {
 		json_buf_raw(out, ",\"in_use\":false");
 	}
@@ -752,7 +758,7 @@ static void bd_cmd_create(struct bd_ctl *c, const struct json *req,
 	if (c->cfg.hooks.changed)
 		c->cfg.hooks.changed(c->cfg.hooks.ctx, bi.id, NULL, bi.name);
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, false, NULL, NULL);
+	bd_put_branch(c, out, &bi, false, NULL, NULL, NULL);
 	bd_put_checkpoint(out, &ckpt);
 	json_buf_raw(out, "}");
 }
@@ -788,6 +794,7 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 	struct store_branch_info **hit;
 	struct bd_list_ent *e = NULL;
 	size_t n = 0, i, j;
+	void *probe = NULL;
 	bool first = true;
 	int rc;
 
@@ -835,6 +842,12 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 			j = e[j].parent;
 		}
 	}
+	/* One look at the processes for every branch's in_use (a server,
+	 * a mount elsewhere), not one per branch.  Without it, each branch
+	 * looks for itself. */
+	if (c->cfg.hooks.probe_new && c->cfg.hooks.probe_free &&
+	    c->cfg.hooks.probe_new(c->cfg.hooks.ctx, &probe) != 0)
+		probe = NULL;
 	json_buf_raw(out, "{\"ok\":true,\"branches\":[");
 	for (i = 0; i < n; i++) {
 		if (e[i].state == BD_LIST_GONE)
@@ -844,9 +857,12 @@ static void bd_cmd_list(struct bd_ctl *c, struct json_buf *out)
 		first = false;
 		bd_put_branch(c, out, &all[i], true,
 			      e[i].urc == 0 ? &e[i].u : NULL,
-			      e[i].parent < n ? all[e[i].parent].name : NULL);
+			      e[i].parent < n ? all[e[i].parent].name : NULL,
+			      probe);
 	}
 	json_buf_raw(out, "]}");
+	if (probe)
+		c->cfg.hooks.probe_free(c->cfg.hooks.ctx, probe);
 	free(e);
 	free(byid);
 	free(all);
@@ -863,7 +879,7 @@ static void bd_cmd_info(struct bd_ctl *c, const struct json *req,
 		return;
 	have = store_branch_usage(c->cfg.store, bi.id, &u) == 0;
 	json_buf_raw(out, "{\"ok\":true,\"branch\":");
-	bd_put_branch(c, out, &bi, true, have ? &u : NULL, NULL);
+	bd_put_branch(c, out, &bi, true, have ? &u : NULL, NULL, NULL);
 	json_buf_raw(out, "}");
 }
 

@@ -26,10 +26,20 @@ struct bd_ctl;
  * may be called from any connection thread at any time. */
 struct bd_ctl_hooks {
 	void *ctx;
-	/* 0, or -EBUSY with a human reason in why (a running postmaster,
-	 * open files).  A probe for listings: changes nothing. */
-	int (*busy)(void *ctx, uint64_t branch, const char *name, char *why,
-		    size_t whysz);
+	/* Whether begin_change would refuse the branch as busy, without
+	 * waiting: 0, -EBUSY with a human reason in why (a running
+	 * postmaster, open files, a mount elsewhere), or another negative
+	 * errno with a reason in why when it cannot tell (out of memory: a
+	 * change would be refused too); -ENOENT, the branch is gone.  A
+	 * probe for listings: changes nothing.  probe: from probe_new, or
+	 * NULL (busy looks for itself). */
+	int (*busy)(void *ctx, void *probe, uint64_t branch, const char *name,
+		    char *why, size_t whysz);
+	/* One look at what busy needs to know of the whole system (every
+	 * process), for busy over many branches: 0 and *probe, freed with
+	 * probe_free, or a negative errno.  May be NULL. */
+	int (*probe_new)(void *ctx, void **probe);
+	void (*probe_free)(void *ctx, void *probe);
 	/* Before a delete, rename or reset: 0 and the branch is held (new
 	 * opens wait) until end_change, or -EBUSY with a reason in why. */
 	int (*begin_change)(void *ctx, uint64_t branch, char *why,

@@ -267,9 +267,16 @@ struct fs_probe;
 int fs_probe_new(struct fs *fs, struct fs_probe **out);
 void fs_probe_free(struct fs_probe *p); /* NULL is a no-op */
 
-/* A probe that changes and waits for nothing: 0, or -EBUSY with a reason
- * in why (a running postmaster, open files), or -ENOENT unknown branch. */
-int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why, size_t whylen);
+/* Whether a delete, rename or reset of the branch would be refused as
+ * busy (fs_branch_begin_change's rules, without waiting for open files
+ * to close), as a probe that changes and waits for nothing: 0, -EBUSY
+ * with a reason in why (a running postmaster, a server keeping its WAL
+ * or a tablespace there, a mount elsewhere, open files), -ENOENT unknown
+ * branch, or -ENOMEM (-EMFILE, -ENFILE) with a reason in why when it
+ * cannot tell (a delete would be refused too).  p: from fs_probe_new
+ * (borrowed), or NULL to look at the processes for this call. */
+int fs_branch_busy(struct fs *fs, struct fs_probe *p, uint64_t branch_id,
+		   char *why, size_t whylen);
 /* true while any file of the branch is open. */
 bool fs_branch_has_open(struct fs *fs, uint64_t branch_id);
 /* true while a file handle on inode ino of the branch is open (for GC of

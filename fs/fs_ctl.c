@@ -10,33 +10,36 @@
  */
 #include <errno.h>
 #include <stdio.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "fs_int.h"
 
-int fs_branch_busy(struct fs *fs, uint64_t branch_id, char *why, size_t whylen)
+int fs_branch_busy(struct fs *fs, struct fs_probe *p, uint64_t branch_id,
+		   char *why, size_t whylen)
 {
 	struct store_branch_info bi;
+	struct fs_probe *own = NULL;
 	struct fs_map_ent *e;
 	uint64_t n = 0;
-	pid_t pid;
 	int rc;
 
 	rc = store_branch_get(fs->store, branch_id, &bi);
 	if (rc)
 		return rc;
-	pid = fs_postmaster_pid(fs, &bi);
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
-		if (why)
-			snprintf(
-				why, whylen,
-				"postmaster (pid %d) is running on branch '%s'",
-				(int)pid, bi.name);
-		return -EBUSY;
+	if (!p) {
+		rc = fs_probe_for(fs, &bi, true, &own, why, whylen);
+		if (rc)
+			return rc;
+		p = own;
 	}
+	/* The rules of a delete (fs_branch_quiesce): a listing that said
+	 * "not in use" of a branch a delete then refused misled scripts. */
+	rc = fs_branch_check(fs, &bi, p, why, whylen);
+	fs_probe_free(own);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&fs->br_mu);
 	e = fs_map_find(&fs->br, branch_id);
 	if (e)

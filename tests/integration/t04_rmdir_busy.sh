@@ -9,16 +9,40 @@
 # tablespace of it is busy too, though that server holds no file open there
 # while idle.  So is a branch, or a directory of it, mounted elsewhere
 # (mount --bind, in this or another mount namespace) until that mount goes.
-# When the daemon cannot look at every process's mounts (out of memory:
-# build/procfail.so, tests/shims/, makes its fopen of /proc/PID/mountinfo
-# fail with ENOMEM while $T/procfail exists), delete, rename and rmdir are
-# refused (exit 1, ENOMEM).
+# branchctl list and info say in_use of each such branch by the same rules,
+# with the reason delete gives.  When the daemon cannot look at every
+# process's mounts (out of memory: build/procfail.so, tests/shims/, makes
+# its fopen of /proc/PID/mountinfo fail with ENOMEM while $T/procfail
+# exists), delete, rename and rmdir are refused (exit 1, ENOMEM) and list
+# says the branch is in use, as it cannot tell.
 source "$(dirname "$0")/lib.sh"
 it_init
 
 PFLIB=$IT_ROOT/build/procfail.so
 [ -f "$PFLIB" ] || fail "$PFLIB is missing: make build/procfail.so (make check-integration builds it)"
 IT_BD_ENV=(LD_PRELOAD="$PFLIB" PROCFAIL_FLAG="$T/procfail")
+
+# expect_in_use NAME WANT [TEXT]: branchctl --json list says in_use WANT
+# (true or false) of branch NAME, with TEXT in its in_use_reason, and
+# branchctl --json info NAME says the same
+IN_USE_PY='import json, sys
+d = json.load(sys.stdin)
+bs = d["branches"] if sys.argv[1] == "list" else [d["branch"]]
+b = [x for x in bs if x["name"] == sys.argv[2]]
+print("%s|%s" % (str(b[0]["in_use"]).lower(), b[0].get("in_use_reason", "")) if b else "missing|")'
+expect_in_use() {
+	local l i
+	ctl --json list
+	[ "$CTL_RC" -eq 0 ] || fail "branchctl --json list exited $CTL_RC: $CTL_ERR"
+	l=$(python3 -c "$IN_USE_PY" list "$1" <<<"$CTL_OUT") || fail "cannot read branchctl --json list: $CTL_OUT"
+	ctl --json info "$1"
+	[ "$CTL_RC" -eq 0 ] || fail "branchctl --json info $1 exited $CTL_RC: $CTL_ERR"
+	i=$(python3 -c "$IN_USE_PY" info "$1" <<<"$CTL_OUT") || fail "cannot read branchctl --json info: $CTL_OUT"
+	[ "$l" = "$i" ] || fail "branchctl list and info disagree on $1: '$l' and '$i'"
+	[[ "$l" == "$2|"*"${3:-}"* ]] ||
+		fail "branchctl list says of $1: in_use ${l%%|*} (${l#*|}), expected $2${3:+ ($3)}"
+	log "branchctl list: $1 in_use ${l%%|*} ${l#*|}"
+}
 
 bfs_mount
 mk_branch main
@@ -114,6 +138,9 @@ mkdir "$MNT/pr-s"
 OTHER=$!
 IT_BG+=("$OTHER")
 printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-s/postmaster.pid"
+# and list does not call it in use (it did, and the delete then went on)
+ctl_require
+expect_in_use pr-s false
 expect_op OK rmdir "$MNT/pr-s"
 kill "$OTHER"
 wait "$OTHER" 2>/dev/null || true
@@ -128,6 +155,7 @@ IT_BG+=("$PGLIKE")
 printf '%s\n/var/lib/postgresql/data\n' "$OTHER" >"$MNT/pr-c/postmaster.pid"
 sleep 0.5
 expect_op EBUSY rmdir "$MNT/pr-c"
+expect_in_use pr-c true "a postgres process (pid $PGLIKE) is running in branch 'pr-c'"
 # refused for the postgres process itself, not for the (dead) pid named
 grep -q "cannot delete branch 'pr-c': a postgres process (pid $PGLIKE) is running" "$T"/log/branchd-mnt-*.log ||
 	fail "rmdir pr-c was not refused for the postgres process $PGLIKE: $(grep "pr-c" "$T"/log/branchd-mnt-*.log | tail -n 2)"
@@ -155,6 +183,8 @@ expect_ctl 6 reset pr-b
 # branchctl's refusals are in the log too (only the caller saw them)
 grep -qF "ctl: cannot reset branch 'pr-b': branch 'pr-b' is mounted at '$T/bind'" "$T"/log/branchd-mnt-*.log ||
 	fail "branchctl reset pr-b's refusal is not in the log: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
+# list and info say so (they said "in_use": false)
+expect_in_use pr-b true "branch 'pr-b' is mounted at '$T/bind' (a bind mount)"
 unshare --mount --propagation private --fork sh -c 'mount --bind "$1" /mnt && exec sleep 300' sh "$MNT/pr-n/sub" &
 NSP=$!
 IT_BG+=("$NSP")
@@ -166,14 +196,17 @@ done
 [ $n -lt 100 ] || fail "the bind mount in another mount namespace did not come up"
 IT_BG+=("$NSC")
 expect_op EBUSY rmdir "$MNT/pr-n"
+expect_in_use pr-n true "branch 'pr-n' is mounted at '/mnt' in the mount namespace of pid"
 grep -q "cannot delete branch 'pr-n': branch 'pr-n' is mounted at '/mnt' in the mount namespace of pid [0-9]" "$T"/log/branchd-mnt-*.log ||
 	fail "rmdir pr-n was not refused for its mount in another namespace: $(grep "pr-n" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 kill "$NSC"
 wait "$NSP" 2>/dev/null || true
 expect_op OK rmdir "$MNT/pr-n"
 umount "$T/bind" || fail "cannot unmount the bind mount of pr-b"
+expect_in_use pr-b false
 # out of memory while looking at the mounts: refused, never deleted
-# unchecked (it was taken for "not mounted elsewhere")
+# unchecked (it was taken for "not mounted elsewhere"), and listed as in
+# use since it cannot be told
 touch "$T/procfail"
 expect_ctl 1 delete pr-b
 [[ "$CTL_ERR" == *"cannot delete branch 'pr-b': cannot tell whether branch 'pr-b' is in use: out of memory"* ]] ||
@@ -183,6 +216,7 @@ ctl --json rename pr-b pr-b2
 	fail "branchctl --json rename pr-b, out of memory, exited $CTL_RC: $CTL_OUT"
 expect_op ENOMEM rmdir "$MNT/pr-b"
 expect_op ENOMEM rename "$MNT/pr-b" "$MNT/pr-b2"
+expect_in_use pr-b true "cannot tell whether branch 'pr-b' is in use: out of memory"
 grep -qF "cannot delete branch 'pr-b': cannot tell whether branch 'pr-b' is in use: out of memory" "$T"/log/branchd-mnt-*.log ||
 	fail "the refused rmdir of pr-b is not in the log: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 [ -d "$MNT/pr-b" ] || fail "pr-b went away while its mounts could not be looked at"
@@ -216,6 +250,8 @@ grep -q "cannot delete branch 'walbr': the server of branch 'wl' (pid [0-9]*) ke
 grep -q "cannot delete branch 'tsbr': the server of branch 'wl' (pid [0-9]*) keeps its tablespace files in it (pg_tblspc/[0-9]* -> $MNT/tsbr/ts)" "$T"/log/branchd-mnt-*.log ||
 	fail "rmdir tsbr was not refused for wl's tablespace: $(grep tsbr "$T"/log/branchd-mnt-*.log | tail -n 2)"
 expect_ctl 6 delete walbr
+expect_in_use walbr true "the server of branch 'wl' (pid "
+expect_in_use tsbr true "keeps its tablespace files in it"
 [ "$(q "$P4" "insert into tt values (2); select sum(v) from tt")" = 3 ] || fail "wl's server unhappy after the refused deletes"
 log "branches holding a running server's WAL and tablespace are busy"
 pg_stop "$MNT/wl"

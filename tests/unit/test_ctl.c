@@ -62,10 +62,12 @@ struct ctx {
 	struct fake_fs ff;
 };
 
-static int ff_busy(void *p, uint64_t b, const char *n, char *why, size_t w)
+static int ff_busy(void *p, void *probe, uint64_t b, const char *n, char *why,
+		   size_t w)
 {
 	struct fake_fs *f = p;
 
+	(void)probe;
 	(void)b;
 	(void)n;
 	if (f->releasing) {
@@ -85,7 +87,7 @@ static int ff_begin(void *p, uint64_t b, char *why, size_t w)
 	int rc;
 
 	f->releasing = 0;
-	rc = ff_busy(p, b, NULL, why, w);
+	rc = ff_busy(p, NULL, b, NULL, why, w);
 
 	if (rc == 0)
 		f->holds++;
