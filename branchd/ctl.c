@@ -157,6 +157,11 @@ void bd_thread_background(void)
 
 /* ---------------------------------------------------------- replies */
 
+/* Room for a reason a branch is busy, whole: it may quote a mount point
+ * or a link's target (up to 4 KiB) and two branch names (255 bytes each):
+ * cut at 255 bytes, a container's mount point lost its end. */
+#define BD_WHY_MAX (STORE_SYMLINK_MAX + 1024)
+
 static void bd_reply_err(struct json_buf *out, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -203,7 +208,7 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 			  void *probe)
 {
 	struct store_branch_info pi;
-	char tbuf[64], why[256];
+	char tbuf[64], why[BD_WHY_MAX];
 	int64_t fork_ns;
 	int rc = 0;
 
@@ -370,7 +375,7 @@ static void bd_end_change(struct bd_ctl *c, uint64_t id)
 static int bd_not_busy(struct bd_ctl *c, struct json_buf *out,
 		       const struct store_branch_info *bi, const char *what)
 {
-	char why[256] = "";
+	char why[BD_WHY_MAX] = "";
 	int rc = 0;
 
 	if (c->cfg.hooks.begin_change)

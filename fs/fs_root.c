@@ -429,7 +429,7 @@ void fs_root_rmdir(struct fs *fs, fuse_req_t req, const char *name)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_info bi;
-	char why[256];
+	char why[STORE_SYMLINK_MAX + 1024]; /* a mount point, a link */
 	bool tried;
 	int rc;
 
@@ -489,7 +489,7 @@ void fs_root_rename(struct fs *fs, fuse_req_t req, const char *name,
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct store_branch_info bi, other;
-	char why[256];
+	char why[STORE_SYMLINK_MAX + 1024]; /* a mount point, a link */
 	bool tried;
 	int rc;
 

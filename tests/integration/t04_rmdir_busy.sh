@@ -169,22 +169,25 @@ expect_op_eventually OK rmdir "$MNT/pr-c"
 # (rmdir, mv and branchctl went on: the bind mount then showed nothing,
 # ENOENT, under whatever ran there)
 ctl_require
-mkdir "$MNT/pr-b" "$MNT/pr-n" "$MNT/pr-n/sub" "$T/bind"
-mount --bind "$MNT/pr-b" "$T/bind" || fail "mount --bind of a branch failed"
-IT_TMPFS+=("$T/bind")
+# (at a long path, as a container's is: the reason quotes it whole; it
+# was cut at 255 bytes)
+BIND=$T/bind-$(printf 'x%.0s' {1..200})
+mkdir "$MNT/pr-b" "$MNT/pr-n" "$MNT/pr-n/sub" "$BIND"
+mount --bind "$MNT/pr-b" "$BIND" || fail "mount --bind of a branch failed"
+IT_TMPFS+=("$BIND")
 expect_op EBUSY rmdir "$MNT/pr-b"
 expect_op EBUSY rename "$MNT/pr-b" "$MNT/pr-b2"
-grep -qF "cannot delete branch 'pr-b': branch 'pr-b' is mounted at '$T/bind' (a bind mount)" "$T"/log/branchd-mnt-*.log ||
+grep -qF "cannot delete branch 'pr-b': branch 'pr-b' is mounted at '$BIND' (a bind mount)" "$T"/log/branchd-mnt-*.log ||
 	fail "rmdir pr-b was not refused for its bind mount: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 expect_ctl 6 delete pr-b
 expect_ctl 6 rename pr-b pr-b2
 expect_ctl 6 reset pr-b
-[[ "$CTL_ERR" == *"is mounted at '$T/bind'"* ]] || fail "branchctl reset pr-b said: $CTL_ERR"
+[[ "$CTL_ERR" == *"is mounted at '$BIND'"* ]] || fail "branchctl reset pr-b said: $CTL_ERR"
 # branchctl's refusals are in the log too (only the caller saw them)
-grep -qF "ctl: cannot reset branch 'pr-b': branch 'pr-b' is mounted at '$T/bind'" "$T"/log/branchd-mnt-*.log ||
+grep -qF "ctl: cannot reset branch 'pr-b': branch 'pr-b' is mounted at '$BIND'" "$T"/log/branchd-mnt-*.log ||
 	fail "branchctl reset pr-b's refusal is not in the log: $(grep "pr-b" "$T"/log/branchd-mnt-*.log | tail -n 2)"
 # list and info say so (they said "in_use": false)
-expect_in_use pr-b true "branch 'pr-b' is mounted at '$T/bind' (a bind mount)"
+expect_in_use pr-b true "branch 'pr-b' is mounted at '$BIND' (a bind mount)"
 unshare --mount --propagation private --fork sh -c 'mount --bind "$1" /mnt && exec sleep 300' sh "$MNT/pr-n/sub" &
 NSP=$!
 IT_BG+=("$NSP")
@@ -202,7 +205,7 @@ grep -q "cannot delete branch 'pr-n': branch 'pr-n' is mounted at '/mnt' in the 
 kill "$NSC"
 wait "$NSP" 2>/dev/null || true
 expect_op OK rmdir "$MNT/pr-n"
-umount "$T/bind" || fail "cannot unmount the bind mount of pr-b"
+umount "$BIND" || fail "cannot unmount the bind mount of pr-b"
 expect_in_use pr-b false
 # out of memory while looking at the mounts: refused, never deleted
 # unchecked (it was taken for "not mounted elsewhere"), and listed as in
