@@ -29,6 +29,12 @@
 #     a partial copy had been taken for the file's synced content, and a
 #     cut soon after a store's open cut its 16 MiB journal short (refused
 #     as damaged).
+#     And a shadow is one file's, not its inode number's: a process killed
+#     just after it created a file (here: no descriptor left for the new
+#     file's shadow) that took the number of one it had synced and deleted
+#     leaves the new file empty; the old file's shadow had been taken for
+#     the new one's, which came back with the old one's content (a new
+#     RocksDB WAL file holding a deleted one's batches, powercut_store).
 source "$(dirname "$0")/lib.sh"
 it_init
 
@@ -103,6 +109,38 @@ python3 "$PCIMG" "$T/pc0" "$T/pc0.shadow" 1 synced >>"$T/log/pc0.out" 2>&1 || tr
 [ "$(md5sum <"$T/pc0/file")" = "$sum0" ] ||
 	fail "a writer killed while the library copied the file left it changed ($(stat -c %s "$T/pc0/file") bytes of 4194304): a partial copy was taken for its synced content"
 log "library: a writer killed during the first copy of a file leaves the file as it was"
+# 0b: the new file must get the deleted one's inode number (the lowest free
+# one in its group, usually); another process freeing a lower one in
+# between makes the try prove nothing: try again
+reused=0
+for try in 1 2 3 4 5 6 7 8 9 10; do
+	d=$T/pc1.$try
+	mkdir "$d"
+	LD_PRELOAD="$PCLIB" POWERCUT_DIR="$d" POWERCUT_SHADOW="$d.shadow" python3 -c 'import os, resource, sys
+old, new = sys.argv[1] + "/old", sys.argv[1] + "/new"
+fd = os.open(old, os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"old, synced")
+os.fsync(fd)
+print(os.fstat(fd).st_ino, flush=True)
+os.close(fd)
+os.unlink(old)
+low = os.open("/dev/null", os.O_RDONLY)  # the lowest free descriptor
+os.close(low)
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (low + 1, hard))
+os.open(new, os.O_WRONLY | os.O_CREAT, 0o644)
+print("not killed")' "$d" >"$d.out" 2>&1 && fail "the writer out of descriptors survived creating a file: $(cat "$d.out")"
+	grep -q 'create shadow.*Too many open files' "$d.out" ||
+		fail "the writer did not die creating the new file's shadow: $(head -c 300 "$d.out")"
+	[ "$(stat -c %i "$d/new")" = "$(head -n1 "$d.out")" ] || continue
+	reused=1
+	python3 "$PCIMG" "$d" "$d.shadow" 1 synced >>"$d.out" 2>&1 || true
+	[ ! -s "$d/new" ] ||
+		fail "a file created just before the cut came back with the content of a deleted file that had its inode number: '$(head -c 80 "$d/new")'"
+	break
+done
+[ $reused = 1 ] || fail "in 10 tries, no new file got the inode number of the file deleted just before: the test proved nothing"
+log "library: a file killed at its creation, with a deleted file's inode number, stays empty (try $try)"
 
 # ---- 1. commit off: only what was fsynced survives ----
 cut_mount commit=0

@@ -22,8 +22,9 @@
  *                    catches lost writes
  * Without DIR and SHADOW, every call passes straight through.
  *
- * The model, per regular file under DIR (found by st_dev/st_ino; the path is
- * only looked at the first time an inode is written, and at creation):
+ * The model, per regular file under DIR (found by st_dev/st_ino and the
+ * inode's generation, FS_IOC_GETVERSION; the path is only looked at the first
+ * time an inode is written, and at creation):
  *  - The first write to a file that existed before this process wrote it
  *    copies the file to SHADOW/<ino> first: what was there is durable (the
  *    process opened a store left by a clean stop, a kill -9, or an earlier
@@ -43,6 +44,18 @@
  *  - Names (create, rename, unlink, mkdir) are taken as durable at once:
  *    the model tests the data path (RocksDB's WAL and SSTs, the fsync
  *    journal), not directory fsyncs.
+ * Shadows are named SHADOW/<ino>.<generation>.  The generation tells apart
+ * two files that had the same inode number one after the other: a file
+ * created just after another was deleted often gets its number, and a
+ * process killed between that creation and the reset of the shadow (the
+ * creating thread may wait for the library's lock while another copies a
+ * large file for its fsync) left the old file's shadow under the number;
+ * the image then gave the new file the old one's synced content (seen in
+ * tests/stress/powercut_store.py: a new RocksDB WAL file came back holding a
+ * deleted one's batches, older than every live one, and RocksDB aborted on
+ * it).  With the generation in the name, that shadow is not the new
+ * file's: the new file, written by nobody yet, stays as it is (empty).  A
+ * file system without generations (tmpfs) gives 0: as before.
  * Writes that bypass the PLT (glibc's own fwrite, used by RocksDB's LOG) are
  * not seen; such files keep whatever they hold.
  *
@@ -60,6 +73,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -74,6 +89,7 @@ struct pc_range {
 struct pc_file {
 	struct pc_file *next;
 	ino_t ino;
+	unsigned gen; /* the inode's generation: which file had the number */
 	enum pc_state state;
 	struct pc_range *r; /* dirty ranges, sorted, disjoint */
 	size_t nr, cap;
@@ -205,10 +221,22 @@ static struct pc_file *pc_file_get(ino_t ino)
 	return f;
 }
 
-static void pc_shadow_path(ino_t ino, char *buf, size_t sz)
+static void pc_shadow_path(const struct pc_file *f, char *buf, size_t sz)
 {
-	if (snprintf(buf, sz, "%s/%ju", pc.shadow, (uintmax_t)ino) >= (int)sz)
+	if (snprintf(buf, sz, "%s/%ju.%u", pc.shadow, (uintmax_t)f->ino,
+		     f->gen) >= (int)sz)
 		pc_die("shadow path too long");
+}
+
+/* The generation of the inode open on fd, 0 where the file system has none
+ * (the ioctl's argument is an int, whatever its name says). */
+static unsigned pc_gen(int fd)
+{
+	int g = 0;
+
+	if (ioctl(fd, FS_IOC_GETVERSION, &g) != 0)
+		return 0;
+	return (unsigned)g;
 }
 
 /* Is the file open on fd under DIR?  Judged by its current path. */
@@ -262,13 +290,13 @@ static void pc_copy(int from, int to, uint64_t lo, uint64_t hi)
  * (or dying here) in the middle of copying a large file leaves no shadow,
  * so the image keeps the file as it was, where a partial copy would have
  * been taken for its synced content and cut the file short. */
-static void pc_shadow_baseline(int fd, ino_t ino, bool empty)
+static void pc_shadow_baseline(int fd, const struct pc_file *f, bool empty)
 {
 	char sp[PATH_MAX], tmp[PATH_MAX + 8];
 	struct stat st;
 	int sfd, rfd;
 
-	pc_shadow_path(ino, sp, sizeof(sp));
+	pc_shadow_path(f, sp, sizeof(sp));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", sp);
 	sfd = pc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (sfd < 0)
@@ -292,13 +320,22 @@ static struct pc_file *pc_lookup(int fd)
 {
 	struct pc_file *f;
 	struct stat st;
+	unsigned gen;
 
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != pc.dev)
 		return NULL;
+	gen = pc_gen(fd);
 	f = pc_file_get(st.st_ino);
+	if (f->gen != gen) {
+		/* another file than the one known under this number, which
+		 * this process did not create: decided afresh */
+		f->gen = gen;
+		f->state = PC_UNKNOWN;
+		f->nr = 0;
+	}
 	if (f->state == PC_UNKNOWN) {
 		if (pc_fd_inside(fd)) {
-			pc_shadow_baseline(fd, st.st_ino, false);
+			pc_shadow_baseline(fd, f, false);
 			f->state = PC_TRACKED;
 		} else {
 			f->state = PC_OUTSIDE;
@@ -389,7 +426,7 @@ static void pc_sync(int fd)
 	if (f && !(pc.lie && access(pc.lie, F_OK) == 0)) {
 		if (fstat(fd, &st) != 0)
 			pc_die("fstat: %s", strerror(errno));
-		pc_shadow_path(f->ino, sp, sizeof(sp));
+		pc_shadow_path(f, sp, sizeof(sp));
 		sfd = pc.open(sp, O_WRONLY | O_CLOEXEC);
 		if (sfd < 0)
 			pc_die("open shadow '%s': %s", sp, strerror(errno));
@@ -412,16 +449,22 @@ static void pc_opened(int fd, bool created)
 {
 	struct pc_file *f;
 	struct stat st;
+	unsigned gen;
 
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    st.st_dev != pc.dev)
 		return;
+	gen = pc_gen(fd);
 	pthread_mutex_lock(&pc.mu);
 	f = pc_file_get(st.st_ino);
-	if (created) {
+	if (created || f->gen != gen) {
+		f->gen = gen;
 		f->nr = 0;
+		f->state = PC_UNKNOWN;
+	}
+	if (created) {
 		if (pc_fd_inside(fd)) {
-			pc_shadow_baseline(fd, st.st_ino, true);
+			pc_shadow_baseline(fd, f, true);
 			f->state = PC_TRACKED;
 		} else {
 			f->state = PC_OUTSIDE;

@@ -6,7 +6,9 @@ Usage: powercut_image.py DIR SHADOW SEED [synced]
 
 Run after the process that wrote DIR under powercut.so (POWERCUT_DIR=DIR,
 POWERCUT_SHADOW=SHADOW) is dead.  For every regular file of DIR that has a
-shadow (SHADOW/<st_ino>: its content as of its last fsync), the file is
+shadow (SHADOW/<st_ino>.<generation>: its content as of its last fsync; the
+inode's generation tells it from an earlier file that had the same inode
+number, powercut.c), the file is
 rewritten as the shadow plus a random subset of the sectors written since,
 as a disk may have written any of them before the power went:
 
@@ -25,9 +27,26 @@ a shadow: the process did not run under powercut.so (a wrong LD_PRELOAD is
 ignored by the loader with a warning), and a cut would prove nothing.
 Prints one summary line; SEED makes the choice repeatable.
 """
+import fcntl
 import os
 import random
+import struct
 import sys
+
+FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long); the kernel writes an int
+
+
+def generation(path):
+    """The inode generation of path, 0 where the file system has none (as
+    powercut.c names the shadows)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))
+        return struct.unpack('<I', buf[:4])[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def cut_file(path, shadow, rng, synced_only):
@@ -80,6 +99,7 @@ def main():
         sys.exit('powercut_image.py: no shadow directory %s: the process did not run under '
                  'powercut.so' % shadow_dir)
     files = tracked = cut = units = kept = 0
+    inos = {n.split('.')[0] for n in os.listdir(shadow_dir)}
     names = []
     for root, dirs, fnames in os.walk(top):
         dirs.sort()
@@ -89,7 +109,9 @@ def main():
             if not os.path.isfile(path) or os.path.islink(path):
                 continue
             files += 1
-            shadow = os.path.join(shadow_dir, str(st.st_ino))
+            if str(st.st_ino) not in inos:
+                continue
+            shadow = os.path.join(shadow_dir, '%d.%d' % (st.st_ino, generation(path)))
             if not os.path.exists(shadow):
                 continue
             tracked += 1
