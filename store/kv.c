@@ -1472,13 +1472,27 @@ static int kv_rocks_first_wal(struct kv_rocks *r,
 	return rc;
 }
 
+/* A step back in the WAL (walscan.h): older batches after newer ones,
+ * which RocksDB would replay over them, or abort on.  Logged; -EUCLEAN. */
+static int kv_rocks_wal_back(struct kv_rocks *r, const struct walscan_hole *h)
+{
+	kv_log(&r->kv, STORE_LOG_ERR,
+	       "rocksdb's log '%s' steps back: %06llu.log at %llu holds the batch of sequence %llu after batches up to %llu (%06llu.log), which rocksdb never writes and a power cut does not leave (a damaged file, or another's content): not opened, as rocksdb would replay older writes over newer ones (or abort); keep a copy and move the file that does not belong out of the directory",
+	       r->path, (unsigned long long)h->file,
+	       (unsigned long long)h->offset, (unsigned long long)h->seq_found,
+	       (unsigned long long)h->seq_expected - 1,
+	       (unsigned long long)h->prev_file);
+	return -EUCLEAN;
+}
+
 /* Before RocksDB reads its WAL: after a run that did not close cleanly
  * (the journal's header is not sealed, or there is no journal), look for
  * a hole a power cut left in the WAL and cut it there (walscan.h), so that
  * RocksDB recovers a prefix of the batches and the journal's replay the
- * rest.  A read-only open only counts it (kv.h open_wal_hole).  0, or the
- * cut's error: the store is not opened with later writes and without
- * earlier ones. */
+ * rest.  A read-only open only counts it (kv.h open_wal_hole).  A step
+ * back in the WAL refuses the store, read-only or not.  0, or the cut's
+ * error (the store is not opened with later writes and without earlier
+ * ones), or -EUCLEAN for a step back. */
 static int kv_rocks_wal_hole(struct kv_rocks *r,
 			     const rocksdb_options_t *const *cfo)
 {
@@ -1501,6 +1515,10 @@ static int kv_rocks_wal_hole(struct kv_rocks *r,
 	 * gap may follow an obsolete file, which RocksDB does not read: the
 	 * files it reads are then scanned again, and only those. */
 	rc = walscan_find_hole(r->path, 0, NULL, &hole);
+	/* Before the read-only open that follows a hole, which would replay
+	 * it too. */
+	if (rc == 1 && hole.back)
+		return kv_rocks_wal_back(r, &hole);
 	if (rc == 1 && kv_rocks_first_wal(r, cfo, &first) == 0)
 		rc = walscan_find_hole(r->path, first, &r->kv.log, &hole);
 	else if (rc == 1)
@@ -1511,6 +1529,8 @@ static int kv_rocks_wal_hole(struct kv_rocks *r,
 		return rc;
 	if (rc <= 0)
 		return 0; /* none, or unreadable: logged, RocksDB decides */
+	if (hole.back)
+		return kv_rocks_wal_back(r, &hole);
 	if (r->read_only) {
 		kv_log(&r->kv, STORE_LOG_WARN,
 		       "rocksdb's log lost the batches of sequences %llu to %llu, which a power cut did not write to disk, but kept later ones (%llu bytes from %06llu.log at %llu): this read-only view of the database may lack synced writes and hold later ones; the next open that is not read-only cuts the log there and replays the fsync journal",

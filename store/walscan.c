@@ -52,10 +52,14 @@ enum walscan_type {
 struct walscan_state {
 	const char *dir;
 	const struct store_log *log;
-	uint64_t next_seq; /* where the next batch should start */
+	uint64_t next_seq;  /* where the next batch should start */
+	uint64_t last_seq;  /* the sequence of the batch before */
+	uint64_t last_file; /* and its file */
 	bool have_seq;
-	bool found;
+	bool found; /* a hole, in *hole; the scan goes on for a step back */
+	bool back;  /* a step back, in back: the scan stops */
 	struct walscan_hole *hole;
+	struct walscan_hole back_at;
 };
 
 /* The current file's logical record being assembled. */
@@ -133,32 +137,53 @@ static int walscan_list(const char *dir, const struct store_log *log,
 	return 0;
 }
 
-/* A whole batch was read: check that it follows on.  true: the hole. */
+/* A whole batch was read, the first of its file or not: check that it
+ * follows on.  true: a step back (the scan stops). */
 static bool walscan_batch(struct walscan_state *st, uint64_t file,
-			  const struct walscan_rec *rec, uint64_t file_size)
+			  const struct walscan_rec *rec, uint64_t file_size,
+			  bool first)
 {
 	uint64_t seq = walscan_get(rec->batch, 8);
 	uint64_t count = walscan_get(rec->batch + 8, 4);
 
-	if (st->have_seq && seq > st->next_seq) {
+	if (st->have_seq && seq > st->next_seq && !st->found) {
 		st->hole->file = file;
 		st->hole->offset = rec->start;
 		st->hole->seq_expected = st->next_seq;
 		st->hole->seq_found = seq;
 		st->hole->bytes = file_size - rec->start;
+		st->hole->back = false;
 		st->found = true;
+	}
+	/* An earlier sequence.  RocksDB 7.8 writes one in a single case: a
+	 * write whose WAL append failed after its whole record reached the
+	 * file (the writeback that wal_bytes_per_sync asks for failing) took
+	 * no sequence (LastSequence moves only on success), the file takes
+	 * no more records (its writer keeps the error), and the next write,
+	 * in the next file, once RocksDB resumed, starts at the failed one's
+	 * sequence: the first batch of a file, at the sequence of the batch
+	 * before it.  That one is RocksDB's and left to it.  Any other step
+	 * back is not a WAL RocksDB wrote, nor what a power cut leaves of one
+	 * (a damaged record ends a file for the scan as for RocksDB, which
+	 * does not read on past it either): older batches after newer ones,
+	 * which RocksDB would replay over them (and Debian's librocksdb,
+	 * built with assertions, aborts on in MemTable::Add: a batch older
+	 * than the memtable's first, or a key and sequence it holds). */
+	if (st->have_seq && seq < st->next_seq &&
+	    !(first && seq == st->last_seq)) {
+		st->back_at.file = file;
+		st->back_at.offset = rec->start;
+		st->back_at.seq_expected = st->next_seq;
+		st->back_at.seq_found = seq;
+		st->back_at.bytes = file_size - rec->start;
+		st->back_at.back = true;
+		st->back_at.prev_file = st->last_file;
+		st->back = true;
 		return true;
 	}
-	/* An earlier sequence (a batch RocksDB re-used after a damaged tail
-	 * it stopped at, or after a write that failed on a full disk) is no
-	 * hole and is left to RocksDB.  XXX: not every such WAL replays:
-	 * Debian's librocksdb, built with assertions, aborts in
-	 * MemTable::Add on a batch older than the memtable's first (seen once
-	 * in powercut_store with a second cut during the replay, unexplained;
-	 * session 33).  A refusal naming the file would be better, once it is
-	 * known which backward steps RocksDB replays. */
-	if (!st->have_seq || seq + count > st->next_seq)
-		st->next_seq = seq + count;
+	st->next_seq = seq + count;
+	st->last_seq = seq;
+	st->last_file = file;
 	st->have_seq = true;
 	return false;
 }
@@ -186,6 +211,7 @@ static int walscan_file(struct walscan_state *st, uint64_t num)
 	char path[4200];
 	struct stat sb;
 	uint64_t off;
+	bool first = true;
 	int fd, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/%06llu.log", st->dir,
@@ -272,8 +298,9 @@ static int walscan_file(struct walscan_state *st, uint64_t num)
 				if (rec.have < WALSCAN_BATCH_HDR)
 					goto out; /* too small for a batch */
 				if (walscan_batch(st, num, &rec,
-						  (uint64_t)sb.st_size))
+						  (uint64_t)sb.st_size, first))
 					goto out;
+				first = false;
 			}
 		}
 	}
@@ -292,19 +319,29 @@ int walscan_find_hole(const char *dir, uint64_t first_file,
 	size_t n, i, j;
 	int rc;
 
+	hole->back = false;
 	rc = walscan_list(dir, log, &files, &n);
-	for (i = 0; rc == 0 && i < n && !st.found; i++)
+	for (i = 0; rc == 0 && i < n && !st.back; i++)
 		if (files[i] >= first_file)
 			rc = walscan_file(&st, files[i]);
+	if (st.back) {
+		*hole = st.back_at;
+		free(files);
+		return rc ? rc : 1;
+	}
+	/* Past a hole, the scan read on only to find a step back: an error
+	 * there does not hide the hole. */
+	if (st.found)
+		rc = 0;
 	if (rc == 0 && st.found) {
 		/* Add the later files' bytes. */
-		for (j = i; j < n; j++) {
+		for (j = 0; j < n; j++) {
 			char path[4200];
 			struct stat sb;
 
 			snprintf(path, sizeof(path), "%s/%06llu.log", dir,
 				 (unsigned long long)files[j]);
-			if (stat(path, &sb) == 0)
+			if (files[j] > hole->file && stat(path, &sb) == 0)
 				hole->bytes += (uint64_t)sb.st_size;
 		}
 	}

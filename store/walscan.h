@@ -39,6 +39,18 @@
  * needs an unsynced older one), so only writes never acknowledged, or
  * acknowledged through the journal, are in it.
  *
+ * A batch that starts before the one before it ended (a step back) is
+ * not what RocksDB 7.8 writes, with one exception (walscan.c): the first
+ * batch of a file may re-use the sequence of the batch before it, the last
+ * of the previous file, whose write failed after its record reached the
+ * disk.  Any other step back is foreign or damaged content (a file with
+ * another file's bytes), which RocksDB would replay, older batches over
+ * newer ones, and which Debian's librocksdb, built with assertions, aborts
+ * on: the scan stops there and says so, and the open refuses the store
+ * (kv.c), naming the file and the sequences.  The scan reads on past a
+ * hole to find one: the read-only open that learns which files RocksDB
+ * reads (kv.c) would replay it too.
+ *
  * Not handled: a WAL written with record types this reader does not know
  * (recycled files, WAL compression, neither set by kv.c): the scan says
  * so at the first such record whose CRC holds, and finds nothing, as
@@ -47,24 +59,30 @@
 #ifndef BRANCHFS_WALSCAN_H
 #define BRANCHFS_WALSCAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kv.h"
 
-/* Where a hole in the WAL ends: the first batch after it. */
+/* Where a hole in the WAL ends: the first batch after it.  Or, back set,
+ * a step back: the first batch that starts before the one before it
+ * ended (seq_found < seq_expected). */
 struct walscan_hole {
 	uint64_t file;	       /* number of its WAL file (NNNNNN.log) */
 	uint64_t offset;       /* offset of its first record header there */
 	uint64_t seq_expected; /* the sequence the batch before it ended at */
 	uint64_t seq_found;    /* the batch's own sequence */
-	uint64_t bytes; /* WAL bytes from it to the end of the last file */
+	uint64_t bytes;	    /* WAL bytes from it to the end of the last file */
+	bool back;	    /* a step back, not a hole: nothing to cut */
+	uint64_t prev_file; /* back: the file of the batch before it */
 };
 
 /* Read the WAL files of RocksDB's directory dir numbered first_file or
- * more (RocksDB's min_log_number_to_keep).  1 and *hole set: a hole; 0:
- * none (or no WAL file); -ENOTSUP: a record type this reader does not
- * know, logged; -EIO: a file could not be read, logged; -ENOMEM.  log
- * NULL: nothing logged. */
+ * more (RocksDB's min_log_number_to_keep).  1 and *hole set: a step back
+ * if there is one (hole->back), else the first hole (bytes: from it to the
+ * end, later files included); 0: neither (or no WAL file); -ENOTSUP: a
+ * record type this reader does not know, logged; -EIO: a file could not
+ * be read, logged; -ENOMEM.  log NULL: nothing logged. */
 int walscan_find_hole(const char *dir, uint64_t first_file,
 		      const struct store_log *log, struct walscan_hole *hole);
 

@@ -36,6 +36,14 @@
  *    earlier cut; and no cut after a crash in the middle of RocksDB's
  *    deletion of WAL files it no longer needs, which leaves the oldest
  *    (their batches end long before the live files' first);
+ *  - a WAL file newer than every other that holds a deleted file's older
+ *    batches (a power-cut harness once made one): the open, read-only or
+ *    not, refuses the store in one line naming it and the sequences,
+ *    where RocksDB aborted; moved aside, the store opens whole.  On
+ *    crafted WAL files, the scan takes a file whose first batch re-uses
+ *    the sequence of the batch before (RocksDB's retry after a write that
+ *    failed) as no step back, and any other step back as one, past a hole
+ *    too;
  *  - on the journal alone (store/journal.h), damage to a payload or a
  *    header byte: stepped over when the database holds it (said and
  *    counted when later marks say it had been synced, not when none
@@ -662,6 +670,156 @@ static void test_journal_wal_purge_cut(void **state)
 	assert_int_equal(stat(p, &st), -1);
 }
 
+/* A WAL file newer than every live one holds the batches of one RocksDB
+ * deleted, older than theirs (what powercut.so's image once made of a
+ * new WAL file that got a deleted one's inode number: it gave the new
+ * file the old one's synced content; Debian's librocksdb then aborted
+ * replaying it, MemTable::Add's first_seqno_ assertion).  The open,
+ * read-only or not, refuses the store in one line naming the file and
+ * the sequences, and leaves the file as it is; moved aside, the store
+ * opens with every batch. */
+static void test_journal_wal_back(void **state)
+{
+	char *dir = *state, p[4200], q[4200], name[32];
+	unsigned long long newest;
+	struct walscan_hole hole;
+	struct stat st, st2;
+	struct kv *kv;
+
+	setenv("BRANCHFS_JOURNAL_KIB", "64", 1); /* checkpoints */
+	/* Small memtables: a WAL switch soon. */
+	tj_run_mode(dir, "purge", NULL, "BRANCHFS_TEST_SST_KIB=256");
+	newest = twal_newest(dir);
+	snprintf(q, sizeof(q), "%s/w1.keep", dir);
+	snprintf(p, sizeof(p), "%s/db/%06llu.log", dir, newest + 1);
+	assert_int_equal(rename(q, p), 0);
+	assert_int_equal(stat(p, &st), 0);
+	snprintf(q, sizeof(q), "%s/db", dir);
+	assert_int_equal(walscan_find_hole(q, 0, &tj_logger, &hole), 1);
+	assert_true(hole.back);
+	assert_int_equal(hole.file, newest + 1);
+	assert_int_equal(hole.offset, 0);
+	assert_int_equal(hole.prev_file, newest);
+	assert_true(hole.seq_found < hole.seq_expected);
+
+	snprintf(name, sizeof(name), "%06llu.log", newest + 1);
+	for (int ro = 1; ro >= 0; ro--) {
+		tj_log.text[0] = 0;
+		assert_int_equal(kv_rocksdb_open(q, ro ? KV_OPEN_READ_ONLY : 0,
+						 8u << 20, 0, &tj_logger, &kv),
+				 -EUCLEAN);
+		assert_non_null(strstr(tj_log.text, "steps back"));
+		assert_non_null(strstr(tj_log.text, name));
+		/* one message, on one line */
+		assert_ptr_equal(strchr(tj_log.text, '\n'),
+				 tj_log.text + strlen(tj_log.text) - 1);
+		assert_int_equal(stat(p, &st2), 0);
+		assert_int_equal(st2.st_size, st.st_size);
+		assert_int_equal(st2.st_mtime, st.st_mtime);
+	}
+
+	snprintf(q, sizeof(q), "%s/aside.log", dir);
+	assert_int_equal(rename(p, q), 0);
+	tj_log.text[0] = 0;
+	if (tj_open(dir, &kv) != 0)
+		fail_msg("open: %s", tj_log.text);
+	assert_int_equal(tj_prefix(kv, 1, 700, 0), 700);
+	kv_close(kv);
+}
+
+/* Write a WAL file of RocksDB's format (walscan.c's header): one FULL
+ * record per batch, batch i of sequence seq[i] and count cnt[i]. */
+static void tj_wal_file(const char *dir, unsigned num, const uint64_t *seq,
+			const uint32_t *cnt, int n)
+{
+	char p[4200];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%06u.log", dir, num);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	for (int i = 0; i < n; i++) {
+		unsigned char r[7 + 20];
+		uint32_t crc;
+
+		memset(r, 0, sizeof(r));
+		r[4] = 20; /* payload: the batch header and 8 bytes */
+		r[6] = 1;  /* FULL */
+		for (int b = 0; b < 8; b++)
+			r[7 + b] = (unsigned char)(seq[i] >> (8 * b));
+		for (int b = 0; b < 4; b++)
+			r[15 + b] = (unsigned char)(cnt[i] >> (8 * b));
+		crc = journal_crc32c(0, r + 6, 21);
+		crc = ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+		for (int b = 0; b < 4; b++)
+			r[b] = (unsigned char)(crc >> (8 * b));
+		assert_int_equal(fwrite(r, sizeof(r), 1, f), 1);
+	}
+	assert_int_equal(fclose(f), 0);
+}
+
+/* On crafted WAL files: a file whose first batch re-uses the sequence of
+ * the batch before it (RocksDB's next write after one that failed, in
+ * the next file) is no step back, and the scan follows the new file; any
+ * other batch that starts before the one before it ended is one, found
+ * past a hole too. */
+static void test_walscan_back(void **state)
+{
+	char *dir = *state;
+	struct walscan_hole h;
+	char cmd[4300];
+
+	/* 10: 1-2, 3; 11: 3 again (the retry), 4-5; 12: 6 */
+	tj_wal_file(dir, 10, (uint64_t[]){ 1, 3 }, (uint32_t[]){ 2, 1 }, 2);
+	tj_wal_file(dir, 11, (uint64_t[]){ 3, 4 }, (uint32_t[]){ 1, 2 }, 2);
+	tj_wal_file(dir, 12, (uint64_t[]){ 6 }, (uint32_t[]){ 1 }, 1);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 0);
+	/* the retry with a smaller count, then on from its end */
+	tj_wal_file(dir, 10, (uint64_t[]){ 1, 3 }, (uint32_t[]){ 2, 3 }, 2);
+	tj_wal_file(dir, 11, (uint64_t[]){ 3, 4 }, (uint32_t[]){ 1, 2 }, 2);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 0);
+
+	/* inside a file */
+	tj_wal_file(dir, 11, (uint64_t[]){ 4, 3 }, (uint32_t[]){ 2, 1 }, 2);
+	tj_wal_file(dir, 12, (uint64_t[]){ 7 }, (uint32_t[]){ 1 }, 1);
+	tj_wal_file(dir, 10, (uint64_t[]){ 1, 3 }, (uint32_t[]){ 2, 1 }, 2);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
+	assert_true(h.back);
+	assert_int_equal(h.file, 11);
+	assert_int_equal(h.offset, 27);
+	assert_int_equal(h.seq_expected, 6);
+	assert_int_equal(h.seq_found, 3);
+	assert_int_equal(h.prev_file, 11);
+
+	/* a file's first batch, but not the sequence of the one before */
+	tj_wal_file(dir, 11, (uint64_t[]){ 2, 3 }, (uint32_t[]){ 1, 4 }, 2);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
+	assert_true(h.back);
+	assert_int_equal(h.file, 11);
+	assert_int_equal(h.offset, 0);
+	assert_int_equal(h.seq_expected, 4);
+	assert_int_equal(h.seq_found, 2);
+	assert_int_equal(h.prev_file, 10);
+
+	/* a hole (11 starts at 9, not 4), then a step back (12 at 5) */
+	tj_wal_file(dir, 11, (uint64_t[]){ 9 }, (uint32_t[]){ 1 }, 1);
+	tj_wal_file(dir, 12, (uint64_t[]){ 5 }, (uint32_t[]){ 1 }, 1);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
+	assert_true(h.back);
+	assert_int_equal(h.file, 12);
+	assert_int_equal(h.seq_expected, 10);
+	/* the hole alone */
+	tj_wal_file(dir, 12, (uint64_t[]){ 10 }, (uint32_t[]){ 1 }, 1);
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
+	assert_false(h.back);
+	assert_int_equal(h.file, 11);
+	assert_int_equal(h.seq_expected, 4);
+	assert_int_equal(h.seq_found, 9);
+	assert_int_equal(h.bytes, 2 * 27);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.log", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* Flip a byte at ring offset off (after the 4 KiB header area). */
 static void tj_damage(const char *dir, uint64_t off)
 {
@@ -1212,6 +1370,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_journal_wal_hole_stale, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_wal_hole_cut_crash, tj_setup, tj_teardown),
 		cmocka_unit_test_setup_teardown(test_journal_wal_purge_cut, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_wal_back, tj_setup, tj_teardown),
+		cmocka_unit_test_setup_teardown(test_walscan_back, tj_setup, tj_teardown),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--child-hole") == 0)
