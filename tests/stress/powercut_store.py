@@ -301,7 +301,8 @@ def main():
         dump = open(dumpp).read()
         try:
             m, k, nops, floor = verify(m, logp, dump, killed_only)
-            last = read_log(logp)[0][-1][0]
+            ops = read_log(logp)[0]
+            last = ops[-1][0] if ops else 0  # killed before its first op
         except RuntimeError as e:
             print('iteration %d: %s' % (it, e))
             return fail(work, it)
