@@ -36,30 +36,32 @@ static int pf_fails(const char *path)
 	return strcmp(p, "/mountinfo") == 0 && access(flag, F_OK) == 0;
 }
 
-FILE *fopen64(const char *path, const char *mode)
-{
-	static FILE *(*next)(const char *, const char *);
+typedef FILE *(*pf_fopen_fn)(const char *, const char *);
 
+/* fopen or fopen64 (name), failing as pf_fails says, else the next one
+ * (looked up in *next at the first call). */
+static FILE *pf_open(const char *path, const char *mode, pf_fopen_fn *next,
+		     const char *name)
+{
 	if (pf_fails(path)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (!next)
-		next = (FILE * (*)(const char *, const char *))
-			dlsym(RTLD_NEXT, "fopen64");
-	return next(path, mode);
+	if (!*next)
+		*next = (pf_fopen_fn)dlsym(RTLD_NEXT, name);
+	return (*next)(path, mode);
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+	static pf_fopen_fn next;
+
+	return pf_open(path, mode, &next, "fopen64");
 }
 
 FILE *fopen(const char *path, const char *mode)
 {
-	static FILE *(*next)(const char *, const char *);
+	static pf_fopen_fn next;
 
-	if (pf_fails(path)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	if (!next)
-		next = (FILE * (*)(const char *, const char *))
-			dlsym(RTLD_NEXT, "fopen");
-	return next(path, mode);
+	return pf_open(path, mode, &next, "fopen");
 }

@@ -631,6 +631,19 @@ static void test_journal_wal_hole_cut_crash(void **state)
 	kv_close(kv);
 }
 
+/* Open dir's store (its log in tj_log) and find batches 1..n, all of
+ * them. */
+static void tj_open_all(const char *dir, uint64_t n)
+{
+	struct kv *kv;
+
+	tj_log.text[0] = 0;
+	if (tj_open(dir, &kv) != 0)
+		fail_msg("open: %s", tj_log.text);
+	assert_int_equal(tj_prefix(kv, 1, n, 0), n);
+	kv_close(kv);
+}
+
 /* RocksDB deletes WAL files it no longer needs newest first
  * (PurgeObsoleteFiles sorts them by name, descending): a crash in the
  * middle leaves the oldest of them, which its recovery skips (below its
@@ -642,7 +655,6 @@ static void test_journal_wal_purge_cut(void **state)
 	char *dir = *state, p[4200], q[4200];
 	unsigned long long w1;
 	struct stat st;
-	struct kv *kv;
 	FILE *f;
 
 	setenv("BRANCHFS_JOURNAL_KIB", "64", 1);   /* checkpoints */
@@ -660,11 +672,7 @@ static void test_journal_wal_purge_cut(void **state)
 	snprintf(q, sizeof(q), "%s/w1.keep", dir);
 	assert_int_equal(rename(q, p), 0);
 
-	tj_log.text[0] = 0;
-	if (tj_open(dir, &kv) != 0)
-		fail_msg("open: %s", tj_log.text);
-	assert_int_equal(tj_prefix(kv, 1, 700, 0), 700);
-	kv_close(kv);
+	tj_open_all(dir, 700);
 	assert_null(strstr(tj_log.text, "lost the batches of sequences"));
 	snprintf(p, sizeof(p), "%s/db/BRANCHFS-WAL-HOLE", dir);
 	assert_int_equal(stat(p, &st), -1);
@@ -720,11 +728,7 @@ static void test_journal_wal_back(void **state)
 
 	snprintf(q, sizeof(q), "%s/aside.log", dir);
 	assert_int_equal(rename(p, q), 0);
-	tj_log.text[0] = 0;
-	if (tj_open(dir, &kv) != 0)
-		fail_msg("open: %s", tj_log.text);
-	assert_int_equal(tj_prefix(kv, 1, 700, 0), 700);
-	kv_close(kv);
+	tj_open_all(dir, 700);
 }
 
 /* Write a WAL file of RocksDB's format (walscan.c's header): one FULL
@@ -758,6 +762,22 @@ static void tj_wal_file(const char *dir, unsigned num, const uint64_t *seq,
 	assert_int_equal(fclose(f), 0);
 }
 
+/* The scan of dir finds a step back: in file at offset, sequence found
+ * where expected was next, after the batches of prev_file. */
+static void tj_assert_back(const char *dir, unsigned file, uint64_t offset,
+			   uint64_t expected, uint64_t found, unsigned prev_file)
+{
+	struct walscan_hole h;
+
+	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
+	assert_true(h.back);
+	assert_int_equal(h.file, file);
+	assert_int_equal(h.offset, offset);
+	assert_int_equal(h.seq_expected, expected);
+	assert_int_equal(h.seq_found, found);
+	assert_int_equal(h.prev_file, prev_file);
+}
+
 /* On crafted WAL files: a file whose first batch re-uses the sequence of
  * the batch before it (RocksDB's next write after one that failed, in
  * the next file) is no step back, and the scan follows the new file; any
@@ -783,23 +803,11 @@ static void test_walscan_back(void **state)
 	tj_wal_file(dir, 11, (uint64_t[]){ 4, 3 }, (uint32_t[]){ 2, 1 }, 2);
 	tj_wal_file(dir, 12, (uint64_t[]){ 7 }, (uint32_t[]){ 1 }, 1);
 	tj_wal_file(dir, 10, (uint64_t[]){ 1, 3 }, (uint32_t[]){ 2, 1 }, 2);
-	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
-	assert_true(h.back);
-	assert_int_equal(h.file, 11);
-	assert_int_equal(h.offset, 27);
-	assert_int_equal(h.seq_expected, 6);
-	assert_int_equal(h.seq_found, 3);
-	assert_int_equal(h.prev_file, 11);
+	tj_assert_back(dir, 11, 27, 6, 3, 11);
 
 	/* a file's first batch, but not the sequence of the one before */
 	tj_wal_file(dir, 11, (uint64_t[]){ 2, 3 }, (uint32_t[]){ 1, 4 }, 2);
-	assert_int_equal(walscan_find_hole(dir, 0, &tj_logger, &h), 1);
-	assert_true(h.back);
-	assert_int_equal(h.file, 11);
-	assert_int_equal(h.offset, 0);
-	assert_int_equal(h.seq_expected, 4);
-	assert_int_equal(h.seq_found, 2);
-	assert_int_equal(h.prev_file, 10);
+	tj_assert_back(dir, 11, 0, 4, 2, 10);
 
 	/* a hole (11 starts at 9, not 4), then a step back (12 at 5) */
 	tj_wal_file(dir, 11, (uint64_t[]){ 9 }, (uint32_t[]){ 1 }, 1);
