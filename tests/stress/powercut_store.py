@@ -226,7 +226,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     shutil.rmtree(store, ignore_errors=True)
     m = Model()
-    stats = dict(ops=0, replay_cuts=0, prefix_lag=0, wal_cuts=0, wal_cut_rounds=0,
+    stats = dict(ops=0, replay_cuts=0, replay_cuts_empty=0, prefix_lag=0, wal_cuts=0, wal_cut_rounds=0,
                  clean_rounds=0)
     t0 = time.time()
     for it in range(1, iters + 1):
@@ -262,10 +262,19 @@ def main():
                     it, said[-1500:]))
                 return fail(work, it)
             if rc2 == -signal.SIGKILL:
-                whole = False
-                subprocess.run([sys.executable, PCIMG, store, shadow, str(rng.randrange(1 << 30))],
-                               capture_output=True)
-                stats['replay_cuts'] += 1
+                img2 = subprocess.run([sys.executable, PCIMG, store, shadow,
+                                       str(rng.randrange(1 << 30))],
+                                      capture_output=True, text=True)
+                if img2.returncode != 0 and 'wrote nothing there' in img2.stderr:
+                    # killed before it wrote to the store: nothing to cut
+                    stats['replay_cuts_empty'] += 1
+                elif img2.returncode != 0:
+                    print('iteration %d: powercut_image after the replay: %s %s' % (
+                        it, img2.stdout, img2.stderr))
+                    return fail(work, it)
+                else:
+                    whole = False
+                    stats['replay_cuts'] += 1
             elif rc2 != 0:
                 print('iteration %d: open during the replay cut failed %s: %s' % (it, rc2,
                       open(os.path.join(work, 'replay.err')).read()[-2000:]))
@@ -312,10 +321,10 @@ def main():
                   '%d replay cuts, %d WAL hole cuts, %.0f s, last begun %d' % (
                       it, nops, floor, k, stats['ops'], stats['replay_cuts'],
                       stats['wal_cuts'], time.time() - t0, last), flush=True)
-    print('PASS: %d iterations, %d ops, %d replay cuts; WAL holes cut: %d (in %d rounds), '
-          'none in the %d rounds of a kill -9 alone' % (
-              iters, stats['ops'], stats['replay_cuts'], stats['wal_cuts'],
-              stats['wal_cut_rounds'], stats['clean_rounds']))
+    print('PASS: %d iterations, %d ops, %d replay cuts (and %d replays killed before they '
+          'wrote); WAL holes cut: %d (in %d rounds), none in the %d rounds of a kill -9 alone' % (
+              iters, stats['ops'], stats['replay_cuts'], stats['replay_cuts_empty'],
+              stats['wal_cuts'], stats['wal_cut_rounds'], stats['clean_rounds']))
     return 0
 
 
