@@ -257,7 +257,7 @@ static void bd_put_branch(struct bd_ctl *c, struct json_buf *out,
 		json_buf_raw(out, ",\"in_use\":true,\"in_use_reason\":");
 		json_buf_str(out, why[0] ? why : strerror(-rc));
 	} else {
-		json_buf_raw(out, ",\"in_use\":false");
+		json_buf_raw(out, ",\"in_use\":false,\"in_use_reason\":null");
 	}
 	json_buf_raw(out, "}");
 }

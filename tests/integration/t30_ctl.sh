@@ -204,14 +204,14 @@ head -c 300000 /dev/urandom >"$MNT/now1/blob"
 expect_ctl 0 --json list
 jassert "$CTL_OUT" "d['ok'] is True and sorted(b['name'] for b in d['branches']) == \
  sorted(['main', 'rel', 'byseq', 'byiso', 'bylocal', 'byoff', 'now1'])" "list names"
-jassert "$CTL_OUT" "all(set(['name','parent','fork_seq','created','owner_uid','logical_bytes','written_bytes','in_use']) <= set(b) \
- for b in d['branches'])" "list fields"
+jassert "$CTL_OUT" "all(set(['name','parent','fork_seq','fork_time','created','owner_uid','children','logical_bytes','written_bytes', \
+ 'files','in_use','in_use_reason']) <= set(b) for b in d['branches'])" "list fields"
 jassert "$CTL_OUT" "all(isinstance(b['fork_seq'], int) and isinstance(b['logical_bytes'], int) and isinstance(b['written_bytes'], int) \
  and isinstance(b['in_use'], bool) and b['owner_uid'] == 0 and b['created'].endswith('Z') for b in d['branches'])" "list field types"
 jassert "$CTL_OUT" "[b for b in d['branches'] if b['name'] == 'main'][0]['parent'] is None and \
  all(b['parent'] == 'main' for b in d['branches'] if b['name'] != 'main')" "list parents"
 jassert "$CTL_OUT" "[b for b in d['branches'] if b['name'] == 'main'][0]['in_use'] is True and \
- all(b['in_use'] is False for b in d['branches'] if b['name'] != 'main')" "list in_use"
+ all(b['in_use'] is False and b['in_use_reason'] is None for b in d['branches'] if b['name'] != 'main')" "list in_use"
 jassert "$CTL_OUT" "[b for b in d['branches'] if b['name'] == 'byseq'][0]['fork_seq'] == $s1" "list fork_seq"
 jassert "$CTL_OUT" "[b for b in d['branches'] if b['name'] == 'now1'][0]['written_bytes'] >= 300000 and \
  [b for b in d['branches'] if b['name'] == 'now1'][0]['logical_bytes'] >= 300000 + 1000000 and \
