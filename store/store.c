@@ -6347,12 +6347,36 @@ static int store_usage_ino(struct kv_iter *it, uint64_t id, uint64_t ino,
 	       store_get64(*fk + 8) == ino;
 }
 
+/* Put it at the version of inode ino of level id at or below seq (the
+ * key order: newest first), or past it. */
+static void store_usage_seek(struct kv_iter *it, uint64_t id, uint64_t ino,
+			     uint64_t seq)
+{
+	unsigned char key[STORE_INODE_KLEN];
+
+	store_key_inode(key, id, ino, seq);
+	kv_iter_seek(it, key, sizeof(key));
+}
+
+/* The usage scans' iterators over the inode keys: *it for the level's
+ * own, and *bit (prefix bloom, point lookups) for the levels below it
+ * when there are any.  0, or kv_iter_new's error (the caller frees both,
+ * NULL or not). */
+static int store_usage_iters(struct store *s, bool below, struct kv_iter **it,
+			     struct kv_iter **bit)
+{
+	int rc = kv_iter_new(s->kv, KV_CF_INODE, 0, it);
+
+	if (rc == 0 && below)
+		rc = kv_iter_new(s->kv, KV_CF_INODE, KV_ITER_PREFIX, bit);
+	return rc;
+}
+
 static int store_usage_head(struct store *s, const struct store_view *v,
 			    uint64_t wm, struct store_usage_sum *u)
 {
 	const struct store_level *lv = &v->lv[0];
 	struct store_view below = { .n = v->n - 1, .lv = v->lv + 1 };
-	unsigned char key[STORE_INODE_KLEN];
 	struct kv_iter *it = NULL, *bit = NULL;
 	uint64_t ino = 0;
 	int rc;
@@ -6364,13 +6388,10 @@ static int store_usage_head(struct store *s, const struct store_view *v,
 	if (below.n && below.lv[0].cap + 1 > u->lo)
 		u->lo = below.lv[0].cap + 1;
 	u->hi = wm;
-	rc = kv_iter_new(s->kv, KV_CF_INODE, 0, &it);
-	if (rc == 0 && below.n)
-		rc = kv_iter_new(s->kv, KV_CF_INODE, KV_ITER_PREFIX, &bit);
+	rc = store_usage_iters(s, below.n > 0, &it, &bit);
 	if (rc)
 		goto out;
-	store_key_inode(key, lv->id, ino, STORE_SEQ_LATEST);
-	kv_iter_seek(it, key, sizeof(key));
+	store_usage_seek(it, lv->id, ino, STORE_SEQ_LATEST);
 	for (;;) {
 		const unsigned char *fk = NULL, *val;
 		struct store_attr a;
@@ -6404,8 +6425,7 @@ static int store_usage_head(struct store *s, const struct store_view *v,
 		}
 		if (ino == UINT64_MAX)
 			break;
-		store_key_inode(key, lv->id, ino + 1, STORE_SEQ_LATEST);
-		kv_iter_seek(it, key, sizeof(key));
+		store_usage_seek(it, lv->id, ino + 1, STORE_SEQ_LATEST);
 	}
 out:
 	kv_iter_free(bit);
@@ -6516,7 +6536,6 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 	const struct store_level *lv = &v->lv[k];
 	struct store_view below = { .n = v->n - k - 1, .lv = v->lv + k + 1 };
 	struct store_usage_sum *d;
-	unsigned char key[STORE_INODE_KLEN];
 	struct kv_iter *it = NULL, *bit = NULL;
 	uint64_t ino = 0, top = caps[m - 1], rb = 0, rf = 0;
 	size_t j;
@@ -6525,13 +6544,10 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 	d = calloc(m + 1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	rc = kv_iter_new(s->kv, KV_CF_INODE, 0, &it);
-	if (rc == 0 && below.n)
-		rc = kv_iter_new(s->kv, KV_CF_INODE, KV_ITER_PREFIX, &bit);
+	rc = store_usage_iters(s, below.n > 0, &it, &bit);
 	if (rc)
 		goto out;
-	store_key_inode(key, lv->id, ino, top);
-	kv_iter_seek(it, key, sizeof(key));
+	store_usage_seek(it, lv->id, ino, top);
 	for (;;) {
 		const unsigned char *fk = NULL, *val;
 		struct store_usage_sum under = { 0 };
@@ -6546,8 +6562,7 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 			/* The next inode's newest version: seek to its
 			 * newest at or below the highest seq. */
 			ino = store_get64(fk + 8);
-			store_key_inode(key, lv->id, ino, top);
-			kv_iter_seek(it, key, sizeof(key));
+			store_usage_seek(it, lv->id, ino, top);
 			continue;
 		}
 		/* At ino's newest version at or below caps[hi]. */
@@ -6600,8 +6615,7 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 			} while (rc == 1 && ~store_get64(fk + 16) > caps[hi] &&
 				 ++steps < STORE_USAGE_STEPS);
 			if (rc == 1 && ~store_get64(fk + 16) > caps[hi]) {
-				store_key_inode(key, lv->id, ino, caps[hi]);
-				kv_iter_seek(it, key, sizeof(key));
+				store_usage_seek(it, lv->id, ino, caps[hi]);
 				rc = store_usage_ino(it, lv->id, ino, &fk);
 			}
 			if (rc < 0)
@@ -6613,8 +6627,7 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 		if (ino == UINT64_MAX)
 			break;
 		ino++;
-		store_key_inode(key, lv->id, ino, top);
-		kv_iter_seek(it, key, sizeof(key));
+		store_usage_seek(it, lv->id, ino, top);
 	}
 	if (rc)
 		goto out;
