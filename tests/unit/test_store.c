@@ -1539,6 +1539,30 @@ static uint64_t tusage_base(struct store *s, uint64_t br, uint64_t root)
 	return f;
 }
 
+/* After a reopen, the figures of the 30 children kids of tusage_base's
+ * parent: its 200 files of 100 bytes (and, hot, child i's i + 1 bytes of
+ * one more file written before its fork), files in all, read with fewer
+ * than 2,000 KV reads (the parent's inodes once, not once per child). */
+static void tusage_kids_read_once(struct tstore_fx *fx, const uint64_t *kids,
+				  bool hot, uint64_t files, const char *what)
+{
+	struct store_usage u;
+	unsigned long c0, reads;
+	int i;
+
+	tstore_fx_reopen(fx);
+	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
+	for (i = 0; i < 30; i++) {
+		assert_int_equal(store_branch_usage(fx->s, kids[i], &u), 0);
+		assert_int_equal(u.logical_bytes,
+				 200 * 100 + (hot ? (uint64_t)i + 1 : 0));
+		assert_int_equal(u.files, files);
+	}
+	reads = kv_fault_calls(fx->fault, KV_FAULT_READS) - c0;
+	print_message("usage of 30 children of %s: %lu reads\n", what, reads);
+	assert_true(reads < 2000);
+}
+
 /* A child its parent's tree is not walked for: after a reopen, the
  * figures of 30 children of a parent of 200 files read the parent's
  * inodes once, not once per child (a walk of each read about 2 KV
@@ -1559,18 +1583,8 @@ static void test_store_usage_children_read_parent_once(void **state)
 		snprintf(name, sizeof(name), "k%d", i);
 		kids[i] = tstore_branch(s, name, fx->br);
 	}
-	tstore_fx_reopen(fx);
+	tusage_kids_read_once(fx, kids, false, 202, "a 200-file parent");
 	s = fx->s;
-	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
-	for (i = 0; i < 30; i++) {
-		assert_int_equal(store_branch_usage(s, kids[i], &u), 0);
-		assert_int_equal(u.logical_bytes, 200 * 100);
-		assert_int_equal(u.files, 202);
-	}
-	reads = kv_fault_calls(fx->fault, KV_FAULT_READS) - c0;
-	print_message("usage of 30 children of a 200-file parent: %lu reads\n",
-		      reads);
-	assert_true(reads < 2000);
 	/* a write to one child: only its own inodes are read again */
 	tstore_write_pat(s, kids[7], f, 99, 0, 1000);
 	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
@@ -1590,8 +1604,6 @@ static void test_store_usage_busy_parent_read_once(void **state)
 	struct tstore_fx *fx = *state;
 	struct store *s = fx->s;
 	uint64_t kids[30], hot;
-	unsigned long c0, reads;
-	struct store_usage u;
 	int i;
 
 	tusage_base(s, fx->br, fx->root);
@@ -1604,18 +1616,7 @@ static void test_store_usage_busy_parent_read_once(void **state)
 		snprintf(name, sizeof(name), "k%d", i);
 		kids[i] = tstore_branch(s, name, fx->br);
 	}
-	tstore_fx_reopen(fx);
-	s = fx->s;
-	c0 = kv_fault_calls(fx->fault, KV_FAULT_READS);
-	for (i = 0; i < 30; i++) {
-		assert_int_equal(store_branch_usage(s, kids[i], &u), 0);
-		assert_int_equal(u.logical_bytes, 200 * 100 + i + 1);
-		assert_int_equal(u.files, 203);
-	}
-	reads = kv_fault_calls(fx->fault, KV_FAULT_READS) - c0;
-	print_message("usage of 30 children of a busy 200-file parent: %lu reads\n",
-		      reads);
-	assert_true(reads < 2000);
+	tusage_kids_read_once(fx, kids, true, 203, "a busy 200-file parent");
 }
 
 struct tusage_churn {
