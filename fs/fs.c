@@ -2338,8 +2338,17 @@ long fs_branch_server(struct fs *fs, const struct store_branch_info *bi,
 		      long pid)
 {
 	struct fs_probe *p;
+	struct fs_where w;
 	long srv;
 
+	/* The usual case, a live postmaster in its data directory, without
+	 * a look at every process (the pg_checkpoint policy asks at each
+	 * mkdir of a branch of a running cluster). */
+	if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		fs_where_of(fs, bi, true, &w);
+		if (w.known && fs_cwd_is(&w, pid) == 1)
+			return pid;
+	}
 	if (fs_probe_make(fs, false, &p))
 		return -1;
 	srv = fs_branch_server_in(fs, bi, pid, p);
