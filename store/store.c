@@ -6347,6 +6347,22 @@ static int store_usage_ino(struct kv_iter *it, uint64_t id, uint64_t ino,
 	       store_get64(*fk + 8) == ino;
 }
 
+/* The first of the n ascending caps at or above seq (n if none). */
+static size_t store_caps_first(const uint64_t *caps, size_t n, uint64_t seq)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (caps[mid] < seq)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a;
+}
+
 /* Put it at the version of inode ino of level id at or below seq (the
  * key order: newest first), or past it. */
 static void store_usage_seek(struct kv_iter *it, uint64_t id, uint64_t ino,
@@ -6570,19 +6586,12 @@ static int store_usage_multi(struct store *s, const struct store_view *v,
 			struct store_attr a;
 			struct store_usage_sum c = { 0 };
 			uint64_t seq = ~store_get64(fk + 16);
-			size_t lo = 0, r = hi + 1, steps = 0;
+			size_t lo, steps = 0;
 
 			if (seq < lv->floor)
 				break;
 			/* the seqs it is the newest version at: caps[lo..hi] */
-			while (lo < r) {
-				size_t mid = lo + (r - lo) / 2;
-
-				if (caps[mid] < seq)
-					lo = mid + 1;
-				else
-					r = mid;
-			}
+			lo = store_caps_first(caps, hi + 1, seq);
 			if (lo <= hi) {
 				val = kv_iter_value(it, &vlen);
 				rc = store_attr_decode(val, vlen, &a);
@@ -6901,16 +6910,8 @@ static bool store_u64_find(const uint64_t *arr, size_t n, uint64_t v)
 static bool store_caps_hit(const uint64_t *caps, size_t n, uint64_t lo,
 			   uint64_t hi)
 {
-	size_t a = 0, b = n;
+	size_t a = store_caps_first(caps, n, lo);
 
-	while (a < b) {
-		size_t mid = a + (b - a) / 2;
-
-		if (caps[mid] < lo)
-			a = mid + 1;
-		else
-			b = mid;
-	}
 	return a < n && caps[a] < hi;
 }
 
