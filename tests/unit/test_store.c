@@ -1229,22 +1229,29 @@ static void test_store_branch_reset_drop_names_and_past(void **state)
 	tstore_expect_pat(fx->s, c, f, 1, 0, 100);
 }
 
+/* The tree the usage tests start from: f (3 blocks and 5 bytes), d/g
+ * (10 bytes at 1000), g2 a hard link of g, d/l a symbolic link to f. */
+static void tusage_tree(struct store *s, uint64_t br, uint64_t root,
+			uint64_t *f, uint64_t *d, uint64_t *g)
+{
+	*f = tstore_mkfile(s, br, root, "f");
+	tstore_write_pat(s, br, *f, 1, 0, 3 * BS + 5);
+	*d = tstore_mkdir(s, br, root, "d");
+	*g = tstore_mkfile(s, br, *d, "g");
+	tstore_write_pat(s, br, *g, 2, 1000, 10);
+	assert_int_equal(store_link(s, br, *g, root, "g2", NULL), 0);
+	(void)tstore_mknod(s, br, *d, "l", S_IFLNK | 0777, "f");
+}
+
 static void test_store_usage_and_stats(void **state)
 {
 	struct tstore_fx *fx = *state;
 	struct store *s = fx->s;
 	struct store_usage u;
 	struct store_stats st;
-	uint64_t f, g, d, h, c;
+	uint64_t f, g, d, c;
 
-	f = tstore_mkfile(s, fx->br, fx->root, "f");
-	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS + 5);
-	d = tstore_mkdir(s, fx->br, fx->root, "d");
-	g = tstore_mkfile(s, fx->br, d, "g");
-	tstore_write_pat(s, fx->br, g, 2, 1000, 10);
-	assert_int_equal(store_link(s, fx->br, g, fx->root, "g2", NULL), 0);
-	h = tstore_mknod(s, fx->br, d, "l", S_IFLNK | 0777, "f");
-	(void)h;
+	tusage_tree(s, fx->br, fx->root, &f, &d, &g);
 
 	assert_int_equal(store_branch_usage(s, fx->br, &u), 0);
 	/* f + g once (hard link), sizes of regular files only */
@@ -1426,13 +1433,7 @@ static void test_store_usage_is_the_walk(void **state)
 	uint64_t f, d, e, g, h, c1, c2, c3, r, past, x, y;
 	int i;
 
-	f = tstore_mkfile(s, fx->br, fx->root, "f");
-	tstore_write_pat(s, fx->br, f, 1, 0, 3 * BS + 5);
-	d = tstore_mkdir(s, fx->br, fx->root, "d");
-	g = tstore_mkfile(s, fx->br, d, "g");
-	tstore_write_pat(s, fx->br, g, 2, 1000, 10);
-	assert_int_equal(store_link(s, fx->br, g, fx->root, "g2", NULL), 0);
-	(void)tstore_mknod(s, fx->br, d, "l", S_IFLNK | 0777, "f");
+	tusage_tree(s, fx->br, fx->root, &f, &d, &g);
 	e = tstore_mkdir(s, fx->br, d, "e");
 	h = tstore_mkfile(s, fx->br, e, "h");
 	tstore_write_pat(s, fx->br, h, 3, 0, 77);
