@@ -265,8 +265,11 @@ tps_of() { # key what output
 # with it: its message would otherwise be counted as a sample.
 # The FUSE daemon serving a cluster (DAEMON_PID[key]: branchd, or
 # fuse-overlayfs) is charged its CPU time (all threads, user and system)
-# per rw transaction, in CPU_RUNS[key].
-declare -A WAITC DAEMON_PID CPU_RUNS
+# per rw transaction, in CPU_RUNS[key]; during select-only, its share of
+# one CPU, in CPU_RO_RUNS[key] (in %: what it still does then for the rw
+# run's writeback and checkpoint, taken from the 2 CPUs the clients and
+# their backends need).
+declare -A WAITC DAEMON_PID CPU_RUNS CPU_RO_RUNS
 CLK_TCK=$(getconf CLK_TCK)
 WAIT_CLASSES="cpu client wal data lock other"
 waits_class() { # < "event" lines > "class count" lines
@@ -309,9 +312,11 @@ pg_round() { # key [keep]
 		ntx=$(echo "$out" | awk '/^number of transactions actually processed:/ { print $NF }')
 		[ "${ntx:-0}" -gt 0 ] || die "pgbench rw ($1) printed no transaction count"
 		CPU_RUNS[$1]+=" $((($(daemon_ticks "$dpid") - c0) * 1000000 / CLK_TCK / ntx))"
+		c0=$(daemon_ticks "$dpid")
 	fi
 	out=$(pgb -S -c $CLIENTS -j $THREADS -T "$T_RO" 2>&1) || { echo "$out" >&2; die "pgbench -S ($1)"; }
 	RO_RUNS[$1]+=" $(tps_of "$1" -S "$out")"
+	[ -z "$dpid" ] || CPU_RO_RUNS[$1]+=" $((($(daemon_ticks "$dpid") - c0) * 100 / CLK_TCK / T_RO))"
 	[ "${2:-}" = keep ] || pg_stop "${PGDIR[$1]}"
 }
 pg_tps() { # key
@@ -864,17 +869,20 @@ echo "| pgbench -i -s $SCALE (s) | ${INIT_S[ext4]} | ${INIT_S[main]} | - | - | |
 echo
 echo "Where the read-write clients' backends were, in % of samples of pg_stat_activity every 100 ms"
 echo "over all rounds (on CPU; idle waiting for pgbench; the WAL flush: WALWrite lock, WAL write or"
-echo "sync; data file I/O; other locks); and the FUSE daemon's CPU time (all threads) per rw transaction:"
+echo "sync; data file I/O; other locks); and the FUSE daemon's CPU time (all threads) per rw transaction,"
+echo "and during the select-only runs in % of one CPU:"
 echo
-echo "| cluster | on CPU | waiting for pgbench | WAL flush | data files | locks | other | samples | FUSE daemon CPU per transaction (us, median) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| cluster | on CPU | waiting for pgbench | WAL flush | data files | locks | other | samples | FUSE daemon CPU per transaction (us, median) | FUSE daemon CPU during select-only (%, median) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for k in ext4 main branch ovl $([ "$URING" = 1 ] && echo ring); do
 	tot=0
 	for c in $WAIT_CLASSES; do tot=$((tot + ${WAITC[$k,$c]:-0})); done
 	row="| $k"
 	for c in $WAIT_CLASSES; do row+=" | $(awk -v a="${WAITC[$k,$c]:-0}" -v t="$tot" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * a / t; else print "n/a" }')"; done
 	# shellcheck disable=SC2086 # word splitting of the run list wanted
-	row+=" | $tot | $([ -n "${CPU_RUNS[$k]:-}" ] && median ${CPU_RUNS[$k]} || echo -) |"
+	row+=" | $tot | $([ -n "${CPU_RUNS[$k]:-}" ] && median ${CPU_RUNS[$k]} || echo -)"
+	# shellcheck disable=SC2086
+	row+=" | $([ -n "${CPU_RO_RUNS[$k]:-}" ] && median ${CPU_RO_RUNS[$k]} || echo -) |"
 	echo "$row"
 done
 if [ "$URING" = 1 ]; then
