@@ -1350,14 +1350,38 @@ bool fs_node_has(struct fs *fs, uint64_t nodeid, uint32_t flag)
 	return has;
 }
 
+/* A WAL segment's name as Postgres makes it (IsXLogFileName): 24
+ * upper-case hex digits, timeline, log and segment. */
+static bool fs_wal_segment_name(const char *name)
+{
+	return strlen(name) == 24 && strspn(name, "0123456789ABCDEF") == 24;
+}
+
 uint32_t fs_node_wal_mark(struct fs *fs, uint64_t parent, const char *name,
 			  mode_t mode)
 {
 	if (S_ISDIR(mode))
 		return strcmp(name, FS_PG_WAL_DIR) == 0 ? FS_NODE_WAL_DIR : 0;
-	if (S_ISREG(mode) && fs_node_has(fs, parent, FS_NODE_WAL_DIR))
+	if (S_ISREG(mode) && (fs_wal_segment_name(name) ||
+			      fs_node_has(fs, parent, FS_NODE_WAL_DIR)))
 		return FS_NODE_WAL;
 	return 0;
+}
+
+void fs_node_mark(struct fs *fs, uint64_t nodeid, uint32_t flag)
+{
+	uint64_t base = fs_node_base(nodeid);
+	struct fs_map_ent *e;
+	unsigned ep;
+
+	pthread_mutex_lock(&fs->nodes_mu);
+	for (ep = 0; ep <= FS_EPOCH_MAX; ep++) {
+		e = fs_map_find(&fs->nodes,
+				base | ((uint64_t)ep << FS_INO_BITS));
+		if (e)
+			e->flags |= flag;
+	}
+	pthread_mutex_unlock(&fs->nodes_mu);
 }
 
 void fs_node_unref(struct fs *fs, uint64_t nodeid, uint64_t n)

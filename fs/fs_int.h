@@ -121,9 +121,11 @@ enum fs_node_flags {
 	 * up since: its next OPEN is the kernel's retry (fs_file_open). */
 	FS_NODE_RETRY = 1u << 2,
 	FS_NODE_DIR = 1u << 3, /* a directory (fs_invalidate_tree) */
-	/* A directory named FS_PG_WAL_DIR, and a regular file looked up or
-	 * made in one (fs_node_wal_mark): its OPENs for writing are direct
-	 * I/O (fs_op_open). */
+	/* A directory named FS_PG_WAL_DIR, and a regular file looked up,
+	 * made or renamed in one or named as a WAL segment, wherever it is
+	 * (initdb --waldir: pg_wal a link to another directory; the
+	 * segments there are made as xlogtemp.PID and renamed): its OPENs
+	 * for writing are direct I/O (fs_op_open, fs_node_wal_mark). */
 	FS_NODE_WAL_DIR = 1u << 4,
 	FS_NODE_WAL = 1u << 5,
 };
@@ -288,6 +290,9 @@ bool fs_node_ref(struct fs *fs, uint64_t nodeid, mode_t mode, uint32_t gen,
  * entry name of type mode in directory parent, or 0. */
 uint32_t fs_node_wal_mark(struct fs *fs, uint64_t parent, const char *name,
 			  mode_t mode);
+/* Add flag (enum fs_node_flags) to the entries the kernel holds of
+ * nodeid's file, in every epoch (fs_op_rename's WAL mark). */
+void fs_node_mark(struct fs *fs, uint64_t nodeid, uint32_t flag);
 /* true when nodeid's entry has flag (enum fs_node_flags). */
 bool fs_node_has(struct fs *fs, uint64_t nodeid, uint32_t flag);
 /* Drop the kernel's cached attributes and pages (a symlink's target) of

@@ -570,6 +570,31 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rc);
 }
 
+/* After a rename in branch br: a regular file that its new name makes a
+ * WAL file (fs_node_wal_mark) and its old one did not gets the mark on
+ * the node the kernel keeps for it.  Postgres makes each new segment as
+ * xlogtemp.PID, renames it and opens it by the new name at once, through
+ * the dentry the rename moved: no LOOKUP comes to mark it.  In pg_wal the
+ * file had the mark since its CREATE; in the directory an initdb --waldir
+ * link leads to, this is where it gets it.  A mark missed costs only
+ * speed (cached writes), so an error here is not the rename's. */
+static void fs_rename_wal_mark(struct fs *fs, uint64_t br, uint64_t parent,
+			       const char *name, uint64_t newparent,
+			       const char *newname)
+{
+	uint64_t ndir = fs_ino_of(newparent), ino;
+	struct store_attr a;
+
+	if (!fs_node_wal_mark(fs, newparent, newname, S_IFREG) ||
+	    fs_node_wal_mark(fs, parent, name, S_IFREG))
+		return;
+	if (store_lookup(fs->store, br, STORE_SEQ_LATEST, ndir, newname,
+			 &ino) == 0 &&
+	    store_getattr(fs->store, br, STORE_SEQ_LATEST, ino, &a) == 0 &&
+	    S_ISREG(a.mode))
+		fs_node_mark(fs, fs_nodeid(br, ino), FS_NODE_WAL);
+}
+
 static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 fuse_ino_t newparent, const char *newname,
 			 unsigned int flags)
@@ -611,6 +636,8 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	rc = store_rename(fs->store, br, dir, name, ndir, newname, sflags);
 	fuse_reply_err(req, -rc);
+	if (rc == 0)
+		fs_rename_wal_mark(fs, br, parent, name, newparent, newname);
 	fs_branch_op_end(fs, br);
 	return;
 out:

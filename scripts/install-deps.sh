@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential pkg-config libfuse3-dev fuse3 librocksdb-dev libzstd-dev libssl-dev
-      liburing-dev libpq-dev libcmocka-dev postgresql postgresql-contrib util-linux procps psmisc e2fsprogs
+      liburing-dev libpq-dev libcmocka-dev postgresql postgresql-contrib util-linux util-linux-extra procps psmisc e2fsprogs
       xfsprogs btrfs-progs fuse-overlayfs groff-base python3 clang libclang-rt-14-dev
       rocksdb-tools gdb sudo)
 missing=()

@@ -12,7 +12,8 @@
 # with EXDEV and a reason, and branching works again once it is dropped;
 # so does one made while the parent is checkpointed for the branch, or
 # while a reset waits for a file open in the branch.  pg_wal as a link into the
-# branch (initdb --waldir) is branched; one out of it refuses the branch.
+# branch (initdb --waldir) is branched, and the WAL segments written there
+# are direct I/O as in pg_wal; one out of it refuses the branch.
 # A symlink whose target
 # begins with the byte the store uses for such links reads back unchanged.
 source "$(dirname "$0")/lib.sh"
@@ -226,7 +227,25 @@ expect_ctl 0 create w2 --from w1
 w1_wal=$(cd "$MNT/w1/wal-real" && find . -type f -exec md5sum {} + | sort)
 pg_start "$MNT/w2" "$P3"
 q "$P3" "insert into t2 select generate_series(1, 20000)"
+# Its WAL segments are direct I/O, as in a directory named pg_wal: the
+# segment written now holds no page in the kernel's cache after an open
+# for reading (fincore's own open drops the cache of a WAL file; a file
+# cached as any other keeps the pages it was written through).  The first
+# is w1's, looked up by name; the next one the server makes as xlogtemp.PID
+# and renames, and opens through the dentry of the rename.
+wal_uncached() { # port
+	local seg res
+	seg=$(q "$1" "select pg_walfile_name(pg_current_wal_lsn())")
+	res=$(fincore --bytes --noheadings --output RES "$MNT/w2/wal-real/$seg") ||
+		fail "fincore of w2/wal-real/$seg failed"
+	res=${res// /}
+	[ "$res" = 0 ] ||
+		fail "WAL segment $seg in w2/wal-real (pg_wal a link to it) went through the page cache: $res bytes resident"
+}
+wal_uncached "$P3"
 q "$P3" "select pg_switch_wal()" >/dev/null
+q "$P3" "insert into t2 select generate_series(1, 20000)"
+wal_uncached "$P3"
 q "$P3" checkpoint
 pg_stop "$MNT/w2"
 [ "$(cd "$MNT/w1/wal-real" && find . -type f -exec md5sum {} + | sort)" = "$w1_wal" ] ||

@@ -242,43 +242,77 @@ static void test_fs_gen_old_inode_refused(void **state)
 
 /* WAL segments: a directory named pg_wal is marked, a regular file looked
  * up or made in it is marked (its OPENs for writing are direct I/O), and
- * nothing else: not a file elsewhere, not a directory or symlink in
- * pg_wal (archive_status), not a file named pg_wal. */
+ * so is a regular file named as a segment wherever it is (initdb --waldir:
+ * pg_wal a link to a directory of another name); nothing else: not
+ * another file elsewhere, not a directory or symlink in pg_wal
+ * (archive_status), not a file named pg_wal, not a name that only looks
+ * like a segment's.  fs_node_mark adds the mark to a node the kernel has
+ * (a rename to a segment's name), in each of its epochs. */
 static void test_fs_wal_mark(void **state)
 {
 	struct gen_ctx *g = *state;
 	uint64_t data = fs_nodeid(g->x, 10), wal = fs_nodeid(g->x, 11);
 	uint64_t seg = fs_nodeid(g->x, 12), other = fs_nodeid(g->x, 13);
+	uint64_t other1 = other | (UINT64_C(1) << FS_INO_BITS);
 
 	assert_int_equal(fs_node_wal_mark(g->fs, data, "pg_wal", S_IFDIR),
 			 FS_NODE_WAL_DIR);
 	assert_int_equal(fs_node_wal_mark(g->fs, data, "pg_wal", S_IFREG), 0);
 	assert_int_equal(fs_node_wal_mark(g->fs, data, "base", S_IFDIR), 0);
-	/* its parent not known (or not pg_wal) yet: nothing */
-	assert_int_equal(fs_node_wal_mark(g->fs, wal, "000000010000000000000001",
-					  S_IFREG),
+	/* its parent not known (or not pg_wal) yet: nothing, but for a
+	 * segment's name */
+	assert_int_equal(fs_node_wal_mark(g->fs, wal, "xlogtemp.123", S_IFREG),
 			 0);
-	assert_true(fs_node_ref(g->fs, wal, S_IFDIR, g->newer, 0,
-				FS_NODE_WAL_DIR));
-	assert_true(fs_node_has(g->fs, wal, FS_NODE_WAL_DIR));
-	assert_int_equal(fs_node_wal_mark(g->fs, wal, "000000010000000000000001",
-					  S_IFREG),
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "000000010000000000000001", S_IFREG),
 			 FS_NODE_WAL);
-	assert_int_equal(fs_node_wal_mark(g->fs, wal, "archive_status",
-					  S_IFDIR),
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "00000001000000000000000A", S_IFREG),
+			 FS_NODE_WAL);
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "00000001000000000000000a", S_IFREG),
 			 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "00000001000000000000001", S_IFREG),
+			 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "0000000100000000000000011", S_IFREG),
+			 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "000000010000000000000001.partial",
+					  S_IFREG),
+			 0);
+	assert_int_equal(fs_node_wal_mark(g->fs, data,
+					  "000000010000000000000001", S_IFDIR),
+			 0);
+	assert_true(
+		fs_node_ref(g->fs, wal, S_IFDIR, g->newer, 0, FS_NODE_WAL_DIR));
+	assert_true(fs_node_has(g->fs, wal, FS_NODE_WAL_DIR));
+	assert_int_equal(fs_node_wal_mark(g->fs, wal,
+					  "000000010000000000000001", S_IFREG),
+			 FS_NODE_WAL);
+	assert_int_equal(
+		fs_node_wal_mark(g->fs, wal, "archive_status", S_IFDIR), 0);
 	assert_int_equal(fs_node_wal_mark(g->fs, wal, "x", S_IFLNK), 0);
-	assert_true(fs_node_ref(g->fs, seg, S_IFREG, g->newer, 0,
-				FS_NODE_WAL));
+	assert_true(fs_node_ref(g->fs, seg, S_IFREG, g->newer, 0, FS_NODE_WAL));
 	assert_true(fs_node_ref(g->fs, other, S_IFREG, g->newer, 0, 0));
 	assert_true(fs_node_has(g->fs, seg, FS_NODE_WAL));
 	assert_false(fs_node_has(g->fs, other, FS_NODE_WAL));
 	assert_false(fs_node_has(g->fs, data, FS_NODE_WAL_DIR));
+	/* a rename gave other a segment's name: marked in each epoch the
+	 * kernel holds it in, by its id without one */
+	assert_true(fs_node_ref(g->fs, other1, S_IFREG, g->newer, 0, 0));
+	fs_node_mark(g->fs, fs_node_base(other1), FS_NODE_WAL);
+	assert_true(fs_node_has(g->fs, other, FS_NODE_WAL));
+	assert_true(fs_node_has(g->fs, other1, FS_NODE_WAL));
 	fs_node_unref(g->fs, seg, 1);
 	fs_node_unref(g->fs, other, 1);
+	fs_node_unref(g->fs, other1, 1);
 	fs_node_unref(g->fs, wal, 1);
-	/* forgotten: the mark goes with the entry */
+	/* forgotten: the mark goes with the entry, and a mark finds none */
 	assert_false(fs_node_has(g->fs, seg, FS_NODE_WAL));
+	fs_node_mark(g->fs, other, FS_NODE_WAL);
+	assert_false(fs_node_has(g->fs, other, FS_NODE_WAL));
 }
 
 /* Each generation of a branch's files has its own node ids (its epoch),
