@@ -635,9 +635,11 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc)
 		goto out;
 	rc = store_rename(fs->store, br, dir, name, ndir, newname, sflags);
-	fuse_reply_err(req, -rc);
+	/* marked before the reply: the caller's next OPEN may come at once,
+	 * on another thread */
 	if (rc == 0)
 		fs_rename_wal_mark(fs, br, parent, name, newparent, newname);
+	fuse_reply_err(req, -rc);
 	fs_branch_op_end(fs, br);
 	return;
 out:
